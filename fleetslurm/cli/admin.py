@@ -1,0 +1,132 @@
+"""Administrative commands (typer): ``fleetslurm controller|nodes|tail|explain``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from ..errors import FleetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="fleetslurm: a SLURM-shaped workload manager for a few machines over SSH.\n\n"
+                       "SLURM's commands: fleetslurm sbatch|squeue|sinfo|scancel|sacct|scontrol|srun ...")
+controller_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the controller.")
+app.add_typer(controller_app, name="controller")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@controller_app.command("start")
+def controller_start(config: Optional[str] = typer.Option(None, help="fleet_config.json to use")) -> None:
+    """Start the controller (if none runs) and print its pid."""
+    from ..paths import find_config
+    from ..rpc import ensure_controller
+
+    try:
+        path = find_config(config)
+        with ensure_controller(str(path) if path else None) as c:
+            info = c.call("ping")
+    except FleetError as exc:
+        _fail(exc)
+    typer.echo(f"controller running (pid {info['pid']}, config "
+               f"{info['config'] or '(embedded default)'}, state {info['home']})")
+
+
+@controller_app.command("stop")
+def controller_stop() -> None:
+    """Stop the controller. Running jobs keep running and are reconciled at the next start."""
+    from ..paths import state_paths
+    from ..rpc import connect
+
+    paths = state_paths()
+    try:
+        with connect(paths) as c:
+            pid = c.call("ping")["pid"]
+            c.call("shutdown")
+    except FleetError:
+        typer.echo("no controller running")
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    typer.echo(f"controller {pid} stopped")
+
+
+@controller_app.command("status")
+def controller_status() -> None:
+    """Say whether a controller runs, with its pid, config and machines."""
+    from ..paths import state_paths
+    from ..rpc import connect
+
+    paths = state_paths()
+    try:
+        with connect(paths) as c:
+            info = c.call("ping")
+            nodes = c.call("nodes")["nodes"]
+    except FleetError:
+        typer.echo(f"no controller running (state {paths.home})")
+        raise typer.Exit(1)
+    up = time.time() - info["started"]
+    typer.echo(f"controller running: pid {info['pid']}, up {up:.0f} s, config "
+               f"{info['config'] or '(embedded default)'}, state {info['home']}, "
+               f"log {paths.log_file}")
+    for n in nodes:
+        extra = f" ({n['reason']})" if n.get("reason") else ""
+        typer.echo(f"  {n['name']}: {n['state']}{extra}")
+
+
+@app.command("explain")
+def explain(job: str) -> None:
+    """Why a job is pending, or where it runs."""
+    from .common import client
+
+    try:
+        with client() as c:
+            typer.echo(c.call("explain", id=job))
+    except FleetError as exc:
+        _fail(exc)
+
+
+@app.command("tail")
+def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
+         stderr: bool = typer.Option(False, "--stderr", help="show stderr instead")) -> None:
+    """Print a job's output, also while it runs on another machine."""
+    from .common import client
+
+    offset = 0
+    try:
+        while True:
+            with client() as c:
+                reply = c.call("read_output", id=job, offset=offset,
+                               which="stderr" if stderr else "stdout")
+            data = reply["data"]
+            if data:
+                sys.stdout.write(data)
+                sys.stdout.flush()
+                offset = reply["offset"]
+            if not follow or reply["finished"]:
+                if reply["finished"] and follow and data:
+                    continue
+                break
+            time.sleep(0.5)
+    except FleetError as exc:
+        _fail(exc)
+
+
+def app_main(args: list[str]) -> int:
+    try:
+        app(args=args, prog_name="fleetslurm", standalone_mode=True)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

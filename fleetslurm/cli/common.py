@@ -1,0 +1,60 @@
+"""What every SLURM-named command shares: the controller connection and the
+one place that turns fleetslurm errors into SLURM-shaped messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, NoReturn, Optional
+
+__all__ = ["client", "run", "die", "warn"]
+
+
+def client():
+    """A connection to the controller, started first when none runs."""
+    from ..paths import find_config
+    from ..rpc import ensure_controller
+
+    path = find_config()
+    return ensure_controller(str(path) if path else None)
+
+
+def warn(prog: str, message: str) -> None:
+    for line in message.splitlines() or [""]:
+        if line.startswith(f"{prog}: "):
+            sys.stderr.write(line + "\n")
+        elif line.startswith("error: "):
+            sys.stderr.write(f"{prog}: {line}\n")
+        else:
+            sys.stderr.write(f"{prog}: error: {line}\n")
+
+
+def die(prog: str, message: str, code: int = 1) -> NoReturn:
+    warn(prog, message)
+    sys.exit(code)
+
+
+def run(prog: str, body: Callable[[list[str]], Optional[int]], argv: list[str]) -> int:
+    """Run a command body; FleetErrors become ``prog: error: ...`` and exit 1.
+    Tracebacks only with FLEETSLURM_DEBUG=1."""
+    from ..errors import FleetError, UsageError
+
+    try:
+        return int(body(argv) or 0)
+    except UsageError as exc:
+        if exc.hint:
+            # getopt's own wording: "sbatch: unrecognized option '--foo'"
+            sys.stderr.write(f"{prog}: {exc}\n")
+            sys.stderr.write(f'Try "{prog} --help" for more information\n')
+        else:
+            warn(prog, str(exc))
+        return 1
+    except FleetError as exc:
+        if os.environ.get("FLEETSLURM_DEBUG"):
+            raise
+        warn(prog, str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

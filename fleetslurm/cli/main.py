@@ -1,0 +1,41 @@
+"""``fleetslurm`` entry point.
+
+SLURM's own commands (``fleetslurm sbatch ...``) are dispatched to small
+hand-written front ends: they must parse options exactly as SLURM's getopt
+does (abbreviations, ``-n1``, ``--opt value``), which typer/click do not, and
+must start fast (sbatch's target is 80 ms per call, and typer plus pydantic
+cost more than that to import). The administrative commands
+(``controller``, ``nodes``, ``tail``, ``explain``) use typer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if argv is None else "fleetslurm"
+    if prog in SLURM_COMMANDS:  # installed under SLURM's own name (a shim)
+        args.insert(0, prog)
+    if args and args[0] in SLURM_COMMANDS:
+        import importlib
+
+        from .common import run
+
+        cmd = args[0]
+        module = importlib.import_module(f"fleetslurm.cli.{cmd}_cmd")
+        code = run(cmd, module.main, args[1:])
+        sys.stdout.flush()
+        return code
+    from .admin import app_main
+
+    return app_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

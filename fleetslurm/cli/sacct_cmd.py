@@ -1,0 +1,83 @@
+"""``sacct``: accounting of finished and running jobs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import UsageError
+
+PROG = "sacct"
+
+
+def _flat(values: object) -> list[str]:
+    if not values:
+        return []
+    items = values if isinstance(values, list) else [values]
+    return [v for item in items for v in str(item).split(",") if v]
+
+
+def main(argv: list[str]) -> int:
+    from ..slurm import sacct_fmt
+    from ..slurm.option_env import command_options
+    from ..slurm.units import parse_datetime
+
+    opts, positionals = command_options(PROG, argv, os.environ)
+    if opts.get("version"):
+        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    if positionals:
+        raise UsageError(f"Unknown arguments: {' '.join(positionals)}", prog=PROG)
+    if opts.get("helpformat"):
+        sys.stdout.write(sacct_fmt.help_fields())
+        return 0
+    spec = ",".join(_flat(opts.get("format"))) or os.environ.get("SACCT_FORMAT") \
+        or sacct_fmt.DEFAULT_FIELDS
+    fields = sacct_fmt.parse_fields(spec)
+    now = time.time()
+    ids = _flat(opts.get("jobs"))
+    query: dict = {"steps": True}
+    try:
+        if opts.get("starttime"):
+            query["since"] = parse_datetime(str(opts["starttime"]), now)
+        elif not ids:
+            lt = time.localtime(now)
+            query["since"] = time.mktime((lt.tm_year, lt.tm_mon, lt.tm_mday, 0, 0, 0, 0, 0, -1))
+        if opts.get("endtime"):
+            query["until"] = parse_datetime(str(opts["endtime"]), now)
+    except ValueError as exc:
+        raise UsageError(str(exc), prog=PROG) from None
+    if ids:
+        query["ids"] = ids
+    states = _flat(opts.get("state"))
+    if states:
+        from .squeue_cmd import parse_states
+
+        parsed = parse_states(",".join(states), PROG)
+        if parsed != "all":
+            query["states"] = parsed
+    names = _flat(opts.get("name"))
+    if names:
+        query["names"] = names
+    users = _flat(opts.get("user"))
+    if not users and not opts.get("allusers") and os.getuid() != 0:
+        import pwd
+
+        users = [pwd.getpwuid(os.getuid()).pw_name]
+    if users:
+        query["users"] = users
+    parts = _flat(opts.get("partition"))
+    if parts:
+        query["partitions"] = parts
+    from .common import client
+
+    with client() as c:
+        records = c.call("jobs", **query)
+    rows = []
+    for rec in records:
+        rows.extend(sacct_fmt.rows_for(rec, allocations_only=bool(opts.get("allocations"))))
+    mode = "parsable2" if opts.get("parsable2") else "parsable" if opts.get("parsable") \
+        else "fixed"
+    sys.stdout.write(sacct_fmt.render(fields, rows, mode=mode, header=not opts.get("noheader")))
+    return 0

@@ -1,0 +1,100 @@
+"""``sbatch``: submit a batch script (file, standard input, or --wrap)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from ..errors import UsageError
+
+PROG = "sbatch"
+
+USAGE = """\
+Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
+"""
+
+
+def read_script(path: str | None) -> tuple[str, str]:
+    """The script's text and the job's default name."""
+    if path is None:
+        data = sys.stdin.buffer.read()
+        name = "sbatch"
+    else:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            raise UsageError(f"Unable to open file {path}", prog=PROG) from None
+        name = os.path.basename(path)
+    if not data:
+        raise UsageError("Batch script is empty!", prog=PROG)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return text, name
+
+
+def main(argv: list[str]) -> int:
+    from ..slurm.jobspec import wrap_script
+    from ..slurm.option_env import sbatch_options
+    from ..slurm.options import SBATCH, parse_args
+
+    cli, positionals = parse_args(PROG, SBATCH, argv, posix_stop=True)
+    if cli.get("help") or cli.get("usage"):
+        sys.stdout.write(USAGE)
+        return 0
+    if cli.get("version"):
+        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    wrap = cli.get("wrap")
+    if wrap is not None:
+        if positionals:
+            raise UsageError("Script arguments not permitted with --wrap option", prog=PROG)
+        script, name = wrap_script(str(wrap)), "wrap"
+        script_args: list[str] = []
+    else:
+        script, name = read_script(positionals[0] if positionals else None)
+        script_args = positionals[1:]
+    opts, _pos, _ = sbatch_options(argv, script, os.environ,
+                                   filename=name if name not in ('wrap', 'sbatch') else 'stdin')
+    if opts.get("wrap") is not None and wrap is None:
+        # --wrap given only inside the script or environment: SLURM ignores it there
+        opts.pop("wrap", None)
+    from .common import client
+
+    with client() as c:
+        reply = c.call("submit", options=opts, script=script, script_args=script_args,
+                       env=dict(os.environ), cwd=os.getcwd(), submit_host=socket.gethostname(),
+                       script_name=name, uid=os.getuid(),
+                       command=os.path.abspath(positionals[0]) if positionals and wrap is None
+                       else "")
+    job_id = reply["job_id"]
+    if opts.get("parsable"):
+        if opts.get("clusters"):
+            sys.stdout.write(f"{job_id};{reply['cluster']}\n")
+        else:
+            sys.stdout.write(f"{job_id}\n")
+    else:
+        sys.stdout.write(f"Submitted batch job {job_id}\n")
+    if opts.get("wait"):
+        return wait_for(job_id)
+    return 0
+
+
+def wait_for(job_id: int) -> int:
+    """--wait: block until the job ends; exit with its exit code (SLURM's rule)."""
+    import time
+
+    from .common import client
+
+    while True:
+        with client() as c:
+            recs = c.call("jobs", ids=[str(job_id)], steps=False)
+        if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")
+                        for r in recs):
+            codes = [r.get("exit_code") or 0 for r in recs]
+            sigs = [r.get("exit_signal") or 0 for r in recs]
+            return max(codes) if any(codes) else (1 if any(sigs) else 0)
+        time.sleep(0.5)

@@ -1,0 +1,58 @@
+"""``scancel``: cancel or signal jobs."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import UsageError
+
+PROG = "scancel"
+
+
+def main(argv: list[str]) -> int:
+    from ..slurm.jobspec import parse_signal_name
+    from ..slurm.option_env import command_options
+    from .squeue_cmd import parse_states
+
+    opts, ids = command_options(PROG, argv, os.environ)
+    if opts.get("version"):
+        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    request: dict = {"ids": ids}
+    if opts.get("signal"):
+        try:
+            request["signal"] = parse_signal_name(str(opts["signal"]))
+        except ValueError:
+            raise UsageError(f"Invalid job signal: {opts['signal']}", prog=PROG) from None
+    request["batch"] = bool(opts.get("batch"))
+    users = [u for u in str(opts.get("user") or "").split(",") if u]
+    if opts.get("me"):
+        import pwd
+
+        users.append(pwd.getpwuid(os.getuid()).pw_name)
+    if users:
+        request["users"] = users
+    if opts.get("name"):
+        request["name"] = str(opts["name"]).split(",")
+    if opts.get("state"):
+        states = parse_states(str(opts["state"]), PROG)
+        if states != "all":
+            request["states"] = states
+    if opts.get("partition"):
+        request["partition"] = str(opts["partition"]).split(",")
+    filtered = any(k in request for k in ("users", "name", "states", "partition"))
+    if not ids and not filtered:
+        raise UsageError("No job identification provided", prog=PROG)
+    for text in ids:
+        import re
+
+        if not re.fullmatch(r"\d+(_(\d+|\[[0-9,\-:%]+\]))?(\.\w+)?", text):
+            raise UsageError(f"Invalid job id {text}", prog=PROG)
+    from .common import client, warn
+
+    with client() as c:
+        reply = c.call("cancel", **request)
+    for message in reply["errors"]:
+        warn(PROG, message)
+    return 1 if reply["errors"] else 0

@@ -1,0 +1,129 @@
+"""``scontrol``: show and change jobs, nodes and partitions."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import InvalidJobId, UsageError
+
+PROG = "scontrol"
+
+
+def _kv(words: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for w in words:
+        key, eq, value = w.partition("=")
+        if not eq:
+            raise UsageError(f"Invalid input: {w}\nRequest aborted", prog=PROG)
+        out[key] = value
+    return out
+
+
+def _ids(words: list[str]) -> list[str]:
+    ids = [i for w in words for i in w.split(",") if i]
+    if not ids:
+        raise UsageError("too few arguments for keyword:hold", prog=PROG)
+    return ids
+
+
+def main(argv: list[str]) -> int:
+    args = [a for a in argv if not a.startswith("-")]
+    flags = [a for a in argv if a.startswith("-")]
+    if "--version" in flags or "-V" in flags or (args and args[0] == "version"):
+        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    if not args:
+        raise UsageError("no command given; try: scontrol show job|node|partition|config, "
+                         "hold, release, requeue, update", prog=PROG)
+    cmd, rest = args[0].lower(), args[1:]
+    from .common import client
+
+    if cmd == "show":
+        return _show(rest)
+    if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
+        ids = _ids(rest)
+        with client() as c:
+            if cmd in ("hold", "uhold"):
+                c.call("hold", ids=ids)
+            elif cmd == "release":
+                c.call("release", ids=ids)
+            else:
+                c.call("requeue", ids=ids, hold=cmd == "requeuehold")
+        return 0
+    if cmd == "update":
+        fields = _kv(rest)
+        lowered = {k.lower(): k for k in fields}
+        if "jobid" in lowered or "job" in lowered:
+            key = lowered.get("jobid") or lowered["job"]
+            job = fields.pop(key)
+            with client() as c:
+                c.call("update_job", ids=job.split(","), fields=fields)
+            return 0
+        if "nodename" in lowered:
+            nodes = fields.pop(lowered["nodename"])
+            rest_l = {k.lower(): v for k, v in fields.items()}
+            unknown = set(rest_l) - {"state", "reason"}
+            if unknown:
+                raise UsageError(f"Update of this parameter is not supported: "
+                                 f"{sorted(unknown)[0]}", prog=PROG)
+            with client() as c:
+                c.call("update_node", nodes=nodes, state=rest_l.get("state", ""),
+                       reason=rest_l.get("reason", ""))
+            return 0
+        raise UsageError("No valid entity in update command\n"
+                         "Input line must include \"NodeName\", \"PartitionName\", "
+                         "\"Reservation/ReservationName\", or \"JobId\"", prog=PROG)
+    raise UsageError(f'invalid keyword: {args[0]}', prog=PROG)
+
+
+def _show(rest: list[str]) -> int:
+    from ..slurm import scontrol_fmt
+    from .common import client
+
+    if not rest:
+        raise UsageError("too few arguments for keyword:show", prog=PROG)
+    what, name = rest[0].lower(), (rest[1] if len(rest) > 1 else None)
+    now = time.time()
+    with client() as c:
+        if what in ("job", "jobs", "jobid"):
+            query: dict = {"steps": True}
+            if name:
+                query["ids"] = [name]
+            else:
+                query["squeue"] = True
+                query["states"] = "all"
+            records = c.call("jobs", **query)
+            if not records:
+                if name:
+                    raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
+                sys.stdout.write("No jobs in the system\n")
+                return 0
+            sys.stdout.write("\n".join(scontrol_fmt.show_job(r, now) for r in records) + "\n")
+            return 0
+        if what in ("node", "nodes"):
+            reply = c.call("nodes")
+            nodes = reply["nodes"]
+            if name:
+                from ..slurm.hostlist import expand
+
+                wanted = set(expand(name))
+                nodes = [n for n in nodes if n["name"] in wanted]
+                if not nodes:
+                    raise InvalidJobId(f"Node {name} not found")
+            sys.stdout.write("\n".join(scontrol_fmt.show_node(n, now) for n in nodes) + "\n")
+            return 0
+        if what in ("partition", "partitions"):
+            parts = c.call("nodes")["partitions"]
+            if name:
+                parts = [p for p in parts if p["name"] == name]
+                if not parts:
+                    raise InvalidJobId(f"Partition {name} not found")
+            sys.stdout.write("\n".join(scontrol_fmt.show_partition(p) for p in parts) + "\n")
+            return 0
+        if what == "config":
+            items = c.call("config")
+            sys.stdout.write(scontrol_fmt.show_config([tuple(i) for i in items], now))
+            return 0
+    raise UsageError(f"invalid entity:{rest[0]} for keyword:show", prog=PROG)

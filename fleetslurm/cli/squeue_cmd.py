@@ -1,0 +1,90 @@
+"""``squeue``: pending, running and recently finished jobs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ..errors import UsageError
+
+PROG = "squeue"
+
+
+def _split(value: object) -> list[str]:
+    return [v for v in str(value).split(",") if v]
+
+
+def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
+    from ..model import JobState
+
+    if text.strip().lower() == "all":
+        return "all"
+    out = []
+    for item in _split(text):
+        try:
+            out.append(JobState.parse(item).value)
+        except ValueError:
+            raise UsageError(f"Invalid job state specified: {item}", prog=prog) from None
+    return out
+
+
+def main(argv: list[str]) -> int:
+    from ..slurm.option_env import command_options
+
+    opts, positionals = command_options(PROG, argv, os.environ)
+    if opts.get("version"):
+        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write("Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n"
+                         "              [-n name] [-o format] [-p partitions] [--qos qos]\n"
+                         "              [--reservation reservation] [--sort fields] [--start]\n"
+                         "              [--step step_id] [-t states] [-u user_name] [--usage]\n"
+                         "              [-L licenses] [-w nodes] [--federation] [--local]\n"
+                         "              [--sibling] [--json] [--yaml] [-ahjlrvV]\n")
+        return 0
+    if positionals:
+        raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
+    query: dict = {"squeue": True, "group_arrays": not opts.get("array"), "steps": False}
+    jobs = opts.get("jobs")
+    if jobs and jobs is not True:
+        query["ids"] = _split(jobs)
+    states = opts.get("states") or os.environ.get("SQUEUE_STATES")
+    if states:
+        query["states"] = parse_states(str(states))
+    users = _split(opts["user"]) if opts.get("user") else []
+    if not users and os.environ.get("SQUEUE_USERS"):
+        users = _split(os.environ["SQUEUE_USERS"])
+    if opts.get("me"):
+        import pwd
+
+        users.append(pwd.getpwuid(os.getuid()).pw_name)
+    if users:
+        query["users"] = users
+    if opts.get("name"):
+        query["names"] = _split(opts["name"])
+    parts = opts.get("partitions") or os.environ.get("SQUEUE_PARTITION")
+    if parts:
+        query["partitions"] = _split(parts)
+    from .common import client
+
+    with client() as c:
+        records = c.call("jobs", **query)
+    if opts.get("nodelist"):
+        from ..slurm.hostlist import expand
+
+        wanted = set(expand(str(opts["nodelist"])))
+        records = [r for r in records if wanted & set(r.get("nodes") or [])]
+    from ..slurm import squeue_fmt
+
+    fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
+    if not fmt:
+        fmt = squeue_fmt.LONG_FORMAT if opts.get("long") else squeue_fmt.DEFAULT_FORMAT
+    # SLURM lists running jobs first by default: state, then priority, then id
+    order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
+    records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],
+                                r.get("array_task_id") or 0))
+    sys.stdout.write(squeue_fmt.render(str(fmt), records, now=time.time(),
+                                       header=not opts.get("noheader")))
+    return 0

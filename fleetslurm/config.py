@@ -1,0 +1,291 @@
+"""The fleet's configuration: pydantic models, lookup, and the embedded default.
+
+Lookup order: ``--config``, ``$FLEETSLURM_CONFIG``, ``./config/fleet_config.json``,
+``$FLEETSLURM_HOME/fleet_config.json``; with none of them, the fleet is this
+machine alone (``localhost``, local transport).
+
+Declared resources are authoritative (as slurm.conf's NodeName lines are): the
+scheduler allocates what the config declares; what the agent detects is shown
+beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .paths import find_config, home_dir
+
+__all__ = [
+    "MachineConfig",
+    "PartitionConfig",
+    "FleetConfig",
+    "find_config",
+    "load_config",
+    "default_config",
+    "resolve_config",
+]
+
+DEFAULT_PARTITION = "debug"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MachineConfig(_Strict):
+    """One machine (a SLURM node). Keyed by node name in ``machines``."""
+
+    hostname: str = "localhost"
+    ip: Optional[str] = None
+    port: int = Field(22, ge=1, le=65535)
+    cpus: Optional[int] = Field(None, gt=0)
+    memory_gb: Optional[float] = Field(None, gt=0)
+    gpu_available: bool = False
+    gpus: Optional[int] = Field(None, ge=0)
+    ssh_user: Optional[str] = None
+    ssh_key_path: Optional[str] = None
+    description: str = ""
+    partitions: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    weight: int = Field(1, ge=0)
+    workdir: str = "~/.fleetslurm-node"
+    python: str = "python3"
+    shared_fs: bool = False
+    transport: Literal["ssh", "local"] = "ssh"
+
+    @property
+    def address(self) -> str:
+        """What to connect to: ``ip`` when given, else ``hostname``."""
+        return self.ip or self.hostname
+
+    @property
+    def gpu_count(self) -> Optional[int]:
+        """Declared GPUs: ``gpus``; ``gpu_available`` alone means "detect"."""
+        if self.gpus is not None:
+            return self.gpus
+        return None if self.gpu_available else 0
+
+    @property
+    def mem_mb(self) -> Optional[int]:
+        return None if self.memory_gb is None else int(self.memory_gb * 1024)
+
+
+class PartitionConfig(_Strict):
+    default: bool = False
+    max_time: Optional[str] = "UNLIMITED"
+    default_time: Optional[str] = None
+    priority: int = Field(1, ge=0)
+    state: Literal["UP", "DOWN", "up", "down"] = "UP"
+
+    @field_validator("max_time", "default_time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ValueError("time")
+        from .slurm.units import parse_time_limit
+
+        parse_time_limit(str(v))  # raises InvalidValue on garbage
+        return str(v)
+
+    def max_minutes(self) -> Optional[int]:
+        from .slurm.units import parse_time_limit
+
+        return None if self.max_time is None else parse_time_limit(self.max_time)
+
+    def default_minutes(self) -> Optional[int]:
+        from .slurm.units import parse_time_limit
+
+        return None if self.default_time is None else parse_time_limit(self.default_time)
+
+
+class FleetConfig(_Strict):
+    cluster_name: str = "fleet"
+    machines: dict[str, MachineConfig] = Field(default_factory=dict)
+    partitions: dict[str, PartitionConfig] = Field(default_factory=dict)
+    host_key_policy: Literal["reject", "accept-new"] = "reject"
+    kill_wait: int = Field(30, ge=0)
+    heartbeat_interval: float = Field(5.0, gt=0)
+    min_job_age: int = Field(300, ge=0)
+    max_array_size: int = Field(1001, gt=0)
+    #: where the config came from (not part of the file)
+    source: Optional[str] = Field(None, exclude=True)
+
+    @field_validator("machines")
+    @classmethod
+    def _names(cls, v: dict[str, MachineConfig]) -> dict[str, MachineConfig]:
+        import re
+
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+                raise ValueError(f"node name {name!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _fill(self) -> "FleetConfig":
+        if not self.machines:
+            raise ValueError("no machines")
+        if not self.partitions:
+            self.partitions = {DEFAULT_PARTITION: PartitionConfig(default=True)}
+        defaults = [n for n, p in self.partitions.items() if p.default]
+        if len(defaults) > 1:
+            raise ValueError("several default partitions")
+        if not defaults:
+            first = next(iter(self.partitions))
+            self.partitions[first].default = True
+        for mname, m in self.machines.items():
+            for p in m.partitions:
+                if p not in self.partitions:
+                    raise ValueError(f"machine {mname} partition {p}")
+        return self
+
+    @property
+    def default_partition(self) -> str:
+        return next(n for n, p in self.partitions.items() if p.default)
+
+    def partition_nodes(self, partition: str) -> list[str]:
+        """Machines in a partition; a machine with no partitions is in the default one."""
+        out = []
+        for name, m in self.machines.items():
+            parts = m.partitions or [self.default_partition]
+            if partition in parts:
+                out.append(name)
+        return out
+
+
+# what each field allows, for messages
+_ALLOWED = {
+    "cpus": "a positive integer",
+    "port": "an integer from 1 to 65535",
+    "memory_gb": "a positive number",
+    "gpus": "a non-negative integer",
+    "weight": "a non-negative integer",
+    "priority": "a non-negative integer",
+    "kill_wait": "a non-negative integer (seconds)",
+    "min_job_age": "a non-negative integer (seconds)",
+    "max_array_size": "a positive integer",
+    "heartbeat_interval": "a positive number (seconds)",
+    "gpu_available": "true or false",
+    "shared_fs": "true or false",
+    "default": "true or false",
+    "max_time": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
+    "default_time": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
+    "host_key_policy": '"reject" or "accept-new"',
+    "transport": '"ssh" or "local"',
+    "state": '"UP" or "DOWN"',
+    "partitions": "a list of partition names",
+    "features": "a list of strings",
+}
+
+
+def _describe(err: dict[str, Any], cfg_data: Any) -> str:
+    loc = [str(p) for p in err.get("loc", ())]
+    path = ".".join(loc) if loc else "(top level)"
+    etype = err.get("type", "")
+    got = err.get("input")
+    field = loc[-1] if loc else ""
+    if etype == "extra_forbidden":
+        model = {
+            "machines": MachineConfig, "partitions": PartitionConfig,
+        }.get(loc[0] if loc else "", FleetConfig) if len(loc) > 1 else FleetConfig
+        allowed = ", ".join(k for k in model.model_fields if k != "source")
+        return f"{path}: unknown field; allowed fields are: {allowed}"
+    if etype == "missing":
+        return f"{path}: required field is missing"
+    msg = str(err.get("msg", ""))
+    if etype == "value_error":
+        ctx = msg.removeprefix("Value error, ")
+        if ctx == "no machines":
+            return "machines: at least one machine is required"
+        if ctx == "several default partitions":
+            return "partitions: only one partition may have \"default\": true"
+        if ctx.startswith("machine "):
+            _, m, _, p = ctx.split(" ", 3)
+            return (f"machines.{m}.partitions: unknown partition {p!r}; "
+                    f"define it under \"partitions\"")
+        if ctx.startswith("node name"):
+            return (f"machines: invalid node name {ctx[10:]}; use letters, digits, "
+                    "'.', '_' and '-'")
+    if field.isdigit() and len(loc) > 1:
+        field = loc[-2]
+    allowed = _ALLOWED.get(field)
+    if allowed is None:
+        if "dict" in etype:
+            allowed = "an object"
+        elif "string" in etype:
+            allowed = "a string"
+        else:
+            allowed = msg[0].lower() + msg[1:] if msg else "a valid value"
+    return f"{path}: must be {allowed}, got {json.dumps(got) if _jsonable(got) else repr(got)}"
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def load_config(path: Path) -> FleetConfig:
+    """Read and validate one file; any problem raises ConfigError with one line."""
+    shown = _shown(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found; create it from "
+                          "config/fleet_config.json.template or unset FLEETSLURM_CONFIG") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{shown}: line {exc.lineno} column {exc.colno}: "
+                          f"invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{shown}: must be a JSON object with \"machines\"")
+    try:
+        cfg = FleetConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{shown}: {_describe(first, data)}") from None
+    cfg.source = str(path)
+    return cfg
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def default_config() -> FleetConfig:
+    """The embedded default: this machine alone, sized by psutil/nvidia-smi."""
+    import socket
+
+    from .node.facts import local_facts
+
+    facts = local_facts()
+    machine = MachineConfig(
+        hostname=socket.gethostname(),
+        cpus=facts["cpus"],
+        memory_gb=facts["mem_mb"] / 1024,
+        gpu_available=bool(facts["gpus"]),
+        gpus=len(facts["gpus"]),
+        description="this machine (embedded default)",
+        transport="local",
+    )
+    return FleetConfig(cluster_name="fleet", machines={"localhost": machine})
+
+
+def resolve_config(explicit: Optional[str] = None) -> FleetConfig:
+    path = find_config(explicit)
+    return default_config() if path is None else load_config(path)

@@ -1,0 +1,338 @@
+"""The controller (fleetslurm's slurmctld).
+
+One long-lived process per fleet. Its loop body is :meth:`Controller.step`:
+read client requests and agent messages from the inbox, feed the pure
+scheduler, commit every resulting change to the store, and only then act on it
+(launch, cancel, reply). A restart rebuilds everything from the store and the
+agents' supervisor records, so a ``kill -9`` loses nothing.
+
+Queries (squeue, sacct, sinfo, scontrol show) are answered straight from the
+store by the RPC threads; changes go through ``step``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from . import errors
+from .config import FleetConfig
+from .model import FINAL_STATES, JobState
+from .nodelink import NodeLink
+from .paths import JobPaths, StatePaths
+from .scheduler import (JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
+                        JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeSpec,
+                        NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
+from .store import Store
+from .transport.base import Transport
+
+__all__ = ["Controller"]
+
+#: states that occupy a node
+_LIVE = ("RUNNING", "COMPLETING")
+
+
+class _Pending:
+    """A request waiting for the controller's loop to answer it."""
+
+    __slots__ = ("op", "args", "uid", "event", "result", "error")
+
+    def __init__(self, op: str, args: dict, uid: int) -> None:
+        self.op, self.args, self.uid = op, args, uid
+        self.event = threading.Event()
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+
+
+class Controller:
+    """Owns the store, the scheduler state and one NodeLink per machine."""
+
+    def __init__(self, config: FleetConfig, paths: StatePaths, store: Optional[Store] = None,
+                 transports: Optional[dict[str, Transport]] = None) -> None:
+        from . import handlers, queries
+
+        self.config = config
+        self.paths = paths
+        self.store = store or Store(paths.db)
+        self.inbox: "queue.Queue[tuple]" = queue.Queue()
+        self.sched = SchedulerState()
+        self.links: dict[str, NodeLink] = {}
+        self._transports = transports or {}
+        self._outbox: list[tuple[str, dict]] = []
+        self._replies: list[_Pending] = []
+        self._events: list[Any] = []
+        self._stopping = False
+        self.started_at = time.time()
+        self._handlers = handlers
+        self.queries = queries.Queries(self)
+        self._uid = os.getuid()
+        self._reasons: dict[int, str] = {}
+        self._fed: set[int] = set()         # task ids the scheduler knows
+        self._node_down: dict[str, str] = {}  # node -> reason, as told to the scheduler
+        self._after_commit: list[Callable[[], None]] = []
+        self._admin: dict[str, dict] = {}
+        self.node_snapshot: list[dict] = []
+
+    # -- start-up --------------------------------------------------------------
+    def transport_for(self, name: str) -> Transport:
+        if name in self._transports:
+            return self._transports[name]
+        m = self.config.machines[name]
+        if m.transport == "local":
+            from .transport.local import LocalTransport
+
+            t: Transport = LocalTransport(name, self.paths.node_workdir(name),
+                                          log_path=self.paths.home / f"agent-{name}.log")
+        else:
+            from .transport.ssh import SSHTransport
+
+            t = SSHTransport(name, m, self.config, self.paths)
+        self._transports[name] = t
+        return t
+
+    def start(self, now: float) -> None:
+        """Rebuild the scheduler from the store and start connecting to machines."""
+        events: list[Any] = []
+        for pname, p in self.config.partitions.items():
+            events.append(PartitionSet(PartitionSpec(
+                name=pname, priority=p.priority, max_time=p.max_minutes(), default=p.default,
+                up=p.state.upper() == "UP")))
+        for name in self.config.machines:
+            events.append(NodeUp(self.node_spec(name)))
+            # nothing runs on a machine until its agent has said hello
+            events.append(NodeDown(name, "Not responding"))
+            self._node_down[name] = "Not responding"
+        jobs_cache: dict[int, dict] = {}
+        for task in self.store.active_tasks():
+            job = jobs_cache.get(task["job_id"]) or self.store.job(task["job_id"])
+            jobs_cache[task["job_id"]] = job  # type: ignore[assignment]
+            req = self.request_of(task, job)
+            if task["array_index"] is not None:
+                self._array_of[task["task_id"]] = task["job_id"]
+            if task["state"] in _LIVE and task["node"] in self.config.machines:
+                events.append(JobRestored(req, task["node"], tuple(task["gpu_ids"]),
+                                          task["start_time"] or now))
+                self._fed.add(task["task_id"])
+            elif task["state"] == "PENDING":
+                if self._may_feed(task, job):
+                    events.append(JobSubmitted(req))
+                    self._fed.add(task["task_id"])
+        self._events.extend(events)
+        for name in self.config.machines:
+            link = NodeLink(name, self.transport_for(name), self.inbox)
+            self.links[name] = link
+            admin = self.store.node(name)
+            if admin["admin_state"] in ("drain",):
+                self._events.append(NodeDrain(name, admin["reason"]))
+            link.connect(now, synchronous=self.config.machines[name].transport == "local")
+
+    def node_spec(self, name: str, facts: Optional[dict] = None) -> NodeSpec:
+        m = self.config.machines[name]
+        facts = facts or {}
+        cpus = m.cpus or facts.get("cpus") or 1
+        mem = m.mem_mb if m.mem_mb is not None else facts.get("mem_mb") or 0
+        ngpu = m.gpu_count
+        if ngpu is None:
+            ngpu = len(facts.get("gpus") or [])
+        return NodeSpec(name=name, cpus=int(cpus), mem_mb=int(mem),
+                        gpu_ids=tuple(range(int(ngpu))),
+                        partitions=tuple(m.partitions or [self.config.default_partition]),
+                        features=frozenset(m.features), weight=m.weight)
+
+    def request_of(self, task: dict, job: dict) -> JobRequest:
+        r = task["req"]
+        return JobRequest(
+            job_id=task["task_id"], user=job["user"], partition=r["partition"],
+            submit_time=task["submit_time"], cpus=r["cpus"], mem_mb=r["mem_mb"],
+            gpus=r["gpus"], time_limit=r["time_limit"], nice=r["nice"],
+            nodelist=frozenset(r["nodelist"]), exclude=frozenset(r["exclude"]),
+            constraint=r["constraint"], begin_time=r["begin_time"], held=bool(task["held"]),
+            dependency=r["dependency"], name=r["name"], exclusive=r["exclusive"],
+            priority=r.get("priority", 0))
+
+    def _may_feed(self, task: dict, job: dict) -> bool:
+        """Array throttle (``%N``): at most N tasks of an array known to the scheduler."""
+        throttle = job["spec"].get("array_throttle")
+        if task["array_index"] is None or not throttle:
+            return True
+        live = sum(1 for t in self._fed if self._array_of.get(t) == job["job_id"])
+        return live < throttle
+
+    @property
+    def _array_of(self) -> dict[int, int]:
+        # built lazily: task id -> array job id, for throttled arrays only
+        if not hasattr(self, "_array_map"):
+            self._array_map: dict[int, int] = {}
+        return self._array_map
+
+    # -- the loop ----------------------------------------------------------------
+    def submit_request(self, op: str, args: dict, uid: int) -> Any:
+        """Called from RPC threads: queries are answered here, changes by ``step``."""
+        if op in self.queries.OPS:
+            return self.queries.answer(op, args, uid)
+        pending = _Pending(op, args, uid)
+        self.inbox.put(("rpc", pending))
+        if not pending.event.wait(timeout=120):
+            raise errors.ControllerError("the controller is too busy to answer; try again")
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def step(self, now: float, first: Optional[tuple] = None) -> None:
+        """One round: drain the inbox, schedule, commit, then act."""
+        items: list[tuple] = [first] if first is not None else []
+        try:
+            while True:
+                items.append(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
+        with self.store.transaction():
+            for item in items:
+                kind = item[0]
+                if kind == "rpc":
+                    self._rpc(item[1], now)
+                else:
+                    self._handlers.node_message(self, item, now)
+            self._handlers.periodic(self, now)
+            events, self._events = self._events, []
+            actions = self.sched.handle(events, now)
+            for action in actions:
+                if isinstance(action, StartJob):
+                    self._handlers.start_job(self, action, now)
+            self._update_reasons()
+            if actions or events or items:
+                self._admin = {n: self.store.node(n) for n in self.config.machines}
+                self._snapshot_nodes(now)
+        # committed: now act on it
+        outbox, self._outbox = self._outbox, []
+        for node, msg in outbox:
+            link = self.links.get(node)
+            if link is not None and not link.send(msg):
+                pass  # reconciled when the agent says hello again
+        after, self._after_commit = self._after_commit, []
+        for fn in after:
+            fn()
+        replies, self._replies = self._replies, []
+        for p in replies:
+            p.event.set()
+
+    def _rpc(self, pending: _Pending, now: float) -> None:
+        self._replies.append(pending)
+        fn = getattr(self._handlers, "op_" + pending.op, None)
+        if fn is None:
+            pending.error = errors.ControllerError(f"unknown request {pending.op!r}")
+            return
+        try:
+            # a savepoint per request: a refused request leaves nothing behind
+            self.store._x("SAVEPOINT req")
+            pending.result = fn(self, pending.args, pending.uid, now)
+            self.store._x("RELEASE req")
+        except errors.FleetError as exc:
+            self.store._x("ROLLBACK TO req")
+            self.store._x("RELEASE req")
+            pending.error = exc
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            self.store._x("ROLLBACK TO req")
+            self.store._x("RELEASE req")
+            pending.error = errors.ControllerError(
+                f"internal error in the controller: {type(exc).__name__}: {exc}")
+
+    def _update_reasons(self) -> None:
+        reasons = self.sched.pending_reasons()
+        changed = {t: r for t, r in reasons.items() if self._reasons.get(t) != r}
+        for task_id, reason in changed.items():
+            self.store.update_task(task_id, reason=reason)
+        self._reasons = reasons
+
+    def send(self, node: str, msg: dict) -> None:
+        """Queue a message for a node agent; sent after the current commit."""
+        self._outbox.append((node, msg))
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after_commit.append(fn)
+
+    def emit(self, event: Any) -> None:
+        self._events.append(event)
+
+    def log(self, text: str) -> None:
+        """One line in the controller's log (its stderr)."""
+        import sys
+
+        print(time.strftime("%Y-%m-%dT%H:%M:%S"), text, file=sys.stderr, flush=True)
+
+    def task_finished(self, task: dict) -> None:
+        """A task left the scheduler: a throttled array may feed its next task."""
+        if task["array_index"] is None:
+            return
+        job = self.store.job(task["job_id"])
+        if not job or not job["spec"].get("array_throttle"):
+            return
+        for t in self.store.tasks("job_id=? AND state='PENDING'", (task["job_id"],)):
+            if t["task_id"] in self._fed:
+                continue
+            if not self._may_feed(t, job):
+                break
+            self._array_of[t["task_id"]] = job["job_id"]
+            self.emit(JobSubmitted(self.request_of(t, job)))
+            self._fed.add(t["task_id"])
+
+    def feed_arrays(self, now: float) -> None:
+        """Nothing periodic yet: arrays are fed as their tasks end."""
+
+    def _snapshot_nodes(self, now: float) -> None:
+        """Publish node records for the query threads (never read the scheduler there)."""
+        out = []
+        for name, m in self.config.machines.items():
+            spec = self.node_spec(name, self.links[name].facts if name in self.links else None)
+            cpus, mem, gpus = self.sched.node_usage(name)
+            link = self.links.get(name)
+            facts = link.facts if link else {}
+            admin = self._admin.get(name, {})
+            state = self.sched.node_state(name)
+            reason = self._node_down.get(name) or admin.get("reason", "")
+            out.append({
+                "name": name, "hostname": m.address, "state": state, "reason": reason,
+                "cpus": spec.cpus, "alloc_cpus": cpus, "mem_mb": spec.mem_mb,
+                "alloc_mem_mb": mem, "free_mem_mb": facts.get("free_mem_mb"),
+                "cpu_load": facts.get("load1"), "gpus": len(spec.gpu_ids),
+                "alloc_gpus": len(gpus), "partitions": list(spec.partitions),
+                "features": sorted(spec.features), "weight": spec.weight,
+                "detected_cpus": facts.get("cpus"), "detected_mem_mb": facts.get("mem_mb"),
+                "detected_gpus": len(facts["gpus"]) if facts.get("gpus") is not None else None,
+                "arch": facts.get("arch", ""), "os": facts.get("os", ""),
+                "boot_time": facts.get("boot_time"),
+                "last_heartbeat": link.last_heard if link else None,
+                "link": link.status if link else "lost", "error": link.error if link else "",
+                "description": m.description,
+            })
+        self.node_snapshot = out
+
+    def forget_fed(self, task_id: int) -> None:
+        self._fed.discard(task_id)
+        self._array_of.pop(task_id, None)
+
+    # -- serving ------------------------------------------------------------------
+    def serve(self, stop: Optional[threading.Event] = None) -> None:
+        """Loop over ``step`` until stopped (SIGTERM or ``controller stop``)."""
+        tick = min(1.0, self.config.heartbeat_interval / 2)
+        while not self._stopping and not (stop and stop.is_set()):
+            try:
+                item: Optional[tuple] = self.inbox.get(timeout=tick)
+            except queue.Empty:
+                item = None
+            self.step(time.time(), item)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.inbox.put(("wake",))
+
+    def close(self) -> None:
+        for link in self.links.values():
+            link.close()
+        self.store.close()

@@ -1,0 +1,144 @@
+"""Start the controller: ``python -m fleetslurm.daemon [--config PATH] [--foreground]``.
+
+Without ``--foreground`` the process forks; the parent waits until the child
+has validated the config, opened the store, taken the pid-file lock and bound
+the socket, then exits 0 (ready), 1 (an error, printed on stderr) or 3 (a
+controller already runs). The lock on the pid file is held for the
+controller's lifetime, so two controllers can never share one state directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+__all__ = ["main", "run"]
+
+
+def _prepare(config_arg: Optional[str]):
+    from .config import find_config, load_config, default_config
+    from .controller import Controller
+    from .paths import private_dir, state_paths
+    from .rpc import Server
+
+    paths = state_paths()
+    private_dir(paths.home)
+    lock = open(paths.pid_file, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return None
+    path = find_config(config_arg)
+    config = default_config() if path is None else load_config(path)
+    ctl = Controller(config, paths)
+    server = Server(paths.socket, ctl.submit_request)
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return ctl, server, lock
+
+
+def run(ctl, server) -> None:
+    stop = lambda *_: ctl.stop()  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ctl.log(f"controller {os.getpid()} starting; config "
+            f"{ctl.config.source or '(embedded default)'}; state {ctl.paths.home}")
+    ctl.start(time.time())
+    server.start()
+    try:
+        ctl.serve()
+    finally:
+        server.close()
+        ctl.close()
+        ctl.log("controller stopped")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from .errors import FleetError
+
+    parser = argparse.ArgumentParser(prog="fleetslurm-controller")
+    parser.add_argument("--config")
+    parser.add_argument("--foreground", action="store_true")
+    opts = parser.parse_args(argv)
+    if opts.foreground:
+        try:
+            prepared = _prepare(opts.config)
+        except FleetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if prepared is None:
+            print("error: a controller is already running for this FLEETSLURM_HOME",
+                  file=sys.stderr)
+            return 3
+        run(prepared[0], prepared[1])
+        return 0
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as r:
+            status = r.read().decode(errors="replace")
+        os.waitpid(pid, os.WNOHANG)
+        if status.startswith("ok"):
+            return 0
+        if status.startswith("busy"):
+            return 3
+        print(status.removeprefix("err:") or "error: the controller died while starting",
+              file=sys.stderr)
+        return 1
+    # child: become the daemon
+    os.close(rfd)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    try:
+        prepared = _prepare(opts.config)
+    except FleetError as exc:
+        os.write(wfd, f"err:error: {exc}".encode())
+        os._exit(1)
+    except Exception as exc:  # a bug: say it, with the log for the details
+        os.write(wfd, f"err:error: the controller failed to start: {type(exc).__name__}: {exc}"
+                 .encode())
+        os._exit(1)
+    if prepared is None:
+        os.write(wfd, b"busy")
+        os._exit(3)
+    ctl, server, lock = prepared
+    log = os.open(ctl.paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    os.chdir("/")
+    try:
+        ctl.start(time.time())
+    except Exception as exc:
+        os.write(wfd, f"err:error: the controller failed to start: {exc}".encode())
+        os._exit(1)
+    os.write(wfd, b"ok")
+    os.close(wfd)
+    ctl.start = lambda now: None  # already started
+    try:
+        run(ctl, server)
+    finally:
+        try:
+            os.unlink(ctl.paths.pid_file)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""fleetslurm's exceptions: one root, a short tree.
+
+::
+
+    FleetError
+    ├── InvalidValue          a malformed time, memory size, hostlist, pattern ... (also a ValueError)
+    ├── UsageError            a bad command line (unknown option, missing argument)
+    ├── ConfigError           fleet_config.json is unreadable or invalid
+    ├── SubmitError           a job that can never run (no node fits, unknown partition)
+    ├── JobError              a request about an existing job failed
+    │   ├── InvalidJobId      no such job
+    │   └── AccessDenied      the caller does not own the job
+    ├── StoreError            the SQLite state store failed
+    ├── ControllerError       the controller cannot be reached or answered badly
+    ├── TransportError        a machine cannot be reached or used
+    │   ├── NodeUnreachable   network/connection failure
+    │   ├── AuthenticationFailed
+    │   └── HostKeyError      unknown or changed host key
+    └── SerializationError    a payload has the wrong magic/version or cannot be read
+
+Every message says what happened, to which job or machine, and what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FleetError",
+    "InvalidValue",
+    "UsageError",
+    "ConfigError",
+    "SubmitError",
+    "JobError",
+    "InvalidJobId",
+    "AccessDenied",
+    "StoreError",
+    "ControllerError",
+    "TransportError",
+    "NodeUnreachable",
+    "AuthenticationFailed",
+    "HostKeyError",
+    "SerializationError",
+]
+
+
+class FleetError(Exception):
+    """Root of every error fleetslurm raises on purpose."""
+
+
+class InvalidValue(FleetError, ValueError):
+    """A value in SLURM's language (time, memory, hostlist, ...) is malformed."""
+
+
+class UsageError(FleetError):
+    """A command line is malformed. ``prog`` is the command (``sbatch``...)."""
+
+    def __init__(self, message: str, prog: str = "fleetslurm", hint: bool = False):
+        super().__init__(message)
+        self.prog = prog
+        #: whether to print SLURM's 'Try "prog --help" for more information' line
+        self.hint = hint
+
+
+class ConfigError(FleetError):
+    """fleet_config.json cannot be read or does not validate."""
+
+
+class SubmitError(FleetError):
+    """A job was refused at submission."""
+
+
+class JobError(FleetError):
+    """A request about an existing job failed."""
+
+
+class InvalidJobId(JobError):
+    """No job with this id is known."""
+
+
+class AccessDenied(JobError):
+    """The caller may not act on another user's job."""
+
+
+class StoreError(FleetError):
+    """The state store (SQLite) failed."""
+
+
+class ControllerError(FleetError):
+    """The controller cannot be reached, or its answer cannot be understood."""
+
+
+class TransportError(FleetError):
+    """A machine cannot be reached or used. ``node`` names it."""
+
+    def __init__(self, message: str, node: str | None = None):
+        super().__init__(message)
+        self.node = node
+
+
+class NodeUnreachable(TransportError):
+    """The machine does not answer (connection refused, timeout, dropped link)."""
+
+
+class AuthenticationFailed(TransportError):
+    """The machine answered but refused our credentials."""
+
+
+class HostKeyError(TransportError):
+    """The machine's host key is unknown or differs from the recorded one."""
+
+
+class SerializationError(FleetError):
+    """A serialized payload has the wrong magic or version, or is corrupt."""

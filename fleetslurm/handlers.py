@@ -1,0 +1,304 @@
+"""What the controller does with agent messages and its own clock.
+
+Every function here runs inside :meth:`Controller.step`'s transaction: it
+changes the store and queues scheduler events and agent messages; nothing is
+sent before the commit.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from .model import JobState
+from .paths import JobPaths
+from .scheduler import JobEnded, JobRequeued, JobRestored, NodeDown, NodeDrain, NodeUp, StartJob
+from .slurm.jobspec import job_environment
+from .slurm.patterns import expand_pattern
+
+if TYPE_CHECKING:
+    from .controller import Controller
+
+from .ops import (op_cancel, op_explain, op_hold, op_release, op_requeue, op_shutdown, op_submit,  # noqa: F401
+                  op_update_job, op_update_node)
+
+_LIVE = ("RUNNING", "COMPLETING")
+_RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
+
+
+# -- launching --------------------------------------------------------------------
+def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
+    """Record the start (committed first), then queue the launch."""
+    task = ctl.store.task(action.job_id)
+    assert task is not None, action
+    run_key = f"{task['task_id']}.{task['restart_count']}"
+    ctl.store.update_task(
+        task["task_id"], state="RUNNING", reason="None", node=action.node,
+        gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus, alloc_mem_mb=action.mem_mb,
+        run_key=run_key, start_time=now, end_time=None, exit_code=None, exit_signal=None)
+    ctl.store.add_step(run_key, task["task_id"], action.node, now)
+    ctl.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
+    task = ctl.store.task(action.job_id)
+    launch(ctl, task, now)  # type: ignore[arg-type]
+
+
+def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
+    """The submit-host paths SLURM's patterns give for stdout and stderr."""
+    spec = job["spec"]
+    array = task["array_index"] is not None
+    default = "slurm-%A_%a.out" if array else "slurm-%j.out"
+    fields = dict(job_id=task["task_id"],
+                  array_job_id=job["job_id"] if array else None,
+                  array_task_id=task["array_index"], node=task["node"] or "",
+                  user=job["user"], job_name=task["req"]["name"])
+    out = expand_pattern(spec.get("output") or default, **fields)
+    err = expand_pattern(spec["error"], **fields) if spec.get("error") else out
+    wd = spec["workdir"]
+    return (posixpath.join(wd, out) if not out.startswith("/") else out,
+            posixpath.join(wd, err) if not err.startswith("/") else err)
+
+
+def launch(ctl: "Controller", task: dict, now: float) -> None:
+    job = ctl.store.job(task["job_id"])
+    assert job is not None
+    spec = job["spec"]
+    node = task["node"]
+    transport = ctl.transport_for(node)
+    stdout, stderr = output_paths(ctl, task, job)
+    ctl.store.update_task(task["task_id"], stdout=stdout, stderr=stderr)
+    if not transport.shared_fs:
+        paths = JobPaths(transport.workdir, task["run_key"])
+        node_out = paths.stdout
+        node_err = paths.stdout if stderr == stdout else paths.stderr
+    else:
+        node_out, node_err = stdout, stderr
+    array = None
+    if task["array_index"] is not None:
+        idx = spec["array_indices"]
+        array = {"job_id": job["job_id"], "task_id": task["array_index"], "min": min(idx),
+                 "max": max(idx), "count": len(idx), "step": spec.get("array_step", 1)}
+    env = job_environment(
+        spec, job_id=task["task_id"], node=node, partition=task["req"]["partition"],
+        cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
+        user=job["user"], uid=job["uid"], array=array, restart_count=task["restart_count"],
+        name=task["req"]["name"])
+    limit = task["req"]["time_limit"]
+    mem = task["req"]["mem_mb"] or None
+    agent_spec = {
+        "script": job["script"],
+        "argv": spec.get("argv", []),
+        "env": env,
+        "cwd": spec["workdir"] if transport.shared_fs else spec["workdir"],
+        "stdout": node_out,
+        "stderr": node_err,
+        "stdin": spec.get("input") or "/dev/null",
+        "open_mode": "append" if (spec.get("open_mode") == "append"
+                                  or task["restart_count"] > 0) else "truncate",
+        "time_limit_s": None if limit is None else int(limit) * 60,
+        "kill_wait_s": ctl.config.kill_wait,
+        "signal": spec.get("signal"),
+        "mem_limit_mb": mem,
+        "uid": job["uid"] if os.getuid() == 0 and job["uid"] != 0 else None,
+        "gid": spec.get("gid") if os.getuid() == 0 and job["uid"] != 0 else None,
+    }
+    ctl.send(node, {"op": "launch", "key": task["run_key"], "spec": agent_spec})
+
+
+# -- agent messages -------------------------------------------------------------
+def node_message(ctl: "Controller", item: tuple, now: float) -> None:
+    kind = item[0]
+    if kind == "wake":
+        return
+    name, gen = item[1], item[2]
+    link = ctl.links.get(name)
+    if link is None or gen != link.generation:
+        return  # news from a channel we already dropped
+    if kind == "connected":
+        ctl.send(name, {"op": "hello", "id": "hello"})
+        return
+    if kind in ("connect_failed", "lost"):
+        link.drop()
+        link.failures += 1
+        link.error = item[3]
+        return
+    msg = item[3]
+    link.last_heard = now
+    ev = msg.get("ev")
+    if ev == "hello":
+        _hello(ctl, name, msg, now)
+    elif ev == "facts":
+        link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
+    elif ev == "started":
+        step = ctl.store.step(str(msg.get("key")))
+        if step is not None:
+            ctl.store.update_step(step["run_key"], pid=msg.get("pid"))
+    elif ev == "ended":
+        _result(ctl, name, msg.get("result") or {}, now)
+    elif ev == "launch_failed":
+        _result(ctl, name, {"key": msg.get("key"), "state": "FAILED", "exit_code": 1,
+                            "signal": 0, "error": msg.get("error"), "end_time": now}, now)
+    elif ev == "error":
+        ctl.log(f"node {name}: agent error: {msg.get('error')}")
+
+
+def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
+    link = ctl.links[name]
+    link.status = "up"
+    link.failures = 0
+    link.error = ""
+    link.facts = dict(msg.get("facts") or {})
+    ctl.store.set_node(name, facts=link.facts, last_seen=now)
+    admin = ctl.store.node(name)
+    if name in ctl._node_down or ctl.sched.node_state(name) == "down":
+        ctl._node_down.pop(name, None)
+        ctl.emit(NodeUp(ctl.node_spec(name, link.facts)))
+        if admin["admin_state"] == "drain":
+            ctl.emit(NodeDrain(name, admin["reason"]))
+    reported = {j["key"]: j for j in msg.get("jobs") or []}
+    for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
+        info = reported.pop(task["run_key"], None)
+        if info is None:
+            # committed as started but the launch never reached the agent: the
+            # agent's launch is idempotent per run key, so sending it again is safe
+            launch(ctl, task, now)
+        elif info.get("status") == "ended" and info.get("result"):
+            _result(ctl, name, info["result"], now)
+    for key, info in reported.items():
+        if info.get("status") == "ended" and info.get("result"):
+            _result(ctl, name, info["result"], now)
+        else:
+            _stray_running(ctl, name, key, now)
+
+
+def _stray_running(ctl: "Controller", name: str, key: str, now: float) -> None:
+    """A run the controller no longer expects on this machine is still going."""
+    step = ctl.store.step(key)
+    task = ctl.store.task(step["task_id"]) if step else None
+    if (task is not None and task["state"] == "NODE_FAIL" and task["run_key"] == key
+            and task["node"] == name):
+        # it survived the outage and was not requeued: take it back
+        job = ctl.store.job(task["job_id"])
+        ctl.store.update_task(task["task_id"], state="RUNNING", end_time=None)
+        ctl.store.log(task["task_id"], now, "reconciled", f"still running on {name}")
+        ctl.emit(JobRestored(ctl.request_of(task, job), name,  # type: ignore[arg-type]
+                             tuple(task["gpu_ids"]), task["start_time"] or now))
+        ctl._fed.add(task["task_id"])
+        return
+    # requeued elsewhere (or unknown): it must not run twice
+    ctl.send(name, {"op": "cancel", "key": key, "signal": 9})
+
+
+def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
+    key = str(result.get("key"))
+    step = ctl.store.step(key)
+    ctl.send(name, {"op": "forget", "key": key})
+    if step is None:
+        return
+    state = str(result.get("state") or "FAILED")
+    if step["state"] == "RUNNING" or step["end_time"] is None:
+        ctl.store.update_step(
+            key, state="NODE_FAIL" if state == "LOST" else state,
+            end_time=result.get("end_time") or now,
+            exit_code=result.get("exit_code"), exit_signal=result.get("signal"),
+            user_cpu=result.get("user_cpu"), system_cpu=result.get("system_cpu"),
+            max_rss_kb=result.get("max_rss_kb"), error=result.get("error"))
+    task = ctl.store.task(step["task_id"])
+    if task is None or task["run_key"] != key:
+        return  # an earlier run of a requeued job: recorded on its step, not counted again
+    reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
+    if task["state"] not in _LIVE and not reconcile:
+        return
+    if state == "LOST":
+        if not reconcile:
+            node_fail(ctl, task, now, "the machine lost the job's supervisor")
+        return
+    final = state if state in _RESULT_STATES else "FAILED"
+    if task["cancelled_by"] is not None:
+        final = "CANCELLED"
+    ctl.store.update_task(task["task_id"], state=final,
+                          end_time=result.get("end_time") or now,
+                          exit_code=result.get("exit_code"), exit_signal=result.get("signal"))
+    ctl.store.log(task["task_id"], now, "end", f"{final} {result.get('exit_code')}:"
+                  f"{result.get('signal')}")
+    if not reconcile:
+        ctl.emit(JobEnded(task["task_id"], final, result.get("end_time") or now))
+        ctl.forget_fed(task["task_id"])
+        ctl.task_finished(task)
+    collect_output(ctl, task, name)
+
+
+def collect_output(ctl: "Controller", task: dict, node: str) -> None:
+    """Without a shared filesystem, copy the job's output back (after the commit)."""
+    transport = ctl.transport_for(node)
+    if transport.shared_fs:
+        return
+    from .collect import copy_back
+
+    ctl.after_commit(lambda: copy_back(ctl, dict(task), node))
+
+
+# -- failures and requeue ---------------------------------------------------------
+def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool = False,
+                 state_note: str = "REQUEUED") -> None:
+    if task["state"] in _LIVE and task["run_key"]:
+        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9})
+        step = ctl.store.step(task["run_key"])
+        if step and step["end_time"] is None:
+            ctl.store.update_step(task["run_key"], state=state_note, end_time=now)
+    ctl.store.update_task(task["task_id"], state="PENDING", reason="None", node=None,
+                          run_key=None, restart_count=task["restart_count"] + 1,
+                          start_time=None, end_time=None, exit_code=None, exit_signal=None,
+                          alloc_cpus=None, alloc_mem_mb=None, gpu_ids=None,
+                          held=int(hold or task["held"]), cancelled_by=None)
+    ctl.store.log(task["task_id"], now, "requeue", why)
+    if task["task_id"] in ctl._fed and task["state"] in _LIVE:
+        ctl.emit(JobRequeued(task["task_id"]))
+        if hold:
+            from .scheduler import JobHeld
+
+            ctl.emit(JobHeld(task["task_id"]))
+
+
+def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
+    job = ctl.store.job(task["job_id"])
+    if job and job["spec"].get("requeue", True):
+        if task["run_key"]:
+            ctl.store.update_step(task["run_key"], state="NODE_FAIL", end_time=now)
+        requeue_task(ctl, task, now, f"NODE_FAIL: {why}", state_note="NODE_FAIL")
+        return
+    ctl.store.update_task(task["task_id"], state="NODE_FAIL", end_time=now, exit_code=0,
+                          exit_signal=0, reason="NodeDown")
+    if task["run_key"]:
+        ctl.store.update_step(task["run_key"], state="NODE_FAIL", end_time=now)
+    ctl.store.log(task["task_id"], now, "end", f"NODE_FAIL {why}")
+    ctl.emit(JobEnded(task["task_id"], "NODE_FAIL", now))
+    ctl.forget_fed(task["task_id"])
+
+
+# -- the clock ----------------------------------------------------------------
+def periodic(ctl: "Controller", now: float) -> None:
+    hb = ctl.config.heartbeat_interval
+    for name, link in ctl.links.items():
+        heard = link.last_heard if link.last_heard is not None else ctl.started_at
+        if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
+            link.last_ping = now  # type: ignore[attr-defined]
+            ctl.send(name, {"op": "facts"})
+        if link.status == "lost":
+            backoff = min(30.0, 0.5 * (2 ** min(link.failures, 6)))
+            if ctl.config.machines[name].transport == "local":
+                backoff = min(backoff, 1.0)
+            if now - link.last_attempt >= backoff:
+                link.connect(now)
+        if now - heard > 3 * hb and name not in ctl._node_down:
+            reason = link.error or "Not responding"
+            mark_down(ctl, name, reason, now)
+    ctl.feed_arrays(now)
+
+
+def mark_down(ctl: "Controller", name: str, reason: str, now: float) -> None:
+    ctl._node_down[name] = reason
+    ctl.emit(NodeDown(name, reason))
+    ctl.links[name].drop()
+    for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
+        node_fail(ctl, task, now, f"node {name} down: {reason}")

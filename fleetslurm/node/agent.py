@@ -1,0 +1,1335 @@
+#!/usr/bin/env python3
+"""fleetslurm node agent: one stdlib-only file, run as ``python3 agent.py --workdir DIR``.
+
+The controller copies this file to a node and starts it over one byte stream
+(an SSH exec channel, or a local pipe). It speaks JSON lines: one request
+object per line on stdin, one reply or event object per line on stdout.
+Nothing else is ever written to stdout; diagnostics go to
+``<workdir>/agent.log``.
+
+Each job runs under a *supervisor*: a process forked from the agent (a fork
+costs about 1 ms, a new interpreter about 30 ms) that starts its own session,
+forks the job, enforces the time and memory limits, and writes the job's
+result atomically to ``<workdir>/jobs/<key>/result.json``. Supervisors and
+jobs outlive the agent; a new agent rebuilds its view from the job
+directories.
+
+This file must run under any Python >= 3.8 with only the standard library and
+must not import anything from ``fleetslurm``: it is shipped on its own.
+It is one file, longer than the house limit for modules, because the
+controller ships it to nodes as a single file.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import gc
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+try:
+    import pwd
+except ImportError:  # pragma: no cover - not on Linux
+    pwd = None  # type: ignore[assignment]
+
+AGENT_VERSION = "1"
+
+_KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,200}\Z")
+_OPEN_MODES = ("truncate", "append")
+# A job directory without supervisor.json may belong to a launch still in
+# flight (the previous agent died just after forking); only after this long is
+# it declared LOST.
+_LOST_GRACE_S = 10.0
+_ADOPT_POLL_S = 0.5
+_MEM_SAMPLE_S = 0.2
+_SESSION_RESCAN_S = 2.0
+_MAX_LINE = 64 << 20
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_CGROUP_ROOT = "/sys/fs/cgroup"
+
+RESULT_FILE = "result.json"
+SUPERVISOR_FILE = "supervisor.json"
+SCRIPT_FILE = "script"
+CANCEL_FILE = "cancel"
+LOG_FILE = "agent.log"
+
+
+# --------------------------------------------------------------------------
+# small helpers shared by agent and supervisor
+
+
+def _noop_handler(signum: int, frame: Any) -> None:
+    """Signal handler whose only effect is the byte on the wakeup fd."""
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (os.write may write less)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def read_json(path: str) -> Optional[Dict[str, Any]]:
+    """Return the JSON object in ``path``, or None if absent or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            obj = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
+                      exclusive: bool = False) -> bool:
+    """Write ``obj`` to ``path`` via a temp file and rename (mode 0600).
+
+    With ``exclusive`` the file is only created if absent (link instead of
+    rename), so a LOST verdict can never overwrite a real result; returns
+    False when the file already existed.
+    """
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, json.dumps(obj, separators=(",", ":")).encode())
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not exclusive:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def proc_stat(pid: int) -> Optional[Tuple[str, int, int]]:
+    """(state, session id, start time in clock ticks) of ``pid``, or None."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            data = f.read()
+        # comm may contain spaces and parentheses: fields resume after the last ')'
+        rest = data[data.rindex(b")") + 2:].split()
+        return rest[0].decode(), int(rest[3]), int(rest[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: Optional[int], ticks: Optional[int]) -> bool:
+    """True if ``pid`` runs and (when given) started at ``ticks``.
+
+    Zombies count as dead: an orphaned supervisor whose new parent does not
+    reap it (a container's PID 1) stays a zombie forever.
+    """
+    if not pid:
+        return False
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and (ticks is None or st[2] == ticks)
+
+
+def key_error(key: Any) -> Optional[str]:
+    """Why ``key`` is not a valid job key, or None if it is."""
+    if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key or key == ".":
+        return ("invalid job key %r: use 1-200 characters from [A-Za-z0-9._-], "
+                "without '..'" % (key,))
+    return None
+
+
+def log(workdir: str, msg: str) -> None:
+    """Append one line to <workdir>/agent.log; never raises."""
+    try:
+        fd = os.open(os.path.join(workdir, LOG_FILE),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            write_all(fd, ("%s [%d] %s\n" % (stamp, os.getpid(), msg.rstrip())).encode(
+                "utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------
+# node facts
+
+
+def _meminfo() -> Dict[str, int]:
+    out: Dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts:
+                    out[name] = int(parts[0])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _boot_time() -> Optional[float]:
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def query_gpus() -> List[Dict[str, Any]]:
+    """GPUs reported by nvidia-smi, or [] when it is absent or fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        proc = subprocess.run(
+            [exe, "--query-gpu=index,name,uuid,memory.total", "--format=csv,noheader,nounits"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            timeout=15, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            continue
+        try:
+            gpus.append({"index": int(parts[0]), "name": parts[1], "uuid": parts[2],
+                         "memory_mb": int(float(parts[3]))})
+        except ValueError:
+            continue
+    return gpus
+
+
+# --------------------------------------------------------------------------
+# launch spec validation (in the agent, so bad specs never fork)
+
+
+def _opt_int(spec: Dict[str, Any], name: str, default: Optional[int] = None,
+             minimum: int = 0) -> Optional[int]:
+    value = spec.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError("spec.%s must be an integer >= %d or null, got %r" % (name, minimum, value))
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        raise ValueError("%s must be a string without NUL bytes, got %r" % (what, value))
+    return value
+
+
+def validate_spec(spec: Any) -> Dict[str, Any]:
+    """Return a normalized copy of a launch spec; raise ValueError on bad input."""
+    if not isinstance(spec, dict):
+        raise ValueError("spec must be a JSON object")
+    out: Dict[str, Any] = {}
+    out["script"] = spec.get("script")
+    if not isinstance(out["script"], str) or not out["script"]:
+        raise ValueError("spec.script must be a non-empty string")
+    argv = spec.get("argv") or []
+    if not isinstance(argv, list):
+        raise ValueError("spec.argv must be a list of strings")
+    out["argv"] = [_text(a, "spec.argv[%d]" % i) for i, a in enumerate(argv)]
+    env = spec.get("env")
+    if env is None:
+        env = dict(os.environ)
+    if not isinstance(env, dict):
+        raise ValueError("spec.env must be an object of string values")
+    for k, v in env.items():
+        _text(v, "spec.env[%r]" % k)
+        if not k or "=" in k or "\0" in k:
+            raise ValueError("spec.env has an invalid variable name %r" % (k,))
+    out["env"] = env
+    out["cwd"] = _text(spec.get("cwd") or "/", "spec.cwd")
+    out["stdin"] = _text(spec.get("stdin") or "/dev/null", "spec.stdin")
+    out["stdout"] = _text(spec.get("stdout") or "/dev/null", "spec.stdout")
+    out["stderr"] = _text(spec.get("stderr") or out["stdout"], "spec.stderr")
+    mode = spec.get("open_mode") or "truncate"
+    if mode not in _OPEN_MODES:
+        raise ValueError("spec.open_mode must be one of %s, got %r" % (", ".join(_OPEN_MODES), mode))
+    out["open_mode"] = mode
+    out["time_limit_s"] = _opt_int(spec, "time_limit_s") or None  # 0 = unlimited, as SLURM
+    out["kill_wait_s"] = _opt_int(spec, "kill_wait_s", 30)
+    if out["kill_wait_s"] is None:
+        out["kill_wait_s"] = 30
+    out["mem_limit_mb"] = _opt_int(spec, "mem_limit_mb") or None  # 0 = unlimited, as SLURM
+    out["umask"] = _opt_int(spec, "umask")
+    sig = spec.get("signal")
+    if sig is not None:
+        if not isinstance(sig, dict):
+            raise ValueError("spec.signal must be {num, secs_before, batch_only} or null")
+        num = _opt_int(sig, "num", minimum=1)
+        if num is None or num >= signal.NSIG:
+            raise ValueError("spec.signal.num must be a signal number 1..%d" % (signal.NSIG - 1))
+        sig = {"num": num, "secs_before": _opt_int(sig, "secs_before", 0) or 0,
+               "batch_only": bool(sig.get("batch_only", False))}
+    out["signal"] = sig
+    out["uid"] = _opt_int(spec, "uid")
+    out["gid"] = _opt_int(spec, "gid")
+    if os.geteuid() != 0:
+        if out["uid"] not in (None, os.getuid()) or out["gid"] not in (None, os.getgid()):
+            raise ValueError("cannot run the job as uid %s gid %s: the agent runs as uid %d, "
+                             "not root" % (out["uid"], out["gid"], os.getuid()))
+        out["uid"] = out["gid"] = None
+    return out
+
+
+# --------------------------------------------------------------------------
+# the supervisor (runs in a process forked from the agent)
+
+
+class _SetupError(Exception):
+    """The job could not be started; the text is the whole user-facing message."""
+
+
+class Supervisor:
+    """Runs one job: fork, wait, enforce limits, record the result."""
+
+    def __init__(self, workdir: str, key: str, jobdir: str, spec: Dict[str, Any],
+                 notify_fd: int, job_umask: int) -> None:
+        self.workdir = workdir
+        self.key = key
+        self.jobdir = jobdir
+        self.spec = spec
+        self.notify_fd = notify_fd
+        self.job_umask = spec["umask"] if spec["umask"] is not None else job_umask
+        self.script = os.path.join(jobdir, SCRIPT_FILE)
+        self.pid = 0
+        self.sid = 0
+        self.reason: Optional[str] = None
+        self.error: Optional[str] = None
+        self.cgroup: Optional[str] = None
+        self.peak_kb = 0
+        self.tracked: Set[int] = set()
+        self.next_full_scan = 0.0
+        self.children_file_ok = False
+
+    # -- set-up ----------------------------------------------------------
+
+    def detach(self) -> None:
+        """Leave the agent's session, stdio and fds behind."""
+        signal.set_wakeup_fd(-1)  # that pipe belongs to the agent
+        os.setsid()
+        self.sid = os.getpid()
+        # No controlling terminal, but a stray HUP/INT must not orphan the job.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd != self.notify_fd:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _noop_handler)
+        signal.signal(signal.SIGUSR1, _noop_handler)
+        self.children_file_ok = os.path.exists(
+            "/proc/%d/task/%d/children" % (self.sid, self.sid))
+
+    def setup_cgroup(self) -> Optional[str]:
+        """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
+        try:
+            with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
+                if "memory" not in f.read().split():
+                    return None
+        except OSError:
+            return None
+        base = os.path.join(_CGROUP_ROOT, "fleetslurm")
+        cg = os.path.join(base, "%s-%d" % (self.key, self.sid))
+        try:
+            os.makedirs(base, exist_ok=True)
+            # Controllers must be enabled top-down; base holds no processes,
+            # so enabling memory for its children is allowed.
+            for parent in (_CGROUP_ROOT, base):
+                path = os.path.join(parent, "cgroup.subtree_control")
+                with open(path) as f:
+                    enabled = f.read().split()
+                if "memory" not in enabled:
+                    with open(path, "w") as f:
+                        f.write("+memory")
+            os.mkdir(cg, 0o755)
+            with open(os.path.join(cg, "memory.max"), "w") as f:
+                f.write(str(self.spec["mem_limit_mb"] << 20))
+            for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                try:
+                    with open(os.path.join(cg, name), "w") as f:
+                        f.write(value)
+                except OSError:
+                    pass  # older kernels or no swap accounting: limit still holds
+            return cg
+        except OSError as exc:
+            log(self.workdir, "job %s: cgroup v2 unusable (%s); using RSS watchdog" % (self.key, exc))
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
+            return None
+
+    # -- the job process (between fork and exec) -------------------------
+
+    def exec_job(self, err_w: int) -> None:
+        """In the job child: set up process group, limits, identity, stdio; exec."""
+        spec = self.spec
+        stage = "setup"
+        try:
+            signal.set_wakeup_fd(-1)
+            os.close(self.notify_fd)
+            os.setpgid(0, 0)
+            # Restore what Python and the supervisor changed: the job must see
+            # default dispositions (SIGPIPE in particular) and an empty mask.
+            for sig in signal.valid_signals():
+                if sig in (signal.SIGKILL, signal.SIGSTOP):
+                    continue
+                handler = signal.getsignal(sig)
+                if handler is not None and handler is not signal.SIG_DFL:
+                    signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            if self.cgroup:
+                stage = "join memory cgroup"
+                with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            os.umask(self.job_umask)
+            if spec["uid"] is not None or spec["gid"] is not None:
+                stage = "switch to uid %s gid %s" % (spec["uid"], spec["gid"])
+                self.drop_privileges(spec["uid"], spec["gid"])
+            chdir_error: Optional[OSError] = None
+            try:
+                os.chdir(spec["cwd"])
+            except OSError as exc:
+                chdir_error = exc
+                os.chdir("/tmp")
+            self.open_stdio()
+            if chdir_error is not None:
+                # SLURM's own wording, so log scrapers keep working.
+                write_all(2, ("slurmstepd: error: couldn't chdir to `%s': %s: going to /tmp "
+                              "instead\n" % (spec["cwd"], os.strerror(chdir_error.errno or 0))
+                              ).encode("utf-8", "surrogateescape"))
+            env = dict(spec["env"])
+            env["SLURM_TASK_PID"] = str(os.getpid())
+            stage = "exec"
+            try:
+                os.execve(self.script, [self.script] + spec["argv"], env)
+            except OSError as exc:
+                msg = "slurmstepd: error: execve(): %s: %s\n" % (self.script, os.strerror(exc.errno or 0))
+                try:
+                    write_all(2, msg.encode("utf-8", "surrogateescape"))
+                finally:
+                    write_all(err_w, msg.strip().encode("utf-8", "surrogateescape"))
+                return
+        except _SetupError as exc:
+            write_all(err_w, str(exc).encode("utf-8", "replace"))
+        except BaseException as exc:  # anything here must end in _exit, never unwind
+            write_all(err_w, ("could not %s: %s" % (stage, exc)).encode("utf-8", "replace"))
+
+    @staticmethod
+    def drop_privileges(uid: Optional[int], gid: Optional[int]) -> None:
+        """Become uid/gid (only reached as root; validate_spec rejects otherwise)."""
+        if gid is not None:
+            groups_set = False
+            if uid is not None and pwd is not None:
+                try:
+                    os.initgroups(pwd.getpwuid(uid).pw_name, gid)
+                    groups_set = True
+                except (KeyError, OSError):
+                    pass
+            if not groups_set:
+                os.setgroups([gid])
+            os.setgid(gid)
+        elif uid is not None:
+            os.setgroups([])
+        if uid is not None:
+            os.setuid(uid)
+
+    def open_stdio(self) -> None:
+        """Open the job's stdin/stdout/stderr as fds 0/1/2, creating parent dirs."""
+        spec = self.spec
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec["open_mode"] == "append" else os.O_TRUNC)
+        try:
+            fin = os.open(spec["stdin"], os.O_RDONLY)
+        except OSError as exc:
+            raise _SetupError("cannot open stdin file %s: %s"
+                              % (spec["stdin"], os.strerror(exc.errno or 0))) from None
+        fds = {}
+        for name in ("stdout", "stderr"):
+            path = spec[name]
+            norm = os.path.normpath(path)
+            if norm in fds:
+                continue  # same file: share one description so writes do not clobber
+            parent = os.path.dirname(norm)
+            try:
+                if parent:
+                    os.makedirs(parent, exist_ok=True)
+                fds[norm] = os.open(path, flags, 0o666)
+            except OSError as exc:
+                raise _SetupError("cannot open %s file %s: %s"
+                                  % (name, path, os.strerror(exc.errno or 0))) from None
+        os.dup2(fin, 0)
+        os.dup2(fds[os.path.normpath(spec["stdout"])], 1)
+        os.dup2(fds[os.path.normpath(spec["stderr"])], 2)
+        for fd in set(fds.values()) | {fin}:
+            if fd > 2:
+                os.close(fd)
+
+    # -- supervision -------------------------------------------------------
+
+    def run(self) -> None:
+        """Whole life of the supervisor; returns when result.json is written."""
+        spec = self.spec
+        try:
+            self.detach()
+            if spec["uid"] is not None and spec["uid"] != os.geteuid():
+                # The job needs to exec its script: hand it the script and let it
+                # traverse (not list) the directories on the way.
+                os.chown(self.script, spec["uid"], spec["gid"] if spec["gid"] is not None else -1)
+                for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
+                    mode = os.stat(d).st_mode & 0o7777
+                    os.chmod(d, mode | 0o011)
+            if spec["mem_limit_mb"]:
+                self.cgroup = self.setup_cgroup()
+            err_r, err_w = os.pipe()
+            pid = os.fork()
+        except BaseException as exc:
+            # Nothing has run yet: the agent reports launch_failed and removes the directory.
+            self.notify({"error": "supervisor could not start job %s: %s" % (self.key, exc)})
+            raise
+        if pid == 0:
+            try:
+                os.close(err_r)
+                self.exec_job(err_w)
+            finally:
+                os._exit(127)
+        os.close(err_w)
+        self.pid = pid
+        try:
+            os.setpgid(pid, pid)  # also here, so signals reach the group at once
+        except OSError:
+            pass  # the child got there first, or already exec'd
+        start_time = time.time()
+        start_mono = time.monotonic()
+        st = proc_stat(pid)
+        ticks = st[2] if st else None
+        self.notify({"pid": pid, "start_time": start_time, "ticks": ticks})
+        own = proc_stat(self.sid)
+        write_json_atomic(os.path.join(self.jobdir, SUPERVISOR_FILE), {
+            "pid": self.sid, "ticks": own[2] if own else None,
+            "job_pid": pid, "job_ticks": ticks, "start_time": start_time})
+        status, usage = self.supervise(err_r, start_mono)
+        self.finish(status, usage, start_time)
+
+    def notify(self, msg: Dict[str, Any]) -> None:
+        """Tell the agent how the launch went (one line, then EOF)."""
+        try:
+            write_all(self.notify_fd, (json.dumps(msg) + "\n").encode())
+        except OSError:
+            pass  # the agent is gone; the result file still tells the story
+        finally:
+            try:
+                os.close(self.notify_fd)
+            except OSError:
+                pass
+
+    def supervise(self, err_r: int, start: float) -> Tuple[int, Any]:
+        """Wait for the job, acting on deadlines and cancel requests."""
+        spec = self.spec
+        sel = selectors.DefaultSelector()
+        sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        sel.register(err_r, selectors.EVENT_READ, "err")
+        limit = spec["time_limit_s"]
+        sig = spec["signal"]
+        t_signal = start + max(0, limit - sig["secs_before"]) if (sig and limit) else None
+        t_limit = start + limit if limit else None
+        t_kill: Optional[float] = None
+        watchdog = bool(spec["mem_limit_mb"]) and self.cgroup is None
+        t_mem: Optional[float] = start if watchdog else None
+        check_cancel = True  # a cancel may have arrived before our handler existed
+        err_buf = b""
+        while True:
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+            now = time.monotonic()
+            if check_cancel:
+                check_cancel = False
+                t_kill = self.check_cancel(now, t_kill)
+            if t_signal is not None and now >= t_signal:
+                t_signal = None
+                self.kill(sig["num"], group=not sig["batch_only"])
+            if t_limit is not None and now >= t_limit:
+                t_limit = None
+                self.set_reason("TIMEOUT")
+                self.kill(signal.SIGCONT)
+                self.kill(signal.SIGTERM)
+                if t_kill is None:
+                    t_kill = now + spec["kill_wait_s"]
+            if t_kill is not None and now >= t_kill:
+                t_kill = None
+                self.kill_everything(now)
+            if t_mem is not None and now >= t_mem:
+                t_mem = now + _MEM_SAMPLE_S
+                rss_kb = self.sample_rss(now)
+                self.peak_kb = max(self.peak_kb, rss_kb)
+                if rss_kb > spec["mem_limit_mb"] * 1024:
+                    log(self.workdir, "job %s: RSS %d KiB over the %d MiB limit; killing"
+                        % (self.key, rss_kb, spec["mem_limit_mb"]))
+                    self.set_reason("OUT_OF_MEMORY")
+                    self.kill_everything(now)
+                    t_mem = None
+            deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem) if t is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for skey, _ in sel.select(timeout):
+                if skey.data == "wake":
+                    try:
+                        got = os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        got = b""
+                    if signal.SIGUSR1 in got:
+                        check_cancel = True
+                else:
+                    chunk = os.read(err_r, 4096)
+                    if chunk:
+                        err_buf += chunk
+                    else:
+                        sel.unregister(err_r)
+                        os.close(err_r)
+                        err_r = -1
+        if err_r >= 0:
+            # The child is gone, so its (close-on-exec) end is closed: this hits EOF.
+            while True:
+                chunk = os.read(err_r, 65536)
+                if not chunk:
+                    break
+                err_buf += chunk
+            os.close(err_r)
+        if err_buf:
+            self.error = err_buf.decode("utf-8", "replace")
+        # The batch shell is done: like slurmstepd, kill what it left behind.
+        # Done before reaping so the group id cannot have been reused yet.
+        self.kill(signal.SIGKILL)
+        if self.reason is not None:
+            self.sweep_session()
+        _, status, usage = os.wait4(self.pid, 0)
+        sel.close()
+        return status, usage
+
+    def set_reason(self, reason: str) -> None:
+        """Record why we ended the job; the first reason wins."""
+        if self.reason is None:
+            self.reason = reason
+
+    def check_cancel(self, now: float, t_kill: Optional[float]) -> Optional[float]:
+        """Act on jobs/K/cancel if present; return the SIGKILL deadline."""
+        try:
+            with open(os.path.join(self.jobdir, CANCEL_FILE)) as f:
+                text = f.read().strip()
+        except OSError:
+            return t_kill
+        try:
+            signum = int(text or signal.SIGTERM)
+        except ValueError:
+            signum = signal.SIGTERM
+        self.set_reason("CANCELLED")
+        self.kill(signal.SIGCONT)
+        self.kill(signum)
+        return t_kill if t_kill is not None else now + self.spec["kill_wait_s"]
+
+    def kill(self, signum: int, group: bool = True) -> None:
+        """Signal the job's process group (or only the batch shell)."""
+        try:
+            if group:
+                os.killpg(self.pid, signum)
+            else:
+                os.kill(self.pid, signum)
+        except OSError:
+            pass  # already gone
+
+    def kill_everything(self, now: float) -> None:
+        """SIGKILL the job's group and whatever else lives in our session."""
+        self.kill(signal.SIGKILL)
+        self.sweep_session()
+
+    def sweep_session(self) -> None:
+        if self.cgroup:
+            try:
+                with open(os.path.join(self.cgroup, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        for pid in self.session_members(full=True):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def session_members(self, now: float = 0.0, full: bool = False) -> Set[int]:
+        """Pids in our session except ourselves.
+
+        A full /proc scan per sample would cost milliseconds on a busy node, so
+        normally walk the job's process tree (plus processes seen before, which
+        may have been re-parented) and rescan /proc only every few seconds to
+        catch processes that escaped the tree before we saw them.
+        """
+        found: Set[int] = set()
+        if full or not self.children_file_ok or now >= self.next_full_scan:
+            self.next_full_scan = now + _SESSION_RESCAN_S
+            for name in os.listdir("/proc"):
+                if name.isdigit():
+                    pid = int(name)
+                    if pid != self.sid:
+                        st = proc_stat(pid)
+                        if st is not None and st[1] == self.sid:
+                            found.add(pid)
+        else:
+            stack = [self.pid] + list(self.tracked)
+            while stack:
+                pid = stack.pop()
+                if pid in found or pid == self.sid:
+                    continue
+                st = proc_stat(pid)
+                if st is None or st[1] != self.sid:
+                    continue
+                found.add(pid)
+                try:
+                    tids = os.listdir("/proc/%d/task" % pid)
+                except OSError:
+                    continue
+                for tid in tids:
+                    try:
+                        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                            stack.extend(int(c) for c in f.read().split())
+                    except (OSError, ValueError):
+                        pass
+        self.tracked = found
+        return found
+
+    def sample_rss(self, now: float) -> int:
+        """Sum of resident memory (KiB) of every process in the job's session."""
+        total = 0
+        for pid in self.session_members(now):
+            try:
+                with open("/proc/%d/statm" % pid, "rb") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total * _PAGE_KB
+
+    def finish(self, status: int, usage: Any, start_time: float) -> None:
+        """Turn the wait status into a RESULT and write it atomically."""
+        if os.WIFSIGNALED(status):
+            exit_code, signum = 0, os.WTERMSIG(status)
+        else:
+            exit_code, signum = os.WEXITSTATUS(status), 0
+        if self.cgroup:
+            self.finish_cgroup()
+        if self.reason is not None:
+            state = self.reason
+        elif exit_code == 0 and signum == 0:
+            state = "COMPLETED"
+        else:
+            state = "FAILED"
+        result = {
+            "key": self.key, "pid": self.pid, "start_time": start_time, "end_time": time.time(),
+            "state": state, "exit_code": exit_code, "signal": signum,
+            "user_cpu": usage.ru_utime, "system_cpu": usage.ru_stime,
+            "max_rss_kb": max(int(usage.ru_maxrss), self.peak_kb), "error": self.error,
+        }
+        write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+
+    def finish_cgroup(self) -> None:
+        """Read OOM kills and peak memory from the cgroup, then remove it."""
+        assert self.cgroup is not None
+        try:
+            with open(os.path.join(self.cgroup, "memory.events")) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill" and int(value) > 0:
+                        self.set_reason("OUT_OF_MEMORY")
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(os.path.join(self.cgroup, "memory.peak")) as f:
+                self.peak_kb = max(self.peak_kb, int(f.read().split()[0]) // 1024)
+        except (OSError, ValueError, IndexError):
+            pass
+        self.sweep_session()
+        for _ in range(50):
+            try:
+                os.rmdir(self.cgroup)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return
+                time.sleep(0.02)  # killed processes take a moment to leave
+
+
+# --------------------------------------------------------------------------
+# the agent
+
+
+class Job:
+    """The agent's view of one job directory."""
+
+    __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
+                 "result", "emitted", "launch_fd", "waiters")
+
+    def __init__(self, key: str, jobdir: str, own: bool) -> None:
+        self.key = key
+        self.dir = jobdir
+        self.own = own                     # supervisor is our child (SIGCHLD) vs adopted (polled)
+        self.sup_pid: Optional[int] = None
+        self.sup_ticks: Optional[int] = None
+        self.pid: Optional[int] = None     # the job's batch shell
+        self.ticks: Optional[int] = None
+        self.start_time: Optional[float] = None
+        self.result: Optional[Dict[str, Any]] = None
+        self.emitted = False
+        self.launch_fd: Optional[int] = None
+        self.waiters: List[Any] = []       # request ids awaiting `started`
+
+    def info(self) -> Dict[str, Any]:
+        """JOBINFO for hello/status."""
+        return {"key": self.key, "status": "ended" if self.result is not None else "running",
+                "pid": self.pid, "result": self.result}
+
+
+class _Gone(Exception):
+    """The controller closed our stdout."""
+
+
+class Agent:
+    """The JSON-lines server. Single-threaded; fork is safe because of that."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = os.path.abspath(workdir)
+        self.jobs_dir = os.path.join(self.workdir, "jobs")
+        # Our own files are private; the job gets the umask we were started with.
+        self.job_umask = os.umask(0o077)
+        os.makedirs(self.jobs_dir, exist_ok=True)
+        self.jobs: Dict[str, Job] = {}
+        self.children: Dict[int, str] = {}
+        self.launch_fds: Dict[int, str] = {}
+        self.adopted: Set[str] = set()
+        self.ready = False   # hold unsolicited `ended` until the controller has spoken
+        self.stop = False
+        self.inbuf = b""
+        self.gpus: Optional[List[Dict[str, Any]]] = None
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _noop_handler)
+        # Installed before any fork so a supervisor that gets a cancel before
+        # it set up its own handler is not killed by SIGUSR1's default action.
+        signal.signal(signal.SIGUSR1, _noop_handler)
+        self.sel: selectors.BaseSelector = selectors.DefaultSelector()
+        try:
+            self.sel.register(0, selectors.EVENT_READ, "stdin")
+        except PermissionError:  # stdin is a regular file: epoll refuses it
+            self.sel.close()
+            self.sel = selectors.SelectSelector()
+            self.sel.register(0, selectors.EVENT_READ, "stdin")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        for name in sorted(os.listdir(self.jobs_dir)):
+            if key_error(name) is None and os.path.isdir(os.path.join(self.jobs_dir, name)):
+                self.adopt(name)
+        gc.freeze()  # keep the startup heap out of copy-on-write faults in forks
+
+    # -- I/O ---------------------------------------------------------------
+
+    def send(self, obj: Dict[str, Any]) -> None:
+        """Write one JSON line to stdout."""
+        try:
+            write_all(1, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+        except OSError as exc:
+            raise _Gone() from exc
+
+    def serve(self) -> None:
+        """Run until stdin EOF or `shutdown`; running jobs are left alone."""
+        next_poll = time.monotonic() + _ADOPT_POLL_S
+        while not self.stop:
+            timeout = None
+            if self.adopted:
+                timeout = max(0.0, next_poll - time.monotonic())
+            for skey, _ in self.sel.select(timeout):
+                if skey.data == "stdin":
+                    self.read_stdin()
+                elif skey.data == "wake":
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                else:
+                    self.on_launch_fd(skey.fd)
+                if self.stop:
+                    return
+            if self.adopted and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + _ADOPT_POLL_S
+                self.poll_adopted()
+
+    def read_stdin(self) -> None:
+        data = os.read(0, 1 << 16)
+        if not data:
+            if self.inbuf.strip():
+                self.handle_line(self.inbuf)
+            self.inbuf = b""
+            self.stop = True
+            return
+        self.inbuf += data
+        while not self.stop:
+            nl = self.inbuf.find(b"\n")
+            if nl < 0:
+                break
+            line, self.inbuf = self.inbuf[:nl], self.inbuf[nl + 1:]
+            if line.strip():
+                self.handle_line(line)
+        if len(self.inbuf) > _MAX_LINE:
+            self.inbuf = b""
+            self.send({"ev": "error", "re": None,
+                       "error": "request line longer than %d bytes dropped" % _MAX_LINE})
+
+    def handle_line(self, line: bytes) -> None:
+        """Decode and dispatch one request; errors become `error` events."""
+        rid = None
+        try:
+            try:
+                req = json.loads(line)
+            except ValueError as exc:
+                self.send({"ev": "error", "re": None, "error": "bad JSON request line: %s" % exc})
+                return
+            if not isinstance(req, dict):
+                self.send({"ev": "error", "re": None, "error": "a request must be a JSON object"})
+                return
+            rid = req.get("id")
+            handler = _OPS.get(req.get("op"))  # type: ignore[arg-type]
+            if handler is None:
+                self.send({"ev": "error", "re": rid, "error": "unknown op %r; valid ops: %s"
+                           % (req.get("op"), ", ".join(sorted(_OPS)))})
+                return
+            handler(self, req, rid)
+        except _Gone:
+            raise
+        except Exception as exc:
+            log(self.workdir, "error handling %r:\n%s" % (line[:200], traceback.format_exc()))
+            self.send({"ev": "error", "re": rid, "error": "agent error: %s: %s"
+                       % (type(exc).__name__, exc)})
+        finally:
+            if not self.ready:
+                self.ready = True
+                for job in list(self.jobs.values()):
+                    if job.result is not None:
+                        self.emit_ended(job)
+
+    # -- job bookkeeping ------------------------------------------------------
+
+    def jobdir(self, key: str) -> str:
+        return os.path.join(self.jobs_dir, key)
+
+    def lookup(self, key: str) -> Optional[Job]:
+        """The job for ``key``, adopting a directory we did not know of."""
+        job = self.jobs.get(key)
+        if job is None and os.path.isdir(self.jobdir(key)):
+            job = self.adopt(key)
+        return job
+
+    def adopt(self, key: str) -> Job:
+        """Take over a job directory left by an earlier agent."""
+        job = Job(key, self.jobdir(key), own=False)
+        self.jobs[key] = job
+        self.refresh(job)
+        if job.result is None:
+            self.adopted.add(key)
+        return job
+
+    def refresh(self, job: Job) -> None:
+        """Re-read an adopted job's files; decide ended / running / LOST."""
+        job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+        if job.result is not None:
+            return
+        if job.sup_pid is None:
+            sup = read_json(os.path.join(job.dir, SUPERVISOR_FILE))
+            if sup is not None:
+                job.sup_pid, job.sup_ticks = sup.get("pid"), sup.get("ticks")
+                job.pid, job.ticks = sup.get("job_pid"), sup.get("job_ticks")
+                job.start_time = sup.get("start_time")
+        if job.sup_pid is not None:
+            if not alive(job.sup_pid, job.sup_ticks):
+                self.mark_lost(job, "supervisor vanished")
+            return
+        try:
+            age = time.time() - os.stat(job.dir).st_mtime
+        except OSError:
+            age = _LOST_GRACE_S + 1
+        if age > _LOST_GRACE_S:
+            self.mark_lost(job, "supervisor vanished before starting the job")
+
+    def mark_lost(self, job: Job, why: str) -> None:
+        """Record a LOST result, unless a real one appeared meanwhile."""
+        path = os.path.join(job.dir, RESULT_FILE)
+        result = {"key": job.key, "pid": job.pid or 0, "start_time": job.start_time or 0.0,
+                  "end_time": time.time(), "state": "LOST", "exit_code": 0, "signal": 0,
+                  "user_cpu": 0.0, "system_cpu": 0.0, "max_rss_kb": 0, "error": why}
+        try:
+            if not write_json_atomic(path, result, fsync=True, exclusive=True):
+                result = read_json(path) or result
+        except OSError as exc:
+            log(self.workdir, "job %s: cannot write LOST result: %s" % (job.key, exc))
+        job.result = result
+        if result.get("state") == "LOST" and alive(job.pid, job.ticks):
+            # Nobody supervises it and the controller will requeue it: an
+            # orphan left running would make the job run twice.
+            try:
+                os.killpg(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            except OSError:
+                pass
+        log(self.workdir, "job %s: %s" % (job.key, why))
+
+    def poll_adopted(self) -> None:
+        for key in list(self.adopted):
+            job = self.jobs.get(key)
+            if job is None:
+                self.adopted.discard(key)
+                continue
+            self.refresh(job)
+            if job.result is not None:
+                self.adopted.discard(key)
+                self.emit_ended(job)
+
+    def emit_ended(self, job: Job) -> None:
+        if self.ready and not job.emitted and job.result is not None:
+            job.emitted = True
+            self.send({"ev": "ended", "key": job.key, "result": job.result})
+
+    def reap(self) -> None:
+        """Collect exited supervisors (our children) and report their jobs."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            key = self.children.pop(pid, None)
+            job = self.jobs.get(key) if key is not None else None
+            if job is None or job.sup_pid != pid:
+                continue  # forgotten, or its launch failed
+            if job.launch_fd is not None:
+                self.on_launch_fd(job.launch_fd)  # `started` must precede `ended`
+                if self.jobs.get(key) is not job:
+                    continue
+            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            if job.result is None:
+                how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                       else "exit status %d" % os.WEXITSTATUS(status))
+                self.mark_lost(job, "supervisor vanished (%s)" % how)
+            self.emit_ended(job)
+
+    def on_launch_fd(self, fd: int) -> None:
+        """The supervisor reported the job's pid (or why it could not start it)."""
+        # The fd may be stale: reaping can consume a pipe whose readiness is
+        # still queued in the same select() batch, and its number may even
+        # have been reused by a newer launch. Only act on what we still own.
+        key = self.launch_fds.get(fd)
+        if key is None:
+            return
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        del self.launch_fds[fd]
+        self.sel.unregister(fd)
+        os.close(fd)
+        job = self.jobs.get(key) if key is not None else None
+        if job is None:
+            return
+        job.launch_fd = None
+        try:
+            msg = json.loads(data) if data.strip() else {}
+        except ValueError:
+            msg = {}
+        waiters, job.waiters = job.waiters, []
+        if "error" in msg:
+            # Nothing ran: remove the directory so the same key may be retried.
+            del self.jobs[key]
+            shutil.rmtree(job.dir, ignore_errors=True)
+            for rid in waiters:
+                self.send({"ev": "launch_failed", "re": rid, "key": key, "error": msg["error"]})
+            return
+        job.pid, job.ticks, job.start_time = msg.get("pid"), msg.get("ticks"), msg.get("start_time")
+        for rid in waiters:
+            self.send(self.started(job, rid))
+
+    @staticmethod
+    def started(job: Job, rid: Any) -> Dict[str, Any]:
+        return {"ev": "started", "re": rid, "key": job.key, "pid": job.pid,
+                "start_time": job.start_time}
+
+    # -- ops ------------------------------------------------------------------
+
+    def facts(self) -> Dict[str, Any]:
+        """FACTS: what the scheduler needs to know about this machine."""
+        mem = _meminfo()
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        try:
+            st = os.statvfs(self.workdir)
+            disk_free = st.f_bavail * st.f_frsize // (1 << 20)
+        except OSError:
+            disk_free = 0
+        if self.gpus is None:  # GPUs do not come and go; nvidia-smi is slow
+            self.gpus = query_gpus()
+        uname = os.uname()
+        return {
+            "hostname": socket.gethostname(), "cpus": cpus,
+            "mem_mb": mem.get("MemTotal", 0) // 1024,
+            "free_mem_mb": mem.get("MemAvailable", mem.get("MemFree", 0)) // 1024,
+            "load1": os.getloadavg()[0], "gpus": self.gpus,
+            "python": "%d.%d.%d" % sys.version_info[:3],
+            "os": "%s %s" % (uname.sysname, uname.release), "arch": uname.machine,
+            "boot_time": _boot_time(), "workdir": self.workdir, "disk_free_mb": disk_free,
+            "workdir_writable": os.access(self.jobs_dir, os.W_OK | os.X_OK), "uid": os.getuid(),
+        }
+
+    def op_hello(self, req: Dict[str, Any], rid: Any) -> None:
+        self.send({"ev": "hello", "re": rid, "version": AGENT_VERSION, "pid": os.getpid(),
+                   "facts": self.facts(), "jobs": [j.info() for j in self.jobs.values()]})
+
+    def op_facts(self, req: Dict[str, Any], rid: Any) -> None:
+        reply = {"ev": "facts", "re": rid}
+        reply.update(self.facts())
+        self.send(reply)
+
+    def op_status(self, req: Dict[str, Any], rid: Any) -> None:
+        self.send({"ev": "status", "re": rid, "jobs": [j.info() for j in self.jobs.values()]})
+
+    def op_shutdown(self, req: Dict[str, Any], rid: Any) -> None:
+        self.send({"ev": "shutdown", "re": rid})
+        self.stop = True
+
+    def op_launch(self, req: Dict[str, Any], rid: Any) -> None:
+        key = req.get("key")
+        err = key_error(key)
+        if err is None:
+            job = self.lookup(key)  # type: ignore[arg-type]
+            if job is not None:
+                self.reply_existing(job, rid)
+                return
+            try:
+                spec = validate_spec(req.get("spec"))
+            except ValueError as exc:
+                err = "job %s: %s" % (key, exc)
+        if err is not None:
+            self.send({"ev": "launch_failed", "re": rid, "key": key, "error": err})
+            return
+        jobdir = self.jobdir(key)  # type: ignore[arg-type]
+        try:
+            os.mkdir(jobdir, 0o700)
+        except FileExistsError:  # another agent on this workdir won the race
+            self.reply_existing(self.adopt(key), rid)  # type: ignore[arg-type]
+            return
+        except OSError as exc:
+            self.send({"ev": "launch_failed", "re": rid, "key": key,
+                       "error": "cannot create %s: %s" % (jobdir, exc)})
+            return
+        pipe: Tuple[int, int] = (-1, -1)
+        try:
+            fd = os.open(os.path.join(jobdir, SCRIPT_FILE),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
+            try:
+                write_all(fd, spec["script"].encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+            pipe = os.pipe()
+            pid = os.fork()
+        except OSError as exc:
+            for p in pipe:
+                if p >= 0:
+                    os.close(p)
+            shutil.rmtree(jobdir, ignore_errors=True)
+            self.send({"ev": "launch_failed", "re": rid, "key": key,
+                       "error": "cannot start the supervisor: %s" % exc})
+            return
+        if pid == 0:
+            code = 1
+            try:
+                os.close(pipe[0])
+                Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask).run()  # type: ignore[arg-type]
+                code = 0
+            except BaseException:
+                log(self.workdir, "supervisor for job %s failed:\n%s" % (key, traceback.format_exc()))
+            finally:
+                os._exit(code)  # never return into the agent's loop
+        os.close(pipe[1])
+        os.set_blocking(pipe[0], False)
+        job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
+        job.sup_pid = pid
+        job.launch_fd = pipe[0]
+        job.waiters.append(rid)
+        self.jobs[key] = job  # type: ignore[index]
+        self.children[pid] = key  # type: ignore[assignment]
+        self.launch_fds[pipe[0]] = key  # type: ignore[assignment]
+        self.sel.register(pipe[0], selectors.EVENT_READ, "launch")
+
+    def reply_existing(self, job: Job, rid: Any) -> None:
+        """Idempotent launch: report the job we already have, never run it again."""
+        if job.result is None and not job.own:
+            self.refresh(job)
+        elif job.result is None:
+            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+        if job.result is not None:
+            job.emitted = True
+            self.adopted.discard(job.key)
+            self.send({"ev": "ended", "re": rid, "key": job.key, "result": job.result})
+        elif job.launch_fd is not None:
+            job.waiters.append(rid)
+        else:
+            self.send(self.started(job, rid))
+
+    def _job_for(self, req: Dict[str, Any], rid: Any, ev: str) -> Optional[Job]:
+        key = req.get("key")
+        err = key_error(key)
+        job = None if err else self.lookup(key)  # type: ignore[arg-type]
+        if err is None and job is None:
+            err = "no job %s on this node" % key
+        if err is None and job is not None and job.result is None and job.own:
+            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+        if err is None and job is not None and job.result is not None:
+            err = "job %s has already ended" % key
+        if err is not None:
+            self.send({"ev": ev, "re": rid, "key": key, "ok": False, "error": err})
+            return None
+        return job
+
+    def op_signal(self, req: Dict[str, Any], rid: Any) -> None:
+        signum = req.get("signal")
+        if isinstance(signum, bool) or not isinstance(signum, int) or not 0 <= signum < signal.NSIG:
+            self.send({"ev": "signalled", "re": rid, "key": req.get("key"), "ok": False,
+                       "error": "signal must be a number 0..%d, got %r" % (signal.NSIG - 1, signum)})
+            return
+        job = self._job_for(req, rid, "signalled")
+        if job is None:
+            return
+        err = None
+        if job.pid is None:
+            err = "job %s has not started yet; retry shortly" % job.key
+        elif not alive(job.pid, job.ticks):
+            err = "job %s's batch shell has exited" % job.key
+        else:
+            try:
+                if req.get("batch_only"):
+                    os.kill(job.pid, signum)
+                else:
+                    os.killpg(job.pid, signum)
+            except OSError as exc:
+                err = "cannot signal job %s: %s" % (job.key, exc.strerror)
+        self.send({"ev": "signalled", "re": rid, "key": job.key, "ok": err is None, "error": err})
+
+    def op_cancel(self, req: Dict[str, Any], rid: Any) -> None:
+        signum = req.get("signal", signal.SIGTERM)
+        if isinstance(signum, bool) or not isinstance(signum, int) or not 1 <= signum < signal.NSIG:
+            self.send({"ev": "cancelling", "re": rid, "key": req.get("key"), "ok": False,
+                       "error": "signal must be a number 1..%d, got %r" % (signal.NSIG - 1, signum)})
+            return
+        job = self._job_for(req, rid, "cancelling")
+        if job is None:
+            return
+        # The supervisor does the killing (it owns the kill_wait timer); we only
+        # leave the request where it looks and wake it up.
+        write_json_atomic_text(os.path.join(job.dir, CANCEL_FILE), str(signum))
+        err = None
+        if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
+            try:
+                os.kill(job.sup_pid, signal.SIGUSR1)
+            except OSError as exc:
+                err = "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
+        self.send({"ev": "cancelling", "re": rid, "key": job.key, "ok": err is None, "error": err})
+
+    def op_forget(self, req: Dict[str, Any], rid: Any) -> None:
+        key = req.get("key")
+        err = key_error(key)
+        job = None if err else self.lookup(key)  # type: ignore[arg-type]
+        if job is not None:
+            if job.result is None:
+                job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            if job.result is None:
+                err = "job %s is still running; cancel it and wait for `ended` first" % key
+            else:
+                shutil.rmtree(job.dir, ignore_errors=True)
+                del self.jobs[job.key]
+                self.adopted.discard(job.key)
+        # A key that is already gone counts as forgotten, so the controller may retry.
+        self.send({"ev": "forgotten", "re": rid, "key": key, "ok": err is None, "error": err})
+
+
+def write_json_atomic_text(path: str, text: str) -> None:
+    """Write a small text file atomically (temp file + rename, mode 0600)."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+_OPS = {
+    "hello": Agent.op_hello, "facts": Agent.op_facts, "launch": Agent.op_launch,
+    "signal": Agent.op_signal, "cancel": Agent.op_cancel, "status": Agent.op_status,
+    "forget": Agent.op_forget, "shutdown": Agent.op_shutdown,
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: ``python3 agent.py --workdir DIR``."""
+    parser = argparse.ArgumentParser(description="fleetslurm node agent (JSON lines on stdin/stdout)")
+    parser.add_argument("--workdir", required=True, help="directory holding jobs/ and agent.log")
+    args = parser.parse_args(argv)
+    try:
+        agent = Agent(args.workdir)
+    except OSError as exc:
+        sys.stderr.write("fleetslurm agent: cannot use workdir %s: %s\n" % (args.workdir, exc))
+        return 1
+    log(agent.workdir, "agent %s started, %d job(s) found" % (AGENT_VERSION, len(agent.jobs)))
+    try:
+        agent.serve()
+    except _Gone:
+        pass
+    except KeyboardInterrupt:
+        pass
+    log(agent.workdir, "agent exiting")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

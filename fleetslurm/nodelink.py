@@ -1,0 +1,124 @@
+"""NodeLink: the controller's connection to one machine's agent.
+
+Connecting and reading happen in background threads that only post messages
+to the controller's inbox; all decisions stay in the controller's ``step``.
+Every message carries the link's generation, so news from a dropped channel
+is never mistaken for news from the current one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Optional
+
+from .errors import FleetError, TransportError
+from .transport.base import AgentChannel, Transport
+
+__all__ = ["NodeLink"]
+
+
+class NodeLink:
+    """One machine. ``status``: ``connecting`` | ``up`` | ``lost``."""
+
+    def __init__(self, name: str, transport: Transport, inbox: "queue.Queue[tuple]") -> None:
+        self.name = name
+        self.transport = transport
+        self.inbox = inbox
+        self.status = "lost"
+        self.generation = 0
+        self.channel: Optional[AgentChannel] = None
+        self.last_heard: Optional[float] = None
+        self.last_attempt: float = float("-inf")
+        self.failures = 0
+        self.error: str = ""
+        self.facts: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- connecting (background) ---------------------------------------------
+    def connect(self, now: float, synchronous: bool = False) -> None:
+        """Start (re)connecting; the result arrives in the inbox as
+        ``("connected", name, gen)`` or ``("connect_failed", name, gen, text)``."""
+        with self._lock:
+            self.generation += 1
+            gen = self.generation
+            self.status = "connecting"
+            self.last_attempt = now
+            old, self.channel = self.channel, None
+        if old is not None:
+            threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+        if synchronous:
+            self._connect(gen)
+        else:
+            threading.Thread(target=self._connect, args=(gen,), daemon=True,
+                             name=f"connect-{self.name}").start()
+
+    def _connect(self, gen: int) -> None:
+        try:
+            channel = self.transport.start_agent()
+        except FleetError as exc:
+            self.inbox.put(("connect_failed", self.name, gen, str(exc)))
+            return
+        except Exception as exc:  # a transport bug must not kill the controller
+            self.inbox.put(("connect_failed", self.name, gen,
+                            f"node {self.name}: {type(exc).__name__}: {exc}"))
+            return
+        with self._lock:
+            if gen != self.generation:
+                _close_quietly(channel)
+                return
+            self.channel = channel
+        threading.Thread(target=self._read, args=(channel, gen), daemon=True,
+                         name=f"read-{self.name}").start()
+        self.inbox.put(("connected", self.name, gen))
+
+    def _read(self, channel: AgentChannel, gen: int) -> None:
+        try:
+            while True:
+                msg = channel.recv()
+                if msg is None:
+                    break
+                self.inbox.put(("agent", self.name, gen, msg))
+        except TransportError as exc:
+            self.inbox.put(("lost", self.name, gen, str(exc)))
+            return
+        except Exception as exc:
+            self.inbox.put(("lost", self.name, gen, f"{type(exc).__name__}: {exc}"))
+            return
+        self.inbox.put(("lost", self.name, gen, "the agent closed its channel"))
+
+    # -- talking (controller thread) ---------------------------------------------
+    def send(self, msg: dict) -> bool:
+        """Send one request; False when the link is not usable (the caller keeps
+        the job's committed state and reconciles on reconnect)."""
+        channel = self.channel
+        if channel is None:
+            return False
+        try:
+            channel.send(msg)
+            return True
+        except TransportError as exc:
+            self.error = str(exc)
+            return False
+
+    def drop(self) -> None:
+        with self._lock:
+            self.generation += 1
+            old, self.channel = self.channel, None
+            self.status = "lost"
+        if old is not None:
+            threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+
+    def close(self) -> None:
+        self.drop()
+        try:
+            self.transport.close()
+        except Exception:
+            pass
+
+
+def _close_quietly(channel: AgentChannel) -> None:
+    try:
+        channel.close()
+    except Exception:
+        pass

@@ -1,0 +1,423 @@
+"""Client requests that change state: submit, cancel, hold, release, requeue,
+update. Each runs inside the controller's transaction under a savepoint, so a
+refused request leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import errors
+from .errors import AccessDenied, InvalidJobId, SubmitError, UsageError
+from .model import JobState
+from .scheduler import JobEnded, JobHeld, JobRequest, JobReleased, JobSubmitted, JobUpdated
+from .views import user_name
+
+if TYPE_CHECKING:
+    from .controller import Controller
+
+_LIVE = ("RUNNING", "COMPLETING")
+_ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+
+
+# -- submit -----------------------------------------------------------------
+def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    from .slurm.arrays import parse_array
+    from .slurm.jobspec import build_spec
+
+    spec = build_spec(args.get("options") or {}, script=args["script"],
+                      script_args=list(args.get("script_args") or []),
+                      env=args.get("env") or {}, cwd=args["cwd"],
+                      submit_host=args.get("submit_host") or "", now=now)
+    cfg = ctl.config
+    partition = spec["partition"] or cfg.default_partition
+    if "," in partition:
+        partition = partition.split(",")[0]
+    if partition not in cfg.partitions:
+        raise SubmitError("Batch job submission failed: Invalid partition name specified")
+    pcfg = cfg.partitions[partition]
+    time_limit = spec["time_limit"]
+    if not spec["time_set"]:
+        time_limit = pcfg.default_minutes() if pcfg.default_time else pcfg.max_minutes()
+    name = spec["name"] or args.get("script_name") or "sbatch"
+    spec["name"] = name
+    spec["command"] = args.get("command") or ""
+    indices: list[int] = []
+    if spec["array"] is not None:
+        try:
+            indices, throttle = parse_array(spec["array"], cfg.max_array_size)
+        except errors.InvalidValue:
+            raise SubmitError("Batch job submission failed: Invalid job array specification") \
+                from None
+        spec["array_indices"] = indices
+        spec["array_throttle"] = throttle
+        steps = {b - a for a, b in zip(indices, indices[1:])}
+        spec["array_step"] = steps.pop() if len(steps) == 1 else 1
+    if spec["dependency"]:
+        from .slurm.deps import parse_dependency, unknown_ids
+
+        dep = parse_dependency(spec["dependency"])
+        known = {i for i in _dep_ids(spec["dependency"]) if ctl.store.task(i) or ctl.store.job(i)}
+        if unknown_ids(dep, known):
+            raise SubmitError("Batch job submission failed: Job dependency problem")
+    unknown = [n for n in spec["nodelist"] + spec["exclude"] if n not in cfg.machines]
+    if unknown:
+        raise SubmitError("Batch job submission failed: Invalid node name specified")
+    req = {
+        "name": name, "partition": partition, "cpus": spec["cpus"],
+        "mem_mb": spec["req_mem_mb"], "gpus": spec["gpus"], "time_limit": time_limit,
+        "nice": spec["nice"], "nodelist": spec["nodelist"], "exclude": spec["exclude"],
+        "constraint": spec["constraint"], "begin_time": spec["begin_time"],
+        "dependency": spec["dependency"], "exclusive": spec["exclusive"], "priority": 0,
+    }
+    user = user_name(uid)
+    probe = _request(0, user, now, req, spec["hold"])
+    why = ctl.sched.can_ever_run(probe)
+    if why is not None:
+        raise SubmitError("Batch job submission failed: Requested node configuration is not "
+                          "available")
+    count = len(indices) or 1
+    first = ctl.store.allocate_ids(count)
+    ctl.store.add_job(first, uid, user, now, spec, args["script"], spec["array"])
+    if not indices:
+        _add_task(ctl, first, first, None, req, now, spec["hold"])
+    else:
+        for n, index in enumerate(indices):
+            _add_task(ctl, first + n, first, index, req, now, spec["hold"])
+    return {"job_id": first, "cluster": cfg.cluster_name}
+
+
+def _dep_ids(text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"(?<=[:])(\d+)", text)]
+
+
+def _request(task_id: int, user: str, submit_time: float, req: dict, held: bool) -> JobRequest:
+    return JobRequest(
+        job_id=task_id, user=user, partition=req["partition"], submit_time=submit_time,
+        cpus=req["cpus"], mem_mb=req["mem_mb"], gpus=req["gpus"], time_limit=req["time_limit"],
+        nice=req["nice"], nodelist=frozenset(req["nodelist"]), exclude=frozenset(req["exclude"]),
+        constraint=req["constraint"], begin_time=req["begin_time"], held=held,
+        dependency=req["dependency"], name=req["name"], exclusive=req["exclusive"],
+        priority=req.get("priority", 0))
+
+
+def _add_task(ctl: "Controller", task_id: int, job_id: int, index: Optional[int], req: dict,
+              now: float, held: bool) -> None:
+    ctl.store.add_task(task_id, job_id, index, req, now, held)
+    if index is not None:
+        ctl._array_of[task_id] = job_id
+    task = ctl.store.task(task_id)
+    job = ctl.store.job(job_id)
+    if ctl._may_feed(task, job):  # type: ignore[arg-type]
+        ctl.emit(JobSubmitted(_request(task_id, job["user"], now, req, held)))  # type: ignore[index]
+        ctl._fed.add(task_id)
+
+
+# -- finding jobs by id ------------------------------------------------------------
+def find_tasks(ctl: "Controller", text: str) -> list[dict]:
+    """``N`` (a job, or every task of array N), ``N_i``, ``N_[i-j]``, ``N.step``."""
+    t = str(text).strip()
+    m = re.fullmatch(r"(\d+)(?:_(\d+|\[[0-9,\-:%]+\]))?(?:\.(\w+))?", t)
+    if not m:
+        raise InvalidJobId(f"Invalid job id specified")
+    jid = int(m.group(1))
+    if m.group(2) is None:
+        task = ctl.store.task(jid)
+        job = ctl.store.job(jid)
+        if job is not None and job["array_spec"] is not None:
+            return ctl.store.tasks_of_job(jid)
+        return [task] if task else []
+    from .slurm.arrays import parse_array
+
+    sel = m.group(2)
+    wanted = set(parse_array(sel.strip("[]"), 10**9)[0]) if sel.startswith("[") else {int(sel)}
+    return [t for t in ctl.store.tasks_of_job(jid) if t["array_index"] in wanted]
+
+
+def _check_owner(ctl: "Controller", task: dict, uid: int) -> dict:
+    job = ctl.store.job(task["job_id"])
+    assert job is not None
+    if uid not in (0, job["uid"]):
+        raise AccessDenied("Access/permission denied")
+    return job
+
+
+def _shown_id(task: dict, job: dict) -> str:
+    if task["array_index"] is not None:
+        return f"{job['job_id']}_{task['array_index']}"
+    return str(task["task_id"])
+
+
+# -- cancel / signal ---------------------------------------------------------------
+def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    """scancel. Returns {"errors": [...]}: SLURM goes on after a bad id."""
+    ids = list(args.get("ids") or [])
+    signal = args.get("signal")
+    batch_only = bool(args.get("batch"))
+    errs: list[str] = []
+    targets: list[tuple[str, dict]] = []
+    for text in ids:
+        try:
+            found = find_tasks(ctl, text)
+        except InvalidJobId:
+            found = []
+        if not found:
+            errs.append(f"Kill job error on job id {text}: Invalid job id specified")
+            continue
+        targets.extend((text, t) for t in found)
+    if not ids:
+        for t in ctl.store.active_tasks():
+            targets.append((str(t["task_id"]), t))
+    targets = [(s, t) for s, t in targets if _matches(ctl, t, args)]
+    for shown, task in targets:
+        try:
+            job = _check_owner(ctl, task, uid)
+        except AccessDenied as exc:
+            if ids:
+                errs.append(f"Kill job error on job id {shown}: {exc}")
+            continue
+        if task["state"] not in _ACTIVE:
+            continue  # finished but remembered: silent, exit 0
+        if signal is not None and not args.get("cancel_with_signal", False):
+            if task["state"] in _LIVE:
+                ctl.send(task["node"], {"op": "signal", "key": task["run_key"],
+                                        "signal": int(signal), "batch_only": batch_only})
+            else:
+                errs.append(f"Kill job error on job id {shown}: Job is pending execution")
+            continue
+        cancel_task(ctl, task, uid, now)
+    return {"errors": errs}
+
+
+def _matches(ctl: "Controller", task: dict, args: dict) -> bool:
+    job = ctl.store.job(task["job_id"])
+    assert job is not None
+    users = args.get("users")
+    if users and job["user"] not in users and str(job["uid"]) not in users:
+        return False
+    if args.get("name") and task["req"]["name"] not in args["name"]:
+        return False
+    states = args.get("states")
+    if states and task["state"] not in states:
+        return False
+    if args.get("partition") and task["req"]["partition"] not in args["partition"]:
+        return False
+    return True
+
+
+def cancel_task(ctl: "Controller", task: dict, uid: int, now: float) -> None:
+    if task["state"] in _LIVE:
+        ctl.store.update_task(task["task_id"], cancelled_by=uid)
+        ctl.store.log(task["task_id"], now, "cancel", f"by {uid}")
+        link = ctl.links.get(task["node"])
+        if link is not None and link.status == "up":
+            ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 15})
+            return
+        # the machine is unreachable: record the cancel now; a late result is ignored
+        # and a still-running process is killed when the machine is back
+    ctl.store.update_task(task["task_id"], state="CANCELLED", cancelled_by=uid, end_time=now,
+                          exit_code=0, exit_signal=0, reason="None")
+    ctl.store.log(task["task_id"], now, "end", f"CANCELLED by {uid}")
+    if task["task_id"] in ctl._fed:
+        ctl.emit(JobEnded(task["task_id"], "CANCELLED", now))
+        ctl.forget_fed(task["task_id"])
+    ctl.task_finished(task)
+
+
+# -- hold / release / requeue ------------------------------------------------------
+def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
+    out = []
+    for text in args.get("ids") or []:
+        found = find_tasks(ctl, text)
+        if not found:
+            raise InvalidJobId(f"Invalid job id specified")
+        for task in found:
+            out.append((task, _check_owner(ctl, task, uid)))
+    if not out:
+        raise UsageError("No job identification provided", prog="scontrol")
+    return out
+
+
+def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    for task, job in _each(ctl, args, uid):
+        if task["state"] != "PENDING":
+            raise errors.JobError("Job is no longer pending execution")
+        ctl.store.update_task(task["task_id"], held=1)
+        ctl.store.log(task["task_id"], now, "hold", f"by {uid}")
+        if task["task_id"] in ctl._fed:
+            ctl.emit(JobHeld(task["task_id"]))
+    return {}
+
+
+def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    for task, job in _each(ctl, args, uid):
+        if task["state"] != "PENDING":
+            continue
+        ctl.store.update_task(task["task_id"], held=0)
+        ctl.store.log(task["task_id"], now, "release", f"by {uid}")
+        if task["task_id"] in ctl._fed:
+            ctl.emit(JobReleased(task["task_id"]))
+    return {}
+
+
+def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    from .handlers import requeue_task
+
+    hold = bool(args.get("hold"))
+    for task, job in _each(ctl, args, uid):
+        if task["state"] == "PENDING":
+            raise errors.JobError("Job is pending execution")
+        if not job["spec"].get("requeue", True):
+            raise errors.JobError("Requested operation is presently disabled")
+        was_live = task["state"] in _LIVE
+        requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold)
+        if not was_live:
+            # a finished job comes back: the scheduler sees it as new
+            fresh = ctl.store.task(task["task_id"])
+            req = fresh["req"]  # type: ignore[index]
+            ctl.emit(JobSubmitted(_request(task["task_id"], job["user"], task["submit_time"],
+                                           req, hold)))
+            ctl._fed.add(task["task_id"])
+    return {}
+
+
+# -- update ----------------------------------------------------------------------
+_JOB_FIELDS = {
+    "timelimit": "time_limit", "jobname": "name", "name": "name", "comment": "comment",
+    "nice": "nice", "dependency": "dependency", "starttime": "begin_time",
+    "partition": "partition", "features": "constraint", "excnodelist": "exclude",
+    "reqnodelist": "nodelist", "numcpus": "cpus", "minmemorynode": "mem_mb",
+}
+
+
+def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    from .slurm.units import parse_datetime, parse_mem, parse_time_limit
+
+    fields: dict[str, str] = dict(args.get("fields") or {})
+    changes: dict[str, Any] = {}
+    comment = None
+    for key, value in fields.items():
+        dest = _JOB_FIELDS.get(key.lower())
+        if dest is None:
+            raise UsageError(f"Update of this parameter is not supported: {key}={value}",
+                             prog="scontrol")
+        try:
+            if dest == "time_limit":
+                changes[dest] = parse_time_limit(value)
+            elif dest in ("nice", "cpus"):
+                changes[dest] = int(value)
+            elif dest == "mem_mb":
+                changes[dest] = parse_mem(value)
+            elif dest == "begin_time":
+                changes[dest] = parse_datetime(value, now)
+            elif dest in ("exclude", "nodelist"):
+                from .slurm.hostlist import expand
+
+                changes[dest] = expand(value) if value else []
+            elif dest == "comment":
+                comment = value
+            else:
+                changes[dest] = value
+        except (errors.InvalidValue, ValueError):
+            raise UsageError(f"Invalid {key} specification: {value}", prog="scontrol") from None
+    if "partition" in changes and changes["partition"] not in ctl.config.partitions:
+        raise SubmitError("Invalid partition name specified")
+    for task, job in _each(ctl, args, uid):
+        if task["state"] not in _ACTIVE:
+            raise errors.JobError("Job is no longer pending execution")
+        running = task["state"] in _LIVE
+        if running and set(changes) - {"time_limit", "name", "nice"}:
+            raise errors.JobError("Job is no longer pending execution")
+        if running and "time_limit" in changes and uid != 0:
+            old = task["req"]["time_limit"]
+            new = changes["time_limit"]
+            if new is None or (old is not None and new > old):
+                raise AccessDenied("Access/permission denied")
+        req = dict(task["req"])
+        req.update(changes)
+        ctl.store.update_task(task["task_id"], req=req)
+        if comment is not None:
+            spec = dict(job["spec"])
+            spec["comment"] = comment
+            ctl.store._x("UPDATE jobs SET spec=? WHERE job_id=?",
+                         (__import__("json").dumps(spec), job["job_id"]))
+        ctl.store.log(task["task_id"], now, "update", repr(fields))
+        sched_changes = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
+                         for k, v in changes.items()}
+        if sched_changes and task["task_id"] in ctl._fed:
+            ctl.emit(JobUpdated(task["task_id"], **sched_changes))
+        if running and "time_limit" in changes:
+            limit = changes["time_limit"]
+            ctl.send(task["node"], {"op": "set_limit", "key": task["run_key"],
+                                    "time_limit_s": None if limit is None else limit * 60})
+    return {}
+
+
+def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    from .handlers import mark_down
+    from .scheduler import NodeDrain, NodeResume
+    from .slurm.hostlist import expand
+
+    if uid not in (0, os.getuid()):
+        raise AccessDenied("Access/permission denied")
+    names = expand(str(args.get("nodes") or ""))
+    unknown = [n for n in names if n not in ctl.config.machines]
+    if unknown or not names:
+        raise errors.JobError(f"Invalid node name specified")
+    state = str(args.get("state") or "").upper()
+    reason = str(args.get("reason") or "")
+    if state in ("DRAIN", "DOWN") and not reason:
+        raise UsageError("You must specify a reason when DOWNING or DRAINING a node. "
+                         "Request denied", prog="scontrol")
+    for name in names:
+        if state == "DRAIN":
+            ctl.store.set_node(name, admin_state="drain", reason=reason, reason_time=now)
+            ctl.emit(NodeDrain(name, reason))
+        elif state == "DOWN":
+            ctl.store.set_node(name, admin_state="down", reason=reason, reason_time=now)
+            mark_down(ctl, name, reason, now)
+        elif state in ("RESUME", "IDLE", "UNDRAIN"):
+            ctl.store.set_node(name, admin_state="resume", reason="", reason_time=None)
+            if name not in ctl._node_down:
+                ctl.emit(NodeResume(name))
+        elif state:
+            raise UsageError(f"Invalid node state specified", prog="scontrol")
+    return {}
+
+
+def op_shutdown(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    if uid not in (0, os.getuid()):
+        raise AccessDenied("Access/permission denied")
+    ctl.stop()
+    return {}
+
+
+def op_explain(ctl: "Controller", args: dict, uid: int, now: float) -> str:
+    """``fleetslurm explain JOB``: the scheduler's view, in words."""
+    tasks = find_tasks(ctl, str(args.get("id")))
+    if not tasks:
+        raise InvalidJobId(f"Invalid job id specified: {args.get('id')}")
+    lines = []
+    for task in tasks:
+        job = ctl.store.job(task["job_id"])
+        shown = _shown_id(task, job)  # type: ignore[arg-type]
+        if task["state"] == "PENDING" and task["task_id"] in ctl._fed:
+            lines.append(f"job {shown}: " + ctl.sched.explain(task["task_id"]))
+        elif task["state"] == "PENDING":
+            lines.append(f"job {shown} is pending (JobArrayTaskLimit): its array's %N "
+                         "throttle holds it back")
+        elif task["state"] in _LIVE:
+            lines.append(f"job {shown} is running on {task['node']} since "
+                         f"{time_text(task['start_time'])}")
+        else:
+            lines.append(f"job {shown} ended {task['state']} "
+                         f"({task['exit_code']}:{task['exit_signal']}) at "
+                         f"{time_text(task['end_time'])}")
+    return "\n".join(lines)
+
+
+def time_text(ts: Optional[float]) -> str:
+    import time as _time
+
+    return "Unknown" if ts is None else _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(ts))

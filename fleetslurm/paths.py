@@ -1,0 +1,134 @@
+"""Where fleetslurm keeps things: one place names every file.
+
+The state directory is ``$FLEETSLURM_HOME`` (default ``~/.fleetslurm``), private
+to its owner (0700).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir"]
+
+# sun_path is 108 bytes on Linux; leave room for the terminating NUL.
+_MAX_SOCKET_PATH = 100
+
+
+def home_dir(environ: "os._Environ[str] | dict[str, str] | None" = None) -> Path:
+    """The state directory: ``$FLEETSLURM_HOME`` or ``~/.fleetslurm``."""
+    env = os.environ if environ is None else environ
+    value = env.get("FLEETSLURM_HOME")
+    if value:
+        return Path(value).expanduser().absolute()
+    return Path("~/.fleetslurm").expanduser()
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Files of one controller's state directory."""
+
+    home: Path
+
+    @property
+    def db(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "controller.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "controller.log"
+
+    @property
+    def config_copy(self) -> Path:
+        """The config path the running controller was started with."""
+        return self.home / "controller.config"
+
+    @property
+    def socket(self) -> Path:
+        path = self.home / "ctl.sock"
+        if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
+            return path
+        # A deep FLEETSLURM_HOME would overflow sun_path: use a short private
+        # directory keyed by the home path instead.
+        digest = hashlib.sha1(os.fsencode(str(self.home))).hexdigest()[:16]
+        return Path("/tmp") / f"fleetslurm-{os.getuid()}-{digest}" / "ctl.sock"
+
+    @property
+    def output_root(self) -> Path:
+        return self.home / "output"
+
+    def output_dir(self, job_id: int) -> Path:
+        """``FLEETSLURM_HOME/output/<jobid>/`` keeps each job's stdout.txt/stderr.txt."""
+        return self.output_root / str(job_id)
+
+    def node_workdir(self, node: str) -> Path:
+        """Agent work directory for a machine run by the local transport."""
+        return self.home / "node" / node
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / "known_hosts"
+
+
+def state_paths(environ: "dict[str, str] | None" = None) -> StatePaths:
+    return StatePaths(home_dir(environ))
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Files of one job run inside an agent's work directory (node side)."""
+
+    workdir: str
+    key: str
+
+    @property
+    def dir(self) -> str:
+        return f"{self.workdir}/jobs/{self.key}"
+
+    @property
+    def script(self) -> str:
+        return f"{self.dir}/script"
+
+    @property
+    def result(self) -> str:
+        return f"{self.dir}/result.json"
+
+    @property
+    def stdout(self) -> str:
+        """Where a job without a shared filesystem writes its stdout on the node."""
+        return f"{self.dir}/stdout.txt"
+
+    @property
+    def stderr(self) -> str:
+        return f"{self.dir}/stderr.txt"
+
+
+def find_config(explicit: Optional[str] = None, environ: Optional[dict[str, str]] = None,
+                cwd: Optional[Path] = None) -> Optional[Path]:
+    """The config file to use, or None for the embedded default."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    if env.get("FLEETSLURM_CONFIG"):
+        return Path(env["FLEETSLURM_CONFIG"]).expanduser().absolute()
+    local = (cwd or Path.cwd()) / "config" / "fleet_config.json"
+    if local.is_file():
+        return local.absolute()
+    home = home_dir(env) / "fleet_config.json"  # type: ignore[arg-type]
+    if home.is_file():
+        return home
+    return None

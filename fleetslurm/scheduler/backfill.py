@@ -1,0 +1,152 @@
+"""One scheduling pass: priority order plus backfill that uses time limits.
+
+Pending jobs are walked in priority order. Each node gets a
+:class:`~fleetslurm.scheduler.profile.Profile` of its free resources over
+time (running jobs end at start + time limit; UNLIMITED never ends). A job
+that is eligible starts now on the best node where it fits *for its whole
+time limit* in that profile; because every start and every reservation is
+taken out of the profile, a later job can only start now if it ends before
+a higher-priority job's reservation begins, or if the node keeps room for
+that reservation anyway. A job blocked only by resources reserves its
+earliest start (on the node where that is soonest); only the first
+``max_reservations`` blocked jobs are planned, as SLURM's ``bf_max_job_test``
+bounds its backfill.
+
+Cost: a job that cannot fit in any node right now (checked against the
+largest free amounts) and comes after the planned jobs is skipped without
+evaluation; its reason is worked out only if someone asks
+(:meth:`SchedulerState.pending_reasons`). With no free CPU anywhere, the pass
+stops after the planned jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from fleetslurm.scheduler import eligibility
+from fleetslurm.scheduler.events import StartJob
+from fleetslurm.scheduler.policy import Shape, duration_s, need_of, placement_key
+from fleetslurm.scheduler.profile import Profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetslurm.scheduler.records import NodeEntry
+    from fleetslurm.scheduler.state import SchedulerState
+
+__all__ = ["run_pass", "OVERDUE_GRACE_S", "BLOCKED", "node_profile"]
+
+#: internal reason marker for "waiting for resources"; shown as Resources or Priority
+BLOCKED = "<blocked>"
+
+#: a running job past its time limit is expected to end this many seconds from now
+OVERDUE_GRACE_S = 1.0
+
+#: (max free cpus, max free mem, max free gpus, some node idle) over available nodes
+_MaxFree = tuple[int, int, int, bool]
+
+
+def node_profile(st: "SchedulerState", node: "NodeEntry", now: float) -> Profile:
+    """The node's free resources from ``now`` on, given its running jobs' time limits."""
+    spec_ids = set(node.spec.gpu_ids)
+    releases = []
+    exclusive_until = -math.inf
+    for jid in node.jobs:
+        job = st._jobs[jid]
+        end = job.start_time + duration_s(job.req, st._parts.get(job.shape[0]))  # type: ignore[operator,index]
+        if end <= now:
+            end = now + OVERDUE_GRACE_S
+        gpus = len(spec_ids.intersection(job.gpu_ids)) if job.gpu_ids else 0
+        releases.append((end, (job.cpus, job.mem_mb, gpus)))
+        if job.req.exclusive:
+            exclusive_until = max(exclusive_until, end)
+    free = node.free_now()
+    prof = Profile.build(now, free, releases)
+    if exclusive_until > now:
+        # an exclusive job owns the whole node, even resources added after it started
+        prof.take(now, exclusive_until - now, (max(0, free[0]), max(0, free[1]), max(0, free[2])))
+    return prof
+
+
+def _max_free(st: "SchedulerState", profiles: dict[str, Profile]) -> _MaxFree:
+    c = m = g = 0
+    idle = False
+    for name, prof in profiles.items():
+        f = prof.free[0]
+        c, m, g = max(c, f[0]), max(m, f[1]), max(g, f[2])
+        node = st._nodes[name]
+        idle = idle or (not node.jobs and not node.shrunk)
+    return (c, m, g, idle)
+
+
+def _may_fit_now(shape: Shape, mf: _MaxFree) -> bool:
+    if shape[7]:
+        return mf[3]
+    return shape[1] <= mf[0] and shape[2] <= mf[1] and shape[3] <= mf[2]
+
+
+def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
+    """Start what can start now, plan the first blocked jobs, record reasons."""
+    st._begin_pass(now)
+    nodes, jobs, parts = st._nodes, st._jobs, st._parts
+    profiles = {name: node_profile(st, node, now) for name, node in nodes.items() if node.available}
+    mf = _max_free(st, profiles)
+    cap = st.max_reservations
+    reasons: dict[int, str] = {}
+    expected: dict[int, tuple[float, str]] = {}
+    failed: set[tuple] = set()  # fit keys that did not fit now; profiles only shrink in a pass
+    actions: list[StartJob] = []
+    started: list[int] = []
+    blocked = 0
+    for key in st._order:
+        jid = key[-1]
+        job = jobs[jid]
+        if blocked >= cap:
+            if mf[0] < 1:
+                break  # no free CPU on any available node: nothing more can start
+            if job.fit_key in failed or not _may_fit_now(job.shape, mf):  # type: ignore[arg-type]
+                continue
+        reason = eligibility.wait_reason(st, job, now)
+        cands: list[str] = []
+        if reason is None:
+            cands, reason = eligibility.placement(st, job)
+        if reason is not None:
+            reasons[jid] = reason
+            continue
+        shape: Shape = job.shape  # type: ignore[assignment]
+        dur = duration_s(job.req, parts.get(shape[0]))
+        needs_gpus = shape[3] > 0
+        best = None
+        if job.fit_key not in failed and _may_fit_now(shape, mf):
+            for name in cands:
+                prof, spec = profiles[name], nodes[name].spec
+                need = need_of(shape, spec)
+                if prof.fits_now(need, dur):
+                    pk = placement_key(spec, needs_gpus, prof.free[0][0] - need[0])
+                    if best is None or pk < best[0]:
+                        best = (pk, name, need)
+        if best is not None:
+            _, name, need = best
+            actions.append(st._start(job, name, need, now))
+            profiles[name].take(now, dur, need)
+            started.append(jid)
+            mf = _max_free(st, profiles)
+            continue
+        failed.add(job.fit_key)
+        reasons[jid] = BLOCKED
+        if blocked < cap:
+            plan = None
+            for name in cands:
+                prof, spec = profiles[name], nodes[name].spec
+                need = need_of(shape, spec)
+                at = prof.earliest(need, dur)
+                if at is not None:
+                    pk = (at, placement_key(spec, needs_gpus, 0))
+                    if plan is None or pk < plan[0]:
+                        plan = (pk, name, need)
+            if plan is not None:
+                (at, _), name, need = plan
+                profiles[name].take(at, dur, need)
+                expected[jid] = (at, name)
+        blocked += 1
+    st._end_pass(reasons, expected, started)
+    return actions

@@ -1,0 +1,135 @@
+"""Whether and why a pending job may start: hold, begin time, dependencies,
+partition, and which nodes could run it at all.
+
+Functions over :class:`~fleetslurm.scheduler.state.SchedulerState`; the caches
+they fill (``_static``, ``_avail``, ``_singleton_cache``) live on the state and
+are cleared when nodes or partitions change and at the start of every pass.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from fleetslurm.errors import InvalidValue
+from fleetslurm.scheduler.deps import NEVER, WAITING, JobFacts, evaluate, parse_dependency
+from fleetslurm.scheduler.events import JobRequest
+from fleetslurm.scheduler.lifecycle import RUNNING
+from fleetslurm.scheduler.policy import Shape, compress_hostlist, parse_constraint, shape_of, static_misfit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetslurm.scheduler.records import JobEntry
+    from fleetslurm.scheduler.state import SchedulerState
+
+__all__ = ["job_facts", "singleton_blocker", "wait_reason", "static_nodes", "placement", "can_ever_run"]
+
+
+def job_facts(st: "SchedulerState", job_id: int) -> Optional[JobFacts]:
+    """What dependencies need to know of a job, or None if it is unknown."""
+    job = st._jobs.get(job_id)
+    if job is None:
+        return None
+    return (job.phase, job.final, job.first_start, job.end_time)
+
+
+def singleton_blocker(st: "SchedulerState", job: "JobEntry") -> Optional[int]:
+    """A running job, or a pending one with a lower id, of the same user and name."""
+    group = (job.req.user, job.req.name)
+    cached = st._singleton_cache.get(group)
+    if cached is None:
+        running = lowest = None
+        for jid in st._groups.get(group, ()):
+            other = st._jobs[jid]
+            if other.phase == RUNNING:
+                running = jid if running is None else min(running, jid)
+            elif lowest is None or jid < lowest:
+                lowest = jid
+        cached = st._singleton_cache[group] = (running, lowest)
+    running, lowest = cached
+    if running is not None:
+        return running
+    return lowest if lowest is not None and lowest < job.req.job_id else None
+
+
+def wait_reason(st: "SchedulerState", job: "JobEntry", now: float) -> Optional[str]:
+    """The reason a pending job may not start whatever the load, or None."""
+    req = job.req
+    if req.held:
+        return "JobHeldUser"
+    if req.begin_time is not None and req.begin_time > now:
+        return "BeginTime"
+    if job.dep_error is not None:
+        return "DependencyNeverSatisfied"
+    if job.dep is not None:
+        status = evaluate(job.dep, lambda j: job_facts(st, j), lambda: singleton_blocker(st, job), now)
+        if status == WAITING:
+            return "Dependency"
+        if status == NEVER:
+            return "DependencyNeverSatisfied"
+    part = st._parts.get(job.shape[0])  # type: ignore[index]
+    if part is None:
+        return "PartitionConfig"
+    if not part.up:
+        return "PartitionDown"
+    if req.time_limit is not None and part.max_time is not None and req.time_limit > part.max_time:
+        return "PartitionTimeLimit"
+    return None
+
+
+def static_nodes(st: "SchedulerState", shape: Shape) -> tuple[str, ...]:
+    """Nodes that could ever run a job of this shape (load and up/down ignored)."""
+    names = st._static.get(shape)
+    if names is None:
+        try:
+            alts = parse_constraint(shape[6])
+        except InvalidValue:
+            names = ()
+        else:
+            default = st._default_partition()
+            names = tuple(n for n, node in st._nodes.items()
+                          if static_misfit(shape, node.spec, default, alts) is None)
+        st._static[shape] = names
+    return names
+
+
+def placement(st: "SchedulerState", job: "JobEntry") -> tuple[list[str], Optional[str]]:
+    """Available nodes that could run the job, or a reason why there are none."""
+    shape = job.shape
+    hit = st._avail.get(shape)  # type: ignore[arg-type]
+    if hit is None:
+        names = static_nodes(st, shape)  # type: ignore[arg-type]
+        avail = [n for n in names if st._nodes[n].available]
+        if not names:
+            hit = ([], "BadConstraints")
+        elif not avail:
+            hit = ([], "ReqNodeNotAvail, UnavailableNodes:" + compress_hostlist(names))
+        else:
+            hit = (avail, None)
+        st._avail[shape] = hit  # type: ignore[index]
+    return hit
+
+
+def can_ever_run(st: "SchedulerState", job: JobRequest) -> Optional[str]:
+    """None if some node of the job's partition could run it (load, down and drain
+    ignored); else SLURM's refusal text (``Requested node configuration is not available``...)."""
+    part = st._partition_of(job)
+    if not part:
+        return "No partition specified or system default partition"
+    if part not in st._parts:
+        return "Invalid partition name specified"
+    try:
+        dep = parse_dependency(job.dependency)
+    except InvalidValue:
+        return "Job dependency problem"
+    if dep is not None and any(t.job_id == job.job_id for t in dep.terms):
+        return "Job dependency problem"
+    try:
+        parse_constraint(job.constraint)
+    except InvalidValue:
+        return "Invalid feature specification"
+    if job.nodelist - set(st._nodes):
+        return "Invalid node name specified"
+    if job.cpus < 1 or job.mem_mb < 0 or job.gpus < 0:
+        return "Requested node configuration is not available"
+    if not static_nodes(st, shape_of(job, part)):
+        return "Requested node configuration is not available"
+    return None

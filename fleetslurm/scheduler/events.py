@@ -1,0 +1,278 @@
+"""The scheduler's vocabulary: cluster descriptions, events in, actions out.
+
+Everything here is a frozen dataclass. Events are past tense (something
+happened that the scheduler must take into account); actions are imperative
+(something the controller must now do). Times are UNIX epoch seconds (float);
+time limits are minutes, ``None`` meaning UNLIMITED; memory is MB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Union
+
+__all__ = [
+    "Unset",
+    "UNSET",
+    "NodeSpec",
+    "PartitionSpec",
+    "JobRequest",
+    "NodeUp",
+    "NodeDown",
+    "NodeDrain",
+    "NodeResume",
+    "PartitionSet",
+    "JobSubmitted",
+    "JobRestored",
+    "JobEnded",
+    "JobRequeued",
+    "JobHeld",
+    "JobReleased",
+    "JobUpdated",
+    "StartJob",
+    "CancelJob",
+    "Event",
+    "Action",
+]
+
+
+class Unset:
+    """Type of :data:`UNSET`, the "leave this field alone" marker of :class:`JobUpdated`."""
+
+    _instance: "Unset | None" = None
+
+    def __new__(cls) -> "Unset":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+#: marker for "not changed" in :class:`JobUpdated`
+UNSET = Unset()
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One machine as the scheduler allocates it (declared resources).
+
+    An empty ``partitions`` tuple puts the node in the default partition.
+    Nodes with the lowest ``weight`` are allocated first (SLURM semantics).
+    """
+
+    name: str
+    cpus: int
+    mem_mb: int
+    gpu_ids: tuple[int, ...] = ()
+    partitions: tuple[str, ...] = ()
+    features: frozenset[str] = frozenset()
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """A partition. ``max_time`` is minutes, ``None`` for UNLIMITED."""
+
+    name: str
+    priority: int = 1
+    max_time: int | None = None
+    default: bool = False
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a job asks for. Jobs are single-node: ``cpus`` is the total on that node.
+
+    ``time_limit`` is minutes (``None``: the partition's MaxTime, else
+    UNLIMITED); ``mem_mb=0`` reserves no memory; ``nodelist`` is the set of
+    acceptable nodes (any one of them); ``constraint`` uses SLURM's feature
+    syntax (``a``, ``a&b``, ``a|b``; ``&`` binds tighter); ``priority`` is an
+    extra admin priority, higher first.
+    """
+
+    job_id: int
+    user: str
+    partition: str
+    submit_time: float
+    cpus: int = 1
+    mem_mb: int = 0
+    gpus: int = 0
+    time_limit: int | None = None
+    nice: int = 0
+    nodelist: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+    constraint: str = ""
+    begin_time: float | None = None
+    held: bool = False
+    dependency: str = ""
+    name: str = ""
+    exclusive: bool = False
+    priority: int = 0
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class NodeUp:
+    """A node joins, returns to service after being unreachable, or changes size.
+
+    Clears DOWN; an administrator's DRAIN stays until :class:`NodeResume`.
+    """
+
+    node: NodeSpec
+
+
+@dataclass(frozen=True)
+class NodeDown:
+    """A node is unreachable: no new work. Jobs running there are left alone."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeDrain:
+    """No new work on this node; ``drng`` while jobs run, ``drain`` once empty."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NodeResume:
+    """The node is back from DRAIN and/or DOWN."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PartitionSet:
+    """Add or replace a partition."""
+
+    partition: PartitionSpec
+
+
+@dataclass(frozen=True)
+class JobSubmitted:
+    """A new PENDING job."""
+
+    job: JobRequest
+
+
+@dataclass(frozen=True)
+class JobRestored:
+    """A job already RUNNING on ``node`` (controller restart): allocate, no action."""
+
+    job: JobRequest
+    node: str
+    gpu_ids: tuple[int, ...]
+    start_time: float
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """A running or pending job reached a final ``state`` (COMPLETED, FAILED, ...)."""
+
+    job_id: int
+    state: str
+    end_time: float
+
+
+@dataclass(frozen=True)
+class JobRequeued:
+    """A running job goes back to PENDING; ``submit_time`` replaces the old one if given."""
+
+    job_id: int
+    submit_time: float | None = None
+
+
+@dataclass(frozen=True)
+class JobHeld:
+    """The job may not start until released (on a running job: after a requeue)."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class JobReleased:
+    """A held job may start again."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class JobUpdated:
+    """Change fields of a job's request; fields left at :data:`UNSET` are kept.
+
+    On a running job the allocation is unchanged; a new ``time_limit`` moves
+    its expected end, the other fields apply if it is requeued.
+    """
+
+    job_id: int
+    user: str | Unset = UNSET
+    partition: str | Unset = UNSET
+    submit_time: float | Unset = UNSET
+    cpus: int | Unset = UNSET
+    mem_mb: int | Unset = UNSET
+    gpus: int | Unset = UNSET
+    time_limit: int | None | Unset = UNSET
+    nice: int | Unset = UNSET
+    nodelist: frozenset[str] | Unset = UNSET
+    exclude: frozenset[str] | Unset = UNSET
+    constraint: str | Unset = UNSET
+    begin_time: float | None | Unset = UNSET
+    held: bool | Unset = UNSET
+    dependency: str | Unset = UNSET
+    name: str | Unset = UNSET
+    exclusive: bool | Unset = UNSET
+    priority: int | Unset = UNSET
+
+    def changes(self) -> dict[str, Any]:
+        """The fields this update sets, as keyword arguments for ``dataclasses.replace``."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "job_id" and getattr(self, f.name) is not UNSET
+        }
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class StartJob:
+    """Start ``job_id`` on ``node`` with this allocation (the scheduler already counts it)."""
+
+    job_id: int
+    node: str
+    cpus: int
+    mem_mb: int
+    gpu_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CancelJob:
+    """Cancel a job. Defined for the controller's sake; the scheduler does not emit it
+    (SLURM's default leaves a job whose dependency failed PENDING with reason
+    ``DependencyNeverSatisfied``)."""
+
+    job_id: int
+    reason: str
+
+
+Event = Union[
+    NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
+    JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
+]
+Action = Union[StartJob, CancelJob]

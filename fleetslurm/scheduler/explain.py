@@ -1,0 +1,155 @@
+"""``fleetslurm explain JOB``: a pure function from the scheduler's state to text."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Optional
+
+from fleetslurm.errors import InvalidValue
+from fleetslurm.scheduler import eligibility
+from fleetslurm.scheduler.deps import NEVER, term_status
+from fleetslurm.scheduler.lifecycle import ENDED, RUNNING
+from fleetslurm.scheduler.policy import parse_constraint, static_misfit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fleetslurm.scheduler.records import JobEntry
+    from fleetslurm.scheduler.state import SchedulerState
+
+__all__ = ["explain", "format_time"]
+
+
+def format_time(t: Optional[float]) -> str:
+    """SLURM's timestamp form, ``2026-01-31T09:05:00`` (local time); ``Unknown`` for None."""
+    if t is None:
+        return "Unknown"
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _limit(minutes: Optional[int]) -> str:
+    return "UNLIMITED" if minutes is None else f"{minutes} min"
+
+
+def _request(job: "JobEntry") -> str:
+    req, shape = job.req, job.shape
+    assert shape is not None
+    parts = [f"{shape[1]} CPUs", f"{shape[2]} MB"]
+    if shape[3]:
+        parts.append(f"{shape[3]} GPUs")
+    if req.exclusive:
+        parts.append("a whole node (exclusive)")
+    if req.constraint:
+        parts.append(f"features {req.constraint!r}")
+    if req.nodelist:
+        parts.append(f"one of nodes {','.join(sorted(req.nodelist))}")
+    if req.exclude:
+        parts.append(f"not nodes {','.join(sorted(req.exclude))}")
+    return f"needs {', '.join(parts)} in partition {shape[0] or '(none)'} for {_limit(req.time_limit)}"
+
+
+def explain(st: "SchedulerState", job_id: int) -> str:
+    """Why a job is pending (with per-node detail and its planned start), or where it runs."""
+    job = st._jobs.get(job_id)
+    if job is None:
+        return f"job {job_id} is unknown to the scheduler (never submitted, or forgotten)"
+    if job.phase == RUNNING:
+        limit = job.req.time_limit
+        end = "" if limit is None else f", expected end {format_time(job.start_time + limit * 60)}"  # type: ignore[operator]
+        gpus = f", GPUs {','.join(map(str, job.gpu_ids))}" if job.gpu_ids else ""
+        return (f"job {job_id} is running on node {job.node} since {format_time(job.start_time)} "
+                f"with {job.cpus} CPUs, {job.mem_mb} MB{gpus}; time limit {_limit(limit)}{end}")
+    if job.phase == ENDED:
+        where = f" (last ran on node {job.node})" if job.node else ""
+        return f"job {job_id} ended {job.final} at {format_time(job.end_time)}{where}"
+    reason = st.reason(job_id)
+    head = f"job {job_id} is pending ({reason}): {_request(job)}"
+    lines = [head] + _detail(st, job, reason)
+    planned = st._expected.get(job_id)
+    if planned is not None:
+        lines.append(f"earliest start {format_time(planned[0])} on node {planned[1]} (backfill plan)")
+    elif reason in ("Resources", "Priority"):
+        lines.append("no planned start: the nodes it needs are held by jobs without a time limit, "
+                     "or too many jobs are ahead of it to plan")
+    return "\n".join(lines)
+
+
+def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
+    req, jid = job.req, job.req.job_id
+    part = job.shape[0] if job.shape else ""
+    if reason == "JobHeldUser":
+        return [f"it is held; release it with: scontrol release {jid}"]
+    if reason == "BeginTime":
+        return [f"it may not start before {format_time(req.begin_time)}"]
+    if reason in ("Dependency", "DependencyNeverSatisfied"):
+        return _dependency(st, job)
+    if reason == "PartitionConfig":
+        return [f"partition {part!r} does not exist (known: {', '.join(sorted(st._parts)) or 'none'})"]
+    if reason == "PartitionDown":
+        return [f"partition {part} is down; it starts when an administrator brings it up"]
+    if reason == "PartitionTimeLimit":
+        spec = st._parts[part]
+        return [f"its time limit {_limit(req.time_limit)} exceeds partition {part}'s MaxTime "
+                f"{_limit(spec.max_time)}; lower it with: scontrol update JobId={jid} TimeLimit=..."]
+    if reason == "BadConstraints":
+        return ["no node could ever run it:"] + _misfits(st, job)
+    if reason.startswith("ReqNodeNotAvail"):
+        out = ["every node that could run it is unavailable:"]
+        for name in eligibility.static_nodes(st, job.shape):  # type: ignore[arg-type]
+            node = st._nodes[name]
+            out.append(f"  node {name} is {node.state()} ({node.down_reason or node.drain_reason})")
+        return out
+    out = []
+    if reason == "Priority":
+        ahead = [j for j, r in st._reasons().items()
+                 if j != jid and r in ("Resources", "Priority") and st._jobs[j].shape[0] == part]  # type: ignore[index]
+        ahead = [j for j in ahead if st._jobs[j].key < job.key][:5]
+        if ahead:
+            out.append(f"higher-priority jobs in partition {part} wait first: {', '.join(map(str, ahead))}")
+    cands, _ = eligibility.placement(st, job)
+    for name in cands:
+        node = st._nodes[name]
+        spec, (fc, fm, fg) = node.spec, node.free_now()
+        gpus = f", {fg}/{len(spec.gpu_ids)} GPUs" if spec.gpu_ids or job.shape[3] else ""  # type: ignore[index]
+        out.append(f"  node {name} ({node.state()}) has {fc}/{spec.cpus} CPUs, "
+                   f"{fm}/{spec.mem_mb} MB{gpus} free")
+    others = [n for n in eligibility.static_nodes(st, job.shape) if n not in cands]  # type: ignore[arg-type]
+    for name in others:
+        out.append(f"  node {name} is {st._nodes[name].state()}")
+    return out
+
+
+def _misfits(st: "SchedulerState", job: "JobEntry") -> list[str]:
+    try:
+        alts = parse_constraint(job.req.constraint)
+    except InvalidValue as exc:
+        return [f"  {exc}"]
+    default = st._default_partition()
+    out = []
+    for name, node in st._nodes.items():
+        why = static_misfit(job.shape, node.spec, default, alts)  # type: ignore[arg-type]
+        out.append(f"  node {name}: {why or 'fits'}")
+    return out or ["  there are no nodes"]
+
+
+def _dependency(st: "SchedulerState", job: "JobEntry") -> list[str]:
+    jid = job.req.job_id
+    if job.dep_error:
+        return [f"its dependency is invalid: {job.dep_error}"]
+    if job.dep is None:  # pragma: no cover - reason would not be Dependency
+        return []
+    out = [f"dependency {job.dep} ({'any of' if job.dep.any_of else 'all of'}):"]
+    now = st._pass_now
+    for term in job.dep.terms:
+        status = term_status(term, lambda j: eligibility.job_facts(st, j), lambda: eligibility.singleton_blocker(st, job), now)
+        if term.kind == "singleton":
+            other = eligibility.singleton_blocker(st, job)
+            what = (f"job {other} of user {job.req.user} named {job.req.name!r} is "
+                    f"{st.job_state(other)}" if other is not None else "no other job of that name")
+        else:
+            state = st.job_state(term.job_id)  # type: ignore[arg-type]
+            what = f"job {term.job_id} is {state}" if state else f"job {term.job_id} is unknown (lifted)"
+        out.append(f"  {term}: {what} -> {status}")
+    if any(term_status(t, lambda j: eligibility.job_facts(st, j), lambda: eligibility.singleton_blocker(st, job), now) == NEVER
+           for t in job.dep.terms) and st.reason(jid) == "DependencyNeverSatisfied":
+        out.append(f"it can never start; cancel it with: scancel {jid}, or change it with: "
+                   f"scontrol update JobId={jid} Dependency=...")
+    return out

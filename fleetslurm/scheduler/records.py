@@ -1,0 +1,79 @@
+"""The scheduler's private bookkeeping for one job and one node."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fleetslurm.scheduler.deps import Dependency
+from fleetslurm.scheduler.events import JobRequest, NodeSpec
+from fleetslurm.scheduler.lifecycle import History
+from fleetslurm.scheduler.policy import Shape, Vec, capacity
+
+__all__ = ["JobEntry", "NodeEntry"]
+
+
+@dataclass(eq=False)
+class JobEntry:
+    """One job: its request, phase and (while running) its allocation."""
+
+    req: JobRequest
+    phase: str
+    history: History = field(default_factory=History)
+    final: str = ""                      # SLURM state once ENDED
+    node: Optional[str] = None
+    cpus: int = 0
+    mem_mb: int = 0
+    gpu_ids: tuple[int, ...] = ()
+    start_time: Optional[float] = None   # of the current (or last) run
+    first_start: Optional[float] = None  # of the first run, for after:ID
+    end_time: Optional[float] = None
+    dep: Optional[Dependency] = None
+    dep_error: Optional[str] = None      # why the dependency string is invalid
+    key: tuple = ()                      # priority sort key while pending
+    shape: Optional[Shape] = None        # cached by SchedulerState
+    fit_key: tuple = ()                  # shape + time limit: same fit_key, same fit
+
+
+@dataclass(eq=False)
+class NodeEntry:
+    """One node: its spec, availability and what is allocated on it."""
+
+    spec: NodeSpec
+    history: History = field(default_factory=History)
+    down_reason: Optional[str] = None
+    drain_reason: Optional[str] = None
+    used_cpus: int = 0
+    used_mem: int = 0
+    used_gpus: set[int] = field(default_factory=set)
+    jobs: set[int] = field(default_factory=set)
+    #: a NodeUp shrank the node below what its running jobs hold; nothing new fits
+    #: until enough of them end
+    shrunk: bool = False
+
+    @property
+    def available(self) -> bool:
+        """Up and not drained: may take new work."""
+        return self.down_reason is None and self.drain_reason is None
+
+    def free_now(self) -> Vec:
+        """What is free now (negative if shrunk below its allocation)."""
+        spec = self.spec
+        free_gpus = len(set(spec.gpu_ids) - self.used_gpus)
+        return (spec.cpus - self.used_cpus, spec.mem_mb - self.used_mem, free_gpus)
+
+    def over_capacity(self) -> bool:
+        """Whether the allocations exceed the declared resources."""
+        cpus, mem, _ = capacity(self.spec)
+        return (self.used_cpus > cpus or self.used_mem > mem
+                or not self.used_gpus <= set(self.spec.gpu_ids))
+
+    def state(self) -> str:
+        """sinfo's state: idle, mix, alloc, down, drain or drng."""
+        if self.down_reason is not None:
+            return "down"
+        if self.drain_reason is not None:
+            return "drng" if self.jobs else "drain"
+        if not self.jobs:
+            return "idle"
+        return "alloc" if self.used_cpus >= self.spec.cpus else "mix"

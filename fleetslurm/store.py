@@ -1,0 +1,309 @@
+"""The state store: SQLite in WAL mode. This module owns all SQL.
+
+Tables:
+- ``jobs``: one row per submission (the spec as JSON, the script).
+- ``tasks``: each runnable unit — a plain job, or one task of an array — with
+  its state, allocation and result; this is what squeue and sacct show.
+- ``steps``: one row per run of a task's batch step (``N.batch``), keyed by the
+  run key the node agent knows (``<task id>.<restart count>``), with usage.
+- ``nodes``: administrative state of each machine (DRAIN, DOWN reasons) and the
+  facts its agent last reported.
+- ``accounting``: an append-only log of every state change, for audits
+  ("did this job start twice?") and ``fleetslurm explain``.
+
+Schema changes are migrations keyed by ``PRAGMA user_version``. Callers group
+changes in ``transaction()``; every change is committed before the controller
+acts on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
+
+from .errors import StoreError
+
+__all__ = ["Store"]
+
+_MIGRATIONS: list[str] = [
+    # 1: initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        job_id      INTEGER PRIMARY KEY,
+        uid         INTEGER NOT NULL,
+        user        TEXT NOT NULL,
+        submit_time REAL NOT NULL,
+        array_spec  TEXT,
+        spec        TEXT NOT NULL,
+        script      TEXT NOT NULL
+    );
+    CREATE TABLE tasks (
+        task_id       INTEGER PRIMARY KEY,
+        job_id        INTEGER NOT NULL REFERENCES jobs(job_id),
+        array_index   INTEGER,
+        state         TEXT NOT NULL,
+        reason        TEXT NOT NULL DEFAULT 'None',
+        req           TEXT NOT NULL,
+        held          INTEGER NOT NULL DEFAULT 0,
+        submit_time   REAL NOT NULL,
+        eligible_time REAL,
+        start_time    REAL,
+        end_time      REAL,
+        node          TEXT,
+        gpu_ids       TEXT,
+        alloc_cpus    INTEGER,
+        alloc_mem_mb  INTEGER,
+        run_key       TEXT,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        exit_code     INTEGER,
+        exit_signal   INTEGER,
+        cancelled_by  INTEGER,
+        stdout        TEXT,
+        stderr        TEXT,
+        collected     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_state ON tasks(state);
+    CREATE INDEX tasks_job ON tasks(job_id);
+    CREATE TABLE steps (
+        run_key     TEXT PRIMARY KEY,
+        task_id     INTEGER NOT NULL REFERENCES tasks(task_id),
+        step        TEXT NOT NULL DEFAULT 'batch',
+        node        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        start_time  REAL,
+        end_time    REAL,
+        exit_code   INTEGER,
+        exit_signal INTEGER,
+        user_cpu    REAL,
+        system_cpu  REAL,
+        max_rss_kb  INTEGER,
+        pid         INTEGER,
+        error       TEXT
+    );
+    CREATE INDEX steps_task ON steps(task_id);
+    CREATE TABLE nodes (
+        name        TEXT PRIMARY KEY,
+        admin_state TEXT NOT NULL DEFAULT 'resume',
+        reason      TEXT NOT NULL DEFAULT '',
+        reason_time REAL,
+        facts       TEXT,
+        last_seen   REAL
+    );
+    CREATE TABLE accounting (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id INTEGER NOT NULL,
+        time    REAL NOT NULL,
+        event   TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX accounting_task ON accounting(task_id);
+    INSERT INTO meta(key, value) VALUES ('next_job_id', '1');
+    """,
+]
+
+_TASK_COLUMNS = (
+    "task_id job_id array_index state reason req held submit_time eligible_time "
+    "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
+    "exit_code exit_signal cancelled_by stdout stderr collected"
+).split()
+
+
+class Store:
+    """All reads and writes of the state database.
+
+    ``path=":memory:"`` gives a private in-memory store (tests).
+    """
+
+    def __init__(self, path: "Path | str") -> None:
+        self.path = str(path)
+        try:
+            self._db = self._connect()
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the state database {self.path}: {exc}; "
+                             "check the permissions of FLEETSLURM_HOME") from exc
+        self._depth = 0
+
+    # -- connection --------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=30)
+        db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives process crashes (kill -9); only an OS
+            # crash can lose the last commits.
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise StoreError(
+                f"the state database {self.path} was written by a newer fleetslurm "
+                f"(schema {version}, this one knows {len(_MIGRATIONS)}); upgrade fleetslurm")
+        for number in range(version, len(_MIGRATIONS)):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _MIGRATIONS[number].split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version={number + 1}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """Group changes; commit on success, roll back on error. Re-entrant."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self._db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot commit to {self.path}: {exc}") from exc
+
+    def _x(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(args))
+        except sqlite3.Error as exc:
+            raise StoreError(f"state database error: {exc}") from exc
+
+    # -- ids -------------------------------------------------------------
+    def allocate_ids(self, count: int) -> int:
+        """Reserve ``count`` consecutive job ids; returns the first."""
+        with self.transaction():
+            first = int(self._x("SELECT value FROM meta WHERE key='next_job_id'").fetchone()[0])
+            self._x("UPDATE meta SET value=? WHERE key='next_job_id'", (str(first + count),))
+        return first
+
+    # -- jobs and tasks ---------------------------------------------------
+    def add_job(self, job_id: int, uid: int, user: str, submit_time: float, spec: dict,
+                script: str, array_spec: Optional[str]) -> None:
+        self._x("INSERT INTO jobs(job_id, uid, user, submit_time, array_spec, spec, script) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script))
+
+    def add_task(self, task_id: int, job_id: int, array_index: Optional[int], req: dict,
+                 submit_time: float, held: bool, state: str = "PENDING",
+                 reason: str = "None") -> None:
+        self._x("INSERT INTO tasks(task_id, job_id, array_index, state, reason, req, held, "
+                "submit_time) VALUES (?,?,?,?,?,?,?,?)",
+                (task_id, job_id, array_index, state, reason, json.dumps(req), int(held),
+                 submit_time))
+        self.log(task_id, submit_time, "submit", state)
+
+    def job(self, job_id: int) -> Optional[dict]:
+        row = self._x("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["spec"] = json.loads(d["spec"])
+        return d
+
+    def task(self, task_id: int) -> Optional[dict]:
+        row = self._x("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()
+        return None if row is None else _task(row)
+
+    def tasks(self, where: str = "", args: Iterable[Any] = ()) -> list[dict]:
+        sql = "SELECT * FROM tasks" + (f" WHERE {where}" if where else "") + " ORDER BY task_id"
+        return [_task(r) for r in self._x(sql, args)]
+
+    def active_tasks(self) -> list[dict]:
+        return self.tasks("state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')")
+
+    def tasks_of_job(self, job_id: int) -> list[dict]:
+        return self.tasks("job_id=?", (job_id,))
+
+    def update_task(self, task_id: int, **fields: Any) -> None:
+        bad = set(fields) - set(_TASK_COLUMNS)
+        assert not bad, bad
+        if "req" in fields:
+            fields["req"] = json.dumps(fields["req"])
+        if "gpu_ids" in fields and fields["gpu_ids"] is not None:
+            fields["gpu_ids"] = json.dumps(list(fields["gpu_ids"]))
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
+
+    def task_ids_with_state_since(self, since: float) -> list[int]:
+        return [r[0] for r in self._x(
+            "SELECT task_id FROM tasks WHERE end_time IS NULL OR end_time >= ?", (since,))]
+
+    # -- steps ------------------------------------------------------------
+    def add_step(self, run_key: str, task_id: int, node: str, start_time: float) -> None:
+        self._x("INSERT OR REPLACE INTO steps(run_key, task_id, node, state, start_time) "
+                "VALUES (?,?,?,?,?)", (run_key, task_id, node, "RUNNING", start_time))
+
+    def update_step(self, run_key: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self._x(f"UPDATE steps SET {sets} WHERE run_key=?", (*fields.values(), run_key))
+
+    def step(self, run_key: str) -> Optional[dict]:
+        row = self._x("SELECT * FROM steps WHERE run_key=?", (run_key,)).fetchone()
+        return None if row is None else dict(row)
+
+    def steps_of(self, task_id: int) -> list[dict]:
+        return [dict(r) for r in self._x(
+            "SELECT * FROM steps WHERE task_id=? ORDER BY start_time", (task_id,))]
+
+    # -- nodes --------------------------------------------------------------
+    def node(self, name: str) -> dict:
+        row = self._x("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return {"name": name, "admin_state": "resume", "reason": "", "reason_time": None,
+                    "facts": None, "last_seen": None}
+        d = dict(row)
+        d["facts"] = json.loads(d["facts"]) if d["facts"] else None
+        return d
+
+    def set_node(self, name: str, **fields: Any) -> None:
+        if "facts" in fields and fields["facts"] is not None:
+            fields["facts"] = json.dumps(fields["facts"])
+        self._x("INSERT OR IGNORE INTO nodes(name) VALUES (?)", (name,))
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self._x(f"UPDATE nodes SET {sets} WHERE name=?", (*fields.values(), name))
+
+    # -- accounting log -------------------------------------------------------
+    def log(self, task_id: int, time: float, event: str, detail: str = "") -> None:
+        self._x("INSERT INTO accounting(task_id, time, event, detail) VALUES (?,?,?,?)",
+                (task_id, time, event, detail))
+
+    def history(self, task_id: int) -> list[dict]:
+        return [dict(r) for r in self._x(
+            "SELECT time, event, detail FROM accounting WHERE task_id=? ORDER BY id", (task_id,))]
+
+    def count_events(self, task_id: int, event: str) -> int:
+        return self._x("SELECT COUNT(*) FROM accounting WHERE task_id=? AND event=?",
+                       (task_id, event)).fetchone()[0]
+
+
+def _task(row: sqlite3.Row) -> dict:
+    d = dict(row)
+    d["req"] = json.loads(d["req"])
+    d["gpu_ids"] = json.loads(d["gpu_ids"]) if d["gpu_ids"] else []
+    d["held"] = bool(d["held"])
+    return d

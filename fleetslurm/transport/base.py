@@ -1,0 +1,90 @@
+"""The transport interface: how the controller reaches one machine's agent.
+
+Every transport gives the same three things: a JSON-lines channel to the
+node agent, file transfer (put/get) in the agent's work directory, and close.
+Nothing above this layer branches on which transport it holds. Errors from
+the OS, sockets or paramiko are mapped here into fleetslurm's TransportError
+family (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..errors import TransportError
+
+__all__ = ["AgentChannel", "Transport", "agent_source", "AGENT_PATH"]
+
+AGENT_PATH = Path(__file__).resolve().parent.parent / "node" / "agent.py"
+
+
+def agent_source() -> bytes:
+    """The node agent's code, as shipped to machines."""
+    return AGENT_PATH.read_bytes()
+
+
+class AgentChannel(abc.ABC):
+    """A JSON-lines conversation with one running node agent."""
+
+    node: str
+
+    @abc.abstractmethod
+    def send_line(self, line: bytes) -> None:
+        """Write one encoded line; raise TransportError when the link is gone."""
+
+    @abc.abstractmethod
+    def recv_line(self) -> Optional[bytes]:
+        """Block until the agent writes a line; None at end of stream."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop talking; the agent exits on end of input, its jobs keep running."""
+
+    def send(self, msg: dict) -> None:
+        self.send_line(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+
+    def recv(self) -> Optional[dict]:
+        """The next message, or None at end of stream. Garbage lines are reported."""
+        while True:
+            line = self.recv_line()
+            if line is None:
+                return None
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise TransportError(
+                    f"node {self.node}: the agent wrote a line that is not JSON: "
+                    f"{line[:200]!r}; check its python3 and the agent log", self.node) from None
+            if isinstance(msg, dict):
+                return msg
+
+
+class Transport(abc.ABC):
+    """One machine. ``workdir`` is the agent's work directory on that machine."""
+
+    node: str
+    workdir: str
+    #: True when the machine sees the submit host's files (output lands in place)
+    shared_fs: bool
+
+    @abc.abstractmethod
+    def start_agent(self) -> AgentChannel:
+        """Make sure the agent code is current on the machine and start it."""
+
+    @abc.abstractmethod
+    def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        """Write a file on the machine (parents created)."""
+
+    @abc.abstractmethod
+    def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
+        """Read a file (or part of it) from the machine."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Drop the connection."""

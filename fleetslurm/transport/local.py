@@ -1,0 +1,109 @@
+"""LocalTransport: the agent runs as a subprocess of the controller (the
+embedded default, and any machine configured with ``"transport": "local"``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO, Optional
+
+from ..errors import NodeUnreachable, TransportError
+from .base import AGENT_PATH, AgentChannel, Transport
+
+__all__ = ["LocalTransport"]
+
+
+class _PipeChannel(AgentChannel):
+    def __init__(self, node: str, proc: subprocess.Popen) -> None:
+        self.node = node
+        self.proc = proc
+        assert proc.stdin is not None and proc.stdout is not None
+        self._in: IO[bytes] = proc.stdin
+        self._out: IO[bytes] = proc.stdout
+
+    def send_line(self, line: bytes) -> None:
+        try:
+            self._in.write(line)
+            self._in.flush()
+        except (OSError, ValueError) as exc:
+            raise NodeUnreachable(f"node {self.node}: the agent is gone ({exc})", self.node) from exc
+
+    def recv_line(self) -> Optional[bytes]:
+        try:
+            line = self._out.readline()
+        except (OSError, ValueError):
+            return None
+        return line or None
+
+    def close(self) -> None:
+        for f in (self._in,):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self._out.close()
+        except OSError:
+            pass
+
+
+class LocalTransport(Transport):
+    """Runs the node agent on this machine."""
+
+    def __init__(self, node: str, workdir: "str | Path", python: Optional[str] = None,
+                 log_path: "str | Path | None" = None) -> None:
+        self.node = node
+        self.workdir = str(Path(workdir).expanduser().absolute())
+        self.python = python or sys.executable
+        self.shared_fs = True
+        self.log_path = log_path
+
+    def start_agent(self) -> AgentChannel:
+        try:
+            os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+            log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+            try:
+                proc = subprocess.Popen(
+                    [self.python, str(AGENT_PATH), "--workdir", self.workdir],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                    close_fds=True,
+                    # its own session: a terminal's Ctrl-C for the client that
+                    # started the controller must not reach the agent
+                    start_new_session=True,
+                )
+            finally:
+                if log is not subprocess.DEVNULL:
+                    log.close()  # type: ignore[union-attr]
+        except OSError as exc:
+            raise TransportError(f"node {self.node}: cannot start the agent with "
+                                 f"{self.python}: {exc.strerror}", self.node) from exc
+        return _PipeChannel(self.node, proc)
+
+    def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise TransportError(f"node {self.node}: cannot write {path}: {exc.strerror}",
+                                 self.node) from exc
+
+    def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read() if limit is None else f.read(limit)
+        except OSError as exc:
+            raise TransportError(f"node {self.node}: cannot read {path}: {exc.strerror}",
+                                 self.node) from exc
+
+    def close(self) -> None:
+        pass
