@@ -21,20 +21,16 @@ controller ships it to nodes as a single file.
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import gc
 import json
 import os
 import re
-import selectors
+import select
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-import traceback
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 try:
@@ -80,11 +76,28 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def read_small(path: str) -> bytes:
+    """Contents of a small file via raw fds.
+
+    Used on hot paths instead of open(): the io stack allocates buffers, and
+    in forked processes every fresh page is a page fault.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def read_json(path: str) -> Optional[Dict[str, Any]]:
     """Return the JSON object in ``path``, or None if absent or unreadable."""
     try:
-        with open(path, "rb") as f:
-            obj = json.loads(f.read())
+        obj = json.loads(read_small(path))
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
@@ -121,8 +134,7 @@ def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
 def proc_stat(pid: int) -> Optional[Tuple[str, int, int]]:
     """(state, session id, start time in clock ticks) of ``pid``, or None."""
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
+        data = read_small("/proc/%d/stat" % pid)
         # comm may contain spaces and parentheses: fields resume after the last ')'
         rest = data[data.rindex(b")") + 2:].split()
         return rest[0].decode(), int(rest[3]), int(rest[19])
@@ -148,6 +160,12 @@ def key_error(key: Any) -> Optional[str]:
         return ("invalid job key %r: use 1-200 characters from [A-Za-z0-9._-], "
                 "without '..'" % (key,))
     return None
+
+
+def format_exc() -> str:
+    """The current traceback as text (traceback is imported only when needed)."""
+    import traceback
+    return format_exc()
 
 
 def log(workdir: str, msg: str) -> None:
@@ -199,6 +217,7 @@ def query_gpus() -> List[Dict[str, Any]]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return []
+    import subprocess  # only here: keeps the heap every fork copies small
     try:
         proc = subprocess.run(
             [exe, "--query-gpu=index,name,uuid,memory.total", "--format=csv,noheader,nounits"],
@@ -307,8 +326,9 @@ class Supervisor:
     """Runs one job: fork, wait, enforce limits, record the result."""
 
     def __init__(self, workdir: str, key: str, jobdir: str, spec: Dict[str, Any],
-                 notify_fd: int, job_umask: int) -> None:
+                 notify_fd: int, job_umask: int, agent_fds: List[int]) -> None:
         self.workdir = workdir
+        self.agent_fds = agent_fds
         self.key = key
         self.jobdir = jobdir
         self.spec = spec
@@ -339,13 +359,12 @@ class Supervisor:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2 and fd != self.notify_fd:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        # The poll object the agent holds is not an fd (poll(), not epoll).
+        for fd in self.agent_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -560,9 +579,9 @@ class Supervisor:
     def supervise(self, err_r: int, start: float) -> Tuple[int, Any]:
         """Wait for the job, acting on deadlines and cancel requests."""
         spec = self.spec
-        sel = selectors.DefaultSelector()
-        sel.register(self.wake_r, selectors.EVENT_READ, "wake")
-        sel.register(err_r, selectors.EVENT_READ, "err")
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        poller.register(err_r, select.POLLIN)
         limit = spec["time_limit_s"]
         sig = spec["signal"]
         t_signal = start + max(0, limit - sig["secs_before"]) if (sig and limit) else None
@@ -603,9 +622,12 @@ class Supervisor:
                     self.kill_everything(now)
                     t_mem = None
             deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem) if t is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            for skey, _ in sel.select(timeout):
-                if skey.data == "wake":
+            timeout = None
+            if deadlines:
+                # poll() takes ms; round up so we do not wake just before a deadline
+                timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+            for fd, _ in poller.poll(timeout):
+                if fd == self.wake_r:
                     try:
                         got = os.read(self.wake_r, 4096)
                     except BlockingIOError:
@@ -617,7 +639,7 @@ class Supervisor:
                     if chunk:
                         err_buf += chunk
                     else:
-                        sel.unregister(err_r)
+                        poller.unregister(err_r)
                         os.close(err_r)
                         err_r = -1
         if err_r >= 0:
@@ -636,7 +658,6 @@ class Supervisor:
         if self.reason is not None:
             self.sweep_session()
         _, status, usage = os.wait4(self.pid, 0)
-        sel.close()
         return status, usage
 
     def set_reason(self, reason: str) -> None:
@@ -840,28 +861,44 @@ class Agent:
         self.stop = False
         self.inbuf = b""
         self.gpus: Optional[List[Dict[str, Any]]] = None
-        self.wake_r, wake_w = os.pipe()
+        self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _noop_handler)
         # Installed before any fork so a supervisor that gets a cancel before
         # it set up its own handler is not killed by SIGUSR1's default action.
         signal.signal(signal.SIGUSR1, _noop_handler)
-        self.sel: selectors.BaseSelector = selectors.DefaultSelector()
-        try:
-            self.sel.register(0, selectors.EVENT_READ, "stdin")
-        except PermissionError:  # stdin is a regular file: epoll refuses it
-            self.sel.close()
-            self.sel = selectors.SelectSelector()
-            self.sel.register(0, selectors.EVENT_READ, "stdin")
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.poller = select.poll()
+        self.poller.register(0, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+        self.close_stray_fds()
         for name in sorted(os.listdir(self.jobs_dir)):
             if key_error(name) is None and os.path.isdir(os.path.join(self.jobs_dir, name)):
                 self.adopt(name)
         gc.freeze()  # keep the startup heap out of copy-on-write faults in forks
 
     # -- I/O ---------------------------------------------------------------
+
+    def close_stray_fds(self) -> None:
+        """Close fds we inherited but did not open, once, at start.
+
+        After this the agent knows every fd it holds (own_fds), so a
+        supervisor can drop them without listing /proc/self/fd, which is
+        costly on the launch path.
+        """
+        keep = {0, 1, 2, self.wake_r, self.wake_w}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the fd listdir itself used
+
+    def own_fds(self) -> List[int]:
+        """Every fd above 2 the agent holds open (for a supervisor to close)."""
+        return [self.wake_r, self.wake_w] + list(self.launch_fds)
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Write one JSON line to stdout."""
@@ -876,18 +913,18 @@ class Agent:
         while not self.stop:
             timeout = None
             if self.adopted:
-                timeout = max(0.0, next_poll - time.monotonic())
-            for skey, _ in self.sel.select(timeout):
-                if skey.data == "stdin":
+                timeout = max(0, int((next_poll - time.monotonic()) * 1000) + 1)
+            for fd, _ in self.poller.poll(timeout):
+                if fd == 0:
                     self.read_stdin()
-                elif skey.data == "wake":
+                elif fd == self.wake_r:
                     try:
                         os.read(self.wake_r, 4096)
                     except BlockingIOError:
                         pass
                     self.reap()
                 else:
-                    self.on_launch_fd(skey.fd)
+                    self.on_launch_fd(fd)
                 if self.stop:
                     return
             if self.adopted and time.monotonic() >= next_poll:
@@ -937,7 +974,7 @@ class Agent:
         except _Gone:
             raise
         except Exception as exc:
-            log(self.workdir, "error handling %r:\n%s" % (line[:200], traceback.format_exc()))
+            log(self.workdir, "error handling %r:\n%s" % (line[:200], format_exc()))
             self.send({"ev": "error", "re": rid, "error": "agent error: %s: %s"
                        % (type(exc).__name__, exc)})
         finally:
@@ -1066,7 +1103,7 @@ class Agent:
         except OSError:
             data = b""
         del self.launch_fds[fd]
-        self.sel.unregister(fd)
+        self.poller.unregister(fd)
         os.close(fd)
         job = self.jobs.get(key) if key is not None else None
         if job is None:
@@ -1111,7 +1148,7 @@ class Agent:
             self.gpus = query_gpus()
         uname = os.uname()
         return {
-            "hostname": socket.gethostname(), "cpus": cpus,
+            "hostname": uname.nodename, "cpus": cpus,
             "mem_mb": mem.get("MemTotal", 0) // 1024,
             "free_mem_mb": mem.get("MemAvailable", mem.get("MemFree", 0)) // 1024,
             "load1": os.getloadavg()[0], "gpus": self.gpus,
@@ -1184,10 +1221,11 @@ class Agent:
             code = 1
             try:
                 os.close(pipe[0])
-                Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask).run()  # type: ignore[arg-type]
+                Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
+                           self.own_fds()).run()  # type: ignore[arg-type]
                 code = 0
             except BaseException:
-                log(self.workdir, "supervisor for job %s failed:\n%s" % (key, traceback.format_exc()))
+                log(self.workdir, "supervisor for job %s failed:\n%s" % (key, format_exc()))
             finally:
                 os._exit(code)  # never return into the agent's loop
         os.close(pipe[1])
@@ -1199,7 +1237,7 @@ class Agent:
         self.jobs[key] = job  # type: ignore[index]
         self.children[pid] = key  # type: ignore[assignment]
         self.launch_fds[pipe[0]] = key  # type: ignore[assignment]
-        self.sel.register(pipe[0], selectors.EVENT_READ, "launch")
+        self.poller.register(pipe[0], select.POLLIN)
 
     def reply_existing(self, job: Job, rid: Any) -> None:
         """Idempotent launch: report the job we already have, never run it again."""
@@ -1310,22 +1348,40 @@ _OPS = {
 }
 
 
+_USAGE = "usage: agent.py --workdir DIR   (JSON lines on stdin/stdout)\n"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point: ``python3 agent.py --workdir DIR``."""
-    parser = argparse.ArgumentParser(description="fleetslurm node agent (JSON lines on stdin/stdout)")
-    parser.add_argument("--workdir", required=True, help="directory holding jobs/ and agent.log")
-    args = parser.parse_args(argv)
+    """Entry point: ``python3 agent.py --workdir DIR``.
+
+    Parsed by hand: argparse would stay in the heap that every fork copies.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    workdir = None
+    while args:
+        arg = args.pop(0)
+        if arg == "--workdir" and args:
+            workdir = args.pop(0)
+        elif arg.startswith("--workdir="):
+            workdir = arg[len("--workdir="):]
+        elif arg in ("-h", "--help"):
+            sys.stdout.write(_USAGE)
+            return 0
+        else:
+            sys.stderr.write("agent.py: unexpected argument %r\n%s" % (arg, _USAGE))
+            return 2
+    if not workdir:
+        sys.stderr.write("agent.py: --workdir is required\n" + _USAGE)
+        return 2
     try:
-        agent = Agent(args.workdir)
+        agent = Agent(workdir)
     except OSError as exc:
-        sys.stderr.write("fleetslurm agent: cannot use workdir %s: %s\n" % (args.workdir, exc))
+        sys.stderr.write("fleetslurm agent: cannot use workdir %s: %s\n" % (workdir, exc))
         return 1
     log(agent.workdir, "agent %s started, %d job(s) found" % (AGENT_VERSION, len(agent.jobs)))
     try:
         agent.serve()
-    except _Gone:
-        pass
-    except KeyboardInterrupt:
+    except (_Gone, KeyboardInterrupt):
         pass
     log(agent.workdir, "agent exiting")
     return 0

@@ -20,7 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
     from fleetslurm.scheduler.state import SchedulerState
 
-__all__ = ["job_facts", "singleton_blocker", "wait_reason", "static_nodes", "placement", "can_ever_run"]
+#: distinct job shapes whose candidate nodes are remembered before the cache starts over
+STATIC_CACHE_SIZE = 50_000
+
+__all__ = ["STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes", "placement", "can_ever_run"]
 
 
 def job_facts(st: "SchedulerState", job_id: int) -> Optional[JobFacts]:
@@ -79,14 +82,24 @@ def static_nodes(st: "SchedulerState", shape: Shape) -> tuple[str, ...]:
     """Nodes that could ever run a job of this shape (load and up/down ignored)."""
     names = st._static.get(shape)
     if names is None:
-        try:
-            alts = parse_constraint(shape[6])
-        except InvalidValue:
-            names = ()
-        else:
-            default = st._default_partition()
-            names = tuple(n for n, node in st._nodes.items()
-                          if static_misfit(shape, node.spec, default, alts) is None)
+        # two levels: where the job may go at all (few distinct answers), then size
+        where = (shape[0], shape[4], shape[5], shape[6])
+        base = st._static_base.get(where)
+        if base is None:
+            try:
+                alts = parse_constraint(shape[6])
+            except InvalidValue:
+                base = ()
+            else:
+                default = st._default_partition()
+                anywhere = (shape[0], 0, 0, 0, shape[4], shape[5], shape[6], False)
+                base = tuple(node.spec for node in st._nodes.values()
+                             if static_misfit(anywhere, node.spec, default, alts) is None)
+            st._static_base[where] = base
+        _, cpus, mem, gpus = shape[:4]
+        names = tuple(s.name for s in base if cpus <= s.cpus and mem <= s.mem_mb and gpus <= len(s.gpu_ids))
+        if len(st._static) >= STATIC_CACHE_SIZE:
+            st._static.clear()
         st._static[shape] = names
     return names
 

@@ -20,7 +20,7 @@ from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
     JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
-    PartitionSpec, StartJob,
+    NodeSpec, PartitionSpec, StartJob,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, priority_key, shape_of
@@ -45,6 +45,7 @@ class SchedulerState:
         self._order: list[tuple] = []           # priority keys of pending jobs, sorted
         self._groups: dict[tuple[str, str], set[int]] = {}  # (user, name) -> pending/running ids
         self._static: dict[Shape, tuple[str, ...]] = {}     # shape -> nodes that could ever run it
+        self._static_base: dict[tuple, tuple[NodeSpec, ...]] = {}  # placement part of a shape -> specs
         self._avail: dict[Shape, tuple[list[str], Optional[str]]] = {}  # per pass
         self._singleton_cache: dict[tuple[str, str], tuple[Optional[int], Optional[int]]] = {}
         self._pass_now = -math.inf
@@ -96,7 +97,7 @@ class SchedulerState:
         node.shrunk = node.over_capacity()
         node.history.add(now, f"NodeUp cpus={spec.cpus} mem={spec.mem_mb} gpus={list(spec.gpu_ids)}"
                               f" -> {node.state()}{' (shrunk below its jobs)' if node.shrunk else ''}")
-        self._static.clear()
+        self._static_cleared()
 
     def _on_node_down(self, ev: NodeDown, now: float) -> None:
         node = self._node(ev.name, "NodeDown")
@@ -115,7 +116,7 @@ class SchedulerState:
 
     def _on_partition_set(self, ev: PartitionSet, now: float) -> None:
         self._parts[ev.partition.name] = ev.partition
-        self._static.clear()
+        self._static_cleared()
         # priorities, the default partition and so every key may have changed
         for job in self._jobs.values():
             if job.phase != ENDED:
@@ -235,6 +236,10 @@ class SchedulerState:
     }  # type: ignore[dict-item]
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def _static_cleared(self) -> None:
+        self._static.clear()
+        self._static_base.clear()
 
     def _default_partition(self) -> Optional[str]:
         defaults = [p.name for p in self._parts.values() if p.default]

@@ -45,6 +45,7 @@ __all__ = [
     "SCANCEL",
     "SACCT",
     "TABLES",
+    "OptPairs",
     "getopt",
     "apply_value",
     "collect",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: Pairs in command-line order: the option and its value (None when none given).
-OptPairs = list[tuple[Opt, "str | None"]]
+OptPairs = list[tuple[Opt, str | None]]
 
 
 def _usage_error(prog: str, message: str) -> UsageError:
@@ -64,8 +65,10 @@ def _usage_error(prog: str, message: str) -> UsageError:
 def _ident(opt: Opt) -> tuple[str, str, str | None]:
     """What glibc compares (has_arg, flag, val) to call two matches different.
 
-    Aliases share dest, argument kind and short letter; the option tables are
-    checked against the dumped SLURM tables so that this equals glibc's test.
+    In the tables, aliases (same ``val`` in SLURM) share dest, argument kind
+    and short letter, and options with different ``val`` differ in one of
+    them; this was checked against the dumped 22.05 tables, so the two tests
+    agree.
     """
     return (opt.arg, opt.dest, opt.short)
 

@@ -62,43 +62,24 @@ def _is_valid_timespec(text: str) -> bool:
     return not ((colon == 1 and digit < 2) or (colon == 2 and digit < 3))
 
 
-def _scan_ints(text: str, seps: str) -> list[int]:
-    """Emulate ``sscanf`` with ``%d<sep>%d<sep>...``: stop at the first mismatch."""
-    values: list[int] = []
-    pos = 0
-    for i in range(len(seps) + 1):
-        match = re.match(r"[+-]?\d+", text[pos:])
-        if not match:
-            break
-        values.append(int(match.group()))
-        pos += match.end()
-        if i == len(seps) or not text.startswith(seps[i], pos):
-            break
-        pos += 1
-    return values
-
-
 def _time_str2secs(text: str, option: str) -> int | None:
     """Seconds for a SLURM time string, None for UNLIMITED; port of time_str2secs."""
     if text.lower() in _UNLIMITED_WORDS:
         return None
     if not _is_valid_timespec(text):
         raise InvalidValue(f'Invalid {option} specification: "{text}"')
-    if "-" in text:
-        # days-[hours[:minutes[:seconds]]]; "5-" is accepted by SLURM (5 days)
-        d, h, m, s = (_scan_ints(text, "-::") + [0, 0, 0, 0])[:4]
-        total = d * 86400 + h * 3600 + m * 60 + s
-    else:
-        vals = _scan_ints(text, "::")
-        if len(vals) == 3:
-            total = vals[0] * 3600 + vals[1] * 60 + vals[2]
-        else:  # minutes[:seconds]
-            vals = (vals + [0, 0])[:2]
-            total = vals[0] * 60 + vals[1]
-    if total < 0 or text.startswith("-"):
-        # SLURM would store a negative limit; nothing sensible comes of it.
+    if text.startswith("-"):
+        # SLURM's sscanf reads "-5" as -5 minutes; nothing sensible comes of it.
         raise InvalidValue(f'Invalid {option} specification: "{text}" (negative time)')
-    return total
+    # _is_valid_timespec leaves only "d-", "d-h[:m[:s]]", "m", "m:s" and "h:m:s"
+    days, dash, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":")] if rest else []
+    if dash:
+        d, h, m, s = [int(days)] + (parts + [0, 0, 0])[:3]
+        return d * 86400 + h * 3600 + m * 60 + s
+    if len(parts) == 3:
+        return parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return parts[0] * 60 + (parts[1] if len(parts) == 2 else 0)
 
 
 def parse_time_limit(text: str, option: str = "--time") -> int | None:
@@ -216,7 +197,7 @@ def format_cpu_time(seconds: float) -> str:
 # --------------------------------------------------------------------------
 
 _MEM_FACTOR = {"K": None, "M": 1, "G": 1024, "T": 1024 * 1024}
-_MEM_RE = re.compile(r"\s*([+-]?\d+)(?:([kKmMgGtT])([bB])?)?")
+_MEM_RE = re.compile(r"\s*([+-]?[0-9]+)(?:([kKmMgGtT])([bB])?)?")
 
 
 def parse_mem(text: str, default_unit: str = "M", option: str = "--mem") -> int:
@@ -291,144 +272,23 @@ def format_rss_kb(kb: int | None) -> str:
 # Dates and times (parse_time.c: parse_time; slurm_make_time_str)
 # --------------------------------------------------------------------------
 
-_DELTA_UNITS = (
-    ("seconds", 1), ("second", 1), ("minutes", 60), ("minute", 60),
-    ("hours", 3600), ("hour", 3600), ("days", 86400), ("day", 86400),
-    ("weeks", 604800), ("week", 604800),
-)
-_NAMED_TIMES = (
-    ("midnight", 0), ("noon", 12), ("elevenses", 11), ("fika", 15), ("teatime", 16),
-)
+_DELTA_RE = re.compile(
+    r"[ \t]*([0-9]+)[ \t]*(seconds?|minutes?|hours?|days?|weeks?)?[ \t]*$", re.I)
+_DELTA_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_NAMED = {"midnight": 0, "noon": 12, "elevenses": 11, "fika": 15, "teatime": 16}
+_TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?(?:[ \t]*(am|pm))?", re.I)
+_ISO_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
+# one or two digits, taking two whenever there are two (no backtracking: "13" is month 13)
+_D12 = r"([0-9]{2}|[0-9](?![0-9]))"
+_MDY_RE = re.compile(_D12 + r"[./]?" + _D12 + r"[./]?([0-9]{2})?")
 
 
 class _Bad(Exception):
+    """A parse failure at character ``pos`` (the start of the offending part)."""
+
     def __init__(self, pos: int):
         super().__init__(pos)
         self.pos = pos
-
-
-def _ch(s: str, i: int) -> str:
-    return s[i] if 0 <= i < len(s) else ""
-
-
-def _isdigit(c: str) -> bool:
-    return c != "" and "0" <= c <= "9"
-
-
-def _get_delta(s: str, pos: int) -> tuple[int, int]:
-    """Count and unit after ``now+``/``now-`` (port of ``_get_delta``)."""
-    cnt = digits = 0
-    offset = pos + 1
-    while offset < len(s) and s[offset] != "\n":
-        if s[offset].isspace():
-            offset += 1
-            continue
-        for name, mult in _DELTA_UNITS:
-            if s[offset:offset + len(name)].lower() == name:
-                offset += len(name)
-                cnt *= mult
-                if not digits:
-                    raise _Bad(offset - 1)
-                return offset - 1, cnt
-        if _isdigit(s[offset]):
-            cnt = cnt * 10 + int(s[offset])
-            digits += 1
-            offset += 1
-            continue
-        raise _Bad(offset - 1)
-    if not digits:
-        raise _Bad(offset - 1)
-    return offset - 1, cnt
-
-
-def _two_digits(s: str, offset: int) -> int:
-    if not (_isdigit(_ch(s, offset)) and _isdigit(_ch(s, offset + 1))):
-        raise _Bad(offset)
-    return int(s[offset:offset + 2])
-
-
-def _get_time(s: str, pos: int) -> tuple[int, int, int, int]:
-    """``HH:MM[:SS] [AM|PM]`` (port of ``_get_time``); returns end pos and h, m, s."""
-    offset = pos
-    if not _isdigit(_ch(s, offset)):
-        raise _Bad(offset)
-    hour = int(s[offset])
-    offset += 1
-    if _ch(s, offset) != ":":
-        if not _isdigit(_ch(s, offset)):
-            raise _Bad(offset)
-        hour = hour * 10 + int(s[offset])
-        offset += 1
-    if hour > 23 or _ch(s, offset) != ":":
-        raise _Bad(offset)
-    minute = _two_digits(s, offset + 1)
-    offset += 3
-    if minute > 59:
-        raise _Bad(offset - 2)
-    second = 0
-    if _ch(s, offset) == ":":
-        second = _two_digits(s, offset + 1)
-        offset += 3
-        if second > 59:
-            raise _Bad(offset - 2)
-    while _ch(s, offset).isspace() and _ch(s, offset) != "":
-        offset += 1
-    suffix = s[offset:offset + 2].lower()
-    if suffix == "pm":
-        hour += 12
-        if hour > 23:
-            if hour != 24:
-                raise _Bad(offset)
-            hour = 12
-        offset += 2
-    elif suffix == "am":
-        if hour > 11:
-            if hour != 12:
-                raise _Bad(offset)
-            hour = 0
-        offset += 2
-    return offset - 1, hour, minute, second
-
-
-def _get_date(s: str, pos: int) -> tuple[int, int, int, int | None]:
-    """``YYYY-MM-DD`` or ``MMDD[YY]``, ``MM/DD[/YY]``, ``MM.DD[.YY]`` (``_get_date``).
-
-    Returns end pos, month (1-12), day and the year (None when not given).
-    """
-    offset = pos
-    if _ch(s, offset + 4) == "-" and _ch(s, offset + 7) == "-":
-        if not all(_isdigit(_ch(s, offset + i)) for i in range(4)):
-            raise _Bad(offset)
-        year = int(s[offset:offset + 4])
-        offset += 5
-        month, offset = _one_or_two_digits(s, offset, 1, 12)
-        offset += 1  # the second '-'
-        day, offset = _one_or_two_digits(s, offset, 1, 31)
-        return offset - 1, month, day, year
-    month, offset = _one_or_two_digits(s, offset, 1, 12)
-    if _ch(s, offset) in (".", "/"):
-        offset += 1
-    day, offset = _one_or_two_digits(s, offset, 1, 31)
-    if _ch(s, offset) in (".", "/"):
-        offset += 1
-    year = None
-    if _isdigit(_ch(s, offset)):
-        year = 2000 + _two_digits(s, offset)  # SLURM: yr + 100 in struct tm terms
-        offset += 2
-    return offset - 1, month, day, year
-
-
-def _one_or_two_digits(s: str, offset: int, low: int, high: int) -> tuple[int, int]:
-    if not _isdigit(_ch(s, offset)):
-        raise _Bad(offset)
-    value = int(s[offset])
-    offset += 1
-    if _isdigit(_ch(s, offset)):
-        value = value * 10 + int(s[offset])
-        offset += 1
-    if not low <= value <= high:
-        raise _Bad(offset - 2)
-    return value, offset
 
 
 def parse_datetime(text: str, now: float, past: bool = False) -> float:
@@ -442,10 +302,10 @@ def parse_datetime(text: str, now: float, past: bool = False) -> float:
     ``now[{+|-}count[seconds|minutes|hours|days|weeks]]`` (default seconds) and
     ``uts<epoch>``. A time without a date means the next such time (or today
     when ``past``, as sacct asks); a date without a year the next such date (or
-    the most recent one when ``past``).
+    the most recent one when ``past``). Blanks, ``-`` and ``T`` separate parts.
 
     Raises:
-        InvalidValue: ``Invalid time specification (pos=3): 12x``.
+        InvalidValue: ``Invalid time specification (pos=0): garbage``.
     """
     try:
         return _parse_time(text, now, past)
@@ -455,83 +315,86 @@ def parse_datetime(text: str, now: float, past: bool = False) -> float:
 
 def _parse_time(s: str, now: float, past: bool) -> float:
     if s[:3].lower() == "uts":
-        if not re.fullmatch(r"[+-]?\d+", s[3:]) or int(s[3:]) < 1_000_000:
+        if not re.fullmatch(r"[0-9]+", s[3:]) or int(s[3:]) < 1_000_000:
             raise _Bad(0)
         return float(int(s[3:]))
     now_tm = time.localtime(now)
-    hour = minute = -1
+    tomorrow = time.localtime(now + 86400)
+    hour = minute = month = mday = year = -1  # month 1-12, year with century
     second = 0
-    month = mday = year = -1  # month 1-12, year 4 digits
     pos = 0
-    while pos < len(s) and s[pos] != "\n":
-        c = s[pos]
+    while pos < len(s):
         low = s[pos:].lower()
-        if c in " \t-T":
+        named = next((name for name in _NAMED if low.startswith(name)), None)
+        if s[pos] in " \t-T":
             pos += 1
-            continue
-        if low.startswith("today"):
-            year, month, mday = now_tm.tm_year, now_tm.tm_mon, now_tm.tm_mday
-            pos += 5
-            continue
-        if low.startswith("tomorrow"):
-            later = time.localtime(now + 86400)
-            year, month, mday = later.tm_year, later.tm_mon, later.tm_mday
-            pos += 8
-            continue
-        named = next(((n, h) for n, h in _NAMED_TIMES if low.startswith(n)), None)
-        if named:
-            hour, minute, second = named[1], 0, 0
-            pos += len(named[0])
-            continue
-        if low.startswith("now"):
+        elif low.startswith("today") or low.startswith("tomorrow"):
+            day = now_tm if low.startswith("today") else tomorrow
+            year, month, mday = day.tm_year, day.tm_mon, day.tm_mday
+            pos += 5 if low.startswith("today") else 8
+        elif named:
+            hour, minute, second = _NAMED[named], 0, 0
+            pos += len(named)
+        elif low.startswith("now"):
+            rest = s[pos + 3:]
+            sign = rest.lstrip(" \t")[:1]
             delta = 0
-            i = pos + 3
-            while True:
-                ci = _ch(s, i)
-                if ci in ("+", "-"):
-                    pos, delta = _get_delta(s, i)
-                    if ci == "-":
-                        delta = -delta
-                    break
-                if ci in (" ", "\t"):
-                    i += 1
-                    continue
-                if ci in ("", "\n"):
-                    pos = i - 1
-                    break
-                raise _Bad(i)
+            if sign in ("+", "-"):
+                match = _DELTA_RE.match(rest.lstrip(" \t")[1:])
+                if not match:
+                    raise _Bad(pos + 3)
+                unit = (match.group(2) or "s")[0].lower()
+                delta = int(match.group(1)) * _DELTA_UNIT[unit] * (-1 if sign == "-" else 1)
+            elif rest.strip(" \t"):
+                raise _Bad(pos + 3)
             later = time.localtime(now + delta)
             year, month, mday = later.tm_year, later.tm_mon, later.tm_mday
             hour, minute, second = later.tm_hour, later.tm_min, later.tm_sec
-            pos += 1
-            continue
-        if not _isdigit(c):
+            pos = len(s)
+        elif not ("0" <= s[pos] <= "9"):
             raise _Bad(pos)
-        if _ch(s, pos + 1) == ":" or _ch(s, pos + 2) == ":":
-            pos, hour, minute, second = _get_time(s, pos)
+        elif s[pos + 1:pos + 2] == ":" or s[pos + 2:pos + 3] == ":":
+            match = _TIME_RE.match(s, pos)
+            if not match:
+                raise _Bad(pos)
+            hour, minute = int(match.group(1)), int(match.group(2))
+            second = int(match.group(3) or 0)
+            if hour > 23 or minute > 59 or second > 59:
+                raise _Bad(pos)
+            ampm = (match.group(4) or "").lower()
+            if ampm and hour > 12:
+                raise _Bad(pos)
+            if ampm == "pm" and hour < 12:
+                hour += 12
+            elif ampm == "am" and hour == 12:
+                hour = 0
+            pos = match.end()
         else:
-            pos, month, mday, got_year = _get_date(s, pos)
-            year = got_year if got_year is not None else -1
-        pos += 1
+            match = _ISO_RE.match(s, pos) or _MDY_RE.match(s, pos)
+            if not match:
+                raise _Bad(pos)
+            if match.re is _ISO_RE:
+                year, month, mday = (int(g) for g in match.groups())
+            else:
+                month, mday = int(match.group(1)), int(match.group(2))
+                year = 2000 + int(match.group(3)) if match.group(3) else -1
+            if not (1 <= month <= 12 and 1 <= mday <= 31):
+                raise _Bad(pos)
+            pos = match.end()
 
     if hour == -1 and month == -1:
         raise _Bad(pos)  # SLURM silently returns time 0 here; refuse instead
     if hour == -1:  # a date without a time means 00:00
         hour, minute = 0, 0
     elif month == -1:  # a time without a date means the soonest such time
-        if past or hour > now_tm.tm_hour or (hour == now_tm.tm_hour and minute > now_tm.tm_min):
-            year, month, mday = now_tm.tm_year, now_tm.tm_mon, now_tm.tm_mday
-        else:
-            later = time.localtime(now + 86400)
-            year, month, mday = later.tm_year, later.tm_mon, later.tm_mday
+        day = now_tm if (past or (hour, minute) > (now_tm.tm_hour, now_tm.tm_min)) else tomorrow
+        year, month, mday = day.tm_year, day.tm_mon, day.tm_mday
     if year == -1:
         cur = (now_tm.tm_mon, now_tm.tm_mday, now_tm.tm_hour, now_tm.tm_min)
         if past:
             year = now_tm.tm_year - 1 if month > now_tm.tm_mon else now_tm.tm_year
-        elif (month, mday, hour, minute) > cur:
-            year = now_tm.tm_year
         else:
-            year = now_tm.tm_year + 1
+            year = now_tm.tm_year + (0 if (month, mday, hour, minute) > cur else 1)
     try:
         return time.mktime((year, month, mday, hour, minute, second, 0, 0, -1))
     except (OverflowError, ValueError):

@@ -1,0 +1,271 @@
+"""End to end on this machine: real controller, agent, supervisors and jobs,
+driven through the `fleetslurm` CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+
+def test_completed_job_output_and_record(fleet):
+    proc = fleet.run("sbatch", "--wrap", "echo hi")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "Submitted batch job 1\n"
+    assert proc.stderr == ""
+    rec = fleet.wait(1)
+    assert rec["state"] == "COMPLETED"
+    assert (rec["exit_code"], rec["exit_signal"]) == (0, 0)
+    assert (fleet.work / "slurm-1.out").read_text() == "hi\n"
+    assert rec["nodes"] == ["localhost"]
+    assert rec["name"] == "wrap"
+    assert rec["steps"][0]["max_rss_kb"] > 0
+    assert rec["start_time"] <= rec["end_time"]
+
+
+def test_failed_job_keeps_its_exit_code(fleet):
+    job = fleet.sbatch("--wrap", "echo oops >&2; exit 3")
+    rec = fleet.wait(job)
+    assert rec["state"] == "FAILED"
+    assert (rec["exit_code"], rec["exit_signal"]) == (3, 0)
+    # without --error, stderr goes to the output file
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "oops\n"
+
+
+def test_job_killed_by_signal_records_the_signal(fleet):
+    job = fleet.sbatch("--wrap", "kill -9 $$")
+    rec = fleet.wait(job)
+    assert rec["state"] == "FAILED"
+    assert (rec["exit_code"], rec["exit_signal"]) == (0, 9)
+
+
+def test_script_file_arguments_and_environment(fleet):
+    script = fleet.work / "job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH -J envjob\n#SBATCH --cpus-per-task=2\n"
+                      "#SBATCH -o out-%x-%j.txt\n"
+                      'echo "args=$*"\n'
+                      "env | grep -E '^(SLURM|SLURMD)_' | sort\n")
+    job = fleet.sbatch(str(script), "a b", "c")
+    script.unlink()  # sbatch read it before returning
+    rec = fleet.wait(job)
+    assert rec["state"] == "COMPLETED", rec
+    out = (fleet.work / f"out-envjob-{job}.txt").read_text()
+    lines = out.splitlines()
+    assert lines[0] == "args=a b c"
+    env = dict(line.split("=", 1) for line in lines[1:])
+    assert env["SLURM_JOB_ID"] == env["SLURM_JOBID"] == str(job)
+    assert env["SLURM_JOB_NAME"] == "envjob"
+    assert env["SLURM_JOB_NODELIST"] == env["SLURM_NODELIST"] == "localhost"
+    assert env["SLURM_JOB_NUM_NODES"] == env["SLURM_NNODES"] == "1"
+    assert env["SLURM_JOB_PARTITION"] == "debug"
+    assert env["SLURM_SUBMIT_DIR"] == str(fleet.work)
+    assert env["SLURM_CPUS_ON_NODE"] == "2"
+    assert env["SLURM_CPUS_PER_TASK"] == "2"
+    assert env["SLURM_CLUSTER_NAME"] == "testfleet"
+    assert env["SLURMD_NODENAME"] == "localhost"
+    assert env["SLURM_PROCID"] == env["SLURM_LOCALID"] == env["SLURM_NODEID"] == "0"
+    assert int(env["SLURM_TASK_PID"]) > 1
+    assert "SLURM_RESTART_COUNT" not in env
+    assert "SLURM_ARRAY_TASK_ID" not in env
+
+
+def test_submitter_slurm_variables_do_not_leak(fleet):
+    job = fleet.sbatch("--wrap", "echo ${SLURM_FOO:-unset} $MYVAR",
+                       env={"SLURM_FOO": "leak", "MYVAR": "kept"})
+    fleet.wait(job)
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "unset kept\n"
+
+
+def test_script_from_stdin(fleet):
+    proc = fleet.run("sbatch", input="#!/bin/sh\necho from-stdin\n")
+    assert proc.returncode == 0, proc.stderr
+    job = int(proc.stdout.split()[-1])
+    rec = fleet.wait(job)
+    assert rec["name"] == "sbatch"
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "from-stdin\n"
+    proc = fleet.run("sbatch", "--parsable", "/dev/stdin", input="#!/bin/sh\necho dev\n")
+    assert proc.returncode == 0, proc.stderr
+    job = int(proc.stdout)
+    fleet.wait(job)
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "dev\n"
+
+
+def test_cancel_running_job(fleet):
+    job = fleet.sbatch("--wrap", "sleep 300")
+    fleet.wait(job, {"RUNNING"})
+    proc = fleet.run("scancel", str(job))
+    assert proc.returncode == 0 and proc.stderr == ""
+    rec = fleet.wait(job, timeout=20)
+    assert rec["state"] == "CANCELLED"
+    assert rec["cancelled_by"] == os.getuid()
+    # cancelling a finished job again is silent and succeeds
+    again = fleet.run("scancel", str(job))
+    assert (again.returncode, again.stderr) == (0, "")
+
+
+def test_cancel_pending_job_and_unknown_id(fleet):
+    job = fleet.sbatch("--hold", "--wrap", "true")
+    proc = fleet.run("scancel", str(job), "99999")
+    assert proc.returncode == 1
+    assert proc.stderr == ("scancel: error: Kill job error on job id 99999: "
+                           "Invalid job id specified\n")
+    assert fleet.record(job)["state"] == "CANCELLED"
+
+
+def test_hold_and_release(fleet):
+    job = fleet.sbatch("-H", "--wrap", "echo released")
+    time.sleep(1)
+    rec = fleet.record(job)
+    assert (rec["state"], rec["reason"]) == ("PENDING", "JobHeldUser")
+    assert fleet.run("scontrol", "release", str(job)).returncode == 0
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    fleet.run("scontrol", "hold", str(job))
+    assert fleet.record(job)["state"] == "COMPLETED"
+
+
+def test_hold_pending_job_then_release(fleet):
+    blocker = fleet.sbatch("--exclusive", "--wrap", "sleep 30")
+    fleet.wait(blocker, {"RUNNING"})
+    job = fleet.sbatch("--wrap", "true")
+    assert fleet.run("scontrol", "hold", str(job)).returncode == 0
+    fleet.run("scancel", str(blocker))
+    fleet.wait(blocker)
+    time.sleep(1)
+    assert fleet.record(job)["state"] == "PENDING"
+    assert fleet.record(job)["reason"] == "JobHeldUser"
+    fleet.run("scontrol", "release", str(job), check=True)
+    assert fleet.wait(job)["state"] == "COMPLETED"
+
+
+def test_requeue_running_job_runs_again_with_restart_count(fleet):
+    marker = fleet.work / "runs.txt"
+    job = fleet.sbatch("--open-mode=append", "--wrap",
+                       f"echo run${{SLURM_RESTART_COUNT:-0}} >> {marker}; "
+                       'echo "restart=${SLURM_RESTART_COUNT:-0}"; '
+                       'if [ -z "$SLURM_RESTART_COUNT" ]; then sleep 300; fi')
+    fleet.wait(job, {"RUNNING"})
+    time.sleep(0.5)
+    assert fleet.run("scontrol", "requeue", str(job)).returncode == 0
+    rec = fleet.wait(job, timeout=30)
+    assert rec["state"] == "COMPLETED"
+    assert rec["restart_count"] == 1
+    assert marker.read_text() == "run0\nrun1\n"
+    out = (fleet.work / f"slurm-{job}.out").read_text()
+    assert out == "restart=0\nrestart=1\n"
+
+
+def test_requeue_from_inside_the_job_is_not_failed(fleet):
+    job = fleet.sbatch("--wrap",
+                       'if [ -z "$SLURM_RESTART_COUNT" ]; then '
+                       f'{os.sys.executable} -m fleetslurm.cli.main scontrol requeue $SLURM_JOB_ID; '
+                       'sleep 60; exit 7; fi; echo second')
+    rec = fleet.wait(job, timeout=40)
+    assert rec["state"] == "COMPLETED", rec
+    assert rec["restart_count"] == 1
+
+
+def test_out_of_memory(fleet):
+    hog = ("python3 -c \"import time; b = bytearray(400*1024*1024); "
+           "b[::4096] = b'x'*len(b[::4096]); time.sleep(30)\"")
+    job = fleet.sbatch("--mem=100M", "--wrap", hog)
+    rec = fleet.wait(job, timeout=40)
+    assert rec["state"] == "OUT_OF_MEMORY", rec
+    assert rec["steps"][0]["max_rss_kb"] >= 100 * 1024
+
+
+def test_hostile_names_paths_and_arguments(fleet):
+    weird_dir = fleet.work / "dir with 'quotes'; $(touch pwned) \"x\""
+    weird_dir.mkdir()
+    name = "a'; echo foo \"=0\" `x`"
+    script = weird_dir / "my job;'.sh"
+    script.write_text('#!/bin/sh\nprintf "%s|" "$@"; echo; echo "$SLURM_JOB_NAME"\n')
+    arg = "it's a \"test\"; rm -rf /\nsecond line $(id)"
+    proc = fleet.run("sbatch", "--parsable", "-J", name, "-o", "out %j 'q'.txt", str(script),
+                     arg, "", cwd=weird_dir)
+    assert proc.returncode == 0, proc.stderr
+    job = int(proc.stdout)
+    rec = fleet.wait(job)
+    assert rec["state"] == "COMPLETED", rec
+    assert rec["name"] == name
+    out = (weird_dir / f"out {job} 'q'.txt").read_text()
+    assert out == f"{arg}||\n{name}\n"
+    assert not (fleet.work / "pwned").exists() and not (weird_dir / "pwned").exists()
+
+
+def test_job_name_with_newline(fleet):
+    name = "line1\nline2"
+    job = fleet.sbatch("-J", name, "--wrap", 'printf "%s" "$SLURM_JOB_NAME"')
+    assert fleet.wait(job)["name"] == name
+    assert (fleet.work / f"slurm-{job}.out").read_text() == name
+
+
+def test_array_job(fleet):
+    job = fleet.sbatch("--array=1-3,7", "--wrap",
+                       "echo $SLURM_ARRAY_JOB_ID $SLURM_ARRAY_TASK_ID $SLURM_ARRAY_TASK_COUNT "
+                       "$SLURM_ARRAY_TASK_MIN $SLURM_ARRAY_TASK_MAX")
+    res = fleet.wait(job)
+    tasks = res["tasks"]
+    assert sorted(t["array_task_id"] for t in tasks) == [1, 2, 3, 7]
+    assert {t["state"] for t in tasks} == {"COMPLETED"}
+    for i in (1, 2, 3, 7):
+        assert (fleet.work / f"slurm-{job}_{i}.out").read_text() == f"{job} {i} 4 1 7\n"
+
+
+def test_dependency_afterok_and_afternotok(fleet):
+    first = fleet.sbatch("--wrap", "sleep 1; exit 1")
+    ok = fleet.sbatch(f"--dependency=afterok:{first}", "--wrap", "echo never")
+    notok = fleet.sbatch(f"-d", f"afternotok:{first}", "--wrap", "echo ran")
+    time.sleep(0.5)
+    assert fleet.record(ok)["reason"] == "Dependency"
+    assert fleet.wait(notok)["state"] == "COMPLETED"
+    time.sleep(1)
+    rec = fleet.record(ok)
+    assert (rec["state"], rec["reason"]) == ("PENDING", "DependencyNeverSatisfied")
+
+
+def test_time_limit_timeout_even_when_sigterm_is_ignored(fleet):
+    """--time=1 (a minute: SLURM's smallest limit); KillWait is 2 s in this config."""
+    polite = fleet.sbatch("-t", "1", "--wrap", "sleep 600")
+    stubborn = fleet.sbatch("-t", "0:30", "--wrap", "trap '' TERM; sleep 600 & wait; sleep 600")
+    start = time.monotonic()
+    for job in (polite, stubborn):
+        rec = fleet.wait(job, timeout=120)
+        assert rec["state"] == "TIMEOUT", rec
+    assert 60 <= time.monotonic() - start < 100
+    stub = fleet.record(stubborn)
+    assert stub["time_limit"] == 1  # 0:30 is rounded up to a whole minute
+    assert stub["end_time"] - stub["start_time"] >= 60
+
+
+def test_kill_dash_nine_controller_loses_nothing(fleet):
+    """Jobs running and queued when the controller dies reach their true end
+    once any command restarts it; none runs twice."""
+    counter = fleet.work / "count"
+    counter.mkdir()
+    jobs = []
+    for i in range(6):
+        jobs.append(fleet.sbatch("--wrap", f"echo x >> {counter}/{i}; sleep 2; exit {i % 3}"))
+    fleet.wait(jobs[0], {"RUNNING"})
+    pid = fleet.controller_pid()
+    os.kill(pid, 9)
+    time.sleep(3)  # the running ones finish while no controller exists
+    # any command restarts the controller
+    proc = fleet.run("squeue")
+    assert proc.returncode == 0, proc.stderr
+    assert fleet.controller_pid() != pid
+    for i, job in enumerate(jobs):
+        rec = fleet.wait(job, timeout=60)
+        want = "COMPLETED" if i % 3 == 0 else "FAILED"
+        assert (rec["state"], rec["exit_code"]) == (want, i % 3), rec
+        assert (counter / str(i)).read_text() == "x\n", f"job {job} ran more than once"
+        assert rec["steps"][0]["max_rss_kb"] > 0
+
+
+def test_no_config_embedded_default(default_fleet):
+    proc = default_fleet.run("sbatch", "--wrap", "echo hi")
+    assert proc.returncode == 0, proc.stderr
+    rec = default_fleet.wait(1)
+    assert rec["state"] == "COMPLETED"
+    assert rec["partition"] == "debug"
+    assert (default_fleet.work / "slurm-1.out").read_text() == "hi\n"
