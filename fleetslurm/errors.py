@@ -53,11 +53,14 @@ class InvalidValue(FleetError, ValueError):
 class UsageError(FleetError):
     """A command line is malformed. ``prog`` is the command (``sbatch``...)."""
 
-    def __init__(self, message: str, prog: str = "fleetslurm", hint: bool = False):
+    def __init__(self, message: str, prog: str = "fleetslurm", hint: bool = False,
+                 code: "int | None" = None):
         super().__init__(message)
         self.prog = prog
         #: whether to print SLURM's 'Try "prog --help" for more information' line
         self.hint = hint
+        #: the exit status SLURM uses for this error (None: the command's default)
+        self.code = code
 
 
 class ConfigError(FleetError):

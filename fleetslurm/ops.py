@@ -35,7 +35,8 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     if "," in partition:
         partition = partition.split(",")[0]
     if partition not in cfg.partitions:
-        raise SubmitError("Batch job submission failed: Invalid partition name specified")
+        raise SubmitError(f"invalid partition specified: {partition}\n"
+                          "Batch job submission failed: Invalid partition name specified")
     pcfg = cfg.partitions[partition]
     time_limit = spec["time_limit"]
     if not spec["time_set"]:
@@ -54,13 +55,7 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         spec["array_throttle"] = throttle
         steps = {b - a for a, b in zip(indices, indices[1:])}
         spec["array_step"] = steps.pop() if len(steps) == 1 else 1
-    if spec["dependency"]:
-        from .slurm.deps import parse_dependency, unknown_ids
-
-        dep = parse_dependency(spec["dependency"])
-        known = {i for i in _dep_ids(spec["dependency"]) if ctl.store.task(i) or ctl.store.job(i)}
-        if unknown_ids(dep, known):
-            raise SubmitError("Batch job submission failed: Job dependency problem")
+    # a dependency on an unknown job id is accepted, as SLURM 22.05 does
     unknown = [n for n in spec["nodelist"] + spec["exclude"] if n not in cfg.machines]
     if unknown:
         raise SubmitError("Batch job submission failed: Invalid node name specified")
@@ -75,8 +70,17 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     probe = _request(0, user, now, req, spec["hold"])
     why = ctl.sched.can_ever_run(probe)
     if why is not None:
-        raise SubmitError("Batch job submission failed: Requested node configuration is not "
-                          "available")
+        nodes = [ctl.config.machines[n] for n in cfg.partition_nodes(partition)]
+        specs = [ctl.node_spec(n) for n in cfg.partition_nodes(partition)]
+        if req["gpus"] and not any(s.gpu_ids for s in specs):
+            raise SubmitError("Invalid generic resource (gres) specification")
+        lines = []
+        if req["mem_mb"] and all(req["mem_mb"] > s.mem_mb for s in specs):
+            lines.append("Memory specification can not be satisfied")
+        lines.append("Batch job submission failed: Requested node configuration is not "
+                     "available")
+        del nodes
+        raise SubmitError("\n".join(lines))
     count = len(indices) or 1
     first = ctl.store.allocate_ids(count)
     ctl.store.add_job(first, uid, user, now, spec, args["script"], spec["array"])
@@ -163,7 +167,9 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         except InvalidJobId:
             found = []
         if not found:
-            errs.append(f"Kill job error on job id {text}: Invalid job id specified")
+            # SLURM 22.05 says this only with -v, and still exits 0
+            if args.get("verbose"):
+                errs.append(f"Kill job error on job id {text}: Invalid job id specified")
             continue
         targets.extend((text, t) for t in found)
     if not ids:
@@ -187,7 +193,7 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 errs.append(f"Kill job error on job id {shown}: Job is pending execution")
             continue
         cancel_task(ctl, task, uid, now)
-    return {"errors": errs}
+    return {"errors": errs, "failed": any("Invalid job id" not in e for e in errs)}
 
 
 def _matches(ctl: "Controller", task: dict, args: dict) -> bool:
@@ -229,11 +235,17 @@ def cancel_task(ctl: "Controller", task: dict, uid: int, now: float) -> None:
 def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
     out = []
     for text in args.get("ids") or []:
-        found = find_tasks(ctl, text)
+        try:
+            found = find_tasks(ctl, text)
+        except InvalidJobId:
+            found = []
         if not found:
-            raise InvalidJobId(f"Invalid job id specified")
+            raise InvalidJobId(f"Invalid job id specified for job {text}")
         for task in found:
-            out.append((task, _check_owner(ctl, task, uid)))
+            try:
+                out.append((task, _check_owner(ctl, task, uid)))
+            except AccessDenied:
+                raise AccessDenied(f"Access/permission denied for job {text}") from None
     if not out:
         raise UsageError("No job identification provided", prog="scontrol")
     return out

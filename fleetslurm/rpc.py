@@ -35,7 +35,8 @@ def _error_from(reply: dict) -> errors.FleetError:
         cls = errors.ControllerError
     message = str(reply.get("message", "unknown error"))
     if cls is errors.UsageError:
-        return errors.UsageError(message, prog=str(reply.get("prog", "fleetslurm")))
+        return errors.UsageError(message, prog=str(reply.get("prog", "fleetslurm")),
+                                 hint=bool(reply.get("hint")), code=reply.get("code"))
     if issubclass(cls, errors.TransportError):
         return cls(message, reply.get("node"))
     return cls(message)
@@ -205,7 +206,7 @@ class Server:
         except errors.FleetError as exc:
             reply = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
             if isinstance(exc, errors.UsageError):
-                reply["prog"] = exc.prog
+                reply.update(prog=exc.prog, hint=exc.hint, code=exc.code)
             if isinstance(exc, errors.TransportError):
                 reply["node"] = exc.node
             return reply

@@ -104,7 +104,6 @@ class SchedulerMachine(RuleBasedStateMachine):
     def _started(self, a: StartJob) -> None:
         assert a.job_id in self.pending, f"StartJob for job {a.job_id}, which is not pending"
         assert self.available(a.node), f"job {a.job_id} started on unavailable node {a.node}"
-        assert a.node not in self.shrunk, f"job {a.job_id} started on over-allocated node {a.node}"
         req, spec = self.requests[a.job_id], self.specs[a.node]
         part = req.partition or "debug"
         assert part in spec.partitions or (not spec.partitions and part == "debug")
@@ -119,8 +118,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert not req.held and (req.begin_time is None or req.begin_time <= self.now)
         self.pending.discard(a.job_id)
         self.running[a.job_id] = (a.node, a.cpus, a.mem_mb, a.gpu_ids, self.steps)
-        cpus, mem, gpus = self._usage(a.node)
-        assert cpus <= spec.cpus and mem <= spec.mem_mb and gpus <= set(spec.gpu_ids)
+        # what the job takes must fit, even on a node a resize left over-allocated elsewhere
+        cpus, mem, _ = self._usage(a.node)
+        assert cpus <= spec.cpus, f"job {a.job_id} over-allocates CPUs of {a.node}"
+        assert a.mem_mb == 0 or mem <= spec.mem_mb, f"job {a.job_id} over-allocates memory of {a.node}"
+        assert set(a.gpu_ids) <= set(spec.gpu_ids), f"job {a.job_id} got GPUs {a.gpu_ids} of {a.node}"
 
     def _usage(self, node: str) -> tuple[int, int, set[int]]:
         cpus = mem = 0
@@ -133,23 +135,36 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ rules
 
-    @rule(cpus=hs.integers(1, 10), mem=hs.sampled_from([0, 1000, 8000, 20000, 40000]),
-          gpus=hs.sampled_from([0, 0, 1, 2, 4]), limit=hs.sampled_from([None, 1, 10, 60, 200]),
-          partition=hs.sampled_from(["debug", "gpu", ""]), nice=hs.integers(-2, 2),
-          prio=hs.integers(0, 1), held=hs.booleans(), exclusive=hs.sampled_from([False] * 5 + [True]),
-          constraint=hs.sampled_from(["", "", "avx", "cuda&avx", "avx|cuda", "nope"]),
-          nodelist=hs.sampled_from([(), (), ("n1",), ("g1", "g2")]),
+    @rule(cpus=hs.integers(1, 9), mem=hs.sampled_from([0, 0, 1000, 8000, 20000, 40000]),
+          gpus=hs.sampled_from([0, 0, 0, 1, 2, 4]), limit=hs.sampled_from([None, 1, 10, 60, 200]),
+          partition=hs.sampled_from(["debug", "debug", "gpu", ""]), nice=hs.integers(-2, 2),
+          prio=hs.integers(0, 1), held=hs.sampled_from([False, False, True]),
+          exclusive=hs.sampled_from([False] * 5 + [True]),
+          constraint=hs.sampled_from(["", "", "", "avx", "cuda&avx", "avx|cuda", "nope"]),
+          nodelist=hs.sampled_from([(), (), (), ("n1",), ("g1", "g2")]),
           exclude=hs.sampled_from([(), (), ("n2",)]),
           begin=hs.sampled_from([None, None, 0, 300]),
           name=hs.sampled_from(["", "a", "b"]), data=hs.data())
     def submit(self, cpus, mem, gpus, limit, partition, nice, prio, held, exclusive, constraint,
                nodelist, exclude, begin, name, data) -> None:
         dep = data.draw(self._dependency())
-        req = JobRequest(self.next_id, user="alice", partition=partition, submit_time=self.now,
-                         cpus=cpus, mem_mb=mem, gpus=gpus, time_limit=limit, nice=nice,
-                         nodelist=frozenset(nodelist), exclude=frozenset(exclude),
-                         constraint=constraint, begin_time=None if begin is None else self.now + begin,
-                         held=held, dependency=dep, name=name, exclusive=exclusive, priority=prio)
+        self._submit(JobRequest(
+            self.next_id, user="alice", partition=partition, submit_time=self.now, cpus=cpus,
+            mem_mb=mem, gpus=gpus, time_limit=limit, nice=nice, nodelist=frozenset(nodelist),
+            exclude=frozenset(exclude), constraint=constraint,
+            begin_time=None if begin is None else self.now + begin, held=held, dependency=dep,
+            name=name, exclusive=exclusive, priority=prio))
+
+    @rule(cpus=hs.integers(1, 4), limit=hs.sampled_from([None, 1, 10, 60]), count=hs.integers(1, 4))
+    def submit_batch(self, cpus, limit, count) -> None:
+        """Several plain jobs at once, for contention and backfill."""
+        reqs = []
+        for _ in range(count):
+            reqs.append(JobRequest(self.next_id, "carol", "debug", self.now, cpus=cpus, time_limit=limit))
+            self.next_id += 1
+        self.apply([JobSubmitted(r) for r in reqs])
+
+    def _submit(self, req: JobRequest) -> None:
         self.next_id += 1
         if self.sched.can_ever_run(req) is None:  # the controller refuses the rest at submit
             self.apply([JobSubmitted(req)])
@@ -263,6 +278,6 @@ def _replace(req: JobRequest, changes: dict) -> JobRequest:
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=100, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestScheduler = SchedulerMachine.TestCase

@@ -42,13 +42,16 @@ def run(prog: str, body: Callable[[list[str]], Optional[int]], argv: list[str]) 
     try:
         return int(body(argv) or 0)
     except UsageError as exc:
+        # sbatch and srun exit 255 on getopt's complaints, the others 1
+        code = exc.code if exc.code is not None else (
+            255 if exc.hint and prog in ("sbatch", "srun") else 1)
         if exc.hint:
             # getopt's own wording: "sbatch: unrecognized option '--foo'"
             sys.stderr.write(f"{prog}: {exc}\n")
             sys.stderr.write(f'Try "{prog} --help" for more information\n')
         else:
             warn(prog, str(exc))
-        return 1
+        return code
     except FleetError as exc:
         if os.environ.get("FLEETSLURM_DEBUG"):
             raise

@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
-    request: dict = {"ids": ids}
+    request: dict = {"ids": ids, "verbose": bool(opts.get("verbose"))}
     if opts.get("signal"):
         try:
             request["signal"] = parse_signal_name(str(opts["signal"]))
@@ -55,4 +55,4 @@ def main(argv: list[str]) -> int:
         reply = c.call("cancel", **request)
     for message in reply["errors"]:
         warn(PROG, message)
-    return 1 if reply["errors"] else 0
+    return 1 if reply["failed"] else 0

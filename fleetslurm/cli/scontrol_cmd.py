@@ -29,6 +29,26 @@ def _ids(words: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """scontrol prints its errors bare (no ``scontrol: error:`` prefix)."""
+    from ..errors import JobError
+
+    try:
+        return _main(argv)
+    except JobError as exc:
+        text = str(exc)
+        sys.stderr.write(text + "\n")
+        if _suspend_op(argv):
+            reason = text.split(" for job ")[0]
+            sys.stderr.write(f"slurm_suspend error: {reason}\n")
+        return 1
+
+
+def _suspend_op(argv: list[str]) -> bool:
+    words = [a.lower() for a in argv if not a.startswith("-")]
+    return bool(words) and words[0] in ("hold", "uhold", "release")
+
+
+def _main(argv: list[str]) -> int:
     args = [a for a in argv if not a.startswith("-")]
     flags = [a for a in argv if a.startswith("-")]
     if "--version" in flags or "-V" in flags or (args and args[0] == "version"):

@@ -25,7 +25,12 @@ def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
         try:
             out.append(JobState.parse(item).value)
         except ValueError:
-            raise UsageError(f"Invalid job state specified: {item}", prog=prog) from None
+            raise UsageError(
+                f"Invalid job state specified: {item}\n"
+                "Valid job states include: PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,"
+                "TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,OUT_OF_MEMORY,COMPLETING,"
+                "CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,"
+                "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED", prog=prog) from None
     return out
 
 

@@ -52,6 +52,9 @@ _SESSION_RESCAN_S = 2.0
 _MAX_LINE = 64 << 20
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 _CGROUP_ROOT = "/sys/fs/cgroup"
+# /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; without it the
+# memory watchdog scans all of /proc.
+_HAVE_CHILDREN_FILE = os.path.exists("/proc/self/task/%d/children" % os.getpid())
 
 RESULT_FILE = "result.json"
 SUPERVISOR_FILE = "supervisor.json"
@@ -343,7 +346,7 @@ class Supervisor:
         self.peak_kb = 0
         self.tracked: Set[int] = set()
         self.next_full_scan = 0.0
-        self.children_file_ok = False
+        self.changed_signals: List[int] = []
 
     # -- set-up ----------------------------------------------------------
 
@@ -371,8 +374,14 @@ class Supervisor:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _noop_handler)
         signal.signal(signal.SIGUSR1, _noop_handler)
-        self.children_file_ok = os.path.exists(
-            "/proc/%d/task/%d/children" % (self.sid, self.sid))
+        # Worked out here, once, so the job child does as little as possible
+        # between fork and exec (each page it touches is a copy-on-write fault).
+        self.changed_signals = []
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                handler = signal.getsignal(sig)
+                if handler is not None and handler is not signal.SIG_DFL:
+                    self.changed_signals.append(sig)
 
     def setup_cgroup(self) -> Optional[str]:
         """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
@@ -425,13 +434,9 @@ class Supervisor:
             os.setpgid(0, 0)
             # Restore what Python and the supervisor changed: the job must see
             # default dispositions (SIGPIPE in particular) and an empty mask.
-            for sig in signal.valid_signals():
-                if sig in (signal.SIGKILL, signal.SIGSTOP):
-                    continue
-                handler = signal.getsignal(sig)
-                if handler is not None and handler is not signal.SIG_DFL:
-                    signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            for sig in self.changed_signals:
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
             if self.cgroup:
                 stage = "join memory cgroup"
                 with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
@@ -538,7 +543,8 @@ class Supervisor:
             pid = os.fork()
         except BaseException as exc:
             # Nothing has run yet: the agent reports launch_failed and removes the directory.
-            self.notify({"error": "supervisor could not start job %s: %s" % (self.key, exc)})
+            self.notify(json.dumps({"error": "supervisor could not start job %s: %s"
+                                    % (self.key, exc)}) + "\n")
             raise
         if pid == 0:
             try:
@@ -556,18 +562,26 @@ class Supervisor:
         start_mono = time.monotonic()
         st = proc_stat(pid)
         ticks = st[2] if st else None
-        self.notify({"pid": pid, "start_time": start_time, "ticks": ticks})
+        self.notify('{"pid":%d,"start_time":%r,"ticks":%s}\n'
+                    % (pid, start_time, "null" if ticks is None else ticks))
         own = proc_stat(self.sid)
-        write_json_atomic(os.path.join(self.jobdir, SUPERVISOR_FILE), {
-            "pid": self.sid, "ticks": own[2] if own else None,
-            "job_pid": pid, "job_ticks": ticks, "start_time": start_time})
+        # Written in place, not via rename: a reader that sees it half-written
+        # gets a parse error and treats the launch as still in flight.
+        fd = os.open(os.path.join(self.jobdir, SUPERVISOR_FILE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, ('{"pid":%d,"ticks":%s,"job_pid":%d,"job_ticks":%s,"start_time":%r}'
+                           % (self.sid, "null" if own is None else own[2], pid,
+                              "null" if ticks is None else ticks, start_time)).encode())
+        finally:
+            os.close(fd)
         status, usage = self.supervise(err_r, start_mono)
         self.finish(status, usage, start_time)
 
-    def notify(self, msg: Dict[str, Any]) -> None:
-        """Tell the agent how the launch went (one line, then EOF)."""
+    def notify(self, line: str) -> None:
+        """Tell the agent how the launch went (one JSON line, then EOF)."""
         try:
-            write_all(self.notify_fd, (json.dumps(msg) + "\n").encode())
+            write_all(self.notify_fd, line.encode())
         except OSError:
             pass  # the agent is gone; the result file still tells the story
         finally:
@@ -718,7 +732,7 @@ class Supervisor:
         catch processes that escaped the tree before we saw them.
         """
         found: Set[int] = set()
-        if full or not self.children_file_ok or now >= self.next_full_scan:
+        if full or not _HAVE_CHILDREN_FILE or now >= self.next_full_scan:
             self.next_full_scan = now + _SESSION_RESCAN_S
             for name in os.listdir("/proc"):
                 if name.isdigit():
@@ -1218,6 +1232,8 @@ class Agent:
                        "error": "cannot start the supervisor: %s" % exc})
             return
         if pid == 0:
+            # Short-lived: a collection would only dirty copy-on-write pages.
+            gc.disable()
             code = 1
             try:
                 os.close(pipe[0])

@@ -49,7 +49,7 @@ def _int(opts: Mapping[str, Any], key: str, flag: str, minimum: int = 1) -> Opti
         raise UsageError(f'Invalid numeric value "{v}" for {flag}.', prog="sbatch")
     n = int(s)
     if n < minimum:
-        raise UsageError(f"Invalid {flag} specification", prog="sbatch")
+        raise UsageError(f'Invalid numeric value "{v}" for {flag}.', prog="sbatch")
     return n
 
 
@@ -93,9 +93,9 @@ def _signal(text: Optional[str]) -> Optional[dict]:
         num = parse_signal_name(name)
         before = int(secs) if secs else 60
     except (InvalidValue, ValueError):
-        raise UsageError(f"Invalid --signal specification", prog="sbatch") from None
+        raise UsageError("Invalid --signal specification", prog="sbatch", code=255) from None
     if before < 0 or before > 0xFFFF:
-        raise UsageError("Invalid --signal specification", prog="sbatch")
+        raise UsageError("Invalid --signal specification", prog="sbatch", code=255)
     return {"num": num, "secs_before": before, "batch_only": batch_only}
 
 
@@ -117,13 +117,13 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         spec["time_limit"] = parse_time_limit(str(tl)) if tl is not None else None
         spec["time_set"] = tl is not None
     except InvalidValue:
-        raise UsageError("Invalid --time specification", prog="sbatch") from None
+        raise UsageError("Invalid --time specification", prog="sbatch", code=255) from None
     for key, flag in (("mem", "--mem"), ("mem_per_cpu", "--mem-per-cpu")):
         v = opts.get(key)
         try:
             spec[key + "_mb"] = parse_mem(str(v)) if v is not None else None
         except InvalidValue:
-            raise UsageError(f"Invalid {flag} specification", prog="sbatch") from None
+            raise UsageError(f"Invalid {flag} specification", prog="sbatch", code=255) from None
     if spec["mem_mb"] is not None and spec["mem_per_cpu_mb"] is not None:
         raise UsageError("--mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.",
                          prog="sbatch")
@@ -155,20 +155,20 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         spec["req_mem_mb"] = spec["mem_mb"] or 0
     nice = opts.get("nice")
     if nice is not None and nice is not True:
-        if not re.fullmatch(r"[+-]?\d+", str(nice)):
-            raise UsageError(f'Invalid numeric value "{nice}" for --nice.', prog="sbatch")
-        spec["nice"] = int(nice)
+        # SLURM's atoi: a non-numeric --nice counts as 0
+        m = re.match(r"\s*([+-]?\d+)", str(nice))
+        spec["nice"] = int(m.group(1)) if m else 0
     else:
         spec["nice"] = 100 if nice is True else 0
     begin = opts.get("begin")
     try:
         spec["begin_time"] = parse_datetime(str(begin), now) if begin else None
     except InvalidValue:
-        raise UsageError(f"Invalid --begin specification", prog="sbatch") from None
+        raise UsageError("Invalid --begin specification", prog="sbatch", code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
     om = opts.get("open_mode")
     if om is not None and str(om) not in ("append", "truncate", "a", "t"):
-        raise UsageError(f"Invalid --open-mode specification: {om}", prog="sbatch")
+        raise UsageError("Invalid --open-mode specification", prog="sbatch", code=255)
     spec["open_mode"] = "append" if str(om or "").startswith("a") else "truncate"
     array = opts.get("array")
     spec["array"] = str(array) if array is not None else None

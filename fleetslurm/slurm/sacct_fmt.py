@@ -1,0 +1,325 @@
+"""sacct's ``-o/--format`` fields, job/step rows and output, as SLURM 22.05.
+
+Pure: no I/O, no clock. Field table (names, order, default widths) is
+SLURM 22.05's ``fields[]`` from ``src/sacct/sacct.c`` as ``sacct --helpformat``
+and ``sacct -o ALL`` print it; parsing follows ``src/sacct/options.c``;
+cells follow ``src/common/print_fields.c``. Checked against a real sacct
+22.05 reading a private slurmdbd (see tests/test_formats_sacct.py).
+
+Parsing quirks kept on purpose:
+
+* a field is chosen by case-insensitive *prefix*, first match in table
+  order (``j`` is JobID, ``alloc`` AllocCPUS); ``a``, ``al``, ``all`` and an
+  empty name (``%20``) mean ALL fields;
+* ``name%N`` sets the width: positive right-aligns, negative left-aligns;
+  the width belongs to the table entry, so the last ``%N`` given for a field
+  applies to every occurrence of it;
+* leading blanks are skipped, trailing ones are not (``"jobid "`` is invalid);
+* an empty entry (``jobid,,state``) ends the list there.
+
+Cells (fixed mode): each cell then one space; text longer than the width is
+cut with ``+`` as its last character; numbers and durations are never cut;
+dates are cut without ``+``; an unset value prints blanks. ``parsable``:
+``|`` after every field; ``parsable2``: ``|`` between fields.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from fleetslurm.errors import UsageError
+from fleetslurm.model import JobRecord
+
+__all__ = ["DEFAULT_FIELDS", "FIELD_NAMES", "Field", "parse_fields", "rows_for", "render"]
+
+DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+
+# name:width[:kind]  kind: s string (default), u number, d date, t duration
+_TABLE = """
+Account:10 AdminComment:15 AllocCPUS:10:u AllocNodes:10 AllocTRES:10 AssocID:7:u AveCPU:10
+AveCPUFreq:10 AveDiskRead:14 AveDiskWrite:14 AvePages:10 AveRSS:10 AveVMSize:10 BlockID:16
+Cluster:10 Comment:14 Constraints:19 ConsumedEnergy:14 ConsumedEnergyRaw:17:u Container:19
+CPUTime:10:t CPUTimeRAW:10:u DBIndex:-10:u DerivedExitCode:15 Elapsed:10:t ElapsedRaw:10:u
+Eligible:19:d End:19:d ExitCode:8 Flags:19 GID:6:u Group:9 JobID:-12 JobIDRaw:-12 JobName:10
+Layout:9 MaxDiskRead:12 MaxDiskReadNode:15 MaxDiskReadTask:15:u MaxDiskWrite:12
+MaxDiskWriteNode:16 MaxDiskWriteTask:16:u MaxPages:8 MaxPagesNode:12 MaxPagesTask:14:u MaxRSS:10
+MaxRSSNode:10 MaxRSSTask:10:u MaxVMSize:10 MaxVMSizeNode:14 MaxVMSizeTask:14:u McsLabel:12
+MinCPU:10 MinCPUNode:10 MinCPUTask:10:u NCPUS:10:u NNodes:8:u NodeList:15 NTasks:8:u
+Partition:10 Priority:10:u QOS:10 QOSRAW:6:u Reason:22 ReqCPUFreq:10 ReqCPUFreqGov:13
+ReqCPUFreqMax:13 ReqCPUFreqMin:13 ReqCPUS:8:u ReqMem:10 ReqNodes:8 ReqTRES:10 Reservation:20
+ReservationId:8:u Reserved:10:t ResvCPU:10:t ResvCPURAW:10:u Start:19:d State:10 Submit:19:d
+SubmitLine:20 Suspended:10:t SystemComment:15 SystemCPU:10 Timelimit:10 TimelimitRaw:10
+TotalCPU:10 TRESUsageInAve:14 TRESUsageInMax:14 TRESUsageInMaxNode:18 TRESUsageInMaxTask:18
+TRESUsageInMin:14 TRESUsageInMinNode:18 TRESUsageInMinTask:18 TRESUsageInTot:14
+TRESUsageOutAve:15 TRESUsageOutMax:15 TRESUsageOutMaxNode:19 TRESUsageOutMaxTask:19
+TRESUsageOutMin:15 TRESUsageOutMinNode:19 TRESUsageOutMinTask:19 TRESUsageOutTot:15 UID:6:u
+User:9 UserCPU:10 WCKey:10 WCKeyID:10:u WorkDir:20
+"""
+
+
+def _load_table() -> list[tuple[str, int, str]]:
+    out = []
+    for entry in _TABLE.split():
+        name, width, *kind = entry.split(":")
+        out.append((name, int(width), kind[0] if kind else "s"))
+    return out
+
+
+_FIELDS = _load_table()
+#: every field name sacct 22.05 knows, in its table order (``--helpformat``)
+FIELD_NAMES = [name for name, _, _ in _FIELDS]
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column: canonical ``name``, ``width`` (negative = left-aligned) and
+    ``kind`` (``s`` text, ``u`` number, ``d`` date, ``t`` duration)."""
+
+    name: str
+    width: int
+    kind: str = "s"
+
+
+def parse_fields(spec: str) -> list[Field]:
+    """Parse a ``--format`` list exactly as sacct 22.05 does.
+
+    Raises :class:`~fleetslurm.errors.UsageError` (``prog="sacct"``) with
+    SLURM's text, e.g. ``Invalid field requested: "Foo"``.
+    """
+    chosen: list[int] = []
+    widths: dict[int, int] = {}
+    for raw in (spec + ",").split(",")[:-1]:
+        entry = raw.lstrip()
+        if not entry:
+            break  # sacct's loop stops at an empty entry
+        name, pct, rest = entry.partition("%")
+        new_width = _atoi(rest) if pct else None
+        if name.lower() == "all"[:len(name)]:
+            for i in range(len(_FIELDS)):
+                chosen.append(i)
+                if new_width is not None:
+                    widths[i] = new_width
+            continue
+        low = name.lower()
+        index = next((i for i, (n, _, _) in enumerate(_FIELDS) if n.lower().startswith(low)), None)
+        if index is None:
+            if low in ("allocgres", "reqgres"):
+                kept = "AllocTRES" if low == "allocgres" else "ReqTRES"
+                gone = "AllocGRES" if low == "allocgres" else "ReqGRES"
+                raise UsageError(f"{gone} has been removed, please use {kept}", prog="sacct")
+            raise UsageError(f'Invalid field requested: "{name}"', prog="sacct")
+        chosen.append(index)
+        if new_width is not None:
+            widths[index] = new_width
+    return [Field(_FIELDS[i][0], widths.get(i, _FIELDS[i][1]), _FIELDS[i][2]) for i in chosen]
+
+
+def _atoi(text: str) -> int:
+    """C atoi: optional blanks and sign, then digits; anything else stops it."""
+    text = text.lstrip()
+    sign, i = 1, 0
+    if text[:1] in "+-" and text:
+        sign, i = (-1 if text[0] == "-" else 1), 1
+    digits = ""
+    while i < len(text) and text[i].isdigit():
+        digits += text[i]
+        i += 1
+    return sign * int(digits) if digits else 0
+
+
+# ---------------------------------------------------------------- values
+
+def _ts(ts: Optional[float]) -> str:
+    if not ts:
+        return "Unknown"
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(ts))
+
+
+def _secs2time(secs: float) -> str:
+    secs = int(secs)
+    days, rem = divmod(secs, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, seconds = divmod(rem, 60)
+    if days:
+        return f"{days}-{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+def _cpu_time(seconds: Optional[float]) -> str:
+    """sacct's _elapsed_time: D-HH:MM:SS, HH:MM:SS, MM:SS.mmm, 00:MM:SS."""
+    total_ms = int(round((seconds or 0) * 1000))
+    secs, msec = divmod(total_ms, 1000)
+    days, rem = divmod(secs, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, sec = divmod(rem, 60)
+    if days:
+        return f"{days}-{hours:02d}:{minutes:02d}:{sec:02d}"
+    if hours:
+        return f"{hours:02d}:{minutes:02d}:{sec:02d}"
+    if msec:
+        return f"{minutes:02d}:{sec:02d}.{msec:03d}"
+    return f"00:{minutes:02d}:{sec:02d}"
+
+
+def _convert(num: int, units: str) -> str:
+    """convert_num_unit(..., CONVERT_NUM_UNIT_EXACT) from the first unit of ``units``."""
+    if not num:
+        return "0"
+    i = 0
+    while num % 1024 == 0 and i < len(units) - 1:
+        num //= 1024
+        i += 1
+    return f"{num}{units[i]}".rstrip("_")
+
+
+def _compress(names: list) -> str:
+    try:
+        from fleetslurm.slurm.hostlist import compress
+    except ImportError:  # pragma: no cover - hostlist.py is written in parallel
+        return ",".join(names)
+    return compress(names)
+
+
+_KILLED = ("CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
+_STEP_STATE = {"TIMEOUT": "CANCELLED", "PREEMPTED": "CANCELLED", "COMPLETING": "RUNNING",
+               "REQUEUED": "CANCELLED", "DEADLINE": "CANCELLED"}
+
+
+def _elapsed(job: JobRecord, now: Optional[float]) -> int:
+    start, end = job.get("start_time"), job.get("end_time")
+    if not start:
+        return 0
+    if not end:
+        end = now if now is not None else start
+    return max(0, int(end - start))
+
+
+def _job_id(job: JobRecord) -> str:
+    if job.get("array_task_str"):
+        return f"{job.get('array_job_id') or job.get('job_id')}_[{job['array_task_str']}]"
+    if job.get("array_task_id") is not None:
+        return f"{job.get('array_job_id')}_{job.get('array_task_id')}"
+    return str(job.get("job_id", ""))
+
+
+def rows_for(job: JobRecord, *, allocations_only: bool,
+             now: Optional[float] = None) -> list[dict]:
+    """The rows sacct shows for one job: the allocation, then (unless
+    ``allocations_only``, i.e. ``-X``) a ``.batch`` step once the job started.
+
+    Rows map lower-case field names to text; a missing key or ``None`` is an
+    unset value (blank). ``now`` is needed for a running job's Elapsed.
+    Optional extras read with ``.get()``: ``group``, ``gid``, ``req_mem_mb``,
+    ``mem_per_cpu_mb``, ``cluster``.
+    """
+    state = job.get("state", "PENDING")
+    nodes = list(job.get("nodes") or [])
+    cpus = job.get("cpus", 1)
+    num_nodes = job.get("num_nodes") or max(1, len(nodes))
+    elapsed = _elapsed(job, now)
+    code, sig = job.get("exit_code") or 0, job.get("exit_signal") or 0
+    shown_state = state
+    if state == "CANCELLED" and job.get("cancelled_by") is not None:
+        shown_state = f"CANCELLED by {job.get('cancelled_by')}"
+    if job.get("req_mem_mb") is not None:
+        req_mem = int(job["req_mem_mb"])  # type: ignore[typeddict-item]
+    elif job.get("mem_per_cpu_mb"):
+        req_mem = int(job["mem_per_cpu_mb"]) * cpus  # type: ignore[typeddict-item]
+    else:
+        req_mem = (job.get("mem_mb") or 0) * num_nodes
+    limit = job.get("time_limit")
+    cluster = job.get("cluster")
+    base = {
+        "jobid": _job_id(job), "jobidraw": str(job.get("job_id", "")),
+        "jobname": job.get("name", ""), "partition": job.get("partition") or None,
+        "account": job.get("account") or None, "alloccpus": str(cpus), "ncpus": str(cpus),
+        "state": shown_state, "exitcode": "0:0" if state in _KILLED else f"{code}:{sig}",
+        "derivedexitcode": f"{job.get('derived_exit_code') or 0}:0",
+        "nodelist": _compress(nodes) if nodes else "None assigned",
+        "elapsed": _secs2time(elapsed), "elapsedraw": str(elapsed),
+        "cputime": _secs2time(elapsed * cpus), "cputimeraw": str(elapsed * cpus),
+        "start": _ts(job.get("start_time")), "end": _ts(job.get("end_time")),
+        "submit": _ts(job.get("submit_time")), "eligible": _ts(job.get("eligible_time")),
+        "totalcpu": _cpu_time(job.get("total_cpu")), "usercpu": _cpu_time(job.get("user_cpu")),
+        "systemcpu": _cpu_time(job.get("system_cpu")), "nnodes": str(num_nodes),
+        "reqcpus": str(cpus), "reqnodes": str(num_nodes), "allocnodes": str(len(nodes)),
+        "reqmem": _convert(req_mem, "MGTPE"), "reason": job.get("reason") or "None",
+        "comment": job.get("comment") or None, "user": job.get("user") or None,
+        "uid": str(job.get("uid", 0)), "gid": str(job.get("gid", job.get("uid", 0))),
+        "group": job.get("group") or job.get("user") or None,
+        "timelimit": "UNLIMITED" if limit is None else _secs2time(limit * 60),
+        "timelimitraw": "UNLIMITED" if limit is None else str(limit),
+        "priority": str(job.get("priority") or 0), "qos": job.get("qos") or None,
+        "workdir": job.get("workdir") or None, "constraints": job.get("features") or None,
+        "wckey": job.get("wckey") or None, "cluster": cluster, "suspended": "00:00:00",
+    }
+    rows = [base]
+    if allocations_only or not job.get("start_time") or state in ("PENDING", "REQUEUE_HOLD"):
+        return rows
+    step_cpus = cpus // num_nodes if num_nodes > 1 else cpus
+    step_state = _STEP_STATE.get(state, state)
+    if state in _KILLED and state != "NODE_FAIL":
+        step_exit = f"0:{sig or 15}"
+    else:
+        step_exit = f"{code}:{sig}"
+    rss = job.get("max_rss_kb")
+    rows.append({
+        "jobid": base["jobid"] + ".batch", "jobidraw": base["jobidraw"] + ".batch",
+        "jobname": "batch", "account": base["account"], "alloccpus": str(step_cpus),
+        "ncpus": str(step_cpus), "state": step_state, "exitcode": step_exit,
+        "nodelist": job.get("batch_host") or (nodes[0] if nodes else "None assigned"),
+        "elapsed": base["elapsed"], "elapsedraw": base["elapsedraw"],
+        "cputime": _secs2time(elapsed * step_cpus), "cputimeraw": str(elapsed * step_cpus),
+        "start": base["start"], "end": base["end"], "submit": base["start"],
+        "eligible": base["start"], "totalcpu": base["totalcpu"], "usercpu": base["usercpu"],
+        "systemcpu": base["systemcpu"], "nnodes": "1", "ntasks": "1", "reqcpus": str(step_cpus),
+        "reqnodes": "1", "allocnodes": "1", "cluster": cluster, "suspended": "00:00:00",
+        "maxrss": None if rss is None else _convert(int(rss) * 1024, "_KMGTPE"),
+    })
+    return rows
+
+
+# ---------------------------------------------------------------- output
+
+def _cell(f: Field, value: Optional[str]) -> str:
+    width = abs(f.width)
+    left = f.width < 0
+    if value is None:
+        return " " * width + " "
+    if f.kind in ("u", "t"):
+        text = value
+    elif f.kind == "d":
+        text = value[:width]
+    elif len(value) > width:
+        text = value[:width - 1] + "+" if width else ""
+    else:
+        text = value
+    return (text.ljust(width) if left else text.rjust(width)) + " "
+
+
+def render(fields: list[Field], rows: list[dict], *,
+           mode: Literal["fixed", "parsable", "parsable2"] = "fixed", header: bool = True) -> str:
+    """sacct's output: header (and, in fixed mode, the dash line) then rows.
+
+    ``rows`` as :func:`rows_for` builds them. Every line ends with a newline.
+    """
+    lines: list[str] = []
+    if mode == "fixed":
+        if header:
+            lines.append("".join(
+                (f.name[:abs(f.width)].ljust(abs(f.width)) if f.width < 0
+                 else f.name[:abs(f.width)].rjust(abs(f.width))) + " " for f in fields))
+            lines.append("".join("-" * abs(f.width) + " " for f in fields))
+        for row in rows:
+            lines.append("".join(_cell(f, row.get(f.name.lower())) for f in fields))
+    else:
+        def join(cells: list[str]) -> str:
+            return "|".join(cells) + ("|" if mode == "parsable" and cells else "")
+        if header:
+            lines.append(join([f.name for f in fields]))
+        for row in rows:
+            values = [row.get(f.name.lower()) for f in fields]
+            lines.append(join(["" if v is None else v for v in values]))
+    return "".join(line + "\n" for line in lines)
