@@ -110,6 +110,14 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     kind = item[0]
     if kind == "wake":
         return
+    if kind == "collected":
+        _, node, task_id, run_key, error = item
+        if error:
+            ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
+            return  # retried when the agent reports the run again
+        ctl.store.update_task(task_id, collected=1)
+        ctl.send(node, {"op": "forget", "key": run_key})
+        return
     name, gen = item[1], item[2]
     link = ctl.links.get(name)
     if link is None or gen != link.generation:
@@ -192,8 +200,16 @@ def _stray_running(ctl: "Controller", name: str, key: str, now: float) -> None:
 def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
     key = str(result.get("key"))
     step = ctl.store.step(key)
-    ctl.send(name, {"op": "forget", "key": key})
     if step is None:
+        ctl.send(name, {"op": "forget", "key": key})
+        return
+    task = ctl.store.task(step["task_id"])
+    if ctl.transport_for(name).shared_fs or task is None or task["run_key"] != key:
+        ctl.send(name, {"op": "forget", "key": key})
+    elif task["state"] not in _LIVE and task["state"] != "NODE_FAIL":
+        # already recorded; its output copy failed before: try again
+        if not task["collected"]:
+            collect_output(ctl, task, name)
         return
     state = str(result.get("state") or "FAILED")
     if step["state"] == "RUNNING" or step["end_time"] is None:
@@ -235,7 +251,10 @@ def collect_output(ctl: "Controller", task: dict, node: str) -> None:
         return
     from .collect import copy_back
 
-    ctl.after_commit(lambda: copy_back(ctl, dict(task), node))
+    fresh = dict(ctl.store.task(task["task_id"]) or task)
+    job = ctl.store.job(task["job_id"])
+    fresh["open_mode"] = job["spec"].get("open_mode") if job else None
+    ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 
 
 # -- failures and requeue ---------------------------------------------------------

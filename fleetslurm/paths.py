@@ -6,9 +6,7 @@ to its owner (0700).
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -34,11 +32,19 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
 class StatePaths:
     """Files of one controller's state directory."""
 
-    home: Path
+    __slots__ = ("home",)
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StatePaths) and other.home == self.home
+
+    def __repr__(self) -> str:
+        return f"StatePaths({str(self.home)!r})"
 
     @property
     def db(self) -> Path:
@@ -64,6 +70,8 @@ class StatePaths:
             return path
         # A deep FLEETSLURM_HOME would overflow sun_path: use a short private
         # directory keyed by the home path instead.
+        import hashlib
+
         digest = hashlib.sha1(os.fsencode(str(self.home))).hexdigest()[:16]
         return Path("/tmp") / f"fleetslurm-{os.getuid()}-{digest}" / "ctl.sock"
 
@@ -88,12 +96,14 @@ def state_paths(environ: "dict[str, str] | None" = None) -> StatePaths:
     return StatePaths(home_dir(environ))
 
 
-@dataclass(frozen=True)
 class JobPaths:
     """Files of one job run inside an agent's work directory (node side)."""
 
-    workdir: str
-    key: str
+    __slots__ = ("workdir", "key")
+
+    def __init__(self, workdir: str, key: str) -> None:
+        self.workdir = workdir
+        self.key = key
 
     @property
     def dir(self) -> str:

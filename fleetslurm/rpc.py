@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import struct
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -102,6 +99,8 @@ def ensure_controller(config: Optional[str] = None, paths: Optional[StatePaths] 
         return connect(paths)
     except errors.ControllerError:
         pass
+    import subprocess
+
     private_dir(paths.home)
     cmd = [sys.executable, "-m", "fleetslurm.daemon"]
     if config:
@@ -133,6 +132,8 @@ class Server:
     loop has answered it)."""
 
     def __init__(self, path: Path, handler: Handler) -> None:
+        import threading
+
         self.path = path
         self.handler = handler
         private_dir(path.parent)
@@ -173,10 +174,14 @@ class Server:
                 if self._closed:
                     return
                 continue
+            import threading
+
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name="rpc-conn").start()
 
     def _serve(self, conn: socket.socket) -> None:
+        import struct
+
         try:
             creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _pid, uid, _gid = struct.unpack("3i", creds)

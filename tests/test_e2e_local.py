@@ -269,3 +269,56 @@ def test_no_config_embedded_default(default_fleet):
     assert rec["state"] == "COMPLETED"
     assert rec["partition"] == "debug"
     assert (default_fleet.work / "slurm-1.out").read_text() == "hi\n"
+
+
+def test_commands_render_like_slurm(fleet):
+    """The README's first scenario: sbatch, squeue, sacct, sinfo, scontrol."""
+    running = fleet.sbatch("-J", "sleeper", "--wrap", "sleep 30")
+    fleet.wait(running, {"RUNNING"})
+    held = fleet.sbatch("-H", "-J", "held", "--wrap", "true")
+    time.sleep(0.5)
+    user = __import__("pwd").getpwuid(os.getuid()).pw_name[:8]
+    out = fleet.run("squeue", check=True).stdout.splitlines()
+    assert out[0] == ("             JOBID PARTITION     NAME     USER ST       TIME  NODES "
+                      "NODELIST(REASON)")
+    assert out[1].split() == [str(running), "debug", "sleeper", user, "R",
+                              out[1].split()[5], "1", "localhost"]
+    assert out[2].split() == [str(held), "debug", "held", user, "PD", "0:00", "1",
+                              "(JobHeldUser)"]
+    assert fleet.run("squeue", "-h", "-o", "%i|%T|%j", "-t", "PD", check=True).stdout == \
+        f"{held}|PENDING|held\n"
+    assert fleet.run("squeue", "-h", "-o", "%i", "-n", "sleeper", check=True).stdout == \
+        f"{running}\n"
+    fleet.run("scancel", str(running), check=True)
+    fleet.wait(running)
+    done = fleet.sbatch("--wrap", "echo hi")
+    fleet.wait(done)
+    sacct = fleet.run("sacct", "-j", str(done), check=True).stdout.splitlines()
+    assert sacct[0].split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS",
+                                "State", "ExitCode"]
+    assert set(sacct[1]) == {"-", " "}
+    assert sacct[2].split() == [str(done), "wrap", "debug", "1", "COMPLETED", "0:0"]
+    assert sacct[3].split() == [f"{done}.batch", "batch", "1", "COMPLETED", "0:0"]
+    parsable = fleet.run("sacct", "-P", "-n", "-X", "-j", f"{running},{done}",
+                         "-o", "jobid,state,exitcode", check=True).stdout
+    assert parsable == f"{running}|CANCELLED by {os.getuid()}|0:0\n{done}|COMPLETED|0:0\n"
+    bad = fleet.run("sacct", "-o", "JobID,Nonsense")
+    assert bad.returncode == 1 and "Nonsense" in bad.stderr and "Traceback" not in bad.stderr
+    sinfo = fleet.run("sinfo", check=True).stdout.splitlines()
+    assert sinfo[0] == "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST"
+    assert sinfo[1].split()[:2] == ["debug*", "up"]
+    show = fleet.run("scontrol", "show", "job", str(done), check=True).stdout
+    assert show.startswith(f"JobId={done} JobName=wrap\n")
+    assert "JobState=COMPLETED" in show and "ExitCode=0:0" in show
+
+
+def test_drain_and_resume_node(fleet):
+    proc = fleet.run("scontrol", "update", "NodeName=localhost", "State=DRAIN", "Reason=maint")
+    assert proc.returncode == 0, proc.stderr
+    job = fleet.sbatch("--wrap", "true")
+    time.sleep(1)
+    assert fleet.record(job)["state"] == "PENDING"
+    node = fleet.run("sinfo", "-h", "-o", "%t %E", check=True).stdout.split()
+    assert node[0] == "drain" and "maint" in node
+    fleet.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=True)
+    assert fleet.wait(job)["state"] == "COMPLETED"

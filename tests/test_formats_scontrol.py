@@ -120,7 +120,7 @@ def test_failed_script_job_one_liner():
     job = dict(BASE, job_id=39, name="scripted", state="FAILED", reason="NonZeroExitCode",
                submit_time=_epoch("2026-11-21T11:17:17"), eligible_time=_epoch("2026-11-21T11:17:17"),
                start_time=start, end_time=start, exit_code=3, exit_signal=0, nodes=["localhost"],
-               batch_host="localhost", priority=4294901741, command="/tmp/fmtchk/s.sh",
+               batch_host="localhost", priority=4294901741, command="/tmp/fmtchk/s.sh", alloc_mem_mb=20000,
                workdir="/tmp/fmtchk", stdout="/tmp/fmtchk/slurm-39.out", stderr="/tmp/fmtchk/slurm-39.out")
     assert show_job(job, now=start + 500, one_liner=True) == (
         "JobId=39 JobName=scripted UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=4294901741 "
@@ -131,7 +131,7 @@ def test_failed_script_job_one_liner():
         "Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-21T11:17:24 "
         "Scheduler=Main Partition=debug AllocNode:Sid=localhost:4883 ReqNodeList=(null) "
         "ExcNodeList=(null) NodeList=localhost BatchHost=localhost NumNodes=1 NumCPUs=1 NumTasks=1 "
-        "CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=1,node=1,billing=1 Socks/Node=* "
+        "CPUs/Task=1 ReqB:S:C:T=0:0:*:* TRES=cpu=1,mem=20000M,node=1,billing=1 Socks/Node=* "
         "NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0 "
         "Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) "
         "Network=(null) Command=/tmp/fmtchk/s.sh WorkDir=/tmp/fmtchk StdErr=/tmp/fmtchk/slurm-39.out "

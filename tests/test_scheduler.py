@@ -262,6 +262,14 @@ def test_singleton_waits_for_an_earlier_pending_job():
     assert st.reason(2) == "Dependency"
 
 
+def test_singleton_sees_a_job_started_earlier_in_the_same_pass():
+    st = cluster(NodeSpec("a", 4, 8000))
+    assert submit(st, job(2, name="s", dependency="singleton"),
+                  job(3, name="s", dependency="singleton", priority=9),
+                  job(4, name="s", priority=5)) == {4: "a"}
+    assert st.reason(2) == "Dependency" and st.reason(3) == "Dependency"
+
+
 def test_partition_down_and_back_up():
     st = cluster(NodeSpec("a", 4, 8000), parts=(PartitionSpec("debug", default=True, up=False),))
     assert submit(st, job(1)) == {}

@@ -30,7 +30,9 @@ def main(argv: list[str]) -> int:
     if positionals:
         raise UsageError(f"Unknown arguments: {' '.join(positionals)}", prog=PROG)
     if opts.get("helpformat"):
-        sys.stdout.write(sacct_fmt.help_fields())
+        names = list(sacct_fmt.FIELD_NAMES)
+        for i in range(0, len(names), 6):
+            sys.stdout.write("".join(f"{n:<19}" for n in names[i:i + 6]).rstrip() + "\n")
         return 0
     spec = ",".join(_flat(opts.get("format"))) or os.environ.get("SACCT_FORMAT") \
         or sacct_fmt.DEFAULT_FIELDS
@@ -76,7 +78,8 @@ def main(argv: list[str]) -> int:
         records = c.call("jobs", **query)
     rows = []
     for rec in records:
-        rows.extend(sacct_fmt.rows_for(rec, allocations_only=bool(opts.get("allocations"))))
+        rows.extend(sacct_fmt.rows_for(rec, allocations_only=bool(opts.get("allocations")),
+                                       now=now))
     mode = "parsable2" if opts.get("parsable2") else "parsable" if opts.get("parsable") \
         else "fixed"
     sys.stdout.write(sacct_fmt.render(fields, rows, mode=mode, header=not opts.get("noheader")))

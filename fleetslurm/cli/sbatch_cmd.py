@@ -15,6 +15,15 @@ Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
 """
 
 
+WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
+
+
+def wrap_script(command: str) -> str:
+    """The script SLURM generates for ``--wrap`` (also in slurm.jobspec, kept
+    here so sbatch need not import it)."""
+    return f"{WRAP_HEADER}{command}\n"
+
+
 def read_script(path: str | None) -> tuple[str, str]:
     """The script's text and the job's default name."""
     if path is None:
@@ -37,7 +46,6 @@ def read_script(path: str | None) -> tuple[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    from ..slurm.jobspec import wrap_script
     from ..slurm.option_env import sbatch_options
     from ..slurm.options import SBATCH, parse_args
 

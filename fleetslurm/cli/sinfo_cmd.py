@@ -43,9 +43,11 @@ def main(argv: list[str]) -> int:
     from ..slurm import sinfo_fmt
 
     node_oriented = bool(opts.get("node_oriented"))
-    fmt = opts.get("format") or os.environ.get("SINFO_FORMAT")
-    if not fmt:
-        fmt = sinfo_fmt.NODE_FORMAT if node_oriented else sinfo_fmt.DEFAULT_FORMAT
-    sys.stdout.write(sinfo_fmt.render(str(fmt), parts, nodes, node_oriented=node_oriented,
+    fmt = opts.get("format") or None  # None: sinfo's own default, widened to fit names
+    if fmt is not None:
+        for text in sinfo_fmt.format_warnings(sinfo_fmt.parse_format(str(fmt))):
+            sys.stderr.write(text + "\n")
+    sys.stdout.write(sinfo_fmt.render(None if fmt is None else str(fmt), parts, nodes,
+                                      node_oriented=node_oriented,
                                       header=not opts.get("noheader")))
     return 0

@@ -83,9 +83,9 @@ def main(argv: list[str]) -> int:
         records = [r for r in records if wanted & set(r.get("nodes") or [])]
     from ..slurm import squeue_fmt
 
-    fmt = opts.get("format") or os.environ.get("SQUEUE_FORMAT")
-    if not fmt:
-        fmt = squeue_fmt.LONG_FORMAT if opts.get("long") else squeue_fmt.DEFAULT_FORMAT
+    fmt = opts.get("format") or squeue_fmt.DEFAULT_FORMAT
+    for text in squeue_fmt.format_warnings(squeue_fmt.parse_format(str(fmt))):
+        sys.stderr.write(f"squeue: error: {text}\n")
     # SLURM lists running jobs first by default: state, then priority, then id
     order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
     records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],

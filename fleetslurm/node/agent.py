@@ -329,9 +329,12 @@ class Supervisor:
     """Runs one job: fork, wait, enforce limits, record the result."""
 
     def __init__(self, workdir: str, key: str, jobdir: str, spec: Dict[str, Any],
-                 notify_fd: int, job_umask: int, agent_fds: List[int]) -> None:
+                 notify_fd: int, job_umask: int, agent_fds: List[int],
+                 changed_signals: List[int]) -> None:
         self.workdir = workdir
         self.agent_fds = agent_fds
+        # Dispositions the job child must reset to default before exec.
+        self.changed_signals = changed_signals
         self.key = key
         self.jobdir = jobdir
         self.spec = spec
@@ -346,7 +349,6 @@ class Supervisor:
         self.peak_kb = 0
         self.tracked: Set[int] = set()
         self.next_full_scan = 0.0
-        self.changed_signals: List[int] = []
 
     # -- set-up ----------------------------------------------------------
 
@@ -374,14 +376,6 @@ class Supervisor:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _noop_handler)
         signal.signal(signal.SIGUSR1, _noop_handler)
-        # Worked out here, once, so the job child does as little as possible
-        # between fork and exec (each page it touches is a copy-on-write fault).
-        self.changed_signals = []
-        for sig in signal.valid_signals():
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                handler = signal.getsignal(sig)
-                if handler is not None and handler is not signal.SIG_DFL:
-                    self.changed_signals.append(sig)
 
     def setup_cgroup(self) -> Optional[str]:
         """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
@@ -435,7 +429,10 @@ class Supervisor:
             # Restore what Python and the supervisor changed: the job must see
             # default dispositions (SIGPIPE in particular) and an empty mask.
             for sig in self.changed_signals:
-                signal.signal(sig, signal.SIG_DFL)
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
             if self.cgroup:
                 stage = "join memory cgroup"
@@ -883,6 +880,14 @@ class Agent:
         # Installed before any fork so a supervisor that gets a cancel before
         # it set up its own handler is not killed by SIGUSR1's default action.
         signal.signal(signal.SIGUSR1, _noop_handler)
+        # Worked out once here, so the job child does as little as possible
+        # between fork and exec (every page it touches is a copy-on-write fault).
+        self.changed_signals = [signal.SIGHUP, signal.SIGINT]  # the supervisor ignores these
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGHUP, signal.SIGINT):
+                handler = signal.getsignal(sig)
+                if handler is not None and handler is not signal.SIG_DFL:
+                    self.changed_signals.append(sig)
         self.poller = select.poll()
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
@@ -1238,7 +1243,7 @@ class Agent:
             try:
                 os.close(pipe[0])
                 Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
-                           self.own_fds()).run()  # type: ignore[arg-type]
+                           self.own_fds(), self.changed_signals).run()  # type: ignore[arg-type]
                 code = 0
             except BaseException:
                 log(self.workdir, "supervisor for job %s failed:\n%s" % (key, format_exc()))

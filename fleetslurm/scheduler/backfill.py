@@ -12,9 +12,10 @@ earliest start (on the node where that is soonest); only the first
 ``max_reservations`` blocked jobs are planned, as SLURM's ``bf_max_job_test``
 bounds its backfill.
 
-Cost: a job that cannot fit in any node right now (checked against the
-largest free amounts) and comes after the planned jobs is skipped without
-evaluation; its reason is worked out only if someone asks
+Cost: after the planned jobs, a job is skipped without evaluation if it is
+larger than the largest free amounts on any node, or at least as large and
+as long as a job with the same placement constraints that already failed to
+fit in this pass; its reason is worked out only if someone asks
 (:meth:`SchedulerState.pending_reasons`). With no free CPU anywhere, the pass
 stops after the planned jobs.
 """
@@ -26,11 +27,11 @@ from typing import TYPE_CHECKING
 
 from fleetslurm.scheduler import eligibility
 from fleetslurm.scheduler.events import StartJob
-from fleetslurm.scheduler.policy import Shape, duration_s, need_of, placement_key
+from fleetslurm.scheduler.policy import Shape, need_of, placement_key
 from fleetslurm.scheduler.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetslurm.scheduler.records import NodeEntry
+    from fleetslurm.scheduler.records import JobEntry, NodeEntry
     from fleetslurm.scheduler.state import SchedulerState
 
 __all__ = ["run_pass", "OVERDUE_GRACE_S", "BLOCKED", "node_profile"]
@@ -52,7 +53,7 @@ def node_profile(st: "SchedulerState", node: "NodeEntry", now: float) -> Profile
     exclusive_until = -math.inf
     for jid in node.jobs:
         job = st._jobs[jid]
-        end = job.start_time + duration_s(job.req, st._parts.get(job.shape[0]))  # type: ignore[operator,index]
+        end = job.start_time + job.dur  # type: ignore[operator]
         if end <= now:
             end = now + OVERDUE_GRACE_S
         gpus = len(spec_ids.intersection(job.gpu_ids)) if job.gpu_ids else 0
@@ -84,16 +85,54 @@ def _may_fit_now(shape: Shape, mf: _MaxFree) -> bool:
     return shape[1] <= mf[0] and shape[2] <= mf[1] and shape[3] <= mf[2]
 
 
+class _Misfits:
+    """Requests that did not fit now in this pass, per placement key (partition, nodelist,
+    exclude, constraint, exclusive), kept as a Pareto frontier of (cpus, mem, gpus, duration).
+
+    Profiles only lose free resources during a pass, and a larger request has
+    fewer candidate nodes, so a request at least as large and as long as one
+    that did not fit does not fit either: it is skipped without evaluation.
+    """
+
+    __slots__ = ("_by_where", "_exact")
+
+    def __init__(self) -> None:
+        self._by_where: dict[tuple, list[tuple[int, int, int, float]]] = {}
+        self._exact: set[tuple] = set()  # fit keys known not to fit (fast path)
+
+    def covers(self, job: "JobEntry") -> bool:
+        if job.fit_key in self._exact:
+            return True
+        frontier = self._by_where.get(job.where)
+        if frontier:
+            _, c, m, g = job.fit_key[:4]
+            d = job.dur
+            for fc, fm, fg, fd in frontier:
+                if fc <= c and fm <= m and fg <= g and fd <= d:
+                    self._exact.add(job.fit_key)
+                    return True
+        return False
+
+    def add(self, job: "JobEntry") -> None:
+        _, c, m, g = job.fit_key[:4]
+        d = job.dur
+        frontier = [f for f in self._by_where.get(job.where, ())
+                    if not (c <= f[0] and m <= f[1] and g <= f[2] and d <= f[3])]
+        frontier.append((c, m, g, d))
+        self._by_where[job.where] = frontier
+        self._exact.add(job.fit_key)
+
+
 def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
     """Start what can start now, plan the first blocked jobs, record reasons."""
     st._begin_pass(now)
-    nodes, jobs, parts = st._nodes, st._jobs, st._parts
+    nodes, jobs = st._nodes, st._jobs
     profiles = {name: node_profile(st, node, now) for name, node in nodes.items() if node.available}
     mf = _max_free(st, profiles)
     cap = st.max_reservations
     reasons: dict[int, str] = {}
     expected: dict[int, tuple[float, str]] = {}
-    failed: set[tuple] = set()  # fit keys that did not fit now; profiles only shrink in a pass
+    failed = _Misfits()
     actions: list[StartJob] = []
     started: list[int] = []
     blocked = 0
@@ -103,7 +142,7 @@ def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
         if blocked >= cap:
             if mf[0] < 1:
                 break  # no free CPU on any available node: nothing more can start
-            if job.fit_key in failed or not _may_fit_now(job.shape, mf):  # type: ignore[arg-type]
+            if not _may_fit_now(job.shape, mf) or failed.covers(job):  # type: ignore[arg-type]
                 continue
         reason = eligibility.wait_reason(st, job, now)
         cands: list[str] = []
@@ -113,10 +152,10 @@ def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
             reasons[jid] = reason
             continue
         shape: Shape = job.shape  # type: ignore[assignment]
-        dur = duration_s(job.req, parts.get(shape[0]))
+        dur = job.dur
         needs_gpus = shape[3] > 0
         best = None
-        if job.fit_key not in failed and _may_fit_now(shape, mf):
+        if _may_fit_now(shape, mf) and not failed.covers(job):
             for name in cands:
                 prof, spec = profiles[name], nodes[name].spec
                 need = need_of(shape, spec)
@@ -131,7 +170,7 @@ def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
             started.append(jid)
             mf = _max_free(st, profiles)
             continue
-        failed.add(job.fit_key)
+        failed.add(job)
         reasons[jid] = BLOCKED
         if blocked < cap:
             plan = None

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: distinct job shapes whose candidate nodes are remembered before the cache starts over
 STATIC_CACHE_SIZE = 50_000
 
-__all__ = ["STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes", "placement", "can_ever_run"]
+__all__ = ["STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes",
+           "placement", "can_ever_run"]
 
 
 def job_facts(st: "SchedulerState", job_id: int) -> Optional[JobFacts]:

@@ -9,7 +9,7 @@ from fleetslurm.errors import InvalidValue
 from fleetslurm.scheduler import eligibility
 from fleetslurm.scheduler.deps import NEVER, term_status
 from fleetslurm.scheduler.lifecycle import ENDED, RUNNING
-from fleetslurm.scheduler.policy import parse_constraint, static_misfit
+from fleetslurm.scheduler.policy import need_of, parse_constraint, static_misfit
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
@@ -53,7 +53,8 @@ def explain(st: "SchedulerState", job_id: int) -> str:
         return f"job {job_id} is unknown to the scheduler (never submitted, or forgotten)"
     if job.phase == RUNNING:
         limit = job.req.time_limit
-        end = "" if limit is None else f", expected end {format_time(job.start_time + limit * 60)}"  # type: ignore[operator]
+        start = job.start_time or 0.0
+        end = "" if limit is None else f", expected end {format_time(start + limit * 60)}"
         gpus = f", GPUs {','.join(map(str, job.gpu_ids))}" if job.gpu_ids else ""
         return (f"job {job_id} is running on node {job.node} since {format_time(job.start_time)} "
                 f"with {job.cpus} CPUs, {job.mem_mb} MB{gpus}; time limit {_limit(limit)}{end}")
@@ -100,10 +101,11 @@ def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
     out = []
     if reason == "Priority":
         ahead = [j for j, r in st._reasons().items()
-                 if j != jid and r in ("Resources", "Priority") and st._jobs[j].shape[0] == part]  # type: ignore[index]
-        ahead = [j for j in ahead if st._jobs[j].key < job.key][:5]
+                 if r in ("Resources", "Priority") and st._jobs[j].key < job.key
+                 and st._jobs[j].shape[0] == part][:5]  # type: ignore[index]
         if ahead:
-            out.append(f"higher-priority jobs in partition {part} wait first: {', '.join(map(str, ahead))}")
+            ids = ", ".join(map(str, ahead))
+            out.append(f"higher-priority jobs in partition {part} wait first: {ids}")
     cands, _ = eligibility.placement(st, job)
     for name in cands:
         node = st._nodes[name]
@@ -111,8 +113,14 @@ def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
         gpus = f", {fg}/{len(spec.gpu_ids)} GPUs" if spec.gpu_ids or job.shape[3] else ""  # type: ignore[index]
         out.append(f"  node {name} ({node.state()}) has {fc}/{spec.cpus} CPUs, "
                    f"{fm}/{spec.mem_mb} MB{gpus} free")
-    others = [n for n in eligibility.static_nodes(st, job.shape) if n not in cands]  # type: ignore[arg-type]
-    for name in others:
+    roomy = [n for n in cands if all(
+        f >= w for f, w in zip(st._nodes[n].free_now(), need_of(job.shape, st._nodes[n].spec)))]  # type: ignore[arg-type]
+    if roomy:
+        out.append(f"  room now on {','.join(roomy)} is kept for higher-priority jobs' planned starts: "
+                   f"running it there for {_limit(job.req.time_limit)} would delay them")
+    for name in eligibility.static_nodes(st, job.shape):  # type: ignore[arg-type]
+        if name in cands:
+            continue
         out.append(f"  node {name} is {st._nodes[name].state()}")
     return out
 
@@ -133,13 +141,22 @@ def _misfits(st: "SchedulerState", job: "JobEntry") -> list[str]:
 def _dependency(st: "SchedulerState", job: "JobEntry") -> list[str]:
     jid = job.req.job_id
     if job.dep_error:
-        return [f"its dependency is invalid: {job.dep_error}"]
+        return [f"its dependency is invalid: {job.dep_error}",
+                f"it can never start; cancel it with: scancel {jid}, or change it with: "
+                f"scontrol update JobId={jid} Dependency=..."]
     if job.dep is None:  # pragma: no cover - reason would not be Dependency
         return []
     out = [f"dependency {job.dep} ({'any of' if job.dep.any_of else 'all of'}):"]
     now = st._pass_now
-    for term in job.dep.terms:
-        status = term_status(term, lambda j: eligibility.job_facts(st, j), lambda: eligibility.singleton_blocker(st, job), now)
+
+    def facts(j: int):  # type: ignore[no-untyped-def]
+        return eligibility.job_facts(st, j)
+
+    def blocker():  # type: ignore[no-untyped-def]
+        return eligibility.singleton_blocker(st, job)
+
+    statuses = [term_status(t, facts, blocker, now) for t in job.dep.terms]
+    for term, status in zip(job.dep.terms, statuses):
         if term.kind == "singleton":
             other = eligibility.singleton_blocker(st, job)
             what = (f"job {other} of user {job.req.user} named {job.req.name!r} is "
@@ -148,8 +165,7 @@ def _dependency(st: "SchedulerState", job: "JobEntry") -> list[str]:
             state = st.job_state(term.job_id)  # type: ignore[arg-type]
             what = f"job {term.job_id} is {state}" if state else f"job {term.job_id} is unknown (lifted)"
         out.append(f"  {term}: {what} -> {status}")
-    if any(term_status(t, lambda j: eligibility.job_facts(st, j), lambda: eligibility.singleton_blocker(st, job), now) == NEVER
-           for t in job.dep.terms) and st.reason(jid) == "DependencyNeverSatisfied":
+    if NEVER in statuses and st.reason(jid) == "DependencyNeverSatisfied":
         out.append(f"it can never start; cancel it with: scancel {jid}, or change it with: "
                    f"scontrol update JobId={jid} Dependency=...")
     return out

@@ -32,7 +32,9 @@ class JobEntry:
     dep_error: Optional[str] = None      # why the dependency string is invalid
     key: tuple = ()                      # priority sort key while pending
     shape: Optional[Shape] = None        # cached by SchedulerState
-    fit_key: tuple = ()                  # shape + time limit: same fit_key, same fit
+    where: tuple = ()                    # shape without sizes: which nodes, sizes aside
+    fit_key: tuple = ()                  # (where, cpus, mem, gpus, duration): same key, same fit
+    dur: float = 0.0                     # seconds it may run (inf: UNLIMITED)
 
 
 @dataclass(eq=False)

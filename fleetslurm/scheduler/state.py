@@ -23,7 +23,7 @@ from fleetslurm.scheduler.events import (
     NodeSpec, PartitionSpec, StartJob,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
-from fleetslurm.scheduler.policy import Shape, Vec, priority_key, shape_of
+from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
 from fleetslurm.scheduler.records import JobEntry, NodeEntry
 
 __all__ = ["SchedulerState"]
@@ -257,8 +257,10 @@ class SchedulerState:
             job.dep, job.dep_error = None, str(exc)
         part = self._partition_of(req)
         job.shape = shape_of(req, part)
-        job.fit_key = (job.shape, req.time_limit)
+        job.where = (part, req.nodelist, req.exclude, req.constraint, req.exclusive)
         spec = self._parts.get(part)
+        job.dur = duration_s(req, spec)
+        job.fit_key = (job.where, job.shape[1], job.shape[2], job.shape[3], job.dur)
         job.key = priority_key(req, spec.priority if spec else 0)
 
     def _group(self, job: JobEntry) -> set[int]:

@@ -17,14 +17,12 @@ a count (``-v``), an argument a list (``--mail-type``, sacct's selectors).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = ["Opt", "SBATCH", "SRUN", "SQUEUE", "SINFO", "SCANCEL", "SACCT", "TABLES"]
 
 
-@dataclass(frozen=True)
-class Opt:
+class Opt(NamedTuple):
     """One option as ``getopt_long`` sees it.
 
     ``long`` is None for SLURM's few short-only options (squeue ``-U``, sacct

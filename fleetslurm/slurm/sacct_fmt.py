@@ -212,7 +212,7 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
     Rows map lower-case field names to text; a missing key or ``None`` is an
     unset value (blank). ``now`` is needed for a running job's Elapsed.
     Optional extras read with ``.get()``: ``group``, ``gid``, ``req_mem_mb``,
-    ``mem_per_cpu_mb``, ``cluster``.
+    ``mem_per_cpu_mb``, ``alloc_mem_mb``, ``cluster``.
     """
     state = job.get("state", "PENDING")
     nodes = list(job.get("nodes") or [])
@@ -227,8 +227,11 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         req_mem = int(job["req_mem_mb"])  # type: ignore[typeddict-item]
     elif job.get("mem_per_cpu_mb"):
         req_mem = int(job["mem_per_cpu_mb"]) * cpus  # type: ignore[typeddict-item]
+    elif job.get("mem_mb"):
+        req_mem = int(job.get("mem_mb") or 0) * num_nodes
     else:
-        req_mem = (job.get("mem_mb") or 0) * num_nodes
+        # no --mem: SLURM requests (and shows) the node's whole RealMemory
+        req_mem = int(job.get("alloc_mem_mb") or 0)  # type: ignore[call-overload]
     limit = job.get("time_limit")
     cluster = job.get("cluster")
     base = {

@@ -105,7 +105,10 @@ def _end_time(job: JobRecord) -> Optional[float]:
 def _job_tres(job: JobRecord) -> str:
     nodes = job.get("num_nodes") or max(1, len(job.get("nodes") or []))
     cpus = job.get("cpus", 1)
-    if job.get("mem_per_cpu_mb"):
+    if job.get("alloc_mem_mb"):
+        # without --mem SLURM grants (and shows) the node's whole RealMemory
+        mem = int(job["alloc_mem_mb"])  # type: ignore[typeddict-item]
+    elif job.get("mem_per_cpu_mb"):
         mem = int(job["mem_per_cpu_mb"]) * cpus  # type: ignore[typeddict-item]
     else:
         mem = (job.get("mem_mb") or 0) * nodes
@@ -124,7 +127,7 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
     Fields fleetslurm does not track print SLURM's unset values
     (``(null)``, ``N/A``, ``Unknown``, ``*``). Optional extras are read with
     ``.get()``: ``group``, ``gid``, ``alloc_sid``, ``array_max_tasks``,
-    ``max_nodes``, ``mem_per_cpu_mb``, ``req_nodes``, ``exc_nodes``,
+    ``max_nodes``, ``mem_per_cpu_mb``, ``alloc_mem_mb``, ``req_nodes``, ``exc_nodes``,
     ``mail_user``, ``mail_type``, ``accrue_time``, ``last_sched_eval``,
     ``tres_per_node``, ``tres_per_job``.
     """
