@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -127,6 +127,14 @@ def spec(script: str, tmp_path: Path, **kw: Any) -> Dict[str, Any]:
     return out
 
 
+def wait_for_text(path: Path, text: str, timeout: float = 5.0) -> None:
+    """Wait until a job has written exactly ``text`` to ``path``."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() or path.read_text() != text:
+        assert time.monotonic() < deadline, "%s never read %r" % (path, text)
+        time.sleep(0.02)
+
+
 def alive(pid: int) -> bool:
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -206,7 +214,7 @@ def test_time_limit_and_signal_before_limit(agent: AgentClient, tmp_path: Path) 
                              signal={"num": signal.SIGUSR1, "secs_before": 2, "batch_only": True}))
     r5, r6, r7 = agent.ended("5.0"), agent.ended("6.0"), agent.ended("7.0")
     assert (r5["state"], r5["exit_code"], r5["signal"]) == ("TIMEOUT", 0, signal.SIGTERM)
-    assert 0.9 <= r5["end_time"] - r5["start_time"] < 1.9
+    assert 0.9 <= r5["end_time"] - r5["start_time"] < 3.0
     assert (r6["state"], r6["signal"]) == ("TIMEOUT", signal.SIGKILL)
     assert 1.9 <= r6["end_time"] - r6["start_time"] < 4.0
     assert (d2 / "o").read_text() == ""
@@ -230,7 +238,9 @@ def test_memory_limit_kills_job(agent: AgentClient, tmp_path: Path) -> None:
 
 def test_cancel(agent: AgentClient, tmp_path: Path) -> None:
     agent.launch("9.0", spec("#!/bin/sh\nsleep 30\n", tmp_path))
-    agent.launch("10.0", spec("#!/bin/sh\ntrap '' TERM\nsleep 30\n", tmp_path, kill_wait_s=1))
+    agent.launch("10.0", spec("#!/bin/sh\ntrap '' TERM\necho ready\nsleep 30\n", tmp_path,
+                              stdout=str(tmp_path / "o10"), kill_wait_s=1))
+    wait_for_text(tmp_path / "o10", "ready\n")  # the trap is in place
     for key in ("9.0", "10.0"):
         reply = agent.request({"op": "cancel", "key": key})
         assert (reply["ev"], reply["key"], reply["ok"]) == ("cancelling", key, True)
@@ -248,11 +258,7 @@ def test_cancel(agent: AgentClient, tmp_path: Path) -> None:
 def test_signal_op_reaches_trap(agent: AgentClient, tmp_path: Path) -> None:
     agent.launch("11.0", spec("#!/bin/sh\ntrap 'echo got USR1; exit 0' USR1\necho ready\n"
                               "while :; do sleep 0.1; done\n", tmp_path))
-    deadline = time.monotonic() + 5
-    out = tmp_path / "out.txt"
-    while not out.exists() or out.read_text() != "ready\n":  # trap installed
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_for_text(tmp_path / "out.txt", "ready\n")  # the trap is in place
     reply = agent.request({"op": "signal", "key": "11.0", "signal": signal.SIGUSR1, "batch_only": True})
     assert (reply["ev"], reply["ok"], reply["error"]) == ("signalled", True, None)
     result = agent.ended("11.0")
@@ -394,6 +400,24 @@ def test_killed_supervisor_means_lost(workdir: Path, tmp_path: Path) -> None:
         agent.close()
 
 
+def test_stale_job_dir_without_supervisor_is_lost(workdir: Path) -> None:
+    # What an agent killed between mkdir and fork leaves behind.
+    stale = workdir / "jobs" / "26.0"
+    stale.mkdir(parents=True)
+    (stale / "script").write_text("#!/bin/sh\n")
+    old = time.time() - 60
+    os.utime(stale, (old, old))
+    agent = AgentClient(workdir)
+    try:
+        [info] = agent.request({"op": "hello"})["jobs"]
+        assert info["status"] == "ended" and info["result"]["state"] == "LOST"
+        assert info["result"]["error"] == "supervisor vanished before starting the job"
+        relaunch = agent.launch("26.0", {"script": "#!/bin/sh\n"})
+        assert relaunch["ev"] == "ended" and relaunch["result"]["state"] == "LOST"
+    finally:
+        agent.close()
+
+
 def test_files_are_private(agent: AgentClient, workdir: Path, tmp_path: Path) -> None:
     agent.launch("20.0", spec("#!/bin/sh\ntrue\n", tmp_path))
     agent.ended("20.0")
@@ -502,3 +526,27 @@ def test_runs_as_requested_uid() -> None:
             agent.close()
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def test_agent_file_is_standalone_stdlib() -> None:
+    """The controller ships agent.py alone: it may import the stdlib only."""
+    import ast
+    tree = ast.parse(AGENT.read_text(), feature_version=(3, 8))  # must parse as 3.8 code
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in agent.py"
+            names.add((node.module or "").split(".")[0])
+    names.discard("__future__")
+    assert names and names <= set(sys.stdlib_module_names), names - set(sys.stdlib_module_names)
+
+
+def test_format_exc_helper() -> None:
+    from fleetslurm.node import agent as agent_mod
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        text = agent_mod.format_exc()
+    assert "ValueError: boom" in text

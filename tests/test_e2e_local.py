@@ -106,10 +106,9 @@ def test_cancel_running_job(fleet):
 
 def test_cancel_pending_job_and_unknown_id(fleet):
     job = fleet.sbatch("--hold", "--wrap", "true")
+    # SLURM 22.05 skips an unknown id silently (the message only with -v), exit 0
     proc = fleet.run("scancel", str(job), "99999")
-    assert proc.returncode == 1
-    assert proc.stderr == ("scancel: error: Kill job error on job id 99999: "
-                           "Invalid job id specified\n")
+    assert (proc.returncode, proc.stderr) == (0, "")
     assert fleet.record(job)["state"] == "CANCELLED"
 
 

@@ -333,6 +333,7 @@ def test_backfill_refuses_a_job_that_would_delay_the_reservation(limit):
     st = _backfill_cluster()
     assert submit(st, job(3, cpus=2, time_limit=limit), now=T0 + 10) == {}
     assert st.reason(3) == "Priority"
+    assert "room now on a is kept for higher-priority jobs' planned starts" in st.explain(3)
     assert starts(step(st, [JobEnded(1, "COMPLETED", T0 + 1000)], now=T0 + 1000)) == {2: "a"}
 
 

@@ -168,7 +168,7 @@ def key_error(key: Any) -> Optional[str]:
 def format_exc() -> str:
     """The current traceback as text (traceback is imported only when needed)."""
     import traceback
-    return format_exc()
+    return traceback.format_exc()
 
 
 def log(workdir: str, msg: str) -> None:
@@ -342,6 +342,7 @@ class Supervisor:
         self.job_umask = spec["umask"] if spec["umask"] is not None else job_umask
         self.script = os.path.join(jobdir, SCRIPT_FILE)
         self.pid = 0
+        self.reaped = False
         self.sid = 0
         self.reason: Optional[str] = None
         self.error: Optional[str] = None
@@ -552,6 +553,25 @@ class Supervisor:
         os.close(err_w)
         self.pid = pid
         try:
+            self.watch(err_r)
+        except BaseException as exc:
+            # A supervisor bug or a full disk must not leave the job running
+            # unwatched: kill it and record why, so it is FAILED, not LOST.
+            log(self.workdir, "job %s: supervisor failed:\n%s" % (self.key, format_exc()))
+            if not self.reaped:
+                self.kill(signal.SIGKILL)
+                self.error = "supervisor failed: %s: %s" % (type(exc).__name__, exc)
+                try:
+                    _, status, usage = os.wait4(pid, 0)
+                    self.finish(status, usage, time.time())
+                except BaseException:
+                    pass
+            raise
+
+    def watch(self, err_r: int) -> None:
+        """Record the started job, tell the agent, supervise it, write the result."""
+        pid = self.pid
+        try:
             os.setpgid(pid, pid)  # also here, so signals reach the group at once
         except OSError:
             pass  # the child got there first, or already exec'd
@@ -559,9 +579,8 @@ class Supervisor:
         start_mono = time.monotonic()
         st = proc_stat(pid)
         ticks = st[2] if st else None
-        self.notify('{"pid":%d,"start_time":%r,"ticks":%s}\n'
-                    % (pid, start_time, "null" if ticks is None else ticks))
         own = proc_stat(self.sid)
+        # Before `started` goes out, so a new agent can always adopt a started job.
         # Written in place, not via rename: a reader that sees it half-written
         # gets a parse error and treats the launch as still in flight.
         fd = os.open(os.path.join(self.jobdir, SUPERVISOR_FILE),
@@ -572,6 +591,8 @@ class Supervisor:
                               "null" if ticks is None else ticks, start_time)).encode())
         finally:
             os.close(fd)
+        self.notify('{"pid":%d,"start_time":%r,"ticks":%s}\n'
+                    % (pid, start_time, "null" if ticks is None else ticks))
         status, usage = self.supervise(err_r, start_mono)
         self.finish(status, usage, start_time)
 
@@ -669,6 +690,7 @@ class Supervisor:
         if self.reason is not None:
             self.sweep_session()
         _, status, usage = os.wait4(self.pid, 0)
+        self.reaped = True
         return status, usage
 
     def set_reason(self, reason: str) -> None:

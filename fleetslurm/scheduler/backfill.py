@@ -26,6 +26,7 @@ import math
 from typing import TYPE_CHECKING
 
 from fleetslurm.scheduler import eligibility
+from fleetslurm.scheduler.eligibility import BLOCKED
 from fleetslurm.scheduler.events import StartJob
 from fleetslurm.scheduler.policy import Shape, need_of, placement_key
 from fleetslurm.scheduler.profile import Profile
@@ -34,10 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry, NodeEntry
     from fleetslurm.scheduler.state import SchedulerState
 
-__all__ = ["run_pass", "OVERDUE_GRACE_S", "BLOCKED", "node_profile"]
-
-#: internal reason marker for "waiting for resources"; shown as Resources or Priority
-BLOCKED = "<blocked>"
+__all__ = ["run_pass", "OVERDUE_GRACE_S", "node_profile"]
 
 #: a running job past its time limit is expected to end this many seconds from now
 OVERDUE_GRACE_S = 1.0

@@ -20,11 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
     from fleetslurm.scheduler.state import SchedulerState
 
+#: internal reason marker for "waiting for resources"; shown as Resources or Priority
+BLOCKED = "<blocked>"
+
 #: distinct job shapes whose candidate nodes are remembered before the cache starts over
 STATIC_CACHE_SIZE = 50_000
 
-__all__ = ["STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes",
-           "placement", "can_ever_run"]
+__all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes",
+           "placement", "all_reasons", "can_ever_run"]
 
 
 def job_facts(st: "SchedulerState", job_id: int) -> Optional[JobFacts]:
@@ -120,6 +123,31 @@ def placement(st: "SchedulerState", job: "JobEntry") -> tuple[list[str], Optiona
             hit = (avail, None)
         st._avail[shape] = hit  # type: ignore[index]
     return hit
+
+
+def all_reasons(st: "SchedulerState") -> dict[int, str]:
+    """The reason of every pending job, in priority order, as of the last pass.
+
+    Jobs the pass examined keep its verdict; the others (skipped because they
+    could not start anyway) are classified now, which gives the same answer
+    because nothing changes between passes. Of the jobs waiting for resources,
+    the first of each partition shows ``Resources`` and the rest ``Priority``.
+    """
+    out: dict[int, str] = {}
+    blocked_parts: set[str] = set()
+    now = st._pass_now
+    for key in st._order:
+        jid = key[-1]
+        job = st._jobs[jid]
+        reason = st._pass_reasons.get(jid)
+        if reason is None:
+            reason = wait_reason(st, job, now) or placement(st, job)[1] or BLOCKED
+        if reason == BLOCKED:
+            part = job.shape[0]  # type: ignore[index]
+            reason = "Priority" if part in blocked_parts else "Resources"
+            blocked_parts.add(part)
+        out[jid] = reason
+    return out
 
 
 def can_ever_run(st: "SchedulerState", job: JobRequest) -> Optional[str]:

@@ -15,7 +15,6 @@ from typing import Callable, Iterable, Optional
 
 from fleetslurm.errors import InvalidValue
 from fleetslurm.scheduler import backfill, eligibility, explain as _explain, invariants
-from fleetslurm.scheduler.backfill import BLOCKED
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
@@ -251,6 +250,9 @@ class SchedulerState:
     def _prepare(self, job: JobEntry) -> None:
         """(Re)compute what is derived from the request: dependency, shape, sort key."""
         req = job.req
+        if type(req.nodelist) is not frozenset or type(req.exclude) is not frozenset:
+            req = job.req = dataclasses.replace(req, nodelist=frozenset(req.nodelist),
+                                                exclude=frozenset(req.exclude))
         try:
             job.dep, job.dep_error = parse_dependency(req.dependency), None
         except InvalidValue as exc:
@@ -330,22 +332,7 @@ class SchedulerState:
 
     def _reasons(self) -> dict[int, str]:
         if self._reason_cache is None:
-            out: dict[int, str] = {}
-            blocked_parts: set[str] = set()
-            now = self._pass_now
-            for key in self._order:
-                jid = key[-1]
-                reason = self._pass_reasons.get(jid)
-                if reason is None:  # not examined by the pass (it could not start anyway)
-                    job = self._jobs[jid]
-                    reason = (eligibility.wait_reason(self, job, now)
-                              or eligibility.placement(self, job)[1] or BLOCKED)
-                if reason == BLOCKED:
-                    part = self._jobs[jid].shape[0]  # type: ignore[index]
-                    reason = "Priority" if part in blocked_parts else "Resources"
-                    blocked_parts.add(part)
-                out[jid] = reason
-            self._reason_cache = out
+            self._reason_cache = eligibility.all_reasons(self)
         return self._reason_cache
 
     def reason(self, job_id: int) -> str:

@@ -1,0 +1,171 @@
+"""FakeTransport: an in-process test double (httpx's MockTransport in spirit).
+
+Its agent is scripted: it records every request, answers ``hello``/``facts``/
+``status``/``signal``/``cancel``/``forget``/``shutdown`` as the real agent
+does, and turns a ``launch`` into ``started`` (and, unless ``auto_end`` is
+off, an ``ended`` COMPLETED). A test pushes any other event with ``push()`` or
+``end()``, and cuts the link with ``drop()``. Files live in a dict.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Any, Optional
+
+from ..errors import NodeUnreachable, TransportError
+from .base import AgentChannel, Transport
+
+__all__ = ["FakeTransport", "FakeChannel"]
+
+_EOF = None
+
+
+class FakeChannel(AgentChannel):
+    """One conversation with the fake agent."""
+
+    def __init__(self, transport: "FakeTransport") -> None:
+        self.node = transport.node
+        self._t = transport
+        self._out: "queue.Queue[Optional[bytes]]" = queue.Queue()
+        self.closed = False
+
+    def push(self, event: dict) -> None:
+        """Make the agent write ``event`` (e.g. ``{"ev": "ended", ...}``)."""
+        self._out.put(json.dumps(event).encode() + b"\n")
+
+    def send_line(self, line: bytes) -> None:
+        if self.closed:
+            raise NodeUnreachable(f"node {self.node}: the agent is gone (link dropped)", self.node)
+        req = json.loads(line)
+        self._t.requests.append(req)
+        for event in self._t.answer(req):
+            self.push(event)
+
+    def recv_line(self) -> Optional[bytes]:
+        if self.closed and self._out.empty():
+            return None
+        return self._out.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._out.put(_EOF)
+
+
+class FakeTransport(Transport):
+    """A machine that exists only in memory.
+
+    ``fail`` (a TransportError) makes ``start_agent`` raise it, as an
+    unreachable machine would. ``auto_end`` makes each launch end COMPLETED at
+    once; set it False and call ``end()`` to decide when.
+    """
+
+    def __init__(self, node: str = "fake", workdir: str = "/fake/work", *,
+                 facts: Optional[dict] = None, shared_fs: bool = False,
+                 auto_end: bool = True, fail: Optional[TransportError] = None) -> None:
+        self.node = node
+        self.workdir = workdir
+        self.shared_fs = shared_fs
+        self.auto_end = auto_end
+        self.fail = fail
+        self.facts = {"hostname": node, "cpus": 4, "mem_mb": 8192, "free_mem_mb": 8000,
+                      "load1": 0.0, "gpus": [], "python": "3.11.0", "os": "Linux fake",
+                      "arch": "x86_64", "boot_time": 0.0, "workdir": workdir,
+                      "disk_free_mb": 100_000, "workdir_writable": True, "uid": 1000,
+                      **(facts or {})}
+        self.files: dict[str, bytes] = {}
+        self.requests: list[dict] = []
+        #: key -> the last result pushed (or None while running)
+        self.jobs: dict[str, Optional[dict]] = {}
+        self.channel: Optional[FakeChannel] = None
+        self.starts = 0
+        self._lock = threading.Lock()
+
+    # -- scripting -----------------------------------------------------------------
+    def answer(self, req: dict) -> list[dict]:
+        """The fake agent's replies to one request."""
+        op, rid, key = req.get("op"), req.get("id"), req.get("key")
+        if op == "hello":
+            return [{"ev": "hello", "re": rid, "version": "fake", "pid": 1, "facts": self.facts,
+                     "jobs": self._jobinfo()}]
+        if op == "facts":
+            return [{"ev": "facts", "re": rid, **self.facts}]
+        if op == "status":
+            return [{"ev": "status", "re": rid, "jobs": self._jobinfo()}]
+        if op == "launch":
+            if key in self.jobs and self.jobs[key] is not None:
+                return [{"ev": "ended", "re": rid, "key": key, "result": self.jobs[key]}]
+            self.jobs[key] = None
+            out = [{"ev": "started", "re": rid, "key": key, "pid": 4242,
+                    "start_time": time.time()}]
+            if self.auto_end:
+                out.append(self._ended(key, "COMPLETED", 0))
+            return out
+        if op in ("signal", "cancel"):
+            ev = "signalled" if op == "signal" else "cancelling"
+            if key not in self.jobs or self.jobs[key] is not None:
+                return [{"ev": ev, "re": rid, "key": key, "ok": False,
+                         "error": f"no running job {key} on this node"}]
+            out = [{"ev": ev, "re": rid, "key": key, "ok": True, "error": None}]
+            if op == "cancel":
+                out.append(self._ended(key, "CANCELLED", 0, req.get("signal", 15)))
+            return out
+        if op == "forget":
+            self.jobs.pop(key, None)
+            return [{"ev": "forgotten", "re": rid, "key": key, "ok": True, "error": None}]
+        if op == "shutdown":
+            return [{"ev": "shutdown", "re": rid}]
+        return [{"ev": "error", "re": rid, "error": f"unknown op {op!r}"}]
+
+    def _jobinfo(self) -> list[dict]:
+        return [{"key": k, "status": "running" if r is None else "ended", "pid": 4242,
+                 "result": r} for k, r in self.jobs.items()]
+
+    def _ended(self, key: str, state: str, exit_code: int, signal: int = 0) -> dict:
+        now = time.time()
+        result = {"key": key, "pid": 4242, "start_time": now, "end_time": now, "state": state,
+                  "exit_code": exit_code, "signal": signal, "user_cpu": 0.0,
+                  "system_cpu": 0.0, "max_rss_kb": 0, "error": None}
+        self.jobs[key] = result
+        return {"ev": "ended", "key": key, "result": result}
+
+    def push(self, event: dict) -> None:
+        """Have the current agent write ``event``."""
+        if self.channel is None:
+            raise RuntimeError("no agent started")
+        self.channel.push(event)
+
+    def end(self, key: str, state: str = "COMPLETED", exit_code: int = 0) -> None:
+        """Finish a launched job: the agent reports ``ended``."""
+        self.push(self._ended(key, state, exit_code))
+
+    def drop(self) -> None:
+        """Cut the link: the reader sees end of stream, sends fail."""
+        if self.channel is not None:
+            self.channel.close()
+
+    # -- the Transport interface ---------------------------------------------------
+    def start_agent(self) -> AgentChannel:
+        if self.fail is not None:
+            raise self.fail
+        with self._lock:
+            self.starts += 1
+            self.channel = FakeChannel(self)
+            return self.channel
+
+    def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        self.files[path] = bytes(data)
+
+    def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
+        try:
+            data = self.files[path]
+        except KeyError:
+            raise TransportError(f"node {self.node}: cannot read {path}: "
+                                 "No such file or directory", self.node) from None
+        return data[offset:] if limit is None else data[offset:offset + limit]
+
+    def close(self) -> None:
+        self.drop()

@@ -1,0 +1,624 @@
+"""SSHTransport: one persistent paramiko connection per machine.
+
+The agent runs over one exec channel, files move over one SFTP session, both
+on the same connection, which is opened lazily and reopened by the next
+``start_agent()`` once it has died. Every paramiko/socket/OS error is turned
+here into a fleetslurm error naming the machine and the fix.
+
+Host keys are checked against ``$FLEETSLURM_HOME/known_hosts`` and
+``~/.ssh/known_hosts`` (``[host]:port`` names for ports other than 22, as
+OpenSSH writes them). An unknown key is refused unless ``host_key_policy`` is
+``accept-new``; a changed key is always refused. paramiko is imported inside
+methods only: the CLI must not pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import getpass
+import hashlib
+import logging
+import os
+import posixpath
+import re
+import shlex
+import socket
+import stat
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import AuthenticationFailed, HostKeyError, NodeUnreachable, TransportError
+from .base import AgentChannel, Transport, agent_source
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from ..config import FleetConfig, MachineConfig
+    from ..paths import StatePaths
+
+__all__ = ["SSHTransport", "fingerprint", "host_pattern", "record_host_key"]
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = 10.0
+_AGENT_RE = re.compile(r"agent-[0-9a-f]{12}\.py\Z")
+_PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+# A silently dead peer (power cut, cable) sends no RST: let the kernel notice
+# within ~30 s so a blocked read ends and the controller reconnects.
+_TCP_OPTS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3),
+             ("TCP_USER_TIMEOUT", 30000))
+
+
+def fingerprint(key: "paramiko.PKey") -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint of a public key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def host_pattern(host: str, port: int) -> str:
+    """The known_hosts name of ``host:port``, as OpenSSH writes it."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def record_host_key(path: Path, pattern: str, key: "paramiko.PKey") -> None:
+    """Append ``pattern keytype base64`` to a known_hosts file (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = f"{pattern} {key.get_name()} {key.get_base64()}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line)  # one O_APPEND write: concurrent recorders never interleave
+    finally:
+        os.close(fd)
+
+
+def _tail(data: bytes, limit: int = 300) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    return text[-limit:] or "no message"
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One SSH connection on the way to the machine (jump hosts first)."""
+
+    host: str
+    port: int
+    user: str
+    keys: tuple[str, ...]
+    desc: str  # "node m2 (127.0.0.3:2203)" or "jump host 10.0.0.1:22 of node m2"
+    jump: bool = False
+
+    @property
+    def pattern(self) -> str:
+        return host_pattern(self.host, self.port)
+
+
+class _HostKeyPolicy:
+    """Called by paramiko for a host key that no known_hosts file lists."""
+
+    def __init__(self, transport: "SSHTransport", hop: _Hop) -> None:
+        self.t, self.hop = transport, hop
+
+    def missing_host_key(self, client: Any, hostname: str, key: "paramiko.PKey") -> None:
+        if self.t.fleet.host_key_policy == "accept-new":
+            record_host_key(self.t.paths.known_hosts, hostname, key)
+            log.warning("%s: accepted new host key %s %s (host_key_policy accept-new), "
+                        "recorded in %s", self.hop.desc, key.get_name(), fingerprint(key),
+                        self.t.paths.known_hosts)
+            return
+        if self.hop.jump:  # `nodes trust` records the machine's key, not its jump host's
+            fix = (f"check it and record it with: ssh-keyscan -p {self.hop.port} {self.hop.host}"
+                   f" >> {self.t.paths.known_hosts}")
+        else:
+            fix = f'run "fleetslurm nodes trust {self.t.node}" to check and record it'
+        raise HostKeyError(f"{self.hop.desc}: unknown host key {key.get_name()} "
+                           f"{fingerprint(key)}; {fix}", self.t.node)
+
+
+class _SSHChannel(AgentChannel):
+    """The agent's stdin/stdout over one exec channel; stderr is drained so a
+    chatty agent can never fill the channel window and stall."""
+
+    def __init__(self, transport: "SSHTransport", chan: "paramiko.Channel") -> None:
+        self.node = transport.node
+        self._t = transport
+        self._chan = chan
+        self._buf = bytearray()
+        self._send_lock = threading.Lock()
+        self._stderr: deque[bytes] = deque(maxlen=64)
+        self._reported = False
+        threading.Thread(target=self._drain, daemon=True, name=f"stderr-{self.node}").start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                data = self._chan.recv_stderr(4096)
+                if not data:
+                    return
+                self._stderr.append(data)
+                log.debug("node %s agent stderr: %s", self.node, data.decode("utf-8", "replace"))
+        except Exception:  # the link is gone; recv_line reports that
+            return
+
+    def send_line(self, line: bytes) -> None:
+        with self._send_lock:
+            try:
+                self._chan.sendall(line)
+            except Exception as exc:  # paramiko raises OSError, EOFError or SSHException
+                raise NodeUnreachable(f"node {self.node}: the link to the agent is gone "
+                                      f"({exc or type(exc).__name__}); it will be reconnected",
+                                      self.node) from exc
+
+    def recv_line(self) -> Optional[bytes]:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._buf[:nl + 1])
+                del self._buf[:nl + 1]
+                return line
+            try:
+                data = self._chan.recv(65536)
+            except (OSError, EOFError):
+                data = b""
+            if not data:
+                if self._buf:
+                    line, self._buf = bytes(self._buf), bytearray()
+                    return line
+                self._report_exit()
+                return None
+            self._buf += data
+
+    def _report_exit(self) -> None:
+        """At end of stream: a failed start is an error, a dropped link is None."""
+        if self._reported:
+            return
+        self._reported = True
+        if not self._chan.status_event.wait(2.0):
+            return  # no exit status: the connection itself died
+        status = self._chan.exit_status
+        err = _tail(b"".join(self._stderr))
+        python = self._t.machine.python
+        if status in (126, 127):
+            raise TransportError(
+                f"node {self.node}: the agent did not start: {python!r} was not found or is "
+                f"not executable there ({err}); install python3 or set \"python\" for "
+                f"machine {self.node} in the config", self.node)
+        if status not in (0, -1) and self._stderr:
+            raise TransportError(f"node {self.node}: the agent exited with status {status}: "
+                                 f"{err}; see {self._t.workdir}/agent.log there", self.node)
+
+    def close(self) -> None:
+        try:
+            self._chan.shutdown_write()  # EOF on the agent's stdin: it exits, jobs stay
+        except Exception:
+            pass
+        self._chan.close()
+
+
+class SSHTransport(Transport):
+    """One machine reached over SSH; see the module docstring."""
+
+    def __init__(self, node: str, machine: "MachineConfig", fleet: "FleetConfig",
+                 paths: "StatePaths") -> None:
+        self.node = node
+        self.machine = machine
+        self.fleet = fleet
+        self.paths = paths
+        self.shared_fs = machine.shared_fs
+        #: best guess until connected; the absolute remote path afterwards
+        self.workdir = machine.workdir
+        #: how many times the agent file was copied (tests check content addressing)
+        self.agent_uploads = 0
+        #: the machine's python version, known after start_agent()
+        self.python_version: Optional[str] = None
+        self._lock = threading.RLock()        # connecting
+        self._sftp_lock = threading.Lock()    # the one SFTP session
+        self._clients: list[Any] = []          # jump hosts first, the machine last
+        self._sftp: Any = None
+        self._dirs: set[str] = set()
+
+    # -- where and who ---------------------------------------------------------
+    def _ssh_config(self) -> Any:
+        import paramiko
+
+        path = os.path.expanduser("~/.ssh/config")
+        if not os.path.isfile(path):
+            return None
+        try:
+            return paramiko.SSHConfig.from_path(path)
+        except Exception as exc:
+            raise TransportError(f"node {self.node}: cannot read {path}: {exc}; fix that "
+                                 "file or move it away", self.node) from exc
+
+    def _hops(self) -> list[_Hop]:
+        """The jump hosts (ProxyJump) then the machine, from our config and ~/.ssh/config."""
+        m = self.machine
+        cfg = self._ssh_config()
+        opts = cfg.lookup(m.hostname) if cfg else {}
+        host = m.ip or opts.get("hostname") or m.hostname
+        port = m.port if "port" in m.model_fields_set or "port" not in opts else int(opts["port"])
+        keys: list[str] = []
+        if m.ssh_key_path:
+            key = os.path.expanduser(m.ssh_key_path)
+            if not os.path.isfile(key):
+                raise AuthenticationFailed(f"node {self.node}: ssh_key_path {key} does not exist; "
+                                           f"fix ssh_key_path for machine {self.node} in the "
+                                           "config", self.node)
+            keys.append(key)
+        keys += self._identities(opts, keys)
+        user = m.ssh_user or opts.get("user") or getpass.getuser()
+        target = _Hop(host, port, user, tuple(keys), f"node {self.node} ({host}:{port})")
+        jumps = []
+        proxy = opts.get("proxyjump", "none")
+        if proxy.lower() != "none":
+            for spec in proxy.split(","):
+                jumps.append(self._jump(spec.strip(), cfg, keys))
+        return jumps + [target]
+
+    @staticmethod
+    def _identities(opts: dict, have: list[str]) -> list[str]:
+        found = (os.path.expanduser(k) for k in opts.get("identityfile", []))
+        return [k for k in found if os.path.isfile(k) and k not in have]
+
+    def _jump(self, spec: str, cfg: Any, keys: list[str]) -> _Hop:
+        """``[user@]host[:port]`` (or ``ssh://...``) of ProxyJump, resolved via ~/.ssh/config."""
+        user, _, hostport = spec.removeprefix("ssh://").rpartition("@")
+        if hostport.startswith("["):
+            host, _, rest = hostport[1:].partition("]")
+            port = rest.lstrip(":")
+        else:
+            host, _, port = hostport.partition(":")
+        opts = cfg.lookup(host) if cfg else {}
+        real = opts.get("hostname") or host
+        num = int(port or opts.get("port") or 22)
+        return _Hop(real, num, user or opts.get("user") or getpass.getuser(),
+                    tuple(self._identities(opts, []) + keys),
+                    f"jump host {real}:{num} of node {self.node}", jump=True)
+
+    # -- connecting ------------------------------------------------------------
+    def _alive(self) -> bool:
+        if not self._clients:
+            return False
+        t = self._clients[-1].get_transport()
+        return t is not None and t.is_active()
+
+    def _connection(self) -> Any:
+        """The live SSHClient to the machine, connecting first if needed."""
+        with self._lock:
+            if not self._alive():
+                self._drop()
+                self._connect(self._hops())
+            return self._clients[-1]
+
+    def _connect(self, hops: list[_Hop]) -> None:
+        import paramiko
+
+        prev: Any = None
+        try:
+            for hop in hops:
+                try:
+                    if prev is None:
+                        sock: Any = self._socket(hop)
+                    else:
+                        sock = prev.get_transport().open_channel(
+                            "direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0),
+                            timeout=TIMEOUT)
+                    client = paramiko.SSHClient()
+                    self._clients.append(client)
+                    self._load_known_hosts(client)
+                    client.set_missing_host_key_policy(_HostKeyPolicy(self, hop))
+                    client.connect(hop.host, hop.port, username=hop.user,
+                                   key_filename=list(hop.keys) or None, allow_agent=True,
+                                   look_for_keys=True, sock=sock, timeout=TIMEOUT,
+                                   banner_timeout=TIMEOUT, auth_timeout=TIMEOUT,
+                                   channel_timeout=TIMEOUT)
+                except TransportError:
+                    raise
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    raise self._map(exc, hop) from exc
+                client.get_transport().set_keepalive(5)
+                prev = client
+        except BaseException:
+            self._drop()
+            raise
+
+    @staticmethod
+    def _socket(hop: _Hop) -> socket.socket:
+        sock = socket.create_connection((hop.host, hop.port), timeout=TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _TCP_OPTS:
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        return sock
+
+    def _known_files(self) -> list[Path]:
+        """User's file first: paramiko consults its "system" keys before its own."""
+        return [Path(os.path.expanduser("~/.ssh/known_hosts")), self.paths.known_hosts]
+
+    def _load_known_hosts(self, client: Any) -> None:
+        user, ours = self._known_files()
+        for path, load in ((user, client.load_system_host_keys), (ours, client.load_host_keys)):
+            if path.is_file():
+                try:
+                    load(str(path))
+                except Exception as exc:
+                    raise HostKeyError(f"node {self.node}: cannot read {path}: {exc}; fix or "
+                                       "remove the bad line", self.node) from exc
+
+    def recorded_host_key(self, pattern: str) -> Optional[tuple[Path, list[Any]]]:
+        """The first known_hosts file listing ``pattern``, and its keys there."""
+        import paramiko
+
+        for path in self._known_files():
+            if path.is_file():
+                try:
+                    entry = paramiko.HostKeys(str(path)).lookup(pattern)
+                except Exception as exc:
+                    raise HostKeyError(f"node {self.node}: cannot read {path}: {exc}; fix or "
+                                       "remove the bad line", self.node) from exc
+                if entry:
+                    return path, list(entry.values())
+        return None
+
+    def _map(self, exc: BaseException, hop: _Hop) -> TransportError:
+        """The one place where connection errors become fleetslurm errors."""
+        import paramiko
+
+        if isinstance(exc, paramiko.BadHostKeyException):
+            found = self.recorded_host_key(hop.pattern)
+            where = found[0] if found else self.paths.known_hosts
+            return HostKeyError(
+                f"host key for {hop.desc} has CHANGED: it now offers {exc.key.get_name()} "
+                f"{fingerprint(exc.key)}, {where} records {fingerprint(exc.expected_key)}. "
+                f"This is a possible man-in-the-middle attack; if the machine was reinstalled, "
+                f"remove the old key from {where} (ssh-keygen -R '{hop.pattern}' -f {where}) "
+                f"and run fleetslurm nodes trust {self.node}", self.node)
+        kex_done = bool(self._clients) and getattr(
+            self._clients[-1].get_transport(), "host_key", None) is not None
+        if isinstance(exc, paramiko.AuthenticationException) or (
+                kex_done and isinstance(exc, paramiko.SSHException)):
+            keys = ", ".join(hop.keys) or "ssh-agent / default ~/.ssh keys"
+            extra = "" if type(exc) is paramiko.AuthenticationException else f" ({exc})"
+            return AuthenticationFailed(
+                f"{hop.desc}: authentication failed for user {hop.user} with key {keys}{extra}; "
+                f"check ssh_user and ssh_key_path in the config, or add the public key to "
+                f"~{hop.user}/.ssh/authorized_keys there", self.node)
+        if isinstance(exc, ConnectionRefusedError):
+            why = "connection refused; is sshd running there and the address/port right?"
+        elif isinstance(exc, TimeoutError):
+            why = ("connection timed out; is the machine up and the address right "
+                   "(a firewall may drop the packets)?")
+        elif isinstance(exc, socket.gaierror):
+            why = f"cannot resolve {hop.host} ({exc.strerror}); check hostname/ip in the config"
+        elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            why = "no route to host; is the machine up and on this network?"
+        elif isinstance(exc, paramiko.ChannelException):
+            why = f"the jump host could not connect to it ({exc.text}); check ProxyJump"
+        elif isinstance(exc, (paramiko.SSHException, EOFError)):
+            why = (f"SSH handshake failed ({exc or type(exc).__name__}); is an SSH server "
+                   "listening at that address and port?")
+        else:
+            why = f"{type(exc).__name__}: {exc}"
+        return NodeUnreachable(f"{hop.desc}: {why}", self.node)
+
+    def _lost(self, exc: BaseException, doing: str) -> NodeUnreachable:
+        return NodeUnreachable(f"node {self.node}: connection lost while {doing} "
+                               f"({exc or type(exc).__name__}); it will be reconnected", self.node)
+
+    # -- the agent ---------------------------------------------------------------
+    def start_agent(self) -> AgentChannel:
+        import paramiko
+
+        with self._lock:
+            client = self._connection()
+            try:
+                if self.python_version is None:
+                    self._check_python(client)
+                sftp = self._sftp_session()
+                with self._sftp_lock:
+                    workdir = self._prepare_workdir(sftp)
+                    agent = self._install_agent(sftp, workdir)
+                chan = client.get_transport().open_session(timeout=TIMEOUT)
+                chan.exec_command(shlex.join([self.machine.python, agent, "--workdir", workdir]))
+            except TransportError:
+                raise
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise self._lost(exc, "starting the agent") from exc
+        return _SSHChannel(self, chan)
+
+    def _check_python(self, client: Any) -> None:
+        """Run the configured python once per connection: a clear error beats an
+        agent that silently never says hello."""
+        py = self.machine.python
+        chan = client.get_transport().open_session(timeout=TIMEOUT)
+        try:
+            chan.settimeout(TIMEOUT)
+            chan.exec_command(shlex.join([py, "-c", _PY_PROBE]))
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            status = chan.exit_status if chan.status_event.wait(TIMEOUT) else -1
+        finally:
+            chan.close()
+        version = out.decode("utf-8", "replace").strip()
+        if status != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+            what = "was not found or is not executable" if status in (126, 127) else "failed"
+            raise TransportError(
+                f"node {self.node}: python {py!r} {what} there (exit {status}: {_tail(err)}); "
+                f"install python3 >= 3.8 on the machine or set \"python\" for machine "
+                f"{self.node} in the config to its path", self.node)
+        if tuple(int(p) for p in version.split(".")[:2]) < (3, 8):
+            raise TransportError(f"node {self.node}: python {py!r} is {version}; the agent needs "
+                                 f"3.8 or newer: set \"python\" for machine {self.node} in the "
+                                 "config", self.node)
+        self.python_version = version
+
+    def _sftp_session(self) -> Any:
+        """The connection's one SFTP session (reconnecting first when it died).
+        Lock order is always ``_lock`` then ``_sftp_lock``."""
+        with self._lock:
+            client = self._connection()
+            if self._sftp is None:
+                try:
+                    self._sftp = client.open_sftp()
+                except Exception as exc:
+                    raise TransportError(f"node {self.node}: cannot open SFTP ({exc}); enable "
+                                         "the sftp subsystem in the machine's sshd_config",
+                                         self.node) from exc
+            return self._sftp
+
+    def _prepare_workdir(self, sftp: Any) -> str:
+        """The absolute workdir (``~`` is the remote home), created 0700."""
+        wd = self.machine.workdir
+        if wd.startswith("~") and not (wd == "~" or wd.startswith("~/")):
+            raise TransportError(f"node {self.node}: workdir {wd!r}: ~user paths are not "
+                                 "supported; use an absolute path or ~/...", self.node)
+        if not wd.startswith("/"):  # "~", "~/x" and relative paths start at the home
+            rel = wd[2:] if wd.startswith("~/") else "" if wd == "~" else wd
+            wd = posixpath.join(sftp.normalize("."), rel)
+        wd = posixpath.normpath(wd)
+        self._makedirs(sftp, wd)
+        self.workdir = wd
+        return wd
+
+    def _install_agent(self, sftp: Any, workdir: str) -> str:
+        """Copy the agent as ``agent-<sha256[:12]>.py`` unless it is there already."""
+        src = agent_source()
+        name = f"agent-{hashlib.sha256(src).hexdigest()[:12]}.py"
+        path = f"{workdir}/{name}"
+        try:
+            if sftp.stat(path).st_size == len(src):
+                return path
+        except FileNotFoundError:
+            pass
+        self._write(sftp, path, src, 0o600)
+        self.agent_uploads += 1
+        for old in sftp.listdir(workdir):
+            if _AGENT_RE.match(old) and old != name:
+                try:
+                    sftp.remove(f"{workdir}/{old}")  # a running agent has it loaded already
+                except OSError:
+                    pass
+        return path
+
+    # -- files -------------------------------------------------------------------
+    def _makedirs(self, sftp: Any, path: str) -> None:
+        if path in self._dirs or path in ("/", ""):
+            return
+        try:
+            if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
+                raise TransportError(f"node {self.node}: {path} exists and is not a directory; "
+                                     "move it away or choose another path", self.node)
+        except FileNotFoundError:
+            self._makedirs(sftp, posixpath.dirname(path))
+            try:
+                sftp.mkdir(path, 0o700)
+            except OSError as exc:
+                try:
+                    sftp.stat(path)  # created meanwhile by someone else
+                except OSError:
+                    raise self._file_error(exc, path, "create") from exc
+        except OSError as exc:
+            raise self._file_error(exc, path, "create") from exc
+        self._dirs.add(path)
+
+    def _write(self, sftp: Any, path: str, data: bytes, mode: int) -> None:
+        """Temp file then rename: a reader never sees half a file."""
+        self._makedirs(sftp, posixpath.dirname(path))
+        tmp = f"{posixpath.dirname(path)}/.{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with sftp.open(tmp, "wb") as f:
+                f.chmod(mode)  # before any data lands, so it is never readable by others
+                f.set_pipelined(True)
+                f.write(data)
+            sftp.posix_rename(tmp, path)
+        except (OSError, EOFError) as exc:
+            try:
+                sftp.remove(tmp)
+            except Exception:
+                pass
+            raise self._file_error(exc, path, "write") from exc
+
+    def _file_error(self, exc: BaseException, path: str, doing: str) -> TransportError:
+        if not self._alive() or isinstance(exc, EOFError) or "closed" in str(exc).lower():
+            return self._lost(exc, f"trying to {doing} {path}")
+        code = getattr(exc, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or str(exc) == "Failure" or "space" in str(exc):
+            why = ("the SFTP server reported a failure, most often a full disk; "
+                   "free disk space on the machine")
+        elif code == errno.EACCES:
+            why = f"permission denied; make it writable for {self.machine.ssh_user or 'the user'}"
+        elif code == errno.ENOENT:
+            why = "no such file or directory"
+        else:
+            why = str(exc) or type(exc).__name__
+        return TransportError(f"node {self.node}: cannot {doing} {path}: {why}", self.node)
+
+    def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
+        sftp = self._sftp_session()
+        with self._sftp_lock:
+            self._write(sftp, path, data, mode)
+
+    def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
+        sftp = self._sftp_session()
+        with self._sftp_lock:
+            try:
+                with sftp.open(path, "rb") as f:
+                    size = f.stat().st_size or 0
+                    n = size - offset if limit is None else min(limit, size - offset)
+                    if n <= 0:
+                        return b""
+                    # readv pipelines the requests: one round trip, not one per 32 KiB
+                    return b"".join(f.readv([(offset, n)]))
+            except (OSError, EOFError) as exc:
+                raise self._file_error(exc, path, "read") from exc
+
+    # -- trust ---------------------------------------------------------------------
+    def scan_host_key(self) -> tuple[str, Any]:
+        """The machine's host key without checking it (``fleetslurm nodes trust``):
+        ``(known_hosts name, key)``. Jump hosts on the way are checked as usual."""
+        import paramiko
+
+        hops = self._hops()
+        target = hops[-1]
+        with self._lock:
+            self._drop()
+            try:
+                if len(hops) > 1:
+                    self._connect(hops[:-1])
+                    sock: Any = self._clients[-1].get_transport().open_channel(
+                        "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0),
+                        timeout=TIMEOUT)
+                else:
+                    sock = self._socket(target)
+                t = paramiko.Transport(sock)
+                try:
+                    t.start_client(timeout=TIMEOUT)
+                    return target.pattern, t.get_remote_server_key()
+                finally:
+                    t.close()
+            except TransportError:
+                raise
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise self._map(exc, target) from exc
+            finally:
+                self._drop()
+
+    def _drop(self) -> None:
+        sftp, self._sftp = self._sftp, None
+        clients, self._clients = self._clients, []
+        self._dirs = set()
+        self.python_version = None
+        for obj in [sftp, *reversed(clients)]:
+            try:
+                if obj is not None:
+                    obj.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()

@@ -1,0 +1,173 @@
+"""One contract for every transport (huey's StorageTests pattern).
+
+``TransportContract`` is run here against LocalTransport and FakeTransport;
+tests_multi_machine/test_ssh_transport.py runs the same class against
+SSHTransport and a real sshd. A subclass provides the ``transport`` fixture.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+
+from fleetslurm.errors import NodeUnreachable, TransportError
+from fleetslurm.transport.base import AgentChannel, Transport
+from fleetslurm.transport.fake import FakeTransport
+from fleetslurm.transport.local import LocalTransport
+
+HOSTILE = "a'; echo foo \"=0\" b"
+
+
+class Reader:
+    """Reads a channel in a thread so a test can wait with a timeout."""
+
+    def __init__(self, channel: AgentChannel) -> None:
+        self.channel = channel
+        self.q: "queue.Queue[Any]" = queue.Queue()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                msg = self.channel.recv()
+                self.q.put(msg)
+                if msg is None:
+                    return
+        except Exception as exc:  # the test decides whether that was expected
+            self.q.put(exc)
+
+    def wait(self, pred: Callable[[dict], bool], timeout: float = 20) -> dict:
+        """The first message matching ``pred``; fails on end of stream or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no matching message within {timeout} s") from None
+            if msg is None or isinstance(msg, Exception):
+                raise AssertionError(f"channel ended while waiting: {msg!r}")
+            if pred(msg):
+                return msg
+
+    def end(self, timeout: float) -> Optional[Exception]:
+        """Wait for the end of stream: None, or the TransportError it raised."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
+            if msg is None or isinstance(msg, Exception):
+                return msg
+
+
+def hello(channel: AgentChannel) -> tuple[Reader, dict]:
+    reader = Reader(channel)
+    channel.send({"op": "hello", "id": "h1"})
+    return reader, reader.wait(lambda m: m.get("ev") == "hello")
+
+
+class TransportContract:
+    """What every transport must do. ``real_agent``: a real agent runs the jobs."""
+
+    real_agent = True
+
+    @pytest.fixture
+    def transport(self) -> Iterator[Transport]:
+        raise NotImplementedError
+
+    def test_hello_round_trip_returns_facts(self, transport: Transport) -> None:
+        channel = transport.start_agent()
+        try:
+            _, msg = hello(channel)
+            facts = msg["facts"]
+            for name in ("cpus", "mem_mb", "gpus", "python", "disk_free_mb", "workdir_writable"):
+                assert name in facts, name
+            assert facts["cpus"] >= 1 and facts["workdir_writable"] is True
+            assert facts["workdir"] == transport.workdir
+        finally:
+            channel.close()
+
+    def test_put_and_get_bytes(self, transport: Transport) -> None:
+        channel = transport.start_agent()  # SSH knows its absolute workdir from here on
+        channel.close()
+        data = bytes(range(256)) * 1000
+        path = f"{transport.workdir}/files/sub dir/{HOSTILE}.bin"
+        transport.put_bytes(data, path)
+        assert transport.get_bytes(path) == data
+        assert transport.get_bytes(path, offset=1000) == data[1000:]
+        assert transport.get_bytes(path, offset=10, limit=5) == data[10:15]
+        assert transport.get_bytes(path, offset=len(data) + 5) == b""
+        transport.put_bytes(b"short", path)  # replaced, not overwritten in place
+        assert transport.get_bytes(path) == b"short"
+        with pytest.raises(TransportError, match="nothere"):
+            transport.get_bytes(f"{transport.workdir}/nothere")
+
+    def test_launch_echo_ends_completed(self, transport: Transport) -> None:
+        channel = transport.start_agent()
+        try:
+            reader, _ = hello(channel)
+            out = f"{transport.workdir}/out {HOSTILE}.txt"
+            channel.send({"op": "launch", "id": "l1", "key": "job1",
+                          "spec": {"script": "#!/bin/sh\necho hi\n", "stdout": out,
+                                   "cwd": transport.workdir}})
+            started = reader.wait(lambda m: m.get("ev") in ("started", "launch_failed"))
+            assert started["ev"] == "started", started
+            ended = reader.wait(lambda m: m.get("ev") == "ended" and m["key"] == "job1")
+            assert ended["result"]["state"] == "COMPLETED"
+            assert ended["result"]["exit_code"] == 0
+            if self.real_agent:
+                assert transport.get_bytes(out) == b"hi\n"
+        finally:
+            channel.close()
+        # a new agent finds the finished job (the controller reconciles from this)
+        channel = transport.start_agent()
+        try:
+            _, msg = hello(channel)
+            jobs = {j["key"]: j for j in msg["jobs"]}
+            assert jobs["job1"]["result"]["state"] == "COMPLETED"
+        finally:
+            channel.close()
+
+
+class TestLocalTransport(TransportContract):
+    @pytest.fixture
+    def transport(self, tmp_path: Path) -> Iterator[Transport]:
+        t = LocalTransport("local", tmp_path / "work")
+        yield t
+        t.close()
+
+
+class TestFakeTransport(TransportContract):
+    real_agent = False
+
+    @pytest.fixture
+    def transport(self) -> Iterator[Transport]:
+        t = FakeTransport("fake", "/fake/work")
+        yield t
+        t.close()
+
+
+# -- the fake's own scripting ------------------------------------------------------
+def test_fake_records_requests_and_tests_push_events() -> None:
+    t = FakeTransport("n1", auto_end=False)
+    channel = t.start_agent()
+    reader, _ = hello(channel)
+    channel.send({"op": "launch", "id": 1, "key": "k", "spec": {"script": "x"}})
+    reader.wait(lambda m: m.get("ev") == "started")
+    assert [r["op"] for r in t.requests] == ["hello", "launch"]
+    t.end("k", "FAILED", exit_code=3)
+    ended = reader.wait(lambda m: m.get("ev") == "ended")
+    assert ended["result"]["state"] == "FAILED" and ended["result"]["exit_code"] == 3
+    t.drop()
+    assert reader.end(5) is None
+    with pytest.raises(NodeUnreachable, match="n1"):
+        channel.send({"op": "status"})
+
+
+def test_fake_can_be_unreachable() -> None:
+    t = FakeTransport("n2", fail=NodeUnreachable("node n2: connection refused", "n2"))
+    with pytest.raises(NodeUnreachable, match="refused"):
+        t.start_agent()
