@@ -95,6 +95,9 @@ class Controller:
 
     def start(self, now: float) -> None:
         """Rebuild the scheduler from the store and start connecting to machines."""
+        from .shims import install_shims
+
+        install_shims(self.paths.home / "bin")
         events: list[Any] = []
         for pname, p in self.config.partitions.items():
             events.append(PartitionSet(PartitionSpec(

@@ -83,6 +83,9 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
         user=job["user"], uid=job["uid"], array=array, restart_count=task["restart_count"],
         name=task["req"]["name"])
+    if type(transport).__name__ == "LocalTransport":
+        # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol requeue)
+        env["PATH"] = f"{ctl.paths.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
     limit = task["req"]["time_limit"]
     mem = task["req"]["mem_mb"] or None
     agent_spec = {

@@ -321,3 +321,22 @@ def test_drain_and_resume_node(fleet):
     assert node[0] == "drain" and "maint" in node
     fleet.run("scontrol", "update", "NodeName=localhost", "State=RESUME", check=True)
     assert fleet.wait(job)["state"] == "COMPLETED"
+
+
+def test_srun_outside_allocation_streams_output_and_exit_code(fleet):
+    proc = fleet.run("srun", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert proc.returncode == 4
+    assert proc.stdout == "out\n"
+    assert "err\n" in proc.stderr
+    proc = fleet.run("srun", "-J", "named", "echo", "a b", "c'd")
+    assert (proc.returncode, proc.stdout) == (0, "a b c'd\n")
+    assert not list(fleet.work.glob("slurm-*.out"))
+
+
+def test_srun_steps_inside_a_batch_job(fleet):
+    job = fleet.sbatch("-n", "2", "--wrap",
+                       "srun sh -c 'echo task=$SLURM_PROCID/$SLURM_NTASKS step=$SLURM_STEP_ID' "
+                       "| sort; srun -n 1 sh -c 'echo step=$SLURM_STEP_ID'")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    assert (fleet.work / f"slurm-{job}.out").read_text() == \
+        "task=0/2 step=0\ntask=1/2 step=0\nstep=1\n"

@@ -124,6 +124,15 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
         _fail(exc)
 
 
+@app.command("shims")
+def shims(directory: str = typer.Argument(..., help="a directory on your PATH")) -> None:
+    """Install sbatch, squeue, ... as commands that run fleetslurm's."""
+    from ..shims import install_shims
+
+    for path in install_shims(directory):
+        typer.echo(str(path))
+
+
 def app_main(args: list[str]) -> int:
     try:
         app(args=args, prog_name="fleetslurm", standalone_mode=True)

@@ -22,6 +22,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     prog = os.path.basename(sys.argv[0]) if argv is None else "fleetslurm"
     if prog in SLURM_COMMANDS:  # installed under SLURM's own name (a shim)
         args.insert(0, prog)
+        prog = "fleetslurm"
     if args and args[0] in SLURM_COMMANDS:
         import importlib
 
