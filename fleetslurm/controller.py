@@ -54,8 +54,12 @@ class Controller:
                  transports: Optional[dict[str, Transport]] = None) -> None:
         from . import handlers, queries
 
+        from .paths import private_dir
+
         self.config = config
         self.paths = paths
+        if store is None:
+            private_dir(paths.home)
         self.store = store or Store(paths.db)
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.sched = SchedulerState()
@@ -123,7 +127,10 @@ class Controller:
                 if self._may_feed(task, job):
                     events.append(JobSubmitted(req))
                     self._fed.add(task["task_id"])
-        self._events.extend(events)
+        # applied now, so requests in the first step already see partitions and
+        # nodes; every machine is still down, so nothing can start yet
+        leftover = self.sched.handle(events, now)
+        assert not leftover, leftover
         for name in self.config.machines:
             link = NodeLink(name, self.transport_for(name), self.inbox)
             self.links[name] = link

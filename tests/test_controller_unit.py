@@ -1,0 +1,199 @@
+"""The controller driven by step(now) in-process, the store, the config lookup,
+and the socket's peer-uid check, with real SQLite, a real agent subprocess and
+a real Unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetslurm import errors
+from fleetslurm.config import FleetConfig, MachineConfig, load_config
+from fleetslurm.controller import Controller
+from fleetslurm.paths import StatePaths, find_config
+from fleetslurm.store import Store
+
+
+def _controller(tmp_path: Path) -> Controller:
+    cfg = FleetConfig(cluster_name="unit", kill_wait=1, heartbeat_interval=0.5, machines={
+        "n1": MachineConfig(transport="local", cpus=2, memory_gb=2)})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"))
+    ctl.start(time.time())
+    return ctl
+
+
+def _pump(ctl: Controller, until, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while not until():
+        assert time.time() < deadline, "condition not reached"
+        ctl.step(time.time())
+        time.sleep(0.01)
+
+
+def _submit(ctl: Controller, uid: int, **options) -> int:
+    from fleetslurm.controller import _Pending
+
+    p = _Pending("submit", {"options": options, "script": "#!/bin/sh\nsleep 30\n",
+                            "script_args": [], "env": {"PATH": os.environ["PATH"]},
+                            "cwd": str(ctl.paths.home), "script_name": "s"}, uid)
+    ctl.inbox.put(("rpc", p))
+    ctl.step(time.time())
+    if p.error:
+        raise p.error
+    return p.result["job_id"]
+
+
+def _request(ctl: Controller, op: str, uid: int, **args):
+    from fleetslurm.controller import _Pending
+
+    p = _Pending(op, args, uid)
+    ctl.inbox.put(("rpc", p))
+    ctl.step(time.time())
+    if p.error:
+        raise p.error
+    return p.result
+
+
+def test_only_the_owner_or_root_may_touch_a_job(tmp_path):
+    ctl = _controller(tmp_path)
+    try:
+        me = os.getuid()
+        job = _submit(ctl, me, hold=True)
+        other = me + 4242
+        reply = _request(ctl, "cancel", other, ids=[str(job)])
+        assert reply["errors"] == [f"Kill job error on job id {job}: Access/permission denied"]
+        for op in ("hold", "release", "requeue"):
+            with pytest.raises(errors.AccessDenied, match=f"Access/permission denied for job {job}"):
+                _request(ctl, op, other, ids=[str(job)])
+        with pytest.raises(errors.AccessDenied):
+            _request(ctl, "update_job", other, ids=[str(job)], fields={"TimeLimit": "5"})
+        assert ctl.store.task(job)["state"] == "PENDING"
+        # the owner can
+        _request(ctl, "cancel", me, ids=[str(job)])
+        assert ctl.store.task(job)["state"] == "CANCELLED"
+        # and root can cancel anybody's job
+        job2 = _submit(ctl, other, hold=True)
+        _request(ctl, "cancel", 0, ids=[str(job2)])
+        assert ctl.store.task(job2)["cancelled_by"] == 0
+    finally:
+        ctl.close()
+
+
+def test_step_runs_a_job_to_completion_and_records_usage(tmp_path):
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, os.getuid(), time="1")
+        _pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING")
+        assert ctl.store.history(job)[-1]["event"] == "start"
+        _request(ctl, "cancel", os.getuid(), ids=[str(job)])
+        _pump(ctl, lambda: ctl.store.task(job)["state"] == "CANCELLED")
+        step = ctl.store.steps_of(job)[0]
+        assert step["state"] == "CANCELLED" and step["max_rss_kb"] > 0
+        assert ctl.store.count_events(job, "start") == 1
+        ctl.sched.validate()
+    finally:
+        ctl.close()
+
+
+def test_refused_submission_leaves_nothing(tmp_path):
+    ctl = _controller(tmp_path)
+    try:
+        with pytest.raises(errors.SubmitError):
+            _submit(ctl, os.getuid(), cpus_per_task="64")
+        with pytest.raises(errors.UsageError):
+            _submit(ctl, os.getuid(), time="nonsense")
+        assert ctl.store.tasks() == []
+        assert _submit(ctl, os.getuid(), hold=True) == 1
+    finally:
+        ctl.close()
+
+
+def test_store_is_wal_and_migrated(tmp_path):
+    s = Store(tmp_path / "state.db")
+    s.close()
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.execute("PRAGMA user_version=99")
+    db.commit()
+    db.close()
+    with pytest.raises(errors.StoreError, match="newer fleetslurm"):
+        Store(tmp_path / "state.db")
+
+
+def test_store_transaction_rolls_back(tmp_path):
+    s = Store(":memory:")
+    with pytest.raises(RuntimeError):
+        with s.transaction():
+            s.add_job(1, 0, "root", 1.0, {}, "#!/bin/sh", None)
+            raise RuntimeError("boom")
+    assert s.job(1) is None
+
+
+def test_config_lookup_order(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "fleet_config.json").write_text("{}")
+    cwd = tmp_path / "cwd"
+    (cwd / "config").mkdir(parents=True)
+    (cwd / "config" / "fleet_config.json").write_text("{}")
+    env = {"FLEETSLURM_HOME": str(home)}
+    assert find_config(None, env, cwd) == cwd / "config" / "fleet_config.json"
+    assert find_config(None, {**env, "FLEETSLURM_CONFIG": "/x/y.json"}, cwd) == Path("/x/y.json")
+    assert find_config("/a/b.json", {**env, "FLEETSLURM_CONFIG": "/x/y.json"}, cwd) == \
+        Path("/a/b.json")
+    assert find_config(None, env, tmp_path) == home / "fleet_config.json"
+    assert find_config(None, {"FLEETSLURM_HOME": str(tmp_path / "none")}, tmp_path) is None
+
+
+def test_template_config_is_valid():
+    root = Path(__file__).resolve().parent.parent
+    cfg = load_config(root / "config" / "fleet_config.json.template")
+    assert set(cfg.machines) == {"node01", "gpu01"}
+    assert cfg.default_partition == "debug"
+    assert cfg.machines["gpu01"].gpu_count == 2
+
+
+def test_socket_learns_the_callers_uid(tmp_path):
+    """SO_PEERCRED: a client running as another user is seen as that user."""
+    from fleetslurm.rpc import Server
+
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a client as another user")
+    import tempfile
+
+    # pytest's tmp_path is private to root: use a directory "nobody" can reach
+    d = Path(tempfile.mkdtemp(prefix="fleetslurm-peercred-")) / "sock"
+    os.chmod(d.parent, 0o755)
+    seen = []
+    server = Server(d / "ctl.sock", lambda op, args, uid: seen.append(uid) or uid)
+    server.start()
+    os.chmod(d, 0o755)
+    os.chmod(d / "ctl.sock", 0o777)
+    code = ("import socket,json; s=socket.socket(socket.AF_UNIX); s.connect(%r); "
+            "s.sendall(b'{\"op\":\"ping\"}\\n'); print(s.makefile().readline())"
+            % str(d / "ctl.sock"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         preexec_fn=lambda: os.setuid(65534), timeout=20)
+    server.close()
+    assert json.loads(out.stdout)["result"] == 65534
+    assert seen == [65534]
+
+
+def test_socket_is_private(tmp_path):
+    from fleetslurm.rpc import Server
+
+    server = Server(tmp_path / "s" / "ctl.sock", lambda *a: None)
+    try:
+        assert (tmp_path / "s").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / "s" / "ctl.sock").stat().st_mode & 0o077 == 0
+    finally:
+        server.close()
