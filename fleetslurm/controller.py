@@ -78,6 +78,7 @@ class Controller:
         self._node_down: dict[str, str] = {}  # node -> reason, as told to the scheduler
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
+        self._reasons_at = float("-inf")
         self.node_snapshot: list[dict] = []
 
     # -- start-up --------------------------------------------------------------
@@ -212,7 +213,11 @@ class Controller:
             for action in actions:
                 if isinstance(action, StartJob):
                     self._handlers.start_job(self, action, now)
-            self._update_reasons()
+            # reasons are for people (squeue): a few times a second is enough,
+            # and computing them for a long queue is not free
+            if now - self._reasons_at >= 0.25:
+                self._reasons_at = now
+                self._update_reasons()
             if actions or events or items:
                 self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)

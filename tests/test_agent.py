@@ -107,9 +107,28 @@ class AgentClient:
         return self.proc.returncode
 
 
+def kill_leftovers(workdir: Path) -> None:
+    """Kill jobs a failed test left running (they would outlive pytest)."""
+    for sup_file in workdir.glob("jobs/*/supervisor.json"):
+        if (sup_file.parent / "result.json").exists():
+            continue
+        try:
+            sup = json.loads(sup_file.read_text())
+        except ValueError:
+            continue
+        for kill, pid in ((os.killpg, sup.get("job_pid")), (os.kill, sup.get("pid"))):
+            if pid and alive(pid):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path / "w"
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "w"
+    yield path
+    kill_leftovers(path)
 
 
 @pytest.fixture
@@ -524,6 +543,7 @@ def test_runs_as_requested_uid() -> None:
             assert stat.S_IMODE((base / "w" / "jobs" / "25.0" / "result.json").stat().st_mode) == 0o600
         finally:
             agent.close()
+            kill_leftovers(base / "w")
     finally:
         subprocess.run(["rm", "-rf", str(base)], check=False)
 

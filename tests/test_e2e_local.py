@@ -223,12 +223,29 @@ def test_dependency_afterok_and_afternotok(fleet):
     assert (rec["state"], rec["reason"]) == ("PENDING", "DependencyNeverSatisfied")
 
 
-def test_time_limit_timeout_even_when_sigterm_is_ignored(fleet):
+def test_time_limit_timeout_even_when_sigterm_is_ignored(tmp_path):
     """--time=1 (a minute: SLURM's smallest limit); KillWait is 2 s in this config."""
+    from conftest import Fleet, _teardown, local_config
+
+    cfg = local_config()
+    cfg["machines"]["localhost"]["cpus"] = 4  # three sleepers at once
+    fleet = Fleet(tmp_path, cfg)
+    try:
+        _time_limits(fleet)
+    finally:
+        _teardown(fleet)
+
+
+def _time_limits(fleet):
     polite = fleet.sbatch("-t", "1", "--wrap", "sleep 600")
     stubborn = fleet.sbatch("-t", "0:30", "--wrap", "trap '' TERM; sleep 600 & wait; sleep 600")
+    shortened = fleet.sbatch("-t", "30", "--wrap", "sleep 600")
     start = time.monotonic()
-    for job in (polite, stubborn):
+    fleet.wait(shortened, {"RUNNING"})
+    # a running job's limit lowered by its owner reaches its supervisor
+    fleet.run("scontrol", "update", f"JobId={shortened}", "TimeLimit=1", check=True)
+    assert fleet.record(shortened)["time_limit"] == 1
+    for job in (polite, stubborn, shortened):
         rec = fleet.wait(job, timeout=120)
         assert rec["state"] == "TIMEOUT", rec
     assert 60 <= time.monotonic() - start < 100

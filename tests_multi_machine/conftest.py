@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 import pytest
 
-from sshd_machines import Machine, SshdPool
+from .sshd_machines import Machine, SshdPool
 
 __all__ = ["Machine", "FleetFiles"]
 
@@ -122,6 +122,7 @@ def make_config(tmp_path: Path) -> Callable[..., FleetFiles]:
              overrides: Optional[dict[str, dict]] = None, **top: object) -> FleetFiles:
         counter[0] += 1
         base = tmp_path / f"fleet{counter[0]}"
+        base.mkdir(parents=True)
         home = home or base / "home"
         home.mkdir(parents=True, exist_ok=True)
         home.chmod(0o700)

@@ -202,6 +202,10 @@ class Machine:
             "MaxStartups 100",
             "MaxSessions 100",
             "LogLevel ERROR",
+            # bash sources ~/.bashrc for ssh commands only at shell level 1; here
+            # root's .bashrc runs `pyenv rehash` (slow, and it waits on a lock
+            # that a killed session can leave behind), so skip it
+            "SetEnv SHLVL=1",
             "Subsystem sftp internal-sftp",
         ]) + "\n")
         return path

@@ -8,6 +8,7 @@ python, agent refresh, hostile workdirs, dropped links, ~/.ssh/config.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -25,7 +26,7 @@ import fleetslurm.transport.ssh as ssh_mod
 from fleetslurm.errors import (AuthenticationFailed, HostKeyError, NodeUnreachable,
                                TransportError)
 from fleetslurm.transport.ssh import SSHTransport
-from sshd_machines import free_port, keygen
+from .sshd_machines import free_port, keygen
 
 _spec = importlib.util.spec_from_file_location(
     "fleetslurm_transport_contract",
@@ -122,6 +123,11 @@ def test_wrong_or_missing_key_fails_authentication(sshd_fleet, make_config, tmp_
     fleet = make_config([m1], overrides={"m1": {"ssh_key_path": str(tmp_path / "nokey")}})
     with pytest.raises(AuthenticationFailed, match="ssh_key_path .*nokey does not exist"):
         ssh(fleet, "m1").start_agent()
+    garbage = tmp_path / "garbage_key"
+    garbage.write_text("this is not a key\n")
+    fleet = make_config([m1], overrides={"m1": {"ssh_key_path": str(garbage)}})
+    with pytest.raises(AuthenticationFailed, match=f"user root with key {garbage}"):
+        ssh(fleet, "m1").start_agent()
 
 
 def test_closed_port_is_unreachable(sshd_fleet, make_config):
@@ -167,14 +173,18 @@ def test_missing_python_is_a_clear_error(sshd_fleet, make_config):
 
 
 # -- the agent file and the workdir --------------------------------------------------
-def test_agent_is_uploaded_once_and_refreshed_when_it_changes(m1_fleet, monkeypatch):
-    m1, fleet = m1_fleet
+def test_agent_is_uploaded_once_and_refreshed_when_it_changes(sshd_fleet, make_config,
+                                                             monkeypatch):
+    (m1,) = sshd_fleet(1)
+    workdir = m1.workdir / "fresh" / "wd"
+    fleet = make_config([m1], overrides={"m1": {"workdir": str(workdir)}})
     t = ssh(fleet, "m1")
     t.start_agent().close()
     assert t.agent_uploads == 1
-    first = sorted(p.name for p in m1.workdir.glob("agent-*.py"))
-    assert len(first) == 1 and (m1.workdir / first[0]).stat().st_mode & 0o777 == 0o600
-    assert m1.workdir.stat().st_mode & 0o777 == 0o700
+    first = sorted(p.name for p in workdir.glob("agent-*.py"))
+    assert len(first) == 1 and (workdir / first[0]).stat().st_mode & 0o777 == 0o600
+    assert workdir.stat().st_mode & 0o777 == 0o700  # created private, parents too
+    assert workdir.parent.stat().st_mode & 0o777 == 0o700
     t.close()
     t = ssh(fleet, "m1")
     t.start_agent().close()
@@ -184,9 +194,9 @@ def test_agent_is_uploaded_once_and_refreshed_when_it_changes(m1_fleet, monkeypa
     t.close()
     channel = t.start_agent()
     assert t.agent_uploads == 1
-    now = sorted(p.name for p in m1.workdir.glob("agent-*.py"))
-    assert len(now) == 1 and now != first
-    assert hello(channel)[1]["facts"]["workdir"] == str(m1.workdir)
+    now = sorted(p.name for p in workdir.glob("agent-*.py"))
+    assert len(now) == 1 and now != first  # the stale copy is removed
+    assert hello(channel)[1]["facts"]["workdir"] == str(workdir)
     channel.close()
     t.close()
 
@@ -321,7 +331,8 @@ def test_jobs_survive_a_dropped_link(m1_fleet):
     reader, _ = hello(channel)
     pid = _launch_sleep(channel, reader, "s2")
     m1.kill(jobs=False)  # sshd and the agent die, the network "drops"
-    assert reader.end(timeout=5) is None or True
+    end = reader.end(timeout=5)
+    assert end is None or isinstance(end, NodeUnreachable)
     assert _alive(pid)
     m1.start()
     channel = t.start_agent()
@@ -346,7 +357,7 @@ def test_ssh_config_alias_and_proxyjump(sshd_fleet, make_config, ssh_home, clien
                                                     "ssh_user": None, "ssh_key_path": None}})
         entry = fleet.data["machines"]["m2"]
         del entry["port"]  # the port comes from ~/.ssh/config
-        fleet.path.write_text(__import__("json").dumps(fleet.data))
+        fleet.path.write_text(json.dumps(fleet.data))
         kh = fleet.known_hosts
         kh.write_text(m1.known_hosts_line + "\n" + m2.known_hosts_line + "\n")
         t = ssh(fleet, "m2")

@@ -14,6 +14,25 @@ result atomically to ``<workdir>/jobs/<key>/result.json``. Supervisors and
 jobs outlive the agent; a new agent rebuilds its view from the job
 directories.
 
+Protocol (every request may carry "id"; its reply carries it back as "re"):
+
+  hello                    -> {ev: hello, version, pid, facts, jobs: [JOBINFO]}
+                              then one `ended` per finished, unforgotten job
+  facts                    -> {ev: facts, **FACTS}               (the heartbeat)
+  launch key spec          -> {ev: started, key, pid, start_time}
+                            | {ev: launch_failed, key, error}    (nothing ran; key reusable)
+                            | {ev: ended, key, result}           (key already ran)
+  signal key signal [batch_only] -> {ev: signalled, key, ok, error}
+  cancel key [signal=15]   -> {ev: cancelling, key, ok, error}
+  status                   -> {ev: status, jobs: [JOBINFO]}
+  forget key               -> {ev: forgotten, key, ok, error}    (ended or absent only)
+  shutdown                 -> {ev: shutdown}, then exit; jobs keep running
+  anything else            -> {ev: error, error}
+  unsolicited              -> {ev: ended, key, result}, once per job per agent
+
+JOBINFO = {key, status: running|ended, pid, result|null}. A launch is
+idempotent per key: the job directory is the token, so a key never runs twice.
+
 This file must run under any Python >= 3.8 with only the standard library and
 must not import anything from ``fleetslurm``: it is shipped on its own.
 It is one file, longer than the house limit for modules, because the
@@ -65,6 +84,7 @@ RESULT_FILE = "result.json"
 SUPERVISOR_FILE = "supervisor.json"
 SCRIPT_FILE = "script"
 CANCEL_FILE = "cancel"
+LIMIT_FILE = "limit"   # a new time limit (seconds, or "none") from scontrol update
 LOG_FILE = "agent.log"
 
 
@@ -137,6 +157,17 @@ def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
         return False
     finally:
         os.unlink(tmp)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write a small text file atomically (temp file + rename, mode 0600)."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def proc_stat(pid: int) -> Optional[Tuple[str, int, int]]:
@@ -243,7 +274,7 @@ def _boot_time() -> Optional[float]:
 def query_gpus() -> List[Dict[str, Any]]:
     """GPUs reported by nvidia-smi, or [] when it is absent or fails."""
     exe = None
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/bin"]:
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep):
         candidate = os.path.join(d or ".", "nvidia-smi")
         if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
             exe = candidate
@@ -660,6 +691,12 @@ class Supervisor:
             if check_cancel:
                 check_cancel = False
                 t_kill = self.check_cancel(now, t_kill)
+                new_limit = self.check_limit()
+                if new_limit is not None and self.reason is None:
+                    limit = new_limit[0]
+                    t_limit = start + limit if limit else None
+                    t_signal = (start + max(0, limit - sig["secs_before"])
+                                if (sig and limit) else None)
             if t_signal is not None and now >= t_signal:
                 t_signal = None
                 self.kill(sig["num"], group=not sig["batch_only"])
@@ -722,6 +759,17 @@ class Supervisor:
         _, status, usage = os.wait4(self.pid, 0)
         self.reaped = True
         return status, usage
+
+    def check_limit(self) -> Optional[Tuple[Optional[int]]]:
+        """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
+        try:
+            with open(os.path.join(self.jobdir, LIMIT_FILE)) as f:
+                text = f.read().strip()
+        except OSError:
+            return None
+        if text == "none":
+            return (None,)
+        return (int(text),) if text.isdigit() else None
 
     def set_reason(self, reason: str) -> None:
         """Record why we ended the job; the first reason wins."""
@@ -1383,7 +1431,7 @@ class Agent:
             return
         # The supervisor does the killing (it owns the kill_wait timer); we only
         # leave the request where it looks and wake it up.
-        write_json_atomic_text(os.path.join(job.dir, CANCEL_FILE), str(signum))
+        write_text_atomic(os.path.join(job.dir, CANCEL_FILE), str(signum))
         err = None
         if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
             try:
@@ -1391,6 +1439,26 @@ class Agent:
             except OSError as exc:
                 err = "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
         self.send({"ev": "cancelling", "re": rid, "key": job.key, "ok": err is None, "error": err})
+
+    def op_set_limit(self, req: Dict[str, Any], rid: Any) -> None:
+        """Change a running job's time limit (seconds from its start; null = none)."""
+        limit = req.get("time_limit_s")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            self.send({"ev": "limit_set", "re": rid, "key": req.get("key"), "ok": False,
+                       "error": "time_limit_s must be a non-negative integer or null"})
+            return
+        job = self._job_for(req, rid, "limit_set")
+        if job is None:
+            return
+        write_text_atomic(os.path.join(job.dir, LIMIT_FILE), "none" if not limit else str(limit))
+        err = None
+        if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
+            try:
+                os.kill(job.sup_pid, signal.SIGUSR1)
+            except OSError as exc:
+                err = "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
+        self.send({"ev": "limit_set", "re": rid, "key": job.key, "ok": err is None, "error": err})
 
     def op_forget(self, req: Dict[str, Any], rid: Any) -> None:
         key = req.get("key")
@@ -1412,21 +1480,10 @@ class Agent:
         self.send({"ev": "forgotten", "re": rid, "key": key, "ok": err is None, "error": err})
 
 
-def write_json_atomic_text(path: str, text: str) -> None:
-    """Write a small text file atomically (temp file + rename, mode 0600)."""
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        write_all(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 _OPS = {
     "hello": Agent.op_hello, "facts": Agent.op_facts, "launch": Agent.op_launch,
     "signal": Agent.op_signal, "cancel": Agent.op_cancel, "status": Agent.op_status,
-    "forget": Agent.op_forget, "shutdown": Agent.op_shutdown,
+    "forget": Agent.op_forget, "shutdown": Agent.op_shutdown, "set_limit": Agent.op_set_limit,
 }
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import AuthenticationFailed, HostKeyError, NodeUnreachable, TransportError
+from ..paths import private_dir
 from .base import AgentChannel, Transport, agent_source
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ def host_pattern(host: str, port: int) -> str:
 
 def record_host_key(path: Path, pattern: str, key: "paramiko.PKey") -> None:
     """Append ``pattern keytype base64`` to a known_hosts file (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        private_dir(path.parent)
     line = f"{pattern} {key.get_name()} {key.get_base64()}\n".encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -131,6 +133,7 @@ class _SSHChannel(AgentChannel):
         self._send_lock = threading.Lock()
         self._stderr: deque[bytes] = deque(maxlen=64)
         self._reported = False
+        self._spoke = False  # has the agent written its first JSON line yet?
         threading.Thread(target=self._drain, daemon=True, name=f"stderr-{self.node}").start()
 
     def _drain(self) -> None:
@@ -159,6 +162,11 @@ class _SSHChannel(AgentChannel):
             if nl >= 0:
                 line = bytes(self._buf[:nl + 1])
                 del self._buf[:nl + 1]
+                if not self._spoke and not line.lstrip().startswith(b"{"):
+                    # a chatty ~/.bashrc or motd on the machine, before the agent runs
+                    log.info("node %s: ignored shell output %r", self.node, line[:200])
+                    continue
+                self._spoke = True
                 return line
             try:
                 data = self._chan.recv(65536)
@@ -179,17 +187,12 @@ class _SSHChannel(AgentChannel):
         self._reported = True
         if not self._chan.status_event.wait(2.0):
             return  # no exit status: the connection itself died
+        # (a missing python is caught before the agent starts, by _check_python)
         status = self._chan.exit_status
-        err = _tail(b"".join(self._stderr))
-        python = self._t.machine.python
-        if status in (126, 127):
-            raise TransportError(
-                f"node {self.node}: the agent did not start: {python!r} was not found or is "
-                f"not executable there ({err}); install python3 or set \"python\" for "
-                f"machine {self.node} in the config", self.node)
         if status not in (0, -1) and self._stderr:
             raise TransportError(f"node {self.node}: the agent exited with status {status}: "
-                                 f"{err}; see {self._t.workdir}/agent.log there", self.node)
+                                 f"{_tail(b''.join(self._stderr))}; see "
+                                 f"{self._t.workdir}/agent.log there", self.node)
 
     def close(self) -> None:
         try:
@@ -294,12 +297,15 @@ class SSHTransport(Transport):
                 self._connect(self._hops())
             return self._clients[-1]
 
-    def _connect(self, hops: list[_Hop]) -> None:
+    def _connect(self, hops: list[_Hop], scan: Optional[list] = None) -> None:
+        """Connect through ``hops``; with ``scan``, only fetch the last hop's host
+        key into it, unchecked and unauthenticated (for ``nodes trust``)."""
         import paramiko
 
         prev: Any = None
         try:
-            for hop in hops:
+            for i, hop in enumerate(hops):
+                client = None
                 try:
                     if prev is None:
                         sock: Any = self._socket(hop)
@@ -307,6 +313,14 @@ class SSHTransport(Transport):
                         sock = prev.get_transport().open_channel(
                             "direct-tcpip", (hop.host, hop.port), ("127.0.0.1", 0),
                             timeout=TIMEOUT)
+                    if scan is not None and i == len(hops) - 1:
+                        t = paramiko.Transport(sock)
+                        try:
+                            t.start_client(timeout=TIMEOUT)
+                            scan.append(t.get_remote_server_key())
+                        finally:
+                            t.close()
+                        return
                     client = paramiko.SSHClient()
                     self._clients.append(client)
                     self._load_known_hosts(client)
@@ -319,7 +333,7 @@ class SSHTransport(Transport):
                 except TransportError:
                     raise
                 except (OSError, EOFError, paramiko.SSHException) as exc:
-                    raise self._map(exc, hop) from exc
+                    raise self._map(exc, hop, client) from exc
                 client.get_transport().set_keepalive(5)
                 prev = client
         except BaseException:
@@ -364,7 +378,7 @@ class SSHTransport(Transport):
                     return path, list(entry.values())
         return None
 
-    def _map(self, exc: BaseException, hop: _Hop) -> TransportError:
+    def _map(self, exc: BaseException, hop: _Hop, client: Any) -> TransportError:
         """The one place where connection errors become fleetslurm errors."""
         import paramiko
 
@@ -377,10 +391,11 @@ class SSHTransport(Transport):
                 f"This is a possible man-in-the-middle attack; if the machine was reinstalled, "
                 f"remove the old key from {where} (ssh-keygen -R '{hop.pattern}' -f {where}) "
                 f"and run fleetslurm nodes trust {self.node}", self.node)
-        kex_done = bool(self._clients) and getattr(
-            self._clients[-1].get_transport(), "host_key", None) is not None
+        # after key exchange, any SSHException comes from authentication (an
+        # unreadable key file, "No authentication methods available", ...)
+        kex_done = client is not None and getattr(client.get_transport(), "host_key", None)
         if isinstance(exc, paramiko.AuthenticationException) or (
-                kex_done and isinstance(exc, paramiko.SSHException)):
+                kex_done and type(exc) is paramiko.SSHException):
             keys = ", ".join(hop.keys) or "ssh-agent / default ~/.ssh keys"
             extra = "" if type(exc) is paramiko.AuthenticationException else f" ({exc})"
             return AuthenticationFailed(
@@ -534,6 +549,11 @@ class SSHTransport(Transport):
                 f.chmod(mode)  # before any data lands, so it is never readable by others
                 f.set_pipelined(True)
                 f.write(data)
+                # paramiko drops the status of pipelined writes (a full disk
+                # would pass unseen); the server handles requests in order, so
+                # a short file here means a write failed
+                if f.stat().st_size != len(data):
+                    raise OSError("Failure")
             sftp.posix_rename(tmp, path)
         except (OSError, EOFError) as exc:
             try:
@@ -580,32 +600,15 @@ class SSHTransport(Transport):
     def scan_host_key(self) -> tuple[str, Any]:
         """The machine's host key without checking it (``fleetslurm nodes trust``):
         ``(known_hosts name, key)``. Jump hosts on the way are checked as usual."""
-        import paramiko
-
         hops = self._hops()
-        target = hops[-1]
+        found: list[Any] = []
         with self._lock:
             self._drop()
             try:
-                if len(hops) > 1:
-                    self._connect(hops[:-1])
-                    sock: Any = self._clients[-1].get_transport().open_channel(
-                        "direct-tcpip", (target.host, target.port), ("127.0.0.1", 0),
-                        timeout=TIMEOUT)
-                else:
-                    sock = self._socket(target)
-                t = paramiko.Transport(sock)
-                try:
-                    t.start_client(timeout=TIMEOUT)
-                    return target.pattern, t.get_remote_server_key()
-                finally:
-                    t.close()
-            except TransportError:
-                raise
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                raise self._map(exc, target) from exc
+                self._connect(hops, scan=found)
             finally:
                 self._drop()
+        return hops[-1].pattern, found[0]
 
     def _drop(self) -> None:
         sftp, self._sftp = self._sftp, None
