@@ -13,7 +13,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import FleetError
+from .errors import FleetError, NodeUnreachable
 from .paths import JobPaths
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
         for which, remote in pairs:
             try:
                 data = transport.get_bytes(remote)
+            except NodeUnreachable:
+                raise  # the link dropped: retried when the machine says hello again
             except FleetError:
                 data = b""  # the job wrote nothing there (or the file is gone)
             _write(task[which], data, append)

@@ -120,6 +120,8 @@ class Controller:
             req = self.request_of(task, job)
             if task["array_index"] is not None:
                 self._array_of[task["task_id"]] = task["job_id"]
+            if task["state"] == "COMPLETING":
+                continue  # ended; only its output copy is pending (redone at hello)
             if task["state"] in _LIVE and task["node"] in self.config.machines:
                 events.append(JobRestored(req, task["node"], tuple(task["gpu_ids"]),
                                           task["start_time"] or now))

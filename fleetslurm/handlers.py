@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from .model import JobState
 from .paths import JobPaths
@@ -24,6 +24,8 @@ from .ops import (op_cancel, op_explain, op_hold, op_release, op_requeue, op_shu
                   op_update_job, op_update_node)
 
 _LIVE = ("RUNNING", "COMPLETING")
+FINAL_STATES_SET = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                              "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
 
 
@@ -92,7 +94,10 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "script": job["script"],
         "argv": spec.get("argv", []),
         "env": env,
-        "cwd": spec["workdir"] if transport.shared_fs else spec["workdir"],
+        # without a shared filesystem the submit directory need not exist on the
+        # machine: run in the job's own directory there unless -D named one
+        "cwd": spec["workdir"] if transport.shared_fs or spec.get("chdir_set")
+        else JobPaths(transport.workdir, task["run_key"]).dir,
         "stdout": node_out,
         "stderr": node_err,
         "stdin": spec.get("input") or "/dev/null",
@@ -118,8 +123,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         if error:
             ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
             return  # retried when the agent reports the run again
-        ctl.store.update_task(task_id, collected=1)
-        ctl.send(node, {"op": "forget", "key": run_key})
+        finish_collection(ctl, task_id, run_key, node, now)
         return
     name, gen = item[1], item[2]
     link = ctl.links.get(name)
@@ -129,9 +133,19 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         ctl.send(name, {"op": "hello", "id": "hello"})
         return
     if kind in ("connect_failed", "lost"):
+        never_up = link.last_heard is None
         link.drop()
         link.failures += 1
         link.error = item[3]
+        if kind == "connect_failed" and link.failures == 1:
+            ctl.log(f"node {name}: {item[3]}")
+        definitive = kind == "connect_failed" and item[4] in ("AuthenticationFailed",
+                                                               "HostKeyError")
+        if (never_up or definitive) and kind == "connect_failed" and name not in ctl._node_down:
+            # a machine that never answered, or refuses us: say so at once
+            mark_down(ctl, name, item[3], now)
+        elif name in ctl._node_down and link.error:
+            ctl._node_down[name] = link.error
         return
     msg = item[3]
     link.last_heard = now
@@ -161,7 +175,9 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
     link.facts = dict(msg.get("facts") or {})
     ctl.store.set_node(name, facts=link.facts, last_seen=now)
     admin = ctl.store.node(name)
-    if name in ctl._node_down or ctl.sched.node_state(name) == "down":
+    if admin["admin_state"] == "down":
+        pass  # an admin's DOWN stands until State=RESUME
+    elif name in ctl._node_down or ctl.sched.node_state(name) == "down":
         ctl._node_down.pop(name, None)
         ctl.emit(NodeUp(ctl.node_spec(name, link.facts)))
         if admin["admin_state"] == "drain":
@@ -169,7 +185,9 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
     reported = {j["key"]: j for j in msg.get("jobs") or []}
     for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
         info = reported.pop(task["run_key"], None)
-        if info is None:
+        if info is None and task["state"] == "COMPLETING":
+            finish_collection(ctl, task["task_id"], task["run_key"], name, now)
+        elif info is None:
             # committed as started but the launch never reached the agent: the
             # agent's launch is idempotent per run key, so sending it again is safe
             launch(ctl, task, now)
@@ -201,19 +219,21 @@ def _stray_running(ctl: "Controller", name: str, key: str, now: float) -> None:
 
 
 def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
+    """A run ended on a machine (reported live, or found at the agent's hello).
+
+    With a shared filesystem the job is final at once. Without one it is
+    COMPLETING until its output is safe on the submit host (then final), the
+    way SLURM's COMPLETING covers a job's epilogue.
+    """
     key = str(result.get("key"))
     step = ctl.store.step(key)
     if step is None:
         ctl.send(name, {"op": "forget", "key": key})
         return
     task = ctl.store.task(step["task_id"])
-    if ctl.transport_for(name).shared_fs or task is None or task["run_key"] != key:
+    shared = ctl.transport_for(name).shared_fs
+    if shared or task is None or task["run_key"] != key:
         ctl.send(name, {"op": "forget", "key": key})
-    elif task["state"] not in _LIVE and task["state"] != "NODE_FAIL":
-        # already recorded; its output copy failed before: try again
-        if not task["collected"]:
-            collect_output(ctl, task, name)
-        return
     state = str(result.get("state") or "FAILED")
     if step["state"] == "RUNNING" or step["end_time"] is None:
         ctl.store.update_step(
@@ -222,11 +242,15 @@ def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
             exit_code=result.get("exit_code"), exit_signal=result.get("signal"),
             user_cpu=result.get("user_cpu"), system_cpu=result.get("system_cpu"),
             max_rss_kb=result.get("max_rss_kb"), error=result.get("error"))
-    task = ctl.store.task(step["task_id"])
     if task is None or task["run_key"] != key:
         return  # an earlier run of a requeued job: recorded on its step, not counted again
+    if task["state"] == "COMPLETING" or (task["state"] in FINAL_STATES_SET
+                                          and task["state"] != "NODE_FAIL"):
+        if not shared and not task["collected"]:
+            collect_output(ctl, task, name)  # a copy that did not finish: again
+        return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
-    if task["state"] not in _LIVE and not reconcile:
+    if task["state"] != "RUNNING" and not reconcile:
         return
     if state == "LOST":
         if not reconcile:
@@ -235,7 +259,7 @@ def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
     final = state if state in _RESULT_STATES else "FAILED"
     if task["cancelled_by"] is not None:
         final = "CANCELLED"
-    ctl.store.update_task(task["task_id"], state=final,
+    ctl.store.update_task(task["task_id"], state=final if shared else "COMPLETING",
                           end_time=result.get("end_time") or now,
                           exit_code=result.get("exit_code"), exit_signal=result.get("signal"))
     ctl.store.log(task["task_id"], now, "end", f"{final} {result.get('exit_code')}:"
@@ -244,7 +268,27 @@ def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
         ctl.emit(JobEnded(task["task_id"], final, result.get("end_time") or now))
         ctl.forget_fed(task["task_id"])
         ctl.task_finished(task)
-    collect_output(ctl, task, name)
+    if not shared:
+        collect_output(ctl, task, name)
+
+
+def final_state(task: dict, step: Optional[dict]) -> str:
+    """The state a COMPLETING task ends in, from its run's record."""
+    if task["cancelled_by"] is not None:
+        return "CANCELLED"
+    state = step["state"] if step else "FAILED"
+    return state if state in _RESULT_STATES else "FAILED"
+
+
+def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
+                      now: float) -> None:
+    task = ctl.store.task(task_id)
+    ctl.send(node, {"op": "forget", "key": run_key})
+    if task is None:
+        return
+    ctl.store.update_task(task_id, collected=1)
+    if task["state"] == "COMPLETING" and task["run_key"] == run_key:
+        ctl.store.update_task(task_id, state=final_state(task, ctl.store.step(run_key)))
 
 
 def collect_output(ctl: "Controller", task: dict, node: str) -> None:
@@ -323,4 +367,10 @@ def mark_down(ctl: "Controller", name: str, reason: str, now: float) -> None:
     ctl.emit(NodeDown(name, reason))
     ctl.links[name].drop()
     for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
+        if task["state"] == "COMPLETING":
+            # it ended; only its output copy was pending, and that is now lost
+            ctl.store.update_task(task["task_id"],
+                                  state=final_state(task, ctl.store.step(task["run_key"])))
+            ctl.store.log(task["task_id"], now, "output-lost", f"node {name} down")
+            continue
         node_fail(ctl, task, now, f"node {name} down: {reason}")

@@ -57,11 +57,11 @@ class NodeLink:
         try:
             channel = self.transport.start_agent()
         except FleetError as exc:
-            self.inbox.put(("connect_failed", self.name, gen, str(exc)))
+            self.inbox.put(("connect_failed", self.name, gen, str(exc), type(exc).__name__))
             return
         except Exception as exc:  # a transport bug must not kill the controller
             self.inbox.put(("connect_failed", self.name, gen,
-                            f"node {self.name}: {type(exc).__name__}: {exc}"))
+                            f"node {self.name}: {type(exc).__name__}: {exc}", "TransportError"))
             return
         with self._lock:
             if gen != self.generation:

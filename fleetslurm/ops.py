@@ -390,8 +390,14 @@ def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             ctl.store.set_node(name, admin_state="down", reason=reason, reason_time=now)
             mark_down(ctl, name, reason, now)
         elif state in ("RESUME", "IDLE", "UNDRAIN"):
+            was = ctl.store.node(name)["admin_state"]
             ctl.store.set_node(name, admin_state="resume", reason="", reason_time=None)
-            if name not in ctl._node_down:
+            if was == "down":
+                # back when its agent answers again
+                link = ctl.links[name]
+                link.last_heard = None
+                link.connect(now)
+            elif name not in ctl._node_down:
                 ctl.emit(NodeResume(name))
         elif state:
             raise UsageError(f"Invalid node state specified", prog="scontrol")

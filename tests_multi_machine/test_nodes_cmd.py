@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import time
 
 import pytest
@@ -91,8 +92,10 @@ def test_trust_shows_the_fingerprint_asks_and_records(sshd_fleet, make_config):
     code = trust(fleet.config, fleet.paths, "m1", False, out=out, err=err,
                  ask=lambda p: prompts.append(p) or "y")
     assert code == 0, err.getvalue()
-    kind, b64 = m1.public_key_line.split()[:2]
-    assert f"m1 ([{m1.address}]:{m1.port}) offers the host key ssh-ed25519 SHA256:" in out.getvalue()
+    shown = out.getvalue()
+    fp = subprocess.run(["ssh-keygen", "-lf", f"{m1.host_key}.pub"], capture_output=True,
+                        text=True, check=True).stdout.split()[1]  # OpenSSH's own fingerprint
+    assert f"m1 ([{m1.address}]:{m1.port}) offers the host key ssh-ed25519 {fp}\n" in shown
     assert prompts == [f"Trust it and record it in {fleet.known_hosts}? [y/N] "]
     assert fleet.known_hosts.read_text() == m1.known_hosts_line + "\n"
     assert fleet.known_hosts.stat().st_mode & 0o777 == 0o600

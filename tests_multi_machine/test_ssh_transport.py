@@ -369,3 +369,15 @@ def test_ssh_config_alias_and_proxyjump(sshd_fleet, make_config, ssh_home, clien
     kh.write_text(m2.known_hosts_line + "\n")  # the jump host's key is unknown now
     with pytest.raises(HostKeyError, match=f"jump host {m1.address}:{m1.port} of node m2"):
         ssh(fleet, "m2").start_agent()
+
+
+# -- the fixture itself ----------------------------------------------------------------
+def test_each_sshd_listens_only_on_its_own_address(sshd_fleet):
+    machines = sshd_fleet(4)
+    assert len({m.address for m in machines}) == 4 and len({m.port for m in machines}) == 4
+    for m in machines:
+        with socket.create_connection((m.address, m.port), timeout=2) as conn:
+            assert conn.recv(64).startswith(b"SSH-2.0-")
+        for other in ["127.0.0.1"] + [o.address for o in machines if o is not m]:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((other, m.port), timeout=2)

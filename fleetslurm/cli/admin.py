@@ -86,6 +86,48 @@ def controller_status() -> None:
         typer.echo(f"  {n['name']}: {n['state']}{extra}")
 
 
+nodes_app = typer.Typer(no_args_is_help=True, help="Check and trust the fleet's machines.")
+app.add_typer(nodes_app, name="nodes")
+
+
+def _config_and_paths(config: Optional[str]):
+    from ..config import resolve_config
+    from ..paths import private_dir, state_paths
+
+    paths = state_paths()
+    private_dir(paths.home)
+    return resolve_config(config), paths
+
+
+@nodes_app.command("check")
+def nodes_check(config: Optional[str] = typer.Option(None, help="fleet_config.json to use"),
+                timeout: float = typer.Option(30.0, help="seconds per machine")) -> None:
+    """One line per machine: reachable, authenticated, python3, workdir, disk; and the fix."""
+    from .nodes_cmd import check
+
+    try:
+        cfg, paths = _config_and_paths(config)
+        code = check(cfg, paths, timeout=timeout)
+    except FleetError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@nodes_app.command("trust")
+def nodes_trust(node: str, yes: bool = typer.Option(False, "--yes", "-y",
+                                                    help="record without asking"),
+                config: Optional[str] = typer.Option(None, help="fleet_config.json to use")) -> None:
+    """Show a machine's SSH host key fingerprint and record it in known_hosts."""
+    from .nodes_cmd import trust
+
+    try:
+        cfg, paths = _config_and_paths(config)
+        code = trust(cfg, paths, node, yes)
+    except FleetError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
 @app.command("explain")
 def explain(job: str) -> None:
     """Why a job is pending, or where it runs."""

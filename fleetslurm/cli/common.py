@@ -21,7 +21,9 @@ def client():
 
 def warn(prog: str, message: str) -> None:
     for line in message.splitlines() or [""]:
-        if line.startswith(f"{prog}: "):
+        if line.startswith("slurm_load_jobs error:"):
+            sys.stderr.write(line + "\n")  # SLURM prints API errors bare
+        elif line.startswith(f"{prog}: "):
             sys.stderr.write(line + "\n")
         elif line.startswith("error: "):
             sys.stderr.write(f"{prog}: {line}\n")

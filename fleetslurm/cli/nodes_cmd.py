@@ -48,7 +48,7 @@ def _transport(name: str, machine: "MachineConfig", config: "FleetConfig",
 def _where(machine: "MachineConfig") -> str:
     if machine.transport == "local":
         return "local"
-    return f"{machine.ssh_user or '(ssh user)'}@{machine.address}:{machine.port}"
+    return f"{machine.ssh_user or '(default user)'}@{machine.address}:{machine.port}"
 
 
 def _check_one(name: str, config: "FleetConfig", paths: "StatePaths",

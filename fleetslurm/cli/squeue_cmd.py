@@ -49,10 +49,13 @@ def main(argv: list[str]) -> int:
                          "              [-L licenses] [-w nodes] [--federation] [--local]\n"
                          "              [--sibling] [--json] [--yaml] [-ahjlrvV]\n")
         return 0
+    jobs = opts.get("jobs")
+    if jobs is True and positionals:
+        # squeue's -j takes the next word when it is not attached (like SLURM's)
+        jobs = positionals.pop(0)
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
     query: dict = {"squeue": True, "group_arrays": not opts.get("array"), "steps": False}
-    jobs = opts.get("jobs")
     if jobs and jobs is not True:
         query["ids"] = _split(jobs)
     states = opts.get("states") or os.environ.get("SQUEUE_STATES")
@@ -76,6 +79,12 @@ def main(argv: list[str]) -> int:
 
     with client() as c:
         records = c.call("jobs", **query)
+        if not records and query.get("ids"):
+            known = c.call("jobs", ids=query["ids"], steps=False)
+            if not known:
+                from ..errors import InvalidJobId
+
+                raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
     if opts.get("nodelist"):
         from ..slurm.hostlist import expand
 

@@ -184,6 +184,7 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
                              prog="sbatch") from None
     workdir = opts.get("chdir")
     spec["workdir"] = _abs(str(workdir), cwd) if workdir else cwd
+    spec["chdir_set"] = bool(workdir)
     spec["submit_dir"] = cwd
     spec["submit_host"] = submit_host
     name = opts.get("job_name")

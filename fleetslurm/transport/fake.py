@@ -13,7 +13,7 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from ..errors import NodeUnreachable, TransportError
 from .base import AgentChannel, Transport

@@ -307,6 +307,10 @@ class SSHTransport(Transport):
             for i, hop in enumerate(hops):
                 client = None
                 try:
+                    if scan is None or i < len(hops) - 1:
+                        client = paramiko.SSHClient()
+                        self._clients.append(client)
+                        self._load_known_hosts(client)  # before a socket exists to leak
                     if prev is None:
                         sock: Any = self._socket(hop)
                     else:
@@ -321,9 +325,7 @@ class SSHTransport(Transport):
                         finally:
                             t.close()
                         return
-                    client = paramiko.SSHClient()
-                    self._clients.append(client)
-                    self._load_known_hosts(client)
+                    assert client is not None
                     client.set_missing_host_key_policy(_HostKeyPolicy(self, hop))
                     client.connect(hop.host, hop.port, username=hop.user,
                                    key_filename=list(hop.keys) or None, allow_agent=True,
