@@ -58,7 +58,7 @@ def main() -> int:
 
         with connect() as c:
             # let the latency jobs drain first
-            while c.call("jobs", squeue=True, steps=False):
+            while c.call("count")["active"]:
                 time.sleep(0.1)
             t0 = time.perf_counter()
             ids = []
@@ -68,10 +68,7 @@ def main() -> int:
                            cwd=str(work), submit_host=platform.node(), script_name="wrap")
                 ids.append(r["job_id"])
             t_sub = time.perf_counter() - t0
-            while True:
-                live = c.call("jobs", squeue=True, steps=False)
-                if not live:
-                    break
+            while c.call("count")["active"]:
                 time.sleep(0.05)
             total = time.perf_counter() - t0
             recs = c.call("jobs", ids=[str(i) for i in ids], steps=False)

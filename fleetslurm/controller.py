@@ -60,7 +60,7 @@ class Controller:
         self.paths = paths
         if store is None:
             private_dir(paths.home)
-        self.store = store or Store(paths.db)
+        self.store = store or Store(paths.db, cache_jobs=True)
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.sched = SchedulerState()
         self.links: dict[str, NodeLink] = {}
@@ -79,6 +79,10 @@ class Controller:
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
         self._reasons_at = float("-inf")
+        self._pass_at = float("-inf")
+        self._snapshot_at = float("-inf")
+        #: set when a node's state may have changed: sinfo must see it at once
+        self._nodes_dirty = True
         self.node_snapshot: list[dict] = []
 
     # -- start-up --------------------------------------------------------------
@@ -211,16 +215,22 @@ class Controller:
                     self._handlers.node_message(self, item, now)
             self._handlers.periodic(self, now)
             events, self._events = self._events, []
-            actions = self.sched.handle(events, now)
+            actions = []
+            if events or now - self._pass_at >= 0.5:
+                self._pass_at = now
+                actions = self.sched.handle(events, now)
             for action in actions:
                 if isinstance(action, StartJob):
                     self._handlers.start_job(self, action, now)
+                    self._nodes_dirty = True
             # reasons are for people (squeue): a few times a second is enough,
             # and computing them for a long queue is not free
             if now - self._reasons_at >= 0.25:
                 self._reasons_at = now
                 self._update_reasons()
-            if actions or events or items:
+            if self._nodes_dirty or now - self._snapshot_at >= 1.0:
+                self._snapshot_at = now
+                self._nodes_dirty = False
                 self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)
         # committed: now act on it
@@ -250,6 +260,7 @@ class Controller:
         except errors.FleetError as exc:
             self.store._x("ROLLBACK TO req")
             self.store._x("RELEASE req")
+            self.store.forget_cached()
             pending.error = exc
         except Exception as exc:
             import traceback
@@ -257,6 +268,7 @@ class Controller:
             traceback.print_exc()
             self.store._x("ROLLBACK TO req")
             self.store._x("RELEASE req")
+            self.store.forget_cached()
             pending.error = errors.ControllerError(
                 f"internal error in the controller: {type(exc).__name__}: {exc}")
 
@@ -276,6 +288,9 @@ class Controller:
 
     def emit(self, event: Any) -> None:
         self._events.append(event)
+        if type(event).__name__.startswith("Node") or type(event).__name__ in (
+                "JobEnded", "JobRequeued", "JobRestored"):
+            self._nodes_dirty = True
 
     def log(self, text: str) -> None:
         """One line in the controller's log (its stderr)."""

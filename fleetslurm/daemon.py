@@ -131,7 +131,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.close(wfd)
     ctl.start = lambda now: None  # already started
     try:
-        run(ctl, server)
+        profile = os.environ.get("FLEETSLURM_PROFILE")
+        if profile:  # a developer's tool: cProfile the controller's life into this file
+            import cProfile
+
+            cProfile.runctx("run(ctl, server)", globals(), {"run": run, "ctl": ctl,
+                                                           "server": server}, profile)
+        else:
+            run(ctl, server)
     finally:
         try:
             os.unlink(ctl.paths.pid_file)

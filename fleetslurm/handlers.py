@@ -132,6 +132,8 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     if kind == "connected":
         ctl.send(name, {"op": "hello", "id": "hello"})
         return
+    if kind != "agent" or item[3].get("ev") in ("hello", "facts"):
+        ctl._nodes_dirty = True  # sinfo shows link state, load and free memory
     if kind in ("connect_failed", "lost"):
         never_up = link.last_heard is None
         link.drop()

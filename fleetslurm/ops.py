@@ -111,9 +111,8 @@ def _add_task(ctl: "Controller", task_id: int, job_id: int, index: Optional[int]
     ctl.store.add_task(task_id, job_id, index, req, now, held)
     if index is not None:
         ctl._array_of[task_id] = job_id
-    task = ctl.store.task(task_id)
     job = ctl.store.job(job_id)
-    if ctl._may_feed(task, job):  # type: ignore[arg-type]
+    if ctl._may_feed({"array_index": index}, job):  # type: ignore[arg-type]
         ctl.emit(JobSubmitted(_request(task_id, job["user"], now, req, held)))  # type: ignore[index]
         ctl._fed.add(task_id)
 
@@ -352,8 +351,7 @@ def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         if comment is not None:
             spec = dict(job["spec"])
             spec["comment"] = comment
-            ctl.store._x("UPDATE jobs SET spec=? WHERE job_id=?",
-                         (__import__("json").dumps(spec), job["job_id"]))
+            ctl.store.set_job_spec(job["job_id"], spec)
         ctl.store.log(task["task_id"], now, "update", repr(fields))
         sched_changes = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
                          for k, v in changes.items()}

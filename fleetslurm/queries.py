@@ -21,7 +21,7 @@ _ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
 
 
 class Queries:
-    OPS = frozenset({"ping", "jobs", "nodes", "config", "history", "read_output"})
+    OPS = frozenset({"ping", "jobs", "nodes", "config", "history", "read_output", "count"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -142,6 +142,13 @@ class Queries:
             ("SlurmctldHeartbeatInterval", f"{cfg.heartbeat_interval:g} sec"),
             ("SLURM_VERSION", "22.05 (fleetslurm)"),
         ]
+
+    def q_count(self, args: dict, uid: int) -> dict:
+        """How many jobs are in each state (cheap: for pollers and dashboards)."""
+        rows = self._store()._x("SELECT state, COUNT(*) FROM tasks GROUP BY state").fetchall()
+        counts = {state: n for state, n in rows}
+        counts["active"] = sum(n for st, n in counts.items() if st in _ACTIVE)
+        return counts
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))

@@ -118,8 +118,11 @@ class Store:
     ``path=":memory:"`` gives a private in-memory store (tests).
     """
 
-    def __init__(self, path: "Path | str") -> None:
+    def __init__(self, path: "Path | str", cache_jobs: bool = False) -> None:
         self.path = str(path)
+        # jobs rows are written once (only scontrol's Comment changes them), so
+        # the controller keeps parsed specs; query threads read fresh
+        self._jobs: Optional[dict[int, dict]] = {} if cache_jobs else None
         try:
             self._db = self._connect()
             self._migrate()
@@ -180,6 +183,7 @@ class Store:
         except BaseException:
             self._depth = 0
             self._db.execute("ROLLBACK")
+            self.forget_cached()
             raise
         self._depth = 0
         try:
@@ -218,12 +222,27 @@ class Store:
         self.log(task_id, submit_time, "submit", state)
 
     def job(self, job_id: int) -> Optional[dict]:
+        if self._jobs is not None and job_id in self._jobs:
+            return self._jobs[job_id]
         row = self._x("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         if row is None:
             return None
         d = dict(row)
         d["spec"] = json.loads(d["spec"])
+        if self._jobs is not None:
+            if len(self._jobs) > 4096:
+                self._jobs.clear()
+            self._jobs[job_id] = d
         return d
+
+    def set_job_spec(self, job_id: int, spec: dict) -> None:
+        self._x("UPDATE jobs SET spec=? WHERE job_id=?", (json.dumps(spec), job_id))
+        self.forget_cached()
+
+    def forget_cached(self) -> None:
+        """Drop cached job rows (after a rollback or an update)."""
+        if self._jobs is not None:
+            self._jobs.clear()
 
     def task(self, task_id: int) -> Optional[dict]:
         row = self._x("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()

@@ -1,0 +1,130 @@
+"""Fleet throughput over SSH, next to GNU parallel on the same machines.
+
+Starts four real sshd "machines" on loopback (the multi-machine tests'
+fixture: 127.0.0.2-5, each with its own host key, port and workdir; declared
+2, 4, 8 and 2 CPUs), then in one run:
+
+1. fleetslurm: N trivial jobs (``true``) submitted over one client connection,
+   timed from the first submission to the last COMPLETED; without a shared
+   filesystem (each job's output copied home) and with ``shared_fs: true``.
+2. GNU parallel: ``parallel -M --sshlogin`` (ssh ControlMaster, one connection
+   per machine reused) running the same N ``true`` commands over the same four
+   sshd, with as many slots per machine as fleetslurm gets CPUs.
+
+Run: ``python benchmarks/bench_fleet.py [--jobs 1000]`` (needs openssh-server
+and GNU parallel: ``apt-get install openssh-server parallel``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests_multi_machine.sshd_machines import SshdPool  # noqa: E402
+
+
+def run_fleetslurm(machines, key: Path, base: Path, jobs: int, shared_fs: bool) -> float:
+    home = base / ("home-shared" if shared_fs else "home")
+    home.mkdir(mode=0o700)
+    cfg = {"cluster_name": "bench", "heartbeat_interval": 5,
+           "machines": {m.name: m.config_entry(shared_fs=shared_fs) for m in machines}}
+    path = base / f"fleet_config{'-shared' if shared_fs else ''}.json"
+    path.write_text(json.dumps(cfg))
+    (home / "known_hosts").write_text("".join(m.known_hosts_line + "\n" for m in machines))
+    env = dict(os.environ, FLEETSLURM_HOME=str(home), FLEETSLURM_CONFIG=str(path))
+    work = base / ("work-shared" if shared_fs else "work")
+    work.mkdir()
+    exe = [sys.executable, "-m", "fleetslurm.cli.main"]
+    subprocess.run(exe + ["controller", "start"], env=env, check=True, cwd=work,
+                   stdout=subprocess.DEVNULL)
+    try:
+        from fleetslurm.paths import StatePaths
+        from fleetslurm.rpc import connect
+
+        with connect(StatePaths(home)) as c:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                nodes = c.call("nodes")["nodes"]
+                if all(n["state"] == "idle" for n in nodes):
+                    break
+                time.sleep(0.1)
+            else:
+                raise SystemExit(f"machines not up: {nodes}")
+            t0 = time.perf_counter()
+            for _ in range(jobs):
+                c.call("submit", options={"wrap": "true"}, script="#!/bin/sh\ntrue\n",
+                       script_args=[], env={"PATH": "/usr/bin:/bin"}, cwd=str(work),
+                       submit_host=platform.node(), script_name="wrap")
+            while c.call("count")["active"]:
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            states = {r["state"] for r in c.call("jobs", steps=False)}
+            assert states == {"COMPLETED"}, states
+        return elapsed
+    finally:
+        subprocess.run(exe + ["controller", "stop"], env=env, cwd=work,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_parallel(machines, key: Path, base: Path, jobs: int) -> float:
+    kh = base / "parallel_known_hosts"
+    kh.write_text("".join(m.known_hosts_line + "\n" for m in machines))
+    cfg = base / "ssh_config"
+    cfg.write_text("".join(
+        f"Host {m.name}\n  HostName {m.address}\n  Port {m.port}\n  User root\n"
+        f"  IdentityFile {key}\n  UserKnownHostsFile {kh}\n  StrictHostKeyChecking yes\n"
+        f"  IdentitiesOnly yes\n" for m in machines))
+    logins = ",".join(f"{m.size['cpus']}/{m.name}" for m in machines)
+    cmd = ["parallel", "-M", "--ssh", f"ssh -F {cfg}", "-S", logins, "true", ":::"] + \
+        [str(i) for i in range(jobs)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=dict(os.environ, PARALLEL_HOME=str(base / "parallel")))
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=1000)
+    opts = ap.parse_args()
+    if not shutil.which("parallel") or not Path("/usr/sbin/sshd").exists():
+        print("needs GNU parallel and openssh-server: apt-get install parallel openssh-server")
+        return 2
+    base = Path(tempfile.mkdtemp(prefix="fleetslurm-fleet-bench-"))
+    (base / "sshd").mkdir()
+    pool = SshdPool(base / "sshd")
+    try:
+        machines = pool.get(4)
+        sizes = ", ".join(f"{m.name} {m.size['cpus']} CPUs" for m in machines)
+        print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+              f"Python {platform.python_version()}; 4 sshd on loopback ({sizes})")
+        n = opts.jobs
+        t_fs = run_fleetslurm(machines, pool.client_key, base, n, shared_fs=False)
+        t_sh = run_fleetslurm(machines, pool.client_key, base, n, shared_fs=True)
+        t_gp = run_parallel(machines, pool.client_key, base, n)
+        for label, t in (("fleetslurm (output copied home)", t_fs),
+                         ("fleetslurm (shared_fs: true)", t_sh),
+                         ("GNU parallel -M --sshlogin", t_gp)):
+            print(f"{label:34s} {n} jobs in {t:7.2f} s -> {n / t:7.1f} jobs/s, "
+                  f"{t / n * 1000:6.2f} ms per job")
+        print(f"fleetslurm / GNU parallel: {t_gp / t_fs:.1f}x (output copied), "
+              f"{t_gp / t_sh:.1f}x (shared fs)")
+    finally:
+        pool.shutdown()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
