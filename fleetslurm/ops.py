@@ -186,8 +186,10 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             continue  # finished but remembered: silent, exit 0
         if signal is not None and not args.get("cancel_with_signal", False):
             if task["state"] in _LIVE:
+                # SLURM: srun steps only by default, -b the batch shell, -f everything
+                scope = "full" if args.get("full") else "batch" if batch_only else "steps"
                 ctl.send(task["node"], {"op": "signal", "key": task["run_key"],
-                                        "signal": int(signal), "batch_only": batch_only})
+                                        "signal": int(signal), "scope": scope})
             else:
                 errs.append(f"Kill job error on job id {shown}: Job is pending execution")
             continue

@@ -108,6 +108,16 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 
 @pytest.fixture
+def wide_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """This machine declared with 8 CPUs: room for several sleepers at once."""
+    cfg = local_config()
+    cfg["machines"]["localhost"]["cpus"] = 8
+    f = Fleet(tmp_path, cfg)
+    yield f
+    _teardown(f)
+
+
+@pytest.fixture
 def default_fleet(tmp_path: Path) -> Iterator[Fleet]:
     """The embedded default: no config at all."""
     f = Fleet(tmp_path, None)

@@ -357,3 +357,101 @@ def test_srun_steps_inside_a_batch_job(fleet):
     assert fleet.wait(job)["state"] == "COMPLETED"
     assert (fleet.work / f"slurm-{job}.out").read_text() == \
         "task=0/2 step=0\ntask=1/2 step=0\nstep=1\n"
+
+
+def test_squeue_and_scancel_filters(wide_fleet):
+    fleet = wide_fleet
+    me = __import__("pwd").getpwuid(os.getuid()).pw_name
+    a = fleet.sbatch("-H", "-J", "alpha", "--wrap", "true")
+    b = fleet.sbatch("-H", "-J", "beta", "--wrap", "true")
+    c = fleet.sbatch("-J", "gamma", "--wrap", "sleep 60")
+    fleet.wait(c, {"RUNNING"})
+    ids = lambda *args: fleet.run("squeue", "-h", "-o", "%i", *args, check=True).stdout.split()
+    assert ids("-n", "alpha,gamma") == [str(c), str(a)]  # running first, like SLURM
+    assert ids("-u", me) == [str(c), str(a), str(b)]
+    assert ids("--me", "-t", "PD") == [str(a), str(b)]
+    assert ids("-j", f"{a},{b}") == [str(a), str(b)]
+    assert ids("-j", str(b)) == [str(b)]
+    assert ids("-u", "nosuchuser") == []
+    env_fmt = fleet.run("squeue", "-h", "-t", "R", env={"SQUEUE_FORMAT": "%j:%T"}, check=True)
+    assert env_fmt.stdout == "gamma:RUNNING\n"
+    # -o wins over SQUEUE_FORMAT
+    assert fleet.run("squeue", "-h", "-t", "R", "-o", "%i", env={"SQUEUE_FORMAT": "%j"},
+                     check=True).stdout == f"{c}\n"
+    missing = fleet.run("squeue", "-j", "99999")
+    assert (missing.returncode, missing.stderr) == (
+        1, "slurm_load_jobs error: Invalid job id specified\n")
+    # scancel by name and state
+    fleet.run("scancel", "-n", "alpha", check=True)
+    assert fleet.wait(a)["state"] == "CANCELLED"
+    assert fleet.record(b)["state"] == "PENDING"
+    fleet.run("scancel", "--me", "-t", "PENDING", check=True)
+    assert fleet.wait(b)["state"] == "CANCELLED"
+    assert fleet.record(c)["state"] == "RUNNING"
+    fleet.run("scancel", "-u", me, check=True)
+    assert fleet.wait(c)["state"] == "CANCELLED"
+
+
+def test_scancel_signal_targets_like_slurm(wide_fleet):
+    """Checked on SLURM 22.05: without -b/-f only job steps get the signal (a
+    job without srun steps gets nothing), -b the batch shell only, -f every
+    process of the job (the shell then reports its killed child)."""
+    fleet = wide_fleet
+    trap = "trap 'echo got USR1; exit 0' USR1; while true; do sleep 0.1; done"
+    jobs = {mode: fleet.sbatch("--wrap", trap) for mode in ("", "-b", "-f")}
+    steps = fleet.sbatch("--wrap", "srun sh -c \"trap 'echo step got USR1; exit 0' USR1; "
+                                   "while true; do sleep 0.1; done\"; echo after")
+    for job in [*jobs.values(), steps]:
+        fleet.wait(job, {"RUNNING"})
+    time.sleep(1)
+    for mode, job in jobs.items():
+        fleet.run("scancel", "--signal=USR1", *([mode] if mode else []), str(job), check=True)
+    fleet.run("scancel", "-s", "USR1", str(steps), check=True)
+    assert fleet.wait(jobs["-b"], timeout=20)["state"] == "COMPLETED"
+    assert (fleet.work / f"slurm-{jobs['-b']}.out").read_text() == "got USR1\n"
+    assert fleet.wait(jobs["-f"], timeout=20)["state"] == "COMPLETED"
+    assert (fleet.work / f"slurm-{jobs['-f']}.out").read_text() == \
+        "User defined signal 1\ngot USR1\n"
+    assert fleet.wait(steps, timeout=20)["state"] == "COMPLETED"
+    # every process of the step gets it (the step's shell reports its killed sleep)
+    assert (fleet.work / f"slurm-{steps}.out").read_text() == \
+        "User defined signal 1\nstep got USR1\nafter\n"
+    assert fleet.record(jobs[""])["state"] == "RUNNING"  # nothing to signal: no steps
+    fleet.run("scancel", str(jobs[""]), check=True)
+
+
+def test_sacct_windows_states_and_names(fleet):
+    ok = fleet.sbatch("-J", "good", "--wrap", "true")
+    bad = fleet.sbatch("-J", "bad", "--wrap", "exit 2")
+    fleet.wait(ok)
+    fleet.wait(bad)
+    out = lambda *a: fleet.run("sacct", "-n", "-X", "-P", "-o", "jobid", *a,
+                               check=True).stdout.split()
+    assert out() == [str(ok), str(bad)]                       # since midnight by default
+    assert out("-s", "F") == [str(bad)]
+    assert out("--state=COMPLETED") == [str(ok)]
+    assert out("--name", "good") == [str(ok)]
+    assert out("-S", "now+1hours") == []
+    assert out("-S", "2020-01-01T00:00", "-E", "now") == [str(ok), str(bad)]
+    assert out("-E", "2020-01-01") == []
+    steps = fleet.run("sacct", "-n", "-P", "-j", str(bad), "-o", "jobid,state,exitcode",
+                      check=True).stdout
+    assert steps == f"{bad}|FAILED|2:0\n{bad}.batch|FAILED|2:0\n"
+    stray = fleet.run("sacct", "stray")
+    assert stray.returncode == 1 and "stray" in stray.stderr
+
+
+def test_signal_before_time_limit(fleet):
+    """--signal=B:USR1@55 with a one-minute limit: the batch shell hears at ~5 s;
+    without B: the srun step gets it (as submitit's USR2@90 expects)."""
+    batch = fleet.sbatch("-t", "1", "--signal=B:USR1@55", "--wrap",
+                         "trap 'echo warned; exit 0' USR1; while true; do sleep 0.2; done")
+    step = fleet.sbatch("-t", "1", "--signal=USR1@55", "--wrap",
+                        "srun sh -c \"trap 'echo step warned; exit 0' USR1; "
+                        "while true; do sleep 0.2; done\" 2>/dev/null")
+    t0 = time.monotonic()
+    for job, text in ((batch, "warned\n"), (step, "step warned\n")):
+        rec = fleet.wait(job, timeout=30)
+        assert rec["state"] == "COMPLETED", rec
+        assert (fleet.work / f"slurm-{job}.out").read_text() == text
+    assert time.monotonic() - t0 < 20

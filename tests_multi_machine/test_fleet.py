@@ -282,3 +282,51 @@ def test_unreachable_and_broken_machines_are_down_with_the_fix(sshd_fleet, make_
         assert cli.wait(job)["nodes"] == ["m1"]
     finally:
         cli.stop()
+
+
+def test_dropped_link_job_keeps_running_and_is_reconciled(fleet4, tmp_path):
+    """The link to a machine drops (sshd and agent die) but its job goes on; it
+    is NODE_FAIL while the machine is DOWN, and when the machine is back its
+    supervisor's record gives the job its true end: nothing lost, nothing twice."""
+    cli, machines = fleet4
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = cli.sbatch("--no-requeue", "-w", "m4", "--wrap",
+                     f"echo run >> {marks}/x; sleep 4; exit 3")
+    cli.wait(job, {"RUNNING"})
+    m4 = next(m for m in machines if m.name == "m4")
+    m4.kill(jobs=False)
+    cli.wait_nodes({"m4": "down"}, timeout=10)
+    assert cli.wait(job, {"NODE_FAIL"}, timeout=10)["state"] == "NODE_FAIL"
+    m4.start()
+    cli.wait_nodes({"m4": "idle"}, timeout=30)
+    rec = cli.wait(job, {"FAILED"}, timeout=30)
+    assert (rec["exit_code"], rec["exit_signal"]) == (3, 0)
+    assert (marks / "x").read_text() == "run\n"
+
+
+def test_sinfo_shows_load_and_free_memory(fleet4):
+    cli, _ = fleet4
+    out = cli.run("sinfo", "-N", "-h", "-o", "%N|%c|%m|%O|%e", check=True).stdout
+    rows = [line.split("|") for line in out.splitlines()]
+    assert [r[0] for r in rows] == ["m1", "m2", "m3", "m4"]
+    assert [r[1] for r in rows] == ["2", "4", "8", "2"]          # declared, authoritative
+    assert [r[2] for r in rows] == ["2048", "8192", "16384", "4096"]
+    for r in rows:
+        float(r[3])            # CPU_LOAD as the agent reports it
+        assert int(r[4]) > 0   # FREE_MEM in MB
+
+
+def test_shared_fs_machine_writes_output_in_place(sshd_fleet, make_config, ssh_home,
+                                                  tmp_path):
+    (m1,) = sshd_fleet(1)
+    files = make_config([m1], heartbeat_interval=0.5, overrides={"m1": {"shared_fs": True}})
+    cli = Cli(files, tmp_path / "submit")
+    try:
+        job = cli.sbatch("--wrap", "pwd; echo shared")
+        assert cli.wait(job)["state"] == "COMPLETED"
+        # the job ran in the submit directory (it exists on a shared filesystem)
+        assert (cli.work / f"slurm-{job}.out").read_text() == f"{cli.work}\nshared\n"
+        assert not (files.home / "output" / str(job)).exists()  # nothing copied
+    finally:
+        cli.stop()

@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
         except ValueError:
             raise UsageError(f"Invalid job signal: {opts['signal']}", prog=PROG) from None
     request["batch"] = bool(opts.get("batch"))
+    request["full"] = bool(opts.get("full"))
     users = [u for u in str(opts.get("user") or "").split(",") if u]
     if opts.get("me"):
         import pwd

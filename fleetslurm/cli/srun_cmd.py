@@ -61,6 +61,22 @@ def _next_step_id(job_id: str) -> int:
         os.close(fd)
 
 
+def _register(pgid: int, remove: bool = False) -> None:
+    """Record (or drop) a step's process group in the job's steps directory."""
+    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
+    if not steps:
+        return
+    path = os.path.join(steps, str(pgid))
+    try:
+        if remove:
+            os.unlink(path)
+        else:
+            os.makedirs(steps, mode=0o700, exist_ok=True)
+            open(path, "w").close()
+    except OSError:
+        pass  # signals then miss this step; the job itself is unaffected
+
+
 def run_step(opts: dict, command: list[str]) -> int:
     from ..slurm.patterns import expand_pattern
 
@@ -102,8 +118,13 @@ def run_step(opts: dict, command: list[str]) -> int:
         elif out is not None:
             err = subprocess.STDOUT  # type: ignore[assignment]
         try:
-            procs.append(subprocess.Popen(command, env=tenv, stdout=out, stderr=err,
-                                          stdin=None if rank == 0 else subprocess.DEVNULL))
+            # each task its own process group, registered where the job's
+            # supervisor and agent look for steps to signal
+            proc = subprocess.Popen(command, env=tenv, stdout=out, stderr=err,
+                                    stdin=None if rank == 0 else subprocess.DEVNULL,
+                                    preexec_fn=os.setpgrp)
+            procs.append(proc)
+            _register(proc.pid)
         except OSError as exc:
             for p in procs:
                 p.kill()
@@ -120,6 +141,8 @@ def run_step(opts: dict, command: list[str]) -> int:
     for sig in _FORWARD:
         signal.signal(sig, forward)
     codes = [p.wait() for p in procs]
+    for p in procs:
+        _register(p.pid, remove=True)
     for f in files:
         f.close()
     worst = 0

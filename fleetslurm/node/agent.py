@@ -84,6 +84,7 @@ RESULT_FILE = "result.json"
 SUPERVISOR_FILE = "supervisor.json"
 SCRIPT_FILE = "script"
 CANCEL_FILE = "cancel"
+STEPS_DIR = "steps"    # one file per srun step process group (named by its pgid)
 LIMIT_FILE = "limit"   # a new time limit (seconds, or "none") from scontrol update
 LOG_FILE = "agent.log"
 
@@ -191,6 +192,39 @@ def alive(pid: Optional[int], ticks: Optional[int]) -> bool:
         return False
     st = proc_stat(pid)
     return st is not None and st[0] not in ("Z", "X") and (ticks is None or st[2] == ticks)
+
+
+def step_groups(jobdir: str, sid: Optional[int]) -> List[int]:
+    """Process groups of the job's srun steps that still live in its session."""
+    try:
+        names = os.listdir(os.path.join(jobdir, STEPS_DIR))
+    except OSError:
+        return []
+    groups = []
+    for name in names:
+        if name.isdigit():
+            st = proc_stat(int(name))
+            # the session check guards against a reused pid
+            if st is not None and (sid is None or st[1] == sid):
+                groups.append(int(name))
+    return groups
+
+
+def signal_scope(jobdir: str, sid: Optional[int], pid: int, signum: int, scope: str) -> None:
+    """SLURM's targets: "steps" (srun steps only, scancel's default and
+    --signal without B:), "batch" (the batch shell: scancel -b, --signal=B:),
+    "full" (every process of the job: scancel -f)."""
+    if scope == "batch":
+        os.kill(pid, signum)
+        return
+    targets = step_groups(jobdir, sid)
+    if scope == "full":
+        targets.append(pid)
+    for pgid in targets:
+        try:
+            os.killpg(pgid, signum)
+        except OSError:
+            pass
 
 
 def key_error(key: Any) -> Optional[str]:
@@ -518,6 +552,9 @@ class Supervisor:
                               ).encode("utf-8", "surrogateescape"))
             env = dict(spec["env"])
             env["SLURM_TASK_PID"] = str(os.getpid())
+            # srun (fleetslurm's) records each step's process group here, so that
+            # signals meant for job steps (scancel --signal, --signal=SIG@T) find them
+            env["FLEETSLURM_STEPS_DIR"] = os.path.join(self.jobdir, STEPS_DIR)
             stage = "exec"
             try:
                 os.execve(self.script, [self.script] + spec["argv"], env)
@@ -699,7 +736,11 @@ class Supervisor:
                                 if (sig and limit) else None)
             if t_signal is not None and now >= t_signal:
                 t_signal = None
-                self.kill(sig["num"], group=not sig["batch_only"])
+                try:
+                    signal_scope(self.jobdir, self.sid, self.pid, sig["num"],
+                                 "batch" if sig["batch_only"] else "steps")
+                except OSError:
+                    pass
             if t_limit is not None and now >= t_limit:
                 t_limit = None
                 self.set_reason("TIMEOUT")
@@ -1411,11 +1452,9 @@ class Agent:
         elif not alive(job.pid, job.ticks):
             err = "job %s's batch shell has exited" % job.key
         else:
+            scope = req.get("scope") or ("batch" if req.get("batch_only") else "full")
             try:
-                if req.get("batch_only"):
-                    os.kill(job.pid, signum)
-                else:
-                    os.killpg(job.pid, signum)
+                signal_scope(job.dir, job.sup_pid, job.pid, signum, str(scope))
             except OSError as exc:
                 err = "cannot signal job %s: %s" % (job.key, exc.strerror)
         self.send({"ev": "signalled", "re": rid, "key": job.key, "ok": err is None, "error": err})

@@ -5,36 +5,33 @@ on the same connection, which is opened lazily and reopened by the next
 ``start_agent()`` once it has died. Every paramiko/socket/OS error is turned
 here into a fleetslurm error naming the machine and the fix.
 
-Host keys are checked against ``$FLEETSLURM_HOME/known_hosts`` and
-``~/.ssh/known_hosts`` (``[host]:port`` names for ports other than 22, as
-OpenSSH writes them). An unknown key is refused unless ``host_key_policy`` is
-``accept-new``; a changed key is always refused. paramiko is imported inside
-methods only: the CLI must not pay for it.
+Host keys are checked by ``ssh_hostkeys`` (an unknown key is refused unless
+``host_key_policy`` is ``accept-new``; a changed key is always refused); the
+SFTP helpers live in ``ssh_files``. paramiko is imported inside functions
+only: the CLI must not pay for it.
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import getpass
 import hashlib
 import logging
 import os
-import posixpath
 import re
 import shlex
 import socket
-import stat
 import threading
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import AuthenticationFailed, HostKeyError, NodeUnreachable, TransportError
-from ..paths import private_dir
+from ..errors import AuthenticationFailed, NodeUnreachable, TransportError
 from .base import AgentChannel, Transport, agent_source
+from .ssh_files import SFTPFiles, file_error, link_lost
+from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
+                           load_known_hosts, record_host_key, recorded_host_key)
 
 if TYPE_CHECKING:
     import paramiko
@@ -53,29 +50,6 @@ _PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 # within ~30 s so a blocked read ends and the controller reconnects.
 _TCP_OPTS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3),
              ("TCP_USER_TIMEOUT", 30000))
-
-
-def fingerprint(key: "paramiko.PKey") -> str:
-    """OpenSSH's ``SHA256:...`` fingerprint of a public key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def host_pattern(host: str, port: int) -> str:
-    """The known_hosts name of ``host:port``, as OpenSSH writes it."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-def record_host_key(path: Path, pattern: str, key: "paramiko.PKey") -> None:
-    """Append ``pattern keytype base64`` to a known_hosts file (0600)."""
-    if not path.parent.is_dir():
-        private_dir(path.parent)
-    line = f"{pattern} {key.get_name()} {key.get_base64()}\n".encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, line)  # one O_APPEND write: concurrent recorders never interleave
-    finally:
-        os.close(fd)
 
 
 def _tail(data: bytes, limit: int = 300) -> str:
@@ -97,28 +71,6 @@ class _Hop:
     @property
     def pattern(self) -> str:
         return host_pattern(self.host, self.port)
-
-
-class _HostKeyPolicy:
-    """Called by paramiko for a host key that no known_hosts file lists."""
-
-    def __init__(self, transport: "SSHTransport", hop: _Hop) -> None:
-        self.t, self.hop = transport, hop
-
-    def missing_host_key(self, client: Any, hostname: str, key: "paramiko.PKey") -> None:
-        if self.t.fleet.host_key_policy == "accept-new":
-            record_host_key(self.t.paths.known_hosts, hostname, key)
-            log.warning("%s: accepted new host key %s %s (host_key_policy accept-new), "
-                        "recorded in %s", self.hop.desc, key.get_name(), fingerprint(key),
-                        self.t.paths.known_hosts)
-            return
-        if self.hop.jump:  # `nodes trust` records the machine's key, not its jump host's
-            fix = (f"check it and record it with: ssh-keyscan -p {self.hop.port} {self.hop.host}"
-                   f" >> {self.t.paths.known_hosts}")
-        else:
-            fix = f'run "fleetslurm nodes trust {self.t.node}" to check and record it'
-        raise HostKeyError(f"{self.hop.desc}: unknown host key {key.get_name()} "
-                           f"{fingerprint(key)}; {fix}", self.t.node)
 
 
 class _SSHChannel(AgentChannel):
@@ -221,8 +173,7 @@ class SSHTransport(Transport):
         self._lock = threading.RLock()        # connecting
         self._sftp_lock = threading.Lock()    # the one SFTP session
         self._clients: list[Any] = []          # jump hosts first, the machine last
-        self._sftp: Any = None
-        self._dirs: set[str] = set()
+        self._files: Optional[SFTPFiles] = None
 
     # -- where and who ---------------------------------------------------------
     def _ssh_config(self) -> Any:
@@ -310,7 +261,8 @@ class SSHTransport(Transport):
                     if scan is None or i < len(hops) - 1:
                         client = paramiko.SSHClient()
                         self._clients.append(client)
-                        self._load_known_hosts(client)  # before a socket exists to leak
+                        # before a socket exists to leak
+                        load_known_hosts(client, self.node, self.paths)
                     if prev is None:
                         sock: Any = self._socket(hop)
                     else:
@@ -326,7 +278,8 @@ class SSHTransport(Transport):
                             t.close()
                         return
                     assert client is not None
-                    client.set_missing_host_key_policy(_HostKeyPolicy(self, hop))
+                    client.set_missing_host_key_policy(HostKeyPolicy(
+                        self.node, self.fleet.host_key_policy, self.paths.known_hosts, hop))
                     client.connect(hop.host, hop.port, username=hop.user,
                                    key_filename=list(hop.keys) or None, allow_agent=True,
                                    look_for_keys=True, sock=sock, timeout=TIMEOUT,
@@ -351,48 +304,12 @@ class SSHTransport(Transport):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
         return sock
 
-    def _known_files(self) -> list[Path]:
-        """User's file first: paramiko consults its "system" keys before its own."""
-        return [Path(os.path.expanduser("~/.ssh/known_hosts")), self.paths.known_hosts]
-
-    def _load_known_hosts(self, client: Any) -> None:
-        user, ours = self._known_files()
-        for path, load in ((user, client.load_system_host_keys), (ours, client.load_host_keys)):
-            if path.is_file():
-                try:
-                    load(str(path))
-                except Exception as exc:
-                    raise HostKeyError(f"node {self.node}: cannot read {path}: {exc}; fix or "
-                                       "remove the bad line", self.node) from exc
-
-    def recorded_host_key(self, pattern: str) -> Optional[tuple[Path, list[Any]]]:
-        """The first known_hosts file listing ``pattern``, and its keys there."""
-        import paramiko
-
-        for path in self._known_files():
-            if path.is_file():
-                try:
-                    entry = paramiko.HostKeys(str(path)).lookup(pattern)
-                except Exception as exc:
-                    raise HostKeyError(f"node {self.node}: cannot read {path}: {exc}; fix or "
-                                       "remove the bad line", self.node) from exc
-                if entry:
-                    return path, list(entry.values())
-        return None
-
     def _map(self, exc: BaseException, hop: _Hop, client: Any) -> TransportError:
         """The one place where connection errors become fleetslurm errors."""
         import paramiko
 
         if isinstance(exc, paramiko.BadHostKeyException):
-            found = self.recorded_host_key(hop.pattern)
-            where = found[0] if found else self.paths.known_hosts
-            return HostKeyError(
-                f"host key for {hop.desc} has CHANGED: it now offers {exc.key.get_name()} "
-                f"{fingerprint(exc.key)}, {where} records {fingerprint(exc.expected_key)}. "
-                f"This is a possible man-in-the-middle attack; if the machine was reinstalled, "
-                f"remove the old key from {where} (ssh-keygen -R '{hop.pattern}' -f {where}) "
-                f"and run fleetslurm nodes trust {self.node}", self.node)
+            return changed_host_key_error(exc, hop, self.node, self.paths)
         # after key exchange, any SSHException comes from authentication (an
         # unreadable key file, "No authentication methods available", ...)
         kex_done = client is not None and getattr(client.get_transport(), "host_key", None)
@@ -435,10 +352,10 @@ class SSHTransport(Transport):
             try:
                 if self.python_version is None:
                     self._check_python(client)
-                sftp = self._sftp_session()
+                files = self._sftp_session()
                 with self._sftp_lock:
-                    workdir = self._prepare_workdir(sftp)
-                    agent = self._install_agent(sftp, workdir)
+                    workdir = self._prepare_workdir(files)
+                    agent = self._install_agent(files, workdir)
                 chan = client.get_transport().open_session(timeout=TIMEOUT)
                 chan.exec_command(shlex.join([self.machine.python, agent, "--workdir", workdir]))
             except TransportError:
@@ -473,36 +390,30 @@ class SSHTransport(Transport):
                                  "config", self.node)
         self.python_version = version
 
-    def _sftp_session(self) -> Any:
+    def _sftp_session(self) -> SFTPFiles:
         """The connection's one SFTP session (reconnecting first when it died).
         Lock order is always ``_lock`` then ``_sftp_lock``."""
         with self._lock:
             client = self._connection()
-            if self._sftp is None:
+            if self._files is None:
                 try:
-                    self._sftp = client.open_sftp()
+                    self._files = SFTPFiles(client.open_sftp(), self.node, self._file_error)
                 except Exception as exc:
                     raise TransportError(f"node {self.node}: cannot open SFTP ({exc}); enable "
                                          "the sftp subsystem in the machine's sshd_config",
                                          self.node) from exc
-            return self._sftp
+            return self._files
 
-    def _prepare_workdir(self, sftp: Any) -> str:
+    def _prepare_workdir(self, files: SFTPFiles) -> str:
         """The absolute workdir (``~`` is the remote home), created 0700."""
-        wd = self.machine.workdir
-        if wd.startswith("~") and not (wd == "~" or wd.startswith("~/")):
-            raise TransportError(f"node {self.node}: workdir {wd!r}: ~user paths are not "
-                                 "supported; use an absolute path or ~/...", self.node)
-        if not wd.startswith("/"):  # "~", "~/x" and relative paths start at the home
-            rel = wd[2:] if wd.startswith("~/") else "" if wd == "~" else wd
-            wd = posixpath.join(sftp.normalize("."), rel)
-        wd = posixpath.normpath(wd)
-        self._makedirs(sftp, wd)
+        wd = files.absolute(self.machine.workdir)
+        files.makedirs(wd)
         self.workdir = wd
         return wd
 
-    def _install_agent(self, sftp: Any, workdir: str) -> str:
+    def _install_agent(self, files: SFTPFiles, workdir: str) -> str:
         """Copy the agent as ``agent-<sha256[:12]>.py`` unless it is there already."""
+        sftp = files.sftp
         src = agent_source()
         name = f"agent-{hashlib.sha256(src).hexdigest()[:12]}.py"
         path = f"{workdir}/{name}"
@@ -511,7 +422,7 @@ class SSHTransport(Transport):
                 return path
         except FileNotFoundError:
             pass
-        self._write(sftp, path, src, 0o600)
+        files.write(path, src, 0o600)
         self.agent_uploads += 1
         for old in sftp.listdir(workdir):
             if _AGENT_RE.match(old) and old != name:
@@ -522,81 +433,20 @@ class SSHTransport(Transport):
         return path
 
     # -- files -------------------------------------------------------------------
-    def _makedirs(self, sftp: Any, path: str) -> None:
-        if path in self._dirs or path in ("/", ""):
-            return
-        try:
-            if not stat.S_ISDIR(sftp.stat(path).st_mode or 0):
-                raise TransportError(f"node {self.node}: {path} exists and is not a directory; "
-                                     "move it away or choose another path", self.node)
-        except FileNotFoundError:
-            self._makedirs(sftp, posixpath.dirname(path))
-            try:
-                sftp.mkdir(path, 0o700)
-            except OSError as exc:
-                try:
-                    sftp.stat(path)  # created meanwhile by someone else
-                except OSError:
-                    raise self._file_error(exc, path, "create") from exc
-        except OSError as exc:
-            raise self._file_error(exc, path, "create") from exc
-        self._dirs.add(path)
-
-    def _write(self, sftp: Any, path: str, data: bytes, mode: int) -> None:
-        """Temp file then rename: a reader never sees half a file."""
-        self._makedirs(sftp, posixpath.dirname(path))
-        tmp = f"{posixpath.dirname(path)}/.{posixpath.basename(path)}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with sftp.open(tmp, "wb") as f:
-                f.chmod(mode)  # before any data lands, so it is never readable by others
-                f.set_pipelined(True)
-                f.write(data)
-                # paramiko drops the status of pipelined writes (a full disk
-                # would pass unseen); the server handles requests in order, so
-                # a short file here means a write failed
-                if f.stat().st_size != len(data):
-                    raise OSError("Failure")
-            sftp.posix_rename(tmp, path)
-        except (OSError, EOFError) as exc:
-            try:
-                sftp.remove(tmp)
-            except Exception:
-                pass
-            raise self._file_error(exc, path, "write") from exc
-
     def _file_error(self, exc: BaseException, path: str, doing: str) -> TransportError:
-        if not self._alive() or isinstance(exc, EOFError) or "closed" in str(exc).lower():
+        if not self._alive() or link_lost(exc):
             return self._lost(exc, f"trying to {doing} {path}")
-        code = getattr(exc, "errno", None)
-        if code in (errno.ENOSPC, errno.EDQUOT) or str(exc) == "Failure" or "space" in str(exc):
-            why = ("the SFTP server reported a failure, most often a full disk; "
-                   "free disk space on the machine")
-        elif code == errno.EACCES:
-            why = f"permission denied; make it writable for {self.machine.ssh_user or 'the user'}"
-        elif code == errno.ENOENT:
-            why = "no such file or directory"
-        else:
-            why = str(exc) or type(exc).__name__
-        return TransportError(f"node {self.node}: cannot {doing} {path}: {why}", self.node)
+        return file_error(self.node, self.machine.ssh_user, exc, path, doing)
 
     def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
-        sftp = self._sftp_session()
+        files = self._sftp_session()
         with self._sftp_lock:
-            self._write(sftp, path, data, mode)
+            files.write(path, data, mode)
 
     def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
-        sftp = self._sftp_session()
+        files = self._sftp_session()
         with self._sftp_lock:
-            try:
-                with sftp.open(path, "rb") as f:
-                    size = f.stat().st_size or 0
-                    n = size - offset if limit is None else min(limit, size - offset)
-                    if n <= 0:
-                        return b""
-                    # readv pipelines the requests: one round trip, not one per 32 KiB
-                    return b"".join(f.readv([(offset, n)]))
-            except (OSError, EOFError) as exc:
-                raise self._file_error(exc, path, "read") from exc
+            return files.read(path, offset, limit)
 
     # -- trust ---------------------------------------------------------------------
     def scan_host_key(self) -> tuple[str, Any]:
@@ -612,12 +462,15 @@ class SSHTransport(Transport):
                 self._drop()
         return hops[-1].pattern, found[0]
 
+    def recorded_host_key(self, pattern: str) -> Optional[tuple[Path, list[Any]]]:
+        """The first known_hosts file listing ``pattern``, and its keys there."""
+        return recorded_host_key(self.node, self.paths, pattern)
+
     def _drop(self) -> None:
-        sftp, self._sftp = self._sftp, None
+        files, self._files = self._files, None
         clients, self._clients = self._clients, []
-        self._dirs = set()
         self.python_version = None
-        for obj in [sftp, *reversed(clients)]:
+        for obj in [files, *reversed(clients)]:
             try:
                 if obj is not None:
                     obj.close()
