@@ -14,22 +14,20 @@ only: the CLI must not pay for it.
 from __future__ import annotations
 
 import errno
-import getpass
 import hashlib
 import logging
-import os
 import re
 import shlex
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import AuthenticationFailed, NodeUnreachable, TransportError
 from .base import AgentChannel, Transport, agent_source
 from .ssh_files import SFTPFiles, file_error, link_lost
+from .ssh_route import _Hop, route
 from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
                            load_known_hosts, record_host_key, recorded_host_key)
 
@@ -55,22 +53,6 @@ _TCP_OPTS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3),
 def _tail(data: bytes, limit: int = 300) -> str:
     text = data.decode("utf-8", "replace").strip()
     return text[-limit:] or "no message"
-
-
-@dataclass(frozen=True)
-class _Hop:
-    """One SSH connection on the way to the machine (jump hosts first)."""
-
-    host: str
-    port: int
-    user: str
-    keys: tuple[str, ...]
-    desc: str  # "node m2 (127.0.0.3:2203)" or "jump host 10.0.0.1:22 of node m2"
-    jump: bool = False
-
-    @property
-    def pattern(self) -> str:
-        return host_pattern(self.host, self.port)
 
 
 class _SSHChannel(AgentChannel):
@@ -175,63 +157,9 @@ class SSHTransport(Transport):
         self._clients: list[Any] = []          # jump hosts first, the machine last
         self._files: Optional[SFTPFiles] = None
 
-    # -- where and who ---------------------------------------------------------
-    def _ssh_config(self) -> Any:
-        import paramiko
-
-        path = os.path.expanduser("~/.ssh/config")
-        if not os.path.isfile(path):
-            return None
-        try:
-            return paramiko.SSHConfig.from_path(path)
-        except Exception as exc:
-            raise TransportError(f"node {self.node}: cannot read {path}: {exc}; fix that "
-                                 "file or move it away", self.node) from exc
-
     def _hops(self) -> list[_Hop]:
-        """The jump hosts (ProxyJump) then the machine, from our config and ~/.ssh/config."""
-        m = self.machine
-        cfg = self._ssh_config()
-        opts = cfg.lookup(m.hostname) if cfg else {}
-        host = m.ip or opts.get("hostname") or m.hostname
-        port = m.port if "port" in m.model_fields_set or "port" not in opts else int(opts["port"])
-        keys: list[str] = []
-        if m.ssh_key_path:
-            key = os.path.expanduser(m.ssh_key_path)
-            if not os.path.isfile(key):
-                raise AuthenticationFailed(f"node {self.node}: ssh_key_path {key} does not exist; "
-                                           f"fix ssh_key_path for machine {self.node} in the "
-                                           "config", self.node)
-            keys.append(key)
-        keys += self._identities(opts, keys)
-        user = m.ssh_user or opts.get("user") or getpass.getuser()
-        target = _Hop(host, port, user, tuple(keys), f"node {self.node} ({host}:{port})")
-        jumps = []
-        proxy = opts.get("proxyjump", "none")
-        if proxy.lower() != "none":
-            for spec in proxy.split(","):
-                jumps.append(self._jump(spec.strip(), cfg, keys))
-        return jumps + [target]
-
-    @staticmethod
-    def _identities(opts: dict, have: list[str]) -> list[str]:
-        found = (os.path.expanduser(k) for k in opts.get("identityfile", []))
-        return [k for k in found if os.path.isfile(k) and k not in have]
-
-    def _jump(self, spec: str, cfg: Any, keys: list[str]) -> _Hop:
-        """``[user@]host[:port]`` (or ``ssh://...``) of ProxyJump, resolved via ~/.ssh/config."""
-        user, _, hostport = spec.removeprefix("ssh://").rpartition("@")
-        if hostport.startswith("["):
-            host, _, rest = hostport[1:].partition("]")
-            port = rest.lstrip(":")
-        else:
-            host, _, port = hostport.partition(":")
-        opts = cfg.lookup(host) if cfg else {}
-        real = opts.get("hostname") or host
-        num = int(port or opts.get("port") or 22)
-        return _Hop(real, num, user or opts.get("user") or getpass.getuser(),
-                    tuple(self._identities(opts, []) + keys),
-                    f"jump host {real}:{num} of node {self.node}", jump=True)
+        """The jump hosts (ProxyJump) then the machine."""
+        return route(self.node, self.machine)
 
     # -- connecting ------------------------------------------------------------
     def _alive(self) -> bool:
