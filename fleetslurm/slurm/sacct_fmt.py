@@ -25,12 +25,14 @@ dates are cut without ``+``; an unset value prints blanks. ``parsable``:
 
 from __future__ import annotations
 
-import time as _time
 from dataclasses import dataclass
 from typing import Literal, Optional
 
 from fleetslurm.errors import UsageError
 from fleetslurm.model import JobRecord
+from fleetslurm.slurm.fmt_common import convert_whole, job_id
+from fleetslurm.slurm.hostlist import compress
+from fleetslurm.slurm.units import format_cpu_parts, format_datetime, format_hms, format_limit_hms
 
 __all__ = ["DEFAULT_FIELDS", "FIELD_NAMES", "Field", "parse_fields", "rows_for", "render"]
 
@@ -131,55 +133,14 @@ def _atoi(text: str) -> int:
 
 # ---------------------------------------------------------------- values
 
-def _ts(ts: Optional[float]) -> str:
-    if not ts:
-        return "Unknown"
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(ts))
-
-
-def _secs2time(secs: float) -> str:
-    secs = int(secs)
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, seconds = divmod(rem, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{seconds:02d}"
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-
-
 def _cpu_time(seconds: Optional[float]) -> str:
-    """sacct's _elapsed_time: D-HH:MM:SS, HH:MM:SS, MM:SS.mmm, 00:MM:SS."""
-    total_ms = int(round((seconds or 0) * 1000))
-    secs, msec = divmod(total_ms, 1000)
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, sec = divmod(rem, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{sec:02d}"
-    if hours:
-        return f"{hours:02d}:{minutes:02d}:{sec:02d}"
-    if msec:
-        return f"{minutes:02d}:{sec:02d}.{msec:03d}"
-    return f"00:{minutes:02d}:{sec:02d}"
+    """TotalCPU etc. from float seconds, rounded to the millisecond.
 
-
-def _convert(num: int, units: str) -> str:
-    """convert_num_unit(..., CONVERT_NUM_UNIT_EXACT) from the first unit of ``units``."""
-    if not num:
-        return "0"
-    i = 0
-    while num % 1024 == 0 and i < len(units) - 1:
-        num //= 1024
-        i += 1
-    return f"{num}{units[i]}".rstrip("_")
-
-
-def _compress(names: list) -> str:
-    try:
-        from fleetslurm.slurm.hostlist import compress
-    except ImportError:  # pragma: no cover - hostlist.py is written in parallel
-        return ",".join(names)
-    return compress(names)
+    Not :func:`~fleetslurm.slurm.units.format_cpu_time`, which drops (does not
+    round) sub-millisecond digits, clamps negatives to 0 and refuses ``None``.
+    """
+    secs, msec = divmod(int(round((seconds or 0) * 1000)), 1000)
+    return format_cpu_parts(secs, msec)
 
 
 _KILLED = ("CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "DEADLINE", "BOOT_FAIL")
@@ -194,14 +155,6 @@ def _elapsed(job: JobRecord, now: Optional[float]) -> int:
     if not end:
         end = now if now is not None else start
     return max(0, int(end - start))
-
-
-def _job_id(job: JobRecord) -> str:
-    if job.get("array_task_str"):
-        return f"{job.get('array_job_id') or job.get('job_id')}_[{job['array_task_str']}]"
-    if job.get("array_task_id") is not None:
-        return f"{job.get('array_job_id')}_{job.get('array_task_id')}"
-    return str(job.get("job_id", ""))
 
 
 def rows_for(job: JobRecord, *, allocations_only: bool,
@@ -235,24 +188,26 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
     limit = job.get("time_limit")
     cluster = job.get("cluster")
     base = {
-        "jobid": _job_id(job), "jobidraw": str(job.get("job_id", "")),
+        "jobid": job_id(job), "jobidraw": str(job.get("job_id", "")),
         "jobname": job.get("name", ""), "partition": job.get("partition") or None,
         "account": job.get("account") or None, "alloccpus": str(cpus), "ncpus": str(cpus),
         "state": shown_state, "exitcode": "0:0" if state in _KILLED else f"{code}:{sig}",
         "derivedexitcode": f"{job.get('derived_exit_code') or 0}:0",
-        "nodelist": _compress(nodes) if nodes else "None assigned",
-        "elapsed": _secs2time(elapsed), "elapsedraw": str(elapsed),
-        "cputime": _secs2time(elapsed * cpus), "cputimeraw": str(elapsed * cpus),
-        "start": _ts(job.get("start_time")), "end": _ts(job.get("end_time")),
-        "submit": _ts(job.get("submit_time")), "eligible": _ts(job.get("eligible_time")),
+        "nodelist": compress(nodes) if nodes else "None assigned",
+        "elapsed": format_hms(elapsed), "elapsedraw": str(elapsed),
+        "cputime": format_hms(elapsed * cpus), "cputimeraw": str(elapsed * cpus),
+        "start": format_datetime(job.get("start_time")),
+        "end": format_datetime(job.get("end_time")),
+        "submit": format_datetime(job.get("submit_time")),
+        "eligible": format_datetime(job.get("eligible_time")),
         "totalcpu": _cpu_time(job.get("total_cpu")), "usercpu": _cpu_time(job.get("user_cpu")),
         "systemcpu": _cpu_time(job.get("system_cpu")), "nnodes": str(num_nodes),
         "reqcpus": str(cpus), "reqnodes": str(num_nodes), "allocnodes": str(len(nodes)),
-        "reqmem": _convert(req_mem, "MGTPE"), "reason": job.get("reason") or "None",
+        "reqmem": convert_whole(req_mem, "MGTPE"), "reason": job.get("reason") or "None",
         "comment": job.get("comment") or None, "user": job.get("user") or None,
         "uid": str(job.get("uid", 0)), "gid": str(job.get("gid", job.get("uid", 0))),
         "group": job.get("group") or job.get("user") or None,
-        "timelimit": "UNLIMITED" if limit is None else _secs2time(limit * 60),
+        "timelimit": format_limit_hms(limit),
         "timelimitraw": "UNLIMITED" if limit is None else str(limit),
         "priority": str(job.get("priority") or 0), "qos": job.get("qos") or None,
         "workdir": job.get("workdir") or None, "constraints": job.get("features") or None,
@@ -274,12 +229,12 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         "ncpus": str(step_cpus), "state": step_state, "exitcode": step_exit,
         "nodelist": job.get("batch_host") or (nodes[0] if nodes else "None assigned"),
         "elapsed": base["elapsed"], "elapsedraw": base["elapsedraw"],
-        "cputime": _secs2time(elapsed * step_cpus), "cputimeraw": str(elapsed * step_cpus),
+        "cputime": format_hms(elapsed * step_cpus), "cputimeraw": str(elapsed * step_cpus),
         "start": base["start"], "end": base["end"], "submit": base["start"],
         "eligible": base["start"], "totalcpu": base["totalcpu"], "usercpu": base["usercpu"],
         "systemcpu": base["systemcpu"], "nnodes": "1", "ntasks": "1", "reqcpus": str(step_cpus),
         "reqnodes": "1", "allocnodes": "1", "cluster": cluster, "suspended": "00:00:00",
-        "maxrss": None if rss is None else _convert(int(rss) * 1024, "_KMGTPE"),
+        "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
     })
     return rows
 

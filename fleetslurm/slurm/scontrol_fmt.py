@@ -15,65 +15,22 @@ record with ``"\\n\\n"``; so printing several records is plain concatenation.
 
 from __future__ import annotations
 
-import time as _time
 from typing import Optional, Sequence
 
 from fleetslurm.model import JobRecord, NodeRecord, PartitionRecord
+from fleetslurm.slurm.fmt_common import (PENDING_LIKE, convert_whole, end_time, features, null_str,
+                                         run_time)
+from fleetslurm.slurm.hostlist import compress
+from fleetslurm.slurm.units import format_datetime, format_hms, format_limit_hms
 
 __all__ = ["show_job", "show_node", "show_partition", "show_config"]
-
-_PENDING_LIKE = {"PENDING", "REQUEUE_HOLD"}
-_RUNNING_LIKE = {"RUNNING", "COMPLETING", "SUSPENDED"}
 
 
 # ---------------------------------------------------------------- helpers
 
-def _ts(ts: Optional[float]) -> str:
-    """slurm_make_time_str: ``Unknown`` for 0."""
-    if not ts:
-        return "Unknown"
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.localtime(ts))
-
-
-def _secs2time(secs: int) -> str:
-    """secs2time_str: HH:MM:SS or D-HH:MM:SS."""
-    if secs < 0:
-        return "INVALID"
-    days, rem = divmod(int(secs), 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, seconds = divmod(rem, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{seconds:02d}"
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}"
-
-
-def _mins2time(minutes: Optional[int]) -> str:
-    return "UNLIMITED" if minutes is None else _secs2time(minutes * 60)
-
-
 def _mem(mb: int) -> str:
     """convert_num_unit(UNIT_MEGA, CONVERT_NUM_UNIT_EXACT)."""
-    if not mb:
-        return "0"
-    units, i = "MGTPE", 0
-    while mb % 1024 == 0 and i < len(units) - 1:
-        mb //= 1024
-        i += 1
-    return f"{mb}{units[i]}"
-
-
-def _null(value: object) -> str:
-    return "(null)" if value is None or value == "" else str(value)
-
-
-def _compress(names: list) -> str:
-    if not names:
-        return ""
-    try:
-        from fleetslurm.slurm.hostlist import compress
-    except ImportError:  # pragma: no cover - hostlist.py is written in parallel
-        return ",".join(names)
-    return compress(names)
+    return convert_whole(mb, "MGTPE")
 
 
 def _record(lines: list[str], one_liner: bool) -> str:
@@ -81,26 +38,6 @@ def _record(lines: list[str], one_liner: bool) -> str:
 
 
 # ---------------------------------------------------------------- jobs
-
-def _run_time(job: JobRecord, now: float) -> int:
-    state, start = job.get("state", "PENDING"), job.get("start_time")
-    if state in _PENDING_LIKE or not start:
-        return 0
-    if state == "SUSPENDED" and job.get("pre_sus_time") is not None:
-        return int(job["pre_sus_time"])  # type: ignore[typeddict-item]
-    end = job.get("end_time")
-    if state in _RUNNING_LIKE or not end:
-        end = now
-    return max(0, int(end - start))
-
-
-def _end_time(job: JobRecord) -> Optional[float]:
-    end, start = job.get("end_time"), job.get("start_time")
-    if end or not start or job.get("state") in _PENDING_LIKE:
-        return end
-    limit = job.get("time_limit")
-    return start + limit * 60 if limit is not None else None
-
 
 def _job_tres(job: JobRecord) -> str:
     nodes = job.get("num_nodes") or max(1, len(job.get("nodes") or []))
@@ -150,30 +87,33 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
         first,
         f"UserId={user}({uid}) GroupId={job.get('group') or user}({gid}) MCS_label=N/A",
         f"Priority={job.get('priority') or 0} Nice={job.get('nice') or 0} "
-        f"Account={_null(job.get('account'))} QOS={_null(job.get('qos'))}",
+        f"Account={null_str(job.get('account'))} QOS={null_str(job.get('qos'))}",
         f"JobState={state} Reason={str(job.get('reason') or 'None').replace(' ', '_')} "
-        f"Dependency={_null(job.get('dependency'))}",
+        f"Dependency={null_str(job.get('dependency'))}",
         f"Requeue={int(job.get('requeue', True))} Restarts={job.get('restart_count') or 0} "
         f"BatchFlag=1 Reboot=0 ExitCode={job.get('exit_code') or 0}:{job.get('exit_signal') or 0}",
-        f"RunTime={_secs2time(_run_time(job, now))} TimeLimit={_mins2time(job.get('time_limit'))} TimeMin=N/A",
-        f"SubmitTime={_ts(job.get('submit_time'))} EligibleTime={_ts(job.get('eligible_time'))}",
-        f"AccrueTime={_ts(job.get('accrue_time', job.get('eligible_time')))}",
+        f"RunTime={format_hms(run_time(job, now))} "
+        f"TimeLimit={format_limit_hms(job.get('time_limit'))} TimeMin=N/A",
+        f"SubmitTime={format_datetime(job.get('submit_time'))} "
+        f"EligibleTime={format_datetime(job.get('eligible_time'))}",
+        f"AccrueTime={format_datetime(job.get('accrue_time', job.get('eligible_time')))}",
     ]
-    end = _end_time(job)
-    end_text = "Unknown" if job.get("time_limit") is None and end and end > now else _ts(end)
-    lines.append(f"StartTime={_ts(job.get('start_time'))} EndTime={end_text} Deadline=N/A")
+    end = end_time(job, now)
+    end_text = "Unknown" if job.get("time_limit") is None and end and end > now else format_datetime(end)
+    lines.append(f"StartTime={format_datetime(job.get('start_time'))} EndTime={end_text} Deadline=N/A")
     sched_eval = job.get("last_sched_eval") or job.get("start_time") or job.get("submit_time")
-    lines.append(f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={_ts(sched_eval)} Scheduler=Main")
+    lines.append(f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={format_datetime(sched_eval)} "
+                 "Scheduler=Main")
     lines.append(f"Partition={job.get('partition', '')} "
                  f"AllocNode:Sid={job.get('submit_host', '')}:{job.get('alloc_sid', 0)}")
-    lines.append(f"ReqNodeList={_null(_compress(list(job.get('req_nodes') or [])))} "
-                 f"ExcNodeList={_null(_compress(list(job.get('exc_nodes') or [])))}")
-    lines.append(f"NodeList={_compress(sorted(job.get('nodes') or []))}")
+    lines.append(f"ReqNodeList={null_str(compress(list(job.get('req_nodes') or [])))} "
+                 f"ExcNodeList={null_str(compress(list(job.get('exc_nodes') or [])))}")
+    lines.append(f"NodeList={compress(sorted(job.get('nodes') or []))}")
     if job.get("batch_host"):
         lines.append(f"BatchHost={job.get('batch_host')}")
     num_nodes = job.get("num_nodes") or max(1, len(job.get("nodes") or []))
     nodes_text = str(num_nodes)
-    if state in _PENDING_LIKE and job.get("max_nodes"):
+    if state in PENDING_LIKE and job.get("max_nodes"):
         nodes_text = f"{min(num_nodes, job['max_nodes'])}-{job['max_nodes']}"  # type: ignore[typeddict-item]
     lines.append(f"NumNodes={nodes_text} NumCPUs={job.get('cpus', 1)} NumTasks={job.get('num_tasks') or 1} "
                  f"CPUs/Task={job.get('cpus_per_task') or 1} ReqB:S:C:T=0:0:*:*")
@@ -184,10 +124,10 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
     else:
         mem_text = f"MinMemoryNode={_mem(job.get('mem_mb') or 0)}"
     lines.append(f"MinCPUsNode={job.get('cpus_per_task') or 1} {mem_text} MinTmpDiskNode=0")
-    lines.append(f"Features={_null(job.get('features'))} DelayBoot=00:00:00")
+    lines.append(f"Features={null_str(job.get('features'))} DelayBoot=00:00:00")
     lines.append(f"OverSubscribe={'NO' if job.get('exclusive') else 'OK'} Contiguous=0 "
                  "Licenses=(null) Network=(null)")
-    lines.append(f"Command={_null(job.get('command'))}")
+    lines.append(f"Command={null_str(job.get('command'))}")
     lines.append(f"WorkDir={job.get('workdir', '')}")
     if job.get("comment"):
         lines.append(f"Comment={job.get('comment')} ")
@@ -229,13 +169,6 @@ def _node_state(node: NodeRecord) -> str:
     return text
 
 
-def _features(node: NodeRecord) -> str:
-    feats = node.get("features") or []
-    if isinstance(feats, str):
-        return feats or "(null)"
-    return ",".join(feats) if feats else "(null)"
-
-
 def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
     """One node as ``scontrol show node`` prints it.
 
@@ -251,8 +184,8 @@ def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
     load = node.get("cpu_load")
     lines.append(f"CPUAlloc={node.get('alloc_cpus', 0)} CPUEfctv={cpus} CPUTot={cpus} "
                  f"CPULoad={'N/A' if load is None else '%.2f' % load}")
-    lines.append(f"AvailableFeatures={_features(node)}")
-    lines.append(f"ActiveFeatures={_features(node)}")
+    lines.append(f"AvailableFeatures={features(node)}")
+    lines.append(f"ActiveFeatures={features(node)}")
     lines.append(f"Gres={'gpu:%d' % gpus if gpus else '(null)'}")
     host = node.get("hostname") or node.get("name")
     addr = f"NodeAddr={host} NodeHostName={host} "
@@ -266,10 +199,10 @@ def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
                  "Owner=N/A MCS_label=N/A")
     if node.get("partitions"):
         lines.append(f"Partitions={','.join(node.get('partitions') or [])} ")
-    boot = _ts(node.get("boot_time")) if node.get("boot_time") else "None"
+    boot = format_datetime(node.get("boot_time")) if node.get("boot_time") else "None"
     started = node.get("slurmd_start_time")
-    lines.append(f"BootTime={boot} SlurmdStartTime={_ts(started) if started else 'None'}")
-    lines.append(f"LastBusyTime={_ts(node.get('last_busy_time'))}")
+    lines.append(f"BootTime={boot} SlurmdStartTime={format_datetime(started) if started else 'None'}")
+    lines.append(f"LastBusyTime={format_datetime(node.get('last_busy_time'))}")
     cfg = [f"cpu={cpus}", f"mem={_mem(node.get('mem_mb', 0))}", f"billing={cpus}"]
     if gpus:
         cfg.append(f"gres/gpu={gpus}")
@@ -291,7 +224,8 @@ def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
             if i == 0:
                 text = f"Reason={part}"
                 if node.get("reason_time"):
-                    text += f" [{node.get('reason_user') or 'root'}@{_ts(node.get('reason_time'))}]"
+                    when = format_datetime(node.get("reason_time"))
+                    text += f" [{node.get('reason_user') or 'root'}@{when}]"
                 lines.append(text)
             else:
                 lines.append("       " + part)
@@ -322,10 +256,10 @@ def show_partition(part: PartitionRecord, *, nodes: Optional[list[NodeRecord]] =
         f"PartitionName={part.get('name')}",
         "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
         f"AllocNodes=ALL Default={'YES' if part.get('default') else 'NO'} QoS=N/A",
-        f"DefaultTime={'NONE' if default_time is None else _mins2time(default_time)} "
+        f"DefaultTime={'NONE' if default_time is None else format_limit_hms(default_time)} "
         "DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
-        f"MaxNodes=UNLIMITED MaxTime={_mins2time(max_time)} MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED",
-        f"Nodes={_compress(names) or '(null)'}",
+        f"MaxNodes=UNLIMITED MaxTime={format_limit_hms(max_time)} MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED",
+        f"Nodes={compress(names) or '(null)'}",
         f"PriorityJobFactor=1 PriorityTier={part.get('priority') or 1} RootOnly=NO ReqResv=NO OverSubscribe=NO",
         "OverTimeLimit=NONE PreemptMode=OFF",
         f"State={state} TotalCPUs={cpus} TotalNodes={len(names)} SelectTypeParameters=NONE",
@@ -347,7 +281,7 @@ def show_config(items: list[tuple[str, str]], *, now: Optional[float] = None,
     """
     out = []
     if now is not None:
-        out.append(f"Configuration data as of {_ts(now)}")
+        out.append(f"Configuration data as of {format_datetime(now)}")
     out.extend("%-23s = %s" % (key, value) for key, value in items)
     if footer:
         out.append("")

@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from fleetslurm.model import NodeRecord, PartitionRecord
+from fleetslurm.slurm.fmt_common import (Item, convert_whole, features, format_warnings,
+                                         join_items, parse_items, print_str)
+from fleetslurm.slurm.hostlist import compress
+from fleetslurm.slurm.units import format_squeue_time
 
 __all__ = ["DEFAULT_FORMAT", "DEFAULT_NODE_FORMAT", "Item", "parse_format",
            "format_warnings", "render"]
@@ -47,50 +51,14 @@ _STATES = {
 }
 
 
-@dataclass(frozen=True)
-class Item:
-    """One piece of a parsed format (see :class:`fleetslurm.slurm.squeue_fmt.Item`)."""
-
-    letter: Optional[str]
-    width: int = 0
-    right: bool = False
-    suffix: str = ""
-    error: Optional[str] = None
+#: what ``%all`` stands for: a-z separated by ``|``, then ``|%X `` for each of A-Z
+_ALL_FORMAT = ("%a" + "".join("|%" + chr(c) for c in range(ord("b"), ord("z") + 1))
+               + "".join("|%" + chr(c) + " " for c in range(ord("A"), ord("Z") + 1)))
 
 
 def parse_format(fmt: str) -> list[Item]:
     """Parse a sinfo ``-o`` string as sinfo 22.05 does (never raises)."""
-    items: list[Item] = []
-    pos = fmt.find("%")
-    if pos == -1:
-        return [Item(None, suffix=fmt)] if fmt else []
-    if pos > 0:
-        items.append(Item(None, suffix=fmt[:pos]))
-        fmt = fmt[pos:]
-    format_all = fmt.lower() == "%all"
-    if format_all:
-        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-        fmt = "%a" + "".join("|%" + c for c in letters[1:])
-        fmt += "".join("|%" + chr(c) + " " for c in range(ord("A"), ord("Z") + 1))
-    for token in (t for t in fmt.split("%") if t):
-        i, right, width = 0, False, 0
-        if token[0] == ".":
-            right, i = True, 1
-        while i < len(token) and token[i].isdigit():
-            width = width * 10 + int(token[i])
-            i += 1
-        letter = token[i] if i < len(token) else ""
-        if letter and letter in _FIELDS:
-            items.append(Item(letter, width, right, token[i + 1:]))
-        elif not format_all:
-            items.append(Item(None, width, right, "%" + token,
-                              error=f"Invalid node format specification: {letter}"))
-    return items
-
-
-def format_warnings(items: list[Item]) -> list[str]:
-    """The lines sinfo writes to stderr (no ``sinfo: error:`` prefix) for a format."""
-    return [it.error for it in items if it.error]
+    return parse_items(fmt, _FIELDS, _ALL_FORMAT, "Invalid node format specification: ")
 
 
 @dataclass
@@ -106,33 +74,9 @@ class _Group:
 
 # ---------------------------------------------------------------- helpers
 
-def _print_str(text: str, width: int, right: bool, cut: bool) -> str:
-    if width == 0:
-        return text
-    if right:
-        out = text.rjust(width)
-        return out[:width] if cut else out
-    return text[:width].ljust(width)
-
-
-def _fmt_secs(secs: int) -> str:
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, seconds = divmod(rem, 60)
-    if days:
-        return f"{days}-{hours:02d}:{minutes:02d}:{seconds:02d}"
-    if hours:
-        return f"{hours}:{minutes:02d}:{seconds:02d}"
-    return f"{minutes}:{seconds:02d}"
-
-
 def _num(value: int) -> str:
     """convert_num_unit(UNIT_NONE, exact): 2, 2K (=2048), ..."""
-    units, i = ["", "K", "M", "G", "T", "P"], 0
-    while value and value % 1024 == 0 and i < len(units) - 1:
-        value //= 1024
-        i += 1
-    return f"{value}{units[i]}"
+    return convert_whole(value, "_KMGTP")
 
 
 def _min_max(values: list[int], suffix: bool) -> str:
@@ -149,16 +93,6 @@ def _range(values: list, fmt: Callable[[object], str]) -> str:
     else:
         lo, hi = fmt(min(known)), fmt(max(known))
     return lo if lo == hi else f"{lo}-{hi}"
-
-
-def _compress(names: list) -> str:
-    if not names:
-        return ""
-    try:
-        from fleetslurm.slurm.hostlist import compress
-    except ImportError:  # pragma: no cover - hostlist.py is written in parallel
-        return ",".join(names)
-    return compress(names)
 
 
 def _state(node: NodeRecord) -> str:
@@ -210,13 +144,6 @@ def _nodes_aiot(nodes: list) -> "tuple[int, int, int, int]":
     return alloc, idle, other, len(nodes)
 
 
-def _features(node: Optional[NodeRecord]) -> str:
-    feats = (node or {}).get("features") or []
-    if isinstance(feats, str):
-        return feats or "(null)"
-    return ",".join(feats) if feats else "(null)"
-
-
 def _gres(node: Optional[NodeRecord]) -> str:
     if node is None:
         return "(null)"
@@ -239,7 +166,7 @@ def _partition_name(g: _Group, width: int) -> str:
 
 
 def _time_limit(minutes: Optional[int], none_text: str) -> str:
-    return none_text if minutes is None else _fmt_secs(minutes * 60)
+    return none_text if minutes is None else format_squeue_time(minutes * 60)
 
 
 def _sct(nodes: list) -> str:
@@ -254,18 +181,18 @@ _G = Callable[[_Group], str]
 # letter -> (header, header cut?, value(group), grouping key or None)
 _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]]]"] = {
     "a": ("AVAIL", True, lambda g: (g.part or {}).get("state", "n/a").lower() if g.part else "n/a", None),
-    "b": ("ACTIVE_FEATURES", True, lambda g: _features(g.first), _features),
+    "b": ("ACTIVE_FEATURES", True, lambda g: features(g.first), features),
     "c": ("CPUS", True, lambda g: _min_max([n.get("cpus", 0) for n in g.nodes], True) if g.nodes else "0", None),
     "d": ("TMP_DISK", True, lambda g: "0", None),
     "e": ("FREE_MEM", True, lambda g: _range([n.get("free_mem_mb") for n in g.nodes], str) if g.nodes else "N/A", None),
-    "f": ("AVAIL_FEATURES", True, lambda g: _features(g.first), _features),
+    "f": ("AVAIL_FEATURES", True, lambda g: features(g.first), features),
     "g": ("GROUPS", True, lambda g: "all" if g.part else "n/a", None),
     "h": ("OVERSUBSCRIBE", True, lambda g: "NO", None),
     "l": ("TIMELIMIT", True, lambda g: _time_limit(g.part.get("max_time"), "infinite") if g.part else "n/a", None),
     "m": ("MEMORY", True, lambda g: _min_max([n.get("mem_mb", 0) for n in g.nodes], False) if g.nodes else "0", None),
-    "n": ("HOSTNAMES", False, lambda g: _compress([n.get("hostname") or n.get("name") for n in g.nodes]),
+    "n": ("HOSTNAMES", False, lambda g: compress([n.get("hostname") or n.get("name") for n in g.nodes]),
           lambda n: n.get("hostname") or n.get("name")),
-    "o": ("NODE_ADDR", False, lambda g: _compress([n.get("hostname") or n.get("name") for n in g.nodes]),
+    "o": ("NODE_ADDR", False, lambda g: compress([n.get("hostname") or n.get("name") for n in g.nodes]),
           lambda n: n.get("hostname") or n.get("name")),
     "p": ("PRIO_TIER", True, lambda g: str((g.part or {}).get("priority", 1) or 1), None),
     "r": ("ROOT", True, lambda g: "no" if g.part else "n/a", None),
@@ -287,7 +214,7 @@ _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]
     "I": ("PRIO_JOB_FACTOR", True, lambda g: "1", None),
     "L": ("DEFAULTTIME", True, lambda g: _time_limit(g.part.get("default_time"), "n/a") if g.part else "n/a", None),
     "M": ("PREEMPT_MODE", True, lambda g: "OFF", None),
-    "N": ("NODELIST", False, lambda g: _compress([n.get("name") for n in g.nodes]), None),
+    "N": ("NODELIST", False, lambda g: compress([n.get("name") for n in g.nodes]), None),
     "O": ("CPU_LOAD", True, lambda g: _range([n.get("cpu_load") for n in g.nodes], lambda v: "%.2f" % v)
           if g.nodes else "N/A", None),
     "P": ("PARTITION", True, lambda g: "", None),  # needs the width: see _cell
@@ -345,9 +272,9 @@ def _cell(it: Item, group: Optional[_Group], part_width: Optional[int],
     if it.letter in ("N", "n") and node_width is not None:
         width = node_width
     if group is None:
-        return _print_str(header, width, it.right, header_cut)
+        return print_str(header, width, it.right, header_cut)
     text = _partition_name(group, width) if it.letter == "P" else value(group)
-    return _print_str(text, width, it.right, True)
+    return print_str(text, width, it.right, True)
 
 
 def render(fmt: Optional[str], partitions: list[PartitionRecord], nodes: list[NodeRecord], *,
@@ -367,15 +294,8 @@ def render(fmt: Optional[str], partitions: list[PartitionRecord], nodes: list[No
         part_width = max([_MIN_FIELD] + [len(g.part.get("name", "")) + bool(g.part.get("default"))
                                          for g in groups if g.part])
         if node_oriented:
-            node_width = max([_MIN_FIELD] + [len(_compress([n.get("name") for n in g.nodes]))
+            node_width = max([_MIN_FIELD] + [len(compress([n.get("name") for n in g.nodes]))
                                              for g in groups])
     rows: list[Optional[_Group]] = ([None] if header else []) + list(groups)
-    lines = []
-    for row in rows:
-        parts = []
-        for it in items:
-            if it.letter is not None:
-                parts.append(_cell(it, row, part_width, node_width))
-            parts.append(it.suffix)
-        lines.append("".join(parts))
+    lines = [join_items(items, lambda it: _cell(it, row, part_width, node_width)) for row in rows]
     return "".join(line + "\n" for line in lines)

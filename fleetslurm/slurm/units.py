@@ -22,6 +22,7 @@ __all__ = [
     "format_hms",
     "format_limit_hms",
     "format_cpu_time",
+    "format_cpu_parts",
     "parse_mem",
     "format_mem",
     "format_rss_kb",
@@ -179,7 +180,11 @@ def format_cpu_time(seconds: float) -> str:
     if usecs >= 1_000_000:
         secs += usecs // 1_000_000
         usecs %= 1_000_000
-    subsec = usecs // 1000
+    return format_cpu_parts(secs, usecs // 1000)
+
+
+def format_cpu_parts(secs: int, msec: int) -> str:
+    """:func:`format_cpu_time` from whole seconds and milliseconds (0-999)."""
     days, rem = divmod(secs, 86400)
     hours, rem = divmod(rem, 3600)
     minutes, sec = divmod(rem, 60)
@@ -187,8 +192,8 @@ def format_cpu_time(seconds: float) -> str:
         return f"{days}-{hours:02d}:{minutes:02d}:{sec:02d}"
     if hours:
         return f"{hours:02d}:{minutes:02d}:{sec:02d}"
-    if subsec:
-        return f"{minutes:02d}:{sec:02d}.{subsec:03d}"
+    if msec:
+        return f"{minutes:02d}:{sec:02d}.{msec:03d}"
     return f"00:{minutes:02d}:{sec:02d}"
 
 
