@@ -89,9 +89,19 @@ def run_parallel(machines, key: Path, base: Path, jobs: int) -> float:
     cmd = ["parallel", "-M", "--ssh", f"ssh -F {cfg}", "-S", logins, "true", ":::"] + \
         [str(i) for i in range(jobs)]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, PARALLEL_HOME=str(base / "parallel")))
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PARALLEL_HOME=str(base / "parallel")),
+                            start_new_session=True)
+    code = proc.wait()
+    elapsed = time.perf_counter() - t0
+    # parallel -M leaves its ssh ControlMaster helpers behind: end its whole session
+    try:
+        os.killpg(proc.pid, 9)
+    except OSError:
+        pass
+    if code:
+        raise SystemExit(f"GNU parallel failed with exit status {code}")
+    return elapsed
 
 
 def main() -> int:

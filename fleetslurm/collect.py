@@ -19,7 +19,7 @@ from .paths import JobPaths
 if TYPE_CHECKING:
     from .controller import Controller
 
-__all__ = ["copy_back"]
+__all__ = ["copy_back", "write_inline"]
 
 
 def copy_back(ctl: "Controller", task: dict, node: str) -> None:
@@ -40,15 +40,38 @@ def _write(path: str, data: bytes, append: bool, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+def _keep_dir(ctl: "Controller", task_id: int):
+    keep = ctl.paths.output_dir(task_id)
+    keep.mkdir(parents=True, exist_ok=True)
+    os.chmod(keep, 0o700)
+    return keep
+
+
+def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
+    """Write output that came with the `ended` event; "" or what went wrong."""
+    import base64
+
+    try:
+        append = task.get("open_mode") == "append" or task["restart_count"] > 0
+        keep = _keep_dir(ctl, task["task_id"])
+        for which in ("stdout", "stderr"):
+            if which == "stderr" and (not task["stderr"] or task["stderr"] == task["stdout"]):
+                continue
+            data = base64.b64decode(output.get(which) or "")
+            _write(task[which], data, append)
+            _write(str(keep / f"{which}.txt"), data, append, 0o600)
+    except (OSError, ValueError, TypeError) as exc:
+        return f"cannot write its output: {exc}"
+    return ""
+
+
 def _copy(ctl: "Controller", task: dict, node: str) -> None:
     error = ""
     try:
         transport = ctl.transport_for(node)
         jp = JobPaths(transport.workdir, task["run_key"])
         append = task.get("open_mode") == "append" or task["restart_count"] > 0
-        keep = ctl.paths.output_dir(task["task_id"])
-        keep.mkdir(parents=True, exist_ok=True)
-        os.chmod(keep, 0o700)
+        keep = _keep_dir(ctl, task["task_id"])
         pairs = [("stdout", jp.stdout)]
         if task["stderr"] and task["stderr"] != task["stdout"]:
             pairs.append(("stderr", jp.stderr))

@@ -78,6 +78,7 @@ class Controller:
         self._node_down: dict[str, str] = {}  # node -> reason, as told to the scheduler
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
+        self.now = 0.0  # the current step's time
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
         self._snapshot_at = float("-inf")
@@ -200,6 +201,7 @@ class Controller:
 
     def step(self, now: float, first: Optional[tuple] = None) -> None:
         """One round: drain the inbox, schedule, commit, then act."""
+        self.now = now
         items: list[tuple] = [first] if first is not None else []
         try:
             while True:
@@ -233,12 +235,15 @@ class Controller:
                 self._nodes_dirty = False
                 self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)
-        # committed: now act on it
+        # committed: now act on it; one write per machine (over SSH, one packet)
         outbox, self._outbox = self._outbox, []
+        per_node: dict[str, list[dict]] = {}
         for node, msg in outbox:
+            per_node.setdefault(node, []).append(msg)
+        for node, msgs in per_node.items():
             link = self.links.get(node)
-            if link is not None and not link.send(msg):
-                pass  # reconciled when the agent says hello again
+            if link is not None:
+                link.send_many(msgs)  # on failure: reconciled at the agent's next hello
         after, self._after_commit = self._after_commit, []
         for fn in after:
             fn()

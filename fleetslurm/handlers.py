@@ -24,6 +24,7 @@ from .ops import (op_cancel, op_explain, op_hold, op_release, op_requeue, op_shu
                   op_update_job, op_update_node)
 
 _LIVE = ("RUNNING", "COMPLETING")
+INLINE_OUTPUT = 256 * 1024
 FINAL_STATES_SET = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
                               "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
@@ -107,6 +108,8 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "kill_wait_s": ctl.config.kill_wait,
         "signal": spec.get("signal"),
         "mem_limit_mb": mem,
+        # small outputs come home inside the `ended` event: no SFTP round trips
+        "inline_output": None if transport.shared_fs else INLINE_OUTPUT,
         "uid": job["uid"] if os.getuid() == 0 and job["uid"] != 0 else None,
         "gid": spec.get("gid") if os.getuid() == 0 and job["uid"] != 0 else None,
     }
@@ -161,7 +164,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         if step is not None:
             ctl.store.update_step(step["run_key"], pid=msg.get("pid"))
     elif ev == "ended":
-        _result(ctl, name, msg.get("result") or {}, now)
+        _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
         _result(ctl, name, {"key": msg.get("key"), "state": "FAILED", "exit_code": 1,
                             "signal": 0, "error": msg.get("error"), "end_time": now}, now)
@@ -220,7 +223,8 @@ def _stray_running(ctl: "Controller", name: str, key: str, now: float) -> None:
     ctl.send(name, {"op": "cancel", "key": key, "signal": 9})
 
 
-def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
+def _result(ctl: "Controller", name: str, result: dict, now: float,
+            output: Optional[dict] = None) -> None:
     """A run ended on a machine (reported live, or found at the agent's hello).
 
     With a shared filesystem the job is final at once. Without one it is
@@ -271,7 +275,7 @@ def _result(ctl: "Controller", name: str, result: dict, now: float) -> None:
         ctl.forget_fed(task["task_id"])
         ctl.task_finished(task)
     if not shared:
-        collect_output(ctl, task, name)
+        collect_output(ctl, task, name, output)
 
 
 def final_state(task: dict, step: Optional[dict]) -> str:
@@ -293,16 +297,25 @@ def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
         ctl.store.update_task(task_id, state=final_state(task, ctl.store.step(run_key)))
 
 
-def collect_output(ctl: "Controller", task: dict, node: str) -> None:
-    """Without a shared filesystem, copy the job's output back (after the commit)."""
+def collect_output(ctl: "Controller", task: dict, node: str,
+                   output: Optional[dict] = None) -> None:
+    """Without a shared filesystem, bring the job's output home: from the
+    `ended` event when it came inline, else copied over the transport in the
+    background (after the commit)."""
     transport = ctl.transport_for(node)
     if transport.shared_fs:
         return
-    from .collect import copy_back
+    from .collect import copy_back, write_inline
 
     fresh = dict(ctl.store.task(task["task_id"]) or task)
     job = ctl.store.job(task["job_id"])
     fresh["open_mode"] = job["spec"].get("open_mode") if job else None
+    if output is not None:
+        error = write_inline(ctl, fresh, output)
+        if not error:
+            finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now)
+            return
+        ctl.log(f"job {fresh['task_id']}: {error}; copying its output over the transport")
     ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 
 

@@ -101,6 +101,21 @@ class NodeLink:
             self.error = str(exc)
             return False
 
+    def send_many(self, msgs: list) -> bool:
+        """Send several requests in one write."""
+        channel = self.channel
+        if channel is None:
+            return False
+        import json
+
+        data = b"".join(json.dumps(m, separators=(",", ":")).encode() + b"\n" for m in msgs)
+        try:
+            channel.send_line(data)
+            return True
+        except TransportError as exc:
+            self.error = str(exc)
+            return False
+
     def drop(self) -> None:
         with self._lock:
             self.generation += 1

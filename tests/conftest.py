@@ -134,14 +134,18 @@ def _teardown(f: Fleet) -> None:
         except ProcessLookupError:
             pass
     # kill any job left behind (supervisors are in their own sessions)
+    # kill any job left behind: the supervisor's session and the job's own
+    # process group (the job is a group of its own inside that session)
     node = f.home / "node"
     if node.exists():
         for sup in node.glob("*/jobs/*/supervisor.json"):
             try:
-                spid = json.loads(sup.read_text()).get("pid")
-                os.killpg(spid, signal.SIGKILL)
-            except (OSError, ValueError, TypeError):
-                pass
-    sock_dir = Path("/tmp")
-    _ = sock_dir
+                record = json.loads(sup.read_text())
+            except (OSError, ValueError):
+                continue
+            for key in ("job_pid", "pid"):
+                try:
+                    os.killpg(int(record.get(key)), signal.SIGKILL)
+                except (OSError, ValueError, TypeError):
+                    pass
     shutil.rmtree(f.root, ignore_errors=True)

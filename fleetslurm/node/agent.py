@@ -227,6 +227,39 @@ def signal_scope(jobdir: str, sid: Optional[int], pid: int, signum: int, scope: 
             pass
 
 
+def inline_output(stdout: str, stderr: str, limit: int) -> Optional[Dict[str, Any]]:
+    """A finished job's output, base64, when every file is at most ``limit``
+    bytes (else None: the controller copies it over SFTP)."""
+    import base64
+
+    out: Dict[str, Any] = {}
+    for name, path in (("stdout", stdout), ("stderr", stderr)):
+        if name == "stderr" and path == stdout:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            out[name] = ""
+            continue
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size > limit:
+                return None
+            data = b""
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+                if len(data) > limit:
+                    return None
+        finally:
+            os.close(fd)
+        out[name] = base64.b64encode(data).decode()
+    return out
+
+
 def key_error(key: Any) -> Optional[str]:
     """Why ``key`` is not a valid job key, or None if it is."""
     if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key or key == ".":
@@ -392,6 +425,8 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
         out["kill_wait_s"] = 30
     out["mem_limit_mb"] = _opt_int(spec, "mem_limit_mb") or None  # 0 = unlimited, as SLURM
     out["umask"] = _opt_int(spec, "umask")
+    # bytes of output small enough to send home with the `ended` event
+    out["inline_output"] = _opt_int(spec, "inline_output")
     sig = spec.get("signal")
     if sig is not None:
         if not isinstance(sig, dict):
@@ -970,7 +1005,7 @@ class Job:
     """The agent's view of one job directory."""
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
-                 "result", "emitted", "launch_fd", "waiters")
+                 "result", "emitted", "launch_fd", "waiters", "inline")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -985,6 +1020,8 @@ class Job:
         self.emitted = False
         self.launch_fd: Optional[int] = None
         self.waiters: List[Any] = []       # request ids awaiting `started`
+        #: (stdout path, stderr path, byte limit): send small output with `ended`
+        self.inline: Optional[Tuple[str, str, int]] = None
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
@@ -1012,6 +1049,7 @@ class Agent:
         self.ready = False   # hold unsolicited `ended` until the controller has spoken
         self.stop = False
         self.inbuf = b""
+        self.outbuf: List[bytes] = []
         self.gpus: Optional[List[Dict[str, Any]]] = None
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -1061,16 +1099,31 @@ class Agent:
         return [self.wake_r, self.wake_w] + list(self.launch_fds)
 
     def send(self, obj: Dict[str, Any]) -> None:
-        """Write one JSON line to stdout."""
+        """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
+        each turn of the loop, so a burst of replies and events costs one write
+        (over SSH: one packet, not one per line)."""
+        self.outbuf.append((json.dumps(obj, separators=(",", ":")) + "\n").encode())
+
+    def flush(self) -> None:
+        if not self.outbuf:
+            return
+        data, self.outbuf = b"".join(self.outbuf), []
         try:
-            write_all(1, (json.dumps(obj, separators=(",", ":")) + "\n").encode())
+            write_all(1, data)
         except OSError as exc:
             raise _Gone() from exc
 
     def serve(self) -> None:
         """Run until stdin EOF or `shutdown`; running jobs are left alone."""
+        try:
+            self._serve()
+        finally:
+            self.flush()
+
+    def _serve(self) -> None:
         next_poll = time.monotonic() + _ADOPT_POLL_S
         while not self.stop:
+            self.flush()
             timeout = None
             if self.adopted:
                 timeout = max(0, int((next_poll - time.monotonic()) * 1000) + 1)
@@ -1222,7 +1275,12 @@ class Agent:
     def emit_ended(self, job: Job) -> None:
         if self.ready and not job.emitted and job.result is not None:
             job.emitted = True
-            self.send({"ev": "ended", "key": job.key, "result": job.result})
+            msg: Dict[str, Any] = {"ev": "ended", "key": job.key, "result": job.result}
+            if job.inline is not None:
+                output = inline_output(*job.inline)
+                if output is not None:
+                    msg["output"] = output
+            self.send(msg)
 
     def reap(self) -> None:
         """Collect exited supervisors (our children) and report their jobs."""
@@ -1399,6 +1457,8 @@ class Agent:
         os.close(pipe[1])
         os.set_blocking(pipe[0], False)
         job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
+        if spec.get("inline_output"):
+            job.inline = (spec["stdout"], spec["stderr"], int(spec["inline_output"]))
         job.sup_pid = pid
         job.launch_fd = pipe[0]
         job.waiters.append(rid)
