@@ -75,7 +75,7 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         if req["gpus"] and not any(s.gpu_ids for s in specs):
             raise SubmitError("Invalid generic resource (gres) specification")
         lines = []
-        if req["mem_mb"] and all(req["mem_mb"] > s.mem_mb for s in specs):
+        if req["mem_mb"] and specs and all(req["mem_mb"] > s.mem_mb for s in specs):
             lines.append("Memory specification can not be satisfied")
         lines.append("Batch job submission failed: Requested node configuration is not "
                      "available")

@@ -94,7 +94,7 @@ def local_config(**overrides) -> dict:
         "heartbeat_interval": 1.0,
         "partitions": {"debug": {"default": True}, "short": {"max_time": "10", "priority": 5}},
         "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
-                                   "hostname": "localhost"}},
+                                   "hostname": "localhost", "partitions": ["debug", "short"]}},
     }
     cfg.update(overrides)
     return cfg

@@ -164,3 +164,18 @@ def test_config_not_json(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr == (f"squeue: error: {tmp_path}/fleet_config.json: line 1 column 15: "
                            "invalid JSON: Expecting property name enclosed in double quotes\n")
+
+
+def test_partition_without_machines(tmp_path):
+    from conftest import Fleet, _teardown, local_config
+
+    cfg = local_config()
+    cfg["partitions"]["empty"] = {"max_time": "60"}
+    f = Fleet(tmp_path, cfg)
+    try:
+        proc = f.run("sbatch", "-p", "empty", "--mem=10M", "--wrap", "true")
+        assert (proc.returncode, proc.stderr) == (
+            1, "sbatch: error: Batch job submission failed: Requested node configuration is "
+               "not available\n")
+    finally:
+        _teardown(f)

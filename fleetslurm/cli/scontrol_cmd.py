@@ -144,6 +144,6 @@ def _show(rest: list[str]) -> int:
             return 0
         if what == "config":
             items = c.call("config")
-            sys.stdout.write(scontrol_fmt.show_config([tuple(i) for i in items], now))
+            sys.stdout.write(scontrol_fmt.show_config([tuple(i) for i in items], now=now))
             return 0
     raise UsageError(f"invalid entity:{rest[0]} for keyword:show", prog=PROG)
