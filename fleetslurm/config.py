@@ -12,14 +12,13 @@ beside it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .paths import find_config, home_dir
+from .paths import find_config
 
 __all__ = [
     "MachineConfig",

@@ -20,11 +20,9 @@ from typing import Any, Callable, Optional
 
 from . import errors
 from .config import FleetConfig
-from .model import FINAL_STATES, JobState
 from .nodelink import NodeLink
-from .paths import JobPaths, StatePaths
-from .scheduler import (JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
-                        JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeSpec,
+from .paths import StatePaths
+from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeSpec,
                         NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
 from .store import Store
 from .transport.base import Transport
@@ -52,7 +50,7 @@ class Controller:
 
     def __init__(self, config: FleetConfig, paths: StatePaths, store: Optional[Store] = None,
                  transports: Optional[dict[str, Transport]] = None) -> None:
-        from . import handlers, queries
+        from . import handlers, ops, queries
 
         from .paths import private_dir
 
@@ -71,6 +69,7 @@ class Controller:
         self._stopping = False
         self.started_at = time.time()
         self._handlers = handlers
+        self._ops = ops
         self.queries = queries.Queries(self)
         self._uid = os.getuid()
         self._reasons: dict[int, str] = {}
@@ -253,7 +252,7 @@ class Controller:
 
     def _rpc(self, pending: _Pending, now: float) -> None:
         self._replies.append(pending)
-        fn = getattr(self._handlers, "op_" + pending.op, None)
+        fn = getattr(self._ops, "op_" + pending.op, None)
         if fn is None:
             pending.error = errors.ControllerError(f"unknown request {pending.op!r}")
             return

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
-from .model import JobState
 from .paths import JobPaths
 from .scheduler import JobEnded, JobRequeued, JobRestored, NodeDown, NodeDrain, NodeUp, StartJob
 from .slurm.jobspec import job_environment
@@ -20,8 +19,6 @@ from .slurm.patterns import expand_pattern
 if TYPE_CHECKING:
     from .controller import Controller
 
-from .ops import (op_cancel, op_explain, op_hold, op_release, op_requeue, op_shutdown, op_submit,  # noqa: F401
-                  op_update_job, op_update_node)
 
 _LIVE = ("RUNNING", "COMPLETING")
 INLINE_OUTPUT = 256 * 1024

@@ -91,18 +91,10 @@ class NodeLink:
     def send(self, msg: dict) -> bool:
         """Send one request; False when the link is not usable (the caller keeps
         the job's committed state and reconciles on reconnect)."""
-        channel = self.channel
-        if channel is None:
-            return False
-        try:
-            channel.send(msg)
-            return True
-        except TransportError as exc:
-            self.error = str(exc)
-            return False
+        return self.send_many([msg])
 
     def send_many(self, msgs: list) -> bool:
-        """Send several requests in one write."""
+        """Send several requests in one write (over SSH: one packet)."""
         channel = self.channel
         if channel is None:
             return False

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import errors
 from .errors import AccessDenied, InvalidJobId, SubmitError, UsageError
-from .model import JobState
 from .scheduler import JobEnded, JobHeld, JobRequest, JobReleased, JobSubmitted, JobUpdated
 from .views import user_name
 
@@ -70,7 +69,6 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     probe = _request(0, user, now, req, spec["hold"])
     why = ctl.sched.can_ever_run(probe)
     if why is not None:
-        nodes = [ctl.config.machines[n] for n in cfg.partition_nodes(partition)]
         specs = [ctl.node_spec(n) for n in cfg.partition_nodes(partition)]
         if req["gpus"] and not any(s.gpu_ids for s in specs):
             raise SubmitError("Invalid generic resource (gres) specification")
@@ -79,7 +77,6 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             lines.append("Memory specification can not be satisfied")
         lines.append("Batch job submission failed: Requested node configuration is not "
                      "available")
-        del nodes
         raise SubmitError("\n".join(lines))
     count = len(indices) or 1
     first = ctl.store.allocate_ids(count)
@@ -123,7 +120,7 @@ def find_tasks(ctl: "Controller", text: str) -> list[dict]:
     t = str(text).strip()
     m = re.fullmatch(r"(\d+)(?:_(\d+|\[[0-9,\-:%]+\]))?(?:\.(\w+))?", t)
     if not m:
-        raise InvalidJobId(f"Invalid job id specified")
+        raise InvalidJobId("Invalid job id specified")
     jid = int(m.group(1))
     if m.group(2) is None:
         task = ctl.store.task(jid)
@@ -177,14 +174,14 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     targets = [(s, t) for s, t in targets if _matches(ctl, t, args)]
     for shown, task in targets:
         try:
-            job = _check_owner(ctl, task, uid)
+            _check_owner(ctl, task, uid)
         except AccessDenied as exc:
             if ids:
                 errs.append(f"Kill job error on job id {shown}: {exc}")
             continue
         if task["state"] not in _ACTIVE:
             continue  # finished but remembered: silent, exit 0
-        if signal is not None and not args.get("cancel_with_signal", False):
+        if signal is not None:
             if task["state"] in _LIVE:
                 # SLURM: srun steps only by default, -b the batch shell, -f everything
                 scope = "full" if args.get("full") else "batch" if batch_only else "steps"
@@ -376,7 +373,7 @@ def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     names = expand(str(args.get("nodes") or ""))
     unknown = [n for n in names if n not in ctl.config.machines]
     if unknown or not names:
-        raise errors.JobError(f"Invalid node name specified")
+        raise errors.JobError("Invalid node name specified")
     state = str(args.get("state") or "").upper()
     reason = str(args.get("reason") or "")
     if state in ("DRAIN", "DOWN") and not reason:
@@ -400,7 +397,7 @@ def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             elif name not in ctl._node_down:
                 ctl.emit(NodeResume(name))
         elif state:
-            raise UsageError(f"Invalid node state specified", prog="scontrol")
+            raise UsageError("Invalid node state specified", prog="scontrol")
     return {}
 
 

@@ -1530,14 +1530,20 @@ class Agent:
             return
         # The supervisor does the killing (it owns the kill_wait timer); we only
         # leave the request where it looks and wake it up.
-        write_text_atomic(os.path.join(job.dir, CANCEL_FILE), str(signum))
-        err = None
+        err = self.tell_supervisor(job, CANCEL_FILE, str(signum))
+        self.send({"ev": "cancelling", "re": rid, "key": job.key, "ok": err is None, "error": err})
+
+    @staticmethod
+    def tell_supervisor(job: "Job", filename: str, text: str) -> Optional[str]:
+        """Leave a request file in the job's directory and wake its supervisor
+        (SIGUSR1); returns an error text or None."""
+        write_text_atomic(os.path.join(job.dir, filename), text)
         if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
             try:
                 os.kill(job.sup_pid, signal.SIGUSR1)
             except OSError as exc:
-                err = "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
-        self.send({"ev": "cancelling", "re": rid, "key": job.key, "ok": err is None, "error": err})
+                return "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
+        return None
 
     def op_set_limit(self, req: Dict[str, Any], rid: Any) -> None:
         """Change a running job's time limit (seconds from its start; null = none)."""
@@ -1550,13 +1556,7 @@ class Agent:
         job = self._job_for(req, rid, "limit_set")
         if job is None:
             return
-        write_text_atomic(os.path.join(job.dir, LIMIT_FILE), "none" if not limit else str(limit))
-        err = None
-        if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
-            try:
-                os.kill(job.sup_pid, signal.SIGUSR1)
-            except OSError as exc:
-                err = "cannot wake the supervisor of job %s: %s" % (job.key, exc.strerror)
+        err = self.tell_supervisor(job, LIMIT_FILE, "none" if not limit else str(limit))
         self.send({"ev": "limit_set", "re": rid, "key": job.key, "ok": err is None, "error": err})
 
     def op_forget(self, req: Dict[str, Any], rid: Any) -> None:

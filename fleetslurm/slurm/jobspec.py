@@ -133,7 +133,7 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     if nodes_opt is not None:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", str(nodes_opt).strip())
         if not m or int(m.group(1)) < 1:
-            raise UsageError(f'Invalid node count specification', prog="sbatch")
+            raise UsageError('Invalid node count specification', prog="sbatch")
         if int(m.group(1)) > 1:
             raise UsageError("Batch job submission failed: Requested node configuration is "
                              "not available (fleetslurm runs each job on one machine; "
@@ -230,7 +230,7 @@ def _hosts(v: Any) -> list[str]:
         try:
             out.extend(expand(str(item)))
         except InvalidValue:
-            raise UsageError(f"Invalid node name specified", prog="sbatch") from None
+            raise UsageError("Invalid node name specified", prog="sbatch") from None
     return out
 
 
