@@ -84,6 +84,10 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
                 data = b""  # the job wrote nothing there (or the file is gone)
             _write(task[which], data, append)
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
+    except NodeUnreachable as exc:
+        error = str(exc)  # retried when the machine says hello again
     except (OSError, FleetError) as exc:
-        error = str(exc)
+        # the submit host cannot take it (an unwritable --output directory...):
+        # say so once and let the job finish rather than hang in COMPLETING
+        ctl.log(f"job {task['task_id']}: its output could not be written on this host: {exc}")
     ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error))

@@ -12,6 +12,7 @@ store by the RPC threads; changes go through ``step``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -22,12 +23,21 @@ from . import errors
 from .config import FleetConfig
 from .nodelink import NodeLink
 from .paths import StatePaths
-from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeSpec,
-                        NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
+from .scheduler import (JobEnded, JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
+                        NodeSpec, NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
 from .store import Store
 from .transport.base import Transport
 
 __all__ = ["Controller"]
+
+_ACTIVE_STATES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+
+
+def _dependency_ids(text: str) -> set[int]:
+    """Job ids a SLURM dependency string names (``afterok:12:13?afterany:14``)."""
+    import re
+
+    return {int(m) for m in re.findall(r"(?<=[:])(\d+)", text)}
 
 #: states that occupy a node
 _LIVE = ("RUNNING", "COMPLETING")
@@ -74,7 +84,12 @@ class Controller:
         self._uid = os.getuid()
         self._reasons: dict[int, str] = {}
         self._fed: set[int] = set()         # task ids the scheduler knows
-        self._node_down: dict[str, str] = {}  # node -> reason, as told to the scheduler
+        self._node_down: dict[str, str] = {}  # node -> reason: marked down, its jobs failed
+        #: machines not heard from since this controller started (down in the
+        #: scheduler, but their jobs are not failed before the heartbeat timeout)
+        self._awaiting_hello: set[str] = set()
+        #: machines whose running jobs were failed for the current outage
+        self._failed_nodes: set[str] = set()
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
         self.now = 0.0  # the current step's time
@@ -112,16 +127,27 @@ class Controller:
             events.append(PartitionSet(PartitionSpec(
                 name=pname, priority=p.priority, max_time=p.max_minutes(), default=p.default,
                 up=p.state.upper() == "UP")))
+        active = self.store.active_tasks()
+        # Running jobs are facts, not requests: a machine is first sized to hold
+        # every job recorded on it (its config may have shrunk since), then set
+        # to its configured size (the scheduler keeps jobs on a shrunk node).
         for name in self.config.machines:
-            events.append(NodeUp(self.node_spec(name)))
-            # nothing runs on a machine until its agent has said hello
-            events.append(NodeDown(name, "Not responding"))
-            self._node_down[name] = "Not responding"
+            spec = self.node_spec(name)
+            mine = [t for t in active if t["node"] == name and t["state"] == "RUNNING"]
+            if mine:
+                need_gpus = max([g + 1 for t in mine for g in t["gpu_ids"]], default=0)
+                spec = dataclasses.replace(
+                    spec, cpus=max(spec.cpus, sum(t["alloc_cpus"] or 1 for t in mine)),
+                    mem_mb=max(spec.mem_mb, sum(t["alloc_mem_mb"] or 0 for t in mine)),
+                    gpu_ids=tuple(range(max(len(spec.gpu_ids), need_gpus))))
+            events.append(NodeUp(spec))
         jobs_cache: dict[int, dict] = {}
-        for task in self.store.active_tasks():
+        orphans: list[dict] = []
+        dep_ids: set[int] = set()
+        for task in active:
             job = jobs_cache.get(task["job_id"]) or self.store.job(task["job_id"])
             jobs_cache[task["job_id"]] = job  # type: ignore[assignment]
-            req = self.request_of(task, job)
+            req = self.request_of(task, job)  # type: ignore[arg-type]
             if task["array_index"] is not None:
                 self._array_of[task["task_id"]] = task["job_id"]
             if task["state"] == "COMPLETING":
@@ -130,14 +156,36 @@ class Controller:
                 events.append(JobRestored(req, task["node"], tuple(task["gpu_ids"]),
                                           task["start_time"] or now))
                 self._fed.add(task["task_id"])
+            elif task["state"] in _LIVE:
+                orphans.append(task)  # its machine is no longer in the config
             elif task["state"] == "PENDING":
-                if self._may_feed(task, job):
+                dep_ids.update(_dependency_ids(task["req"].get("dependency") or ""))
+                if self._may_feed(task, job):  # type: ignore[arg-type]
                     events.append(JobSubmitted(req))
                     self._fed.add(task["task_id"])
+        # The jobs pending dependencies refer to, as they ended: the scheduler
+        # takes a job it never saw for one long gone (satisfied).
+        for dep in sorted(dep_ids - self._fed):
+            done = self.store.task(dep)
+            if done is None or done["state"] in _ACTIVE_STATES:
+                continue
+            djob = self.store.job(done["job_id"])
+            events.append(JobSubmitted(self.request_of(done, djob)))  # type: ignore[arg-type]
+            events.append(JobEnded(dep, done["state"], done["end_time"] or now))
+        for name in self.config.machines:
+            events.append(NodeUp(self.node_spec(name)))
+            # nothing runs on a machine until its agent has said hello
+            events.append(NodeDown(name, "Not responding"))
+            self._awaiting_hello.add(name)
         # applied now, so requests in the first step already see partitions and
         # nodes; every machine is still down, so nothing can start yet
         leftover = self.sched.handle(events, now)
         assert not leftover, leftover
+        if orphans:
+            with self.store.transaction():
+                for task in orphans:
+                    self._handlers.node_fail(self, task, now,
+                                             f"machine {task['node']} left the config")
         for name in self.config.machines:
             link = NodeLink(name, self.transport_for(name), self.inbox)
             self.links[name] = link

@@ -12,7 +12,8 @@ import posixpath
 from typing import TYPE_CHECKING, Optional
 
 from .paths import JobPaths
-from .scheduler import JobEnded, JobRequeued, JobRestored, NodeDown, NodeDrain, NodeUp, StartJob
+from .scheduler import (JobEnded, JobRequeued, JobRestored, JobSubmitted, NodeDown, NodeDrain,
+                        NodeResume, NodeUp, StartJob)
 from .slurm.jobspec import job_environment
 from .slurm.patterns import expand_pattern
 
@@ -36,7 +37,8 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     ctl.store.update_task(
         task["task_id"], state="RUNNING", reason="None", node=action.node,
         gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus, alloc_mem_mb=action.mem_mb,
-        run_key=run_key, start_time=now, end_time=None, exit_code=None, exit_signal=None)
+        run_key=run_key, start_time=now, end_time=None, exit_code=None, exit_signal=None,
+        collected=0)
     ctl.store.add_step(run_key, task["task_id"], action.node, now)
     ctl.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
     task = ctl.store.task(action.job_id)
@@ -144,8 +146,9 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         definitive = kind == "connect_failed" and item[4] in ("AuthenticationFailed",
                                                                "HostKeyError")
         if (never_up or definitive) and kind == "connect_failed" and name not in ctl._node_down:
-            # a machine that never answered, or refuses us: say so at once
-            mark_down(ctl, name, item[3], now)
+            # a machine that never answered, or refuses us: DOWN at once (its
+            # jobs, if any, are failed only after the heartbeat timeout)
+            mark_down(ctl, name, item[3], now, fail_jobs=False)
         elif name in ctl._node_down and link.error:
             ctl._node_down[name] = link.error
         return
@@ -177,18 +180,31 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
     link.facts = dict(msg.get("facts") or {})
     ctl.store.set_node(name, facts=link.facts, last_seen=now)
     admin = ctl.store.node(name)
+    ctl._awaiting_hello.discard(name)
     if admin["admin_state"] == "down":
         pass  # an admin's DOWN stands until State=RESUME
     elif name in ctl._node_down or ctl.sched.node_state(name) == "down":
         ctl._node_down.pop(name, None)
+        ctl._failed_nodes.discard(name)
         ctl.emit(NodeUp(ctl.node_spec(name, link.facts)))
         if admin["admin_state"] == "drain":
             ctl.emit(NodeDrain(name, admin["reason"]))
+        else:
+            ctl.emit(NodeResume(name))  # a RESUME given while it was down
     reported = {j["key"]: j for j in msg.get("jobs") or []}
     for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
         info = reported.pop(task["run_key"], None)
         if info is None and task["state"] == "COMPLETING":
             finish_collection(ctl, task["task_id"], task["run_key"], name, now)
+        elif info is None and task["cancelled_by"] is not None:
+            # cancelled before its launch reached the machine: it never ran
+            from .ops import finish_cancel
+
+            finish_cancel(ctl, task, task["cancelled_by"], now)
+        elif info is not None and info.get("status") != "ended" \
+                and task["cancelled_by"] is not None:
+            # a cancel that was committed but never reached the agent
+            ctl.send(name, {"op": "cancel", "key": task["run_key"], "signal": 15})
         elif info is None:
             # committed as started but the launch never reached the agent: the
             # agent's launch is idempotent per run key, so sending it again is safe
@@ -235,7 +251,11 @@ def _result(ctl: "Controller", name: str, result: dict, now: float,
         return
     task = ctl.store.task(step["task_id"])
     shared = ctl.transport_for(name).shared_fs
-    if shared or task is None or task["run_key"] != key:
+    if task is not None and task["run_key"] != key and not shared:
+        # an earlier run of a requeued job: its output goes home too (SLURM
+        # appends every run to the same file), then the agent may forget it
+        collect_output(ctl, dict(task, run_key=key, restart_count=1), name, output)
+    elif shared or task is None or task["run_key"] != key:
         ctl.send(name, {"op": "forget", "key": key})
     state = str(result.get("state") or "FAILED")
     if step["state"] == "RUNNING" or step["end_time"] is None:
@@ -289,8 +309,10 @@ def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
     ctl.send(node, {"op": "forget", "key": run_key})
     if task is None:
         return
+    if task["run_key"] != run_key:
+        return  # an earlier run's output, appended before the current run's
     ctl.store.update_task(task_id, collected=1)
-    if task["state"] == "COMPLETING" and task["run_key"] == run_key:
+    if task["state"] == "COMPLETING":
         ctl.store.update_task(task_id, state=final_state(task, ctl.store.step(run_key)))
 
 
@@ -309,10 +331,11 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     fresh["open_mode"] = job["spec"].get("open_mode") if job else None
     if output is not None:
         error = write_inline(ctl, fresh, output)
-        if not error:
-            finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now)
-            return
-        ctl.log(f"job {fresh['task_id']}: {error}; copying its output over the transport")
+        if error:
+            # the submit host refused it; the job finishes all the same
+            ctl.log(f"job {fresh['task_id']}: {error}")
+        finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now)
+        return
     ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 
 
@@ -328,14 +351,20 @@ def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool
                           run_key=None, restart_count=task["restart_count"] + 1,
                           start_time=None, end_time=None, exit_code=None, exit_signal=None,
                           alloc_cpus=None, alloc_mem_mb=None, gpu_ids=None,
-                          held=int(hold or task["held"]), cancelled_by=None)
+                          held=int(hold or task["held"]), cancelled_by=None, collected=0)
     ctl.store.log(task["task_id"], now, "requeue", why)
-    if task["task_id"] in ctl._fed and task["state"] in _LIVE:
+    if task["task_id"] in ctl._fed and task["state"] == "RUNNING":
         ctl.emit(JobRequeued(task["task_id"]))
         if hold:
             from .scheduler import JobHeld
 
             ctl.emit(JobHeld(task["task_id"]))
+    else:
+        # it had ended (or was finishing) as far as the scheduler knows: new again
+        fresh = ctl.store.task(task["task_id"])
+        job = ctl.store.job(task["job_id"])
+        ctl.emit(JobSubmitted(ctl.request_of(fresh, job)))  # type: ignore[arg-type]
+        ctl._fed.add(task["task_id"])
 
 
 def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
@@ -352,6 +381,7 @@ def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
     ctl.store.log(task["task_id"], now, "end", f"NODE_FAIL {why}")
     ctl.emit(JobEnded(task["task_id"], "NODE_FAIL", now))
     ctl.forget_fed(task["task_id"])
+    ctl.task_finished(task)
 
 
 # -- the clock ----------------------------------------------------------------
@@ -368,16 +398,27 @@ def periodic(ctl: "Controller", now: float) -> None:
                 backoff = min(backoff, 1.0)
             if now - link.last_attempt >= backoff:
                 link.connect(now)
-        if now - heard > 3 * hb and name not in ctl._node_down:
-            reason = link.error or "Not responding"
-            mark_down(ctl, name, reason, now)
+        if now - heard > 3 * hb and name not in ctl._failed_nodes:
+            # silent for three heartbeats: DOWN, and its jobs NODE_FAIL
+            mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
+                      now)
     ctl.feed_arrays(now)
 
 
-def mark_down(ctl: "Controller", name: str, reason: str, now: float) -> None:
-    ctl._node_down[name] = reason
-    ctl.emit(NodeDown(name, reason))
-    ctl.links[name].drop()
+def mark_down(ctl: "Controller", name: str, reason: str, now: float,
+              fail_jobs: bool = True) -> None:
+    """DOWN in sinfo with the reason; with ``fail_jobs`` its running jobs become
+    NODE_FAIL (and are requeued where allowed)."""
+    if name not in ctl._node_down:
+        ctl._node_down[name] = reason
+        ctl.emit(NodeDown(name, reason))
+        ctl.links[name].drop()
+    if fail_jobs:
+        fail_node_jobs(ctl, name, reason, now)
+
+
+def fail_node_jobs(ctl: "Controller", name: str, reason: str, now: float) -> None:
+    ctl._failed_nodes.add(name)
     for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
         if task["state"] == "COMPLETING":
             # it ended; only its output copy was pending, and that is now lost

@@ -65,6 +65,9 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         "constraint": spec["constraint"], "begin_time": spec["begin_time"],
         "dependency": spec["dependency"], "exclusive": spec["exclusive"], "priority": 0,
     }
+    if spec["nice"] < 0 and uid != 0:
+        raise SubmitError("Batch job submission failed: Access/permission denied "
+                          "(only root may give a negative --nice)")
     user = user_name(uid)
     probe = _request(0, user, now, req, spec["hold"])
     why = ctl.sched.can_ever_run(probe)
@@ -220,6 +223,11 @@ def cancel_task(ctl: "Controller", task: dict, uid: int, now: float) -> None:
             return
         # the machine is unreachable: record the cancel now; a late result is ignored
         # and a still-running process is killed when the machine is back
+    finish_cancel(ctl, task, uid, now)
+
+
+def finish_cancel(ctl: "Controller", task: dict, uid: int, now: float) -> None:
+    """The job is CANCELLED now (it is pending, or its machine cannot be told)."""
     ctl.store.update_task(task["task_id"], state="CANCELLED", cancelled_by=uid, end_time=now,
                           exit_code=0, exit_signal=0, reason="None")
     ctl.store.log(task["task_id"], now, "end", f"CANCELLED by {uid}")
@@ -280,15 +288,7 @@ def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             raise errors.JobError("Job is pending execution")
         if not job["spec"].get("requeue", True):
             raise errors.JobError("Requested operation is presently disabled")
-        was_live = task["state"] in _LIVE
         requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold)
-        if not was_live:
-            # a finished job comes back: the scheduler sees it as new
-            fresh = ctl.store.task(task["task_id"])
-            req = fresh["req"]  # type: ignore[index]
-            ctl.emit(JobSubmitted(_request(task["task_id"], job["user"], task["submit_time"],
-                                           req, hold)))
-            ctl._fed.add(task["task_id"])
     return {}
 
 
@@ -339,6 +339,8 @@ def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         running = task["state"] in _LIVE
         if running and set(changes) - {"time_limit", "name", "nice"}:
             raise errors.JobError("Job is no longer pending execution")
+        if changes.get("nice", 0) < 0 and uid != 0:
+            raise AccessDenied(f"Access/permission denied for job {task['task_id']}")
         if running and "time_limit" in changes and uid != 0:
             old = task["req"]["time_limit"]
             new = changes["time_limit"]

@@ -501,7 +501,7 @@ def test_invalid_transitions_carry_the_history():
     with pytest.raises(InvalidTransition, match="JobEnded is not allowed for job 9, which is unknown"):
         st.handle([JobEnded(9, "COMPLETED", T0)], T0)
     step(st, [JobEnded(1, "COMPLETED", T0)])
-    for ev in (JobEnded(1, "FAILED", T0), JobRequeued(1), JobHeld(1), JobSubmitted(job(1))):
+    for ev in (JobEnded(1, "FAILED", T0), JobRequeued(1), JobHeld(1)):
         with pytest.raises(InvalidTransition, match="which is ENDED"):
             st.handle([ev], T0)
     with pytest.raises(InvalidTransition, match="non-final state"):
@@ -509,6 +509,19 @@ def test_invalid_transitions_carry_the_history():
         st.handle([JobEnded(2, "RUNNING", T0)], T0)
     with pytest.raises(InvalidTransition, match="unknown node 'zz'"):
         st.handle([NodeDrain("zz", "x")], T0)
+    st.validate()
+
+
+def test_an_ended_job_can_come_back():
+    """scontrol requeue of a finished job resubmits it; a NODE_FAIL job found
+    still running on a returning machine is restored."""
+    st = cluster(NodeSpec("a", 1, 8000))
+    submit(st, job(1))
+    step(st, [JobEnded(1, "COMPLETED", T0)])
+    assert step(st, [JobSubmitted(job(1))]) == [StartJob(1, "a", 1, 0, ())]
+    step(st, [JobEnded(1, "NODE_FAIL", T0)])
+    step(st, [JobRestored(job(1), "a", (), T0)])
+    assert st.running() == {1: "a"}
     st.validate()
 
 

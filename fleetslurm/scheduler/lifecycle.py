@@ -43,6 +43,10 @@ TRANSITIONS: dict[tuple[str | None, str], str] = {
     (RUNNING, "JobReleased"): RUNNING,
     (PENDING, "JobUpdated"): PENDING,
     (RUNNING, "JobUpdated"): RUNNING,
+    # a finished job requeued by `scontrol requeue` comes back as new
+    (ENDED, "JobSubmitted"): PENDING,
+    # a job given up for lost (NODE_FAIL without requeue) turns out to be running
+    (ENDED, "JobRestored"): RUNNING,
 }
 
 #: how many transitions a job or node remembers for error messages
