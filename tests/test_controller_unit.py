@@ -208,3 +208,18 @@ def test_socket_is_private(tmp_path):
         assert (tmp_path / "s" / "ctl.sock").stat().st_mode & 0o077 == 0
     finally:
         server.close()
+
+
+def test_negative_nice_needs_root(tmp_path):
+    ctl = _controller(tmp_path)
+    try:
+        with pytest.raises(errors.SubmitError, match="Access/permission denied"):
+            _submit(ctl, 4242, nice="-10")
+        job = _submit(ctl, 4242, nice="5", hold=True)
+        with pytest.raises(errors.AccessDenied):
+            _request(ctl, "update_job", 4242, ids=[str(job)], fields={"Nice": "-5"})
+        _request(ctl, "update_job", 0, ids=[str(job)], fields={"Nice": "-5"})
+        assert ctl.store.task(job)["req"]["nice"] == -5
+        assert _submit(ctl, 0, nice="-10", hold=True) > job
+    finally:
+        ctl.close()

@@ -457,3 +457,27 @@ def test_signal_before_time_limit(fleet):
         assert rec["state"] == "COMPLETED", rec
         assert (fleet.work / f"slurm-{job}.out").read_text() == text
     assert time.monotonic() - t0 < 20
+
+
+def test_requeue_of_a_finished_job_runs_it_again(fleet):
+    job = fleet.sbatch("--open-mode=append", "--wrap", "echo run${SLURM_RESTART_COUNT:-0}")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    fleet.run("scontrol", "requeue", str(job), check=True)
+    rec = fleet.wait(job, timeout=30)
+    assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 1)
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "run0\nrun1\n"
+    assert fleet.run("squeue").returncode == 0  # the controller is still there
+
+
+def test_dependencies_survive_a_controller_restart(fleet):
+    first = fleet.sbatch("--wrap", "exit 1")
+    fleet.wait(first)
+    after = fleet.sbatch(f"--dependency=afterok:{first}", "--wrap", "echo never")
+    time.sleep(1)
+    assert fleet.record(after)["reason"] == "DependencyNeverSatisfied"
+    os.kill(fleet.controller_pid(), 9)
+    time.sleep(0.5)
+    assert fleet.run("squeue").returncode == 0  # restarts it
+    time.sleep(1.5)
+    rec = fleet.record(after)
+    assert (rec["state"], rec["reason"]) == ("PENDING", "DependencyNeverSatisfied")

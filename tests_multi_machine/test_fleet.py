@@ -330,3 +330,21 @@ def test_shared_fs_machine_writes_output_in_place(sshd_fleet, make_config, ssh_h
         assert not (files.home / "output" / str(job)).exists()  # nothing copied
     finally:
         cli.stop()
+
+
+def test_machine_dead_while_the_controller_was_down(fleet4, tmp_path):
+    """Jobs recorded RUNNING on a machine that is gone when the controller
+    comes back are failed and requeued after the heartbeat timeout."""
+    cli, machines = fleet4
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = cli.sbatch("--wrap", f"echo run >> {marks}/a; sleep 2")
+    assert cli.wait(job, {"RUNNING"})["nodes"] == ["m1"]
+    os.kill(int((cli.files.home / "controller.pid").read_text().split()[0]), signal.SIGKILL)
+    m1 = next(m for m in machines if m.name == "m1")
+    m1.kill()
+    assert cli.run("squeue").returncode == 0  # restarts the controller
+    rec = cli.wait(job, timeout=60)
+    assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 1)
+    assert rec["nodes"] != ["m1"]
+    assert (marks / "a").read_text() == "run\nrun\n"
