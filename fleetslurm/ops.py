@@ -420,7 +420,7 @@ def op_explain(ctl: "Controller", args: dict, uid: int, now: float) -> str:
         job = ctl.store.job(task["job_id"])
         shown = _shown_id(task, job)  # type: ignore[arg-type]
         if task["state"] == "PENDING" and task["task_id"] in ctl._fed:
-            lines.append(f"job {shown}: " + ctl.sched.explain(task["task_id"]))
+            lines.append(ctl.sched.explain(task["task_id"]))
         elif task["state"] == "PENDING":
             lines.append(f"job {shown} is pending (JobArrayTaskLimit): its array's %N "
                          "throttle holds it back")

@@ -481,3 +481,16 @@ def test_dependencies_survive_a_controller_restart(fleet):
     time.sleep(1.5)
     rec = fleet.record(after)
     assert (rec["state"], rec["reason"]) == ("PENDING", "DependencyNeverSatisfied")
+
+
+def test_explain_says_why(fleet):
+    held = fleet.sbatch("-H", "--wrap", "true")
+    out = fleet.run("explain", str(held), check=True).stdout
+    assert out.startswith(f"job {held} is pending (JobHeldUser)")
+    assert f"scontrol release {held}" in out
+    done = fleet.sbatch("--wrap", "exit 3")
+    fleet.wait(done)
+    assert fleet.run("explain", str(done), check=True).stdout.startswith(
+        f"job {done} ended FAILED (3:0)")
+    bad = fleet.run("explain", "99999")
+    assert bad.returncode == 1 and "Invalid job id specified" in bad.stderr
