@@ -1,3 +1,50 @@
-"""fleetslurm: a SLURM-shaped workload manager for a few machines over SSH."""
+"""fleetslurm: a SLURM-shaped workload manager for a few machines over SSH.
+
+The package root stays import-light (every command imports it, and sbatch
+must start fast): the public names below are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import Any as _Any
+
 __version__ = "0.1.0"
 
+#: public name -> module that defines it
+_EXPORTS = {
+    # errors
+    "FleetError": "errors", "InvalidValue": "errors", "UsageError": "errors",
+    "ConfigError": "errors", "SubmitError": "errors", "JobError": "errors",
+    "InvalidJobId": "errors", "AccessDenied": "errors", "StoreError": "errors",
+    "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
+    "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
+    # data
+    "JobState": "model", "JobRecord": "model", "NodeRecord": "model",
+    "PartitionRecord": "model",
+    # configuration and state
+    "FleetConfig": "config", "MachineConfig": "config", "PartitionConfig": "config",
+    "load_config": "config", "resolve_config": "config", "find_config": "paths",
+    "StatePaths": "paths", "Store": "store",
+    # the controller and how to reach it
+    "Controller": "controller", "Client": "rpc", "connect": "rpc",
+    "ensure_controller": "rpc",
+    # the pure scheduler
+    "SchedulerState": "scheduler",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fleetslurm' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"fleetslurm.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    # the public names (submodules, once imported, are attributes too: not listed)
+    return sorted(__all__)
