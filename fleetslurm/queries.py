@@ -73,8 +73,10 @@ class Queries:
             where.append("(end_time IS NULL OR end_time >= ?)")
             params.append(args["since"])
         if args.get("until") is not None:
-            where.append("submit_time <= ?")
-            params.append(args["until"])
+            # SLURM keeps whole seconds: a job submitted during the second -E
+            # names is inside the window
+            where.append("submit_time < ?")
+            params.append(int(args["until"]) + 1)
         tasks = store.tasks(" AND ".join(where), params)
         jobs: dict[int, dict] = {}
         out: list[JobRecord] = []

@@ -223,3 +223,17 @@ def test_negative_nice_needs_root(tmp_path):
         assert _submit(ctl, 0, nice="-10", hold=True) > job
     finally:
         ctl.close()
+
+
+def test_sacct_window_counts_whole_seconds(tmp_path):
+    """-E names a second: a job submitted during it is inside the window."""
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, os.getuid(), hold=True)
+        submitted = ctl.store.task(job)["submit_time"]
+        got = ctl.queries.answer("jobs", {"until": float(int(submitted))}, os.getuid())
+        assert [r["job_id"] for r in got] == [job]
+        before = ctl.queries.answer("jobs", {"until": float(int(submitted) - 1)}, os.getuid())
+        assert before == []
+    finally:
+        ctl.close()
