@@ -166,10 +166,37 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     elif ev == "ended":
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
-        _result(ctl, name, {"key": msg.get("key"), "state": "FAILED", "exit_code": 1,
-                            "signal": 0, "error": msg.get("error"), "end_time": now}, now)
+        launch_failed(ctl, name, str(msg.get("key")), str(msg.get("error") or ""), now)
     elif ev == "error":
         ctl.log(f"node {name}: agent error: {msg.get('error')}")
+
+
+def launch_failed(ctl: "Controller", name: str, key: str, error: str, now: float) -> None:
+    """The machine could not start a job (nothing ran: full disk, unwritable
+    workdir...). As SLURM does on a launch failure, the machine is drained
+    with the reason and the job is requeued (FAILED if it may not be)."""
+    step = ctl.store.step(key)
+    task = ctl.store.task(step["task_id"]) if step else None
+    if task is None or task["run_key"] != key or task["state"] != "RUNNING":
+        return
+    reason = (f"Launch failed on {name}: {error[:300]}; fix the machine (disk space, "
+              f"workdir permissions), then: scontrol update NodeName={name} State=RESUME")
+    ctl.log(f"job {task['task_id']}: {reason}")
+    ctl.store.set_node(name, admin_state="drain", reason=reason, reason_time=now)
+    ctl.emit(NodeDrain(name, reason))
+    ctl.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
+                          error=error)
+    job = ctl.store.job(task["job_id"])
+    if job and job["spec"].get("requeue", True):
+        requeue_task(ctl, task, now, f"launch failed on {name}: {error}",
+                     state_note="FAILED")
+        return
+    ctl.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
+                          exit_signal=0, reason="JobLaunchFailure")
+    ctl.store.log(task["task_id"], now, "end", f"FAILED launch: {error}")
+    ctl.emit(JobEnded(task["task_id"], "FAILED", now))
+    ctl.forget_fed(task["task_id"])
+    ctl.task_finished(task)
 
 
 def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:

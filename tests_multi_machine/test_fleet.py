@@ -348,3 +348,37 @@ def test_machine_dead_while_the_controller_was_down(fleet4, tmp_path):
     assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 1)
     assert rec["nodes"] != ["m1"]
     assert (marks / "a").read_text() == "run\nrun\n"
+
+
+def test_full_disk_drains_the_machine_and_the_job_runs_elsewhere(sshd_fleet, make_config,
+                                                                ssh_home, tmp_path):
+    """A machine whose workdir is full cannot launch: like SLURM on a launch
+    failure, it is drained with the reason and the job is requeued."""
+    m1, m2 = sshd_fleet(2)
+    small = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(m1.workdir)],
+                           capture_output=True, text=True)
+    if small.returncode:
+        pytest.skip(f"cannot mount a small filesystem here: {small.stderr.strip()}")
+    files = make_config([m1, m2], heartbeat_interval=0.5)
+    cli = Cli(files, tmp_path / "submit")
+    try:
+        cli.run("sinfo", check=True)
+        cli.wait_nodes({"m1": "idle", "m2": "idle"})
+        with open(m1.workdir / "filler", "wb") as f:  # fill it up
+            try:
+                while True:
+                    f.write(b"x" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        job = cli.sbatch("--wrap", "echo ran on $SLURMD_NODENAME")
+        rec = cli.wait(job, timeout=30)
+        assert (rec["state"], rec["nodes"], rec["restart_count"]) == ("COMPLETED", ["m2"], 1)
+        assert (cli.work / f"slurm-{job}.out").read_text() == "ran on m2\n"
+        assert cli.node_states()["m1"] == "drain"
+        node = cli.run("scontrol", "show", "node", "m1", check=True).stdout
+        assert "Launch failed on m1" in node and "No space left on device" in node
+        assert "State=RESUME" in node  # the fix is named
+    finally:
+        cli.stop()
+        subprocess.run(["umount", "-l", str(m1.workdir)], capture_output=True)
