@@ -13,7 +13,6 @@ store by the RPC threads; changes go through ``step``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import threading
 import time
@@ -21,6 +20,8 @@ from typing import Any, Callable, Optional
 
 from . import errors
 from .config import FleetConfig
+from .model import ACTIVE_STATE_NAMES as _ACTIVE_STATES
+from .model import LIVE_STATE_NAMES as _LIVE
 from .nodelink import NodeLink
 from .paths import StatePaths
 from .scheduler import (JobEnded, JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
@@ -30,7 +31,6 @@ from .transport.base import Transport
 
 __all__ = ["Controller"]
 
-_ACTIVE_STATES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
 
 
 def _dependency_ids(text: str) -> set[int]:
@@ -39,8 +39,6 @@ def _dependency_ids(text: str) -> set[int]:
 
     return {int(m) for m in re.findall(r"(?<=[:])(\d+)", text)}
 
-#: states that occupy a node
-_LIVE = ("RUNNING", "COMPLETING")
 
 
 class _Pending:
@@ -81,9 +79,9 @@ class Controller:
         self._handlers = handlers
         self._ops = ops
         self.queries = queries.Queries(self)
-        self._uid = os.getuid()
         self._reasons: dict[int, str] = {}
         self._fed: set[int] = set()         # task ids the scheduler knows
+        self._array_of: dict[int, int] = {}  # array task id -> its array job id
         self._node_down: dict[str, str] = {}  # node -> reason: marked down, its jobs failed
         #: machines not heard from since this controller started (down in the
         #: scheduler, but their jobs are not failed before the heartbeat timeout)
@@ -208,15 +206,8 @@ class Controller:
                         features=frozenset(m.features), weight=m.weight)
 
     def request_of(self, task: dict, job: dict) -> JobRequest:
-        r = task["req"]
-        return JobRequest(
-            job_id=task["task_id"], user=job["user"], partition=r["partition"],
-            submit_time=task["submit_time"], cpus=r["cpus"], mem_mb=r["mem_mb"],
-            gpus=r["gpus"], time_limit=r["time_limit"], nice=r["nice"],
-            nodelist=frozenset(r["nodelist"]), exclude=frozenset(r["exclude"]),
-            constraint=r["constraint"], begin_time=r["begin_time"], held=bool(task["held"]),
-            dependency=r["dependency"], name=r["name"], exclusive=r["exclusive"],
-            priority=r.get("priority", 0))
+        return self._ops.job_request(task["task_id"], job["user"], task["submit_time"],
+                                     task["req"], bool(task["held"]))
 
     def _may_feed(self, task: dict, job: dict) -> bool:
         """Array throttle (``%N``): at most N tasks of an array known to the scheduler."""
@@ -225,13 +216,6 @@ class Controller:
             return True
         live = sum(1 for t in self._fed if self._array_of.get(t) == job["job_id"])
         return live < throttle
-
-    @property
-    def _array_of(self) -> dict[int, int]:
-        # built lazily: task id -> array job id, for throttled arrays only
-        if not hasattr(self, "_array_map"):
-            self._array_map: dict[int, int] = {}
-        return self._array_map
 
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int) -> Any:
@@ -365,9 +349,6 @@ class Controller:
             self._array_of[t["task_id"]] = job["job_id"]
             self.emit(JobSubmitted(self.request_of(t, job)))
             self._fed.add(t["task_id"])
-
-    def feed_arrays(self, now: float) -> None:
-        """Nothing periodic yet: arrays are fed as their tasks end."""
 
     def _snapshot_nodes(self, now: float) -> None:
         """Publish node records for the query threads (never read the scheduler there)."""

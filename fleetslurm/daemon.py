@@ -45,14 +45,15 @@ def _prepare(config_arg: Optional[str]):
     return ctl, server, lock
 
 
-def run(ctl, server) -> None:
+def run(ctl, server, started: bool = False) -> None:
     stop = lambda *_: ctl.stop()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ctl.log(f"controller {os.getpid()} starting; config "
             f"{ctl.config.source or '(embedded default)'}; state {ctl.paths.home}")
-    ctl.start(time.time())
+    if not started:
+        ctl.start(time.time())
     server.start()
     try:
         ctl.serve()
@@ -129,16 +130,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         os._exit(1)
     os.write(wfd, b"ok")
     os.close(wfd)
-    ctl.start = lambda now: None  # already started
     try:
         profile = os.environ.get("FLEETSLURM_PROFILE")
         if profile:  # a developer's tool: cProfile the controller's life into this file
             import cProfile
 
-            cProfile.runctx("run(ctl, server)", globals(), {"run": run, "ctl": ctl,
-                                                           "server": server}, profile)
+            cProfile.runctx("run(ctl, server, True)", globals(),
+                            {"run": run, "ctl": ctl, "server": server}, profile)
         else:
-            run(ctl, server)
+            run(ctl, server, started=True)
     finally:
         try:
             os.unlink(ctl.paths.pid_file)

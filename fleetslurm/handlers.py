@@ -11,6 +11,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
 
+from .model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
 from .paths import JobPaths
 from .scheduler import (JobEnded, JobRequeued, JobRestored, JobSubmitted, NodeDown, NodeDrain,
                         NodeResume, NodeUp, StartJob)
@@ -21,10 +22,8 @@ if TYPE_CHECKING:
     from .controller import Controller
 
 
-_LIVE = ("RUNNING", "COMPLETING")
+_LIVE = LIVE_STATE_NAMES
 INLINE_OUTPUT = 256 * 1024
-FINAL_STATES_SET = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
-                              "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
 
 
@@ -219,7 +218,7 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
         else:
             ctl.emit(NodeResume(name))  # a RESUME given while it was down
     reported = {j["key"]: j for j in msg.get("jobs") or []}
-    for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
+    for task in ctl.store.live_tasks_on(name):
         info = reported.pop(task["run_key"], None)
         if info is None and task["state"] == "COMPLETING":
             finish_collection(ctl, task["task_id"], task["run_key"], name, now)
@@ -294,7 +293,7 @@ def _result(ctl: "Controller", name: str, result: dict, now: float,
             max_rss_kb=result.get("max_rss_kb"), error=result.get("error"))
     if task is None or task["run_key"] != key:
         return  # an earlier run of a requeued job: recorded on its step, not counted again
-    if task["state"] == "COMPLETING" or (task["state"] in FINAL_STATES_SET
+    if task["state"] == "COMPLETING" or (task["state"] in FINAL_STATE_NAMES
                                           and task["state"] != "NODE_FAIL"):
         if not shared and not task["collected"]:
             collect_output(ctl, task, name)  # a copy that did not finish: again
@@ -429,7 +428,6 @@ def periodic(ctl: "Controller", now: float) -> None:
             # silent for three heartbeats: DOWN, and its jobs NODE_FAIL
             mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
                       now)
-    ctl.feed_arrays(now)
 
 
 def mark_down(ctl: "Controller", name: str, reason: str, now: float,
@@ -446,7 +444,7 @@ def mark_down(ctl: "Controller", name: str, reason: str, now: float,
 
 def fail_node_jobs(ctl: "Controller", name: str, reason: str, now: float) -> None:
     ctl._failed_nodes.add(name)
-    for task in ctl.store.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (name,)):
+    for task in ctl.store.live_tasks_on(name):
         if task["state"] == "COMPLETING":
             # it ended; only its output copy was pending, and that is now lost
             ctl.store.update_task(task["task_id"],

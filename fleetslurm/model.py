@@ -14,6 +14,9 @@ __all__ = [
     "JobState",
     "ACTIVE_STATES",
     "FINAL_STATES",
+    "ACTIVE_STATE_NAMES",
+    "LIVE_STATE_NAMES",
+    "FINAL_STATE_NAMES",
     "JobRecord",
     "NodeRecord",
     "PartitionRecord",
@@ -85,6 +88,13 @@ FINAL_STATES = frozenset(
      JobState.NODE_FAIL, JobState.OUT_OF_MEMORY, JobState.PREEMPTED,
      JobState.BOOT_FAIL, JobState.DEADLINE}
 )
+
+# the same as plain strings, for store rows and records (which hold state names)
+#: a job that is not over yet (what the controller keeps working on)
+ACTIVE_STATE_NAMES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+#: a job that holds a machine's resources
+LIVE_STATE_NAMES = ("RUNNING", "COMPLETING")
+FINAL_STATE_NAMES = frozenset(s.value for s in FINAL_STATES)
 
 
 class JobRecord(TypedDict, total=False):

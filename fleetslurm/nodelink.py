@@ -88,13 +88,10 @@ class NodeLink:
         self.inbox.put(("lost", self.name, gen, "the agent closed its channel"))
 
     # -- talking (controller thread) ---------------------------------------------
-    def send(self, msg: dict) -> bool:
-        """Send one request; False when the link is not usable (the caller keeps
-        the job's committed state and reconciles on reconnect)."""
-        return self.send_many([msg])
-
     def send_many(self, msgs: list) -> bool:
-        """Send several requests in one write (over SSH: one packet)."""
+        """Send requests in one write (over SSH: one packet); False when the
+        link is not usable (the caller keeps the jobs' committed state and
+        reconciles when the agent says hello again)."""
         channel = self.channel
         if channel is None:
             return False

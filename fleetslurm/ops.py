@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from . import errors
 from .errors import AccessDenied, InvalidJobId, SubmitError, UsageError
+from .model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from .scheduler import JobEnded, JobHeld, JobRequest, JobReleased, JobSubmitted, JobUpdated
 from .views import user_name
 
 if TYPE_CHECKING:
     from .controller import Controller
+    from .store import Store
 
-_LIVE = ("RUNNING", "COMPLETING")
-_ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+_LIVE = LIVE_STATE_NAMES
+_ACTIVE = ACTIVE_STATE_NAMES
 
 
 # -- submit -----------------------------------------------------------------
@@ -69,7 +71,7 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         raise SubmitError("Batch job submission failed: Access/permission denied "
                           "(only root may give a negative --nice)")
     user = user_name(uid)
-    probe = _request(0, user, now, req, spec["hold"])
+    probe = job_request(0, user, now, req, spec["hold"])
     why = ctl.sched.can_ever_run(probe)
     if why is not None:
         specs = [ctl.node_spec(n) for n in cfg.partition_nodes(partition)]
@@ -92,11 +94,9 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     return {"job_id": first, "cluster": cfg.cluster_name}
 
 
-def _dep_ids(text: str) -> list[int]:
-    return [int(m) for m in re.findall(r"(?<=[:])(\d+)", text)]
-
-
-def _request(task_id: int, user: str, submit_time: float, req: dict, held: bool) -> JobRequest:
+def job_request(task_id: int, user: str, submit_time: float, req: dict,
+                held: bool) -> JobRequest:
+    """The scheduler's view of a task, from its stored request."""
     return JobRequest(
         job_id=task_id, user=user, partition=req["partition"], submit_time=submit_time,
         cpus=req["cpus"], mem_mb=req["mem_mb"], gpus=req["gpus"], time_limit=req["time_limit"],
@@ -113,29 +113,30 @@ def _add_task(ctl: "Controller", task_id: int, job_id: int, index: Optional[int]
         ctl._array_of[task_id] = job_id
     job = ctl.store.job(job_id)
     if ctl._may_feed({"array_index": index}, job):  # type: ignore[arg-type]
-        ctl.emit(JobSubmitted(_request(task_id, job["user"], now, req, held)))  # type: ignore[index]
+        ctl.emit(JobSubmitted(job_request(task_id, job["user"], now, req, held)))  # type: ignore[index]
         ctl._fed.add(task_id)
 
 
 # -- finding jobs by id ------------------------------------------------------------
-def find_tasks(ctl: "Controller", text: str) -> list[dict]:
-    """``N`` (a job, or every task of array N), ``N_i``, ``N_[i-j]``, ``N.step``."""
+def find_tasks(store: "Store", text: str) -> list[dict]:
+    """The tasks a job id names: ``N`` (a job, or every task of array N), ``N_i``,
+    ``N_[i-j]``, ``N.step``. Used by requests and queries alike."""
     t = str(text).strip()
     m = re.fullmatch(r"(\d+)(?:_(\d+|\[[0-9,\-:%]+\]))?(?:\.(\w+))?", t)
     if not m:
         raise InvalidJobId("Invalid job id specified")
     jid = int(m.group(1))
     if m.group(2) is None:
-        task = ctl.store.task(jid)
-        job = ctl.store.job(jid)
+        task = store.task(jid)
+        job = store.job(jid)
         if job is not None and job["array_spec"] is not None:
-            return ctl.store.tasks_of_job(jid)
+            return store.tasks_of_job(jid)
         return [task] if task else []
     from .slurm.arrays import parse_array
 
     sel = m.group(2)
     wanted = set(parse_array(sel.strip("[]"), 10**9)[0]) if sel.startswith("[") else {int(sel)}
-    return [t for t in ctl.store.tasks_of_job(jid) if t["array_index"] in wanted]
+    return [t for t in store.tasks_of_job(jid) if t["array_index"] in wanted]
 
 
 def _check_owner(ctl: "Controller", task: dict, uid: int) -> dict:
@@ -162,7 +163,7 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     targets: list[tuple[str, dict]] = []
     for text in ids:
         try:
-            found = find_tasks(ctl, text)
+            found = find_tasks(ctl.store, text)
         except InvalidJobId:
             found = []
         if not found:
@@ -242,7 +243,7 @@ def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
     out = []
     for text in args.get("ids") or []:
         try:
-            found = find_tasks(ctl, text)
+            found = find_tasks(ctl.store, text)
         except InvalidJobId:
             found = []
         if not found:
@@ -412,7 +413,7 @@ def op_shutdown(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 def op_explain(ctl: "Controller", args: dict, uid: int, now: float) -> str:
     """``fleetslurm explain JOB``: the scheduler's view, in words."""
-    tasks = find_tasks(ctl, str(args.get("id")))
+    tasks = find_tasks(ctl.store, str(args.get("id")))
     if not tasks:
         raise InvalidJobId(f"Invalid job id specified: {args.get('id')}")
     lines = []

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from .model import JobRecord
+from .model import ACTIVE_STATE_NAMES, JobRecord
 from .store import Store
 from .views import group_pending_arrays, job_record
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Queries"]
 
-_ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
+_ACTIVE = ACTIVE_STATE_NAMES
 
 
 class Queries:
@@ -102,19 +102,13 @@ class Queries:
 
     @staticmethod
     def _ids(store: Store, text: str) -> set[int]:
-        import re
+        from .errors import FleetError
+        from .ops import find_tasks
 
-        m = re.fullmatch(r"(\d+)(?:_(\d+))?(?:\.\w+)?", text.strip())
-        if not m:
+        try:
+            return {t["task_id"] for t in find_tasks(store, text)}
+        except FleetError:  # a malformed id matches nothing
             return set()
-        jid = int(m.group(1))
-        if m.group(2) is not None:
-            return {t["task_id"] for t in store.tasks_of_job(jid)
-                    if t["array_index"] == int(m.group(2))}
-        job = store.job(jid)
-        if job is not None and job["array_spec"] is not None:
-            return {t["task_id"] for t in store.tasks_of_job(jid)}
-        return {jid} if store.task(jid) else set()
 
     def q_nodes(self, args: dict, uid: int) -> dict:
         return {"nodes": list(self.ctl.node_snapshot), "partitions": self.partitions()}

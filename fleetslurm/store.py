@@ -268,9 +268,9 @@ class Store:
         sets = ", ".join(f"{k}=?" for k in fields)
         self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
 
-    def task_ids_with_state_since(self, since: float) -> list[int]:
-        return [r[0] for r in self._x(
-            "SELECT task_id FROM tasks WHERE end_time IS NULL OR end_time >= ?", (since,))]
+    def live_tasks_on(self, node: str) -> list[dict]:
+        """Tasks holding resources on a machine (running, or finishing)."""
+        return self.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (node,))
 
     # -- steps ------------------------------------------------------------
     def add_step(self, run_key: str, task_id: int, node: str, start_time: float) -> None:

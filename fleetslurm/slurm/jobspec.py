@@ -302,7 +302,5 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_JOB_GPUS"] = s["CUDA_VISIBLE_DEVICES"]
     if restart_count:
         s["SLURM_RESTART_COUNT"] = str(restart_count)
-    if spec.get("time_limit") is not None:
-        pass
     env.update(s)
     return env
