@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pwd
 from typing import Any, Iterable, Optional
 
@@ -9,16 +10,13 @@ from .model import JobRecord
 
 __all__ = ["job_record", "group_pending_arrays", "user_name"]
 
-_names: dict[int, str] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def user_name(uid: int) -> str:
-    if uid not in _names:
-        try:
-            _names[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _names[uid] = str(uid)
-    return _names[uid]
+    """The login name of ``uid`` (the number itself when it has none)."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:
