@@ -175,6 +175,10 @@ def shims(directory: str = typer.Argument(..., help="a directory on your PATH"))
         typer.echo(str(path))
 
 
+from .databench_cmd import app as _databench_app  # noqa: E402
+app.add_typer(_databench_app, name="databench")
+
+
 def app_main(args: list[str]) -> int:
     try:
         app(args=args, prog_name="fleetslurm", standalone_mode=True)
