@@ -84,6 +84,9 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
         user=job["user"], uid=job["uid"], array=array, restart_count=task["restart_count"],
         name=task["req"]["name"])
+    # the machine's python, for Python-function jobs (fleetslurm's Executor)
+    env["FLEETSLURM_PYTHON"] = (getattr(transport, "python", None)
+                                or ctl.config.machines[node].python)
     if type(transport).__name__ == "LocalTransport":
         # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol requeue)
         env["PATH"] = f"{ctl.paths.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"

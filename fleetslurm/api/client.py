@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from ..errors import InvalidJobId, UsageError
+from ..errors import InvalidJobId, JobTimeout, UsageError
 from ..model import ACTIVE_STATE_NAMES, JobRecord
 
 __all__ = ["FleetClient", "options_argv", "option_names", "shown_id", "is_finished"]
@@ -205,7 +205,7 @@ class FleetClient:
     def wait(self, ids: Iterable[str], timeout: Optional[float] = None,
              poll: float = 0.25) -> dict[str, str]:
         """Block until every named job is finished; ``{shown id: final state}``.
-        Raises TimeoutError when ``timeout`` seconds pass first."""
+        Raises JobTimeout (a TimeoutError) when ``timeout`` seconds pass first."""
         wanted = [str(i) for i in ids]
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = min(poll, 0.05)
@@ -215,7 +215,7 @@ class FleetClient:
                 return states
             if deadline is not None and time.monotonic() >= deadline:
                 live = sorted(k for k, s in states.items() if not is_finished(s))
-                raise TimeoutError(f"jobs still not finished after {timeout:g} s: "
+                raise JobTimeout(f"jobs still not finished after {timeout:g} s: "
                                    f"{', '.join(live) or ', '.join(wanted)}")
             time.sleep(delay if deadline is None else
                        max(0.0, min(delay, deadline - time.monotonic())))
