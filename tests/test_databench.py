@@ -243,3 +243,47 @@ def test_cluster_status_per_machine(bench, fleet):
     m = bench.get_cluster_status()["localhost"]
     assert (m["state"], m["cpus_used"], m["memory_used_mb"]) == ("alloc", 2, 1024)
     bench.cancel_jobs([job])
+
+
+def test_parallel_analysis_with_registered_functions(bench, fleet):
+    prices = fleet.work / "px"
+    _csv(prices / "AAA.csv", "date,close", "d1,10", "d2,11", "d3,12.5")
+    _csv(prices / "BBB.csv", "date,close", "d1,20", "d2,19")
+
+    # defined here, so it travels by value (as a script's __main__ functions do)
+    @bench.analysis("growth")
+    def growth(symbol, path, scale=1):
+        import csv
+        import os
+        with open(path) as f:
+            closes = [float(r["close"]) for r in csv.DictReader(f)]
+        return {"symbol": symbol, "file": os.path.basename(path), "n": len(closes),
+                "growth": scale * (closes[-1] / closes[0] - 1), "pid": os.getpid()}
+
+    @bench.analysis("fails")
+    def fails(symbol):
+        raise ValueError(f"no model for {symbol}")
+
+    assert getattr(growth, "__fleetslurm_analysis__") == "growth"
+    ids = bench.submit_parallel_analysis(["AAA", "BBB"], "growth", partition="debug",
+                                         cpus_per_job=1, memory_per_job="256M", data=prices,
+                                         args=[100])
+    assert ids[0].split("_")[0] == ids[1].split("_")[0] and ids[1].endswith("_1")
+    results = bench.get_results(ids, timeout=120)
+    assert results[ids[0]]["symbol"] == "AAA" and results[ids[0]]["file"] == "AAA.csv"
+    assert results[ids[0]]["growth"] == pytest.approx(25.0)
+    assert results[ids[1]]["n"] == 2 and results[ids[1]]["growth"] == pytest.approx(-5.0)
+    assert results[ids[0]]["pid"] != os.getpid()  # it ran in a job, not here
+    # from another DataBench (another process would do the same): found through Job.load
+    assert DataBenchSLURM().get_results([ids[1]])[ids[1]]["symbol"] == "BBB"
+    st = bench.get_job_status(ids[0])
+    assert st["name"] == "analysis-growth" and st["status"] == "COMPLETED"
+    # a failing analysis: its remote traceback comes back in the error
+    from fleetslurm.errors import RemoteJobError
+
+    bad = bench.submit_parallel_analysis(["ZZZ"], "fails")
+    assert bench.wait_for_jobs(bad, timeout=120) == {bad[0]: "FAILED"}
+    with pytest.raises(RemoteJobError) as err:
+        bench.get_results(bad)
+    assert "ValueError: no model for ZZZ" in str(err.value)
+    assert "raise ValueError" in err.value.remote_traceback

@@ -87,3 +87,26 @@ def test_errors_are_one_line_without_traceback(fleet):
     assert "error: 1 of 2 jobs did not complete" in p.stderr and "_1 FAILED" in p.stderr
     p = fleet.run("databench", "analyze", "x", "AAA", "--load", "missing.py")
     assert p.returncode == 1 and "analysis file" in p.stderr and "does not exist" in p.stderr
+
+
+def test_analyze_functions_from_a_loaded_file(fleet):
+    _prices(fleet.work / "prices", ["AAA", "BBB"])
+    (fleet.work / "my_analyses.py").write_text(
+        "from fleetslurm.databench import analysis\n\n"
+        "@analysis('last')\n"
+        "def last_close(symbol, path, *args):\n"
+        "    '''The last closing price.'''\n"
+        "    with open(path) as f:\n"
+        "        return {'symbol': symbol, 'last': float(f.read().split()[-1].split(',')[1]),\n"
+        "                'args': list(args)}\n\n"
+        "@analysis('count')\n"
+        "def count(symbol, path):\n"
+        "    return sum(1 for _ in open(path)) - 1\n")
+    p = fleet.run("databench", "analyze", "last", "AAA", "BBB", "--load", "my_analyses.py",
+                  "--data", "prices", "--args", "x y", "--wait", "--timeout", "120", check=True)
+    lines = [ln.split("\t") for ln in p.stdout.splitlines() if "\t" in ln]
+    assert [(ln[1], json.loads(ln[2])) for ln in lines] == [
+        ("COMPLETED", {"symbol": "AAA", "last": 124.0, "args": ["x", "y"]}),
+        ("COMPLETED", {"symbol": "BBB", "last": 148.0, "args": ["x", "y"]})]
+    p = fleet.run("databench", "analyze", "nope", "AAA", "--load", "my_analyses.py")
+    assert p.returncode == 1 and "known analysis types: count, last" in p.stderr

@@ -68,22 +68,20 @@ class DataBenchSLURM:
     """High-level batch and parallel analysis on a fleetslurm fleet.
 
     ``config``: a fleet_config.json path (default: the usual lookup; with no
-    config the fleet is this machine alone). ``home``: the state directory
-    (default ``$FLEETSLURM_HOME``). ``python``: the interpreter that runs
-    ``.py`` processors on the machines. ``conda_env``/``modules``/``setup``:
+    config the fleet is this machine alone; state in ``$FLEETSLURM_HOME``).
+    ``python``: the interpreter that runs ``.py`` processors on the
+    machines (and, when not ``python3``, callable analyses). ``conda_env``/``modules``/``setup``:
     prepared before every job (see :class:`fleetslurm.SLURMConstructor`).
     ``output_dir``: where job output files (and staged-back outputs) go
     (default: the current directory at submission).
     """
 
-    def __init__(self, config: Optional[PathLike] = None, *, home: Optional[PathLike] = None,
-                 python: str = "python3", conda_env: Optional[str] = None,
+    def __init__(self, config: Optional[PathLike] = None, *, python: str = "python3", conda_env: Optional[str] = None,
                  modules: Sequence[str] = (), setup: Sequence[str] = (),
                  output_dir: Optional[PathLike] = None) -> None:
         from .client import FleetClient
 
-        self.client = FleetClient(str(config) if config else None,
-                                  str(home) if home else None)
+        self.client = FleetClient(str(config) if config else None)
         self.python = python
         self.conda_env = conda_env
         self.modules = list(modules)
@@ -280,8 +278,7 @@ class DataBenchSLURM:
         jobs = submit_callable(self, analysis, syms, files, partition=partition, cpus=cpus,
                                memory=check_memory(memory, "memory"),
                                time_limit=check_time(time_limit, "time_limit"), args=args,
-                               max_parallel=max_parallel, output_dir=self._outdir(output_dir),
-                               slurm_args=slurm_args)
+                               max_parallel=max_parallel, slurm_args=slurm_args)
         for j in jobs:
             self._jobs[str(j.job_id)] = j
         return [str(j.job_id) for j in jobs]
@@ -302,8 +299,9 @@ class DataBenchSLURM:
         """Block until every job has finished; ``{id: final state}``
         (``"COMPLETED"``, ``"FAILED"``, ``"TIMEOUT"``...; an array's id gives
         each task). A progress bar shows on stderr when it is a terminal
-        (``progress=True``/``False`` forces it). Raises TimeoutError, naming
-        the jobs still running, when ``timeout`` seconds pass first."""
+        (``progress=True``/``False`` forces it). Raises JobTimeout (a
+        TimeoutError), naming the jobs still running, when ``timeout``
+        seconds pass first; the jobs go on."""
         from .client import is_finished
         from .databench_status import wait_for
 
@@ -358,7 +356,7 @@ class DataBenchSLURM:
         self.wait_for_jobs(ids, timeout, progress=False)
         out: dict[str, Any] = {}
         for i in ids:
-            job = self._jobs.get(i)
+            job = self._jobs.get(i) or _executor_job(i)
             if job is not None:
                 out[i] = job.result(timeout=timeout)
             else:
@@ -375,6 +373,18 @@ class DataBenchSLURM:
         ``memory_free_mb``, ``gpus_used``/``gpus_total``, ``load`` (1-minute
         load average), ``partitions``, ``reason``."""
         return self.client.cluster_status()
+
+
+def _executor_job(job_id: str) -> Any:
+    """The Executor Job behind a callable analysis submitted from another
+    process (None for script jobs)."""
+    from ..errors import InvalidJobId
+    from .job import Job
+
+    try:
+        return Job.load(job_id, "fleet")
+    except InvalidJobId:
+        return None
 
 
 def _list(values: Any, what: str) -> list:

@@ -4,9 +4,11 @@ An analysis type is a name bound to either a Python callable (run on the
 machine through the futures API, its return value is the result) or a
 script (run as ``python SCRIPT SYMBOL [DATAFILE] [ARGS...]``, what it prints
 is the result). Each DataBench instance has its own registry; a function
-decorated with ``@bench.analysis("name")`` also carries the name, so the CLI
-(``fleetslurm databench analyze --load FILE.py``) finds the analyses a file
-defines without any global state.
+decorated with ``@bench.analysis("name")`` also carries the name, and so does
+one decorated with the module-level ``@fleetslurm.databench.analysis("name")``
+(which only marks it). Marked functions are found in the script being run
+(``__main__``) and in files the CLI loads (``fleetslurm databench analyze
+--load FILE.py``), so no global registry is needed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, Union
 
 from ..errors import UsageError
 
-__all__ = ["Analysis", "AnalysisRegistry", "MARK", "analyses_in_module", "load_analyses"]
+__all__ = ["Analysis", "AnalysisRegistry", "MARK", "analysis", "analyses_in_module",
+           "load_analyses"]
 
 #: attribute set on a decorated function: its analysis type name
 MARK = "__fleetslurm_analysis__"
@@ -94,11 +97,19 @@ class AnalysisRegistry:
         return wrap
 
     def get(self, name: str) -> Analysis:
-        """The analysis ``name``; UsageError listing the known ones otherwise."""
+        """The analysis ``name``: registered here, else a function of the
+        running script (``__main__``) marked with that name. UsageError
+        listing the known ones otherwise."""
+        import sys
+
         try:
             return self._by_name[name]
         except KeyError:
-            known = ", ".join(sorted(self._by_name)) or "none are registered"
+            main = sys.modules.get("__main__")
+            found = {a.name: a for a in analyses_in_module(main)} if main else {}
+            if name in found:
+                return found[name]
+            known = ", ".join(sorted(set(self._by_name) | set(found))) or "none are registered"
             raise UsageError(
                 f"unknown analysis type {name!r}; known analysis types: {known}. Register "
                 "one with @bench.analysis(NAME) or bench.register_analysis(NAME, SCRIPT) "
@@ -116,6 +127,29 @@ class AnalysisRegistry:
 
     def __len__(self) -> int:
         return len(self._by_name)
+
+
+def analysis(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: mark a function as analysis type ``name``. A DataBench finds
+    it in the script being run and ``--load`` finds it in a file::
+
+        from fleetslurm.databench import DataBenchSLURM, analysis
+
+        @analysis("momentum")
+        def momentum(symbol, prices_csv): ...
+
+        DataBenchSLURM().submit_parallel_analysis(["AAPL"], "momentum", data="prices/")
+    """
+    _check_name(name)
+
+    def mark(fn: Callable) -> Callable:
+        if not callable(fn):
+            raise UsageError(f"@analysis({name!r}) decorates functions, not "
+                             f"{type(fn).__name__}", prog="databench")
+        setattr(fn, MARK, name)
+        return fn
+
+    return mark
 
 
 def _doc(target: Any) -> str:

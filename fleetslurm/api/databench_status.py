@@ -125,8 +125,8 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
     finished; return ``{id: final state}`` with one entry per array task.
 
     A progress bar goes to ``stream`` (stderr) when it is a terminal, or
-    when ``progress`` says so. Raises TimeoutError naming the jobs still
-    running when ``timeout`` seconds pass; the jobs keep running.
+    when ``progress`` says so. Raises JobTimeout (a TimeoutError) naming the
+    jobs still running when ``timeout`` seconds pass; the jobs keep running.
     """
     stream = stream or sys.stderr
     show = progress if progress is not None else bool(getattr(stream, "isatty", lambda: False)())
@@ -148,7 +148,9 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
                 return dict(states)
             if deadline is not None and time.monotonic() >= deadline:
                 live = sorted(k for k, s in states.items() if not finished(s))
-                raise TimeoutError(
+                from ..errors import JobTimeout
+
+                raise JobTimeout(
                     f"DataBench: {len(live)} of {len(states)} jobs not finished "
                     f"after {timeout:g} s: {', '.join(live[:20])}"
                     f"{' ...' if len(live) > 20 else ''}; they keep running: wait again, "
