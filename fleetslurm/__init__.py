@@ -34,6 +34,9 @@ _EXPORTS = {
     "SchedulerState": "scheduler",
     # the Python API
     "Executor": "api.executor", "Job": "api.job",
+    # the seeds' classes and DataBench (fleetslurm.databench is its module)
+    "SLURMConstructor": "api.seeds_constructor", "SLURMDriver": "api.seeds_driver",
+    "DataBenchSLURM": "api.databench",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -202,16 +202,17 @@ def _read_text_script(path: Path) -> str:
 
 
 def _interpreter(path: Path, text: Optional[str], python: str) -> list[str]:
-    """How to run the job script: Python files with ``python``, files with a
-    ``#!`` line through it, other shell scripts with bash."""
+    """How to run the job script: Python files with ``python``; an embedded
+    file through its ``#!`` line (else bash); a file run by its path as it
+    is when it is executable, else with bash."""
     if path.suffix == ".py":
         return shlex.split(python)
-    first = (text or "").split("\n", 1)[0]
+    if text is None:
+        return [] if os.access(path, os.X_OK) else ["bash"]
+    first = text.split("\n", 1)[0]
     if first.startswith("#!"):
         return shlex.split(first[2:].strip())
-    if path.suffix in (".sh", ".bash") or text is not None:
-        return ["bash"]
-    return []  # a binary: run it as it is
+    return ["bash"]
 
 
 class SLURMConstructor:
