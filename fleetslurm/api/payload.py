@@ -6,9 +6,11 @@ kind, then the body. A mismatch raises :class:`SerializationError`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..errors import RemoteJobError, SerializationError, SubmitError
 from . import runner
@@ -42,10 +44,11 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
     if not callable(fn):
         raise SubmitError(f"submit() needs a function to run, got {type(fn).__name__} "
                           f"{fn!r:.60}")
-    try:
-        body = cloudpickle.dumps((fn, tuple(args), dict(kwargs)))
-    except Exception as exc:
-        raise SerializationError(_culprit(fn, args, kwargs, exc)) from exc
+    with _by_value(fn, args, kwargs):
+        try:
+            body = cloudpickle.dumps((fn, tuple(args), dict(kwargs)))
+        except Exception as exc:
+            raise SerializationError(_culprit(fn, args, kwargs, exc)) from exc
     data = runner.header(runner.CALL_MAGIC, b"C") + body
     if limit is not None and len(data) > limit:
         raise SubmitError(
@@ -54,6 +57,61 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
             "path to the data (or a smaller slice of it) instead of the data, or raise the "
             "limit")
     return data
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """Directories of installed code (the standard library, site-packages)."""
+    import site
+    import sysconfig
+
+    paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib",
+                                                      "platlib")}
+    try:
+        paths.update(site.getsitepackages())
+        paths.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site.py
+        pass
+    return tuple(os.path.realpath(p) + os.sep for p in paths if p)
+
+
+def _ships_by_value(name: str) -> bool:
+    """Is module ``name`` the user's own code (or fleetslurm), which the job's
+    python cannot import? Such modules are pickled by value, as __main__ is."""
+    import sys
+
+    mod = sys.modules.get(name)
+    if mod is None or name == "__main__" or name in sys.builtin_module_names:
+        return False
+    if name.split(".")[0] == "fleetslurm":
+        return True  # nodes do not have fleetslurm installed
+    path = getattr(mod, "__file__", None)
+    if not path:
+        return False
+    return not os.path.realpath(path).startswith(_installed_roots())
+
+
+@contextlib.contextmanager
+def _by_value(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[None]:
+    """Pickle the call's own modules by value while it is dumped: a job on a
+    machine without the submit host's files cannot import them."""
+    import sys
+
+    import cloudpickle
+
+    names = {getattr(fn, "__module__", None)}
+    names |= {type(v).__module__ for v in (*args, *kwargs.values())}
+    registered = getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", set())
+    added = []
+    for name in names:
+        if name and name not in registered and _ships_by_value(name):
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+            added.append(sys.modules[name])
+    try:
+        yield
+    finally:
+        for mod in added:
+            cloudpickle.unregister_pickle_by_value(mod)
 
 
 def _culprit(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
