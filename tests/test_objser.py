@@ -211,8 +211,8 @@ def test_items_inside_an_entry_can_be_loaded_by_their_hdf5_name(store):
     store.serialize({"x": a, "l": [a, {"y": a * 2}]}, "/e")
     assert same(a * 2, store.load("/e/l/1/y"))
     assert store.info("/e/l/1/y").shape == (1000,)
-    assert store.list() == ["/e"]  # items are not entries
-    assert "/e/x" not in store
+    assert store.list() == ["/e"] and store.list("/e/x") == store.list("/e/l") == []
+    assert "/e/x" not in store  # items are not entries
 
 
 def test_containers_without_arrays_and_unsupported_keys_are_pickled_whole(store):
@@ -250,7 +250,8 @@ trees = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees)
 def test_any_tree_of_containers_and_arrays_round_trips(store, tree):
     store.serialize(tree, "/t")
@@ -329,7 +330,7 @@ def test_listing_membership_replacing_and_deleting_entries(store):
     assert store.list("/nothing") == []
     assert list(store) == store.list() and len(store) == 4
     assert "/g/a" in store and "g/a" in store and "/g" not in store and "/zz" not in store
-    assert 5 not in store
+    assert 5 not in store and "/g//a" not in store
     store.serialize("replaced", "/g/a")
     assert store["/g/a"] == "replaced" and len(store) == 4
     del store["/g/sub/c"]
@@ -384,6 +385,9 @@ def test_a_missing_file_a_directory_and_a_non_hdf5_file(tmp_path):
         with pytest.raises(SerializationError, match=f"no such file: {tmp_path}/missing.h5"):
             call()
     assert "/x" not in missing
+    with pytest.raises(SerializationError, match="no such file"):
+        missing.delete("/x")
+    assert not missing.file.exists()
     with pytest.raises(SerializationError, match="is a directory"):
         ObjectSerializer(tmp_path).load()
     text = tmp_path / "notes.h5"
@@ -439,7 +443,8 @@ def test_unknown_kind_and_damaged_data(store):
     with open(store.file, "r+b") as fh:  # scribble over the first compressed chunk
         fh.seek(offset)
         fh.write(b"\xff" * 64)
-    with pytest.raises(SerializationError, match="entry '/a' in .* cannot be read .*write it again"):
+    with pytest.raises(SerializationError,
+                       match="entry '/a' in .* cannot be read .*write it again"):
         store.load("/a")
 
 

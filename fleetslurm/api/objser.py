@@ -126,18 +126,8 @@ class ObjectSerializer:
         """Remove the entry ``path``; with ``recursive=True`` ``path`` may also
         be a group, whose entries are all removed. Space is reclaimed."""
         path = _normalize(path)
-        with self._reading() as f:
-            role, _ = self._classify(f, path)
-            if role == "namespace" and not recursive:
-                raise SerializationError(
-                    f"{path!r} in {self.file} is a group of entries "
-                    f"({self._summary(self._entries_in(f, path))}), not an entry; "
-                    "pass recursive=True to delete them all")
-            if role == "item":
-                raise SerializationError(
-                    f"{path!r} in {self.file} is an item inside an entry; delete the entry "
-                    "or serialize it again without that item")
-        self._rewrite(replace=path, obj=None, keep_others=True, delete=True)
+        self._rewrite(replace=path, obj=None, keep_others=True, delete=True,
+                      recursive=recursive)
 
     def __delitem__(self, path: str) -> None:
         self.delete(path)
@@ -226,10 +216,14 @@ class ObjectSerializer:
         return len(self.list())
 
     def __contains__(self, path: object) -> bool:
-        """True when ``path`` is an entry; False also when the file does not exist."""
+        """True when ``path`` is an entry; False also when the file does not
+        exist or ``path`` is malformed. A file not ours raises SerializationError."""
         if not isinstance(path, str) or not self.file.exists():
             return False
-        path = _normalize(path)
+        try:
+            path = _normalize(path)
+        except InvalidValue:
+            return False
         with self._reading() as f:
             node = f.get(path)
             return node is not None and files.is_entry(node)
@@ -305,10 +299,12 @@ class ObjectSerializer:
 
     def _entries_in(self, f: Any, path: str) -> list[str]:
         node = f[path]
+        h5py = files.libs().h5py
         if files.is_entry(node):
             return [node.name]
+        if not isinstance(node, h5py.Group):
+            return []
         found: list[str] = []
-        h5py = files.libs().h5py
 
         def walk(group: Any) -> None:
             for child in group.values():
@@ -339,21 +335,38 @@ class ObjectSerializer:
             "HDF5 lacks the Blosc2 filter (pip install hdf5plugin); write it again")
 
     # -- the atomic rewrite --------------------------------------------------
-    def _rewrite(self, *, replace: str, obj: Any, keep_others: bool, delete: bool = False) -> None:
+    def _rewrite(self, *, replace: str, obj: Any, keep_others: bool, delete: bool = False,
+                 recursive: bool = False) -> None:
         """Write a new file holding the kept entries plus ``obj`` at ``replace``
-        (none with ``delete``) and rename it over the old one."""
+        (none with ``delete``) and rename it over the old one. The checks run
+        under the writers' lock, on the file being replaced."""
 
         def fill(dst: Any) -> None:
-            if keep_others and self.file.exists():
+            if keep_others and (delete or self.file.exists()):  # delete: the file must exist
                 with self._reading() as src:
-                    self._check_target(src, replace, delete)
+                    if delete:
+                        self._check_delete(src, replace, recursive)
+                    else:
+                        self._check_target(src, replace)
                     files.copy_except(src, dst, replace)
             if not delete:
                 self._write_entry(dst, replace, obj)
 
         files.atomic_rewrite(self.file, fill)
 
-    def _check_target(self, src: Any, path: str, delete: bool) -> None:
+    def _check_delete(self, src: Any, path: str, recursive: bool) -> None:
+        role, _ = self._classify(src, path)
+        if role == "namespace" and not recursive:
+            raise SerializationError(
+                f"{path!r} in {self.file} is a group of entries "
+                f"({self._summary(self._entries_in(src, path))}), not an entry; "
+                "pass recursive=True to delete them all")
+        if role == "item":
+            raise SerializationError(
+                f"{path!r} in {self.file} is an item inside an entry; delete the entry "
+                "or serialize it again without that item")
+
+    def _check_target(self, src: Any, path: str) -> None:
         parts = path.strip("/").split("/")
         for depth in range(1, len(parts)):
             ancestor = "/" + "/".join(parts[:depth])
@@ -361,9 +374,7 @@ class ObjectSerializer:
                 raise SerializationError(
                     f"cannot put {path!r} in {self.file}: {ancestor!r} is an entry, which "
                     f"holds no entries; delete {ancestor!r} first or choose another path")
-        if delete:
-            self._lookup(src, path)  # delete() checked what it is; it may have gone since
-        elif path in src and not files.is_entry(src[path]):
+        if path in src and not files.is_entry(src[path]):
             raise SerializationError(
                 f"cannot serialize {path!r} into {self.file}: it is a group holding entries "
                 f"({self._summary(self._entries_in(src, path))}); delete it "

@@ -58,7 +58,7 @@ def open_checked(file: Path) -> Iterator[Any]:
     except OSError as exc:
         raise SerializationError(
             f"{file} is not an HDF5 file, so not a fleetslurm object file ({exc}); check "
-            "the path, or read it with the tool that wrote it") from exc
+            "the path (a damaged object file: move it away and write it again)") from exc
     with f:
         check_version(f, str(file))
         yield f
