@@ -34,6 +34,7 @@ _EXPORTS = {
     "SchedulerState": "scheduler",
     # the Python API
     "Executor": "api.executor", "Job": "api.job",
+    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
     # the seeds' classes and DataBench (fleetslurm.databench is its module)
     "SLURMConstructor": "api.seeds_constructor", "SLURMDriver": "api.seeds_driver",
     "DataBenchSLURM": "api.databench",
