@@ -174,3 +174,28 @@ def test_slurm_backend_runs_the_same_script_on_real_slurm(home):
         assert script.read_text().startswith("#!/bin/bash\n#SBATCH --time=5\n")
     finally:
         subprocess.run(["scancel", master, single.job_id], timeout=60)
+
+
+def test_slurm_states_from_sacct_with_accounting(tmp_path, monkeypatch):
+    """Where slurmdbd runs, sacct is the source (none runs here: canned sacct
+    and squeue output in SLURM 22.05's formats stand in for it)."""
+    from fleetslurm.api.backend_slurm import SlurmBackend, parse_duration, parse_rss_kb
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(
+        "#!/bin/sh\necho \"$@\" >> " + str(tmp_path / "sacct.args") + "\n"
+        "printf '12_0|COMPLETED\\n12_[1-3%%1]|PENDING\\n13|CANCELLED by 0\\n'\n")
+    (bin_dir / "squeue").write_text("#!/bin/sh\nprintf '14|RUNNING\\n'\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    states = SlurmBackend().states(["12_0", "12_2", "13", "14"])
+    assert states == {"12_0": "COMPLETED", "12_2": "PENDING", "13": "CANCELLED",
+                      "14": "RUNNING"}  # 14: not in accounting yet, squeue knows it
+    assert (tmp_path / "sacct.args").read_text().split() == \
+        ["-P", "-n", "-o", "JobID,State", "-j", "12,13,14", "-X"]
+    assert parse_duration("1-02:03:04") == 93784 and parse_duration("00:01.500") == 1.5
+    assert parse_duration("") is None
+    assert parse_rss_kb("2048K") == 2048 and parse_rss_kb("3M") == 3072
+    assert parse_rss_kb("4096") == 4 and parse_rss_kb("") is None
