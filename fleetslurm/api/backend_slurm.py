@@ -112,11 +112,21 @@ class SlurmBackend(Backend):
         masters = sorted({i.split("_")[0] for i in ids})
         rows = self._sacct(masters, "JobID,State", allocations=True)
         found: dict[str, str] = {}
-        if rows is not None:
-            for jid, state in rows:
-                found[jid] = state.split()[0] if state else "UNKNOWN"
-        else:
-            for master in masters:
+        for jid, state in rows or []:
+            state = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0"
+            m = re.fullmatch(r"(\d+)_\[(.+)\]", jid)
+            if m:  # the pending part of an array: 12_[3-9%2]
+                from ..slurm.arrays import parse_array
+
+                for i in parse_array(m.group(2), 10**9)[0]:
+                    found[f"{m.group(1)}_{i}"] = state
+            else:
+                found[jid] = state
+        # accounting lags behind the controller: what sacct does not list yet
+        # (or at all, without slurmdbd) comes from squeue
+        missing = sorted({i.split("_")[0] for i in ids if i not in found})
+        if missing:
+            for master in missing:
                 proc = _run(["squeue", "-t", "all", "-h", "-r", "-j", master, "-o", "%i|%T"],
                             "squeue")
                 if proc.returncode != 0:
