@@ -110,3 +110,38 @@ def test_analyze_functions_from_a_loaded_file(fleet):
         ("COMPLETED", {"symbol": "BBB", "last": 148.0, "args": ["x", "y"]})]
     p = fleet.run("databench", "analyze", "nope", "AAA", "--load", "my_analyses.py")
     assert p.returncode == 1 and "known analysis types: count, last" in p.stderr
+
+
+def test_progress_bar_on_a_terminal(fleet):
+    """With stderr on a terminal (a pty here) --wait draws a progress bar there;
+    stdout keeps only the report."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    for n in ("p1.csv", "p2.csv"):
+        (fleet.work / n).write_text("a\n1\n")
+    master, slave = pty.openpty()
+    env = dict(fleet.env, COLUMNS="100")
+    proc = subprocess.Popen([sys.executable, "-m", "fleetslurm.cli.main", "databench", "batch",
+                             str(SCRIPTS / "process_file.py"), "p1.csv", "p2.csv", "--wait"],
+                            stdout=subprocess.PIPE, stderr=slave, cwd=fleet.work, env=env,
+                            text=True)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    bar = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, (out, bar)
+    assert "jobs" in bar and "2/2" in bar
+    assert out.splitlines()[-2:] == [ln for ln in out.splitlines()[-2:] if "COMPLETED" in ln]
+    assert "2/2" not in out
