@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -41,7 +40,8 @@ def test_a_shell_script_gets_setup_after_its_sbatch_block():
 
 
 def test_a_python_script_is_wrapped_keeping_its_directives(tmp_path):
-    py = "#!/usr/bin/env python3\n#SBATCH --job-name=py\nimport os, sys\nprint(os.environ['A'], sys.argv[1:])\n"
+    py = ("#!/usr/bin/env python3\n#SBATCH --job-name=py\nimport os, sys\n"
+          "print(os.environ['A'], sys.argv[1:])\n")
     out = prepare_script(py, "p.py", setup=["export A=set-up"])
     assert out.startswith("#!/bin/bash\n#SBATCH --job-name=py\n")
     assert sbatch_options([], out, {})[0] == {"job_name": "py"}

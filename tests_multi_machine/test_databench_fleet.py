@@ -4,7 +4,6 @@ inputs reach the machines by staging, outputs and results come back."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal

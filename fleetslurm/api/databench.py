@@ -31,8 +31,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..errors import InvalidValue, UsageError
+from ..errors import InvalidValue
 from .databench_analyses import Analysis, AnalysisRegistry
+from .databench_inputs import (PathLike, as_list, check_outputs, data_file, err,
+                               existing_script, processor_args, symbol_files)
 from .databench_script import Arg, Task, array_job, single_job
 from .seeds_constructor import check_memory, check_time
 
@@ -41,28 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DataBenchSLURM"]
 
-PathLike = Union[str, os.PathLike]
-_PROG = "databench"
-
-
-def _err(message: str) -> UsageError:
-    return UsageError(message, prog=_PROG)
-
-
-def _script(path: PathLike, what: str = "script") -> str:
-    p = Path(path).expanduser().absolute()
-    if not p.is_file():
-        raise _err(f"{what} {p} does not exist (or is not a file); give the path of "
-                   "an existing script")
-    return str(p)
-
-
-def _file(path: PathLike, what: str) -> str:
-    p = Path(path).expanduser().absolute()
-    if not p.is_file():
-        raise _err(f"{what} {p} does not exist (or is not a file)")
-    return str(p)
-
 
 class DataBenchSLURM:
     """High-level batch and parallel analysis on a fleetslurm fleet.
@@ -70,15 +50,16 @@ class DataBenchSLURM:
     ``config``: a fleet_config.json path (default: the usual lookup; with no
     config the fleet is this machine alone; state in ``$FLEETSLURM_HOME``).
     ``python``: the interpreter that runs ``.py`` processors on the
-    machines (and, when not ``python3``, callable analyses). ``conda_env``/``modules``/``setup``:
-    prepared before every job (see :class:`fleetslurm.SLURMConstructor`).
+    machines (and, when not ``python3``, callable analyses).
+    ``conda_env``/``modules``/``setup``: prepared before every job (see
+    :class:`fleetslurm.SLURMConstructor`).
     ``output_dir``: where job output files (and staged-back outputs) go
     (default: the current directory at submission).
     """
 
-    def __init__(self, config: Optional[PathLike] = None, *, python: str = "python3", conda_env: Optional[str] = None,
-                 modules: Sequence[str] = (), setup: Sequence[str] = (),
-                 output_dir: Optional[PathLike] = None) -> None:
+    def __init__(self, config: Optional[PathLike] = None, *, python: str = "python3",
+                 conda_env: Optional[str] = None, modules: Sequence[str] = (),
+                 setup: Sequence[str] = (), output_dir: Optional[PathLike] = None) -> None:
         from .client import FleetClient
 
         self.client = FleetClient(str(config) if config else None)
@@ -119,8 +100,8 @@ class DataBenchSLURM:
         return opts
 
     def _outdir(self, output_dir: Optional[PathLike]) -> str:
+        """Where output files go (made just before the job is submitted)."""
         d = Path(output_dir).absolute() if output_dir else Path(self.output_dir or os.getcwd())
-        d.mkdir(parents=True, exist_ok=True)
         return str(d)
 
     def _prepare(self) -> dict[str, Any]:
@@ -144,25 +125,22 @@ class DataBenchSLURM:
         path of the copy. The script runs in ``output_dir`` (default: the
         current directory) or, on a machine without a shared filesystem, in
         its stage directory there: ``outputs`` names the files it writes
-        into its working directory that must come back to ``output_dir``. Further keyword arguments
-        are sbatch options by long name (``gpus=1``, ``constraint="ssd"``).
+        into its working directory that must come back to ``output_dir``.
+        Further keyword arguments are sbatch options by long name
+        (``gpus=1``, ``constraint="ssd"``).
         """
-        processor = _script(script_path, "processing script")
-        if isinstance(args, (str, bytes)):
-            raise InvalidValue(f"args must be a list of arguments, not the string {args!r}")
+        processor = existing_script(script_path, "processing script")
+        words = processor_args(args)
+        outputs = check_outputs(outputs)
         outdir = self._outdir(output_dir)
-        for o in outputs:
-            if not o or "/" in o or o in (".", ".."):
-                raise InvalidValue(f"outputs: {o!r} must be a plain file name the script "
-                                   "writes into its working directory")
         name = job_name or Path(processor).stem
         opts = self._options(name, partition, cpus, memory, time_limit,
                              os.path.join(outdir, f"{name}-%j.out"), slurm_args)
-        words = [_arg(a) for a in args]
         with self._spool() as spool:
             words = [Arg(spool.add(w.text), True, w.prefix) if w.staged else w for w in words]
             plan = single_job(spool.add(processor), words, str(spool.path), opts,
                               outputs=outputs, output_dir=outdir, **self._prepare())
+            Path(outdir).mkdir(parents=True, exist_ok=True)
             job = self.client.submit(plan.script, cwd=outdir, name=name,
                                      stage_in=plan.stage_in, stage_out=plan.stage_out)
             spool.record([job])
@@ -185,10 +163,10 @@ class DataBenchSLURM:
         ``<name>-<A>_<i>.out``. ``max_parallel`` caps how many tasks run at
         once (``--array=...%N``).
         """
-        files = [_file(f, "data file") for f in _list(data_files, "data_files")]
+        files = [data_file(f, "data file") for f in as_list(data_files, "data_files")]
         if not files:
-            raise _err("no data files given: pass at least one file to process")
-        script = _script(processor, "processor")
+            raise err("no data files given: pass at least one file to process")
+        script = existing_script(processor, "processor")
         tasks = [Task((), f) for f in files]
         name = job_name or Path(script).stem
         return self._submit_array(script, tasks, name, partition, cpus_per_job, memory_per_job,
@@ -210,14 +188,14 @@ class DataBenchSLURM:
         passed as the analysis's second argument. Raises UsageError for an
         unknown analysis type (listing the known ones) or a missing file.
         """
-        syms = [str(s) for s in _list(symbols, "symbols")]
+        syms = [str(s) for s in as_list(symbols, "symbols")]
         if not syms:
-            raise _err("no symbols given: pass at least one symbol to analyse")
+            raise err("no symbols given: pass at least one symbol to analyse")
         if len(set(syms)) != len(syms):
             dup = sorted({s for s in syms if syms.count(s) > 1})
-            raise _err(f"symbols repeat: {', '.join(dup)}; give each symbol once")
+            raise err(f"symbols repeat: {', '.join(dup)}; give each symbol once")
         analysis = self.analyses.get(str(analysis_type))
-        files = _symbol_files(syms, data)
+        files = symbol_files(syms, data)
         if analysis.is_callable:
             return self._submit_callable(analysis, syms, files, partition, cpus_per_job,
                                          memory_per_job, time_limit, args, max_parallel,
@@ -234,8 +212,7 @@ class DataBenchSLURM:
                       slurm_args: Mapping[str, Any]) -> list[str]:
         from .databench_script import INPUT_PREFIX
 
-        if isinstance(args, (str, bytes)):
-            raise InvalidValue(f"args must be a list of arguments, not the string {args!r}")
+        words = processor_args(args)
         if max_parallel is not None and (isinstance(max_parallel, bool) or max_parallel < 1):
             raise InvalidValue(f"max_parallel: {max_parallel!r} must be a positive number")
         outdir = self._outdir(output_dir)
@@ -243,13 +220,13 @@ class DataBenchSLURM:
         opts = self._options(name, partition, cpus, memory, time_limit,
                              os.path.join(outdir, f"{name}-%A_%a.out"),
                              {"array": spec, **slurm_args})
-        words = [_arg(a) for a in args]
         with self._spool() as spool:
             words = [Arg(spool.add(w.text), True, w.prefix) if w.staged else w for w in words]
             tasks = [Task(t.words, spool.add_task_input(i, t.input, INPUT_PREFIX)
                           if t.input else None) for i, t in enumerate(tasks)]
             plan = array_job(spool.add(script), tasks, str(spool.path), words, opts,
                              **self._prepare())
+            Path(outdir).mkdir(parents=True, exist_ok=True)
             job = self.client.submit(plan.script, cwd=outdir, name=name,
                                      stage_in=plan.stage_in)
             spool.record([job])
@@ -305,7 +282,7 @@ class DataBenchSLURM:
         from .client import is_finished
         from .databench_status import wait_for
 
-        ids = [str(i) for i in _list(job_ids, "job_ids")]
+        ids = [str(i) for i in as_list(job_ids, "job_ids")]
         if not ids:
             return {}
         return wait_for(self.client.states, is_finished, ids, timeout, progress=progress,
@@ -352,7 +329,7 @@ class DataBenchSLURM:
         A failed callable analysis raises its error (with the remote traceback)."""
         from .databench_status import parse_result
 
-        ids = [str(i) for i in _list(job_ids, "job_ids")]
+        ids = [str(i) for i in as_list(job_ids, "job_ids")]
         self.wait_for_jobs(ids, timeout, progress=False)
         out: dict[str, Any] = {}
         for i in ids:
@@ -365,7 +342,7 @@ class DataBenchSLURM:
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> None:
         """Cancel the jobs (an array id cancels all its tasks)."""
-        self.client.cancel([str(i) for i in _list(job_ids, "job_ids")])
+        self.client.cancel([str(i) for i in as_list(job_ids, "job_ids")])
 
     def get_cluster_status(self) -> dict[str, dict[str, Any]]:
         """Per machine: ``state`` (idle, mix, alloc, down, drain...),
@@ -385,41 +362,3 @@ def _executor_job(job_id: str) -> Any:
         return Job.load(job_id, "fleet")
     except InvalidJobId:
         return None
-
-
-def _list(values: Any, what: str) -> list:
-    if isinstance(values, (str, bytes, os.PathLike)):
-        return [values]  # one file or one id given bare
-    try:
-        return list(values)
-    except TypeError:
-        raise InvalidValue(f"{what}: expected a list, got {type(values).__name__}") from None
-
-
-def _arg(value: Any) -> Arg:
-    """A processor argument; one naming an existing file here (bare, or as
-    ``--option=path``) is staged to the machine."""
-    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
-    key, sep, rest = text.partition("=")
-    if sep and key.startswith("-") and rest and os.path.isfile(rest):
-        return Arg(os.path.abspath(rest), True, prefix=f"{key}=")
-    if text and not text.startswith("-") and os.path.isfile(text):
-        return Arg(os.path.abspath(text), True)
-    return Arg(text, False)
-
-
-def _symbol_files(symbols: list[str],
-                  data: Union[PathLike, Mapping[str, PathLike], None]) -> list[str]:
-    if data is None:
-        return []
-    if isinstance(data, Mapping):
-        missing = [s for s in symbols if s not in data]
-        if missing:
-            raise _err(f"data has no file for {', '.join(missing)}; give a file for every "
-                       "symbol")
-        return [_file(data[s], f"data file for {s}") for s in symbols]
-    directory = Path(data).expanduser().absolute()
-    if not directory.is_dir():
-        raise _err(f"data directory {directory} does not exist; give a directory of "
-                   "<symbol>.csv files or a mapping {symbol: path}")
-    return [_file(directory / f"{s}.csv", f"data file for {s}") for s in symbols]

@@ -89,6 +89,8 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def _guard(self) -> None:
+        """Count one more single job, or refuse it (a refused or failed
+        submission is not counted)."""
         with self._lock:
             if self.max_single_jobs is not None and self.single_jobs >= self.max_single_jobs:
                 raise UsageError(
@@ -104,7 +106,12 @@ class Dispatcher:
                     options: Mapping[str, Any]) -> str:
         """One call as one job; its id."""
         self._guard()
-        return self._submit([(fn, args, kwargs)], options, bundle=False)[0]
+        try:
+            return self._submit([(fn, args, kwargs)], options, bundle=False)[0]
+        except BaseException:
+            with self._lock:
+                self.single_jobs -= 1
+            raise
 
     def submit_bundles(self, bundles: Sequence[Sequence[Call]],
                        options: Mapping[str, Any]) -> list[str]:
