@@ -547,7 +547,7 @@ MEMORY = textwrap.dedent("""
 
     file, mmap_path, total_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rows = total_mb * 1024 * 1024 // 8 // 64
-    store = ObjectSerializer(file)  # 4 MiB chunks
+    store = ObjectSerializer(file)  # 1 MiB chunks
     store.serialize(np.zeros(1), "/warm-up")  # load h5py/hdf5plugin before measuring
     base = rss_mb()
 
@@ -584,7 +584,7 @@ MEMORY = textwrap.dedent("""
 
 def test_memory_stays_bounded_for_an_array_much_larger_than_a_chunk(tmp_path):
     """512 MiB through a stream, iter_blocks, load(out=memmap) and a memmap
-    source, with 4 MiB chunks: the process's Python allocations stay under a
+    source, with 1 MiB chunks: the process's Python allocations stay under a
     few chunks and its resident size grows by far less than the array."""
     total_mb = 512
     proc = subprocess.run([sys.executable, "-c", MEMORY, str(tmp_path / "big.h5"),

@@ -93,7 +93,7 @@ class ObjectSerializer:
     """
 
     def __init__(self, file: str | os.PathLike, *, cname: str = "lz4", clevel: int = 5,
-                 chunk_bytes: int = 4 << 20):
+                 chunk_bytes: int = 1 << 20):
         self.file = Path(file)
         if not 0 <= clevel <= 9:
             raise InvalidValue(f"clevel {clevel} is out of range: use 0 (no compression) to 9")

@@ -65,7 +65,7 @@ class Codec:
 
     cname: str = "lz4"
     clevel: int = 5
-    chunk_bytes: int = 4 << 20
+    chunk_bytes: int = 1 << 20
     min_compress_bytes: int = 64 * 1024
 
 
