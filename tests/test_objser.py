@@ -247,11 +247,15 @@ keys = st.one_of(st.text(max_size=8), st.integers(), st.booleans(), st.none(),
                  st.binary(max_size=4), st.floats(allow_nan=False))
 arrays = st.builds(lambda n, dt: (np.arange(n) * 3).astype(dt), st.integers(0, 50),
                    st.sampled_from(["i1", "u4", "f8", "c8", "?"]))
-trees = st.recursive(
-    st.one_of(arrays, st.integers(), st.text(max_size=5)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
-                            st.dictionaries(keys, inner, max_size=4)),
-    max_leaves=12)
+
+
+def containers_of(inner: st.SearchStrategy) -> st.SearchStrategy:
+    return st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                     st.dictionaries(keys, inner, max_size=4))
+
+
+trees = st.recursive(st.one_of(arrays, st.integers(), st.text(max_size=5)), containers_of,
+                     max_leaves=12)
 
 
 @settings(max_examples=60, deadline=None,
