@@ -37,7 +37,8 @@ def same(a, b) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+        return ([(type(k), k) for k in a] == [(type(k), k) for k in b]  # 1 is not True
+                and all(same(a[k], b[k]) for k in a))
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
