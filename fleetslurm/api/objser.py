@@ -18,10 +18,13 @@
   become groups, so each array inside is a dataset of its own; the round trip
   keeps the container types, the order, and dict keys of type str, int,
   float, bool, None and bytes. A dict with other keys, a container holding a
-  cycle, or one without arrays is pickled whole. Shared sub-containers come back as
-  copies.
+  cycle, or one without arrays is pickled whole. Shared sub-containers come
+  back as copies.
 - anything else is pickled with cloudpickle (protocol 5: numpy arrays inside
   arbitrary objects are stored beside the pickle as compressed datasets).
+  Loading unpickles: load only files you trust, as with pickle.
+- any iterator (a generator, ``map``, ``iter(list)``...) is read as a stream
+  of arrays; to store other items, pass a list.
 
 The file and every entry carry a magic and a format version, checked on
 load. Every change rewrites the file into a private temporary beside it and
@@ -51,6 +54,8 @@ from . import objser_format as fmt
 
 __all__ = ["ObjectSerializer", "Serializer", "EntryInfo", "DEFAULT_ENTRY"]
 
+#: the Blosc2 codecs ``ObjectSerializer(cname=...)`` accepts
+CODECS = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 #: the entry ``Serializer`` uses, and the default of ``ObjectSerializer``'s methods
 DEFAULT_ENTRY = "/object"
 
@@ -93,8 +98,11 @@ class ObjectSerializer:
     """
 
     def __init__(self, file: str | os.PathLike, *, cname: str = "lz4", clevel: int = 5,
-                 chunk_bytes: int = 4 << 20):
+                 chunk_bytes: int = 1 << 20):
         self.file = Path(file)
+        if cname not in CODECS:
+            raise InvalidValue(f"unknown Blosc2 codec {cname!r}; valid codecs are: "
+                               f"{', '.join(CODECS)}")
         if not 0 <= clevel <= 9:
             raise InvalidValue(f"clevel {clevel} is out of range: use 0 (no compression) to 9")
         if chunk_bytes < 1024:

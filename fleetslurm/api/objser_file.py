@@ -24,6 +24,9 @@ from typing import Any, Callable
 from ..errors import SerializationError
 from . import objser_format as fmt
 
+#: HDF5's chunk cache per open dataset when reading
+READ_CACHE_BYTES = 8 << 20
+
 
 @functools.lru_cache(maxsize=None)
 def libs() -> fmt.Libs:
@@ -53,8 +56,10 @@ def open_checked(file: Path) -> Iterator[Any]:
         raise SerializationError(f"no such file: {file}; check the path (nothing has been "
                                  "serialized there)")
     try:
-        # no HDF5 file locks: files are only ever replaced, never changed in place
-        f = h5py.File(file, "r", locking=False)
+        # no HDF5 file locks: files are only ever replaced, never changed in place;
+        # a chunk cache of a few chunks, so that reads of a few rows at a time
+        # (iter_blocks) do not decompress a chunk once per read
+        f = h5py.File(file, "r", locking=False, rdcc_nbytes=READ_CACHE_BYTES)
     except OSError as exc:
         raise SerializationError(
             f"{file} is not an HDF5 file, so not a fleetslurm object file ({exc}); check "

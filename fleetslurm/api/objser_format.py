@@ -20,8 +20,8 @@ Layout (``fleetslurm.*`` are HDF5 attributes):
   ones are stored contiguous and uncompressed.
 - kind ``dict`` / ``list`` / ``tuple``: a group with ``fleetslurm.length``;
   list and tuple items are named ``0``..``n-1``; a dict item is named by its
-  key when the key is a plain string (no ``/``, not ``.``, not starting with
-  ``~``, at most 255 characters), otherwise ``~<position>``, and carries
+  key when the key is a plain string (no ``/``, not ``.`` or ``..``, not
+  starting with ``~``, at most 255 characters), otherwise ``~<position>``, and carries
   ``fleetslurm.key_type`` (str, int, float, bool, none, bytes, or str-hex
   for a string HDF5 text cannot hold), ``fleetslurm.key`` (the key as text:
   decimal, ``float.hex``, hex of bytes or of UTF-8)
@@ -65,7 +65,7 @@ class Codec:
 
     cname: str = "lz4"
     clevel: int = 5
-    chunk_bytes: int = 4 << 20
+    chunk_bytes: int = 1 << 20
     min_compress_bytes: int = 64 * 1024
 
 
@@ -328,7 +328,7 @@ class Writer:
 
 
 def _item_name(key: Any, pos: int) -> str:
-    if (type(key) is str and key and key != "." and "/" not in key and "\0" not in key
+    if (type(key) is str and key not in ("", ".", "..") and "/" not in key and "\0" not in key
             and not key.startswith("~") and len(key) <= 255 and _utf8(key)):
         return key
     return f"~{pos}"
