@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import UsageError
+from ..errors import SubmitError, UsageError
 from .backends import BACKENDS, Backend, make_backend
 from .job import Job, save_index
 
@@ -209,8 +209,16 @@ class Executor:
                                   setup=self.setup)
             stage_in = [os.path.join(folder, RUNNER_NAME), os.path.join(folder, call_name(array))]
             stage_out = [os.path.join(folder, result_name(array))]
-            job_id = self._backend.submit(script, folder, len(calls) if array else None, name,
-                                          stage_in, stage_out)
+            try:
+                job_id = self._backend.submit(script, folder, len(calls) if array else None,
+                                              name, stage_in, stage_out)
+            except SubmitError as exc:
+                if array and "Invalid job array specification" in str(exc):
+                    raise SubmitError(
+                        f"{exc}: an array of {len(calls)} tasks is more than the cluster "
+                        "allows (MaxArraySize, see `scontrol show config`); map() or "
+                        "batch() fewer calls at a time") from None
+                raise
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing half-written
             raise
