@@ -34,6 +34,7 @@ _EXPORTS = {
     "SchedulerState": "scheduler",
     # the Python API
     "Executor": "api.executor", "Job": "api.job",
+    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
 }
 
 __all__ = ["__version__", *_EXPORTS]
