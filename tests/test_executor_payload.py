@@ -272,7 +272,8 @@ def test_the_runner_needs_no_fleetslurm():
     cloudpickle (plus, for HDF5 payloads, the ObjectSerializer shipped beside it)."""
     import ast
 
-    tree = ast.parse(Path(RUNNER).read_text())
+    # nodes may run an older python3 than this host
+    tree = ast.parse(Path(RUNNER).read_text(), feature_version=(3, 6))
     top = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
