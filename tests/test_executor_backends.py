@@ -154,6 +154,9 @@ def test_debug_runs_in_this_process_at_submit(home):
     assert [j.result() for j in ex.map(square, [6, 7])] == [36, 49]
     assert Job.load(job.job_id, "debug").result() == (os.getpid(), None)
     assert job.usage().state == "COMPLETED"
+    np = pytest.importorskip("numpy")
+    big = ex.submit(np.zeros, 500_000)  # a 4 MB result: by HDF5
+    assert big.state == "COMPLETED" and big.result().shape == (500_000,)
 
 
 # -- slurm (the oracle) ------------------------------------------------------------------
