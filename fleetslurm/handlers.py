@@ -371,6 +371,7 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     from .staging import has_stage, stage_paths
 
     fresh["stage_out"] = stage_paths(job, fresh, "out") if job and has_stage(job) else []
+    fresh["owner"] = job["uid"] if job else None
     if output is not None and not fresh["stage_out"]:  # result files need a copy
         error = write_inline(ctl, fresh, output)
         if error:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .transport.base import Transport
 
 __all__ = ["check_stage", "has_stage", "stage_paths", "launch_staged", "staged",
-           "copy_stage_out", "write_private", "STAGE_ENV"]
+           "copy_stage_out", "read_as", "write_private", "STAGE_ENV"]
 
 #: the variable naming the stage directory inside a job
 STAGE_ENV = "FLEETSLURM_STAGE_DIR"
@@ -110,7 +110,7 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
     if not inputs:
         ctl.send(task["node"], msg)
         return
-    node, task_id = task["node"], task["task_id"]
+    node, task_id, owner = task["node"], task["task_id"], job["uid"]
 
     def put() -> None:
         error, fatal = "", False
@@ -118,8 +118,7 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
             dest = JobPaths(transport.workdir, key).incoming
             for path in inputs:
                 try:
-                    with open(path, "rb") as f:
-                        data = f.read()
+                    data = read_as(path, owner)
                 except OSError as exc:
                     error, fatal = f"cannot read its staged file {path}: {exc.strerror}", True
                     break
@@ -133,6 +132,24 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
         ctl.inbox.put(("staged", node, task_id, key, msg, error, fatal))
 
     ctl.after_commit(lambda: _pool(ctl).submit(put))
+
+
+def read_as(path: str, owner: int) -> bytes:
+    """A staged file's bytes. For a job of another user than the controller's
+    (a root controller), only a regular file that user owns, not through a
+    symlink: the controller must not read for them what they could not."""
+    if owner == os.getuid():
+        with open(path, "rb") as f:
+            return f.read()
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if st.st_uid != owner or not stat.S_ISREG(st.st_mode):
+            raise PermissionError(errno.EACCES, "not a regular file of the job's owner")
+        return f.read()
 
 
 def _pool(ctl: "Controller") -> Any:
@@ -202,16 +219,25 @@ def copy_stage_out(transport: "Transport", task: dict) -> None:
             raise
         except FleetError:
             continue  # the job left no such file
-        write_private(path, data)
+        write_private(path, data, task.get("owner"))
 
 
-def write_private(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` as a 0600 file (temporary file, then rename)."""
+def write_private(path: str, data: bytes, owner: "int | None" = None) -> None:
+    """Write ``data`` to ``path`` as a 0600 file (temporary file, then rename),
+    owned by ``owner`` when the controller runs as root for another user."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
+        if owner is not None and os.getuid() == 0 and owner != 0:
+            import pwd
+
+            try:
+                gid = pwd.getpwuid(owner).pw_gid
+            except KeyError:
+                gid = -1
+            os.fchown(fd, owner, gid)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -189,6 +189,9 @@ def test_payload_limit_and_unpicklable_fail_at_submit(ex_env, fleet):
     with pytest.raises(SerializationError, match="argument 0 of square"):
         ex.map(square, [1, threading.Lock()])
     assert _all_jobs() == []
+    with pytest.raises(SubmitError, match="an array of 1002 tasks is more than the cluster "
+                                          r"allows \(MaxArraySize"):
+        Executor().map(abs, range(1002))
     assert not list((fleet.home / "executor").glob("2*"))  # no payload left behind
 
 

@@ -124,6 +124,20 @@ def test_local_killed_supervisor_does_not_hang_the_caller(home):
     os.killpg(json.loads((rundir / "task.json").read_text())["pid"], signal.SIGKILL)
 
 
+def test_local_memmap_argument_and_big_result(home, tmp_path):
+    np = pytest.importorskip("numpy")
+    mm = np.memmap(tmp_path / "data.bin", dtype=np.float32, mode="w+", shape=(1_000_000,))
+    mm[:] = np.arange(1_000_000, dtype=np.float32)
+    mm.flush()
+    job = Executor(backend="local").submit(lambda a: (a[::2] * 2, float(a.max())), mm)
+    folder = Path(job.paths["call"]).parent
+    assert (folder / "call.h5").exists()  # the 4 MB memmap went by HDF5, not a pickle
+    half, top = job.result(timeout=120)
+    assert top == 999_999.0 and half.dtype == np.float32
+    assert np.array_equal(half, np.arange(0, 1_000_000, 2, dtype=np.float32) * 2)
+    assert (folder / "result.h5").exists()
+
+
 # -- debug ----------------------------------------------------------------------------
 def test_debug_runs_in_this_process_at_submit(home):
     ex = Executor(backend="debug")
@@ -140,6 +154,9 @@ def test_debug_runs_in_this_process_at_submit(home):
     assert [j.result() for j in ex.map(square, [6, 7])] == [36, 49]
     assert Job.load(job.job_id, "debug").result() == (os.getpid(), None)
     assert job.usage().state == "COMPLETED"
+    np = pytest.importorskip("numpy")
+    big = ex.submit(np.zeros, 500_000)  # a 4 MB result: by HDF5
+    assert big.state == "COMPLETED" and big.result().shape == (500_000,)
 
 
 # -- slurm (the oracle) ------------------------------------------------------------------

@@ -100,3 +100,29 @@ def test_cluster_status(fc):
     assert node["state"] in ("idle", "mix", "alloc")
     assert "debug" in node["partitions"]
     assert node["load"] is not None and node["memory_free_mb"] > 0
+
+
+def test_a_stuck_controller_does_not_hang_the_caller(tmp_path):
+    """A controller that accepts but never answers: ControllerError, not a hang."""
+    import socket
+    import threading
+    import time
+
+    from fleetslurm.errors import ControllerError
+    from fleetslurm.paths import StatePaths, private_dir
+
+    home = tmp_path / "home"
+    private_dir(home)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(StatePaths(home).socket))
+    server.listen(1)
+    held = []
+    threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ControllerError, match="the controller did not answer 'ping' "
+                                                  "within 0.5 s"):
+            FleetClient(home=str(home), timeout=0.5).ping()
+        assert time.monotonic() - t0 < 10
+    finally:
+        server.close()

@@ -190,3 +190,95 @@ def test_generated_script_runs_under_bash_with_a_hostile_folder(tmp_path):
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [f"{folder}/call.pkl", f"{folder}/result.pkl"]
+
+
+# -- large numpy arrays go by HDF5 (ObjectSerializer) ----------------------------------
+np = pytest.importorskip("numpy")
+
+
+def _h5_call(tmp_path: Path, fn, args, kwargs=None) -> Path:
+    from fleetslurm.api import bigdata
+
+    folder = tmp_path / "payload"
+    folder.mkdir()
+    (folder / bigdata.ZIP_NAME).write_bytes(bigdata.objser_zip())
+    bigdata.write_call_h5(str(folder / "call.pkl"), fn, args, kwargs or {}, None)
+    return folder
+
+
+def _blocked_h5py(tmp_path: Path) -> dict:
+    """An environment whose python cannot import h5py (as on a node without it)."""
+    d = tmp_path / "blocked"
+    d.mkdir()
+    (d / "h5py.py").write_text("raise ImportError('No module named h5py (not installed here)')\n")
+    return dict(os.environ, PYTHONPATH=str(d))
+
+
+def _run_in(folder: Path, env=None):
+    return subprocess.run([sys.executable, RUNNER, str(folder / "call.pkl"),
+                           str(folder / "result.pkl")], capture_output=True, text=True,
+                          cwd=folder, env=env, timeout=120)
+
+
+def test_big_arrays_travel_by_hdf5_both_ways(tmp_path):
+    from fleetslurm.api import bigdata
+    from fleetslurm.api.objser import ObjectSerializer
+
+    a = np.random.default_rng(1).random(300_000)  # 2.4 MB
+    assert bigdata.holds_big_arrays([(a,), {}]) and not bigdata.holds_big_arrays([(a[:10],)])
+    folder = _h5_call(tmp_path, lambda x, k=1: {"twice": x * 2 * k, "n": len(x)}, (a,),
+                      {"k": 3})
+    with open(folder / "call.pkl", "rb") as f:
+        assert f.read(11)[-1:] == b"H"
+    assert ObjectSerializer(folder / "call.h5").list() == ["/args", "/kwargs"]
+    proc = _run_in(folder)  # the runner uses the zip's ObjectSerializer, not fleetslurm's
+    assert proc.returncode == 0, proc.stderr
+    with open(folder / "result.pkl", "rb") as f:
+        assert f.read(11)[-1:] == b"H"
+    out = read_result(str(folder / "result.pkl"), "1")
+    assert out["n"] == 300_000 and np.array_equal(out["twice"], a * 6)
+    assert stat.S_IMODE((folder / "result.h5").stat().st_mode) == 0o600
+    # a tampered data file fails its check on load
+    (folder / "result.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(SerializationError):
+        read_result(str(folder / "result.pkl"), "1")
+
+
+def test_a_node_without_h5py(tmp_path):
+    env = _blocked_h5py(tmp_path)
+    # arguments stored by HDF5 cannot be read there: the job's error says what to install
+    folder = _h5_call(tmp_path, len, (np.zeros(200_000),))
+    proc = _run_in(folder, env)
+    assert proc.returncode == 1
+    with pytest.raises(RemoteJobError) as err:
+        read_result(str(folder / "result.pkl"), "2")
+    assert "needs h5py, hdf5plugin and numpy" in str(err.value)
+    assert "install them there" in str(err.value)
+    # a big result falls back to a plain pickle there
+    small = tmp_path / "small"
+    small.mkdir()
+    write_call(str(small / "call.pkl"), dump_call(np.ones, (300_000,), {}))
+    from fleetslurm.api import bigdata
+
+    (small / bigdata.ZIP_NAME).write_bytes(bigdata.objser_zip())
+    proc = _run_in(small, env)
+    assert proc.returncode == 0, proc.stderr
+    assert not (small / "result.h5").exists()
+    assert read_result(str(small / "result.pkl"), "3").sum() == 300_000
+
+
+def test_the_runner_needs_no_fleetslurm():
+    """Nodes have no fleetslurm: the runner imports the standard library, and
+    cloudpickle (plus, for HDF5 payloads, the ObjectSerializer shipped beside it)."""
+    import ast
+
+    # nodes may run an older python3 than this host
+    tree = ast.parse(Path(RUNNER).read_text(), feature_version=(3, 6))
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in runner.py"
+            top.add(node.module.split(".")[0])
+    assert top <= set(sys.stdlib_module_names), top

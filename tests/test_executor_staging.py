@@ -173,3 +173,51 @@ def test_bad_stage_requests_are_refused(tmp_path):
         assert ctl.store.tasks() == []  # nothing half-written
     finally:
         ctl.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act for another user")
+def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
+    """A root controller reads a user's inputs only where that user could, and
+    hands the results to them. (Running such a job end to end on a machine
+    without a shared filesystem needs the agent to let the job create its
+    output in the job directory, which it does not yet.)"""
+    import pwd
+
+    from fleetslurm.staging import read_as, write_private
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    uid = nobody.pw_uid
+    sub = tmp_path / "submit"
+    sub.mkdir()
+    theirs = sub / "in.txt"
+    theirs.write_text("theirs\n")
+    os.chown(theirs, uid, nobody.pw_gid)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root only\n")
+    (sub / "link.txt").symlink_to(secret)
+    assert read_as(str(theirs), uid) == b"theirs\n"
+    with pytest.raises(PermissionError, match="not a regular file of the job's owner"):
+        read_as(str(secret), uid)
+    with pytest.raises(OSError):  # O_NOFOLLOW: ELOOP
+        read_as(str(sub / "link.txt"), uid)
+    assert read_as(str(secret), os.getuid()) == b"root only\n"  # the controller's own user
+    write_private(str(sub / "out.txt"), b"result", uid)
+    st = (sub / "out.txt").stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, nobody.pw_gid, 0o600)
+    assert (sub / "out.txt").read_bytes() == b"result"
+    # a directory that is not theirs is refused at submit
+    ctl = _controller(tmp_path)
+    try:
+        p = _Pending("submit", {"options": {}, "script": "#!/bin/sh\ntrue\n", "script_args": [],
+                                "env": {}, "cwd": str(sub), "script_name": "s",
+                                "stage": {"in": [str(secret)]}}, uid)
+        ctl.inbox.put(("rpc", p))
+        ctl.step(time.time())
+        assert isinstance(p.error, SubmitError)
+        assert f"stage.in: {secret}: its directory must exist and belong to you" == str(p.error)
+        assert ctl.store.tasks() == []
+    finally:
+        ctl.close()

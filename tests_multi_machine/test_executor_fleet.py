@@ -57,7 +57,10 @@ def test_function_and_large_payload_travel_over_ssh(ex_fleet):
     # it ran in m1's own workdir, from files staged there through SFTP
     assert out["stage"].startswith(str(m1.workdir) + "/jobs/")
     assert out["stage"] != str(Path(job.paths["call"]).parent)
-    assert out["files"] == ["call.pkl", "fleetslurm_runner.py"]
+    from fleetslurm.api import bigdata
+
+    zip_name = ["fleetslurm_objser.zip"] if bigdata.available() else []
+    assert out["files"] == ["call.pkl", *zip_name, "fleetslurm_runner.py"]
     assert set(out["modes"].values()) == {"0o600"} and out["stage_mode"] == "0o700"
     assert job.usage().node == "m1" and job.usage().cpu_time_s > 0
     # stdout/stderr came home too, and the machine forgot the job's files
@@ -101,3 +104,23 @@ def test_a_machine_python_without_cloudpickle_says_so(ex_fleet):
     # the Executor's python wins over the machine's
     assert Executor(nodelist="m2", python=sys.executable).submit(abs, -3).result(
         timeout=180) == 3
+
+
+def test_numpy_payload_and_result_go_by_hdf5_over_ssh(ex_fleet):
+    np = pytest.importorskip("numpy")
+    files, m1, _ = ex_fleet
+    a = np.random.default_rng(7).random((500, 1000))  # 4 MB of float64
+
+    def normalise(x):
+        return {"mean": float(x.mean()), "centred": x - x.mean(),
+                "staged": sorted(os.listdir(os.environ["FLEETSLURM_STAGE_DIR"]))}
+
+    job = Executor(nodelist="m1").submit(normalise, a)
+    out = job.result(timeout=180)
+    assert out["mean"] == pytest.approx(a.mean())
+    assert np.array_equal(out["centred"], a - a.mean())
+    # the arrays went as HDF5 files, with the ObjectSerializer beside the runner
+    assert out["staged"] == ["call.h5", "call.pkl", "fleetslurm_objser.zip",
+                             "fleetslurm_runner.py"]
+    folder = Path(job.paths["call"]).parent
+    assert (folder / "result.h5").stat().st_size > 1_000_000

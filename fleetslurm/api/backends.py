@@ -68,7 +68,7 @@ class Backend(abc.ABC):
             with open(job.paths["result"], "rb") as f:
                 head = f.read(runner._HEADER.size)
             kind = runner._HEADER.unpack(head)[2]
-            return "COMPLETED" if kind == b"V" else "FAILED"
+            return "COMPLETED" if kind in (b"V", b"H") else "FAILED"
         except (OSError, Exception):
             return "FAILED"
 

@@ -119,15 +119,19 @@ class FleetClient:
 
     ``config``: a fleet_config.json path (default: the usual lookup,
     :func:`fleetslurm.paths.find_config`). ``home``: the state directory
-    (default ``$FLEETSLURM_HOME`` or ``~/.fleetslurm``).
+    (default ``$FLEETSLURM_HOME`` or ``~/.fleetslurm``). ``timeout``: seconds
+    to wait for one answer before ControllerError (None: no limit).
     """
 
-    def __init__(self, config: Optional[str] = None, home: Optional[str] = None) -> None:
+    def __init__(self, config: Optional[str] = None, home: Optional[str] = None,
+                 timeout: Optional[float] = 120.0) -> None:
         from ..paths import StatePaths, find_config, state_paths
 
         self.paths = StatePaths(home) if home else state_paths()
         path = find_config(config)
         self.config: Optional[str] = str(path) if path else None
+        #: seconds to wait for one answer (a stuck controller must not hang callers)
+        self.timeout = timeout
 
     # -- plumbing -----------------------------------------------------------------
     def call(self, op: str, **args: Any) -> Any:
@@ -135,6 +139,7 @@ class FleetClient:
         from ..rpc import ensure_controller
 
         with ensure_controller(self.config, self.paths) as c:
+            c.set_timeout(self.timeout)
             return c.call(op, **args)
 
     # -- submitting ---------------------------------------------------------------

@@ -23,6 +23,7 @@ before the job), ``python``, ``backend`` and ``max_payload_bytes``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import time
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import UsageError
+from ..errors import SubmitError, UsageError
 from .backends import BACKENDS, Backend, make_backend
 from .job import Job, save_index
 
@@ -73,6 +74,17 @@ def _check_options(options: Mapping[str, Any]) -> None:
                now=time.time())
 
 
+@dataclasses.dataclass
+class _Call:
+    """One call waiting to be written: ``data`` is its pickled call file, or
+    None when its arrays go by HDF5."""
+
+    fn: Callable[..., Any]
+    args: tuple
+    kwargs: dict
+    data: Optional[bytes]
+
+
 class Executor:
     """Submits Python calls as jobs to one backend (see the module docstring).
 
@@ -110,7 +122,7 @@ class Executor:
         self.array_parallelism = array_parallelism
         options = {"config": config} if backend == "fleet" else {}
         self._backend: Backend = make_backend(backend, options)
-        self._batch: Optional[list[tuple[Job, tuple]]] = None
+        self._batch: Optional[list[tuple[Job, _Call]]] = None
 
     @property
     def backend(self) -> str:
@@ -124,27 +136,35 @@ class Executor:
         self.slurm_options = merged
 
     # -- submitting -----------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> _Call:
+        """Check a call can travel (SerializationError naming what cannot be
+        pickled, SubmitError over the payload limit). Arguments holding large
+        numpy arrays go by HDF5 (ObjectSerializer) when this host can."""
+        from . import bigdata
+        from .payload import dump_call
+
+        if bigdata.holds_big_arrays([args, kwargs]) and bigdata.available():
+            if not callable(fn):
+                dump_call(fn, (), {})  # the same refusal as for any call
+            return _Call(fn, args, kwargs, None)
+        return _Call(fn, args, kwargs, dump_call(fn, args, kwargs, self.max_payload_bytes))
+
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Run ``fn(*args, **kwargs)`` as a job; returns its Job at once.
         Raises SerializationError (naming what cannot be pickled) or
         SubmitError (payload too large, no machine fits) here, not later."""
-        from .payload import dump_call
-
-        payload = dump_call(fn, args, kwargs, self.max_payload_bytes)
+        call = self._call(fn, args, kwargs)
         if self._batch is not None:
             job = Job(self._backend, "", len(self._batch))
-            self._batch.append((job, (fn, payload)))
+            self._batch.append((job, call))
             return job
-        return self._submit([(fn, payload)], array=False)[0]
+        return self._submit([call], array=False)[0]
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Job]:
         """``fn`` over the iterables (as the builtin map), as ONE job array."""
-        from .payload import dump_call
-
         if not iterables:
             raise UsageError("map() needs at least one iterable", prog="fleetslurm")
-        calls = [(fn, dump_call(fn, args, {}, self.max_payload_bytes))
-                 for args in zip(*iterables)]
+        calls = [self._call(fn, args, {}) for args in zip(*iterables)]
         if self._batch is not None:
             jobs = []
             for call in calls:
@@ -180,9 +200,9 @@ class Executor:
 
         return _home()
 
-    def _submit(self, calls: list[tuple[Callable, bytes]], array: bool) -> list[Job]:
+    def _submit(self, calls: list[_Call], array: bool) -> list[Job]:
         from ..paths import private_dir
-        from . import runner
+        from . import bigdata, runner
         from .payload import write_call
         from .script import RUNNER_NAME, batch_script, call_name, result_name
 
@@ -192,10 +212,23 @@ class Executor:
         try:
             with open(runner.__file__, "rb") as f:
                 runner.write_atomic(os.path.join(folder, RUNNER_NAME), f.read())
-            for i, (_, data) in enumerate(calls):
-                name = call_name(array).replace("%a", str(i))
-                write_call(os.path.join(folder, name), data)
-            fn = calls[0][0]
+            # one call by HDF5: all of them (the array's tasks stage the same names)
+            by_h5 = any(c.data is None for c in calls)
+            for i, c in enumerate(calls):
+                path = os.path.join(folder, call_name(array).replace("%a", str(i)))
+                if by_h5:
+                    bigdata.write_call_h5(path, c.fn, c.args, c.kwargs, self.max_payload_bytes)
+                else:
+                    write_call(path, c.data)  # type: ignore[arg-type]
+            stage_in = [os.path.join(folder, RUNNER_NAME), os.path.join(folder, call_name(array))]
+            if by_h5:
+                stage_in.append(os.path.join(folder, call_name(array)[:-4] + ".h5"))
+            if bigdata.available():  # results holding large arrays come back by HDF5
+                runner.write_atomic(os.path.join(folder, bigdata.ZIP_NAME), bigdata.objser_zip())
+                stage_in.append(os.path.join(folder, bigdata.ZIP_NAME))
+            result = os.path.join(folder, result_name(array))
+            stage_out = [result, result[:-4] + ".h5"]
+            fn = calls[0].fn
             name = str(self.slurm_options.get("job_name") or
                        getattr(fn, "__name__", None) or "python")
             options = {**self.slurm_options, "job_name": name}
@@ -207,10 +240,16 @@ class Executor:
             script = batch_script(options, folder, array=spec, python=self.python,
                                   conda_env=self.conda_env, modules=self.modules,
                                   setup=self.setup)
-            stage_in = [os.path.join(folder, RUNNER_NAME), os.path.join(folder, call_name(array))]
-            stage_out = [os.path.join(folder, result_name(array))]
-            job_id = self._backend.submit(script, folder, len(calls) if array else None, name,
-                                          stage_in, stage_out)
+            try:
+                job_id = self._backend.submit(script, folder, len(calls) if array else None,
+                                              name, stage_in, stage_out)
+            except SubmitError as exc:
+                if array and "Invalid job array specification" in str(exc):
+                    raise SubmitError(
+                        f"{exc}: an array of {len(calls)} tasks is more than the cluster "
+                        "allows (MaxArraySize, see `scontrol show config`); map() or "
+                        "batch() fewer calls at a time") from None
+                raise
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing half-written
             raise

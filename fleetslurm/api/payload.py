@@ -17,8 +17,8 @@ from . import runner
 
 __all__ = ["dump_call", "write_call", "read_result", "describe_size", "RESULT_KINDS"]
 
-#: result kinds: V a pickled value, E a failure as JSON text
-RESULT_KINDS = (b"V", b"E")
+#: result kinds: V a pickled value, H a value in an HDF5 file beside, E a failure as JSON text
+RESULT_KINDS = (b"V", b"H", b"E")
 
 
 def describe_size(n: float) -> str:
@@ -160,6 +160,11 @@ def read_result(path: str, job_id: str) -> Any:
     if kind == b"E":
         err = json.loads(bytes(body).decode("utf-8"))
         raise RemoteJobError.from_failure(job_id, "FAILED", err)
+    if kind == b"H":
+        from .bigdata import load_h5
+
+        name = json.loads(bytes(body).decode("utf-8"))["file"]
+        return load_h5(os.path.join(os.path.dirname(path), os.path.basename(name)), "/result")
     import cloudpickle  # noqa: F401  (values pickled by value need it importable)
     import pickle
 

@@ -8,12 +8,18 @@ self-contained (standard library only, plus cloudpickle in the job's python):
 nodes do not have fleetslurm installed.
 
 Files start with a header: an 8-byte magic, a 2-byte big-endian format
-version, a 1-byte kind. A call file (magic ``FLSLCALL``, kind ``C``) holds
-``cloudpickle.dumps((fn, args, kwargs))``. A result file (magic ``FLSLRSLT``)
-is kind ``V`` (the pickled return value) or ``E`` (a failure as UTF-8 JSON
-text: ``type``, ``message``, ``traceback``, never a pickled exception). The
-result is written to a temporary file and renamed, so a reader never sees
-half of one. Exit status: 0 when the call returned, 1 when it failed.
+version, a 1-byte kind. A call file (magic ``FLSLCALL``) is kind ``C``,
+``cloudpickle.dumps((fn, args, kwargs))``, or kind ``H``,
+``cloudpickle.dumps((fn, data_file))`` with the arguments in that HDF5 file
+beside it (entries ``/args``, ``/kwargs``; written by fleetslurm's
+ObjectSerializer, shipped with this runner as ``fleetslurm_objser.zip``). A
+result file (magic ``FLSLRSLT``) is kind ``V`` (the pickled return value),
+``H`` (UTF-8 JSON ``{"file": name}``: the value is entry ``/result`` of that
+HDF5 file beside it, used for results holding large numpy arrays) or ``E``
+(a failure as UTF-8 JSON text: ``type``, ``message``, ``traceback``, never a
+pickled exception). Results are written to a temporary file and renamed, so
+a reader never sees half of one. Exit status: 0 when the call returned, 1
+when it failed.
 """
 
 import json
@@ -26,6 +32,43 @@ CALL_MAGIC = b"FLSLCALL"
 RESULT_MAGIC = b"FLSLRSLT"
 VERSION = 1
 _HEADER = struct.Struct(">8sHc")
+#: numpy arrays of this many bytes in all make a call or result go by HDF5
+ARRAY_BYTES = 1 << 20
+OBJSER_ZIP = "fleetslurm_objser.zip"
+OBJSER_PACKAGE = "_fleetslurm_objser"
+
+
+def array_bytes(obj, limit=10000):
+    """Bytes of numpy arrays in ``obj`` (itself, or inside dicts, lists and
+    tuples, a few levels deep); 0 when numpy was never imported."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return 0
+    total, stack, seen = 0, [(obj, 0)], 0
+    while stack and seen < limit:
+        item, depth = stack.pop()
+        seen += 1
+        if isinstance(item, np.ndarray):
+            total += item.nbytes
+        elif depth < 4 and type(item) in (list, tuple):
+            stack.extend((x, depth + 1) for x in item)
+        elif depth < 4 and type(item) is dict:
+            stack.extend((x, depth + 1) for x in item.values())
+    return total
+
+
+def object_serializer(folder):
+    """fleetslurm's ObjectSerializer class: the copy shipped beside this runner
+    (the submit host's version), else an installed fleetslurm's."""
+    shipped = os.path.join(folder, OBJSER_ZIP)
+    if os.path.exists(shipped):
+        if shipped not in sys.path:
+            sys.path.insert(0, shipped)
+        module = __import__(OBJSER_PACKAGE + ".api.objser", fromlist=["ObjectSerializer"])
+    else:
+        from fleetslurm.api import objser as module
+    module.files.libs()  # h5py, hdf5plugin, numpy: ImportError here when missing
+    return module.ObjectSerializer
 
 
 def header(magic, kind):
@@ -52,19 +95,55 @@ def write_error(path, type_name, message, tb=""):
 
 
 def read_call(path):
-    """The call file's body (the pickled call); ValueError on a bad header."""
+    """The call file's kind and body; ValueError on a bad header."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < _HEADER.size:
         raise ValueError("%s is not a fleetslurm call file (it is %d bytes long)"
                          % (path, len(data)))
     magic, version, kind = _HEADER.unpack_from(data)
-    if magic != CALL_MAGIC or kind != b"C":
+    if magic != CALL_MAGIC or kind not in (b"C", b"H"):
         raise ValueError("%s is not a fleetslurm call file (magic %r)" % (path, magic))
     if version != VERSION:
         raise ValueError("%s has payload format version %d; this runner reads version %d: "
                          "submit with the same fleetslurm version" % (path, version, VERSION))
-    return memoryview(data)[_HEADER.size:]
+    return kind, memoryview(data)[_HEADER.size:]
+
+
+def load_call(cloudpickle, kind, body, folder):
+    """(fn, args, kwargs) from a call file's body."""
+    if kind == b"C":
+        return cloudpickle.loads(body)
+    fn, data_file = cloudpickle.loads(body)
+    try:
+        serializer = object_serializer(folder)
+    except ImportError as exc:
+        raise ImportError("the call's arguments hold large numpy arrays, stored with HDF5: "
+                          "the job's python %s needs h5py, hdf5plugin and numpy (%s); "
+                          "install them there" % (sys.executable, exc)) from exc
+    store = serializer(os.path.join(folder, data_file))
+    return fn, store.load("/args"), store.load("/kwargs")
+
+
+def write_value(result_path, value):
+    """The return value as a result file: by HDF5 when it holds large arrays
+    and this python can (else, and otherwise, one pickle)."""
+    import cloudpickle
+
+    if array_bytes(value) >= ARRAY_BYTES:
+        folder = os.path.dirname(os.path.abspath(result_path))
+        try:
+            serializer = object_serializer(folder)
+        except ImportError:
+            serializer = None  # no h5py here: a plain pickle does it too
+        if serializer is not None:
+            h5 = os.path.splitext(result_path)[0] + ".h5"
+            serializer(h5).serialize(value, "/result")
+            os.chmod(h5, 0o600)
+            body = json.dumps({"file": os.path.basename(h5)}).encode("utf-8")
+            write_atomic(result_path, header(RESULT_MAGIC, b"H") + body)
+            return
+    write_atomic(result_path, header(RESULT_MAGIC, b"V") + cloudpickle.dumps(value))
 
 
 def main(argv):
@@ -86,18 +165,19 @@ def main(argv):
         sys.stderr.write("fleetslurm runner: %s\n" % message)
         return 1
     try:
-        body = read_call(call_path)
+        kind, body = read_call(call_path)
     except (OSError, ValueError) as exc:
         write_error(result_path, "SerializationError", str(exc))
         sys.stderr.write("fleetslurm runner: %s\n" % exc)
         return 1
     try:
-        fn, args, kwargs = cloudpickle.loads(body)
+        fn, args, kwargs = load_call(cloudpickle, kind, body,
+                                     os.path.dirname(os.path.abspath(call_path)))
     except BaseException as exc:
         tb = traceback.format_exc()
         write_error(result_path, type(exc).__name__,
-                    "cannot unpickle the call on %s: %s (the job's python needs the same "
-                    "libraries as the submitting one)" % (os.uname().nodename, exc), tb)
+                    "cannot load the call on %s: %s (the job's python needs the libraries "
+                    "the call uses)" % (os.uname().nodename, exc), tb)
         sys.stderr.write(tb)
         return 1
     name = getattr(fn, "__qualname__", None) or repr(fn)
@@ -110,14 +190,13 @@ def main(argv):
         sys.stderr.write(tb)
         return 1
     try:
-        data = cloudpickle.dumps(value)
+        write_value(result_path, value)
     except BaseException as exc:
         tb = traceback.format_exc()
         write_error(result_path, type(exc).__name__,
-                    "the result of %s could not be pickled: %s" % (name, exc), tb)
+                    "the result of %s could not be stored: %s" % (name, exc), tb)
         sys.stderr.write(tb)
         return 1
-    write_atomic(result_path, header(RESULT_MAGIC, b"V") + data)
     return 0
 
 

@@ -1428,7 +1428,7 @@ class Agent:
         pipe: Tuple[int, int] = (-1, -1)
         try:
             if spec["stage"]:
-                self.take_stage(key, jobdir)  # type: ignore[arg-type]
+                self.take_stage(key, jobdir, spec["uid"], spec["gid"])  # type: ignore[arg-type]
             fd = os.open(os.path.join(jobdir, SCRIPT_FILE),
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
             try:
@@ -1477,14 +1477,21 @@ class Agent:
     def incoming(self, key: str) -> str:
         return os.path.join(self.workdir, INCOMING_DIR, key)
 
-    def take_stage(self, key: str, jobdir: str) -> None:
-        """Move the files staged for ``key`` into the job's directory (0700)."""
+    def take_stage(self, key: str, jobdir: str, uid: Optional[int],
+                   gid: Optional[int]) -> None:
+        """Move the files staged for ``key`` into the job's directory (0700),
+        owned by the job's user when it runs as another one."""
         target = os.path.join(jobdir, STAGE_DIR)
         try:
             os.rename(self.incoming(key), target)
         except FileNotFoundError:
             os.mkdir(target, 0o700)  # nothing staged in: a place for results
         os.chmod(target, 0o700)
+        if uid is not None and uid != os.geteuid():
+            g = -1 if gid is None else gid
+            os.chown(target, uid, g)
+            for entry in os.scandir(target):
+                os.chown(entry.path, uid, g, follow_symlinks=False)
 
     def reply_existing(self, job: Job, rid: Any) -> None:
         """Idempotent launch: report the job we already have, never run it again."""
