@@ -60,3 +60,31 @@ def test_real_slurm_refusals_come_back_as_errors(here):
         driver.submit_job(here / "ok.sh", slurm_args={"time": "soon"})
     with pytest.raises(InvalidJobId):
         driver.check_job_status("999999")
+
+
+def test_slurmify_on_real_slurm(here, monkeypatch):
+    """The decorator API with the slurm dispatcher: the same calls, SLURM's sbatch."""
+    import fleetslurm
+    from fleetslurm.api import slurmify as sm
+
+    monkeypatch.setattr(sm, "_SETTINGS", sm._Settings())
+    monkeypatch.setenv("FLEETSLURM_HOME", str(here / "home"))
+    d = fleetslurm.set_dispatcher("slurm")
+
+    @fleetslurm.slurmify(job_name="fleetslurm-test", time="2")
+    def double(x):
+        return [2 * v for v in x]
+
+    jid = double.distribute({1, 2})
+    try:
+        assert sorted(d.result(jid, timeout=120)) == [2, 4]
+    finally:
+        d.job(jid).cancel()
+    with fleetslurm.Batch(max_size=2) as batch:
+        for i in range(3):
+            double.wait_for(jid).distribute([i])
+    try:
+        assert [d.result(j, timeout=120) for j in batch.job_ids] == [[[0], [2]], [[4]]]
+    finally:
+        for j in batch.job_ids:
+            d.job(j).cancel()
