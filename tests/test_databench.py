@@ -287,3 +287,18 @@ def test_parallel_analysis_with_registered_functions(bench, fleet):
         bench.get_results(bad)
     assert "ValueError: no model for ZZZ" in str(err.value)
     assert "raise ValueError" in err.value.remote_traceback
+
+
+def test_waiting_for_many_tasks_asks_by_the_array_id(bench, fleet, monkeypatch):
+    files = [_csv(fleet.work / "many" / f"f{k}.csv", "v", str(k)) for k in range(25)]
+    ids = bench.submit_batch_processing(files, SCRIPTS / "process_file.py", time_limit=5)
+    asked = []
+    real = bench.client.states
+    monkeypatch.setattr(bench.client, "states", lambda q: asked.append(list(q)) or real(q))
+    assert bench.wait_for_jobs(ids, timeout=120) == {i: "COMPLETED" for i in ids}
+    assert asked and all(q == [ids[0].split("_")[0]] for q in asked)
+    # a few tasks: asked by their own ids, and only they come back
+    asked.clear()
+    assert bench.wait_for_jobs(ids[3:5], timeout=10) == {ids[3]: "COMPLETED",
+                                                         ids[4]: "COMPLETED"}
+    assert asked == [ids[3:5]]

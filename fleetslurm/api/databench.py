@@ -285,8 +285,21 @@ class DataBenchSLURM:
         ids = [str(i) for i in as_list(job_ids, "job_ids")]
         if not ids:
             return {}
-        return wait_for(self.client.states, is_finished, ids, timeout, progress=progress,
-                        poll=poll)
+        return wait_for(self._states, is_finished, ids, timeout, progress=progress, poll=poll)
+
+    def _states(self, ids: list[str]) -> dict[str, str]:
+        """``{id: state}`` for the ids (an array's id: each task). Many tasks
+        of one array are asked for by the array's id (one short request
+        rather than thousands of ids each poll), then filtered."""
+        by_master: dict[str, list[str]] = {}
+        for i in ids:
+            by_master.setdefault(i.split("_")[0], []).append(i)
+        ask = []
+        for master, some in by_master.items():
+            ask.extend([master] if len(some) > 20 or master in some else some)
+        wanted = set(ids)
+        return {k: st for k, st in self.client.states(ask).items()
+                if k in wanted or k.split("_")[0] in wanted}
 
     def get_job_status(self, job_id: Union[str, int]) -> dict[str, Any]:
         """A job's ``status`` (SLURM state), ``assigned_machine``, ``name``,
