@@ -130,7 +130,6 @@ def test_timeouts_and_a_checkpointed_requeue(client_fleet: ClientFleet, tmp_path
     submitit's USR2 near its limit and is not checkpointable, one that
     ignores it and is killed at the limit, and a Checkpointable one that
     submitit requeues with `scontrol requeue` from inside the job."""
-    fleet = client_fleet
     ex = submitit.SlurmExecutor(folder=tmp_path / "sub" / "%j", max_num_timeout=3)
     # a one-minute limit; USR2 50 s before it, i.e. about 10 s after the start
     ex.update_parameters(time=1, signal_delay_s=50)
