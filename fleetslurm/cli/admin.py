@@ -13,8 +13,8 @@ from ..errors import FleetError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="fleetslurm: a SLURM-shaped workload manager for a few machines over SSH.\n\n"
-                       "SLURM's commands: fleetslurm sbatch|squeue|sinfo|scancel|sacct|scontrol|srun|"
-                       "sacctmgr|sshare ...")
+                       "SLURM's commands: fleetslurm sbatch|squeue|sinfo|scancel|sacct|"
+                       "scontrol|srun|sacctmgr|sshare ...")
 controller_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the controller.")
 app.add_typer(controller_app, name="controller")
 
