@@ -30,6 +30,17 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 FINISHED_POLL = 0.5
 
 
+@pytest.fixture(autouse=True)
+def fresh_watcher():
+    """submitit caches job states per job id in one watcher per process;
+    each test's fleet numbers its jobs from 1 again, so forget the last one's."""
+    from submitit.slurm.slurm import SlurmJob
+
+    SlurmJob.watcher.clear()
+    yield
+    SlurmJob.watcher.clear()
+
+
 def where(x: int) -> tuple:
     """The job's view: its result, node, ids and the SLURM command it finds."""
     import shutil
@@ -84,6 +95,21 @@ def final_state(job, timeout: float = 60) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"{job}: still {state!r} after {timeout} s")
         time.sleep(FINISHED_POLL)
+
+
+def record(job) -> str:
+    """What fleetslurm and the job's logs say, for a failure message."""
+    acct = subprocess.run(["sacct", "-P", "-j", job.job_id, "-o",
+                           "JobID,State,ExitCode,NodeList,Start,End,Reason"],
+                          capture_output=True, text=True).stdout
+    home = os.environ.get("FLEETSLURM_HOME", "")
+    try:
+        with open(os.path.join(home, "controller.log")) as f:
+            log = "".join(f.readlines()[-40:])
+    except OSError:
+        log = ""
+    return (f"\n{acct}\n--- stdout\n{job.stdout()}\n--- stderr\n{job.stderr()}"
+            f"\n--- controller.log\n{log}")
 
 
 def test_submit_result_map_array_and_cancel(client_fleet: ClientFleet, tmp_path) -> None:
@@ -141,12 +167,12 @@ def test_timeouts_and_a_checkpointed_requeue(client_fleet: ClientFleet, tmp_path
     with pytest.raises(submitit.core.utils.FailedJobError,
                        match="timed-out and not checkpointable"):
         unlucky.result()
-    assert final_state(unlucky) == "FAILED"
+    assert final_state(unlucky) == "FAILED", record(unlucky)
 
     # checkpointable: checkpointed, requeued under the same id, run again, done
     runs = resumable.result()
     assert runs == [(resumable.job_id, "0"), (resumable.job_id, "1")]
-    assert final_state(resumable) == "COMPLETED"
+    assert final_state(resumable) == "COMPLETED", record(resumable)
     shown = subprocess.run(["scontrol", "show", "job", resumable.job_id], capture_output=True,
                            text=True, check=True).stdout
     assert "JobState=COMPLETED" in shown and "Restarts=1" in shown, shown
@@ -156,6 +182,6 @@ def test_timeouts_and_a_checkpointed_requeue(client_fleet: ClientFleet, tmp_path
 
     # ignored USR2: SIGTERM at the limit, SIGKILL after KillWait, TIMEOUT
     wait_done(stuck, timeout=120)
-    assert stuck.state == "TIMEOUT"
+    assert stuck.state == "TIMEOUT", record(stuck)
     with pytest.raises(submitit.core.utils.UncompletedJobError, match="state: TIMEOUT"):
         stuck.result()
