@@ -45,7 +45,9 @@ class Queries:
 
     def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
         """Filters: ids, users, states ("all" or names), names, partitions,
-        since/until (epoch; sacct's window), active_or_recent (squeue)."""
+        since/until (epoch; sacct's window), squeue (active or recent);
+        ``group_arrays`` folds an array's pending tasks into one record
+        (squeue), without it squeue lists every pending index (``-r``)."""
         store = self._store()
         where, params = [], []
         states = args.get("states")
@@ -61,11 +63,14 @@ class Queries:
             params.extend(states)
         ids = args.get("ids")
         task_filter: Optional[set[int]] = None
+        picks: list = []
         if ids:
             task_filter = set()
             for text in ids:
-                task_filter |= self._ids(store, str(text))
-            if not task_filter:
+                found, picked = self._resolve(store, str(text))
+                task_filter |= found
+                picks.extend(picked)
+            if not task_filter and not picks:
                 return []
             where.append("task_id IN (%s)" % ",".join("?" * len(task_filter)))
             params.extend(sorted(task_filter))
@@ -77,7 +82,8 @@ class Queries:
             # names is inside the window
             where.append("submit_time < ?")
             params.append(int(args["until"]) + 1)
-        tasks = store.tasks(" AND ".join(where), params)
+        tasks = store.tasks(" AND ".join(where), params) if task_filter != set() else []
+        tasks.extend(_picked_rows(picks, where, params, store))
         jobs: dict[int, dict] = {}
         out: list[JobRecord] = []
         users = set(args.get("users") or [])
@@ -97,18 +103,28 @@ class Queries:
             out.append(job_record(t, job, steps, self.ctl.config.cluster_name))
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
-            out = group_pending_arrays(out, throttles)
+            pending = {t["task_id"]: t["array_pending"] for t in tasks
+                       if t["array_pending"] is not None and t["state"] == "PENDING"
+                       and t.get("picked") is None}
+            out = group_pending_arrays(out, throttles, pending)
+        elif args.get("squeue"):
+            out = _one_per_index(out)  # squeue -r: every pending index on its own line
         return out
 
     @staticmethod
-    def _ids(store: Store, text: str) -> set[int]:
+    def _resolve(store: Store, text: str) -> tuple[set[int], list]:
         from .errors import FleetError
-        from .ops import find_tasks
+        from .jobids import resolve
 
         try:
-            return {t["task_id"] for t in find_tasks(store, text)}
+            rows, picks = resolve(store, text)
         except FleetError:  # a malformed id matches nothing
-            return set()
+            return set(), []
+        return {t["task_id"] for t in rows}, picks
+
+    @classmethod
+    def _ids(cls, store: Store, text: str) -> set[int]:
+        return cls._resolve(store, text)[0]
 
     def q_nodes(self, args: dict, uid: int) -> dict:
         return {"nodes": list(self.ctl.node_snapshot), "partitions": self.partitions()}
@@ -188,3 +204,47 @@ class Queries:
                 data = b""
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> list[dict]:
+    """``A_i`` for an index without a task row: the array's record, shown as that
+    task (as SLURM's squeue -j A_i shows the pending array's line for it); the
+    other filters (states, time window) still apply to the record."""
+    clauses = [w for w in where if not w.startswith("task_id IN")]
+    rest = _without_ids(where, params)
+    out = []
+    for pick in picks:
+        record = store.task(pick.record["task_id"])
+        if record is None or record["array_pending"] is None:
+            continue
+        if clauses and not store.tasks(" AND ".join(["task_id=?", *clauses]),
+                                       [record["task_id"], *rest]):
+            continue
+        out.append(dict(record, array_index=pick.index, array_pending=None, picked=True))
+    return out
+
+
+def _without_ids(where: list[str], params: list) -> list:
+    """``params`` without those of the ``task_id IN (...)`` clause."""
+    out, i = [], 0
+    for clause in where:
+        n = clause.count("?")
+        if not clause.startswith("task_id IN"):
+            out.extend(params[i:i + n])
+        i += n
+    return out
+
+
+def _one_per_index(records: list) -> list:
+    """An array's record as one pending record per index (``squeue -r``)."""
+    from .slurm.arrays import IndexSet
+
+    out = []
+    for r in records:
+        text = r.get("array_task_str")
+        if not text or r["state"] != "PENDING":
+            out.append(r)
+            continue
+        for i in IndexSet.from_text(text.partition("%")[0]):
+            out.append(dict(r, array_task_id=i, array_task_str=None))
+    return out

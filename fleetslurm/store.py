@@ -3,7 +3,11 @@
 Tables:
 - ``jobs``: one row per submission (the spec as JSON, the script).
 - ``tasks``: each runnable unit — a plain job, or one task of an array — with
-  its state, allocation and result; this is what squeue and sacct show.
+  its state, allocation and result; this is what squeue and sacct show. A
+  job array is one row too (task id = the array's job id) whose
+  ``array_pending`` lists the indices that have no task yet (``0-99999``);
+  tasks get their own rows (and ids) as they are handed to the scheduler,
+  and the last one takes over the array's row, as in SLURM.
 - ``steps``: one row per run of a task's batch step (``N.batch``), keyed by the
   run key the node agent knows (``<task id>.<restart count>``), with usage.
 - ``nodes``: administrative state of each machine (DRAIN, DOWN reasons) and the
@@ -103,12 +107,22 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX accounting_task ON accounting(task_id);
     INSERT INTO meta(key, value) VALUES ('next_job_id', '1');
     """,
+    # 2: a job array is one record (its tasks are created as they start): the
+    # array's own row keeps the indices not started yet in array_pending;
+    # dep_shown is the dependency as squeue shows it (afterok:7_*(failed));
+    # sacct's window reads end times through an index
+    """
+    ALTER TABLE tasks ADD COLUMN array_pending TEXT;
+    ALTER TABLE tasks ADD COLUMN dep_shown TEXT;
+    CREATE INDEX tasks_job_index ON tasks(job_id, array_index);
+    CREATE INDEX tasks_end ON tasks(end_time);
+    """,
 ]
 
 _TASK_COLUMNS = (
     "task_id job_id array_index state reason req held submit_time eligible_time "
     "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
-    "exit_code exit_signal cancelled_by stdout stderr collected"
+    "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown"
 ).split()
 
 
@@ -214,12 +228,16 @@ class Store:
 
     def add_task(self, task_id: int, job_id: int, array_index: Optional[int], req: dict,
                  submit_time: float, held: bool, state: str = "PENDING",
-                 reason: str = "None") -> None:
+                 reason: str = "None", array_pending: Optional[str] = None,
+                 logged_at: Optional[float] = None) -> None:
+        """A new task row; ``array_pending`` makes it an array's own record
+        (the indices not started yet). Logged as ``submit`` at ``logged_at``
+        (default: the submit time)."""
         self._x("INSERT INTO tasks(task_id, job_id, array_index, state, reason, req, held, "
-                "submit_time) VALUES (?,?,?,?,?,?,?,?)",
+                "submit_time, array_pending) VALUES (?,?,?,?,?,?,?,?,?)",
                 (task_id, job_id, array_index, state, reason, json.dumps(req), int(held),
-                 submit_time))
-        self.log(task_id, submit_time, "submit", state)
+                 submit_time, array_pending))
+        self.log(task_id, submit_time if logged_at is None else logged_at, "submit", state)
 
     def job(self, job_id: int) -> Optional[dict]:
         if self._jobs is not None and job_id in self._jobs:
@@ -257,6 +275,30 @@ class Store:
 
     def tasks_of_job(self, job_id: int) -> list[dict]:
         return self.tasks("job_id=?", (job_id,))
+
+    def array_task(self, job_id: int, index: int) -> Optional[dict]:
+        """The task row of index ``index`` of array ``job_id``, if it has one."""
+        row = self._x("SELECT * FROM tasks WHERE job_id=? AND array_index=? "
+                      "ORDER BY task_id LIMIT 1", (job_id, index)).fetchone()
+        return None if row is None else _task(row)
+
+    def array_outcomes(self, job_id: int) -> tuple[int, int]:
+        """(tasks ended COMPLETED, tasks ended otherwise) of array ``job_id``,
+        the cancelled remainder of its own row counted index by index."""
+        ok = bad = 0
+        for state, pending, n in self._x(
+                "SELECT state, array_pending, COUNT(*) FROM tasks WHERE job_id=? "
+                "AND state NOT IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED') "
+                "GROUP BY state, array_pending", (job_id,)):
+            if pending is not None:
+                from .slurm.arrays import IndexSet
+
+                bad += len(IndexSet.from_text(pending))
+            elif state == "COMPLETED":
+                ok += n
+            else:
+                bad += n
+        return ok, bad
 
     def update_task(self, task_id: int, **fields: Any) -> None:
         bad = set(fields) - set(_TASK_COLUMNS)

@@ -35,6 +35,7 @@ __all__ = [
     "facts",
     "term_status",
     "evaluate",
+    "shown",
 ]
 
 SATISFIED = "satisfied"
@@ -84,3 +85,14 @@ def evaluate(st: "SchedulerState", job: "JobEntry", now: float) -> str:
                              array_task_id=job.req.array_task_id,
                              singleton_blocked=_singleton_blocked(st, job))
     return _WORDS[result]
+
+
+def shown(st: "SchedulerState", job: "JobEntry", now: float) -> str:
+    """squeue's ``%E`` for a pending job: the terms not met yet, ``(unfulfilled)``
+    or ``(failed)``, a whole array as ``A_*``; ``""`` when nothing is left."""
+    if job.dep_error is not None:
+        return job.req.dependency
+    text = _slurm.format_dependency(job.dep, lambda j, t: facts(st, j, t), now,
+                                    array_task_id=job.req.array_task_id,
+                                    singleton_blocked=_singleton_blocked(st, job))
+    return "" if text == "(null)" else text

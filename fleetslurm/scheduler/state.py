@@ -14,7 +14,7 @@ from bisect import bisect_left, insort
 from typing import Callable, Iterable, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import arrays, backfill, eligibility, explain as _explain, invariants
+from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as _explain, invariants
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
@@ -351,6 +351,14 @@ class SchedulerState:
         if job is None or job.phase != PENDING:
             return "None"
         return self._reasons()[job_id]
+
+    def dependency_text(self, job_id: int) -> Optional[str]:
+        """squeue's ``%E`` for a pending job with a dependency (``afterok:7_*(failed)``,
+        ``""`` once it is met); None for any other job."""
+        job = self._jobs.get(job_id)
+        if job is None or job.phase != PENDING or not job.req.dependency.strip():
+            return None
+        return deps.shown(self, job, self._pass_now)
 
     def explain(self, job_id: int) -> str:
         """Human text: why a job is pending, or where it runs."""
