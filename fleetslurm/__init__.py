@@ -31,6 +31,8 @@ _EXPORTS = {
     "ensure_controller": "rpc",
     # the pure scheduler
     "SchedulerState": "scheduler",
+    # the Python API
+    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
 }
 
 __all__ = ["__version__", *_EXPORTS]
