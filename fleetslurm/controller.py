@@ -88,6 +88,7 @@ class Controller:
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
         self._snapshot_at = float("-inf")
+        self._acct_at = float("-inf")
         #: set when a node's state may have changed: sinfo must see it at once
         self._nodes_dirty = True
         self.node_snapshot: list[dict] = []
@@ -257,6 +258,10 @@ class Controller:
             if now - self._reasons_at >= 0.25:
                 self._reasons_at = now
                 self._update_reasons()
+            if now - self._acct_at >= 1.0:
+                # finished jobs' lines in sacct's default format, a batch at a time
+                self._acct_at = now
+                self.store.keep_acct_lines()
             if self._nodes_dirty or now - self._snapshot_at >= 1.0:
                 self._snapshot_at = now
                 self._nodes_dirty = False

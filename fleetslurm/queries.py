@@ -21,7 +21,8 @@ _ACTIVE = ACTIVE_STATE_NAMES
 
 
 class Queries:
-    OPS = frozenset({"ping", "jobs", "nodes", "config", "history", "read_output", "count"})
+    OPS = frozenset({"ping", "jobs", "acct", "squeue", "nodes", "config", "history",
+                     "read_output", "count"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -43,13 +44,12 @@ class Queries:
                 "config": self.ctl.config.source, "cluster": self.ctl.config.cluster_name,
                 "home": str(self.ctl.paths.home)}
 
-    def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
-        """Filters: ids, users, states ("all" or names), names, partitions,
-        since/until (epoch; sacct's window), squeue (active or recent);
-        ``group_arrays`` folds an array's pending tasks into one record
-        (squeue), without it squeue lists every pending index (``-r``)."""
-        store = self._store()
-        where, params = [], []
+    def _selection(self, store: Store, args: dict) -> Optional[tuple[list[str], list, list]]:
+        """The tasks the filters of :meth:`q_jobs` select: WHERE clauses over the
+        tasks table, their parameters, and picks (``A_i`` of an index without a
+        task row); None when ids were given and name nothing."""
+        where: list[str] = []
+        params: list = []
         states = args.get("states")
         if args.get("squeue"):
             if not states:
@@ -61,17 +61,16 @@ class Queries:
         if states and states != "all":
             where.append("state IN (%s)" % ",".join("?" * len(states)))
             params.extend(states)
-        ids = args.get("ids")
-        task_filter: Optional[set[int]] = None
         picks: list = []
+        ids = args.get("ids")
         if ids:
-            task_filter = set()
+            task_filter: set[int] = set()
             for text in ids:
                 found, picked = self._resolve(store, str(text))
                 task_filter |= found
                 picks.extend(picked)
             if not task_filter and not picks:
-                return []
+                return None
             where.append("task_id IN (%s)" % ",".join("?" * len(task_filter)))
             params.extend(sorted(task_filter))
         if args.get("since") is not None:
@@ -82,34 +81,108 @@ class Queries:
             # names is inside the window
             where.append("submit_time < ?")
             params.append(int(args["until"]) + 1)
-        tasks = store.tasks(" AND ".join(where), params) if task_filter != set() else []
+        if args.get("records_only"):
+            where.append("array_pending IS NOT NULL")
+        return where, params, picks
+
+    def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
+        """Filters: ids, users, states ("all" or names), names, partitions,
+        since/until (epoch; sacct's window), squeue (active or recent);
+        ``group_arrays`` folds an array's pending tasks into one record
+        (squeue), without it squeue lists every pending index (``-r``)."""
+        store = self._store()
+        selected = self._selection(store, args)
+        if selected is None:
+            return []
+        where, params, picks = selected
+        empty_ids = any(w == "task_id IN ()" for w in where)
+        tasks = [] if empty_ids else store.tasks(" AND ".join(where), params)
         tasks.extend(_picked_rows(picks, where, params, store))
-        jobs: dict[int, dict] = {}
-        out: list[JobRecord] = []
+        jobs = store.jobs_brief(t["job_id"] for t in tasks)
         users = set(args.get("users") or [])
         names = set(args.get("names") or [])
         parts = set(args.get("partitions") or [])
+        kept = []
         for t in tasks:
-            job = jobs.get(t["job_id"])
-            if job is None:
-                job = jobs[t["job_id"]] = store.job(t["job_id"])  # type: ignore[assignment]
+            job = jobs[t["job_id"]]
             if users and job["user"] not in users and str(job["uid"]) not in users:
                 continue
             if names and t["req"]["name"] not in names:
                 continue
             if parts and t["req"]["partition"] not in parts:
                 continue
-            steps = store.steps_of(t["task_id"]) if args.get("steps", True) else []
-            out.append(job_record(t, job, steps, self.ctl.config.cluster_name))
+            kept.append(t)
+        steps = store.last_steps([t["task_id"] for t in kept]) if args.get("steps", True) else {}
+        cluster = self.ctl.config.cluster_name
+        out: list[JobRecord] = [
+            job_record(t, jobs[t["job_id"]], [steps[t["task_id"]]] if t["task_id"] in steps
+                       else [], cluster) for t in kept]
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
-            pending = {t["task_id"]: t["array_pending"] for t in tasks
+            pending = {t["task_id"]: t["array_pending"] for t in kept
                        if t["array_pending"] is not None and t["state"] == "PENDING"
                        and t.get("picked") is None}
             out = group_pending_arrays(out, throttles, pending)
         elif args.get("squeue"):
             out = _one_per_index(out)  # squeue -r: every pending index on its own line
         return out
+
+    def q_squeue(self, args: dict, uid: int) -> dict:
+        """squeue's lines, rendered here (10,000 pending jobs cross the socket as
+        text, not as records): the filters of :meth:`q_jobs` plus ``format``,
+        ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count"}``."""
+        from .slurm import squeue_fmt
+
+        records = self.q_jobs(dict(args, squeue=True, steps=False), uid)
+        wanted = set(args.get("nodelist") or [])
+        if wanted:
+            records = [r for r in records if wanted & set(r.get("nodes") or [])]
+        # SLURM lists running jobs first by default: state, then array/job id, then task
+        order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
+        records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],
+                                    r.get("array_task_id") or 0))
+        text = squeue_fmt.render(str(args["format"]), records,
+                                 now=float(args.get("now") or time.time()),
+                                 header=bool(args.get("header", True)))
+        return {"text": text, "count": len(records)}
+
+    def q_acct(self, args: dict, uid: int) -> dict:
+        """sacct's lines, without the header: the filters of :meth:`q_jobs` plus
+        ``fields`` ([name, width, kind] as sacct_fmt parsed them), ``mode``,
+        ``allocations_only`` and the client's ``now``. Rendered here, by SQLite
+        for the fields :mod:`fleetslurm.acct` knows, so 100,000 jobs cost one
+        string per job instead of a record each; ``{"text": ...}``."""
+        from . import acct
+        from .slurm import sacct_fmt
+
+        store = self._store()
+        fields = [sacct_fmt.Field(str(n), int(w), str(k)) for n, w, k in args["fields"]]
+        mode = str(args.get("mode") or "fixed")
+        only = bool(args.get("allocations_only"))
+        now = float(args.get("now") or time.time())
+        line_sql = acct.plan([(f.name, f.width, f.kind) for f in fields], mode, only)
+        selected = self._selection(store, args)
+        if selected is None:
+            return {"text": ""}
+        if line_sql is None:  # a field without an SQL form: the general path, rendered here
+            rows = [r for rec in self.q_jobs(dict(args, steps=True), uid)
+                    for r in sacct_fmt.rows_for(rec, allocations_only=only, now=now)]
+            return {"text": sacct_fmt.render(fields, rows, mode=mode, header=False)}
+        where, params, picks = selected
+        filters = dict(users=args.get("users") or [], names=args.get("names") or [],
+                       partitions=args.get("partitions") or [], now=now,
+                       cluster=self.ctl.config.cluster_name)
+        # array records (a pending or cancelled remainder A_[...]) and picked
+        # indices take the general path: few, and their JobID needs the ranges
+        special = [(rec["job_id"], sacct_fmt.render(
+            fields, sacct_fmt.rows_for(rec, allocations_only=only, now=now), mode=mode,
+            header=False)) for rec in self.q_jobs(dict(args, records_only=True), uid)]
+        if not special:
+            return {"text": store.acct_text(line_sql, where, params, **filters)}
+        lines = [(task_id, text + "\n")
+                 for task_id, text in store.acct_lines(line_sql, where, params, **filters)]
+        return {"text": "".join(text for _, text in sorted(lines + special,
+                                                           key=lambda line: line[0]))}
 
     @staticmethod
     def _resolve(store: Store, text: str) -> tuple[set[int], list]:

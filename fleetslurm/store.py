@@ -110,19 +110,35 @@ _MIGRATIONS: list[str] = [
     # 2: a job array is one record (its tasks are created as they start): the
     # array's own row keeps the indices not started yet in array_pending;
     # dep_shown is the dependency as squeue shows it (afterok:7_*(failed));
-    # sacct's window reads end times through an index
+    # sacct reads end times through an index, names, partitions and accounts
+    # from columns (not from the JSON request, in its fast path), and a
+    # finished task's lines in sacct's default format from acct_lines
     """
     ALTER TABLE tasks ADD COLUMN array_pending TEXT;
     ALTER TABLE tasks ADD COLUMN dep_shown TEXT;
+    ALTER TABLE tasks ADD COLUMN name TEXT;
+    ALTER TABLE tasks ADD COLUMN partition TEXT;
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    ALTER TABLE tasks ADD COLUMN acct_lines TEXT;
+    UPDATE tasks SET name = json_extract(req, '$.name'), partition = json_extract(req, '$.partition');
+    UPDATE jobs SET account = json_extract(spec, '$.account');
     CREATE INDEX tasks_job_index ON tasks(job_id, array_index);
     CREATE INDEX tasks_end ON tasks(end_time);
-    """,
+    CREATE INDEX tasks_acct_todo ON tasks(task_id) WHERE acct_lines IS NULL
+        AND array_pending IS NULL AND state IN %(final)s;
+    """ % {"final": "('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED',"
+                    "'BOOT_FAIL','DEADLINE','OUT_OF_MEMORY')"},
 ]
+
+#: the final states, as an SQL list
+_FINAL_SQL = ("('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED','BOOT_FAIL',"
+              "'DEADLINE','OUT_OF_MEMORY')")
 
 _TASK_COLUMNS = (
     "task_id job_id array_index state reason req held submit_time eligible_time "
     "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
-    "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown"
+    "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown name "
+    "partition acct_lines"
 ).split()
 
 
@@ -207,7 +223,7 @@ class Store:
 
     def _x(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         try:
-            return self._db.execute(sql, tuple(args))
+            return self._db.execute(sql, args if isinstance(args, dict) else tuple(args))
         except sqlite3.Error as exc:
             raise StoreError(f"state database error: {exc}") from exc
 
@@ -222,9 +238,10 @@ class Store:
     # -- jobs and tasks ---------------------------------------------------
     def add_job(self, job_id: int, uid: int, user: str, submit_time: float, spec: dict,
                 script: str, array_spec: Optional[str]) -> None:
-        self._x("INSERT INTO jobs(job_id, uid, user, submit_time, array_spec, spec, script) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script))
+        self._x("INSERT INTO jobs(job_id, uid, user, submit_time, array_spec, spec, script, "
+                "account) VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script,
+                 spec.get("account") or ""))
 
     def add_task(self, task_id: int, job_id: int, array_index: Optional[int], req: dict,
                  submit_time: float, held: bool, state: str = "PENDING",
@@ -234,9 +251,9 @@ class Store:
         (the indices not started yet). Logged as ``submit`` at ``logged_at``
         (default: the submit time)."""
         self._x("INSERT INTO tasks(task_id, job_id, array_index, state, reason, req, held, "
-                "submit_time, array_pending) VALUES (?,?,?,?,?,?,?,?,?)",
+                "submit_time, array_pending, name, partition) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (task_id, job_id, array_index, state, reason, json.dumps(req), int(held),
-                 submit_time, array_pending))
+                 submit_time, array_pending, req.get("name"), req.get("partition")))
         self.log(task_id, submit_time if logged_at is None else logged_at, "submit", state)
 
     def job(self, job_id: int) -> Optional[dict]:
@@ -252,6 +269,22 @@ class Store:
                 self._jobs.clear()
             self._jobs[job_id] = d
         return d
+
+    def jobs_brief(self, job_ids: Iterable[int]) -> dict[int, dict]:
+        """Job rows for many jobs at once, their spec without the submitter's
+        environment (most of its bytes), and no script: what records need."""
+        ids = sorted(set(job_ids))
+        out: dict[int, dict] = {}
+        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
+            chunk = ids[i:i + 900]
+            for row in self._x(
+                    "SELECT job_id, uid, user, submit_time, array_spec, "
+                    "json_remove(spec, '$.env') AS spec FROM jobs WHERE job_id IN (%s)"
+                    % ",".join("?" * len(chunk)), chunk):
+                d = dict(row)
+                d["spec"] = json.loads(d["spec"])
+                out[d["job_id"]] = d
+        return out
 
     def set_job_spec(self, job_id: int, spec: dict) -> None:
         self._x("UPDATE jobs SET spec=? WHERE job_id=?", (json.dumps(spec), job_id))
@@ -304,15 +337,90 @@ class Store:
         bad = set(fields) - set(_TASK_COLUMNS)
         assert not bad, bad
         if "req" in fields:
+            # name and partition are columns too (sacct reads them without the JSON)
+            fields["name"], fields["partition"] = fields["req"].get("name"), \
+                fields["req"].get("partition")
             fields["req"] = json.dumps(fields["req"])
         if "gpu_ids" in fields and fields["gpu_ids"] is not None:
             fields["gpu_ids"] = json.dumps(list(fields["gpu_ids"]))
+        fields["acct_lines"] = None  # written again by keep_acct_lines once final
         sets = ", ".join(f"{k}=?" for k in fields)
         self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
+
+    def keep_acct_lines(self, limit: int = 20_000) -> int:
+        """Give up to ``limit`` finished tasks their lines in sacct's default format
+        (written by SQLite from each row: :mod:`fleetslurm.acct`), so plain
+        ``sacct`` reads one string a job. The controller calls this now and then;
+        a task without them is rendered when asked. Returns how many were written."""
+        from .acct import CACHED
+
+        return self._x(
+            f"UPDATE tasks AS t SET acct_lines = (SELECT {CACHED} FROM jobs j "
+            f"WHERE j.job_id = t.job_id) WHERE t.task_id IN (SELECT task_id FROM tasks "
+            f"WHERE acct_lines IS NULL AND array_pending IS NULL AND state IN {_FINAL_SQL} "
+            f"LIMIT ?)", (limit,)).rowcount
 
     def live_tasks_on(self, node: str) -> list[dict]:
         """Tasks holding resources on a machine (running, or finishing)."""
         return self.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (node,))
+
+    def _acct_query(self, select: str, line_sql: str, where: list[str], params: list,
+                    users: list[str], names: list[str], partitions: list[str], now: float,
+                    cluster: str) -> tuple[str, dict]:
+        from .acct import ELAPSED
+
+        inner = " AND ".join([*where, "array_pending IS NULL"])
+        outer: list[str] = []
+        args: dict = {}
+        for key, values, column in (("u", users, None), ("n", names, "t.name"),
+                                    ("p", partitions, "t.partition")):
+            if not values:
+                continue
+            marks = ",".join(f":{key}{i}" for i in range(len(values)))
+            args.update({f"{key}{i}": v for i, v in enumerate(values)})
+            outer.append(f"(j.user IN ({marks}) OR CAST(j.uid AS TEXT) IN ({marks}))"
+                         if column is None else f"{column} IN ({marks})")
+        numbered = iter(range(len(params)))
+        inner = "".join(f":w{next(numbered)}" if c == "?" else c for c in inner)
+        args.update({f"w{i}": v for i, v in enumerate(params)}, now=now, cluster=cluster)
+        rows = (f"SELECT t.task_id AS id, {line_sql} AS line FROM (SELECT *, {ELAPSED} AS el "
+                f"FROM tasks t WHERE {inner}) AS t JOIN jobs j ON j.job_id = t.job_id "
+                f"{'WHERE ' + ' AND '.join(outer) if outer else ''} ORDER BY t.task_id")
+        return select.format(rows=rows), args
+
+    def acct_lines(self, line_sql: str, where: list[str], params: list,
+                   **filters: Any) -> list[tuple[int, str]]:
+        """(task id, its sacct lines) for the tasks ``where`` selects (array
+        records left out), rendered by ``line_sql`` (:func:`fleetslurm.acct.plan`).
+        ``filters``: users, names, partitions, now, cluster."""
+        if "task_id IN ()" in where:
+            return []
+        sql, args = self._acct_query("{rows}", line_sql, where, params, **filters)
+        return self._x(sql, args).fetchall()
+
+    def acct_text(self, line_sql: str, where: list[str], params: list, **filters: Any) -> str:
+        """The same lines as :meth:`acct_lines`, as one text (each line ends with a
+        newline): SQLite joins them, so 100,000 jobs cost Python one string."""
+        if "task_id IN ()" in where:
+            return ""
+        # rows reach the aggregate in the subquery's order (SQLite's behaviour;
+        # the tests compare the bytes with the record-by-record path)
+        sql, args = self._acct_query("SELECT group_concat(line || char(10), '') FROM ({rows})",
+                                     line_sql, where, params, **filters)
+        return self._x(sql, args).fetchone()[0] or ""
+
+    def last_steps(self, task_ids: list[int]) -> dict[int, dict]:
+        """The latest batch-step run of each task (one query, however many tasks)."""
+        if not task_ids:
+            return {}
+        wanted = set(task_ids)
+        out: dict[int, dict] = {}
+        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? "
+                       "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
+        for row in rows:
+            if row["task_id"] in wanted:
+                out[row["task_id"]] = dict(row)  # the last one wins
+        return out
 
     # -- steps ------------------------------------------------------------
     def add_step(self, run_key: str, task_id: int, node: str, start_time: float) -> None:
