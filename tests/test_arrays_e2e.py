@@ -286,3 +286,36 @@ def test_an_array_survives_kill_dash_nine(fleet):
         for t in tasks:  # none ran twice
             starts = [h for h in c.call("history", task_id=t["job_id"]) if h["event"] == "start"]
             assert len(starts) == 1, t
+
+
+def test_kill_on_invalid_dep_cancels_a_whole_array(fleet):
+    bad = fleet.sbatch("-o", "/dev/null", "--wrap", "exit 1")
+    a = fleet.sbatch("--array=1-5", "-d", f"afterok:{bad}", "--kill-on-invalid-dep=yes",
+                     "-o", "/dev/null", "--wrap", "true")
+    assert poll(lambda: squeue(fleet, "-t", "all", "-j", str(a), "-o", "%i|%T|%r") == [
+        f"{a}_[1-5]|CANCELLED|DependencyNeverSatisfied"])
+    assert squeue(fleet, "-t", "all", "-j", str(a), "-o", "%E") == [f"afterok:{bad}(failed)"]
+
+
+def test_requeue_of_a_cancelled_remainder_runs_it(fleet):
+    a = fleet.sbatch("-H", "--array=1-3", "-o", "/dev/null", "--wrap", "true")
+    fleet.run("scancel", str(a), check=True)
+    assert squeue(fleet, "-t", "all", "-j", str(a), "-o", "%i|%T") == [f"{a}_[1-3]|CANCELLED"]
+    fleet.run("scontrol", "requeue", str(a), check=True)
+    assert squeue(fleet, "-j", str(a), "-o", "%i|%T") == [f"{a}_[1-3]|PENDING"]
+    fleet.run("scontrol", "release", str(a), check=True)  # it was submitted held
+    tasks = fleet.wait(a)["tasks"]
+    assert sorted(t["array_task_id"] for t in tasks) == [1, 2, 3]
+    assert {t["state"] for t in tasks} == {"COMPLETED"}
+
+
+def test_aftercorr_pairs_the_tasks_of_two_arrays(wide_fleet):
+    fleet = wide_fleet
+    a = fleet.sbatch("--array=1-3", "-o", "/dev/null", "--wrap",
+                     'sleep $((SLURM_ARRAY_TASK_ID == 2 ? 3 : 0)); [ "$SLURM_ARRAY_TASK_ID" != 3 ]')
+    b = fleet.sbatch("--array=1-3", "-d", f"aftercorr:{a}", "-o", "/dev/null", "--wrap", "true")
+    first = fleet.wait(f"{b}_1")
+    assert first["state"] == "COMPLETED"
+    assert fleet.record(f"{a}_2")["state"] == "RUNNING"  # b_1 did not wait for a_2
+    assert fleet.wait(f"{b}_2")["start_time"] >= fleet.record(f"{a}_2")["end_time"] - 1e-6
+    assert poll(lambda: squeue(fleet, "-j", f"{b}_3", "-o", "%r") == ["DependencyNeverSatisfied"])
