@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
+from .store_bulk import BulkQueries
 
 __all__ = ["Store"]
 
@@ -130,10 +131,6 @@ _MIGRATIONS: list[str] = [
                     "'BOOT_FAIL','DEADLINE','OUT_OF_MEMORY')"},
 ]
 
-#: the final states, as an SQL list
-_FINAL_SQL = ("('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED','BOOT_FAIL',"
-              "'DEADLINE','OUT_OF_MEMORY')")
-
 _TASK_COLUMNS = (
     "task_id job_id array_index state reason req held submit_time eligible_time "
     "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
@@ -142,7 +139,7 @@ _TASK_COLUMNS = (
 ).split()
 
 
-class Store:
+class Store(BulkQueries):
     """All reads and writes of the state database.
 
     ``path=":memory:"`` gives a private in-memory store (tests).
@@ -270,22 +267,6 @@ class Store:
             self._jobs[job_id] = d
         return d
 
-    def jobs_brief(self, job_ids: Iterable[int]) -> dict[int, dict]:
-        """Job rows for many jobs at once, their spec without the submitter's
-        environment (most of its bytes), and no script: what records need."""
-        ids = sorted(set(job_ids))
-        out: dict[int, dict] = {}
-        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
-            chunk = ids[i:i + 900]
-            for row in self._x(
-                    "SELECT job_id, uid, user, submit_time, array_spec, "
-                    "json_remove(spec, '$.env') AS spec FROM jobs WHERE job_id IN (%s)"
-                    % ",".join("?" * len(chunk)), chunk):
-                d = dict(row)
-                d["spec"] = json.loads(d["spec"])
-                out[d["job_id"]] = d
-        return out
-
     def set_job_spec(self, job_id: int, spec: dict) -> None:
         self._x("UPDATE jobs SET spec=? WHERE job_id=?", (json.dumps(spec), job_id))
         self.forget_cached()
@@ -347,80 +328,9 @@ class Store:
         sets = ", ".join(f"{k}=?" for k in fields)
         self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
 
-    def keep_acct_lines(self, limit: int = 20_000) -> int:
-        """Give up to ``limit`` finished tasks their lines in sacct's default format
-        (written by SQLite from each row: :mod:`fleetslurm.acct`), so plain
-        ``sacct`` reads one string a job. The controller calls this now and then;
-        a task without them is rendered when asked. Returns how many were written."""
-        from .acct import CACHED
-
-        return self._x(
-            f"UPDATE tasks AS t SET acct_lines = (SELECT {CACHED} FROM jobs j "
-            f"WHERE j.job_id = t.job_id) WHERE t.task_id IN (SELECT task_id FROM tasks "
-            f"WHERE acct_lines IS NULL AND array_pending IS NULL AND state IN {_FINAL_SQL} "
-            f"LIMIT ?)", (limit,)).rowcount
-
     def live_tasks_on(self, node: str) -> list[dict]:
         """Tasks holding resources on a machine (running, or finishing)."""
         return self.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (node,))
-
-    def _acct_query(self, select: str, line_sql: str, where: list[str], params: list,
-                    users: list[str], names: list[str], partitions: list[str], now: float,
-                    cluster: str) -> tuple[str, dict]:
-        from .acct import ELAPSED
-
-        inner = " AND ".join([*where, "array_pending IS NULL"])
-        outer: list[str] = []
-        args: dict = {}
-        for key, values, column in (("u", users, None), ("n", names, "t.name"),
-                                    ("p", partitions, "t.partition")):
-            if not values:
-                continue
-            marks = ",".join(f":{key}{i}" for i in range(len(values)))
-            args.update({f"{key}{i}": v for i, v in enumerate(values)})
-            outer.append(f"(j.user IN ({marks}) OR CAST(j.uid AS TEXT) IN ({marks}))"
-                         if column is None else f"{column} IN ({marks})")
-        numbered = iter(range(len(params)))
-        inner = "".join(f":w{next(numbered)}" if c == "?" else c for c in inner)
-        args.update({f"w{i}": v for i, v in enumerate(params)}, now=now, cluster=cluster)
-        rows = (f"SELECT t.task_id AS id, {line_sql} AS line FROM (SELECT *, {ELAPSED} AS el "
-                f"FROM tasks t WHERE {inner}) AS t JOIN jobs j ON j.job_id = t.job_id "
-                f"{'WHERE ' + ' AND '.join(outer) if outer else ''} ORDER BY t.task_id")
-        return select.format(rows=rows), args
-
-    def acct_lines(self, line_sql: str, where: list[str], params: list,
-                   **filters: Any) -> list[tuple[int, str]]:
-        """(task id, its sacct lines) for the tasks ``where`` selects (array
-        records left out), rendered by ``line_sql`` (:func:`fleetslurm.acct.plan`).
-        ``filters``: users, names, partitions, now, cluster."""
-        if "task_id IN ()" in where:
-            return []
-        sql, args = self._acct_query("{rows}", line_sql, where, params, **filters)
-        return self._x(sql, args).fetchall()
-
-    def acct_text(self, line_sql: str, where: list[str], params: list, **filters: Any) -> str:
-        """The same lines as :meth:`acct_lines`, as one text (each line ends with a
-        newline): SQLite joins them, so 100,000 jobs cost Python one string."""
-        if "task_id IN ()" in where:
-            return ""
-        # rows reach the aggregate in the subquery's order (SQLite's behaviour;
-        # the tests compare the bytes with the record-by-record path)
-        sql, args = self._acct_query("SELECT group_concat(line || char(10), '') FROM ({rows})",
-                                     line_sql, where, params, **filters)
-        return self._x(sql, args).fetchone()[0] or ""
-
-    def last_steps(self, task_ids: list[int]) -> dict[int, dict]:
-        """The latest batch-step run of each task (one query, however many tasks)."""
-        if not task_ids:
-            return {}
-        wanted = set(task_ids)
-        out: dict[int, dict] = {}
-        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? "
-                       "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
-        for row in rows:
-            if row["task_id"] in wanted:
-                out[row["task_id"]] = dict(row)  # the last one wins
-        return out
 
     # -- steps ------------------------------------------------------------
     def add_step(self, run_key: str, task_id: int, node: str, start_time: float) -> None:
