@@ -4,6 +4,7 @@ busy scheduling loop never delays them."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
@@ -64,15 +65,20 @@ class Queries:
         picks: list = []
         ids = args.get("ids")
         if ids:
-            task_filter: set[int] = set()
+            # whole jobs and arrays by job id, tasks by their own: a 100,000-task
+            # array is one parameter, not 100,000
+            job_ids: set[int] = set()
+            task_ids: set[int] = set()
             for text in ids:
-                found, picked = self._resolve(store, str(text))
-                task_filter |= found
-                picks.extend(picked)
-            if not task_filter and not picks:
+                sel = self._select(store, str(text))
+                job_ids |= sel.jobs
+                task_ids |= sel.tasks
+                picks.extend(sel.picks)
+            if not job_ids and not task_ids and not picks:
                 return None
-            where.append("task_id IN (%s)" % ",".join("?" * len(task_filter)))
-            params.extend(sorted(task_filter))
+            where.append("(job_id IN (SELECT value FROM json_each(?)) "
+                         "OR task_id IN (SELECT value FROM json_each(?)))")
+            params.extend([json.dumps(sorted(job_ids)), json.dumps(sorted(task_ids))])
         if args.get("since") is not None:
             where.append("(end_time IS NULL OR end_time >= ?)")
             params.append(args["since"])
@@ -95,8 +101,7 @@ class Queries:
         if selected is None:
             return []
         where, params, picks = selected
-        empty_ids = any(w == "task_id IN ()" for w in where)
-        tasks = [] if empty_ids else store.tasks(" AND ".join(where), params)
+        tasks = store.tasks(" AND ".join(where), params)
         tasks.extend(_picked_rows(picks, where, params, store))
         jobs = store.jobs_brief(t["job_id"] for t in tasks)
         users = set(args.get("users") or [])
@@ -130,7 +135,8 @@ class Queries:
     def q_squeue(self, args: dict, uid: int) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
         text, not as records): the filters of :meth:`q_jobs` plus ``format``,
-        ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count"}``."""
+        ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count",
+        "known"}`` (known: whether the ids, if any, name a job at all)."""
         from .slurm import squeue_fmt
 
         records = self.q_jobs(dict(args, squeue=True, steps=False), uid)
@@ -144,7 +150,10 @@ class Queries:
         text = squeue_fmt.render(str(args["format"]), records,
                                  now=float(args.get("now") or time.time()),
                                  header=bool(args.get("header", True)))
-        return {"text": text, "count": len(records)}
+        # squeue -j of ids nobody knows is an error; of jobs long finished, not
+        known = bool(records) or any(any(self._select(self._store(), str(text)))
+                                     for text in args.get("ids") or ())
+        return {"text": text, "count": len(records), "known": known}
 
     def q_acct(self, args: dict, uid: int) -> dict:
         """sacct's lines, without the header: the filters of :meth:`q_jobs` plus
@@ -185,19 +194,24 @@ class Queries:
                                                            key=lambda line: line[0]))}
 
     @staticmethod
-    def _resolve(store: Store, text: str) -> tuple[set[int], list]:
+    def _select(store: Store, text: str):  # type: ignore[no-untyped-def]
+        from .errors import FleetError
+        from .jobids import Selection, select
+
+        try:
+            return select(store, text)
+        except FleetError:  # a malformed id matches nothing
+            return Selection(set(), set(), [])
+
+    @staticmethod
+    def _ids(store: Store, text: str) -> set[int]:
         from .errors import FleetError
         from .jobids import resolve
 
         try:
-            rows, picks = resolve(store, text)
+            return {t["task_id"] for t in resolve(store, text)[0]}
         except FleetError:  # a malformed id matches nothing
-            return set(), []
-        return {t["task_id"] for t in rows}, picks
-
-    @classmethod
-    def _ids(cls, store: Store, text: str) -> set[int]:
-        return cls._resolve(store, text)[0]
+            return set()
 
     def q_nodes(self, args: dict, uid: int) -> dict:
         return {"nodes": list(self.ctl.node_snapshot), "partitions": self.partitions()}
@@ -283,7 +297,7 @@ def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> l
     """``A_i`` for an index without a task row: the array's record, shown as that
     task (as SLURM's squeue -j A_i shows the pending array's line for it); the
     other filters (states, time window) still apply to the record."""
-    clauses = [w for w in where if not w.startswith("task_id IN")]
+    clauses = [w for w in where if not w.startswith("(job_id IN")]
     rest = _without_ids(where, params)
     out = []
     for pick in picks:
@@ -298,11 +312,11 @@ def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> l
 
 
 def _without_ids(where: list[str], params: list) -> list:
-    """``params`` without those of the ``task_id IN (...)`` clause."""
+    """``params`` without those of the clause that selects by job ids."""
     out, i = [], 0
     for clause in where:
         n = clause.count("?")
-        if not clause.startswith("task_id IN"):
+        if not clause.startswith("(job_id IN"):
             out.extend(params[i:i + n])
         i += n
     return out

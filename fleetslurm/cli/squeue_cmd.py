@@ -90,11 +90,9 @@ def main(argv: list[str]) -> int:
 
     with client() as c:
         reply = c.call("squeue", **query)
-        if not reply["count"] and query.get("ids"):
-            known = c.call("jobs", ids=query["ids"], steps=False)
-            if not known:
-                from ..errors import InvalidJobId
+    if query.get("ids") and not reply["known"]:
+        from ..errors import InvalidJobId
 
-                raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
+        raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
     sys.stdout.write(reply["text"])
     return 0
