@@ -22,8 +22,8 @@ _ACTIVE = ACTIVE_STATE_NAMES
 
 
 class Queries:
-    OPS = frozenset({"ping", "jobs", "acct", "squeue", "nodes", "config", "history",
-                     "read_output", "count"})
+    OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
+                     "history", "read_output", "count"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -154,6 +154,16 @@ class Queries:
         known = bool(records) or any(any(self._select(self._store(), str(text)))
                                      for text in args.get("ids") or ())
         return {"text": text, "count": len(records), "known": known}
+
+    def q_show_jobs(self, args: dict, uid: int) -> dict:
+        """``scontrol show job``'s text, rendered here: the filters of
+        :meth:`q_jobs` plus ``now``; ``{"text", "count"}``."""
+        from .slurm import scontrol_fmt
+
+        records = self.q_jobs(args, uid)
+        now = float(args.get("now") or time.time())
+        text = "".join(scontrol_fmt.show_job(r, now) + "\n" for r in records)
+        return {"text": text, "count": len(records)}
 
     def q_acct(self, args: dict, uid: int) -> dict:
         """sacct's lines, without the header: the filters of :meth:`q_jobs` plus
