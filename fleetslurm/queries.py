@@ -93,9 +93,11 @@ class Queries:
 
     def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
         """Filters: ids, users, states ("all" or names), names, partitions,
-        since/until (epoch; sacct's window), squeue (active or recent);
-        ``group_arrays`` folds an array's pending tasks into one record
-        (squeue), without it squeue lists every pending index (``-r``)."""
+        since/until (epoch; sacct's window), squeue (active or recent).
+        An array's tasks that have not started are one record in the store:
+        ``group_arrays`` folds its pending tasks into it (squeue's ``A_[...]``),
+        ``per_task`` (the default) gives one record per task instead (``squeue
+        -r``, the Python API), false leaves it as it is (scontrol, sacct)."""
         store = self._store()
         selected = self._selection(store, args)
         if selected is None:
@@ -128,8 +130,13 @@ class Queries:
                        if t["array_pending"] is not None and t["state"] == "PENDING"
                        and t.get("picked") is None}
             out = group_pending_arrays(out, throttles, pending)
-        elif args.get("squeue"):
-            out = _one_per_index(out)  # squeue -r: every pending index on its own line
+        elif args.get("per_task", True):
+            # squeue -r and the Python API: every task of an array on its own, those
+            # not started yet as the array's record shows them (A_7 PENDING)
+            out = _one_per_index(out)
+            # an array's tasks in index order (the last to start has the array's id)
+            out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
+                                    -1 if r.get("array_task_id") is None else r["array_task_id"]))
         return out
 
     def q_squeue(self, args: dict, uid: int) -> dict:
@@ -160,7 +167,7 @@ class Queries:
         :meth:`q_jobs` plus ``now``; ``{"text", "count"}``."""
         from .slurm import scontrol_fmt
 
-        records = self.q_jobs(args, uid)
+        records = self.q_jobs(dict(args, per_task=False), uid)
         now = float(args.get("now") or time.time())
         text = "".join(scontrol_fmt.show_job(r, now) + "\n" for r in records)
         return {"text": text, "count": len(records)}
@@ -184,7 +191,7 @@ class Queries:
         if selected is None:
             return {"text": ""}
         if line_sql is None:  # a field without an SQL form: the general path, rendered here
-            rows = [r for rec in self.q_jobs(dict(args, steps=True), uid)
+            rows = [r for rec in self.q_jobs(dict(args, steps=True, per_task=False), uid)
                     for r in sacct_fmt.rows_for(rec, allocations_only=only, now=now)]
             return {"text": sacct_fmt.render(fields, rows, mode=mode, header=False)}
         where, params, picks = selected
@@ -195,7 +202,8 @@ class Queries:
         # indices take the general path: few, and their JobID needs the ranges
         special = [(rec["job_id"], sacct_fmt.render(
             fields, sacct_fmt.rows_for(rec, allocations_only=only, now=now), mode=mode,
-            header=False)) for rec in self.q_jobs(dict(args, records_only=True), uid)]
+            header=False))
+            for rec in self.q_jobs(dict(args, records_only=True, per_task=False), uid)]
         if not special:
             return {"text": store.acct_text(line_sql, where, params, **filters)}
         lines = [(task_id, text + "\n")
@@ -333,13 +341,14 @@ def _without_ids(where: list[str], params: list) -> list:
 
 
 def _one_per_index(records: list) -> list:
-    """An array's record as one pending record per index (``squeue -r``)."""
+    """An array's record (its tasks that never started, pending or cancelled) as
+    one record per index (``squeue -r``)."""
     from .slurm.arrays import IndexSet
 
     out = []
     for r in records:
         text = r.get("array_task_str")
-        if not text or r["state"] != "PENDING":
+        if not text:
             out.append(r)
             continue
         for i in IndexSet.from_text(text.partition("%")[0]):

@@ -102,7 +102,7 @@ def ctl(tmp_path_factory):
 
 def general(ctl, query: dict, fields, mode: str, only: bool) -> str:
     """The general path: records, then sacct_fmt (what sacct printed before)."""
-    records = ctl.queries.q_jobs(dict(query, steps=True), 0)
+    records = ctl.queries.q_jobs(dict(query, steps=True, per_task=False), 0)
     rows = [r for rec in records for r in sacct_fmt.rows_for(rec, allocations_only=only, now=NOW)]
     return sacct_fmt.render(fields, rows, mode=mode, header=False)
 

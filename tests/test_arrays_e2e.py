@@ -251,7 +251,8 @@ def test_a_100000_task_array_is_one_record(tmp_path):
         proc = fleet.run("sbatch", "--array=0-100001", "--wrap", "true")
         assert proc.returncode == 1 and "Invalid job array specification" in proc.stderr
         a = fleet.sbatch("--array=0-99999%2", "-o", "/dev/null", "--wrap", "true")
-        done = poll(lambda: len([r for r in fleet.records(a) if r["state"] == "COMPLETED"]) >= 6)
+        done = poll(lambda: len([r for r in fleet.records(f"{a}_[0-9]")
+                                 if r["state"] == "COMPLETED"]) >= 6)
         assert done
         line = squeue(fleet, "-j", str(a), "-t", "PD", "-o", "%i|%T")
         assert len(line) == 1 and line[0].endswith("-99999%2]|PENDING")
