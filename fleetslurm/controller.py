@@ -20,24 +20,15 @@ from typing import Any, Callable, Optional
 
 from . import errors
 from .config import FleetConfig
-from .model import ACTIVE_STATE_NAMES as _ACTIVE_STATES
 from .model import LIVE_STATE_NAMES as _LIVE
 from .nodelink import NodeLink
 from .paths import StatePaths
-from .scheduler import (JobEnded, JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
+from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
                         NodeSpec, NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
 from .store import Store
 from .transport.base import Transport
 
 __all__ = ["Controller"]
-
-
-
-def _dependency_ids(text: str) -> set[int]:
-    """Job ids a SLURM dependency string names (``afterok:12:13?afterany:14``)."""
-    import re
-
-    return {int(m) for m in re.findall(r"(?<=[:])(\d+)", text)}
 
 
 
@@ -80,8 +71,11 @@ class Controller:
         self._ops = ops
         self.queries = queries.Queries(self)
         self._reasons: dict[int, str] = {}
+        self._dep_shown: dict[int, str] = {}  # task id -> its dependency as squeue shows it
         self._fed: set[int] = set()         # task ids the scheduler knows
-        self._array_of: dict[int, int] = {}  # array task id -> its array job id
+        from .arrayfeed import ArrayFeeds
+
+        self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
         self._node_down: dict[str, str] = {}  # node -> reason: marked down, its jobs failed
         #: machines not heard from since this controller started (down in the
         #: scheduler, but their jobs are not failed before the heartbeat timeout)
@@ -94,6 +88,7 @@ class Controller:
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
         self._snapshot_at = float("-inf")
+        self._acct_at = float("-inf")
         #: set when a node's state may have changed: sinfo must see it at once
         self._nodes_dirty = True
         self.node_snapshot: list[dict] = []
@@ -141,35 +136,37 @@ class Controller:
             events.append(NodeUp(spec))
         jobs_cache: dict[int, dict] = {}
         orphans: list[dict] = []
-        dep_ids: set[int] = set()
-        for task in active:
+        dependencies: set[str] = set()
+        for task in sorted(active, key=lambda t: t["array_pending"] is None):  # records first
             job = jobs_cache.get(task["job_id"]) or self.store.job(task["job_id"])
             jobs_cache[task["job_id"]] = job  # type: ignore[assignment]
             req = self.request_of(task, job)  # type: ignore[arg-type]
-            if task["array_index"] is not None:
-                self._array_of[task["task_id"]] = task["job_id"]
             if task["state"] == "COMPLETING":
                 continue  # ended; only its output copy is pending (redone at hello)
             if task["state"] in _LIVE and task["node"] in self.config.machines:
                 events.append(JobRestored(req, task["node"], tuple(task["gpu_ids"]),
                                           task["start_time"] or now))
-                self._fed.add(task["task_id"])
+                self.mark_fed(task, job)  # type: ignore[arg-type]
             elif task["state"] in _LIVE:
                 orphans.append(task)  # its machine is no longer in the config
             elif task["state"] == "PENDING":
-                dep_ids.update(_dependency_ids(task["req"].get("dependency") or ""))
-                if self._may_feed(task, job):  # type: ignore[arg-type]
+                dependencies.add(task["req"].get("dependency") or "")
+                if task["array_pending"] is not None:
+                    self.arrays.restore_record(task, job)  # type: ignore[arg-type]
+                elif task["array_index"] is not None:
+                    self.arrays.restore_pending(task, job)  # type: ignore[arg-type]
+                else:
                     events.append(JobSubmitted(req))
                     self._fed.add(task["task_id"])
-        # The jobs pending dependencies refer to, as they ended: the scheduler
-        # takes a job it never saw for one long gone (satisfied).
-        for dep in sorted(dep_ids - self._fed):
-            done = self.store.task(dep)
-            if done is None or done["state"] in _ACTIVE_STATES:
-                continue
-            djob = self.store.job(done["job_id"])
-            events.append(JobSubmitted(self.request_of(done, djob)))  # type: ignore[arg-type]
-            events.append(JobEnded(dep, done["state"], done["end_time"] or now))
+        # arrays hand out their tasks and the jobs pending dependencies name are
+        # told to the scheduler (in the first step, before its first pass with
+        # machines up); it would take a job it never saw for one long gone
+        from .dependencies import announce
+
+        self.now = now
+        with self.store.transaction():
+            self.arrays.finish_restore()
+            announce(self, dependencies)
         for name in self.config.machines:
             events.append(NodeUp(self.node_spec(name)))
             # nothing runs on a machine until its agent has said hello
@@ -206,16 +203,16 @@ class Controller:
                         features=frozenset(m.features), weight=m.weight)
 
     def request_of(self, task: dict, job: dict) -> JobRequest:
+        array = task["array_index"] is not None
         return self._ops.job_request(task["task_id"], job["user"], task["submit_time"],
-                                     task["req"], bool(task["held"]))
+                                     task["req"], bool(task["held"]),
+                                     array_index=task["array_index"],
+                                     array_job_id=task["job_id"] if array else None)
 
-    def _may_feed(self, task: dict, job: dict) -> bool:
-        """Array throttle (``%N``): at most N tasks of an array known to the scheduler."""
-        throttle = job["spec"].get("array_throttle")
-        if task["array_index"] is None or not throttle:
-            return True
-        live = sum(1 for t in self._fed if self._array_of.get(t) == job["job_id"])
-        return live < throttle
+    def mark_fed(self, task: dict, job: Optional[dict] = None) -> None:
+        """The scheduler has (again) this task: it was just submitted or restored to it."""
+        self._fed.add(task["task_id"])
+        self.arrays.note_fed(task, job)
 
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int) -> Any:
@@ -261,6 +258,10 @@ class Controller:
             if now - self._reasons_at >= 0.25:
                 self._reasons_at = now
                 self._update_reasons()
+            if now - self._acct_at >= 1.0:
+                # finished jobs' lines in sacct's default format, a batch at a time
+                self._acct_at = now
+                self.store.keep_acct_lines()
             if self._nodes_dirty or now - self._snapshot_at >= 1.0:
                 self._snapshot_at = now
                 self._nodes_dirty = False
@@ -310,10 +311,17 @@ class Controller:
 
     def _update_reasons(self) -> None:
         reasons = self.sched.pending_reasons()
+        # an array's record shows the reason of the tasks it hands out
+        reasons.update(self.arrays.record_reasons(reasons))
         changed = {t: r for t, r in reasons.items() if self._reasons.get(t) != r}
         for task_id, reason in changed.items():
             self.store.update_task(task_id, reason=reason)
         self._reasons = reasons
+        from .dependencies import kill_invalid, update_shown
+
+        update_shown(self)
+        if "DependencyNeverSatisfied" in changed.values():
+            kill_invalid(self, changed, self.now)
 
     def send(self, node: str, msg: dict) -> None:
         """Queue a message for a node agent; sent after the current commit."""
@@ -335,20 +343,8 @@ class Controller:
         print(time.strftime("%Y-%m-%dT%H:%M:%S"), text, file=sys.stderr, flush=True)
 
     def task_finished(self, task: dict) -> None:
-        """A task left the scheduler: a throttled array may feed its next task."""
-        if task["array_index"] is None:
-            return
-        job = self.store.job(task["job_id"])
-        if not job or not job["spec"].get("array_throttle"):
-            return
-        for t in self.store.tasks("job_id=? AND state='PENDING'", (task["job_id"],)):
-            if t["task_id"] in self._fed:
-                continue
-            if not self._may_feed(t, job):
-                break
-            self._array_of[t["task_id"]] = job["job_id"]
-            self.emit(JobSubmitted(self.request_of(t, job)))
-            self._fed.add(t["task_id"])
+        """A task left the scheduler: its array may hand out the next ones."""
+        self.arrays.task_finished(task)
 
     def _snapshot_nodes(self, now: float) -> None:
         """Publish node records for the query threads (never read the scheduler there)."""
@@ -380,7 +376,7 @@ class Controller:
 
     def forget_fed(self, task_id: int) -> None:
         self._fed.discard(task_id)
-        self._array_of.pop(task_id, None)
+        self.arrays.forget(task_id)
 
     # -- serving ------------------------------------------------------------------
     def serve(self, stop: Optional[threading.Event] = None) -> None:

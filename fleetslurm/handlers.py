@@ -30,7 +30,8 @@ _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"
 # -- launching --------------------------------------------------------------------
 def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     """Record the start (committed first), then queue the launch."""
-    task = ctl.store.task(action.job_id)
+    # a task of an array's window gets its row now, as SLURM splits it from the array
+    task = ctl.arrays.materialize(action.job_id) or ctl.store.task(action.job_id)
     assert task is not None, action
     run_key = f"{task['task_id']}.{task['restart_count']}"
     ctl.store.update_task(
@@ -60,6 +61,16 @@ def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
             posixpath.join(wd, err) if not err.startswith("/") else err)
 
 
+def _array_env(job_id: int, index: int, spec: dict) -> dict:
+    """SLURM_ARRAY_* values (older stores listed every index in the spec)."""
+    if "array_count" not in spec:
+        idx = spec["array_indices"]
+        spec = dict(spec, array_min=min(idx), array_max=max(idx), array_count=len(idx))
+    return {"job_id": job_id, "task_id": index, "min": spec["array_min"],
+            "max": spec["array_max"], "count": spec["array_count"],
+            "step": spec.get("array_step", 1)}
+
+
 def launch(ctl: "Controller", task: dict, now: float) -> None:
     job = ctl.store.job(task["job_id"])
     assert job is not None
@@ -76,9 +87,7 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         node_out, node_err = stdout, stderr
     array = None
     if task["array_index"] is not None:
-        idx = spec["array_indices"]
-        array = {"job_id": job["job_id"], "task_id": task["array_index"], "min": min(idx),
-                 "max": max(idx), "count": len(idx), "step": spec.get("array_step", 1)}
+        array = _array_env(job["job_id"], task["array_index"], spec)
     env = job_environment(
         spec, job_id=task["task_id"], node=node, partition=task["req"]["partition"],
         cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
@@ -269,7 +278,7 @@ def _stray_running(ctl: "Controller", name: str, key: str, now: float) -> None:
         ctl.store.log(task["task_id"], now, "reconciled", f"still running on {name}")
         ctl.emit(JobRestored(ctl.request_of(task, job), name,  # type: ignore[arg-type]
                              tuple(task["gpu_ids"]), task["start_time"] or now))
-        ctl._fed.add(task["task_id"])
+        ctl.mark_fed(task, job)
         return
     # requeued elsewhere (or unknown): it must not run twice
     ctl.send(name, {"op": "cancel", "key": key, "signal": 9})
@@ -407,7 +416,7 @@ def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool
         fresh = ctl.store.task(task["task_id"])
         job = ctl.store.job(task["job_id"])
         ctl.emit(JobSubmitted(ctl.request_of(fresh, job)))  # type: ignore[arg-type]
-        ctl._fed.add(task["task_id"])
+        ctl.mark_fed(fresh, job)  # type: ignore[arg-type]
 
 
 def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:

@@ -5,7 +5,6 @@ refused request leaves nothing behind."""
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import errors
@@ -16,7 +15,6 @@ from .views import user_name
 
 if TYPE_CHECKING:
     from .controller import Controller
-    from .store import Store
 
 _LIVE = LIVE_STATE_NAMES
 _ACTIVE = ACTIVE_STATE_NAMES
@@ -24,7 +22,8 @@ _ACTIVE = ACTIVE_STATE_NAMES
 
 # -- submit -----------------------------------------------------------------
 def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    from .slurm.arrays import parse_array
+    from .dependencies import announce, check, first_shown
+    from .slurm.arrays import parse_array_set
     from .slurm.jobspec import build_spec
 
     spec = build_spec(args.get("options") or {}, script=args["script"],
@@ -49,18 +48,18 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     name = spec["name"] or args.get("script_name") or "sbatch"
     spec["name"] = name
     spec["command"] = args.get("command") or ""
-    indices: list[int] = []
+    pending: Optional[str] = None
     if spec["array"] is not None:
         try:
-            indices, throttle = parse_array(spec["array"], cfg.max_array_size)
+            indices, throttle = parse_array_set(spec["array"], cfg.max_array_size)
         except errors.InvalidValue:
             raise SubmitError("Batch job submission failed: Invalid job array specification") \
                 from None
-        spec["array_indices"] = indices
-        spec["array_throttle"] = throttle
-        steps = {b - a for a, b in zip(indices, indices[1:])}
-        spec["array_step"] = steps.pop() if len(steps) == 1 else 1
-    # a dependency on an unknown job id is accepted, as SLURM 22.05 does
+        # SLURM_ARRAY_TASK_MIN/MAX/COUNT/STEP; the indices themselves stay ranges
+        spec.update(array_throttle=throttle, array_min=indices.first(), array_max=indices.last(),
+                    array_count=len(indices), array_step=indices.step())
+        pending = indices.to_text()
+    check(ctl.store, spec["dependency"])  # an unknown job id: Job dependency problem
     unknown = [n for n in spec["nodelist"] + spec["exclude"] if n not in cfg.machines]
     if unknown:
         raise SubmitError("Batch job submission failed: Invalid node name specified")
@@ -87,60 +86,40 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         lines.append("Batch job submission failed: Requested node configuration is not "
                      "available")
         raise SubmitError("\n".join(lines))
-    count = len(indices) or 1
-    first = ctl.store.allocate_ids(count)
-    ctl.store.add_job(first, uid, user, now, spec, args["script"], spec["array"])
-    if not indices:
-        _add_task(ctl, first, first, None, req, now, spec["hold"])
+    # one id for the job, or for the whole array: its tasks get theirs as they start
+    job_id = ctl.store.allocate_ids(1)
+    ctl.store.add_job(job_id, uid, user, now, spec, args["script"], spec["array"])
+    ctl.store.add_task(job_id, job_id, None, req, now, spec["hold"], array_pending=pending)
+    if spec["dependency"]:
+        ctl.store.update_task(job_id, dep_shown=first_shown(ctl.store, spec["dependency"]))
+    announce(ctl, [spec["dependency"]])
+    job = ctl.store.job(job_id)
+    record = ctl.store.task(job_id)
+    if pending is None:
+        ctl.emit(JobSubmitted(ctl.request_of(record, job)))  # type: ignore[arg-type]
+        ctl.mark_fed(record, job)  # type: ignore[arg-type]
     else:
-        for n, index in enumerate(indices):
-            _add_task(ctl, first + n, first, index, req, now, spec["hold"])
-    return {"job_id": first, "cluster": cfg.cluster_name}
+        ctl.arrays.submit(record, job)  # type: ignore[arg-type]
+    return {"job_id": job_id, "cluster": cfg.cluster_name}
 
 
-def job_request(task_id: int, user: str, submit_time: float, req: dict,
-                held: bool) -> JobRequest:
-    """The scheduler's view of a task, from its stored request."""
+def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bool,
+                array_index: Optional[int] = None, array_job_id: Optional[int] = None
+                ) -> JobRequest:
+    """The scheduler's view of a task, from its stored request (``array_index``
+    for a task of array ``array_job_id``, whose id is the task's own row's
+    ``job_id``: callers pass it when they have it)."""
     return JobRequest(
         job_id=task_id, user=user, partition=req["partition"], submit_time=submit_time,
         cpus=req["cpus"], mem_mb=req["mem_mb"], gpus=req["gpus"], time_limit=req["time_limit"],
         nice=req["nice"], nodelist=frozenset(req["nodelist"]), exclude=frozenset(req["exclude"]),
         constraint=req["constraint"], begin_time=req["begin_time"], held=held,
         dependency=req["dependency"], name=req["name"], exclusive=req["exclusive"],
-        priority=req.get("priority", 0))
-
-
-def _add_task(ctl: "Controller", task_id: int, job_id: int, index: Optional[int], req: dict,
-              now: float, held: bool) -> None:
-    ctl.store.add_task(task_id, job_id, index, req, now, held)
-    if index is not None:
-        ctl._array_of[task_id] = job_id
-    job = ctl.store.job(job_id)
-    if ctl._may_feed({"array_index": index}, job):  # type: ignore[arg-type]
-        ctl.emit(JobSubmitted(job_request(task_id, job["user"], now, req, held)))  # type: ignore[index]
-        ctl._fed.add(task_id)
+        priority=req.get("priority", 0), array_job_id=array_job_id, array_task_id=array_index)
 
 
 # -- finding jobs by id ------------------------------------------------------------
-def find_tasks(store: "Store", text: str) -> list[dict]:
-    """The tasks a job id names: ``N`` (a job, or every task of array N), ``N_i``,
-    ``N_[i-j]``, ``N.step``. Used by requests and queries alike."""
-    t = str(text).strip()
-    m = re.fullmatch(r"(\d+)(?:_(\d+|\[[0-9,\-:%]+\]))?(?:\.(\w+))?", t)
-    if not m:
-        raise InvalidJobId("Invalid job id specified")
-    jid = int(m.group(1))
-    if m.group(2) is None:
-        task = store.task(jid)
-        job = store.job(jid)
-        if job is not None and job["array_spec"] is not None:
-            return store.tasks_of_job(jid)
-        return [task] if task else []
-    from .slurm.arrays import parse_array
-
-    sel = m.group(2)
-    wanted = set(parse_array(sel.strip("[]"), 10**9)[0]) if sel.startswith("[") else {int(sel)}
-    return [t for t in store.tasks_of_job(jid) if t["array_index"] in wanted]
+from .jobids import Pick, find_tasks, resolve  # noqa: E402,F401  (find_tasks: re-exported)
 
 
 def _check_owner(ctl: "Controller", task: dict, uid: int) -> dict:
@@ -165,21 +144,39 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     batch_only = bool(args.get("batch"))
     errs: list[str] = []
     targets: list[tuple[str, dict]] = []
+    picks: list[tuple[str, Pick]] = []
     for text in ids:
         try:
-            found = find_tasks(ctl.store, text)
+            found, picked = resolve(ctl.store, text)
         except InvalidJobId:
-            found = []
-        if not found:
+            found, picked = [], []
+        if not found and not picked:
             # SLURM 22.05 says this only with -v, and still exits 0
             if args.get("verbose"):
                 errs.append(f"Kill job error on job id {text}: Invalid job id specified")
             continue
         targets.extend((text, t) for t in found)
+        picks.extend((text, p) for p in picked)
     if not ids:
         for t in ctl.store.active_tasks():
             targets.append((str(t["task_id"]), t))
     targets = [(s, t) for s, t in targets if _matches(ctl, t, args)]
+    for shown, pick in picks:
+        # an index of a pending array that has no task yet
+        record = ctl.store.task(pick.record["task_id"])
+        if record is None or record["array_pending"] is None or not _matches(ctl, record, args):
+            continue
+        try:
+            _check_owner(ctl, record, uid)
+        except AccessDenied as exc:
+            errs.append(f"Kill job error on job id {shown}: {exc}")
+            continue
+        if record["state"] != "PENDING":
+            continue
+        if signal is not None:
+            errs.append(f"Kill job error on job id {shown}: Job is pending execution")
+            continue
+        ctl.arrays.drop_index(record, pick.index, uid, now)
     for shown, task in targets:
         try:
             _check_owner(ctl, task, uid)
@@ -218,7 +215,15 @@ def _matches(ctl: "Controller", task: dict, args: dict) -> bool:
     return True
 
 
-def cancel_task(ctl: "Controller", task: dict, uid: int, now: float) -> None:
+def cancel_task(ctl: "Controller", task: dict, uid: int, now: float,
+                reason: str = "None") -> None:
+    """Cancel a job or task (an array's record: the indices without a task)."""
+    from .arrayfeed import is_array_record
+
+    if is_array_record(task):
+        if task["state"] == "PENDING":
+            ctl.arrays.cancel_remainder(task, uid, now, reason)
+        return
     if task["state"] in _LIVE:
         ctl.store.update_task(task["task_id"], cancelled_by=uid)
         ctl.store.log(task["task_id"], now, "cancel", f"by {uid}")
@@ -228,13 +233,14 @@ def cancel_task(ctl: "Controller", task: dict, uid: int, now: float) -> None:
             return
         # the machine is unreachable: record the cancel now; a late result is ignored
         # and a still-running process is killed when the machine is back
-    finish_cancel(ctl, task, uid, now)
+    finish_cancel(ctl, task, uid, now, reason)
 
 
-def finish_cancel(ctl: "Controller", task: dict, uid: int, now: float) -> None:
+def finish_cancel(ctl: "Controller", task: dict, uid: int, now: float,
+                  reason: str = "None") -> None:
     """The job is CANCELLED now (it is pending, or its machine cannot be told)."""
     ctl.store.update_task(task["task_id"], state="CANCELLED", cancelled_by=uid, end_time=now,
-                          exit_code=0, exit_signal=0, reason="None")
+                          exit_code=0, exit_signal=0, reason=reason)
     ctl.store.log(task["task_id"], now, "end", f"CANCELLED by {uid}")
     if task["task_id"] in ctl._fed:
         ctl.emit(JobEnded(task["task_id"], "CANCELLED", now))
@@ -243,18 +249,30 @@ def finish_cancel(ctl: "Controller", task: dict, uid: int, now: float) -> None:
 
 
 # -- hold / release / requeue ------------------------------------------------------
-def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
+def _each(ctl: "Controller", args: dict, uid: int,
+          split: bool = True) -> list[tuple[dict, dict, bool]]:
+    """(task, job, named as part of an array) for every id; pending indices of an
+    array that have no task yet are split out into tasks first (``split``)."""
     out = []
     for text in args.get("ids") or []:
         try:
-            found = find_tasks(ctl.store, text)
+            found, picks = resolve(ctl.store, text)
         except InvalidJobId:
-            found = []
-        if not found:
+            found, picks = [], []
+        if not found and not picks:
             raise InvalidJobId(f"Invalid job id specified for job {text}")
+        for pick in picks:
+            try:
+                _check_owner(ctl, pick.record, uid)
+            except AccessDenied:
+                raise AccessDenied(f"Access/permission denied for job {text}") from None
+            record = ctl.store.task(pick.record["task_id"])
+            if split and record is not None and record["state"] == "PENDING":
+                found.append(ctl.arrays.split(record, pick.index))
+        several = len(found) > 1
         for task in found:
             try:
-                out.append((task, _check_owner(ctl, task, uid)))
+                out.append((task, _check_owner(ctl, task, uid), several))
             except AccessDenied:
                 raise AccessDenied(f"Access/permission denied for job {text}") from None
     if not out:
@@ -262,25 +280,49 @@ def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
     return out
 
 
+def _in_scheduler(ctl: "Controller", task: dict) -> list[int]:
+    """The scheduler's ids for a task: its own if it has it, and for an array's
+    record the tasks of its window (they have no row until they start)."""
+    ids = [task["task_id"]] if task["task_id"] in ctl._fed else []
+    if task["array_pending"] is not None:
+        ids.extend(ctl.arrays.window_tasks(task["task_id"]))
+    return ids
+
+
+def _refill(ctl: "Controller", pairs: list[tuple[dict, dict, bool]]) -> None:
+    """Arrays whose tasks changed may hand out more (or other) tasks now."""
+    for job_id in {t["job_id"] for t, _, _ in pairs if t["array_index"] is not None
+                   or t["array_pending"] is not None}:
+        ctl.arrays.refill(job_id)
+
+
 def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    for task, job in _each(ctl, args, uid):
+    pairs = _each(ctl, args, uid)
+    if not any(task["state"] == "PENDING" for task, _, _ in pairs):
+        raise errors.JobError("Job is no longer pending execution")
+    for task, job, several in pairs:
         if task["state"] != "PENDING":
+            if several:
+                continue  # an array's tasks that already ran
             raise errors.JobError("Job is no longer pending execution")
         ctl.store.update_task(task["task_id"], held=1)
         ctl.store.log(task["task_id"], now, "hold", f"by {uid}")
-        if task["task_id"] in ctl._fed:
-            ctl.emit(JobHeld(task["task_id"]))
+        for task_id in _in_scheduler(ctl, task):
+            ctl.emit(JobHeld(task_id))
+    _refill(ctl, pairs)
     return {}
 
 
 def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    for task, job in _each(ctl, args, uid):
+    pairs = _each(ctl, args, uid)
+    for task, job, _ in pairs:
         if task["state"] != "PENDING":
             continue
         ctl.store.update_task(task["task_id"], held=0)
         ctl.store.log(task["task_id"], now, "release", f"by {uid}")
-        if task["task_id"] in ctl._fed:
-            ctl.emit(JobReleased(task["task_id"]))
+        for task_id in _in_scheduler(ctl, task):
+            ctl.emit(JobReleased(task_id))
+    _refill(ctl, pairs)
     return {}
 
 
@@ -288,11 +330,21 @@ def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     from .handlers import requeue_task
 
     hold = bool(args.get("hold"))
-    for task, job in _each(ctl, args, uid):
+    pairs = _each(ctl, args, uid, split=False)
+    for task, job, several in pairs:
         if task["state"] == "PENDING":
+            if several:
+                continue  # the tasks of an array that have not run
             raise errors.JobError("Job is pending execution")
         if not job["spec"].get("requeue", True):
             raise errors.JobError("Requested operation is presently disabled")
+        if task["array_pending"] is not None:
+            # a cancelled array remainder: its indices are pending again
+            ctl.store.update_task(task["task_id"], state="PENDING", end_time=None,
+                                  cancelled_by=None, held=int(hold or task["held"]))
+            ctl.store.log(task["task_id"], now, "requeue", f"scontrol requeue by {uid}")
+            ctl.arrays.revive(ctl.store.task(task["task_id"]), job)  # type: ignore[arg-type]
+            continue
         requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold)
     return {}
 
@@ -338,8 +390,20 @@ def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             raise UsageError(f"Invalid {key} specification: {value}", prog="scontrol") from None
     if "partition" in changes and changes["partition"] not in ctl.config.partitions:
         raise SubmitError("Invalid partition name specified")
-    for task, job in _each(ctl, args, uid):
+    if "dependency" in changes:
+        from .dependencies import announce, check
+
+        try:
+            check(ctl.store, changes["dependency"])
+        except SubmitError:
+            first = (args.get("ids") or ["?"])[0]
+            raise errors.JobError(f"Job dependency problem for job {first}") from None
+        announce(ctl, [changes["dependency"]])
+    pairs = _each(ctl, args, uid)
+    for task, job, several in pairs:
         if task["state"] not in _ACTIVE:
+            if several:
+                continue  # an array's tasks that already ended
             raise errors.JobError("Job is no longer pending execution")
         running = task["state"] in _LIVE
         if running and set(changes) - {"time_limit", "name", "nice"}:
@@ -361,12 +425,13 @@ def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         ctl.store.log(task["task_id"], now, "update", repr(fields))
         sched_changes = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
                          for k, v in changes.items()}
-        if sched_changes and task["task_id"] in ctl._fed:
-            ctl.emit(JobUpdated(task["task_id"], **sched_changes))
+        for task_id in _in_scheduler(ctl, task) if sched_changes else ():
+            ctl.emit(JobUpdated(task_id, **sched_changes))
         if running and "time_limit" in changes:
             limit = changes["time_limit"]
             ctl.send(task["node"], {"op": "set_limit", "key": task["run_key"],
                                     "time_limit_s": None if limit is None else limit * 60})
+    _refill(ctl, pairs)
     return {}
 
 
@@ -417,18 +482,30 @@ def op_shutdown(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 def op_explain(ctl: "Controller", args: dict, uid: int, now: float) -> str:
     """``fleetslurm explain JOB``: the scheduler's view, in words."""
-    tasks = find_tasks(ctl.store, str(args.get("id")))
-    if not tasks:
+    from .slurm.arrays import IndexSet
+
+    tasks, picks = resolve(ctl.store, str(args.get("id")))
+    if not tasks and not picks:
         raise InvalidJobId(f"Invalid job id specified: {args.get('id')}")
     lines = []
+    for pick in picks[:1]:
+        tasks.insert(0, pick.record)
     for task in tasks:
         job = ctl.store.job(task["job_id"])
         shown = _shown_id(task, job)  # type: ignore[arg-type]
+        if task["array_pending"] is not None:
+            rest = IndexSet.from_text(task["array_pending"]).format()
+            shown = f"{task['job_id']}_[{rest}]"
+            if task["state"] == "PENDING":
+                lines.append(f"job {shown} is pending ({task['reason']}): these tasks get their "
+                             "own job ids as the array hands them to the scheduler; see the "
+                             "array's other tasks for why they wait")
+                continue
         if task["state"] == "PENDING" and task["task_id"] in ctl._fed:
             lines.append(ctl.sched.explain(task["task_id"]))
         elif task["state"] == "PENDING":
             lines.append(f"job {shown} is pending (JobArrayTaskLimit): its array's %N "
-                         "throttle holds it back")
+                         "throttle (or its window of tasks handed to the scheduler) holds it back")
         elif task["state"] in _LIVE:
             lines.append(f"job {shown} is running on {task['node']} since "
                          f"{time_text(task['start_time'])}")

@@ -4,6 +4,7 @@ busy scheduling loop never delays them."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
@@ -21,7 +22,8 @@ _ACTIVE = ACTIVE_STATE_NAMES
 
 
 class Queries:
-    OPS = frozenset({"ping", "jobs", "nodes", "config", "history", "read_output", "count"})
+    OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
+                     "history", "read_output", "count"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -43,11 +45,12 @@ class Queries:
                 "config": self.ctl.config.source, "cluster": self.ctl.config.cluster_name,
                 "home": str(self.ctl.paths.home)}
 
-    def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
-        """Filters: ids, users, states ("all" or names), names, partitions,
-        since/until (epoch; sacct's window), active_or_recent (squeue)."""
-        store = self._store()
-        where, params = [], []
+    def _selection(self, store: Store, args: dict) -> Optional[tuple[list[str], list, list]]:
+        """The tasks the filters of :meth:`q_jobs` select: WHERE clauses over the
+        tasks table, their parameters, and picks (``A_i`` of an index without a
+        task row); None when ids were given and name nothing."""
+        where: list[str] = []
+        params: list = []
         states = args.get("states")
         if args.get("squeue"):
             if not states:
@@ -59,16 +62,23 @@ class Queries:
         if states and states != "all":
             where.append("state IN (%s)" % ",".join("?" * len(states)))
             params.extend(states)
+        picks: list = []
         ids = args.get("ids")
-        task_filter: Optional[set[int]] = None
         if ids:
-            task_filter = set()
+            # whole jobs and arrays by job id, tasks by their own: a 100,000-task
+            # array is one parameter, not 100,000
+            job_ids: set[int] = set()
+            task_ids: set[int] = set()
             for text in ids:
-                task_filter |= self._ids(store, str(text))
-            if not task_filter:
-                return []
-            where.append("task_id IN (%s)" % ",".join("?" * len(task_filter)))
-            params.extend(sorted(task_filter))
+                sel = self._select(store, str(text))
+                job_ids |= sel.jobs
+                task_ids |= sel.tasks
+                picks.extend(sel.picks)
+            if not job_ids and not task_ids and not picks:
+                return None
+            where.append("(job_id IN (SELECT value FROM json_each(?)) "
+                         "OR task_id IN (SELECT value FROM json_each(?)))")
+            params.extend([json.dumps(sorted(job_ids)), json.dumps(sorted(task_ids))])
         if args.get("since") is not None:
             where.append("(end_time IS NULL OR end_time >= ?)")
             params.append(args["since"])
@@ -77,36 +87,147 @@ class Queries:
             # names is inside the window
             where.append("submit_time < ?")
             params.append(int(args["until"]) + 1)
+        if args.get("records_only"):
+            where.append("array_pending IS NOT NULL")
+        return where, params, picks
+
+    def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
+        """Filters: ids, users, states ("all" or names), names, partitions,
+        since/until (epoch; sacct's window), squeue (active or recent).
+        An array's tasks that have not started are one record in the store:
+        ``group_arrays`` folds its pending tasks into it (squeue's ``A_[...]``),
+        ``per_task`` (the default) gives one record per task instead (``squeue
+        -r``, the Python API), false leaves it as it is (scontrol, sacct)."""
+        store = self._store()
+        selected = self._selection(store, args)
+        if selected is None:
+            return []
+        where, params, picks = selected
         tasks = store.tasks(" AND ".join(where), params)
-        jobs: dict[int, dict] = {}
-        out: list[JobRecord] = []
+        tasks.extend(_picked_rows(picks, where, params, store))
+        jobs = store.jobs_brief(t["job_id"] for t in tasks)
         users = set(args.get("users") or [])
         names = set(args.get("names") or [])
         parts = set(args.get("partitions") or [])
+        kept = []
         for t in tasks:
-            job = jobs.get(t["job_id"])
-            if job is None:
-                job = jobs[t["job_id"]] = store.job(t["job_id"])  # type: ignore[assignment]
+            job = jobs[t["job_id"]]
             if users and job["user"] not in users and str(job["uid"]) not in users:
                 continue
             if names and t["req"]["name"] not in names:
                 continue
             if parts and t["req"]["partition"] not in parts:
                 continue
-            steps = store.steps_of(t["task_id"]) if args.get("steps", True) else []
-            out.append(job_record(t, job, steps, self.ctl.config.cluster_name))
+            kept.append(t)
+        steps = store.last_steps([t["task_id"] for t in kept]) if args.get("steps", True) else {}
+        cluster = self.ctl.config.cluster_name
+        out: list[JobRecord] = [
+            job_record(t, jobs[t["job_id"]], [steps[t["task_id"]]] if t["task_id"] in steps
+                       else [], cluster) for t in kept]
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
-            out = group_pending_arrays(out, throttles)
+            pending = {t["task_id"]: t["array_pending"] for t in kept
+                       if t["array_pending"] is not None and t["state"] == "PENDING"
+                       and t.get("picked") is None}
+            out = group_pending_arrays(out, throttles, pending)
+        elif args.get("per_task", True):
+            # squeue -r and the Python API: every task of an array on its own, those
+            # not started yet as the array's record shows them (A_7 PENDING)
+            out = _one_per_index(out)
+            # an array's tasks in index order (the last to start has the array's id)
+            out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
+                                    -1 if r.get("array_task_id") is None else r["array_task_id"]))
         return out
+
+    def q_squeue(self, args: dict, uid: int) -> dict:
+        """squeue's lines, rendered here (10,000 pending jobs cross the socket as
+        text, not as records): the filters of :meth:`q_jobs` plus ``format``,
+        ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count",
+        "known"}`` (known: whether the ids, if any, name a job at all)."""
+        from .slurm import squeue_fmt
+
+        records = self.q_jobs(dict(args, squeue=True, steps=False), uid)
+        wanted = set(args.get("nodelist") or [])
+        if wanted:
+            records = [r for r in records if wanted & set(r.get("nodes") or [])]
+        # SLURM lists running jobs first by default: state, then array/job id, then task
+        order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
+        records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],
+                                    r.get("array_task_id") or 0))
+        text = squeue_fmt.render(str(args["format"]), records,
+                                 now=float(args.get("now") or time.time()),
+                                 header=bool(args.get("header", True)))
+        # squeue -j of ids nobody knows is an error; of jobs long finished, not
+        known = bool(records) or any(any(self._select(self._store(), str(text)))
+                                     for text in args.get("ids") or ())
+        return {"text": text, "count": len(records), "known": known}
+
+    def q_show_jobs(self, args: dict, uid: int) -> dict:
+        """``scontrol show job``'s text, rendered here: the filters of
+        :meth:`q_jobs` plus ``now``; ``{"text", "count"}``."""
+        from .slurm import scontrol_fmt
+
+        records = self.q_jobs(dict(args, per_task=False), uid)
+        now = float(args.get("now") or time.time())
+        text = "".join(scontrol_fmt.show_job(r, now) + "\n" for r in records)
+        return {"text": text, "count": len(records)}
+
+    def q_acct(self, args: dict, uid: int) -> dict:
+        """sacct's lines, without the header: the filters of :meth:`q_jobs` plus
+        ``fields`` ([name, width, kind] as sacct_fmt parsed them), ``mode``,
+        ``allocations_only`` and the client's ``now``. Rendered here, by SQLite
+        for the fields :mod:`fleetslurm.acct` knows, so 100,000 jobs cost one
+        string per job instead of a record each; ``{"text": ...}``."""
+        from . import acct
+        from .slurm import sacct_fmt
+
+        store = self._store()
+        fields = [sacct_fmt.Field(str(n), int(w), str(k)) for n, w, k in args["fields"]]
+        mode = str(args.get("mode") or "fixed")
+        only = bool(args.get("allocations_only"))
+        now = float(args.get("now") or time.time())
+        line_sql = acct.plan([(f.name, f.width, f.kind) for f in fields], mode, only)
+        selected = self._selection(store, args)
+        if selected is None:
+            return {"text": ""}
+        if line_sql is None:  # a field without an SQL form: the general path, rendered here
+            rows = [r for rec in self.q_jobs(dict(args, steps=True, per_task=False), uid)
+                    for r in sacct_fmt.rows_for(rec, allocations_only=only, now=now)]
+            return {"text": sacct_fmt.render(fields, rows, mode=mode, header=False)}
+        where, params, picks = selected
+        filters = dict(users=args.get("users") or [], names=args.get("names") or [],
+                       partitions=args.get("partitions") or [], now=now,
+                       cluster=self.ctl.config.cluster_name)
+        # array records (a pending or cancelled remainder A_[...]) and picked
+        # indices take the general path: few, and their JobID needs the ranges
+        special = [(rec["job_id"], sacct_fmt.render(
+            fields, sacct_fmt.rows_for(rec, allocations_only=only, now=now), mode=mode,
+            header=False))
+            for rec in self.q_jobs(dict(args, records_only=True, per_task=False), uid)]
+        if not special:
+            return {"text": store.acct_text(line_sql, where, params, **filters)}
+        lines = [(task_id, text + "\n")
+                 for task_id, text in store.acct_lines(line_sql, where, params, **filters)]
+        return {"text": "".join(text for _, text in sorted(lines + special,
+                                                           key=lambda line: line[0]))}
+
+    @staticmethod
+    def _select(store: Store, text: str):  # type: ignore[no-untyped-def]
+        from .errors import FleetError
+        from .jobids import Selection, select
+
+        try:
+            return select(store, text)
+        except FleetError:  # a malformed id matches nothing
+            return Selection(set(), set(), [])
 
     @staticmethod
     def _ids(store: Store, text: str) -> set[int]:
         from .errors import FleetError
-        from .ops import find_tasks
+        from .jobids import resolve
 
         try:
-            return {t["task_id"] for t in find_tasks(store, text)}
+            return {t["task_id"] for t in resolve(store, text)[0]}
         except FleetError:  # a malformed id matches nothing
             return set()
 
@@ -188,3 +309,48 @@ class Queries:
                 data = b""
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> list[dict]:
+    """``A_i`` for an index without a task row: the array's record, shown as that
+    task (as SLURM's squeue -j A_i shows the pending array's line for it); the
+    other filters (states, time window) still apply to the record."""
+    clauses = [w for w in where if not w.startswith("(job_id IN")]
+    rest = _without_ids(where, params)
+    out = []
+    for pick in picks:
+        record = store.task(pick.record["task_id"])
+        if record is None or record["array_pending"] is None:
+            continue
+        if clauses and not store.tasks(" AND ".join(["task_id=?", *clauses]),
+                                       [record["task_id"], *rest]):
+            continue
+        out.append(dict(record, array_index=pick.index, array_pending=None, picked=True))
+    return out
+
+
+def _without_ids(where: list[str], params: list) -> list:
+    """``params`` without those of the clause that selects by job ids."""
+    out, i = [], 0
+    for clause in where:
+        n = clause.count("?")
+        if not clause.startswith("(job_id IN"):
+            out.extend(params[i:i + n])
+        i += n
+    return out
+
+
+def _one_per_index(records: list) -> list:
+    """An array's record (its tasks that never started, pending or cancelled) as
+    one record per index (``squeue -r``)."""
+    from .slurm.arrays import IndexSet
+
+    out = []
+    for r in records:
+        text = r.get("array_task_str")
+        if not text:
+            out.append(r)
+            continue
+        for i in IndexSet.from_text(text.partition("%")[0]):
+            out.append(dict(r, array_task_id=i, array_task_str=None))
+    return out

@@ -3,7 +3,11 @@
 Tables:
 - ``jobs``: one row per submission (the spec as JSON, the script).
 - ``tasks``: each runnable unit — a plain job, or one task of an array — with
-  its state, allocation and result; this is what squeue and sacct show.
+  its state, allocation and result; this is what squeue and sacct show. A
+  job array is one row too (task id = the array's job id) whose
+  ``array_pending`` lists the indices that have no task yet (``0-99999``);
+  tasks get their own rows (and ids) as they are handed to the scheduler,
+  and the last one takes over the array's row, as in SLURM.
 - ``steps``: one row per run of a task's batch step (``N.batch``), keyed by the
   run key the node agent knows (``<task id>.<restart count>``), with usage.
 - ``nodes``: administrative state of each machine (DRAIN, DOWN reasons) and the
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
+from .store_bulk import BulkQueries
 
 __all__ = ["Store"]
 
@@ -103,16 +108,38 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX accounting_task ON accounting(task_id);
     INSERT INTO meta(key, value) VALUES ('next_job_id', '1');
     """,
+    # 2: a job array is one record (its tasks are created as they start): the
+    # array's own row keeps the indices not started yet in array_pending;
+    # dep_shown is the dependency as squeue shows it (afterok:7_*(failed));
+    # sacct reads end times through an index, names, partitions and accounts
+    # from columns (not from the JSON request, in its fast path), and a
+    # finished task's lines in sacct's default format from acct_lines
+    """
+    ALTER TABLE tasks ADD COLUMN array_pending TEXT;
+    ALTER TABLE tasks ADD COLUMN dep_shown TEXT;
+    ALTER TABLE tasks ADD COLUMN name TEXT;
+    ALTER TABLE tasks ADD COLUMN partition TEXT;
+    ALTER TABLE jobs ADD COLUMN account TEXT;
+    ALTER TABLE tasks ADD COLUMN acct_lines TEXT;
+    UPDATE tasks SET name = json_extract(req, '$.name'), partition = json_extract(req, '$.partition');
+    UPDATE jobs SET account = json_extract(spec, '$.account');
+    CREATE INDEX tasks_job_index ON tasks(job_id, array_index);
+    CREATE INDEX tasks_end ON tasks(end_time);
+    CREATE INDEX tasks_acct_todo ON tasks(task_id) WHERE acct_lines IS NULL
+        AND array_pending IS NULL AND state IN %(final)s;
+    """ % {"final": "('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED',"
+                    "'BOOT_FAIL','DEADLINE','OUT_OF_MEMORY')"},
 ]
 
 _TASK_COLUMNS = (
     "task_id job_id array_index state reason req held submit_time eligible_time "
     "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
-    "exit_code exit_signal cancelled_by stdout stderr collected"
+    "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown name "
+    "partition acct_lines"
 ).split()
 
 
-class Store:
+class Store(BulkQueries):
     """All reads and writes of the state database.
 
     ``path=":memory:"`` gives a private in-memory store (tests).
@@ -193,7 +220,7 @@ class Store:
 
     def _x(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         try:
-            return self._db.execute(sql, tuple(args))
+            return self._db.execute(sql, args if isinstance(args, dict) else tuple(args))
         except sqlite3.Error as exc:
             raise StoreError(f"state database error: {exc}") from exc
 
@@ -208,18 +235,23 @@ class Store:
     # -- jobs and tasks ---------------------------------------------------
     def add_job(self, job_id: int, uid: int, user: str, submit_time: float, spec: dict,
                 script: str, array_spec: Optional[str]) -> None:
-        self._x("INSERT INTO jobs(job_id, uid, user, submit_time, array_spec, spec, script) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script))
+        self._x("INSERT INTO jobs(job_id, uid, user, submit_time, array_spec, spec, script, "
+                "account) VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script,
+                 spec.get("account") or ""))
 
     def add_task(self, task_id: int, job_id: int, array_index: Optional[int], req: dict,
                  submit_time: float, held: bool, state: str = "PENDING",
-                 reason: str = "None") -> None:
+                 reason: str = "None", array_pending: Optional[str] = None,
+                 logged_at: Optional[float] = None) -> None:
+        """A new task row; ``array_pending`` makes it an array's own record
+        (the indices not started yet). Logged as ``submit`` at ``logged_at``
+        (default: the submit time)."""
         self._x("INSERT INTO tasks(task_id, job_id, array_index, state, reason, req, held, "
-                "submit_time) VALUES (?,?,?,?,?,?,?,?)",
+                "submit_time, array_pending, name, partition) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (task_id, job_id, array_index, state, reason, json.dumps(req), int(held),
-                 submit_time))
-        self.log(task_id, submit_time, "submit", state)
+                 submit_time, array_pending, req.get("name"), req.get("partition")))
+        self.log(task_id, submit_time if logged_at is None else logged_at, "submit", state)
 
     def job(self, job_id: int) -> Optional[dict]:
         if self._jobs is not None and job_id in self._jobs:
@@ -258,13 +290,41 @@ class Store:
     def tasks_of_job(self, job_id: int) -> list[dict]:
         return self.tasks("job_id=?", (job_id,))
 
+    def array_task(self, job_id: int, index: int) -> Optional[dict]:
+        """The task row of index ``index`` of array ``job_id``, if it has one."""
+        row = self._x("SELECT * FROM tasks WHERE job_id=? AND array_index=? "
+                      "ORDER BY task_id LIMIT 1", (job_id, index)).fetchone()
+        return None if row is None else _task(row)
+
+    def array_outcomes(self, job_id: int) -> tuple[int, int]:
+        """(tasks ended COMPLETED, tasks ended otherwise) of array ``job_id``,
+        the cancelled remainder of its own row counted index by index."""
+        ok = bad = 0
+        for state, pending, n in self._x(
+                "SELECT state, array_pending, COUNT(*) FROM tasks WHERE job_id=? "
+                "AND state NOT IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED') "
+                "GROUP BY state, array_pending", (job_id,)):
+            if pending is not None:
+                from .slurm.arrays import IndexSet
+
+                bad += len(IndexSet.from_text(pending))
+            elif state == "COMPLETED":
+                ok += n
+            else:
+                bad += n
+        return ok, bad
+
     def update_task(self, task_id: int, **fields: Any) -> None:
         bad = set(fields) - set(_TASK_COLUMNS)
         assert not bad, bad
         if "req" in fields:
+            # name and partition are columns too (sacct reads them without the JSON)
+            fields["name"], fields["partition"] = fields["req"].get("name"), \
+                fields["req"].get("partition")
             fields["req"] = json.dumps(fields["req"])
         if "gpu_ids" in fields and fields["gpu_ids"] is not None:
             fields["gpu_ids"] = json.dumps(list(fields["gpu_ids"]))
+        fields["acct_lines"] = None  # written again by keep_acct_lines once final
         sets = ", ".join(f"{k}=?" for k in fields)
         self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
 

@@ -26,12 +26,18 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
     last: Optional[dict] = None
     for s in steps:
         last = s
-    array_job = job["job_id"] if task["array_index"] is not None else None
+    pending = task.get("array_pending")
+    array_job = job["job_id"] if task["array_index"] is not None or pending is not None else None
+    index, pending_str = task["array_index"], None
+    if pending is not None:
+        # an array's own record: the indices without a task yet (squeue A_[...]);
+        # a single one shows as that task (A_7), as SLURM shows it
+        index, pending_str = _pending_part(pending, spec)
     rec: JobRecord = {
         "job_id": task["task_id"],
         "array_job_id": array_job,
-        "array_task_id": task["array_index"],
-        "array_task_str": None,
+        "array_task_id": index,
+        "array_task_str": pending_str,
         "name": req.get("name") or spec.get("name") or "",
         "user": job["user"],
         "uid": job["uid"],
@@ -70,7 +76,10 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "priority": int(req.get("priority", 0)) or 1,
         "nice": req.get("nice", 0),
         "features": req.get("constraint", ""),
-        "dependency": req.get("dependency", ""),
+        # as squeue shows it (afterok:7_*(unfulfilled), "" once met); the text as
+        # given until the controller has judged it
+        "dependency": task["dep_shown"] if task.get("dep_shown") is not None
+        else req.get("dependency", ""),
         "restart_count": task["restart_count"],
         "requeue": bool(spec.get("requeue", True)),
         "batch_host": task["node"],
@@ -92,36 +101,52 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
     return rec
 
 
-def group_pending_arrays(records: list[JobRecord], throttles: dict[int, Optional[int]]) -> list[JobRecord]:
-    """Fold the pending tasks of each array into one ``A_[list%N]`` record, as squeue shows them."""
-    from .slurm.arrays import format_array
+def _pending_part(pending: str, spec: dict) -> tuple[Optional[int], Optional[str]]:
+    """(index, None) for one pending index, else (None, ``0-9%2``)."""
+    from .slurm.arrays import IndexSet
 
-    out: list[JobRecord] = []
+    indices = IndexSet.from_text(pending)
+    if len(indices) == 1:
+        return indices.first(), None
+    return None, indices.format(spec.get("array_throttle"))
+
+
+def group_pending_arrays(records: list[JobRecord], throttles: dict[int, Optional[int]],
+                         pending: Optional[dict[int, str]] = None) -> list[JobRecord]:
+    """Fold the pending part of each array into one ``A_[list%N]`` record, as squeue
+    shows it: the array's own record (its indices without a task, ``pending``
+    maps array ids to them) and its pending tasks. A lone pending index shows
+    as ``A_i``, as in SLURM."""
+    from .slurm.arrays import IndexSet
+
+    pending = pending or {}
     groups: dict[int, list[JobRecord]] = {}
     for r in records:
         a = r.get("array_job_id")
         if a is not None and r["state"] == "PENDING":
-            if a not in groups:
-                groups[a] = []
-                out.append(r)  # placeholder keeps the order
-            groups[a].append(r)
-        else:
-            out.append(r)
-    result = []
-    for r in out:
+            groups.setdefault(a, []).append(r)
+    result: list[JobRecord] = []
+    for r in records:
         a = r.get("array_job_id")
-        if a is not None and r["state"] == "PENDING" and a in groups:
-            members = groups.pop(a)
-            if len(members) == 1:
-                result.append(members[0])
-                continue
-            first = dict(members[0])
-            idx = sorted(m["array_task_id"] for m in members)  # type: ignore[misc]
-            first["array_task_str"] = format_array(idx, throttles.get(a))
-            first["array_task_id"] = None
-            result.append(first)  # type: ignore[arg-type]
-        elif a is not None and r["state"] == "PENDING":
-            continue
-        else:
+        if a is None or r["state"] != "PENDING":
             result.append(r)
+            continue
+        members = groups.pop(a, None)
+        if members is None:
+            continue  # folded into the first of its group
+        indices = IndexSet.from_text(pending[a]) if a in pending else IndexSet()
+        for m in members:
+            if m.get("array_task_id") is not None:
+                indices.add(m["array_task_id"])  # type: ignore[arg-type]
+        head = next((m for m in members if m.get("array_task_str")), members[0])
+        if len(indices) == 1:
+            one = dict(head)
+            one["array_task_id"], one["array_task_str"] = indices.first(), None
+            result.append(one)  # type: ignore[arg-type]
+            continue
+        first = dict(head)
+        first["array_task_str"] = indices.format(throttles.get(a))
+        first["array_task_id"] = None
+        first["job_id"] = a  # the pending part keeps the array's id, as in SLURM
+        result.append(first)  # type: ignore[arg-type]
     return result

@@ -15,6 +15,7 @@ from fleetslurm.slurm.deps import (
     ALL_TASKS,
     Dependency,
     DepTerm,
+    Facts,
     evaluate,
     format_dependency,
     parse_dependency,
@@ -39,6 +40,14 @@ from fleetslurm.slurm.deps import (
     ("0-1000", list(range(1001)), None),
     ("0-3%0", [0, 1, 2, 3], None),   # %0 means no limit
     ("1-3%", [1, 2, 3], None),
+    # the throttle is read like SLURM's atoi (sbatch 22.05.8 accepted each of these)
+    ("0-3%2x", [0, 1, 2, 3], 2),
+    ("0-3%x", [0, 1, 2, 3], None),
+    ("0-3%-1", [0, 1, 2, 3], None),
+    ("0-3% 2", [0, 1, 2, 3], 2),
+    ("0-3%2%3", [0, 1, 2, 3], 2),
+    ("1-3,1-3", [1, 2, 3], None),
+    ("0-7:3%2", [0, 3, 6], 2),
 ])
 def test_parse_array(text, indices, throttle):
     assert parse_array(text) == (indices, throttle)
@@ -56,7 +65,6 @@ def test_parse_array(text, indices, throttle):
     ("1-", "'1-' is not N, A-B or A-B:STEP"),
     ("%2", "no array indices given"),
     ("", "no array indices given"),
-    ("1-3%x", "the limit after '%' must be a whole number, not 'x'"),
 ])
 def test_parse_array_errors(text, why):
     with pytest.raises(InvalidValue) as info:
@@ -130,7 +138,7 @@ VALID = "after, afterany, afterok, afternotok, aftercorr, singleton"
 
 
 @pytest.mark.parametrize("text, why", [
-    ("afterok:12,afterany:13?afterok:14", "',' (all of) and '?' (any of) cannot be mixed"),
+    ("afterok:12,afterany:13?afterok:14", "it mixes ',' (all of) and '?' (any of): use one separator"),
     ("", "empty dependency"),
     ("afterok", "'afterok' needs job ids (afterok:ID[:ID...])"),
     ("afterok:", "invalid job id ''"),
@@ -152,8 +160,14 @@ def test_parse_errors(text, why):
 # -- evaluation ---------------------------------------------------------------
 
 def lookup_from(table):
+    """Facts from {job_id or (job_id, task): (state, start) or Facts}."""
     def lookup(job_id, task=None):
-        return table.get(job_id if task is None else (job_id, task), (None, None))
+        entry = table.get(job_id if task is None else (job_id, task))
+        if isinstance(entry, Facts):
+            return entry
+        if entry is None or entry[0] is None:
+            return None  # nobody knows the job
+        return Facts.of_state(*entry)
     return lookup
 
 
@@ -212,10 +226,13 @@ def test_evaluate_all_of_and_any_of():
 
 
 def test_evaluate_array_terms_and_aftercorr():
-    table = {7: ("RUNNING", 1.0), (7, 2): ("COMPLETED", 1.0), (7, 3): ("FAILED", 1.0)}
+    running = Facts(pending=False, finished=False, is_array=True)
+    table = {7: running, (7, ALL_TASKS): running, (7, 2): ("COMPLETED", 1.0),
+             (7, 3): ("FAILED", 1.0)}
     lookup = lookup_from(table)
     assert evaluate(parse_dependency("afterok:7_2"), lookup) == "ok"
     assert evaluate(parse_dependency("afterok:7_*"), lookup) == "wait"
+    assert evaluate(parse_dependency("afterok:7"), lookup) == "wait"
     assert evaluate(parse_dependency("aftercorr:7"), lookup, array_task_id=2) == "ok"
     assert evaluate(parse_dependency("aftercorr:7"), lookup, array_task_id=3) == "never"
     assert evaluate(parse_dependency("aftercorr:7"), lookup) == "wait"
@@ -223,6 +240,38 @@ def test_evaluate_array_terms_and_aftercorr():
 
 def test_singleton_is_left_to_the_caller():
     assert evaluate(parse_dependency("singleton"), lookup_from({})) == "ok"
+    dep = parse_dependency("singleton")
+    assert evaluate(dep, lookup_from({}), singleton_blocked=lambda: True) == "wait"
+    assert evaluate(dep, lookup_from({}), singleton_blocked=lambda: False) == "ok"
+
+
+# A whole array, judged over all its tasks (SLURM's test_job_array_pending,
+# _completed, _complete): facts as the scheduler gives them.
+ARRAY = {
+    "some pending": Facts(pending=True, finished=False, is_array=True),
+    "all started": Facts(pending=False, finished=False, is_array=True),
+    "all ended ok": Facts(pending=False, finished=True, ok=True, is_array=True),
+    "one failed": Facts(pending=False, finished=True, ok=False, is_array=True),
+}
+
+
+@pytest.mark.parametrize("kind, facts, result", [
+    ("after", "some pending", "wait"), ("after", "all started", "ok"),
+    ("afterany", "all started", "wait"), ("afterany", "one failed", "ok"),
+    ("afterok", "all started", "wait"), ("afterok", "all ended ok", "ok"),
+    ("afterok", "one failed", "never"),
+    ("afternotok", "some pending", "wait"), ("afternotok", "all ended ok", "never"),
+    ("afternotok", "one failed", "ok"),
+])
+def test_evaluate_whole_array(kind, facts, result):
+    lookup = lookup_from({40: ARRAY[facts], (40, ALL_TASKS): ARRAY[facts]})
+    assert evaluate(parse_dependency(f"{kind}:40"), lookup, now=0.0) == result
+    assert evaluate(parse_dependency(f"{kind}:40_*"), lookup, now=0.0) == result
+
+
+def test_after_delay_is_ignored_for_a_whole_array():
+    lookup = lookup_from({40: ARRAY["all started"]})
+    assert evaluate(parse_dependency("after:40+5"), lookup, now=0.0) == "ok"
 
 
 def test_unknown_ids():
@@ -254,3 +303,13 @@ def test_format_with_states_hides_met_terms():
     assert format_dependency(dep, lookup) == "afterok:2(unfulfilled),afterok:3(failed)"
     assert format_dependency(parse_dependency("afterok:1"), lookup) == "(null)"
     assert format_dependency(parse_dependency("afterok:2?afterok:1"), lookup) == "(null)"
+
+
+def test_format_whole_array_like_squeue():
+    # squeue 22.05.8: afterok:254_*(unfulfilled) while tasks run, (failed) once one failed
+    dep = parse_dependency("afterok:254")
+    assert format_dependency(dep, lookup_from({254: ARRAY["all started"]})) == \
+        "afterok:254_*(unfulfilled)"
+    assert format_dependency(dep, lookup_from({254: ARRAY["one failed"]})) == \
+        "afterok:254_*(failed)"
+    assert format_dependency(dep, lookup_from({254: ARRAY["all ended ok"]})) == "(null)"

@@ -10,6 +10,7 @@ SLURM's pending-reason codes and a human ``explain``.
 from fleetslurm.scheduler.events import (
     UNSET,
     Action,
+    ArrayTasks,
     CancelJob,
     Event,
     JobEnded,
@@ -45,6 +46,7 @@ __all__ = [
     "NodeResume",
     "PartitionSet",
     "JobSubmitted",
+    "ArrayTasks",
     "JobRestored",
     "JobEnded",
     "JobRequeued",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler.deps import NEVER, WAITING, JobFacts, evaluate, parse_dependency
+from fleetslurm.scheduler import deps
+from fleetslurm.scheduler.deps import NEVER, WAITING, parse_dependency
 from fleetslurm.scheduler.events import JobRequest
 from fleetslurm.scheduler.lifecycle import RUNNING
 from fleetslurm.scheduler.policy import Shape, compress_hostlist, parse_constraint, shape_of, static_misfit
@@ -26,35 +27,37 @@ BLOCKED = "<blocked>"
 #: distinct job shapes whose candidate nodes are remembered before the cache starts over
 STATIC_CACHE_SIZE = 50_000
 
-__all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "job_facts", "singleton_blocker", "wait_reason", "static_nodes",
+__all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "singleton_blocker", "wait_reason", "static_nodes",
            "placement", "all_reasons", "can_ever_run"]
 
 
-def job_facts(st: "SchedulerState", job_id: int) -> Optional[JobFacts]:
-    """What dependencies need to know of a job, or None if it is unknown."""
-    job = st._jobs.get(job_id)
-    if job is None:
-        return None
-    return (job.phase, job.final, job.first_start, job.end_time)
+def _submit_order(job: "JobEntry") -> int:
+    # an array task was submitted when its array was (SLURM compares the
+    # array's record, whose id is the array's)
+    req = job.req
+    return req.array_job_id if req.array_job_id is not None else req.job_id
 
 
 def singleton_blocker(st: "SchedulerState", job: "JobEntry") -> Optional[int]:
-    """A running job, or a pending one with a lower id, of the same user and name."""
+    """A running job, or a pending one submitted earlier, of the same user and name."""
     group = (job.req.user, job.req.name)
     cached = st._singleton_cache.get(group)
     if cached is None:
-        running = lowest = None
+        running: Optional[int] = None
+        lowest: Optional[tuple[int, int]] = None
         for jid in st._groups.get(group, ()):
             other = st._jobs[jid]
             if other.phase == RUNNING:
                 running = jid if running is None else min(running, jid)
-            elif lowest is None or jid < lowest:
-                lowest = jid
+            elif lowest is None or (_submit_order(other), jid) < lowest:
+                lowest = (_submit_order(other), jid)
         cached = st._singleton_cache[group] = (running, lowest)
     running, lowest = cached
     if running is not None:
         return running
-    return lowest if lowest is not None and lowest < job.req.job_id else None
+    if lowest is not None and lowest[0] < _submit_order(job):
+        return lowest[1]
+    return None
 
 
 def wait_reason(st: "SchedulerState", job: "JobEntry", now: float) -> Optional[str]:
@@ -67,7 +70,7 @@ def wait_reason(st: "SchedulerState", job: "JobEntry", now: float) -> Optional[s
     if job.dep_error is not None:
         return "DependencyNeverSatisfied"
     if job.dep is not None:
-        status = evaluate(job.dep, lambda j: job_facts(st, j), lambda: singleton_blocker(st, job), now)
+        status = deps.evaluate(st, job, now)
         if status == WAITING:
             return "Dependency"
         if status == NEVER:

@@ -24,6 +24,7 @@ __all__ = [
     "NodeResume",
     "PartitionSet",
     "JobSubmitted",
+    "ArrayTasks",
     "JobRestored",
     "JobEnded",
     "JobRequeued",
@@ -118,6 +119,9 @@ class JobRequest:
     name: str = ""
     exclusive: bool = False
     priority: int = 0
+    #: for a task of a job array: the array's job id and this task's index
+    array_job_id: int | None = None
+    array_task_id: int | None = None
 
 
 # --------------------------------------------------------------------------- events
@@ -168,6 +172,24 @@ class JobSubmitted:
     """A new PENDING job."""
 
     job: JobRequest
+
+
+@dataclass(frozen=True)
+class ArrayTasks:
+    """The tasks of array ``array_job_id`` that the scheduler does not see one by one.
+
+    An array's tasks are submitted (:class:`JobSubmitted` with
+    ``array_job_id`` set) a few at a time; the rest are counted here so that
+    a dependency on the whole array sees all of them: ``unsubmitted`` tasks
+    still pending, ``ended_ok`` and ``ended_bad`` tasks that ended
+    (COMPLETED / any other state, e.g. cancelled before being submitted).
+    Each event replaces the previous counts.
+    """
+
+    array_job_id: int
+    unsubmitted: int
+    ended_ok: int = 0
+    ended_bad: int = 0
 
 
 @dataclass(frozen=True)
@@ -274,5 +296,6 @@ class CancelJob:
 Event = Union[
     NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
+    ArrayTasks,
 ]
 Action = Union[StartJob, CancelJob]

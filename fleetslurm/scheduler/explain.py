@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.errors import InvalidValue
 from fleetslurm.scheduler import eligibility
-from fleetslurm.scheduler.deps import NEVER, term_status
+from fleetslurm.scheduler import deps
+from fleetslurm.scheduler.deps import NEVER
+from fleetslurm.slurm.deps import ALL_TASKS, DepTerm
 from fleetslurm.scheduler.lifecycle import ENDED, RUNNING
 from fleetslurm.scheduler.policy import need_of, parse_constraint, static_misfit
 
@@ -146,26 +148,46 @@ def _dependency(st: "SchedulerState", job: "JobEntry") -> list[str]:
                 f"scontrol update JobId={jid} Dependency=..."]
     if job.dep is None:  # pragma: no cover - reason would not be Dependency
         return []
-    out = [f"dependency {job.dep} ({'any of' if job.dep.any_of else 'all of'}):"]
+    text = job.req.dependency.strip()
+    out = [f"dependency {text} ({'any of' if job.dep.any_of else 'all of'}):"]
     now = st._pass_now
-
-    def facts(j: int):  # type: ignore[no-untyped-def]
-        return eligibility.job_facts(st, j)
-
-    def blocker():  # type: ignore[no-untyped-def]
-        return eligibility.singleton_blocker(st, job)
-
-    statuses = [term_status(t, facts, blocker, now) for t in job.dep.terms]
+    statuses = [deps.term_status(st, job, t, now) for t in job.dep.terms]
     for term, status in zip(job.dep.terms, statuses):
-        if term.kind == "singleton":
-            other = eligibility.singleton_blocker(st, job)
-            what = (f"job {other} of user {job.req.user} named {job.req.name!r} is "
-                    f"{st.job_state(other)}" if other is not None else "no other job of that name")
-        else:
-            state = st.job_state(term.job_id)  # type: ignore[arg-type]
-            what = f"job {term.job_id} is {state}" if state else f"job {term.job_id} is unknown (lifted)"
-        out.append(f"  {term}: {what} -> {status}")
+        out.append(f"  {_term_text(term)}: {_target_state(st, job, term)} -> {status}")
     if NEVER in statuses and st.reason(jid) == "DependencyNeverSatisfied":
         out.append(f"it can never start; cancel it with: scancel {jid}, or change it with: "
                    f"scontrol update JobId={jid} Dependency=...")
     return out
+
+
+def _term_text(term: DepTerm) -> str:
+    if term.kind == "singleton":
+        return "singleton"
+    task = "" if term.array_task is None else "_*" if term.array_task == ALL_TASKS \
+        else f"_{term.array_task}"
+    return f"{term.kind}:{term.job_id}{task}{f'+{term.minutes}' if term.minutes else ''}"
+
+
+def _target_state(st: "SchedulerState", job: "JobEntry", term: DepTerm) -> str:
+    """What the term waits on, in words."""
+    if term.kind == "singleton":
+        other = eligibility.singleton_blocker(st, job)
+        if other is None:
+            return "no other job of that name"
+        return f"job {other} of user {job.req.user} named {job.req.name!r} is {st.job_state(other)}"
+    assert term.job_id is not None
+    array = st._arrays.get(term.job_id)
+    if array is not None and term.array_task in (None, ALL_TASKS):
+        return (f"array {term.job_id}: {array.unsubmitted + array.pending} tasks pending, "
+                f"{array.running} running, {array.ended_ok + array.base_ok} completed, "
+                f"{array.ended_bad + array.base_bad} ended otherwise")
+    name = f"job {term.job_id}" if term.array_task in (None, ALL_TASKS) \
+        else f"task {term.job_id}_{term.array_task}"
+    fact = deps.facts(st, term.job_id, term.array_task)
+    if fact is None:
+        return f"{name} is unknown (lifted)"
+    state = st.job_state(term.job_id) if term.array_task is None else None
+    if state is None:
+        state = ("PENDING" if fact.pending else "COMPLETED" if fact.ok
+                 else "ended (not COMPLETED)" if fact.finished else "RUNNING")
+    return f"{name} is {state}"

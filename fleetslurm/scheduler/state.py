@@ -14,16 +14,17 @@ from bisect import bisect_left, insort
 from typing import Callable, Iterable, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import backfill, eligibility, explain as _explain, invariants
+from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as _explain, invariants
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
-    Action, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
+    Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
     JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
     NodeSpec, PartitionSpec, StartJob,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
 from fleetslurm.scheduler.records import JobEntry, NodeEntry
+from fleetslurm.slurm.deps import Facts
 
 __all__ = ["SchedulerState"]
 
@@ -51,6 +52,8 @@ class SchedulerState:
         self._pass_reasons: dict[int, str] = {}
         self._expected: dict[int, tuple[float, str]] = {}
         self._reason_cache: Optional[dict[int, str]] = None
+        self._arrays: dict[int, arrays.ArrayEntry] = {}   # array job id -> counts over its tasks
+        self._ended_tasks: dict[int, Facts] = {}           # ended array tasks, entries dropped
 
     # ------------------------------------------------------------------ entry point
 
@@ -147,6 +150,7 @@ class SchedulerState:
         self._jobs[req.job_id] = job
         self._enqueue(job)
         self._group(job).add(req.job_id)
+        arrays.on_phase(self, job, (old.phase, old.final) if old else None)
 
     def _on_job_restored(self, ev: JobRestored, now: float) -> None:
         req = ev.job
@@ -178,6 +182,7 @@ class SchedulerState:
         self._jobs[req.job_id] = job
         self._allocate(job, node, cpus, mem, tuple(ev.gpu_ids), ev.start_time)
         self._group(job).add(req.job_id)
+        arrays.on_phase(self, job, (old.phase, old.final) if old else None)
 
     def _on_job_ended(self, ev: JobEnded, now: float) -> None:
         job = self._lookup(ev.job_id, "JobEnded")
@@ -192,11 +197,14 @@ class SchedulerState:
             self._dequeue(job)
         job.final, job.end_time = ev.state, ev.end_time
         self._group(job).discard(ev.job_id)
+        arrays.on_phase(self, job, (before, ""))
+        arrays.forget_ended(self, job)
 
     def _on_job_requeued(self, ev: JobRequeued, now: float) -> None:
         job = self._lookup(ev.job_id, "JobRequeued")
         job.phase = self._transition(job, "JobRequeued", now)
         self._release(job)
+        arrays.on_phase(self, job, (RUNNING, ""))
         if ev.submit_time is not None:
             job.req = dataclasses.replace(job.req, submit_time=ev.submit_time)
             self._prepare(job)
@@ -231,7 +239,7 @@ class SchedulerState:
         NodeResume: _on_node_resume, PartitionSet: _on_partition_set,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
-        JobUpdated: _on_job_updated,
+        JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
     }  # type: ignore[dict-item]
 
     # ------------------------------------------------------------------ bookkeeping
@@ -306,6 +314,7 @@ class SchedulerState:
         gpu_ids = tuple(free_ids[: need[2]])
         job.phase = self._transition(job, "StartJob", now, f" on {name}")
         self._allocate(job, node, need[0], need[1], gpu_ids, now)
+        arrays.on_phase(self, job, (PENDING, ""))
         self._singleton_cache.pop((job.req.user, job.req.name), None)
         return StartJob(job.req.job_id, name, need[0], need[1], gpu_ids)
 
@@ -342,6 +351,14 @@ class SchedulerState:
         if job is None or job.phase != PENDING:
             return "None"
         return self._reasons()[job_id]
+
+    def dependency_text(self, job_id: int) -> Optional[str]:
+        """squeue's ``%E`` for a pending job with a dependency (``afterok:7_*(failed)``,
+        ``""`` once it is met); None for any other job."""
+        job = self._jobs.get(job_id)
+        if job is None or job.phase != PENDING or not job.req.dependency.strip():
+            return None
+        return deps.shown(self, job, self._pass_now)
 
     def explain(self, job_id: int) -> str:
         """Human text: why a job is pending, or where it runs."""

@@ -16,16 +16,22 @@ Grammar and semantics follow SLURM 22.05's controller
   ended in any other final state (FAILED, CANCELLED, TIMEOUT, NODE_FAIL,
   OUT_OF_MEMORY, PREEMPTED, BOOT_FAIL, DEADLINE) or is held in SPECIAL_EXIT;
   ``aftercorr``: like afterok, task by task between two arrays.
+* A whole array (``N`` or ``N_*`` when N is an array's id) is judged over
+  every one of its tasks, those not started yet included (SLURM's
+  ``test_job_array_pending/completed/complete``): ``after`` once no task is
+  pending, ``afterany`` once all have ended, ``afterok`` once all ended
+  COMPLETED (never if one did not), ``afternotok`` once all have ended and
+  one did not complete.
 * A job that SLURM no longer knows (purged) lifts the dependency ("job is
-  gone, dependency lifted"); unknown ids are refused at submission instead,
-  see :func:`unknown_ids`.
+  gone, dependency lifted"); ids nobody ever knew are refused at submission
+  instead, see :func:`unknown_ids`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Optional
 
 from fleetslurm.errors import InvalidValue
 
@@ -34,7 +40,9 @@ __all__ = [
     "ALL_TASKS",
     "DepTerm",
     "Dependency",
+    "Facts",
     "parse_dependency",
+    "term_status",
     "evaluate",
     "unknown_ids",
     "format_dependency",
@@ -50,7 +58,7 @@ _FINISHED = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL
                        "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY"})
 
 Result = Literal["ok", "wait", "never"]
-Lookup = Callable[..., "tuple[str | None, float | None]"]
+Status = Literal["ok", "wait", "fail"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ def parse_dependency(text: str) -> Dependency:
     if not text.strip():
         raise _bad(text, "empty dependency")
     if "," in text and "?" in text:
-        raise _bad(text, "',' (all of) and '?' (any of) cannot be mixed")
+        raise _bad(text, "it mixes ',' (all of) and '?' (any of): use one separator")
     any_of = "?" in text
     terms: list[DepTerm] = []
     for tok in text.split("?" if any_of else ","):
@@ -139,66 +147,91 @@ def parse_dependency(text: str) -> Dependency:
     return Dependency(any_of, tuple(terms))
 
 
-def _base_state(state: str) -> str:
-    # "CANCELLED by 1000" (sacct) -> "CANCELLED"
-    return state.split()[0].upper() if state.strip() else ""
+@dataclass(frozen=True)
+class Facts:
+    """What a dependency needs to know of the job, array task or whole array it names.
+
+    For a whole array (SLURM's ``test_job_array_*``): ``pending`` when any
+    task has not started yet (including tasks not created yet), ``finished``
+    when every task has ended, ``ok`` when every task ended COMPLETED.
+    ``start`` is when a single job started (or ended without starting), for
+    ``after:ID+MINUTES``.
+    """
+
+    pending: bool
+    finished: bool
+    ok: bool = False
+    special_exit: bool = False
+    start: Optional[float] = None
+    is_array: bool = False
+
+    @classmethod
+    def of_state(cls, state: str, start: Optional[float] = None) -> "Facts":
+        """Facts of one job from its SLURM state name (``CANCELLED by 1000`` too)."""
+        base = state.split()[0].upper() if state.strip() else ""
+        return cls(pending=base in _PENDING, finished=base in _FINISHED,
+                   ok=base == "COMPLETED", special_exit=base == "SPECIAL_EXIT", start=start)
 
 
-def _term_status(term: DepTerm, lookup: Lookup, now: float | None,
-                 array_task_id: int | None) -> Literal["ok", "wait", "fail"]:
+#: ``lookup(job_id, task)``: facts of a job (``task`` None: the job, or the
+#: whole array when ``job_id`` is an array's id), of one array task (``task``
+#: an index) or of a whole array (``task`` ALL_TASKS); None for a job nobody knows
+Lookup = Callable[[int, Optional[int]], Optional[Facts]]
+
+
+def term_status(term: DepTerm, lookup: Lookup, now: Optional[float] = None,
+                array_task_id: Optional[int] = None,
+                singleton_blocked: Optional[Callable[[], bool]] = None) -> Status:
+    """``"ok"``, ``"wait"`` or ``"fail"`` for one term (SLURM's ``_test_job_dependency_common``)."""
     if term.kind == "singleton":
-        return "ok"  # evaluated by the scheduler, which knows names and users
+        return "wait" if singleton_blocked is not None and singleton_blocked() else "ok"
     assert term.job_id is not None
-    if term.array_task is None or term.array_task == ALL_TASKS:
-        state, start = lookup(term.job_id)
-    else:
-        state, start = lookup(term.job_id, term.array_task)
-    if term.kind == "aftercorr" and array_task_id is not None:
-        corr_state, corr_start = lookup(term.job_id, array_task_id)
-        if corr_state is not None:
-            state, start = corr_state, corr_start
-    if state is None:
+    task = term.array_task
+    if term.kind == "aftercorr" and array_task_id is not None and task is None:
+        task = array_task_id  # task i waits for task i of the other array
+    facts = lookup(term.job_id, task)
+    if facts is None:
         return "ok"  # job is gone, dependency lifted (test_job_dependency)
-    base = _base_state(state)
-    pending = base in _PENDING
-    finished = base in _FINISHED
     if term.kind == "after":
-        if pending:
+        if facts.pending:
             return "wait"
-        if not term.minutes:
+        if not term.minutes or facts.is_array:  # SLURM ignores +M for a whole array
             return "ok"
         if now is None:
             raise TypeError("evaluate() needs now= for after:JOB+MINUTES")
-        if start is not None and now - start >= term.minutes * 60:
-            return "ok"
-        return "wait"
+        return "ok" if facts.start is not None and now - facts.start >= term.minutes * 60 \
+            else "wait"
     if term.kind == "afterany":
-        return "ok" if finished else "wait"
+        return "ok" if facts.finished else "wait"
     if term.kind == "afternotok":
-        if base == "SPECIAL_EXIT":
+        if facts.special_exit:
             return "ok"
-        if not finished:
+        if not facts.finished:
             return "wait"
-        return "fail" if base == "COMPLETED" else "ok"
+        return "fail" if facts.ok else "ok"
     # afterok, aftercorr
-    if not finished:
+    if not facts.finished:
         return "wait"
-    return "ok" if base == "COMPLETED" else "fail"
+    return "ok" if facts.ok else "fail"
 
 
-def evaluate(dep: Dependency, lookup: Lookup, now: float | None = None, *,
-             array_task_id: int | None = None) -> Result:
+def evaluate(dep: Optional[Dependency], lookup: Lookup, now: Optional[float] = None, *,
+             array_task_id: Optional[int] = None,
+             singleton_blocked: Optional[Callable[[], bool]] = None) -> Result:
     """Decide whether a job's dependency is met: ``"ok"``, ``"wait"`` or ``"never"``.
 
-    ``lookup(job_id)`` returns ``(state, start_time)`` for a job (for an array
-    job, the state of the array as a whole), ``(None, None)`` for an unknown
-    one; ``N_i`` terms call ``lookup(job_id, i)``. ``now`` is needed only for
-    ``after:N+M``. ``array_task_id`` is the dependent job's own index, for
-    ``aftercorr``. Singleton terms count as met; the caller enforces them.
-    All-of: never if any term failed, ok when all are met. Any-of: ok when one
-    is met, never when all failed (SLURM's ``test_job_dependency``).
+    ``lookup`` gives the :class:`Facts` of what a term names (None: unknown,
+    which lifts the term, as SLURM does for a purged job). ``now`` is needed
+    only for ``after:N+M``; ``array_task_id`` is the dependent job's own
+    index, for ``aftercorr``; ``singleton_blocked()`` says whether another
+    job of the same user and name holds ``singleton`` back (without it,
+    singleton counts as met). All-of: never if any term failed, ok when all
+    are met. Any-of: ok when one is met, never when all failed (SLURM's
+    ``test_job_dependency``).
     """
-    statuses = [_term_status(t, lookup, now, array_task_id) for t in dep.terms]
+    if dep is None:
+        return "ok"
+    statuses = [term_status(t, lookup, now, array_task_id, singleton_blocked) for t in dep.terms]
     if dep.any_of:
         if "ok" in statuses:
             return "ok"
@@ -217,26 +250,29 @@ def unknown_ids(dep: Dependency, known: set[int]) -> list[int]:
     return [job_id for job_id in dep.job_ids if job_id not in known]
 
 
-def format_dependency(dep: Dependency | None, lookup: Lookup | None = None,
-                      now: float | None = None, *,
-                      is_array: Callable[[int], bool] | None = None,
-                      array_task_id: int | None = None) -> str:
+def format_dependency(dep: Optional[Dependency], lookup: Optional[Lookup] = None,
+                      now: Optional[float] = None, *,
+                      is_array: Optional[Callable[[int], bool]] = None,
+                      array_task_id: Optional[int] = None,
+                      singleton_blocked: Optional[Callable[[], bool]] = None) -> str:
     """squeue ``%E`` / scontrol ``Dependency=`` text.
 
     ``afterok:33(unfulfilled),afterok:34_*(unfulfilled)``: one entry per id,
-    ``_*`` for a whole array (``is_array(job_id)`` tells), ``+M`` for a delay.
-    With ``lookup``, met terms are left out and failed ones read ``(failed)``;
-    ``(null)`` when nothing is left (or ``dep`` is None), as SLURM prints.
+    ``_*`` for a whole array (``is_array(job_id)`` tells, or the lookup's
+    facts), ``+M`` for a delay. With ``lookup``, met terms are left out and
+    failed ones read ``(failed)``; ``(null)`` when nothing is left (or ``dep``
+    is None), as SLURM prints.
     """
     if dep is None:
         return "(null)"
-    if lookup is not None and evaluate(dep, lookup, now, array_task_id=array_task_id) == "ok":
+    if lookup is not None and evaluate(dep, lookup, now, array_task_id=array_task_id,
+                                       singleton_blocked=singleton_blocked) == "ok":
         return "(null)"
     parts = []
     for term in dep.terms:
         state = "unfulfilled"
-        if lookup is not None and term.kind != "singleton":
-            status = _term_status(term, lookup, now, array_task_id)
+        if lookup is not None:
+            status = term_status(term, lookup, now, array_task_id, singleton_blocked)
             if status == "ok":
                 continue
             state = "failed" if status == "fail" else "unfulfilled"
@@ -244,8 +280,10 @@ def format_dependency(dep: Dependency | None, lookup: Lookup | None = None,
             parts.append(f"singleton({state})")
             continue
         assert term.job_id is not None
-        if term.array_task == ALL_TASKS or (
-                term.array_task is None and is_array is not None and is_array(term.job_id)):
+        whole = term.array_task is None and (
+            (is_array is not None and is_array(term.job_id))
+            or (lookup is not None and getattr(lookup(term.job_id, None), "is_array", False)))
+        if term.array_task == ALL_TASKS or whole:
             target = f"{term.job_id}_*"
         elif term.array_task is not None:
             target = f"{term.job_id}_{term.array_task}"

@@ -172,6 +172,10 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     spec["open_mode"] = "append" if str(om or "").startswith("a") else "truncate"
     array = opts.get("array")
     spec["array"] = str(array) if array is not None else None
+    kill = opts.get("kill_on_invalid_dep")
+    if kill is not None and str(kill).lower() not in ("yes", "no"):
+        raise UsageError("Invalid --kill-on-invalid-dep specification", prog="sbatch", code=255)
+    spec["kill_on_invalid_dep"] = kill is not None and str(kill).lower() == "yes"
     dep = opts.get("dependency")
     spec["dependency"] = str(dep) if dep else ""
     if spec["dependency"]:

@@ -1,0 +1,118 @@
+"""The store's queries for many jobs at once: sacct's lines, and the rows
+squeue and sacct records need (part of :class:`fleetslurm.store.Store`,
+which owns all SQL; kept apart to keep that module small)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+__all__ = ["BulkQueries", "FINAL_SQL"]
+
+#: the final states, as an SQL list
+FINAL_SQL = ("('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED','BOOT_FAIL',"
+             "'DEADLINE','OUT_OF_MEMORY')")
+
+
+class BulkQueries:
+    """Mixed into :class:`~fleetslurm.store.Store` (which provides ``_x``)."""
+
+    def _x(self, sql: str, args: Any = ()) -> Any:  # pragma: no cover - Store's
+        raise NotImplementedError
+
+    def jobs_brief(self, job_ids: Iterable[int]) -> dict[int, dict]:
+        """Job rows for many jobs at once, their spec without the submitter's
+        environment (most of its bytes), and no script: what records need."""
+        ids = sorted(set(job_ids))
+        out: dict[int, dict] = {}
+        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
+            chunk = ids[i:i + 900]
+            for row in self._x(
+                    "SELECT job_id, uid, user, submit_time, array_spec, "
+                    "json_remove(spec, '$.env') AS spec FROM jobs WHERE job_id IN (%s)"
+                    % ",".join("?" * len(chunk)), chunk):
+                d = dict(row)
+                d["spec"] = json.loads(d["spec"])
+                out[d["job_id"]] = d
+        return out
+
+    def task_exists(self, task_id: int) -> bool:
+        return self._x("SELECT 1 FROM tasks WHERE task_id=?", (task_id,)).fetchone() is not None
+
+    def array_task_ids(self, job_id: int, index: "int | None" = None) -> list[tuple[int, int]]:
+        """(task id, index) of the tasks of array ``job_id`` that have rows (only
+        index ``index`` when given)."""
+        if index is not None:
+            sql, args = ("SELECT task_id, array_index FROM tasks WHERE job_id=? "
+                         "AND array_index=?", (job_id, index))
+        else:
+            sql, args = ("SELECT task_id, array_index FROM tasks WHERE job_id=? "
+                         "AND array_index IS NOT NULL", (job_id,))
+        return [tuple(r) for r in self._x(sql, args)]  # type: ignore[misc]
+
+    def keep_acct_lines(self, limit: int = 20_000) -> int:
+        """Give up to ``limit`` finished tasks their lines in sacct's default format
+        (written by SQLite from each row: :mod:`fleetslurm.acct`), so plain
+        ``sacct`` reads one string a job. The controller calls this now and then;
+        a task without them is rendered when asked. Returns how many were written."""
+        from .acct import CACHED
+
+        return self._x(
+            f"UPDATE tasks AS t SET acct_lines = (SELECT {CACHED} FROM jobs j "
+            f"WHERE j.job_id = t.job_id) WHERE t.task_id IN (SELECT task_id FROM tasks "
+            f"WHERE acct_lines IS NULL AND array_pending IS NULL AND state IN {FINAL_SQL} "
+            f"LIMIT ?)", (limit,)).rowcount
+
+    def _acct_query(self, select: str, line_sql: str, where: list[str], params: list,
+                    users: list[str], names: list[str], partitions: list[str], now: float,
+                    cluster: str) -> tuple[str, dict]:
+        from .acct import ELAPSED
+
+        inner = " AND ".join([*where, "array_pending IS NULL"])
+        outer: list[str] = []
+        args: dict = {}
+        for key, values, column in (("u", users, None), ("n", names, "t.name"),
+                                    ("p", partitions, "t.partition")):
+            if not values:
+                continue
+            marks = ",".join(f":{key}{i}" for i in range(len(values)))
+            args.update({f"{key}{i}": v for i, v in enumerate(values)})
+            outer.append(f"(j.user IN ({marks}) OR CAST(j.uid AS TEXT) IN ({marks}))"
+                         if column is None else f"{column} IN ({marks})")
+        numbered = iter(range(len(params)))
+        inner = "".join(f":w{next(numbered)}" if c == "?" else c for c in inner)
+        args.update({f"w{i}": v for i, v in enumerate(params)}, now=now, cluster=cluster)
+        rows = (f"SELECT t.task_id AS id, {line_sql} AS line FROM (SELECT *, {ELAPSED} AS el "
+                f"FROM tasks t WHERE {inner}) AS t JOIN jobs j ON j.job_id = t.job_id "
+                f"{'WHERE ' + ' AND '.join(outer) if outer else ''} ORDER BY t.task_id")
+        return select.format(rows=rows), args
+
+    def acct_lines(self, line_sql: str, where: list[str], params: list,
+                   **filters: Any) -> list[tuple[int, str]]:
+        """(task id, its sacct lines) for the tasks ``where`` selects (array
+        records left out), rendered by ``line_sql`` (:func:`fleetslurm.acct.plan`).
+        ``filters``: users, names, partitions, now, cluster."""
+        sql, args = self._acct_query("{rows}", line_sql, where, params, **filters)
+        return self._x(sql, args).fetchall()
+
+    def acct_text(self, line_sql: str, where: list[str], params: list, **filters: Any) -> str:
+        """The same lines as :meth:`acct_lines`, as one text (each line ends with a
+        newline): SQLite joins them, so 100,000 jobs cost Python one string."""
+        # rows reach the aggregate in the subquery's order (SQLite's behaviour;
+        # the tests compare the bytes with the record-by-record path)
+        sql, args = self._acct_query("SELECT group_concat(line || char(10), '') FROM ({rows})",
+                                     line_sql, where, params, **filters)
+        return self._x(sql, args).fetchone()[0] or ""
+
+    def last_steps(self, task_ids: list[int]) -> dict[int, dict]:
+        """The latest batch-step run of each task (one query, however many tasks)."""
+        if not task_ids:
+            return {}
+        wanted = set(task_ids)
+        out: dict[int, dict] = {}
+        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? "
+                       "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
+        for row in rows:
+            if row["task_id"] in wanted:
+                out[row["task_id"]] = dict(row)  # the last one wins
+        return out
