@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from .model import ACTIVE_STATE_NAMES, JobRecord
+from .slurm import SLURM_VERSION
 from .store import Store
 from .views import group_pending_arrays, job_record
 
@@ -95,6 +96,7 @@ class Queries:
                 continue
             steps = store.steps_of(t["task_id"]) if args.get("steps", True) else []
             out.append(job_record(t, job, steps, self.ctl.config.cluster_name))
+        _dependency_status(store, out)
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
             out = group_pending_arrays(out, throttles)
@@ -132,11 +134,12 @@ class Queries:
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
             ("MinJobAge", f"{cfg.min_job_age} sec"),
+            ("PriorityType", "priority/basic"),
             ("SchedulerType", "sched/backfill"),
             ("SelectType", "select/cons_tres"),
             ("SelectTypeParameters", "CR_CPU_MEMORY"),
             ("SlurmctldHeartbeatInterval", f"{cfg.heartbeat_interval:g} sec"),
-            ("SLURM_VERSION", "22.05 (fleetslurm)"),
+            ("SLURM_VERSION", SLURM_VERSION),
         ]
 
     def q_count(self, args: dict, uid: int) -> dict:
@@ -188,3 +191,32 @@ class Queries:
                 data = b""
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _dependency_status(store: Store, records: list[JobRecord]) -> None:
+    """Dependency= as SLURM shows it: each unmet term with ``(unfulfilled)``
+    or ``(failed)``, met ones left out, ``(null)`` once all are met."""
+    from .errors import FleetError
+    from .ops import find_tasks
+    from .slurm.deps import format_dependency, parse_dependency
+
+    def lookup(job_id: int, index: Optional[int] = None) -> tuple:
+        try:
+            tasks = find_tasks(store, f"{job_id}_{index}" if index is not None else str(job_id))
+        except FleetError:
+            tasks = []
+        if not tasks:
+            return None, None
+        task = min(tasks, key=lambda t: t["task_id"])
+        return task["state"], task["start_time"]
+
+    now = time.time()
+    for rec in records:
+        text = rec.get("dependency")
+        if not text:
+            continue
+        try:
+            dep = parse_dependency(str(text))
+        except FleetError:
+            continue
+        rec["dependency"] = format_dependency(dep, lookup, now)

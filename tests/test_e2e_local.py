@@ -297,10 +297,11 @@ def test_commands_render_like_slurm(fleet):
     out = fleet.run("squeue", check=True).stdout.splitlines()
     assert out[0] == ("             JOBID PARTITION     NAME     USER ST       TIME  NODES "
                       "NODELIST(REASON)")
-    assert out[1].split() == [str(running), "debug", "sleeper", user, "R",
-                              out[1].split()[5], "1", "localhost"]
-    assert out[2].split() == [str(held), "debug", "held", user, "PD", "0:00", "1",
+    # SLURM sorts by state name as text: PD before R
+    assert out[1].split() == [str(held), "debug", "held", user, "PD", "0:00", "1",
                               "(JobHeldUser)"]
+    assert out[2].split() == [str(running), "debug", "sleeper", user, "R",
+                              out[2].split()[5], "1", "localhost"]
     assert fleet.run("squeue", "-h", "-o", "%i|%T|%j", "-t", "PD", check=True).stdout == \
         f"{held}|PENDING|held\n"
     assert fleet.run("squeue", "-h", "-o", "%i", "-n", "sleeper", check=True).stdout == \
@@ -367,10 +368,12 @@ def test_squeue_and_scancel_filters(wide_fleet):
     c = fleet.sbatch("-J", "gamma", "--wrap", "sleep 60")
     fleet.wait(c, {"RUNNING"})
     ids = lambda *args: fleet.run("squeue", "-h", "-o", "%i", *args, check=True).stdout.split()
-    assert ids("-n", "alpha,gamma") == [str(c), str(a)]  # running first, like SLURM
-    assert ids("-u", me) == [str(c), str(a), str(b)]
-    assert ids("--me", "-t", "PD") == [str(a), str(b)]
-    assert ids("-j", f"{a},{b}") == [str(a), str(b)]
+    # SLURM's default order P,t,-p compares the short state names as text (PD
+    # before R); held jobs tie at priority 0, the newest first (as on the oracle)
+    assert ids("-n", "alpha,gamma") == [str(a), str(c)]
+    assert ids("-u", me) == [str(b), str(a), str(c)]
+    assert ids("--me", "-t", "PD") == [str(b), str(a)]
+    assert ids("-j", f"{a},{b}") == [str(b), str(a)]
     assert ids("-j", str(b)) == [str(b)]
     assert ids("-u", "nosuchuser") == []
     env_fmt = fleet.run("squeue", "-h", "-t", "R", env={"SQUEUE_FORMAT": "%j:%T"}, check=True)

@@ -30,7 +30,7 @@ def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
                 "Valid job states include: PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,"
                 "TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,OUT_OF_MEMORY,COMPLETING,"
                 "CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,"
-                "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED", prog=prog) from None
+                "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED\n", prog=prog) from None
     return out
 
 
@@ -95,10 +95,7 @@ def main(argv: list[str]) -> int:
     fmt = opts.get("format") or squeue_fmt.DEFAULT_FORMAT
     for text in squeue_fmt.format_warnings(squeue_fmt.parse_format(str(fmt))):
         sys.stderr.write(f"squeue: error: {text}\n")
-    # SLURM lists running jobs first by default: state, then priority, then id
-    order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
-    records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],
-                                r.get("array_task_id") or 0))
+    records.sort(key=squeue_fmt.default_sort_key)
     sys.stdout.write(squeue_fmt.render(str(fmt), records, now=time.time(),
                                        header=not opts.get("noheader")))
     return 0
