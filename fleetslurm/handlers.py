@@ -51,13 +51,20 @@ def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
     default = "slurm-%A_%a.out" if array else "slurm-%j.out"
     fields = dict(job_id=task["task_id"],
                   array_job_id=job["job_id"] if array else None,
-                  array_task_id=task["array_index"], node=task["node"] or "",
+                  array_task_id=task["array_index"], node=_host_name(ctl, task["node"]),
                   user=job["user"], job_name=task["req"]["name"])
     out = expand_pattern(spec.get("output") or default, **fields)
     err = expand_pattern(spec["error"], **fields) if spec.get("error") else out
     wd = spec["workdir"]
     return (posixpath.join(wd, out) if not out.startswith("/") else out,
             posixpath.join(wd, err) if not err.startswith("/") else err)
+
+
+def _host_name(ctl: "Controller", node: Optional[str]) -> str:
+    """The machine's own host name, as its agent reports it (SLURM's ``%N``
+    is the host's name, not the node's), else the node name."""
+    link = ctl.links.get(node) if node else None
+    return str((link.facts.get("hostname") if link else None) or node or "")
 
 
 def launch(ctl: "Controller", task: dict, now: float) -> None:

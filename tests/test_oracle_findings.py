@@ -182,3 +182,21 @@ def test_fatal_is_not_an_error_line(capsys):
     warn("sbatch", "fatal: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.")
     assert capsys.readouterr().err == (
         "sbatch: fatal: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.\n")
+
+
+# -- a machine as SLURM shows a node ------------------------------------------------
+
+def test_host_name_in_patterns_and_node_facts(fleet):
+    # oracle: -o 'n-%N.out' on node "localhost" of host "vm" writes n-vm.out;
+    # scontrol show node: Version=22.05.8, OS=<uname -s -r -v>, SlurmdStartTime=<time>
+    import os
+    import socket
+
+    job = fleet.sbatch("-o", "n-%N.out", "--wrap", "true")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    assert (fleet.work / f"n-{socket.gethostname().split('.')[0]}.out").exists()
+    node = fleet.run("scontrol", "show", "node", "localhost", check=True).stdout
+    uname = os.uname()
+    assert f"OS={uname.sysname} {uname.release} {uname.version} \n" in node
+    assert "NodeHostName=localhost Version=22.05.8\n" in node
+    assert "SlurmdStartTime=None" not in node and "LastBusyTime=Unknown" not in node

@@ -1051,6 +1051,7 @@ class Agent:
         self.inbuf = b""
         self.outbuf: List[bytes] = []
         self.gpus: Optional[List[Dict[str, Any]]] = None
+        self.since = time.time()  # scontrol's SlurmdStartTime
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -1374,7 +1375,9 @@ class Agent:
             "free_mem_mb": mem.get("MemAvailable", mem.get("MemFree", 0)) // 1024,
             "load1": os.getloadavg()[0], "gpus": self.gpus,
             "python": "%d.%d.%d" % sys.version_info[:3],
-            "os": "%s %s" % (uname.sysname, uname.release), "arch": uname.machine,
+            # what slurmd reports: "Linux 6.1.0-13-amd64 #1 SMP PREEMPT_DYNAMIC ..."
+            "os": "%s %s %s" % (uname.sysname, uname.release, uname.version),
+            "arch": uname.machine, "started": self.since,
             "boot_time": _boot_time(), "workdir": self.workdir, "disk_free_mb": disk_free,
             "workdir_writable": os.access(self.jobs_dir, os.W_OK | os.X_OK), "uid": os.getuid(),
         }
