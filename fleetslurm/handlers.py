@@ -106,6 +106,8 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         else JobPaths(transport.workdir, task["run_key"]).dir,
         "stdout": node_out,
         "stderr": node_err,
+        "node": node,
+        "job_id": task["task_id"],
         "stdin": spec.get("input") or "/dev/null",
         "open_mode": "append" if (spec.get("open_mode") == "append"
                                   or task["restart_count"] > 0) else "truncate",
@@ -376,7 +378,8 @@ def collect_output(ctl: "Controller", task: dict, node: str,
 def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool = False,
                  state_note: str = "REQUEUED") -> None:
     if task["state"] in _LIVE and task["run_key"]:
-        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9})
+        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9,
+                                "requeue": True})
         step = ctl.store.step(task["run_key"])
         if step and step["end_time"] is None:
             ctl.store.update_step(task["run_key"], state=state_note, end_time=now)
