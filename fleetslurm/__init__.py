@@ -16,7 +16,8 @@ _EXPORTS = {
     # errors
     "FleetError": "errors", "InvalidValue": "errors", "UsageError": "errors",
     "ConfigError": "errors", "SubmitError": "errors", "JobError": "errors",
-    "InvalidJobId": "errors", "AccessDenied": "errors", "StoreError": "errors",
+    "InvalidJobId": "errors", "AccessDenied": "errors",
+    "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
     "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
     "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
     # data
@@ -31,6 +32,9 @@ _EXPORTS = {
     "ensure_controller": "rpc",
     # the pure scheduler
     "SchedulerState": "scheduler",
+    # the Python API
+    "Executor": "api.executor", "Job": "api.job",
+    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
 }
 
 __all__ = ["__version__", *_EXPORTS]
