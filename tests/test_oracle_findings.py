@@ -200,3 +200,20 @@ def test_host_name_in_patterns_and_node_facts(fleet):
     assert f"OS={uname.sysname} {uname.release} {uname.version} \n" in node
     assert "NodeHostName=localhost Version=22.05.8\n" in node
     assert "SlurmdStartTime=None" not in node and "LastBusyTime=Unknown" not in node
+
+
+def test_srun_step_environment(fleet):
+    # oracle, in an -n 2 job: srun -n 2 -> "0 block 0022 0,1 2"; srun -n 1 -> cyclic;
+    # -o 'st-%N-%t.out' names the host, not the node
+    import socket
+
+    job = fleet.sbatch("-n", "2", "--wrap",
+                       "umask 0022; srun -o 'st-%N-%t.out' sh -c 'echo $SLURM_PROCID "
+                       "$SLURM_DISTRIBUTION $SLURM_UMASK $SLURM_GTIDS "
+                       "$SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0'; "
+                       "srun -n 1 sh -c 'echo $SLURM_DISTRIBUTION $SLURM_GTIDS'")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    host = socket.gethostname().split(".")[0]
+    assert [(fleet.work / f"st-{host}-{t}.out").read_text() for t in (0, 1)] == \
+        ["0 block 0022 0,1 2\n", "1 block 0022 0,1 2\n"]
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "cyclic 0\n"
