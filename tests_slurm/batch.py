@@ -63,6 +63,10 @@ JOBS: list[tuple[str, str, str]] = [
     ("rq", "run", "--mem=50M -o rq.out --open-mode=append rq.sh"),
     ("tmo", "run", "--mem=50M -t 1 --wrap 'sleep 300'"),
     ("res", "run", "-c 2 -n 1 --mem=100M -o app.out --open-mode=append env.sh res"),
+    # two srun steps: per-task output files and environments, then a second step
+    ("steps", "run", "-n 2 --mem=100M --wrap \"srun -o 'step-%j-%s-%t-%J-%N.out' sh -c "
+                     "'echo task $SLURM_PROCID; env -0 > env-step-$SLURM_PROCID-x.bin'; "
+                     "srun -n 1 sh -c 'echo step $SLURM_STEP_ID'\""),
     ("mpc", "run", "--mem-per-cpu=200 -o trunc.out env.sh mpc"),
     ("acct", "run", "-A diffacct -J nm{tok} --mem=50M env.sh acct"),
     ("arr", "run", "--array=1-3:2 --mem=50M env.sh arr"),

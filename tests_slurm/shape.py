@@ -44,8 +44,8 @@ class Ids:
         """Replace every known id appearing as a whole number inside ``text``."""
         def repl(m: "re.Match[str]") -> str:
             return self.tokens.get(int(m.group(0)), m.group(0))
-        # whole numbers of 3+ digits, not parts of a decimal like 1.55
-        return re.sub(r"(?<!\d)(?<!\d\.)\d{3,}(?!\d)(?!\.\d)", repl, text)
+        # whole numbers of 3+ digits that are known ids (also in "12.0", %J)
+        return re.sub(r"(?<!\d)\d{3,}(?!\d)", repl, text)
 
 
 def norm_time(text: str) -> str:

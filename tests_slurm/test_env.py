@@ -12,12 +12,17 @@ from .rules import family
 from .shape import norm_path
 from .sides import MARK
 
-#: env-<dump>.bin files written by env.sh / rq.sh (see batch.JOBS)
-DUMPS = ["plain-x", "res-x", "mpc-x", "acct-x", "arr-1", "arr-3", "export-x", "rq-0", "rq-1"]
+#: env-<dump>.bin files written by env.sh / rq.sh / the srun tasks (see batch.JOBS)
+DUMPS = ["plain-x", "res-x", "mpc-x", "acct-x", "arr-1", "arr-3", "export-x", "rq-0", "rq-1",
+         "step-0-x", "step-1-x"]
 
 #: point at a real SLURM's slurm.conf and slurmctld; fleetslurm has neither
 #: (README, "on purpose")
 SLURM_ONLY = {"SLURM_CONF", "SLURM_WORKING_CLUSTER"}
+#: srun's plumbing to slurmstepd (its ports and address); fleetslurm's srun
+#: starts the tasks itself (README, "on purpose")
+STEP_ONLY = {"SLURM_SRUN_COMM_HOST", "SLURM_SRUN_COMM_PORT", "SLURM_STEP_LAUNCHER_PORT",
+             "SLURM_LAUNCH_NODE_IPADDR"}
 #: the login environment SLURM loads for --export=NONE
 LOGIN = {"HOME", "USER", "LOGNAME", "SHELL", "PATH"}
 
@@ -28,8 +33,8 @@ def _dump(snap: Snap, name: str) -> dict[str, str]:
 
 
 def _relevant(name: str) -> bool:
-    return (name.startswith(("SLURM_", "SLURMD_")) and name not in SLURM_ONLY) or name in {
-        "ENVIRONMENT", "HOSTNAME", "TMPDIR", "CUDA_VISIBLE_DEVICES", MARK}
+    return (name.startswith(("SLURM_", "SLURMD_")) and name not in SLURM_ONLY | STEP_ONLY) \
+        or name in {"ENVIRONMENT", "HOSTNAME", "TMPDIR", "CUDA_VISIBLE_DEVICES", MARK}
 
 
 def _norm(snap: Snap, name: str, value: str) -> str:
@@ -63,7 +68,7 @@ def test_only_documented_extras(batch, dump):
     s, f = batch.pair()
     want, got = _dump(s, dump), _dump(f, dump)
     slurm_only = {k for k in set(want) - set(got) if k.startswith("SLURM")}
-    assert slurm_only == SLURM_ONLY
+    assert slurm_only == SLURM_ONLY | (STEP_ONLY if dump.startswith("step-") else set())
     fleet_only = {k for k in set(got) - set(want) if not k.startswith("FLEETSLURM_")}
     assert fleet_only == set()
 
