@@ -209,3 +209,8 @@ def ensure_oracle(log: Path = Path("/tmp/fleetslurm-oracle-setup.log")) -> "Orac
             return reason
         _resume_node()  # ours: a node left down by an earlier life comes back
     return _node_unusable() or _describe()
+
+
+if __name__ == "__main__":  # .ci/run: python3 -m tests_slurm.slurm_oracle
+    found = ensure_oracle()
+    print(f"real SLURM: {found}" if isinstance(found, Oracle) else f"no real SLURM: {found}")
