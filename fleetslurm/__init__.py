@@ -35,6 +35,13 @@ _EXPORTS = {
     # the Python API
     "Executor": "api.executor", "Job": "api.job",
     "ObjectSerializer": "api.objser", "Serializer": "api.objser",
+    # the seeds' classes and DataBench (fleetslurm.databench is its module)
+    "SLURMConstructor": "api.seeds_constructor", "SLURMDriver": "api.seeds_driver",
+    "DataBenchSLURM": "api.databench",
+    "Process": "api.seeds_process", "JobContainer": "api.seeds_process",
+    # the decorator API (the slurminade seed)
+    "slurmify": "api.slurmify", "Batch": "api.slurmify", "set_dispatcher": "api.slurmify",
+    "get_dispatcher": "api.slurmify", "update_default_configuration": "api.slurmify",
 }
 
 __all__ = ["__version__", *_EXPORTS]

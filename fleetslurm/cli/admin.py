@@ -213,6 +213,10 @@ def shims_uninstall(directory: str = typer.Argument(..., help="where `shims inst
         typer.echo(f"left {path}: not written by fleetslurm", err=True)
 
 
+from .databench_cmd import app as _databench_app  # noqa: E402
+app.add_typer(_databench_app, name="databench")
+
+
 def app_main(args: list[str]) -> int:
     try:
         app(args=args, prog_name="fleetslurm", standalone_mode=True)
