@@ -25,6 +25,7 @@ from .nodelink import NodeLink
 from .paths import StatePaths
 from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
                         NodeSpec, NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
+from .slurm import SLURM_VERSION
 from .store import Store
 from .transport.base import Transport
 
@@ -76,6 +77,7 @@ class Controller:
         from .arrayfeed import ArrayFeeds
 
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
+        self._last_busy: dict[str, float] = {}  # node -> when it last had a job
         self._node_down: dict[str, str] = {}  # node -> reason: marked down, its jobs failed
         #: machines not heard from since this controller started (down in the
         #: scheduler, but their jobs are not failed before the heartbeat timeout)
@@ -368,11 +370,21 @@ class Controller:
                 "detected_gpus": len(facts["gpus"]) if facts.get("gpus") is not None else None,
                 "arch": facts.get("arch", ""), "os": facts.get("os", ""),
                 "boot_time": facts.get("boot_time"),
+                "version": SLURM_VERSION if facts else "",
+                "slurmd_start_time": facts.get("started"),
+                "last_busy_time": self._busy_at(name, cpus, facts, now),
                 "last_heartbeat": link.last_heard if link else None,
                 "link": link.status if link else "lost", "error": link.error if link else "",
                 "description": m.description,
             })
         self.node_snapshot = out
+
+    def _busy_at(self, name: str, alloc_cpus: int, facts: dict, now: float) -> Optional[float]:
+        """scontrol's LastBusyTime: the last time the machine had a job
+        (while it has one: now), else since its agent started."""
+        if alloc_cpus:
+            self._last_busy[name] = now
+        return self._last_busy.get(name, facts.get("started"))
 
     def forget_fed(self, task_id: int) -> None:
         self._fed.discard(task_id)

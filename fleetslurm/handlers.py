@@ -52,7 +52,7 @@ def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
     default = "slurm-%A_%a.out" if array else "slurm-%j.out"
     fields = dict(job_id=task["task_id"],
                   array_job_id=job["job_id"] if array else None,
-                  array_task_id=task["array_index"], node=task["node"] or "",
+                  array_task_id=task["array_index"], node=_host_name(ctl, task["node"]),
                   user=job["user"], job_name=task["req"]["name"])
     out = expand_pattern(spec.get("output") or default, **fields)
     err = expand_pattern(spec["error"], **fields) if spec.get("error") else out
@@ -69,6 +69,13 @@ def _array_env(job_id: int, index: int, spec: dict) -> dict:
     return {"job_id": job_id, "task_id": index, "min": spec["array_min"],
             "max": spec["array_max"], "count": spec["array_count"],
             "step": spec.get("array_step", 1)}
+
+
+def _host_name(ctl: "Controller", node: Optional[str]) -> str:
+    """The machine's own host name, as its agent reports it (SLURM's ``%N``
+    is the host's name, not the node's), else the node name."""
+    link = ctl.links.get(node) if node else None
+    return str((link.facts.get("hostname") if link else None) or node or "")
 
 
 def launch(ctl: "Controller", task: dict, now: float) -> None:
@@ -111,6 +118,8 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         else JobPaths(transport.workdir, task["run_key"]).dir,
         "stdout": node_out,
         "stderr": node_err,
+        "node": node,
+        "job_id": task["task_id"],
         "stdin": spec.get("input") or "/dev/null",
         "open_mode": "append" if (spec.get("open_mode") == "append"
                                   or task["restart_count"] > 0) else "truncate",
@@ -395,7 +404,8 @@ def collect_output(ctl: "Controller", task: dict, node: str,
 def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool = False,
                  state_note: str = "REQUEUED") -> None:
     if task["state"] in _LIVE and task["run_key"]:
-        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9})
+        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9,
+                                "requeue": True})
         step = ctl.store.step(task["run_key"])
         if step and step["end_time"] is None:
             ctl.store.update_step(task["run_key"], state=state_note, end_time=now)

@@ -45,6 +45,9 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     time_limit = spec["time_limit"]
     if not spec["time_set"]:
         time_limit = pcfg.default_minutes() if pcfg.default_time else pcfg.max_minutes()
+    # the submitter's group and nice value (SLURM_JOB_GID, SLURM_PRIO_PROCESS)
+    spec["gid"] = int(args["gid"]) if args.get("gid") is not None else _primary_gid(uid)
+    spec["prio_process"] = int(args.get("prio_process") or 0)
     name = spec["name"] or args.get("script_name") or "sbatch"
     spec["name"] = name
     spec["command"] = args.get("command") or ""
@@ -101,6 +104,15 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     else:
         ctl.arrays.submit(record, job)  # type: ignore[arg-type]
     return {"job_id": job_id, "cluster": cfg.cluster_name}
+
+
+def _primary_gid(uid: int) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
 
 
 def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bool,

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from .model import ACTIVE_STATE_NAMES, JobRecord
+from .slurm import SLURM_VERSION
 from .store import Store
 from .views import group_pending_arrays, job_record
 
@@ -150,10 +151,8 @@ class Queries:
         wanted = set(args.get("nodelist") or [])
         if wanted:
             records = [r for r in records if wanted & set(r.get("nodes") or [])]
-        # SLURM lists running jobs first by default: state, then array/job id, then task
-        order = {"RUNNING": 0, "COMPLETING": 0, "PENDING": 1}
-        records.sort(key=lambda r: (order.get(r["state"], 2), r.get("array_job_id") or r["job_id"],
-                                    r.get("array_task_id") or 0))
+        # squeue's default order P,t,-p (squeue_fmt.default_sort_key)
+        records.sort(key=squeue_fmt.default_sort_key)
         text = squeue_fmt.render(str(args["format"]), records,
                                  now=float(args.get("now") or time.time()),
                                  header=bool(args.get("header", True)))
@@ -169,7 +168,9 @@ class Queries:
 
         records = self.q_jobs(dict(args, per_task=False), uid)
         now = float(args.get("now") or time.time())
-        text = "".join(scontrol_fmt.show_job(r, now) + "\n" for r in records)
+        # each record ends with its own blank line(s): joined back to back
+        text = "".join(scontrol_fmt.show_job(r, now, one_liner=bool(args.get("one_liner")))
+                       for r in records)
         return {"text": text, "count": len(records)}
 
     def q_acct(self, args: dict, uid: int) -> dict:
@@ -253,11 +254,12 @@ class Queries:
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
             ("MinJobAge", f"{cfg.min_job_age} sec"),
+            ("PriorityType", "priority/basic"),
             ("SchedulerType", "sched/backfill"),
             ("SelectType", "select/cons_tres"),
             ("SelectTypeParameters", "CR_CPU_MEMORY"),
             ("SlurmctldHeartbeatInterval", f"{cfg.heartbeat_interval:g} sec"),
-            ("SLURM_VERSION", "22.05 (fleetslurm)"),
+            ("SLURM_VERSION", SLURM_VERSION),
         ]
 
     def q_count(self, args: dict, uid: int) -> dict:

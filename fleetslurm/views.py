@@ -8,7 +8,15 @@ from typing import Any, Iterable, Optional
 
 from .model import JobRecord
 
-__all__ = ["job_record", "group_pending_arrays", "user_name"]
+__all__ = ["job_record", "group_pending_arrays", "user_name", "TOP_PRIORITY"]
+
+#: SLURM's priority/basic gives each new job one less than the job before,
+#: counting down from here (slurmctld's TOP_PRIORITY)
+TOP_PRIORITY = 0xFFFF0000
+
+# the reason SLURM 22.05 leaves on a job that ended this way
+_END_REASONS = {"TIMEOUT": "TimeLimit", "OUT_OF_MEMORY": "OutOfMemory", "NODE_FAIL": "NodeDown",
+                "DEADLINE": "DeadLine"}
 
 @functools.lru_cache(maxsize=256)
 def user_name(uid: int) -> str:
@@ -44,18 +52,22 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "partition": req.get("partition", ""),
         "account": spec.get("account") or "",
         "state": task["state"],
-        "reason": task["reason"] or "None",
+        "reason": _reason(task),
         "submit_time": task["submit_time"],
-        "eligible_time": task["eligible_time"],
+        "eligible_time": _eligible_time(task, req),
+        "begin_time": req.get("begin_time"),
         "start_time": task["start_time"],
         "end_time": task["end_time"],
         "time_limit": req.get("time_limit"),
         "nodes": [task["node"]] if task["node"] else [],
+        "req_nodes": list(req.get("nodelist") or []),
+        "exc_nodes": list(req.get("exclude") or []),
         "num_nodes": 1,
         "num_tasks": spec.get("ntasks", 1),
         "cpus": task["alloc_cpus"] or req.get("cpus", 1),
         "cpus_per_task": spec.get("cpus_per_task", 1),
         "mem_mb": task["alloc_mem_mb"] if task["alloc_mem_mb"] is not None else req.get("mem_mb", 0),
+        "mem_per_cpu_mb": spec.get("mem_per_cpu_mb"),
         "gpus": req.get("gpus", 0),
         "gpu_ids": task["gpu_ids"],
         "exit_code": task["exit_code"],
@@ -70,10 +82,14 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "workdir": spec.get("workdir", ""),
         "stdout": task["stdout"] or "",
         "stderr": task["stderr"] or "",
+        # the patterns as given: scontrol shows them half expanded, as SLURM does
+        "stdout_pattern": spec.get("output") or (
+            "slurm-%A_%a.out" if task["array_index"] is not None else "slurm-%j.out"),
+        "stderr_pattern": spec.get("error"),
         "stdin": spec.get("input") or "/dev/null",
         "command": spec.get("command", ""),
         "comment": spec.get("comment", ""),
-        "priority": int(req.get("priority", 0)) or 1,
+        "priority": _priority(task, job["job_id"], req),
         "nice": req.get("nice", 0),
         "features": req.get("constraint", ""),
         # as squeue shows it (afterok:7_*(unfulfilled), "" once met); the text as
@@ -84,7 +100,8 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "requeue": bool(spec.get("requeue", True)),
         "batch_host": task["node"],
         "submit_host": spec.get("submit_host", ""),
-        "qos": spec.get("qos") or "normal",
+        # no accounting database, no QOS: SLURM without slurmdbd shows (null)
+        "qos": spec.get("qos") or "",
         "wckey": spec.get("wckey", ""),
         "exclusive": bool(req.get("exclusive")),
         "held": bool(task["held"]),
@@ -99,6 +116,42 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         ],
     }  # type: ignore[typeddict-unknown-key]
     return rec
+
+
+def _reason(task: dict) -> str:
+    """The stored reason, or the one SLURM gives a job that ended (FAILED:
+    NonZeroExitCode, or JobLaunchFailure when a signal ended the batch
+    script; TIMEOUT: TimeLimit...) or that is held."""
+    reason = task["reason"] or "None"
+    if reason != "None":
+        return reason
+    state = task["state"]
+    if state == "FAILED":
+        return "JobLaunchFailure" if task["exit_signal"] else "NonZeroExitCode"
+    if state == "PENDING" and task["held"]:
+        return "JobHeldUser"
+    return _END_REASONS.get(state, reason)
+
+
+def _priority(task: dict, job_id: int, req: dict) -> int:
+    """SLURM's priority/basic: 0 while held, else below every older job's
+    (tasks share their array's), less the job's nice."""
+    if task["held"]:
+        return 0
+    if req.get("priority"):
+        return int(req["priority"])
+    return max(1, TOP_PRIORITY - job_id - int(req.get("nice") or 0))
+
+
+def _eligible_time(task: dict, req: dict) -> Optional[float]:
+    """When the job could first start: Unknown (None) while held or waiting
+    on a dependency, the --begin time, else its submission."""
+    if task["eligible_time"]:
+        return task["eligible_time"]
+    pending = task["state"] == "PENDING"
+    if pending and (task["held"] or str(task["reason"]).startswith("Dependency")):
+        return None
+    return max(task["submit_time"], req.get("begin_time") or 0)
 
 
 def _pending_part(pending: str, spec: dict) -> tuple[Optional[int], Optional[str]]:

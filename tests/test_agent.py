@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import select
 import signal
 import stat
@@ -272,6 +273,31 @@ def test_cancel(agent: AgentClient, tmp_path: Path) -> None:
     assert again["ok"] is False and "already ended" in again["error"]
     missing = agent.request({"op": "cancel", "key": "77.0"})
     assert missing["ok"] is False and "no job 77.0" in missing["error"]
+
+
+def test_slurmstepd_line_when_a_job_is_ended(agent: AgentClient, tmp_path: Path) -> None:
+    # as slurmstepd writes into the job's stderr (oracle, SLURM 22.05):
+    # "slurmstepd-localhost: error: *** JOB 311 ON localhost CANCELLED AT
+    #  2026-11-21T14:04:56 DUE TO TIME LIMIT ***"
+    common = dict(node="n1", kill_wait_s=1)
+    agent.launch("21.0", spec("#!/bin/sh\nsleep 30\n", tmp_path, stderr=str(tmp_path / "e21"),
+                              time_limit_s=1, job_id=21, **common))
+    for key in ("22.0", "23.1"):
+        out = str(tmp_path / f"o{key}")  # stderr with stdout, sbatch's default
+        agent.launch(key, spec("#!/bin/sh\necho ready\nsleep 30\n", tmp_path, stdout=out,
+                               stderr=out, **common))
+        wait_for_text(tmp_path / f"o{key}", "ready\n")
+    assert agent.request({"op": "cancel", "key": "22.0"})["ok"]
+    assert agent.request({"op": "cancel", "key": "23.1", "signal": 9, "requeue": True})["ok"]
+    for key in ("21.0", "22.0", "23.1"):
+        agent.ended(key)
+    stamp = r"CANCELLED AT \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+    assert re.fullmatch(rf"slurmstepd-n1: error: \*\*\* JOB 21 ON n1 {stamp} DUE TO TIME LIMIT "
+                        r"\*\*\*\n", (tmp_path / "e21").read_text())
+    assert re.fullmatch(rf"ready\nslurmstepd-n1: error: \*\*\* JOB 22 ON n1 {stamp} \*\*\*\n",
+                        (tmp_path / "o22.0").read_text())
+    assert re.fullmatch(rf"ready\nslurmstepd-n1: error: \*\*\* JOB 23 ON n1 {stamp} DUE TO JOB "
+                        r"REQUEUE \*\*\*\n", (tmp_path / "o23.1").read_text())
 
 
 def test_signal_op_reaches_trap(agent: AgentClient, tmp_path: Path) -> None:

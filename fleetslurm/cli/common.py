@@ -19,16 +19,27 @@ def client():
     return ensure_controller(str(path) if path else None)
 
 
+#: messages SLURM prints without the command's name: the API's errors and
+#: parse_time's complaint
+_BARE = ("slurm_load_jobs error:", "Invalid time specification")
+
+
 def warn(prog: str, message: str) -> None:
-    for line in message.splitlines() or [""]:
-        if line.startswith("slurm_load_jobs error:"):
-            sys.stderr.write(line + "\n")  # SLURM prints API errors bare
+    """Write ``message`` to stderr as SLURM's commands do, line by line; a
+    message that ends with a newline ends with an empty line (squeue's
+    "Valid job states include: ...\n")."""
+    blank = message.endswith("\n")
+    for line in (message[:-1] if blank else message).split("\n"):
+        if line.startswith(_BARE):
+            sys.stderr.write(line + "\n")  # SLURM prints these bare
         elif line.startswith(f"{prog}: "):
             sys.stderr.write(line + "\n")
-        elif line.startswith("error: "):
+        elif line.startswith(("error: ", "fatal: ")):
             sys.stderr.write(f"{prog}: {line}\n")
         else:
             sys.stderr.write(f"{prog}: error: {line}\n")
+    if blank:
+        sys.stderr.write("\n")
 
 
 def die(prog: str, message: str, code: int = 1) -> NoReturn:

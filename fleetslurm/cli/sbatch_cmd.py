@@ -45,6 +45,19 @@ def read_script(path: str | None) -> tuple[str, str]:
     return text, name
 
 
+def command_text(positionals: list[str]) -> str:
+    """scontrol's Command for a script file: the path as given when it
+    starts with ``/`` or ``.``, else joined to the working directory (as
+    sbatch 22.05 finds it), then the script's arguments; standard input has
+    none."""
+    if not positionals:
+        return ""
+    path = positionals[0]
+    if not path.startswith(("/", ".")):
+        path = os.path.join(os.getcwd(), path)
+    return " ".join([path, *positionals[1:]])
+
+
 def main(argv: list[str]) -> int:
     from ..slurm.option_env import sbatch_options
     from ..slurm.options import SBATCH, parse_args
@@ -75,9 +88,9 @@ def main(argv: list[str]) -> int:
     with client() as c:
         reply = c.call("submit", options=opts, script=script, script_args=script_args,
                        env=dict(os.environ), cwd=os.getcwd(), submit_host=socket.gethostname(),
-                       script_name=name, uid=os.getuid(),
-                       command=os.path.abspath(positionals[0]) if positionals and wrap is None
-                       else "")
+                       script_name=name, uid=os.getuid(), gid=os.getgid(),
+                       prio_process=os.getpriority(os.PRIO_PROCESS, 0),
+                       command=command_text(positionals) if wrap is None else "")
     job_id = reply["job_id"]
     if opts.get("parsable"):
         if opts.get("clusters"):

@@ -60,7 +60,7 @@ def _main(argv: list[str]) -> int:
     from .common import client
 
     if cmd == "show":
-        return _show(rest)
+        return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
         with client() as c:
@@ -97,7 +97,7 @@ def _main(argv: list[str]) -> int:
     raise UsageError(f'invalid keyword: {args[0]}', prog=PROG)
 
 
-def _show(rest: list[str]) -> int:
+def _show(rest: list[str], one_liner: bool = False) -> int:
     from ..slurm import scontrol_fmt
     from .common import client
 
@@ -107,14 +107,15 @@ def _show(rest: list[str]) -> int:
     now = time.time()
     with client() as c:
         if what in ("job", "jobs", "jobid"):
-            query: dict = {"steps": True}
+            # a pending array is one record (ArrayTaskId=0-9%4), as in SLURM
+            query: dict = {"steps": True, "group_arrays": True}
             if name:
                 query["ids"] = [name]
             else:
                 query["squeue"] = True
                 query["states"] = "all"
             # rendered by the controller: a finished 100,000-task array is text here
-            reply = c.call("show_jobs", now=now, **query)
+            reply = c.call("show_jobs", now=now, one_liner=one_liner, **query)
             if not reply["count"]:
                 if name:
                     raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
@@ -131,19 +132,31 @@ def _show(rest: list[str]) -> int:
                 wanted = set(expand(name))
                 nodes = [n for n in nodes if n["name"] in wanted]
                 if not nodes:
-                    raise InvalidJobId(f"Node {name} not found")
-            sys.stdout.write("\n".join(scontrol_fmt.show_node(n, now) for n in nodes) + "\n")
+                    # scontrol 22.05 says this on stdout (and exits 1)
+                    sys.stdout.write(f"Node {name} not found\n")
+                    return 1
+            sys.stdout.write("".join(scontrol_fmt.show_node(n, now, one_liner=one_liner)
+                                     for n in nodes))
             return 0
         if what in ("partition", "partitions"):
-            parts = c.call("nodes")["partitions"]
+            reply = c.call("nodes")
+            parts = reply["partitions"]
             if name:
                 parts = [p for p in parts if p["name"] == name]
                 if not parts:
-                    raise InvalidJobId(f"Partition {name} not found")
-            sys.stdout.write("\n".join(scontrol_fmt.show_partition(p) for p in parts) + "\n")
+                    sys.stdout.write(f"Partition {name} not found\n")
+                    return 1
+            sys.stdout.write("".join(scontrol_fmt.show_partition(p, nodes=reply["nodes"],
+                                                                 one_liner=one_liner)
+                                     for p in parts))
             return 0
         if what == "config":
             items = c.call("config")
-            sys.stdout.write(scontrol_fmt.show_config([tuple(i) for i in items], now=now))
+            import socket
+
+            # SLURM ends with where its controller runs: here, this host
+            footer = [f"Slurmctld(primary) at {socket.gethostname()} is UP"]
+            sys.stdout.write(scontrol_fmt.show_config([tuple(i) for i in items], now=now,
+                                                      footer=footer))
             return 0
     raise UsageError(f"invalid entity:{rest[0]} for keyword:show", prog=PROG)

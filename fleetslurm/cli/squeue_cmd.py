@@ -30,7 +30,7 @@ def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
                 "Valid job states include: PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,"
                 "TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,OUT_OF_MEMORY,COMPLETING,"
                 "CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,"
-                "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED", prog=prog) from None
+                "SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED\n", prog=prog) from None
     return out
 
 

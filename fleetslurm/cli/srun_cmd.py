@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,6 +92,14 @@ def run_step(opts: dict, command: list[str]) -> int:
         raise UsageError(f'Invalid numeric value "{ntasks}" for --ntasks.', prog=PROG)
     step = _next_step_id(job_id)
     node = env.get("SLURMD_NODENAME", "localhost")
+    umask = os.umask(0)
+    os.umask(umask)
+    # as srun 22.05 sets them for each task (a step on one node: cyclic for
+    # one task, block for more)
+    step_env = {"SLURM_UMASK": "%04o" % umask, "SLURM_GTIDS": ",".join(map(str, range(ntasks))),
+                "SLURM_DISTRIBUTION": "cyclic" if ntasks == 1 else "block"}
+    if env.get("SLURM_JOB_CPUS_PER_NODE"):
+        step_env["SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0"] = env["SLURM_JOB_CPUS_PER_NODE"]
     procs: list[subprocess.Popen] = []
     files = []
     for rank in range(ntasks):
@@ -98,10 +107,12 @@ def run_step(opts: dict, command: list[str]) -> int:
                     SLURM_STEP_ID=str(step), SLURM_STEPID=str(step),
                     SLURM_NTASKS=str(ntasks), SLURM_NPROCS=str(ntasks),
                     SLURM_STEP_NUM_TASKS=str(ntasks), SLURM_STEP_NUM_NODES="1",
-                    SLURM_STEP_NODELIST=node, SLURM_STEP_TASKS_PER_NODE=str(ntasks))
+                    SLURM_STEP_NODELIST=node, SLURM_STEP_TASKS_PER_NODE=str(ntasks), **step_env)
         if opts.get("cpus_per_task"):
             tenv["SLURM_CPUS_PER_TASK"] = str(opts["cpus_per_task"])
-        fields = dict(job_id=int(job_id), step_id=step, task_id=rank, node=node,
+        # %N is the host's own name, as slurmstepd expands it
+        fields = dict(job_id=int(job_id), step_id=step, task_id=rank,
+                      node=socket.gethostname(),
                       user=env.get("SLURM_JOB_USER", ""),
                       job_name=env.get("SLURM_JOB_NAME", ""),
                       array_job_id=int(env["SLURM_ARRAY_JOB_ID"])

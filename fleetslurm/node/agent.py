@@ -107,6 +107,23 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def write_note(path: str, node: str, job_id: str, why: str) -> None:
+    """Append slurmstepd's line for a job it ends to the job's stderr:
+    ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``."""
+    line = "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
+        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return
+    try:
+        write_all(fd, line.encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def read_small(path: str) -> bytes:
     """Contents of a small file via raw fds.
 
@@ -417,6 +434,9 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     out["stdin"] = _text(spec.get("stdin") or "/dev/null", "spec.stdin")
     out["stdout"] = _text(spec.get("stdout") or "/dev/null", "spec.stdout")
     out["stderr"] = _text(spec.get("stderr") or out["stdout"], "spec.stderr")
+    # named in slurmstepd's "*** JOB 12 ON node01 CANCELLED AT ... ***" line
+    out["node"] = _text(spec.get("node") or os.uname().nodename, "spec.node")
+    out["job_id"] = _text(str(spec.get("job_id") or ""), "spec.job_id")
     mode = spec.get("open_mode") or "truncate"
     if mode not in _OPEN_MODES:
         raise ValueError("spec.open_mode must be one of %s, got %r" % (", ".join(_OPEN_MODES), mode))
@@ -783,6 +803,8 @@ class Supervisor:
                     pass
             if t_limit is not None and now >= t_limit:
                 t_limit = None
+                if self.reason is None:
+                    self.note(" DUE TO TIME LIMIT")
                 self.set_reason("TIMEOUT")
                 self.kill(signal.SIGCONT)
                 self.kill(signal.SIGTERM)
@@ -852,6 +874,11 @@ class Supervisor:
             return (None,)
         return (int(text),) if text.isdigit() else None
 
+    def note(self, why: str) -> None:
+        """slurmstepd's line in the job's stderr when it ends the job."""
+        write_note(self.spec["stderr"], self.spec["node"],
+                   self.spec["job_id"] or self.key.split(".")[0], why)
+
     def set_reason(self, reason: str) -> None:
         """Record why we ended the job; the first reason wins."""
         if self.reason is None:
@@ -864,10 +891,13 @@ class Supervisor:
                 text = f.read().strip()
         except OSError:
             return t_kill
+        words = text.split()
         try:
-            signum = int(text or signal.SIGTERM)
+            signum = int(words[0]) if words else signal.SIGTERM
         except ValueError:
             signum = signal.SIGTERM
+        if self.reason is None and "noted" not in words[1:]:
+            self.note(" DUE TO JOB REQUEUE" if "requeue" in words[1:] else "")
         self.set_reason("CANCELLED")
         self.kill(signal.SIGCONT)
         self.kill(signum)
@@ -1010,7 +1040,7 @@ class Job:
     """The agent's view of one job directory."""
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
-                 "result", "emitted", "launch_fd", "waiters", "inline")
+                 "result", "emitted", "launch_fd", "waiters", "inline", "note")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -1027,6 +1057,8 @@ class Job:
         self.waiters: List[Any] = []       # request ids awaiting `started`
         #: (stdout path, stderr path, byte limit): send small output with `ended`
         self.inline: Optional[Tuple[str, str, int]] = None
+        #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
+        self.note: Optional[Tuple[str, str, str]] = None
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
@@ -1056,6 +1088,7 @@ class Agent:
         self.inbuf = b""
         self.outbuf: List[bytes] = []
         self.gpus: Optional[List[Dict[str, Any]]] = None
+        self.since = time.time()  # scontrol's SlurmdStartTime
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -1379,7 +1412,9 @@ class Agent:
             "free_mem_mb": mem.get("MemAvailable", mem.get("MemFree", 0)) // 1024,
             "load1": os.getloadavg()[0], "gpus": self.gpus,
             "python": "%d.%d.%d" % sys.version_info[:3],
-            "os": "%s %s" % (uname.sysname, uname.release), "arch": uname.machine,
+            # what slurmd reports: "Linux 6.1.0-13-amd64 #1 SMP PREEMPT_DYNAMIC ..."
+            "os": "%s %s %s" % (uname.sysname, uname.release, uname.version),
+            "arch": uname.machine, "started": self.since,
             "boot_time": _boot_time(), "workdir": self.workdir, "disk_free_mb": disk_free,
             "workdir_writable": os.access(self.jobs_dir, os.W_OK | os.X_OK), "uid": os.getuid(),
         }
@@ -1466,6 +1501,7 @@ class Agent:
         job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
         if spec.get("inline_output"):
             job.inline = (spec["stdout"], spec["stderr"], int(spec["inline_output"]))
+        job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0])
         job.sup_pid = pid
         job.launch_fd = pipe[0]
         job.waiters.append(rid)
@@ -1556,7 +1592,16 @@ class Agent:
             return
         # The supervisor does the killing (it owns the kill_wait timer); we only
         # leave the request where it looks and wake it up.
-        err = self.tell_supervisor(job, CANCEL_FILE, str(signum))
+        # slurmstepd's line goes into the job's output now, before whatever the
+        # controller sends next (a requeued job's next run) can write there
+        words = [str(signum)]
+        if req.get("requeue"):
+            words.append("requeue")
+        if job.note is not None and job.result is None and not os.path.exists(
+                os.path.join(job.dir, CANCEL_FILE)):
+            write_note(*job.note, " DUE TO JOB REQUEUE" if req.get("requeue") else "")
+            words.append("noted")
+        err = self.tell_supervisor(job, CANCEL_FILE, " ".join(words))
         self.send({"ev": "cancelling", "re": rid, "key": job.key, "ok": err is None, "error": err})
 
     @staticmethod

@@ -16,7 +16,7 @@ from fleetslurm.model import JobRecord, NodeRecord
 
 __all__ = ["Item", "parse_items", "format_warnings", "print_str", "join_items",
            "convert_whole", "null_str", "features", "PENDING_LIKE", "RUNNING_LIKE",
-           "NO_VAL_SECS", "run_time", "end_time", "job_id"]
+           "NO_VAL_SECS", "run_time", "start_time", "end_time", "job_id"]
 
 PENDING_LIKE = frozenset({"PENDING", "REQUEUE_HOLD"})
 RUNNING_LIKE = frozenset({"RUNNING", "COMPLETING", "SUSPENDED"})
@@ -147,11 +147,24 @@ def run_time(job: JobRecord, now: float) -> int:
     return max(0, int(end - start))
 
 
+def start_time(job: JobRecord) -> Optional[float]:
+    """When the job started; for a pending job held back by ``--begin``, the
+    begin time (SLURM shows it as the expected start)."""
+    start = job.get("start_time")
+    if start or job.get("state") not in PENDING_LIKE or job.get("reason") == "JobHeldUser":
+        return start
+    begin = job.get("begin_time")
+    return begin if begin and begin > (job.get("submit_time") or 0) else None
+
+
 def end_time(job: JobRecord, now: float) -> Optional[float]:
     """SLURM gives a started, unfinished job end = start + limit (no limit:
-    ``now`` + a year, which squeue prints as ``NONE``, scontrol as ``Unknown``)."""
-    end, start = job.get("end_time"), job.get("start_time")
-    if end or not start or job.get("state") in PENDING_LIKE:
+    ``now`` + a year, which squeue prints as ``NONE``, scontrol as
+    ``Unknown``); a pending job with an expected start likewise."""
+    end, start = job.get("end_time"), start_time(job)
+    if end or not start:
+        return end
+    if job.get("state") in PENDING_LIKE and not job.get("begin_time"):
         return end
     limit = job.get("time_limit")
     return start + limit * 60 if limit is not None else now + NO_VAL_SECS

@@ -161,15 +161,20 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     else:
         spec["nice"] = 100 if nice is True else 0
     begin = opts.get("begin")
+    if begin is not None and not str(begin).strip():
+        raise UsageError("Invalid --begin specification", prog="sbatch", code=255)
     try:
         spec["begin_time"] = parse_datetime(str(begin), now) if begin else None
-    except InvalidValue:
-        raise UsageError("Invalid --begin specification", prog="sbatch", code=255) from None
+    except InvalidValue as exc:
+        # parse_time's own line comes first, bare: "Invalid time specification (pos=0): x"
+        raise UsageError(f"{exc}\nInvalid --begin specification", prog="sbatch",
+                         code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
     om = opts.get("open_mode")
     if om is not None and str(om) not in ("append", "truncate", "a", "t"):
         raise UsageError("Invalid --open-mode specification", prog="sbatch", code=255)
     spec["open_mode"] = "append" if str(om or "").startswith("a") else "truncate"
+    spec["open_mode_set"] = om is not None
     array = opts.get("array")
     spec["array"] = str(array) if array is not None else None
     kill = opts.get("kill_on_invalid_dep")
@@ -211,6 +216,10 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     for key in ("qos", "wckey", "reservation", "mail_user", "clusters", "ntasks_per_gpu"):
         spec[key] = str(opts.get(key) or "")
     mt = opts.get("mail_type")
+    for value in (mt if isinstance(mt, list) else [mt] if mt is not None else []):
+        # parse_mail_type: unknown words are skipped, but one known word is needed
+        if not any(w.upper() in _MAIL_TYPES for w in str(value).split(",")):
+            raise UsageError("Invalid --mail-type specification", prog="sbatch", code=255)
     spec["mail_type"] = ",".join(mt) if isinstance(mt, list) else str(mt or "")
     spec["export"] = str(opts.get("export") or "ALL")
     spec["argv"] = list(script_args)
@@ -238,6 +247,12 @@ def _hosts(v: Any) -> list[str]:
     return out
 
 
+_LOGIN_VARS = ("HOME", "USER", "LOGNAME", "SHELL", "MAIL")
+_MAIL_TYPES = frozenset({"NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND",
+                         "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80",
+                         "TIME_LIMIT_50", "ARRAY_TASKS"})
+
+
 def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
     """SLURM's --export: ALL (default), NONE, or [ALL,]VAR[=value],..."""
     # the submitter's own SLURM_* variables must not leak into a nested job
@@ -246,6 +261,9 @@ def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
     base: dict[str, str] = {}
     if not items or items[0].upper() == "ALL" or "ALL" in (i.upper() for i in items):
         base = dict(clean)
+    else:
+        # SLURM loads the user's login environment instead (--get-user-env)
+        base = {k: env[k] for k in _LOGIN_VARS if k in env}
     for item in items:
         if item.upper() in ("ALL", "NONE", "NIL"):
             continue
@@ -280,10 +298,26 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
         "SLURM_GTIDS": "0",
         "SLURM_JOB_UID": str(uid), "SLURM_JOB_USER": user,
-        "SLURM_JOB_ACCOUNT": str(spec.get("account") or ""),
-        "SLURM_JOB_QOS": str(spec.get("qos") or "normal"),
+        "SLURM_JOB_GID": str(spec.get("gid", uid)),
+        "SLURM_PRIO_PROCESS": str(spec.get("prio_process") or 0),
+        "SLURM_NODE_ALIASES": "(null)",
+        "SLURM_TOPOLOGY_ADDR": node, "SLURM_TOPOLOGY_ADDR_PATTERN": "node",
+        "HOSTNAME": node,
         "ENVIRONMENT": "BATCH",
     }
+    # no accounting database: SLURM sets SLURM_JOB_QOS only with one, and
+    # SLURM_JOB_ACCOUNT only for a job that has an account
+    if spec.get("account"):
+        s["SLURM_JOB_ACCOUNT"] = str(spec["account"])
+    if spec.get("open_mode_set"):
+        s["SLURM_OPEN_MODE"] = "a" if spec.get("open_mode") == "append" else "t"
+    export = str(spec.get("export") or "ALL")
+    if export.upper() != "ALL":
+        s["SLURM_EXPORT_ENV"] = export
+        s["SLURM_GET_USER_ENV"] = "1"
+        env.setdefault("USER", user)  # part of the login environment SLURM loads
+        env.setdefault("LOGNAME", user)
+    env.setdefault("TMPDIR", "/tmp")
     if array:
         s["SLURM_ARRAY_JOB_ID"] = str(array["job_id"])
         s["SLURM_ARRAY_TASK_ID"] = str(array["task_id"])

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from fleetslurm.model import JobRecord, NodeRecord, PartitionRecord
 from fleetslurm.slurm.fmt_common import (PENDING_LIKE, convert_whole, end_time, features, null_str,
-                                         run_time)
+                                         run_time, start_time)
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_hms, format_limit_hms
 
@@ -56,6 +56,36 @@ def _job_tres(job: JobRecord) -> str:
     if job.get("gpus"):
         parts.append(f"gres/gpu={job.get('gpus')}")
     return ",".join(parts)
+
+
+#: what ``%a`` gives outside an array task (SLURM's NO_VAL)
+_NO_VAL = 4294967294
+
+
+def _std_path(job: JobRecord, which: str) -> str:
+    """StdOut/StdErr as scontrol 22.05 prints them (``_fname_format`` in
+    src/api/job_info.c): the job's pattern with only ``%A %a %j %u %x``
+    replaced, each everywhere in turn (no ``%%``, no padding, no ``%N``,
+    backslashes kept), joined to the working directory. Without a pattern
+    in the record: the expanded path it holds."""
+    pattern = job.get(f"{which}_pattern") or job.get("stdout_pattern")  # type: ignore[misc]
+    if not pattern:
+        return str(job.get(which) or job.get("stdout") or "")
+    array_task = job.get("array_task_id")
+    in_array = array_task is not None or bool(job.get("array_task_str"))
+    values = {
+        "%A": job.get("array_job_id") if in_array else job.get("job_id"),
+        "%a": _NO_VAL if array_task is None else array_task,
+        "%j": job.get("job_id"),
+        "%u": job.get("user", ""),
+        "%x": job.get("name", ""),
+    }
+    text = str(pattern)
+    for code, value in values.items():
+        text = text.replace(code, str(value))
+    if text.startswith("/"):
+        return text
+    return f"{job.get('workdir', '')}/{text}"
 
 
 def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
@@ -100,7 +130,7 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
     ]
     end = end_time(job, now)
     end_text = "Unknown" if job.get("time_limit") is None and end and end > now else format_datetime(end)
-    lines.append(f"StartTime={format_datetime(job.get('start_time'))} EndTime={end_text} Deadline=N/A")
+    lines.append(f"StartTime={format_datetime(start_time(job))} EndTime={end_text} Deadline=N/A")
     sched_eval = job.get("last_sched_eval") or job.get("start_time") or job.get("submit_time")
     lines.append(f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={format_datetime(sched_eval)} "
                  "Scheduler=Main")
@@ -131,9 +161,9 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
     lines.append(f"WorkDir={job.get('workdir', '')}")
     if job.get("comment"):
         lines.append(f"Comment={job.get('comment')} ")
-    lines.append(f"StdErr={job.get('stderr') or job.get('stdout', '')}")
+    lines.append(f"StdErr={_std_path(job, 'stderr')}")
     lines.append(f"StdIn={job.get('stdin') or '/dev/null'}")
-    lines.append(f"StdOut={job.get('stdout', '')}")
+    lines.append(f"StdOut={_std_path(job, 'stdout')}")
     lines.append("Power=")
     if job.get("tres_per_job"):
         lines.append(f"TresPerJob={job.get('tres_per_job')}")

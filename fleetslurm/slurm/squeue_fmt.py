@@ -29,11 +29,12 @@ from typing import Callable, Optional
 from fleetslurm.model import JobRecord
 from fleetslurm.slurm.fmt_common import (NO_VAL_SECS, PENDING_LIKE, Item, convert_whole, end_time,
                                          format_warnings, join_items, job_id, null_str,
-                                         parse_items, print_str, run_time)
+                                         parse_items, print_str, run_time, start_time)
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_squeue_time
 
-__all__ = ["DEFAULT_FORMAT", "Item", "parse_format", "format_warnings", "render"]
+__all__ = ["DEFAULT_FORMAT", "Item", "parse_format", "format_warnings", "render",
+           "default_sort_key"]
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 
@@ -169,7 +170,7 @@ _FIELDS: dict[str, "tuple[str, bool, _Value]"] = {
     "P": ("PARTITION", True, _c(lambda j: j.get("partition", ""))),
     "Q": ("PRIORITY", True, _c(lambda j: j.get("priority") or 0)),
     "R": ("NODELIST(REASON)", False, _reason_list),
-    "S": ("START_TIME", True, lambda j, now: (_fmt_ts(j.get("start_time")), True)),
+    "S": ("START_TIME", True, lambda j, now: (_fmt_ts(start_time(j)), True)),
     "T": ("STATE", True, _c(lambda j: j.get("state", ""))),
     "U": ("UID", True, _c(lambda j: j.get("uid", 0))),
     "V": ("SUBMIT_TIME", True, lambda j, now: (_fmt_ts(j.get("submit_time")), True)),
@@ -185,6 +186,16 @@ _STATE_CODES = {
     "OUT_OF_MEMORY": "OOM", "PREEMPTED": "PR", "SUSPENDED": "S",
     "REQUEUED": "RQ", "REQUEUE_HOLD": "RH", "BOOT_FAIL": "BF", "DEADLINE": "DL",
 }
+
+
+def default_sort_key(job: JobRecord) -> tuple:
+    """squeue's default order ``P,t,-p`` (src/squeue/sort.c): partition name,
+    then the short state name *as text* (CD < CG < F < PD < R < TO), then
+    priority, highest first. SLURM leaves ties in its controller's list
+    order, newest job first; here: the newest job (highest id) first."""
+    state = job.get("state", "")
+    return (job.get("partition", ""), _STATE_CODES.get(state, state),
+            -(job.get("priority") or 0), -(job.get("job_id") or 0))
 
 
 def _cell(it: Item, job: Optional[JobRecord], now: float) -> str:
