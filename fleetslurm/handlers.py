@@ -48,7 +48,9 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
 def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
     """The submit-host paths SLURM's patterns give for stdout and stderr."""
     spec = job["spec"]
-    array = task["array_index"] is not None
+    # an array's record for its tasks not started yet is an array job too
+    # (SLURM shows its StdOut with %a as NO_VAL: slurm-A_4294967294.out)
+    array = task["array_index"] is not None or task.get("array_pending") is not None
     default = "slurm-%A_%a.out" if array else "slurm-%j.out"
     fields = dict(job_id=task["task_id"],
                   array_job_id=job["job_id"] if array else None,

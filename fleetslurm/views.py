@@ -84,7 +84,8 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "stderr": task["stderr"] or "",
         # the patterns as given: scontrol shows them half expanded, as SLURM does
         "stdout_pattern": spec.get("output") or (
-            "slurm-%A_%a.out" if task["array_index"] is not None else "slurm-%j.out"),
+            "slurm-%A_%a.out" if task["array_index"] is not None
+            or task.get("array_pending") is not None else "slurm-%j.out"),
         "stderr_pattern": spec.get("error"),
         "stdin": spec.get("input") or "/dev/null",
         "command": spec.get("command", ""),
