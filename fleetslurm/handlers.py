@@ -60,6 +60,26 @@ def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
             posixpath.join(wd, err) if not err.startswith("/") else err)
 
 
+def _on_this_host(ctl: "Controller", node: str, transport: object) -> bool:
+    """Whether a job on ``node`` runs on the controller's host as its user (the
+    local transport, or SSH to a loopback address as ourselves): there the
+    controller's shims and socket are reachable from inside the job."""
+    if type(transport).__name__ == "LocalTransport":
+        return True
+    import getpass
+    import ipaddress
+
+    m = ctl.config.machines[node]
+    if m.ssh_user not in (None, getpass.getuser()):
+        return False
+    if m.address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(m.address).is_loopback
+    except ValueError:
+        return False  # a host name: not resolved here (no DNS on the launch path)
+
+
 def launch(ctl: "Controller", task: dict, now: float) -> None:
     job = ctl.store.job(task["job_id"])
     assert job is not None
@@ -84,9 +104,15 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
         user=job["user"], uid=job["uid"], array=array, restart_count=task["restart_count"],
         name=task["req"]["name"])
-    if type(transport).__name__ == "LocalTransport":
-        # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol requeue)
+    if _on_this_host(ctl, node, transport):
+        # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol
+        # requeue), talking to this controller
         env["PATH"] = f"{ctl.paths.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["FLEETSLURM_HOME"] = str(ctl.paths.home)
+        env["FLEETSLURM_CONTROLLER_HOST"] = "1"
+    else:
+        # elsewhere a command in the job must not start a controller of its own
+        env.pop("FLEETSLURM_CONTROLLER_HOST", None)
     limit = task["req"]["time_limit"]
     mem = task["req"]["mem_mb"] or None
     agent_spec = {
@@ -100,6 +126,8 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "stdout": node_out,
         "stderr": node_err,
         "stdin": spec.get("input") or "/dev/null",
+        # srun outside an allocation streams its stdin to the job (ops_steps.op_stdin)
+        "stdin_stream": bool(spec.get("stdin_stream")),
         "open_mode": "append" if (spec.get("open_mode") == "append"
                                   or task["restart_count"] > 0) else "truncate",
         "time_limit_s": None if limit is None else int(limit) * 60,
@@ -166,6 +194,10 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
         launch_failed(ctl, name, str(msg.get("key")), str(msg.get("error") or ""), now)
+    elif ev == "stdin":
+        # how much of srun's standard input reached the job (see ops_steps.op_stdin)
+        ctl.stdin_acks[str(msg.get("key"))] = (int(msg.get("written") or 0),
+                                               bool(msg.get("closed")))
     elif ev == "error":
         ctl.log(f"node {name}: agent error: {msg.get('error')}")
 
@@ -367,9 +399,11 @@ def collect_output(ctl: "Controller", task: dict, node: str,
 
 # -- failures and requeue ---------------------------------------------------------
 def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool = False,
-                 state_note: str = "REQUEUED") -> None:
+                 state_note: str = "REQUEUED", signal: int = 9) -> None:
+    """Back to PENDING under the same id; a live run gets ``signal`` (SIGTERM:
+    SIGKILL follows after KillWait)."""
     if task["state"] in _LIVE and task["run_key"]:
-        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9})
+        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": signal})
         step = ctl.store.step(task["run_key"])
         if step and step["end_time"] is None:
             ctl.store.update_step(task["run_key"], state=state_note, end_time=now)

@@ -13,6 +13,8 @@ from .errors import AccessDenied, InvalidJobId, SubmitError, UsageError
 from .model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from .scheduler import JobEnded, JobHeld, JobRequest, JobReleased, JobSubmitted, JobUpdated
 from .views import user_name
+# srun's requests (steps, standard input) live in their own module
+from .ops_steps import op_step_begin, op_step_end, op_stdin  # noqa: F401
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -45,6 +47,10 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     name = spec["name"] or args.get("script_name") or "sbatch"
     spec["name"] = name
     spec["command"] = args.get("command") or ""
+    if args.get("srun"):
+        # srun outside an allocation: no batch step of its own, stdin streamed
+        spec["srun_job"] = True
+        spec["stdin_stream"] = bool(args.get("stdin_stream"))
     indices: list[int] = []
     if spec["array"] is not None:
         try:
@@ -259,9 +265,13 @@ def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
 
 
 def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    """scontrol hold/uhold. As SLURM 22.05: a running job is left alone (exit
+    0), a finished one is an error."""
     for task, job in _each(ctl, args, uid):
+        if task["state"] not in _ACTIVE:
+            raise errors.JobError(f"Job has already finished for job {_shown_id(task, job)}")
         if task["state"] != "PENDING":
-            raise errors.JobError("Job is no longer pending execution")
+            continue
         ctl.store.update_task(task["task_id"], held=1)
         ctl.store.log(task["task_id"], now, "hold", f"by {uid}")
         if task["task_id"] in ctl._fed:
@@ -271,6 +281,8 @@ def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     for task, job in _each(ctl, args, uid):
+        if task["state"] not in _ACTIVE:
+            raise errors.JobError(f"Job has already finished for job {_shown_id(task, job)}")
         if task["state"] != "PENDING":
             continue
         ctl.store.update_task(task["task_id"], held=0)
@@ -281,89 +293,114 @@ def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 
 def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    """scontrol requeue / requeuehold: the job goes back to PENDING under the
+    same id (its restart count up). As SLURM does, a running job's processes
+    get SIGTERM, then SIGKILL after KillWait, and the job may start again only
+    after that (reason BeginTime meanwhile); whatever the old run then exits
+    with is not its result."""
     from .handlers import requeue_task
 
     hold = bool(args.get("hold"))
     for task, job in _each(ctl, args, uid):
+        shown = _shown_id(task, job)
         if task["state"] == "PENDING":
-            raise errors.JobError("Job is pending execution")
+            raise errors.JobError(f"Job is pending execution for job {shown}")
         if not job["spec"].get("requeue", True):
-            raise errors.JobError("Requested operation is presently disabled")
-        requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold)
+            raise errors.JobError(f"Requested operation is presently disabled for job {shown}")
+        live = task["state"] == "RUNNING"
+        requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold,
+                     signal=15 if live else 9)
+        if live:
+            begin = now + ctl.config.kill_wait + 1
+            fresh = ctl.store.task(task["task_id"])
+            ctl.store.update_task(task["task_id"], req={**fresh["req"], "begin_time": begin})
+            if task["task_id"] in ctl._fed:
+                ctl.emit(JobUpdated(task["task_id"], begin_time=begin))
     return {}
 
 
 # -- update ----------------------------------------------------------------------
-_JOB_FIELDS = {
-    "timelimit": "time_limit", "jobname": "name", "name": "name", "comment": "comment",
-    "nice": "nice", "dependency": "dependency", "starttime": "begin_time",
-    "partition": "partition", "features": "constraint", "excnodelist": "exclude",
-    "reqnodelist": "nodelist", "numcpus": "cpus", "minmemorynode": "mem_mb",
-}
-
-
 def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    from .slurm.units import parse_datetime, parse_mem, parse_time_limit
+    """``scontrol update JobId=N KEY=VALUE...``: TimeLimit, Partition, Nice,
+    Dependency, StartTime, JobName, Comment... (slurm/job_update.py), with
+    SLURM's refusals: a running job takes only some keys, a finished one none,
+    only root raises a running job's limit or lowers nice below 0."""
+    from .slurm.job_update import RUNNING_OK, SPEC_FIELDS, check_dependency, parse_job_update
 
     fields: dict[str, str] = dict(args.get("fields") or {})
-    changes: dict[str, Any] = {}
-    comment = None
-    for key, value in fields.items():
-        dest = _JOB_FIELDS.get(key.lower())
-        if dest is None:
-            raise UsageError(f"Update of this parameter is not supported: {key}={value}",
-                             prog="scontrol")
+    changes = parse_job_update(fields, now)
+    texts = [str(t) for t in args.get("ids") or []]
+    if not texts:
+        raise UsageError("No job identification provided", prog="scontrol")
+    for text in texts:
         try:
-            if dest == "time_limit":
-                changes[dest] = parse_time_limit(value)
-            elif dest in ("nice", "cpus"):
-                changes[dest] = int(value)
-            elif dest == "mem_mb":
-                changes[dest] = parse_mem(value)
-            elif dest == "begin_time":
-                changes[dest] = parse_datetime(value, now)
-            elif dest in ("exclude", "nodelist"):
-                from .slurm.hostlist import expand
-
-                changes[dest] = expand(value) if value else []
-            elif dest == "comment":
-                comment = value
-            else:
-                changes[dest] = value
-        except (errors.InvalidValue, ValueError):
-            raise UsageError(f"Invalid {key} specification: {value}", prog="scontrol") from None
-    if "partition" in changes and changes["partition"] not in ctl.config.partitions:
-        raise SubmitError("Invalid partition name specified")
-    for task, job in _each(ctl, args, uid):
-        if task["state"] not in _ACTIVE:
-            raise errors.JobError("Job is no longer pending execution")
-        running = task["state"] in _LIVE
-        if running and set(changes) - {"time_limit", "name", "nice"}:
-            raise errors.JobError("Job is no longer pending execution")
-        if changes.get("nice", 0) < 0 and uid != 0:
-            raise AccessDenied(f"Access/permission denied for job {task['task_id']}")
-        if running and "time_limit" in changes and uid != 0:
-            old = task["req"]["time_limit"]
-            new = changes["time_limit"]
-            if new is None or (old is not None and new > old):
-                raise AccessDenied("Access/permission denied")
-        req = dict(task["req"])
-        req.update(changes)
-        ctl.store.update_task(task["task_id"], req=req)
-        if comment is not None:
-            spec = dict(job["spec"])
-            spec["comment"] = comment
-            ctl.store.set_job_spec(job["job_id"], spec)
-        ctl.store.log(task["task_id"], now, "update", repr(fields))
-        sched_changes = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
-                         for k, v in changes.items()}
-        if sched_changes and task["task_id"] in ctl._fed:
-            ctl.emit(JobUpdated(task["task_id"], **sched_changes))
-        if running and "time_limit" in changes:
-            limit = changes["time_limit"]
-            ctl.send(task["node"], {"op": "set_limit", "key": task["run_key"],
-                                    "time_limit_s": None if limit is None else limit * 60})
+            found = find_tasks(ctl.store, text)
+        except InvalidJobId:
+            found = []
+        if not found:
+            raise InvalidJobId(f"{text}: Invalid job id specified" if "_" in text
+                               else f"Invalid job id specified for job {text}")
+        for task in found:
+            _update_task(ctl, task, text, changes, uid, now, RUNNING_OK, SPEC_FIELDS,
+                         check_dependency)
     return {}
+
+
+def _update_task(ctl: "Controller", task: dict, text: str, changes: dict, uid: int,
+                 now: float, running_ok: frozenset, spec_fields: frozenset,
+                 check_dependency: Any) -> None:
+    job = ctl.store.job(task["job_id"])
+    assert job is not None
+    shown = _shown_id(task, job)
+    if uid not in (0, job["uid"]):
+        raise AccessDenied(f"Invalid user id for job {shown}")
+    if task["state"] not in _ACTIVE:
+        raise errors.JobError(f"Job has already finished for job {shown}")
+    running = task["state"] in _LIVE
+    req_changes = {k: v for k, v in changes.items() if k not in spec_fields}
+    if running:
+        if req_changes.get("partition", task["req"]["partition"]) == task["req"]["partition"]:
+            req_changes.pop("partition", None)  # the same partition: nothing to change
+        if set(req_changes) - running_ok:
+            raise errors.JobError(f"Job is no longer pending execution for job {shown}")
+    if "partition" in req_changes:
+        if req_changes["partition"] not in ctl.config.partitions:
+            raise errors.JobError(f"Invalid partition name specified for job {shown}")
+        probe = job_request(task["task_id"], job["user"], task["submit_time"],
+                            {**task["req"], **req_changes}, False)
+        if ctl.sched.can_ever_run(probe) is not None:
+            raise errors.JobError("Requested node configuration is not available "
+                                  f"for job {shown}")
+    if "dependency" in req_changes:
+        try:
+            check_dependency(req_changes["dependency"])
+        except errors.InvalidValue:
+            raise errors.JobError(f"Job dependency problem for job {shown}") from None
+        from .slurm.deps import parse_dependency
+
+        dep = req_changes["dependency"]
+        if dep and task["task_id"] in parse_dependency(dep).job_ids:
+            raise errors.JobError(f"Job dependency problem for job {shown}")
+    if req_changes.get("nice", 0) < 0 and uid != 0:
+        raise AccessDenied(f"Access/permission denied for job {shown}")
+    if running and "time_limit" in req_changes and uid != 0:
+        old, new = task["req"]["time_limit"], req_changes["time_limit"]
+        if new is None or (old is not None and new > old):
+            raise AccessDenied(f"Access/permission denied for job {shown}")
+    if req_changes:
+        ctl.store.update_task(task["task_id"], req={**task["req"], **req_changes})
+    spec_changes = {k: v for k, v in changes.items() if k in spec_fields}
+    if spec_changes:
+        ctl.store.set_job_spec(job["job_id"], {**job["spec"], **spec_changes})
+    ctl.store.log(task["task_id"], now, "update", repr(sorted(changes.items())))
+    sched = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
+             for k, v in req_changes.items()}
+    if sched and task["task_id"] in ctl._fed:
+        ctl.emit(JobUpdated(task["task_id"], **sched))
+    if running and "time_limit" in req_changes:
+        limit = req_changes["time_limit"]
+        ctl.send(task["node"], {"op": "set_limit", "key": task["run_key"],
+                                "time_limit_s": None if limit is None else limit * 60})
 
 
 def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:

@@ -168,8 +168,9 @@ class Queries:
         finished = task["state"] not in _ACTIVE  # type: ignore[index]
         path = task[which]  # type: ignore[index]
         data = b""
-        if task["state"] == "PENDING":  # type: ignore[index]
-            return {"data": "", "offset": offset, "finished": False}
+        if task["state"] == "PENDING" or not path:  # type: ignore[index]
+            # not started (or cancelled before it ever ran): nothing written yet
+            return {"data": "", "data_b64": "", "offset": offset, "finished": finished}
         node = task["node"]  # type: ignore[index]
         transport = self.ctl.transport_for(node) if node in self.ctl.config.machines else None
         if transport is None or transport.shared_fs or (finished and task["collected"]):  # type: ignore[index]
@@ -186,5 +187,11 @@ class Queries:
                 data = transport.get_bytes(remote, offset, 4 * 1024 * 1024)
             except Exception:
                 data = b""
+        if args.get("raw"):
+            # bytes as they are (srun relays binary output): base64 in the JSON
+            import base64
+
+            return {"data_b64": base64.b64encode(data).decode(), "offset": offset + len(data),
+                    "finished": finished}
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}

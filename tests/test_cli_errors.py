@@ -30,7 +30,8 @@ SUBMIT_FAILURES = [
     (["nosuch.sh"], "sbatch: error: Unable to open file nosuch.sh\n", 1),
     (["--wrap", "true", "extra"],
      "sbatch: error: Script arguments not permitted with --wrap option\n", 1),
-    (["--begin=garbage", "--wrap", "true"], "sbatch: error: Invalid --begin specification\n",
+    (["--begin=garbage", "--wrap", "true"],
+     "Invalid time specification (pos=0): garbage\nsbatch: error: Invalid --begin specification\n",
      255),
     (["--signal=FOO@10", "--wrap", "true"], "sbatch: error: Invalid --signal specification\n",
      255),
@@ -115,7 +116,7 @@ def test_scontrol_update_errors(fleet):
     job = fleet.sbatch("--hold", "--wrap", "true")
     proc = fleet.run("scontrol", "update", f"JobId={job}", "Foo=bar")
     assert (proc.returncode, proc.stderr) == (
-        1, "scontrol: error: Update of this parameter is not supported: Foo=bar\n")
+        1, "Update of this parameter is not supported: Foo=bar\nRequest aborted\n")
     proc = fleet.run("scontrol", "update", "NodeName=localhost", "State=DRAIN")
     assert (proc.returncode, proc.stderr) == (
         1, "scontrol: error: You must specify a reason when DOWNING or DRAINING a node. "

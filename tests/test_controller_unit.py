@@ -121,7 +121,9 @@ def test_store_is_wal_and_migrated(tmp_path):
     s.close()
     db = sqlite3.connect(tmp_path / "state.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    from fleetslurm.store import _MIGRATIONS
+
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(_MIGRATIONS)
     db.execute("PRAGMA user_version=99")
     db.commit()
     db.close()

@@ -163,8 +163,10 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     begin = opts.get("begin")
     try:
         spec["begin_time"] = parse_datetime(str(begin), now) if begin else None
-    except InvalidValue:
-        raise UsageError("Invalid --begin specification", prog="sbatch", code=255) from None
+    except InvalidValue as exc:
+        # SLURM prints parse_time's complaint bare, then its own error
+        raise UsageError(f"{exc}\nInvalid --begin specification", prog="sbatch",
+                         code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
     om = opts.get("open_mode")
     if om is not None and str(om) not in ("append", "truncate", "a", "t"):

@@ -280,7 +280,8 @@ def format_rss_kb(kb: int | None) -> str:
 _DELTA_RE = re.compile(
     r"[ \t]*([0-9]+)[ \t]*(seconds?|minutes?|hours?|days?|weeks?)?[ \t]*$", re.I)
 _DELTA_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_NAMED = {"midnight": 0, "noon": 12, "elevenses": 11, "fika": 15, "teatime": 16}
+# SLURM 22.05's names (``elevenses`` came later: 22.05 refuses it)
+_NAMED = {"midnight": 0, "noon": 12, "fika": 15, "teatime": 16}
 _TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?(?:[ \t]*(am|pm))?", re.I)
 _ISO_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
 # one or two digits, taking two whenever there are two (no backtracking: "13" is month 13)
@@ -303,7 +304,7 @@ def parse_datetime(text: str, now: float, past: bool = False) -> float:
     ``now`` as the current time:
     ``YYYY-MM-DD[THH:MM[:SS]]``, ``HH:MM[:SS] [AM|PM]``, ``MMDD[YY]``,
     ``MM/DD[/YY]``, ``MM.DD[.YY]``, ``MM/DD[/YY]-HH:MM[:SS]``, ``today``,
-    ``tomorrow``, ``midnight``, ``noon``, ``elevenses``, ``fika``, ``teatime``,
+    ``tomorrow``, ``midnight``, ``noon``, ``fika``, ``teatime``,
     ``now[{+|-}count[seconds|minutes|hours|days|weeks]]`` (default seconds) and
     ``uts<epoch>``. A time without a date means the next such time (or today
     when ``past``, as sacct asks); a date without a year the next such date (or
