@@ -70,7 +70,7 @@ def parse_job_update(fields: dict[str, str], now: float,
     ``warnings``. Raises UpdateRefused / UsageError with SLURM's text.
     """
     from .hostlist import expand
-    from .units import parse_datetime, parse_mem, parse_time_limit
+    from .units import NoTimeGiven, parse_datetime, parse_mem, parse_time_limit
 
     for key, value in fields.items():
         if key.lower() not in FIELDS:
@@ -89,6 +89,8 @@ def parse_job_update(fields: dict[str, str], now: float,
                 continue
             try:
                 changes[dest] = parse_datetime(value, now)
+            except NoTimeGiven:
+                pass  # SLURM says nothing; the key is dropped
             except InvalidValue as exc:
                 if warnings is not None:
                     warnings.append(str(exc))

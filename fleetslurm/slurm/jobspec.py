@@ -102,7 +102,7 @@ def _signal(text: Optional[str]) -> Optional[dict]:
 def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
                env: Mapping[str, str], cwd: str, submit_host: str, now: float) -> dict:
     """Validate sbatch options and return the job spec (partition not yet resolved)."""
-    from .units import parse_datetime, parse_mem, parse_time_limit
+    from .units import NoTimeGiven, parse_datetime, parse_mem, parse_time_limit
 
     if not script.startswith("#!"):
         raise UsageError("This does not look like a batch script.  The first\n"
@@ -162,10 +162,11 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         spec["nice"] = 100 if nice is True else 0
     begin = opts.get("begin")
     try:
-        spec["begin_time"] = parse_datetime(str(begin), now) if begin else None
+        spec["begin_time"] = parse_datetime(str(begin), now) if begin is not None else None
     except InvalidValue as exc:
-        # SLURM prints parse_time's complaint bare, then its own error
-        raise UsageError(f"{exc}\nInvalid --begin specification", prog="sbatch",
+        # SLURM prints parse_time's complaint bare (when it has one), then its own
+        lines = [] if isinstance(exc, NoTimeGiven) else [str(exc)]
+        raise UsageError("\n".join([*lines, "Invalid --begin specification"]), prog="sbatch",
                          code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
     om = opts.get("open_mode")
