@@ -37,7 +37,8 @@ from ..errors import UsageError
 PROG = "srun"
 
 # srun options the job's step 0 needs (the rest describe the allocation)
-_STEP_OPTIONS = (("ntasks", "--ntasks"), ("cpus_per_task", "--cpus-per-task"),
+_STEP_OPTIONS = (("ntasks", "--ntasks"), ("job_name", "--job-name"),
+                 ("cpus_per_task", "--cpus-per-task"),
                  ("output", "--output"), ("error", "--error"), ("input", "--input"),
                  ("open_mode", "--open-mode"), ("label", "--label"),
                  ("unbuffered", "--unbuffered"), ("kill_on_bad_exit", "--kill-on-bad-exit"),
@@ -82,7 +83,10 @@ def main(argv: list[str]) -> int:
     if os.environ.get("SLURM_JOB_ID"):
         from .srun_step import run_step
 
-        return run_step(opts, command)
+        # inside an allocation -J names the step only when given here (SLURM
+        # ignores the job's SLURM_JOB_NAME for it)
+        named = command_options(PROG, argv, {})[0].get("job_name")
+        return run_step(opts, command, name=str(named) if named else None)
     return Attached(opts, command).run()
 
 

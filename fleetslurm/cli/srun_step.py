@@ -173,7 +173,7 @@ def _int_opt(opts: dict, key: str, env: str, option: str) -> Optional[int]:
 class Step:
     """One srun job step: start the tasks, relay signals, wait, report."""
 
-    def __init__(self, opts: dict, command: list[str]) -> None:
+    def __init__(self, opts: dict, command: list[str], name: Optional[str] = None) -> None:
         env = os.environ
         self.opts = opts
         self.command = command
@@ -182,10 +182,7 @@ class Step:
         self.cpus_per_task = _int_opt(opts, "cpus_per_task", "SLURM_CPUS_PER_TASK",
                                       "--cpus-per-task") or 1
         self.node = env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
-        # inside an allocation SLURM ignores SLURM_JOB_NAME for the step's name
-        cli_name = opts.get("job_name") if opts.get("job_name") != env.get("SLURM_JOB_NAME") \
-            else None
-        self.name = str(cli_name or os.path.basename(command[0]))
+        self.name = name or os.path.basename(command[0])
         self.acct = _Accounting(self.job_id, env.get("FLEETSLURM_RUN_KEY"))
         self.step_id = 0
         self.procs: dict[int, subprocess.Popen] = {}   # pid -> task
@@ -476,6 +473,7 @@ class Step:
         return max(codes, default=0)
 
 
-def run_step(opts: dict, command: list[str]) -> int:
-    """srun inside an allocation (``SLURM_JOB_ID`` set); returns srun's exit status."""
-    return Step(opts, command).run()
+def run_step(opts: dict, command: list[str], name: Optional[str] = None) -> int:
+    """srun inside an allocation (``SLURM_JOB_ID`` set); returns srun's exit
+    status. ``name``: the step's name (``-J``), else the command's."""
+    return Step(opts, command, name).run()
