@@ -166,6 +166,8 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     signal = args.get("signal")
     batch_only = bool(args.get("batch"))
     errs: list[str] = []
+    failed = False
+    code = 1
     targets: list[tuple[str, dict]] = []
     for text in ids:
         try:
@@ -173,9 +175,11 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         except InvalidJobId:
             found = []
         if not found:
-            # SLURM 22.05 says this only with -v, and still exits 0
-            if args.get("verbose"):
+            # SLURM 22.05 says this only with -v, and still exits 0 (with
+            # --signal it says so always, and fails)
+            if args.get("verbose") or signal is not None:
                 errs.append(f"Kill job error on job id {text}: Invalid job id specified")
+                failed = failed or signal is not None
             continue
         targets.extend((text, t) for t in found)
     if not ids:
@@ -190,6 +194,10 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 errs.append(f"Kill job error on job id {shown}: {exc}")
             continue
         if task["state"] not in _ACTIVE:
+            if signal is not None and ids:
+                # a signal for a finished job: SLURM 22.05 refuses it
+                errs.append(f"Kill job error on job id {shown}: Invalid job id specified")
+                failed = True
             continue  # finished but remembered: silent, exit 0
         if signal is not None:
             if task["state"] in _LIVE:
@@ -197,11 +205,15 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 scope = "full" if args.get("full") else "batch" if batch_only else "steps"
                 ctl.send(task["node"], {"op": "signal", "key": task["run_key"],
                                         "signal": int(signal), "scope": scope})
-            else:
-                errs.append(f"Kill job error on job id {shown}: Job is pending execution")
+            elif ids:
+                # SLURM 22.05's words, and its exit status (the error number's low byte)
+                errs.append(f"Kill job error on job id {shown}: Job can not be altered now, "
+                            "try again later")
+                failed, code = True, 228
             continue
         cancel_task(ctl, task, uid, now)
-    return {"errors": errs, "failed": any("Invalid job id" not in e for e in errs)}
+    failed = failed or any("Invalid job id" not in e for e in errs)
+    return {"errors": errs, "failed": failed, "code": code if failed else 0}
 
 
 def _matches(ctl: "Controller", task: dict, args: dict) -> bool:
@@ -265,14 +277,18 @@ def _each(ctl: "Controller", args: dict, uid: int) -> list[tuple[dict, dict]]:
 
 
 def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    """scontrol hold/uhold. As SLURM 22.05: a running job is left alone (exit
-    0), a finished one is an error."""
+    """scontrol hold/uhold. As SLURM 22.05: root's ``hold`` is an admin hold
+    (JobHeldAdmin, which only root releases), ``uhold`` and anyone else's a
+    user hold (JobHeldUser); a running job is left alone (exit 0), a finished
+    one is an error."""
+    reason = "JobHeldAdmin" if uid == 0 and not args.get("user") else "JobHeldUser"
     for task, job in _each(ctl, args, uid):
         if task["state"] not in _ACTIVE:
             raise errors.JobError(f"Job has already finished for job {_shown_id(task, job)}")
         if task["state"] != "PENDING":
             continue
-        ctl.store.update_task(task["task_id"], held=1)
+        ctl.store.update_task(task["task_id"], held=1,
+                              req={**task["req"], "held_reason": reason})
         ctl.store.log(task["task_id"], now, "hold", f"by {uid}")
         if task["task_id"] in ctl._fed:
             ctl.emit(JobHeld(task["task_id"]))
@@ -281,11 +297,15 @@ def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     for task, job in _each(ctl, args, uid):
+        shown = _shown_id(task, job)
         if task["state"] not in _ACTIVE:
-            raise errors.JobError(f"Job has already finished for job {_shown_id(task, job)}")
+            raise errors.JobError(f"Job has already finished for job {shown}")
         if task["state"] != "PENDING":
             continue
-        ctl.store.update_task(task["task_id"], held=0)
+        if task["req"].get("held_reason") == "JobHeldAdmin" and uid != 0:
+            raise AccessDenied(f"Access/permission denied for job {shown}")
+        req = {k: v for k, v in task["req"].items() if k != "held_reason"}
+        ctl.store.update_task(task["task_id"], held=0, req=req)
         ctl.store.log(task["task_id"], now, "release", f"by {uid}")
         if task["task_id"] in ctl._fed:
             ctl.emit(JobReleased(task["task_id"]))
@@ -310,12 +330,14 @@ def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         live = task["state"] == "RUNNING"
         requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold,
                      signal=15 if live else 9)
+        req = dict(ctl.store.task(task["task_id"])["req"])  # type: ignore[index]
+        if hold:
+            req["held_reason"] = "job requeued in held state"
         if live:
-            begin = now + ctl.config.kill_wait + 1
-            fresh = ctl.store.task(task["task_id"])
-            ctl.store.update_task(task["task_id"], req={**fresh["req"], "begin_time": begin})
+            req["begin_time"] = now + ctl.config.kill_wait + 1
             if task["task_id"] in ctl._fed:
-                ctl.emit(JobUpdated(task["task_id"], begin_time=begin))
+                ctl.emit(JobUpdated(task["task_id"], begin_time=req["begin_time"]))
+        ctl.store.update_task(task["task_id"], req=req)
     return {}
 
 

@@ -43,7 +43,9 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "partition": req.get("partition", ""),
         "account": spec.get("account") or "",
         "state": task["state"],
-        "reason": task["reason"] or "None",
+        # a held job says how it was held (admin, user, requeuehold), as SLURM does
+        "reason": (req["held_reason"] if task["held"] and req.get("held_reason")
+                   and task["state"] == "PENDING" else task["reason"] or "None"),
         "submit_time": task["submit_time"],
         # a --begin time is when the job becomes eligible (SLURM shows it so)
         "eligible_time": task["eligible_time"] or (

@@ -62,7 +62,7 @@ def _main(argv: list[str]) -> int:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with client() as c:
             if cmd in ("hold", "uhold"):
-                c.call("hold", ids=ids)
+                c.call("hold", ids=ids, user=cmd == "uhold")
             elif cmd == "release":
                 c.call("release", ids=ids)
             else:
