@@ -137,3 +137,21 @@ def test_requeuehold_keeps_it_pending_until_released(fleet):
     fleet.run("scancel", str(job), check=True)
     fleet.wait(job)
     assert (fleet.work / f"slurm-{job}.out").read_text() == "run0\nrun1\n"
+
+
+def test_commands_inside_a_job_that_cannot_reach_its_controller(tmp_path):
+    """A job on a remote machine (no controller socket there) gets a clear error
+    from scontrol, and no controller of its own is started there."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "remote-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "FLEETSLURM_"))}
+    env.update(FLEETSLURM_HOME=str(home), FLEETSLURM_STEPS_DIR=str(tmp_path / "steps"),
+               SLURM_JOB_ID="5")
+    proc = subprocess.run([sys.executable, "-m", "fleetslurm.cli.main", "scontrol", "requeue",
+                           "5"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("scontrol: error: no controller answers at ")
+    assert "cannot reach the controller that started it" in proc.stderr
+    assert not (home / "controller.pid").exists()

@@ -201,3 +201,12 @@ def test_step_arguments():
                            "input": "none", "kill_on_bad_exit": "0", "partition": "p"}) == \
         ["--ntasks=2", "--job-name=x", "--output=o %t", "--input=none", "--label",
          "--kill-on-bad-exit=0"]
+
+
+def test_unsupported_modes_are_refused(fleet):
+    for args, flag in ((["--jobid=5"], "--jobid"), (["--pty"], "--pty"),
+                       (["--multi-prog"], "--multi-prog")):
+        proc = fleet.run("srun", *args, "true")
+        assert proc.returncode == 1
+        assert proc.stderr.startswith(f"srun: error: {flag} is not supported by fleetslurm; ")
+    assert fleet.run("squeue", "-h", "-t", "all", check=True).stdout == ""  # nothing submitted

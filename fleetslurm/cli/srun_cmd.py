@@ -80,12 +80,23 @@ def main(argv: list[str]) -> int:
         return 0
     if not command:
         raise UsageError("fatal: No command given to execute.", prog=PROG)
+    # (SLURM_JOBID, set inside every job, reads as --jobid: only the command line counts)
+    cli_opts = command_options(PROG, argv, {})[0]
+    if cli_opts.get("jobid") and str(cli_opts["jobid"]) != os.environ.get("SLURM_JOB_ID"):
+        raise UsageError("--jobid is not supported by fleetslurm; run srun inside the job's "
+                         "batch script", prog=PROG)
+    for key, flag, instead in (
+            ("pty", "--pty", "run the command without a terminal (stdin and output are "
+                             "streamed all the same)"),
+            ("multi_prog", "--multi-prog", "run one srun per program")):
+        if opts.get(key):
+            raise UsageError(f"{flag} is not supported by fleetslurm; {instead}", prog=PROG)
     if os.environ.get("SLURM_JOB_ID"):
         from .srun_step import run_step
 
         # inside an allocation -J names the step only when given here (SLURM
         # ignores the job's SLURM_JOB_NAME for it)
-        named = command_options(PROG, argv, {})[0].get("job_name")
+        named = cli_opts.get("job_name")
         return run_step(opts, command, name=str(named) if named else None)
     return Attached(opts, command).run()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from typing import IO, Callable, Optional, Union
+from typing import IO, Callable, Union
 
 from ..errors import UsageError
 

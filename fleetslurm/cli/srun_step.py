@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 from ..errors import FleetError, UsageError
 from . import srun_io
+from .srun_record import Accounting, local_step_id, register
 
 PROG = "srun"
 #: the job's supervisor writes this into the job directory before it signals a
@@ -69,94 +70,6 @@ def _tasks(ranks: list[int]) -> str:
     return f"task{'s' if len(ranks) > 1 else ''} {_ranges(ranks)}"
 
 
-class _Accounting:
-    """The step's record with the controller, best effort: a job on a machine
-    that cannot reach the controller runs its steps unrecorded."""
-
-    def __init__(self, job_id: str, run_key: Optional[str]) -> None:
-        self.job_id, self.run_key = job_id, run_key
-        self.step_id: Optional[int] = None
-        self.kill_wait = 30
-        self.node: Optional[str] = None
-
-    def _client(self) -> Any:
-        if not os.environ.get("FLEETSLURM_STEPS_DIR"):
-            return None  # not inside a fleetslurm job: no controller knows it
-        from ..rpc import connect
-
-        try:
-            return connect()
-        except FleetError:
-            return None
-
-    def begin(self, name: str, ntasks: int, cpus: int) -> None:
-        c = self._client()
-        if c is None:
-            return
-        with c:
-            reply = c.call("step_begin", job_id=self.job_id, run_key=self.run_key,
-                           name=name, ntasks=ntasks, cpus=cpus)
-        self.step_id = int(reply["step_id"])
-        self.kill_wait = int(reply.get("kill_wait") or 30)
-        self.node = reply.get("node")
-
-    def end(self, **fields: Any) -> None:
-        if self.step_id is None:
-            return
-        c = self._client()
-        if c is None:
-            return
-        try:
-            with c:
-                c.call("step_end", job_id=self.job_id, run_key=self.run_key,
-                       step_id=self.step_id, **fields)
-        except FleetError:
-            pass  # the tasks' results are already reported to the user
-
-
-def _local_step_id(job_id: str) -> int:
-    """Without a controller, step ids count up in a private file per job run."""
-    import fcntl
-    import tempfile
-
-    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
-    base = steps or tempfile.gettempdir()
-    name = "step-counter" if steps else \
-        f"fleetslurm-{os.getuid()}-steps-{job_id}-{os.getsid(0)}"
-    try:
-        os.makedirs(base, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(base, name), os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return 0
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = os.read(fd, 32).decode().strip()
-        step = int(data) if data.isdigit() else 0
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(step + 1).encode())
-        return step
-    finally:
-        os.close(fd)
-
-
-def _register(pgid: int, remove: bool = False) -> None:
-    """Record (or drop) a task's process group where the job's supervisor looks
-    for steps to signal (scancel --signal, --signal=SIG@T, the job's end)."""
-    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
-    if not steps:
-        return
-    path = os.path.join(steps, str(pgid))
-    try:
-        if remove:
-            os.unlink(path)
-        else:
-            os.makedirs(steps, mode=0o700, exist_ok=True)
-            open(path, "w").close()
-    except OSError:
-        pass  # signals then miss this task; the job itself is unaffected
-
-
 def _int_opt(opts: dict, key: str, env: str, option: str) -> Optional[int]:
     raw = opts.get(key) or os.environ.get(env)
     if raw is None or raw == "":
@@ -183,7 +96,7 @@ class Step:
                                       "--cpus-per-task") or 1
         self.node = env.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
         self.name = name or os.path.basename(command[0])
-        self.acct = _Accounting(self.job_id, env.get("FLEETSLURM_RUN_KEY"))
+        self.acct = Accounting(self.job_id, env.get("FLEETSLURM_RUN_KEY"))
         self.step_id = 0
         self.procs: dict[int, subprocess.Popen] = {}   # pid -> task
         self.rank_of: dict[int, int] = {}
@@ -250,7 +163,7 @@ class Step:
         except FleetError as exc:
             raise UsageError(str(exc), prog=PROG) from None
         self.step_id = self.acct.step_id if self.acct.step_id is not None \
-            else _local_step_id(self.job_id)
+            else local_step_id(self.job_id)
         open_mode = str(self.opts.get("open_mode") or "")
         files = srun_io.Files(append=open_mode.lower().startswith("a"),
                               cwd=os.getcwd())
@@ -306,7 +219,7 @@ class Step:
                              prog=PROG) from None
         self.procs[proc.pid] = proc
         self.rank_of[proc.pid] = rank
-        _register(proc.pid)
+        register(proc.pid)
         return proc
 
     def wait_all(self) -> None:
@@ -321,7 +234,7 @@ class Step:
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
             rank = self.rank_of[pid]
             self.status[rank] = status
-            _register(pid, remove=True)
+            register(pid, remove=True)
             self.usage[0] += ru.ru_utime
             self.usage[1] += ru.ru_stime
             self.usage[2] = max(self.usage[2], int(ru.ru_maxrss))
