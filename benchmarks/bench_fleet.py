@@ -10,6 +10,15 @@ fixture: 127.0.0.2-5, each with its own host key, port and workdir; declared
 2. GNU parallel: ``parallel -M --sshlogin`` (ssh ControlMaster, one connection
    per machine reused) running the same N ``true`` commands over the same four
    sshd, with as many slots per machine as fleetslurm gets CPUs.
+3. The ceiling of this host: the same N ``/bin/sh -c true`` spawned directly
+   by ``xargs -P`` with the same number of slots -- no SSH, no scheduler, no
+   bookkeeping. No runner that starts one process per job can beat it here,
+   since the "machines" and the controller all share this host's CPUs.
+
+Where the cgroup v1 ``cpuacct`` controller is writable (root), the script also
+reports the CPU time each runner spends per job (every process involved: the
+controller, sshd, agents, supervisors, jobs; GNU parallel, ssh, sshd, jobs),
+which other load on the machine does not change much, unlike jobs/s.
 
 Run: ``python benchmarks/bench_fleet.py [--jobs 1000]`` (needs openssh-server
 and GNU parallel: ``apt-get install openssh-server parallel``).
@@ -32,6 +41,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests_multi_machine.sshd_machines import SshdPool  # noqa: E402
+
+
+class CpuMeter:
+    """CPU time of this process and all its descendants, from a cgroup v1 cpuacct group.
+
+    The benchmark moves itself into a fresh group before it starts the sshd
+    machines, so everything they fork is counted too. ``None`` readings when
+    the controller is not writable here (not root, cgroup v2 only...).
+    """
+
+    ROOT = Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self) -> None:
+        self.group: "Path | None" = None
+        try:
+            group = self.ROOT / f"fleetslurm-bench-{os.getpid()}"
+            group.mkdir()
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+            self.group = group
+        except OSError:
+            pass
+
+    def read(self) -> "float | None":
+        """CPU seconds used by the group so far."""
+        if self.group is None:
+            return None
+        return int((self.group / "cpuacct.usage").read_text()) / 1e9
+
+    def close(self) -> None:
+        if self.group is None:
+            return
+        try:
+            (self.ROOT / "cgroup.procs").write_text(str(os.getpid()))
+            self.group.rmdir()
+        except OSError:
+            pass  # a straggler still in it; the empty group is harmless
+
+
+def run_ceiling(jobs: int, slots: int) -> float:
+    """N ``/bin/sh -c true`` spawned directly with ``slots`` at a time (xargs -P)."""
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", "-P", str(slots), "-n", "1", "/bin/sh", "-c", "true"],
+                   input="".join(f"{i}\n" for i in range(jobs)).encode(), check=True)
+    return time.perf_counter() - t0
 
 
 def run_fleetslurm(machines, key: Path, base: Path, jobs: int, shared_fs: bool) -> float:
@@ -112,6 +165,7 @@ def main() -> int:
         print("needs GNU parallel and openssh-server: apt-get install parallel openssh-server")
         return 2
     base = Path(tempfile.mkdtemp(prefix="fleetslurm-fleet-bench-"))
+    meter = CpuMeter()  # before the sshd machines start, so they are inside it
     (base / "sshd").mkdir()
     pool = SshdPool(base / "sshd")
     try:
@@ -120,18 +174,31 @@ def main() -> int:
         print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
               f"Python {platform.python_version()}; 4 sshd on loopback ({sizes})")
         n = opts.jobs
-        t_fs = run_fleetslurm(machines, pool.client_key, base, n, shared_fs=False)
-        t_sh = run_fleetslurm(machines, pool.client_key, base, n, shared_fs=True)
-        t_gp = run_parallel(machines, pool.client_key, base, n)
-        for label, t in (("fleetslurm (output copied home)", t_fs),
-                         ("fleetslurm (shared_fs: true)", t_sh),
-                         ("GNU parallel -M --sshlogin", t_gp)):
+        slots = sum(m.size["cpus"] for m in machines)
+        runs = (
+            ("fleetslurm (output copied home)",
+             lambda: run_fleetslurm(machines, pool.client_key, base, n, shared_fs=False)),
+            ("fleetslurm (shared_fs: true)",
+             lambda: run_fleetslurm(machines, pool.client_key, base, n, shared_fs=True)),
+            ("GNU parallel -M --sshlogin",
+             lambda: run_parallel(machines, pool.client_key, base, n)),
+            (f"ceiling: xargs -P {slots} sh -c true", lambda: run_ceiling(n, slots)),
+        )
+        times = {}
+        for label, run in runs:
+            c0 = meter.read()
+            t = times[label] = run()
+            c1 = meter.read()
+            cpu = "" if c0 is None else f", CPU {(c1 - c0) / n * 1000:5.2f} ms per job"
             print(f"{label:34s} {n} jobs in {t:7.2f} s -> {n / t:7.1f} jobs/s, "
-                  f"{t / n * 1000:6.2f} ms per job")
+                  f"{t / n * 1000:6.2f} ms per job{cpu}", flush=True)
+        t_fs, t_sh, t_gp, t_ceil = times.values()
         print(f"fleetslurm / GNU parallel: {t_gp / t_fs:.1f}x (output copied), "
-              f"{t_gp / t_sh:.1f}x (shared fs)")
+              f"{t_gp / t_sh:.1f}x (shared fs); "
+              f"ceiling / GNU parallel: {t_gp / t_ceil:.1f}x")
     finally:
         pool.shutdown()
+        meter.close()
         shutil.rmtree(base, ignore_errors=True)
     return 0
 

@@ -16,7 +16,8 @@ _EXPORTS = {
     # errors
     "FleetError": "errors", "InvalidValue": "errors", "UsageError": "errors",
     "ConfigError": "errors", "SubmitError": "errors", "JobError": "errors",
-    "InvalidJobId": "errors", "AccessDenied": "errors", "StoreError": "errors",
+    "InvalidJobId": "errors", "AccessDenied": "errors",
+    "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
     "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
     "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
     # data
@@ -31,6 +32,16 @@ _EXPORTS = {
     "ensure_controller": "rpc",
     # the pure scheduler
     "SchedulerState": "scheduler",
+    # the Python API
+    "Executor": "api.executor", "Job": "api.job",
+    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
+    # the seeds' classes and DataBench (fleetslurm.databench is its module)
+    "SLURMConstructor": "api.seeds_constructor", "SLURMDriver": "api.seeds_driver",
+    "DataBenchSLURM": "api.databench",
+    "Process": "api.seeds_process", "JobContainer": "api.seeds_process",
+    # the decorator API (the slurminade seed)
+    "slurmify": "api.slurmify", "Batch": "api.slurmify", "set_dispatcher": "api.slurmify",
+    "get_dispatcher": "api.slurmify", "update_default_configuration": "api.slurmify",
 }
 
 __all__ = ["__version__", *_EXPORTS]

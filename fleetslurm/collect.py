@@ -84,6 +84,9 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
                 data = b""  # the job wrote nothing there (or the file is gone)
             _write(task[which], data, append)
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
+        from .staging import copy_stage_out
+
+        copy_stage_out(transport, task)
     except NodeUnreachable as exc:
         error = str(exc)  # retried when the machine says hello again
     except (OSError, FleetError) as exc:

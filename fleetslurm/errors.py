@@ -9,7 +9,9 @@
     ├── SubmitError           a job that can never run (no node fits, unknown partition)
     ├── JobError              a request about an existing job failed
     │   ├── InvalidJobId      no such job
-    │   └── AccessDenied      the caller does not own the job
+    │   ├── AccessDenied      the caller does not own the job
+    │   ├── RemoteJobError    a Python job failed remotely or ended without a result
+    │   └── JobTimeout        waiting for a job took longer than the caller allowed
     ├── StoreError            the SQLite state store failed
     ├── ControllerError       the controller cannot be reached or answered badly
     ├── TransportError        a machine cannot be reached or used
@@ -32,6 +34,8 @@ __all__ = [
     "JobError",
     "InvalidJobId",
     "AccessDenied",
+    "RemoteJobError",
+    "JobTimeout",
     "StoreError",
     "ControllerError",
     "TransportError",
@@ -81,6 +85,46 @@ class InvalidJobId(JobError):
 
 class AccessDenied(JobError):
     """The caller may not act on another user's job."""
+
+
+class RemoteJobError(JobError):
+    """A Python job (Executor, slurmify) failed where it ran, or ended without
+    a result (cancelled, timed out, out of memory, node failure).
+
+    The remote failure comes back as text, never as a pickled exception:
+    ``remote_type`` (e.g. ``"ValueError"``), ``remote_message`` and
+    ``remote_traceback``; the message holds all three. ``state`` is the job's
+    SLURM state."""
+
+    def __init__(self, message: str, job_id: str = "", state: str = "",
+                 remote_type: str = "", remote_message: str = "",
+                 remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+    @classmethod
+    def from_failure(cls, job_id: str, state: str, failure: dict) -> "RemoteJobError":
+        """From the runner's failure record (``type``, ``message``, ``traceback``)."""
+        rtype = str(failure.get("type") or "Exception")
+        rmsg = str(failure.get("message") or "")
+        tb = str(failure.get("traceback") or "")
+        text = f"job {job_id} failed remotely: {rtype}: {rmsg}"
+        if tb:
+            text += "\n--- remote traceback ---\n" + tb.rstrip("\n")
+        return cls(text, job_id, state, rtype, rmsg, tb)
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.job_id, self.state, self.remote_type,
+                             self.remote_message, self.remote_traceback))
+
+
+class JobTimeout(JobError, TimeoutError):
+    """Waiting for a job (``Job.result(timeout=...)``, ``wait``) took longer than
+    the caller allowed; the job itself goes on."""
 
 
 class StoreError(FleetError):

@@ -104,6 +104,9 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         cluster=ctl.config.cluster_name, cpus=task["alloc_cpus"], gpu_ids=task["gpu_ids"],
         user=job["user"], uid=job["uid"], array=array, restart_count=task["restart_count"],
         name=task["req"]["name"])
+    # the machine's python, for Python-function jobs (fleetslurm's Executor)
+    env["FLEETSLURM_PYTHON"] = (getattr(transport, "python", None)
+                                or ctl.config.machines[node].python)
     if _on_this_host(ctl, node, transport):
         # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol
         # requeue), talking to this controller
@@ -139,6 +142,11 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "uid": job["uid"] if os.getuid() == 0 and job["uid"] != 0 else None,
         "gid": spec.get("gid") if os.getuid() == 0 and job["uid"] != 0 else None,
     }
+    from .staging import has_stage, launch_staged
+
+    if has_stage(job) and not transport.shared_fs:
+        launch_staged(ctl, task, job, transport, agent_spec)
+        return
     ctl.send(node, {"op": "launch", "key": task["run_key"], "spec": agent_spec})
 
 
@@ -146,6 +154,11 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
 def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     kind = item[0]
     if kind == "wake":
+        return
+    if kind == "staged":
+        from .staging import staged
+
+        staged(ctl, item, now)
         return
     if kind == "collected":
         _, node, task_id, run_key, error = item
@@ -387,7 +400,11 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     fresh = dict(ctl.store.task(task["task_id"]) or task)
     job = ctl.store.job(task["job_id"])
     fresh["open_mode"] = job["spec"].get("open_mode") if job else None
-    if output is not None:
+    from .staging import has_stage, stage_paths
+
+    fresh["stage_out"] = stage_paths(job, fresh, "out") if job and has_stage(job) else []
+    fresh["owner"] = job["uid"] if job else None
+    if output is not None and not fresh["stage_out"]:  # result files need a copy
         error = write_inline(ctl, fresh, output)
         if error:
             # the submit host refused it; the job finishes all the same

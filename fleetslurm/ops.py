@@ -34,6 +34,10 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                       script_args=list(args.get("script_args") or []),
                       env=args.get("env") or {}, cwd=args["cwd"],
                       submit_host=args.get("submit_host") or "", now=now)
+    if args.get("stage"):
+        from .staging import check_stage
+
+        spec["stage"] = check_stage(args["stage"], uid)
     cfg = ctl.config
     partition = spec["partition"] or cfg.default_partition
     if "," in partition:

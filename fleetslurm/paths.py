@@ -126,6 +126,18 @@ class JobPaths:
     def stderr(self) -> str:
         return f"{self.dir}/stderr.txt"
 
+    @property
+    def stage(self) -> str:
+        """Files staged in for the job and results it leaves to be copied home
+        (``$FLEETSLURM_STAGE_DIR`` inside the job)."""
+        return f"{self.dir}/stage"
+
+    @property
+    def incoming(self) -> str:
+        """Where staged files wait before the launch; the agent moves this
+        directory to :attr:`stage` as it starts the job."""
+        return f"{self.workdir}/stage/{self.key}"
+
 
 def find_config(explicit: Optional[str] = None, environ: Optional[dict[str, str]] = None,
                 cwd: Optional[Path] = None) -> Optional[Path]:

@@ -46,11 +46,19 @@ class Client:
         self._sock = sock
         self._file = sock.makefile("rb")
 
+    def set_timeout(self, seconds: Optional[float]) -> None:
+        """Give up on an answer after ``seconds`` (None: wait as long as it takes)."""
+        self._sock.settimeout(seconds)
+
     def call(self, op: str, **args: Any) -> Any:
         data = json.dumps({"op": op, "args": args}, separators=(",", ":")).encode() + b"\n"
         try:
             self._sock.sendall(data)
             line = self._file.readline(_MAX_LINE)
+        except socket.timeout as exc:
+            raise errors.ControllerError(
+                f"the controller did not answer {op!r} within {self._sock.gettimeout():g} s; "
+                "see `fleetslurm controller status` and its log") from exc
         except OSError as exc:
             raise errors.ControllerError(
                 f"lost the connection to the controller ({exc.strerror}); "

@@ -13,7 +13,8 @@ from ..errors import FleetError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="fleetslurm: a SLURM-shaped workload manager for a few machines over SSH.\n\n"
-                       "SLURM's commands: fleetslurm sbatch|squeue|sinfo|scancel|sacct|scontrol|srun ...")
+                       "SLURM's commands: fleetslurm sbatch|squeue|sinfo|scancel|sacct|"
+                       "scontrol|srun|sacctmgr|sshare ...")
 controller_app = typer.Typer(no_args_is_help=True, help="Start, stop or inspect the controller.")
 app.add_typer(controller_app, name="controller")
 
@@ -166,13 +167,54 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
         _fail(exc)
 
 
-@app.command("shims")
-def shims(directory: str = typer.Argument(..., help="a directory on your PATH")) -> None:
-    """Install sbatch, squeue, ... as commands that run fleetslurm's."""
-    from ..shims import install_shims
+shims_app = typer.Typer(no_args_is_help=True, help=(
+    "Install or remove SLURM-named commands (sbatch, squeue, ..., sacctmgr, sshare) that "
+    "run fleetslurm's. Put the directory first on PATH: scripts and client libraries "
+    "(submitit, dask-jobqueue, ...) then drive fleetslurm unchanged."))
+app.add_typer(shims_app, name="shims")
 
-    for path in install_shims(directory):
+
+@shims_app.command("install")
+def shims_install(directory: str = typer.Argument(..., help="a directory to put first on PATH")
+                  ) -> None:
+    """Write the commands into DIRECTORY (never over a file fleetslurm did not write)."""
+    from ..shims import install_shims, shadowing_commands
+
+    try:
+        written = install_shims(directory)
+    except FleetError as exc:
+        _fail(exc)
+    for path in written:
         typer.echo(str(path))
+    d = written[0].parent
+    on_path, earlier = shadowing_commands(d)
+    fix = f"put it first: export PATH={d}:$PATH"
+    for where, names in earlier.items():
+        typer.echo(f"warning: SLURM's own {', '.join(names)} in {where} come"
+                   f"{'s' if len(names) == 1 else ''} before {d} on PATH and would run "
+                   f"instead; {fix}", err=True)
+    if not on_path and not earlier:
+        typer.echo(f"note: {d} is not on PATH; {fix}", err=True)
+
+
+@shims_app.command("uninstall")
+def shims_uninstall(directory: str = typer.Argument(..., help="where `shims install` wrote them")
+                    ) -> None:
+    """Remove the commands fleetslurm wrote into DIRECTORY, and nothing else."""
+    from ..shims import uninstall_shims
+
+    try:
+        removed, left = uninstall_shims(directory)
+    except FleetError as exc:
+        _fail(exc)
+    for path in removed:
+        typer.echo(f"removed {path}")
+    for path in left:
+        typer.echo(f"left {path}: not written by fleetslurm", err=True)
+
+
+from .databench_cmd import app as _databench_app  # noqa: E402
+app.add_typer(_databench_app, name="databench")
 
 
 def app_main(args: list[str]) -> int:

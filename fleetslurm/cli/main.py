@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Optional
 
-SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun")
+SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
+                  "sacctmgr", "sshare")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

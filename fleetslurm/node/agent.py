@@ -87,6 +87,8 @@ SUPERVISOR_FILE = "supervisor.json"
 SCRIPT_FILE = "script"
 CANCEL_FILE = "cancel"
 STEPS_DIR = "steps"    # one file per srun step process group (named by its pgid)
+STAGE_DIR = "stage"    # files staged in for the job / left by it to be copied home
+INCOMING_DIR = "stage"  # <workdir>/stage/<key>: staged files waiting for the launch
 LIMIT_FILE = "limit"   # a new time limit (seconds, or "none") from scontrol update
 # written before the supervisor signals a job it is ending (cancel, time limit):
 # srun then leaves its tasks to the supervisor's SIGTERM and KillWait
@@ -434,6 +436,9 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     out["umask"] = _opt_int(spec, "umask")
     # bytes of output small enough to send home with the `ended` event
     out["inline_output"] = _opt_int(spec, "inline_output")
+    # the job gets <jobdir>/stage: <workdir>/stage/<key> moved in (files the
+    # controller put there before the launch), else an empty directory
+    out["stage"] = bool(spec.get("stage", False))
     sig = spec.get("signal")
     if sig is not None:
         if not isinstance(sig, dict):
@@ -1477,6 +1482,8 @@ class Agent:
         pipe: Tuple[int, int] = (-1, -1)
         feed_fd = -1
         try:
+            if spec["stage"]:
+                self.take_stage(key, jobdir, spec["uid"], spec["gid"])  # type: ignore[arg-type]
             fd = os.open(os.path.join(jobdir, SCRIPT_FILE),
                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
             try:
@@ -1533,6 +1540,25 @@ class Agent:
         self.children[pid] = key  # type: ignore[assignment]
         self.launch_fds[pipe[0]] = key  # type: ignore[assignment]
         self.poller.register(pipe[0], select.POLLIN)
+
+    def incoming(self, key: str) -> str:
+        return os.path.join(self.workdir, INCOMING_DIR, key)
+
+    def take_stage(self, key: str, jobdir: str, uid: Optional[int],
+                   gid: Optional[int]) -> None:
+        """Move the files staged for ``key`` into the job's directory (0700),
+        owned by the job's user when it runs as another one."""
+        target = os.path.join(jobdir, STAGE_DIR)
+        try:
+            os.rename(self.incoming(key), target)
+        except FileNotFoundError:
+            os.mkdir(target, 0o700)  # nothing staged in: a place for results
+        os.chmod(target, 0o700)
+        if uid is not None and uid != os.geteuid():
+            g = -1 if gid is None else gid
+            os.chown(target, uid, g)
+            for entry in os.scandir(target):
+                os.chown(entry.path, uid, g, follow_symlinks=False)
 
     def reply_existing(self, job: Job, rid: Any) -> None:
         """Idempotent launch: report the job we already have, never run it again."""
@@ -1721,6 +1747,11 @@ class Agent:
                     self.adopted.discard(job.key)
                 except OSError as exc:
                     err = "cannot remove %s: %s" % (job.dir, exc)
+        if err is None and key_error(key) is None:
+            try:  # files staged for a run that never launched
+                remove_tree(self.incoming(key))  # type: ignore[arg-type]
+            except OSError:
+                pass
         # A key that is already gone counts as forgotten, so the controller may retry.
         self.send({"ev": "forgotten", "re": rid, "key": key, "ok": err is None, "error": err})
 

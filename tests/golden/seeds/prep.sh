@@ -1,0 +1,3 @@
+#!/bin/sh
+# a shell job script
+echo "prep $*"
