@@ -109,8 +109,12 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
                                 or ctl.config.machines[node].python)
     if _on_this_host(ctl, node, transport):
         # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol
-        # requeue), talking to this controller
-        env["PATH"] = f"{ctl.paths.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        # requeue), talking to this controller: first on PATH with the local
+        # transport; after the submitter's PATH over SSH, so shims the submitter
+        # put first on it still win (see the README on shims)
+        bin_dir, path = str(ctl.paths.home / "bin"), env.get("PATH", "/usr/bin:/bin")
+        local = type(transport).__name__ == "LocalTransport"
+        env["PATH"] = f"{bin_dir}:{path}" if local else f"{path}:{bin_dir}"
         env["FLEETSLURM_HOME"] = str(ctl.paths.home)
         env["FLEETSLURM_CONTROLLER_HOST"] = "1"
     else:

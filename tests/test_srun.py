@@ -312,3 +312,26 @@ def test_a_job_srun_made_has_no_batch_step_and_ends_as_its_step():
     fields = parse_fields("jobid,state,exitcode")
     assert render(fields, rows_for(rec, allocations_only=False), mode="parsable2") == \
         "JobID|State|ExitCode\n7|FAILED|0:9\n7.0|CANCELLED|0:9\n"
+
+
+def test_sacct_selects_steps(fleet):
+    job = fleet.sbatch("--wrap", "srun true; srun false; true")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    out = lambda ids: fleet.run("sacct", "-P", "-n", "-j", ids, "-o", "jobid,state",
+                                check=True).stdout
+    assert out(f"{job}.1") == f"{job}.1|FAILED\n"
+    assert out(f"{job}.batch,{job}.0") == f"{job}.batch|COMPLETED\n{job}.0|COMPLETED\n"
+    assert out(str(job)).count("\n") == 4
+
+
+def test_sbatch_open_mode_reaches_the_steps(fleet):
+    """sbatch --open-mode sets SLURM_OPEN_MODE (a/t) in the job, and its sruns
+    open their --output files so (checked on the oracle): append keeps what a
+    file held, the default truncates."""
+    for mode, expected in (("append", "OLD\nnew\n"), (None, "new\n")):
+        args = [f"--open-mode={mode}"] if mode else []
+        job = fleet.sbatch(*args, "--wrap", "echo ${SLURM_OPEN_MODE:-unset}; echo OLD > t.txt; "
+                                            "srun -o t.txt echo new; cat t.txt")
+        assert fleet.wait(job)["state"] == "COMPLETED"
+        assert (fleet.work / f"slurm-{job}.out").read_text() == \
+            ("a\n" if mode else "unset\n") + expected

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from fleetslurm.cli.srun_cmd import _SCRIPT, step_arguments
+from fleetslurm.cli.srun_cmd import job_script, step_arguments
 
 
 def _srun(fleet, *args: str, **kw) -> subprocess.Popen:
@@ -183,9 +183,11 @@ def test_the_job_script_runs_tasks_where_fleetslurm_is_not_installed(tmp_path):
     """On a machine without fleetslurm's srun the job's script starts the tasks
     itself: ranks, step 0, the highest exit status."""
     script = tmp_path / "job.sh"
-    script.write_text(_SCRIPT.format(step_args="--ntasks=3"))
+    script.write_text(job_script({"ntasks": "3"}))
     script.chmod(0o700)
-    env = {"PATH": "/usr/bin:/bin", "SLURM_NTASKS": "3", "SLURMD_NODENAME": "n1"}
+    # inside a job, but the machine's only srun (if any) is not fleetslurm's
+    env = {"PATH": "/usr/bin:/bin", "SLURM_NTASKS": "3", "SLURMD_NODENAME": "n1",
+           "FLEETSLURM_STEPS_DIR": str(tmp_path / "steps")}
     proc = subprocess.run([str(script), "sh", "-c",
                            'echo "$SLURM_PROCID/$SLURM_STEP_ID/$SLURM_STEP_NODELIST"; '
                            'exit $SLURM_PROCID'], env=env, capture_output=True, text=True)

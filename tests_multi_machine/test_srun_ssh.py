@@ -1,6 +1,7 @@
 """srun and scontrol inside jobs on SSH machines that are this host (loopback
-sshd, the same user): the job finds the controller's shims and socket, so its
-steps are recorded and it can requeue itself, as on the local transport."""
+sshd, the same user): with the shims on PATH (as the README says to) the job
+reaches the controller, so its steps are recorded and it can requeue itself,
+as on the local transport."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import sys
 from .test_fleet import fleet4  # noqa: F401  (the fixture)
 
 
+def _shims_first(cli) -> None:
+    """The submitter's PATH starts with fleetslurm's shims (this machine also
+    has SLURM's own srun in /usr/bin, which must not be the one found)."""
+    cli.env["PATH"] = f"{cli.files.home / 'bin'}:{cli.env['PATH']}"
+
+
 def test_srun_steps_on_an_ssh_machine(fleet4):  # noqa: F811
     cli, machines = fleet4
+    _shims_first(cli)
     job = cli.sbatch("-w", "m2", "-n", "2", "-J", "st", "--wrap",
                      "srun sh -c 'echo $SLURMD_NODENAME rank=$SLURM_PROCID step=$SLURM_STEP_ID'"
                      " | sort; srun -n 1 sh -c 'exit 3'; echo rc=$?")
@@ -29,6 +37,7 @@ def test_srun_steps_on_an_ssh_machine(fleet4):  # noqa: F811
 
 def test_requeue_itself_on_an_ssh_machine(fleet4):  # noqa: F811
     cli, machines = fleet4
+    _shims_first(cli)
     job = cli.sbatch("-w", "m3", "--open-mode=append", "--wrap",
                      'echo run${SLURM_RESTART_COUNT:-0}; '
                      'if [ -z "$SLURM_RESTART_COUNT" ]; then trap "echo got TERM" TERM; '

@@ -80,6 +80,13 @@ def main(argv: list[str]) -> int:
     for rec in records:
         rows.extend(sacct_fmt.rows_for(rec, allocations_only=bool(opts.get("allocations")),
                                        now=now))
+    steps = {i for i in ids if "." in i}
+    if steps:
+        # -j N.batch / N.0: those steps only (a plain N in the same list: all its rows)
+        jobs = {i for i in ids if "." not in i}
+        rows = [r for r in rows if r.get("jobid") in steps or r.get("jobidraw") in steps
+                or str(r.get("jobid", "")).split(".")[0] in jobs
+                or str(r.get("jobidraw", "")).split(".")[0] in jobs]
     mode = "parsable2" if opts.get("parsable2") else "parsable" if opts.get("parsable") \
         else "fixed"
     sys.stdout.write(sacct_fmt.render(fields, rows, mode=mode, header=not opts.get("noheader")))

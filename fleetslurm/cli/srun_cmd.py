@@ -48,8 +48,14 @@ _NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode"}
 
 _SCRIPT = """#!/bin/sh
 # This job was created by srun: its tasks are job step 0.
-if [ -n "$FLEETSLURM_STEPS_DIR" ] && command -v srun >/dev/null 2>&1; then
-    exec srun {step_args} "$@"
+if [ -n "$FLEETSLURM_STEPS_DIR" ]; then
+    # fleetslurm's srun (a shim, or the fleetslurm command), never another SLURM's
+    for s in "$(command -v srun)" "${{FLEETSLURM_HOME:+$FLEETSLURM_HOME/bin/srun}}"; do
+        if [ -n "$s" ] && [ -x "$s" ] && sed -n 2p "$s" 2>/dev/null | grep -q '^{marker}'; then
+            exec "$s" {step_args} "$@"
+        fi
+    done
+    if command -v fleetslurm >/dev/null 2>&1; then exec fleetslurm srun {step_args} "$@"; fi
 fi
 # fleetslurm is not installed on this machine: start the tasks without it
 n=${{SLURM_NTASKS:-1}}
@@ -99,6 +105,14 @@ def main(argv: list[str]) -> int:
         named = cli_opts.get("job_name")
         return run_step(opts, command, name=str(named) if named else None)
     return Attached(opts, command).run()
+
+
+def job_script(opts: dict) -> str:
+    """The batch part of a job srun makes: fleetslurm's srun runs the tasks as
+    step 0 where it is found, else the script starts them itself."""
+    from ..shims import MARKER
+
+    return _SCRIPT.format(step_args=shlex.join(step_arguments(opts)), marker=MARKER)
 
 
 def step_arguments(opts: dict) -> list[str]:
@@ -151,7 +165,7 @@ class Attached:
         options["error"] = str(spool / "%j.err")
         mode = str(self.opts.get("input") or "all").lower()
         stream = mode == "all" or mode.isdigit()
-        script = _SCRIPT.format(step_args=shlex.join(step_arguments(self.opts)))
+        script = job_script(self.opts)
         with self.client() as c:
             reply = c.call("submit", options=options, script=script,
                            script_args=list(self.command), env=dict(os.environ),

@@ -187,6 +187,8 @@ class Step:
                     out, err = (subprocess.PIPE if d not in (subprocess.DEVNULL,) else d
                                 for d in dests)
                 proc = self.spawn(rank, stdin, out, err)
+                if isinstance(stdin, int) and stdin >= 0:
+                    os.close(stdin)  # an --input file: the task has its own copy now
                 if proc.stdin is not None:
                     feeds.append(proc.stdin)
                 for pipe, dest in ((proc.stdout, dests[0]), (proc.stderr, dests[1])):

@@ -173,6 +173,7 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     if om is not None and str(om) not in ("append", "truncate", "a", "t"):
         raise UsageError("Invalid --open-mode specification", prog="sbatch", code=255)
     spec["open_mode"] = "append" if str(om or "").startswith("a") else "truncate"
+    spec["open_mode_set"] = om is not None
     array = opts.get("array")
     spec["array"] = str(array) if array is not None else None
     dep = opts.get("dependency")
@@ -305,5 +306,8 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_JOB_GPUS"] = s["CUDA_VISIBLE_DEVICES"]
     if restart_count:
         s["SLURM_RESTART_COUNT"] = str(restart_count)
+    if spec.get("open_mode_set"):
+        # as sbatch does: the job's sruns then open their files the same way
+        s["SLURM_OPEN_MODE"] = "a" if spec.get("open_mode") == "append" else "t"
     env.update(s)
     return env
