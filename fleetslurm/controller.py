@@ -84,6 +84,9 @@ class Controller:
         self._awaiting_hello: set[str] = set()
         #: machines whose running jobs were failed for the current outage
         self._failed_nodes: set[str] = set()
+        #: run key -> (bytes written to the job's stdin, stdin closed), as the
+        #: agent reports them (srun's flow control, see ops_steps.op_stdin)
+        self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
         self.now = 0.0  # the current step's time
@@ -346,6 +349,7 @@ class Controller:
 
     def task_finished(self, task: dict) -> None:
         """A task left the scheduler: its array may hand out the next ones."""
+        self.stdin_acks.pop(task.get("run_key") or "", None)
         self.arrays.task_finished(task)
 
     def _snapshot_nodes(self, now: float) -> None:

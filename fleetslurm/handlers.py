@@ -80,6 +80,26 @@ def _host_name(ctl: "Controller", node: Optional[str]) -> str:
     return str((link.facts.get("hostname") if link else None) or node or "")
 
 
+def _on_this_host(ctl: "Controller", node: str, transport: object) -> bool:
+    """Whether a job on ``node`` runs on the controller's host as its user (the
+    local transport, or SSH to a loopback address as ourselves): there the
+    controller's shims and socket are reachable from inside the job."""
+    if type(transport).__name__ == "LocalTransport":
+        return True
+    import getpass
+    import ipaddress
+
+    m = ctl.config.machines[node]
+    if m.ssh_user not in (None, getpass.getuser()):
+        return False
+    if m.address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(m.address).is_loopback
+    except ValueError:
+        return False  # a host name: not resolved here (no DNS on the launch path)
+
+
 def launch(ctl: "Controller", task: dict, now: float) -> None:
     job = ctl.store.job(task["job_id"])
     assert job is not None
@@ -105,9 +125,19 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
     # the machine's python, for Python-function jobs (fleetslurm's Executor)
     env["FLEETSLURM_PYTHON"] = (getattr(transport, "python", None)
                                 or ctl.config.machines[node].python)
-    if type(transport).__name__ == "LocalTransport":
-        # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol requeue)
-        env["PATH"] = f"{ctl.paths.home / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+    if _on_this_host(ctl, node, transport):
+        # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol
+        # requeue), talking to this controller: first on PATH with the local
+        # transport; after the submitter's PATH over SSH, so shims the submitter
+        # put first on it still win (see the README on shims)
+        bin_dir, path = str(ctl.paths.home / "bin"), env.get("PATH", "/usr/bin:/bin")
+        local = type(transport).__name__ == "LocalTransport"
+        env["PATH"] = f"{bin_dir}:{path}" if local else f"{path}:{bin_dir}"
+        env["FLEETSLURM_HOME"] = str(ctl.paths.home)
+        env["FLEETSLURM_CONTROLLER_HOST"] = "1"
+    else:
+        # elsewhere a command in the job must not start a controller of its own
+        env.pop("FLEETSLURM_CONTROLLER_HOST", None)
     limit = task["req"]["time_limit"]
     mem = task["req"]["mem_mb"] or None
     agent_spec = {
@@ -123,6 +153,8 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "node": node,
         "job_id": task["task_id"],
         "stdin": spec.get("input") or "/dev/null",
+        # srun outside an allocation streams its stdin to the job (ops_steps.op_stdin)
+        "stdin_stream": bool(spec.get("stdin_stream")),
         "open_mode": "append" if (spec.get("open_mode") == "append"
                                   or task["restart_count"] > 0) else "truncate",
         "time_limit_s": None if limit is None else int(limit) * 60,
@@ -199,6 +231,10 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
         launch_failed(ctl, name, str(msg.get("key")), str(msg.get("error") or ""), now)
+    elif ev == "stdin":
+        # how much of srun's standard input reached the job (see ops_steps.op_stdin)
+        ctl.stdin_acks[str(msg.get("key"))] = (int(msg.get("written") or 0),
+                                               bool(msg.get("closed")))
     elif ev == "error":
         ctl.log(f"node {name}: agent error: {msg.get('error')}")
 
@@ -404,9 +440,11 @@ def collect_output(ctl: "Controller", task: dict, node: str,
 
 # -- failures and requeue ---------------------------------------------------------
 def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool = False,
-                 state_note: str = "REQUEUED") -> None:
+                 state_note: str = "REQUEUED", signal: int = 9) -> None:
+    """Back to PENDING under the same id; a live run gets ``signal`` (SIGTERM:
+    SIGKILL follows after KillWait)."""
     if task["state"] in _LIVE and task["run_key"]:
-        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9,
+        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": signal,
                                 "requeue": True})
         step = ctl.store.step(task["run_key"])
         if step and step["end_time"] is None:

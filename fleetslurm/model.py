@@ -153,6 +153,11 @@ class JobRecord(TypedDict, total=False):
     qos: str
     wckey: str
     exclusive: bool
+    # srun steps of the current run: step_id, name, node, state, start_time,
+    # end_time, exit_code, exit_signal, ntasks, cpus, max_rss_kb, user_cpu,
+    # system_cpu (see views.job_record)
+    job_steps: list
+    batch_flag: bool            # False for a job srun made (no batch script)
 
 
 class NodeRecord(TypedDict, total=False):

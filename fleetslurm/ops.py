@@ -5,13 +5,16 @@ refused request leaves nothing behind."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import errors
 from .errors import AccessDenied, InvalidJobId, SubmitError, UsageError
 from .model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from .scheduler import JobEnded, JobHeld, JobRequest, JobReleased, JobSubmitted, JobUpdated
 from .views import user_name
+# srun's requests (steps, standard input) and job updates live in their own modules
+from .ops_steps import op_step_begin, op_step_end, op_stdin  # noqa: F401
+from .ops_update import op_update_job  # noqa: F401
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -52,6 +55,10 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     spec["name"] = name
     spec["command"] = args.get("command") or ""
     pending: Optional[str] = None
+    if args.get("srun"):
+        # srun outside an allocation: no batch step of its own, stdin streamed
+        spec["srun_job"] = True
+        spec["stdin_stream"] = bool(args.get("stdin_stream"))
     if spec["array"] is not None:
         try:
             indices, throttle = parse_array_set(spec["array"], cfg.max_array_size)
@@ -155,6 +162,8 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     signal = args.get("signal")
     batch_only = bool(args.get("batch"))
     errs: list[str] = []
+    failed = False
+    code = 1
     targets: list[tuple[str, dict]] = []
     picks: list[tuple[str, Pick]] = []
     for text in ids:
@@ -163,9 +172,11 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
         except InvalidJobId:
             found, picked = [], []
         if not found and not picked:
-            # SLURM 22.05 says this only with -v, and still exits 0
-            if args.get("verbose"):
+            # SLURM 22.05 says this only with -v, and still exits 0 (with
+            # --signal it says so always, and fails)
+            if args.get("verbose") or signal is not None:
                 errs.append(f"Kill job error on job id {text}: Invalid job id specified")
+                failed = failed or signal is not None
             continue
         targets.extend((text, t) for t in found)
         picks.extend((text, p) for p in picked)
@@ -197,6 +208,10 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 errs.append(f"Kill job error on job id {shown}: {exc}")
             continue
         if task["state"] not in _ACTIVE:
+            if signal is not None and ids:
+                # a signal for a finished job: SLURM 22.05 refuses it
+                errs.append(f"Kill job error on job id {shown}: Invalid job id specified")
+                failed = True
             continue  # finished but remembered: silent, exit 0
         if signal is not None:
             if task["state"] in _LIVE:
@@ -204,11 +219,15 @@ def op_cancel(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 scope = "full" if args.get("full") else "batch" if batch_only else "steps"
                 ctl.send(task["node"], {"op": "signal", "key": task["run_key"],
                                         "signal": int(signal), "scope": scope})
-            else:
-                errs.append(f"Kill job error on job id {shown}: Job is pending execution")
+            elif ids:
+                # SLURM 22.05's words, and its exit status (the error number's low byte)
+                errs.append(f"Kill job error on job id {shown}: Job can not be altered now, "
+                            "try again later")
+                failed, code = True, 228
             continue
         cancel_task(ctl, task, uid, now)
-    return {"errors": errs, "failed": any("Invalid job id" not in e for e in errs)}
+    failed = failed or any("Invalid job id" not in e for e in errs)
+    return {"errors": errs, "failed": failed, "code": code if failed else 0}
 
 
 def _matches(ctl: "Controller", task: dict, args: dict) -> bool:
@@ -309,15 +328,21 @@ def _refill(ctl: "Controller", pairs: list[tuple[dict, dict, bool]]) -> None:
 
 
 def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    """scontrol hold/uhold. As SLURM 22.05: root's ``hold`` is an admin hold
+    (JobHeldAdmin, which only root releases), ``uhold`` and anyone else's a
+    user hold (JobHeldUser); a running job is left alone (exit 0), a finished
+    one is an error (an array's tasks that already ran are skipped)."""
+    reason = "JobHeldAdmin" if uid == 0 and not args.get("user") else "JobHeldUser"
     pairs = _each(ctl, args, uid)
-    if not any(task["state"] == "PENDING" for task, _, _ in pairs):
-        raise errors.JobError("Job is no longer pending execution")
     for task, job, several in pairs:
-        if task["state"] != "PENDING":
+        if task["state"] not in _ACTIVE:
             if several:
                 continue  # an array's tasks that already ran
-            raise errors.JobError("Job is no longer pending execution")
-        ctl.store.update_task(task["task_id"], held=1)
+            raise errors.JobError(f"Job has already finished for job {_shown_id(task, job)}")
+        if task["state"] != "PENDING":
+            continue
+        ctl.store.update_task(task["task_id"], held=1,
+                              req={**task["req"], "held_reason": reason})
         ctl.store.log(task["task_id"], now, "hold", f"by {uid}")
         for task_id in _in_scheduler(ctl, task):
             ctl.emit(JobHeld(task_id))
@@ -327,10 +352,18 @@ def op_hold(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     pairs = _each(ctl, args, uid)
-    for task, job, _ in pairs:
+    for task, job, several in pairs:
+        shown = _shown_id(task, job)
+        if task["state"] not in _ACTIVE:
+            if several:
+                continue  # an array's tasks that already ran
+            raise errors.JobError(f"Job has already finished for job {shown}")
         if task["state"] != "PENDING":
             continue
-        ctl.store.update_task(task["task_id"], held=0)
+        if task["req"].get("held_reason") == "JobHeldAdmin" and uid != 0:
+            raise AccessDenied(f"Access/permission denied for job {shown}")
+        req = {k: v for k, v in task["req"].items() if k != "held_reason"}
+        ctl.store.update_task(task["task_id"], held=0, req=req)
         ctl.store.log(task["task_id"], now, "release", f"by {uid}")
         for task_id in _in_scheduler(ctl, task):
             ctl.emit(JobReleased(task_id))
@@ -339,17 +372,23 @@ def op_release(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
 
 
 def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+    """scontrol requeue / requeuehold: the job goes back to PENDING under the
+    same id (its restart count up). As SLURM does, a running job's processes
+    get SIGTERM, then SIGKILL after KillWait, and the job may start again only
+    after that (reason BeginTime meanwhile); whatever the old run then exits
+    with is not its result."""
     from .handlers import requeue_task
 
     hold = bool(args.get("hold"))
     pairs = _each(ctl, args, uid, split=False)
     for task, job, several in pairs:
+        shown = _shown_id(task, job)
         if task["state"] == "PENDING":
             if several:
                 continue  # the tasks of an array that have not run
-            raise errors.JobError("Job is pending execution")
+            raise errors.JobError(f"Job is pending execution for job {shown}")
         if not job["spec"].get("requeue", True):
-            raise errors.JobError("Requested operation is presently disabled")
+            raise errors.JobError(f"Requested operation is presently disabled for job {shown}")
         if task["array_pending"] is not None:
             # a cancelled array remainder: its indices are pending again
             ctl.store.update_task(task["task_id"], state="PENDING", end_time=None,
@@ -357,93 +396,18 @@ def op_requeue(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             ctl.store.log(task["task_id"], now, "requeue", f"scontrol requeue by {uid}")
             ctl.arrays.revive(ctl.store.task(task["task_id"]), job)  # type: ignore[arg-type]
             continue
-        requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold)
-    return {}
-
-
-# -- update ----------------------------------------------------------------------
-_JOB_FIELDS = {
-    "timelimit": "time_limit", "jobname": "name", "name": "name", "comment": "comment",
-    "nice": "nice", "dependency": "dependency", "starttime": "begin_time",
-    "partition": "partition", "features": "constraint", "excnodelist": "exclude",
-    "reqnodelist": "nodelist", "numcpus": "cpus", "minmemorynode": "mem_mb",
-}
-
-
-def op_update_job(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
-    from .slurm.units import parse_datetime, parse_mem, parse_time_limit
-
-    fields: dict[str, str] = dict(args.get("fields") or {})
-    changes: dict[str, Any] = {}
-    comment = None
-    for key, value in fields.items():
-        dest = _JOB_FIELDS.get(key.lower())
-        if dest is None:
-            raise UsageError(f"Update of this parameter is not supported: {key}={value}",
-                             prog="scontrol")
-        try:
-            if dest == "time_limit":
-                changes[dest] = parse_time_limit(value)
-            elif dest in ("nice", "cpus"):
-                changes[dest] = int(value)
-            elif dest == "mem_mb":
-                changes[dest] = parse_mem(value)
-            elif dest == "begin_time":
-                changes[dest] = parse_datetime(value, now)
-            elif dest in ("exclude", "nodelist"):
-                from .slurm.hostlist import expand
-
-                changes[dest] = expand(value) if value else []
-            elif dest == "comment":
-                comment = value
-            else:
-                changes[dest] = value
-        except (errors.InvalidValue, ValueError):
-            raise UsageError(f"Invalid {key} specification: {value}", prog="scontrol") from None
-    if "partition" in changes and changes["partition"] not in ctl.config.partitions:
-        raise SubmitError("Invalid partition name specified")
-    if "dependency" in changes:
-        from .dependencies import announce, check
-
-        try:
-            check(ctl.store, changes["dependency"])
-        except SubmitError:
-            first = (args.get("ids") or ["?"])[0]
-            raise errors.JobError(f"Job dependency problem for job {first}") from None
-        announce(ctl, [changes["dependency"]])
-    pairs = _each(ctl, args, uid)
-    for task, job, several in pairs:
-        if task["state"] not in _ACTIVE:
-            if several:
-                continue  # an array's tasks that already ended
-            raise errors.JobError("Job is no longer pending execution")
-        running = task["state"] in _LIVE
-        if running and set(changes) - {"time_limit", "name", "nice"}:
-            raise errors.JobError("Job is no longer pending execution")
-        if changes.get("nice", 0) < 0 and uid != 0:
-            raise AccessDenied(f"Access/permission denied for job {task['task_id']}")
-        if running and "time_limit" in changes and uid != 0:
-            old = task["req"]["time_limit"]
-            new = changes["time_limit"]
-            if new is None or (old is not None and new > old):
-                raise AccessDenied("Access/permission denied")
-        req = dict(task["req"])
-        req.update(changes)
+        live = task["state"] == "RUNNING"
+        requeue_task(ctl, task, now, f"scontrol requeue by {uid}", hold=hold,
+                     signal=15 if live else 9)
+        req = dict(ctl.store.task(task["task_id"])["req"])  # type: ignore[index]
+        if hold:
+            req["held_reason"] = "job requeued in held state"
+        if live:
+            # SLURM holds a requeued job back until its old run is surely gone
+            req["begin_time"] = now + ctl.config.kill_wait + 1
+            if task["task_id"] in ctl._fed:
+                ctl.emit(JobUpdated(task["task_id"], begin_time=req["begin_time"]))
         ctl.store.update_task(task["task_id"], req=req)
-        if comment is not None:
-            spec = dict(job["spec"])
-            spec["comment"] = comment
-            ctl.store.set_job_spec(job["job_id"], spec)
-        ctl.store.log(task["task_id"], now, "update", repr(fields))
-        sched_changes = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
-                         for k, v in changes.items()}
-        for task_id in _in_scheduler(ctl, task) if sched_changes else ():
-            ctl.emit(JobUpdated(task_id, **sched_changes))
-        if running and "time_limit" in changes:
-            limit = changes["time_limit"]
-            ctl.send(task["node"], {"op": "set_limit", "key": task["run_key"],
-                                    "time_limit_s": None if limit is None else limit * 60})
-    _refill(ctl, pairs)
     return {}
 
 

@@ -90,6 +90,9 @@ class Queries:
             params.append(int(args["until"]) + 1)
         if args.get("records_only"):
             where.append("array_pending IS NOT NULL")
+        if args.get("srun_tasks"):
+            where.append("task_id IN (SELECT value FROM json_each(?)) AND array_pending IS NULL")
+            params.append(json.dumps(args["srun_tasks"]))
         return where, params, picks
 
     def q_jobs(self, args: dict, uid: int) -> list[JobRecord]:
@@ -120,11 +123,15 @@ class Queries:
             if parts and t["req"]["partition"] not in parts:
                 continue
             kept.append(t)
-        steps = store.last_steps([t["task_id"] for t in kept]) if args.get("steps", True) else {}
+        want_steps = bool(args.get("steps", True))
+        kept_ids = [t["task_id"] for t in kept]
+        steps = store.last_steps(kept_ids) if want_steps else {}
+        sruns = store.srun_steps(kept_ids) if want_steps else {}
         cluster = self.ctl.config.cluster_name
         out: list[JobRecord] = [
-            job_record(t, jobs[t["job_id"]], [steps[t["task_id"]]] if t["task_id"] in steps
-                       else [], cluster) for t in kept]
+            job_record(t, jobs[t["job_id"]],
+                       ([steps[t["task_id"]]] if t["task_id"] in steps else [])
+                       + sruns.get(t["task_id"], []), cluster) for t in kept]
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
             pending = {t["task_id"]: t["array_pending"] for t in kept
@@ -191,11 +198,26 @@ class Queries:
         selected = self._selection(store, args)
         if selected is None:
             return {"text": ""}
-        if line_sql is None:  # a field without an SQL form: the general path, rendered here
+        ids = [str(i).strip() for i in args.get("ids") or ()]
+        step_ids = {i for i in ids if "." in i}
+        if line_sql is None or step_ids:
+            # a field without an SQL form, or -j N.batch / N.0: the general path
             rows = [r for rec in self.q_jobs(dict(args, steps=True, per_task=False), uid)
                     for r in sacct_fmt.rows_for(rec, allocations_only=only, now=now)]
+            if step_ids:
+                # those steps only (a plain N in the same list: all its rows)
+                jobs = {i for i in ids if "." not in i}
+                rows = [r for r in rows if r.get("jobid") in step_ids
+                        or r.get("jobidraw") in step_ids
+                        or str(r.get("jobid", "")).split(".")[0] in jobs
+                        or str(r.get("jobidraw", "")).split(".")[0] in jobs]
             return {"text": sacct_fmt.render(fields, rows, mode=mode, header=False)}
         where, params, picks = selected
+        srun_tasks = store.tasks_with_srun_steps()
+        if srun_tasks:
+            # tasks with srun steps (N.0, N.1...) take the general path as well
+            where = [*where, "task_id NOT IN (SELECT value FROM json_each(?))"]
+            params = [*params, json.dumps(srun_tasks)]
         filters = dict(users=args.get("users") or [], names=args.get("names") or [],
                        partitions=args.get("partitions") or [], now=now,
                        cluster=self.ctl.config.cluster_name)
@@ -205,6 +227,11 @@ class Queries:
             fields, sacct_fmt.rows_for(rec, allocations_only=only, now=now), mode=mode,
             header=False))
             for rec in self.q_jobs(dict(args, records_only=True, per_task=False), uid)]
+        if srun_tasks:
+            special += [(rec["job_id"], sacct_fmt.render(
+                fields, sacct_fmt.rows_for(rec, allocations_only=only, now=now), mode=mode,
+                header=False))
+                for rec in self.q_jobs(dict(args, srun_tasks=srun_tasks, per_task=False), uid)]
         if not special:
             return {"text": store.acct_text(line_sql, where, params, **filters)}
         lines = [(task_id, text + "\n")
@@ -291,8 +318,9 @@ class Queries:
         finished = task["state"] not in _ACTIVE  # type: ignore[index]
         path = task[which]  # type: ignore[index]
         data = b""
-        if task["state"] == "PENDING":  # type: ignore[index]
-            return {"data": "", "offset": offset, "finished": False}
+        if task["state"] == "PENDING" or not path:  # type: ignore[index]
+            # not started (or cancelled before it ever ran): nothing written yet
+            return {"data": "", "data_b64": "", "offset": offset, "finished": finished}
         node = task["node"]  # type: ignore[index]
         transport = self.ctl.transport_for(node) if node in self.ctl.config.machines else None
         if transport is None or transport.shared_fs or (finished and task["collected"]):  # type: ignore[index]
@@ -309,6 +337,12 @@ class Queries:
                 data = transport.get_bytes(remote, offset, 4 * 1024 * 1024)
             except Exception:
                 data = b""
+        if args.get("raw"):
+            # bytes as they are (srun relays binary output): base64 in the JSON
+            import base64
+
+            return {"data_b64": base64.b64encode(data).decode(), "offset": offset + len(data),
+                    "finished": finished}
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
 

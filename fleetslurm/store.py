@@ -9,7 +9,9 @@ Tables:
   tasks get their own rows (and ids) as they are handed to the scheduler,
   and the last one takes over the array's row, as in SLURM.
 - ``steps``: one row per run of a task's batch step (``N.batch``), keyed by the
-  run key the node agent knows (``<task id>.<restart count>``), with usage.
+  run key the node agent knows (``<task id>.<restart count>``), with usage; and
+  one per ``srun`` step of a run (``N.0``, ``N.1``...), keyed
+  ``<run key>.<step id>``.
 - ``nodes``: administrative state of each machine (DRAIN, DOWN reasons) and the
   facts its agent last reported.
 - ``accounting``: an append-only log of every state change, for audits
@@ -129,6 +131,13 @@ _MIGRATIONS: list[str] = [
         AND array_pending IS NULL AND state IN %(final)s;
     """ % {"final": "('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED',"
                     "'BOOT_FAIL','DEADLINE','OUT_OF_MEMORY')"},
+    # 3: srun job steps (N.0, N.1, ...) share the steps table with the batch
+    # step: keyed "<run key>.<step id>", ``step`` holds the id
+    """
+    ALTER TABLE steps ADD COLUMN name TEXT;
+    ALTER TABLE steps ADD COLUMN ntasks INTEGER;
+    ALTER TABLE steps ADD COLUMN cpus INTEGER;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -344,6 +353,20 @@ class Store(BulkQueries):
     def step(self, run_key: str) -> Optional[dict]:
         row = self._x("SELECT * FROM steps WHERE run_key=?", (run_key,)).fetchone()
         return None if row is None else dict(row)
+
+    def add_srun_step(self, run_key: str, task_id: int, node: str, start_time: float,
+                      name: str, ntasks: int, cpus: int) -> int:
+        """Record a new srun step of the run ``run_key``; returns its step id
+        (0, 1, ... within the run)."""
+        rows = self._x("SELECT step FROM steps WHERE task_id=? AND run_key LIKE ? ESCAPE '!'",
+                       (task_id, run_key.replace("!", "!!").replace("%", "!%")
+                        .replace("_", "!_") + ".%")).fetchall()
+        step_id = max((int(r[0]) for r in rows if str(r[0]).isdigit()), default=-1) + 1
+        self._x("INSERT INTO steps(run_key, task_id, step, node, state, start_time, name, "
+                "ntasks, cpus) VALUES (?,?,?,?,?,?,?,?,?)",
+                (f"{run_key}.{step_id}", task_id, str(step_id), node, "RUNNING", start_time,
+                 name, ntasks, cpus))
+        return step_id
 
     def steps_of(self, task_id: int) -> list[dict]:
         return [dict(r) for r in self._x(

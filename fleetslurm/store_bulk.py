@@ -110,9 +110,27 @@ class BulkQueries:
             return {}
         wanted = set(task_ids)
         out: dict[int, dict] = {}
-        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? "
+        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? AND step = 'batch' "
                        "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
         for row in rows:
             if row["task_id"] in wanted:
                 out[row["task_id"]] = dict(row)  # the last one wins
         return out
+
+    def srun_steps(self, task_ids: list[int]) -> dict[int, list[dict]]:
+        """The srun steps (``N.0``, ``N.1``...) of each task, of all its runs
+        (views.job_record keeps those of the current run)."""
+        if not task_ids:
+            return {}
+        wanted = set(task_ids)
+        out: dict[int, list[dict]] = {}
+        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? AND step != 'batch' "
+                       "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
+        for row in rows:
+            if row["task_id"] in wanted:
+                out.setdefault(row["task_id"], []).append(dict(row))
+        return out
+
+    def tasks_with_srun_steps(self) -> list[int]:
+        """Ids of the tasks that have srun steps (sacct renders them record by record)."""
+        return [r[0] for r in self._x("SELECT DISTINCT task_id FROM steps WHERE step != 'batch'")]

@@ -28,12 +28,17 @@ def user_name(uid: int) -> str:
 
 
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:
-    """One task as a JobRecord; ``steps`` are its batch-step runs (newest last)."""
+    """One task as a JobRecord; ``steps`` are its step rows: batch-step runs
+    (newest last) and the srun steps of its runs."""
     spec: dict[str, Any] = job["spec"]
     req = task["req"]
     last: Optional[dict] = None
+    srun_steps: list[dict] = []
     for s in steps:
-        last = s
+        if s.get("step", "batch") == "batch":
+            last = s
+        else:
+            srun_steps.append(s)
     pending = task.get("array_pending")
     array_job = job["job_id"] if task["array_index"] is not None or pending is not None else None
     index, pending_str = task["array_index"], None
@@ -115,7 +120,17 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
              "system_cpu": s["system_cpu"]}
             for s in ([last] if last else [])
         ],
+        # srun steps of the current run (N.0, N.1, ...); sacct shows them
+        "job_steps": _job_steps(task, srun_steps),
+        # srun outside an allocation makes a job without a batch script
+        "batch_flag": not spec.get("srun_job", False),
     }  # type: ignore[typeddict-unknown-key]
+    if spec.get("srun_job"):
+        # a job srun made ends as its step 0 did (its batch part is only srun)
+        zero = [s for s in rec["job_steps"] if s["step_id"] == 0 and s["end_time"]]
+        if zero and task["exit_code"] is not None and zero[0]["exit_code"] is not None:
+            rec["exit_code"] = zero[0]["exit_code"]
+            rec["exit_signal"] = zero[0]["exit_signal"]
     return rec
 
 
@@ -124,6 +139,10 @@ def _reason(task: dict) -> str:
     NonZeroExitCode, or JobLaunchFailure when a signal ended the batch
     script; TIMEOUT: TimeLimit...) or that is held."""
     reason = task["reason"] or "None"
+    held_reason = task["req"].get("held_reason")
+    if task["held"] and held_reason and task["state"] == "PENDING":
+        # a held job says how it was held (admin, user, requeuehold), as SLURM does
+        return held_reason
     if reason != "None":
         return reason
     state = task["state"]
@@ -132,6 +151,31 @@ def _reason(task: dict) -> str:
     if state == "PENDING" and task["held"]:
         return "JobHeldUser"
     return _END_REASONS.get(state, reason)
+
+
+def _job_steps(task: dict, rows: list[dict]) -> list[dict]:
+    """The srun steps of the task's current (or last) run, by step id. A step
+    still RUNNING after the job ended was killed with it: CANCELLED then."""
+    run_key = task["run_key"]
+    if not run_key:
+        return []
+    prefix = run_key + "."
+    ended = task["state"] not in ("RUNNING", "COMPLETING", "PENDING")
+    out = []
+    for s in rows:
+        if not s["run_key"].startswith(prefix) or "." in s["run_key"][len(prefix):]:
+            continue
+        state, end = s["state"], s["end_time"]
+        if state == "RUNNING" and ended:
+            state, end = "CANCELLED", task["end_time"]
+        out.append({"step_id": int(s["step"]), "name": s.get("name") or "",
+                    "node": s["node"], "state": state, "start_time": s["start_time"],
+                    "end_time": end, "exit_code": s["exit_code"],
+                    "exit_signal": s["exit_signal"], "ntasks": s.get("ntasks") or 1,
+                    "cpus": s.get("cpus") or 1, "max_rss_kb": s["max_rss_kb"],
+                    "user_cpu": s["user_cpu"], "system_cpu": s["system_cpu"]})
+    out.sort(key=lambda r: r["step_id"])
+    return out
 
 
 def _priority(task: dict, job_id: int, req: dict) -> int:

@@ -116,7 +116,7 @@ def test_scontrol_update_errors(fleet):
     job = fleet.sbatch("--hold", "--wrap", "true")
     proc = fleet.run("scontrol", "update", f"JobId={job}", "Foo=bar")
     assert (proc.returncode, proc.stderr) == (
-        1, "scontrol: error: Update of this parameter is not supported: Foo=bar\n")
+        1, "Update of this parameter is not supported: Foo=bar\nRequest aborted\n")
     proc = fleet.run("scontrol", "update", "NodeName=localhost", "State=DRAIN")
     assert (proc.returncode, proc.stderr) == (
         1, "scontrol: error: You must specify a reason when DOWNING or DRAINING a node. "

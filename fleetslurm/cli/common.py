@@ -11,10 +11,22 @@ __all__ = ["client", "run", "die", "warn"]
 
 
 def client():
-    """A connection to the controller, started first when none runs."""
+    """A connection to the controller, started first when none runs (but not
+    from inside a job on another machine: no controller of its own there)."""
     from ..paths import find_config
-    from ..rpc import ensure_controller
+    from ..rpc import connect, ensure_controller
 
+    if os.environ.get("FLEETSLURM_STEPS_DIR") and not os.environ.get(
+            "FLEETSLURM_CONTROLLER_HOST"):
+        from ..errors import ControllerError
+
+        try:
+            return connect()
+        except ControllerError as exc:
+            raise ControllerError(
+                f"{exc}: this job runs on a machine that cannot reach the controller "
+                "that started it (fleetslurm's commands work inside jobs on the "
+                "controller's own host, or on machines reached over loopback)") from None
     path = find_config()
     return ensure_controller(str(path) if path else None)
 

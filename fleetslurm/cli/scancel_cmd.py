@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
         try:
             request["signal"] = parse_signal_name(str(opts["signal"]))
         except ValueError:
-            raise UsageError(f"Invalid job signal: {opts['signal']}", prog=PROG) from None
+            sys.stderr.write(f"Unknown job signal: {opts['signal']}\n")  # SLURM's, bare
+            return 1
     request["batch"] = bool(opts.get("batch"))
     request["full"] = bool(opts.get("full"))
     users = [u for u in str(opts.get("user") or "").split(",") if u]
@@ -56,4 +57,4 @@ def main(argv: list[str]) -> int:
         reply = c.call("cancel", **request)
     for message in reply["errors"]:
         warn(PROG, message)
-    return 1 if reply["failed"] else 0
+    return int(reply.get("code", 1)) if reply["failed"] else 0

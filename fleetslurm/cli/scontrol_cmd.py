@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
 from ..errors import InvalidJobId, UsageError
 
 PROG = "scontrol"
-
-
-def _kv(words: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for w in words:
-        key, eq, value = w.partition("=")
-        if not eq:
-            raise UsageError(f"Invalid input: {w}\nRequest aborted", prog=PROG)
-        out[key] = value
-    return out
 
 
 def _ids(words: list[str]) -> list[str]:
@@ -63,22 +55,39 @@ def _main(argv: list[str]) -> int:
         return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
+        if cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids:
+            # a job requeueing itself: its processes get SIGTERM for it, which
+            # must not kill this scontrol before it reports success (in SLURM
+            # the reply comes first)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with client() as c:
             if cmd in ("hold", "uhold"):
-                c.call("hold", ids=ids)
+                c.call("hold", ids=ids, user=cmd == "uhold")
             elif cmd == "release":
                 c.call("release", ids=ids)
             else:
                 c.call("requeue", ids=ids, hold=cmd == "requeuehold")
         return 0
     if cmd == "update":
-        fields = _kv(rest)
+        from ..slurm.job_update import UpdateRefused, parse_job_update, split_words
+
+        if not rest:
+            raise UpdateRefused("too few arguments for update keyword")
+
+        fields = split_words(rest)
         lowered = {k.lower(): k for k in fields}
         if "jobid" in lowered or "job" in lowered:
             key = lowered.get("jobid") or lowered["job"]
             job = fields.pop(key)
+            # scontrol's own checks first (unknown keys, bad values), as SLURM's
+            warnings: list[str] = []
+            try:
+                parse_job_update(fields, time.time(), warnings)
+            finally:
+                for line in warnings:
+                    sys.stderr.write(line + "\n")
             with client() as c:
-                c.call("update_job", ids=job.split(","), fields=fields)
+                c.call("update_job", ids=[j for j in job.split(",") if j], fields=fields)
             return 0
         if "nodename" in lowered:
             nodes = fields.pop(lowered["nodename"])
@@ -91,9 +100,9 @@ def _main(argv: list[str]) -> int:
                 c.call("update_node", nodes=nodes, state=rest_l.get("state", ""),
                        reason=rest_l.get("reason", ""))
             return 0
-        raise UsageError("No valid entity in update command\n"
-                         "Input line must include \"NodeName\", \"PartitionName\", "
-                         "\"Reservation/ReservationName\", or \"JobId\"", prog=PROG)
+        raise UpdateRefused("No valid entity in update command\n"
+                            "Input line must include \"NodeName\", \"PartitionName\", "
+                            "\"Reservation\", \"JobId\", or \"SlurmctldDebug\"")
     raise UsageError(f'invalid keyword: {args[0]}', prog=PROG)
 
 

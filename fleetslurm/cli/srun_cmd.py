@@ -1,30 +1,80 @@
 """``srun``: run a command as job tasks.
 
 Inside an allocation (``SLURM_JOB_ID`` set) it starts a job step on this
-machine: ``-n`` tasks (else ``SLURM_NTASKS``, else one), each with its own
-``SLURM_PROCID``/``SLURM_LOCALID``/``SLURM_STEP_ID``; signals sent to srun are
-forwarded to the tasks; the exit status is the highest task exit status.
+machine (srun_step). Outside one it does what SLURM's srun does: allocate a
+job, run the tasks as its step 0, and stay attached until they end:
 
-Outside an allocation it submits the command as a one-task job, streams its
-output to the terminal while it runs (wherever it runs), and exits with the
-job's exit code; Ctrl-C cancels the job.
+- the tasks' output streams to the terminal while they run (wherever they
+  run), srun's standard input streams to them (``--input``: ``all``, ``none``,
+  a task id, a file);
+- ``-n N`` tasks with their ranks, ``--output/--error/--label`` per task;
+- the exit status is the tasks' (highest exit code, or 128 + signal);
+- Ctrl-C: the first prints the tasks' state, a second within a second sends
+  SIGINT to the tasks and cancels the job (``--quit-on-interrupt``: the
+  first); SIGTERM/SIGHUP/SIGQUIT cancel the job; other signals (SIGUSR1...)
+  are forwarded to the tasks.
+
+The job's batch part is a small script that runs fleetslurm's srun as step 0
+where fleetslurm is installed (machines run by the local transport, or with
+fleetslurm on the job's PATH); elsewhere it starts the tasks itself, with
+their ranks but without per-task files, labels or stdin broadcast.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import queue
+import shlex
 import signal
-import socket
-import subprocess
 import sys
+import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import UsageError
 
 PROG = "srun"
-_FORWARD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-            signal.SIGQUIT, signal.SIGCONT)
+
+# srun options the job's step 0 needs (the rest describe the allocation)
+_STEP_OPTIONS = (("ntasks", "--ntasks"), ("job_name", "--job-name"),
+                 ("cpus_per_task", "--cpus-per-task"),
+                 ("output", "--output"), ("error", "--error"), ("input", "--input"),
+                 ("open_mode", "--open-mode"), ("label", "--label"),
+                 ("unbuffered", "--unbuffered"), ("kill_on_bad_exit", "--kill-on-bad-exit"),
+                 ("overcommit", "--overcommit"))
+# per-task I/O belongs to the step, not to the job's own (spooled) files
+_NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode"}
+
+_SCRIPT = """#!/bin/sh
+# This job was created by srun: its tasks are job step 0.
+if [ -n "$FLEETSLURM_STEPS_DIR" ]; then
+    # fleetslurm's srun (a shim, or the fleetslurm command), never another SLURM's
+    for s in "$(command -v srun)" "${{FLEETSLURM_HOME:+$FLEETSLURM_HOME/bin/srun}}"; do
+        if [ -n "$s" ] && [ -x "$s" ] && sed -n 2p "$s" 2>/dev/null | grep -q '^{marker}'; then
+            exec "$s" {step_args} "$@"
+        fi
+    done
+    if command -v fleetslurm >/dev/null 2>&1; then exec fleetslurm srun {step_args} "$@"; fi
+fi
+# fleetslurm is not installed on this machine: start the tasks without it
+n=${{SLURM_NTASKS:-1}}
+export SLURM_STEP_ID=0 SLURM_STEPID=0 SLURM_STEP_NUM_NODES=1 SLURM_STEP_NUM_TASKS="$n" \\
+    SLURM_STEP_TASKS_PER_NODE="$n" SLURM_STEP_NODELIST="$SLURMD_NODENAME"
+if [ "$n" -le 1 ]; then exec "$@"; fi
+pids= i=0
+while [ "$i" -lt "$n" ]; do
+    SLURM_PROCID=$i SLURM_LOCALID=$i "$@" &
+    pids="$pids $!"
+    i=$((i + 1))
+done
+rc=0
+for p in $pids; do wait "$p"; c=$?; [ "$c" -gt "$rc" ] && rc=$c; done
+exit "$rc"
+"""
+
+#: stdin bytes sent to the controller but not yet written to the job's stdin
+_STDIN_WINDOW = 1 << 20
 
 
 def main(argv: list[str]) -> int:
@@ -36,198 +86,307 @@ def main(argv: list[str]) -> int:
         return 0
     if not command:
         raise UsageError("fatal: No command given to execute.", prog=PROG)
+    # (SLURM_JOBID, set inside every job, reads as --jobid: only the command line counts)
+    cli_opts = command_options(PROG, argv, {})[0]
+    if cli_opts.get("jobid") and str(cli_opts["jobid"]) != os.environ.get("SLURM_JOB_ID"):
+        raise UsageError("--jobid is not supported by fleetslurm; run srun inside the job's "
+                         "batch script", prog=PROG)
+    for key, flag, instead in (
+            ("pty", "--pty", "run the command without a terminal (stdin and output are "
+                             "streamed all the same)"),
+            ("multi_prog", "--multi-prog", "run one srun per program")):
+        if opts.get(key):
+            raise UsageError(f"{flag} is not supported by fleetslurm; {instead}", prog=PROG)
     if os.environ.get("SLURM_JOB_ID"):
-        return run_step(opts, command)
-    return run_job(opts, command)
+        from .srun_step import run_step
+
+        # inside an allocation -J names the step only when given here (SLURM
+        # ignores the job's SLURM_JOB_NAME for it)
+        named = cli_opts.get("job_name")
+        return run_step(opts, command, name=str(named) if named else None)
+    return Attached(opts, command).run()
 
 
-def _next_step_id(job_id: str) -> int:
-    """Step ids count up per job (0, 1, ...), kept in a private counter file."""
-    import fcntl
-    import tempfile
+def job_script(opts: dict) -> str:
+    """The batch part of a job srun makes: fleetslurm's srun runs the tasks as
+    step 0 where it is found, else the script starts them itself."""
+    from ..shims import MARKER
 
-    # the session id tells this run of the job from earlier ones with the same id
-    path = os.path.join(tempfile.gettempdir(),
-                        f"fleetslurm-{os.getuid()}-steps-{job_id}-{os.getsid(0)}")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = os.read(fd, 32).decode().strip()
-        step = int(data) if data.isdigit() else 0
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(step + 1).encode())
-        return step
-    finally:
-        os.close(fd)
+    return _SCRIPT.format(step_args=shlex.join(step_arguments(opts)), marker=MARKER)
 
 
-def _register(pgid: int, remove: bool = False) -> None:
-    """Record (or drop) a step's process group in the job's steps directory."""
-    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
-    if not steps:
-        return
-    path = os.path.join(steps, str(pgid))
-    try:
-        if remove:
-            os.unlink(path)
-        else:
-            os.makedirs(steps, mode=0o700, exist_ok=True)
-            open(path, "w").close()
-    except OSError:
-        pass  # signals then miss this step; the job itself is unaffected
+def step_arguments(opts: dict) -> list[str]:
+    """The srun options step 0 runs with inside the job."""
+    out = []
+    for key, flag in _STEP_OPTIONS:
+        value = opts.get(key)
+        if value is True:
+            out.append(flag)
+        elif value not in (None, False, ""):
+            out.append(f"{flag}={value}")
+    return out
 
 
-def run_step(opts: dict, command: list[str]) -> int:
-    from ..slurm.patterns import expand_pattern
+class Attached:
+    """One srun outside an allocation: submit, stream, forward, report."""
 
-    env = dict(os.environ)
-    job_id = env["SLURM_JOB_ID"]
-    try:
-        ntasks = int(opts.get("ntasks") or env.get("SLURM_NTASKS") or 1)
-    except ValueError:
-        raise UsageError(f'Invalid numeric value "{opts.get("ntasks")}" for --ntasks.',
-                         prog=PROG) from None
-    if ntasks < 1:
-        raise UsageError(f'Invalid numeric value "{ntasks}" for --ntasks.', prog=PROG)
-    step = _next_step_id(job_id)
-    node = env.get("SLURMD_NODENAME", "localhost")
-    umask = os.umask(0)
-    os.umask(umask)
-    # as srun 22.05 sets them for each task (a step on one node: cyclic for
-    # one task, block for more)
-    step_env = {"SLURM_UMASK": "%04o" % umask, "SLURM_GTIDS": ",".join(map(str, range(ntasks))),
-                "SLURM_DISTRIBUTION": "cyclic" if ntasks == 1 else "block"}
-    if env.get("SLURM_JOB_CPUS_PER_NODE"):
-        step_env["SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0"] = env["SLURM_JOB_CPUS_PER_NODE"]
-    procs: list[subprocess.Popen] = []
-    files = []
-    for rank in range(ntasks):
-        tenv = dict(env, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODEID="0",
-                    SLURM_STEP_ID=str(step), SLURM_STEPID=str(step),
-                    SLURM_NTASKS=str(ntasks), SLURM_NPROCS=str(ntasks),
-                    SLURM_STEP_NUM_TASKS=str(ntasks), SLURM_STEP_NUM_NODES="1",
-                    SLURM_STEP_NODELIST=node, SLURM_STEP_TASKS_PER_NODE=str(ntasks), **step_env)
-        if opts.get("cpus_per_task"):
-            tenv["SLURM_CPUS_PER_TASK"] = str(opts["cpus_per_task"])
-        # %N is the host's own name, as slurmstepd expands it
-        fields = dict(job_id=int(job_id), step_id=step, task_id=rank,
-                      node=socket.gethostname(),
-                      user=env.get("SLURM_JOB_USER", ""),
-                      job_name=env.get("SLURM_JOB_NAME", ""),
-                      array_job_id=int(env["SLURM_ARRAY_JOB_ID"])
-                      if env.get("SLURM_ARRAY_JOB_ID") else None,
-                      array_task_id=int(env["SLURM_ARRAY_TASK_ID"])
-                      if env.get("SLURM_ARRAY_TASK_ID") else None)
-        out = err = None
-        if opts.get("output"):
-            out = open(expand_pattern(str(opts["output"]), **fields), "ab")
-            files.append(out)
-        if opts.get("error"):
-            err = open(expand_pattern(str(opts["error"]), **fields), "ab")
-            files.append(err)
-        elif out is not None:
-            err = subprocess.STDOUT  # type: ignore[assignment]
-        try:
-            # each task its own process group, registered where the job's
-            # supervisor and agent look for steps to signal
-            proc = subprocess.Popen(command, env=tenv, stdout=out, stderr=err,
-                                    stdin=None if rank == 0 else subprocess.DEVNULL,
-                                    preexec_fn=os.setpgrp)
-            procs.append(proc)
-            _register(proc.pid)
-        except OSError as exc:
-            for p in procs:
-                p.kill()
-            raise UsageError(f"error: execve(): {command[0]}: {exc.strerror}", prog=PROG) \
-                from None
+    def __init__(self, opts: dict, command: list[str]) -> None:
+        self.opts = opts
+        self.command = command
+        self.job_id: Optional[int] = None
+        self.signals: "queue.SimpleQueue[int]" = queue.SimpleQueue()
+        self.offsets = {"stdout": 0, "stderr": 0}
+        self.stdin: Optional[_StdinPump] = None
+        self.last_intr = 0.0
+        self.cancelled = False
+        self.record: dict = {}
+        #: signals for the tasks, held until srun's step 0 has started them
+        self.deferred: list[int] = []
+        self.running_since: Optional[float] = None
 
-    def forward(signum: int, frame: object) -> None:
-        for p in procs:
-            try:
-                p.send_signal(signum)
-            except OSError:
+    def client(self) -> Any:
+        from .common import client
+
+        return client()
+
+    # -- submission ---------------------------------------------------------
+    def submit(self) -> int:
+        import socket
+
+        from ..paths import private_dir, state_paths
+        from ..slurm.option_tables import SBATCH
+
+        known = {o.dest for o in SBATCH}
+        options = {k: v for k, v in self.opts.items() if k in known and k not in _NOT_FOR_JOB}
+        options.setdefault("job_name", os.path.basename(self.command[0]))
+        # the terminal gets the output: keep the job's own files out of the way
+        spool = private_dir(state_paths().home / "srun")
+        options["output"] = str(spool / "%j.out")
+        options["error"] = str(spool / "%j.err")
+        mode = str(self.opts.get("input") or "all").lower()
+        stream = mode == "all" or mode.isdigit()
+        script = job_script(self.opts)
+        with self.client() as c:
+            reply = c.call("submit", options=options, script=script,
+                           script_args=list(self.command), env=dict(os.environ),
+                           cwd=os.getcwd(), submit_host=socket.gethostname(),
+                           script_name=self.command[0], command=shlex.join(self.command),
+                           srun=True, stdin_stream=stream)
+        if stream:
+            self.stdin = _StdinPump()
+        return int(reply["job_id"])
+
+    # -- the attached loop ------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT, signal.SIGALRM):
+            signal.signal(sig, lambda signum, frame: self.signals.put(signum))
+        self.job_id = self.submit()
+        said_queued = False
+        started = time.monotonic()
+        idle = 0.02
+        while True:
+            self.handle_signals()
+            with self.client() as c:
+                got = self.pump_output(c)
+                recs = c.call("jobs", ids=[str(self.job_id)], steps=True)
+                self.record = recs[0] if recs else {}
+                state = self.record.get("state", "PENDING")
+                if state == "PENDING" and not said_queued and time.monotonic() - started > 0.5:
+                    said_queued = True
+                    _info(f"job {self.job_id} queued and waiting for resources")
+                elif state != "PENDING" and said_queued is True:
+                    said_queued = None  # type: ignore[assignment]
+                    _info(f"job {self.job_id} has been allocated resources")
+                if state == "RUNNING" and self.running_since is None:
+                    self.running_since = time.monotonic()
+                if state == "RUNNING" and self.stdin is not None:
+                    got = self.stdin.send(c, self.job_id) or got
+            if self.deferred:
+                self.forward(*self.deferred)
+            if state not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"):
+                break
+            idle = 0.02 if got else min(0.2, idle * 1.5)
+            self.sleep(idle)
+        with self.client() as c:
+            while self.pump_output(c):  # whatever landed after the last poll
                 pass
+        return self.finish()
 
-    for sig in _FORWARD:
-        signal.signal(sig, forward)
-    codes = [p.wait() for p in procs]
-    for p in procs:
-        _register(p.pid, remove=True)
-    for f in files:
-        f.close()
-    worst = 0
-    for c in codes:
-        worst = max(worst, 128 - c if c < 0 else c)
-    return worst
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking early for a signal."""
+        try:
+            signum = self.signals.get(timeout=seconds)
+        except queue.Empty:
+            return
+        self.signals.put(signum)
+
+    def pump_output(self, c: Any) -> bool:
+        got = False
+        for which, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            r = c.call("read_output", id=str(self.job_id), offset=self.offsets[which],
+                       which=which, raw=True)
+            data = base64.b64decode(r["data_b64"]) if "data_b64" in r \
+                else r["data"].encode()
+            if data:
+                got = True
+                stream.flush()
+                try:
+                    stream.buffer.write(data)
+                    stream.buffer.flush()
+                except BrokenPipeError:
+                    pass
+                self.offsets[which] = r["offset"]
+        return got
+
+    # -- signals ------------------------------------------------------------
+    def handle_signals(self) -> None:
+        while True:
+            try:
+                signum = self.signals.get_nowait()
+            except queue.Empty:
+                return
+            if signum == signal.SIGINT:
+                self.interrupt()
+            elif signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                _info("forcing job termination")
+                self.cancel()
+            else:
+                if signum == signal.SIGCONT:
+                    _info("got SIGCONT")
+                self.forward(signum)
+
+    def interrupt(self) -> None:
+        now = time.monotonic()
+        state = self.record.get("state", "PENDING")
+        if self.opts.get("quit_on_interrupt") or state == "PENDING":
+            self.cancel()
+            return
+        if now - self.last_intr > 1:
+            self.last_intr = now
+            _info("interrupt (abort already in progress)" if self.cancelled
+                  else "interrupt (one more within 1 sec to abort)")
+            _info(f"StepId={self.job_id}.0 task{'s' if self.ntasks() > 1 else ''} "
+                  f"{'0' if self.ntasks() == 1 else f'0-{self.ntasks() - 1}'}: running")
+            return
+        if self.cancelled:
+            return
+        _info(f"sending Ctrl-C to StepId={self.job_id}.0")
+        self.forward(signal.SIGINT)
+        self.cancel()
+
+    def ntasks(self) -> int:
+        try:
+            return max(1, int(self.opts.get("ntasks") or 1))
+        except ValueError:
+            return 1
+
+    def forward(self, *signums: int) -> None:
+        """Signals for the tasks: to step 0's tasks once srun started them there;
+        to the batch part when no step shows up (it then is the task itself).
+        Until then they wait: the step's srun must not die of them starting up."""
+        self.deferred = [*self.deferred, *[s for s in signums if s not in self.deferred]]
+        if self.record.get("state") != "RUNNING" or self.running_since is None:
+            return
+        if self.record.get("job_steps"):
+            scope: dict = {}
+        elif time.monotonic() - self.running_since > 5:
+            scope = {"batch": True}
+        else:
+            return
+        todo, self.deferred = self.deferred, []
+        with self.client() as c:
+            for signum in todo:
+                c.call("cancel", ids=[str(self.job_id)], signal=int(signum), **scope)
+
+    def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        with self.client() as c:
+            if self.record.get("state") == "RUNNING":
+                kill_wait = dict(map(tuple, c.call("config"))).get("KillWait", "30 sec")
+                _info(f"Job step aborted: Waiting up to {int(kill_wait.split()[0]) + 2} "
+                      "seconds for job step to finish.")
+            c.call("cancel", ids=[str(self.job_id)])
+
+    # -- the end --------------------------------------------------------------
+    def finish(self) -> int:
+        rec = self.record
+        steps = [s for s in rec.get("job_steps") or [] if s.get("step_id") == 0]
+        if not rec.get("start_time"):
+            _info("error: Unable to allocate resources: Job/step already completing or "
+                  "completed" if self.cancelled else
+                  f"error: job {self.job_id} ended {rec.get('state')} before it started")
+            return 1
+        if steps and steps[0].get("end_time"):
+            code, sig = steps[0].get("exit_code") or 0, steps[0].get("exit_signal") or 0
+            return 128 + sig if sig else code
+        # no step record: the tasks ran without fleetslurm's srun (or were killed
+        # with the job before it could say): report as srun does
+        code, sig = rec.get("exit_code") or 0, rec.get("exit_signal") or 0
+        node = (rec.get("nodes") or [""])[0]
+        if rec.get("state") == "TIMEOUT":
+            _info(f"error: {node}: task 0: Terminated")
+            return 128 + (sig or signal.SIGTERM)
+        if sig:
+            _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
+            return 128 + sig
+        if code:
+            _info(f"error: {node}: task 0: Exited with exit code {code}")
+        return code
 
 
-def run_job(opts: dict, command: list[str]) -> int:
-    import shlex
-    import socket
+def _info(text: str) -> None:
+    sys.stderr.write(f"srun: {text}\n")
+    sys.stderr.flush()
 
-    from ..slurm.option_tables import SBATCH
-    from .common import client
 
-    known = {o.dest for o in SBATCH}
-    options = {k: v for k, v in opts.items() if k in known and k not in ("wait",)}
-    options.setdefault("job_name", os.path.basename(command[0]))
-    from ..paths import private_dir, state_paths
+class _StdinPump:
+    """srun's standard input, read by a thread and sent to the job's tasks
+    through the controller, at most ``_STDIN_WINDOW`` bytes ahead of what the
+    job's machine has written into the tasks' stdin."""
 
-    # srun's output goes to the terminal: keep the job's files out of the user's way
-    spool = private_dir(state_paths().home / "srun")
-    options.setdefault("output", str(spool / "%j.out"))
-    options.setdefault("error", str(spool / "%j.err"))
-    script = "#!/bin/sh\n# generated by srun\nexec \"$@\"\n"
-    with client() as c:
-        reply = c.call("submit", options=options, script=script, script_args=command,
-                       env=dict(os.environ), cwd=os.getcwd(),
-                       submit_host=socket.gethostname(), script_name=command[0],
-                       command=shlex.join(command))
-    job_id = reply["job_id"]
-    if opts.get("verbose"):
-        sys.stderr.write(f"srun: job {job_id} queued and waiting for resources\n")
+    def __init__(self) -> None:
+        self.chunks: "queue.Queue[bytes]" = queue.Queue(maxsize=16)
+        self.sent = 0
+        self.eof_sent = False
+        self.closed = False
+        threading.Thread(target=self._read, name="srun-stdin", daemon=True).start()
 
-    cancelled = {"done": False}
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            self.chunks.put(data)  # blocks when the job does not keep up
+            if not data:
+                return
 
-    def cancel(signum: int, frame: object) -> None:
-        if not cancelled["done"]:
-            cancelled["done"] = True
-            sys.stderr.write(f"srun: Job step aborted: Waiting up to 32 seconds for job step "
-                             f"to finish.\nsrun: error: job {job_id} cancelled\n")
-            with client() as cc:
-                cc.call("cancel", ids=[str(job_id)])
-
-    signal.signal(signal.SIGINT, cancel)
-    signal.signal(signal.SIGTERM, cancel)
-    offsets = {"stdout": 0, "stderr": 0}
-    record: Optional[dict] = None
-    while True:
-        with client() as c:
-            for which, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-                r = c.call("read_output", id=str(job_id), offset=offsets[which], which=which)
-                if r["data"]:
-                    stream.write(r["data"])
-                    stream.flush()
-                    offsets[which] = r["offset"]
-            recs = c.call("jobs", ids=[str(job_id)], steps=False)
-        record = recs[0] if recs else None
-        if record and record["state"] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"):
-            # one more read: output may have landed after the last poll
-            with client() as c:
-                for which, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-                    r = c.call("read_output", id=str(job_id), offset=offsets[which],
-                               which=which)
-                    stream.write(r["data"])
-            break
-        time.sleep(0.2)
-    assert record is not None
-    if record["state"] == "COMPLETED":
-        return 0
-    if record.get("exit_signal"):
-        sys.stderr.write(f"srun: error: {record['nodes'][0] if record['nodes'] else ''}: "
-                         f"task 0: {record['state'].title()}\n")
-        return 128 + int(record["exit_signal"])
-    if record["state"] not in ("FAILED",):
-        sys.stderr.write(f"srun: error: job {job_id} ended {record['state']}\n")
-    return int(record.get("exit_code") or 1)
+    def send(self, c: Any, job_id: int) -> bool:
+        """Send what is ready; True when something was sent."""
+        if self.eof_sent or self.closed:
+            return False
+        reply = c.call("stdin", id=str(job_id), data="", eof=False)
+        if reply.get("closed"):
+            self.closed = True
+            return False
+        written = int(reply.get("written") or 0)
+        sent_any = False
+        while self.sent - written < _STDIN_WINDOW:
+            try:
+                data = self.chunks.get_nowait()
+            except queue.Empty:
+                break
+            reply = c.call("stdin", id=str(job_id), data=base64.b64encode(data).decode(),
+                           eof=not data)
+            sent_any = True
+            self.sent += len(data)
+            if not data:
+                self.eof_sent = True
+                break
+            if reply.get("closed"):
+                self.closed = True
+                break
+        return sent_any

@@ -24,6 +24,8 @@ Protocol (every request may carry "id"; its reply carries it back as "re"):
                             | {ev: ended, key, result}           (key already ran)
   signal key signal [batch_only] -> {ev: signalled, key, ok, error}
   cancel key [signal=15]   -> {ev: cancelling, key, ok, error}
+  stdin key data eof       -> {ev: stdin, key, written, closed}  (srun's stdin, base64;
+                              also unsolicited as the job reads it)
   status                   -> {ev: status, jobs: [JOBINFO]}
   forget key               -> {ev: forgotten, key, ok, error}    (ended or absent only)
   shutdown                 -> {ev: shutdown}, then exit; jobs keep running
@@ -88,6 +90,10 @@ STEPS_DIR = "steps"    # one file per srun step process group (named by its pgid
 STAGE_DIR = "stage"    # files staged in for the job / left by it to be copied home
 INCOMING_DIR = "stage"  # <workdir>/stage/<key>: staged files waiting for the launch
 LIMIT_FILE = "limit"   # a new time limit (seconds, or "none") from scontrol update
+# written before the supervisor signals a job it is ending (cancel, time limit):
+# srun then leaves its tasks to the supervisor's SIGTERM and KillWait
+STOPPING_FILE = "stopping"
+STDIN_FIFO = "stdin.fifo"  # srun's standard input, streamed by the agent
 LOG_FILE = "agent.log"
 
 
@@ -432,6 +438,7 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     out["env"] = env
     out["cwd"] = _text(spec.get("cwd") or "/", "spec.cwd")
     out["stdin"] = _text(spec.get("stdin") or "/dev/null", "spec.stdin")
+    out["stdin_stream"] = bool(spec.get("stdin_stream"))
     out["stdout"] = _text(spec.get("stdout") or "/dev/null", "spec.stdout")
     out["stderr"] = _text(spec.get("stderr") or out["stdout"], "spec.stderr")
     # named in slurmstepd's "*** JOB 12 ON node01 CANCELLED AT ... ***" line
@@ -615,6 +622,8 @@ class Supervisor:
             # srun (fleetslurm's) records each step's process group here, so that
             # signals meant for job steps (scancel --signal, --signal=SIG@T) find them
             env["FLEETSLURM_STEPS_DIR"] = os.path.join(self.jobdir, STEPS_DIR)
+            # srun records its steps under this run (a requeued job runs again)
+            env["FLEETSLURM_RUN_KEY"] = self.key
             stage = "exec"
             try:
                 os.execve(self.script, [self.script] + spec["argv"], env)
@@ -652,9 +661,16 @@ class Supervisor:
     def open_stdio(self) -> None:
         """Open the job's stdin/stdout/stderr as fds 0/1/2, creating parent dirs."""
         spec = self.spec
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if spec["open_mode"] == "append" else os.O_TRUNC)
+        # O_APPEND in both modes: slurmstepd's "*** JOB N CANCELLED ***" line
+        # (write_note, from the agent's own descriptor) must not be overwritten
+        # by what the job writes after it, as SLURM shares one description
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (
+            0 if spec["open_mode"] == "append" else os.O_TRUNC)
         try:
-            fin = os.open(spec["stdin"], os.O_RDONLY)
+            # a streamed stdin was opened by the agent before the fork (see
+            # Agent.open_stdin_fifo); a file is opened here
+            fin = spec["stdin_fd"] if spec.get("stdin_fd") is not None \
+                else os.open(spec["stdin"], os.O_RDONLY)
         except OSError as exc:
             raise _SetupError("cannot open stdin file %s: %s"
                               % (spec["stdin"], os.strerror(exc.errno or 0))) from None
@@ -709,6 +725,8 @@ class Supervisor:
             finally:
                 os._exit(127)
         os.close(err_w)
+        if spec.get("stdin_fd") is not None:
+            os.close(spec["stdin_fd"])  # the job has it now
         self.pid = pid
         try:
             self.watch(err_r)
@@ -806,8 +824,7 @@ class Supervisor:
                 if self.reason is None:
                     self.note(" DUE TO TIME LIMIT")
                 self.set_reason("TIMEOUT")
-                self.kill(signal.SIGCONT)
-                self.kill(signal.SIGTERM)
+                self.stop_job(signal.SIGTERM)
                 if t_kill is None:
                     t_kill = now + spec["kill_wait_s"]
             if t_kill is not None and now >= t_kill:
@@ -854,9 +871,11 @@ class Supervisor:
             os.close(err_r)
         if err_buf:
             self.error = err_buf.decode("utf-8", "replace")
-        # The batch shell is done: like slurmstepd, kill what it left behind.
-        # Done before reaping so the group id cannot have been reused yet.
+        # The batch shell is done: like slurmstepd, kill what it left behind
+        # (its group and srun's tasks). Done before reaping so the group id
+        # cannot have been reused yet.
         self.kill(signal.SIGKILL)
+        self.kill_steps(signal.SIGKILL)
         if self.reason is not None:
             self.sweep_session()
         _, status, usage = os.wait4(self.pid, 0)
@@ -899,9 +918,27 @@ class Supervisor:
         if self.reason is None and "noted" not in words[1:]:
             self.note(" DUE TO JOB REQUEUE" if "requeue" in words[1:] else "")
         self.set_reason("CANCELLED")
-        self.kill(signal.SIGCONT)
-        self.kill(signum)
+        self.stop_job(signum)
         return t_kill if t_kill is not None else now + self.spec["kill_wait_s"]
+
+    def stop_job(self, signum: int) -> None:
+        """End the job as slurmstepd does: every step and the batch shell get
+        SIGCONT then ``signum`` (SIGKILL follows after KillWait). The marker
+        tells srun not to kill its tasks at once: they get this signal here."""
+        try:
+            write_text_atomic(os.path.join(self.jobdir, STOPPING_FILE), str(signum))
+        except OSError:
+            pass
+        for sig in (signal.SIGCONT, signum):
+            self.kill_steps(sig)
+            self.kill(sig)
+
+    def kill_steps(self, signum: int) -> None:
+        """Signal srun's tasks (each is a process group of its own)."""
+        try:
+            signal_scope(self.jobdir, self.sid, self.pid, signum, "steps")
+        except OSError:
+            pass
 
     def kill(self, signum: int, group: bool = True) -> None:
         """Signal the job's process group (or only the batch shell)."""
@@ -1040,7 +1077,8 @@ class Job:
     """The agent's view of one job directory."""
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
-                 "result", "emitted", "launch_fd", "waiters", "inline", "note")
+                 "result", "emitted", "launch_fd", "waiters", "inline", "note",
+                 "stdin")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -1059,11 +1097,25 @@ class Job:
         self.inline: Optional[Tuple[str, str, int]] = None
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
         self.note: Optional[Tuple[str, str, str]] = None
+        self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
         return {"key": self.key, "status": "ended" if self.result is not None else "running",
                 "pid": self.pid, "result": self.result}
+
+
+class StdinFeed:
+    """srun's standard input on its way into one job's stdin FIFO."""
+
+    __slots__ = ("fd", "buf", "written", "eof", "polled")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.written = 0       # bytes the job's pipe has taken
+        self.eof = False       # srun's stdin ended: close after the buffer
+        self.polled = False    # registered for POLLOUT
 
 
 class _Gone(Exception):
@@ -1082,6 +1134,7 @@ class Agent:
         self.jobs: Dict[str, Job] = {}
         self.children: Dict[int, str] = {}
         self.launch_fds: Dict[int, str] = {}
+        self.stdin_fds: Dict[int, str] = {}  # write ends of jobs' stdin FIFOs -> key
         self.adopted: Set[str] = set()
         self.ready = False   # hold unsolicited `ended` until the controller has spoken
         self.stop = False
@@ -1134,7 +1187,7 @@ class Agent:
 
     def own_fds(self) -> List[int]:
         """Every fd above 2 the agent holds open (for a supervisor to close)."""
-        return [self.wake_r, self.wake_w] + list(self.launch_fds)
+        return [self.wake_r, self.wake_w] + list(self.launch_fds) + list(self.stdin_fds)
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
@@ -1174,6 +1227,10 @@ class Agent:
                     except BlockingIOError:
                         pass
                     self.reap()
+                elif fd in self.stdin_fds:
+                    job = self.jobs.get(self.stdin_fds[fd])
+                    if job is not None:
+                        self.feed_stdin(job)
                 else:
                     self.on_launch_fd(fd)
                 if self.stop:
@@ -1311,6 +1368,8 @@ class Agent:
                 self.emit_ended(job)
 
     def emit_ended(self, job: Job) -> None:
+        if job.result is not None and job.stdin is not None:
+            self.close_stdin(job)
         if self.ready and not job.emitted and job.result is not None:
             job.emitted = True
             msg: Dict[str, Any] = {"ev": "ended", "key": job.key, "result": job.result}
@@ -1461,6 +1520,7 @@ class Agent:
                        "error": "cannot create %s: %s" % (jobdir, exc)})
             return
         pipe: Tuple[int, int] = (-1, -1)
+        feed_fd = -1
         try:
             if spec["stage"]:
                 self.take_stage(key, jobdir, spec["uid"], spec["gid"])  # type: ignore[arg-type]
@@ -1470,12 +1530,20 @@ class Agent:
                 write_all(fd, spec["script"].encode("utf-8", "surrogateescape"))
             finally:
                 os.close(fd)
+            if spec["stdin_stream"]:
+                spec["stdin_fd"], feed_fd = self.open_stdin_fifo(jobdir, spec)
+                self.stdin_fds[feed_fd] = key  # type: ignore[assignment]
             pipe = os.pipe()
             pid = os.fork()
         except OSError as exc:
             for p in pipe:
                 if p >= 0:
                     os.close(p)
+            if feed_fd >= 0:
+                del self.stdin_fds[feed_fd]
+                os.close(feed_fd)
+            if spec.get("stdin_fd") is not None:
+                os.close(spec["stdin_fd"])
             try:
                 remove_tree(jobdir)
             except OSError:
@@ -1497,6 +1565,8 @@ class Agent:
             finally:
                 os._exit(code)  # never return into the agent's loop
         os.close(pipe[1])
+        if spec.get("stdin_fd") is not None:
+            os.close(spec["stdin_fd"])  # the supervisor's now
         os.set_blocking(pipe[0], False)
         job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
         if spec.get("inline_output"):
@@ -1504,6 +1574,8 @@ class Agent:
         job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0])
         job.sup_pid = pid
         job.launch_fd = pipe[0]
+        if feed_fd >= 0:
+            job.stdin = StdinFeed(feed_fd)
         job.waiters.append(rid)
         self.jobs[key] = job  # type: ignore[index]
         self.children[pid] = key  # type: ignore[assignment]
@@ -1630,6 +1702,85 @@ class Agent:
         err = self.tell_supervisor(job, LIMIT_FILE, "none" if not limit else str(limit))
         self.send({"ev": "limit_set", "re": rid, "key": job.key, "ok": err is None, "error": err})
 
+    # -- srun's standard input ----------------------------------------------------
+
+    @staticmethod
+    def open_stdin_fifo(jobdir: str, spec: Dict[str, Any]) -> Tuple[int, int]:
+        """The job's stdin is a FIFO that the agent writes. Both ends are opened
+        here, before the supervisor is forked: the read end goes to the job,
+        the write end stays with us (so the job sees EOF only when srun's input
+        ends, never before it has opened its stdin). Returns (read, write)."""
+        fifo = os.path.join(jobdir, STDIN_FIFO)
+        os.mkfifo(fifo, 0o600)
+        spec["stdin"] = fifo
+        r = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            w = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            os.close(r)
+            raise
+        os.set_blocking(r, True)  # the job reads a normal, blocking stdin
+        return r, w
+
+    def op_stdin(self, req: Dict[str, Any], rid: Any) -> None:
+        """More of srun's standard input for a job (``data`` base64, ``eof``)."""
+        import base64
+        import binascii
+
+        key = req.get("key")
+        job = self.jobs.get(key) if key_error(key) is None else None  # type: ignore[arg-type]
+        if job is None or job.stdin is None or job.stdin.fd < 0:
+            # unknown, ended, or adopted after an agent restart: its stdin is gone
+            self.send({"ev": "stdin", "re": rid, "key": key, "written": 0, "closed": True})
+            return
+        try:
+            data = base64.b64decode(str(req.get("data") or ""), validate=True)
+        except (binascii.Error, ValueError):
+            self.send({"ev": "error", "re": rid, "error": "stdin data must be base64"})
+            return
+        job.stdin.buf += data
+        job.stdin.eof = job.stdin.eof or bool(req.get("eof"))
+        self.feed_stdin(job, rid)
+
+    def feed_stdin(self, job: Job, rid: Any = None) -> None:
+        """Write what the job's stdin pipe takes; wait for POLLOUT for the rest."""
+        feed = job.stdin
+        assert feed is not None
+        while feed.buf and feed.fd >= 0:
+            try:
+                n = os.write(feed.fd, feed.buf)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close_stdin(job)
+                break
+            feed.written += n
+            del feed.buf[:n]
+        if feed.fd >= 0:
+            if feed.buf and not feed.polled:
+                self.poller.register(feed.fd, select.POLLOUT)
+                feed.polled = True
+            elif not feed.buf and feed.polled:
+                self.poller.unregister(feed.fd)
+                feed.polled = False
+            if not feed.buf and feed.eof:
+                self.close_stdin(job)
+        self.send({"ev": "stdin", "re": rid, "key": job.key, "written": feed.written,
+                   "closed": feed.fd < 0})
+
+    def close_stdin(self, job: Job) -> None:
+        """Our write end closed: the job reads EOF once the pipe is drained."""
+        feed = job.stdin
+        if feed is None or feed.fd < 0:
+            return
+        if feed.polled:
+            self.poller.unregister(feed.fd)
+            feed.polled = False
+        self.stdin_fds.pop(feed.fd, None)
+        os.close(feed.fd)
+        feed.fd = -1
+        feed.buf = bytearray()
+
     def op_forget(self, req: Dict[str, Any], rid: Any) -> None:
         key = req.get("key")
         err = key_error(key)
@@ -1659,6 +1810,7 @@ _OPS = {
     "hello": Agent.op_hello, "facts": Agent.op_facts, "launch": Agent.op_launch,
     "signal": Agent.op_signal, "cancel": Agent.op_cancel, "status": Agent.op_status,
     "forget": Agent.op_forget, "shutdown": Agent.op_shutdown, "set_limit": Agent.op_set_limit,
+    "stdin": Agent.op_stdin,
 }
 
 

@@ -102,7 +102,7 @@ def _signal(text: Optional[str]) -> Optional[dict]:
 def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
                env: Mapping[str, str], cwd: str, submit_host: str, now: float) -> dict:
     """Validate sbatch options and return the job spec (partition not yet resolved)."""
-    from .units import parse_datetime, parse_mem, parse_time_limit
+    from .units import NoTimeGiven, parse_datetime, parse_mem, parse_time_limit
 
     if not script.startswith("#!"):
         raise UsageError("This does not look like a batch script.  The first\n"
@@ -164,10 +164,11 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     if begin is not None and not str(begin).strip():
         raise UsageError("Invalid --begin specification", prog="sbatch", code=255)
     try:
-        spec["begin_time"] = parse_datetime(str(begin), now) if begin else None
+        spec["begin_time"] = parse_datetime(str(begin), now) if begin is not None else None
     except InvalidValue as exc:
-        # parse_time's own line comes first, bare: "Invalid time specification (pos=0): x"
-        raise UsageError(f"{exc}\nInvalid --begin specification", prog="sbatch",
+        # SLURM prints parse_time's complaint bare (when it has one), then its own
+        lines = [] if isinstance(exc, NoTimeGiven) else [str(exc)]
+        raise UsageError("\n".join([*lines, "Invalid --begin specification"]), prog="sbatch",
                          code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
     om = opts.get("open_mode")
@@ -340,5 +341,8 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_JOB_GPUS"] = s["CUDA_VISIBLE_DEVICES"]
     if restart_count:
         s["SLURM_RESTART_COUNT"] = str(restart_count)
+    if spec.get("open_mode_set"):
+        # as sbatch does: the job's sruns then open their files the same way
+        s["SLURM_OPEN_MODE"] = "a" if spec.get("open_mode") == "append" else "t"
     env.update(s)
     return env

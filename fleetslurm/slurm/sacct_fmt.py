@@ -216,6 +216,9 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
     rows = [base]
     if allocations_only or not job.get("start_time") or state in ("PENDING", "REQUEUE_HOLD"):
         return rows
+    if job.get("batch_flag") is False:
+        # a job srun made has no batch step, only its srun step(s)
+        return rows + step_rows(job, base, now)
     step_cpus = cpus // num_nodes if num_nodes > 1 else cpus
     step_state = _STEP_STATE.get(state, state)
     if state in _KILLED and state != "NODE_FAIL":
@@ -236,6 +239,39 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         "reqnodes": "1", "allocnodes": "1", "cluster": cluster, "suspended": "00:00:00",
         "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
     })
+    return rows + step_rows(job, base, now)
+
+
+def step_rows(job: JobRecord, base: dict, now: Optional[float]) -> list[dict]:
+    """One row per srun step (``N.0``, ``N.1``...) from ``job["job_steps"]``."""
+    rows = []
+    for st in job.get("job_steps") or []:
+        start, end = st.get("start_time"), st.get("end_time")
+        elapsed = max(0, int((end if end else (now if now is not None else start or 0))
+                             - (start or 0))) if start else 0
+        cpus = int(st.get("cpus") or 1)
+        state = st.get("state") or "RUNNING"
+        rss = st.get("max_rss_kb")
+        user_cpu, sys_cpu = st.get("user_cpu"), st.get("system_cpu")
+        total = None if user_cpu is None else (user_cpu or 0) + (sys_cpu or 0)
+        sid = f".{st.get('step_id')}"
+        rows.append({
+            "jobid": base["jobid"] + sid, "jobidraw": base["jobidraw"] + sid,
+            "jobname": st.get("name") or "", "account": base["account"],
+            "alloccpus": str(cpus), "ncpus": str(cpus), "state": state,
+            "exitcode": "0:0" if state == "RUNNING" else
+            f"{st.get('exit_code') or 0}:{st.get('exit_signal') or 0}",
+            "nodelist": st.get("node") or "None assigned",
+            "elapsed": format_hms(elapsed), "elapsedraw": str(elapsed),
+            "cputime": format_hms(elapsed * cpus), "cputimeraw": str(elapsed * cpus),
+            "start": format_datetime(start), "end": format_datetime(end),
+            "submit": format_datetime(start), "eligible": format_datetime(start),
+            "totalcpu": _cpu_time(total), "usercpu": _cpu_time(user_cpu),
+            "systemcpu": _cpu_time(sys_cpu), "nnodes": "1", "ntasks": str(st.get("ntasks") or 1),
+            "reqcpus": str(cpus), "reqnodes": "1", "allocnodes": "1",
+            "cluster": base["cluster"], "suspended": "00:00:00", "user": None,
+            "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
+        })
     return rows
 
 

@@ -121,7 +121,7 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
         f"JobState={state} Reason={str(job.get('reason') or 'None').replace(' ', '_')} "
         f"Dependency={null_str(job.get('dependency'))}",
         f"Requeue={int(job.get('requeue', True))} Restarts={job.get('restart_count') or 0} "
-        f"BatchFlag=1 Reboot=0 ExitCode={job.get('exit_code') or 0}:{job.get('exit_signal') or 0}",
+        f"BatchFlag={0 if job.get('batch_flag') is False else 1} Reboot=0 ExitCode={job.get('exit_code') or 0}:{job.get('exit_signal') or 0}",
         f"RunTime={format_hms(run_time(job, now))} "
         f"TimeLimit={format_limit_hms(job.get('time_limit'))} TimeMin=N/A",
         f"SubmitTime={format_datetime(job.get('submit_time'))} "

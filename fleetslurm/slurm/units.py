@@ -27,6 +27,7 @@ __all__ = [
     "format_mem",
     "format_rss_kb",
     "parse_datetime",
+    "NoTimeGiven",
     "format_datetime",
 ]
 
@@ -277,15 +278,12 @@ def format_rss_kb(kb: int | None) -> str:
 # Dates and times (parse_time.c: parse_time; slurm_make_time_str)
 # --------------------------------------------------------------------------
 
-_DELTA_RE = re.compile(
-    r"[ \t]*([0-9]+)[ \t]*(seconds?|minutes?|hours?|days?|weeks?)?[ \t]*$", re.I)
-_DELTA_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_NAMED = {"midnight": 0, "noon": 12, "elevenses": 11, "fika": 15, "teatime": 16}
-_TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?(?:[ \t]*(am|pm))?", re.I)
-_ISO_RE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
-# one or two digits, taking two whenever there are two (no backtracking: "13" is month 13)
-_D12 = r"([0-9]{2}|[0-9](?![0-9]))"
-_MDY_RE = re.compile(_D12 + r"[./]?" + _D12 + r"[./]?([0-9]{2})?")
+# longest first: "seconds" before "second"
+_DELTA_UNITS = (("seconds", 1), ("second", 1), ("minutes", 60), ("minute", 60),
+                ("hours", 3600), ("hour", 3600), ("days", 86400), ("day", 86400),
+                ("weeks", 604800), ("week", 604800))
+# SLURM 22.05's names (``elevenses`` came later: 22.05 refuses it)
+_NAMED = {"midnight": 0, "noon": 12, "fika": 15, "teatime": 16}
 
 
 class _Bad(Exception):
@@ -296,6 +294,15 @@ class _Bad(Exception):
         self.pos = pos
 
 
+class _Nothing(Exception):
+    """No date or time in the text at all (``""``, ``"T"``, ``"-"``)."""
+
+
+class NoTimeGiven(InvalidValue):
+    """A time specification without any date or time in it. SLURM's parser
+    prints nothing for it (its callers then refuse the option)."""
+
+
 def parse_datetime(text: str, now: float, past: bool = False) -> float:
     """Parse a SLURM time specification (``sbatch --begin``, ``sacct -S/-E``).
 
@@ -303,7 +310,7 @@ def parse_datetime(text: str, now: float, past: bool = False) -> float:
     ``now`` as the current time:
     ``YYYY-MM-DD[THH:MM[:SS]]``, ``HH:MM[:SS] [AM|PM]``, ``MMDD[YY]``,
     ``MM/DD[/YY]``, ``MM.DD[.YY]``, ``MM/DD[/YY]-HH:MM[:SS]``, ``today``,
-    ``tomorrow``, ``midnight``, ``noon``, ``elevenses``, ``fika``, ``teatime``,
+    ``tomorrow``, ``midnight``, ``noon``, ``fika``, ``teatime``,
     ``now[{+|-}count[seconds|minutes|hours|days|weeks]]`` (default seconds) and
     ``uts<epoch>``. A time without a date means the next such time (or today
     when ``past``, as sacct asks); a date without a year the next such date (or
@@ -316,6 +323,8 @@ def parse_datetime(text: str, now: float, past: bool = False) -> float:
         return _parse_time(text, now, past)
     except _Bad as bad:
         raise InvalidValue(f"Invalid time specification (pos={bad.pos}): {text}") from None
+    except _Nothing:
+        raise NoTimeGiven(f"no date or time in {text!r}") from None
 
 
 def _parse_time(s: str, now: float, past: bool) -> float:
@@ -341,54 +350,22 @@ def _parse_time(s: str, now: float, past: bool) -> float:
             hour, minute, second = _NAMED[named], 0, 0
             pos += len(named)
         elif low.startswith("now"):
-            rest = s[pos + 3:]
-            sign = rest.lstrip(" \t")[:1]
-            delta = 0
-            if sign in ("+", "-"):
-                match = _DELTA_RE.match(rest.lstrip(" \t")[1:])
-                if not match:
-                    raise _Bad(pos + 3)
-                unit = (match.group(2) or "s")[0].lower()
-                delta = int(match.group(1)) * _DELTA_UNIT[unit] * (-1 if sign == "-" else 1)
-            elif rest.strip(" \t"):
-                raise _Bad(pos + 3)
+            delta, pos = _get_delta(s, pos + 3)
             later = time.localtime(now + delta)
             year, month, mday = later.tm_year, later.tm_mon, later.tm_mday
             hour, minute, second = later.tm_hour, later.tm_min, later.tm_sec
-            pos = len(s)
         elif not ("0" <= s[pos] <= "9"):
             raise _Bad(pos)
         elif s[pos + 1:pos + 2] == ":" or s[pos + 2:pos + 3] == ":":
-            match = _TIME_RE.match(s, pos)
-            if not match:
-                raise _Bad(pos)
-            hour, minute = int(match.group(1)), int(match.group(2))
-            second = int(match.group(3) or 0)
-            if hour > 23 or minute > 59 or second > 59:
-                raise _Bad(pos)
-            ampm = (match.group(4) or "").lower()
-            if ampm and hour > 12:
-                raise _Bad(pos)
-            if ampm == "pm" and hour < 12:
-                hour += 12
-            elif ampm == "am" and hour == 12:
-                hour = 0
-            pos = match.end()
+            hour, minute, second, pos = _get_time(s, pos)
         else:
-            match = _ISO_RE.match(s, pos) or _MDY_RE.match(s, pos)
-            if not match:
-                raise _Bad(pos)
-            if match.re is _ISO_RE:
-                year, month, mday = (int(g) for g in match.groups())
-            else:
-                month, mday = int(match.group(1)), int(match.group(2))
-                year = 2000 + int(match.group(3)) if match.group(3) else -1
-            if not (1 <= month <= 12 and 1 <= mday <= 31):
-                raise _Bad(pos)
-            pos = match.end()
+            month, mday, date_year, pos = _get_date(s, pos)
+            if date_year is not None:
+                year = date_year
 
     if hour == -1 and month == -1:
-        raise _Bad(pos)  # SLURM silently returns time 0 here; refuse instead
+        # SLURM returns time 0 here without a word, and its callers refuse it
+        raise _Nothing()
     if hour == -1:  # a date without a time means 00:00
         hour, minute = 0, 0
     elif month == -1:  # a time without a date means the soonest such time
@@ -404,6 +381,138 @@ def _parse_time(s: str, now: float, past: bool) -> float:
         return time.mktime((year, month, mday, hour, minute, second, 0, 0, -1))
     except (OverflowError, ValueError):
         raise _Bad(pos) from None
+
+
+def _get_time(s: str, at: int) -> tuple[int, int, int, int]:
+    """``HH:MM[:SS] [AM|PM]`` at ``at`` as SLURM's ``_get_time`` reads it:
+    (hour, minute, second, position after it); fails where it fails."""
+    def digit(i: int) -> bool:
+        return i < len(s) and "0" <= s[i] <= "9"
+
+    def need_digit(i: int) -> int:
+        if not digit(i):
+            raise _Bad(i)
+        return int(s[i])
+
+    hour = need_digit(at)
+    at += 1
+    if s[at:at + 1] != ":":
+        hour, at = hour * 10 + need_digit(at), at + 1
+    if hour > 23:
+        raise _Bad(at - 2)
+    if s[at:at + 1] != ":":
+        raise _Bad(at)
+    minute = need_digit(at + 1) * 10 + need_digit(at + 2)
+    at += 3
+    if minute > 59:
+        raise _Bad(at - 2)
+    second = 0
+    if s[at:at + 1] == ":":
+        second = need_digit(at + 1) * 10 + need_digit(at + 2)
+        at += 3
+        if second > 59:
+            raise _Bad(at - 2)
+    while at < len(s) and s[at].isspace():
+        at += 1
+    ampm = s[at:at + 2].lower()
+    if ampm == "pm":
+        hour += 12
+        if hour > 23:
+            if hour != 24:
+                raise _Bad(at)
+            hour = 12  # 12pm is noon
+        at += 2
+    elif ampm == "am":
+        if hour > 11:
+            if hour != 12:
+                raise _Bad(at)
+            hour = 0  # 12am is midnight
+        at += 2
+    return hour, minute, second, at
+
+
+def _get_delta(s: str, at: int) -> tuple[int, int]:
+    """What follows ``now`` at ``at``: ``[{+|-}count[unit]]`` as SLURM's
+    ``_get_delta`` reads it: (seconds, position where parsing goes on)."""
+    while at < len(s) and s[at] in " \t":
+        at += 1
+    if at >= len(s):
+        return 0, at
+    sign = s[at]
+    if sign not in "+-":
+        raise _Bad(at)
+    start = at
+    count, digits = 0, 0
+    at += 1
+    while at < len(s):
+        if s[at].isspace():
+            at += 1
+            continue
+        unit = next((u for u in _DELTA_UNITS if s[at:at + len(u[0])].lower() == u[0]), None)
+        if unit is not None:
+            count *= unit[1]
+            at += len(unit[0])
+            break
+        if "0" <= s[at] <= "9":
+            count = count * 10 + int(s[at])
+            digits += 1
+            at += 1
+            continue
+        raise _Bad(at - 1)
+    if not digits:
+        raise _Bad(start)
+    return (-count if sign == "-" else count), at
+
+
+def _get_date(s: str, pos: int) -> tuple[int, int, int | None, int]:
+    """``YYYY-MM-DD``, ``MMDD[YY]``, ``MM/DD[/YY]`` or ``MM.DD[.YY]`` at ``pos``:
+    (month, day, year or None, position after it). Fails where SLURM's
+    ``_get_date`` does, so the error position is the same."""
+    def digit(i: int) -> bool:
+        return i < len(s) and "0" <= s[i] <= "9"
+
+    def two(i: int) -> tuple[int, int]:
+        """One digit, or two when a second follows: (value, next position)."""
+        value = int(s[i]) if digit(i) else -1
+        i += 1
+        if digit(i):
+            value, i = value * 10 + int(s[i]), i + 1
+        return value, i
+
+    at = pos
+    if len(s) >= at + 7 and s[at + 4:at + 5] == "-" and s[at + 7:at + 8] == "-":
+        for i in range(at, at + 4):
+            if not digit(i):
+                raise _Bad(i)
+        year = int(s[at:at + 4])
+        month, at = two(at + 5)
+        if not 1 <= month <= 12:
+            raise _Bad(at - 2)
+        at += 1
+        if not digit(at):
+            raise _Bad(at)
+        mday, at = two(at)
+        if not 1 <= mday <= 31:
+            raise _Bad(at - 2)
+        return month, mday, year, at
+    month, at = two(at)
+    if not 1 <= month <= 12:
+        raise _Bad(at - 2)
+    if s[at:at + 1] in (".", "/"):
+        at += 1
+    if not digit(at):
+        raise _Bad(at)
+    mday, at = two(at)
+    if not 1 <= mday <= 31:
+        raise _Bad(at - 2)
+    if s[at:at + 1] in (".", "/"):
+        at += 1
+    year = None
+    if digit(at):
+        if not digit(at + 1):
+            raise _Bad(at + 1)
+        year, at = 2000 + int(s[at:at + 2]), at + 2
+    return month, mday, year, at
 
 
 def format_datetime(ts: float | None) -> str:

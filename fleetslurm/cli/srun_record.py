@@ -1,0 +1,100 @@
+"""What srun inside a job records: the step with the controller (sacct's
+``N.0``, ``N.1``...), and each task's process group where the job's
+supervisor looks for steps to signal."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from ..errors import FleetError
+
+__all__ = ["Accounting", "local_step_id", "register"]
+
+
+class Accounting:
+    """The step's record with the controller, best effort: a job on a machine
+    that cannot reach the controller runs its steps unrecorded."""
+
+    def __init__(self, job_id: str, run_key: Optional[str]) -> None:
+        self.job_id, self.run_key = job_id, run_key
+        self.step_id: Optional[int] = None
+        self.kill_wait = 30
+        self.node: Optional[str] = None
+
+    def _client(self) -> Any:
+        if not os.environ.get("FLEETSLURM_STEPS_DIR"):
+            return None  # not inside a fleetslurm job: no controller knows it
+        from ..rpc import connect
+
+        try:
+            return connect()
+        except FleetError:
+            return None
+
+    def begin(self, name: str, ntasks: int, cpus: int) -> None:
+        c = self._client()
+        if c is None:
+            return
+        with c:
+            reply = c.call("step_begin", job_id=self.job_id, run_key=self.run_key,
+                           name=name, ntasks=ntasks, cpus=cpus)
+        self.step_id = int(reply["step_id"])
+        self.kill_wait = int(reply.get("kill_wait") or 30)
+        self.node = reply.get("node")
+
+    def end(self, **fields: Any) -> None:
+        if self.step_id is None:
+            return
+        c = self._client()
+        if c is None:
+            return
+        try:
+            with c:
+                c.call("step_end", job_id=self.job_id, run_key=self.run_key,
+                       step_id=self.step_id, **fields)
+        except FleetError:
+            pass  # the tasks' results are already reported to the user
+
+
+def local_step_id(job_id: str) -> int:
+    """Without a controller, step ids count up in a private file per job run."""
+    import fcntl
+    import tempfile
+
+    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
+    base = steps or tempfile.gettempdir()
+    name = "step-counter" if steps else \
+        f"fleetslurm-{os.getuid()}-steps-{job_id}-{os.getsid(0)}"
+    try:
+        os.makedirs(base, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(base, name), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        data = os.read(fd, 32).decode().strip()
+        step = int(data) if data.isdigit() else 0
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(step + 1).encode())
+        return step
+    finally:
+        os.close(fd)
+
+
+def register(pgid: int, remove: bool = False) -> None:
+    """Record (or drop) a task's process group where the job's supervisor looks
+    for steps to signal (scancel --signal, --signal=SIG@T, the job's end)."""
+    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
+    if not steps:
+        return
+    path = os.path.join(steps, str(pgid))
+    try:
+        if remove:
+            os.unlink(path)
+        else:
+            os.makedirs(steps, mode=0o700, exist_ok=True)
+            open(path, "w").close()
+    except OSError:
+        pass  # signals then miss this task; the job itself is unaffected
