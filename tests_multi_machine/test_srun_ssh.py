@@ -6,6 +6,7 @@ as on the local transport."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,10 @@ def test_requeue_itself_on_an_ssh_machine(fleet4):  # noqa: F811
     rec = cli.wait(job, timeout=90)
     assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 1)
     # the old run's output (to its SIGKILL after KillWait) comes home before the new run's
-    assert (cli.work / f"slurm-{job}.out").read_text() == "run0\ngot TERM\nrc=0\nrun1\n"
+    # (after slurmstepd's line for the requeue, as SLURM 22.05 writes it)
+    assert re.fullmatch(
+        rf"run0\nslurmstepd-m3: error: \*\*\* JOB {job} ON m3 CANCELLED AT \S+ DUE TO JOB "
+        r"REQUEUE \*\*\*\ngot TERM\nrc=0\nrun1\n", (cli.work / f"slurm-{job}.out").read_text())
 
 
 def test_srun_from_the_submit_host_runs_on_a_machine(fleet4):  # noqa: F811
