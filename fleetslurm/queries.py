@@ -39,7 +39,8 @@ class Queries:
         return s
 
     def answer(self, op: str, args: dict, uid: int) -> Any:
-        return getattr(self, "q_" + op)(args, uid)
+        with self._store().snapshot():
+            return getattr(self, "q_" + op)(args, uid)
 
     def q_ping(self, args: dict, uid: int) -> dict:
         return {"pid": __import__("os").getpid(), "started": self.ctl.started_at,

@@ -203,6 +203,22 @@ class Store(BulkQueries):
         self._db.close()
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Store"]:
+        """One consistent view for a series of reads (a WAL read transaction:
+        writers are not blocked). A query that reads an array's record and then
+        its task rows must not see the controller's change between the two."""
+        if self._depth or self.path == ":memory:":
+            yield self
+            return
+        self._db.execute("BEGIN DEFERRED")
+        self._depth = 1
+        try:
+            yield self
+        finally:
+            self._depth = 0
+            self._db.execute("COMMIT")  # nothing written: this only ends the snapshot
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator["Store"]:
         """Group changes; commit on success, roll back on error. Re-entrant."""
         if self._depth:

@@ -152,6 +152,15 @@ def test_export_none_gives_a_login_environment():
     assert env["SLURM_EXPORT_ENV"] == "NONE" and env["SLURM_GET_USER_ENV"] == "1"
     assert "MARK" not in env
     assert (env["HOME"], env["USER"], env["LOGNAME"]) == ("/home/alice", "alice", "alice")
+    # a submitter without SHELL (a CI runner): the passwd entry supplies it
+    import pwd
+    root = pwd.getpwuid(0)
+    env = job_environment(build_spec({"export": "NONE"}, script="#!/bin/sh\ntrue\n",
+                                     script_args=[], env={"MARK": "1"}, cwd="/w",
+                                     submit_host="sub", now=NOW),
+                          job_id=12, node="n1", partition="debug", cluster="c", cpus=1,
+                          gpu_ids=[], user=root.pw_name, uid=0)
+    assert (env["SHELL"], env["HOME"]) == (root.pw_shell, root.pw_dir) and "MARK" not in env
     env = _env({"export": "ALL,FOO=1"})
     assert env["SLURM_EXPORT_ENV"] == "ALL,FOO=1" and env["MARK"] == "1" and env["FOO"] == "1"
 

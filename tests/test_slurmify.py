@@ -273,8 +273,10 @@ def test_fleet_prepare_f_clean_up_in_dependency_order(fleet_env):
     t = {p.name: float(p.read_text()) for p in stamps.iterdir()}
     assert all(t["prepare"] <= t[f"f{i}"] <= t["clean_up"] for i in range(7))
     assert [d.result(j) for j in jids] == [[0, 10, 20], [30, 40, 50], [60]]
-    recs = {r["job_id"]: r for r in fleet_env.records(jid) + fleet_env.records(last)}
-    assert recs[int(last)]["dependency"] == "afterany:" + ":".join(jids)
+    # the controller held clean_up until every bundle had ended (a met
+    # dependency shows as "", as in SLURM, so it is judged by the times)
+    last_rec = fleet_env.record(last)
+    assert all(last_rec["start_time"] >= fleet_env.record(j)["end_time"] for j in jids)
     assert fleet_env.record(jids[0])["name"] == "f" and fleet_env.record(jid)["name"] == "prepare"
     assert fleet_env.record(jids[0])["mem_mb"] == 100
 

@@ -254,6 +254,17 @@ _MAIL_TYPES = frozenset({"NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVA
                          "TIME_LIMIT_50", "ARRAY_TASKS"})
 
 
+def _passwd_login(user: str) -> dict[str, str]:
+    """HOME and SHELL of ``user`` from the passwd database, as login sets them."""
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:  # no such user on this host: nothing to add
+        return {}
+    return {k: v for k, v in (("HOME", pw.pw_dir), ("SHELL", pw.pw_shell)) if v}
+
+
 def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
     """SLURM's --export: ALL (default), NONE, or [ALL,]VAR[=value],..."""
     # the submitter's own SLURM_* variables must not leak into a nested job
@@ -263,7 +274,7 @@ def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
     if not items or items[0].upper() == "ALL" or "ALL" in (i.upper() for i in items):
         base = dict(clean)
     else:
-        # SLURM loads the user's login environment instead (--get-user-env)
+        # SLURM loads the user's login environment instead (--get-user-env),
         base = {k: env[k] for k in _LOGIN_VARS if k in env}
     for item in items:
         if item.upper() in ("ALL", "NONE", "NIL"):
@@ -318,6 +329,10 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_GET_USER_ENV"] = "1"
         env.setdefault("USER", user)  # part of the login environment SLURM loads
         env.setdefault("LOGNAME", user)
+        # a submitter without a login shell (a CI runner, cron) has no SHELL;
+        # the login environment SLURM loads always does
+        for name, value in _passwd_login(user).items():
+            env.setdefault(name, value)
     env.setdefault("TMPDIR", "/tmp")
     if array:
         s["SLURM_ARRAY_JOB_ID"] = str(array["job_id"])
