@@ -134,10 +134,14 @@ def submit_deps(fleet: Fleet, a: int) -> dict[str, int]:
     return out
 
 
-def test_dependency_on_a_whole_array_waits_for_every_task(fleet):
+def test_dependency_on_a_whole_array_waits_for_every_task(fleet, tmp_path):
     """Gap (a) of the old code: afterok:A looked at the first task only."""
+    # task 2 runs until the test opens the gate: a loaded machine cannot
+    # let it end before the checks below (a fixed sleep could)
+    gate = tmp_path / "gate"
     a = fleet.sbatch("--array=1-4%1", "-o", "/dev/null", "--wrap",
-                     'sleep $((SLURM_ARRAY_TASK_ID == 2 ? 3 : 0)); [ "$SLURM_ARRAY_TASK_ID" != 3 ]')
+                     f'if [ "$SLURM_ARRAY_TASK_ID" = 2 ]; then while [ ! -e {gate} ]; do sleep 0.1;'
+                     ' done; fi; [ "$SLURM_ARRAY_TASK_ID" != 3 ]')
     deps = submit_deps(fleet, a)
     assert fleet.wait(f"{a}_1")["state"] == "COMPLETED"
     fleet.wait(f"{a}_2", {"RUNNING"})
@@ -147,6 +151,7 @@ def test_dependency_on_a_whole_array_waits_for_every_task(fleet):
     for name in ("afterok", "afternotok", "afterany", "after", "star", "kill"):
         assert fleet.record(deps[name])["state"] == "PENDING", name
     assert squeue(fleet, "-j", str(deps["afterok"]), "-o", "%E") == [f"afterok:{a}_*(unfulfilled)"]
+    gate.touch()
     tasks = fleet.wait(a, timeout=90)["tasks"]
     assert {t["array_task_id"]: t["state"] for t in tasks} == {
         1: "COMPLETED", 2: "COMPLETED", 3: "FAILED", 4: "COMPLETED"}
