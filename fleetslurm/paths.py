@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir"]
+__all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
+           "take_next"]
 
 # sun_path is 108 bytes on Linux; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100
@@ -154,3 +155,22 @@ def find_config(explicit: Optional[str] = None, environ: Optional[dict[str, str]
     if home.is_file():
         return home
     return None
+
+
+def take_next(path: str, first: int) -> int:
+    """Return the number kept in the counter file ``path`` (``first`` when the
+    file is new or unreadable) and store the next one, under an exclusive lock
+    so concurrent processes never take the same number."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        text = os.read(fd, 64).decode().strip()
+        n = int(text) if text.isdigit() else first
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(n + 1).encode())
+        return n
+    finally:
+        os.close(fd)

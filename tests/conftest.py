@@ -108,6 +108,24 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 
 @pytest.fixture
+def no_slurm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process has none of an enclosing job's SLURM_*/SBATCH_* variables
+    (the suite may itself run inside a SLURM or fleetslurm job)."""
+    for k in list(os.environ):
+        if k.startswith(("SLURM_", "SBATCH_")):
+            monkeypatch.delenv(k)
+
+
+@pytest.fixture
+def fleet_env(fleet: Fleet, no_slurm_env: None, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    """The Python API in this process talks to the test's fleet, from its work dir."""
+    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
+    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
+    monkeypatch.chdir(fleet.work)
+    return fleet
+
+
+@pytest.fixture
 def wide_fleet(tmp_path: Path) -> Iterator[Fleet]:
     """This machine declared with 8 CPUs: room for several sleepers at once."""
     cfg = local_config()

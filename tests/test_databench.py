@@ -20,13 +20,7 @@ SCRIPTS = ROOT / "scripts"
 
 
 @pytest.fixture
-def bench(fleet, monkeypatch):
-    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
-    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(fleet.work)
+def bench(fleet_env):
     return DataBenchSLURM()
 
 

@@ -22,14 +22,9 @@ REPO = str(Path(__file__).resolve().parent.parent)
 
 
 @pytest.fixture
-def ex_env(fleet, monkeypatch):
+def ex_env(fleet_env):
     """This process talks to the test's fleet (and so do the scripts it runs)."""
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
-    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
-    monkeypatch.chdir(fleet.work)
+    fleet = fleet_env
     env = dict(fleet.env, PYTHONPATH=REPO)
     return env
 

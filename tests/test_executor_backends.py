@@ -22,13 +22,10 @@ REPO = str(Path(__file__).resolve().parent.parent)
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, no_slurm_env):
     h = tmp_path / "home"
     monkeypatch.setenv("FLEETSLURM_HOME", str(h))
     monkeypatch.delenv("FLEETSLURM_CONFIG", raising=False)
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
     monkeypatch.chdir(tmp_path)
     yield h
     # no job left behind by a failing test

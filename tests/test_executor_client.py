@@ -3,7 +3,6 @@ real controller on this machine."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -12,12 +11,7 @@ from fleetslurm.errors import InvalidJobId, SubmitError, UsageError
 
 
 @pytest.fixture
-def fc(fleet, monkeypatch):
-    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
-    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
+def fc(fleet_env):
     return FleetClient()
 
 

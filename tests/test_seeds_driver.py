@@ -15,13 +15,7 @@ from fleetslurm.slurm.option_env import sbatch_options
 
 
 @pytest.fixture
-def driver(fleet, monkeypatch):
-    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
-    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(fleet.work)
+def driver(fleet_env):
     return SLURMDriver()
 
 

@@ -14,17 +14,6 @@ from fleetslurm import JobContainer, ObjectSerializer, Process, Serializer
 from fleetslurm.errors import RemoteJobError, SerializationError, UsageError
 
 
-@pytest.fixture
-def fleet_env(fleet, monkeypatch):
-    monkeypatch.setenv("FLEETSLURM_HOME", str(fleet.home))
-    monkeypatch.setenv("FLEETSLURM_CONFIG", fleet.env["FLEETSLURM_CONFIG"])
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
-    monkeypatch.chdir(fleet.work)
-    return fleet
-
-
 class Burner(Process):
     """Burns CPU for a while and holds some memory."""
 

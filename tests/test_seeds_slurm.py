@@ -4,7 +4,6 @@ calls that drive the fleet drive SLURM's own sbatch/squeue."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,9 @@ pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"no real SLURM here: {
 
 
 @pytest.fixture
-def here(tmp_path, monkeypatch):
+def here(tmp_path, monkeypatch, no_slurm_env):
     tmp_path.chmod(0o755)  # slurmd writes the output file as the job's user
     monkeypatch.chdir(tmp_path)
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
     return tmp_path
 
 

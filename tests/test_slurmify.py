@@ -21,15 +21,12 @@ from fleetslurm.errors import RemoteJobError, SerializationError, UsageError
 
 
 @pytest.fixture(autouse=True)
-def fresh_settings(monkeypatch, tmp_path):
+def fresh_settings(monkeypatch, tmp_path, no_slurm_env):
     """Each test starts with no dispatcher and no default options, and its
     own FLEETSLURM_HOME (the local/debug backends keep state there)."""
     monkeypatch.setattr(sm, "_SETTINGS", sm._Settings())
     monkeypatch.setenv("FLEETSLURM_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("FLEETSLURM_CONFIG", raising=False)
-    for k in list(os.environ):
-        if k.startswith(("SLURM_", "SBATCH_")):
-            monkeypatch.delenv(k)
 
 
 @pytest.fixture

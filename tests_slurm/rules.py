@@ -96,6 +96,8 @@ def squeue_value(snap: Snap, letter: str, value: str, row: dict) -> str:
         return family(tokens.token(value)) if letter == "A" else tokens.token(value)
     if snap.side.label == "slurm" and letter in ("l", "L") and value == BACKFILL_YEAR:
         return "UNLIMITED"  # deliberate: see BACKFILL_YEAR
+    if snap.side.label == "slurm" and letter == "L" and row.get("l") == BACKFILL_YEAR:
+        return "UNLIMITED"  # the year less the time used: also BACKFILL_YEAR's doing
     if letter in ("M", "L"):
         # time used and left depend on when each side ran the job; a pending
         # job shows its full limit and 0:00

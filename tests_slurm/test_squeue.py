@@ -44,7 +44,9 @@ def _compare(batch, view: str, key: str) -> None:
     # rows SLURM cannot order (equal partition, state and priority) come in
     # its controller's internal order: compare the rows as a multiset here and
     # the order in test_sort_order
-    assert sorted(got_rows, key=repr) == sorted(want_rows, key=repr)
+    got_rows, want_rows = sorted(got_rows, key=repr), sorted(want_rows, key=repr)
+    assert got_rows == want_rows, (
+        [r for r in got_rows if r not in want_rows], [r for r in want_rows if r not in got_rows])
 
 
 @pytest.mark.parametrize("key", LIVE_VIEWS)

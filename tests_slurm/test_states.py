@@ -70,6 +70,13 @@ def test_sacct_agrees_with_slurm_scontrol(batch):
         job_code = "0:0" if state in ("TIMEOUT", "CANCELLED by 0") else code
         want[f"<{label}>"] = (state, job_code)
         want[f"<{label}>.batch"] = (got.get(f"<{label}>.batch", ("?",))[0], code)
+    # the steps job ran two sruns (SLURM's own step files name step 0, its
+    # batch output says "step 1"): sacct lists each step as N.0, N.1
+    step_files = [n for n in s.files if n.startswith("step-") and n.endswith(".out")]
+    assert step_files and all(n.split("-")[2] == "0" for n in step_files), sorted(s.files)
+    assert any(b"step 1" in data for data in s.files.values()), sorted(s.files)
+    for step in ("0", "1"):
+        want[f"<steps>.{step}"] = ("COMPLETED", "0:0")
     assert got == want
 
 

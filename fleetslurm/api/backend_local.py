@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import SubmitError
 
-from .backends import Backend
+from .backends import HomeBackend
 
 if TYPE_CHECKING:
     from .job import Job, JobUsage
@@ -27,24 +27,11 @@ __all__ = ["LocalBackend", "next_id", "run_dir", "task_file"]
 
 def next_id(home: str) -> int:
     """The next job id of the local and debug backends (a locked counter file)."""
-    import fcntl
-
     from pathlib import Path
 
-    from ..paths import private_dir
+    from ..paths import private_dir, take_next
 
-    base = private_dir(Path(home) / "executor" / "local")
-    fd = os.open(base / "next_id", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        text = os.read(fd, 64).decode().strip()
-        n = int(text) if text.isdigit() else 1
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(n + 1).encode())
-        return n
-    finally:
-        os.close(fd)
+    return take_next(str(private_dir(Path(home) / "executor" / "local") / "next_id"), 1)
 
 
 def run_dir(home: str, master: str) -> str:
@@ -74,18 +61,12 @@ def _alive(rundir: str) -> bool:
         return False
 
 
-class LocalBackend(Backend):
+class LocalBackend(HomeBackend):
     """Subprocesses on this machine; SLURM options that matter here are
     honoured (--time, --output/--error, --array with its %N throttle,
     --cpus-per-task for how many run at once, --chdir); others are ignored."""
 
     name = "local"
-
-    def __init__(self, home: Optional[str] = None) -> None:
-        from .job import _home
-
-        self.home = home or _home()
-        self.options = {"home": self.home}
 
     def submit(self, script: str, folder: str, tasks: Optional[int], job_name: str,
                stage_in: list[str], stage_out: list[str]) -> str:

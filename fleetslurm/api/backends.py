@@ -21,7 +21,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from .job import Job, JobUsage
 
-__all__ = ["Backend", "FleetBackend", "DebugBackend", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "HomeBackend", "FleetBackend", "DebugBackend", "make_backend", "BACKENDS"]
 
 BACKENDS = ("fleet", "local", "debug", "slurm")
 
@@ -124,17 +124,21 @@ class FleetBackend(Backend):
             offset = new
 
 
-class DebugBackend(Backend):
-    """Runs each call in this process when it is submitted (pdb-friendly); the
-    same payload round trip as the others, so what cannot travel fails here too."""
-
-    name = "debug"
+class HomeBackend(Backend):
+    """A backend that keeps its jobs under FLEETSLURM_HOME on this machine."""
 
     def __init__(self, home: Optional[str] = None) -> None:
         from .job import _home
 
         self.home = home or _home()
         self.options = {"home": self.home}
+
+
+class DebugBackend(HomeBackend):
+    """Runs each call in this process when it is submitted (pdb-friendly); the
+    same payload round trip as the others, so what cannot travel fails here too."""
+
+    name = "debug"
 
     def submit(self, script: str, folder: str, tasks: Optional[int], job_name: str,
                stage_in: list[str], stage_out: list[str]) -> str:

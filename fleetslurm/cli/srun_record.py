@@ -59,8 +59,9 @@ class Accounting:
 
 def local_step_id(job_id: str) -> int:
     """Without a controller, step ids count up in a private file per job run."""
-    import fcntl
     import tempfile
+
+    from ..paths import take_next
 
     steps = os.environ.get("FLEETSLURM_STEPS_DIR")
     base = steps or tempfile.gettempdir()
@@ -68,19 +69,9 @@ def local_step_id(job_id: str) -> int:
         f"fleetslurm-{os.getuid()}-steps-{job_id}-{os.getsid(0)}"
     try:
         os.makedirs(base, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(base, name), os.O_RDWR | os.O_CREAT, 0o600)
+        return take_next(os.path.join(base, name), 0)
     except OSError:
         return 0
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        data = os.read(fd, 32).decode().strip()
-        step = int(data) if data.isdigit() else 0
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(step + 1).encode())
-        return step
-    finally:
-        os.close(fd)
 
 
 def register(pgid: int, remove: bool = False) -> None:
