@@ -1,7 +1,7 @@
 """Arrays and accounting at scale, measured as a user runs the commands.
 
 Every figure is whole processes: ``fleetslurm sbatch`` (the console script)
-and the ``sbatch``/``squeue``/``sacct`` shims that ``fleetslurm shims DIR``
+and the ``sbatch``/``squeue``/``sacct`` shims that ``fleetslurm shims install DIR``
 writes, each started fresh, median of ``--runs``:
 
 1. submission latency of a 10,000-task array (``sbatch --array=0-9999``;
@@ -168,7 +168,9 @@ def oracle_peers(runs: int, cwd: Path) -> dict[str, float]:
             mine.append(run([ORACLE_SBATCH, "--parsable", "-H", "--array=0-1000", "-o",
                              "/dev/null", "--wrap", "true"], env, cwd).strip())
         times = []
-        for _ in range(max(3, runs // 3)):
+        # three: a cancelled array's tasks count against MaxJobCount (10,000)
+        # until MinJobAge (300 s) has passed, and the squeue peer needs 5,000
+        for _ in range(3):
             t0 = time.perf_counter()
             sbatch()
             times.append(time.perf_counter() - t0)
@@ -219,7 +221,7 @@ def main() -> int:
     print(f"  done in {time.perf_counter() - t0:.1f} s")
     try:
         run([exe, "controller", "start"], env, work)
-        run([exe, "shims", str(shims)], env, work)
+        run([exe, "shims", "install", str(shims)], env, work)
         wait_for_kept_lines(home)
         sb, sq, sa = str(shims / "sbatch"), str(shims / "squeue"), str(shims / "sacct")
         figures: dict[str, float] = {}
@@ -262,21 +264,25 @@ def main() -> int:
         lines_jobs = len(out.splitlines()) - 1
         run([exe, "scancel", "-t", "PD", "--me"], env, work)
         peers: dict[str, float] = {}
+        slurm = "real SLURM: not measured (oracle not running, or not root)"
         if not opts.no_oracle and oracle_up():
-            peers = oracle_peers(opts.runs, work)
+            try:
+                peers = oracle_peers(opts.runs, work)
+            except subprocess.CalledProcessError as exc:
+                # a busy oracle refuses jobs (MaxJobCount): fleetslurm's figures stand
+                slurm = f"real SLURM: not measured ({(exc.stderr or '').strip()[-200:]})"
     finally:
         subprocess.run([exe, "controller", "stop"], env=env, cwd=work,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(root, ignore_errors=True)
     f, n = figures, opts.runs
     py = f"python -c pass {f['python']:.1f} ms"
-    slurm = "real SLURM: not measured (oracle not running, or not root)"
     print(f"\nall figures: median of {n} whole processes (squeue -r: of {max(3, n // 3)})")
     print(f"(1) sbatch --array=0-9999 (held): fleetslurm {f['sbatch_array']:.1f} ms, "
           f"sbatch shim {f['sbatch_array_shim']:.1f} ms   [target < 500 ms]")
     print(f"    peers: plain fleetslurm sbatch {f['sbatch_plain']:.1f} ms; {py}; "
           + (f"real SLURM sbatch --array=0-1000, held (its MaxArraySize is 1001) "
-             f"{peers['sbatch_1000']:.1f} ms" if peers else slurm))
+             f"{peers['sbatch_1000']:.1f} ms (median of 3)" if peers else slurm))
     print(f"(2) squeue, 10,000 pending tasks in one array: {f['squeue_array']:.1f} ms "
           f"({lines_array} line)   [target <= 150 ms]")
     print(f"    squeue, 10,000 separate pending jobs: {f['squeue_jobs']:.1f} ms "
