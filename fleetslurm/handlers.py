@@ -7,6 +7,7 @@ sent before the commit.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
@@ -80,17 +81,25 @@ def _host_name(ctl: "Controller", node: Optional[str]) -> str:
     return str((link.facts.get("hostname") if link else None) or node or "")
 
 
+@functools.lru_cache(maxsize=1)
+def _controller_user() -> str:
+    """The controller's login name (asked once: getpass reads the environment
+    and the password database, on every launch otherwise)."""
+    import getpass
+
+    return getpass.getuser()
+
+
 def _on_this_host(ctl: "Controller", node: str, transport: object) -> bool:
     """Whether a job on ``node`` runs on the controller's host as its user (the
     local transport, or SSH to a loopback address as ourselves): there the
     controller's shims and socket are reachable from inside the job."""
     if type(transport).__name__ == "LocalTransport":
         return True
-    import getpass
     import ipaddress
 
     m = ctl.config.machines[node]
-    if m.ssh_user not in (None, getpass.getuser()):
+    if m.ssh_user not in (None, _controller_user()):
         return False
     if m.address == "localhost":
         return True
