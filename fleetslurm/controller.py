@@ -89,6 +89,8 @@ class Controller:
         self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
+        self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
+        self._admin_at = float("-inf")
         self.now = 0.0  # the current step's time
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
@@ -270,7 +272,14 @@ class Controller:
             if self._nodes_dirty or now - self._snapshot_at >= 1.0:
                 self._snapshot_at = now
                 self._nodes_dirty = False
-                self._admin = {n: self.store.node(n) for n in self.config.machines}
+                # node rows (DRAIN/DOWN and their reasons) are read again only
+                # after they changed, or once a second: a job's start or end
+                # alone makes the snapshot dirty, without touching them
+                changed = getattr(self.store, "nodes_changed", None)
+                if changed is None or changed != self._admin_seen or \
+                        now - self._admin_at >= 1.0:
+                    self._admin_seen, self._admin_at = changed, now
+                    self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)
         # committed: now act on it; one write per machine (over SSH, one packet)
         outbox, self._outbox = self._outbox, []

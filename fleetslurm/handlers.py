@@ -35,15 +35,15 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     task = ctl.arrays.materialize(action.job_id) or ctl.store.task(action.job_id)
     assert task is not None, action
     run_key = f"{task['task_id']}.{task['restart_count']}"
-    ctl.store.update_task(
-        task["task_id"], state="RUNNING", reason="None", node=action.node,
-        gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus, alloc_mem_mb=action.mem_mb,
-        run_key=run_key, start_time=now, end_time=None, exit_code=None, exit_signal=None,
-        collected=0)
+    started = dict(state="RUNNING", reason="None", node=action.node,
+                   gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
+                   alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
+                   exit_code=None, exit_signal=None, collected=0)
+    ctl.store.update_task(task["task_id"], **started)
     ctl.store.add_step(run_key, task["task_id"], action.node, now)
     ctl.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
-    task = ctl.store.task(action.job_id)
-    launch(ctl, task, now)  # type: ignore[arg-type]
+    # the row as it now reads, without reading it back
+    launch(ctl, dict(task, acct_lines=None, **started), now)
 
 
 def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
@@ -233,9 +233,8 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     elif ev == "facts":
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
     elif ev == "started":
-        step = ctl.store.step(str(msg.get("key")))
-        if step is not None:
-            ctl.store.update_step(step["run_key"], pid=msg.get("pid"))
+        # no row for an unknown key: the update changes nothing
+        ctl.store.update_step(str(msg.get("key")), pid=msg.get("pid"))
     elif ev == "ended":
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
