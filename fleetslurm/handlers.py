@@ -414,9 +414,11 @@ def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
         return
     if task["run_key"] != run_key:
         return  # an earlier run's output, appended before the current run's
-    ctl.store.update_task(task_id, collected=1)
     if task["state"] == "COMPLETING":
-        ctl.store.update_task(task_id, state=final_state(task, ctl.store.step(run_key)))
+        ctl.store.update_task(task_id, collected=1,
+                              state=final_state(task, ctl.store.step(run_key)))
+    else:
+        ctl.store.update_task(task_id, collected=1)
 
 
 def collect_output(ctl: "Controller", task: dict, node: str,
