@@ -452,14 +452,16 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     argv = spec.get("argv") or []
     if not isinstance(argv, list):
         raise ValueError("spec.argv must be a list of strings")
-    out["argv"] = [_text(a, "spec.argv[%d]" % i) for i, a in enumerate(argv)]
+    out["argv"] = [a if isinstance(a, str) and "\0" not in a else _text(a, "spec.argv[%d]" % i)
+                   for i, a in enumerate(argv)]
     env = spec.get("env")
     if env is None:
         env = dict(os.environ)
     if not isinstance(env, dict):
         raise ValueError("spec.env must be an object of string values")
     for k, v in env.items():
-        _text(v, "spec.env[%r]" % k)
+        if not isinstance(v, str) or "\0" in v:  # what _text says, formatted only then
+            _text(v, "spec.env[%r]" % k)
         if not k or "=" in k or "\0" in k:
             raise ValueError("spec.env has an invalid variable name %r" % (k,))
     out["env"] = env
