@@ -432,6 +432,9 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     from .collect import copy_back, write_inline
 
     fresh = dict(ctl.store.task(task["task_id"]) or task)
+    # the run whose output this is: an earlier run of a requeued job is not
+    # the task's current one (its files, and the key the agent must forget)
+    fresh["run_key"], fresh["restart_count"] = task["run_key"], task["restart_count"]
     job = ctl.store.job(task["job_id"])
     fresh["open_mode"] = job["spec"].get("open_mode") if job else None
     from .staging import has_stage, stage_paths
