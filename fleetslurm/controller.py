@@ -89,6 +89,8 @@ class Controller:
         self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
         self._admin: dict[str, dict] = {}
+        self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
+        self._admin_at = float("-inf")
         self.now = 0.0  # the current step's time
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
@@ -96,6 +98,9 @@ class Controller:
         self._acct_at = float("-inf")
         #: set when a node's state may have changed: sinfo must see it at once
         self._nodes_dirty = True
+        #: set when only jobs started or ended: sinfo's allocation columns and
+        #: node states change, nothing else (a cheaper refresh of the snapshot)
+        self._usage_dirty = False
         self.node_snapshot: list[dict] = []
 
     # -- start-up --------------------------------------------------------------
@@ -257,7 +262,7 @@ class Controller:
             for action in actions:
                 if isinstance(action, StartJob):
                     self._handlers.start_job(self, action, now)
-                    self._nodes_dirty = True
+                    self._usage_dirty = True
             # reasons are for people (squeue): a few times a second is enough,
             # and computing them for a long queue is not free
             if now - self._reasons_at >= 0.25:
@@ -270,8 +275,18 @@ class Controller:
             if self._nodes_dirty or now - self._snapshot_at >= 1.0:
                 self._snapshot_at = now
                 self._nodes_dirty = False
-                self._admin = {n: self.store.node(n) for n in self.config.machines}
+                # node rows (DRAIN/DOWN and their reasons) are read again only
+                # after they changed, or once a second: a job's start or end
+                # alone makes the snapshot dirty, without touching them
+                changed = getattr(self.store, "nodes_changed", None)
+                if changed is None or changed != self._admin_seen or \
+                        now - self._admin_at >= 1.0:
+                    self._admin_seen, self._admin_at = changed, now
+                    self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)
+            elif self._usage_dirty:
+                self._snapshot_usage(now)
+            self._usage_dirty = False
         # committed: now act on it; one write per machine (over SSH, one packet)
         outbox, self._outbox = self._outbox, []
         per_node: dict[str, list[dict]] = {}
@@ -337,9 +352,11 @@ class Controller:
 
     def emit(self, event: Any) -> None:
         self._events.append(event)
-        if type(event).__name__.startswith("Node") or type(event).__name__ in (
-                "JobEnded", "JobRequeued", "JobRestored"):
+        name = type(event).__name__
+        if name.startswith("Node"):
             self._nodes_dirty = True
+        elif name in ("JobEnded", "JobRequeued", "JobRestored"):
+            self._usage_dirty = True
 
     def log(self, text: str) -> None:
         """One line in the controller's log (its stderr)."""
@@ -381,6 +398,24 @@ class Controller:
                 "link": link.status if link else "lost", "error": link.error if link else "",
                 "description": m.description,
             })
+        self.node_snapshot = out
+
+    def _snapshot_usage(self, now: float) -> None:
+        """Refresh what a job's start or end changes in the node records (state,
+        allocations, LastBusyTime); the rest of each record stands. New dicts:
+        query threads may be reading the old ones."""
+        out = []
+        for rec in self.node_snapshot:
+            name = rec["name"]
+            if name not in self.config.machines:
+                out.append(rec)
+                continue
+            cpus, mem, gpus = self.sched.node_usage(name)
+            link = self.links.get(name)
+            out.append(dict(rec, state=self.sched.node_state(name), alloc_cpus=cpus,
+                            alloc_mem_mb=mem, alloc_gpus=len(gpus),
+                            last_busy_time=self._busy_at(name, cpus,
+                                                         link.facts if link else {}, now)))
         self.node_snapshot = out
 
     def _busy_at(self, name: str, alloc_cpus: int, facts: dict, now: float) -> Optional[float]:

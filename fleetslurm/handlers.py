@@ -7,6 +7,7 @@ sent before the commit.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
@@ -34,15 +35,15 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     task = ctl.arrays.materialize(action.job_id) or ctl.store.task(action.job_id)
     assert task is not None, action
     run_key = f"{task['task_id']}.{task['restart_count']}"
-    ctl.store.update_task(
-        task["task_id"], state="RUNNING", reason="None", node=action.node,
-        gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus, alloc_mem_mb=action.mem_mb,
-        run_key=run_key, start_time=now, end_time=None, exit_code=None, exit_signal=None,
-        collected=0)
+    started = dict(state="RUNNING", reason="None", node=action.node,
+                   gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
+                   alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
+                   exit_code=None, exit_signal=None, collected=0)
+    ctl.store.update_task(task["task_id"], **started)
     ctl.store.add_step(run_key, task["task_id"], action.node, now)
     ctl.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
-    task = ctl.store.task(action.job_id)
-    launch(ctl, task, now)  # type: ignore[arg-type]
+    # the row as it now reads, without reading it back
+    launch(ctl, dict(task, acct_lines=None, **started), now)
 
 
 def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
@@ -80,17 +81,25 @@ def _host_name(ctl: "Controller", node: Optional[str]) -> str:
     return str((link.facts.get("hostname") if link else None) or node or "")
 
 
+@functools.lru_cache(maxsize=1)
+def _controller_user() -> str:
+    """The controller's login name (asked once: getpass reads the environment
+    and the password database, on every launch otherwise)."""
+    import getpass
+
+    return getpass.getuser()
+
+
 def _on_this_host(ctl: "Controller", node: str, transport: object) -> bool:
     """Whether a job on ``node`` runs on the controller's host as its user (the
     local transport, or SSH to a loopback address as ourselves): there the
     controller's shims and socket are reachable from inside the job."""
     if type(transport).__name__ == "LocalTransport":
         return True
-    import getpass
     import ipaddress
 
     m = ctl.config.machines[node]
-    if m.ssh_user not in (None, getpass.getuser()):
+    if m.ssh_user not in (None, _controller_user()):
         return False
     if m.address == "localhost":
         return True
@@ -224,9 +233,8 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     elif ev == "facts":
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
     elif ev == "started":
-        step = ctl.store.step(str(msg.get("key")))
-        if step is not None:
-            ctl.store.update_step(step["run_key"], pid=msg.get("pid"))
+        # no row for an unknown key: the update changes nothing
+        ctl.store.update_step(str(msg.get("key")), pid=msg.get("pid"))
     elif ev == "ended":
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
@@ -406,9 +414,11 @@ def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
         return
     if task["run_key"] != run_key:
         return  # an earlier run's output, appended before the current run's
-    ctl.store.update_task(task_id, collected=1)
     if task["state"] == "COMPLETING":
-        ctl.store.update_task(task_id, state=final_state(task, ctl.store.step(run_key)))
+        ctl.store.update_task(task_id, collected=1,
+                              state=final_state(task, ctl.store.step(run_key)))
+    else:
+        ctl.store.update_task(task_id, collected=1)
 
 
 def collect_output(ctl: "Controller", task: dict, node: str,
@@ -422,6 +432,9 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     from .collect import copy_back, write_inline
 
     fresh = dict(ctl.store.task(task["task_id"]) or task)
+    # the run whose output this is: an earlier run of a requeued job is not
+    # the task's current one (its files, and the key the agent must forget)
+    fresh["run_key"], fresh["restart_count"] = task["run_key"], task["restart_count"]
     job = ctl.store.job(task["job_id"])
     fresh["open_mode"] = job["spec"].get("open_mode") if job else None
     from .staging import has_stage, stage_paths

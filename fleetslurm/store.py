@@ -166,6 +166,8 @@ class Store(BulkQueries):
             raise StoreError(f"cannot open the state database {self.path}: {exc}; "
                              "check the permissions of FLEETSLURM_HOME") from exc
         self._depth = 0
+        #: bumped by every set_node (also one rolled back: a harmless extra read)
+        self.nodes_changed = 0
 
     # -- connection --------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -399,6 +401,7 @@ class Store(BulkQueries):
         return d
 
     def set_node(self, name: str, **fields: Any) -> None:
+        self.nodes_changed += 1  # the controller re-reads node rows only after a change
         if "facts" in fields and fields["facts"] is not None:
             fields["facts"] = json.dumps(fields["facts"])
         self._x("INSERT OR IGNORE INTO nodes(name) VALUES (?)", (name,))

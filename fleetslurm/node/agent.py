@@ -52,6 +52,15 @@ import signal
 import sys
 import time
 
+# The C module under `signal`: signal.signal() and pthread_sigmask() wrap it
+# in enum conversions (an exception per non-enum handler), which costs a
+# forked child hundreds of copy-on-write faults; the supervisor and the job
+# child call it directly.
+try:
+    import _signal
+except ImportError:  # pragma: no cover - not CPython
+    _signal = signal  # type: ignore[assignment]
+
 # typing and shutil are left out on purpose: every module in the heap is
 # copied (page tables, then copy-on-write faults) by each of the two forks per
 # job. Annotations are strings (PEP 563), so typing is needed by checkers only.
@@ -63,6 +72,13 @@ try:
     import pwd
 except ImportError:  # pragma: no cover - not on Linux
     pwd = None  # type: ignore[assignment]
+try:
+    # os.wait4 imports it on first use to build its rusage result: imported
+    # here, once, instead of in every supervisor (an extension module's
+    # import after fork is a path search, a dlopen and many copy-on-write faults)
+    import resource  # noqa: F401
+except ImportError:  # pragma: no cover - not on Linux
+    pass
 
 AGENT_VERSION = "1"
 
@@ -81,6 +97,12 @@ _CGROUP_ROOT = "/sys/fs/cgroup"
 # /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; without it the
 # memory watchdog scans all of /proc.
 _HAVE_CHILDREN_FILE = os.path.exists("/proc/self/task/%d/children" % os.getpid())
+
+# plain ints for _signal (the enum members' values)
+_SIG_DFL, _SIG_IGN = int(signal.SIG_DFL), int(signal.SIG_IGN)
+_SIG_SETMASK = int(signal.SIG_SETMASK)
+_SIGHUP, _SIGINT = int(signal.SIGHUP), int(signal.SIGINT)
+_SIGCHLD, _SIGUSR1 = int(signal.SIGCHLD), int(signal.SIGUSR1)
 
 RESULT_FILE = "result.json"
 SUPERVISOR_FILE = "supervisor.json"
@@ -221,8 +243,13 @@ def alive(pid: Optional[int], ticks: Optional[int]) -> bool:
 
 def step_groups(jobdir: str, sid: Optional[int]) -> List[int]:
     """Process groups of the job's srun steps that still live in its session."""
+    path = os.path.join(jobdir, STEPS_DIR)
+    # most jobs have no steps: asked without raising (an exception is many
+    # copy-on-write faults in a forked supervisor)
+    if not os.access(path, os.F_OK):
+        return []
     try:
-        names = os.listdir(os.path.join(jobdir, STEPS_DIR))
+        names = os.listdir(path)
     except OSError:
         return []
     groups = []
@@ -425,14 +452,16 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     argv = spec.get("argv") or []
     if not isinstance(argv, list):
         raise ValueError("spec.argv must be a list of strings")
-    out["argv"] = [_text(a, "spec.argv[%d]" % i) for i, a in enumerate(argv)]
+    out["argv"] = [a if isinstance(a, str) and "\0" not in a else _text(a, "spec.argv[%d]" % i)
+                   for i, a in enumerate(argv)]
     env = spec.get("env")
     if env is None:
         env = dict(os.environ)
     if not isinstance(env, dict):
         raise ValueError("spec.env must be an object of string values")
     for k, v in env.items():
-        _text(v, "spec.env[%r]" % k)
+        if not isinstance(v, str) or "\0" in v:  # what _text says, formatted only then
+            _text(v, "spec.env[%r]" % k)
         if not k or "=" in k or "\0" in k:
             raise ValueError("spec.env has an invalid variable name %r" % (k,))
     out["env"] = env
@@ -512,6 +541,7 @@ class Supervisor:
         self.peak_kb = 0
         self.tracked: Set[int] = set()
         self.next_full_scan = 0.0
+        self.stdio_plan = self.plan_stdio(spec)
 
     # -- set-up ----------------------------------------------------------
 
@@ -521,8 +551,8 @@ class Supervisor:
         os.setsid()
         self.sid = os.getpid()
         # No controlling terminal, but a stray HUP/INT must not orphan the job.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _signal.signal(_SIGHUP, _SIG_IGN)
+        _signal.signal(_SIGINT, _SIG_IGN)
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -537,8 +567,8 @@ class Supervisor:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGCHLD, _noop_handler)
-        signal.signal(signal.SIGUSR1, _noop_handler)
+        _signal.signal(_SIGCHLD, _noop_handler)
+        _signal.signal(_SIGUSR1, _noop_handler)
 
     def setup_cgroup(self) -> Optional[str]:
         """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
@@ -593,10 +623,10 @@ class Supervisor:
             # default dispositions (SIGPIPE in particular) and an empty mask.
             for sig in self.changed_signals:
                 try:
-                    signal.signal(sig, signal.SIG_DFL)
+                    _signal.signal(sig, _SIG_DFL)
                 except (OSError, ValueError):
                     pass
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            _signal.pthread_sigmask(_SIG_SETMASK, ())
             if self.cgroup:
                 stage = "join memory cgroup"
                 with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
@@ -674,26 +704,43 @@ class Supervisor:
         except OSError as exc:
             raise _SetupError("cannot open stdin file %s: %s"
                               % (spec["stdin"], os.strerror(exc.errno or 0))) from None
-        fds = {}
-        for name in ("stdout", "stderr"):
-            path = spec[name]
-            norm = os.path.normpath(path)
-            if norm in fds:
-                continue  # same file: share one description so writes do not clobber
-            parent = os.path.dirname(norm)
+        fds = []
+        for name, path, parent in self.stdio_plan:
             try:
-                if parent:
+                try:
+                    fd = os.open(path, flags, 0o666)
+                except FileNotFoundError:
+                    if not parent:
+                        raise
+                    # the parent directories are created only when missing
+                    # (makedirs costs a stat and an exception per level)
                     os.makedirs(parent, exist_ok=True)
-                fds[norm] = os.open(path, flags, 0o666)
+                    fd = os.open(path, flags, 0o666)
             except OSError as exc:
                 raise _SetupError("cannot open %s file %s: %s"
                                   % (name, path, os.strerror(exc.errno or 0))) from None
+            fds.append(fd)
         os.dup2(fin, 0)
-        os.dup2(fds[os.path.normpath(spec["stdout"])], 1)
-        os.dup2(fds[os.path.normpath(spec["stderr"])], 2)
-        for fd in set(fds.values()) | {fin}:
+        os.dup2(fds[0], 1)
+        os.dup2(fds[-1], 2)  # the same file: one description, so writes do not clobber
+        for fd in set(fds) | {fin}:
             if fd > 2:
                 os.close(fd)
+
+    @staticmethod
+    def plan_stdio(spec: Dict[str, Any]) -> List[Tuple[str, str, str]]:
+        """(name, path, parent directory) of the files to open for stdout and,
+        when it is another file, stderr. Worked out before the fork: path
+        arithmetic in the job child is copy-on-write faults."""
+        plan = []
+        seen = set()
+        for name in ("stdout", "stderr"):
+            path = spec[name]
+            norm = os.path.normpath(path)
+            if norm not in seen:
+                seen.add(norm)
+                plan.append((name, path, os.path.dirname(norm)))
+        return plan
 
     # -- supervision -------------------------------------------------------
 
@@ -884,9 +931,11 @@ class Supervisor:
 
     def check_limit(self) -> Optional[Tuple[Optional[int]]]:
         """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
+        path = os.path.join(self.jobdir, LIMIT_FILE)
+        if not os.access(path, os.F_OK):  # the usual case, without an exception
+            return None
         try:
-            with open(os.path.join(self.jobdir, LIMIT_FILE)) as f:
-                text = f.read().strip()
+            text = read_small(path).decode("utf-8", "replace").strip()
         except OSError:
             return None
         if text == "none":
@@ -905,9 +954,11 @@ class Supervisor:
 
     def check_cancel(self, now: float, t_kill: Optional[float]) -> Optional[float]:
         """Act on jobs/K/cancel if present; return the SIGKILL deadline."""
+        path = os.path.join(self.jobdir, CANCEL_FILE)
+        if not os.access(path, os.F_OK):  # the usual case, without an exception
+            return t_kill
         try:
-            with open(os.path.join(self.jobdir, CANCEL_FILE)) as f:
-                text = f.read().strip()
+            text = read_small(path).decode("utf-8", "replace").strip()
         except OSError:
             return t_kill
         words = text.split()
@@ -1534,6 +1585,10 @@ class Agent:
                 spec["stdin_fd"], feed_fd = self.open_stdin_fifo(jobdir, spec)
                 self.stdin_fds[feed_fd] = key  # type: ignore[assignment]
             pipe = os.pipe()
+            # built here, not in the child: objects the child allocates land on
+            # pages shared with the agent, each one a copy-on-write fault there
+            sup = Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
+                             self.own_fds(), self.changed_signals)  # type: ignore[arg-type]
             pid = os.fork()
         except OSError as exc:
             for p in pipe:
@@ -1557,8 +1612,7 @@ class Agent:
             code = 1
             try:
                 os.close(pipe[0])
-                Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
-                           self.own_fds(), self.changed_signals).run()  # type: ignore[arg-type]
+                sup.run()
                 code = 0
             except BaseException:
                 log(self.workdir, "supervisor for job %s failed:\n%s" % (key, format_exc()))

@@ -39,10 +39,14 @@ class FakeChannel(AgentChannel):
     def send_line(self, line: bytes) -> None:
         if self.closed:
             raise NodeUnreachable(f"node {self.node}: the agent is gone (link dropped)", self.node)
-        req = json.loads(line)
-        self._t.requests.append(req)
-        for event in self._t.answer(req):
-            self.push(event)
+        # NodeLink.send_many writes several requests in one call, one per line
+        for part in line.splitlines():
+            if not part.strip():
+                continue
+            req = json.loads(part)
+            self._t.requests.append(req)
+            for event in self._t.answer(req):
+                self.push(event)
 
     def recv_line(self) -> Optional[bytes]:
         if self.closed and self._out.empty():
