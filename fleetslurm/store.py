@@ -138,6 +138,11 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE steps ADD COLUMN ntasks INTEGER;
     ALTER TABLE steps ADD COLUMN cpus INTEGER;
     """,
+    # 4: sacct's array records (a pending or cancelled remainder A_[...]) are
+    # few among many finished tasks: found through an index, not a scan
+    """
+    CREATE INDEX tasks_array_records ON tasks(task_id) WHERE array_pending IS NOT NULL;
+    """,
 ]
 
 _TASK_COLUMNS = (
