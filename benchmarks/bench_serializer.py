@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fleetslurm.api.objser import ObjectSerializer  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/, this script's directory)
 
 
 def _fsync(path: Path) -> None:
@@ -90,16 +91,6 @@ def measure(arr: np.ndarray, write: Callable, read: Callable, path: Path,
         del back
     path.unlink(missing_ok=True)
     return best_w, best_r, size
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:

@@ -53,17 +53,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # benchmarks/, this script's directory
+
 ORACLE_SBATCH = "/usr/bin/sbatch"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(cmd: list[str], env: dict, cwd: Path) -> str:

@@ -126,8 +126,7 @@ class Queries:
             kept.append(t)
         want_steps = bool(args.get("steps", True))
         kept_ids = [t["task_id"] for t in kept]
-        steps = store.last_steps(kept_ids) if want_steps else {}
-        sruns = store.srun_steps(kept_ids) if want_steps else {}
+        steps, sruns = store.steps_by_task(kept_ids) if want_steps else ({}, {})
         cluster = self.ctl.config.cluster_name
         out: list[JobRecord] = [
             job_record(t, jobs[t["job_id"]],

@@ -62,7 +62,8 @@ class BulkQueries:
             f"WHERE j.job_id = t.job_id) WHERE t.task_id IN (SELECT task_id FROM tasks "
             # the partial index holds only the tasks still to do; left to itself
             # SQLite walks tasks_state instead, every finished task each second
-            f"INDEXED BY tasks_acct_todo WHERE acct_lines IS NULL AND array_pending IS NULL AND state IN {FINAL_SQL} "
+            f"INDEXED BY tasks_acct_todo WHERE acct_lines IS NULL AND array_pending IS NULL "
+            f"AND state IN {FINAL_SQL} "
             f"LIMIT ?)", (limit,)).rowcount
 
     def _acct_query(self, select: str, line_sql: str, where: list[str], params: list,
@@ -107,32 +108,26 @@ class BulkQueries:
                                      line_sql, where, params, **filters)
         return self._x(sql, args).fetchone()[0] or ""
 
-    def last_steps(self, task_ids: list[int]) -> dict[int, dict]:
-        """The latest batch-step run of each task (one query, however many tasks)."""
+    def steps_by_task(self, task_ids: list[int]) -> tuple[dict[int, dict], dict[int, list[dict]]]:
+        """The steps of each task in one query, however many tasks: its latest
+        batch-step run, and its srun steps (``N.0``, ``N.1``... of all its runs;
+        views.job_record keeps those of the current run)."""
         if not task_ids:
-            return {}
+            return {}, {}
         wanted = set(task_ids)
-        out: dict[int, dict] = {}
-        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? AND step = 'batch' "
+        batch: dict[int, dict] = {}
+        sruns: dict[int, list[dict]] = {}
+        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? "
                        "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
         for row in rows:
-            if row["task_id"] in wanted:
-                out[row["task_id"]] = dict(row)  # the last one wins
-        return out
-
-    def srun_steps(self, task_ids: list[int]) -> dict[int, list[dict]]:
-        """The srun steps (``N.0``, ``N.1``...) of each task, of all its runs
-        (views.job_record keeps those of the current run)."""
-        if not task_ids:
-            return {}
-        wanted = set(task_ids)
-        out: dict[int, list[dict]] = {}
-        rows = self._x("SELECT * FROM steps WHERE task_id BETWEEN ? AND ? AND step != 'batch' "
-                       "ORDER BY task_id, start_time", (min(wanted), max(wanted)))
-        for row in rows:
-            if row["task_id"] in wanted:
-                out.setdefault(row["task_id"], []).append(dict(row))
-        return out
+            task_id = row["task_id"]
+            if task_id not in wanted:
+                continue
+            if row["step"] == "batch":
+                batch[task_id] = dict(row)  # the last one wins
+            else:
+                sruns.setdefault(task_id, []).append(dict(row))
+        return batch, sruns
 
     def tasks_with_srun_steps(self) -> list[int]:
         """Ids of the tasks that have srun steps (sacct renders them record by record)."""

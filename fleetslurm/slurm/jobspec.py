@@ -274,7 +274,7 @@ def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
     if not items or items[0].upper() == "ALL" or "ALL" in (i.upper() for i in items):
         base = dict(clean)
     else:
-        # SLURM loads the user's login environment instead (--get-user-env),
+        # SLURM loads the user's login environment instead (--get-user-env)
         base = {k: env[k] for k in _LOGIN_VARS if k in env}
     for item in items:
         if item.upper() in ("ALL", "NONE", "NIL"):
@@ -322,6 +322,7 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
     if spec.get("account"):
         s["SLURM_JOB_ACCOUNT"] = str(spec["account"])
     if spec.get("open_mode_set"):
+        # as sbatch does: the job's sruns then open their files the same way
         s["SLURM_OPEN_MODE"] = "a" if spec.get("open_mode") == "append" else "t"
     export = str(spec.get("export") or "ALL")
     if export.upper() != "ALL":
@@ -356,8 +357,5 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_JOB_GPUS"] = s["CUDA_VISIBLE_DEVICES"]
     if restart_count:
         s["SLURM_RESTART_COUNT"] = str(restart_count)
-    if spec.get("open_mode_set"):
-        # as sbatch does: the job's sruns then open their files the same way
-        s["SLURM_OPEN_MODE"] = "a" if spec.get("open_mode") == "append" else "t"
     env.update(s)
     return env
