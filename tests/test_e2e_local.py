@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -254,6 +255,12 @@ def _time_limits(fleet):
         rec = fleet.wait(job, timeout=120)
         assert rec["state"] == "TIMEOUT", rec
     assert 60 <= time.monotonic() - start < 100
+    # the shell and its child get SIGTERM together (a process group, as SLURM's
+    # cgroup plugin does): the shell dies of it rather than reaping the child
+    # and exiting 143 with a "Terminated" line
+    pol = fleet.record(polite)
+    assert (pol["exit_code"], pol["exit_signal"]) == (0, signal.SIGTERM), pol
+    assert "Terminated" not in (fleet.work / f"slurm-{polite}.out").read_text()
     stub = fleet.record(stubborn)
     assert stub["time_limit"] == 1  # 0:30 is rounded up to a whole minute
     assert stub["end_time"] - stub["start_time"] >= 60

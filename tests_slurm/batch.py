@@ -61,7 +61,12 @@ SINFO_FIELDS = "PalDtNcmOeGf"
 JOBS: list[tuple[str, str, str]] = [
     ("plain", "run", "env.sh plain"),
     ("rq", "run", "--mem=50M -o rq.out --open-mode=append rq.sh"),
-    ("tmo", "run", "--mem=50M -t 1 --wrap 'sleep 300'"),
+    # exec: the oracle's proctrack/linuxproc signals a job's processes one at a
+    # time, children first, so a shell waiting on a child may reap it before its
+    # own SIGTERM lands and exit 143 saying "Terminated" (seen on a loaded CI
+    # machine). SLURM's cgroup plugin, like fleetslurm's process group, signals
+    # them all at once; tests/test_e2e_local.py checks a shell with a child.
+    ("tmo", "run", "--mem=50M -t 1 --wrap 'exec sleep 300'"),
     ("res", "run", "-c 2 -n 1 --mem=100M -o app.out --open-mode=append env.sh res"),
     # two srun steps: per-task output files and environments, then a second step
     ("steps", "run", "-n 2 --mem=100M --wrap \"srun -o 'step-%j-%s-%t-%J-%N.out' sh -c "
