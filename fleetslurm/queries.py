@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from .model import ACTIVE_STATE_NAMES, JobRecord
+from .record_memo import RecordMemo
 from .slurm import SLURM_VERSION
 from .store import Store
 from .views import group_pending_arrays, job_record
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Queries"]
 
 _ACTIVE = ACTIVE_STATE_NAMES
+_ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')"
 
 
 class Queries:
@@ -29,6 +31,8 @@ class Queries:
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
         self._local = threading.local()
+        #: squeue's records from one call to the next (see record_memo)
+        self.memo = RecordMemo()
 
     def _store(self) -> Store:
         if self.ctl.store.path == ":memory:":
@@ -56,7 +60,7 @@ class Queries:
         states = args.get("states")
         if args.get("squeue"):
             if not states:
-                where.append("state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')")
+                where.append(_ACTIVE_CLAUSE)
             else:
                 # finished jobs stay visible for MinJobAge, as in SLURM
                 where.append("(end_time IS NULL OR end_time >= ?)")
@@ -108,9 +112,10 @@ class Queries:
         if selected is None:
             return []
         where, params, picks = selected
-        tasks = store.tasks(" AND ".join(where), params)
+        memo = self.memo
+        tasks = memo.tasks(store.task_rows(" AND ".join(where), params))
         tasks.extend(_picked_rows(picks, where, params, store))
-        jobs = store.jobs_brief(t["job_id"] for t in tasks)
+        jobs = memo.jobs(store, (t["job_id"] for t in tasks))
         users = set(args.get("users") or [])
         names = set(args.get("names") or [])
         parts = set(args.get("partitions") or [])
@@ -126,12 +131,18 @@ class Queries:
             kept.append(t)
         want_steps = bool(args.get("steps", True))
         kept_ids = [t["task_id"] for t in kept]
-        steps, sruns = store.steps_by_task(kept_ids) if want_steps else ({}, {})
         cluster = self.ctl.config.cluster_name
-        out: list[JobRecord] = [
-            job_record(t, jobs[t["job_id"]],
-                       ([steps[t["task_id"]]] if t["task_id"] in steps else [])
-                       + sruns.get(t["task_id"], []), cluster) for t in kept]
+        out: list[JobRecord]
+        if want_steps:
+            steps, sruns = store.steps_by_task(kept_ids)
+            out = [job_record(t, jobs[t["job_id"]],
+                              ([steps[t["task_id"]]] if t["task_id"] in steps else [])
+                              + sruns.get(t["task_id"], []), cluster) for t in kept]
+        else:
+            out = [memo.record(t, jobs[t["job_id"]], cluster) for t in kept]
+            if args.get("squeue") and where == [_ACTIVE_CLAUSE] and not picks:
+                # every active job was seen: what the memo holds besides has ended
+                memo.keep_only((t["task_id"] for t in tasks), jobs)
         if args.get("group_arrays"):
             throttles = {j: jobs[j]["spec"].get("array_throttle") for j in jobs}
             pending = {t["task_id"]: t["array_pending"] for t in kept

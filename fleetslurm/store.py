@@ -143,6 +143,11 @@ _MIGRATIONS: list[str] = [
     """
     CREATE INDEX tasks_array_records ON tasks(task_id) WHERE array_pending IS NOT NULL;
     """,
+    # 5: a job's spec changes only by scontrol update; rev counts those changes,
+    # so a reader that kept a decoded spec knows it still holds without reading it
+    """
+    ALTER TABLE jobs ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -300,7 +305,7 @@ class Store(BulkQueries):
         return d
 
     def set_job_spec(self, job_id: int, spec: dict) -> None:
-        self._x("UPDATE jobs SET spec=? WHERE job_id=?", (json.dumps(spec), job_id))
+        self._x("UPDATE jobs SET spec=?, rev=rev+1 WHERE job_id=?", (json.dumps(spec), job_id))
         self.forget_cached()
 
     def forget_cached(self) -> None:
@@ -310,11 +315,15 @@ class Store(BulkQueries):
 
     def task(self, task_id: int) -> Optional[dict]:
         row = self._x("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()
-        return None if row is None else _task(row)
+        return None if row is None else decode_task(row)
 
     def tasks(self, where: str = "", args: Iterable[Any] = ()) -> list[dict]:
+        return [decode_task(r) for r in self.task_rows(where, args)]
+
+    def task_rows(self, where: str = "", args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """The rows :meth:`tasks` decodes, as SQLite gives them."""
         sql = "SELECT * FROM tasks" + (f" WHERE {where}" if where else "") + " ORDER BY task_id"
-        return [_task(r) for r in self._x(sql, args)]
+        return self._x(sql, args).fetchall()
 
     def active_tasks(self) -> list[dict]:
         return self.tasks("state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')")
@@ -326,7 +335,7 @@ class Store(BulkQueries):
         """The task row of index ``index`` of array ``job_id``, if it has one."""
         row = self._x("SELECT * FROM tasks WHERE job_id=? AND array_index=? "
                       "ORDER BY task_id LIMIT 1", (job_id, index)).fetchone()
-        return None if row is None else _task(row)
+        return None if row is None else decode_task(row)
 
     def array_outcomes(self, job_id: int) -> tuple[int, int]:
         """(tasks ended COMPLETED, tasks ended otherwise) of array ``job_id``,
@@ -427,7 +436,8 @@ class Store(BulkQueries):
                        (task_id, event)).fetchone()[0]
 
 
-def _task(row: sqlite3.Row) -> dict:
+def decode_task(row: sqlite3.Row) -> dict:
+    """A task row as a dict, its JSON columns decoded."""
     d = dict(row)
     d["req"] = json.loads(d["req"])
     d["gpu_ids"] = json.loads(d["gpu_ids"]) if d["gpu_ids"] else []

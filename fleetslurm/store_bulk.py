@@ -23,18 +23,26 @@ class BulkQueries:
     def jobs_brief(self, job_ids: Iterable[int]) -> dict[int, dict]:
         """Job rows for many jobs at once, their spec without the submitter's
         environment (most of its bytes), and no script: what records need."""
-        ids = sorted(set(job_ids))
         out: dict[int, dict] = {}
+        for row in self._jobs_in("job_id, uid, user, submit_time, array_spec, "
+                                 "json_remove(spec, '$.env') AS spec", job_ids):
+            d = dict(row)
+            d["spec"] = json.loads(d["spec"])
+            out[d["job_id"]] = d
+        return out
+
+    def job_heads(self, job_ids: Iterable[int]) -> list[Any]:
+        """(job_id, rev) of these jobs: whether a spec read before still holds."""
+        return self._jobs_in("job_id, rev", job_ids)
+
+    def _jobs_in(self, columns: str, job_ids: Iterable[int]) -> list[Any]:
+        ids = sorted(set(job_ids))
+        rows: list[Any] = []
         for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
             chunk = ids[i:i + 900]
-            for row in self._x(
-                    "SELECT job_id, uid, user, submit_time, array_spec, "
-                    "json_remove(spec, '$.env') AS spec FROM jobs WHERE job_id IN (%s)"
-                    % ",".join("?" * len(chunk)), chunk):
-                d = dict(row)
-                d["spec"] = json.loads(d["spec"])
-                out[d["job_id"]] = d
-        return out
+            rows.extend(self._x("SELECT %s FROM jobs WHERE job_id IN (%s)"
+                                % (columns, ",".join("?" * len(chunk))), chunk))
+        return rows
 
     def task_exists(self, task_id: int) -> bool:
         return self._x("SELECT 1 FROM tasks WHERE task_id=?", (task_id,)).fetchone() is not None

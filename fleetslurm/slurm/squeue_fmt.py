@@ -218,5 +218,24 @@ def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True) 
     """
     items = parse_format(fmt)
     lines = [_line(items, None, now)] if header else []
-    lines.extend(_line(items, job, now) for job in jobs)
+    # each field's value, width and side looked up once, not once per job:
+    # 10,000 jobs are 80,000 cells under the default format
+    plan = [(_FIELDS[it.letter][2] if it.letter is not None else None,  # type: ignore[index]
+             it.width, it.right, it.suffix) for it in items]
+    for job in jobs:
+        parts: list[str] = []
+        for value, width, right, suffix in plan:
+            if value is not None:
+                text, cut = value(job, now)
+                # print_str, inline
+                if width:
+                    if right:
+                        text = text.rjust(width)
+                        if cut:
+                            text = text[:width]
+                    else:
+                        text = text[:width].ljust(width)
+                parts.append(text)
+            parts.append(suffix)
+        lines.append("".join(parts))
     return "".join(line + "\n" for line in lines)
