@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .model import ACTIVE_STATE_NAMES, JobRecord
 from .record_memo import RecordMemo
 from .slurm import SLURM_VERSION
-from .store import Store
+from .store import Store, decode_task
 from .views import group_pending_arrays, job_record
 
 if TYPE_CHECKING:
@@ -112,10 +112,15 @@ class Queries:
         if selected is None:
             return []
         where, params, picks = selected
-        memo = self.memo
-        tasks = memo.tasks(store.task_rows(" AND ".join(where), params))
+        want_steps = bool(args.get("steps", True))
+        # squeue's records are kept between calls (active jobs, and those ended
+        # within MinJobAge); sacct's and scontrol's, over any history, are not
+        memo = self.memo if args.get("squeue") and not want_steps else None
+        rows = store.task_rows(" AND ".join(where), params)
+        tasks = memo.tasks(rows) if memo is not None else [decode_task(r) for r in rows]
         tasks.extend(_picked_rows(picks, where, params, store))
-        jobs = memo.jobs(store, (t["job_id"] for t in tasks))
+        job_ids = (t["job_id"] for t in tasks)
+        jobs = memo.jobs(store, job_ids) if memo is not None else store.jobs_brief(job_ids)
         users = set(args.get("users") or [])
         names = set(args.get("names") or [])
         parts = set(args.get("partitions") or [])
@@ -129,18 +134,18 @@ class Queries:
             if parts and t["req"]["partition"] not in parts:
                 continue
             kept.append(t)
-        want_steps = bool(args.get("steps", True))
-        kept_ids = [t["task_id"] for t in kept]
         cluster = self.ctl.config.cluster_name
         out: list[JobRecord]
         if want_steps:
-            steps, sruns = store.steps_by_task(kept_ids)
+            steps, sruns = store.steps_by_task([t["task_id"] for t in kept])
             out = [job_record(t, jobs[t["job_id"]],
                               ([steps[t["task_id"]]] if t["task_id"] in steps else [])
                               + sruns.get(t["task_id"], []), cluster) for t in kept]
+        elif memo is None:
+            out = [job_record(t, jobs[t["job_id"]], (), cluster) for t in kept]
         else:
             out = [memo.record(t, jobs[t["job_id"]], cluster) for t in kept]
-            if args.get("squeue") and where == [_ACTIVE_CLAUSE] and not picks:
+            if where == [_ACTIVE_CLAUSE] and not picks:
                 # every active job was seen: what the memo holds besides has ended
                 memo.keep_only((t["task_id"] for t in tasks), jobs)
         if args.get("group_arrays"):

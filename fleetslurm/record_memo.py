@@ -20,9 +20,9 @@ from .views import job_record
 
 __all__ = ["RecordMemo"]
 
-#: past this many kept tasks (or jobs), everything is dropped and built again:
-#: the memory stays bounded by what squeue shows, not by what ever ran
-MAX_KEPT = 200_000
+#: past this many kept tasks (or jobs), everything is dropped and built again
+#: (a few kB each): the memory stays bounded, whatever squeue is asked for
+MAX_KEPT = 50_000
 
 
 class _Decoded:
