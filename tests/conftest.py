@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 
 import pytest
 
+from tests_slurm.sides import kill_left_jobs
+
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
@@ -152,18 +154,5 @@ def _teardown(f: Fleet) -> None:
         except ProcessLookupError:
             pass
     # kill any job left behind (supervisors are in their own sessions)
-    # kill any job left behind: the supervisor's session and the job's own
-    # process group (the job is a group of its own inside that session)
-    node = f.home / "node"
-    if node.exists():
-        for sup in node.glob("*/jobs/*/supervisor.json"):
-            try:
-                record = json.loads(sup.read_text())
-            except (OSError, ValueError):
-                continue
-            for key in ("job_pid", "pid"):
-                try:
-                    os.killpg(int(record.get(key)), signal.SIGKILL)
-                except (OSError, ValueError, TypeError):
-                    pass
+    kill_left_jobs(f.home)
     shutil.rmtree(f.root, ignore_errors=True)

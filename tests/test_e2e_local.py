@@ -8,8 +8,6 @@ import re
 import signal
 import time
 
-import pytest
-
 
 def test_completed_job_output_and_record(fleet):
     proc = fleet.run("sbatch", "--wrap", "echo hi")
@@ -220,7 +218,7 @@ def test_array_job(fleet):
 def test_dependency_afterok_and_afternotok(fleet):
     first = fleet.sbatch("--wrap", "sleep 1; exit 1")
     ok = fleet.sbatch(f"--dependency=afterok:{first}", "--wrap", "echo never")
-    notok = fleet.sbatch(f"-d", f"afternotok:{first}", "--wrap", "echo ran")
+    notok = fleet.sbatch("-d", f"afternotok:{first}", "--wrap", "echo ran")
     time.sleep(0.5)
     assert fleet.record(ok)["reason"] == "Dependency"
     assert fleet.wait(notok)["state"] == "COMPLETED"

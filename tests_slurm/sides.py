@@ -23,7 +23,7 @@ from typing import Iterable, Optional, Sequence
 
 from .slurm_oracle import BIN, Oracle
 
-__all__ = ["Result", "Side", "SlurmSide", "FleetSide", "LIVE", "MARK", "clean_env"]
+__all__ = ["Result", "Side", "SlurmSide", "FleetSide", "LIVE", "MARK", "clean_env", "kill_left_jobs"]
 
 #: states of a job that has not ended (SLURM_COMPAT.md "Job states")
 LIVE = frozenset({"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "REQUEUED", "SUSPENDED",
@@ -213,16 +213,23 @@ class FleetSide(Side):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for sup in (self.home / "node").glob("*/jobs/*/supervisor.json"):
+        kill_left_jobs(self.home)
+
+
+def kill_left_jobs(home: Path) -> None:
+    """SIGKILL every job a fleetslurm home's supervisors recorded (also used by
+    tests/conftest.py): each supervisor's session and the job's own process
+    group (the job is a group of its own inside that session)."""
+    for sup in (home / "node").glob("*/jobs/*/supervisor.json"):
+        try:
+            record = json.loads(sup.read_text())
+        except (OSError, ValueError):
+            continue
+        for key in ("job_pid", "pid"):
             try:
-                record = json.loads(sup.read_text())
-            except (OSError, ValueError):
-                continue
-            for key in ("job_pid", "pid"):
-                try:
-                    os.killpg(int(record.get(key)), signal.SIGKILL)
-                except (OSError, ValueError, TypeError):
-                    pass
+                os.killpg(int(record.get(key)), signal.SIGKILL)
+            except (OSError, ValueError, TypeError):
+                pass
 
 
 def wait_until(pred, timeout: float, what: str, interval: float = 1.0) -> None:

@@ -121,15 +121,19 @@ def parse_duration_seconds(text: str, option: str = "duration") -> int:
 # Time formatting
 # --------------------------------------------------------------------------
 
+def _dhms(seconds: int) -> "tuple[int, int, int, int]":
+    """Whole seconds as (days, hours, minutes, seconds)."""
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    return (days, hours) + divmod(rem, 60)  # type: ignore[return-value]
+
+
 def format_squeue_time(seconds: int) -> str:
     """squeue's TIME / TIME_LEFT cell (``_print_secs`` in src/squeue/print.c).
 
     ``M:SS``, ``H:MM:SS``, ``D-HH:MM:SS``; negative values print as ``0:00``.
     """
-    seconds = max(0, int(seconds))
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
+    days, hours, minutes, secs = _dhms(max(0, int(seconds)))
     if days:
         return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
     if hours:
@@ -153,9 +157,7 @@ def format_hms(seconds: int) -> str:
     seconds = int(seconds)
     if seconds < 0:
         return "INVALID"
-    days, rem = divmod(seconds, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, secs = divmod(rem, 60)
+    days, hours, minutes, secs = _dhms(seconds)
     if days:
         return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{hours:02d}:{minutes:02d}:{secs:02d}"
@@ -186,9 +188,7 @@ def format_cpu_time(seconds: float) -> str:
 
 def format_cpu_parts(secs: int, msec: int) -> str:
     """:func:`format_cpu_time` from whole seconds and milliseconds (0-999)."""
-    days, rem = divmod(secs, 86400)
-    hours, rem = divmod(rem, 3600)
-    minutes, sec = divmod(rem, 60)
+    days, hours, minutes, sec = _dhms(secs)
     if days:
         return f"{days}-{hours:02d}:{minutes:02d}:{sec:02d}"
     if hours:
