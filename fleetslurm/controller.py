@@ -374,18 +374,17 @@ class Controller:
         out = []
         for name, m in self.config.machines.items():
             spec = self.node_spec(name, self.links[name].facts if name in self.links else None)
-            cpus, mem, gpus = self.sched.node_usage(name)
             link = self.links.get(name)
             facts = link.facts if link else {}
             admin = self._admin.get(name, {})
-            state = self.sched.node_state(name)
             reason = self._node_down.get(name) or admin.get("reason", "")
             out.append({
-                "name": name, "hostname": m.address, "state": state, "reason": reason,
-                "cpus": spec.cpus, "alloc_cpus": cpus, "mem_mb": spec.mem_mb,
-                "alloc_mem_mb": mem, "free_mem_mb": facts.get("free_mem_mb"),
+                "name": name, "hostname": m.address, "reason": reason,
+                **self._usage_fields(name, facts, now),
+                "cpus": spec.cpus, "mem_mb": spec.mem_mb,
+                "free_mem_mb": facts.get("free_mem_mb"),
                 "cpu_load": facts.get("load1"), "gpus": len(spec.gpu_ids),
-                "alloc_gpus": len(gpus), "partitions": list(spec.partitions),
+                "partitions": list(spec.partitions),
                 "features": sorted(spec.features), "weight": spec.weight,
                 "detected_cpus": facts.get("cpus"), "detected_mem_mb": facts.get("mem_mb"),
                 "detected_gpus": len(facts["gpus"]) if facts.get("gpus") is not None else None,
@@ -393,7 +392,6 @@ class Controller:
                 "boot_time": facts.get("boot_time"),
                 "version": SLURM_VERSION if facts else "",
                 "slurmd_start_time": facts.get("started"),
-                "last_busy_time": self._busy_at(name, cpus, facts, now),
                 "last_heartbeat": link.last_heard if link else None,
                 "link": link.status if link else "lost", "error": link.error if link else "",
                 "description": m.description,
@@ -410,13 +408,15 @@ class Controller:
             if name not in self.config.machines:
                 out.append(rec)
                 continue
-            cpus, mem, gpus = self.sched.node_usage(name)
             link = self.links.get(name)
-            out.append(dict(rec, state=self.sched.node_state(name), alloc_cpus=cpus,
-                            alloc_mem_mb=mem, alloc_gpus=len(gpus),
-                            last_busy_time=self._busy_at(name, cpus,
-                                                         link.facts if link else {}, now)))
+            out.append(dict(rec, **self._usage_fields(name, link.facts if link else {}, now)))
         self.node_snapshot = out
+
+    def _usage_fields(self, name: str, facts: dict, now: float) -> dict:
+        """The fields of a node record that a job's start or end changes."""
+        cpus, mem, gpus = self.sched.node_usage(name)
+        return {"state": self.sched.node_state(name), "alloc_cpus": cpus, "alloc_mem_mb": mem,
+                "alloc_gpus": len(gpus), "last_busy_time": self._busy_at(name, cpus, facts, now)}
 
     def _busy_at(self, name: str, alloc_cpus: int, facts: dict, now: float) -> Optional[float]:
         """scontrol's LastBusyTime: the last time the machine had a job

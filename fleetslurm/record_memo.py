@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .model import JobRecord
 from .store import Store, decode_task
@@ -33,33 +33,17 @@ def _interned(d: dict) -> dict:
     return {sys.intern(k): v for k, v in d.items()}
 
 
-def _decode_task(row: Any) -> dict:
-    task = decode_task(row)
-    task["req"] = _interned(task["req"])
-    return task
+def _put(kept: dict, key: int, value: Any) -> None:
+    """``kept[key] = value``, everything dropped first once MAX_KEPT are kept."""
+    if len(kept) >= MAX_KEPT:
+        kept.clear()
+    kept[key] = value
 
 
-class _Decoded:
-    """Rows decoded by ``decode``, kept by their key with the row's values."""
-
-    def __init__(self, decode: Callable[[Any], dict]) -> None:
-        self.decode = decode
-        self.kept: dict[int, tuple[tuple, dict]] = {}
-
-    def get(self, key: int, row: Any) -> dict:
-        values = tuple(row)
-        hit = self.kept.get(key)
-        if hit is not None and hit[0] == values:
-            return hit[1]
-        value = self.decode(row)
-        if len(self.kept) >= MAX_KEPT:
-            self.kept.clear()
-        self.kept[key] = (values, value)
-        return value
-
-    def keep_only(self, keys: "set[int]") -> None:
-        for key in [k for k in self.kept if k not in keys]:
-            del self.kept[key]
+def _prune(kept: dict, keys: "set[int]") -> None:
+    """Drop what ``kept`` holds for any key not in ``keys``."""
+    for key in [k for k in kept if k not in keys]:
+        del kept[key]
 
 
 class RecordMemo:
@@ -67,7 +51,8 @@ class RecordMemo:
     steps: squeue's), each rebuilt only when a row it came from changed."""
 
     def __init__(self) -> None:
-        self._tasks = _Decoded(_decode_task)
+        # task id -> (the row's values, decoded task)
+        self._tasks: dict[int, tuple[tuple, dict]] = {}
         # job id -> (rev, decoded brief job row)
         self._jobs: dict[int, tuple[int, dict]] = {}
         # task id -> (decoded task, decoded job, record): the record stands while
@@ -79,7 +64,17 @@ class RecordMemo:
     def tasks(self, rows: Sequence[Any]) -> list[dict]:
         """The task rows (``Store.task_rows``) decoded."""
         with self._lock:
-            return [self._tasks.get(row["task_id"], row) for row in rows]
+            return [self._task(row) for row in rows]
+
+    def _task(self, row: Any) -> dict:
+        values = tuple(row)
+        hit = self._tasks.get(row["task_id"])
+        if hit is not None and hit[0] == values:
+            return hit[1]
+        task = decode_task(row)
+        task["req"] = _interned(task["req"])
+        _put(self._tasks, task["task_id"], (values, task))
+        return task
 
     def jobs(self, store: "Store", job_ids: Iterable[int]) -> dict[int, dict]:
         """``store.jobs_brief(job_ids)``, reading only the specs that changed
@@ -92,12 +87,10 @@ class RecordMemo:
         if missing:
             fresh = store.jobs_brief(missing)
             with self._lock:
-                if len(self._jobs) + len(fresh) > MAX_KEPT:
-                    self._jobs.clear()
                 for j, job in fresh.items():
                     job["spec"] = _interned(job["spec"])
                     # the rev read first: a spec changed since is read again next time
-                    self._jobs[j] = (heads[j], job)
+                    _put(self._jobs, j, (heads[j], job))
             out.update(fresh)
         return out
 
@@ -108,18 +101,13 @@ class RecordMemo:
             return hit[2]
         rec = job_record(task, job, (), cluster)
         with self._lock:
-            if len(self._records) >= MAX_KEPT:
-                self._records.clear()
-            self._records[task["task_id"]] = (task, job, rec)
+            _put(self._records, task["task_id"], (task, job, rec))
         return rec
 
     def keep_only(self, task_ids: Iterable[int], job_ids: Iterable[int]) -> None:
         """Forget all but these (after a query that saw every active job)."""
-        task_ids = set(task_ids)
+        tasks, jobs = set(task_ids), set(job_ids)
         with self._lock:
-            self._tasks.keep_only(task_ids)
-            job_ids = set(job_ids)
-            for key in [k for k in self._jobs if k not in job_ids]:
-                del self._jobs[key]
-            for key in [k for k in self._records if k not in task_ids]:
-                del self._records[key]
+            _prune(self._tasks, tasks)
+            _prune(self._records, tasks)
+            _prune(self._jobs, jobs)

@@ -929,14 +929,21 @@ class Supervisor:
         self.reaped = True
         return status, usage
 
-    def check_limit(self) -> Optional[Tuple[Optional[int]]]:
-        """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
-        path = os.path.join(self.jobdir, LIMIT_FILE)
-        if not os.access(path, os.F_OK):  # the usual case, without an exception
+    def read_marker(self, name: str) -> Optional[str]:
+        """The text of a file the agent leaves in the job's directory, or None
+        while there is none (the usual case, told without an exception)."""
+        path = os.path.join(self.jobdir, name)
+        if not os.access(path, os.F_OK):
             return None
         try:
-            text = read_small(path).decode("utf-8", "replace").strip()
+            return read_small(path).decode("utf-8", "replace").strip()
         except OSError:
+            return None
+
+    def check_limit(self) -> Optional[Tuple[Optional[int]]]:
+        """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
+        text = self.read_marker(LIMIT_FILE)
+        if text is None:
             return None
         if text == "none":
             return (None,)
@@ -954,12 +961,8 @@ class Supervisor:
 
     def check_cancel(self, now: float, t_kill: Optional[float]) -> Optional[float]:
         """Act on jobs/K/cancel if present; return the SIGKILL deadline."""
-        path = os.path.join(self.jobdir, CANCEL_FILE)
-        if not os.access(path, os.F_OK):  # the usual case, without an exception
-            return t_kill
-        try:
-            text = read_small(path).decode("utf-8", "replace").strip()
-        except OSError:
+        text = self.read_marker(CANCEL_FILE)
+        if text is None:
             return t_kill
         words = text.split()
         try:
