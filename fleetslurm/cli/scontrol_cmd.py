@@ -9,6 +9,7 @@ import time
 
 from ..errors import InvalidJobId, UsageError
 
+REQUEUE_SIGNAL_WAIT_S = 5.0  # see _main: a job requeueing itself
 PROG = "scontrol"
 
 
@@ -55,11 +56,12 @@ def _main(argv: list[str]) -> int:
         return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
-        if cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids:
-            # a job requeueing itself: its processes get SIGTERM for it, which
-            # must not kill this scontrol before it reports success (in SLURM
-            # the reply comes first)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        itself = cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids
+        if itself:
+            # A job requeueing itself: its processes get SIGTERM for it, which
+            # must not kill this scontrol before it reports success. Held
+            # pending rather than ignored, so that we can wait for it below.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         with client() as c:
             if cmd in ("hold", "uhold"):
                 c.call("hold", ids=ids, user=cmd == "uhold")
@@ -67,6 +69,13 @@ def _main(argv: list[str]) -> int:
                 c.call("release", ids=ids)
             else:
                 c.call("requeue", ids=ids, hold=cmd == "requeuehold")
+        if itself:
+            # The job's process group (this scontrol included) is signalled
+            # once the node hears of the requeue, a moment after our reply.
+            # Returning only when the signal is here means the script's next
+            # line runs after its TERM trap, as it does under SLURM, on a busy
+            # machine too; the bound covers an scontrol outside the group.
+            signal.sigtimedwait({signal.SIGTERM}, REQUEUE_SIGNAL_WAIT_S)
         return 0
     if cmd == "update":
         from ..slurm.job_update import UpdateRefused, parse_job_update, split_words
