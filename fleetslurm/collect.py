@@ -3,8 +3,11 @@
 The copy runs in a background thread (SFTP can be slow); when it is done the
 controller is told through its inbox, records it, and only then tells the
 agent to forget the job's directory, so output is never deleted before it is
-safe on the submit host. A copy that fails is retried at the next agent hello
-(the run's directory is still there).
+safe on the submit host. A copy cut by a lost link is retried at the next
+agent hello (the run's directory is still there). A copy that fails another
+way (a file on the machine it may not read, an output path on the submit
+host it cannot write) lets the job finish, but the machine keeps the run's
+directory, and the job's output file and the controller's log say where.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import FleetError, NodeUnreachable
+from .errors import FileMissing, NodeUnreachable, TransportError
 from .paths import JobPaths
 
 if TYPE_CHECKING:
     from .controller import Controller
+    from .transport.base import Transport
 
-__all__ = ["copy_back", "write_inline"]
+__all__ = ["copy_back", "write_inline", "kept_where", "log_kept"]
 
 
 def copy_back(ctl: "Controller", task: dict, node: str) -> None:
@@ -61,36 +65,73 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
             _write(task[which], data, append)
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
     except (OSError, ValueError, TypeError) as exc:
-        return f"cannot write its output: {exc}"
+        return f"its output could not be written on this host: {exc}"
     return ""
 
 
 def _copy(ctl: "Controller", task: dict, node: str) -> None:
-    error = ""
+    error = kept = ""
+    where = node
     try:
         transport = ctl.transport_for(node)
         jp = JobPaths(transport.workdir, task["run_key"])
-        append = task.get("open_mode") == "append" or task["restart_count"] > 0
-        keep = _keep_dir(ctl, task["task_id"])
-        pairs = [("stdout", jp.stdout)]
-        if task["stderr"] and task["stderr"] != task["stdout"]:
-            pairs.append(("stderr", jp.stderr))
-        for which, remote in pairs:
-            try:
-                data = transport.get_bytes(remote)
-            except NodeUnreachable:
-                raise  # the link dropped: retried when the machine says hello again
-            except FleetError:
-                data = b""  # the job wrote nothing there (or the file is gone)
-            _write(task[which], data, append)
-            _write(str(keep / f"{which}.txt"), data, append, 0o600)
-        from .staging import copy_stage_out
-
-        copy_stage_out(transport, task)
+        where = kept_where(node, jp)
+        kept = _copy_files(ctl, transport, task, jp)
+        if kept:
+            # where the user looks first: the job's own output file
+            _write(task["stderr"] or task["stdout"],
+                   f"fleetslurm: error: job {task['task_id']}: {kept}; its output is kept "
+                   f"on {where}\n".encode("utf-8", "surrogateescape"), True)
     except NodeUnreachable as exc:
         error = str(exc)  # retried when the machine says hello again
-    except (OSError, FleetError) as exc:
-        # the submit host cannot take it (an unwritable --output directory...):
-        # say so once and let the job finish rather than hang in COMPLETING
-        ctl.log(f"job {task['task_id']}: its output could not be written on this host: {exc}")
-    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error))
+    except OSError as exc:
+        # the submit host cannot take it (an unwritable --output directory...)
+        kept = f"its output could not be written on this host: {exc}"
+    if kept:
+        # the job finishes rather than hang in COMPLETING, and the machine
+        # keeps the run's directory: nothing is deleted that is not safe here
+        log_kept(ctl, task["task_id"], kept, where)
+    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+
+
+def kept_where(node: str, jp: JobPaths) -> str:
+    """Where a run's output stays when it cannot come home, for messages."""
+    return f"{node} in {jp.dir}"
+
+
+def log_kept(ctl: "Controller", task_id: int, why: str, where: str) -> None:
+    """Tell the controller's log that a job's output stayed on its machine."""
+    ctl.log(f"job {task_id}: {why}; its output is kept on {where}: copy it from there")
+
+
+def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPaths) -> str:
+    """Copy the run's stdout/stderr (and staged results) home; "" or why a
+    file that is on the machine could not be read there. A lost link raises
+    NodeUnreachable, a submit host that refuses a file OSError."""
+    append = task.get("open_mode") == "append" or task["restart_count"] > 0
+    keep = _keep_dir(ctl, task["task_id"])
+    pairs = [("stdout", jp.stdout)]
+    if task["stderr"] and task["stderr"] != task["stdout"]:
+        pairs.append(("stderr", jp.stderr))
+    unread = ""
+    for which, remote in pairs:
+        try:
+            data = transport.get_bytes(remote)
+        except FileMissing:
+            data = b""  # the job wrote nothing there
+        except NodeUnreachable:
+            raise
+        except TransportError as exc:  # there, but unreadable (permissions...)
+            unread = unread or str(exc)
+            continue
+        _write(task[which], data, append)
+        _write(str(keep / f"{which}.txt"), data, append, 0o600)
+    from .staging import copy_stage_out
+
+    try:
+        copy_stage_out(transport, task)
+    except NodeUnreachable:
+        raise
+    except TransportError as exc:
+        unread = unread or str(exc)
+    return unread

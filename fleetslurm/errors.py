@@ -16,6 +16,7 @@
     ├── ControllerError       the controller cannot be reached or answered badly
     ├── TransportError        a machine cannot be reached or used
     │   ├── NodeUnreachable   network/connection failure
+    │   ├── FileMissing       a file asked for is not on the machine
     │   ├── AuthenticationFailed
     │   └── HostKeyError      unknown or changed host key
     └── SerializationError    a payload has the wrong magic/version or cannot be read
@@ -40,6 +41,7 @@ __all__ = [
     "ControllerError",
     "TransportError",
     "NodeUnreachable",
+    "FileMissing",
     "AuthenticationFailed",
     "HostKeyError",
     "SerializationError",
@@ -145,6 +147,12 @@ class TransportError(FleetError):
 
 class NodeUnreachable(TransportError):
     """The machine does not answer (connection refused, timeout, dropped link)."""
+
+
+class FileMissing(TransportError):
+    """The file asked for does not exist on the machine (a job that wrote
+    nothing there, say); every other file error means the file is there but
+    could not be used."""
 
 
 class AuthenticationFailed(TransportError):

@@ -194,11 +194,11 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         staged(ctl, item, now)
         return
     if kind == "collected":
-        _, node, task_id, run_key, error = item
+        _, node, task_id, run_key, error, kept = item
         if error:
             ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
             return  # retried when the agent reports the run again
-        finish_collection(ctl, task_id, run_key, node, now)
+        finish_collection(ctl, task_id, run_key, node, now, forget=not kept)
         return
     name, gen = item[1], item[2]
     link = ctl.links.get(name)
@@ -407,9 +407,12 @@ def final_state(task: dict, step: Optional[dict]) -> str:
 
 
 def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
-                      now: float) -> None:
+                      now: float, forget: bool = True) -> None:
+    """A run's output is home (or, ``forget`` False, could not come home and
+    stays on the machine): its task may end COMPLETING."""
     task = ctl.store.task(task_id)
-    ctl.send(node, {"op": "forget", "key": run_key})
+    if forget:
+        ctl.send(node, {"op": "forget", "key": run_key})
     if task is None:
         return
     if task["run_key"] != run_key:
@@ -429,7 +432,7 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     transport = ctl.transport_for(node)
     if transport.shared_fs:
         return
-    from .collect import copy_back, write_inline
+    from .collect import copy_back, kept_where, log_kept, write_inline
 
     fresh = dict(ctl.store.task(task["task_id"]) or task)
     # the run whose output this is: an earlier run of a requeued job is not
@@ -444,9 +447,12 @@ def collect_output(ctl: "Controller", task: dict, node: str,
     if output is not None and not fresh["stage_out"]:  # result files need a copy
         error = write_inline(ctl, fresh, output)
         if error:
-            # the submit host refused it; the job finishes all the same
-            ctl.log(f"job {fresh['task_id']}: {error}")
-        finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now)
+            # the submit host refused it; the job finishes all the same, and
+            # the machine keeps the run's directory
+            log_kept(ctl, fresh["task_id"], error,
+                     kept_where(node, JobPaths(transport.workdir, fresh["run_key"])))
+        finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now,
+                          forget=not error)
         return
     ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 

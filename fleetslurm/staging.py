@@ -28,7 +28,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Any
 
-from .errors import FleetError, NodeUnreachable
+from .errors import FileMissing, FleetError, NodeUnreachable
 from .paths import JobPaths
 
 if TYPE_CHECKING:
@@ -210,14 +210,12 @@ def copy_stage_out(transport: "Transport", task: dict) -> None:
     """Copy a run's result files home (collect's background thread):
     ``task["stage_out"]`` holds their submit-host paths. A file the job did
     not write is skipped; a lost link raises NodeUnreachable (the copy is
-    retried at the next hello)."""
+    retried at the next hello), any other failure its TransportError."""
     stage = JobPaths(transport.workdir, task["run_key"]).stage
     for path in task.get("stage_out") or []:
         try:
             data = transport.get_bytes(posixpath.join(stage, os.path.basename(path)))
-        except NodeUnreachable:
-            raise
-        except FleetError:
+        except FileMissing:
             continue  # the job left no such file
         write_private(path, data, task.get("owner"))
 

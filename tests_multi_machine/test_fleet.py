@@ -158,6 +158,24 @@ def test_output_comes_home_and_remote_dirs_are_cleaned(fleet4):
             assert not list((m.workdir / "jobs").glob(f"{job}.*"))
 
 
+def test_output_the_submit_host_cannot_write_stays_on_the_machine(fleet4):
+    """An --output path the submit host cannot write (its directory is a
+    file): the job still ends COMPLETED, the machine keeps the run's
+    directory with the output, and the controller's log says where."""
+    cli, machines = fleet4
+    (cli.work / "afile").write_text("a file, not a directory\n")
+    job = cli.sbatch("-w", "m1", "-o", "afile/out-%j.txt", "--wrap", "echo precious")
+    assert cli.wait(job)["state"] == "COMPLETED"
+    m1 = next(m for m in machines if m.name == "m1")
+    runs = list((m1.workdir / "jobs").glob(f"{job}.*"))
+    assert len(runs) == 1 and (runs[0] / "stdout.txt").read_text() == "precious\n"
+    log = (cli.files.home / "controller.log").read_text()
+    assert f"job {job}: its output could not be written on this host: " in log, log
+    assert f"its output is kept on m1 in {runs[0]}: copy it from there" in log, log
+    time.sleep(1)  # a forget would have reached the agent by now
+    assert runs[0].is_dir()
+
+
 def test_tail_follows_a_running_remote_job(fleet4):
     cli, _ = fleet4
     job = cli.sbatch("-w", "m3", "--wrap", "for i in 1 2 3; do echo line$i; sleep 0.5; done")

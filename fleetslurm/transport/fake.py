@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Optional
 
-from ..errors import NodeUnreachable, TransportError
+from ..errors import FileMissing, NodeUnreachable, TransportError
 from .base import AgentChannel, Transport
 
 __all__ = ["FakeTransport", "FakeChannel"]
@@ -81,6 +81,8 @@ class FakeTransport(Transport):
                       "disk_free_mb": 100_000, "workdir_writable": True, "uid": 1000,
                       **(facts or {})}
         self.files: dict[str, bytes] = {}
+        #: path -> why reading it fails (a file that is there but unreadable)
+        self.unreadable: dict[str, str] = {}
         self.requests: list[dict] = []
         #: key -> the last result pushed (or None while running)
         self.jobs: dict[str, Optional[dict]] = {}
@@ -164,11 +166,14 @@ class FakeTransport(Transport):
         self.files[path] = bytes(data)
 
     def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
+        if path in self.unreadable:
+            raise TransportError(f"node {self.node}: cannot read {path}: "
+                                 f"{self.unreadable[path]}", self.node)
         try:
             data = self.files[path]
         except KeyError:
-            raise TransportError(f"node {self.node}: cannot read {path}: "
-                                 "No such file or directory", self.node) from None
+            raise FileMissing(f"node {self.node}: cannot read {path}: "
+                              "No such file or directory", self.node) from None
         return data[offset:] if limit is None else data[offset:offset + limit]
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import stat
 import uuid
 from typing import Any, Callable, Optional
 
-from ..errors import TransportError
+from ..errors import FileMissing, TransportError
 
 __all__ = ["SFTPFiles", "file_error", "link_lost"]
 
@@ -35,9 +35,10 @@ def file_error(node: str, user: Optional[str], exc: BaseException, path: str,
         why = ("the SFTP server reported a failure, most often a full disk; "
                "free disk space on the machine")
     elif code == errno.EACCES:
-        why = f"permission denied; make it writable for {user or 'the user'}"
+        need = "readable" if doing == "read" else "writable"
+        why = f"permission denied; make it {need} for {user or 'the user'}"
     elif code == errno.ENOENT:
-        why = "no such file or directory"
+        return FileMissing(f"node {node}: cannot {doing} {path}: no such file or directory", node)
     else:
         why = str(exc) or type(exc).__name__
     return TransportError(f"node {node}: cannot {doing} {path}: {why}", node)
