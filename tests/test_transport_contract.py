@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from fleetslurm.errors import NodeUnreachable, TransportError
+from fleetslurm.errors import FileMissing, NodeUnreachable, TransportError
 from fleetslurm.transport.base import AgentChannel, Transport
 from fleetslurm.transport.fake import FakeTransport
 from fleetslurm.transport.local import LocalTransport
@@ -102,7 +102,8 @@ class TransportContract:
         assert transport.get_bytes(path, offset=len(data) + 5) == b""
         transport.put_bytes(b"short", path)  # replaced, not overwritten in place
         assert transport.get_bytes(path) == b"short"
-        with pytest.raises(TransportError, match="nothere"):
+        # a file the job never wrote is told apart from one it may not read
+        with pytest.raises(FileMissing, match="nothere"):
             transport.get_bytes(f"{transport.workdir}/nothere")
 
     def test_launch_echo_ends_completed(self, transport: Transport) -> None:
