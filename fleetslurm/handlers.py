@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 _LIVE = LIVE_STATE_NAMES
 INLINE_OUTPUT = 256 * 1024
 _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
+#: how long a machine not yet heard from since the controller started may take
+#: to connect and say hello before its jobs are failed (at least three heartbeats)
+START_GRACE_S = 10.0
 
 
 # -- launching --------------------------------------------------------------------
@@ -519,7 +522,13 @@ def periodic(ctl: "Controller", now: float) -> None:
                 backoff = min(backoff, 1.0)
             if now - link.last_attempt >= backoff:
                 link.connect(now)
-        if now - heard > 3 * hb and name not in ctl._failed_nodes:
+        # Not heard from since this controller started: its SSH handshake and
+        # the agent's start can take longer than three short heartbeats on a
+        # busy host, and a restart must not requeue (run twice) the jobs of a
+        # machine that is merely slow to answer. SLURM's slurmctld likewise
+        # gives nodes SlurmdTimeout after it restarts.
+        silent_for = 3 * hb if link.last_heard is not None else max(3 * hb, START_GRACE_S)
+        if now - heard > silent_for and name not in ctl._failed_nodes:
             # silent for three heartbeats: DOWN, and its jobs NODE_FAIL
             mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
                       now)

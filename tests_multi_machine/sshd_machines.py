@@ -103,13 +103,18 @@ def _protected() -> set[int]:
 
 
 def kill_pids(pids: Iterable[int]) -> None:
-    """SIGKILL each pid (gone ones ignored) and wait briefly until they are gone."""
+    """Stop every pid, then SIGKILL each (gone ones ignored), and wait briefly
+    until they are gone. Stopped first, so the set dies as a machine does, all
+    at once: a process killed early is not seen dying by one still running
+    (an agent reporting its killed supervisor's job lost before the agent
+    itself is killed would have that job requeued once more)."""
     pids = set(pids) - _protected()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
     deadline = time.monotonic() + 3
     while pids and time.monotonic() < deadline:
         pids = {p for p in pids if os.path.exists(f"/proc/{p}")
