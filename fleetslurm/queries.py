@@ -178,7 +178,7 @@ class Queries:
         records.sort(key=squeue_fmt.default_sort_key)
         text = squeue_fmt.render(str(args["format"]), records,
                                  now=float(args.get("now") or time.time()),
-                                 header=bool(args.get("header", True)))
+                                 header=bool(args.get("header", True)), keeper=self.memo)
         # squeue -j of ids nobody knows is an error; of jobs long finished, not
         known = bool(records) or any(any(self._select(self._store(), str(text)))
                                      for text in args.get("ids") or ())

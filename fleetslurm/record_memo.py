@@ -1,5 +1,5 @@
-"""What the controller's queries decoded and built last time, kept while the
-rows they came from stay the same.
+"""What the controller's queries decoded, built and rendered last time, kept
+while the rows they came from stay the same.
 
 squeue over 10,000 separate pending jobs spent most of its second decoding
 two JSON documents per job (its task's request, its job's spec) and building
@@ -7,6 +7,8 @@ each job's record, again on every call, though between two calls few jobs
 change. A row compared with the one kept costs about a microsecond; decoding
 and building cost some sixty. Records and decoded rows from here are shared
 between calls and threads: callers read them and copy before changing them.
+squeue's lines are kept with the record they came from, for the jobs whose
+line cannot change with the clock (see squeue_fmt.render).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ __all__ = ["RecordMemo"]
 #: past this many kept tasks (or jobs), everything is dropped and built again
 #: (a few kB each): the memory stays bounded, whatever squeue is asked for
 MAX_KEPT = 50_000
+#: squeue formats whose lines are kept per record (most users have one or two)
+MAX_FORMATS = 4
 
 
 def _interned(d: dict) -> dict:
@@ -58,6 +62,9 @@ class RecordMemo:
         # task id -> (decoded task, decoded job, record): the record stands while
         # both decoded rows are the very objects it was built from
         self._records: dict[int, tuple[dict, dict, JobRecord]] = {}
+        # job id -> (record, {squeue format: its line}): the lines stand while
+        # the record is the very object they were rendered from
+        self._lines: dict[int, tuple[JobRecord, dict[str, str]]] = {}
         # the query threads share this memo; a lock keeps clear/prune whole
         self._lock = threading.Lock()
 
@@ -104,10 +111,28 @@ class RecordMemo:
             _put(self._records, task["task_id"], (task, job, rec))
         return rec
 
+    def line(self, rec: JobRecord, fmt: str) -> "str | None":
+        """The squeue line kept for this very record under ``fmt``, if any."""
+        hit = self._lines.get(rec["job_id"])
+        return hit[1].get(fmt) if hit is not None and hit[0] is rec else None
+
+    def keep_line(self, rec: JobRecord, fmt: str, line: str) -> None:
+        """Keep ``rec``'s line under ``fmt`` (a few formats per record)."""
+        key = rec["job_id"]
+        hit = self._lines.get(key)
+        if hit is None or hit[0] is not rec:
+            hit = (rec, {})
+            with self._lock:
+                _put(self._lines, key, hit)
+        if len(hit[1]) >= MAX_FORMATS:
+            hit[1].clear()
+        hit[1][fmt] = line
+
     def keep_only(self, task_ids: Iterable[int], job_ids: Iterable[int]) -> None:
         """Forget all but these (after a query that saw every active job)."""
         tasks, jobs = set(task_ids), set(job_ids)
         with self._lock:
             _prune(self._tasks, tasks)
             _prune(self._records, tasks)
+            _prune(self._lines, tasks)
             _prune(self._jobs, jobs)

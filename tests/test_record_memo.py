@@ -91,3 +91,68 @@ def test_render_matches_the_cell_by_cell_form():
     items = squeue_fmt.parse_format(fmt)
     want = squeue_fmt._line(items, None, now) + "\n" + squeue_fmt._line(items, job, now) + "\n"
     assert squeue_fmt.render(fmt, [job], now=now) == want
+
+
+class _Keeper:
+    """A LineKeeper that counts what render asks it."""
+
+    def __init__(self) -> None:
+        self.lines: dict = {}
+        self.hits = 0
+
+    def line(self, rec, fmt):
+        hit = self.lines.get((id(rec), fmt))
+        if hit is not None and hit[0] is rec:
+            self.hits += 1
+            return hit[1]
+        return None
+
+    def keep_line(self, rec, fmt, line):
+        self.lines[(id(rec), fmt)] = (rec, line)
+
+
+def test_a_pending_jobs_line_is_rendered_once_per_record():
+    now = time.time()
+    fmt = "%i %t %M %L %S %r"
+    pending = {"job_id": 1, "state": "PENDING", "reason": "Priority", "time_limit": 5,
+               "submit_time": now - 9, "nodes": []}
+    running = {"job_id": 2, "state": "RUNNING", "reason": "None", "time_limit": 5,
+               "submit_time": now - 9, "start_time": now - 3, "nodes": ["n1"]}
+    keeper = _Keeper()
+    first = squeue_fmt.render(fmt, [pending, running], now=now, header=False, keeper=keeper)
+    # a running job's TIME moves with the clock: never kept
+    assert [key[0] for key in keeper.lines] == [id(pending)]
+    later = now + 65
+    again = squeue_fmt.render(fmt, [pending, running], now=later, header=False, keeper=keeper)
+    assert keeper.hits == 1
+    assert again == squeue_fmt.render(fmt, [pending, running], now=later, header=False)
+    assert again.splitlines()[0] == first.splitlines()[0] == "1 PD 0:00 5:00 N/A Priority"
+    assert again.splitlines()[1] != first.splitlines()[1]  # 0:03 then 1:08
+    # another record object for the same job (its row changed): rendered afresh
+    changed = dict(pending, reason="Dependency")
+    assert squeue_fmt.render(fmt, [changed], now=later, header=False,
+                             keeper=keeper) == "1 PD 0:00 5:00 N/A Dependency\n"
+
+
+def test_a_format_with_end_time_keeps_no_lines():
+    """END_TIME compares with the clock even for a pending job."""
+    now = time.time()
+    pending = {"job_id": 1, "state": "PENDING", "reason": "BeginTime", "time_limit": None,
+               "submit_time": now - 9, "begin_time": now + 60, "nodes": []}
+    keeper = _Keeper()
+    squeue_fmt.render("%i %e", [pending], now=now, header=False, keeper=keeper)
+    assert keeper.lines == {}
+
+
+def test_squeue_keeps_lines_with_the_records_and_forgets_them_with_the_job(tmp_path):
+    store, q = _queries(tmp_path)
+    args = {"squeue": True, "group_arrays": True, "format": "%i %t %r",
+            "header": False, "now": time.time()}
+    q.answer("squeue", args, 0)
+    records = _records(q)
+    assert {j: q.memo.line(records[j], "%i %t %r") for j in records} == {
+        1: "1 PD None", 2: "2 PD None", 3: "3 PD None"}
+    store.update_task(3, state="COMPLETED", end_time=time.time(), exit_code=0)
+    store.update_task(2, reason="Priority")
+    assert q.answer("squeue", args, 0)["text"] == "1 PD None\n2 PD Priority\n"
+    assert set(q.memo._lines) == {1, 2}

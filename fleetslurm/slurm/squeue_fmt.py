@@ -24,7 +24,7 @@ means natural width.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from fleetslurm.model import JobRecord
 from fleetslurm.slurm.fmt_common import (NO_VAL_SECS, PENDING_LIKE, Item, convert_whole, end_time,
@@ -210,11 +210,28 @@ def _line(items: list[Item], job: Optional[JobRecord], now: float) -> str:
     return join_items(items, lambda it: _cell(it, job, now))
 
 
-def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True) -> str:
+class LineKeeper(Protocol):
+    """Where :func:`render` finds and keeps lines between calls
+    (record_memo.RecordMemo): by the very record object they came from."""
+
+    def line(self, rec: JobRecord, fmt: str) -> Optional[str]: ...
+
+    def keep_line(self, rec: JobRecord, fmt: str, line: str) -> None: ...
+
+
+#: the fields whose text changes with the clock even while a job is pending
+#: (END_TIME compares with ``now``); the others change only with the record
+_CLOCK_WHILE_PENDING = frozenset("e")
+
+
+def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True,
+           keeper: Optional[LineKeeper] = None) -> str:
     """squeue's output for ``jobs`` (already filtered and sorted) under ``fmt``.
 
     Every line ends with a newline; with ``header`` the first line is the
     header row. Warnings for invalid letters: :func:`format_warnings`.
+    With ``keeper``, a pending job's line is rendered once per record: its
+    TIME is 0:00 and its TIME_LEFT its limit whatever the clock says.
     """
     items = parse_format(fmt)
     lines = [_line(items, None, now)] if header else []
@@ -222,7 +239,15 @@ def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True) 
     # 10,000 jobs are 80,000 cells under the default format
     plan = [(_FIELDS[it.letter][2] if it.letter is not None else None,  # type: ignore[index]
              it.width, it.right, it.suffix) for it in items]
+    if keeper is not None and any(it.letter in _CLOCK_WHILE_PENDING for it in items):
+        keeper = None
     for job in jobs:
+        kept = keeper is not None and job.get("state") in PENDING_LIKE
+        if kept:
+            line = keeper.line(job, fmt)  # type: ignore[union-attr]
+            if line is not None:
+                lines.append(line)
+                continue
         parts: list[str] = []
         for value, width, right, suffix in plan:
             if value is not None:
@@ -238,5 +263,8 @@ def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True) 
                         text = text[:width].ljust(width)
                 parts.append(text)
             parts.append(suffix)
-        lines.append("".join(parts))
+        line = "".join(parts)
+        if kept:
+            keeper.keep_line(job, fmt, line)  # type: ignore[union-attr]
+        lines.append(line)
     return "".join(line + "\n" for line in lines)
