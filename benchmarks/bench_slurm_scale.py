@@ -7,8 +7,10 @@ writes, each started fresh, median of ``--runs``:
 1. submission latency of a 10,000-task array (``sbatch --array=0-9999``;
    held, so the measurements that follow run on a quiet machine);
 2. ``squeue`` with 10,000 pending tasks: one 10,000-task array, and 10,000
-   separate held jobs (the harder case: 10,000 records), plus ``squeue -r``
-   (one line per pending task) for information;
+   separate held jobs (the harder case: 10,000 records), unchanged between
+   calls and with one of them changed before each call (``scontrol update``
+   of its Comment, not timed), plus ``squeue -r`` (one line per pending task)
+   for information;
 3. ``sacct -S <start>`` over 100,000 finished jobs, the window holding all
    of them (200,000 lines: each job and its ``.batch`` step) and ``-X``
    (allocations only), next to ``sacct -S`` of the last hour (1,000 of them).
@@ -247,13 +249,25 @@ def main() -> int:
         from fleetslurm.rpc import connect
 
         with connect() as c:  # 10,000 jobs over one connection, as the Python API submits
-            for _ in range(10_000):
-                c.call("submit", options={"wrap": "true", "hold": True, "output": "/dev/null"},
-                       script="#!/bin/sh\ntrue\n", script_args=[], env={}, cwd=str(work),
-                       submit_host=platform.node(), script_name="wrap")
+            submitted = [c.call("submit", options={"wrap": "true", "hold": True,
+                                                   "output": "/dev/null"},
+                                script="#!/bin/sh\ntrue\n", script_args=[], env={},
+                                cwd=str(work), submit_host=platform.node(),
+                                script_name="wrap")["job_id"] for _ in range(10_000)]
         time.sleep(1.0)
         figures["squeue_jobs"], out = median_ms([sq], opts.runs, env, work)
         lines_jobs = len(out.splitlines()) - 1
+        # the same with one job changed before each call (scontrol update of its
+        # Comment): the queue's last text no longer holds, and that job's record
+        # and line are made again (the other 9,999 are kept)
+        touched = iter(range(1_000_000))
+
+        def touch() -> None:
+            with connect() as c:
+                c.call("update_job", ids=[str(submitted[0])],
+                       fields={"Comment": f"bench{next(touched)}"})
+
+        figures["squeue_jobs_changed"], _ = median_ms([sq], opts.runs, env, work, before=touch)
         run([exe, "scancel", "-t", "PD", "--me"], env, work)
         peers: dict[str, float] = {}
         slurm = "real SLURM: not measured (oracle not running, or not root)"
@@ -278,7 +292,8 @@ def main() -> int:
     print(f"(2) squeue, 10,000 pending tasks in one array: {f['squeue_array']:.1f} ms "
           f"({lines_array} line)   [target <= 150 ms]")
     print(f"    squeue, 10,000 separate pending jobs: {f['squeue_jobs']:.1f} ms "
-          f"({lines_jobs} lines)")
+          f"({lines_jobs} lines; the queue unchanged between calls)")
+    print(f"    the same, one job changed before each call: {f['squeue_jobs_changed']:.1f} ms")
     print(f"    squeue -r, one line per pending task: {f['squeue_r']:.1f} ms ({lines_r} lines)")
     print("    peer: " + (f"real SLURM squeue, 5,000 pending tasks (five 1,000-task arrays): "
                           f"{peers['squeue_5000']:.1f} ms ({peers['squeue_lines']:.0f} lines)"

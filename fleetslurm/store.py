@@ -148,6 +148,19 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
     """,
+    # 6: one counter of every change to a job or task row, kept by triggers (no
+    # write path can forget it) and read in the same snapshot as the rows: a
+    # reader that kept what it made of them knows at once whether it still holds
+    """
+    CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
+    INSERT INTO changes VALUES (0, 0);
+    CREATE TRIGGER tasks_inserted AFTER INSERT ON tasks BEGIN UPDATE changes SET n = n + 1; END;
+    CREATE TRIGGER tasks_updated AFTER UPDATE ON tasks BEGIN UPDATE changes SET n = n + 1; END;
+    CREATE TRIGGER tasks_deleted AFTER DELETE ON tasks BEGIN UPDATE changes SET n = n + 1; END;
+    CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs BEGIN UPDATE changes SET n = n + 1; END;
+    CREATE TRIGGER jobs_updated AFTER UPDATE ON jobs BEGIN UPDATE changes SET n = n + 1; END;
+    CREATE TRIGGER jobs_deleted AFTER DELETE ON jobs BEGIN UPDATE changes SET n = n + 1; END;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -156,6 +169,18 @@ _TASK_COLUMNS = (
     "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown name "
     "partition acct_lines"
 ).split()
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of ``script``, one at a time (a trigger's body has
+    semicolons of its own: a piece ends a statement only when SQLite says so)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                yield buffer
+            buffer = ""
 
 
 class Store(BulkQueries):
@@ -202,9 +227,8 @@ class Store(BulkQueries):
         for number in range(version, len(_MIGRATIONS)):
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for stmt in _MIGRATIONS[number].split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
+                for stmt in _statements(_MIGRATIONS[number]):
+                    self._db.execute(stmt)
                 self._db.execute(f"PRAGMA user_version={number + 1}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -254,6 +278,11 @@ class Store(BulkQueries):
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot commit to {self.path}: {exc}") from exc
+
+    def changes(self) -> int:
+        """How many times a job or task row was written, ever (migration 6's
+        triggers): read in a snapshot, it dates what that snapshot shows."""
+        return int(self._x("SELECT n FROM changes").fetchone()[0])
 
     def _x(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         try:

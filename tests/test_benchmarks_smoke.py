@@ -43,6 +43,7 @@ def test_bench_slurm_scale(tmp_path):
     assert re.search(r"\(1\) sbatch --array=0-9999 \(held\): fleetslurm [\d.]+ ms", out), out
     assert re.search(r"\(2\) squeue, 10,000 pending tasks in one array: [\d.]+ ms \(1 line\)",
                      out), out
+    assert re.search(r"one job changed before each call: [\d.]+ ms", out), out
     assert re.search(r"\(3\) sacct -S over 300 finished jobs .*: [\d.]+ ms \(600 lines\)", out), out
 
 

@@ -156,3 +156,59 @@ def test_squeue_keeps_lines_with_the_records_and_forgets_them_with_the_job(tmp_p
     store.update_task(2, reason="Priority")
     assert q.answer("squeue", args, 0)["text"] == "1 PD None\n2 PD Priority\n"
     assert set(q.memo._lines) == {1, 2}
+
+
+def test_an_unchanged_queue_is_answered_from_the_last_text(tmp_path):
+    store, q = _queries(tmp_path)
+    args = {"squeue": True, "group_arrays": True, "format": "%i %t %M %r",
+            "header": False, "now": time.time()}
+    first = q.answer("squeue", args, 0)
+    # a later call (another clock) about the same rows: the very same answer
+    again = q.answer("squeue", dict(args, now=args["now"] + 100), 0)
+    assert again is first
+    # another question (format, header, filter, user) is answered afresh
+    assert q.answer("squeue", dict(args, header=True), 0) is not first
+    assert q.answer("squeue", args, 1000) is not first
+    # any write to a task or job row dates the kept text
+    store.update_task(2, reason="Priority")
+    changed = q.answer("squeue", args, 0)
+    assert changed["text"] == "1 PD 0:00 None\n2 PD 0:00 Priority\n3 PD 0:00 None\n"
+    store.set_job_spec(3, dict(SPEC, comment="x"))
+    assert q.answer("squeue", args, 0) is not changed
+
+
+def test_a_text_that_moves_with_the_clock_is_not_kept(tmp_path):
+    store, q = _queries(tmp_path)
+    now = time.time()
+    store.update_task(1, state="RUNNING", node="n1", start_time=now - 5)
+    args = {"squeue": True, "group_arrays": True, "format": "%i %t %M",
+            "header": False, "now": now}
+    assert "1 R 0:05" in q.answer("squeue", args, 0)["text"].splitlines()
+    later = q.answer("squeue", dict(args, now=now + 60), 0)
+    assert "1 R 1:05" in later["text"].splitlines()
+    # without TIME it is kept; a state filter (MinJobAge: by the clock) is not
+    plain = dict(args, format="%i %t")
+    assert q.answer("squeue", plain, 0) is q.answer("squeue", plain, 0)
+    states = dict(plain, states=["RUNNING"])
+    assert q.answer("squeue", states, 0) is not q.answer("squeue", states, 0)
+
+
+def test_the_change_counter_sees_every_row_write(tmp_path):
+    store, _ = _queries(tmp_path, jobs=1)
+    seen = [store.changes()]
+
+    def moved() -> bool:
+        seen.append(store.changes())
+        return seen[-1] > seen[-2]
+
+    store.update_task(1, reason="Priority")
+    assert moved()
+    store.set_job_spec(1, dict(SPEC, comment="x"))
+    assert moved()
+    store.add_job(2, 0, "root", time.time(), dict(SPEC), "#!/bin/sh\n", None)
+    assert moved()
+    store.add_task(2, 2, None, dict(REQ), time.time(), held=False)
+    assert moved()
+    with store.transaction():
+        store._x("DELETE FROM tasks WHERE task_id=2")
+    assert moved()

@@ -219,9 +219,19 @@ class LineKeeper(Protocol):
     def keep_line(self, rec: JobRecord, fmt: str, line: str) -> None: ...
 
 
-#: the fields whose text changes with the clock even while a job is pending
-#: (END_TIME compares with ``now``); the others change only with the record
+#: the fields whose text changes with the clock: TIME and TIME_LEFT of a
+#: running job, END_TIME (compared with ``now``) even while a job is pending
+_CLOCK = frozenset("MLe")
 _CLOCK_WHILE_PENDING = frozenset("e")
+
+
+def timeless(fmt: str, jobs: list[JobRecord]) -> bool:
+    """Whether :func:`render` gives the same text for ``jobs`` at any ``now``."""
+    letters = {it.letter for it in parse_format(fmt)}
+    if not letters & _CLOCK:
+        return True
+    return not letters & _CLOCK_WHILE_PENDING and all(
+        job.get("state") in PENDING_LIKE for job in jobs)
 
 
 def render(fmt: str, jobs: list[JobRecord], *, now: float, header: bool = True,
