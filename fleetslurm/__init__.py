@@ -19,7 +19,7 @@ _EXPORTS = {
     "InvalidJobId": "errors", "AccessDenied": "errors",
     "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
     "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
-    "FileMissing": "errors", "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
+    "FileMissing": "errors", "FileUnreadable": "errors", "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
     # data
     "JobState": "model", "JobRecord": "model", "NodeRecord": "model",
     "PartitionRecord": "model",

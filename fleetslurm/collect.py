@@ -6,8 +6,9 @@ agent to forget the job's directory, so output is never deleted before it is
 safe on the submit host. A copy cut by a lost link is retried at the next
 agent hello (the run's directory is still there). A copy that fails another
 way (a file on the machine it may not read, an output path on the submit
-host it cannot write) lets the job finish, but the machine keeps the run's
-directory, and the job's output file and the controller's log say where.
+host it cannot write) lets the job finish, but the agent only moves the
+run's directory aside (``WORKDIR/kept/KEY``), and the job's output file and
+the controller's log say where.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import FileMissing, NodeUnreachable, TransportError
+from .errors import FileMissing, FileUnreadable, TransportError
 from .paths import JobPaths
 
 if TYPE_CHECKING:
@@ -82,8 +83,10 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
             _write(task["stderr"] or task["stdout"],
                    f"fleetslurm: error: job {task['task_id']}: {kept}; its output is kept "
                    f"on {where}\n".encode("utf-8", "surrogateescape"), True)
-    except NodeUnreachable as exc:
-        error = str(exc)  # retried when the machine says hello again
+    except TransportError as exc:
+        # a lost link, a failed reconnection: retried when the machine says
+        # hello again (the run's directory is still there)
+        error = str(exc)
     except OSError as exc:
         # the submit host cannot take it (an unwritable --output directory...)
         kept = f"its output could not be written on this host: {exc}"
@@ -96,7 +99,7 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
 
 def kept_where(node: str, jp: JobPaths) -> str:
     """Where a run's output stays when it cannot come home, for messages."""
-    return f"{node} in {jp.dir}"
+    return f"{node} in {jp.kept}"
 
 
 def log_kept(ctl: "Controller", task_id: int, why: str, where: str) -> None:
@@ -106,8 +109,9 @@ def log_kept(ctl: "Controller", task_id: int, why: str, where: str) -> None:
 
 def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPaths) -> str:
     """Copy the run's stdout/stderr (and staged results) home; "" or why a
-    file that is on the machine could not be read there. A lost link raises
-    NodeUnreachable, a submit host that refuses a file OSError."""
+    file that is on the machine could not be read there. A lost link (or a
+    failed reconnection) raises its TransportError, a submit host that
+    refuses a file OSError."""
     append = task.get("open_mode") == "append" or task["restart_count"] > 0
     keep = _keep_dir(ctl, task["task_id"])
     pairs = [("stdout", jp.stdout)]
@@ -119,9 +123,7 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
             data = transport.get_bytes(remote)
         except FileMissing:
             data = b""  # the job wrote nothing there
-        except NodeUnreachable:
-            raise
-        except TransportError as exc:  # there, but unreadable (permissions...)
+        except FileUnreadable as exc:  # there, but unreadable (permissions...)
             unread = unread or str(exc)
             continue
         _write(task[which], data, append)
@@ -130,8 +132,6 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
 
     try:
         copy_stage_out(transport, task)
-    except NodeUnreachable:
-        raise
-    except TransportError as exc:
+    except FileUnreadable as exc:
         unread = unread or str(exc)
     return unread

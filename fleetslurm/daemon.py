@@ -47,6 +47,9 @@ def _prepare(config_arg: Optional[str]):
 
 def run(ctl, server, started: bool = False) -> None:
     stop = lambda *_: ctl.stop()  # noqa: E731
+    # a mask inherited from whoever started us (a command holding SIGTERM)
+    # must not make the controller unstoppable
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -17,6 +17,7 @@
     ├── TransportError        a machine cannot be reached or used
     │   ├── NodeUnreachable   network/connection failure
     │   ├── FileMissing       a file asked for is not on the machine
+    │   ├── FileUnreadable    a file on the machine that cannot be read there
     │   ├── AuthenticationFailed
     │   └── HostKeyError      unknown or changed host key
     └── SerializationError    a payload has the wrong magic/version or cannot be read
@@ -42,6 +43,7 @@ __all__ = [
     "TransportError",
     "NodeUnreachable",
     "FileMissing",
+    "FileUnreadable",
     "AuthenticationFailed",
     "HostKeyError",
     "SerializationError",
@@ -151,8 +153,12 @@ class NodeUnreachable(TransportError):
 
 class FileMissing(TransportError):
     """The file asked for does not exist on the machine (a job that wrote
-    nothing there, say); every other file error means the file is there but
-    could not be used."""
+    nothing there, say)."""
+
+
+class FileUnreadable(TransportError):
+    """The file is on the machine, over a working link, but cannot be read
+    there (its permissions, a directory in its place)."""
 
 
 class AuthenticationFailed(TransportError):

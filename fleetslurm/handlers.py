@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 _LIVE = LIVE_STATE_NAMES
 INLINE_OUTPUT = 256 * 1024
 _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"}
-#: how long a machine not yet heard from since the controller started may take
-#: to connect and say hello before its jobs are failed (at least three heartbeats)
+#: how long a machine not yet heard from since the controller started may take,
+#: from the first connection attempt, to connect and say hello before its jobs
+#: are failed (at least three heartbeats)
 START_GRACE_S = 10.0
 
 
@@ -201,7 +202,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         if error:
             ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
             return  # retried when the agent reports the run again
-        finish_collection(ctl, task_id, run_key, node, now, forget=not kept)
+        finish_collection(ctl, task_id, run_key, node, now, keep=kept)
         return
     name, gen = item[1], item[2]
     link = ctl.links.get(name)
@@ -410,12 +411,13 @@ def final_state(task: dict, step: Optional[dict]) -> str:
 
 
 def finish_collection(ctl: "Controller", task_id: int, run_key: str, node: str,
-                      now: float, forget: bool = True) -> None:
-    """A run's output is home (or, ``forget`` False, could not come home and
-    stays on the machine): its task may end COMPLETING."""
+                      now: float, keep: bool = False) -> None:
+    """A run's output is home (or, with ``keep``, could not come home: the
+    agent moves the run's directory aside instead of deleting it, and no
+    longer reports the run): its task may end COMPLETING."""
     task = ctl.store.task(task_id)
-    if forget:
-        ctl.send(node, {"op": "forget", "key": run_key})
+    ctl.send(node, {"op": "forget", "key": run_key, "keep": True} if keep
+             else {"op": "forget", "key": run_key})
     if task is None:
         return
     if task["run_key"] != run_key:
@@ -455,7 +457,7 @@ def collect_output(ctl: "Controller", task: dict, node: str,
             log_kept(ctl, fresh["task_id"], error,
                      kept_where(node, JobPaths(transport.workdir, fresh["run_key"])))
         finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now,
-                          forget=not error)
+                          keep=bool(error))
         return
     ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 
@@ -512,7 +514,8 @@ def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
 def periodic(ctl: "Controller", now: float) -> None:
     hb = ctl.config.heartbeat_interval
     for name, link in ctl.links.items():
-        heard = link.last_heard if link.last_heard is not None else ctl.started_at
+        heard = link.last_heard if link.last_heard is not None else \
+            link.first_attempt if link.first_attempt is not None else ctl.started_at
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
             ctl.send(name, {"op": "facts"})

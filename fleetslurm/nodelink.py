@@ -30,6 +30,8 @@ class NodeLink:
         self.channel: Optional[AgentChannel] = None
         self.last_heard: Optional[float] = None
         self.last_attempt: float = float("-inf")
+        #: when this controller first tried to reach it (see handlers.periodic)
+        self.first_attempt: Optional[float] = None
         self.failures = 0
         self.error: str = ""
         self.facts: dict[str, Any] = {}
@@ -44,6 +46,8 @@ class NodeLink:
             gen = self.generation
             self.status = "connecting"
             self.last_attempt = now
+            if self.first_attempt is None:
+                self.first_attempt = now
             old, self.channel = self.channel, None
         if old is not None:
             threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()

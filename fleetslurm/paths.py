@@ -128,6 +128,12 @@ class JobPaths:
         return f"{self.dir}/stderr.txt"
 
     @property
+    def kept(self) -> str:
+        """Where the agent moves a run whose output could not be copied home
+        (``forget`` with ``keep``): out of the runs it reports, not deleted."""
+        return f"{self.workdir}/kept/{self.key}"
+
+    @property
     def stage(self) -> str:
         """Files staged in for the job and results it leaves to be copied home
         (``$FLEETSLURM_STAGE_DIR`` inside the job)."""

@@ -210,7 +210,8 @@ def copy_stage_out(transport: "Transport", task: dict) -> None:
     """Copy a run's result files home (collect's background thread):
     ``task["stage_out"]`` holds their submit-host paths. A file the job did
     not write is skipped; a lost link raises NodeUnreachable (the copy is
-    retried at the next hello), any other failure its TransportError."""
+    retried at the next hello), a file there that cannot be read
+    FileUnreadable."""
     stage = JobPaths(transport.workdir, task["run_key"]).stage
     for path in task.get("stage_out") or []:
         try:

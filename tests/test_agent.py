@@ -526,6 +526,27 @@ def test_forget_only_ended_jobs(agent: AgentClient, workdir: Path, tmp_path: Pat
     assert agent.request({"op": "forget", "key": "23.0"})["ok"] is True  # idempotent
 
 
+def test_forget_with_keep_moves_the_run_aside(agent: AgentClient, workdir: Path,
+                                              tmp_path: Path) -> None:
+    """A run whose output could not go home: no longer reported, not deleted."""
+    agent.launch("25.0", spec("#!/bin/sh\necho keep me\n", tmp_path))
+    assert agent.ended("25.0")["state"] == "COMPLETED"
+    reply = agent.request({"op": "forget", "key": "25.0", "keep": True})
+    assert reply["ok"] is True, reply
+    assert not (workdir / "jobs" / "25.0").exists()
+    kept = workdir / "kept" / "25.0"
+    assert (kept / "result.json").is_file()
+    assert oct((workdir / "kept").stat().st_mode & 0o777) == "0o700"
+    assert "25.0" not in [j["key"] for j in agent.request({"op": "hello"})["jobs"]]
+    # a new agent on the same workdir does not adopt it either
+    again = AgentClient(workdir)
+    try:
+        assert "25.0" not in [j["key"] for j in again.request({"op": "hello"})["jobs"]]
+    finally:
+        again.close()
+    assert kept.is_dir()
+
+
 def test_eof_exits_without_touching_jobs(workdir: Path, tmp_path: Path) -> None:
     agent = AgentClient(workdir)
     started = agent.launch("24.0", spec("#!/bin/sh\nsleep 0.5\necho finished\n", tmp_path))

@@ -24,7 +24,7 @@ import pytest
 
 from fleetslurm.config import FleetConfig, MachineConfig
 from fleetslurm.controller import Controller, _Pending
-from fleetslurm.errors import FileMissing, TransportError
+from fleetslurm.errors import FileMissing, FileUnreadable, NodeUnreachable
 from fleetslurm.paths import JobPaths, StatePaths
 from fleetslurm.transport.fake import FakeTransport
 
@@ -77,7 +77,14 @@ class _Fleet:
         return self.ctl.store.task(job)
 
     def forgotten(self) -> list:
-        return [r["key"] for r in self.fake.requests if r.get("op") == "forget"]
+        """Keys the agent was told to delete."""
+        return [r["key"] for r in self.fake.requests
+                if r.get("op") == "forget" and not r.get("keep")]
+
+    def kept(self) -> list:
+        """Keys the agent was told to move aside (``forget`` with ``keep``)."""
+        return [r["key"] for r in self.fake.requests
+                if r.get("op") == "forget" and r.get("keep")]
 
     def close(self) -> None:
         self.ctl.close()
@@ -101,9 +108,9 @@ def test_an_unreadable_output_file_stays_on_the_machine(fleet, capfd) -> None:
     assert (fleet.work / f"slurm-{job}.out").read_bytes() == b"the stdout\n"
     assert (fleet.work / f"err-{job}.txt").read_text() == (
         f"fleetslurm: error: job {job}: node m1: cannot read {jp.stderr}: permission denied; "
-        f"make it readable for lab; its output is kept on m1 in {jp.dir}\n")
-    # the run's directory is not deleted on the machine
-    fleet.ctl.step(fleet.clock)
+        f"make it readable for lab; its output is kept on m1 in {jp.kept}\n")
+    # the run's directory is moved aside on the machine, not deleted
+    fleet.pump(lambda: jp.key in fleet.kept())
     assert jp.key not in fleet.forgotten()
     assert f"job {job}: node m1: cannot read {jp.stderr}" in capfd.readouterr().err
 
@@ -124,11 +131,11 @@ def test_an_output_path_the_submit_host_cannot_write_stays_on_the_machine(fleet,
     fleet.fake.files[jp.stdout] = b"precious\n"
     task = fleet.finish(job)
     assert task["collected"] == 1
-    fleet.ctl.step(fleet.clock)
+    fleet.pump(lambda: jp.key in fleet.kept())
     assert jp.key not in fleet.forgotten()
     err = capfd.readouterr().err
     assert (f"job {job}: its output could not be written on this host: " in err
-            and f"its output is kept on m1 in {jp.dir}: copy it from there" in err), err
+            and f"its output is kept on m1 in {jp.kept}: copy it from there" in err), err
 
 
 def test_inline_output_the_submit_host_cannot_write_stays_on_the_machine(fleet, capfd) -> None:
@@ -137,9 +144,9 @@ def test_inline_output_the_submit_host_cannot_write_stays_on_the_machine(fleet, 
     jp = fleet.paths(job)
     task = fleet.finish(job, output={"stdout": base64.b64encode(b"precious\n").decode()})
     assert task["collected"] == 1
-    fleet.ctl.step(fleet.clock)
+    fleet.pump(lambda: jp.key in fleet.kept())
     assert jp.key not in fleet.forgotten()
-    assert f"its output is kept on m1 in {jp.dir}" in capfd.readouterr().err
+    assert f"its output is kept on m1 in {jp.kept}" in capfd.readouterr().err
 
 
 def test_the_fake_and_local_transports_tell_a_missing_file_from_an_unreadable_one(
@@ -150,12 +157,41 @@ def test_the_fake_and_local_transports_tell_a_missing_file_from_an_unreadable_on
     fake.unreadable["/x"] = "permission denied"
     with pytest.raises(FileMissing):
         fake.get_bytes("/nothing")
-    with pytest.raises(TransportError) as info:
+    with pytest.raises(FileUnreadable):
         fake.get_bytes("/x")
-    assert not isinstance(info.value, FileMissing)
     local = LocalTransport("here", str(tmp_path))
     with pytest.raises(FileMissing, match="No such file"):
         local.get_bytes(str(tmp_path / "nothing"))
-    with pytest.raises(TransportError, match="Is a directory") as info:
+    with pytest.raises(FileUnreadable, match="Is a directory"):
         local.get_bytes(str(tmp_path))
-    assert not isinstance(info.value, FileMissing)
+
+
+def test_a_copy_cut_by_a_lost_link_is_retried_not_kept(fleet, monkeypatch) -> None:
+    """Only a file that is there but unreadable is kept; a link that fails
+    mid-copy leaves the job COMPLETING until the machine answers again."""
+    job = fleet.submit()
+    jp = fleet.paths(job)
+    fleet.fake.files[jp.stdout] = b"later\n"
+    real = fleet.fake.get_bytes
+    calls = []
+
+    def flaky(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise NodeUnreachable("node m1: the link dropped (test)", "m1")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(fleet.fake, "get_bytes", flaky)
+    key = fleet.ctl.store.task(job)["run_key"]
+    fleet.fake.push(fleet.fake._ended(key, "COMPLETED", 0))
+    fleet.pump(lambda: calls)
+    for _ in range(20):
+        fleet.clock += 0.01
+        fleet.ctl.step(fleet.clock)
+    assert fleet.ctl.store.task(job)["state"] == "COMPLETING"
+    assert jp.key not in fleet.kept() and jp.key not in fleet.forgotten()
+    # the machine says hello again (it still reports the ended run): copied now
+    fleet.fake.drop()
+    fleet.pump(lambda: fleet.ctl.store.task(job)["state"] == "COMPLETED", timeout=30)
+    assert (fleet.work / f"slurm-{job}.out").read_bytes() == b"later\n"
+    fleet.pump(lambda: jp.key in fleet.forgotten())

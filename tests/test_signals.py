@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 
 def test_signal_before_the_time_limit(wide_fleet):
@@ -167,3 +171,26 @@ def test_commands_inside_a_job_that_cannot_reach_its_controller(tmp_path):
     assert proc.stderr.startswith("scontrol: error: no controller answers at ")
     assert "cannot reach the controller that started it" in proc.stderr
     assert not (home / "controller.pid").exists()
+
+
+def test_a_controller_started_by_a_command_holding_sigterm_can_be_stopped(fleet):
+    """scontrol requeue from inside a job holds SIGTERM back; a controller that
+    a command started while holding it must not inherit the mask (it could
+    then never be stopped by SIGTERM)."""
+    code = ("import signal, subprocess, sys; "
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+            "sys.exit(subprocess.run([sys.executable, '-m', 'fleetslurm.cli.main', "
+            "'squeue']).returncode)")
+    proc = subprocess.run([sys.executable, "-c", code], env=fleet.env, cwd=fleet.work,
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    pid = fleet.controller_pid()
+    status = Path(f"/proc/{pid}/status").read_text()
+    blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    assert not blocked & (1 << (signal.SIGTERM - 1)), status
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or \
+        "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -161,18 +161,30 @@ def test_output_comes_home_and_remote_dirs_are_cleaned(fleet4):
 def test_output_the_submit_host_cannot_write_stays_on_the_machine(fleet4):
     """An --output path the submit host cannot write (its directory is a
     file): the job still ends COMPLETED, the machine keeps the run's
-    directory with the output, and the controller's log says where."""
+    directory with the output (moved aside, no longer reported), and the
+    controller's log says where, once: a reconnection does not copy it again."""
     cli, machines = fleet4
     (cli.work / "afile").write_text("a file, not a directory\n")
     job = cli.sbatch("-w", "m1", "-o", "afile/out-%j.txt", "--wrap", "echo precious")
     assert cli.wait(job)["state"] == "COMPLETED"
     m1 = next(m for m in machines if m.name == "m1")
-    runs = list((m1.workdir / "jobs").glob(f"{job}.*"))
+    kept_root = m1.workdir / "kept"
+    deadline = time.monotonic() + 10
+    while not list(kept_root.glob(f"{job}.*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    runs = list(kept_root.glob(f"{job}.*"))
     assert len(runs) == 1 and (runs[0] / "stdout.txt").read_text() == "precious\n"
-    log = (cli.files.home / "controller.log").read_text()
-    assert f"job {job}: its output could not be written on this host: " in log, log
-    assert f"its output is kept on m1 in {runs[0]}: copy it from there" in log, log
-    time.sleep(1)  # a forget would have reached the agent by now
+    assert not list((m1.workdir / "jobs").glob(f"{job}.*"))
+    log = cli.files.home / "controller.log"
+    said = f"job {job}: its output could not be written on this host: "
+    assert said in log.read_text(), log.read_text()
+    assert f"its output is kept on m1 in {runs[0]}: copy it from there" in log.read_text()
+    # the link drops and comes back: the agent's hello no longer reports the run
+    m1.kill_sessions(jobs=False)
+    time.sleep(3)  # the drop is seen at once; the reconnection follows within 1 s
+    cli.wait_nodes({"m1": "idle"}, timeout=30)
+    assert cli.run("squeue", check=True).returncode == 0
+    assert log.read_text().count(said) == 1
     assert runs[0].is_dir()
 
 

@@ -57,12 +57,14 @@ def _main(argv: list[str]) -> int:
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
         itself = cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids
-        if itself:
-            # A job requeueing itself: its processes get SIGTERM for it, which
-            # must not kill this scontrol before it reports success. Held
-            # pending rather than ignored, so that we can wait for it below.
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         with client() as c:
+            if itself:
+                # A job requeueing itself: its processes get SIGTERM for it,
+                # which must not kill this scontrol before it reports success.
+                # Held pending rather than ignored, so that we can wait for it
+                # below; blocked only now that we are connected, so a
+                # controller this call may have started does not inherit it.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
             if cmd in ("hold", "uhold"):
                 c.call("hold", ids=ids, user=cmd == "uhold")
             elif cmd == "release":

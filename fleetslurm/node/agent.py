@@ -111,6 +111,7 @@ CANCEL_FILE = "cancel"
 STEPS_DIR = "steps"    # one file per srun step process group (named by its pgid)
 STAGE_DIR = "stage"    # files staged in for the job / left by it to be copied home
 INCOMING_DIR = "stage"  # <workdir>/stage/<key>: staged files waiting for the launch
+KEPT_DIR = "kept"      # <workdir>/kept/<key>: a run whose output could not go home
 LIMIT_FILE = "limit"   # a new time limit (seconds, or "none") from scontrol update
 # written before the supervisor signals a job it is ending (cancel, time limit):
 # srun then leaves its tasks to the supervisor's SIGTERM and KillWait
@@ -1849,11 +1850,19 @@ class Agent:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
             else:
                 try:
-                    remove_tree(job.dir)
+                    if req.get("keep"):
+                        # its output could not be copied home: out of the jobs
+                        # directory (no longer reported), but not deleted
+                        kept = os.path.join(self.workdir, KEPT_DIR, job.key)
+                        os.makedirs(os.path.dirname(kept), mode=0o700, exist_ok=True)
+                        os.rename(job.dir, kept)
+                    else:
+                        remove_tree(job.dir)
                     del self.jobs[job.key]
                     self.adopted.discard(job.key)
                 except OSError as exc:
-                    err = "cannot remove %s: %s" % (job.dir, exc)
+                    err = "cannot %s %s: %s" % ("keep" if req.get("keep") else "remove",
+                                                job.dir, exc)
         if err is None and key_error(key) is None:
             try:  # files staged for a run that never launched
                 remove_tree(self.incoming(key))  # type: ignore[arg-type]

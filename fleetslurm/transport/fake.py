@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Optional
 
-from ..errors import FileMissing, NodeUnreachable, TransportError
+from ..errors import FileMissing, FileUnreadable, NodeUnreachable, TransportError
 from .base import AgentChannel, Transport
 
 __all__ = ["FakeTransport", "FakeChannel"]
@@ -167,7 +167,7 @@ class FakeTransport(Transport):
 
     def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
         if path in self.unreadable:
-            raise TransportError(f"node {self.node}: cannot read {path}: "
+            raise FileUnreadable(f"node {self.node}: cannot read {path}: "
                                  f"{self.unreadable[path]}", self.node)
         try:
             data = self.files[path]

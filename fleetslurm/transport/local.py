@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO, Optional
 
-from ..errors import FileMissing, NodeUnreachable, TransportError
+from ..errors import FileMissing, FileUnreadable, NodeUnreachable, TransportError
 from .base import AGENT_PATH, AgentChannel, Transport
 
 __all__ = ["LocalTransport"]
@@ -102,7 +102,7 @@ class LocalTransport(Transport):
                 f.seek(offset)
                 return f.read() if limit is None else f.read(limit)
         except OSError as exc:
-            kind = FileMissing if isinstance(exc, FileNotFoundError) else TransportError
+            kind = FileMissing if isinstance(exc, FileNotFoundError) else FileUnreadable
             raise kind(f"node {self.node}: cannot read {path}: {exc.strerror}",
                        self.node) from exc
 

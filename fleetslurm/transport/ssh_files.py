@@ -14,7 +14,7 @@ import stat
 import uuid
 from typing import Any, Callable, Optional
 
-from ..errors import FileMissing, TransportError
+from ..errors import FileMissing, FileUnreadable, TransportError
 
 __all__ = ["SFTPFiles", "file_error", "link_lost"]
 
@@ -31,14 +31,17 @@ def file_error(node: str, user: Optional[str], exc: BaseException, path: str,
                doing: str) -> TransportError:
     """A failed file operation on a live connection, with what to do about it."""
     code = getattr(exc, "errno", None)
+    if code == errno.ENOENT:
+        return FileMissing(f"node {node}: cannot {doing} {path}: no such file or directory", node)
+    if doing == "read":
+        why = (f"permission denied; make it readable for {user or 'the user'}"
+               if code == errno.EACCES else str(exc) or type(exc).__name__)
+        return FileUnreadable(f"node {node}: cannot read {path}: {why}", node)
     if code in (errno.ENOSPC, errno.EDQUOT) or str(exc) == "Failure" or "space" in str(exc):
         why = ("the SFTP server reported a failure, most often a full disk; "
                "free disk space on the machine")
     elif code == errno.EACCES:
-        need = "readable" if doing == "read" else "writable"
-        why = f"permission denied; make it {need} for {user or 'the user'}"
-    elif code == errno.ENOENT:
-        return FileMissing(f"node {node}: cannot {doing} {path}: no such file or directory", node)
+        why = f"permission denied; make it writable for {user or 'the user'}"
     else:
         why = str(exc) or type(exc).__name__
     return TransportError(f"node {node}: cannot {doing} {path}: {why}", node)
