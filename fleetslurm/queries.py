@@ -196,8 +196,11 @@ class Queries:
         known = bool(records) or any(any(self._select(store, str(text)))
                                      for text in args.get("ids") or ())
         result = {"text": text, "count": len(records), "known": known}
-        # with a state filter, finished jobs come and go with MinJobAge: by the clock
-        if not args.get("states") and squeue_fmt.timeless(str(args["format"]), records):
+        # with a state filter, finished jobs come and go with MinJobAge: by the
+        # clock; an in-memory store (tests) has no snapshot, and a request rolled
+        # back there can bring the change count back to a value already seen
+        if not args.get("states") and store.path != ":memory:" and \
+                squeue_fmt.timeless(str(args["format"]), records):
             with self._lock:
                 if len(self._squeue_texts) >= 8:
                     self._squeue_texts.clear()
