@@ -19,7 +19,8 @@ _EXPORTS = {
     "InvalidJobId": "errors", "AccessDenied": "errors",
     "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
     "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
-    "FileMissing": "errors", "FileUnreadable": "errors", "AuthenticationFailed": "errors", "HostKeyError": "errors", "SerializationError": "errors",
+    "FileMissing": "errors", "FileUnreadable": "errors", "AuthenticationFailed": "errors",
+    "HostKeyError": "errors", "SerializationError": "errors",
     # data
     "JobState": "model", "JobRecord": "model", "NodeRecord": "model",
     "PartitionRecord": "model",

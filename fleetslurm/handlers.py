@@ -514,8 +514,6 @@ def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
 def periodic(ctl: "Controller", now: float) -> None:
     hb = ctl.config.heartbeat_interval
     for name, link in ctl.links.items():
-        heard = link.last_heard if link.last_heard is not None else \
-            link.first_attempt if link.first_attempt is not None else ctl.started_at
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
             ctl.send(name, {"op": "facts"})
@@ -525,12 +523,16 @@ def periodic(ctl: "Controller", now: float) -> None:
                 backoff = min(backoff, 1.0)
             if now - link.last_attempt >= backoff:
                 link.connect(now)
-        # Not heard from since this controller started: its SSH handshake and
-        # the agent's start can take longer than three short heartbeats on a
-        # busy host, and a restart must not requeue (run twice) the jobs of a
-        # machine that is merely slow to answer. SLURM's slurmctld likewise
-        # gives nodes SlurmdTimeout after it restarts.
-        silent_for = 3 * hb if link.last_heard is not None else max(3 * hb, START_GRACE_S)
+        if link.last_heard is not None:
+            heard, silent_for = link.last_heard, 3 * hb
+        else:
+            # Not heard from since this controller started: its SSH handshake
+            # and the agent's start can take longer than three short heartbeats
+            # on a busy host, and a restart must not requeue (run twice) the
+            # jobs of a machine that is merely slow to answer. SLURM's
+            # slurmctld likewise gives nodes SlurmdTimeout after it restarts.
+            heard = link.first_attempt if link.first_attempt is not None else ctl.started_at
+            silent_for = max(3 * hb, START_GRACE_S)
         if now - heard > silent_for and name not in ctl._failed_nodes:
             # silent for three heartbeats: DOWN, and its jobs NODE_FAIL
             mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
