@@ -16,14 +16,14 @@ tests_multi_machine/test_fleet.py.
 from __future__ import annotations
 
 import base64
-import os
 import time
 from pathlib import Path
 
 import pytest
+from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.controller import Controller
 from fleetslurm.errors import FileMissing, FileUnreadable, NodeUnreachable
 from fleetslurm.paths import JobPaths, StatePaths
 from fleetslurm.transport.fake import FakeTransport
@@ -36,30 +36,23 @@ class _Fleet:
         cfg = FleetConfig(cluster_name="kept", machines={
             "m1": MachineConfig(hostname="127.0.0.2", cpus=1, memory_gb=1)})
         self.fake = FakeTransport("m1", workdir="/fake/m1", auto_end=False)
-        self.clock = time.time()
+        self.clock = [time.time()]
         self.ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"m1": self.fake})
-        self.ctl.start(self.clock)
+        self.ctl.start(self.clock[0])
         self.work = tmp_path / "work"
         self.work.mkdir()
         self.pump(lambda: self.ctl.sched.node_state("m1") == "idle")
 
     def pump(self, until, timeout: float = 20.0) -> None:
-        deadline = time.time() + timeout
-        while not until():
-            assert time.time() < deadline, "condition not reached"
-            self.clock += 0.01
-            self.ctl.step(self.clock)
-            time.sleep(0.01)
+        pump(self.ctl, until, self.clock, 0.01, timeout)
+
+    def step(self) -> None:
+        self.clock[0] += 0.01
+        self.ctl.step(self.clock[0])
 
     def submit(self, **options: str) -> int:
-        p = _Pending("submit", {"options": {"wrap": "echo hi", **options},
-                                "script": "#!/bin/sh\necho hi\n", "script_args": [],
-                                "env": {"PATH": "/usr/bin:/bin"}, "cwd": str(self.work),
-                                "script_name": "wrap"}, os.getuid())
-        self.ctl.inbox.put(("rpc", p))
-        self.ctl.step(self.clock)
-        assert p.error is None, p.error
-        job = p.result["job_id"]
+        job = submit(self.ctl, self.clock[0], {"wrap": "echo hi", **options},
+                     script="#!/bin/sh\necho hi\n", cwd=str(self.work), script_name="wrap")
         self.pump(lambda: self.ctl.store.task(job)["state"] == "RUNNING")
         return job
 
@@ -186,8 +179,7 @@ def test_a_copy_cut_by_a_lost_link_is_retried_not_kept(fleet, monkeypatch) -> No
     fleet.fake.push(fleet.fake._ended(key, "COMPLETED", 0))
     fleet.pump(lambda: calls)
     for _ in range(20):
-        fleet.clock += 0.01
-        fleet.ctl.step(fleet.clock)
+        fleet.step()
     assert fleet.ctl.store.task(job)["state"] == "COMPLETING"
     assert jp.key not in fleet.kept() and jp.key not in fleet.forgotten()
     # the machine says hello again (it still reports the ended run): copied now

@@ -8,12 +8,11 @@ import json
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from stepping import pump, submit
 
 from fleetslurm import errors
 from fleetslurm.config import FleetConfig, MachineConfig, load_config
@@ -31,24 +30,12 @@ def _controller(tmp_path: Path) -> Controller:
 
 
 def _pump(ctl: Controller, until, timeout: float = 20.0) -> None:
-    deadline = time.time() + timeout
-    while not until():
-        assert time.time() < deadline, "condition not reached"
-        ctl.step(time.time())
-        time.sleep(0.01)
+    pump(ctl, until, timeout=timeout)
 
 
 def _submit(ctl: Controller, uid: int, **options) -> int:
-    from fleetslurm.controller import _Pending
-
-    p = _Pending("submit", {"options": options, "script": "#!/bin/sh\nsleep 30\n",
-                            "script_args": [], "env": {"PATH": os.environ["PATH"]},
-                            "cwd": str(ctl.paths.home), "script_name": "s"}, uid)
-    ctl.inbox.put(("rpc", p))
-    ctl.step(time.time())
-    if p.error:
-        raise p.error
-    return p.result["job_id"]
+    return submit(ctl, time.time(), options, script="#!/bin/sh\nsleep 30\n",
+                  cwd=str(ctl.paths.home), uid=uid, env={"PATH": os.environ["PATH"]})
 
 
 def _request(ctl: Controller, op: str, uid: int, **args):

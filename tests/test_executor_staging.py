@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
 from fleetslurm.controller import Controller, _Pending
@@ -30,22 +31,12 @@ def _controller(tmp_path: Path, shared: bool = False) -> Controller:
 
 
 def _pump(ctl: Controller, until, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while not until():
-        assert time.time() < deadline, "condition not reached"
-        ctl.step(time.time())
-        time.sleep(0.01)
+    pump(ctl, until, timeout=timeout)
 
 
 def _submit(ctl: Controller, script: str, stage: dict, **options) -> int:
-    p = _Pending("submit", {"options": options, "script": script, "script_args": [],
-                            "env": {"PATH": os.environ["PATH"]}, "cwd": str(ctl.paths.home),
-                            "script_name": "s", "stage": stage}, os.getuid())
-    ctl.inbox.put(("rpc", p))
-    ctl.step(time.time())
-    if p.error:
-        raise p.error
-    return p.result["job_id"]
+    return submit(ctl, time.time(), options, script=script, cwd=str(ctl.paths.home),
+                  env={"PATH": os.environ["PATH"]}, stage=stage)
 
 
 def _final(ctl: Controller, task_id: int) -> dict:

@@ -11,26 +11,16 @@ left alone.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from stepping import pump, submit
+
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.controller import Controller
 from fleetslurm.errors import NodeUnreachable
 from fleetslurm.paths import JobPaths, StatePaths
 from fleetslurm.transport.fake import FakeTransport
-
-
-def _pump(ctl: Controller, until, clock: list, tick: float = 0.0,
-          timeout: float = 20.0) -> None:
-    """Step until ``until()``; the controller's clock advances ``tick`` per step."""
-    deadline = time.time() + timeout
-    while not until():
-        assert time.time() < deadline, "condition not reached"
-        clock[0] += tick
-        ctl.step(clock[0])
-        time.sleep(0.01)
 
 
 def test_earlier_run_output_comes_home_once_and_only_it_is_forgotten(tmp_path: Path) -> None:
@@ -42,17 +32,12 @@ def test_earlier_run_output_comes_home_once_and_only_it_is_forgotten(tmp_path: P
     ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports=fakes)
     ctl.start(clock[0])
     try:
-        _pump(ctl, lambda: all(ctl.sched.node_state(n) == "idle" for n in cfg.machines), clock)
+        pump(ctl, lambda: all(ctl.sched.node_state(n) == "idle" for n in cfg.machines), clock)
         work = tmp_path / "work"
         work.mkdir()
-        p = _Pending("submit", {"options": {"wrap": "echo hi"}, "script": "#!/bin/sh\necho hi\n",
-                                "script_args": [], "env": {"PATH": "/usr/bin:/bin"},
-                                "cwd": str(work), "script_name": "wrap"}, os.getuid())
-        ctl.inbox.put(("rpc", p))
-        ctl.step(clock[0])
-        assert p.error is None, p.error
-        job = p.result["job_id"]
-        _pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock)
+        job = submit(ctl, clock[0], {"wrap": "echo hi"}, script="#!/bin/sh\necho hi\n",
+                     cwd=str(work), script_name="wrap")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock)
         first = ctl.store.task(job)
         assert first["node"] == "m1"  # the lighter machine
         old_key = first["run_key"]
@@ -62,7 +47,7 @@ def test_earlier_run_output_comes_home_once_and_only_it_is_forgotten(tmp_path: P
         fakes["m1"].drop()
         # (the clock moves on with every step: a message m1 wrote before the
         # drop may still be read, and counts as heard at that step's time)
-        _pump(ctl, lambda: ctl.store.task(job)["node"] == "m2"
+        pump(ctl, lambda: ctl.store.task(job)["node"] == "m2"
               and ctl.store.task(job)["state"] == "RUNNING", clock, tick=0.5)
         current = ctl.store.task(job)["run_key"]
         assert current != old_key
@@ -76,7 +61,7 @@ def test_earlier_run_output_comes_home_once_and_only_it_is_forgotten(tmp_path: P
         fakes["m1"].requests.clear()
         fakes["m1"].fail = None
         forgets = lambda: [r["key"] for r in fakes["m1"].requests if r.get("op") == "forget"]
-        _pump(ctl, lambda: old_key in forgets(), clock, tick=0.5)  # through the reconnect backoff
+        pump(ctl, lambda: old_key in forgets(), clock, tick=0.5)  # through the reconnect backoff
 
         out = work / f"slurm-{job}.out"
         assert out.read_bytes() == b"first run\n"

@@ -12,13 +12,15 @@ is exact.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
+import pytest
+from stepping import pump, submit
+
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.controller import Controller
 from fleetslurm.handlers import START_GRACE_S
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.fake import FakeTransport
@@ -44,31 +46,16 @@ def _config() -> FleetConfig:
         "m2": MachineConfig(hostname="127.0.0.3", cpus=1, memory_gb=1, weight=2)})
 
 
-def _pump(ctl: Controller, until, clock: list, tick: float, timeout: float = 20.0) -> None:
-    deadline = time.time() + timeout
-    while not until():
-        assert time.time() < deadline, "condition not reached"
-        clock[0] += tick
-        ctl.step(clock[0])
-        time.sleep(0.01)
-
-
 def _running_job(tmp_path: Path, clock: list) -> tuple[int, str]:
     """A first controller starts a job on m1, then stops (the job runs on)."""
     fakes = {n: FakeTransport(n, workdir=f"/fake/{n}", auto_end=False) for n in ("m1", "m2")}
     ctl = Controller(_config(), StatePaths(tmp_path / "home"), transports=fakes)
     ctl.start(clock[0])
     try:
-        _pump(ctl, lambda: all(ctl.sched.node_state(n) == "idle" for n in ("m1", "m2")),
-              clock, 0.0)
-        p = _Pending("submit", {"options": {"wrap": "sleep 60"}, "script": "#!/bin/sh\n",
-                                "script_args": [], "env": {"PATH": "/usr/bin:/bin"},
-                                "cwd": str(tmp_path), "script_name": "wrap"}, os.getuid())
-        ctl.inbox.put(("rpc", p))
-        ctl.step(clock[0])
-        assert p.error is None, p.error
-        job = p.result["job_id"]
-        _pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.0)
+        pump(ctl, lambda: all(ctl.sched.node_state(n) == "idle" for n in ("m1", "m2")), clock)
+        job = submit(ctl, clock[0], {"wrap": "sleep 60"}, script="#!/bin/sh\n",
+                     cwd=str(tmp_path), script_name="wrap")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock)
         task = ctl.store.task(job)
         assert task["node"] == "m1"
         return job, task["run_key"]
@@ -76,51 +63,56 @@ def _running_job(tmp_path: Path, clock: list) -> tuple[int, str]:
         ctl.close()
 
 
-def _restart(tmp_path: Path, clock: list, run_key: str) -> tuple[Controller, SlowFake]:
-    slow = SlowFake("m1", workdir="/fake/m1", auto_end=False)
-    slow.jobs[run_key] = None  # still running there
-    fakes = {"m1": slow, "m2": FakeTransport("m2", workdir="/fake/m2", auto_end=False)}
-    ctl = Controller(_config(), StatePaths(tmp_path / "home"), transports=fakes)
-    ctl.start(clock[0])
-    return ctl, slow
+class Restarted:
+    """The second controller, m1 (slow to connect) still running the job."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = [time.time()]
+        self.job, self.run_key = _running_job(tmp_path, self.clock)
+        self.slow = SlowFake("m1", workdir="/fake/m1", auto_end=False)
+        self.slow.jobs[self.run_key] = None  # still running there
+        fakes = {"m1": self.slow, "m2": FakeTransport("m2", workdir="/fake/m2", auto_end=False)}
+        self.ctl = Controller(_config(), StatePaths(tmp_path / "home"), transports=fakes)
+        self.ctl.start(self.clock[0])
+        self.start = self.clock[0]
+
+    def pump(self, until, tick: float) -> None:
+        pump(self.ctl, until, self.clock, tick)
+
+    def task(self) -> dict:
+        return self.ctl.store.task(self.job)
 
 
-def test_a_machine_slow_to_connect_after_a_restart_keeps_its_job(tmp_path: Path) -> None:
-    clock = [time.time()]
-    job, run_key = _running_job(tmp_path, clock)
-    ctl, slow = _restart(tmp_path, clock, run_key)
-    try:
-        # well past three heartbeats, still inside the grace: nothing is failed
-        start = clock[0]
-        _pump(ctl, lambda: clock[0] - start > 4 * 3 * HB, clock, 0.1)
-        task = ctl.store.task(job)
-        assert (task["state"], task["run_key"], task["restart_count"]) == ("RUNNING", run_key, 0)
-        assert clock[0] - start < START_GRACE_S
-        # the connection completes: hello reports the run, m1 is back, nothing requeued
-        slow.gate.set()
-        _pump(ctl, lambda: ctl.sched.node_state("m1") not in ("down", None), clock, 0.1)
-        for _ in range(20):
-            clock[0] += 0.1
-            ctl.step(clock[0])
-        task = ctl.store.task(job)
-        assert (task["state"], task["run_key"], task["restart_count"]) == ("RUNNING", run_key, 0)
-        # once heard from, the three-heartbeat rule holds again
-        assert ctl.links["m1"].last_heard is not None
-    finally:
-        slow.gate.set()
-        ctl.close()
+@pytest.fixture
+def restarted(tmp_path: Path):
+    r = Restarted(tmp_path)
+    yield r
+    r.slow.gate.set()
+    r.ctl.close()
 
 
-def test_a_machine_silent_past_the_grace_is_down_and_its_job_requeued(tmp_path: Path) -> None:
-    clock = [time.time()]
-    job, run_key = _running_job(tmp_path, clock)
-    ctl, slow = _restart(tmp_path, clock, run_key)
-    try:
-        start = clock[0]
-        _pump(ctl, lambda: ctl.store.task(job)["restart_count"] == 1, clock, 0.25)
-        assert clock[0] - start > START_GRACE_S
-        assert ctl.sched.node_state("m1") == "down"
-        assert ctl.store.steps_of(job)[0]["state"] == "NODE_FAIL"
-    finally:
-        slow.gate.set()
-        ctl.close()
+def test_a_machine_slow_to_connect_after_a_restart_keeps_its_job(restarted) -> None:
+    r = restarted
+    # well past three heartbeats, still inside the grace: nothing is failed
+    r.pump(lambda: r.clock[0] - r.start > 4 * 3 * HB, 0.1)
+    task = r.task()
+    assert (task["state"], task["run_key"], task["restart_count"]) == ("RUNNING", r.run_key, 0)
+    assert r.clock[0] - r.start < START_GRACE_S
+    # the connection completes: hello reports the run, m1 is back, nothing requeued
+    r.slow.gate.set()
+    r.pump(lambda: r.ctl.sched.node_state("m1") not in ("down", None), 0.1)
+    for _ in range(20):
+        r.clock[0] += 0.1
+        r.ctl.step(r.clock[0])
+    task = r.task()
+    assert (task["state"], task["run_key"], task["restart_count"]) == ("RUNNING", r.run_key, 0)
+    # once heard from, the three-heartbeat rule holds again
+    assert r.ctl.links["m1"].last_heard is not None
+
+
+def test_a_machine_silent_past_the_grace_is_down_and_its_job_requeued(restarted) -> None:
+    r = restarted
+    r.pump(lambda: r.task()["restart_count"] == 1, 0.25)
+    assert r.clock[0] - r.start > START_GRACE_S
+    assert r.ctl.sched.node_state("m1") == "down"
+    assert r.ctl.store.steps_of(r.job)[0]["state"] == "NODE_FAIL"
