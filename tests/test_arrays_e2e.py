@@ -248,6 +248,20 @@ def test_kill_on_invalid_dep_value(fleet):
         255, "sbatch: error: Invalid --kill-on-invalid-dep specification\n")
 
 
+def _array_rows(fleet: Fleet, job: int) -> tuple[int, int]:
+    """The array's task rows in the store, and how many of them are PENDING
+    (read in one snapshot)."""
+    import sqlite3
+
+    db = sqlite3.connect(fleet.home / "state.db")
+    try:
+        rows, pending = db.execute("SELECT COUNT(*), SUM(state = 'PENDING') FROM tasks "
+                                   "WHERE job_id=?", (job,)).fetchone()
+    finally:
+        db.close()
+    return rows, pending
+
+
 def test_a_100000_task_array_is_one_record(tmp_path):
     """MaxArraySize raised to 100001: the array is one row until tasks start;
     squeue shows the pending part at once; scancel ends the remainder."""
@@ -261,19 +275,19 @@ def test_a_100000_task_array_is_one_record(tmp_path):
         assert done
         line = squeue(fleet, "-j", str(a), "-t", "PD", "-o", "%i|%T")
         assert len(line) == 1 and line[0].endswith("-99999%2]|PENDING")
-        import sqlite3
-
-        db = sqlite3.connect(fleet.home / "state.db")
-        rows = db.execute("SELECT COUNT(*) FROM tasks WHERE job_id=?", (a,)).fetchone()[0]
-        db.close()
-        assert rows < 100  # the tasks that started and a window, not 100,000 rows
+        # a task gets its row when it starts: the rows are the record and the
+        # tasks that started, however many a fast or slow machine started
+        rows, pending = _array_rows(fleet, a)
+        assert pending == 1 and rows < 100000
         fleet.run("scancel", str(a), check=True)
-        rows = sacct(fleet, a, "JobID,State")
+        rows, pending = _array_rows(fleet, a)
+        assert pending == 0  # the record is the cancelled remainder now
+        acct = sacct(fleet, a, "JobID,State")
         # the record (JobIDRaw = the array's id, first) keeps the cancelled remainder
-        assert rows[0][0].startswith(f"{a}_[") and rows[0][0].endswith("-99999%2]")
-        assert rows[0][1] == f"CANCELLED by {os.getuid()}"
-        assert {r[1] for r in rows[1:]} <= {"COMPLETED", f"CANCELLED by {os.getuid()}"}
-        assert len(rows) < 100
+        assert acct[0][0].startswith(f"{a}_[") and acct[0][0].endswith("-99999%2]")
+        assert acct[0][1] == f"CANCELLED by {os.getuid()}"
+        assert {r[1] for r in acct[1:]} <= {"COMPLETED", f"CANCELLED by {os.getuid()}"}
+        assert len(acct) == rows  # one line per started task and the record's
     finally:
         _teardown(fleet)
 

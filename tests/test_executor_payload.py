@@ -78,8 +78,8 @@ def test_call_file_magic_and_version_are_checked_by_the_runner(tmp_path):
     wrong_version = good[:8] + (runner.VERSION + 1).to_bytes(2, "big") + good[10:]
     proc, result = _run_runner(tmp_path, wrong_version)
     assert proc.returncode == 1
-    with pytest.raises(RemoteJobError, match="has payload format version 2; this runner reads "
-                                             "version 1"):
+    with pytest.raises(RemoteJobError, match=f"has payload format version {runner.VERSION + 1}; "
+                                             f"this runner reads version {runner.VERSION}"):
         read_result(result, "4")
     proc, result = _run_runner(tmp_path, b"NOTMAGIC" + good[8:])
     with pytest.raises(RemoteJobError, match="is not a fleetslurm call file"):
@@ -92,7 +92,7 @@ def test_result_file_magic_and_version_are_checked(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:8] + b"\x00\x09" + data[10:])
     with pytest.raises(SerializationError, match="job 5: result file .* has format version 9, "
-                                                 "this fleetslurm reads version 1"):
+                                                 f"this fleetslurm reads version {runner.VERSION}"):
         read_result(str(path), "5")
     path.write_bytes(b"garbage, not a result at all")
     with pytest.raises(SerializationError, match="is not a fleetslurm result file"):
@@ -124,7 +124,7 @@ def test_unpicklable_parts_are_named():
 
 def test_payload_limit_message():
     with pytest.raises(SubmitError) as err:
-        dump_call(len, (b"x" * 5000,), {}, limit=4096)
+        dump_call(len, (b"x" * 4900,), {}, limit=4096)
     text = str(err.value)
     assert text.startswith("the pickled call of len is 4.9 KB, over the payload limit of 4.0 KB")
     assert "max_payload_bytes" in text and "pass a path to the data" in text
@@ -282,3 +282,69 @@ def test_the_runner_needs_no_fleetslurm():
             assert node.level == 0, "relative import in runner.py"
             top.add(node.module.split(".")[0])
     assert top <= set(sys.stdlib_module_names), top
+
+
+#: the oldest cloudpickle pyproject.toml allows, and the installed (newest) one
+OLDEST_CLOUDPICKLE = "2.2.0"
+
+_TRACEBACK_DRILL = r'''
+import importlib, linecache, os, subprocess, sys
+import cloudpickle
+from fleetslurm.api import runner
+from fleetslurm.api.payload import dump_call, read_result, write_call
+from fleetslurm.errors import RemoteJobError
+
+work = sys.argv[1]
+src = os.path.join(work, "labcode.py")
+with open(src, "w") as f:
+    f.write("def helper(x):\n    raise KeyError('no ' + x)  # the line to see\n\n"
+            "def fails(x):\n    return helper(x)\n")
+sys.path.insert(0, work)
+labcode = importlib.import_module("labcode")
+data = dump_call(labcode.fails, ("key",), {})
+os.unlink(src)  # the machine does not have the user's file
+linecache.clearcache()
+call, result = os.path.join(work, "call.pkl"), os.path.join(work, "result.pkl")
+write_call(call, data)
+proc = subprocess.run([sys.executable, runner.__file__, call, result], cwd="/",
+                      capture_output=True, text=True)
+try:
+    read_result(result, "1")
+except RemoteJobError as exc:
+    print(cloudpickle.__version__)
+    print(exc.remote_traceback)
+'''
+
+
+@pytest.fixture(scope="session")
+def oldest_cloudpickle(tmp_path_factory) -> Path:
+    """A directory holding the oldest cloudpickle pyproject.toml allows."""
+    target = tmp_path_factory.mktemp("cloudpickle-oldest")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), f"cloudpickle=={OLDEST_CLOUDPICKLE}"],
+                   check=True, capture_output=True, timeout=300)
+    return target
+
+
+@pytest.mark.parametrize("which", ["installed", "oldest"])
+def test_a_remote_traceback_shows_the_callers_file_and_lines(tmp_path, which, request):
+    """With any allowed cloudpickle (3.x names pickled code ``<dynamic-code>``),
+    a remote traceback names the caller's file and shows its lines, also on a
+    machine that does not have that file."""
+    env = dict(os.environ)
+    if which == "oldest":
+        path = request.getfixturevalue("oldest_cloudpickle")
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-c", _TRACEBACK_DRILL, str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    version, _, tb = proc.stdout.partition("\n")
+    if which == "oldest":
+        assert version == OLDEST_CLOUDPICKLE
+    src = tmp_path / "labcode.py"
+    assert f'File "{src}", line 5, in fails\n    return helper(x)' in tb, tb
+    assert (f'File "{src}", line 2, in helper\n'
+            "    raise KeyError('no ' + x)  # the line to see") in tb, tb
+    assert "<dynamic-code>" not in tb
+

@@ -73,16 +73,14 @@ def write_call_h5(call_path: str, fn: Callable, args: Sequence[Any],
     """Write a kind-H call: ``call_path`` (the pickled function and the data
     file's name) and the data file beside it. Raises SerializationError for
     what cannot be stored, SubmitError over ``limit`` bytes in all."""
-    import cloudpickle
-
     from .objser import ObjectSerializer
-    from .payload import _by_value, _culprit, _name, describe_size
+    from .payload import _by_value, _culprit, _name, describe_size, dumps_with_sources
 
     h5_path = call_path[:-len(".pkl")] + ".h5"
     store = ObjectSerializer(h5_path)
     with _by_value(fn, args, kwargs):
         try:
-            head = cloudpickle.dumps((fn, os.path.basename(h5_path)))
+            head = dumps_with_sources(lambda sources: (fn, os.path.basename(h5_path), sources))
         except Exception as exc:
             raise SerializationError(_culprit(fn, (), {}, exc)) from exc
         try:

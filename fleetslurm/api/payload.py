@@ -6,10 +6,14 @@ kind, then the body. A mismatch raises :class:`SerializationError`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import io
 import json
+import linecache
 import os
+import types
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from ..errors import RemoteJobError, SerializationError, SubmitError
@@ -46,7 +50,7 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
                           f"{fn!r:.60}")
     with _by_value(fn, args, kwargs):
         try:
-            body = cloudpickle.dumps((fn, tuple(args), dict(kwargs)))
+            body = dumps_with_sources(lambda sources: (fn, tuple(args), dict(kwargs), sources))
         except Exception as exc:
             raise SerializationError(_culprit(fn, args, kwargs, exc)) from exc
     data = runner.header(runner.CALL_MAGIC, b"C") + body
@@ -57,6 +61,67 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
             "path to the data (or a smaller slice of it) instead of the data, or raise the "
             "limit")
     return data
+
+
+#: source shipped with a call: files over this size are left out, and no more
+#: than this in all (a traceback without a line beats a huge payload)
+SOURCE_FILE_LIMIT = 1 << 20
+SOURCE_TOTAL_LIMIT = 4 << 20
+_DYNAMIC = "<dynamic-code>"
+
+
+class _Sources:
+    """Stands for the sources while a call is pickled: its reducer runs after
+    the parts before it were pickled, so it knows every file they came from."""
+
+
+def dumps_with_sources(build: Callable[[Any], tuple]) -> bytes:
+    """``cloudpickle.dumps(build(sources))`` where code pickled by value keeps
+    its file name and ``sources`` (put last in the tuple) becomes those
+    files' lines as :mod:`linecache` entries, for the runner to register on
+    the machine, so a remote traceback shows the caller's lines.
+
+    cloudpickle 3.x renames every code object it pickles by value to
+    ``<dynamic-code>``; 2.x keeps the name but the machine may not have the
+    file. One pass: the sources are pickled after the call's code."""
+    import cloudpickle
+
+    files: set[str] = set()
+    base = cloudpickle.CloudPickler
+    reduce_code = base.dispatch_table[types.CodeType]
+
+    def keep_filename(code: types.CodeType):
+        files.add(code.co_filename)
+        rebuild, fields = reduce_code(code)
+        if code.co_filename != _DYNAMIC:
+            fields = tuple(code.co_filename if type(f) is str and f == _DYNAMIC else f
+                           for f in fields)
+        return rebuild, fields
+
+    class Pickler(base):  # type: ignore[misc, valid-type]
+        # the C pickler reads dispatch_table once, from the class, at __init__
+        dispatch_table = collections.ChainMap(
+            {types.CodeType: keep_filename, _Sources: lambda _: (dict, (_sources(files),))},
+            base.dispatch_table)
+
+    buf = io.BytesIO()
+    Pickler(buf, protocol=cloudpickle.DEFAULT_PROTOCOL).dump(build(_Sources()))
+    return buf.getvalue()
+
+
+def _sources(files: set[str]) -> dict[str, tuple]:
+    """linecache entries ``(size, None, lines, name)`` of ``files`` (a ``None``
+    mtime: the machine's linecache never checks them against its disk)."""
+    entries: dict[str, tuple] = {}
+    total = 0
+    for name in sorted(files):
+        lines = linecache.getlines(name)
+        size = sum(len(line) for line in lines)
+        if not lines or size > SOURCE_FILE_LIMIT or total + size > SOURCE_TOTAL_LIMIT:
+            continue
+        total += size
+        entries[name] = (size, None, lines, name)
+    return entries
 
 
 @functools.lru_cache(maxsize=1)

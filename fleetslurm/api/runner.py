@@ -9,10 +9,13 @@ nodes do not have fleetslurm installed.
 
 Files start with a header: an 8-byte magic, a 2-byte big-endian format
 version, a 1-byte kind. A call file (magic ``FLSLCALL``) is kind ``C``,
-``cloudpickle.dumps((fn, args, kwargs))``, or kind ``H``,
-``cloudpickle.dumps((fn, data_file))`` with the arguments in that HDF5 file
+``cloudpickle.dumps((fn, args, kwargs, sources))``, or kind ``H``,
+``cloudpickle.dumps((fn, data_file, sources))`` with the arguments in that HDF5 file
 beside it (entries ``/args``, ``/kwargs``; written by fleetslurm's
-ObjectSerializer, shipped with this runner as ``fleetslurm_objser.zip``). A
+ObjectSerializer, shipped with this runner as ``fleetslurm_objser.zip``).
+``sources`` maps the file names of the code pickled by value to their
+:mod:`linecache` entries, registered here before the call runs, so a
+traceback shows the caller's lines on a machine without those files. A
 result file (magic ``FLSLRSLT``) is kind ``V`` (the pickled return value),
 ``H`` (UTF-8 JSON ``{"file": name}``: the value is entry ``/result`` of that
 HDF5 file beside it, used for results holding large numpy arrays) or ``E``
@@ -23,6 +26,7 @@ when it failed.
 """
 
 import json
+import linecache
 import os
 import struct
 import sys
@@ -30,7 +34,7 @@ import traceback
 
 CALL_MAGIC = b"FLSLCALL"
 RESULT_MAGIC = b"FLSLRSLT"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct(">8sHc")
 #: numpy arrays of this many bytes in all make a call or result go by HDF5
 ARRAY_BYTES = 1 << 20
@@ -111,10 +115,14 @@ def read_call(path):
 
 
 def load_call(cloudpickle, kind, body, folder):
-    """(fn, args, kwargs) from a call file's body."""
+    """(fn, args, kwargs) from a call file's body; the sources it carries
+    are registered with linecache."""
     if kind == b"C":
-        return cloudpickle.loads(body)
-    fn, data_file = cloudpickle.loads(body)
+        fn, args, kwargs, sources = cloudpickle.loads(body)
+        linecache.cache.update(sources)
+        return fn, args, kwargs
+    fn, data_file, sources = cloudpickle.loads(body)
+    linecache.cache.update(sources)
     try:
         serializer = object_serializer(folder)
     except ImportError as exc:

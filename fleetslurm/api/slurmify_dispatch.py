@@ -39,11 +39,13 @@ Call = tuple[Callable[..., Any], tuple, dict]
 
 def run_bundle(bodies: list[bytes], names: list[str]) -> list:
     """Run a bundle's calls one after another on the machine (each body is
-    ``cloudpickle.dumps((fn, args, kwargs))``). Every call runs even when an
+    ``cloudpickle.dumps((fn, args, kwargs, sources))``, sources as the
+    runner registers them with linecache). Every call runs even when an
     earlier one fails; then the bundle fails naming the calls that did.
 
     Standard library and cloudpickle only: it runs where fleetslurm is not
     installed (it travels by value, as fleetslurm's modules do)."""
+    import linecache
     import sys
     import traceback
 
@@ -53,7 +55,8 @@ def run_bundle(bodies: list[bytes], names: list[str]) -> list:
     failures: list[str] = []
     for i, (body, name) in enumerate(zip(bodies, names)):
         try:
-            fn, args, kwargs = cloudpickle.loads(body)
+            fn, args, kwargs, sources = cloudpickle.loads(body)
+            linecache.cache.update(sources)
             results.append(fn(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - the others must still run
             sys.stderr.write(f"fleetslurm bundle: call {i} ({name}) failed:\n"
