@@ -30,6 +30,12 @@ class Ids:
     tokens: dict[int, str] = field(default_factory=dict)
 
     def add(self, job: int, token: str) -> None:
+        # sub() finds ids as numbers of 3+ digits: a shorter one would stay
+        # in paths unreplaced and every comparison holding it would fail
+        if job < 100:
+            raise AssertionError(f"job id {job} has fewer than 3 digits: the differential "
+                                 "suite needs ids of 100 and up (FirstJobId=1000 in the "
+                                 "oracle's slurm.conf)")
         self.tokens[job] = token
 
     def token(self, text: str) -> str:

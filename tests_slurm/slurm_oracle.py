@@ -30,6 +30,7 @@ SBIN = Path("/usr/sbin")
 ONE_NODE_CONF = """\
 ClusterName=oracle
 SlurmctldHost=localhost
+FirstJobId=1000
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
