@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dis
 import functools
 import io
 import json
@@ -63,8 +64,9 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
     return data
 
 
-#: source shipped with a call: files over this size are left out, and no more
-#: than this in all (a traceback without a line beats a huge payload)
+#: source lines shipped with a call: a file's lines over this size are left
+#: out, and no more than this in all (a traceback without a line beats a
+#: huge payload)
 SOURCE_FILE_LIMIT = 1 << 20
 SOURCE_TOTAL_LIMIT = 4 << 20
 _DYNAMIC = "<dynamic-code>"
@@ -86,12 +88,16 @@ def dumps_with_sources(build: Callable[[Any], tuple]) -> bytes:
     file. One pass: the sources are pickled after the call's code."""
     import cloudpickle
 
-    files: set[str] = set()
+    files: dict[str, set[int]] = {}
     base = cloudpickle.CloudPickler
     reduce_code = base.dispatch_table[types.CodeType]
 
     def keep_filename(code: types.CodeType):
-        files.add(code.co_filename)
+        # the lines a traceback through this code can show: its own (nested
+        # code objects come through here too), not the whole file
+        lines = files.setdefault(code.co_filename, set())
+        lines.add(code.co_firstlineno)
+        lines.update(line for _, line in dis.findlinestarts(code) if line)
         rebuild, fields = reduce_code(code)
         if code.co_filename != _DYNAMIC:
             fields = tuple(code.co_filename if type(f) is str and f == _DYNAMIC else f
@@ -109,15 +115,22 @@ def dumps_with_sources(build: Callable[[Any], tuple]) -> bytes:
     return buf.getvalue()
 
 
-def _sources(files: set[str]) -> dict[str, tuple]:
-    """linecache entries ``(size, None, lines, name)`` of ``files`` (a ``None``
-    mtime: the machine's linecache never checks them against its disk)."""
+def _sources(files: dict[str, set[int]]) -> dict[str, tuple]:
+    """linecache entries ``(size, None, lines, name)`` holding the given lines
+    of each file (the others blank; a ``None`` mtime: the machine's linecache
+    never checks them against its disk)."""
     entries: dict[str, tuple] = {}
     total = 0
     for name in sorted(files):
-        lines = linecache.getlines(name)
+        text = linecache.getlines(name)
+        wanted = sorted(n for n in files[name] if 0 < n <= len(text))
+        if not wanted:
+            continue
+        lines = ["\n"] * wanted[-1]
+        for n in wanted:
+            lines[n - 1] = text[n - 1]
         size = sum(len(line) for line in lines)
-        if not lines or size > SOURCE_FILE_LIMIT or total + size > SOURCE_TOTAL_LIMIT:
+        if size > SOURCE_FILE_LIMIT or total + size > SOURCE_TOTAL_LIMIT:
             continue
         total += size
         entries[name] = (size, None, lines, name)
