@@ -125,12 +125,14 @@ def test_sbatch_refuses_another_users_socket_and_sends_nothing(other_user, tmp_p
     assert not (home / "controller.pid").exists() or not (home / "controller.pid").read_text()
 
 
-def test_squeue_and_scancel_refuse_it_too(other_user, tmp_path):
+def test_other_commands_refuse_it_too(other_user, tmp_path):
+    """Not "no controller running" either: controller status/stop say why."""
     home = _long_home(tmp_path)
     sock = StatePaths(home).socket
     fake = FakeController(other_user, sock)
     try:
-        results = [_cli(home, tmp_path, *cmd) for cmd in (["squeue"], ["scancel", "5"])]
+        results = [_cli(home, tmp_path, *cmd) for cmd in (
+            ["squeue"], ["scancel", "5"], ["controller", "status"], ["controller", "stop"])]
     finally:
         got = fake.received()
         shutil.rmtree(sock.parent, ignore_errors=True)
