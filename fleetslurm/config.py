@@ -34,8 +34,10 @@ DEFAULT_PARTITION = "debug"
 
 
 class _Strict(BaseModel):
-    # NaN and Infinity are valid in Python's JSON but in no field of a config
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # NaN and Infinity are valid in Python's JSON but in no field of a config;
+    # strict: true is not 1 CPU, "4" not 4 (an integer is still a number)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              strict=True)
 
 
 #: limits of numeric fields: SLURM's where slurm.conf has one (65533 for its

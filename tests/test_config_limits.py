@@ -56,6 +56,10 @@ CASES = [
     (json.dumps({"machines": {"m1": {"transport": "local"}},
                  "partitions": {"p": {"priority": 65534}}}),
      "partitions.p.priority: must be a non-negative integer no larger than 65533, got 65534"),
+    # JSON's true is not 1 CPU, nor "22" a port
+    (_machine(cpus=True), "machines.m1.cpus: must be a positive integer, got true"),
+    (_machine(port="22"), 'machines.m1.port: must be an integer from 1 to 65535, got "22"'),
+    (_machine(gpu_available=1), "machines.m1.gpu_available: must be true or false, got 1"),
     # "" as workdir put the agent in the ssh user's home
     (_machine(workdir=""), 'machines.m1.workdir: must be a non-empty path, got ""'),
     (_machine(python=""), 'machines.m1.python: must be a non-empty command ("python3"), got ""'),
