@@ -752,8 +752,9 @@ class Supervisor:
         """The directories opening ``path`` walks through, as prefixes of the
         path as written, in the order the kernel resolves them: for
         ``out/x/../../5`` that is ``out`` then ``out/x``, both of which must
-        exist before ``..`` can leave them (normpath's ``.`` would skip them).
-        Prefixes ending in ``.`` or ``..`` name directories already made."""
+        exist before ``..`` can leave them (normpath drops both, and through
+        a symlink ``x/..`` is not where normpath says). Prefixes ending in
+        ``.`` or ``..`` name directories already made."""
         parts = path.split("/")[:-1]
         dirs = []
         for i, part in enumerate(parts):
