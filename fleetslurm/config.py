@@ -34,27 +34,36 @@ DEFAULT_PARTITION = "debug"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and Infinity are valid in Python's JSON but in no field of a config;
+    # strict: true is not 1 CPU, "4" not 4 (an integer is still a number)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
+                              strict=True)
+
+
+#: limits of numeric fields: SLURM's where slurm.conf has one (65533 for its
+#: 16-bit settings, MaxArraySize's 4000001), else what SQLite and the clock hold
+_U16 = 65533
+_U32 = 4294967294
 
 
 class MachineConfig(_Strict):
     """One machine (a SLURM node). Keyed by node name in ``machines``."""
 
-    hostname: str = "localhost"
-    ip: Optional[str] = None
+    hostname: str = Field("localhost", min_length=1)
+    ip: Optional[str] = Field(None, min_length=1)
     port: int = Field(22, ge=1, le=65535)
-    cpus: Optional[int] = Field(None, gt=0)
-    memory_gb: Optional[float] = Field(None, gt=0)
+    cpus: Optional[int] = Field(None, gt=0, le=_U16)
+    memory_gb: Optional[float] = Field(None, ge=0.001, le=1024 ** 2)  # 1 MB to 1 PB
     gpu_available: bool = False
-    gpus: Optional[int] = Field(None, ge=0)
-    ssh_user: Optional[str] = None
-    ssh_key_path: Optional[str] = None
+    gpus: Optional[int] = Field(None, ge=0, le=_U16)
+    ssh_user: Optional[str] = Field(None, min_length=1)
+    ssh_key_path: Optional[str] = Field(None, min_length=1)
     description: str = ""
     partitions: list[str] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list)
-    weight: int = Field(1, ge=0)
-    workdir: str = "~/.fleetslurm-node"
-    python: str = "python3"
+    weight: int = Field(1, ge=0, le=_U32)
+    workdir: str = Field("~/.fleetslurm-node", min_length=1)
+    python: str = Field("python3", min_length=1)
     shared_fs: bool = False
     transport: Literal["ssh", "local"] = "ssh"
 
@@ -79,7 +88,7 @@ class PartitionConfig(_Strict):
     default: bool = False
     max_time: Optional[str] = "UNLIMITED"
     default_time: Optional[str] = None
-    priority: int = Field(1, ge=0)
+    priority: int = Field(1, ge=0, le=_U16)
     state: Literal["UP", "DOWN", "up", "down"] = "UP"
 
     @field_validator("max_time", "default_time", mode="before")
@@ -106,14 +115,15 @@ class PartitionConfig(_Strict):
 
 
 class FleetConfig(_Strict):
-    cluster_name: str = "fleet"
+    cluster_name: str = Field("fleet", min_length=1)
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
     partitions: dict[str, PartitionConfig] = Field(default_factory=dict)
     host_key_policy: Literal["reject", "accept-new"] = "reject"
-    kill_wait: int = Field(30, ge=0)
-    heartbeat_interval: float = Field(5.0, gt=0)
-    min_job_age: int = Field(300, ge=0)
-    max_array_size: int = Field(1001, gt=0)
+    kill_wait: int = Field(30, ge=0, le=_U16)
+    # below 0.05 s the controller's loop spins on heartbeats
+    heartbeat_interval: float = Field(5.0, ge=0.05, le=600)
+    min_job_age: int = Field(300, ge=0, le=_U32)
+    max_array_size: int = Field(1001, gt=0, le=4000001)
     #: where the config came from (not part of the file)
     source: Optional[str] = Field(None, exclude=True)
 
@@ -167,10 +177,17 @@ _ALLOWED = {
     "gpus": "a non-negative integer",
     "weight": "a non-negative integer",
     "priority": "a non-negative integer",
-    "kill_wait": "a non-negative integer (seconds)",
+    "kill_wait": "an integer from 0 to 65533 (seconds)",
     "min_job_age": "a non-negative integer (seconds)",
-    "max_array_size": "a positive integer",
-    "heartbeat_interval": "a positive number (seconds)",
+    "max_array_size": "an integer from 1 to 4000001",
+    "heartbeat_interval": "a number of seconds from 0.05 to 600",
+    "workdir": "a non-empty path",
+    "ssh_key_path": "a non-empty path",
+    "python": 'a non-empty command ("python3")',
+    "hostname": "a non-empty host name",
+    "ip": "a non-empty address",
+    "ssh_user": "a non-empty user name",
+    "cluster_name": "a non-empty name",
     "gpu_available": "true or false",
     "shared_fs": "true or false",
     "default": "true or false",
@@ -222,7 +239,22 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
             allowed = "a string"
         else:
             allowed = msg[0].lower() + msg[1:] if msg else "a valid value"
+    allowed += _bound(etype, err.get("ctx") or {}, allowed)
     return f"{path}: must be {allowed}, got {json.dumps(got) if _jsonable(got) else repr(got)}"
+
+
+def _bound(etype: str, ctx: dict, allowed: str) -> str:
+    """" no larger than N" / " of at least N" for a range error whose limit
+    the field's description does not already state."""
+    for key, words in (("le", "no larger than"), ("lt", "smaller than"),
+                       ("ge", "of at least"), ("gt", "larger than")):
+        limit = ctx.get(key)
+        if etype.startswith(("less_than", "greater_than")) and limit is not None:
+            shown = str(int(limit)) if float(limit).is_integer() else f"{limit:g}"
+            if limit == 0 or shown in allowed:
+                return ""
+            return f" {words} {shown}"
+    return ""
 
 
 def _jsonable(v: Any) -> bool:
@@ -237,12 +269,14 @@ def load_config(path: Path) -> FleetConfig:
     """Read and validate one file; any problem raises ConfigError with one line."""
     shown = _shown(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found; create it from "
                           "config/fleet_config.json.template or unset FLEETSLURM_CONFIG") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    text = _decode(raw, shown)
+    _check_depth(text, shown)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -257,6 +291,45 @@ def load_config(path: Path) -> FleetConfig:
         raise ConfigError(f"{shown}: {_describe(first, data)}") from None
     cfg.source = str(path)
     return cfg
+
+
+#: a fleet config nests 4 deep (machines.m1.partitions[0]); far deeper is not
+#: a config, and would exhaust the JSON parser's recursion
+_MAX_DEPTH = 32
+
+
+def _where(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line} column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def _decode(raw: bytes, shown: str) -> str:
+    """The file as UTF-8 (as JSON requires), or ConfigError at the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = raw[:exc.start].decode("utf-8")
+        raise ConfigError(
+            f"{shown}: {_where(good, len(good))} (byte {exc.start}): byte "
+            f"0x{raw[exc.start]:02x} is not UTF-8; save the file as UTF-8") from None
+
+
+def _check_depth(text: str, shown: str) -> None:
+    """ConfigError where objects and lists nest deeper than _MAX_DEPTH."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                raise ConfigError(
+                    f"{shown}: {_where(text, m.start())}: objects and lists nest deeper "
+                    f"than {_MAX_DEPTH} levels; a fleet config needs 4 (see "
+                    "config/fleet_config.json.template)")
+        elif c in "]}":
+            depth -= 1
 
 
 def _shown(path: Path) -> str:

@@ -12,7 +12,7 @@
     │   ├── AccessDenied      the caller does not own the job
     │   ├── RemoteJobError    a Python job failed remotely or ended without a result
     │   └── JobTimeout        waiting for a job took longer than the caller allowed
-    ├── StoreError            the SQLite state store failed
+    ├── StoreError            the state store or the state directory cannot be used
     ├── ControllerError       the controller cannot be reached or answered badly
     ├── TransportError        a machine cannot be reached or used
     │   ├── NodeUnreachable   network/connection failure
@@ -132,7 +132,8 @@ class JobTimeout(JobError, TimeoutError):
 
 
 class StoreError(FleetError):
-    """The state store (SQLite) failed."""
+    """The state store (SQLite) failed, or the state directory (or the control
+    socket's) cannot be used: another user's, or out of reach."""
 
 
 class ControllerError(FleetError):

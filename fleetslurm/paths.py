@@ -1,17 +1,24 @@
 """Where fleetslurm keeps things: one place names every file.
 
 The state directory is ``$FLEETSLURM_HOME`` (default ``~/.fleetslurm``), private
-to its owner (0700).
+to its owner (0700). The control socket lives in it, or, when that path would
+not fit in sun_path, in ``/tmp/fleetslurm-<uid>-<hash>/``: a name anyone can
+guess, so the controller creates that directory 0700 in one step and refuses
+one that is not its own, and clients check the owner of the directory, of the
+socket and of the process listening before sending a byte.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Optional
 
+from .errors import ConfigError, StoreError
+
 __all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
-           "take_next"]
+           "check_socket", "take_next"]
 
 # sun_path is 108 bytes on Linux; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100
@@ -27,10 +34,113 @@ def home_dir(environ: "os._Environ[str] | dict[str, str] | None" = None) -> Path
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    """Create ``path`` (and parents) as a directory only its owner can use
+    (0700), or take the existing one if it is the caller's own; StoreError
+    when it belongs to another user (who could read or replace what is put in
+    it: the state, the control socket) or cannot be made."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)  # created private: no moment of a wider mode
+        except FileExistsError:
+            pass
+        st = _own_dir(path)
+        if st.st_mode & 0o777 != 0o700:
+            os.chmod(path, 0o700)
+    except PermissionError as exc:
+        _refuse_unreachable(path, exc)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory {path}: {exc.strerror}; "
+                         f"{_HOME_FIX}") from None
     return path
+
+
+#: the way out of a state directory that cannot be used
+_HOME_FIX = ("set FLEETSLURM_HOME to a directory of your own (or unset it to use "
+             "~/.fleetslurm)")
+
+
+def _user(uid: int) -> str:
+    """``name, uid N`` for messages."""
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name}, uid {uid}"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def _own_dir(path: Path, owners: "tuple[int, ...] | None" = None) -> os.stat_result:
+    """stat of ``path``, a directory owned by the caller (or by one of
+    ``owners``); a symlink is followed only when it is the caller's own too
+    (one in /tmp can be anyone's). StoreError otherwise."""
+    owners = owners or (os.geteuid(),)
+    link = os.lstat(path)
+    st = os.stat(path) if stat.S_ISLNK(link.st_mode) else link
+    for what in (link, st):
+        if what.st_uid not in owners:
+            raise StoreError(
+                f"{path} belongs to another user ({_user(what.st_uid)}), not to you "
+                f"({_user(os.geteuid())}): fleetslurm keeps its state and its control "
+                f"socket only in a directory of your own; {_fix_for(path)}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path} is not a directory; {_fix_for(path)}")
+    return st
+
+
+def _fix_for(path: Path) -> str:
+    if path.name.startswith("fleetslurm-") and path.parent == Path("/tmp"):
+        longest = _MAX_SOCKET_PATH - len("/ctl.sock")
+        return (f"remove it (`rm -rf {path}` as root) or use a FLEETSLURM_HOME of at most "
+                f"{longest} bytes, so that the socket lives inside it")
+    return _HOME_FIX
+
+
+def _refuse_unreachable(path: Path, exc: OSError) -> "None":
+    """StoreError for a directory the caller may not use: it belongs to
+    someone else, or a directory on the way to it cannot be entered."""
+    try:
+        _own_dir(path)  # StoreError naming the owner when it is someone else's
+    except (PermissionError, FileNotFoundError):
+        pass
+    for step in reversed((path, *path.parents)):
+        if not os.path.lexists(step):
+            break  # its parent could be entered: the parent is what refused
+        if not os.access(step, os.X_OK):
+            st = os.stat(step)
+            why = f"(owner {_user(st.st_uid)}, mode {st.st_mode & 0o777:o})"
+            raise StoreError(f"cannot use {path}: you cannot enter {step} {why}; "
+                             f"{_HOME_FIX}") from None
+    raise StoreError(f"cannot use {path}: {exc.strerror} ({exc.filename}); "
+                     f"{_HOME_FIX}") from None
+
+
+def check_socket(path: Path) -> None:
+    """Before connecting to the control socket ``path``: its directory and the
+    socket itself must be the caller's (or root's), and no one else may write
+    to the directory, so no other user can have put a listener there. A
+    missing socket is fine (connect then fails as "no controller"). StoreError
+    otherwise: not a ControllerError, which would send the caller on to start
+    a controller of its own."""
+    owners = (os.geteuid(), 0)
+    try:
+        dst = _own_dir(path.parent, owners)
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        return  # connect() says "Permission denied" with the path
+    if dst.st_mode & 0o022:
+        raise StoreError(
+            f"{path.parent} can be written by others (mode {dst.st_mode & 0o777:o}): anyone "
+            f"could have put a listener at {path}; `chmod 700 {path.parent}`, or {_HOME_FIX}")
+    if not stat.S_ISSOCK(st.st_mode):
+        raise StoreError(f"{path} is not a socket; remove it, or {_HOME_FIX}")
+    if st.st_uid not in owners:
+        raise StoreError(
+            f"{path} belongs to another user ({_user(st.st_uid)}), not to you "
+            f"({_user(os.geteuid())}): refusing to talk to it; remove it, or {_HOME_FIX}")
 
 
 class StatePaths:
@@ -155,12 +265,23 @@ def find_config(explicit: Optional[str] = None, environ: Optional[dict[str, str]
     if env.get("FLEETSLURM_CONFIG"):
         return Path(env["FLEETSLURM_CONFIG"]).expanduser().absolute()
     local = (cwd or Path.cwd()) / "config" / "fleet_config.json"
-    if local.is_file():
+    if _is_file(local):
         return local.absolute()
     home = home_dir(env) / "fleet_config.json"  # type: ignore[arg-type]
-    if home.is_file():
-        return home
+    try:
+        if home.is_file():
+            return home
+    except PermissionError as exc:
+        _refuse_unreachable(home.parent, exc)
     return None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read: Permission denied; make its directory "
+                          "readable or name another config with --config") from None
 
 
 def take_next(path: str, first: int) -> int:

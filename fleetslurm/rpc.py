@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from . import errors
-from .paths import StatePaths, private_dir, state_paths
+from .paths import StatePaths, check_socket, private_dir, state_paths
 
 __all__ = ["Client", "Server", "connect", "ensure_controller"]
 
@@ -87,8 +87,10 @@ class Client:
 
 
 def connect(paths: Optional[StatePaths] = None) -> Client:
-    """Connect to a running controller; ControllerError when none answers."""
+    """Connect to a running controller; ControllerError when none answers,
+    StoreError when the socket or its directory is not the caller's own."""
     paths = paths or state_paths()
+    check_socket(paths.socket)  # another user's listener must not get our request
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(paths.socket))
@@ -96,7 +98,23 @@ def connect(paths: Optional[StatePaths] = None) -> Client:
         sock.close()
         raise errors.ControllerError(
             f"no controller answers at {paths.socket} ({exc.strerror})") from exc
+    _check_peer(sock, paths.socket)
     return Client(sock)
+
+
+def _check_peer(sock: socket.socket, path: Path) -> None:
+    """The listener's uid (SO_PEERCRED, fixed when it listened) must be ours or
+    root's: closes the gap between check_socket's look and the connect."""
+    import struct
+
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    if uid not in (os.geteuid(), 0):
+        sock.close()
+        raise errors.StoreError(
+            f"{path}: the process listening there (pid {pid}) runs as uid {uid}, not as you "
+            f"(uid {os.geteuid()}): refusing to talk to it; remove {path.parent} (it is not "
+            "your controller's), or set FLEETSLURM_HOME to a directory of your own")
 
 
 def ensure_controller(config: Optional[str] = None, paths: Optional[StatePaths] = None,

@@ -414,3 +414,15 @@ def test_full_disk_drains_the_machine_and_the_job_runs_elsewhere(sshd_fleet, mak
     finally:
         cli.stop()
         subprocess.run(["umount", "-l", str(m1.workdir)], capture_output=True)
+
+
+def test_dotdot_output_pattern_comes_home_where_it_points(fleet4):
+    """``-o out/%x/../../%j`` over SSH without a shared filesystem: the job
+    runs (the directories the path walks through are made) and its output
+    comes home to the file the path names, as the kernel resolves it."""
+    cli, _machines = fleet4
+    job = cli.sbatch("-w", "m3", "-J", "dd", "-o", "out/%x/../../%j", "--wrap", "echo dotdot")
+    rec = cli.wait(job)
+    assert (rec["state"], rec["exit_code"]) == ("COMPLETED", 0), rec
+    assert (cli.work / str(job)).read_text() == "dotdot\n"
+    assert (cli.work / "out" / "dd").is_dir()

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import FleetError
+from ..errors import FleetError, StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="fleetslurm: a SLURM-shaped workload manager for a few machines over SSH.\n\n"
@@ -51,6 +51,8 @@ def controller_stop() -> None:
         with connect(paths) as c:
             pid = c.call("ping")["pid"]
             c.call("shutdown")
+    except StoreError as exc:  # a socket that is not ours: say so, not "none runs"
+        _fail(exc)
     except FleetError:
         typer.echo("no controller running")
         return
@@ -75,6 +77,8 @@ def controller_status() -> None:
         with connect(paths) as c:
             info = c.call("ping")
             nodes = c.call("nodes")["nodes"]
+    except StoreError as exc:
+        _fail(exc)
     except FleetError:
         typer.echo(f"no controller running (state {paths.home})")
         raise typer.Exit(1)

@@ -714,8 +714,12 @@ class Supervisor:
                     if not parent:
                         raise
                     # the parent directories are created only when missing
-                    # (makedirs costs a stat and an exception per level)
-                    os.makedirs(parent, exist_ok=True)
+                    # (a mkdir costs a syscall and an exception per level)
+                    for d in parent:
+                        try:
+                            os.mkdir(d)
+                        except FileExistsError:
+                            pass
                     fd = os.open(path, flags, 0o666)
             except OSError as exc:
                 raise _SetupError("cannot open %s file %s: %s"
@@ -729,10 +733,10 @@ class Supervisor:
                 os.close(fd)
 
     @staticmethod
-    def plan_stdio(spec: Dict[str, Any]) -> List[Tuple[str, str, str]]:
-        """(name, path, parent directory) of the files to open for stdout and,
-        when it is another file, stderr. Worked out before the fork: path
-        arithmetic in the job child is copy-on-write faults."""
+    def plan_stdio(spec: Dict[str, Any]) -> List[Tuple[str, str, Tuple[str, ...]]]:
+        """(name, path, directories to create when missing) of the files to
+        open for stdout and, when it is another file, stderr. Worked out before
+        the fork: path arithmetic in the job child is copy-on-write faults."""
         plan = []
         seen = set()
         for name in ("stdout", "stderr"):
@@ -740,8 +744,23 @@ class Supervisor:
             norm = os.path.normpath(path)
             if norm not in seen:
                 seen.add(norm)
-                plan.append((name, path, os.path.dirname(norm)))
+                plan.append((name, path, Supervisor.dirs_needed(path)))
         return plan
+
+    @staticmethod
+    def dirs_needed(path: str) -> Tuple[str, ...]:
+        """The directories opening ``path`` walks through, as prefixes of the
+        path as written, in the order the kernel resolves them: for
+        ``out/x/../../5`` that is ``out`` then ``out/x``, both of which must
+        exist before ``..`` can leave them (normpath drops both, and through
+        a symlink ``x/..`` is not where normpath says). Prefixes ending in
+        ``.`` or ``..`` name directories already made."""
+        parts = path.split("/")[:-1]
+        dirs = []
+        for i, part in enumerate(parts):
+            if part not in ("", ".", ".."):
+                dirs.append("/".join(parts[:i + 1]))
+        return tuple(dirs)
 
     # -- supervision -------------------------------------------------------
 
