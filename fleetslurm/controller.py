@@ -13,6 +13,8 @@ store by the RPC threads; changes go through ``step``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import queue
 import threading
 import time
@@ -44,6 +46,17 @@ class _Pending:
         self.result: Any = None
         self.error: Optional[BaseException] = None
 
+
+
+@functools.lru_cache(maxsize=1)
+def _user_name() -> str:
+    """This process's user, by name (its uid where it has none)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 class Controller:
     """Owns the store, the scheduler state and one NodeLink per machine."""
@@ -378,8 +391,14 @@ class Controller:
             facts = link.facts if link else {}
             admin = self._admin.get(name, {})
             reason = self._node_down.get(name) or admin.get("reason", "")
+            # who set a reason and when (sinfo -R): the controller's own user
+            # sets every reason a fleet has (its scontrol update, its drains)
+            set_at = admin.get("reason_time") if reason and reason == admin.get("reason") \
+                else None
             out.append({
                 "name": name, "hostname": m.address, "reason": reason,
+                "reason_time": set_at, "reason_user": _user_name() if reason else None,
+                "reason_uid": os.getuid() if reason else None,
                 **self._usage_fields(name, facts, now),
                 "cpus": spec.cpus, "mem_mb": spec.mem_mb,
                 "free_mem_mb": facts.get("free_mem_mb"),

@@ -147,6 +147,14 @@ def _submit(snap: Snap, label: str, kind: str, args: str, fill: dict) -> None:
     snap.tokens.add(job, f"<{label}>")
 
 
+#: -O texts of the views, and the -o formats they print the same columns as
+#: (-O names print the headers of their -o letters; no width means 20)
+SQUEUE_O = "JobArrayID:.18,Partition:.9,Name,UserName:8,StateCompact:.2|,TimeUsed,NumNodes:,ReasonList"
+SQUEUE_O_AS = "%.18i%.9P%20j%8u%.2t|%20M%D%20R"
+SINFO_O = "Partition,Available:.5,Time:.10,Nodes,StateCompact:6|,NodeList"
+SINFO_O_AS = "%20P%.5a%.10l%20D%6t|%20N"
+
+
 def _views(snap: Snap, records: str, everything: str, node: str, partition: str,
            tok: str) -> dict:
     """The command lines compared between the sides, by name."""
@@ -165,6 +173,8 @@ def _views(snap: Snap, records: str, everything: str, node: str, partition: str,
         "squeue_literal": ["-j", records, "-o", '"%i","%j"'],
         "squeue_sortkeys": ["-t", "all", "-j", everything, "-o", "%i|%P|%t|%Q"],
         "squeue_name": ["-n", f"sl{tok},ha{tok}"],
+        "squeue_long": ["-l", "-j", records],
+        "squeue_O": ["-j", records, "-O", SQUEUE_O],
     }
     s = {
         "sinfo": [],
@@ -174,6 +184,12 @@ def _views(snap: Snap, records: str, everything: str, node: str, partition: str,
         "sinfo_fields": ["-o", " ".join(f"%.15{c}" for c in SINFO_FIELDS)],
         "sinfo_N_fields": ["-N", "-o", "|".join(f"%{c}" for c in SINFO_FIELDS)],
         "sinfo_allfields": ["-o", "%all"],
+        "sinfo_s": ["-s"],
+        "sinfo_l": ["-l"],
+        "sinfo_N_l": ["-N", "-l"],
+        "sinfo_R": ["-R"],
+        "sinfo_R_l": ["-R", "-l"],
+        "sinfo_O": ["-O", SINFO_O],
     }
     c = {
         "show_node": ["show", "node"],

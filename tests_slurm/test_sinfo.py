@@ -6,19 +6,43 @@ from __future__ import annotations
 
 import pytest
 
-from .batch import Snap
+from .batch import SINFO_O_AS, Snap
 from .rules import sinfo_value
 from .shape import table
+from .test_squeue import DATE_LINE
 
 DEFAULT = "%9P %.5a %.10l %.6D %.6t %N"
 DEFAULT_NODE = "%9N %.6D %9P %6t"
+LONG = "%9P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
+LONG_NODE = "%9N %.6D %9P %.11T %4c %.8z %.6m %.8d %.6w %.8f %20E"
+SUMMARIZE = "%9P %.5a %.10l %.16F %N"
+REASONS = "%20E %9u %19H %N"
+LONG_REASONS = "%20E %12U %19H %6t %N"
 VIEWS = ["sinfo", "sinfo_N", "sinfo_h", "sinfo_p", "sinfo_fields", "sinfo_N_fields",
-         "sinfo_allfields"]
+         "sinfo_allfields", "sinfo_s", "sinfo_l", "sinfo_N_l", "sinfo_R", "sinfo_R_l",
+         "sinfo_O"]
+
+
+def _builtin(args: list[str]) -> str:
+    """The format sinfo picks for these options (its opts.c)."""
+    long = "-l" in args
+    if "-O" in args:
+        return SINFO_O_AS
+    if "-s" in args:
+        return SUMMARIZE
+    if "-N" in args:
+        return LONG_NODE if long else DEFAULT_NODE
+    if "-R" in args:
+        return LONG_REASONS if long else REASONS
+    return LONG if long else DEFAULT
 
 
 def _rows(snap: Snap, key: str, text: str, varies: bool) -> list:
     args = snap.views[key][1]
     header = "-h" not in args
+    if "-l" in args:
+        date, _, text = text.partition("\n")
+        assert DATE_LINE.fullmatch(date), date
     if "%all" in args:
         # %all leaves out the letters sinfo does not know: cut on "|" and
         # name the columns by the header
@@ -28,10 +52,7 @@ def _rows(snap: Snap, key: str, text: str, varies: bool) -> list:
         rows = [[sinfo_value(letter.get(n, ""), c.strip()) for n, c in zip(names, line.split("|"))]
                 for line in lines[1:]]
         return [lines[0], *rows]
-    if "-o" in args:
-        fmt = args[args.index("-o") + 1]
-    else:
-        fmt = DEFAULT_NODE if "-N" in args else DEFAULT
+    fmt = args[args.index("-o") + 1] if "-o" in args else _builtin(args)
 
     def norm(letter: str, value: str, row: dict) -> str:
         if varies and letter in ("t", "T", "C", "A", "F"):

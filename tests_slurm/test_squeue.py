@@ -6,9 +6,11 @@ array (``A_[0-9%4]``) and finished ones in every state."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from .batch import Snap
+from .batch import SQUEUE_O_AS, Snap
 from .rules import squeue_value
 from .shape import cells, table
 
@@ -16,18 +18,27 @@ DEFAULT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 #: squeue's %all: every letter a-z then A-Z, separated by "|" (squeue(1))
 ALL = "|".join("%" + chr(c) for c in [*range(97, 123), *range(65, 91)])
 
+LONG = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
 LIVE_VIEWS = ["squeue", "squeue_h", "squeue_pd", "squeue_pd_r", "squeue_r_lower", "squeue_all",
               "squeue_array", "squeue_fields", "squeue_fields_natural", "squeue_allfields",
-              "squeue_literal", "squeue_name", "squeue_sortkeys"]
+              "squeue_literal", "squeue_name", "squeue_sortkeys", "squeue_long", "squeue_O"]
+#: -l's first line: the time, as ctime(3) without the newline
+DATE_LINE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \d{4}")
 
 
 def _format(args: list[str]) -> tuple[str, bool]:
-    fmt = args[args.index("-o") + 1] if "-o" in args else DEFAULT
+    if "-O" in args:
+        return SQUEUE_O_AS, "-h" not in args
+    fmt = args[args.index("-o") + 1] if "-o" in args else LONG if "-l" in args else DEFAULT
     return (ALL if fmt == "%all" else fmt), "-h" not in args
 
 
 def _rows(snap: Snap, key: str, text: str) -> list:
-    fmt, header = _format(snap.views[key][1])
+    args = snap.views[key][1]
+    fmt, header = _format(args)
+    if "-l" in args:
+        date, _, text = text.partition("\n")
+        assert DATE_LINE.fullmatch(date), date
     return table(fmt, text, lambda letter, value, row: squeue_value(snap, letter, value, row),
                  header=header)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ..errors import UsageError
 
@@ -19,10 +20,27 @@ def main(argv: list[str]) -> int:
         return 0
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
+    from ..slurm import sinfo_fmt
     from .common import client
 
+    fmt, fit = _format(opts)
+    for text in sinfo_fmt.format_warnings(sinfo_fmt.parse_format(fmt)):
+        sys.stderr.write(f"sinfo: error: {text}\n")
+    iterate = _iterate(opts.get("iterate"))
     with client() as c:
-        reply = c.call("nodes")
+        while True:
+            sys.stdout.write(_text(opts, c.call("nodes"), fmt, fit, bool(iterate)))
+            if iterate is None:
+                return 0
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            time.sleep(iterate)
+
+
+def _text(opts: dict, reply: dict, fmt: str, fit: bool, iterating: bool) -> str:
+    """One sinfo report of the controller's ``nodes`` reply."""
+    from ..slurm import sinfo_fmt
+
     nodes, parts = reply["nodes"], reply["partitions"]
     wanted = opts.get("partition") or os.environ.get("SINFO_PARTITION")
     if wanted:
@@ -40,14 +58,53 @@ def main(argv: list[str]) -> int:
         keep = set(expand(str(opts["nodes"])))
         nodes = [n for n in nodes if n["name"] in keep]
         parts = [dict(p, nodes=[n for n in p["nodes"] if n in keep]) for p in parts]
+    node_oriented = bool(opts.get("node_oriented")) and not opts.get("summarize")
+    reasons = bool(opts.get("list_reasons")) and not (opts.get("summarize") or node_oriented)
+    if opts.get("list_reasons"):
+        # -R: the machines that are down, drained or failing, whatever the format
+        nodes = [n for n in nodes if n["state"].rstrip("*~#%$@^-") in _REASON_STATES]
+        keep = {n["name"] for n in nodes}
+        parts = [dict(p, nodes=[n for n in p["nodes"] if n in keep]) for p in parts]
+        if reasons and not {it.letter for it in sinfo_fmt.parse_format(fmt)} & {"P", "R"}:
+            # one line per reason, not one per partition and reason
+            parts = [{"name": "", "nodes": sorted(keep)}] if keep else []
+    header = not opts.get("noheader")
+    # -l and -i print the time first, above the header (none with -h)
+    dated = header and (opts.get("long") or iterating)
+    return (time.strftime("%a %b %d %H:%M:%S %Y\n") if dated else "") + sinfo_fmt.render(
+        fmt, parts, nodes, node_oriented=node_oriented, header=header, fit=fit)
+
+
+#: node states sinfo -R lists (down, drained, draining, failing)
+_REASON_STATES = frozenset({"down", "drain", "drng", "drained", "draining", "fail", "failg"})
+
+
+def _format(opts: dict) -> "tuple[str, bool]":
+    """sinfo's format and whether its PARTITION and NODELIST columns widen to
+    fit (built-in formats only), in sinfo's order: ``-O``, ``-o``, ``-s``,
+    ``-N``, ``-R`` (each ``-l`` where it has one), ``SINFO_FORMAT``, the
+    default."""
     from ..slurm import sinfo_fmt
 
-    node_oriented = bool(opts.get("node_oriented"))
-    fmt = opts.get("format") or None  # None: sinfo's own default, widened to fit names
-    if fmt is not None:
-        for text in sinfo_fmt.format_warnings(sinfo_fmt.parse_format(str(fmt))):
-            sys.stderr.write(text + "\n")
-    sys.stdout.write(sinfo_fmt.render(None if fmt is None else str(fmt), parts, nodes,
-                                      node_oriented=node_oriented,
-                                      header=not opts.get("noheader")))
-    return 0
+    long = bool(opts.get("long"))
+    if opts.get("format_long"):
+        return sinfo_fmt.long_format(str(opts["format_long"])), False
+    if opts.get("format"):  # -o, or SINFO_FORMAT when none of -s -N -R is given
+        return str(opts["format"]), False
+    if opts.get("summarize"):
+        return sinfo_fmt.SUMMARIZE_FORMAT, True
+    if opts.get("node_oriented"):
+        return (sinfo_fmt.LONG_NODE_FORMAT if long else sinfo_fmt.DEFAULT_NODE_FORMAT), True
+    if opts.get("list_reasons"):
+        return (sinfo_fmt.LONG_REASONS_FORMAT if long else sinfo_fmt.REASONS_FORMAT), False
+    return (sinfo_fmt.LONG_FORMAT if long else sinfo_fmt.DEFAULT_FORMAT), True
+
+
+def _iterate(value: object) -> "int | None":
+    """``-i SECONDS``: a whole number of seconds above 0 (sinfo's check)."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit() or int(text) <= 0:
+        raise UsageError(f"Error: invalid entry for --iterate={text}", prog=PROG)
+    return int(text)

@@ -75,24 +75,64 @@ def main(argv: list[str]) -> int:
     parts = opts.get("partitions") or os.environ.get("SQUEUE_PARTITION")
     if parts:
         query["partitions"] = _split(parts)
-    from ..slurm import squeue_fmt
-
-    fmt = str(opts.get("format") or squeue_fmt.DEFAULT_FORMAT)
-    for text in squeue_fmt.format_warnings(squeue_fmt.parse_format(fmt)):
-        sys.stderr.write(f"squeue: error: {text}\n")
+    fmt = _format(opts)
     if opts.get("nodelist"):
         from ..slurm.hostlist import expand
 
         query["nodelist"] = expand(str(opts["nodelist"]))
+    iterate = _iterate(opts.get("iterate"))
+    header = not opts.get("noheader")
     # the controller sorts and renders (10,000 jobs cross the socket as text)
-    query.update(format=fmt, header=not opts.get("noheader"), now=time.time())
+    query.update(format=fmt, header=header)
     from .common import client
 
     with client() as c:
-        reply = c.call("squeue", **query)
-    if query.get("ids") and not reply["known"]:
-        from ..errors import InvalidJobId
+        while True:
+            now = time.time()
+            reply = c.call("squeue", **dict(query, now=now))
+            if query.get("ids") and not reply["known"]:
+                from ..errors import InvalidJobId
 
-        raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
-    sys.stdout.write(reply["text"])
-    return 0
+                raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
+            # -l and -i print the time first, above the header (none with -h)
+            dated = header and (opts.get("long") or iterate)
+            text = (time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now))
+                    if dated else "") + reply["text"]
+            if iterate is None:
+                sys.stdout.write(text)
+                return 0
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            time.sleep(iterate)
+
+
+def _format(opts: dict) -> str:
+    """The format string for the controller: ``-o``, ``-O`` (as
+    :func:`squeue_fmt.long_format`), ``-l``'s or the default; invalid
+    fields are reported here, as squeue does, before any output."""
+    from ..slurm import squeue_fmt
+
+    if opts.get("format") and opts.get("format_long"):
+        raise UsageError("-o (--format) is incompatible with -O (--Format)", prog=PROG)
+    if opts.get("format") and opts.get("long"):
+        raise UsageError("fatal: Options -o(--format) and -l(--long) are mutually exclusive. "
+                         "Please remove one and retry.", prog=PROG)
+    if opts.get("format_long"):
+        fmt = squeue_fmt.long_format(str(opts["format_long"]))
+    elif opts.get("format"):
+        fmt = str(opts["format"])
+    else:
+        fmt = squeue_fmt.LONG_FORMAT if opts.get("long") else squeue_fmt.DEFAULT_FORMAT
+    for text in squeue_fmt.format_warnings(squeue_fmt.parse_format(fmt)):
+        sys.stderr.write(f"squeue: error: {text}\n")
+    return fmt
+
+
+def _iterate(value: object) -> "int | None":
+    """``-i SECONDS``: a whole number of seconds above 0 (squeue's check)."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit() or int(text) <= 0:
+        raise UsageError(f"--iterate={text}\n", prog=PROG)
+    return int(text)

@@ -10,7 +10,7 @@ commands share them); see the module docstrings of ``squeue_fmt`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Container, Iterable, Optional
+from typing import Callable, Container, Iterable, Mapping, Optional
 
 from fleetslurm.model import JobRecord, NodeRecord
 
@@ -72,6 +72,36 @@ def parse_items(fmt: str, letters: Container[str], all_format: str, error: str) 
             items.append(Item(letter, width, right, token[i + 1:]))
         elif not format_all:
             items.append(Item(None, width, right, "%" + token, error=error + letter))
+    return items
+
+
+#: the width of a ``-O`` field given without one (squeue's and sinfo's opts.c)
+LONG_FIELD_WIDTH = 20
+
+
+def parse_long_items(text: str, names: Mapping[str, str], error: str) -> list[Item]:
+    """Split a ``-O/--Format`` string as squeue/sinfo 22.05 do (never raises).
+
+    Fields are separated by commas, each ``name[:[.][size][suffix]]``; names
+    are matched without regard to case and stand for the field ``names``
+    maps them to (a ``-o`` letter, or a key of the command's own); no size
+    means 20 (left-aligned), an empty one natural width. An unknown name
+    prints nothing and gives an item whose ``error`` is ``error`` + the name.
+    """
+    items: list[Item] = []
+    for token in (t for t in text.split(",") if t):
+        name, sep, rest = token.partition(":")
+        right, width, suffix = False, LONG_FIELD_WIDTH, ""
+        if sep:
+            if rest.startswith("."):
+                right, rest = True, rest[1:]
+            digits = len(rest) - len(rest.lstrip("0123456789"))
+            width, suffix = int(rest[:digits] or 0), rest[digits:]
+        key = names.get(name.lower())
+        if key is None:
+            items.append(Item(None, error=error + name))
+        else:
+            items.append(Item(key, width, right, suffix))
     return items
 
 

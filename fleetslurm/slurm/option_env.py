@@ -247,7 +247,8 @@ def sbatch_options(
 # chooses an output format some other way.
 _FORMAT_OVERRIDES = {
     "squeue": ("format", "format_long", "long", "steps", "start"),
-    "sinfo": ("format", "format_long"),
+    # sinfo takes SINFO_FORMAT only when none of -s -N -R is given (opts.c)
+    "sinfo": ("format", "format_long", "summarize", "node_oriented", "list_reasons"),
     "sacct": ("format", "brief", "long"),
 }
 

@@ -28,15 +28,44 @@ from typing import Callable, Optional
 
 from fleetslurm.model import NodeRecord, PartitionRecord
 from fleetslurm.slurm.fmt_common import (Item, convert_whole, features, format_warnings,
-                                         join_items, parse_items, print_str)
+                                         join_items, parse_items, parse_long_items, print_str)
 from fleetslurm.slurm.hostlist import compress
-from fleetslurm.slurm.units import format_squeue_time
+from fleetslurm.slurm.units import format_datetime, format_squeue_time
 
-__all__ = ["DEFAULT_FORMAT", "DEFAULT_NODE_FORMAT", "Item", "parse_format",
-           "format_warnings", "render"]
+__all__ = ["DEFAULT_FORMAT", "DEFAULT_NODE_FORMAT", "LONG_FORMAT", "LONG_NODE_FORMAT",
+           "SUMMARIZE_FORMAT", "REASONS_FORMAT", "LONG_REASONS_FORMAT", "LONG_NAMES", "Item",
+           "parse_format", "format_warnings", "long_format", "render"]
 
 DEFAULT_FORMAT = "%9P %.5a %.10l %.6D %.6t %N"
 DEFAULT_NODE_FORMAT = "%N %.6D %.9P %6t"
+# the other built-in formats (src/sinfo/opts.c): -l, -N -l, -s, -R, -R -l
+LONG_FORMAT = "%9P %.5a %.10l %.10s %.4r %.8h %.10g %.6D %.11T %N"
+LONG_NODE_FORMAT = "%N %.6D %.9P %.11T %4c %.8z %.6m %.8d %.6w %.8f %20E"
+SUMMARIZE_FORMAT = "%9P %.5a %.10l %.16F %N"
+REASONS_FORMAT = "%20E %9u %19H %N"
+LONG_REASONS_FORMAT = "%20E %12U %19H %6t %N"
+
+#: marks a format string as ``-O`` text: no ``-o`` string can start with NUL
+_LONG_MARK = "\0O"
+
+#: sinfo -O names (lower case) and the ``-o`` letter with the same field and
+#: header, checked against sinfo 22.05
+LONG_NAMES = {
+    "allocnodes": "S", "available": "a", "cluster": "V", "cores": "Y", "cpus": "c",
+    "cpusload": "O", "cpusstate": "C", "defaulttime": "L", "disk": "d", "features": "f",
+    "features_act": "b", "freemem": "e", "gres": "G", "groups": "g", "maxcpuspernode": "B",
+    "memory": "m", "nodeai": "A", "nodeaiot": "F", "nodeaddr": "o", "nodehost": "n",
+    "nodelist": "N", "nodes": "D", "oversubscribe": "h", "partition": "P",
+    "partitionname": "R", "preemptmode": "M", "priorityjobfactor": "I", "prioritytier": "p",
+    "reason": "E", "root": "r", "size": "s", "socketcorethread": "z", "sockets": "X",
+    "statecompact": "t", "statelong": "T", "threads": "Z", "time": "l", "timestamp": "H",
+    "user": "u", "userlong": "U", "version": "v", "weight": "w",
+}
+
+
+def long_format(text: str) -> str:
+    """The format string that stands for ``-O text``."""
+    return _LONG_MARK + text
 
 _MIN_FIELD = 9
 
@@ -57,7 +86,12 @@ _ALL_FORMAT = ("%a" + "".join("|%" + chr(c) for c in range(ord("b"), ord("z") + 
 
 
 def parse_format(fmt: str) -> list[Item]:
-    """Parse a sinfo ``-o`` string as sinfo 22.05 does (never raises)."""
+    """Parse a sinfo ``-o`` string as sinfo 22.05 does (never raises); a
+    string made by :func:`long_format` as ``-O`` text (whose complaint says
+    "job format", as sinfo's does)."""
+    if fmt.startswith(_LONG_MARK):
+        return parse_long_items(fmt[len(_LONG_MARK):], LONG_NAMES,
+                                "Invalid job format specification: ")
     return parse_items(fmt, _FIELDS, _ALL_FORMAT, "Invalid node format specification: ")
 
 
@@ -176,6 +210,17 @@ def _sct(nodes: list) -> str:
     return f"{sockets}:{cores}:{threads}"
 
 
+def _reason_time(node: Optional[NodeRecord]) -> str:
+    when = (node or {}).get("reason_time")
+    return format_datetime(when) if when else "Unknown"
+
+
+def _user_long(node: Optional[NodeRecord]) -> str:
+    """``%U``: who set the reason, ``name(uid)``."""
+    user = (node or {}).get("reason_user")
+    return f"{user}({(node or {}).get('reason_uid')})" if user else "Unknown"
+
+
 _G = Callable[[_Group], str]
 
 # letter -> (header, header cut?, value(group), grouping key or None)
@@ -198,7 +243,8 @@ _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]
     "r": ("ROOT", True, lambda g: "no" if g.part else "n/a", None),
     "s": ("JOB_SIZE", True, lambda g: "1-infinite" if g.part else "n/a", None),
     "t": ("STATE", True, lambda g: _state(g.first) if g.first else "n/a", _state),
-    "u": ("USER", True, lambda g: str((g.first or {}).get("reason_user") or "Unknown"), None),
+    "u": ("USER", True, lambda g: str((g.first or {}).get("reason_user") or "Unknown"),
+          lambda n: n.get("reason_user")),
     "v": ("VERSION", True, lambda g: str((g.first or {}).get("version") or "N/A"), None),
     "w": ("WEIGHT", True, lambda g: _min_max([n.get("weight") or 1 for n in g.nodes], False) if g.nodes else "0", None),
     "z": ("S:C:T", True, lambda g: _sct(g.nodes) if g.nodes else "0:0:0", None),
@@ -210,7 +256,7 @@ _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]
           lambda n: n.get("reason") or ""),
     "F": ("NODES(A/I/O/T)", True, lambda g: "%d/%d/%d/%d" % _nodes_aiot(g.nodes), None),
     "G": ("GRES", True, lambda g: _gres(g.first), _gres),
-    "H": ("TIMESTAMP", True, lambda g: "Unknown", None),
+    "H": ("TIMESTAMP", True, lambda g: _reason_time(g.first), lambda n: n.get("reason_time")),
     "I": ("PRIO_JOB_FACTOR", True, lambda g: "1", None),
     "L": ("DEFAULTTIME", True, lambda g: _time_limit(g.part.get("default_time"), "n/a") if g.part else "n/a", None),
     "M": ("PREEMPT_MODE", True, lambda g: "OFF", None),
@@ -221,7 +267,7 @@ _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]
     "R": ("PARTITION", True, lambda g: g.part.get("name", "") if g.part else "n/a", None),
     "S": ("ALLOCNODES", True, lambda g: "all" if g.part else "n/a", None),
     "T": ("STATE", True, lambda g: _state_long(g.first) if g.first else "n/a", _state),
-    "U": ("USER", True, lambda g: str((g.first or {}).get("reason_user") or "Unknown"), None),
+    "U": ("USER", True, lambda g: _user_long(g.first), lambda n: n.get("reason_user")),
     "V": ("CLUSTER", True, lambda g: "N/A", None),
     "X": ("SOCKETS", True, lambda g: _min_max([n.get("sockets") or n.get("cpus", 1) for n in g.nodes], True)
           if g.nodes else "0", None),
@@ -278,13 +324,16 @@ def _cell(it: Item, group: Optional[_Group], part_width: Optional[int],
 
 
 def render(fmt: Optional[str], partitions: list[PartitionRecord], nodes: list[NodeRecord], *,
-           node_oriented: bool, header: bool = True) -> str:
+           node_oriented: bool, header: bool = True, fit: Optional[bool] = None) -> str:
     """sinfo's output. ``fmt=None`` means sinfo's built-in default for the mode.
 
     ``partitions`` in configuration order (the first ``default`` one gets
-    ``*``); ``nodes`` in any order. Every line ends with a newline.
+    ``*``); ``nodes`` in any order. Every line ends with a newline. ``fit``
+    (the default for ``fmt=None``) widens the PARTITION column, and with
+    ``node_oriented`` the NODELIST one, to their longest value, as sinfo does
+    for its built-in formats.
     """
-    default = fmt is None
+    default = fmt is None if fit is None else fit
     if fmt is None:
         fmt = DEFAULT_NODE_FORMAT if node_oriented else DEFAULT_FORMAT
     items = parse_format(fmt)

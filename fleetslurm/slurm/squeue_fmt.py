@@ -29,14 +29,44 @@ from typing import Callable, Optional, Protocol
 from fleetslurm.model import JobRecord
 from fleetslurm.slurm.fmt_common import (NO_VAL_SECS, PENDING_LIKE, Item, convert_whole, end_time,
                                          format_warnings, join_items, job_id, null_str,
-                                         parse_items, print_str, run_time, start_time)
+                                         parse_items, parse_long_items, print_str, run_time,
+                                         start_time)
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_squeue_time
 
-__all__ = ["DEFAULT_FORMAT", "Item", "parse_format", "format_warnings", "render",
-           "default_sort_key"]
+__all__ = ["DEFAULT_FORMAT", "LONG_FORMAT", "Item", "parse_format", "format_warnings", "render",
+           "default_sort_key", "long_format"]
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+#: ``squeue -l`` (src/squeue/opts.c)
+LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+
+#: marks a format string as ``-O`` text: no ``-o`` string can start with NUL
+_LONG_MARK = "\0O"
+
+#: squeue -O names (lower case) whose field and header are a ``-o`` letter's,
+#: checked against squeue 22.05; the others are keys of _FIELDS of their own
+LONG_NAMES = {
+    "account": "a", "arrayjobid": "F", "arraytaskid": "K", "batchhost": "B", "command": "o",
+    "comment": "k", "contiguous": "O", "cores": "I", "corespec": "X", "dependency": "E",
+    "endtime": "e", "feature": "f", "groupid": "G", "groupname": "g", "jobarrayid": "i",
+    "jobid": "A", "licenses": "W", "mincpus": "c", "minmemory": "m", "mintmpdisk": "d",
+    "name": "j", "nice": "y", "nodelist": "N", "numcpus": "C", "numnodes": "D",
+    "oversubscribe": "h", "partition": "P", "priority": "p", "prioritylong": "Q", "qos": "q",
+    "reason": "r", "reasonlist": "R", "reqnodes": "n", "reservation": "v", "sct": "z",
+    "schednodes": "Y", "sockets": "H", "starttime": "S", "state": "T", "statecompact": "t",
+    "submittime": "V", "threads": "J", "timeleft": "L", "timelimit": "l", "timeused": "M",
+    "tres-per-node": "b", "userid": "U", "username": "u", "wckey": "w", "workdir": "Z",
+    "batchflag": "batchflag", "cluster": "cluster", "cpus-per-task": "cpus-per-task",
+    "mintime": "mintime", "numtasks": "numtasks", "requeue": "requeue",
+    "restartcnt": "restartcnt", "stdin": "stdin",
+}
+
+
+def long_format(text: str) -> str:
+    """The format string that stands for ``-O text`` (what :func:`render`
+    and the controller's squeue take)."""
+    return _LONG_MARK + text
 
 #: what ``%all`` stands for: every letter a-z then A-Z, separated by ``|``
 _ALL_FORMAT = "|".join("%" + chr(c) for c in [*range(ord("a"), ord("z") + 1),
@@ -47,8 +77,12 @@ def parse_format(fmt: str) -> list[Item]:
     """Parse a squeue ``-o`` string exactly as squeue 22.05 does.
 
     Never raises: invalid letters become :class:`Item` objects carrying an
-    ``error`` (squeue warns and goes on, exit status 0).
+    ``error`` (squeue warns and goes on, exit status 0). A string made by
+    :func:`long_format` is parsed as ``-O`` text.
     """
+    if fmt.startswith(_LONG_MARK):
+        return parse_long_items(fmt[len(_LONG_MARK):], LONG_NAMES,
+                                "Invalid job format specification: ")
     return parse_items(fmt, _FIELDS, _ALL_FORMAT, "Invalid job format specification: ")
 
 
@@ -178,6 +212,15 @@ _FIELDS: dict[str, "tuple[str, bool, _Value]"] = {
     "X": ("CORE_SPEC", True, _c(lambda j: "N/A")),
     "Y": ("SCHEDNODES", False, lambda j, now: (null_str(j.get("sched_nodes")), False)),
     "Z": ("WORK_DIR", True, _c(lambda j: j.get("workdir", ""))),
+    # -O only (no letter)
+    "batchflag": ("BATCH_FLAG", True, _c(lambda j: int(j.get("batch_flag", 1)))),
+    "cluster": ("CLUSTER", True, _c(lambda j: j.get("cluster") or "N/A")),
+    "cpus-per-task": ("CPUS_PER_TASK", True, _c(lambda j: j.get("cpus_per_task") or 1)),
+    "mintime": ("TIME_MIN", True, _c(lambda j: "0:00")),
+    "numtasks": ("TASKS", True, _c(lambda j: j.get("num_tasks") or 1)),
+    "requeue": ("REQUEUE", True, _c(lambda j: int(bool(j.get("requeue"))))),
+    "restartcnt": ("RESTART_COUNT", True, _c(lambda j: j.get("restart_count") or 0)),
+    "stdin": ("STDIN", True, _c(lambda j: j.get("stdin") or "/dev/null")),
 }
 
 _STATE_CODES = {
