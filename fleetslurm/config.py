@@ -112,6 +112,10 @@ class FleetConfig(_Strict):
     host_key_policy: Literal["reject", "accept-new"] = "reject"
     kill_wait: int = Field(30, ge=0)
     heartbeat_interval: float = Field(5.0, gt=0)
+    #: seconds of silence before a machine is DOWN and its jobs requeued
+    #: (SLURM's SlurmdTimeout); three missed heartbeats only make it "not
+    #: responding" (no new jobs)
+    node_timeout: float = Field(300.0, gt=0, le=65533)
     min_job_age: int = Field(300, ge=0)
     max_array_size: int = Field(1001, gt=0)
     #: where the config came from (not part of the file)
@@ -171,6 +175,7 @@ _ALLOWED = {
     "min_job_age": "a non-negative integer (seconds)",
     "max_array_size": "a positive integer",
     "heartbeat_interval": "a positive number (seconds)",
+    "node_timeout": "a number of seconds above 0, at most 65533 (SLURM's SlurmdTimeout)",
     "gpu_available": "true or false",
     "shared_fs": "true or false",
     "default": "true or false",

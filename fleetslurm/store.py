@@ -415,6 +415,15 @@ class Store(BulkQueries):
         row = self._x("SELECT * FROM steps WHERE run_key=?", (run_key,)).fetchone()
         return None if row is None else dict(row)
 
+    def unwanted_runs(self, node: str, since: float, limit: int = 500) -> list[str]:
+        """Run keys given up for lost on ``node`` (NODE_FAIL since ``since``)
+        whose task has moved on: if still alive there, they must be stopped."""
+        return [r[0] for r in self._x(
+            "SELECT s.run_key FROM steps s JOIN tasks t ON t.task_id = s.task_id "
+            "WHERE s.node=? AND s.step='batch' AND s.state='NODE_FAIL' AND s.end_time>? "
+            "AND (t.run_key IS NULL OR t.run_key != s.run_key) "
+            "ORDER BY s.end_time DESC LIMIT ?", (node, since, limit))]
+
     def add_srun_step(self, run_key: str, task_id: int, node: str, start_time: float,
                       name: str, ntasks: int, cpus: int) -> int:
         """Record a new srun step of the run ``run_key``; returns its step id
