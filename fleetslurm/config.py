@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .paths import find_config
+from .paths import DEFAULT_WORKDIR, find_config
 
 __all__ = [
     "MachineConfig",
@@ -53,7 +53,7 @@ class MachineConfig(_Strict):
     partitions: list[str] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list)
     weight: int = Field(1, ge=0)
-    workdir: str = "~/.fleetslurm-node"
+    workdir: str = DEFAULT_WORKDIR
     python: str = "python3"
     shared_fs: bool = False
     transport: Literal["ssh", "local"] = "ssh"

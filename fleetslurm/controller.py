@@ -59,6 +59,10 @@ class Controller:
         if store is None:
             private_dir(paths.home)
         self.store = store or Store(paths.db, cache_jobs=True)
+        #: this fleet's identity (made at its first start): in its run keys
+        #: and its machines' default workdir, so two fleets never touch each
+        #: other's jobs
+        self.cluster_id, self._own_workdirs = self.store.identity()
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.sched = SchedulerState()
         self.links: dict[str, NodeLink] = {}
@@ -119,9 +123,25 @@ class Controller:
         else:
             from .transport.ssh import SSHTransport
 
-            t = SSHTransport(name, m, self.config, self.paths)
+            t = SSHTransport(name, m.model_copy(update={"workdir": self.machine_workdir(name)}),
+                             self.config, self.paths)
+            t.owner = self.workdir_owner()
         self._transports[name] = t
         return t
+
+    def machine_workdir(self, name: str) -> str:
+        """The agent's workdir on an SSH machine (see paths.fleet_workdir)."""
+        from .paths import fleet_workdir
+
+        return fleet_workdir(self.config.machines[name].workdir, self.cluster_id,
+                             self._own_workdirs)
+
+    def workdir_owner(self) -> dict:
+        """What this fleet writes in each workdir it uses (see paths.workdir_owner)."""
+        from .paths import workdir_owner
+
+        return workdir_owner(self.cluster_id, self.config.cluster_name, self.paths,
+                             self.config.source)
 
     def start(self, now: float) -> None:
         """Rebuild the scheduler from the store and start connecting to machines."""

@@ -41,7 +41,9 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     # a task of an array's window gets its row now, as SLURM splits it from the array
     task = ctl.arrays.materialize(action.job_id) or ctl.store.task(action.job_id)
     assert task is not None, action
-    run_key = f"{task['task_id']}.{task['restart_count']}"
+    # the fleet's id in the key: a run of another fleet on the same machine
+    # can never be taken for one of ours
+    run_key = f"{task['task_id']}.{task['restart_count']}.{ctl.cluster_id}"
     started = dict(state="RUNNING", reason="None", node=action.node,
                    gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
                    alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
@@ -226,7 +228,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         if kind == "connect_failed" and link.failures == 1:
             ctl.log(f"node {name}: {item[3]}")
         definitive = kind == "connect_failed" and item[4] in ("AuthenticationFailed",
-                                                               "HostKeyError")
+                                                               "HostKeyError", "WorkdirTaken")
         if (never_up or definitive) and kind == "connect_failed" and name not in ctl._node_down:
             # a machine that never answered, or refuses us: DOWN at once (its
             # jobs, if any, are failed only after the heartbeat timeout)
