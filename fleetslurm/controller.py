@@ -123,9 +123,10 @@ class Controller:
         else:
             from .transport.ssh import SSHTransport
 
-            t = SSHTransport(name, m.model_copy(update={"workdir": self.machine_workdir(name)}),
-                             self.config, self.paths)
-            t.owner = self.workdir_owner()
+            ssh = SSHTransport(name, m.model_copy(update={"workdir": self.machine_workdir(name)}),
+                               self.config, self.paths)
+            ssh.owner = self.workdir_owner()
+            t = ssh
         self._transports[name] = t
         return t
 

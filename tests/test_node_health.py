@@ -14,8 +14,6 @@ machines (the clock is exact); the agent test runs the real agent.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Optional
@@ -285,3 +283,21 @@ def test_the_agent_stops_an_unwanted_run_at_hello(tmp_path: Path) -> None:
     finally:
         agent.close()
         kill_leftovers(workdir)
+
+
+def test_node_timeout_is_checked_against_slurms_range(tmp_path: Path) -> None:
+    from fleetslurm.config import load_config
+    from fleetslurm.errors import ConfigError
+
+    for bad in (0, -5, 70000, "soon"):
+        path = tmp_path / "fleet_config.json"
+        path.write_text(json.dumps({"node_timeout": bad, "machines": {"m1": {}}}))
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert f"node_timeout: must be a number of seconds above 0, at most 65533" \
+                   f" (SLURM's SlurmdTimeout), got {json.dumps(bad)}" in str(exc)
+        else:
+            raise AssertionError(f"node_timeout {bad!r} accepted")
+    path.write_text(json.dumps({"node_timeout": 30, "machines": {"m1": {}}}))
+    assert load_config(path).node_timeout == 30

@@ -1578,6 +1578,15 @@ class Agent:
                 time.sleep(0.005)
         if job.pid:
             signal_scope(job.dir, job.sup_pid, job.pid, signal.SIGKILL, "full")
+        if job.sup_pid:
+            # whatever else lived in the supervisor's session (its sweep's job)
+            for name in os.listdir("/proc"):
+                st = proc_stat(int(name)) if name.isdigit() else None
+                if st is not None and st[1] == job.sup_pid:
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except OSError:
+                        pass
         result = {"key": key, "pid": job.pid or 0, "start_time": job.start_time or 0.0,
                   "end_time": time.time(), "state": "CANCELLED", "exit_code": 0,
                   "signal": signal.SIGKILL, "user_cpu": 0.0, "system_cpu": 0.0,
