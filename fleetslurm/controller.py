@@ -95,6 +95,8 @@ class Controller:
         #: agent reports them (srun's flow control, see ops_steps.op_stdin)
         self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
+        #: run keys whose output is being copied home (see handlers.collect_output)
+        self.collecting: set[str] = set()
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
         self._admin_at = float("-inf")

@@ -132,7 +132,8 @@ def test_a_run_that_ended_during_the_partition_is_the_result_not_run_again(
         partitioned, tmp_path: Path) -> None:
     cli, p1 = partitioned(with_m1=False)
     marks = tmp_path / "marks"
-    job = cli.sbatch("--wrap", f"echo start >> {marks}; sleep 2; echo done >> {marks}")
+    job = cli.sbatch("--wrap", f"echo start >> {marks}; sleep 2; echo done >> {marks}; "
+                               "echo output")
     cli.wait(job, {"RUNNING"})
     p1.cut()
     try:
@@ -151,6 +152,7 @@ def test_a_run_that_ended_during_the_partition_is_the_result_not_run_again(
     assert marks.read_text() == "start\ndone\n"
     assert _starts(cli, job) == 1
     assert cli.records(job)[0]["state"] == "COMPLETED"
+    assert (cli.work / f"slurm-{job}.out").read_text() == "output\n"  # home once
 
 
 def test_a_run_still_going_when_the_link_returns_is_stopped(partitioned,
