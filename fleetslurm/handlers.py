@@ -444,8 +444,12 @@ def _lost_run_stands(ctl: "Controller", name: str, task: dict, step: dict, resul
                               error=SUPERSEDED)
     elif task["state"] != "PENDING" or task["task_id"] not in ctl._fed:
         if task["state"] in _LIVE or task["state"] in FINAL_STATE_NAMES:
-            ctl.log(f"job {task['task_id']}: its run {step['run_key']} on {name}, given up "
-                    f"for lost, ended {state} after its new run started: it ran twice")
+            # (it ended while its machine was cut off or frozen, after the
+            # requeue: nothing could stop it; said where an audit looks)
+            why = (f"its run {step['run_key']} on {name}, given up for lost, ended {state} "
+                   "after its new run started")
+            ctl.log(f"job {task['task_id']}: {why}: it ran twice")
+            ctl.store.log(task["task_id"], now, "ran-twice", why)
         return False
     ctl.store.update_task(task["task_id"], state="RUNNING", node=name, run_key=step["run_key"],
                           start_time=result.get("start_time") or step["start_time"],

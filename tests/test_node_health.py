@@ -250,6 +250,8 @@ def test_a_lost_run_that_completed_after_the_new_run_started_is_not_taken(tmp_pa
         f.run_for(1)
         assert f.task(job)["run_key"] == new["run_key"] and f.task(job)["state"] == "RUNNING"
         assert not [r for r in f.fakes["m2"].requests if r.get("op") == "cancel"]
+        # said where an audit looks (this is the case nothing can prevent)
+        assert f.ctl.store.count_events(job, "ran-twice") == 1
     finally:
         f.close()
 
