@@ -14,6 +14,7 @@ machines (the clock is exact); the agent test runs the real agent.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -303,3 +304,27 @@ def test_node_timeout_is_checked_against_slurms_range(tmp_path: Path) -> None:
             raise AssertionError(f"node_timeout {bad!r} accepted")
     path.write_text(json.dumps({"node_timeout": 30, "machines": {"m1": {}}}))
     assert load_config(path).node_timeout == 30
+
+
+def test_a_drained_machine_that_stops_answering_and_returns_stays_drained(tmp_path) -> None:
+    f = Fleet(tmp_path)
+    try:
+        job, key = _running_on_m1(f)
+        from fleetslurm.controller import _Pending
+
+        p = _Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
+                     os.getuid())
+        f.ctl.inbox.put(("rpc", p))
+        f.pump(lambda: p.event.is_set())
+        assert p.error is None
+        f.fakes["m1"].freeze()
+        f.run_for(3 * HB + 1)
+        rec = f.node("m1")
+        assert (rec["state"], rec["responding"]) == ("drng", False)
+        f.fakes["m1"].thaw()
+        f.pump(lambda: f.node("m1")["responding"])
+        f.run_for(1)
+        assert f.ctl.sched.node_state("m1") == "drng"
+        assert (f.task(job)["state"], f.task(job)["restart_count"]) == ("RUNNING", 0)
+    finally:
+        f.close()

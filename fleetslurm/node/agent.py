@@ -1556,8 +1556,8 @@ class Agent:
         if job is None or job.result is not None:
             return
         path = os.path.join(job.dir, RESULT_FILE)
-        if read_json(path) is not None:
-            job.result = read_json(path)
+        job.result = read_json(path)
+        if job.result is not None:
             return
         if job.sup_pid is None:
             self.refresh(job)
