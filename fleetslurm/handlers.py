@@ -12,6 +12,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
 
+from . import health
 from .model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
 from .paths import JobPaths
 from .scheduler import (JobEnded, JobRequeued, JobRestored, JobSubmitted, NodeDown, NodeDrain,
@@ -30,9 +31,6 @@ _RESULT_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY"
 #: from the first connection attempt, to connect and say hello before its jobs
 #: are failed (at least three heartbeats)
 START_GRACE_S = 10.0
-#: how long a run given up for lost (NODE_FAIL, requeued) is still named to its
-#: machine's agent at each hello, to be stopped if it is still running there
-UNWANTED_FOR_S = 7 * 86400.0
 
 
 # -- launching --------------------------------------------------------------------
@@ -215,9 +213,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     if link is None or gen != link.generation:
         return  # news from a channel we already dropped
     if kind == "connected":
-        # runs requeued while the machine was lost: stopped before anything else
-        ctl.send(name, {"op": "hello", "id": "hello",
-                        "unwanted": ctl.store.unwanted_runs(name, now - UNWANTED_FOR_S)})
+        ctl.send(name, health.hello_request(ctl, name, now))
         return
     if kind != "agent" or item[3].get("ev") in ("hello", "facts"):
         ctl._nodes_dirty = True  # sinfo shows link state, load and free memory
@@ -241,7 +237,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     link.last_heard = now
     ev = msg.get("ev")
     if name in ctl._not_responding and ev != "hello":
-        responding_again(ctl, name)
+        health.responding_again(ctl, name)
     if ev == "hello":
         _hello(ctl, name, msg, now)
     elif ev == "facts":
@@ -369,13 +365,13 @@ def _result(ctl: "Controller", name: str, result: dict, now: float,
         ctl.send(name, {"op": "forget", "key": key})
         return
     task = ctl.store.task(step["task_id"])
-    if task is not None and task["run_key"] != key and _lost_run_stands(
+    if task is not None and task["run_key"] != key and health.lost_run_stands(
             ctl, name, task, step, result, now):
         task, step = ctl.store.task(step["task_id"]), ctl.store.step(key)
         assert task is not None and step is not None
     shared = ctl.transport_for(name).shared_fs
     if task is not None and task["run_key"] != key and not shared and \
-            step["error"] != SUPERSEDED:
+            step["error"] != health.SUPERSEDED:
         # an earlier run of a requeued job: its output goes home too (SLURM
         # appends every run to the same file), then the agent may forget it
         collect_output(ctl, dict(task, run_key=key, restart_count=1), name, output)
@@ -417,48 +413,6 @@ def _result(ctl: "Controller", name: str, result: dict, now: float,
         ctl.task_finished(task)
     if not shared:
         collect_output(ctl, task, name, output)
-
-
-#: the error of a run stopped because an earlier run of its job turned out to
-#: have ended first (its output does not come home)
-SUPERSEDED = "superseded: an earlier run of the job had ended before it started"
-
-
-def _lost_run_stands(ctl: "Controller", name: str, task: dict, step: dict, result: dict,
-                     now: float) -> bool:
-    """A run given up for lost (NODE_FAIL, its job requeued) turns out to have
-    ended on its own. If it ended before the job's new run started, or no
-    new run has started, the job did run: that run is its result, and a new
-    run (a second one) is stopped. Returns whether the task now points at it."""
-    state = str(result.get("state") or "")
-    if step["state"] != "NODE_FAIL" or step["step"] != "batch" or \
-            state not in _RESULT_STATES - {"CANCELLED"}:
-        return False  # not given up for lost, or stopped (by us) rather than ended
-    end = float(result.get("end_time") or now)
-    if task["state"] == "RUNNING" and task["start_time"] is not None \
-            and end < task["start_time"]:
-        # the new run is a second one: stopped at once, its output stays there
-        ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9,
-                                "requeue": True})
-        ctl.store.update_step(task["run_key"], state="CANCELLED", end_time=now,
-                              error=SUPERSEDED)
-    elif task["state"] != "PENDING" or task["task_id"] not in ctl._fed:
-        if task["state"] in _LIVE or task["state"] in FINAL_STATE_NAMES:
-            # (it ended while its machine was cut off or frozen, after the
-            # requeue: nothing could stop it; said where an audit looks)
-            why = (f"its run {step['run_key']} on {name}, given up for lost, ended {state} "
-                   "after its new run started")
-            ctl.log(f"job {task['task_id']}: {why}: it ran twice")
-            ctl.store.log(task["task_id"], now, "ran-twice", why)
-        return False
-    ctl.store.update_task(task["task_id"], state="RUNNING", node=name, run_key=step["run_key"],
-                          start_time=result.get("start_time") or step["start_time"],
-                          end_time=None, exit_code=None, exit_signal=None, collected=0)
-    ctl.store.update_step(step["run_key"], state="RUNNING", end_time=None)
-    ctl.store.log(task["task_id"], now, "reconciled",
-                  f"run {step['run_key']} on {name} had ended {state} before a new run "
-                  "started: it is the job's result")
-    return True
 
 
 def final_state(task: dict, step: Optional[dict]) -> str:
@@ -603,39 +557,11 @@ def periodic(ctl: "Controller", now: float) -> None:
         if silent > min(3 * hb, down_after) and name not in ctl._not_responding:
             # three missed heartbeats: no new jobs, its jobs stay (SLURM's
             # NOT_RESPONDING, sinfo's "*")
-            not_responding(ctl, name, now)
+            health.not_responding(ctl, name, now)
         if silent > down_after and name not in ctl._failed_nodes:
             # silent for node_timeout (SlurmdTimeout): DOWN, and its jobs NODE_FAIL
             mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
                       now)
-
-
-def not_responding(ctl: "Controller", name: str, now: float) -> None:
-    """The machine missed three heartbeats: nothing new starts there; its
-    jobs are left alone until ``node_timeout`` (they may well be running)."""
-    ctl._not_responding.add(name)
-    ctl._nodes_dirty = True
-    if name not in ctl._node_down and ctl.store.node(name)["admin_state"] != "down":
-        ctl.emit(NodeDown(name, "Not responding"))
-    heard = ctl.links[name].last_heard
-    if heard is not None:
-        ctl.log(f"node {name}: not responding (silent for {now - heard:.1f} s)")
-
-
-def responding_again(ctl: "Controller", name: str) -> None:
-    """A not-responding machine spoke again before ``node_timeout``: back in
-    service as it was (drained stays drained); a DOWN one needs its hello."""
-    ctl._not_responding.discard(name)
-    ctl._nodes_dirty = True
-    if name in ctl._node_down:
-        return
-    admin = ctl.store.node(name)
-    if admin["admin_state"] == "down":
-        return
-    ctl.emit(NodeUp(ctl.node_spec(name, ctl.links[name].facts)))
-    ctl.emit(NodeDrain(name, admin["reason"]) if admin["admin_state"] == "drain"
-             else NodeResume(name))
-    ctl.log(f"node {name}: responding again")
 
 
 def mark_down(ctl: "Controller", name: str, reason: str, now: float,
