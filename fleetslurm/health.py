@@ -85,6 +85,8 @@ def lost_run_stands(ctl: "Controller", name: str, task: dict, step: dict, result
     if step["state"] != "NODE_FAIL" or step["step"] != "batch" or \
             state not in _ENDED_ON_ITS_OWN:
         return False  # not given up for lost, or stopped (by us) rather than ended
+    # (the run's end by its machine's clock, the new start by ours: as SLURM,
+    # this assumes the clocks agree, to well under a job's length)
     end = float(result.get("end_time") or now)
     if task["state"] == "RUNNING" and task["start_time"] is not None \
             and end < task["start_time"]:

@@ -101,6 +101,7 @@ def test_a_workdir_another_fleet_owns_is_refused_with_its_name(
     assert f"workdir {m1.workdir} belongs to fleet 'loopback'" in reason, reason
     assert f"cluster id {_cluster_id(first)}" in reason, reason
     assert "give machine m1 another" in reason, reason
+    assert f"delete {m1.workdir}/fleet-owner.json there" in reason, reason
     rec = first.wait(job, timeout=60)
     assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 0), rec
     assert marks.read_text() == "a\na-done\n"

@@ -379,8 +379,8 @@ class SSHTransport(Transport):
                     f"{theirs.get('cluster_name')!r} (cluster id {theirs['cluster_id']}, "
                     f"controller {theirs.get('controller')}, config {theirs.get('config')}); "
                     f"two fleets must not share a workdir (each would kill the other's jobs): "
-                    f"give machine {self.node} another \"workdir\" in this fleet's config",
-                    self.node)
+                    f"give machine {self.node} another \"workdir\" in this fleet's config "
+                    f"(or, if that fleet is gone for good, delete {path} there)", self.node)
             try:
                 with files.sftp.open(path, "wx") as f:
                     f.write(json.dumps(owner, indent=1).encode() + b"\n")
