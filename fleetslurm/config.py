@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .paths import find_config
+from .paths import DEFAULT_WORKDIR, find_config
 
 __all__ = [
     "MachineConfig",
@@ -62,7 +62,7 @@ class MachineConfig(_Strict):
     partitions: list[str] = Field(default_factory=list)
     features: list[str] = Field(default_factory=list)
     weight: int = Field(1, ge=0, le=_U32)
-    workdir: str = Field("~/.fleetslurm-node", min_length=1)
+    workdir: str = Field(DEFAULT_WORKDIR, min_length=1)
     python: str = Field("python3", min_length=1)
     shared_fs: bool = False
     transport: Literal["ssh", "local"] = "ssh"
@@ -122,6 +122,10 @@ class FleetConfig(_Strict):
     kill_wait: int = Field(30, ge=0, le=_U16)
     # below 0.05 s the controller's loop spins on heartbeats
     heartbeat_interval: float = Field(5.0, ge=0.05, le=600)
+    #: seconds of silence before a machine is DOWN and its jobs requeued
+    #: (SLURM's SlurmdTimeout); three missed heartbeats only make it "not
+    #: responding" (no new jobs)
+    node_timeout: float = Field(300.0, gt=0, le=65533)
     min_job_age: int = Field(300, ge=0, le=_U32)
     max_array_size: int = Field(1001, gt=0, le=4000001)
     #: where the config came from (not part of the file)
@@ -181,6 +185,7 @@ _ALLOWED = {
     "min_job_age": "a non-negative integer (seconds)",
     "max_array_size": "an integer from 1 to 4000001",
     "heartbeat_interval": "a number of seconds from 0.05 to 600",
+    "node_timeout": "a number of seconds above 0, at most 65533 (SLURM's SlurmdTimeout)",
     "workdir": "a non-empty path",
     "ssh_key_path": "a non-empty path",
     "python": 'a non-empty command ("python3")',

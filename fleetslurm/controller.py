@@ -72,6 +72,10 @@ class Controller:
         if store is None:
             private_dir(paths.home)
         self.store = store or Store(paths.db, cache_jobs=True)
+        #: this fleet's identity (made at its first start): in its run keys
+        #: and its machines' default workdir, so two fleets never touch each
+        #: other's jobs
+        self.cluster_id, self._own_workdirs = self.store.identity()
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.sched = SchedulerState()
         self.links: dict[str, NodeLink] = {}
@@ -95,12 +99,17 @@ class Controller:
         #: machines not heard from since this controller started (down in the
         #: scheduler, but their jobs are not failed before the heartbeat timeout)
         self._awaiting_hello: set[str] = set()
+        #: machines silent for three heartbeats (or not heard from since the
+        #: start): no new jobs there, sinfo's "*" (see handlers.periodic)
+        self._not_responding: set[str] = set()
         #: machines whose running jobs were failed for the current outage
         self._failed_nodes: set[str] = set()
         #: run key -> (bytes written to the job's stdin, stdin closed), as the
         #: agent reports them (srun's flow control, see ops_steps.op_stdin)
         self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
+        #: run keys whose output is being copied home (see handlers.collect_output)
+        self.collecting: set[str] = set()
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
         self._admin_at = float("-inf")
@@ -129,9 +138,26 @@ class Controller:
         else:
             from .transport.ssh import SSHTransport
 
-            t = SSHTransport(name, m, self.config, self.paths)
+            ssh = SSHTransport(name, m.model_copy(update={"workdir": self.machine_workdir(name)}),
+                               self.config, self.paths)
+            ssh.owner = self.workdir_owner()
+            t = ssh
         self._transports[name] = t
         return t
+
+    def machine_workdir(self, name: str) -> str:
+        """The agent's workdir on an SSH machine (see paths.fleet_workdir)."""
+        from .paths import fleet_workdir
+
+        return fleet_workdir(self.config.machines[name].workdir, self.cluster_id,
+                             self._own_workdirs)
+
+    def workdir_owner(self) -> dict:
+        """What this fleet writes in each workdir it uses (see paths.workdir_owner)."""
+        from .paths import workdir_owner
+
+        return workdir_owner(self.cluster_id, self.config.cluster_name, self.paths,
+                             self.config.source)
 
     def start(self, now: float) -> None:
         """Rebuild the scheduler from the store and start connecting to machines."""
@@ -195,6 +221,7 @@ class Controller:
             # nothing runs on a machine until its agent has said hello
             events.append(NodeDown(name, "Not responding"))
             self._awaiting_hello.add(name)
+            self._not_responding.add(name)
         # applied now, so requests in the first step already see partitions and
         # nodes; every machine is still down, so nothing can start yet
         leftover = self.sched.handle(events, now)
@@ -434,8 +461,27 @@ class Controller:
     def _usage_fields(self, name: str, facts: dict, now: float) -> dict:
         """The fields of a node record that a job's start or end changes."""
         cpus, mem, gpus = self.sched.node_usage(name)
-        return {"state": self.sched.node_state(name), "alloc_cpus": cpus, "alloc_mem_mb": mem,
-                "alloc_gpus": len(gpus), "last_busy_time": self._busy_at(name, cpus, facts, now)}
+        state = self.sched.node_state(name)
+        link = self.links.get(name)
+        silent = name in self._not_responding
+        if silent and state == "down" and name not in self._node_down \
+                and name not in self._awaiting_hello:
+            # not responding, not yet DOWN: what it was doing, with sinfo's "*"
+            # (until its first hello after a start it stays DOWN, as before)
+            state = self._state_by_usage(name, cpus)
+        return {"state": state, "alloc_cpus": cpus, "alloc_mem_mb": mem,
+                "alloc_gpus": len(gpus), "last_busy_time": self._busy_at(name, cpus, facts, now),
+                "responding": not silent and (link is None or link.status == "up"
+                                              or name not in self._node_down)}
+
+    def _state_by_usage(self, name: str, alloc_cpus: int) -> str:
+        """sinfo's state of a machine that is not responding but not DOWN."""
+        admin = self._admin.get(name) or {}
+        if admin.get("admin_state") == "drain":
+            return "drng" if alloc_cpus else "drain"
+        if not alloc_cpus:
+            return "idle"
+        return "alloc" if alloc_cpus >= self.node_spec(name).cpus else "mix"
 
     def _busy_at(self, name: str, alloc_cpus: int, facts: dict, now: float) -> Optional[float]:
         """scontrol's LastBusyTime: the last time the machine had a job

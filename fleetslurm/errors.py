@@ -46,6 +46,7 @@ __all__ = [
     "FileUnreadable",
     "AuthenticationFailed",
     "HostKeyError",
+    "WorkdirTaken",
     "SerializationError",
 ]
 
@@ -168,6 +169,11 @@ class AuthenticationFailed(TransportError):
 
 class HostKeyError(TransportError):
     """The machine's host key is unknown or differs from the recorded one."""
+
+
+class WorkdirTaken(TransportError):
+    """The machine's workdir belongs to another fleet (another controller):
+    sharing it would let each kill the other's jobs."""
 
 
 class SerializationError(FleetError):

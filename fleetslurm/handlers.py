@@ -12,6 +12,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
 
+from . import health
 from .model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
 from .paths import JobPaths
 from .scheduler import (JobEnded, JobRequeued, JobRestored, JobSubmitted, NodeDown, NodeDrain,
@@ -38,7 +39,9 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     # a task of an array's window gets its row now, as SLURM splits it from the array
     task = ctl.arrays.materialize(action.job_id) or ctl.store.task(action.job_id)
     assert task is not None, action
-    run_key = f"{task['task_id']}.{task['restart_count']}"
+    # the fleet's id in the key: a run of another fleet on the same machine
+    # can never be taken for one of ours
+    run_key = f"{task['task_id']}.{task['restart_count']}.{ctl.cluster_id}"
     started = dict(state="RUNNING", reason="None", node=action.node,
                    gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
                    alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
@@ -199,6 +202,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         return
     if kind == "collected":
         _, node, task_id, run_key, error, kept = item
+        ctl.collecting.discard(run_key)
         if error:
             ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
             return  # retried when the agent reports the run again
@@ -209,7 +213,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     if link is None or gen != link.generation:
         return  # news from a channel we already dropped
     if kind == "connected":
-        ctl.send(name, {"op": "hello", "id": "hello"})
+        ctl.send(name, health.hello_request(ctl, name, now))
         return
     if kind != "agent" or item[3].get("ev") in ("hello", "facts"):
         ctl._nodes_dirty = True  # sinfo shows link state, load and free memory
@@ -221,7 +225,7 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         if kind == "connect_failed" and link.failures == 1:
             ctl.log(f"node {name}: {item[3]}")
         definitive = kind == "connect_failed" and item[4] in ("AuthenticationFailed",
-                                                               "HostKeyError")
+                                                               "HostKeyError", "WorkdirTaken")
         if (never_up or definitive) and kind == "connect_failed" and name not in ctl._node_down:
             # a machine that never answered, or refuses us: DOWN at once (its
             # jobs, if any, are failed only after the heartbeat timeout)
@@ -232,6 +236,8 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     msg = item[3]
     link.last_heard = now
     ev = msg.get("ev")
+    if name in ctl._not_responding and ev != "hello":
+        health.responding_again(ctl, name)
     if ev == "hello":
         _hello(ctl, name, msg, now)
     elif ev == "facts":
@@ -288,9 +294,11 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
     ctl.store.set_node(name, facts=link.facts, last_seen=now)
     admin = ctl.store.node(name)
     ctl._awaiting_hello.discard(name)
+    silent = name in ctl._not_responding
+    ctl._not_responding.discard(name)
     if admin["admin_state"] == "down":
         pass  # an admin's DOWN stands until State=RESUME
-    elif name in ctl._node_down or ctl.sched.node_state(name) == "down":
+    elif name in ctl._node_down or silent or ctl.sched.node_state(name) == "down":
         ctl._node_down.pop(name, None)
         ctl._failed_nodes.discard(name)
         ctl.emit(NodeUp(ctl.node_spec(name, link.facts)))
@@ -357,8 +365,13 @@ def _result(ctl: "Controller", name: str, result: dict, now: float,
         ctl.send(name, {"op": "forget", "key": key})
         return
     task = ctl.store.task(step["task_id"])
+    if task is not None and task["run_key"] != key and health.lost_run_stands(
+            ctl, name, task, step, result, now):
+        task, step = ctl.store.task(step["task_id"]), ctl.store.step(key)
+        assert task is not None and step is not None
     shared = ctl.transport_for(name).shared_fs
-    if task is not None and task["run_key"] != key and not shared:
+    if task is not None and task["run_key"] != key and not shared and \
+            step["error"] != health.SUPERSEDED:
         # an earlier run of a requeued job: its output goes home too (SLURM
         # appends every run to the same file), then the agent may forget it
         collect_output(ctl, dict(task, run_key=key, restart_count=1), name, output)
@@ -459,7 +472,14 @@ def collect_output(ctl: "Controller", task: dict, node: str,
         finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now,
                           keep=bool(error))
         return
-    ctl.after_commit(lambda: copy_back(ctl, fresh, node))
+    def start() -> None:
+        # one copy of a run at a time: a run reported ended twice (in the
+        # agent's hello, then as an `ended` event) must not be appended twice
+        if fresh["run_key"] not in ctl.collecting:
+            ctl.collecting.add(fresh["run_key"])
+            copy_back(ctl, fresh, node)
+
+    ctl.after_commit(start)
 
 
 # -- failures and requeue ---------------------------------------------------------
@@ -524,17 +544,22 @@ def periodic(ctl: "Controller", now: float) -> None:
             if now - link.last_attempt >= backoff:
                 link.connect(now)
         if link.last_heard is not None:
-            heard, silent_for = link.last_heard, 3 * hb
+            heard, down_after = link.last_heard, ctl.config.node_timeout
         else:
             # Not heard from since this controller started: its SSH handshake
-            # and the agent's start can take longer than three short heartbeats
+            # and the agent's start can take longer than a short node_timeout
             # on a busy host, and a restart must not requeue (run twice) the
             # jobs of a machine that is merely slow to answer. SLURM's
             # slurmctld likewise gives nodes SlurmdTimeout after it restarts.
             heard = link.first_attempt if link.first_attempt is not None else ctl.started_at
-            silent_for = max(3 * hb, START_GRACE_S)
-        if now - heard > silent_for and name not in ctl._failed_nodes:
-            # silent for three heartbeats: DOWN, and its jobs NODE_FAIL
+            down_after = max(ctl.config.node_timeout, START_GRACE_S)
+        silent = now - heard
+        if silent > min(3 * hb, down_after) and name not in ctl._not_responding:
+            # three missed heartbeats: no new jobs, its jobs stay (SLURM's
+            # NOT_RESPONDING, sinfo's "*")
+            health.not_responding(ctl, name, now)
+        if silent > down_after and name not in ctl._failed_nodes:
+            # silent for node_timeout (SlurmdTimeout): DOWN, and its jobs NODE_FAIL
             mark_down(ctl, name, ctl._node_down.get(name) or link.error or "Not responding",
                       now)
 

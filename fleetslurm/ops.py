@@ -442,8 +442,8 @@ def op_update_node(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                 link = ctl.links[name]
                 link.last_heard = None
                 link.connect(now)
-            elif name not in ctl._node_down:
-                ctl.emit(NodeResume(name))
+            elif name not in ctl._node_down and name not in ctl._not_responding:
+                ctl.emit(NodeResume(name))  # (a silent one resumes when it answers)
         elif state:
             raise UsageError("Invalid node state specified", prog="scontrol")
     return {}

@@ -18,7 +18,11 @@ from typing import Optional
 from .errors import ConfigError, StoreError
 
 __all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
-           "check_socket", "take_next"]
+           "check_socket", "take_next", "DEFAULT_WORKDIR", "fleet_workdir"]
+
+#: a machine's default agent workdir; each fleet gets its own directory in it
+#: (``<it>/<cluster id>``), so controllers sharing an ssh user never meet
+DEFAULT_WORKDIR = "~/.fleetslurm-node"
 
 # sun_path is 108 bytes on Linux; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100
@@ -205,6 +209,25 @@ class StatePaths:
 
 def state_paths(environ: "dict[str, str] | None" = None) -> StatePaths:
     return StatePaths(home_dir(environ))
+
+
+def fleet_workdir(configured: str, cluster_id: str, own: bool) -> str:
+    """The agent's workdir on an SSH machine: the one configured; the default
+    one has a directory per fleet (``own``: see Store.identity)."""
+    if configured.rstrip("/") == DEFAULT_WORKDIR and own:
+        return f"{DEFAULT_WORKDIR}/{cluster_id}"
+    return configured
+
+
+def workdir_owner(cluster_id: str, cluster_name: str, paths: "StatePaths",
+                  config: Optional[str]) -> dict:
+    """What a fleet writes in each workdir it uses, and another fleet shows
+    when it finds that workdir taken."""
+    import socket
+
+    return {"cluster_id": cluster_id, "cluster_name": cluster_name,
+            "controller": f"{socket.gethostname()}:{paths.home}",
+            "config": config or "(embedded default)"}
 
 
 class JobPaths:

@@ -298,6 +298,25 @@ class Store(BulkQueries):
             self._x("UPDATE meta SET value=? WHERE key='next_job_id'", (str(first + count),))
         return first
 
+    # -- identity ----------------------------------------------------------
+    def identity(self) -> tuple[str, bool]:
+        """This fleet's cluster id, made at its first start and kept for good,
+        and whether its machines' default workdir is one of its own
+        (``~/.fleetslurm-node/<id>``): not for a store that already had jobs
+        when the id was made (their runs live in the shared directory)."""
+        with self.transaction():
+            row = self._x("SELECT value FROM meta WHERE key='cluster_id'").fetchone()
+            if row is None:
+                import secrets
+
+                had_jobs = self._x("SELECT 1 FROM tasks LIMIT 1").fetchone() is not None
+                self._x("INSERT INTO meta(key, value) VALUES ('cluster_id', ?), "
+                        "('workdir_layout', ?)",
+                        (secrets.token_hex(4), "shared" if had_jobs else "own"))
+            cid = self._x("SELECT value FROM meta WHERE key='cluster_id'").fetchone()[0]
+            layout = self._x("SELECT value FROM meta WHERE key='workdir_layout'").fetchone()
+        return str(cid), layout is None or layout[0] == "own"
+
     # -- jobs and tasks ---------------------------------------------------
     def add_job(self, job_id: int, uid: int, user: str, submit_time: float, spec: dict,
                 script: str, array_spec: Optional[str]) -> None:
@@ -414,6 +433,15 @@ class Store(BulkQueries):
     def step(self, run_key: str) -> Optional[dict]:
         row = self._x("SELECT * FROM steps WHERE run_key=?", (run_key,)).fetchone()
         return None if row is None else dict(row)
+
+    def unwanted_runs(self, node: str, since: float, limit: int = 500) -> list[str]:
+        """Run keys given up for lost on ``node`` (NODE_FAIL since ``since``)
+        whose task has moved on: if still alive there, they must be stopped."""
+        return [r[0] for r in self._x(
+            "SELECT s.run_key FROM steps s JOIN tasks t ON t.task_id = s.task_id "
+            "WHERE s.node=? AND s.step='batch' AND s.state='NODE_FAIL' AND s.end_time>? "
+            "AND (t.run_key IS NULL OR t.run_key != s.run_key) "
+            "ORDER BY s.end_time DESC LIMIT ?", (node, since, limit))]
 
     def add_srun_step(self, run_key: str, task_id: int, node: str, start_time: float,
                       name: str, ntasks: int, cpus: int) -> int:

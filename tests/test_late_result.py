@@ -24,7 +24,7 @@ from fleetslurm.transport.fake import FakeTransport
 
 
 def test_earlier_run_output_comes_home_once_and_only_it_is_forgotten(tmp_path: Path) -> None:
-    cfg = FleetConfig(cluster_name="late", heartbeat_interval=1, machines={
+    cfg = FleetConfig(cluster_name="late", heartbeat_interval=1, node_timeout=3, machines={
         "m1": MachineConfig(hostname="127.0.0.2", cpus=1, memory_gb=1, weight=1),
         "m2": MachineConfig(hostname="127.0.0.3", cpus=1, memory_gb=1, weight=2)})
     fakes = {n: FakeTransport(n, workdir=f"/fake/{n}", auto_end=False) for n in cfg.machines}

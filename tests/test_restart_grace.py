@@ -41,7 +41,7 @@ class SlowFake(FakeTransport):
 
 
 def _config() -> FleetConfig:
-    return FleetConfig(cluster_name="grace", heartbeat_interval=HB, machines={
+    return FleetConfig(cluster_name="grace", heartbeat_interval=HB, node_timeout=2, machines={
         "m1": MachineConfig(hostname="127.0.0.2", cpus=1, memory_gb=1, weight=1),
         "m2": MachineConfig(hostname="127.0.0.3", cpus=1, memory_gb=1, weight=2)})
 

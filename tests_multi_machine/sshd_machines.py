@@ -324,8 +324,40 @@ class Machine:
         return {pid for pid, (_, pgid, sid) in table.items()
                 if sid in groups or pgid in groups or pid in groups or root in _cmdline(pid)}
 
+    def freeze(self) -> set[int]:
+        """The machine hangs: SIGSTOP its sshd (listener and sessions), agents,
+        supervisors and jobs. Returns the pids, for :meth:`thaw`."""
+        table = _proc_table()
+        pids = self._job_processes(table)
+        if self.proc is not None:
+            children: dict[int, list[int]] = {}
+            for pid, (ppid, _, _) in table.items():
+                children.setdefault(ppid, []).append(pid)
+            stack = [self.proc.pid]
+            while stack:
+                pid = stack.pop()
+                pids.add(pid)
+                stack.extend(children.get(pid, []))
+        pids -= _protected()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        return pids
+
+    def thaw(self, pids: Iterable[int]) -> None:
+        """Undo :meth:`freeze`."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+
     def reset(self) -> None:
         """After a test: no sessions or jobs, the original key, sshd up, empty workdir."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a test that froze it may have failed
         self.kill_sessions(jobs=True)
         self.restore_key()
         if not self.running:

@@ -40,9 +40,22 @@ def _transport(name: str, machine: "MachineConfig", config: "FleetConfig",
         from ..transport.local import LocalTransport
 
         return LocalTransport(name, paths.node_workdir(name))
+    from ..paths import fleet_workdir, workdir_owner
     from ..transport.ssh import SSHTransport
 
-    return SSHTransport(name, machine, config, paths)
+    if not paths.db.exists():
+        return SSHTransport(name, machine, config, paths)
+    from ..store import Store
+
+    store = Store(paths.db)
+    try:
+        cluster_id, own = store.identity()
+    finally:
+        store.close()
+    transport = SSHTransport(name, machine.model_copy(update={"workdir": fleet_workdir(
+        machine.workdir, cluster_id, own)}), config, paths)
+    transport.owner = workdir_owner(cluster_id, config.cluster_name, paths, config.source)
+    return transport
 
 
 def _where(machine: "MachineConfig") -> str:

@@ -16,8 +16,10 @@ directories.
 
 Protocol (every request may carry "id"; its reply carries it back as "re"):
 
-  hello                    -> {ev: hello, version, pid, facts, jobs: [JOBINFO]}
-                              then one `ended` per finished, unforgotten job
+  hello [unwanted]         -> {ev: hello, version, pid, facts, jobs: [JOBINFO]}
+                              then one `ended` per finished, unforgotten job;
+                              runs named in `unwanted` (requeued elsewhere) are
+                              killed first and end CANCELLED, unless they ended
   facts                    -> {ev: facts, **FACTS}               (the heartbeat)
   launch key spec          -> {ev: started, key, pid, start_time}
                             | {ev: launch_failed, key, error}    (nothing ran; key reusable)
@@ -1553,8 +1555,71 @@ class Agent:
         }
 
     def op_hello(self, req: Dict[str, Any], rid: Any) -> None:
+        # first of all: runs the controller requeued elsewhere while it could
+        # not reach us must not finish here (the job would run twice)
+        for key in req.get("unwanted") or ():
+            self.stop_unwanted(key)
         self.send({"ev": "hello", "re": rid, "version": AGENT_VERSION, "pid": os.getpid(),
                    "facts": self.facts(), "jobs": [j.info() for j in self.jobs.values()]})
+
+    def stop_unwanted(self, key: Any) -> None:
+        """Kill a run the controller gave up for lost and requeued, unless it
+        has already ended. Its job is frozen first, then its supervisor
+        killed (so no result of its can follow), then the job; the run's
+        result is CANCELLED, claimed exclusively: a result the supervisor
+        wrote before all this wins (the run really ended, and the controller
+        decides whether that counts)."""
+        if not isinstance(key, str) or key_error(key) is not None:
+            return
+        job = self.lookup(key)
+        if job is None or job.result is not None:
+            return
+        path = os.path.join(job.dir, RESULT_FILE)
+        job.result = read_json(path)
+        if job.result is not None:
+            return
+        if job.sup_pid is None:
+            self.refresh(job)
+            if job.result is not None:
+                return
+        if job.pid and alive(job.pid, job.ticks):
+            try:
+                os.killpg(job.pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        if alive(job.sup_pid, job.sup_ticks):
+            try:
+                os.kill(job.sup_pid, signal.SIGKILL)  # type: ignore[arg-type]
+            except OSError:
+                pass
+            deadline = time.monotonic() + 2.0
+            while alive(job.sup_pid, job.sup_ticks) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        if job.pid:
+            signal_scope(job.dir, job.sup_pid, job.pid, signal.SIGKILL, "full")
+        if job.sup_pid:
+            # whatever else lived in the supervisor's session (its sweep's job)
+            for name in os.listdir("/proc"):
+                st = proc_stat(int(name)) if name.isdigit() else None
+                if st is not None and st[1] == job.sup_pid:
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except OSError:
+                        pass
+        result = {"key": key, "pid": job.pid or 0, "start_time": job.start_time or 0.0,
+                  "end_time": time.time(), "state": "CANCELLED", "exit_code": 0,
+                  "signal": signal.SIGKILL, "user_cpu": 0.0, "system_cpu": 0.0,
+                  "max_rss_kb": 0, "error": "stopped: the controller had requeued it"}
+        try:
+            if not write_json_atomic(path, result, fsync=True, exclusive=True):
+                result = read_json(path) or result
+        except OSError as exc:
+            log(self.workdir, "job %s: cannot write its result: %s" % (key, exc))
+        job.result = result
+        self.adopted.discard(key)
+        log(self.workdir, "job %s: no longer wanted (requeued elsewhere): %s"
+            % (key, "stopped" if result.get("state") == "CANCELLED" and
+               result.get("error", "").startswith("stopped") else "had ended"))
 
     def op_facts(self, req: Dict[str, Any], rid: Any) -> None:
         reply = {"ev": "facts", "re": rid}

@@ -24,7 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import AuthenticationFailed, NodeUnreachable, TransportError
+from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
 from .base import AgentChannel, Transport, agent_source
 from .ssh_files import SFTPFiles, file_error, link_lost
 from .ssh_route import _Hop, route
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
 _AGENT_RE = re.compile(r"agent-[0-9a-f]{12}\.py\Z")
+#: in a workdir: which fleet uses it (see SSHTransport.owner)
+OWNER_FILE = "fleet-owner.json"
 _PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 # A silently dead peer (power cut, cable) sends no RST: let the kernel notice
 # within ~30 s so a blocked read ends and the controller reconnects.
@@ -148,6 +150,9 @@ class SSHTransport(Transport):
         self.shared_fs = machine.shared_fs
         #: best guess until connected; the absolute remote path afterwards
         self.workdir = machine.workdir
+        #: the fleet using this machine ({"cluster_id", "cluster_name", ...}):
+        #: the workdir is claimed for it, and refused when another fleet has it
+        self.owner: Optional[dict] = None
         #: how many times the agent file was copied (tests check content addressing)
         self.agent_uploads = 0
         #: the machine's python version, known after start_agent()
@@ -336,8 +341,59 @@ class SSHTransport(Transport):
         """The absolute workdir (``~`` is the remote home), created 0700."""
         wd = files.absolute(self.machine.workdir)
         files.makedirs(wd)
+        if self.owner is not None:
+            self._claim_workdir(files, wd, self.owner)
         self.workdir = wd
         return wd
+
+    def _claim_workdir(self, files: SFTPFiles, wd: str, owner: dict) -> None:
+        """Write ``owner`` into the workdir unless it is there already (created
+        exclusively: of two fleets starting at once, one wins); a workdir of
+        another fleet raises WorkdirTaken naming that fleet."""
+        import json
+
+        import paramiko
+
+        path = f"{wd}/{OWNER_FILE}"
+        for _ in range(3):
+            try:
+                with files.sftp.open(path, "r") as f:
+                    text = f.read(65536)
+            except FileNotFoundError:
+                text = None
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise self._file_error(exc, path, "read") from exc
+            if text is not None:
+                try:
+                    theirs = json.loads(text)
+                except ValueError:
+                    theirs = None
+                if not isinstance(theirs, dict) or not theirs.get("cluster_id"):
+                    raise WorkdirTaken(
+                        f"node {self.node}: workdir {wd} has an unreadable {OWNER_FILE}; if no "
+                        f"other fleet uses this workdir, delete that file", self.node)
+                if theirs["cluster_id"] == owner["cluster_id"]:
+                    return
+                raise WorkdirTaken(
+                    f"node {self.node}: workdir {wd} belongs to fleet "
+                    f"{theirs.get('cluster_name')!r} (cluster id {theirs['cluster_id']}, "
+                    f"controller {theirs.get('controller')}, config {theirs.get('config')}); "
+                    f"two fleets must not share a workdir (each would kill the other's jobs): "
+                    f"give machine {self.node} another \"workdir\" in this fleet's config "
+                    f"(or, if that fleet is gone for good, delete {path} there)", self.node)
+            try:
+                with files.sftp.open(path, "wx") as f:
+                    f.write(json.dumps(owner, indent=1).encode() + b"\n")
+                return
+            except OSError as exc:
+                if getattr(exc, "errno", None) not in (None, errno.EEXIST) and \
+                        str(exc) != "Failure":
+                    raise self._file_error(exc, path, "write") from exc
+                # (SFTP says only "Failure" when the file appeared meanwhile): read it
+            except (EOFError, paramiko.SSHException) as exc:
+                raise self._file_error(exc, path, "write") from exc
+        raise WorkdirTaken(f"node {self.node}: cannot claim workdir {wd} ({OWNER_FILE} keeps "
+                           "changing): is another fleet starting on it?", self.node)
 
     def _install_agent(self, files: SFTPFiles, workdir: str) -> str:
         """Copy the agent as ``agent-<sha256[:12]>.py`` unless it is there already."""
