@@ -90,6 +90,10 @@ _OPEN_MODES = ("truncate", "append")
 _LOST_GRACE_S = 10.0
 _ADOPT_POLL_S = 0.5
 _MEM_SAMPLE_S = 0.2
+# poll() takes a C int of milliseconds (about 24.8 days at most): a deadline
+# further away than this is waited for in steps, so any time limit SLURM
+# accepts (up to 365 days and beyond, or none) works
+_MAX_POLL_MS = 3600 * 1000
 _SESSION_RESCAN_S = 2.0
 _MAX_LINE = 64 << 20
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -892,7 +896,8 @@ class Supervisor:
             timeout = None
             if deadlines:
                 # poll() takes ms; round up so we do not wake just before a deadline
-                timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+                timeout = min(_MAX_POLL_MS,
+                              max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1))
             for fd, _ in poller.poll(timeout):
                 if fd == self.wake_r:
                     try:
