@@ -126,6 +126,14 @@ _SIGHUP, _SIGINT = int(signal.SIGHUP), int(signal.SIGINT)
 _SIGCHLD, _SIGUSR1 = int(signal.SIGCHLD), int(signal.SIGUSR1)
 
 RESULT_FILE = "result.json"
+# Reserved by the supervisor before the job starts (blanks), then overwritten
+# in place with the result and renamed to result.json: a job that fills the
+# disk cannot keep its result from being recorded (overwriting reserved
+# blocks needs no free space; not so on copy-on-write filesystems)
+RESULT_SPARE = "result.spare"
+_SPARE_SIZE = 4096
+# a filesystem with less free than this when a job ends was full during it
+_DISK_FULL_BYTES = 1 << 20
 SUPERVISOR_FILE = "supervisor.json"
 SCRIPT_FILE = "script"
 CANCEL_FILE = "cancel"
@@ -160,8 +168,12 @@ def write_all(fd: int, data: bytes) -> None:
 def write_note(path: str, node: str, job_id: str, why: str) -> None:
     """Append slurmstepd's line for a job it ends to the job's stderr:
     ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``."""
-    line = "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
-        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why)
+    append_line(path, "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
+        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why))
+
+
+def append_line(path: str, line: str) -> None:
+    """Append a line of slurmstepd's to a job's output file; never raises."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -229,12 +241,44 @@ def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
         os.unlink(tmp)
 
 
+def read_result(jobdir: str) -> Optional[Dict[str, Any]]:
+    """A job's RESULT: result.json, else the supervisor's reserved file when
+    the result could be written there but not renamed (blanks until then)."""
+    result = read_json(os.path.join(jobdir, RESULT_FILE))
+    if result is None and os.access(os.path.join(jobdir, RESULT_SPARE), os.F_OK):
+        result = read_json(os.path.join(jobdir, RESULT_SPARE))
+    return result
+
+
+# A marker's text kept in a symlink's target when the disk is full: a short
+# target lives in the inode (ext4, tmpfs), so it needs no free block. Under
+# /dev/null, so the link never resolves to a file.
+_MARKER_LINK = "/dev/null/"
+
+
+def write_marker(path: str, text: str) -> None:
+    """Leave a request for a supervisor (temp file + rename); on a full disk,
+    as a symlink whose target holds the text (see read_marker)."""
+    try:
+        write_text_atomic(path, text)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    tmp = "%s.lnk.%d" % (path, os.getpid())
+    os.symlink(_MARKER_LINK + text, tmp)
+    os.replace(tmp, path)
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Write a small text file atomically (temp file + rename, mode 0600)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         write_all(fd, text.encode())
+    except BaseException:
+        os.unlink(tmp)  # nothing half-written left behind (a full disk)
+        raise
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -815,6 +859,7 @@ class Supervisor:
                 for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
                     mode = os.stat(d).st_mode & 0o7777
                     os.chmod(d, mode | 0o011)
+            self.reserve_result()
             if spec["mem_limit_mb"]:
                 self.cgroup = self.setup_cgroup()
             err_r, err_w = os.pipe()
@@ -1000,12 +1045,17 @@ class Supervisor:
         """The text of a file the agent leaves in the job's directory, or None
         while there is none (the usual case, told without an exception)."""
         path = os.path.join(self.jobdir, name)
-        if not os.access(path, os.F_OK):
+        if not os.access(path, os.F_OK, follow_symlinks=False):
             return None
         try:
             return read_small(path).decode("utf-8", "replace").strip()
         except OSError:
+            pass
+        try:  # left on a full disk (write_marker)
+            target = os.readlink(path)
+        except OSError:
             return None
+        return target[len(_MARKER_LINK):].strip() if target.startswith(_MARKER_LINK) else None
 
     def check_limit(self) -> Optional[Tuple[Optional[int]]]:
         """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
@@ -1205,14 +1255,85 @@ class Supervisor:
             state = "COMPLETED"
         else:
             state = "FAILED"
+        error = self.error
+        full = self.full_disk()
+        if full is not None:
+            # the job's failure, whatever its exit code: its output (and
+            # anything else it wrote there) may be cut short
+            if state == "COMPLETED":
+                state = "FAILED"
+            error = (error + "\n" if error else "") + full
+            # where the user looks (when that file is on another disk)
+            append_line(self.spec["stderr"], "slurmstepd: error: %s\n" % full)
         result = {
             "key": self.key, "pid": self.pid, "start_time": start_time, "end_time": time.time(),
             "state": state, "exit_code": exit_code, "signal": signum,
             "user_cpu": usage.ru_utime + self.orphan_cpu[0],
             "system_cpu": usage.ru_stime + self.orphan_cpu[1],
-            "max_rss_kb": max(int(usage.ru_maxrss), self.peak_kb), "error": self.error,
+            "max_rss_kb": max(int(usage.ru_maxrss), self.peak_kb), "error": error,
         }
-        write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+        self.record(result)
+
+    def reserve_result(self) -> None:
+        """Reserve the blocks the result will take (see RESULT_SPARE)."""
+        fd = os.open(os.path.join(self.jobdir, RESULT_SPARE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, b" " * _SPARE_SIZE)
+        finally:
+            os.close(fd)
+
+    def record(self, result: Dict[str, Any]) -> None:
+        """Write the RESULT into the reserved file, then rename it to
+        result.json. Too long for it (a long error text), a new file is tried
+        first, then the reserved one with the error text cut."""
+        spare = os.path.join(self.jobdir, RESULT_SPARE)
+        data = json.dumps(result, separators=(",", ":")).encode()
+        if len(data) > _SPARE_SIZE:
+            try:
+                write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+                os.unlink(spare)
+                return
+            except OSError:
+                error = str(result.get("error") or "")
+                while len(data) > _SPARE_SIZE and error:
+                    error = error[:len(error) // 2]
+                    result["error"] = error + " [cut]"
+                    data = json.dumps(result, separators=(",", ":")).encode()
+        fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))  # frees blocks, never needs one
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(spare, os.path.join(self.jobdir, RESULT_FILE))
+        except OSError as exc:  # read_result reads it where it is
+            log(self.workdir, "job %s: result left in %s: %s" % (self.key, spare, exc))
+
+    def full_disk(self) -> Optional[str]:
+        """Why the job's output may be cut short when a filesystem it wrote
+        to (its job directory, its output files) is full at its end, or None."""
+        uid = self.spec["uid"] if self.spec["uid"] is not None else os.geteuid()
+        seen = set()
+        for path in (self.jobdir, self.spec["stdout"], self.spec["stderr"]):
+            try:
+                st = os.stat(path)
+                if path != self.jobdir and not (st.st_mode & 0o170000 == 0o100000):
+                    continue  # /dev/null, a pipe: not a disk
+                if st.st_dev in seen:
+                    continue
+                seen.add(st.st_dev)
+                vfs = os.statvfs(path)
+            except OSError:
+                continue
+            # root may write into the blocks kept for it
+            free = (vfs.f_bfree if uid == 0 else vfs.f_bavail) * vfs.f_frsize
+            if vfs.f_blocks and free < _DISK_FULL_BYTES:
+                return ("No space left on device: the filesystem of %s was full when the job "
+                        "ended (%d KiB free); its output may be cut short" % (path, free >> 10))
+        return None
 
     def finish_cgroup(self) -> None:
         """Read OOM kills and peak memory from the cgroup, then remove it."""
@@ -1487,7 +1608,7 @@ class Agent:
 
     def refresh(self, job: Job) -> None:
         """Re-read an adopted job's files; decide ended / running / LOST."""
-        job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+        job.result = read_result(job.dir)
         if job.result is not None:
             return
         if job.sup_pid is None:
@@ -1568,7 +1689,7 @@ class Agent:
                 self.on_launch_fd(job.launch_fd)  # `started` must precede `ended`
                 if self.jobs.get(key) is not job:
                     continue
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
             if job.result is None:
                 how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
                        else "exit status %d" % os.WEXITSTATUS(status))
@@ -1781,7 +1902,7 @@ class Agent:
         if job.result is None and not job.own:
             self.refresh(job)
         elif job.result is None:
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
         if job.result is not None:
             job.emitted = True
             self.adopted.discard(job.key)
@@ -1798,7 +1919,7 @@ class Agent:
         if err is None and job is None:
             err = "no job %s on this node" % key
         if err is None and job is not None and job.result is None and job.own:
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
         if err is None and job is not None and job.result is not None:
             err = "job %s has already ended" % key
         if err is not None:
@@ -1844,7 +1965,7 @@ class Agent:
         words = [str(signum)]
         if req.get("requeue"):
             words.append("requeue")
-        if job.note is not None and job.result is None and not os.path.exists(
+        if job.note is not None and job.result is None and not os.path.lexists(
                 os.path.join(job.dir, CANCEL_FILE)):
             write_note(*job.note, " DUE TO JOB REQUEUE" if req.get("requeue") else "")
             words.append("noted")
@@ -1855,7 +1976,7 @@ class Agent:
     def tell_supervisor(job: "Job", filename: str, text: str) -> Optional[str]:
         """Leave a request file in the job's directory and wake its supervisor
         (SIGUSR1); returns an error text or None."""
-        write_text_atomic(os.path.join(job.dir, filename), text)
+        write_marker(os.path.join(job.dir, filename), text)
         if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
             try:
                 os.kill(job.sup_pid, signal.SIGUSR1)
@@ -1962,7 +2083,7 @@ class Agent:
         job = None if err else self.lookup(key)  # type: ignore[arg-type]
         if job is not None:
             if job.result is None:
-                job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+                job.result = read_result(job.dir)
             if job.result is None:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
             else:
