@@ -859,6 +859,11 @@ class Supervisor:
                 for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
                     mode = os.stat(d).st_mode & 0o7777
                     os.chmod(d, mode | 0o011)
+            full = self.full_disk(only_jobdir=True)
+            if full is not None:
+                # full before the job ran: the machine's fault, not the job's
+                raise OSError(errno.ENOSPC, full.split(" when the job ended")[0]
+                              + " before the job started")
             self.reserve_result()
             if spec["mem_limit_mb"]:
                 self.cgroup = self.setup_cgroup()
@@ -1312,12 +1317,14 @@ class Supervisor:
         except OSError as exc:  # read_result reads it where it is
             log(self.workdir, "job %s: result left in %s: %s" % (self.key, spare, exc))
 
-    def full_disk(self) -> Optional[str]:
+    def full_disk(self, only_jobdir: bool = False) -> Optional[str]:
         """Why the job's output may be cut short when a filesystem it wrote
         to (its job directory, its output files) is full at its end, or None."""
         uid = self.spec["uid"] if self.spec["uid"] is not None else os.geteuid()
         seen = set()
-        for path in (self.jobdir, self.spec["stdout"], self.spec["stderr"]):
+        paths = (self.jobdir,) if only_jobdir else (self.jobdir, self.spec["stdout"],
+                                                    self.spec["stderr"])
+        for path in paths:
             try:
                 st = os.stat(path)
                 if path != self.jobdir and not (st.st_mode & 0o170000 == 0o100000):
