@@ -32,10 +32,23 @@ def copy_back(ctl: "Controller", task: dict, node: str) -> None:
                      name=f"collect-{task['task_id']}").start()
 
 
+def out_mode(task: dict) -> int:
+    """The mode of an output file sent home: what the submitter's umask
+    (SLURM_UMASK) gives, 0644 when none was recorded."""
+    umask = task.get("umask")
+    return 0o666 & ~(0o022 if umask is None else umask)
+
+
 def _write(path: str, data: bytes, append: bool, mode: int = 0o644) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, mode)
+    try:
+        fd = os.open(path, flags | os.O_EXCL, mode)
+        # exactly ``mode``: not masked by the umask of whatever command
+        # started this controller (an existing file keeps its mode, as in SLURM)
+        os.fchmod(fd, mode)
+    except FileExistsError:
+        fd = os.open(path, flags, mode)
     try:
         view = memoryview(data)
         while view:
@@ -63,7 +76,7 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
             if which == "stderr" and (not task["stderr"] or task["stderr"] == task["stdout"]):
                 continue
             data = base64.b64decode(output.get(which) or "")
-            _write(task[which], data, append)
+            _write(task[which], data, append, out_mode(task))
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
     except (OSError, ValueError, TypeError) as exc:
         return f"its output could not be written on this host: {exc}"
@@ -82,7 +95,7 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
             # where the user looks first: the job's own output file
             _write(task["stderr"] or task["stdout"],
                    f"fleetslurm: error: job {task['task_id']}: {kept}; its output is kept "
-                   f"on {where}\n".encode("utf-8", "surrogateescape"), True)
+                   f"on {where}\n".encode("utf-8", "surrogateescape"), True, out_mode(task))
     except TransportError as exc:
         # a lost link, a failed reconnection: retried when the machine says
         # hello again (the run's directory is still there)
@@ -126,7 +139,7 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
         except FileUnreadable as exc:  # there, but unreadable (permissions...)
             unread = unread or str(exc)
             continue
-        _write(task[which], data, append)
+        _write(task[which], data, append, out_mode(task))
         _write(str(keep / f"{which}.txt"), data, append, 0o600)
     from .staging import copy_stage_out
 

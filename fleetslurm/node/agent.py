@@ -580,6 +580,8 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
         out["kill_wait_s"] = 30
     out["mem_limit_mb"] = _opt_int(spec, "mem_limit_mb") or None  # 0 = unlimited, as SLURM
     out["umask"] = _opt_int(spec, "umask")
+    if out["umask"] is not None and out["umask"] > 0o777:
+        raise ValueError("spec.umask must be a file mode mask 0..0o777, got %o" % out["umask"])
     # bytes of output small enough to send home with the `ended` event
     out["inline_output"] = _opt_int(spec, "inline_output")
     # the job gets <jobdir>/stage: <workdir>/stage/<key> moved in (files the
