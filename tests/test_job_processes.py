@@ -198,3 +198,15 @@ def test_setsid_child_dies_at_scancel_and_at_normal_end(wide_fleet) -> None:
     assert fleet.wait(normal)["state"] == "COMPLETED"
     assert_gone(cancelled)
     assert_gone(ended)
+
+
+def test_many_sleeps_under_mem_through_sbatch(fleet) -> None:
+    """The drill's case (600 sleeps under --mem=1G were OUT_OF_MEMORY, MaxRSS
+    1,083,324K), scaled: 200 sleeps under --mem=200M complete, and the
+    MaxRSS recorded is what the limit was measured against."""
+    job = fleet.sbatch("--mem=200M", "--wrap",
+                       "for i in $(seq 200); do sleep 3 & done; wait; echo done")
+    rec = fleet.wait(job, timeout=90)
+    assert (rec["state"], rec["exit_code"], rec["exit_signal"]) == ("COMPLETED", 0, 0), rec
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "done\n"
+    assert 0 < rec["max_rss_kb"] < 200 * 1024, rec["max_rss_kb"]
