@@ -956,10 +956,14 @@ class Supervisor:
         watchdog = bool(spec["mem_limit_mb"]) and self.cgroup is None
         t_mem: Optional[float] = start if watchdog else None
         check_cancel = True  # a cancel may have arrived before our handler existed
+        reap = False  # a SIGCHLD: maybe an orphan of the job's to collect
         err_buf = b""
         while True:
             if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                break
+                break  # (orphans are collected by kill_leftovers)
+            if reap:
+                reap = False
+                self.reap_orphans()
             now = time.monotonic()
             if check_cancel:
                 check_cancel = False
@@ -1015,7 +1019,7 @@ class Supervisor:
                     if signal.SIGUSR1 in got:
                         check_cancel = True
                     if _SIGCHLD in got and self.subreaper:
-                        self.reap_orphans()
+                        reap = True
                 else:
                     chunk = os.read(err_r, 4096)
                     if chunk:
@@ -1160,7 +1164,7 @@ class Supervisor:
         if not self.subreaper:
             return self.session_members(now, full)
         found: Set[int] = set()
-        stack = child_pids(self.sid)
+        stack = self.own_children()
         while stack:
             pid = stack.pop()
             if pid not in found:
@@ -1168,11 +1172,19 @@ class Supervisor:
                 stack.extend(child_pids(pid))
         return found
 
+    def own_children(self) -> List[int]:
+        """The supervisor's children (it has one thread: one file to read)."""
+        try:
+            return [int(c) for c in read_small("/proc/%d/task/%d/children"
+                                               % (self.sid, self.sid)).split()]
+        except (OSError, ValueError):
+            return child_pids(self.sid)
+
     def reap_orphans(self) -> None:
         """Collect the job's orphans that have exited (we are their subreaper;
         unreaped they would stay zombies for the job's life). Their CPU time
         is the job's."""
-        for pid in child_pids(self.sid):
+        for pid in self.own_children():
             if pid == self.pid:
                 continue  # the batch shell: supervise() collects its status
             try:
@@ -1186,6 +1198,8 @@ class Supervisor:
     def kill_leftovers(self) -> None:
         """The batch shell has exited: SIGKILL every process the job left
         (reparented to us), round after round, until none is alive."""
+        if self.own_children() == [self.pid]:
+            return  # the usual case: the batch shell (exited) was all there was
         for _ in range(500):
             live = [pid for pid in self.job_processes()
                     if pid != self.pid and alive(pid, None)]
