@@ -12,7 +12,10 @@ costs about 1 ms, a new interpreter about 30 ms) that starts its own session,
 forks the job, enforces the time and memory limits, and writes the job's
 result atomically to ``<workdir>/jobs/<key>/result.json``. Supervisors and
 jobs outlive the agent; a new agent rebuilds its view from the job
-directories.
+directories. The supervisor is the subreaper of the job's processes (what the
+job daemonizes dies with it; memory is their summed PSS), and reserves the
+blocks of its result before the job starts (a job that fills the disk still
+gets a result: FAILED, with the reason).
 
 Protocol (every request may carry "id"; its reply carries it back as "re"):
 
