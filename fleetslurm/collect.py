@@ -32,10 +32,42 @@ def copy_back(ctl: "Controller", task: dict, node: str) -> None:
                      name=f"collect-{task['task_id']}").start()
 
 
-def _write(path: str, data: bytes, append: bool, mode: int = 0o644) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+def out_modes(task: dict) -> "tuple[int, int]":
+    """Modes of an output file sent home and of the directories made for it:
+    what the submitter's umask (SLURM_UMASK) gives, 022 when none was recorded."""
+    umask = 0o022 if task.get("umask") is None else task["umask"]
+    return 0o666 & ~umask, 0o777 & ~umask
+
+
+def _makedirs(directory: str, mode: "int | None") -> None:
+    """Create the missing directories of an output path, each with exactly
+    ``mode`` when given (as the job would have, with its umask)."""
+    if mode is None:
+        os.makedirs(directory, exist_ok=True)
+        return
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if parent and parent != directory:
+        _makedirs(parent, mode)
+    try:
+        os.mkdir(directory)
+        os.chmod(directory, mode)
+    except FileExistsError:
+        pass
+
+
+def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
+           dir_mode: "int | None" = None) -> None:
+    _makedirs(os.path.dirname(path) or ".", dir_mode)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, mode)
+    try:
+        fd = os.open(path, flags | os.O_EXCL, mode)
+        # exactly ``mode``: not masked by the umask of whatever command
+        # started this controller (an existing file keeps its mode, as in SLURM)
+        os.fchmod(fd, mode)
+    except FileExistsError:
+        fd = os.open(path, flags, mode)
     try:
         view = memoryview(data)
         while view:
@@ -63,7 +95,7 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
             if which == "stderr" and (not task["stderr"] or task["stderr"] == task["stdout"]):
                 continue
             data = base64.b64decode(output.get(which) or "")
-            _write(task[which], data, append)
+            _write(task[which], data, append, *out_modes(task))
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
     except (OSError, ValueError, TypeError) as exc:
         return f"its output could not be written on this host: {exc}"
@@ -82,7 +114,7 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
             # where the user looks first: the job's own output file
             _write(task["stderr"] or task["stdout"],
                    f"fleetslurm: error: job {task['task_id']}: {kept}; its output is kept "
-                   f"on {where}\n".encode("utf-8", "surrogateescape"), True)
+                   f"on {where}\n".encode("utf-8", "surrogateescape"), True, *out_modes(task))
     except TransportError as exc:
         # a lost link, a failed reconnection: retried when the machine says
         # hello again (the run's directory is still there)
@@ -126,7 +158,7 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
         except FileUnreadable as exc:  # there, but unreadable (permissions...)
             unread = unread or str(exc)
             continue
-        _write(task[which], data, append)
+        _write(task[which], data, append, *out_modes(task))
         _write(str(keep / f"{which}.txt"), data, append, 0o600)
     from .staging import copy_stage_out
 

@@ -177,6 +177,7 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
         "kill_wait_s": ctl.config.kill_wait,
         "signal": spec.get("signal"),
         "mem_limit_mb": mem,
+        "umask": spec.get("umask"),  # the submitter's (SLURM_UMASK)
         # small outputs come home inside the `ended` event: no SFTP round trips
         "inline_output": None if transport.shared_fs else INLINE_OUTPUT,
         "uid": job["uid"] if os.getuid() == 0 and job["uid"] != 0 else None,
@@ -462,6 +463,7 @@ def collect_output(ctl: "Controller", task: dict, node: str,
 
     fresh["stage_out"] = stage_paths(job, fresh, "out") if job and has_stage(job) else []
     fresh["owner"] = job["uid"] if job else None
+    fresh["umask"] = job["spec"].get("umask") if job else None
     if output is not None and not fresh["stage_out"]:  # result files need a copy
         error = write_inline(ctl, fresh, output)
         if error:

@@ -117,7 +117,7 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
              "start_time": s["start_time"], "end_time": s["end_time"],
              "exit_code": s["exit_code"], "exit_signal": s["exit_signal"],
              "max_rss_kb": s["max_rss_kb"], "user_cpu": s["user_cpu"],
-             "system_cpu": s["system_cpu"]}
+             "system_cpu": s["system_cpu"], "error": s["error"]}
             for s in ([last] if last else [])
         ],
         # srun steps of the current run (N.0, N.1, ...); sacct shows them

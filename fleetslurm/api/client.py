@@ -164,7 +164,9 @@ class FleetClient:
             raise UsageError("This does not look like a batch script.  The first line must "
                              "start with #! followed by the path to an interpreter.",
                              prog=_PROG)
-        environ = dict(os.environ if env is None else env)
+        from ..umask import with_umask
+
+        environ = with_umask(os.environ if env is None else env)
         opts, _pos, _ = sbatch_options(options_argv(options or {}), script, environ)
         for key in ("wrap", "parsable", "wait"):
             opts.pop(key, None)

@@ -83,11 +83,13 @@ def main(argv: list[str]) -> int:
     if opts.get("wrap") is not None and wrap is None:
         # --wrap given only inside the script or environment: SLURM ignores it there
         opts.pop("wrap", None)
+    from ..umask import with_umask
     from .common import client
 
     with client() as c:
         reply = c.call("submit", options=opts, script=script, script_args=script_args,
-                       env=dict(os.environ), cwd=os.getcwd(), submit_host=socket.gethostname(),
+                       env=with_umask(os.environ), cwd=os.getcwd(),
+                       submit_host=socket.gethostname(),
                        script_name=name, uid=os.getuid(), gid=os.getgid(),
                        prio_process=os.getpriority(os.PRIO_PROCESS, 0),
                        command=command_text(positionals) if wrap is None else "")

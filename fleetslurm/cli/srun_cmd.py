@@ -166,9 +166,11 @@ class Attached:
         mode = str(self.opts.get("input") or "all").lower()
         stream = mode == "all" or mode.isdigit()
         script = job_script(self.opts)
+        from ..umask import with_umask
+
         with self.client() as c:
             reply = c.call("submit", options=options, script=script,
-                           script_args=list(self.command), env=dict(os.environ),
+                           script_args=list(self.command), env=with_umask(os.environ),
                            cwd=os.getcwd(), submit_host=socket.gethostname(),
                            script_name=self.command[0], command=shlex.join(self.command),
                            srun=True, stdin_stream=stream)

@@ -12,7 +12,10 @@ costs about 1 ms, a new interpreter about 30 ms) that starts its own session,
 forks the job, enforces the time and memory limits, and writes the job's
 result atomically to ``<workdir>/jobs/<key>/result.json``. Supervisors and
 jobs outlive the agent; a new agent rebuilds its view from the job
-directories.
+directories. The supervisor is the subreaper of the job's processes (what the
+job daemonizes dies with it; memory is their summed PSS), and reserves the
+blocks of its result before the job starts (a job that fills the disk still
+gets a result: FAILED, with the reason).
 
 Protocol (every request may carry "id"; its reply carries it back as "re"):
 
@@ -92,6 +95,10 @@ _OPEN_MODES = ("truncate", "append")
 _LOST_GRACE_S = 10.0
 _ADOPT_POLL_S = 0.5
 _MEM_SAMPLE_S = 0.2
+# poll() takes a C int of milliseconds (about 24.8 days at most): a deadline
+# further away than this is waited for in steps, so any time limit SLURM
+# accepts (up to 365 days and beyond, or none) works
+_MAX_POLL_MS = 3600 * 1000
 _SESSION_RESCAN_S = 2.0
 _MAX_LINE = 64 << 20
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -99,6 +106,23 @@ _CGROUP_ROOT = "/sys/fs/cgroup"
 # /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; without it the
 # memory watchdog scans all of /proc.
 _HAVE_CHILDREN_FILE = os.path.exists("/proc/self/task/%d/children" % os.getpid())
+# Linux >= 4.14: a process's proportional set size in one read; older kernels
+# fall back to RSS
+_HAVE_SMAPS_ROLLUP = os.path.exists("/proc/self/smaps_rollup")
+# The memory watchdog spends at most 1/this of its time sampling (PSS costs
+# about 25 us a small process, 3 ms a GiB of memory)
+_MEM_SAMPLE_DUTY = 20
+
+# prctl(PR_SET_CHILD_SUBREAPER) for the supervisor: what a job orphans (a
+# setsid'd or double-forked daemon) is re-parented to its supervisor instead
+# of init, so it dies with the job. ctypes is loaded here, once, rather than
+# in each supervisor (an import after fork costs about 2 ms and many faults).
+try:
+    import ctypes
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):  # pragma: no cover - not glibc/Linux
+    _prctl = None
+_PR_SET_CHILD_SUBREAPER = 36
 
 # plain ints for _signal (the enum members' values)
 _SIG_DFL, _SIG_IGN = int(signal.SIG_DFL), int(signal.SIG_IGN)
@@ -107,6 +131,14 @@ _SIGHUP, _SIGINT = int(signal.SIGHUP), int(signal.SIGINT)
 _SIGCHLD, _SIGUSR1 = int(signal.SIGCHLD), int(signal.SIGUSR1)
 
 RESULT_FILE = "result.json"
+# Reserved by the supervisor before the job starts (blanks), then overwritten
+# in place with the result and renamed to result.json: a job that fills the
+# disk cannot keep its result from being recorded (overwriting reserved
+# blocks needs no free space; not so on copy-on-write filesystems)
+RESULT_SPARE = "result.spare"
+_SPARE_SIZE = 4096
+# a filesystem with less free than this when a job ends was full during it
+_DISK_FULL_BYTES = 1 << 20
 SUPERVISOR_FILE = "supervisor.json"
 SCRIPT_FILE = "script"
 CANCEL_FILE = "cancel"
@@ -141,8 +173,12 @@ def write_all(fd: int, data: bytes) -> None:
 def write_note(path: str, node: str, job_id: str, why: str) -> None:
     """Append slurmstepd's line for a job it ends to the job's stderr:
     ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``."""
-    line = "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
-        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why)
+    append_line(path, "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
+        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why))
+
+
+def append_line(path: str, line: str) -> None:
+    """Append a line of slurmstepd's to a job's output file; never raises."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError:
@@ -210,12 +246,44 @@ def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
         os.unlink(tmp)
 
 
+def read_result(jobdir: str) -> Optional[Dict[str, Any]]:
+    """A job's RESULT: result.json, else the supervisor's reserved file when
+    the result could be written there but not renamed (blanks until then)."""
+    result = read_json(os.path.join(jobdir, RESULT_FILE))
+    if result is None and os.access(os.path.join(jobdir, RESULT_SPARE), os.F_OK):
+        result = read_json(os.path.join(jobdir, RESULT_SPARE))
+    return result
+
+
+# A marker's text kept in a symlink's target when the disk is full: a short
+# target lives in the inode (ext4, tmpfs), so it needs no free block. Under
+# /dev/null, so the link never resolves to a file.
+_MARKER_LINK = "/dev/null/"
+
+
+def write_marker(path: str, text: str) -> None:
+    """Leave a request for a supervisor (temp file + rename); on a full disk,
+    as a symlink whose target holds the text (see read_marker)."""
+    try:
+        write_text_atomic(path, text)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    tmp = "%s.lnk.%d" % (path, os.getpid())
+    os.symlink(_MARKER_LINK + text, tmp)
+    os.replace(tmp, path)
+
+
 def write_text_atomic(path: str, text: str) -> None:
     """Write a small text file atomically (temp file + rename, mode 0600)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         write_all(fd, text.encode())
+    except BaseException:
+        os.unlink(tmp)  # nothing half-written left behind (a full disk)
+        raise
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -263,6 +331,37 @@ def step_groups(jobdir: str, sid: Optional[int]) -> List[int]:
             if st is not None and (sid is None or st[1] == sid):
                 groups.append(int(name))
     return groups
+
+
+def child_pids(pid: int) -> List[int]:
+    """Children of ``pid`` (of every thread of it), from /proc."""
+    out: List[int] = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            out.extend(int(c) for c in read_small("/proc/%d/task/%s/children" % (pid, tid)).split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def memory_kb(pid: int) -> int:
+    """Memory of one process in KiB: its PSS (shared pages split between the
+    processes that share them), else its RSS; 0 when it is gone."""
+    if _HAVE_SMAPS_ROLLUP:
+        try:
+            data = read_small("/proc/%d/smaps_rollup" % pid)
+            at = data.index(b"\nPss:") + 5
+            return int(data[at:data.index(b"kB", at)])
+        except (OSError, ValueError):
+            pass  # gone, or unreadable (a setuid program): its RSS then
+    try:
+        return int(read_small("/proc/%d/statm" % pid).split()[1]) * _PAGE_KB
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def signal_scope(jobdir: str, sid: Optional[int], pid: int, signum: int, scope: str) -> None:
@@ -486,6 +585,8 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
         out["kill_wait_s"] = 30
     out["mem_limit_mb"] = _opt_int(spec, "mem_limit_mb") or None  # 0 = unlimited, as SLURM
     out["umask"] = _opt_int(spec, "umask")
+    if out["umask"] is not None and out["umask"] > 0o777:
+        raise ValueError("spec.umask must be a file mode mask 0..0o777, got %o" % out["umask"])
     # bytes of output small enough to send home with the `ended` event
     out["inline_output"] = _opt_int(spec, "inline_output")
     # the job gets <jobdir>/stage: <workdir>/stage/<key> moved in (files the
@@ -542,6 +643,10 @@ class Supervisor:
         self.error: Optional[str] = None
         self.cgroup: Optional[str] = None
         self.peak_kb = 0
+        #: the job's orphans are re-parented to us (prctl), found by a tree walk
+        self.subreaper = False
+        #: CPU seconds (user, system) of orphans we reaped: part of the job's
+        self.orphan_cpu = [0.0, 0.0]
         self.tracked: Set[int] = set()
         self.next_full_scan = 0.0
         self.stdio_plan = self.plan_stdio(spec)
@@ -553,6 +658,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)  # that pipe belongs to the agent
         os.setsid()
         self.sid = os.getpid()
+        if _prctl is not None and _HAVE_CHILDREN_FILE:
+            self.subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         # No controlling terminal, but a stray HUP/INT must not orphan the job.
         _signal.signal(_SIGHUP, _SIG_IGN)
         _signal.signal(_SIGINT, _SIG_IGN)
@@ -778,6 +885,12 @@ class Supervisor:
                 for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
                     mode = os.stat(d).st_mode & 0o7777
                     os.chmod(d, mode | 0o011)
+            full = self.full_disk(only_jobdir=True)
+            if full is not None:
+                # full before the job ran: the machine's fault, not the job's
+                raise OSError(errno.ENOSPC, full.split(" when the job ended")[0]
+                              + " before the job started")
+            self.reserve_result()
             if spec["mem_limit_mb"]:
                 self.cgroup = self.setup_cgroup()
             err_r, err_w = os.pipe()
@@ -867,10 +980,14 @@ class Supervisor:
         watchdog = bool(spec["mem_limit_mb"]) and self.cgroup is None
         t_mem: Optional[float] = start if watchdog else None
         check_cancel = True  # a cancel may have arrived before our handler existed
+        reap = False  # a SIGCHLD: maybe an orphan of the job's to collect
         err_buf = b""
         while True:
             if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                break
+                break  # (orphans are collected by kill_leftovers)
+            if reap:
+                reap = False
+                self.reap_orphans()
             now = time.monotonic()
             if check_cancel:
                 check_cancel = False
@@ -901,11 +1018,13 @@ class Supervisor:
                 self.kill_everything(now)
             if t_mem is not None and now >= t_mem:
                 t_mem = now + _MEM_SAMPLE_S
-                rss_kb = self.sample_rss(now)
-                self.peak_kb = max(self.peak_kb, rss_kb)
-                if rss_kb > spec["mem_limit_mb"] * 1024:
-                    log(self.workdir, "job %s: RSS %d KiB over the %d MiB limit; killing"
-                        % (self.key, rss_kb, spec["mem_limit_mb"]))
+                used_kb = self.sample_memory(now)
+                # at most 1/_MEM_SAMPLE_DUTY of the time goes to sampling
+                t_mem = max(t_mem, now + _MEM_SAMPLE_DUTY * (time.monotonic() - now))
+                self.peak_kb = max(self.peak_kb, used_kb)
+                if used_kb > spec["mem_limit_mb"] * 1024:
+                    log(self.workdir, "job %s: memory (PSS) %d KiB over the %d MiB limit; killing"
+                        % (self.key, used_kb, spec["mem_limit_mb"]))
                     self.set_reason("OUT_OF_MEMORY")
                     self.kill_everything(now)
                     t_mem = None
@@ -913,7 +1032,8 @@ class Supervisor:
             timeout = None
             if deadlines:
                 # poll() takes ms; round up so we do not wake just before a deadline
-                timeout = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+                timeout = min(_MAX_POLL_MS,
+                              max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1))
             for fd, _ in poller.poll(timeout):
                 if fd == self.wake_r:
                     try:
@@ -922,6 +1042,8 @@ class Supervisor:
                         got = b""
                     if signal.SIGUSR1 in got:
                         check_cancel = True
+                    if _SIGCHLD in got and self.subreaper:
+                        reap = True
                 else:
                     chunk = os.read(err_r, 4096)
                     if chunk:
@@ -945,7 +1067,10 @@ class Supervisor:
         # cannot have been reused yet.
         self.kill(signal.SIGKILL)
         self.kill_steps(signal.SIGKILL)
-        if self.reason is not None:
+        if self.subreaper:
+            # and what it daemonized, as SLURM's proctrack/cgroup does
+            self.kill_leftovers()
+        elif self.reason is not None:
             self.sweep_session()
         _, status, usage = os.wait4(self.pid, 0)
         self.reaped = True
@@ -955,12 +1080,17 @@ class Supervisor:
         """The text of a file the agent leaves in the job's directory, or None
         while there is none (the usual case, told without an exception)."""
         path = os.path.join(self.jobdir, name)
-        if not os.access(path, os.F_OK):
+        if not os.access(path, os.F_OK, follow_symlinks=False):
             return None
         try:
             return read_small(path).decode("utf-8", "replace").strip()
         except OSError:
+            pass
+        try:  # left on a full disk (write_marker)
+            target = os.readlink(path)
+        except OSError:
             return None
+        return target[len(_MARKER_LINK):].strip() if target.startswith(_MARKER_LINK) else None
 
     def check_limit(self) -> Optional[Tuple[Optional[int]]]:
         """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
@@ -1005,9 +1135,16 @@ class Supervisor:
             write_text_atomic(os.path.join(self.jobdir, STOPPING_FILE), str(signum))
         except OSError:
             pass
+        escaped = [pid for pid in self.job_processes()
+                   if (proc_stat(pid) or ("", self.sid))[1] != self.sid] if self.subreaper else []
         for sig in (signal.SIGCONT, signum):
             self.kill_steps(sig)
             self.kill(sig)
+            for pid in escaped:  # left the session (setsid): neither group has it
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
 
     def kill_steps(self, signum: int) -> None:
         """Signal srun's tasks (each is a process group of its own)."""
@@ -1038,11 +1175,69 @@ class Supervisor:
                     f.write("1")
             except OSError:
                 pass
-        for pid in self.session_members(full=True):
+        for pid in self.job_processes(full=True):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+    def job_processes(self, now: float = 0.0, full: bool = False) -> Set[int]:
+        """Every process of the job: all below the supervisor when it is their
+        subreaper (a setsid'd or double-forked one included), else those in
+        its session."""
+        if not self.subreaper:
+            return self.session_members(now, full)
+        found: Set[int] = set()
+        stack = self.own_children()
+        while stack:
+            pid = stack.pop()
+            if pid not in found:
+                found.add(pid)
+                stack.extend(child_pids(pid))
+        return found
+
+    def own_children(self) -> List[int]:
+        """The supervisor's children (it has one thread: one file to read)."""
+        try:
+            return [int(c) for c in read_small("/proc/%d/task/%d/children"
+                                               % (self.sid, self.sid)).split()]
+        except (OSError, ValueError):
+            return child_pids(self.sid)
+
+    def reap_orphans(self) -> None:
+        """Collect the job's orphans that have exited (we are their subreaper;
+        unreaped they would stay zombies for the job's life). Their CPU time
+        is the job's."""
+        for pid in self.own_children():
+            if pid == self.pid:
+                continue  # the batch shell: supervise() collects its status
+            try:
+                got, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if got:
+                self.orphan_cpu[0] += usage.ru_utime
+                self.orphan_cpu[1] += usage.ru_stime
+
+    def kill_leftovers(self) -> None:
+        """The batch shell has exited: SIGKILL every process the job left
+        (reparented to us), round after round, until none is alive."""
+        if self.own_children() == [self.pid]:
+            return  # the usual case: the batch shell (exited) was all there was
+        for _ in range(500):
+            live = [pid for pid in self.job_processes()
+                    if pid != self.pid and alive(pid, None)]
+            for pid in live:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.reap_orphans()
+            if not live:
+                return
+            time.sleep(0.01)  # SIGKILL is delivered asynchronously
+        log(self.workdir, "job %s: processes left after the job's end would not die: %s"
+            % (self.key, sorted(self.job_processes())))
 
     def session_members(self, now: float = 0.0, full: bool = False) -> Set[int]:
         """Pids in our session except ourselves.
@@ -1085,16 +1280,11 @@ class Supervisor:
         self.tracked = found
         return found
 
-    def sample_rss(self, now: float) -> int:
-        """Sum of resident memory (KiB) of every process in the job's session."""
-        total = 0
-        for pid in self.session_members(now):
-            try:
-                with open("/proc/%d/statm" % pid, "rb") as f:
-                    total += int(f.read().split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-        return total * _PAGE_KB
+    def sample_memory(self, now: float) -> int:
+        """Memory (KiB) the job's processes use together: the sum of their
+        PSS, which counts a page shared by N of them 1/N in each (summed RSS
+        counted 200 sleeps' shared libc 200 times, and killed them)."""
+        return sum(memory_kb(pid) for pid in self.job_processes(now))
 
     def finish(self, status: int, usage: Any, start_time: float) -> None:
         """Turn the wait status into a RESULT and write it atomically."""
@@ -1110,13 +1300,87 @@ class Supervisor:
             state = "COMPLETED"
         else:
             state = "FAILED"
+        error = self.error
+        full = self.full_disk()
+        if full is not None:
+            # the job's failure, whatever its exit code: its output (and
+            # anything else it wrote there) may be cut short
+            if state == "COMPLETED":
+                state = "FAILED"
+            error = (error + "\n" if error else "") + full
+            # where the user looks (when that file is on another disk)
+            append_line(self.spec["stderr"], "slurmstepd: error: %s\n" % full)
         result = {
             "key": self.key, "pid": self.pid, "start_time": start_time, "end_time": time.time(),
             "state": state, "exit_code": exit_code, "signal": signum,
-            "user_cpu": usage.ru_utime, "system_cpu": usage.ru_stime,
-            "max_rss_kb": max(int(usage.ru_maxrss), self.peak_kb), "error": self.error,
+            "user_cpu": usage.ru_utime + self.orphan_cpu[0],
+            "system_cpu": usage.ru_stime + self.orphan_cpu[1],
+            "max_rss_kb": max(int(usage.ru_maxrss), self.peak_kb), "error": error,
         }
-        write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+        self.record(result)
+
+    def reserve_result(self) -> None:
+        """Reserve the blocks the result will take (see RESULT_SPARE)."""
+        fd = os.open(os.path.join(self.jobdir, RESULT_SPARE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, b" " * _SPARE_SIZE)
+        finally:
+            os.close(fd)
+
+    def record(self, result: Dict[str, Any]) -> None:
+        """Write the RESULT into the reserved file, then rename it to
+        result.json. Too long for it (a long error text), a new file is tried
+        first, then the reserved one with the error text cut."""
+        spare = os.path.join(self.jobdir, RESULT_SPARE)
+        data = json.dumps(result, separators=(",", ":")).encode()
+        if len(data) > _SPARE_SIZE:
+            try:
+                write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+                os.unlink(spare)
+                return
+            except OSError:
+                error = str(result.get("error") or "")
+                while len(data) > _SPARE_SIZE and error:
+                    error = error[:len(error) // 2]
+                    result["error"] = error + " [cut]"
+                    data = json.dumps(result, separators=(",", ":")).encode()
+        fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))  # frees blocks, never needs one
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(spare, os.path.join(self.jobdir, RESULT_FILE))
+        except OSError as exc:  # read_result reads it where it is
+            log(self.workdir, "job %s: result left in %s: %s" % (self.key, spare, exc))
+
+    def full_disk(self, only_jobdir: bool = False) -> Optional[str]:
+        """Why the job's output may be cut short when a filesystem it wrote
+        to (its job directory, its output files) is full at its end, or None."""
+        uid = self.spec["uid"] if self.spec["uid"] is not None else os.geteuid()
+        seen = set()
+        paths = (self.jobdir,) if only_jobdir else (self.jobdir, self.spec["stdout"],
+                                                    self.spec["stderr"])
+        for path in paths:
+            try:
+                st = os.stat(path)
+                if path != self.jobdir and not (st.st_mode & 0o170000 == 0o100000):
+                    continue  # /dev/null, a pipe: not a disk
+                if st.st_dev in seen:
+                    continue
+                seen.add(st.st_dev)
+                vfs = os.statvfs(path)
+            except OSError:
+                continue
+            # root may write into the blocks kept for it
+            free = (vfs.f_bfree if uid == 0 else vfs.f_bavail) * vfs.f_frsize
+            if vfs.f_blocks and free < _DISK_FULL_BYTES:
+                return ("No space left on device: the filesystem of %s was full when the job "
+                        "ended (%d KiB free); its output may be cut short" % (path, free >> 10))
+        return None
 
     def finish_cgroup(self) -> None:
         """Read OOM kills and peak memory from the cgroup, then remove it."""
@@ -1391,7 +1655,7 @@ class Agent:
 
     def refresh(self, job: Job) -> None:
         """Re-read an adopted job's files; decide ended / running / LOST."""
-        job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+        job.result = read_result(job.dir)
         if job.result is not None:
             return
         if job.sup_pid is None:
@@ -1472,7 +1736,7 @@ class Agent:
                 self.on_launch_fd(job.launch_fd)  # `started` must precede `ended`
                 if self.jobs.get(key) is not job:
                     continue
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
             if job.result is None:
                 how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
                        else "exit status %d" % os.WEXITSTATUS(status))
@@ -1748,7 +2012,7 @@ class Agent:
         if job.result is None and not job.own:
             self.refresh(job)
         elif job.result is None:
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
         if job.result is not None:
             job.emitted = True
             self.adopted.discard(job.key)
@@ -1765,7 +2029,7 @@ class Agent:
         if err is None and job is None:
             err = "no job %s on this node" % key
         if err is None and job is not None and job.result is None and job.own:
-            job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+            job.result = read_result(job.dir)
         if err is None and job is not None and job.result is not None:
             err = "job %s has already ended" % key
         if err is not None:
@@ -1811,7 +2075,7 @@ class Agent:
         words = [str(signum)]
         if req.get("requeue"):
             words.append("requeue")
-        if job.note is not None and job.result is None and not os.path.exists(
+        if job.note is not None and job.result is None and not os.path.lexists(
                 os.path.join(job.dir, CANCEL_FILE)):
             write_note(*job.note, " DUE TO JOB REQUEUE" if req.get("requeue") else "")
             words.append("noted")
@@ -1822,7 +2086,7 @@ class Agent:
     def tell_supervisor(job: "Job", filename: str, text: str) -> Optional[str]:
         """Leave a request file in the job's directory and wake its supervisor
         (SIGUSR1); returns an error text or None."""
-        write_text_atomic(os.path.join(job.dir, filename), text)
+        write_marker(os.path.join(job.dir, filename), text)
         if job.sup_pid is not None and (job.own or alive(job.sup_pid, job.sup_ticks)):
             try:
                 os.kill(job.sup_pid, signal.SIGUSR1)
@@ -1929,7 +2193,7 @@ class Agent:
         job = None if err else self.lookup(key)  # type: ignore[arg-type]
         if job is not None:
             if job.result is None:
-                job.result = read_json(os.path.join(job.dir, RESULT_FILE))
+                job.result = read_result(job.dir)
             if job.result is None:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
             else:

@@ -224,8 +224,20 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     spec["mail_type"] = ",".join(mt) if isinstance(mt, list) else str(mt or "")
     spec["export"] = str(opts.get("export") or "ALL")
     spec["argv"] = list(script_args)
+    # the submitter's umask (sbatch records it as SLURM_UMASK): the job runs
+    # with it, its output files sent home get its modes. Not in the job's
+    # environment: SLURM 22.05's batch job has no SLURM_UMASK (oracle)
+    spec["umask"] = _umask(env.get("SLURM_UMASK"))
     spec["env"] = _exported_env(spec["export"], env)
     return spec
+
+
+def _umask(text: Optional[str]) -> Optional[int]:
+    """``SLURM_UMASK`` (octal, "0022") as a number; None when absent or not a
+    umask (slurmstepd's strtol would make garbage 0: no mask at all)."""
+    if text and re.fullmatch(r"[0-7]{1,4}", text.strip()) and int(text, 8) <= 0o777:
+        return int(text, 8)
+    return None
 
 
 def _abs(path: str, base: str) -> str:
