@@ -22,6 +22,7 @@ __all__ = ["main", "run"]
 
 def _prepare(config_arg: Optional[str]):
     from .config import find_config, load_config, default_config
+    from .config_in_force import identity, record
     from .controller import Controller
     from .paths import private_dir, state_paths
     from .rpc import Server
@@ -35,9 +36,11 @@ def _prepare(config_arg: Optional[str]):
         lock.close()
         return None
     path = find_config(config_arg)
+    ident = identity(path)  # before reading it: a later edit is then a change
     config = default_config() if path is None else load_config(path)
     ctl = Controller(config, paths)
     server = Server(paths.socket, ctl.submit_request)
+    record(paths, ident)  # what commands compare their own lookup with
     lock.seek(0)
     lock.truncate()
     lock.write(f"{os.getpid()}\n")

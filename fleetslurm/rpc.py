@@ -42,6 +42,9 @@ def _error_from(reply: dict) -> errors.FleetError:
 class Client:
     """One connection to the controller. Use as a context manager."""
 
+    #: whether ensure_controller started the controller this client talks to
+    started = False
+
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._file = sock.makefile("rb")
@@ -125,6 +128,12 @@ def ensure_controller(config: Optional[str] = None, paths: Optional[StatePaths] 
         return connect(paths)
     except errors.ControllerError:
         pass
+    client = _start_controller(config, paths, timeout)
+    client.started = True
+    return client
+
+
+def _start_controller(config: Optional[str], paths: StatePaths, timeout: float) -> Client:
     import subprocess
 
     private_dir(paths.home)

@@ -91,6 +91,68 @@ def controller_status() -> None:
         typer.echo(f"  {n['name']}: {n['state']}{extra}")
 
 
+config_app = typer.Typer(no_args_is_help=True, help="Write and inspect fleet_config.json.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("init")
+def config_init(path: Optional[str] = typer.Argument(
+        None, help="where to write it (default: $FLEETSLURM_CONFIG, else "
+                   "$FLEETSLURM_HOME/fleet_config.json, which every command finds)")) -> None:
+    """Write the config template (two example machines to edit) where the
+    config lookup finds it, and print its path. Never overwrites a file."""
+    from ..config_in_force import TEMPLATE
+    from ..paths import private_dir, state_paths
+
+    if path:
+        target = os.path.abspath(os.path.expanduser(path))
+    elif os.environ.get("FLEETSLURM_CONFIG"):
+        target = os.path.abspath(os.path.expanduser(os.environ["FLEETSLURM_CONFIG"]))
+    else:
+        home = state_paths().home
+        private_dir(home)
+        target = str(home / "fleet_config.json")
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        _fail(FleetError(f"{target} exists already: edit it, or name another path "
+                         "(fleetslurm config init PATH)"))
+    except OSError as exc:
+        _fail(FleetError(f"{target}: cannot write it: {exc.strerror}"))
+    with os.fdopen(fd, "wb") as f:
+        f.write(TEMPLATE.read_bytes())
+    typer.echo(target)
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Say which config the running controller uses and which one this
+    directory's lookup finds."""
+    from ..config_in_force import describe, in_force, mismatch
+    from ..paths import find_config, state_paths
+
+    paths = state_paths()
+    try:
+        found = find_config()
+    except FleetError as exc:
+        _fail(exc)
+    from ..rpc import connect
+
+    typer.echo(f"lookup finds: {describe(str(found) if found else None)}")
+    try:
+        connect(paths).close()
+    except StoreError as exc:
+        _fail(exc)
+    except FleetError:
+        typer.echo(f"no controller running (state {paths.home})")
+        return
+    running = in_force(paths) or {}
+    typer.echo(f"controller runs with: {describe(running.get('path'))}")
+    line = mismatch(paths, found)
+    if line:
+        typer.echo(line)
+
+
 nodes_app = typer.Typer(no_args_is_help=True, help="Check and trust the fleet's machines.")
 app.add_typer(nodes_app, name="nodes")
 

@@ -28,7 +28,26 @@ def client():
                 "that started it (fleetslurm's commands work inside jobs on the "
                 "controller's own host, or on machines reached over loopback)") from None
     path = find_config()
-    return ensure_controller(str(path) if path else None)
+    c = ensure_controller(str(path) if path else None)
+    _say_config(c, path)
+    return c
+
+
+def _say_config(c, found) -> None:
+    """Say which config the controller uses when this command started it (to
+    a person at a terminal: scripts read SLURM's own lines), or when the
+    running one uses another file than this command's lookup finds."""
+    from ..config_in_force import describe, mismatch
+    from ..paths import state_paths
+
+    if c.started:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"fleetslurm: started a controller with {describe(found and str(found))}"
+                             f" (state in {state_paths().home})\n")
+        return
+    line = mismatch(state_paths(), found)
+    if line:
+        sys.stderr.write(f"fleetslurm: {line}\n")
 
 
 #: messages SLURM prints without the command's name: the API's errors and

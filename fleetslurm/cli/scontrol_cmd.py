@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..errors import InvalidJobId, UsageError
 
@@ -54,6 +55,8 @@ def _main(argv: list[str]) -> int:
 
     if cmd == "show":
         return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
+    if cmd in ("reconfigure", "reconfig"):
+        return _reconfigure()
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
         itself = cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids
@@ -180,3 +183,49 @@ def _show(rest: list[str], one_liner: bool = False) -> int:
                                                       footer=footer))
             return 0
     raise UsageError(f"invalid entity:{rest[0]} for keyword:show", prog=PROG)
+
+
+def _reconfigure() -> int:
+    """``scontrol reconfigure``: the controller reads its config again, the
+    file this command's lookup finds (else the one it runs with). Running
+    jobs are kept: the controller stops and a new one starts with the new
+    config, which finds every job on its machine as after any restart. A
+    config that does not validate, or that drops a machine where jobs still
+    run, changes nothing. Silent on success, as SLURM's."""
+    from ..config import default_config, load_config
+    from ..config_in_force import in_force
+    from ..errors import ConfigError
+    from ..paths import find_config, state_paths
+    from ..rpc import connect, ensure_controller
+
+    paths = state_paths()
+    found = find_config()
+    if found is None:
+        running = (in_force(paths) or {}).get("path")
+        found = Path(running) if running else None
+    new = default_config() if found is None else load_config(found)
+    with connect(paths) as c:
+        pid = c.call("ping")["pid"]
+        busy = [j for j in c.call("jobs", steps=False)
+                if j["state"] in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED")
+                and set(j.get("nodes") or []) - set(new.machines)]
+        if busy:
+            where = ", ".join(sorted({n for j in busy for n in j["nodes"]} - set(new.machines)))
+            raise ConfigError(
+                f"{found or 'the embedded default'} has no machine {where}, where job(s) "
+                f"{', '.join(str(j['job_id']) for j in busy)} still run: wait for them (drain "
+                "the machine: scontrol update NodeName=... State=DRAIN) or keep it in the config")
+        c.call("shutdown")
+    _wait_gone(pid)
+    ensure_controller(str(found) if found else None, paths).close()
+    return 0
+
+
+def _wait_gone(pid: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
