@@ -464,11 +464,15 @@ class Controller:
         state = self.sched.node_state(name)
         link = self.links.get(name)
         silent = name in self._not_responding
-        if silent and state == "down" and name not in self._node_down \
-                and name not in self._awaiting_hello:
-            # not responding, not yet DOWN: what it was doing, with sinfo's "*"
-            # (until its first hello after a start it stays DOWN, as before)
-            state = self._state_by_usage(name, cpus)
+        if silent and state == "down" and name not in self._node_down:
+            if name in self._awaiting_hello:
+                # not heard from since the start, not given up on: UNKNOWN, as
+                # SLURM shows a node that has not registered since slurmctld
+                # started (sinfo "unk", no "*"; checked against SLURM 22.05)
+                state, silent = "unk", False
+            else:
+                # not responding, not yet DOWN: what it was doing, with sinfo's "*"
+                state = self._state_by_usage(name, cpus)
         return {"state": state, "alloc_cpus": cpus, "alloc_mem_mb": mem,
                 "alloc_gpus": len(gpus), "last_busy_time": self._busy_at(name, cpus, facts, now),
                 "responding": not silent and (link is None or link.status == "up"

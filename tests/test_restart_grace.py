@@ -116,3 +116,21 @@ def test_a_machine_silent_past_the_grace_is_down_and_its_job_requeued(restarted)
     assert r.clock[0] - r.start > START_GRACE_S
     assert r.ctl.sched.node_state("m1") == "down"
     assert r.ctl.store.steps_of(r.job)[0]["state"] == "NODE_FAIL"
+
+
+def _listed(ctl: Controller, name: str) -> dict:
+    return next(n for n in ctl.node_snapshot if n["name"] == name)
+
+
+def test_a_machine_not_heard_from_since_the_start_is_unknown_then_down(restarted) -> None:
+    """sinfo shows a machine that has not said hello since the controller
+    started as ``unk`` (SLURM 22.05 shows an unregistered node so, without
+    ``*``), not down; past the grace it is DOWN and not responding."""
+    r = restarted
+    r.pump(lambda: r.clock[0] - r.start > 3 * 3 * HB, 0.1)
+    m1 = _listed(r.ctl, "m1")
+    assert (m1["state"], m1["responding"], m1["reason"]) == ("unk", True, "")
+    r.pump(lambda: r.task()["restart_count"] == 1, 0.25)
+    m1 = _listed(r.ctl, "m1")
+    assert (m1["state"], m1["responding"]) == ("down", False)
+    assert m1["reason"]
