@@ -56,13 +56,9 @@ def controller_stop() -> None:
     except FleetError:
         typer.echo("no controller running")
         return
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    from .common import wait_gone
+
+    wait_gone(pid)
     typer.echo(f"controller {pid} stopped")
 
 

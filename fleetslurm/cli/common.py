@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Callable, NoReturn, Optional
 
-__all__ = ["client", "run", "die", "warn"]
+__all__ = ["client", "run", "die", "warn", "iterate_seconds", "wait_gone"]
 
 
 def client():
@@ -105,3 +105,30 @@ def run(prog: str, body: Callable[[list[str]], Optional[int]], argv: list[str]) 
         return 130
     except BrokenPipeError:
         return 0
+
+
+def iterate_seconds(value: object, complaint: str, prog: str) -> "int | None":
+    """``-i SECONDS`` of squeue and sinfo: a whole number above 0, else
+    ``complaint`` (with ``{}`` for the value) as the command's error."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text.isdigit() or int(text) <= 0:
+        from ..errors import UsageError
+
+        raise UsageError(complaint.format(text), prog=prog)
+    return int(text)
+
+
+def wait_gone(pid: int, timeout: float = 30.0) -> bool:
+    """Wait until process ``pid`` has exited; False when it still runs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -197,6 +197,7 @@ def _reconfigure() -> int:
     from ..errors import ConfigError
     from ..paths import find_config, state_paths
     from ..rpc import connect, ensure_controller
+    from .common import wait_gone
 
     paths = state_paths()
     found = find_config()
@@ -216,16 +217,7 @@ def _reconfigure() -> int:
                 f"{', '.join(str(j['job_id']) for j in busy)} still run: wait for them (drain "
                 "the machine: scontrol update NodeName=... State=DRAIN) or keep it in the config")
         c.call("shutdown")
-    _wait_gone(pid)
+    wait_gone(pid, 60.0)
     ensure_controller(str(found) if found else None, paths).close()
     return 0
 
-
-def _wait_gone(pid: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)

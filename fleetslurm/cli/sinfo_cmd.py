@@ -21,12 +21,13 @@ def main(argv: list[str]) -> int:
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
     from ..slurm import sinfo_fmt
-    from .common import client
+    from .common import client, iterate_seconds
 
     fmt, fit = _format(opts)
     for text in sinfo_fmt.format_warnings(sinfo_fmt.parse_format(fmt)):
         sys.stderr.write(f"sinfo: error: {text}\n")
-    iterate = _iterate(opts.get("iterate"))
+    iterate = iterate_seconds(opts.get("iterate"), "Error: invalid entry for --iterate={}",
+                              PROG)
     with client() as c:
         while True:
             sys.stdout.write(_text(opts, c.call("nodes"), fmt, fit, bool(iterate)))
@@ -99,12 +100,3 @@ def _format(opts: dict) -> "tuple[str, bool]":
         return (sinfo_fmt.LONG_REASONS_FORMAT if long else sinfo_fmt.REASONS_FORMAT), False
     return (sinfo_fmt.LONG_FORMAT if long else sinfo_fmt.DEFAULT_FORMAT), True
 
-
-def _iterate(value: object) -> "int | None":
-    """``-i SECONDS``: a whole number of seconds above 0 (sinfo's check)."""
-    if value is None:
-        return None
-    text = str(value)
-    if not text.isdigit() or int(text) <= 0:
-        raise UsageError(f"Error: invalid entry for --iterate={text}", prog=PROG)
-    return int(text)

@@ -80,12 +80,12 @@ def main(argv: list[str]) -> int:
         from ..slurm.hostlist import expand
 
         query["nodelist"] = expand(str(opts["nodelist"]))
-    iterate = _iterate(opts.get("iterate"))
+    from .common import client, iterate_seconds
+
+    iterate = iterate_seconds(opts.get("iterate"), "--iterate={}\n", PROG)
     header = not opts.get("noheader")
     # the controller sorts and renders (10,000 jobs cross the socket as text)
     query.update(format=fmt, header=header)
-    from .common import client
-
     with client() as c:
         while True:
             now = time.time()
@@ -127,12 +127,3 @@ def _format(opts: dict) -> str:
         sys.stderr.write(f"squeue: error: {text}\n")
     return fmt
 
-
-def _iterate(value: object) -> "int | None":
-    """``-i SECONDS``: a whole number of seconds above 0 (squeue's check)."""
-    if value is None:
-        return None
-    text = str(value)
-    if not text.isdigit() or int(text) <= 0:
-        raise UsageError(f"--iterate={text}\n", prog=PROG)
-    return int(text)

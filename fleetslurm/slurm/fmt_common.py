@@ -78,6 +78,26 @@ def parse_items(fmt: str, letters: Container[str], all_format: str, error: str) 
 #: the width of a ``-O`` field given without one (squeue's and sinfo's opts.c)
 LONG_FIELD_WIDTH = 20
 
+#: marks a format string as ``-O`` text: no ``-o`` string can start with NUL
+_LONG_MARK = "\0O"
+
+
+def long_format(text: str) -> str:
+    """The format string that stands for ``-O text`` (what squeue's and
+    sinfo's ``render`` and the controller's squeue take)."""
+    return _LONG_MARK + text
+
+
+def parse_any(fmt: str, letters: Container[str], all_format: str, error: str,
+              names: Mapping[str, str]) -> list[Item]:
+    """:func:`parse_items` for a ``-o`` string, :func:`parse_long_items` for
+    one made by :func:`long_format` (whose complaint says "job format" for
+    both commands, as theirs do)."""
+    if fmt.startswith(_LONG_MARK):
+        return parse_long_items(fmt[len(_LONG_MARK):], names,
+                                "Invalid job format specification: ")
+    return parse_items(fmt, letters, all_format, error)
+
 
 def parse_long_items(text: str, names: Mapping[str, str], error: str) -> list[Item]:
     """Split a ``-O/--Format`` string as squeue/sinfo 22.05 do (never raises).

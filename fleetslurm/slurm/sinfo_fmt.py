@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 from fleetslurm.model import NodeRecord, PartitionRecord
 from fleetslurm.slurm.fmt_common import (Item, convert_whole, features, format_warnings,
-                                         join_items, parse_items, parse_long_items, print_str)
+                                         join_items, long_format, parse_any, print_str)
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_squeue_time
 
@@ -45,9 +45,6 @@ SUMMARIZE_FORMAT = "%9P %.5a %.10l %.16F %N"
 REASONS_FORMAT = "%20E %9u %19H %N"
 LONG_REASONS_FORMAT = "%20E %12U %19H %6t %N"
 
-#: marks a format string as ``-O`` text: no ``-o`` string can start with NUL
-_LONG_MARK = "\0O"
-
 #: sinfo -O names (lower case) and the ``-o`` letter with the same field and
 #: header, checked against sinfo 22.05
 LONG_NAMES = {
@@ -61,11 +58,6 @@ LONG_NAMES = {
     "statecompact": "t", "statelong": "T", "threads": "Z", "time": "l", "timestamp": "H",
     "user": "u", "userlong": "U", "version": "v", "weight": "w",
 }
-
-
-def long_format(text: str) -> str:
-    """The format string that stands for ``-O text``."""
-    return _LONG_MARK + text
 
 _MIN_FIELD = 9
 
@@ -89,10 +81,8 @@ def parse_format(fmt: str) -> list[Item]:
     """Parse a sinfo ``-o`` string as sinfo 22.05 does (never raises); a
     string made by :func:`long_format` as ``-O`` text (whose complaint says
     "job format", as sinfo's does)."""
-    if fmt.startswith(_LONG_MARK):
-        return parse_long_items(fmt[len(_LONG_MARK):], LONG_NAMES,
-                                "Invalid job format specification: ")
-    return parse_items(fmt, _FIELDS, _ALL_FORMAT, "Invalid node format specification: ")
+    return parse_any(fmt, _FIELDS, _ALL_FORMAT, "Invalid node format specification: ",
+                     LONG_NAMES)
 
 
 @dataclass

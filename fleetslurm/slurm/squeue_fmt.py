@@ -28,9 +28,8 @@ from typing import Callable, Optional, Protocol
 
 from fleetslurm.model import JobRecord
 from fleetslurm.slurm.fmt_common import (NO_VAL_SECS, PENDING_LIKE, Item, convert_whole, end_time,
-                                         format_warnings, join_items, job_id, null_str,
-                                         parse_items, parse_long_items, print_str, run_time,
-                                         start_time)
+                                         format_warnings, join_items, job_id, long_format,
+                                         null_str, parse_any, print_str, run_time, start_time)
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_squeue_time
 
@@ -40,9 +39,6 @@ __all__ = ["DEFAULT_FORMAT", "LONG_FORMAT", "Item", "parse_format", "format_warn
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 #: ``squeue -l`` (src/squeue/opts.c)
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
-
-#: marks a format string as ``-O`` text: no ``-o`` string can start with NUL
-_LONG_MARK = "\0O"
 
 #: squeue -O names (lower case) whose field and header are a ``-o`` letter's,
 #: checked against squeue 22.05; the others are keys of _FIELDS of their own
@@ -62,12 +58,6 @@ LONG_NAMES = {
     "restartcnt": "restartcnt", "stdin": "stdin",
 }
 
-
-def long_format(text: str) -> str:
-    """The format string that stands for ``-O text`` (what :func:`render`
-    and the controller's squeue take)."""
-    return _LONG_MARK + text
-
 #: what ``%all`` stands for: every letter a-z then A-Z, separated by ``|``
 _ALL_FORMAT = "|".join("%" + chr(c) for c in [*range(ord("a"), ord("z") + 1),
                                               *range(ord("A"), ord("Z") + 1)])
@@ -80,10 +70,8 @@ def parse_format(fmt: str) -> list[Item]:
     ``error`` (squeue warns and goes on, exit status 0). A string made by
     :func:`long_format` is parsed as ``-O`` text.
     """
-    if fmt.startswith(_LONG_MARK):
-        return parse_long_items(fmt[len(_LONG_MARK):], LONG_NAMES,
-                                "Invalid job format specification: ")
-    return parse_items(fmt, _FIELDS, _ALL_FORMAT, "Invalid job format specification: ")
+    return parse_any(fmt, _FIELDS, _ALL_FORMAT, "Invalid job format specification: ",
+                     LONG_NAMES)
 
 
 # ---------------------------------------------------------------- helpers
