@@ -56,6 +56,26 @@ def _open(t: "SSHTransport", argv: list[str], doing: str) -> Any:
     return chan
 
 
+def _mapped(t: "SSHTransport", exc: Exception, doing: str) -> Exception:
+    """What a failed copy raises: our own errors as they are, an OSError with
+    an errno from this host's disk (the caller's to handle) as it is, and
+    anything from the channel (paramiko's OSError, EOFError, SSHException, a
+    stall) as a lost link."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, OSError) and not isinstance(exc, socket.timeout) \
+            and exc.errno is not None:
+        return exc
+    return t._lost(exc, doing)
+
+
+def _close(chan: Any) -> None:
+    try:
+        chan.close()
+    except Exception:  # the connection is gone already: nothing left to close
+        pass
+
+
 def _read_all(recv: Callable[[int], bytes]) -> bytes:
     out = b""
     while True:
@@ -100,13 +120,13 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
                 home.write(data)
             record = _read_all(chan.recv_stderr)
             info = _outcome(t, chan, record, path, doing, "read")
-        except (OSError, EOFError, socket.timeout) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, socket.timeout) \
-                    and exc.errno is not None:
-                raise  # this host's disk refused a write: the caller's error
-            raise t._lost(exc, doing) from exc
+        except Exception as exc:
+            mapped = _mapped(t, exc, doing)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         finally:
-            chan.close()
+            _close(chan)
         return home.finish(int(info["size"]), str(info["sha256"]), t.node, f"{path}")
 
 
@@ -127,20 +147,17 @@ def put_file(t: "SSHTransport", src: BinaryIO, path: str, mode: int) -> Transfer
             raise t._file_error(exc, part, "write") from exc
     chan = _open(t, [RECV, part, str(offset), f"{mode & 0o7777:o}"], doing)
     try:
-        try:
-            size, sha = send_from(src, offset, chan.sendall)
-            chan.shutdown_write()
-            record = _read_all(chan.recv)
-            info = _outcome(t, chan, record or _read_all(chan.recv_stderr), part, doing,
-                            "write")
-        except (EOFError, socket.timeout) as exc:
-            raise t._lost(exc, doing) from exc
-        except OSError as exc:
-            if exc.errno is not None:
-                raise  # reading src here failed: the caller's error
-            raise t._lost(exc, doing) from exc
+        size, sha = send_from(src, offset, chan.sendall)
+        chan.shutdown_write()
+        record = _read_all(chan.recv)
+        info = _outcome(t, chan, record or _read_all(chan.recv_stderr), part, doing, "write")
+    except Exception as exc:
+        mapped = _mapped(t, exc, doing)
+        if mapped is exc:
+            raise
+        raise mapped from exc
     finally:
-        chan.close()
+        _close(chan)
     if int(info["size"]) != size or info["sha256"] != sha:
         with t._sftp_lock:
             try:
