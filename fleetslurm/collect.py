@@ -166,6 +166,9 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
     received: list[tuple[str, "str | None"]] = []
     for which, remote in pairs:
         part = part_file(keep, task["run_key"], which)
+        # the mode the output file would get (see _deliver); the directory
+        # is private, so the part is not readable by others meanwhile
+        os.close(os.open(part, os.O_WRONLY | os.O_CREAT, 0o644))
         try:
             fetch(ctl, transport, task, remote, part, which)
         except FileMissing:
@@ -190,12 +193,20 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
 
 
 def _deliver(part: "str | None", dest: str, append: bool) -> None:
-    """Write a received file (None: an empty one) to its place, in chunks:
-    appended, or replacing what is there (opened as ``_write`` does, never
-    renamed over: ``--output=/dev/null`` must stay a device)."""
+    """Write a received file (None: an empty one) to its place: where there
+    is no file yet, the received one becomes it (a hard link, no copy);
+    else in chunks, appended or replacing what is there (opened as
+    ``_write`` does, never renamed over: ``--output=/dev/null`` must stay a
+    device)."""
     from .transport.chunked import CHUNK
 
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    if part is not None and not append:
+        try:
+            os.link(part, dest)  # fails if anything is there, symlinks included
+            return
+        except OSError:
+            pass  # there already, or another filesystem: copied below
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(dest, flags, 0o644)
     try:
