@@ -6,13 +6,16 @@ fixture, 127.0.0.2), writes a file of ``--size-mb`` MiB of random bytes on
 it, then:
 
 1. fleetslurm: a controller (SSH transport, no shared filesystem) runs a job
-   that writes that file to its stdout on the machine; timed from the job's
-   end (its record's end time) to COMPLETED, which it reaches only once the
-   output is home and verified (size and sha256, on the machine and here).
+   that writes that file to its stdout on the machine (then ``sync``, so
+   its output is on disk as scp's file is, not still being written back
+   during the copy); timed from the job's end (its record's end time) to
+   COMPLETED, which it reaches only once the output is home and verified
+   (size and sha256, on the machine and here).
    Meanwhile a client times ``squeue -t all`` round trips (a new connection
    each, as the command makes them; a held job keeps the queue from being
-   empty), next to the same before the job: the controller's answer time
-   while a big output streams home.
+   empty) and the ``squeue -t all`` command itself (start to exit), next to
+   the same before the job: the controller's answer time while a big output
+   streams home.
 2. scp (OpenSSH's client, its default cipher) of the same file from the same
    sshd, timed around the command.
 
@@ -78,6 +81,14 @@ def squeue_ms(home: Path) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def squeue_cmd_ms(env: dict) -> float:
+    """One ``squeue -t all`` command, start to exit, in ms."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fleetslurm.cli.main", "squeue", "-t", "all"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - t0) * 1000
+
+
 def run_fleetslurm(m, base: Path, src: Path) -> dict:
     """Seconds from the job's end to COMPLETED, the output's digest here, and
     squeue's times idle and during the copy."""
@@ -111,12 +122,14 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
                    env={"PATH": "/usr/bin:/bin"}, cwd=str(work),
                    submit_host=platform.node(), script_name="wrap")
         idle = [squeue_ms(home) for _ in range(50)]
+        idle_cmd = [squeue_cmd_ms(env) for _ in range(10)]
         with connect(StatePaths(home)) as c:
-            job = c.call("submit", options={"wrap": f"cat {src}"},
-                         script=f"#!/bin/sh\ncat '{src}'\n", script_args=[],
+            job = c.call("submit", options={"wrap": f"cat {src}; sync"},
+                         script=f"#!/bin/sh\ncat '{src}'\nsync\n", script_args=[],
                          env={"PATH": "/usr/bin:/bin"}, cwd=str(work),
                          submit_host=platform.node(), script_name="wrap")["job_id"]
         busy: list[float] = []
+        busy_cmd: list[float] = []
         done = threading.Event()
         copying = threading.Event()
 
@@ -128,8 +141,16 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
                     busy.append(squeue_ms(home))
                 time.sleep(0.02)
 
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
+        def poll_cmd() -> None:
+            while not done.is_set():
+                if copying.is_set():
+                    busy_cmd.append(squeue_cmd_ms(env))
+                else:
+                    time.sleep(0.01)
+
+        pollers = [threading.Thread(target=f, daemon=True) for f in (poll, poll_cmd)]
+        for p in pollers:
+            p.start()
         with connect(StatePaths(home)) as c:
             while True:
                 rec = c.call("jobs", ids=[str(job)])[0]
@@ -140,10 +161,12 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
                     break
                 time.sleep(0.01)
         done.set()
-        poller.join()
+        for p in pollers:
+            p.join()
         if rec["state"] != "COMPLETED":
             raise SystemExit(f"the job ended {rec['state']}")
         return {"seconds": seen - float(rec["end_time"]), "idle": idle, "busy": busy,
+                "idle_cmd": idle_cmd, "busy_cmd": busy_cmd,
                 "digest": digest(work / f"slurm-{job}.out")}
     finally:
         subprocess.run(exe + ["controller", "stop"], env=env, cwd=work,
@@ -196,6 +219,9 @@ def main() -> int:
         idle, busy = statistics.median(fs["idle"]), statistics.median(fs["busy"] or [0.0])
         print(f"squeue round trip p50: {idle:.1f} ms idle, {busy:.1f} ms while the output "
               f"came home ({len(fs['busy'])} calls): {busy / idle:.2f}x")
+        idle, busy = statistics.median(fs["idle_cmd"]), statistics.median(fs["busy_cmd"] or [0.0])
+        print(f"squeue -t all command p50: {idle:.0f} ms idle, {busy:.0f} ms while the output "
+              f"came home ({len(fs['busy_cmd'])} runs): {busy / idle:.2f}x")
     finally:
         pool.shutdown()
         shutil.rmtree(base, ignore_errors=True)

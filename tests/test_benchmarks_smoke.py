@@ -62,3 +62,4 @@ def test_bench_transfer(tmp_path):
     assert re.search(r"fleetslurm .*: [\d.]+ s -> [\d.]+ MB/s", out), out
     assert re.search(r"fleetslurm / scp: [\d.]+x", out), out
     assert re.search(r"squeue round trip p50: [\d.]+ ms idle, [\d.]+ ms while", out), out
+    assert re.search(r"squeue -t all command p50: [\d.]+ ms idle", out), out
