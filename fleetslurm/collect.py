@@ -32,20 +32,25 @@ if TYPE_CHECKING:
 
 __all__ = ["copy_back", "write_inline", "kept_where", "log_kept", "fetch", "part_file"]
 
-def _busy(ctl: "Controller") -> "tuple[set[str], threading.Lock]":
-    """The runs whose copy is under way (a hello meanwhile asks again), and
-    the lock over that set; kept on the controller (dict.setdefault is atomic)."""
-    return (ctl.__dict__.setdefault("_collecting", set()),
+
+def _busy(ctl: "Controller") -> "tuple[dict[str, bool], threading.Lock]":
+    """The runs whose copy is under way, each with whether it was asked for
+    again meanwhile, and the lock over them; kept on the controller
+    (dict.setdefault is atomic)."""
+    return (ctl.__dict__.setdefault("_collecting", {}),
             ctl.__dict__.setdefault("_collecting_lock", threading.Lock()))
 
 
 def copy_back(ctl: "Controller", task: dict, node: str) -> None:
-    """Start bringing a run's output home in a thread, unless it is on its way."""
+    """Start bringing a run's output home in a thread; a run whose copy is
+    under way is not copied twice at once: that copy, should it fail, tries
+    once more (the hello that asked again will not come back)."""
     busy, lock = _busy(ctl)
     with lock:
         if task["run_key"] in busy:
-            return  # that copy's own outcome ends or retries it
-        busy.add(task["run_key"])
+            busy[task["run_key"]] = True
+            return
+        busy[task["run_key"]] = False
     threading.Thread(target=_copy, args=(ctl, task, node), daemon=True,
                      name=f"collect-{task['task_id']}").start()
 
@@ -110,6 +115,20 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
 
 
 def _copy(ctl: "Controller", task: dict, node: str) -> None:
+    busy, lock = _busy(ctl)
+    while True:
+        error, kept = _copy_once(ctl, task, node)
+        with lock:
+            again = busy.pop(task["run_key"], False)
+            if not (error and again):
+                break
+            busy[task["run_key"]] = False
+    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+
+
+def _copy_once(ctl: "Controller", task: dict, node: str) -> "tuple[str, str]":
+    """One attempt: ``(error, kept)``, a lost link's message or why the
+    output stays on the machine (both "" once it is home)."""
     error = kept = ""
     where = node
     try:
@@ -135,10 +154,7 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
         # the job finishes rather than hang in COMPLETING, and the machine
         # keeps the run's directory: nothing is deleted that is not safe here
         log_kept(ctl, task["task_id"], kept, where)
-    busy, lock = _busy(ctl)
-    with lock:
-        busy.discard(task["run_key"])
-    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+    return error, kept
 
 
 def kept_where(node: str, jp: JobPaths) -> str:

@@ -75,3 +75,50 @@ def submit_staged(fleet, src: str, result: str) -> int:
                  cwd=str(fleet.work), script_name="wrap", stage={"in": [src], "out": [result]})
     fleet.pump(lambda: any(r.get("op") == "launch" for r in fleet.fake.requests))
     return job
+
+
+def test_a_copy_asked_for_again_while_under_way_tries_again_when_it_fails(fleet,
+                                                                        monkeypatch) -> None:
+    """One copy per run at a time: a hello during a copy does not start a
+    second one; the first, should it fail, tries once more, since that
+    hello will not come again."""
+    import threading
+
+    from fleetslurm.errors import NodeUnreachable
+
+    job = fleet.submit()
+    jp = fleet.paths(job)
+    fleet.fake.files[jp.stdout] = b"out\n"
+    real = fleet.fake.get_file
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_then_lost(path, dest):
+        calls.append(path)
+        if len(calls) == 1:
+            started.set()
+            release.wait(20)
+            raise NodeUnreachable("node m1: connection lost while copying (test)", "m1")
+        return real(path, dest)
+
+    monkeypatch.setattr(fleet.fake, "get_file", slow_then_lost)
+    import fleetslurm.collect as collect
+
+    asked = []
+    real_copy_back = collect.copy_back
+
+    def counted(*args):
+        asked.append(args[1]["run_key"])
+        real_copy_back(*args)
+
+    monkeypatch.setattr(collect, "copy_back", counted)
+    key = fleet.ctl.store.task(job)["run_key"]
+    fleet.fake.push(fleet.fake._ended(key, "COMPLETED", 0))
+    fleet.pump(started.is_set)
+    fleet.fake.drop()  # the agent's next hello reports the ended run again
+    fleet.pump(lambda: len(asked) >= 2)
+    assert len(calls) == 1  # not a second copy at once
+    release.set()
+    fleet.pump(lambda: fleet.ctl.store.task(job)["state"] == "COMPLETED", timeout=30)
+    assert (fleet.work / f"slurm-{job}.out").read_bytes() == b"out\n"
+    assert len(calls) == 2
