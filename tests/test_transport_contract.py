@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from fleetslurm.errors import FileMissing, NodeUnreachable, TransferCorrupt, TransportError
+from fleetslurm.errors import (FileMissing, FileUnreadable, NodeUnreachable, TransferCorrupt,
+                               TransportError)
 from fleetslurm.transport.base import AgentChannel, Transport
 from fleetslurm.transport.chunked import CHUNK, part_path
 from fleetslurm.transport.fake import FakeTransport
@@ -140,6 +141,9 @@ class TransportContract:
         assert transport.get_file(empty, str(tmp_path / "e")).size == 0
         with pytest.raises(FileMissing, match="nothere"):
             transport.get_file(f"{transport.workdir}/nothere", str(tmp_path / "x"))
+        if self.real_agent:  # (the fake has no directories)
+            with pytest.raises(FileUnreadable, match="files"):
+                transport.get_file(f"{transport.workdir}/files", str(tmp_path / "y"))
 
     def test_put_file_in_chunks_resumes_and_verifies(self, transport: Transport,
                                                      tmp_path: Path) -> None:

@@ -38,18 +38,22 @@ WINDOW = 8 << 20
 PACKET = 128 << 10
 #: no byte for this long on a copy's channel: the link is taken as lost
 STALL_S = 60.0
+#: a resumed copy's program first hashes what the other end already holds;
+#: its first byte may take that long more, at this many bytes a second
+#: (a slow disk)
+PREFIX_RATE = 20e6
 
 
 class _Errno(OSError):
     """The remote program's error record, as an OSError for ``file_error``."""
 
 
-def _open(t: "SSHTransport", argv: list[str], doing: str) -> Any:
+def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int) -> Any:
     client = t._connection()
     try:
         chan = client.get_transport().open_session(window_size=WINDOW, max_packet_size=PACKET,
                                                    timeout=10.0)
-        chan.settimeout(STALL_S)
+        chan.settimeout(STALL_S + offset / PREFIX_RATE)
         chan.exec_command(shlex.join([t.machine.python, "-c", *argv]))
     except Exception as exc:  # paramiko raises OSError, EOFError or SSHException
         raise t._lost(exc, doing) from exc
@@ -111,12 +115,14 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
     ``dest`` holds (see ``Transport.get_file``)."""
     doing = f"copying {path}"
     with ReceivingFile(dest) as home:
-        chan = _open(t, [SEND, path, str(home.offset)], doing)
+        chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset)
         try:
             while True:
                 data = chan.recv(CHUNK)
                 if not data:
                     break
+                if home.size == home.offset:
+                    chan.settimeout(STALL_S)  # the prefix is hashed there: bytes flow
                 home.write(data)
             record = _read_all(chan.recv_stderr)
             info = _outcome(t, chan, record, path, doing, "read")
@@ -145,7 +151,9 @@ def put_file(t: "SSHTransport", src: BinaryIO, path: str, mode: int) -> Transfer
             offset = 0
         except (OSError, EOFError) as exc:
             raise t._file_error(exc, part, "write") from exc
-    chan = _open(t, [RECV, part, str(offset), f"{mode & 0o7777:o}"], doing)
+    # (the first window's bytes are taken while the program there still
+    # hashes the part: the longer wait holds for the whole copy)
+    chan = _open(t, [RECV, part, str(offset), f"{mode & 0o7777:o}"], doing, offset)
     try:
         size, sha = send_from(src, offset, chan.sendall)
         chan.shutdown_write()
