@@ -10,12 +10,12 @@ it, then:
    its output is on disk as scp's file is, not still being written back
    during the copy); timed from the job's end (its record's end time) to
    COMPLETED, which it reaches only once the output is home and verified
-   (size and sha256, on the machine and here).
-   Meanwhile a client times ``squeue -t all`` round trips (a new connection
+   (size and sha256, on the machine and here). Then the same job again,
+   while a client times ``squeue -t all`` round trips (a new connection
    each, as the command makes them; a held job keeps the queue from being
    empty) and the ``squeue -t all`` command itself (start to exit), next to
-   the same before the job: the controller's answer time while a big output
-   streams home.
+   the same before the jobs: the controller's answer time while a big
+   output streams home.
 2. scp (OpenSSH's client, its default cipher) of the same file from the same
    sshd, timed around the command.
 
@@ -89,6 +89,62 @@ def squeue_cmd_ms(env: dict) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def _poll(home: Path, env: dict, out: dict) -> "tuple[threading.Event, list]":
+    """Start timing squeue round trips (50 a second, as a user's script
+    polling it) and squeue commands (one after the other); set the event
+    returned to stop them."""
+    done = threading.Event()
+
+    def rpc() -> None:
+        while not done.is_set():
+            out["rpc"].append(squeue_ms(home))
+            time.sleep(0.02)
+
+    def cmd() -> None:
+        while not done.is_set():
+            out["cmd"].append(squeue_cmd_ms(env))
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (rpc, cmd)]
+    for t in threads:
+        t.start()
+    return done, threads
+
+
+def _one_output(home: Path, work: Path, src: Path, meanwhile) -> tuple[float, tuple[int, str]]:
+    """Run the job that writes ``src`` as its output; seconds from its end to
+    COMPLETED, and the digest of the output here. ``meanwhile()`` is started
+    once the job is COMPLETING (its output on the way) and stopped at the end."""
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.rpc import connect
+
+    with connect(StatePaths(home)) as c:
+        job = c.call("submit", options={"wrap": f"cat {src}; sync"},
+                     script=f"#!/bin/sh\ncat '{src}'\nsync\n", script_args=[],
+                     env={"PATH": "/usr/bin:/bin"}, cwd=str(work),
+                     submit_host=platform.node(), script_name="wrap")["job_id"]
+        running = None
+        try:
+            while True:
+                rec = c.call("jobs", ids=[str(job)])[0]
+                if rec["state"] == "COMPLETING" and meanwhile and running is None:
+                    running = meanwhile()
+                if rec["state"] not in ("PENDING", "RUNNING", "COMPLETING"):
+                    seen = time.time()
+                    break
+                time.sleep(0.01)
+        finally:
+            if running is not None:
+                running[0].set()
+                for t in running[1]:
+                    t.join()
+    if rec["state"] != "COMPLETED":
+        raise SystemExit(f"the job ended {rec['state']}")
+    out = work / f"slurm-{job}.out"
+    got = digest(out)
+    out.unlink()
+    return seen - float(rec["end_time"]), got
+
+
 def run_fleetslurm(m, base: Path, src: Path) -> dict:
     """Seconds from the job's end to COMPLETED, the output's digest here, and
     squeue's times idle and during the copy."""
@@ -123,51 +179,13 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
                    submit_host=platform.node(), script_name="wrap")
         idle = [squeue_ms(home) for _ in range(50)]
         idle_cmd = [squeue_cmd_ms(env) for _ in range(10)]
-        with connect(StatePaths(home)) as c:
-            job = c.call("submit", options={"wrap": f"cat {src}; sync"},
-                         script=f"#!/bin/sh\ncat '{src}'\nsync\n", script_args=[],
-                         env={"PATH": "/usr/bin:/bin"}, cwd=str(work),
-                         submit_host=platform.node(), script_name="wrap")["job_id"]
-        busy: list[float] = []
-        busy_cmd: list[float] = []
-        done = threading.Event()
-        copying = threading.Event()
-
-        def poll() -> None:
-            # a user polling squeue (50 a second), not a load test: the
-            # copy's own speed is measured in the same run
-            while not done.is_set():
-                if copying.is_set():
-                    busy.append(squeue_ms(home))
-                time.sleep(0.02)
-
-        def poll_cmd() -> None:
-            while not done.is_set():
-                if copying.is_set():
-                    busy_cmd.append(squeue_cmd_ms(env))
-                else:
-                    time.sleep(0.01)
-
-        pollers = [threading.Thread(target=f, daemon=True) for f in (poll, poll_cmd)]
-        for p in pollers:
-            p.start()
-        with connect(StatePaths(home)) as c:
-            while True:
-                rec = c.call("jobs", ids=[str(job)])[0]
-                if rec["state"] == "COMPLETING":
-                    copying.set()
-                if rec["state"] not in ("PENDING", "RUNNING", "COMPLETING"):
-                    seen = time.time()
-                    break
-                time.sleep(0.01)
-        done.set()
-        for p in pollers:
-            p.join()
-        if rec["state"] != "COMPLETED":
-            raise SystemExit(f"the job ended {rec['state']}")
-        return {"seconds": seen - float(rec["end_time"]), "idle": idle, "busy": busy,
-                "idle_cmd": idle_cmd, "busy_cmd": busy_cmd,
-                "digest": digest(work / f"slurm-{job}.out")}
+        # the copy timed alone, then again with squeue asked meanwhile (the
+        # squeue commands' own start-up takes a CPU of this host's two)
+        seconds, digest_home = _one_output(home, work, src, None)
+        busy: dict = {"rpc": [], "cmd": []}
+        _one_output(home, work, src, lambda: _poll(home, env, busy))
+        return {"seconds": seconds, "digest": digest_home, "idle": idle, "idle_cmd": idle_cmd,
+                "busy": busy["rpc"], "busy_cmd": busy["cmd"]}
     finally:
         subprocess.run(exe + ["controller", "stop"], env=env, cwd=work,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -219,7 +237,8 @@ def main() -> int:
         idle, busy = statistics.median(fs["idle"]), statistics.median(fs["busy"] or [0.0])
         print(f"squeue round trip p50: {idle:.1f} ms idle, {busy:.1f} ms while the output "
               f"came home ({len(fs['busy'])} calls): {busy / idle:.2f}x")
-        idle, busy = statistics.median(fs["idle_cmd"]), statistics.median(fs["busy_cmd"] or [0.0])
+        idle = statistics.median(fs["idle_cmd"])
+        busy = statistics.median(fs["busy_cmd"] or [0.0])
         print(f"squeue -t all command p50: {idle:.0f} ms idle, {busy:.0f} ms while the output "
               f"came home ({len(fs['busy_cmd'])} runs): {busy / idle:.2f}x")
     finally:
