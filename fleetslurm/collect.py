@@ -154,6 +154,13 @@ def _copy_once(ctl: "Controller", task: dict, node: str) -> "tuple[str, str]":
         # the job finishes rather than hang in COMPLETING, and the machine
         # keeps the run's directory: nothing is deleted that is not safe here
         log_kept(ctl, task["task_id"], kept, where)
+        # (so what came of it here is not needed: only a lost link's parts
+        # are kept, for the next copy to continue)
+        for part in ctl.paths.output_dir(task["task_id"]).glob(f".{task['run_key']}.*.part"):
+            try:
+                part.unlink()
+            except OSError:
+                pass
     return error, kept
 
 
@@ -188,9 +195,11 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
         try:
             fetch(ctl, transport, task, remote, part, which)
         except FileMissing:
+            os.unlink(part)
             received.append((task[which], None))  # the job wrote nothing there
             continue
         except FileUnreadable as exc:  # there, but unreadable (permissions...)
+            os.unlink(part)
             unread = unread or str(exc)
             continue
         received.append((task[which], part))

@@ -122,3 +122,37 @@ def test_a_copy_asked_for_again_while_under_way_tries_again_when_it_fails(fleet,
     fleet.pump(lambda: fleet.ctl.store.task(job)["state"] == "COMPLETED", timeout=30)
     assert (fleet.work / f"slurm-{job}.out").read_bytes() == b"out\n"
     assert len(calls) == 2
+
+
+def test_no_part_file_is_left_once_the_output_is_home_or_kept(fleet) -> None:
+    job = fleet.submit(error="err-%j.txt")  # stderr never written: comes home empty
+    fleet.fake.files[fleet.paths(job).stdout] = b"x" * (CHUNK + 1)
+    fleet.finish(job)
+    assert (fleet.work / f"err-{job}.txt").read_bytes() == b""
+    assert not list(fleet.ctl.paths.output_dir(job).glob("*.part"))
+    (fleet.work / "afile").write_text("a file, not a directory\n")
+    job = fleet.submit(output="afile/out-%j.txt")  # cannot be written here: kept there
+    fleet.fake.files[fleet.paths(job).stdout] = b"y" * (CHUNK + 1)
+    assert fleet.finish(job)["collected"] == 1
+    assert not list(fleet.ctl.paths.output_dir(job).glob("*.part"))
+
+
+def test_a_short_or_damaged_copy_is_found_by_size_and_hash(tmp_path) -> None:
+    """What the receiving end holds against what the sending end counted."""
+    import io
+
+    from fleetslurm.errors import TransferCorrupt
+    from fleetslurm.transport.chunked import ReceivingFile, send_from
+
+    data = b"z" * (CHUNK + 10)
+    digest = hashlib.sha256(data).hexdigest()
+    for name, arrived in (("short", data[:-1]), ("damaged", b"Z" + data[1:])):
+        dest = tmp_path / name
+        with ReceivingFile(str(dest)) as home:
+            home.write(arrived)
+            with pytest.raises(TransferCorrupt, match=f"{len(arrived)} bytes"):
+                home.finish(len(data), digest, "m1", "/there/out")
+        assert not dest.exists()  # thrown away: the next copy starts from zero
+    with ReceivingFile(str(tmp_path / "whole")) as home:
+        size, sha = send_from(io.BytesIO(data), home.offset, home.write)
+        assert (home.finish(size, sha, "m1", "/there/out").size, sha) == (len(data), digest)
