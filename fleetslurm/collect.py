@@ -9,11 +9,11 @@ controller's private ``output/<job>/`` directory, verified (size and sha256
 against the machine's), and only then written to its place. A copy cut by
 a lost link is retried at the next agent hello (the run's directory is
 still there) and continues after the bytes already home; the job stays
-COMPLETING (and in ``squeue``) until its output is home. A copy that fails another
-way (a file on the machine it may not read, an output path on the submit
-host it cannot write) lets the job finish, but the agent only moves the
-run's directory aside (``WORKDIR/kept/KEY``), and the job's output file and
-the controller's log say where.
+COMPLETING (and in ``squeue``) until its output is home. A copy that fails
+another way (a file on the machine it may not read, an output path on the
+submit host it cannot write) lets the job finish, but the agent only moves
+the run's directory aside (``WORKDIR/kept/KEY``), and the job's output file
+and the controller's log say where.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Its agent is scripted: it records every request, answers ``hello``/``facts``/
 ``status``/``signal``/``cancel``/``forget``/``shutdown`` as the real agent
 does, and turns a ``launch`` into ``started`` (and, unless ``auto_end`` is
 off, an ``ended`` COMPLETED). A test pushes any other event with ``push()`` or
-``end()``, and cuts the link with ``drop()``. Files live in a dict.
+``end()``, and cuts the link with ``drop()``. Files live in a dict; chunked
+copies are recorded in ``copies``, and ``cut_after`` drops the link in the
+middle of the next one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import queue
 import threading
 import time
-from typing import BinaryIO, Optional
+from typing import BinaryIO, Callable, Optional
 
 from ..errors import (FileMissing, FileUnreadable, NodeUnreachable, TransferCorrupt,
                       TransportError)
@@ -184,7 +186,7 @@ class FakeTransport(Transport):
                               "No such file or directory", self.node) from None
         return data[offset:] if limit is None else data[offset:offset + limit]
 
-    def _sink(self, write):  # type: ignore[no-untyped-def]
+    def _sink(self, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """``write`` behind the ``cut_after`` fault: the link drops mid-copy."""
         def sink(chunk: bytes) -> None:
             if self.cut_after is not None:
