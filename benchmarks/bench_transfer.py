@@ -10,12 +10,12 @@ it, then:
    its output is on disk as scp's file is, not still being written back
    during the copy); timed from the job's end (its record's end time) to
    COMPLETED, which it reaches only once the output is home and verified
-   (size and sha256, on the machine and here). Then the same job again,
-   while a client times ``squeue -t all`` round trips (a new connection
-   each, as the command makes them; a held job keeps the queue from being
-   empty) and the ``squeue -t all`` command itself (start to exit), next to
-   the same before the jobs: the controller's answer time while a big
-   output streams home.
+   (size and sha256, on the machine and here). Then the same job twice
+   more, while a client times ``squeue -t all`` round trips (a new
+   connection each, as the command makes them; a held job keeps the queue
+   from being empty), then the ``squeue -t all`` command itself (start to
+   exit), next to the same before the jobs: the controller's answer time
+   while a big output streams home.
 2. scp (OpenSSH's client, its default cipher) of the same file from the same
    sshd, timed around the command.
 
@@ -89,25 +89,24 @@ def squeue_cmd_ms(env: dict) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def _poll(home: Path, env: dict, out: dict) -> "tuple[threading.Event, list]":
-    """Start timing squeue round trips (50 a second, as a user's script
-    polling it) and squeue commands (one after the other); set the event
-    returned to stop them."""
+def _poll(what: str, home: Path, env: dict, out: list) -> "tuple[threading.Event, list]":
+    """Start timing squeue round trips (``what`` "rpc": 50 a second, as a
+    user's script polling it) or squeue commands ("cmd": one after the
+    other); set the event returned to stop."""
     done = threading.Event()
 
     def rpc() -> None:
         while not done.is_set():
-            out["rpc"].append(squeue_ms(home))
+            out.append(squeue_ms(home))
             time.sleep(0.02)
 
     def cmd() -> None:
         while not done.is_set():
-            out["cmd"].append(squeue_cmd_ms(env))
+            out.append(squeue_cmd_ms(env))
 
-    threads = [threading.Thread(target=f, daemon=True) for f in (rpc, cmd)]
-    for t in threads:
-        t.start()
-    return done, threads
+    thread = threading.Thread(target=rpc if what == "rpc" else cmd, daemon=True)
+    thread.start()
+    return done, [thread]
 
 
 def _one_output(home: Path, work: Path, src: Path, meanwhile) -> tuple[float, tuple[int, str]]:
@@ -179,11 +178,13 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
                    submit_host=platform.node(), script_name="wrap")
         idle = [squeue_ms(home) for _ in range(50)]
         idle_cmd = [squeue_cmd_ms(env) for _ in range(10)]
-        # the copy timed alone, then again with squeue asked meanwhile (the
-        # squeue commands' own start-up takes a CPU of this host's two)
+        # the copy timed alone, then again with squeue asked meanwhile, one
+        # way at a time (the squeue commands' own start-ups take a CPU of
+        # this host's two)
         seconds, digest_home = _one_output(home, work, src, None)
         busy: dict = {"rpc": [], "cmd": []}
-        _one_output(home, work, src, lambda: _poll(home, env, busy))
+        for what in busy:
+            _one_output(home, work, src, lambda: _poll(what, home, env, busy[what]))
         return {"seconds": seconds, "digest": digest_home, "idle": idle, "idle_cmd": idle_cmd,
                 "busy": busy["rpc"], "busy_cmd": busy["cmd"]}
     finally:
