@@ -186,3 +186,21 @@ def test_a_corrupt_partial_copy_is_found_and_copied_again(fleet1, expected):
     log = _log(cli)
     assert re.search(rf"job {job}: node m1: the copy of \S+stdout.txt does not match the file "
                      "there", log), log[-3000:]
+
+
+def test_the_connection_is_set_up_for_big_copies(sshd_fleet, make_config):
+    """AES-GCM (no separate HMAC pass) and no paramiko-initiated rekey at
+    512 MiB, whose race with a closing channel dropped the connection."""
+    from fleetslurm.transport import ssh_tuning
+    from fleetslurm.transport.ssh import SSHTransport
+
+    (m1,) = sshd_fleet(1)
+    files = make_config([m1])
+    t = SSHTransport("m1", files.config.machines["m1"], files.config, files.paths)
+    try:
+        t.start_agent().close()
+        conn = t._connection().get_transport()
+        assert conn.remote_cipher.startswith("aes128-gcm"), conn.remote_cipher
+        assert conn.packetizer.REKEY_BYTES == ssh_tuning.REKEY_BYTES >= 1 << 36
+    finally:
+        t.close()

@@ -7,7 +7,8 @@ here into a fleetslurm error naming the machine and the fix.
 
 Host keys are checked by ``ssh_hostkeys`` (an unknown key is refused unless
 ``host_key_policy`` is ``accept-new``; a changed key is always refused); the
-SFTP helpers live in ``ssh_files``, the streamed copies in ``ssh_stream``.
+SFTP helpers live in ``ssh_files``, the streamed copies in ``ssh_stream``,
+the connection's cipher and rekey settings in ``ssh_tuning``.
 paramiko is imported inside functions only: the CLI must not pay for it.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from ..errors import AuthenticationFailed, NodeUnreachable, TransportError
-from . import ssh_stream
+from . import ssh_stream, ssh_tuning
 from .base import AgentChannel, Transferred, Transport, agent_source
 from .ssh_files import SFTPFiles, file_error, link_lost
 from .ssh_route import _Hop, route
@@ -49,31 +50,6 @@ _PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 # within ~30 s so a blocked read ends and the controller reconnects.
 _TCP_OPTS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3),
              ("TCP_USER_TIMEOUT", 30000))
-
-
-#: bytes received before paramiko itself asks for new keys (see _connect)
-_REKEY_BYTES = 1 << 36
-
-
-def _gcm_first(sock: Any, disabled_algorithms: Optional[dict] = None) -> Any:
-    """A paramiko Transport that offers AES-GCM first (sshd's own default
-    order puts it before AES-CTR too): no separate HMAC pass, about 40% less
-    CPU per byte here, which is what bounds a big output's copy. A server
-    without it still gets the rest of paramiko's list."""
-    import paramiko
-
-    t = paramiko.Transport(sock, disabled_algorithms=disabled_algorithms)
-    opts = t.get_security_options()
-    opts.ciphers = tuple(sorted(opts.ciphers, key=lambda name: "-gcm@" not in name))
-    return t
-
-
-def _cipher_choice() -> dict:
-    """``connect()``'s extra arguments: ``transport_factory`` came with paramiko 3.2."""
-    import paramiko
-
-    version = tuple(int(p) for p in re.findall(r"\d+", paramiko.__version__)[:2])
-    return {"transport_factory": _gcm_first} if version >= (3, 2) else {}
 
 
 def _tail(data: bytes, limit: int = 300) -> str:
@@ -238,17 +214,12 @@ class SSHTransport(Transport):
                                    key_filename=list(hop.keys) or None, allow_agent=True,
                                    look_for_keys=True, sock=sock, timeout=TIMEOUT,
                                    banner_timeout=TIMEOUT, auth_timeout=TIMEOUT,
-                                   channel_timeout=TIMEOUT, **_cipher_choice())
+                                   channel_timeout=TIMEOUT, **ssh_tuning.connect_options())
                 except TransportError:
                     raise
                 except (OSError, EOFError, paramiko.SSHException) as exc:
                     raise self._map(exc, hop, client) from exc
-                client.get_transport().set_keepalive(5)
-                # paramiko rekeys on its own after 512 MiB, and a channel that
-                # closes during that rekey stalls the connection for 30 s and
-                # drops it (its reader thread waits on itself): leave rekeying
-                # to sshd (RekeyLimit) within RFC 4344's bound for AES (2^32 blocks)
-                client.get_transport().packetizer.REKEY_BYTES = _REKEY_BYTES
+                ssh_tuning.after_connect(client.get_transport())
                 prev = client
         except BaseException:
             self._drop()
