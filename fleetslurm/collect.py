@@ -1,35 +1,79 @@
 """Bring a finished job's output home from a machine without a shared filesystem.
 
-The copy runs in a background thread (SFTP can be slow); when it is done the
-controller is told through its inbox, records it, and only then tells the
-agent to forget the job's directory, so output is never deleted before it is
-safe on the submit host. A copy cut by a lost link is retried at the next
-agent hello (the run's directory is still there). A copy that fails another
-way (a file on the machine it may not read, an output path on the submit
-host it cannot write) lets the job finish, but the agent only moves the
-run's directory aside (``WORKDIR/kept/KEY``), and the job's output file and
-the controller's log say where.
+The copy runs in a background thread, never on the controller's loop; when
+it is done the controller is told through its inbox, records it, and only
+then tells the agent to forget the job's directory, so output is never
+deleted before it is safe on the submit host. Each file is streamed in
+chunks (memory stays bounded whatever its size) into a part file in the
+controller's private ``output/<job>/`` directory, verified (size and sha256
+against the machine's), and only then written to its place. A copy cut by
+a lost link is retried at the next agent hello (the run's directory is
+still there) and continues after the bytes already home; the job stays
+COMPLETING (and in ``squeue``) until its output is home. A copy that fails
+another way (a file on the machine it may not read, an output path on the
+submit host it cannot write) lets the job finish, but the agent only moves
+the run's directory aside (``WORKDIR/kept/KEY``), and the job's output file
+and the controller's log say where.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import FileMissing, FileUnreadable, TransportError
+from .errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
 from .paths import JobPaths
 
 if TYPE_CHECKING:
     from .controller import Controller
     from .transport.base import Transport
 
-__all__ = ["copy_back", "write_inline", "kept_where", "log_kept"]
+__all__ = ["copy_back", "write_inline", "kept_where", "log_kept", "fetch", "part_file"]
+
+
+def _busy(ctl: "Controller") -> "tuple[dict[str, bool], threading.Lock]":
+    """The runs whose copy is under way, each with whether it was asked for
+    again meanwhile, and the lock over them; kept on the controller
+    (dict.setdefault is atomic)."""
+    return (ctl.__dict__.setdefault("_collecting", {}),
+            ctl.__dict__.setdefault("_collecting_lock", threading.Lock()))
 
 
 def copy_back(ctl: "Controller", task: dict, node: str) -> None:
+    """Start bringing a run's output home in a thread; a run whose copy is
+    under way is not copied twice at once: that copy, should it fail, tries
+    once more (the hello that asked again will not come back)."""
+    busy, lock = _busy(ctl)
+    with lock:
+        if task["run_key"] in busy:
+            busy[task["run_key"]] = True
+            return
+        busy[task["run_key"]] = False
     threading.Thread(target=_copy, args=(ctl, task, node), daemon=True,
                      name=f"collect-{task['task_id']}").start()
+
+
+def part_file(keep: Path, run_key: str, name: str) -> str:
+    """Where a run's file is received before it goes to its place: a stable
+    name (a later copy continues it) in the job's private directory."""
+    return str(keep / f".{run_key}.{name}.part")
+
+
+def fetch(ctl: "Controller", transport: "Transport", task: dict, remote: str, part: str,
+          what: str) -> None:
+    """Stream ``remote`` into ``part`` (continuing after what it holds) and
+    verify it; a copy that does not match is made again once from the start.
+    A resumed copy is logged with its offset."""
+    try:
+        done = transport.get_file(remote, part)
+    except TransferCorrupt as exc:
+        ctl.log(f"job {task['task_id']}: {exc}")
+        done = transport.get_file(remote, part)
+    if done.offset:
+        ctl.log(f"job {task['task_id']}: its {what} copy from {transport.node} resumed at "
+                f"byte {done.offset} of {done.size} ({done.moved} bytes moved)")
 
 
 def out_modes(task: dict) -> "tuple[int, int]":
@@ -57,17 +101,23 @@ def _makedirs(directory: str, mode: "int | None") -> None:
         pass
 
 
-def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
-           dir_mode: "int | None" = None) -> None:
-    _makedirs(os.path.dirname(path) or ".", dir_mode)
+def _open_out(path: str, append: bool, mode: int) -> int:
+    """Open an output file for writing: a new one with exactly ``mode`` (not
+    masked by the umask of whatever command started this controller), an
+    existing one keeping its mode, as in SLURM."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     try:
         fd = os.open(path, flags | os.O_EXCL, mode)
-        # exactly ``mode``: not masked by the umask of whatever command
-        # started this controller (an existing file keeps its mode, as in SLURM)
         os.fchmod(fd, mode)
     except FileExistsError:
         fd = os.open(path, flags, mode)
+    return fd
+
+
+def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
+           dir_mode: "int | None" = None) -> None:
+    _makedirs(os.path.dirname(path) or ".", dir_mode)
+    fd = _open_out(path, append, mode)
     try:
         view = memoryview(data)
         while view:
@@ -103,6 +153,20 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
 
 
 def _copy(ctl: "Controller", task: dict, node: str) -> None:
+    busy, lock = _busy(ctl)
+    while True:
+        error, kept = _copy_once(ctl, task, node)
+        with lock:
+            again = busy.pop(task["run_key"], False)
+            if not (error and again):
+                break
+            busy[task["run_key"]] = False
+    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+
+
+def _copy_once(ctl: "Controller", task: dict, node: str) -> "tuple[str, str]":
+    """One attempt: ``(error, kept)``, a lost link's message or why the
+    output stays on the machine (both "" once it is home)."""
     error = kept = ""
     where = node
     try:
@@ -122,11 +186,20 @@ def _copy(ctl: "Controller", task: dict, node: str) -> None:
     except OSError as exc:
         # the submit host cannot take it (an unwritable --output directory...)
         kept = f"its output could not be written on this host: {exc}"
+    except Exception as exc:  # a bug must not leave the job COMPLETING for ever
+        kept = f"copying its output failed: {type(exc).__name__}: {exc}"
     if kept:
         # the job finishes rather than hang in COMPLETING, and the machine
         # keeps the run's directory: nothing is deleted that is not safe here
         log_kept(ctl, task["task_id"], kept, where)
-    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+        # (so what came of it here is not needed: only a lost link's parts
+        # are kept, for the next copy to continue)
+        for part in ctl.paths.output_dir(task["task_id"]).glob(f".{task['run_key']}.*.part"):
+            try:
+                part.unlink()
+            except OSError:
+                pass
+    return error, kept
 
 
 def kept_where(node: str, jp: JobPaths) -> str:
@@ -143,27 +216,73 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
     """Copy the run's stdout/stderr (and staged results) home; "" or why a
     file that is on the machine could not be read there. A lost link (or a
     failed reconnection) raises its TransportError, a submit host that
-    refuses a file OSError."""
+    refuses a file OSError. Every file is received first (a retry after a
+    lost link continues the part files), then each is written to its place."""
     append = task.get("open_mode") == "append" or task["restart_count"] > 0
     keep = _keep_dir(ctl, task["task_id"])
     pairs = [("stdout", jp.stdout)]
     if task["stderr"] and task["stderr"] != task["stdout"]:
         pairs.append(("stderr", jp.stderr))
     unread = ""
+    received: list[tuple[str, "str | None"]] = []
     for which, remote in pairs:
+        part = part_file(keep, task["run_key"], which)
+        # the mode the output file would get (see _deliver: it may become
+        # that file); the directory is private, so no one reads it meanwhile
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.fchmod(fd, out_modes(task)[0])
+        os.close(fd)
         try:
-            data = transport.get_bytes(remote)
+            fetch(ctl, transport, task, remote, part, which)
         except FileMissing:
-            data = b""  # the job wrote nothing there
+            os.unlink(part)
+            received.append((task[which], None))  # the job wrote nothing there
+            continue
         except FileUnreadable as exc:  # there, but unreadable (permissions...)
+            os.unlink(part)
             unread = unread or str(exc)
             continue
-        _write(task[which], data, append, *out_modes(task))
-        _write(str(keep / f"{which}.txt"), data, append, 0o600)
+        received.append((task[which], part))
     from .staging import copy_stage_out
 
     try:
-        copy_stage_out(transport, task)
+        copy_stage_out(ctl, transport, task, keep)
     except FileUnreadable as exc:
         unread = unread or str(exc)
+    for dest, part in received:
+        _deliver(part, dest, append, *out_modes(task))
+    for _, part in received:
+        if part is not None:
+            os.unlink(part)
     return unread
+
+
+def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: int) -> None:
+    """Write a received file (None: an empty one) to its place: where there
+    is no file yet, the received one becomes it (a hard link, no copy);
+    else in chunks, appended or replacing what is there (opened as
+    ``_write`` does, never renamed over: ``--output=/dev/null`` must stay a
+    device)."""
+    from .transport.chunked import CHUNK
+
+    _makedirs(os.path.dirname(dest) or ".", dir_mode)
+    if part is not None and not append:
+        try:
+            os.link(part, dest)  # fails if anything is there, symlinks included
+            return
+        except OSError:
+            pass  # there already, or another filesystem: copied below
+    fd = _open_out(dest, append, mode)
+    try:
+        if part is None:
+            return
+        with open(part, "rb") as src:
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)

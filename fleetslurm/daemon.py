@@ -56,6 +56,11 @@ def run(ctl, server, started: bool = False) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # a big output's copy keeps paramiko's reader thread busy in Python, and
+    # a request thread waiting for the interpreter waits up to the switch
+    # interval at each turn: with the default 5 ms a query that takes 0.7 ms
+    # idle took 1.45 ms during a 512 MiB copy, with 1 ms 0.8 ms
+    sys.setswitchinterval(0.001)
     ctl.log(f"controller {os.getpid()} starting; config "
             f"{ctl.config.source or '(embedded default)'}; state {ctl.paths.home}")
     if not started:

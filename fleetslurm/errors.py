@@ -18,6 +18,7 @@
     │   ├── NodeUnreachable   network/connection failure
     │   ├── FileMissing       a file asked for is not on the machine
     │   ├── FileUnreadable    a file on the machine that cannot be read there
+    │   ├── TransferCorrupt   a copied file does not match the machine's (size or sha256)
     │   ├── AuthenticationFailed
     │   └── HostKeyError      unknown or changed host key
     └── SerializationError    a payload has the wrong magic/version or cannot be read
@@ -44,6 +45,7 @@ __all__ = [
     "NodeUnreachable",
     "FileMissing",
     "FileUnreadable",
+    "TransferCorrupt",
     "AuthenticationFailed",
     "HostKeyError",
     "WorkdirTaken",
@@ -161,6 +163,11 @@ class FileMissing(TransportError):
 class FileUnreadable(TransportError):
     """The file is on the machine, over a working link, but cannot be read
     there (its permissions, a directory in its place)."""
+
+
+class TransferCorrupt(TransportError):
+    """A copied file's size or sha256 differs from what the other end counted:
+    the copy is discarded and made again from the start."""
 
 
 class AuthenticationFailed(TransportError):

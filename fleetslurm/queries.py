@@ -65,8 +65,9 @@ class Queries:
             if not states:
                 where.append(_ACTIVE_CLAUSE)
             else:
-                # finished jobs stay visible for MinJobAge, as in SLURM
-                where.append("(end_time IS NULL OR end_time >= ?)")
+                # finished jobs stay visible for MinJobAge, as in SLURM; a
+                # COMPLETING one (its output still on its way home) is active
+                where.append("(end_time IS NULL OR state='COMPLETING' OR end_time >= ?)")
                 params.append(time.time() - self.ctl.config.min_job_age)
         if states and states != "all":
             where.append("state IN (%s)" % ",".join("?" * len(states)))

@@ -15,6 +15,10 @@ On a machine without a shared filesystem:
   file and renamed) by :mod:`fleetslurm.collect`, before the job leaves
   COMPLETING.
 
+Both ways the files are streamed in chunks, resumed after a lost link and
+verified (``Transport.put_file``/``get_file``): a payload or a result of any
+size never sits whole in the controller's memory.
+
 With a shared filesystem nothing is copied and the variable is unset: the job
 uses the paths in place. The puts run on a small thread pool after the commit;
 when they are done the controller is told through its inbox and only then
@@ -26,9 +30,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import FileMissing, FleetError, NodeUnreachable
+from .errors import FileMissing, FleetError, NodeUnreachable, TransferCorrupt
 from .paths import JobPaths
 
 if TYPE_CHECKING:
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
     from .transport.base import Transport
 
 __all__ = ["check_stage", "has_stage", "stage_paths", "launch_staged", "staged",
-           "copy_stage_out", "read_as", "write_private", "STAGE_ENV"]
+           "copy_stage_out", "open_as", "read_as", "write_private", "STAGE_ENV"]
 
 #: the variable naming the stage directory inside a job
 STAGE_ENV = "FLEETSLURM_STAGE_DIR"
@@ -118,11 +123,12 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
             dest = JobPaths(transport.workdir, key).incoming
             for path in inputs:
                 try:
-                    data = read_as(path, owner)
+                    src = open_as(path, owner)
                 except OSError as exc:
                     error, fatal = f"cannot read its staged file {path}: {exc.strerror}", True
                     break
-                transport.put_bytes(data, posixpath.join(dest, os.path.basename(path)), 0o600)
+                with src:
+                    _put(transport, src, posixpath.join(dest, os.path.basename(path)))
         except NodeUnreachable as exc:
             error = str(exc)  # launched (and staged) again at the machine's next hello
         except FleetError as exc:
@@ -134,21 +140,37 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
     ctl.after_commit(lambda: _pool(ctl).submit(put))
 
 
-def read_as(path: str, owner: int) -> bytes:
-    """A staged file's bytes. For a job of another user than the controller's
-    (a root controller), only a regular file that user owns, not through a
-    symlink: the controller must not read for them what they could not."""
+def _put(transport: "Transport", src: BinaryIO, remote: str) -> None:
+    """Stream one staged file to the machine; a copy there that does not
+    match is made once more from the start."""
+    try:
+        transport.put_file(src, remote, 0o600)
+    except TransferCorrupt:
+        transport.put_file(src, remote, 0o600)
+
+
+def open_as(path: str, owner: int) -> BinaryIO:
+    """A staged file, open for reading. For a job of another user than the
+    controller's (a root controller), only a regular file that user owns, not
+    through a symlink: the controller must not read for them what they could
+    not."""
     if owner == os.getuid():
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb")
     import errno
     import stat
 
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if st.st_uid != owner or not stat.S_ISREG(st.st_mode):
-            raise PermissionError(errno.EACCES, "not a regular file of the job's owner")
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(fd)
+    if st.st_uid != owner or not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise PermissionError(errno.EACCES, "not a regular file of the job's owner")
+    return f
+
+
+def read_as(path: str, owner: int) -> bytes:
+    """A staged file's bytes (small files; see :func:`open_as` for the rule)."""
+    with open_as(path, owner) as f:
         return f.read()
 
 
@@ -206,24 +228,34 @@ def _fail(ctl: "Controller", task: dict, key: str, error: str, now: float) -> No
     ctl.task_finished(task)
 
 
-def copy_stage_out(transport: "Transport", task: dict) -> None:
+def copy_stage_out(ctl: "Controller", transport: "Transport", task: dict, keep: Path) -> None:
     """Copy a run's result files home (collect's background thread):
-    ``task["stage_out"]`` holds their submit-host paths. A file the job did
-    not write is skipped; a lost link raises NodeUnreachable (the copy is
-    retried at the next hello), a file there that cannot be read
-    FileUnreadable."""
+    ``task["stage_out"]`` holds their submit-host paths. Each is streamed into
+    a part file in ``keep`` (the job's private directory; a retry continues
+    it), verified, then written to its place. A file the job did not write is
+    skipped; a lost link raises NodeUnreachable (the copy is retried at the
+    next hello), a file there that cannot be read FileUnreadable."""
+    from .collect import fetch, part_file
+
     stage = JobPaths(transport.workdir, task["run_key"]).stage
-    for path in task.get("stage_out") or []:
+    for i, path in enumerate(task.get("stage_out") or []):
+        part = part_file(keep, task["run_key"], f"stage{i}")
         try:
-            data = transport.get_bytes(posixpath.join(stage, os.path.basename(path)))
+            fetch(ctl, transport, task, posixpath.join(stage, os.path.basename(path)), part,
+                  f"result file {os.path.basename(path)}")
         except FileMissing:
             continue  # the job left no such file
-        write_private(path, data, task.get("owner"))
+        with open(part, "rb") as src:
+            write_private(path, src, task.get("owner"))
+        os.unlink(part)
 
 
-def write_private(path: str, data: bytes, owner: "int | None" = None) -> None:
-    """Write ``data`` to ``path`` as a 0600 file (temporary file, then rename),
-    owned by ``owner`` when the controller runs as root for another user."""
+def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = None) -> None:
+    """Write ``data`` (bytes, or an open file read in chunks) to ``path`` as a
+    0600 file (temporary file, then rename), owned by ``owner`` when the
+    controller runs as root for another user."""
+    from .transport.chunked import CHUNK
+
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -237,9 +269,11 @@ def write_private(path: str, data: bytes, owner: "int | None" = None) -> None:
             except KeyError:
                 gid = -1
             os.fchown(fd, owner, gid)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        chunks = [data] if isinstance(data, bytes) else iter(lambda: data.read(CHUNK), b"")
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
     finally:
         os.close(fd)
     os.replace(tmp, path)

@@ -52,3 +52,14 @@ def test_bench_slurm_scale(tmp_path):
 def test_bench_fleet(tmp_path):
     out = _run(tmp_path, "bench_fleet.py", "--jobs", "40")
     assert re.search(r"fleetslurm / GNU parallel: [\d.]+x", out), out
+
+
+@pytest.mark.skipif(shutil.which("scp") is None or not Path("/usr/sbin/sshd").exists(),
+                    reason="needs openssh-server and openssh-client")
+def test_bench_transfer(tmp_path):
+    out = _run(tmp_path, "bench_transfer.py", "--size-mb", "4")
+    assert "4 MiB output, checked whole (size + sha256) for both" in out, out
+    assert re.search(r"fleetslurm .*: [\d.]+ s -> [\d.]+ MB/s", out), out
+    assert re.search(r"fleetslurm / scp: [\d.]+x", out), out
+    assert re.search(r"squeue round trip p50: [\d.]+ ms idle, [\d.]+ ms while", out), out
+    assert re.search(r"squeue -t all command p50: [\d.]+ ms idle", out), out

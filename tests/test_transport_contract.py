@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from fleetslurm.errors import FileMissing, NodeUnreachable, TransportError
+from fleetslurm.errors import (FileMissing, FileUnreadable, NodeUnreachable, TransferCorrupt,
+                               TransportError)
 from fleetslurm.transport.base import AgentChannel, Transport
+from fleetslurm.transport.chunked import CHUNK, part_path
 from fleetslurm.transport.fake import FakeTransport
 from fleetslurm.transport.local import LocalTransport
 
@@ -105,6 +107,66 @@ class TransportContract:
         # a file the job never wrote is told apart from one it may not read
         with pytest.raises(FileMissing, match="nothere"):
             transport.get_bytes(f"{transport.workdir}/nothere")
+
+    def test_get_file_in_chunks_resumes_and_verifies(self, transport: Transport,
+                                                     tmp_path: Path) -> None:
+        import hashlib
+        import random
+
+        transport.start_agent().close()
+        data = random.Random(7).randbytes(2 * CHUNK + 12345)  # several chunks, a ragged end
+        path = f"{transport.workdir}/files/{HOSTILE}.out"
+        transport.put_bytes(data, path)
+        dest = tmp_path / "home.out"
+        done = transport.get_file(path, str(dest))
+        assert dest.read_bytes() == data
+        assert (done.size, done.offset, done.moved) == (len(data), 0, len(data))
+        assert done.sha256 == hashlib.sha256(data).hexdigest()
+        # a copy cut short: the next one sends only what is missing
+        dest.write_bytes(data[:CHUNK + 7])
+        done = transport.get_file(path, str(dest))
+        assert dest.read_bytes() == data
+        assert (done.offset, done.moved) == (CHUNK + 7, len(data) - CHUNK - 7)
+        # what is here does not match the file there: found, and thrown away
+        dest.write_bytes(b"X" + data[1:1000])
+        with pytest.raises(TransferCorrupt, match="does not match"):
+            transport.get_file(path, str(dest))
+        assert not dest.exists()
+        dest.write_bytes(data + b"more")  # longer than the file there
+        with pytest.raises(TransferCorrupt):
+            transport.get_file(path, str(dest))
+        assert transport.get_file(path, str(dest)).offset == 0 and dest.read_bytes() == data
+        empty = f"{transport.workdir}/files/empty"
+        transport.put_bytes(b"", empty)
+        assert transport.get_file(empty, str(tmp_path / "e")).size == 0
+        with pytest.raises(FileMissing, match="nothere"):
+            transport.get_file(f"{transport.workdir}/nothere", str(tmp_path / "x"))
+        if self.real_agent:  # (the fake has no directories)
+            with pytest.raises(FileUnreadable, match="files"):
+                transport.get_file(f"{transport.workdir}/files", str(tmp_path / "y"))
+
+    def test_put_file_in_chunks_resumes_and_verifies(self, transport: Transport,
+                                                     tmp_path: Path) -> None:
+        import io
+        import random
+
+        transport.start_agent().close()
+        data = random.Random(8).randbytes(2 * CHUNK + 999)
+        path = f"{transport.workdir}/in/sub {HOSTILE}/file.bin"
+        done = transport.put_file(io.BytesIO(data), path)
+        assert transport.get_bytes(path) == data
+        assert (done.size, done.offset, done.moved) == (len(data), 0, len(data))
+        with pytest.raises(FileMissing):  # renamed into place: no part file left
+            transport.get_bytes(part_path(path))
+        # a cut copy left a part file: the next one continues it
+        transport.put_bytes(data[:CHUNK + 3], part_path(path))
+        done = transport.put_file(io.BytesIO(data), path)
+        assert transport.get_bytes(path) == data and done.offset == CHUNK + 3
+        transport.put_bytes(b"Y" * 10, part_path(path))  # a part that is not this file
+        with pytest.raises(TransferCorrupt):
+            transport.put_file(io.BytesIO(data), path)
+        done = transport.put_file(io.BytesIO(data), path)
+        assert done.offset == 0 and transport.get_bytes(path) == data
 
     def test_launch_echo_ends_completed(self, transport: Transport) -> None:
         channel = transport.start_agent()

@@ -1,7 +1,10 @@
 """The transport interface: how the controller reaches one machine's agent.
 
 Every transport gives the same three things: a JSON-lines channel to the
-node agent, file transfer (put/get) in the agent's work directory, and close.
+node agent, file transfer in the agent's work directory, and close. Files
+move two ways: ``put_bytes``/``get_bytes`` for small ones (scripts, the
+agent, a slice of output for ``tail``), and ``put_file``/``get_file`` for
+any size: chunked (bounded memory), resumable and verified (see ``chunked``).
 Nothing above this layer branches on which transport it holds. Errors from
 the OS, sockets or paramiko are mapped here into fleetslurm's TransportError
 family (``raise ... from exc``).
@@ -12,11 +15,12 @@ from __future__ import annotations
 import abc
 import json
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ..errors import TransportError
+from .chunked import Transferred
 
-__all__ = ["AgentChannel", "Transport", "agent_source", "AGENT_PATH"]
+__all__ = ["AgentChannel", "Transport", "Transferred", "agent_source", "AGENT_PATH"]
 
 AGENT_PATH = Path(__file__).resolve().parent.parent / "node" / "agent.py"
 
@@ -84,6 +88,26 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def get_bytes(self, path: str, offset: int = 0, limit: Optional[int] = None) -> bytes:
         """Read a file (or part of it) from the machine."""
+
+    @abc.abstractmethod
+    def get_file(self, path: str, dest: str) -> Transferred:
+        """Copy the machine's file ``path`` into the local file ``dest`` in chunks,
+        continuing after the bytes ``dest`` already holds (a copy cut by a lost
+        link resumes there), and verify it: size and sha256 computed on the
+        machine against those of ``dest``.
+
+        Raises FileMissing / FileUnreadable for the file there; NodeUnreachable
+        when the link drops (``dest`` keeps what arrived: call again);
+        TransferCorrupt when ``dest`` does not match (it is removed: call again
+        to copy from the start); OSError when ``dest`` cannot be written here.
+        """
+
+    @abc.abstractmethod
+    def put_file(self, src: BinaryIO, path: str, mode: int = 0o600) -> Transferred:
+        """Copy the open local file ``src`` (from its start) to ``path`` on the
+        machine in chunks, through ``.NAME.part`` beside it (resumed after what
+        that holds), verified as ``get_file`` is, then renamed into place with
+        ``mode`` (parents created). Raises as ``get_file`` does."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -4,19 +4,25 @@ Its agent is scripted: it records every request, answers ``hello``/``facts``/
 ``status``/``signal``/``cancel``/``forget``/``shutdown`` as the real agent
 does, and turns a ``launch`` into ``started`` (and, unless ``auto_end`` is
 off, an ``ended`` COMPLETED). A test pushes any other event with ``push()`` or
-``end()``, and cuts the link with ``drop()``. Files live in a dict.
+``end()``, and cuts the link with ``drop()``. Files live in a dict; chunked
+copies are recorded in ``copies``, and ``cut_after`` drops the link in the
+middle of the next one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import queue
 import threading
 import time
-from typing import Optional
+from typing import BinaryIO, Callable, Optional
 
-from ..errors import FileMissing, FileUnreadable, NodeUnreachable, TransportError
+from ..errors import (FileMissing, FileUnreadable, NodeUnreachable, TransferCorrupt,
+                      TransportError)
 from .base import AgentChannel, Transport
+from .chunked import ReceivingFile, Transferred, part_path, send_from
 
 __all__ = ["FakeTransport", "FakeChannel"]
 
@@ -88,6 +94,10 @@ class FakeTransport(Transport):
         self.jobs: dict[str, Optional[dict]] = {}
         self.channel: Optional[FakeChannel] = None
         self.starts = 0
+        #: the link drops after this many bytes of the next chunked copy (once)
+        self.cut_after: Optional[int] = None
+        #: every chunked copy: (path there, Transferred)
+        self.copies: list[tuple[str, Transferred]] = []
         self._lock = threading.Lock()
 
     # -- scripting -----------------------------------------------------------------
@@ -175,6 +185,46 @@ class FakeTransport(Transport):
             raise FileMissing(f"node {self.node}: cannot read {path}: "
                               "No such file or directory", self.node) from None
         return data[offset:] if limit is None else data[offset:offset + limit]
+
+    def _sink(self, write: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """``write`` behind the ``cut_after`` fault: the link drops mid-copy."""
+        def sink(chunk: bytes) -> None:
+            if self.cut_after is not None:
+                if len(chunk) >= self.cut_after:
+                    write(chunk[:self.cut_after])
+                    self.cut_after = None
+                    raise NodeUnreachable(f"node {self.node}: connection lost while copying "
+                                          "(link dropped)", self.node)
+                self.cut_after -= len(chunk)
+            write(chunk)
+        return sink
+
+    def get_file(self, path: str, dest: str) -> Transferred:
+        data = self.get_bytes(path)
+        with ReceivingFile(dest) as home:
+            size, sha = send_from(io.BytesIO(data), home.offset, self._sink(home.write))
+            done = home.finish(size, sha, self.node, path)
+        self.copies.append((path, done))
+        return done
+
+    def put_file(self, src: BinaryIO, path: str, mode: int = 0o600) -> Transferred:
+        part = part_path(path)
+        held = bytearray(self.files.get(part, b""))
+        offset = len(held)
+
+        def write(chunk: bytes) -> None:
+            held.extend(chunk)
+            self.files[part] = bytes(held)
+
+        size, sha = send_from(src, offset, self._sink(write))
+        if len(held) != size or hashlib.sha256(held).hexdigest() != sha:
+            del self.files[part]
+            raise TransferCorrupt(f"node {self.node}: the copy of {path} there does not "
+                                  "match the file here", self.node)
+        self.files[path] = self.files.pop(part)
+        done = Transferred(size=size, sha256=sha, offset=offset, moved=size - offset)
+        self.copies.append((path, done))
+        return done
 
     def close(self) -> None:
         self.drop()

@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, BinaryIO, Optional
 
 from ..errors import FileMissing, FileUnreadable, NodeUnreachable, TransportError
 from .base import AGENT_PATH, AgentChannel, Transport
+from .chunked import ReceivingFile, Transferred, part_path, send_from
 
 __all__ = ["LocalTransport"]
 
@@ -105,6 +106,32 @@ class LocalTransport(Transport):
             kind = FileMissing if isinstance(exc, FileNotFoundError) else FileUnreadable
             raise kind(f"node {self.node}: cannot read {path}: {exc.strerror}",
                        self.node) from exc
+
+    def get_file(self, path: str, dest: str) -> Transferred:
+        try:
+            src = open(path, "rb")
+            size = os.fstat(src.fileno()).st_size
+        except OSError as exc:
+            kind = FileMissing if isinstance(exc, FileNotFoundError) else FileUnreadable
+            raise kind(f"node {self.node}: cannot read {path}: {exc.strerror}",
+                       self.node) from exc
+        with src, ReceivingFile(dest) as home:
+            size, sha = send_from(src, home.offset, home.write, size)
+            return home.finish(size, sha, self.node, path)
+
+    def put_file(self, src: BinaryIO, path: str, mode: int = 0o600) -> Transferred:
+        part = part_path(path)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with ReceivingFile(part, mode) as there:
+                size, sha = send_from(src, there.offset, there.write)
+                done = there.finish(size, sha, self.node, path)
+            os.chmod(part, mode)
+            os.replace(part, path)
+        except OSError as exc:
+            raise TransportError(f"node {self.node}: cannot write {path}: {exc.strerror}",
+                                 self.node) from exc
+        return done
 
     def close(self) -> None:
         pass

@@ -7,8 +7,9 @@ here into a fleetslurm error naming the machine and the fix.
 
 Host keys are checked by ``ssh_hostkeys`` (an unknown key is refused unless
 ``host_key_policy`` is ``accept-new``; a changed key is always refused); the
-SFTP helpers live in ``ssh_files``. paramiko is imported inside functions
-only: the CLI must not pay for it.
+SFTP helpers live in ``ssh_files``, the streamed copies in ``ssh_stream``,
+the connection's cipher and rekey settings in ``ssh_tuning``.
+paramiko is imported inside functions only: the CLI must not pay for it.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import socket
 import threading
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
-from .base import AgentChannel, Transport, agent_source
+from . import ssh_stream, ssh_tuning
+from .base import AgentChannel, Transferred, Transport, agent_source
 from .ssh_files import SFTPFiles, file_error, link_lost
 from .ssh_route import _Hop, route
 from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
@@ -217,12 +219,12 @@ class SSHTransport(Transport):
                                    key_filename=list(hop.keys) or None, allow_agent=True,
                                    look_for_keys=True, sock=sock, timeout=TIMEOUT,
                                    banner_timeout=TIMEOUT, auth_timeout=TIMEOUT,
-                                   channel_timeout=TIMEOUT)
+                                   channel_timeout=TIMEOUT, **ssh_tuning.connect_options())
                 except TransportError:
                     raise
                 except (OSError, EOFError, paramiko.SSHException) as exc:
                     raise self._map(exc, hop, client) from exc
-                client.get_transport().set_keepalive(5)
+                ssh_tuning.after_connect(client.get_transport())
                 prev = client
         except BaseException:
             self._drop()
@@ -431,6 +433,12 @@ class SSHTransport(Transport):
         files = self._sftp_session()
         with self._sftp_lock:
             return files.read(path, offset, limit)
+
+    def get_file(self, path: str, dest: str) -> Transferred:
+        return ssh_stream.get_file(self, path, dest)
+
+    def put_file(self, src: BinaryIO, path: str, mode: int = 0o600) -> Transferred:
+        return ssh_stream.put_file(self, src, path, mode)
 
     # -- trust ---------------------------------------------------------------------
     def scan_host_key(self) -> tuple[str, Any]:
