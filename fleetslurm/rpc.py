@@ -134,16 +134,48 @@ def ensure_controller(config: Optional[str] = None, paths: Optional[StatePaths] 
 Handler = Callable[[str, dict, int], Any]
 
 
+class _Refused(Exception):
+    """A connection the server answers with one error line, then closes."""
+
+
 class Server:
     """Accepts clients on the controller's socket; each request is passed with
     the caller's uid to ``handler`` (which may block until the controller's
-    loop has answered it)."""
+    loop has answered it).
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    One thread per connection, within limits, so no client can take the
+    controller's memory or threads: a request line of at most ``max_line``
+    bytes (lines over ``small_line`` are read ``big_slots`` at a time, which
+    bounds the memory all connections together hold), ``idle_timeout``
+    seconds for the next request, at most ``max_connections`` at once and
+    ``max_per_uid`` per user. A connection over a limit, or that sent
+    something that is not a request, gets an error line and is closed at
+    once."""
+
+    #: a 4 MiB script (SLURM's max_script_size), JSON-escaped, and its environment
+    MAX_LINE = 32 * 1024 * 1024
+    SMALL_LINE = 256 * 1024
+    BIG_SLOTS = 2
+    IDLE_TIMEOUT = 60.0
+    MAX_CONNECTIONS = 128
+    MAX_PER_UID = 64
+
+    def __init__(self, path: Path, handler: Handler, *, max_line: Optional[int] = None,
+                 small_line: Optional[int] = None, big_slots: Optional[int] = None,
+                 idle_timeout: Optional[float] = None, max_connections: Optional[int] = None,
+                 max_per_uid: Optional[int] = None) -> None:
         import threading
 
         self.path = path
         self.handler = handler
+        self.max_line = max_line or self.MAX_LINE
+        self.small_line = small_line or self.SMALL_LINE
+        self.idle_timeout = idle_timeout or self.IDLE_TIMEOUT
+        self.max_connections = max_connections or self.MAX_CONNECTIONS
+        self.max_per_uid = max_per_uid or self.MAX_PER_UID
+        self._big = threading.BoundedSemaphore(big_slots or self.BIG_SLOTS)
+        self._lock = threading.Lock()
+        self._open: dict[int, int] = {}  # uid -> open connections
         private_dir(path.parent)
         try:
             path.unlink()
@@ -174,7 +206,15 @@ class Server:
         except OSError:
             pass
 
+    def connections(self) -> int:
+        """How many client connections are open now."""
+        with self._lock:
+            return sum(self._open.values())
+
     def _accept_loop(self) -> None:
+        import struct
+        import threading
+
         while not self._closed:
             try:
                 conn, _ = self._sock.accept()
@@ -182,35 +222,107 @@ class Server:
                 if self._closed:
                     return
                 continue
-            import threading
-
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
+            try:
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                        struct.calcsize("3i"))
+                _pid, uid, _gid = struct.unpack("3i", creds)
+                self._admit(uid)
+            except (OSError, _Refused) as exc:
+                if isinstance(exc, _Refused):
+                    self._refuse(conn, str(exc))
+                conn.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn, uid), daemon=True,
                              name="rpc-conn").start()
 
-    def _serve(self, conn: socket.socket) -> None:
-        import struct
+    def _admit(self, uid: int) -> None:
+        with self._lock:
+            total = sum(self._open.values())
+            if total >= self.max_connections:
+                raise _Refused(f"the controller is serving too many connections ({total}); "
+                               "try again")
+            if self._open.get(uid, 0) >= self.max_per_uid:
+                raise _Refused(f"too many connections from your user ({self.max_per_uid}) to "
+                               "the controller; close some and try again")
+            self._open[uid] = self._open.get(uid, 0) + 1
 
+    def _leave(self, uid: int) -> None:
+        with self._lock:
+            self._open[uid] -= 1
+            if not self._open[uid]:
+                del self._open[uid]
+
+    @staticmethod
+    def _refuse(conn: socket.socket, message: str) -> None:
         try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-            f = conn.makefile("rb")
+            conn.settimeout(1.0)
+            conn.sendall(json.dumps({"ok": False, "error": "ControllerError",
+                                     "message": message}).encode() + b"\n")
+        except OSError:
+            pass
+
+    def _read_line(self, conn: socket.socket, buf: bytearray) -> tuple[Optional[bytes], bool]:
+        """The next request line (None at the end) and whether it holds one
+        of the big-line slots (the caller releases it once answered).
+        _Refused for a line over ``max_line`` or no slot within the idle time."""
+        big = False
+        seen = 0
+        try:
             while True:
-                line = f.readline(_MAX_LINE)
-                if not line:
+                i = buf.find(b"\n", seen)
+                if i >= 0:
+                    line = bytes(buf[:i])
+                    del buf[:i + 1]
+                    return line, big
+                seen = len(buf)
+                if seen > self.max_line:
+                    raise _Refused(f"request too large: over {self.max_line} bytes (a batch "
+                                   "script may have at most 4 MiB)")
+                if not big and seen > self.small_line:
+                    if not self._big.acquire(timeout=self.idle_timeout):
+                        raise _Refused("the controller is busy reading other large requests; "
+                                       "try again")
+                    big = True
+                chunk = conn.recv(min(1 << 20, self.max_line + 1 - seen))
+                if not chunk:
+                    if big:
+                        self._big.release()
+                    return None, False  # a request cut off is no request
+                buf += chunk
+        except BaseException:
+            if big:
+                self._big.release()
+            raise
+
+    def _serve(self, conn: socket.socket, uid: int) -> None:
+        buf = bytearray()
+        try:
+            conn.settimeout(self.idle_timeout)
+            while True:
+                line, big = self._read_line(conn, buf)
+                if line is None:
                     return
                 try:
-                    req = json.loads(line)
-                    op, args = str(req["op"]), dict(req.get("args") or {})
-                except (ValueError, KeyError, TypeError):
-                    reply = {"ok": False, "error": "ControllerError",
-                             "message": "malformed request"}
-                else:
-                    reply = self._call(op, args, uid)
-                conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode()
-                             + b"\n")
-        except OSError:
+                    try:
+                        req = json.loads(line)
+                        op, args = req["op"], req.get("args")
+                        if not isinstance(op, str) or not isinstance(args, (dict, type(None))):
+                            raise TypeError
+                    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                        raise _Refused("malformed request: each line must be a JSON object "
+                                       '{"op": NAME, "args": {...}}') from None
+                    reply = self._call(op, args or {}, uid)
+                    conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode()
+                                 + b"\n")
+                finally:
+                    if big:
+                        self._big.release()
+        except _Refused as exc:
+            self._refuse(conn, str(exc))
+        except OSError:  # idle too long (socket.timeout), or the client went away
             return
         finally:
+            self._leave(uid)
             conn.close()
 
     def _call(self, op: str, args: dict, uid: int) -> dict:
