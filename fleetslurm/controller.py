@@ -226,7 +226,12 @@ class Controller:
 
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int) -> Any:
-        """Called from RPC threads: queries are answered here, changes by ``step``."""
+        """Called from RPC threads: queries are answered here, changes by ``step``.
+        Every request's fields are checked first (rpc_models): a malformed one is
+        refused here and never reaches the loop or the store."""
+        from .rpc_models import check_args
+
+        args = check_args(op, args)
         if op in self.queries.OPS:
             return self.queries.answer(op, args, uid)
         pending = _Pending(op, args, uid)

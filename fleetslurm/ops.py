@@ -49,7 +49,9 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     if not spec["time_set"]:
         time_limit = pcfg.default_minutes() if pcfg.default_time else pcfg.max_minutes()
     # the submitter's group and nice value (SLURM_JOB_GID, SLURM_PRIO_PROCESS)
-    spec["gid"] = int(args["gid"]) if args.get("gid") is not None else _primary_gid(uid)
+    # (a gid the caller is not a member of is not taken: the request is not trusted)
+    gid = args.get("gid")
+    spec["gid"] = gid if gid is not None and _may_use_gid(uid, gid) else _primary_gid(uid)
     spec["prio_process"] = int(args.get("prio_process") or 0)
     name = spec["name"] or args.get("script_name") or "sbatch"
     spec["name"] = name
@@ -111,6 +113,19 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     else:
         ctl.arrays.submit(record, job)  # type: ignore[arg-type]
     return {"job_id": job_id, "cluster": cfg.cluster_name}
+
+
+def _may_use_gid(uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` may run a job as group ``gid`` (root: any)."""
+    import pwd
+
+    if uid == 0:
+        return True
+    try:
+        pw = pwd.getpwuid(uid)
+        return gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+    except (KeyError, OSError):
+        return False
 
 
 def _primary_gid(uid: int) -> int:
