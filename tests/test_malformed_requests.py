@@ -227,6 +227,35 @@ def test_malformed_rpc_requests_are_refused_with_the_field_named(ctl):
     assert ctl.records() == before  # nothing was stored
 
 
+def test_a_job_record_that_cannot_be_launched_fails_and_the_controller_lives(ctl):
+    """Case 8's record, stored before submit checked its fields (an older
+    version, a hand-edited store): releasing it must fail that job with a
+    reason, not stop the controller at every release and every restart."""
+    from fleetslurm.paths import StatePaths
+
+    bad = ctl.run("sbatch", "-H", "--parsable", "--wrap", "true")
+    assert bad.returncode == 0, bad.stderr
+    job = bad.stdout.strip()
+    ctl.stop()
+    db = sqlite3.connect(StatePaths(ctl.home).db)
+    with db:
+        db.execute("UPDATE jobs SET spec = json_set(spec, '$.workdir', 5) WHERE job_id = ?",
+                   (int(job),))
+    db.close()
+    assert ctl.run("controller", "start").returncode == 0
+    released = ctl.run("scontrol", "release", job)
+    assert released.returncode == 0, released.stderr
+    rec = ctl.wait_state(job, {"FAILED"})
+    assert rec["reason"] == "JobLaunchFailure"
+    assert ctl.alive()
+    # the machine was not blamed: the next job runs there
+    good = ctl.run("sbatch", "--parsable", "--wrap", "true")
+    assert good.returncode == 0, good.stderr
+    assert ctl.wait_state(good.stdout.strip(), {"COMPLETED"})["state"] == "COMPLETED"
+    nodes = ctl.run("sinfo", "-h", "-o", "%t").stdout.split()
+    assert nodes == ["idle"] or nodes == ["mix"] or nodes == ["alloc"], nodes
+
+
 def test_export_item_without_a_name_is_skipped_as_slurm_does(ctl):
     """``--export=ALL,=x``: the real sbatch runs the job (the item is dropped);
     it used to reach the agent as a variable without a name and drain the
