@@ -267,3 +267,45 @@ def test_export_item_without_a_name_is_skipped_as_slurm_does(ctl):
     assert ctl.wait_state(job, {"COMPLETED", "FAILED"})["state"] == "COMPLETED"
     assert (ctl.work / f"slurm-{job}.out").read_text() == "0\nFOO=bar\n"
     assert ctl.run("sinfo", "-h", "-o", "%t").stdout.split() == ["idle"]
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_parallel_huge_lines_are_refused_within_bounded_memory(ctl):
+    """Eight clients each sending a 60 MB line at once used to take the
+    controller to 556 MB: each is now refused past the line limit, and lines
+    over 256 KiB are read two at a time, so the peak stays bounded."""
+    import threading
+
+    from fleetslurm.paths import StatePaths
+
+    pid = int((ctl.home / "controller.pid").read_text().split()[0])
+    before = _peak_rss_kb(pid)
+    line = b'{"op":"submit","args":{"script":"' + b"x" * (60 << 20) + b'"}}\n'
+    replies: list[bytes] = []
+
+    def one() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(60)
+            s.connect(str(StatePaths(ctl.home).socket))
+            try:
+                s.sendall(line)
+            except OSError:
+                pass  # refused and closed before the whole line went
+            replies.append(s.recv(1 << 16))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == 8
+    for raw in replies:
+        reply = json.loads(raw)
+        assert reply["ok"] is False and "request too large" in reply["message"]
+    # two 32 MiB lines in flight at most, and their copies (556 MB before)
+    assert _peak_rss_kb(pid) - before < 150 * 1024
+    assert ctl.alive()
