@@ -173,6 +173,18 @@ FIELDS: dict[str, Any] = {
                                      "records_only", "allocations_only", "group_arrays")},
 }
 _ADAPTERS = {name: TypeAdapter(Optional[kind]) for name, kind in FIELDS.items()}
+#: fields whose shape depends on the request, and the fields a request needs
+_OP_FIELDS: dict[str, dict[str, Any]] = {
+    # sacct's columns: (name, width, key)
+    "acct": {"fields": Annotated[list[tuple[Text, Annotated[StrictInt, Field(
+        ge=-(2**31), le=2**31 - 1)], Text]], Field(max_length=1024)]},
+    # scontrol update's KEY=VALUE pairs
+    "update_job": {"fields": Annotated[dict[Text, Text], Field(max_length=1024)]},
+}
+_OP_ADAPTERS = {op: {name: TypeAdapter(Optional[kind]) for name, kind in fields.items()}
+                for op, fields in _OP_FIELDS.items()}
+_REQUIRED = {"acct": ("fields",), "history": ("task_id",), "squeue": ("format",),
+             "step_end": ("job_id", "step_id")}
 
 
 def check_args(op: str, args: Any) -> dict:
@@ -183,8 +195,12 @@ def check_args(op: str, args: Any) -> dict:
         raise ControllerError(f"malformed request {op!r}: args must be a JSON object")
     if op == "submit":
         return check_submit(args)
+    for name in _REQUIRED.get(op, ()):
+        if args.get(name) is None:
+            raise ControllerError(f"malformed request {op!r}: {name} is required")
+    own = _OP_ADAPTERS.get(op, {})
     for name, value in args.items():
-        adapter = _ADAPTERS.get(name)
+        adapter = own.get(name) or _ADAPTERS.get(name)
         if adapter is None or value is None:
             continue
         try:

@@ -138,6 +138,15 @@ def test_bad_sbatch_options_get_slurms_message(ctl):
     assert ctl.records() == before  # nothing was stored
 
 
+def test_scontrol_update_with_a_time_no_clock_holds(ctl):
+    job = ctl.run("sbatch", "-H", "--parsable", "--wrap", "true").stdout.strip()
+    proc = ctl.run("scontrol", "update", f"JobId={job}", "StartTime=now+99999999999999999999")
+    assert proc.returncode == 1 and "internal error" not in proc.stderr
+    assert proc.stderr == ("Invalid time specification: now+99999999999999999999\n"
+                           "No changes specified\n")
+    assert ctl.alive()
+
+
 def test_a_script_over_max_script_size_is_refused(ctl, tmp_path):
     big = tmp_path / "big.sh"
     big.write_text("#!/bin/sh\n" + ("#" * 1000 + "\n") * 10_000 + "true\n")  # 10 MB
@@ -205,6 +214,12 @@ RPC_CASES = [
     ("history", {"task_id": "x"}, "task_id"),
     ("read_output", {"id": "1", "offset": -1}, "offset"),
     ("acct", {"fields": "x"}, "fields"),
+    ("acct", {"fields": [["JobID", "x", "s"]]}, "fields"),
+    ("acct", {}, "fields is required"),
+    ("history", {}, "task_id is required"),
+    ("squeue", {}, "format is required"),
+    ("step_end", {"job_id": "1"}, "step_id is required"),
+    ("update_job", {"ids": ["1"], "fields": ["1"]}, "fields"),
     ("acct", {"fields": [], "since": float("inf")}, "since"),
     ("explain", {"id": "99999999999999999999999"}, "Invalid job id"),
     ("no_such_op", {}, "unknown request"),
