@@ -90,12 +90,15 @@ class SubmitArgs(BaseModel):
 
     options: Annotated[dict[_OptName, Optional[_OptValue]], Field(max_length=512)] = {}
     script: Annotated[StrictStr, AfterValidator(_script)]
-    script_args: Annotated[list[Text], Field(max_length=_LIST)] = []
+    # one argument may be as long as the kernel takes (MAX_ARG_STRLEN)
+    script_args: Annotated[list[Annotated[StrictStr, Field(max_length=_ENV_ENTRY),
+                                          AfterValidator(_no_nul)]],
+                           Field(max_length=_LIST)] = []
     env: Annotated[dict[StrictStr, StrictStr], AfterValidator(_env)] = {}
     cwd: Annotated[Text, Field(min_length=1, max_length=4096), AfterValidator(_absolute)]
     submit_host: Optional[Annotated[Text, Field(max_length=255)]] = None
     script_name: Optional[Annotated[Text, Field(max_length=4096)]] = None
-    command: Optional[Text] = None
+    command: Optional[_OptText] = None
     #: the caller's uid as it believes it (ignored: the socket's peer uid counts)
     uid: Optional[Annotated[StrictInt, Field(ge=0, le=_UINT32)]] = None
     gid: Optional[Annotated[StrictInt, Field(ge=0, le=_UINT32 - 1)]] = None
