@@ -271,6 +271,27 @@ def test_a_job_record_that_cannot_be_launched_fails_and_the_controller_lives(ctl
     assert nodes == ["idle"] or nodes == ["mix"] or nodes == ["alloc"], nodes
 
 
+def test_a_malformed_stored_request_fails_its_job_and_the_controller_starts(ctl):
+    """A stored request the scheduler cannot compare (cpus "x") used to stop
+    every controller start: now that one job fails with the reason."""
+    from fleetslurm.paths import StatePaths
+
+    bad = ctl.run("sbatch", "-H", "--parsable", "--wrap", "true").stdout.strip()
+    ctl.stop()
+    db = sqlite3.connect(StatePaths(ctl.home).db)
+    with db:
+        db.execute("UPDATE tasks SET req = json_set(req, '$.cpus', 'x') WHERE task_id = ?",
+                   (int(bad),))
+    db.close()
+    started = ctl.run("controller", "start")
+    assert started.returncode == 0, started.stderr
+    assert ctl.wait_state(bad, {"FAILED"})["reason"] == "JobLaunchFailure"
+    good = ctl.run("sbatch", "--parsable", "--wrap", "true").stdout.strip()
+    assert ctl.wait_state(good, {"COMPLETED"})["state"] == "COMPLETED"
+    log = (ctl.home / "controller.log").read_text()
+    assert f"job {bad}: its stored request is malformed (cpus='x'): failed" in log
+
+
 def test_export_item_without_a_name_is_skipped_as_slurm_does(ctl):
     """``--export=ALL,=x``: the real sbatch runs the job (the item is dropped);
     it used to reach the agent as a variable without a name and drain the
