@@ -147,23 +147,27 @@ class Server:
     controller's memory or threads: a request line of at most ``max_line``
     bytes (lines over ``small_line`` are read ``big_slots`` at a time, which
     bounds the memory all connections together hold), ``idle_timeout``
-    seconds for the next request, at most ``max_connections`` at once and
-    ``max_per_uid`` per user. A connection over a limit, or that sent
-    something that is not a request, gets an error line and is closed at
-    once."""
+    seconds for the next request, at most ``max_per_uid`` connections served
+    per user (the next ``max_parked`` wait, without a thread, for one of that
+    user's to close; past that a connection gets an error line and is closed)
+    and ``max_connections`` in all (further clients wait in the listen
+    queue): a burst is slowed down, not refused, and no user can take every
+    connection. A connection that sends something that is not a request gets
+    an error line and is closed at once."""
 
     #: a 4 MiB script (SLURM's max_script_size), JSON-escaped, and its environment
     MAX_LINE = 32 * 1024 * 1024
     SMALL_LINE = 256 * 1024
     BIG_SLOTS = 2
     IDLE_TIMEOUT = 60.0
-    MAX_CONNECTIONS = 128
-    MAX_PER_UID = 64
+    MAX_CONNECTIONS = 256
+    MAX_PER_UID = 128
+    MAX_PARKED = 256
 
     def __init__(self, path: Path, handler: Handler, *, max_line: Optional[int] = None,
                  small_line: Optional[int] = None, big_slots: Optional[int] = None,
                  idle_timeout: Optional[float] = None, max_connections: Optional[int] = None,
-                 max_per_uid: Optional[int] = None) -> None:
+                 max_per_uid: Optional[int] = None, max_parked: Optional[int] = None) -> None:
         import threading
 
         self.path = path
@@ -173,8 +177,11 @@ class Server:
         self.idle_timeout = idle_timeout or self.IDLE_TIMEOUT
         self.max_connections = max_connections or self.MAX_CONNECTIONS
         self.max_per_uid = max_per_uid or self.MAX_PER_UID
+        self.max_parked = max_parked or self.MAX_PARKED
+        #: uid -> connections waiting for one of that user's to close
+        self._parked: dict[int, list[socket.socket]] = {}
         self._big = threading.BoundedSemaphore(big_slots or self.BIG_SLOTS)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified when a connection closes
         self._open: dict[int, int] = {}  # uid -> open connections
         private_dir(path.parent)
         try:
@@ -187,7 +194,7 @@ class Server:
             self._sock.bind(str(path))
         finally:
             os.umask(old)
-        self._sock.listen(128)
+        self._sock.listen(1024)  # where a burst waits while all connections are taken
         self._closed = False
         self._thread = threading.Thread(target=self._accept_loop, name="rpc-accept", daemon=True)
 
@@ -201,6 +208,12 @@ class Server:
         except OSError:
             pass
         self._sock.close()
+        with self._lock:
+            parked = [c for waiting in self._parked.values() for c in waiting]
+            self._parked.clear()
+            self._lock.notify_all()
+        for conn in parked:
+            conn.close()
         try:
             self.path.unlink()
         except OSError:
@@ -216,41 +229,66 @@ class Server:
         import threading
 
         while not self._closed:
+            with self._lock:
+                while sum(self._open.values()) >= self.max_connections and not self._closed:
+                    self._lock.wait(1.0)
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 if self._closed:
                     return
+                time.sleep(0.05)  # out of file descriptors: do not spin
                 continue
             try:
                 creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
                                         struct.calcsize("3i"))
                 _pid, uid, _gid = struct.unpack("3i", creds)
-                self._admit(uid)
+                serve = self._admit(uid, conn)
             except (OSError, _Refused) as exc:
                 if isinstance(exc, _Refused):
                     self._refuse(conn, str(exc))
                 conn.close()
                 continue
-            threading.Thread(target=self._serve, args=(conn, uid), daemon=True,
-                             name="rpc-conn").start()
+            if serve:
+                self._start(conn, uid)
 
-    def _admit(self, uid: int) -> None:
+    def _start(self, conn: socket.socket, uid: int) -> None:
+        import threading
+
+        threading.Thread(target=self._serve, args=(conn, uid), daemon=True,
+                         name="rpc-conn").start()
+
+    def _admit(self, uid: int, conn: socket.socket) -> bool:
+        """Count the connection in (True: serve it now) or park it (False)."""
         with self._lock:
-            total = sum(self._open.values())
-            if total >= self.max_connections:
-                raise _Refused(f"the controller is serving too many connections ({total}); "
-                               "try again")
-            if self._open.get(uid, 0) >= self.max_per_uid:
-                raise _Refused(f"too many connections from your user ({self.max_per_uid}) to "
-                               "the controller; close some and try again")
-            self._open[uid] = self._open.get(uid, 0) + 1
+            if self._open.get(uid, 0) < self.max_per_uid:
+                self._open[uid] = self._open.get(uid, 0) + 1
+                return True
+            parked = self._parked.setdefault(uid, [])
+            if len(parked) >= self.max_parked:
+                raise _Refused(f"too many connections from your user ({self.max_per_uid} "
+                               f"served, {self.max_parked} waiting) to the controller; "
+                               "close some and try again")
+            parked.append(conn)
+            return False
 
     def _leave(self, uid: int) -> None:
+        """A connection of ``uid`` closed: its slot goes to that user's
+        oldest waiting connection, else back to everyone."""
         with self._lock:
-            self._open[uid] -= 1
-            if not self._open[uid]:
-                del self._open[uid]
+            parked = self._parked.get(uid)
+            nxt = parked.pop(0) if parked else None
+            if parked is not None and not parked:
+                del self._parked[uid]
+            if nxt is None:
+                self._open[uid] -= 1
+                if not self._open[uid]:
+                    del self._open[uid]
+                self._lock.notify_all()
+        if nxt is not None and not self._closed:
+            self._start(nxt, uid)
+        elif nxt is not None:
+            nxt.close()
 
     @staticmethod
     def _refuse(conn: socket.socket, message: str) -> None:

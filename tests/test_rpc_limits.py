@@ -128,13 +128,20 @@ def test_an_idle_connection_is_closed(tmp_path):
         server.close()
 
 
-def test_connections_over_the_cap_are_refused_with_a_message(tmp_path):
-    server = _server(tmp_path, max_connections=4, max_per_uid=3)
+def test_a_users_connections_past_the_cap_wait_then_are_refused(tmp_path):
+    server = _server(tmp_path, max_connections=10, max_per_uid=3, max_parked=1)
     held: list[socket.socket] = []
     try:
         for _ in range(3):
             held.append(_connect(server))
         assert _until(lambda: server.connections() == 3)
+        # the fourth waits (no thread serves it) for one of this user's to close
+        waiting = _connect(server)
+        waiting.sendall(b'{"op":"ping","args":{}}\n')
+        waiting.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            waiting.recv(1)
+        # past the waiting room: refused with a message, closed
         extra = _connect(server)
         reply = _reply(extra)
         assert reply["ok"] is False and "too many connections from your user" in reply["message"]
@@ -143,12 +150,34 @@ def test_connections_over_the_cap_are_refused_with_a_message(tmp_path):
         # the held ones still work
         held[0].sendall(b'{"op":"ping","args":{}}\n')
         assert _reply(held[0])["ok"] is True
-        # one goes away: a new one is admitted
+        # one goes away: the waiting one is served
         held.pop().close()
+        waiting.settimeout(10)
+        assert _reply(waiting)["ok"] is True
+        assert server.connections() == 3
+        waiting.close()
         assert _until(lambda: server.connections() == 2)
-        with _connect(server) as s:
-            s.sendall(b'{"op":"ping","args":{}}\n')
-            assert _reply(s)["ok"] is True
+    finally:
+        for s in held:
+            s.close()
+        server.close()
+
+
+def test_past_the_total_cap_clients_wait_for_a_free_connection(tmp_path):
+    server = _server(tmp_path, max_connections=2, max_per_uid=10)
+    held = [_connect(server), _connect(server)]
+    try:
+        assert _until(lambda: server.connections() == 2)
+        waiting = _connect(server)  # in the listen queue: not refused
+        waiting.sendall(b'{"op":"ping","args":{}}\n')
+        waiting.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            waiting.recv(1)  # no thread serves it while two are open
+        assert server.connections() == 2
+        held.pop().close()
+        waiting.settimeout(10)
+        assert _reply(waiting)["ok"] is True
+        waiting.close()
     finally:
         for s in held:
             s.close()
