@@ -186,10 +186,15 @@ class Controller:
         jobs_cache: dict[int, dict] = {}
         orphans: list[dict] = []
         dependencies: set[str] = set()
+        broken: list[tuple[dict, str]] = []
         for task in sorted(active, key=lambda t: t["array_pending"] is None):  # records first
             job = jobs_cache.get(task["job_id"]) or self.store.job(task["job_id"])
             jobs_cache[task["job_id"]] = job  # type: ignore[assignment]
-            req = self.request_of(task, job)  # type: ignore[arg-type]
+            try:
+                req = self.request_of(task, job)  # type: ignore[arg-type]
+            except errors.StoreError as exc:
+                broken.append((task, str(exc)))  # failed below: the others still run
+                continue
             if task["state"] == "COMPLETING":
                 continue  # ended; only its output copy is pending (redone at hello)
             if task["state"] in _LIVE and task["node"] in self.config.machines:
@@ -226,6 +231,14 @@ class Controller:
         # nodes; every machine is still down, so nothing can start yet
         leftover = self.sched.handle(events, now)
         assert not leftover, leftover
+        if broken:
+            with self.store.transaction():
+                for task, why in broken:
+                    self.log(f"{why}: failed")
+                    self.store.update_task(task["task_id"], state="FAILED", end_time=now,
+                                           exit_code=1, exit_signal=0,
+                                           reason="JobLaunchFailure")
+                    self.store.log(task["task_id"], now, "end", f"FAILED: {why}")
         if orphans:
             with self.store.transaction():
                 for task in orphans:
@@ -266,7 +279,12 @@ class Controller:
 
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int) -> Any:
-        """Called from RPC threads: queries are answered here, changes by ``step``."""
+        """Called from RPC threads: queries are answered here, changes by ``step``.
+        Every request's fields are checked first (rpc_models): a malformed one is
+        refused here and never reaches the loop or the store."""
+        from .rpc_models import check_args
+
+        args = check_args(op, args)
         if op in self.queries.OPS:
             return self.queries.answer(op, args, uid)
         pending = _Pending(op, args, uid)

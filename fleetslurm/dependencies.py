@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from .errors import InvalidValue, SubmitError
+from .jobids import MAX_JOB_ID
 from .model import ACTIVE_STATE_NAMES
 from .scheduler import ArrayTasks, JobEnded, JobSubmitted
 from .slurm.deps import ALL_TASKS, Dependency, parse_dependency
@@ -47,6 +48,8 @@ def _parsed(text: str) -> "Dependency | None":
 
 
 def _known(store: "Store", job_id: int, task: "int | None") -> bool:
+    if not 0 <= job_id <= MAX_JOB_ID:
+        return False  # SLURM's job ids are 32-bit: no such job (and none SQLite holds)
     job = store.job(job_id)
     if task is None or task == ALL_TASKS:
         return job is not None or store.task(job_id) is not None

@@ -50,7 +50,56 @@ def start_job(ctl: "Controller", action: StartJob, now: float) -> None:
     ctl.store.add_step(run_key, task["task_id"], action.node, now)
     ctl.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
     # the row as it now reads, without reading it back
-    launch(ctl, dict(task, acct_lines=None, **started), now)
+    safe_launch(ctl, dict(task, acct_lines=None, **started), now)
+
+
+def safe_launch(ctl: "Controller", task: dict, now: float) -> None:
+    """:func:`launch`, where a job whose record cannot be launched (a stored
+    spec no agent would take, or that this code cannot even read) fails with
+    the reason instead of taking the controller down: one bad job record
+    must never stop the loop (it would again at every restart)."""
+    try:
+        launch(ctl, task, now)
+    except Exception as exc:  # defence in depth: submit refuses such specs
+        import traceback
+
+        ctl.log(f"job {task['task_id']}: cannot be launched:\n{traceback.format_exc()}")
+        fail_launch(ctl, task, task["run_key"], f"its record cannot be launched: "
+                    f"{type(exc).__name__}: {exc}", now)
+
+
+def fail_launch(ctl: "Controller", task: dict, key: str, error: str, now: float) -> None:
+    """The job itself cannot be launched (its spec, environment or script): it
+    ends FAILED with reason JobLaunchFailure; no machine is blamed."""
+    ctl.log(f"job {task['task_id']}: launch failed: {error}")
+    ctl.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
+                          error=error)
+    ctl.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
+                          exit_signal=0, reason="JobLaunchFailure", collected=1)
+    ctl.store.log(task["task_id"], now, "end", f"FAILED launch: {error}")
+    ctl.emit(JobEnded(task["task_id"], "FAILED", now))
+    ctl.forget_fed(task["task_id"])
+    ctl.task_finished(task)
+
+
+def _spec_error(spec: dict) -> Optional[str]:
+    """What the agent would refuse in a launch spec (its validate_spec), checked
+    before anything is sent: such a launch is the job's failure, never the
+    machine's. None when it is fine."""
+    env = spec.get("env")
+    if not isinstance(env, dict):
+        return "its environment is not a mapping"
+    for k, v in env.items():
+        if not isinstance(k, str) or not k or "=" in k or "\0" in k:
+            return f"invalid environment variable name {k!r}"
+        if not isinstance(v, str) or "\0" in v:
+            return f"the environment variable {k} is not a string without NUL characters"
+    for field in ("script", "cwd", "stdout", "stderr", "stdin"):
+        if not isinstance(spec.get(field), str) or "\0" in spec[field]:
+            return f"its {field} is not a string without NUL characters"
+    if not all(isinstance(a, str) and "\0" not in a for a in spec.get("argv") or []):
+        return "its arguments are not strings without NUL characters"
+    return None
 
 
 def output_paths(ctl: "Controller", task: dict, job: dict) -> tuple[str, str]:
@@ -185,6 +234,10 @@ def launch(ctl: "Controller", task: dict, now: float) -> None:
     }
     from .staging import has_stage, launch_staged
 
+    error = _spec_error(agent_spec)
+    if error is not None:
+        fail_launch(ctl, task, task["run_key"], error, now)
+        return
     if has_stage(job) and not transport.shared_fs:
         launch_staged(ctl, task, job, transport, agent_spec)
         return
@@ -249,7 +302,8 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
     elif ev == "ended":
         _result(ctl, name, msg.get("result") or {}, now, msg.get("output"))
     elif ev == "launch_failed":
-        launch_failed(ctl, name, str(msg.get("key")), str(msg.get("error") or ""), now)
+        launch_failed(ctl, name, str(msg.get("key")), str(msg.get("error") or ""), now,
+                      cause=str(msg.get("cause") or "node"))
     elif ev == "stdin":
         # how much of srun's standard input reached the job (see ops_steps.op_stdin)
         ctl.stdin_acks[str(msg.get("key"))] = (int(msg.get("written") or 0),
@@ -258,13 +312,31 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         ctl.log(f"node {name}: agent error: {msg.get('error')}")
 
 
-def launch_failed(ctl: "Controller", name: str, key: str, error: str, now: float) -> None:
-    """The machine could not start a job (nothing ran: full disk, unwritable
-    workdir...). As SLURM does on a launch failure, the machine is drained
-    with the reason and the job is requeued (FAILED if it may not be)."""
+#: launch failures (on machines that were drained for them) after which a
+#: job is held rather than requeued again: it is likely the job, not the machines
+MAX_LAUNCH_FAILURES = 3
+#: SLURM's reason for such a job (WAIT_MAX_REQUEUE)
+LAUNCH_HELD = "launch_failed_requeued_held"
+
+
+def launch_failed(ctl: "Controller", name: str, key: str, error: str, now: float,
+                  cause: str = "node") -> None:
+    """A job could not start (nothing ran). Blame the right party:
+
+    * ``cause == "job"`` (the agent refused the job's own spec): the job ends
+      FAILED (JobLaunchFailure); the machine is left alone.
+    * otherwise the machine failed (full disk, unwritable workdir...): as SLURM
+      does, it is drained with the reason and the job requeued (FAILED if it
+      may not be); after :data:`MAX_LAUNCH_FAILURES` such failures the job is
+      requeued held (``launch_failed_requeued_held``), so one job cannot
+      drain a whole fleet.
+    """
     step = ctl.store.step(key)
     task = ctl.store.task(step["task_id"]) if step else None
     if task is None or task["run_key"] != key or task["state"] != "RUNNING":
+        return
+    if cause == "job":
+        fail_launch(ctl, task, key, error, now)
         return
     reason = (f"Launch failed on {name}: {error[:300]}; fix the machine (disk space, "
               f"workdir permissions), then: scontrol update NodeName={name} State=RESUME")
@@ -275,8 +347,18 @@ def launch_failed(ctl: "Controller", name: str, key: str, error: str, now: float
                           error=error)
     job = ctl.store.job(task["job_id"])
     if job and job["spec"].get("requeue", True):
+        failures = int(task["req"].get("launch_failures") or 0) + 1
+        hold = failures >= MAX_LAUNCH_FAILURES
         requeue_task(ctl, task, now, f"launch failed on {name}: {error}",
-                     state_note="FAILED")
+                     state_note="FAILED", hold=hold)
+        req = dict(ctl.store.task(task["task_id"])["req"])  # type: ignore[index]
+        req["launch_failures"] = failures
+        if hold:
+            req["held_reason"] = LAUNCH_HELD
+            ctl.log(f"job {task['task_id']}: launch failed on {failures} machines: held "
+                    f"({LAUNCH_HELD}); see `scontrol show job {task['task_id']}`, then "
+                    "`scontrol release`")
+        ctl.store.update_task(task["task_id"], req=req)
         return
     ctl.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
                           exit_signal=0, reason="JobLaunchFailure")
@@ -324,7 +406,7 @@ def _hello(ctl: "Controller", name: str, msg: dict, now: float) -> None:
         elif info is None:
             # committed as started but the launch never reached the agent: the
             # agent's launch is idempotent per run key, so sending it again is safe
-            launch(ctl, task, now)
+            safe_launch(ctl, task, now)
         elif info.get("status") == "ended" and info.get("result"):
             _result(ctl, name, info["result"], now)
     for key, info in reported.items():

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Pick", "Selection", "select", "resolve", "find_tasks"]
 
+#: the largest job id (and array index) SLURM has: ids are 32-bit
+MAX_JOB_ID = 2**32 - 1
 _ID_RE = re.compile(r"(\d+)(?:_(\d+|\[[0-9,\-:%]+\]))?(?:\.(\w+))?")
 
 
@@ -47,6 +49,9 @@ def select(store: "Store", text: str) -> Selection:
     if not match:
         raise InvalidJobId("Invalid job id specified")
     job_id, selector = int(match.group(1)), match.group(2)
+    if job_id > MAX_JOB_ID or (selector and selector.isdigit() and int(selector) > MAX_JOB_ID):
+        # SLURM's ids are 32-bit: such an id names no job (as SLURM answers it)
+        return Selection(set(), set(), [])
     job = store.jobs_brief([job_id]).get(job_id)
     is_array = job is not None and job["array_spec"] is not None
     if selector is None:
@@ -62,6 +67,8 @@ def select(store: "Store", text: str) -> Selection:
             raise InvalidJobId("Invalid job id specified") from None
     else:
         wanted = IndexSet.of([int(selector)])
+    if wanted.first() > MAX_JOB_ID:
+        return Selection(set(), set(), [])
     tasks = {t for t, index in store.array_task_ids(job_id, wanted.first() if len(wanted) == 1
                                                     else None) if index in wanted}
     record = store.task(job_id)

@@ -49,7 +49,9 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     if not spec["time_set"]:
         time_limit = pcfg.default_minutes() if pcfg.default_time else pcfg.max_minutes()
     # the submitter's group and nice value (SLURM_JOB_GID, SLURM_PRIO_PROCESS)
-    spec["gid"] = int(args["gid"]) if args.get("gid") is not None else _primary_gid(uid)
+    # (a gid the caller is not a member of is not taken: the request is not trusted)
+    gid = args.get("gid")
+    spec["gid"] = gid if gid is not None and _may_use_gid(uid, gid) else _primary_gid(uid)
     spec["prio_process"] = int(args.get("prio_process") or 0)
     name = spec["name"] or args.get("script_name") or "sbatch"
     spec["name"] = name
@@ -113,6 +115,19 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     return {"job_id": job_id, "cluster": cfg.cluster_name}
 
 
+def _may_use_gid(uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` may run a job as group ``gid`` (root: any)."""
+    import pwd
+
+    if uid == 0:
+        return True
+    try:
+        pw = pwd.getpwuid(uid)
+        return gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+    except (KeyError, OSError):
+        return False
+
+
 def _primary_gid(uid: int) -> int:
     import pwd
 
@@ -128,6 +143,7 @@ def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bo
     """The scheduler's view of a task, from its stored request (``array_index``
     for a task of array ``array_job_id``, whose id is the task's own row's
     ``job_id``: callers pass it when they have it)."""
+    _check_request(task_id, req)
     return JobRequest(
         job_id=task_id, user=user, partition=req["partition"], submit_time=submit_time,
         cpus=req["cpus"], mem_mb=req["mem_mb"], gpus=req["gpus"], time_limit=req["time_limit"],
@@ -135,6 +151,25 @@ def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bo
         constraint=req["constraint"], begin_time=req["begin_time"], held=held,
         dependency=req["dependency"], name=req["name"], exclusive=req["exclusive"],
         priority=req.get("priority", 0), array_job_id=array_job_id, array_task_id=array_index)
+
+
+_REQ_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "partition": (str,), "cpus": (int,), "mem_mb": (int,), "gpus": (int,),
+    "time_limit": (int, type(None)), "nice": (int,), "nodelist": (list,),
+    "exclude": (list,), "constraint": (str,), "begin_time": (int, float, type(None)),
+    "dependency": (str,), "exclusive": (bool, int),
+}
+
+
+def _check_request(task_id: int, req: dict) -> None:
+    """A stored request the scheduler can compare and sum: a record from an
+    older version or a hand-edited store must fail its own job, not the
+    scheduler (which would stop the controller at every start)."""
+    for key, types in _REQ_TYPES.items():
+        if not isinstance(req.get(key), types) or isinstance(req.get(key), bool) and \
+                bool not in types:
+            raise errors.StoreError(f"job {task_id}: its stored request is malformed "
+                                    f"({key}={req.get(key)!r})")
 
 
 # -- finding jobs by id ------------------------------------------------------------

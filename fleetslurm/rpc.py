@@ -161,16 +161,55 @@ def _start_controller(config: Optional[str], paths: StatePaths, timeout: float) 
 Handler = Callable[[str, dict, int], Any]
 
 
+class _Refused(Exception):
+    """A connection the server answers with one error line, then closes."""
+
+
 class Server:
     """Accepts clients on the controller's socket; each request is passed with
     the caller's uid to ``handler`` (which may block until the controller's
-    loop has answered it)."""
+    loop has answered it).
 
-    def __init__(self, path: Path, handler: Handler) -> None:
+    One thread per connection, within limits, so no client can take the
+    controller's memory or threads: a request line of at most ``max_line``
+    bytes (lines over ``small_line`` are read ``big_slots`` at a time, which
+    bounds the memory all connections together hold), ``idle_timeout``
+    seconds for the next request, at most ``max_per_uid`` connections served
+    per user (the next ``max_parked`` wait, without a thread, for one of that
+    user's to close; past that a connection gets an error line and is closed)
+    and ``max_connections`` in all (further clients wait in the listen
+    queue): a burst is slowed down, not refused, and no user can take every
+    connection. A connection that sends something that is not a request gets
+    an error line and is closed at once."""
+
+    #: a 4 MiB script (SLURM's max_script_size), JSON-escaped, and its environment
+    MAX_LINE = 32 * 1024 * 1024
+    SMALL_LINE = 256 * 1024
+    BIG_SLOTS = 2
+    IDLE_TIMEOUT = 60.0
+    MAX_CONNECTIONS = 256
+    MAX_PER_UID = 128
+    MAX_PARKED = 256
+
+    def __init__(self, path: Path, handler: Handler, *, max_line: Optional[int] = None,
+                 small_line: Optional[int] = None, big_slots: Optional[int] = None,
+                 idle_timeout: Optional[float] = None, max_connections: Optional[int] = None,
+                 max_per_uid: Optional[int] = None, max_parked: Optional[int] = None) -> None:
         import threading
 
         self.path = path
         self.handler = handler
+        self.max_line = max_line or self.MAX_LINE
+        self.small_line = small_line or self.SMALL_LINE
+        self.idle_timeout = idle_timeout or self.IDLE_TIMEOUT
+        self.max_connections = max_connections or self.MAX_CONNECTIONS
+        self.max_per_uid = max_per_uid or self.MAX_PER_UID
+        self.max_parked = max_parked or self.MAX_PARKED
+        #: uid -> connections waiting for one of that user's to close
+        self._parked: dict[int, list[socket.socket]] = {}
+        self._big = threading.BoundedSemaphore(big_slots or self.BIG_SLOTS)
+        self._lock = threading.Condition()  # notified when a connection closes
+        self._open: dict[int, int] = {}  # uid -> open connections
         private_dir(path.parent)
         try:
             path.unlink()
@@ -182,7 +221,7 @@ class Server:
             self._sock.bind(str(path))
         finally:
             os.umask(old)
-        self._sock.listen(128)
+        self._sock.listen(1024)  # where a burst waits while all connections are taken
         self._closed = False
         self._thread = threading.Thread(target=self._accept_loop, name="rpc-accept", daemon=True)
 
@@ -196,48 +235,159 @@ class Server:
         except OSError:
             pass
         self._sock.close()
+        with self._lock:
+            parked = [c for waiting in self._parked.values() for c in waiting]
+            self._parked.clear()
+            self._lock.notify_all()
+        for conn in parked:
+            conn.close()
         try:
             self.path.unlink()
         except OSError:
             pass
 
+    def connections(self) -> int:
+        """How many client connections are open now."""
+        with self._lock:
+            return sum(self._open.values())
+
     def _accept_loop(self) -> None:
+        import struct
+        import threading
+
         while not self._closed:
+            with self._lock:
+                while sum(self._open.values()) >= self.max_connections and not self._closed:
+                    self._lock.wait(1.0)
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 if self._closed:
                     return
+                time.sleep(0.05)  # out of file descriptors: do not spin
                 continue
-            import threading
+            try:
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                        struct.calcsize("3i"))
+                _pid, uid, _gid = struct.unpack("3i", creds)
+                serve = self._admit(uid, conn)
+            except (OSError, _Refused) as exc:
+                if isinstance(exc, _Refused):
+                    self._refuse(conn, str(exc))
+                conn.close()
+                continue
+            if serve:
+                self._start(conn, uid)
 
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                             name="rpc-conn").start()
+    def _start(self, conn: socket.socket, uid: int) -> None:
+        import threading
 
-    def _serve(self, conn: socket.socket) -> None:
-        import struct
+        threading.Thread(target=self._serve, args=(conn, uid), daemon=True,
+                         name="rpc-conn").start()
 
+    def _admit(self, uid: int, conn: socket.socket) -> bool:
+        """Count the connection in (True: serve it now) or park it (False)."""
+        with self._lock:
+            if self._open.get(uid, 0) < self.max_per_uid:
+                self._open[uid] = self._open.get(uid, 0) + 1
+                return True
+            parked = self._parked.setdefault(uid, [])
+            if len(parked) >= self.max_parked:
+                raise _Refused(f"too many connections from your user ({self.max_per_uid} "
+                               f"served, {self.max_parked} waiting) to the controller; "
+                               "close some and try again")
+            parked.append(conn)
+            return False
+
+    def _leave(self, uid: int) -> None:
+        """A connection of ``uid`` closed: its slot goes to that user's
+        oldest waiting connection, else back to everyone."""
+        with self._lock:
+            parked = self._parked.get(uid)
+            nxt = parked.pop(0) if parked else None
+            if parked is not None and not parked:
+                del self._parked[uid]
+            if nxt is None:
+                self._open[uid] -= 1
+                if not self._open[uid]:
+                    del self._open[uid]
+                self._lock.notify_all()
+        if nxt is not None and not self._closed:
+            self._start(nxt, uid)
+        elif nxt is not None:
+            nxt.close()
+
+    @staticmethod
+    def _refuse(conn: socket.socket, message: str) -> None:
         try:
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-            f = conn.makefile("rb")
+            conn.settimeout(1.0)
+            conn.sendall(json.dumps({"ok": False, "error": "ControllerError",
+                                     "message": message}).encode() + b"\n")
+        except OSError:
+            pass
+
+    def _read_line(self, conn: socket.socket, buf: bytearray) -> tuple[Optional[bytes], bool]:
+        """The next request line (None at the end) and whether it holds one
+        of the big-line slots (the caller releases it once answered).
+        _Refused for a line over ``max_line`` or no slot within the idle time."""
+        big = False
+        seen = 0
+        try:
             while True:
-                line = f.readline(_MAX_LINE)
-                if not line:
+                i = buf.find(b"\n", seen)
+                if i >= 0:
+                    line = bytes(buf[:i])
+                    del buf[:i + 1]
+                    return line, big
+                seen = len(buf)
+                if seen > self.max_line:
+                    raise _Refused(f"request too large: over {self.max_line} bytes (a batch "
+                                   "script may have at most 4 MiB)")
+                if not big and seen > self.small_line:
+                    if not self._big.acquire(timeout=self.idle_timeout):
+                        raise _Refused("the controller is busy reading other large requests; "
+                                       "try again")
+                    big = True
+                chunk = conn.recv(min(1 << 20, self.max_line + 1 - seen))
+                if not chunk:
+                    if big:
+                        self._big.release()
+                    return None, False  # a request cut off is no request
+                buf += chunk
+        except BaseException:
+            if big:
+                self._big.release()
+            raise
+
+    def _serve(self, conn: socket.socket, uid: int) -> None:
+        buf = bytearray()
+        try:
+            conn.settimeout(self.idle_timeout)
+            while True:
+                line, big = self._read_line(conn, buf)
+                if line is None:
                     return
                 try:
-                    req = json.loads(line)
-                    op, args = str(req["op"]), dict(req.get("args") or {})
-                except (ValueError, KeyError, TypeError):
-                    reply = {"ok": False, "error": "ControllerError",
-                             "message": "malformed request"}
-                else:
-                    reply = self._call(op, args, uid)
-                conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode()
-                             + b"\n")
-        except OSError:
+                    try:
+                        req = json.loads(line)
+                        op, args = req["op"], req.get("args")
+                        if not isinstance(op, str) or not isinstance(args, (dict, type(None))):
+                            raise TypeError
+                    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                        raise _Refused("malformed request: each line must be a JSON object "
+                                       '{"op": NAME, "args": {...}}') from None
+                    reply = self._call(op, args or {}, uid)
+                    conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode()
+                                 + b"\n")
+                finally:
+                    if big:
+                        self._big.release()
+        except _Refused as exc:
+            self._refuse(conn, str(exc))
+        except OSError:  # idle too long (socket.timeout), or the client went away
             return
         finally:
+            self._leave(uid)
             conn.close()
 
     def _call(self, op: str, args: dict, uid: int) -> dict:

@@ -78,6 +78,13 @@ def main(argv: list[str]) -> int:
     else:
         script, name = read_script(positionals[0] if positionals else None)
         script_args = positionals[1:]
+    from ..slurm.jobspec import SCRIPT_TOO_LONG, script_too_long
+
+    if script_too_long(script):
+        # the controller refuses it too; saying so here spares sending it
+        from ..errors import SubmitError
+
+        raise SubmitError(SCRIPT_TOO_LONG)
     opts, _pos, _ = sbatch_options(argv, script, os.environ,
                                    filename=name if name not in ('wrap', 'sbatch') else 'stdin')
     if opts.get("wrap") is not None and wrap is None:

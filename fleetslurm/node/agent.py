@@ -25,7 +25,9 @@ Protocol (every request may carry "id"; its reply carries it back as "re"):
                               killed first and end CANCELLED, unless they ended
   facts                    -> {ev: facts, **FACTS}               (the heartbeat)
   launch key spec          -> {ev: started, key, pid, start_time}
-                            | {ev: launch_failed, key, error}    (nothing ran; key reusable)
+                            | {ev: launch_failed, key, error, [cause: job]}
+                              (nothing ran; key reusable; cause "job": the spec
+                              itself is invalid, else the machine failed)
                             | {ev: ended, key, result}           (key already ran)
   signal key signal [batch_only] -> {ev: signalled, key, ok, error}
   cancel key [signal=15]   -> {ev: cancelling, key, ok, error}
@@ -1908,7 +1910,11 @@ class Agent:
             try:
                 spec = validate_spec(req.get("spec"))
             except ValueError as exc:
-                err = "job %s: %s" % (key, exc)
+                # the job's own spec is at fault, not this machine: the
+                # controller fails the job and leaves the machine alone
+                self.send({"ev": "launch_failed", "re": rid, "key": key, "cause": "job",
+                           "error": "job %s: %s" % (key, exc)})
+                return
         if err is not None:
             self.send({"ev": "launch_failed", "re": rid, "key": key, "error": err})
             return

@@ -91,9 +91,11 @@ def parse_job_update(fields: dict[str, str], now: float,
                 changes[dest] = parse_datetime(value, now)
             except NoTimeGiven:
                 pass  # SLURM says nothing; the key is dropped
-            except InvalidValue as exc:
+            except (InvalidValue, OverflowError, OSError) as exc:
+                # (a time past what time_t holds is as invalid as garbage)
                 if warnings is not None:
-                    warnings.append(str(exc))
+                    warnings.append(str(exc) if isinstance(exc, InvalidValue)
+                                    else f"Invalid time specification: {value}")
         elif dest == "nice":
             changes[dest] = _atoi(value)
         elif dest == "cpus":

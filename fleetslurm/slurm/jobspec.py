@@ -11,9 +11,21 @@ from typing import Any, Mapping, Optional
 
 from ..errors import InvalidValue, UsageError
 
-__all__ = ["build_spec", "WRAP_HEADER", "wrap_script", "job_environment", "SIGNALS"]
+__all__ = ["build_spec", "WRAP_HEADER", "wrap_script", "job_environment", "SIGNALS",
+           "MAX_SCRIPT_BYTES", "SCRIPT_TOO_LONG", "script_too_long"]
 
 WRAP_HEADER = "#!/bin/sh\n# This script was created by sbatch --wrap.\n\n"
+#: SLURM's ``max_script_size`` default (SchedulerParameters), in bytes
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024
+#: SLURM's words for a script over it (ESLURM_PATHNAME_TOO_LONG)
+SCRIPT_TOO_LONG = ("Batch job submission failed: Pathname of a file, directory or other "
+                   "parameter too long")
+
+
+def script_too_long(script: str) -> bool:
+    """Whether a batch script is over SLURM's max_script_size."""
+    return len(script) > MAX_SCRIPT_BYTES and \
+        len(script.encode("utf-8", "surrogateescape")) > MAX_SCRIPT_BYTES
 
 SIGNALS = {
     "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
@@ -40,7 +52,18 @@ def parse_signal_name(text: str) -> int:
     raise InvalidValue(f"Invalid signal name: {text}")
 
 
+#: C's INT_MAX and LONG_MAX: SLURM reads numbers with strtol (saturating at
+#: LONG_MAX) into ints
+INT_MAX = 2**31 - 1
+LONG_MAX = 2**63 - 1
+#: the largest --nice SLURM takes (NICE_OFFSET - 3)
+NICE_MAX = 2147483645
+
+
 def _int(opts: Mapping[str, Any], key: str, flag: str, minimum: int = 1) -> Optional[int]:
+    """A count option as SLURM's ``parse_int`` reads it: strtol (a value past
+    LONG_MAX is "to big"), then stored in a C int (2147483648 becomes
+    -2147483648, which the option's own check refuses)."""
     v = opts.get(key)
     if v is None:
         return None
@@ -48,9 +71,29 @@ def _int(opts: Mapping[str, Any], key: str, flag: str, minimum: int = 1) -> Opti
     if not re.fullmatch(r"[+-]?\d+", s):
         raise UsageError(f'Invalid numeric value "{v}" for {flag}.', prog="sbatch")
     n = int(s)
+    if n > LONG_MAX:
+        raise UsageError(f"Numeric argument ({LONG_MAX}) to big for {flag}.", prog="sbatch")
     if n < minimum:
         raise UsageError(f'Invalid numeric value "{v}" for {flag}.', prog="sbatch")
+    n = _c_int(n)
+    if n < minimum:
+        # the C int wrapped: SLURM's own words where it has them
+        if key == "ntasks" and n == 0:
+            return None  # 0 tasks: as if not given
+        words = _WRAPPED.get(key)
+        if words:
+            raise UsageError(f"invalid number of {words} {n})", prog="sbatch")
+        raise UsageError(f'Invalid numeric value "{v}" for {flag}.', prog="sbatch")
     return n
+
+
+_WRAPPED = {"ntasks": "tasks (-n", "cpus_per_task": "cpus per task (-c"}
+
+
+def _c_int(n: int) -> int:
+    """What C's ``(int) strtol(...)`` makes of ``n``: cut to 32 bits."""
+    n &= 0xFFFFFFFF
+    return n - 2**32 if n > INT_MAX else n
 
 
 def _gpu_count(opts: Mapping[str, Any]) -> int:
@@ -122,6 +165,8 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         v = opts.get(key)
         try:
             spec[key + "_mb"] = parse_mem(str(v)) if v is not None else None
+            if (spec[key + "_mb"] or 0) > LONG_MAX:
+                raise InvalidValue(f"{flag} out of range")  # strtoll's ERANGE
         except InvalidValue:
             raise UsageError(f"Invalid {flag} specification", prog="sbatch", code=255) from None
     if spec["mem_mb"] is not None and spec["mem_per_cpu_mb"] is not None:
@@ -132,6 +177,9 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     nodes_opt = opts.get("nodes")
     if nodes_opt is not None:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", str(nodes_opt).strip())
+        if m and any(int(g) > INT_MAX for g in m.groups() if g):
+            raise UsageError(f'"{nodes_opt}" is not a valid node count', prog="sbatch",
+                             code=255)
         if not m or int(m.group(1)) < 1:
             raise UsageError('Invalid node count specification', prog="sbatch")
         if int(m.group(1)) > 1:
@@ -158,6 +206,9 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         # SLURM's atoi: a non-numeric --nice counts as 0
         m = re.match(r"\s*([+-]?\d+)", str(nice))
         spec["nice"] = int(m.group(1)) if m else 0
+        if abs(spec["nice"]) > NICE_MAX:
+            raise UsageError(f"Invalid --nice value, out of range (+/- {NICE_MAX})",
+                             prog="sbatch", code=255)
     else:
         spec["nice"] = 100 if nice is True else 0
     begin = opts.get("begin")
@@ -165,9 +216,11 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
         raise UsageError("Invalid --begin specification", prog="sbatch", code=255)
     try:
         spec["begin_time"] = parse_datetime(str(begin), now) if begin is not None else None
-    except InvalidValue as exc:
-        # SLURM prints parse_time's complaint bare (when it has one), then its own
-        lines = [] if isinstance(exc, NoTimeGiven) else [str(exc)]
+    except (OverflowError, OSError, ValueError) as exc:
+        # SLURM prints parse_time's complaint bare (when it has one), then its own;
+        # a time past what the platform's time_t holds is just invalid here
+        lines = [str(exc)] if isinstance(exc, InvalidValue) and \
+            not isinstance(exc, NoTimeGiven) else []
         raise UsageError("\n".join([*lines, "Invalid --begin specification"]), prog="sbatch",
                          code=255) from None
     spec["signal"] = _signal(opts.get("signal"))
@@ -292,6 +345,8 @@ def _exported_env(export: str, env: Mapping[str, str]) -> dict[str, str]:
         if item.upper() in ("ALL", "NONE", "NIL"):
             continue
         name, eq, value = item.partition("=")
+        if not name:
+            continue  # "=x": SLURM skips an item without a name
         if eq:
             base[name] = value
         elif name in env:
