@@ -253,7 +253,6 @@ class Server:
 
     def _accept_loop(self) -> None:
         import struct
-        import threading
 
         while not self._closed:
             with self._lock:

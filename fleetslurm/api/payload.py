@@ -44,8 +44,6 @@ def dump_call(fn: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
     closures and functions defined in ``__main__`` or a notebook travel by
     value). Raises SerializationError naming the part that cannot be pickled,
     SubmitError when the payload is over ``limit`` bytes."""
-    import cloudpickle
-
     if not callable(fn):
         raise SubmitError(f"submit() needs a function to run, got {type(fn).__name__} "
                           f"{fn!r:.60}")
