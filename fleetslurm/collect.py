@@ -33,19 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["copy_back", "write_inline", "kept_where", "log_kept", "fetch", "part_file"]
 
 
-def _busy(ctl: "Controller") -> "tuple[dict[str, bool], threading.Lock]":
-    """The runs whose copy is under way, each with whether it was asked for
-    again meanwhile, and the lock over them; kept on the controller
-    (dict.setdefault is atomic)."""
-    return (ctl.__dict__.setdefault("_collecting", {}),
-            ctl.__dict__.setdefault("_collecting_lock", threading.Lock()))
-
-
 def copy_back(ctl: "Controller", task: dict, node: str) -> None:
     """Start bringing a run's output home in a thread; a run whose copy is
     under way is not copied twice at once: that copy, should it fail, tries
-    once more (the hello that asked again will not come back)."""
-    busy, lock = _busy(ctl)
+    once more (the hello that asked again will not come back). A run
+    reported ended twice (in the agent's hello, then as an `ended` event) is
+    so never appended twice."""
+    busy, lock = ctl.collecting, ctl.collecting_lock
     with lock:
         if task["run_key"] in busy:
             busy[task["run_key"]] = True
@@ -153,7 +147,7 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
 
 
 def _copy(ctl: "Controller", task: dict, node: str) -> None:
-    busy, lock = _busy(ctl)
+    busy, lock = ctl.collecting, ctl.collecting_lock
     while True:
         error, kept = _copy_once(ctl, task, node)
         with lock:

@@ -108,8 +108,11 @@ class Controller:
         #: agent reports them (srun's flow control, see ops_steps.op_stdin)
         self.stdin_acks: dict[str, tuple[int, bool]] = {}
         self._after_commit: list[Callable[[], None]] = []
-        #: run keys whose output is being copied home (see handlers.collect_output)
-        self.collecting: set[str] = set()
+        #: run keys whose output is being copied home, each with whether it was
+        #: asked for again meanwhile, and the lock over them (collect.copy_back:
+        #: one copy of a run at a time)
+        self.collecting: dict[str, bool] = {}
+        self.collecting_lock = threading.Lock()
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
         self._admin_at = float("-inf")

@@ -256,7 +256,6 @@ def node_message(ctl: "Controller", item: tuple, now: float) -> None:
         return
     if kind == "collected":
         _, node, task_id, run_key, error, kept = item
-        ctl.collecting.discard(run_key)
         if error:
             ctl.log(f"job {task_id}: could not copy its output back from {node}: {error}")
             return  # retried when the agent reports the run again
@@ -556,14 +555,8 @@ def collect_output(ctl: "Controller", task: dict, node: str,
         finish_collection(ctl, fresh["task_id"], fresh["run_key"], node, ctl.now,
                           keep=bool(error))
         return
-    def start() -> None:
-        # one copy of a run at a time: a run reported ended twice (in the
-        # agent's hello, then as an `ended` event) must not be appended twice
-        if fresh["run_key"] not in ctl.collecting:
-            ctl.collecting.add(fresh["run_key"])
-            copy_back(ctl, fresh, node)
-
-    ctl.after_commit(start)
+    # (one copy of a run at a time: see copy_back)
+    ctl.after_commit(lambda: copy_back(ctl, fresh, node))
 
 
 # -- failures and requeue ---------------------------------------------------------
