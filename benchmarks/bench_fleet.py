@@ -97,7 +97,10 @@ def run_fleetslurm(machines, key: Path, base: Path, jobs: int, shared_fs: bool,
     home = base / ("home-shared" if shared_fs else "home")
     home.mkdir(mode=0o700)
     cfg = {"cluster_name": "bench", "heartbeat_interval": 5,
-           "machines": {m.name: m.config_entry(shared_fs=shared_fs) for m in machines}}
+           # each fleet its own workdir: one fleet per workdir (a second is refused)
+           "machines": {m.name: m.config_entry(shared_fs=shared_fs,
+                                               workdir=f"{m.workdir}-{home.name}")
+                        for m in machines}}
     path = base / f"fleet_config{'-shared' if shared_fs else ''}.json"
     path.write_text(json.dumps(cfg))
     (home / "known_hosts").write_text("".join(m.known_hosts_line + "\n" for m in machines))

@@ -74,7 +74,10 @@ def fleet(machines, home: Path, base: Path, work: Path) -> dict:
     """The environment of the drills' fleet (its config and state directory)."""
     home.mkdir(mode=0o700)
     cfg = {"cluster_name": "drills", "heartbeat_interval": 1,
-           "machines": {m.name: m.config_entry(shared_fs=False) for m in machines}}
+           # each drill's fleet its own workdir: one fleet per workdir
+           "machines": {m.name: m.config_entry(shared_fs=False,
+                                               workdir=f"{m.workdir}-{base.name}")
+                        for m in machines}}
     path = base / "fleet_config.json"
     path.write_text(json.dumps(cfg))
     (home / "known_hosts").write_text("".join(m.known_hosts_line + "\n" for m in machines))

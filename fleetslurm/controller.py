@@ -254,6 +254,10 @@ class Controller:
             if admin["admin_state"] in ("drain",):
                 self._events.append(NodeDrain(name, admin["reason"]))
             link.connect(now, synchronous=self.config.machines[name].transport == "local")
+        # listed from the first request on (sinfo: unk until each says hello),
+        # not an empty list until the first step publishes one
+        self._admin = {n: self.store.node(n) for n in self.config.machines}
+        self._snapshot_nodes(now)
 
     def node_spec(self, name: str, facts: Optional[dict] = None) -> NodeSpec:
         m = self.config.machines[name]

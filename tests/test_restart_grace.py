@@ -134,3 +134,18 @@ def test_a_machine_not_heard_from_since_the_start_is_unknown_then_down(restarted
     m1 = _listed(r.ctl, "m1")
     assert (m1["state"], m1["responding"]) == ("down", False)
     assert m1["reason"]
+
+
+def test_machines_are_listed_from_the_start(tmp_path: Path) -> None:
+    """The first request after a start sees every machine (not an empty list
+    that sinfo prints as one "0 n/a" row and a script reads as "all idle")."""
+    slow = {n: SlowFake(n, workdir=f"/fake/{n}", auto_end=False) for n in ("m1", "m2")}
+    ctl = Controller(_config(), StatePaths(tmp_path / "home"), transports=slow)
+    try:
+        ctl.start(time.time())
+        listed = {n["name"]: (n["state"], n["responding"]) for n in ctl.node_snapshot}
+        assert listed == {"m1": ("unk", True), "m2": ("unk", True)}
+    finally:
+        for fake in slow.values():
+            fake.gate.set()
+        ctl.close()
