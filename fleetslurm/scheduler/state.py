@@ -18,7 +18,7 @@ from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
-    JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
+    JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet, PrioritiesSet,
     NodeSpec, PartitionSpec, StartJob,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
@@ -124,6 +124,20 @@ class SchedulerState:
             if job.phase != ENDED:
                 self._prepare(job)
         self._order = sorted(self._jobs[k[-1]].key for k in self._order)
+
+    def _on_priorities_set(self, ev: PrioritiesSet, now: float) -> None:
+        # a job that ended (or is unknown) since the priorities were computed is skipped:
+        # the controller computes them from a snapshot and may be a step behind
+        for job_id, value in ev.priorities.items():
+            job = self._jobs.get(job_id)
+            if job is None or job.phase == ENDED or job.computed == value:
+                continue
+            if job.phase == PENDING:
+                self._dequeue(job)
+            job.computed = value
+            self._prepare(job)
+            if job.phase == PENDING:
+                self._enqueue(job)
 
     # ------------------------------------------------------------------ job events
 
@@ -236,7 +250,7 @@ class SchedulerState:
 
     _HANDLERS: dict[type, Callable[["SchedulerState", object, float], None]] = {
         NodeUp: _on_node_up, NodeDown: _on_node_down, NodeDrain: _on_node_drain,
-        NodeResume: _on_node_resume, PartitionSet: _on_partition_set,
+        NodeResume: _on_node_resume, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
@@ -271,7 +285,7 @@ class SchedulerState:
         spec = self._parts.get(part)
         job.dur = duration_s(req, spec)
         job.fit_key = (job.where, job.shape[1], job.shape[2], job.shape[3], job.dur)
-        job.key = priority_key(req, spec.priority if spec else 0)
+        job.key = priority_key(req, spec.priority if spec else 0, job.computed)
 
     def _group(self, job: JobEntry) -> set[int]:
         return self._groups.setdefault((job.req.user, job.req.name), set())
