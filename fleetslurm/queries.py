@@ -26,7 +26,7 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count"})
+                     "history", "read_output", "count", "priorities"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -320,13 +320,19 @@ class Queries:
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
             ("MinJobAge", f"{cfg.min_job_age} sec"),
-            ("PriorityType", "priority/basic"),
+            ("PriorityType", "priority/multifactor" if self.ctl.fairshare.enabled
+             else "priority/basic"),
             ("SchedulerType", "sched/backfill"),
             ("SelectType", "select/cons_tres"),
             ("SelectTypeParameters", "CR_CPU_MEMORY"),
             ("SlurmctldHeartbeatInterval", f"{cfg.heartbeat_interval:g} sec"),
             ("SLURM_VERSION", SLURM_VERSION),
         ]
+
+    def q_priorities(self, args: dict, uid: int) -> dict:
+        """priority/multifactor's last numbers (sprio, sshare): weights, each pending
+        job's factors, each association's shares and usage."""
+        return self.ctl.fairshare.snapshot()
 
     def q_count(self, args: dict, uid: int) -> dict:
         """How many jobs are in each state (cheap: for pollers and dashboards)."""

@@ -396,6 +396,10 @@ class SchedulerState:
         """Running job id -> node name."""
         return {jid: name for name, node in self._nodes.items() for jid in node.jobs}
 
+    def pending_requests(self) -> list[JobRequest]:
+        """The requests of the pending jobs, highest priority first (for multifactor)."""
+        return [self._jobs[k[-1]].req for k in self._order]
+
     def pending(self) -> list[int]:
         """Pending job ids, highest priority first."""
         return [k[-1] for k in self._order]
