@@ -91,3 +91,25 @@ def test_the_real_sprio_under_priority_basic_says_the_same():
     if "priority/basic" not in proc.stderr:
         pytest.skip("the real SLURM here is not priority/basic")
     assert (proc.returncode, proc.stderr) == (1, NOT_MULTIFACTOR)
+
+
+def test_sshare_shows_fair_tree_numbers_under_multifactor(fs_fleet):
+    import time
+
+    f = fs_fleet
+    job = f.sbatch("--wrap", "sleep 2")
+    f.wait(job)
+    time.sleep(1.1)
+    held = f.sbatch("--hold", "--wrap", "true")  # a submission redoes the ranking
+    out = f.run("sshare", "-a", "-l", check=True).stdout.splitlines()
+    head = out[0].split()
+    assert head == ["Account", "User", "RawShares", "NormShares", "RawUsage", "NormUsage",
+                    "EffectvUsage", "FairShare", "LevelFS", "GrpTRESMins", "TRESRunMins"]
+    me = next(line for line in out[2:] if line.split()[:2] == ["root", "root"])
+    cells = me.split()
+    # 1 CPU for about 2 s, charged to the root user (the only user here: all shares its own)
+    assert cells[2] == "1" and cells[3] == "1.000000" and int(cells[4]) >= 1
+    assert cells[6] == "1.000000" and cells[7] == "1.000000"  # alone: it ranks first
+    root = out[2].split()
+    assert root[0] == "root" and int(root[1]) == int(cells[4])
+    f.run("scancel", str(held), check=True)
