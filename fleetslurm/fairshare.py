@@ -70,6 +70,7 @@ class FairShare:
         self.factors: dict[int, JobFactors] = {}
         self.assocs: dict[tuple[str, str], AssocShare] = {}
         self.computed_at: Optional[float] = None
+        self.held: frozenset[int] = frozenset()
 
     # -- usage -------------------------------------------------------------
     def task_ended(self, ctl: "Controller", task: dict, now: float) -> None:
@@ -150,19 +151,22 @@ class FairShare:
         fresh = job_priorities(jobs, self.weights, fs, self._partition_factors, {},
                                len(nodes), sum(n.cpus for n in nodes), now)
         kept.update(fresh)
-        pending_now = {r.job_id for r in ctl.sched.pending_requests()} | {r.job_id for r in new}
+        everyone = ctl.sched.pending_requests() + new
+        pending_now = {r.job_id for r in everyone}
+        # sprio leaves out held jobs (SLURM's priority 0), as of this computation
+        self.held = frozenset(r.job_id for r in everyone if r.held)
         # replaced whole, never changed in place: query threads read it (sprio)
         self.factors = {j: f for j, f in kept.items() if j in pending_now}
         return [PrioritiesSet({j: f.priority for j, f in fresh.items()})]
 
     def snapshot(self) -> dict[str, Any]:
         """The last computation, for ``sprio`` and ``sshare`` (plain data)."""
-        w = self.weights
+        w, held = self.weights, self.held
         return {
             "enabled": self.enabled,
             "weights": {"age": w.age, "fairshare": w.fairshare, "jobsize": w.job_size,
                         "partition": w.partition, "qos": w.qos},
-            "jobs": [dict(f.__dict__) for f in self.factors.values()],
+            "jobs": [dict(f.__dict__) for j, f in self.factors.items() if j not in held],
             # JSON has no infinity: Level FS of an association without usage is "inf"
             "assocs": [{**r.__dict__, "level_fs": "inf" if math.isinf(r.level_fs) else r.level_fs}
                        for r in self.assocs.values()],

@@ -61,15 +61,16 @@ def fs_fleet(tmp_path) -> Iterator[Fleet]:
 
 def test_sprio_over_a_controller(fs_fleet):
     f = fs_fleet
-    held = [f.sbatch("--hold", "--wrap", "true") for _ in range(2)]
+    held = [f.sbatch("--hold", "--wrap", "true")]
+    waiting = [f.sbatch("--begin", "now+1hour", "--wrap", "true") for _ in range(2)]
     out = f.run("sprio", check=True).stdout.splitlines()
     assert out[0].split() == ["JOBID", "PARTITION", "PRIORITY", "SITE", "AGE", "FAIRSHARE"]
     rows = {int(line.split()[0]): line.split() for line in out[1:]}
-    assert sorted(rows) == held
+    assert sorted(rows) == waiting  # held jobs (SLURM's priority 0) are not shown
     # nobody has used anything: every user ranks first (fair share 1.0 -> 10000)
     assert all(r[5] == "10000" and r[1] == "debug" for r in rows.values())
-    one = f.run("sprio", "-j", str(held[1]), "-o", "%i %u %f", "-h", check=True).stdout
-    assert one.split()[0] == str(held[1]) and one.split()[2] == "1.0000000"
+    one = f.run("sprio", "-j", str(waiting[1]), "-o", "%i %u %f", "-h", check=True).stdout
+    assert one.split()[0] == str(waiting[1]) and one.split()[2] == "1.0000000"
     assert f.run("sprio", "-u", "nosuchuser", "-h", check=True).stdout == ""
     weights = f.run("sprio", "-w", check=True).stdout.splitlines()
     assert weights[1].split() == ["Weights", "1", "1000", "10000"]
@@ -77,7 +78,7 @@ def test_sprio_over_a_controller(fs_fleet):
     assert bad.returncode == 1 and bad.stderr == (
         "sprio: fatal: Options -o(--format) and -l(--long) are mutually exclusive. "
         "Please remove one and retry.\n")
-    f.run("scancel", *map(str, held), check=True)
+    f.run("scancel", *map(str, held + waiting), check=True)
 
 
 def test_sprio_without_multifactor_says_what_slurms_says(fleet):
