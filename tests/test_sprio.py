@@ -114,3 +114,19 @@ def test_sshare_shows_fair_tree_numbers_under_multifactor(fs_fleet):
     root = out[2].split()
     assert root[0] == "root" and int(root[1]) == int(cells[4])
     f.run("scancel", str(held), check=True)
+
+
+@pytest.mark.skipif(shutil.which("sprio") is None, reason="no real SLURM sprio here")
+@pytest.mark.parametrize("flag", ["--help", "--usage"])
+def test_help_and_usage_match_the_real_sprio(fleet, flag):
+    real = subprocess.run(["sprio", flag], capture_output=True, text=True, timeout=30)
+    ours = fleet.run("sprio", flag)
+    assert (ours.returncode, ours.stdout) == (real.returncode, real.stdout)
+
+
+@pytest.mark.skipif(shutil.which("sprio") is None, reason="no real SLURM sprio here")
+@pytest.mark.parametrize("args", [["-x"], ["--bogus"], ["-l", "-o", "%i"], ["-u"]])
+def test_bad_command_lines_get_the_real_sprios_words(fleet, args):
+    real = subprocess.run(["sprio", *args], capture_output=True, text=True, timeout=30)
+    ours = fleet.run("sprio", *args)
+    assert (ours.returncode, ours.stderr) == (real.returncode, real.stderr)

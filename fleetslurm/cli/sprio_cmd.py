@@ -18,27 +18,41 @@ PROG = "sprio"
 
 _SHORT = "hj::lM:no:S:p:u:vVw"
 _LONG = ["noheader", "jobs=", "long", "cluster=", "clusters=", "norm", "format=", "sort=",
-         "partition=", "user=", "users=", "verbose", "version", "weights", "help", "usage"]
+         "partition=", "user=", "users=", "verbose", "version", "weights", "help", "usage",
+         "federation", "local", "sib", "sibling"]
 
 NOT_MULTIFACTOR = ("You are not running a supported priority plugin\n(priority/basic).\n"
                    "Only 'priority/multifactor' is supported.\n")
 
-USAGE = """\
+HELP = """\
 Usage: sprio [OPTIONS]
-  -h, --noheader      no headers on output
-  -j, --jobs          comma separated list of jobs
-  -l, --long          long report
-  -n, --norm          display normalized values
-  -o, --format        format specification
-  -p, --partition     comma separated list of partitions
-  -u, --user          comma separated list of users
-  -v, --verbose       verbose mode
-  -V, --version       version information
-  -w, --weights       show the weights for each priority factor
+      --federation                display jobs in federation if a member of one
+  -h, --noheader                  no headers on output
+  -j, --jobs                      comma separated list of jobs
+                                  to view, default is all
+      --local                     display jobs on local cluster only
+  -l, --long                      long report
+  -M, --cluster=cluster_name      cluster to issue commands to.  Default is
+                                  current cluster.  cluster with no name will
+                                  reset to default.
+                                  NOTE: SlurmDBD must be up.
+  -n, --norm                      display normalized values
+  -o, --format=format             format specification
+      --sibling                   display job records separately for each federation cluster
+  -p, --partition=partition_name  comma separated list of partitions
+  -u, --user=user_name            comma separated list of users to view
+  -v, --verbose                   verbosity level
+  -V, --version                   output version information and exit
+  -w, --weights                   show the weights for each priority factor
 
 Help options:
-  --help              show this help message
-  --usage             display a brief summary of sprio options
+  --help                          show this help message
+  --usage                         display a brief summary of sprio options
+"""
+
+USAGE = """\
+Usage: sprio [-j jid[s]] [-u user_name[s]] [-o format] [-p partitions]
+   [--federation] [--local] [--sibling] [--usage] [-hlnvVw]
 """
 
 
@@ -77,7 +91,7 @@ def parse_args(argv: list[str]) -> dict:
         elif key in ("V", "version"):
             out["version"] = True
         elif key in ("help", "usage"):
-            out["help"] = True
+            out[key] = True
     if rest:
         if out.get("jobs_flag") and "jobs" not in out:
             out["jobs"], rest = rest[0], rest[1:]
@@ -106,8 +120,8 @@ def main(argv: list[str]) -> int:
     from .common import client
 
     opts = parse_args(argv)
-    if opts.get("help"):
-        sys.stdout.write(USAGE)
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(HELP if opts.get("help") else USAGE)
         return 0
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
