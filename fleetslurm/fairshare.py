@@ -71,6 +71,8 @@ class FairShare:
         self.assocs: dict[tuple[str, str], AssocShare] = {}
         self.computed_at: Optional[float] = None
         self.held: frozenset[int] = frozenset()
+        #: bumped at every computation: squeue's cached texts hold until it changes
+        self.version = 0
 
     # -- usage -------------------------------------------------------------
     def task_ended(self, ctl: "Controller", task: dict, now: float) -> None:
@@ -157,7 +159,13 @@ class FairShare:
         self.held = frozenset(r.job_id for r in everyone if r.held)
         # replaced whole, never changed in place: query threads read it (sprio)
         self.factors = {j: f for j, f in kept.items() if j in pending_now}
+        self.version += 1
         return [PrioritiesSet({j: f.priority for j, f in fresh.items()})]
+
+    def priority_of(self, job_id: int) -> Optional[int]:
+        """A pending job's multifactor priority (squeue %Q, scontrol's Priority), or None."""
+        f = self.factors.get(job_id)
+        return None if f is None or job_id in self.held else f.priority
 
     def snapshot(self) -> dict[str, Any]:
         """The last computation, for ``sprio`` and ``sshare`` (plain data)."""

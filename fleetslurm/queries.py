@@ -164,7 +164,7 @@ class Queries:
             # an array's tasks in index order (the last to start has the array's id)
             out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
                                     -1 if r.get("array_task_id") is None else r["array_task_id"]))
-        return out
+        return _with_multifactor(out, getattr(self.ctl, "fairshare", None))
 
     def q_squeue(self, args: dict, uid: int) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
@@ -177,7 +177,8 @@ class Queries:
         # the same question about the same rows has the same answer: a queue
         # polled while nothing changes is answered from the last text (when
         # that text cannot change with the clock either)
-        changes = store.changes()
+        # multifactor priorities change with the clock, not with the rows
+        changes = (store.changes(), getattr(getattr(self.ctl, "fairshare", None), "version", 0))
         key = (uid, json.dumps({k: v for k, v in args.items() if k != "now"},
                                sort_keys=True, default=str))
         hit = self._squeue_texts.get(key)
@@ -390,6 +391,18 @@ class Queries:
                     "finished": finished}
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _with_multifactor(records: list, fairshare: Any) -> list:
+    """Pending jobs' priority as priority/multifactor computed it (copies: the
+    memo keeps the records it hands out)."""
+    if fairshare is None or not fairshare.enabled:
+        return records
+    out = []
+    for r in records:
+        prio = fairshare.priority_of(r["job_id"]) if r.get("state") == "PENDING" else None
+        out.append(r if prio is None else dict(r, priority=prio))
+    return out
 
 
 def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> list[dict]:

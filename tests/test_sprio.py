@@ -69,6 +69,12 @@ def test_sprio_over_a_controller(fs_fleet):
     assert sorted(rows) == waiting  # held jobs (SLURM's priority 0) are not shown
     # nobody has used anything: every user ranks first (fair share 1.0 -> 10000)
     assert all(r[5] == "10000" and r[1] == "debug" for r in rows.values())
+    # squeue's %Q and scontrol's Priority= show the same numbers; a held job's is 0
+    q = f.run("squeue", "-h", "-o", "%i %Q", check=True).stdout.split()
+    shown = dict(zip(map(int, q[0::2]), q[1::2]))
+    assert shown == {**{j: rows[j][2] for j in waiting}, held[0]: "0"}
+    show = f.run("scontrol", "show", "job", str(waiting[0]), check=True).stdout
+    assert f"Priority={rows[waiting[0]][2]} " in show
     one = f.run("sprio", "-j", str(waiting[1]), "-o", "%i %u %f", "-h", check=True).stdout
     assert one.split()[0] == str(waiting[1]) and one.split()[2] == "1.0000000"
     assert f.run("sprio", "-u", "nosuchuser", "-h", check=True).stdout == ""
