@@ -80,13 +80,17 @@ class FairShare:
         if not self.enabled:
             return
         row = ctl.store.task(task["task_id"])
-        if row is None or row.get("start_time") is None:
+        if row is not None:
+            self.charge_run(ctl, row, row.get("end_time") or now, now)
+
+    def charge_run(self, ctl: "Controller", row: dict, end: float, now: float) -> None:
+        """Charge a task row's run from its start to ``end`` (a requeued run: now)."""
+        if not self.enabled or row.get("start_time") is None:
             return  # never ran: nothing used
         job = ctl.store.job(row["job_id"])
         if job is None:
             return
         user = job["user"]
-        end = row.get("end_time") or now
         used = self.billing.billing(row.get("alloc_cpus") or 1, row.get("alloc_mem_mb") or 0,
                                     len(row.get("gpu_ids") or ()))
         key = (account_of(user), user)

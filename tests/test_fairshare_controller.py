@@ -121,3 +121,24 @@ def test_priority_defaults_are_slurms(tmp_path):
         "priority/multifactor", "7-0", "7-0", 5)
     assert (p.PriorityWeightAge, p.PriorityWeightFairshare, p.PriorityWeightJobSize,
             p.PriorityWeightPartition, p.PriorityWeightQOS, p.PriorityFavorSmall) == (0, 0, 0, 0, 0, False)
+
+
+def test_a_requeued_run_is_charged(tmp_path):
+    from fleetslurm.controller import _Pending
+
+    ctl = _controller(tmp_path / "home", PriorityConfig(PriorityWeightFairshare=100))
+    try:
+        job = _submit(ctl, 0, 30)
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING")
+        time.sleep(1.0)
+        p = _Pending("requeue", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(("rpc", p))
+        ctl.step(time.time())
+        assert p.error is None
+        raw, _ = ctl.store.usage()[("root", "root")]
+        assert raw >= 0.9  # one CPU for about a second
+        p = _Pending("cancel", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(("rpc", p))
+        ctl.step(time.time())
+    finally:
+        ctl.close()
