@@ -321,8 +321,7 @@ class Queries:
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
             ("MinJobAge", f"{cfg.min_job_age} sec"),
-            ("PriorityType", "priority/multifactor" if self.ctl.fairshare.enabled
-             else "priority/basic"),
+            *_priority_config(cfg),
             ("SchedulerType", "sched/backfill"),
             ("SelectType", "select/cons_tres"),
             ("SelectTypeParameters", "CR_CPU_MEMORY"),
@@ -391,6 +390,32 @@ class Queries:
                     "finished": finished}
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _priority_config(cfg: Any) -> list[tuple[str, str]]:
+    """scontrol show config's priority lines, as SLURM 22.05's config_info.c
+    prints them (only PriorityType under priority/basic)."""
+    from .slurm.units import format_hms, parse_time_limit
+
+    p = cfg.priority
+    if p is None or p.PriorityType != "priority/multifactor":
+        return [("PriorityType", "priority/basic")]
+    return [
+        ("PriorityDecayHalfLife", format_hms(60 * (parse_time_limit(p.PriorityDecayHalfLife) or 0))),
+        ("PriorityCalcPeriod", format_hms(60 * p.PriorityCalcPeriod)),
+        ("PriorityFavorSmall", "Yes" if p.PriorityFavorSmall else "No"),
+        ("PriorityFlags", ""),
+        ("PriorityMaxAge", format_hms(60 * (parse_time_limit(p.PriorityMaxAge) or 0))),
+        ("PriorityUsageResetPeriod", "NONE"),
+        ("PriorityType", "priority/multifactor"),
+        ("PriorityWeightAge", str(p.PriorityWeightAge)),
+        ("PriorityWeightAssoc", "0"),
+        ("PriorityWeightFairShare", str(p.PriorityWeightFairshare)),
+        ("PriorityWeightJobSize", str(p.PriorityWeightJobSize)),
+        ("PriorityWeightPartition", str(p.PriorityWeightPartition)),
+        ("PriorityWeightQOS", str(p.PriorityWeightQOS)),
+        ("PriorityWeightTRES", "(null)"),
+    ]
 
 
 def _with_multifactor(records: list, fairshare: Any) -> list:

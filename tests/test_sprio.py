@@ -136,3 +136,14 @@ def test_bad_command_lines_get_the_real_sprios_words(fleet, args):
     real = subprocess.run(["sprio", *args], capture_output=True, text=True, timeout=30)
     ours = fleet.run("sprio", *args)
     assert (ours.returncode, ours.stderr) == (real.returncode, real.stderr)
+
+
+def test_scontrol_show_config_lists_the_priority_settings(fs_fleet):
+    out = fs_fleet.run("scontrol", "show", "config", check=True).stdout
+    lines = [line for line in out.splitlines() if line.startswith("Priority")]
+    got = {line.split("=")[0].strip(): line.split("=", 1)[1].strip() for line in lines}
+    assert got["PriorityType"] == "priority/multifactor"
+    assert (got["PriorityDecayHalfLife"], got["PriorityCalcPeriod"], got["PriorityMaxAge"]) == (
+        "7-00:00:00", "00:01:00", "7-00:00:00")
+    assert (got["PriorityWeightFairShare"], got["PriorityWeightAge"], got["PriorityFavorSmall"]) == (
+        "10000", "1000", "No")
