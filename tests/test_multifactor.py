@@ -456,3 +456,14 @@ def test_priorities_set_orders_jobs_within_partition_priority_and_admin_priority
     st.handle([PrioritiesSet({3: 10})], T0 + 7)
     st.validate()
     assert st.pending() == [6, 4, 2, 1, 3]
+
+
+def test_explain_names_the_multifactor_priorities_ahead():
+    st = SchedulerState()
+    st.handle([PartitionSet(PartitionSpec("debug", default=True)), NodeUp(NodeSpec("a", 1, 1000))], T0)
+    st.handle([JobSubmitted(JobRequest(j, "ann" if j < 3 else "bob", "debug", T0 + j))
+               for j in (1, 2, 3)], T0 + 5)
+    st.handle([PrioritiesSet({2: 9000, 3: 4000})], T0 + 6)
+    text = st.explain(3)
+    assert "higher-priority jobs in partition debug wait first: 2" in text
+    assert "its multifactor priority is 4000 (sprio -j 3 shows the factors); theirs: 2: 9000" in text
