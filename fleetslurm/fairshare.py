@@ -103,8 +103,8 @@ class FairShare:
         """Raw usage per association at ``now``: stored usage decayed, plus running tasks."""
         out = {k: decay(raw, now - as_of, self.half_life_s)
                for k, (raw, as_of) in ctl.store.usage().items()}
-        for t in ctl.store.active_tasks():
-            if t["state"] != "RUNNING" or t.get("start_time") is None:
+        for t in ctl.store.tasks("state = 'RUNNING'"):  # not the pending queue: it may be long
+            if t.get("start_time") is None:
                 continue
             job = ctl.store.job(t["job_id"])
             if job is None:
