@@ -467,3 +467,12 @@ def test_explain_names_the_multifactor_priorities_ahead():
     text = st.explain(3)
     assert "higher-priority jobs in partition debug wait first: 2" in text
     assert "its multifactor priority is 4000 (sprio -j 3 shows the factors); theirs: 2: 9000" in text
+
+
+def test_many_priorities_at_once_reorder_the_whole_queue():
+    st = SchedulerState()
+    st.handle([PartitionSet(PartitionSpec("debug", default=True)), NodeUp(NodeSpec("a", 1, 1000))], T0)
+    st.handle([JobSubmitted(JobRequest(j, "ann", "debug", T0 + j)) for j in range(1, 202)], T0 + 1)
+    st.handle([PrioritiesSet({j: j for j in range(2, 202)})], T0 + 2)
+    st.validate()
+    assert st.pending() == list(range(201, 1, -1))

@@ -128,16 +128,19 @@ class SchedulerState:
     def _on_priorities_set(self, ev: PrioritiesSet, now: float) -> None:
         # a job that ended (or is unknown) since the priorities were computed is skipped:
         # the controller computes them from a snapshot and may be a step behind
-        for job_id, value in ev.priorities.items():
-            job = self._jobs.get(job_id)
-            if job is None or job.phase == ENDED or job.computed == value:
-                continue
-            if job.phase == PENDING:
+        changed = [(self._jobs[j], v) for j, v in ev.priorities.items()
+                   if j in self._jobs and self._jobs[j].phase != ENDED and self._jobs[j].computed != v]
+        # many at once (a periodic recomputation): one sort instead of a list edit each
+        bulk = len(changed) > 64
+        for job, value in changed:
+            if job.phase == PENDING and not bulk:
                 self._dequeue(job)
             job.computed = value
             self._prepare(job)
-            if job.phase == PENDING:
+            if job.phase == PENDING and not bulk:
                 self._enqueue(job)
+        if bulk:
+            self._order = sorted(self._jobs[k[-1]].key for k in self._order)
 
     # ------------------------------------------------------------------ job events
 
