@@ -23,6 +23,7 @@ from .paths import DEFAULT_WORKDIR, find_config
 __all__ = [
     "MachineConfig",
     "PartitionConfig",
+    "PriorityConfig",
     "FleetConfig",
     "find_config",
     "load_config",
@@ -114,6 +115,56 @@ class PartitionConfig(_Strict):
         return None if self.default_time is None else parse_time_limit(self.default_time)
 
 
+class PriorityConfig(_Strict):
+    """slurm.conf's priority/multifactor settings, with SLURM's names and defaults.
+
+    Every weight 0 (SLURM's default) keeps the queue first come, first served.
+    ``Fairshare`` gives an account's shares (fleetslurm: one account per user,
+    named after the user); accounts not named have 1. ``TRESBillingWeights``
+    applies to every partition. A partition's ``priority`` is both its
+    PriorityTier and its PriorityJobFactor, as SLURM's ``Priority=`` is.
+    """
+
+    PriorityType: Literal["priority/multifactor", "priority/basic"] = "priority/multifactor"
+    PriorityWeightAge: int = Field(0, ge=0, le=_U32)
+    PriorityWeightFairshare: int = Field(0, ge=0, le=_U32)
+    PriorityWeightJobSize: int = Field(0, ge=0, le=_U32)
+    PriorityWeightPartition: int = Field(0, ge=0, le=_U32)
+    PriorityWeightQOS: int = Field(0, ge=0, le=_U32)
+    PriorityMaxAge: str = "7-0"
+    PriorityDecayHalfLife: str = "7-0"
+    #: minutes between recomputations (SLURM's default 5)
+    PriorityCalcPeriod: int = Field(5, ge=1, le=1440)
+    PriorityFavorSmall: bool = False
+    TRESBillingWeights: str = ""
+    Fairshare: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("PriorityMaxAge", "PriorityDecayHalfLife")
+    @classmethod
+    def _span(cls, v: str) -> str:
+        from .slurm.units import parse_time_limit
+
+        if parse_time_limit(v) is None:  # raises InvalidValue on garbage
+            raise ValueError("time")
+        return v
+
+    @field_validator("TRESBillingWeights")
+    @classmethod
+    def _billing(cls, v: str) -> str:
+        from .scheduler.multifactor import parse_billing_weights
+
+        parse_billing_weights(v)  # raises InvalidValue naming the bad item
+        return v
+
+    @field_validator("Fairshare")
+    @classmethod
+    def _shares(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, shares in v.items():
+            if not 0 <= shares <= _U32:
+                raise ValueError("shares")
+        return v
+
+
 class FleetConfig(_Strict):
     cluster_name: str = Field("fleet", min_length=1)
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
@@ -127,6 +178,8 @@ class FleetConfig(_Strict):
     #: responding" (no new jobs)
     node_timeout: float = Field(300.0, gt=0, le=65533)
     min_job_age: int = Field(300, ge=0, le=_U32)
+    #: priority/multifactor (absent: jobs are ordered as before, see PriorityConfig)
+    priority: Optional[PriorityConfig] = None
     max_array_size: int = Field(1001, gt=0, le=4000001)
     #: where the config came from (not part of the file)
     source: Optional[str] = Field(None, exclude=True)
@@ -203,6 +256,15 @@ _ALLOWED = {
     "state": '"UP" or "DOWN"',
     "partitions": "a list of partition names",
     "features": "a list of strings",
+    **{f"PriorityWeight{w}": "an integer from 0 to 4294967294"
+       for w in ("Age", "Fairshare", "JobSize", "Partition", "QOS")},
+    "PriorityType": '"priority/multifactor" or "priority/basic"',
+    "PriorityFavorSmall": "true or false",
+    "PriorityMaxAge": 'a SLURM time ("60", "1:00:00", "7-0"), not UNLIMITED',
+    "PriorityDecayHalfLife": 'a SLURM time ("60", "1:00:00", "7-0"; 0 for no decay), not UNLIMITED',
+    "PriorityCalcPeriod": "an integer from 1 to 1440 (minutes)",
+    "TRESBillingWeights": 'SLURM\'s TRES weights ("CPU=1.0,Mem=0.25G,GRES/gpu=2.0")',
+    "Fairshare": "an object of account names to shares (integers from 0 to 4294967294)",
 }
 
 
@@ -214,7 +276,7 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
     field = loc[-1] if loc else ""
     if etype == "extra_forbidden":
         model = {
-            "machines": MachineConfig, "partitions": PartitionConfig,
+            "machines": MachineConfig, "partitions": PartitionConfig, "priority": PriorityConfig,
         }.get(loc[0] if loc else "", FleetConfig) if len(loc) > 1 else FleetConfig
         allowed = ", ".join(k for k in model.model_fields if k != "source")
         return f"{path}: unknown field; allowed fields are: {allowed}"

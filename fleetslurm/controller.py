@@ -78,6 +78,9 @@ class Controller:
         self.cluster_id, self._own_workdirs = self.store.identity()
         self.inbox: "queue.Queue[tuple]" = queue.Queue()
         self.sched = SchedulerState()
+        from .fairshare import FairShare
+
+        self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
         self.links: dict[str, NodeLink] = {}
         self._transports = transports or {}
         self._outbox: list[tuple[str, dict]] = []
@@ -320,6 +323,7 @@ class Controller:
                     self._handlers.node_message(self, item, now)
             self._handlers.periodic(self, now)
             events, self._events = self._events, []
+            events += self.fairshare.events_for_step(self, events, now)
             actions = []
             if events or now - self._pass_at >= 0.5:
                 self._pass_at = now
@@ -432,6 +436,7 @@ class Controller:
     def task_finished(self, task: dict) -> None:
         """A task left the scheduler: its array may hand out the next ones."""
         self.stdin_acks.pop(task.get("run_key") or "", None)
+        self.fairshare.task_ended(self, task, self.now)
         self.arrays.task_finished(task)
 
     def _snapshot_nodes(self, now: float) -> None:

@@ -564,6 +564,8 @@ def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool
                  state_note: str = "REQUEUED", signal: int = 9) -> None:
     """Back to PENDING under the same id; a live run gets ``signal`` (SIGTERM:
     SIGKILL follows after KillWait)."""
+    if task["state"] == "RUNNING":  # its run so far counts, as in SLURM
+        ctl.fairshare.charge_run(ctl, task, now, now)
     if task["state"] in _LIVE and task["run_key"]:
         ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": signal,
                                 "requeue": True})

@@ -26,7 +26,7 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count"})
+                     "history", "read_output", "count", "priorities"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -165,7 +165,7 @@ class Queries:
             # an array's tasks in index order (the last to start has the array's id)
             out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
                                     -1 if r.get("array_task_id") is None else r["array_task_id"]))
-        return out
+        return _with_multifactor(out, getattr(self.ctl, "fairshare", None))
 
     def q_squeue(self, args: dict, uid: int) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
@@ -178,7 +178,8 @@ class Queries:
         # the same question about the same rows has the same answer: a queue
         # polled while nothing changes is answered from the last text (when
         # that text cannot change with the clock either)
-        changes = store.changes()
+        # multifactor priorities change with the clock, not with the rows
+        changes = (store.changes(), getattr(getattr(self.ctl, "fairshare", None), "version", 0))
         key = (uid, json.dumps({k: v for k, v in args.items() if k != "now"},
                                sort_keys=True, default=str))
         hit = self._squeue_texts.get(key)
@@ -321,13 +322,18 @@ class Queries:
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
             ("MinJobAge", f"{cfg.min_job_age} sec"),
-            ("PriorityType", "priority/basic"),
+            *_priority_config(cfg),
             ("SchedulerType", "sched/backfill"),
             ("SelectType", "select/cons_tres"),
             ("SelectTypeParameters", "CR_CPU_MEMORY"),
             ("SlurmctldHeartbeatInterval", f"{cfg.heartbeat_interval:g} sec"),
             ("SLURM_VERSION", SLURM_VERSION),
         ]
+
+    def q_priorities(self, args: dict, uid: int) -> dict:
+        """priority/multifactor's last numbers (sprio, sshare): weights, each pending
+        job's factors, each association's shares and usage."""
+        return self.ctl.fairshare.snapshot()
 
     def q_count(self, args: dict, uid: int) -> dict:
         """How many jobs are in each state (cheap: for pollers and dashboards)."""
@@ -385,6 +391,44 @@ class Queries:
                     "finished": finished}
         return {"data": data.decode(errors="replace"), "offset": offset + len(data),
                 "finished": finished}
+
+
+def _priority_config(cfg: Any) -> list[tuple[str, str]]:
+    """scontrol show config's priority lines, as SLURM 22.05's config_info.c
+    prints them (only PriorityType under priority/basic)."""
+    from .slurm.units import format_hms, parse_time_limit
+
+    p = cfg.priority
+    if p is None or p.PriorityType != "priority/multifactor":
+        return [("PriorityType", "priority/basic")]
+    return [
+        ("PriorityDecayHalfLife", format_hms(60 * (parse_time_limit(p.PriorityDecayHalfLife) or 0))),
+        ("PriorityCalcPeriod", format_hms(60 * p.PriorityCalcPeriod)),
+        ("PriorityFavorSmall", "Yes" if p.PriorityFavorSmall else "No"),
+        ("PriorityFlags", ""),
+        ("PriorityMaxAge", format_hms(60 * (parse_time_limit(p.PriorityMaxAge) or 0))),
+        ("PriorityUsageResetPeriod", "NONE"),
+        ("PriorityType", "priority/multifactor"),
+        ("PriorityWeightAge", str(p.PriorityWeightAge)),
+        ("PriorityWeightAssoc", "0"),
+        ("PriorityWeightFairShare", str(p.PriorityWeightFairshare)),
+        ("PriorityWeightJobSize", str(p.PriorityWeightJobSize)),
+        ("PriorityWeightPartition", str(p.PriorityWeightPartition)),
+        ("PriorityWeightQOS", str(p.PriorityWeightQOS)),
+        ("PriorityWeightTRES", "(null)"),
+    ]
+
+
+def _with_multifactor(records: list, fairshare: Any) -> list:
+    """Pending jobs' priority as priority/multifactor computed it (copies: the
+    memo keeps the records it hands out)."""
+    if fairshare is None or not fairshare.enabled:
+        return records
+    out = []
+    for r in records:
+        prio = fairshare.priority_of(r["job_id"]) if r.get("state") == "PENDING" else None
+        out.append(r if prio is None else dict(r, priority=prio))
+    return out
 
 
 def _picked_rows(picks: list, where: list[str], params: list, store: Store) -> list[dict]:

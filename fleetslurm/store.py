@@ -161,6 +161,17 @@ _MIGRATIONS: list[str] = [
     CREATE TRIGGER jobs_updated AFTER UPDATE ON jobs BEGIN UPDATE changes SET n = n + 1; END;
     CREATE TRIGGER jobs_deleted AFTER DELETE ON jobs BEGIN UPDATE changes SET n = n + 1; END;
     """,
+    # 7: fair share's usage per association (RawUsage): decayed billing-seconds
+    # as of a time, so a restart keeps it (slurmdbd's assoc usage)
+    """
+    CREATE TABLE usage (
+        account TEXT NOT NULL,
+        user    TEXT NOT NULL,
+        raw     REAL NOT NULL,
+        as_of   REAL NOT NULL,
+        PRIMARY KEY (account, user)
+    );
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -462,6 +473,17 @@ class Store(BulkQueries):
             "SELECT * FROM steps WHERE task_id=? ORDER BY start_time", (task_id,))]
 
     # -- nodes --------------------------------------------------------------
+    # -- fair share usage ------------------------------------------------------
+    def usage(self) -> dict[tuple[str, str], tuple[float, float]]:
+        """(account, user) -> (raw usage, the time it was decayed to)."""
+        rows = self._x("SELECT account, user, raw, as_of FROM usage").fetchall()
+        return {(r["account"], r["user"]): (r["raw"], r["as_of"]) for r in rows}
+
+    def set_usage(self, account: str, user: str, raw: float, as_of: float) -> None:
+        self._x("INSERT INTO usage (account, user, raw, as_of) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, user) DO UPDATE SET raw = excluded.raw, as_of = excluded.as_of",
+                (account, user, raw, as_of))
+
     def node(self, name: str) -> dict:
         row = self._x("SELECT * FROM nodes WHERE name=?", (name,)).fetchone()
         if row is None:

@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from fleetslurm.scheduler import (
     JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored, JobSubmitted,
     JobUpdated, NodeDown, NodeDrain, NodeResume, NodeSpec, NodeUp, PartitionSet, PartitionSpec,
-    SchedulerState, StartJob,
+    PrioritiesSet, SchedulerState, StartJob,
 )
 from fleetslurm.scheduler.policy import constraint_matches, parse_constraint
 
@@ -234,6 +234,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         old = self.specs[node]
         spec = NodeSpec(node, cpus, old.mem_mb, tuple(range(gpus)), old.partitions, old.features, old.weight)
         self.apply([NodeUp(spec)])
+
+    @rule(data=hs.data())
+    def set_priorities(self, data) -> None:
+        # multifactor numbers for any jobs, running, ended and unknown ones included
+        ids = data.draw(hs.lists(hs.integers(1, self.next_id + 2), max_size=6))
+        values = data.draw(hs.lists(hs.integers(1, 10_000), min_size=len(ids), max_size=len(ids)))
+        self.apply([PrioritiesSet(dict(zip(ids, values)))])
 
     @rule(seconds=hs.sampled_from([1, 60, 600, 3600]))
     def advance(self, seconds) -> None:

@@ -15,7 +15,7 @@ import sys
 from typing import Optional
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
-                  "sacctmgr", "sshare")
+                  "sacctmgr", "sshare", "sprio")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

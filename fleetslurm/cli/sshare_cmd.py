@@ -123,6 +123,18 @@ def cluster_name() -> str:
         return str(c.call("ping")["cluster"])
 
 
+def fair_tree_rows() -> "dict[tuple[str, str], dict] | None":
+    """Under priority/multifactor, the controller's Fair Tree numbers per
+    (account, user); None otherwise (the priority/basic zeros stay)."""
+    from .common import client
+
+    with client() as c:
+        data = c.call("priorities")
+    if not data.get("enabled"):
+        return None
+    return {(r["account"], r["user"]): r for r in data["assocs"]}
+
+
 def main(argv: list[str]) -> int:
     from ..slurm.assoc import SSHARE_FIELDS, render_table, sshare_fields, sshare_table
     from ..views import user_name
@@ -150,9 +162,12 @@ def main(argv: list[str]) -> int:
                 "Use 'sacctmgr list clusters' to see available clusters.", prog=PROG)
     from ..slurm.assoc import tree
 
-    rows = sshare_table(tree(fleet_users()), cluster, caller=user_name(os.getuid()),
+    shares = fair_tree_rows()
+    users = set(fleet_users()) | {u for (_a, u) in shares or {} if u}
+    rows = sshare_table(tree(sorted(users)), cluster, caller=user_name(os.getuid()),
                         all_users=bool(opts.get("all")), users=opts.get("users"),
-                        accounts=opts.get("accounts"), users_only=bool(opts.get("users_only")))
+                        accounts=opts.get("accounts"), users_only=bool(opts.get("users_only")),
+                        shares=shares)
     if opts.get("clusters"):
         sys.stdout.write(f"CLUSTER: {cluster}\n")
     sys.stdout.write(render_table(columns, rows, mode=opts["mode"],

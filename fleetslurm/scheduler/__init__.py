@@ -28,6 +28,7 @@ from fleetslurm.scheduler.events import (
     NodeUp,
     PartitionSet,
     PartitionSpec,
+    PrioritiesSet,
     StartJob,
     Unset,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "NodeDrain",
     "NodeResume",
     "PartitionSet",
+    "PrioritiesSet",
     "JobSubmitted",
     "ArrayTasks",
     "JobRestored",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 __all__ = [
     "Unset",
@@ -23,6 +23,7 @@ __all__ = [
     "NodeDrain",
     "NodeResume",
     "PartitionSet",
+    "PrioritiesSet",
     "JobSubmitted",
     "ArrayTasks",
     "JobRestored",
@@ -269,6 +270,19 @@ class JobUpdated:
         }
 
 
+@dataclass(frozen=True)
+class PrioritiesSet:
+    """Multifactor priorities (job id -> priority, higher first) computed by
+    :mod:`fleetslurm.scheduler.multifactor`.
+
+    They order jobs within the same partition priority (PriorityTier) and
+    admin priority; jobs not named keep theirs; ended or unknown jobs are
+    skipped (the numbers may come from a snapshot a step old).
+    """
+
+    priorities: Mapping[int, int]
+
+
 # --------------------------------------------------------------------------- actions
 
 
@@ -296,6 +310,6 @@ class CancelJob:
 Event = Union[
     NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
-    ArrayTasks,
+    ArrayTasks, PrioritiesSet,
 ]
 Action = Union[StartJob, CancelJob]

@@ -108,6 +108,11 @@ def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
         if ahead:
             ids = ", ".join(map(str, ahead))
             out.append(f"higher-priority jobs in partition {part} wait first: {ids}")
+            if job.computed or any(st._jobs[j].computed for j in ahead):
+                # multifactor: the numbers, and where to see their factors
+                theirs = ", ".join(f"{j}: {st._jobs[j].computed}" for j in ahead)
+                out.append(f"  its multifactor priority is {job.computed} (sprio -j "
+                           f"{job.req.job_id} shows the factors); theirs: {theirs}")
     cands, _ = eligibility.placement(st, job)
     for name in cands:
         node = st._nodes[name]

@@ -78,7 +78,7 @@ def validate(st: "SchedulerState") -> None:
             if jid not in in_order:
                 _fail(f"pending job {jid} is missing from the pending order", job)
             part = st._parts.get(st._partition_of(job.req))
-            if job.key not in keys or job.key != priority_key(job.req, part.priority if part else 0):
+            if job.key not in keys or job.key != priority_key(job.req, part.priority if part else 0, job.computed):
                 _fail(f"pending job {jid} is queued under a stale priority key", job)
         elif jid in in_order:
             _fail(f"job {jid} is {job.phase} but still in the pending order", job)

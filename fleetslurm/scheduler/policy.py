@@ -37,10 +37,12 @@ Vec = tuple[int, int, int]
 Shape = tuple[str, int, int, int, frozenset, frozenset, str, bool]
 
 
-def priority_key(req: JobRequest, partition_priority: int) -> tuple:
+def priority_key(req: JobRequest, partition_priority: int, computed: int = 0) -> tuple:
     """Sort key, smallest first: partition priority desc, admin priority desc,
-    nice asc, submit time asc, job id asc."""
-    return (-partition_priority, -req.priority, req.nice, req.submit_time, req.job_id)
+    multifactor priority desc (``computed``, 0 until a
+    :class:`~fleetslurm.scheduler.events.PrioritiesSet` gives one), nice asc,
+    submit time asc, job id asc."""
+    return (-partition_priority, -req.priority, -computed, req.nice, req.submit_time, req.job_id)
 
 
 def shape_of(req: JobRequest, partition: str) -> Shape:

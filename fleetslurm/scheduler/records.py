@@ -35,6 +35,7 @@ class JobEntry:
     where: tuple = ()                    # shape without sizes: which nodes, sizes aside
     fit_key: tuple = ()                  # (where, cpus, mem, gpus, duration): same key, same fit
     dur: float = 0.0                     # seconds it may run (inf: UNLIMITED)
+    computed: int = 0                    # multifactor priority from PrioritiesSet (0: none)
 
 
 @dataclass(eq=False)

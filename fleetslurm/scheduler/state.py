@@ -18,7 +18,7 @@ from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
-    JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
+    JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet, PrioritiesSet,
     NodeSpec, PartitionSpec, StartJob,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
@@ -124,6 +124,23 @@ class SchedulerState:
             if job.phase != ENDED:
                 self._prepare(job)
         self._order = sorted(self._jobs[k[-1]].key for k in self._order)
+
+    def _on_priorities_set(self, ev: PrioritiesSet, now: float) -> None:
+        # a job that ended (or is unknown) since the priorities were computed is skipped:
+        # the controller computes them from a snapshot and may be a step behind
+        changed = [(self._jobs[j], v) for j, v in ev.priorities.items()
+                   if j in self._jobs and self._jobs[j].phase != ENDED and self._jobs[j].computed != v]
+        # many at once (a periodic recomputation): one sort instead of a list edit each
+        bulk = len(changed) > 64
+        for job, value in changed:
+            if job.phase == PENDING and not bulk:
+                self._dequeue(job)
+            job.computed = value
+            self._prepare(job)
+            if job.phase == PENDING and not bulk:
+                self._enqueue(job)
+        if bulk:
+            self._order = sorted(self._jobs[k[-1]].key for k in self._order)
 
     # ------------------------------------------------------------------ job events
 
@@ -236,7 +253,7 @@ class SchedulerState:
 
     _HANDLERS: dict[type, Callable[["SchedulerState", object, float], None]] = {
         NodeUp: _on_node_up, NodeDown: _on_node_down, NodeDrain: _on_node_drain,
-        NodeResume: _on_node_resume, PartitionSet: _on_partition_set,
+        NodeResume: _on_node_resume, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
@@ -271,7 +288,7 @@ class SchedulerState:
         spec = self._parts.get(part)
         job.dur = duration_s(req, spec)
         job.fit_key = (job.where, job.shape[1], job.shape[2], job.shape[3], job.dur)
-        job.key = priority_key(req, spec.priority if spec else 0)
+        job.key = priority_key(req, spec.priority if spec else 0, job.computed)
 
     def _group(self, job: JobEntry) -> set[int]:
         return self._groups.setdefault((job.req.user, job.req.name), set())
@@ -381,6 +398,10 @@ class SchedulerState:
     def running(self) -> dict[int, str]:
         """Running job id -> node name."""
         return {jid: name for name, node in self._nodes.items() for jid in node.jobs}
+
+    def pending_requests(self) -> list[JobRequest]:
+        """The requests of the pending jobs, highest priority first (for multifactor)."""
+        return [self._jobs[k[-1]].req for k in self._order]
 
     def pending(self) -> list[int]:
         """Pending job ids, highest priority first."""

@@ -9,10 +9,11 @@ SLURM's terms that is the association tree an administrator gets from
      alice              (account alice, parent root)
       alice    alice    (user alice, account alice)
 
-with one share each, QOS ``normal``, no limits. fleetslurm's scheduler has
-no fair-share factor, so usage and fair-share read as SLURM's do with
+with one share each, QOS ``normal``, no limits. Without a ``priority``
+section usage and fair-share read as SLURM's do with
 ``PriorityType=priority/basic`` (SLURM 22.05's default): RawUsage 0,
-EffectvUsage 0.000000, NormShares empty. Every shape below was taken from
+EffectvUsage 0.000000, NormShares empty; under priority/multifactor the
+controller's Fair Tree numbers fill them (``sshare_table(shares=...)``). Every shape below was taken from
 ``sacctmgr``/``sshare`` 22.05 reading a slurmdbd that holds exactly this tree.
 
 Pure: no I/O.
@@ -188,10 +189,14 @@ def sshare_fields(spec: Optional[str], long: bool = False,
 
 def sshare_table(assocs: list[Assoc], cluster: str, *, caller: str, all_users: bool = False,
                  users: Optional[list[str]] = None, accounts: Optional[list[str]] = None,
-                 users_only: bool = False) -> list[dict[str, str]]:
+                 users_only: bool = False,
+                 shares: Optional[dict[tuple[str, str], dict]] = None) -> list[dict[str, str]]:
     """sshare's rows: every account association on the way, and the user
     associations of ``users`` (default: the caller; ``all_users``: everyone).
-    ``users_only`` (``-U``) keeps just the user rows, flat."""
+    ``users_only`` (``-U``) keeps just the user rows, flat. ``shares``, under
+    priority/multifactor, is (account, user) -> the Fair Tree numbers of
+    :class:`~fleetslurm.scheduler.multifactor.AssocShare` (as dicts); the
+    cells print as sshare's print_fields do (``%f``, RawUsage an integer)."""
     wanted_users = None if all_users else set(users or [caller])
     rows: list[dict[str, str]] = []
     shown: list[Assoc] = []
@@ -214,6 +219,16 @@ def sshare_table(assocs: list[Assoc], cluster: str, *, caller: str, all_users: b
             "normusage": "", "effectvusage": "0.000000",
             "fairshare": "0.000000" if a.user else "", "levelfs": "0.000000",
             "grptresmins": "", "grptresraw": zero_tres, "tresrunmins": zero_tres})
+        fs = (shares or {}).get((a.account, a.user))
+        if fs is not None:
+            level = fs["level_fs"]
+            rows[-1].update({
+                "rawshares": "" if a.depth == 0 else str(fs["raw_shares"]),
+                "normshares": "" if a.depth == 0 else f"{fs['norm_shares']:f}",
+                "rawusage": str(int(fs["raw_usage"])),
+                "effectvusage": f"{fs['effective_usage']:f}",
+                "fairshare": f"{fs['fairshare']:f}" if a.user and fs["fairshare"] is not None else "",
+                "levelfs": level if isinstance(level, str) else f"{level:f}"})
     return rows
 
 
