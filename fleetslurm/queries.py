@@ -26,7 +26,7 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count"})
+                     "history", "read_output", "count", "dashboard_stats"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -334,6 +334,13 @@ class Queries:
         counts = {state: n for state, n in rows}
         counts["active"] = sum(n for st, n in counts.items() if st in _ACTIVE)
         return counts
+
+    def q_dashboard_stats(self, args: dict, uid: int) -> dict:
+        """The dashboard's History and /metrics figures, aggregated by SQLite
+        (see :mod:`fleetslurm.dashboard_sql`): ``hours`` back from now."""
+        from .dashboard_sql import stats
+
+        return stats(self._store()._x, float(args.get("hours") or 24), time.time())
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))

@@ -233,6 +233,35 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
         _fail(exc)
 
 
+@app.command("dashboard")
+def dashboard(port: int = typer.Option(8787, help="port to listen on (0: any free one)"),
+              bind: str = typer.Option("127.0.0.1", help="address to listen on"),
+              open_: bool = typer.Option(False, "--open", help="open it in a browser")) -> None:
+    """A web page of the fleet, the queue, each job and the history (live)."""
+    try:
+        from ..dashboard.server import serve
+    except ImportError as exc:  # a partial install: say what is missing
+        _fail(RuntimeError(f"the dashboard needs {exc.name}; pip install 'fleetslurm'"))
+    try:
+        serve(port=port, bind=bind, open_browser=open_)
+    except FleetError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("top")
+def top(interval: float = typer.Option(1.0, "--interval", "-i", help="seconds between refreshes")
+        ) -> None:
+    """A live terminal view of the machines and the queue; q or Ctrl-C quits."""
+    from ..dashboard.top import run_top
+
+    try:
+        run_top(interval)
+    except FleetError as exc:
+        _fail(exc)
+
+
 shims_app = typer.Typer(no_args_is_help=True, help=(
     "Install or remove SLURM-named commands (sbatch, squeue, ..., sacctmgr, sshare) that "
     "run fleetslurm's. Put the directory first on PATH: scripts and client libraries "

@@ -1,0 +1,157 @@
+"""What the dashboard shows, asked of the controller through the ordinary
+client (as the user who started the dashboard): plain, synchronous calls the
+web app runs in worker threads. One connection per question: the controller
+answers queries from its RPC threads, so a slow page never holds the loop."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+from ..rpc import connect
+
+__all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
+           "history", "action", "ACTIONS"]
+
+#: squeue letters the Queue page shows (header, letter); %U (uid) decides
+#: whether the viewer's action buttons are offered on a row
+QUEUE_FIELDS = (("JOBID", "i"), ("PARTITION", "P"), ("NAME", "j"), ("USER", "u"),
+                ("STATE", "T"), ("TIME", "M"), ("TIME_LIMIT", "l"), ("NODES", "D"),
+                ("NODELIST(REASON)", "R"), ("UID", "U"))
+_SEP = "\x1f"  # a field separator no job name holds in practice
+PAGE_SIZE = 100
+#: the buttons the Queue and Job pages offer, and the controller op each calls
+ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": True}),
+           "release": ("release", {}), "requeue": ("requeue", {})}
+
+
+def call(op: str, **args: Any) -> Any:
+    """One request to the controller of this user's state directory."""
+    with connect() as c:
+        c.set_timeout(30)
+        return c.call(op, **args)
+
+
+def fleet() -> dict:
+    """Every machine's record (sinfo's fields plus load and free memory) and
+    the running jobs on each, by node name."""
+    nodes = call("nodes")["nodes"]
+    running = call("jobs", states=["RUNNING", "COMPLETING"], steps=False, per_task=True)
+    on: dict[str, list] = {n["name"]: [] for n in nodes}
+    for r in running:
+        for name in r.get("nodes") or []:
+            on.setdefault(name, []).append(
+                {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
+                 "user": r.get("user", ""), "cpus": r.get("cpus")})
+    return {"nodes": nodes, "jobs": on, "time": time.time()}
+
+
+def _shown(r: dict) -> str:
+    if r.get("array_job_id") is not None and r.get("array_task_id") is not None:
+        return f"{r['array_job_id']}_{r['array_task_id']}"
+    return str(r["job_id"])
+
+
+def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
+          page: int = 1) -> dict:
+    """squeue's view (its filters, its order, arrays folded as it folds them),
+    rendered by the controller as squeue's own op does, one page of it."""
+    from ..cli.squeue_cmd import parse_states
+
+    q: dict = {"squeue": True, "group_arrays": True, "steps": False, "header": False,
+               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS),
+               "now": time.time()}
+    if user:
+        q["users"] = _split(user)
+    if state:
+        q["states"] = parse_states(state)
+    if partition:
+        q["partitions"] = _split(partition)
+    if name:
+        q["names"] = _split(name)
+    reply = call("squeue", **q)
+    lines = reply["text"].splitlines()
+    pages = max(1, -(-len(lines) // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    me = os.getuid()
+    rows = []
+    for line in lines[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:
+        cells = line.split(_SEP)
+        if len(cells) != len(QUEUE_FIELDS):
+            continue
+        row = dict(zip((h for h, _ in QUEUE_FIELDS), cells))
+        # the controller refuses others' jobs; the page does not offer them
+        row["mine"] = row["UID"] == str(me)
+        rows.append(row)
+    return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
+            "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
+
+
+def _split(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+def job(job_id: str) -> Optional[dict]:
+    """``scontrol show job``'s fields (as pairs, in its order) and the record's
+    steps; None for an id the controller does not know."""
+    shown = call("show_jobs", ids=[job_id], now=time.time())
+    if not shown["count"]:
+        return None
+    records = call("jobs", ids=[job_id], steps=True, per_task=False)
+    fields: list[tuple[str, str]] = []
+    for word in _pairs(shown["text"]):
+        fields.append(word)
+    rec = records[0] if records else {}
+    return {"fields": fields, "record": rec, "steps": rec.get("job_steps") or [],
+            "mine": rec.get("uid") == os.getuid(), "count": shown["count"]}
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """scontrol's ``Key=Value`` words (a value runs to the next word holding
+    '='; Command= and paths may hold spaces)."""
+    out: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(("Command=", "WorkDir=", "StdErr=", "StdIn=", "StdOut=",
+                            "Comment=")):
+            key, _, value = line.partition("=")
+            out.append((key, value))
+            continue
+        for word in line.split(" "):
+            if "=" in word:
+                key, _, value = word.partition("=")
+                out.append((key, value))
+            elif out:
+                out[-1] = (out[-1][0], out[-1][1] + " " + word)
+    return out
+
+
+def output(job_id: str, offset: int, which: str = "stdout") -> dict:
+    """A job's output from ``offset``: the mechanism of ``fleetslurm tail``."""
+    return call("read_output", id=job_id, offset=offset, which=which)
+
+
+def history(hours: float = 24) -> dict:
+    return call("dashboard_stats", hours=hours)
+
+
+def action(name: str, job_id: str) -> dict:
+    """A button: the controller's op, as the CLI calls it; the controller
+    decides (it refuses others' jobs as it refuses the CLI). Returns
+    ``{"ok": bool, "message": text}``."""
+    from ..errors import FleetError
+
+    if name not in ACTIONS:
+        return {"ok": False, "message": f"unknown action {name!r}"}
+    op, extra = ACTIONS[name]
+    try:
+        reply = call(op, ids=[str(job_id)], **extra)
+    except FleetError as exc:
+        return {"ok": False, "message": str(exc)}
+    errs = (reply or {}).get("errors") or []
+    if errs:
+        return {"ok": False, "message": "; ".join(errs)}
+    return {"ok": True, "message": f"{name}: job {job_id}"}
