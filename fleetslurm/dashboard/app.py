@@ -105,10 +105,12 @@ def make_app(token: str, get: Any = data) -> Starlette:
         q = req.query_params
         try:
             page = int(q.get("page") or 1)
+            per = int(q.get("per") or data.PAGE_SIZE)
         except ValueError:
-            page = 1
+            page, per = 1, data.PAGE_SIZE
         return {"user": q.get("user", ""), "state": q.get("state", ""),
-                "partition": q.get("partition", ""), "name": q.get("name", ""), "page": page}
+                "partition": q.get("partition", ""), "name": q.get("name", ""), "page": page,
+                "per": per}
 
     async def queue_ctx(req: Request) -> dict:
         f = filters(req)
@@ -257,7 +259,8 @@ def _esc(text: str) -> str:
 def _query(f: dict) -> str:
     from urllib.parse import urlencode
 
-    return urlencode({k: v for k, v in f.items() if v and k != "page"})
+    return urlencode({k: v for k, v in f.items()
+                      if v and k != "page" and not (k == "per" and v == data.PAGE_SIZE)})
 
 
 def _mb(mb: Optional[float]) -> str:

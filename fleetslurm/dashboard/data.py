@@ -54,7 +54,7 @@ def _shown(r: dict) -> str:
 
 
 def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
-          page: int = 1) -> dict:
+          page: int = 1, per: int = PAGE_SIZE) -> dict:
     """squeue's view (its filters, its order, arrays folded as it folds them),
     rendered by the controller as squeue's own op does, one page of it."""
     from ..cli.squeue_cmd import parse_states
@@ -72,11 +72,12 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
         q["names"] = _split(name)
     reply = call("squeue", **q)
     lines = reply["text"].splitlines()
-    pages = max(1, -(-len(lines) // PAGE_SIZE))
+    per = min(max(1, per), 1000)
+    pages = max(1, -(-len(lines) // per))
     page = min(max(1, page), pages)
     me = os.getuid()
     rows = []
-    for line in lines[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:
+    for line in lines[(page - 1) * per: page * per]:
         cells = line.split(_SEP)
         if len(cells) != len(QUEUE_FIELDS):
             continue

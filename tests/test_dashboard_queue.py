@@ -1,0 +1,110 @@
+"""The Queue page's data against a real controller (squeue's own view: its
+filters, its order, arrays folded as it folds them, pages), the rows' buttons,
+and the command's bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.dashboard_helpers import Dashboard
+
+
+@pytest.fixture
+def dash(fleet):  # type: ignore[no-untyped-def]
+    fleet.run("controller", "start", check=True)
+    d = Dashboard(fleet)
+    yield d
+    d.stop()
+
+
+def _queue(dash, **params) -> dict:  # type: ignore[no-untyped-def]
+    from urllib.parse import urlencode
+
+    status, body = dash.get("/api/queue?" + urlencode(dict(params, token=dash.token)))
+    assert status == 200, body
+    return json.loads(body)
+
+
+def _squeue_ids(fleet, *args: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return fleet.run("squeue", "-h", "-o", "%i", *args, check=True).stdout.split()
+
+
+def test_queue_is_squeues_view_filtered_and_paged(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    arr = fleet.sbatch("--hold", "-J", "arr", "--array=1-5", "--wrap", "true")
+    a = fleet.sbatch("--hold", "-J", "alpha", "-p", "short", "--wrap", "true")
+    b = fleet.sbatch("--hold", "-J", "beta", "--wrap", "true")
+    whole = _queue(dash)
+    ids = [r["JOBID"] for r in whole["rows"]]
+    # the array's pending tasks are one line, as squeue folds them, in its order
+    assert f"{arr}_[1-5]" in ids
+    assert ids == _squeue_ids(fleet)
+    row = next(r for r in whole["rows"] if r["JOBID"] == str(b))
+    assert row["STATE"] == "PENDING" and row["NODELIST(REASON)"] == "(JobHeldUser)"
+    assert row["mine"] is True
+    # filters: as squeue's -n, -p, -t, -u
+    assert [r["JOBID"] for r in _queue(dash, name="alpha")["rows"]] == [str(a)]
+    assert [r["JOBID"] for r in _queue(dash, partition="short")["rows"]] == [str(a)]
+    assert _queue(dash, state="R")["rows"] == []
+    assert [r["JOBID"] for r in _queue(dash, state="PD")["rows"]] == ids
+    import getpass
+
+    assert [r["JOBID"] for r in _queue(dash, user=getpass.getuser())["rows"]] == ids
+    assert _queue(dash, user="nobody")["rows"] == []
+    # pages: the same order, cut
+    pages = [_queue(dash, per=2, page=p) for p in (1, 2)]
+    assert [p["pages"] for p in pages] == [2, 2]
+    assert [r["JOBID"] for p in pages for r in p["rows"]] == ids
+    # a page past the end shows the last
+    assert _queue(dash, per=2, page=9)["page"] == 2
+
+
+def test_a_bad_state_filter_says_so(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    reply = _queue(dash, state="bogus")
+    assert reply["rows"] == []
+    assert "Invalid job state specified: bogus" in reply["error"]
+    status, body = dash.get("/queue?state=bogus&token=" + dash.token)
+    assert status == 200 and "Invalid job state specified: bogus" in body
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient on httpx
+def test_others_jobs_get_no_buttons(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A row of another uid is shown without buttons (lab mode, several users on
+    one controller, does not exist yet: the controller's answer is faked here,
+    the page's own logic is real)."""
+    import os
+
+    from starlette.testclient import TestClient
+
+    from fleetslurm.dashboard import app as app_mod, data
+
+    me, other = os.getuid(), os.getuid() + 4242
+    line = "\x1f".join
+    text = (line(["7", "debug", "mine", "me", "PENDING", "0:00", "UNLIMITED", "1",
+                  "(Priority)", str(me)]) + "\n"
+            + line(["8", "debug", "theirs", "them", "PENDING", "0:00", "UNLIMITED", "1",
+                    "(Priority)", str(other)]) + "\n")
+    monkeypatch.setattr(data, "call", lambda op, **kw: {"text": text, "count": 2, "known": True})
+    client = TestClient(app_mod.TokenGate(app_mod.make_app("t"), "t"))
+    html = client.get("/queue?token=t").text
+    mine = html.split('data-job="7"', 1)[1].split("</tr>", 1)[0]
+    theirs = html.split('data-job="8"', 1)[1].split("</tr>", 1)[0]
+    assert 'data-action="cancel"' in mine and 'data-action="hold"' in mine
+    assert "data-action" not in theirs
+
+
+def test_port_in_use_is_a_message(fleet) -> None:  # type: ignore[no-untyped-def]
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        proc = fleet.run("dashboard", "--port", str(port), timeout=60)
+    finally:
+        taken.close()
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr == (f"error: cannot listen on 127.0.0.1:{port} (Address already in "
+                           "use); choose another with --port\n")
