@@ -120,8 +120,8 @@ def test_job_page_streams_output(fleet, dash, browser, artifacts) -> None:  # ty
     wait_until(lambda: "first line" in text(browser, "#output"), 30,
                "the first line while it runs")
     assert "second line" not in text(browser, "#output")
-    fields = text(browser, "table.fields")
-    assert f"JobId\t{job}" in fields and "JobName\ttalker" in fields, fields
+    fields = text(browser, ".fields")
+    assert f"JobId={job}" in fields and "JobName=talker" in fields, fields
     assert text(browser, "#jobstate") == "RUNNING"
     screenshot(browser, artifacts, "job")
     flag.write_text("")
