@@ -123,6 +123,8 @@ def test_job_page_streams_output(fleet, dash, browser, artifacts) -> None:  # ty
     fields = text(browser, ".fields")
     assert f"JobId={job}" in fields and "JobName=talker" in fields, fields
     assert text(browser, "#jobstate") == "RUNNING"
+    # fleetslurm explain's words
+    assert text(browser, "#explain").startswith(f"job {job} is running on localhost since ")
     screenshot(browser, artifacts, "job")
     flag.write_text("")
     wait_until(lambda: "second line" in text(browser, "#output"), 30,

@@ -105,7 +105,18 @@ def job(job_id: str) -> Optional[dict]:
         fields.append(word)
     rec = records[0] if records else {}
     return {"fields": fields, "record": rec, "steps": rec.get("job_steps") or [],
-            "mine": rec.get("uid") == os.getuid(), "count": shown["count"]}
+            "mine": rec.get("uid") == os.getuid(), "count": shown["count"],
+            "explain": _explain(job_id)}
+
+
+def _explain(job_id: str) -> str:
+    """``fleetslurm explain``'s words: why it waits, where it runs, how it ended."""
+    from ..errors import FleetError
+
+    try:
+        return str(call("explain", id=job_id))
+    except FleetError:
+        return ""
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
@@ -136,7 +147,11 @@ def output(job_id: str, offset: int, which: str = "stdout") -> dict:
 
 
 def history(hours: float = 24) -> dict:
-    return call("dashboard_stats", hours=hours)
+    """The History page's aggregates (SQLite's), and each machine's declared
+    CPUs: its utilization is its CPU-hours over CPUs x hours."""
+    stats = call("dashboard_stats", hours=hours)
+    stats["cpus"] = {n["name"]: n["cpus"] for n in call("nodes")["nodes"]}
+    return stats
 
 
 def action(name: str, job_id: str) -> dict:
