@@ -337,10 +337,8 @@ class Queries:
 
     def q_dashboard_stats(self, args: dict, uid: int) -> dict:
         """The dashboard's History and /metrics figures, aggregated by SQLite
-        (see :mod:`fleetslurm.dashboard_sql`): ``hours`` back from now."""
-        from .dashboard_sql import stats
-
-        return stats(self._store()._x, float(args.get("hours") or 24), time.time())
+        (:meth:`Store.dashboard_stats`): ``hours`` back from now."""
+        return self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))

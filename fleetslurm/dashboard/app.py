@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional

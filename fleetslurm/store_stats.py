@@ -1,12 +1,14 @@
-"""The dashboard's aggregates over the store (History page, /metrics): each
+"""The store's aggregates for the dashboard (History page, /metrics): each
 one SQL statement grouped by SQLite, so a long history costs no Python loop
-per job. Read-only; the query threads run it inside their snapshot."""
+per job (part of :class:`fleetslurm.store.Store`, which owns all SQL; kept
+apart to keep that module small). Read-only; the query threads run it
+inside their snapshot."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["stats", "WAIT_BUCKETS"]
+__all__ = ["StatsQueries", "WAIT_BUCKETS"]
 
 _ACTIVE = "('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')"
 
@@ -21,11 +23,21 @@ def _wait_case() -> str:
     return "CASE " + " ".join(parts) + f" ELSE '{WAIT_BUCKETS[-1][1]}' END"
 
 
-def stats(x: Callable[..., Any], hours: float, now: float) -> dict:
-    """``x`` runs one statement (``Store._x``). Returns plain lists for JSON:
-    started/ended per hour (hour start epoch, count), the wait-time buckets,
-    CPU-hours per user and per machine within the window (running jobs up to
-    ``now``), and active jobs by state and partition."""
+class StatsQueries:
+    """Mixed into :class:`~fleetslurm.store.Store` (which provides ``_x``)."""
+
+    def _x(self, sql: str, args: Any = ()) -> Any:  # pragma: no cover - Store's
+        raise NotImplementedError
+
+    def dashboard_stats(self, hours: float, now: float) -> dict:
+        """Plain lists for JSON over the last ``hours`` (1 h to 31 days):
+        started/ended per hour (hour start epoch, count), the wait-time
+        buckets, CPU-hours per user and per machine within the window (running
+        jobs up to ``now``), and active jobs by state and partition."""
+        return _stats(self._x, hours, now)
+
+
+def _stats(x: Any, hours: float, now: float) -> dict:
     hours = max(1.0, min(hours, 24 * 31))
     since = now - hours * 3600
 
