@@ -108,3 +108,17 @@ def test_port_in_use_is_a_message(fleet) -> None:  # type: ignore[no-untyped-def
     assert proc.stdout == ""
     assert proc.stderr == (f"error: cannot listen on 127.0.0.1:{port} (Address already in "
                            "use); choose another with --port\n")
+
+
+def test_a_stopped_controller_is_a_message_not_a_traceback(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    fleet.stop()
+    status, body = dash.get("/?token=" + dash.token)
+    assert status == 503
+    assert "No answer from the controller" in body
+    assert "fleetslurm controller start" in body
+    assert "Traceback" not in body
+    status, body = dash.get("/metrics?token=" + dash.token)
+    assert status == 503
+    # started again, the same dashboard answers
+    fleet.run("controller", "start", check=True)
+    assert dash.get("/?token=" + dash.token)[0] == 200

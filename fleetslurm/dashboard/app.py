@@ -236,7 +236,13 @@ def make_app(token: str, get: Any = data) -> Starlette:
         Route("/events/output/{job_id}", events_output), Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[])
+    async def fleet_error(req: Request, exc: Exception) -> Response:
+        """The controller did not answer (stopped, busy): say so, not a traceback."""
+        return HTMLResponse(render("error.html", nav="", message=str(exc)), status_code=503)
+
+    from ..errors import FleetError
+
+    return Starlette(routes=routes, exception_handlers={FleetError: fleet_error})
 
 
 def _sse(gen: AsyncIterator[str]) -> Response:
