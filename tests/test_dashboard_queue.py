@@ -61,6 +61,20 @@ def test_queue_is_squeues_view_filtered_and_paged(fleet, dash) -> None:  # type:
     assert _queue(dash, per=2, page=9)["page"] == 2
 
 
+def test_sort_by_a_column(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    jobs = {name: fleet.sbatch("--hold", "-J", name, "--wrap", "true")
+            for name in ("job10", "job9", "alpha")}
+    names = [r["NAME"] for r in _queue(dash, sort="NAME")["rows"]]
+    assert names == ["alpha", "job9", "job10"]  # 9 before 10
+    assert [r["NAME"] for r in _queue(dash, sort="-NAME")["rows"]] == names[::-1]
+    assert [r["JOBID"] for r in _queue(dash, sort="JOBID")["rows"]] == \
+        [str(j) for j in sorted(jobs.values())]
+    reply = _queue(dash, sort="BOGUS")
+    assert reply["rows"] == []
+    assert reply["error"] == ("Invalid sort column: BOGUS; valid columns are: JOBID, PARTITION, "
+                              "NAME, USER, STATE, TIME, TIME_LIMIT, NODES, NODELIST(REASON)")
+
+
 def test_a_bad_state_filter_says_so(fleet, dash) -> None:  # type: ignore[no-untyped-def]
     reply = _queue(dash, state="bogus")
     assert reply["rows"] == []
@@ -69,7 +83,7 @@ def test_a_bad_state_filter_says_so(fleet, dash) -> None:  # type: ignore[no-unt
     assert status == 200 and "Invalid job state specified: bogus" in body
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient on httpx
+@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
 def test_others_jobs_get_no_buttons(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A row of another uid is shown without buttons (lab mode, several users on
     one controller, does not exist yet: the controller's answer is faked here,

@@ -109,7 +109,7 @@ def make_app(token: str, get: Any = data) -> Starlette:
             page, per = 1, data.PAGE_SIZE
         return {"user": q.get("user", ""), "state": q.get("state", ""),
                 "partition": q.get("partition", ""), "name": q.get("name", ""), "page": page,
-                "per": per}
+                "per": per, "sort": q.get("sort", "")}
 
     async def queue_ctx(req: Request) -> dict:
         f = filters(req)
@@ -119,7 +119,8 @@ def make_app(token: str, get: Any = data) -> Starlette:
         except Exception as exc:  # a bad filter: say so on the page
             q, err = {"rows": [], "count": 0, "page": 1, "pages": 1,
                       "columns": [h for h, _ in data.QUEUE_FIELDS if h != "UID"]}, str(exc)
-        return dict(q, f=f, error=err, query=_query(f))
+        return dict(q, f=f, error=err, query=_query(f),
+                    query_nosort=_query(dict(f, sort="")))
 
     async def page_fleet(req: Request) -> Response:
         return HTMLResponse(render("fleet.html", nav="fleet", **await fleet_ctx()))

@@ -54,7 +54,7 @@ def _shown(r: dict) -> str:
 
 
 def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
-          page: int = 1, per: int = PAGE_SIZE) -> dict:
+          page: int = 1, per: int = PAGE_SIZE, sort: str = "") -> dict:
     """squeue's view (its filters, its order, arrays folded as it folds them),
     rendered by the controller as squeue's own op does, one page of it."""
     from ..cli.squeue_cmd import parse_states
@@ -76,6 +76,18 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
     pages = max(1, -(-len(lines) // per))
     page = min(max(1, page), pages)
     me = os.getuid()
+    if sort:
+        # a column of the page, "-" first for descending; squeue's order breaks ties
+        column = sort.lstrip("-")
+        names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
+        if column not in names:
+            from ..errors import InvalidValue
+
+            raise InvalidValue(f"Invalid sort column: {column}; valid columns are: "
+                               + ", ".join(names))
+        at = names.index(column)
+        lines.sort(key=lambda line: _natural(line.split(_SEP)[at]),
+                   reverse=sort.startswith("-"))
     rows = []
     for line in lines[(page - 1) * per: page * per]:
         cells = line.split(_SEP)
@@ -87,6 +99,14 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
         rows.append(row)
     return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
             "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
+
+
+def _natural(text: str) -> list:
+    """A sort key where 9 comes before 10 (ids, times, counts as text)."""
+    import re
+
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p)
+            for p in re.split(r"(\d+)", text) if p]
 
 
 def _split(text: str) -> list[str]:
