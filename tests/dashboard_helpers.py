@@ -24,9 +24,9 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 class Dashboard:
     """``fleetslurm dashboard --port 0`` for a fleet; ``url`` carries the token."""
 
-    def __init__(self, fleet) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fleet, *args: str) -> None:  # type: ignore[no-untyped-def]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetslurm.cli.main", "dashboard", "--port", "0"],
+            [sys.executable, "-m", "fleetslurm.cli.main", "dashboard", "--port", "0", *args],
             cwd=str(fleet.work), env=fleet.env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]

@@ -136,3 +136,27 @@ def test_a_stopped_controller_is_a_message_not_a_traceback(fleet, dash) -> None:
     # started again, the same dashboard answers
     fleet.run("controller", "start", check=True)
     assert dash.get("/?token=" + dash.token)[0] == 200
+
+
+def test_read_only_dashboard_offers_and_does_nothing(fleet) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    fleet.run("controller", "start", check=True)
+    job = fleet.sbatch("--hold", "-J", "keep", "--wrap", "true")
+    d = Dashboard(fleet, "--read-only")
+    try:
+        status, html = d.get(f"/queue?token={d.token}")
+        assert status == 200 and f'data-job="{job}"' in html
+        assert "data-action" not in html
+        assert "data-action" not in d.get(f"/job/{job}?token={d.token}")[1]
+        req = urllib.request.Request(
+            d.base + "/api/action", method="POST",
+            data=json.dumps({"action": "cancel", "job": str(job)}).encode(),
+            headers={"Authorization": f"Bearer {d.token}"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            reply = json.loads(r.read())
+        assert reply == {"ok": False, "message": "this dashboard is read-only (started with "
+                         "--read-only); use scancel/scontrol"}
+        assert fleet.record(job)["state"] == "PENDING"
+    finally:
+        d.stop()

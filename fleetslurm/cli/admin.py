@@ -236,14 +236,16 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
 @app.command("dashboard")
 def dashboard(port: int = typer.Option(8787, help="port to listen on (0: any free one)"),
               bind: str = typer.Option("127.0.0.1", help="address to listen on"),
-              open_: bool = typer.Option(False, "--open", help="open it in a browser")) -> None:
+              open_: bool = typer.Option(False, "--open", help="open it in a browser"),
+              read_only: bool = typer.Option(False, "--read-only",
+                                             help="no buttons: look, do not touch")) -> None:
     """A web page of the fleet, the queue, each job and the history (live)."""
     try:
         from ..dashboard.server import serve
     except ImportError as exc:  # a partial install: say what is missing
         _fail(RuntimeError(f"the dashboard needs {exc.name}; pip install 'fleetslurm'"))
     try:
-        serve(port=port, bind=bind, open_browser=open_)
+        serve(port=port, bind=bind, open_browser=open_, read_only=read_only)
     except FleetError as exc:
         _fail(exc)
     except KeyboardInterrupt:

@@ -80,12 +80,14 @@ class _Loads:
         return [[t for t, _ in pts], [v for _, v in pts]]
 
 
-def make_app(token: str, get: Any = data) -> Starlette:
+def make_app(token: str, get: Any = data, read_only: bool = False) -> Starlette:
     """The app; ``get`` answers the data questions (:mod:`.data`, a fake in
-    unit tests)."""
+    unit tests). ``read_only``: no buttons, and the action endpoint refuses
+    (an admin's dashboard for everyone to look at)."""
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(["html"]))
     env.globals["token"] = token
+    env.globals["read_only"] = read_only
     env.globals["static"] = lambda name: f"/static/{name}?token={token}"
     env.filters["mb"] = _mb
     env.filters["pct"] = lambda a, b: 0 if not b else min(100, round(100 * (a or 0) / b))
@@ -158,6 +160,9 @@ def make_app(token: str, get: Any = data) -> Starlette:
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"ok": False, "message": "expected {action, job}"},
                                 status_code=400)
+        if read_only:
+            return JSONResponse({"ok": False, "message": "this dashboard is read-only "
+                                 "(started with --read-only); use scancel/scontrol"})
         reply = await to_thread.run_sync(lambda: get.action(name, jid))
         # a refusal is the controller's answer, not a failed request: 200 with
         # ok false (the page shows its message, as the CLI prints it)

@@ -11,7 +11,7 @@ __all__ = ["serve"]
 
 
 def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
-          token: Optional[str] = None) -> None:
+          token: Optional[str] = None, read_only: bool = False) -> None:
     """Run until interrupted. The controller is started first if none runs
     (as any command does); the page then asks it as this user."""
     import socket
@@ -24,7 +24,7 @@ def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
     with client():
         pass  # a controller runs (started here if need be)
     token = token or secrets.token_urlsafe(24)
-    app = TokenGate(make_app(token), token)
+    app = TokenGate(make_app(token, read_only=read_only), token)
     # bind first, so the URL printed is one that answers (port 0: any free one)
     sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
