@@ -160,3 +160,14 @@ def test_read_only_dashboard_offers_and_does_nothing(fleet) -> None:  # type: ig
         assert fleet.record(job)["state"] == "PENDING"
     finally:
         d.stop()
+
+
+def test_job_page_shows_what_it_waits_for(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    first = fleet.sbatch("--hold", "-J", "first", "--wrap", "true")
+    second = fleet.sbatch("-d", f"afterok:{first}", "-J", "second", "--wrap", "true")
+    status, html = dash.get(f"/job/{second}?token={dash.token}")
+    assert status == 200
+    deps = html.split('id="deps"', 1)[1].split("</div>", 1)[0]
+    assert f'href="/job/{first}?token={dash.token}">{first} <small>PENDING</small></a>' in deps
+    assert "─afterok→" in deps and f'<b class="dep">{second}</b>' in deps
+    assert "(Dependency)" in dash.get(f"/queue?token={dash.token}")[1]

@@ -126,7 +126,32 @@ def job(job_id: str) -> Optional[dict]:
     rec = records[0] if records else {}
     return {"fields": fields, "record": rec, "steps": rec.get("job_steps") or [],
             "mine": rec.get("uid") == os.getuid(), "count": shown["count"],
-            "explain": _explain(job_id)}
+            "explain": _explain(job_id), "deps": _dependencies(rec.get("dependency") or "")}
+
+
+def _dependencies(text: str) -> list[dict]:
+    """The jobs this one waits for (squeue's %E, e.g. ``afterok:12(unfulfilled),
+    afterany:13_*``), each with its type and its state now."""
+    import re
+
+    out = []
+    for part in re.split(r"[,?]", text):
+        kind, _, rest = part.partition(":")
+        if not rest or kind in ("(null)", "singleton"):
+            continue
+        for word in rest.split(":"):
+            m = re.match(r"(\d+)(_[\d*]+)?", word)
+            if m:
+                out.append({"kind": kind, "id": m.group(1) + (m.group(2) or ""),
+                            "job": m.group(1)})
+    if out:
+        states = {}
+        for r in call("jobs", ids=sorted({d["job"] for d in out}), steps=False,
+                      per_task=False):
+            states.setdefault(str(r.get("array_job_id") or r["job_id"]), set()).add(r["state"])
+        for d in out:
+            d["state"] = ",".join(sorted(states.get(d["job"], {"gone"})))
+    return out
 
 
 def _explain(job_id: str) -> str:
