@@ -338,7 +338,10 @@ class Queries:
     def q_dashboard_stats(self, args: dict, uid: int) -> dict:
         """The dashboard's History and /metrics figures, aggregated by SQLite
         (:meth:`Store.dashboard_stats`): ``hours`` back from now."""
-        return self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
+        stats = self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
+        stats["sched_pass_seconds"] = self.ctl.sched_pass_seconds
+        stats["sched_passes"] = self.ctl.sched_passes
+        return stats
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))

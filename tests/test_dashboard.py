@@ -165,3 +165,18 @@ def test_metrics_parse(fleet, dash) -> None:  # type: ignore[no-untyped-def]
     assert cpus == {"localhost": 2.0}
     states = [s for s in fams["fleetslurm_node_state"].samples if s.value == 1.0]
     assert [s.labels["node"] for s in states] == ["localhost"]
+    # the scheduler's passes, and the dashboard's own requests timed by op
+    passes = fams["fleetslurm_scheduler_passes"].samples[0].value
+    assert passes >= 1
+    assert fams["fleetslurm_scheduler_pass_seconds"].samples[0].value >= 0
+
+    def scrape() -> dict:
+        body = dash.get("/metrics", {"Authorization": "Bearer " + dash.token})[1]
+        return {f.name: f for f in text_string_to_metric_families(body)}
+
+    # a pass at least every half second: the count goes on
+    fams2 = wait_until(lambda: (lambda f: f if f["fleetslurm_scheduler_passes"].samples[0].value
+                                > passes else None)(scrape()), 30, "more scheduling passes")
+    counts = {s.labels["op"]: s.value for s in fams2["fleetslurm_rpc_seconds"].samples
+              if s.name == "fleetslurm_rpc_seconds_count"}
+    assert counts["nodes"] >= 2 and counts["dashboard_stats"] >= 2

@@ -9,6 +9,8 @@ import os
 import time
 from typing import Any, Optional
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from ..rpc import connect
 
 __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
@@ -26,11 +28,23 @@ ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": Tr
            "release": ("release", {}), "requeue": ("requeue", {})}
 
 
+#: the dashboard's requests to the controller, timed (/metrics shows them)
+RPC_REGISTRY = CollectorRegistry(auto_describe=True)
+RPC_SECONDS = Histogram("fleetslurm_rpc_seconds",
+                        "The dashboard's requests to the controller: connect, ask, answer",
+                        ["op"], registry=RPC_REGISTRY,
+                        buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
+
+
 def call(op: str, **args: Any) -> Any:
     """One request to the controller of this user's state directory."""
-    with connect() as c:
-        c.set_timeout(30)
-        return c.call(op, **args)
+    began = time.perf_counter()
+    try:
+        with connect() as c:
+            c.set_timeout(30)
+            return c.call(op, **args)
+    finally:
+        RPC_SECONDS.labels(op).observe(time.perf_counter() - began)
 
 
 def fleet() -> dict:

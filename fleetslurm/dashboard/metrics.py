@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["exposition"]
@@ -30,6 +30,13 @@ class _Fleet:
         for state, partition, n in stats["active"]:
             jobs.add_metric([state, partition], n)
         yield jobs
+        yield GaugeMetricFamily("fleetslurm_scheduler_pass_seconds",
+                                "Wall time of the controller's last scheduling pass",
+                                value=float(stats.get("sched_pass_seconds") or 0.0))
+        passes = CounterMetricFamily("fleetslurm_scheduler_passes",
+                                     "Scheduling passes since the controller started",
+                                     value=float(stats.get("sched_passes") or 0))
+        yield passes
         nodes = self.get.call("nodes")["nodes"]
         fams = {
             "cpus": GaugeMetricFamily("fleetslurm_node_cpus", "Declared CPUs", labels=["node"]),
@@ -63,6 +70,10 @@ class _Fleet:
 
 
 def exposition(get: Any) -> tuple[bytes, str]:
+    """This scrape's text: the fleet's figures, then the dashboard's own
+    request timings (kept between scrapes, as a histogram must be)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(_Fleet(get))
-    return generate_latest(reg), CONTENT_TYPE_LATEST
+    timings = getattr(get, "RPC_REGISTRY", None)
+    body = generate_latest(reg) + (generate_latest(timings) if timings is not None else b"")
+    return body, CONTENT_TYPE_LATEST
