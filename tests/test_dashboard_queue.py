@@ -171,3 +171,14 @@ def test_job_page_shows_what_it_waits_for(fleet, dash) -> None:  # type: ignore[
     assert f'href="/job/{first}?token={dash.token}">{first} <small>PENDING</small></a>' in deps
     assert "─afterok→" in deps and f'<b class="dep">{second}</b>' in deps
     assert "(Dependency)" in dash.get(f"/queue?token={dash.token}")[1]
+
+
+def test_bad_bind_and_port_are_messages(fleet) -> None:  # type: ignore[no-untyped-def]
+    proc = fleet.run("dashboard", "--bind", "no.such.host.invalid", timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("error: cannot listen on no.such.host.invalid:8787 (")
+    assert proc.stderr.endswith("); give --bind an address of this machine "
+                                "(127.0.0.1: this machine only)\n")
+    proc = fleet.run("dashboard", "--port", "99999", timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Invalid value for '--port'" in proc.stderr

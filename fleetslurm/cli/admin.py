@@ -1,4 +1,4 @@
-"""Administrative commands (typer): ``fleetslurm controller|nodes|tail|explain``."""
+"""Administrative commands (typer): ``fleetslurm controller|nodes|tail|explain|dashboard|top``."""
 
 from __future__ import annotations
 
@@ -234,7 +234,8 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
 
 
 @app.command("dashboard")
-def dashboard(port: int = typer.Option(8787, help="port to listen on (0: any free one)"),
+def dashboard(port: int = typer.Option(8787, min=0, max=65535,
+                                       help="port to listen on (0: any free one)"),
               bind: str = typer.Option("127.0.0.1", help="address to listen on"),
               open_: bool = typer.Option(False, "--open", help="open it in a browser"),
               read_only: bool = typer.Option(False, "--read-only",

@@ -33,8 +33,11 @@ def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
     except OSError as exc:
         from ..errors import ConfigError
 
-        raise ConfigError(f"cannot listen on {bind}:{port} ({exc.strerror}); "
-                          "choose another with --port") from None
+        import errno
+
+        fix = ("choose another with --port" if exc.errno in (errno.EADDRINUSE, errno.EACCES)
+               else "give --bind an address of this machine (127.0.0.1: this machine only)")
+        raise ConfigError(f"cannot listen on {bind}:{port} ({exc.strerror}); {fix}") from None
     sock.listen(128)  # a browser that follows the URL at once is queued, not refused
     port = sock.getsockname()[1]
     host = f"[{bind}]" if ":" in bind else bind
