@@ -182,3 +182,23 @@ def test_bad_bind_and_port_are_messages(fleet) -> None:  # type: ignore[no-untyp
     proc = fleet.run("dashboard", "--port", "99999", timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "Invalid value for '--port'" in proc.stderr
+
+
+def test_ctrl_c_with_pages_open_ends_cleanly(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    import http.client
+    import signal
+    from urllib.parse import urlparse
+
+    port = urlparse(dash.base).port
+    conns = []
+    for path in ("/events/queue", "/events/fleet"):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", f"{path}?token={dash.token}")
+        r = c.getresponse()
+        assert r.readline().startswith(b"event: html")
+        conns.append(c)
+    dash.proc.send_signal(signal.SIGINT)
+    assert dash.proc.wait(timeout=30) == 0
+    assert dash.proc.stderr.read() == ""  # no "Cancel 1 running task(s)", no traceback
+    for c in conns:
+        c.close()

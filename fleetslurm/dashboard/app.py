@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 import json
 from collections import deque
 from pathlib import Path
@@ -80,10 +81,14 @@ class _Loads:
         return [[t for t, _ in pts], [v for _, v in pts]]
 
 
-def make_app(token: str, get: Any = data, read_only: bool = False) -> Starlette:
+def make_app(token: str, get: Any = data, read_only: bool = False,
+             closing: Optional[threading.Event] = None) -> Starlette:
     """The app; ``get`` answers the data questions (:mod:`.data`, a fake in
     unit tests). ``read_only``: no buttons, and the action endpoint refuses
-    (an admin's dashboard for everyone to look at)."""
+    (an admin's dashboard for everyone to look at). ``closing``, once set,
+    ends the event streams (the server is stopping: open pages must not
+    hold it up until it cancels them)."""
+    closing = closing or threading.Event()
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(["html"]))
     env.globals["token"] = token
@@ -172,7 +177,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False) -> Starlette:
         """Push ``make()``'s HTML whenever it differs from the last sent."""
         async def stream() -> AsyncIterator[str]:
             last = None
-            while not await req.is_disconnected():
+            while not closing.is_set() and not await req.is_disconnected():
                 try:
                     html = await make()
                 except Exception as exc:
@@ -210,7 +215,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False) -> Starlette:
 
         async def stream() -> AsyncIterator[str]:
             offset = 0
-            while not await req.is_disconnected():
+            while not closing.is_set() and not await req.is_disconnected():
                 try:
                     reply = await to_thread.run_sync(lambda: get.output(jid, offset, which))
                 except Exception as exc:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import secrets
 import sys
-from typing import Optional
+import threading
+from typing import Any, Optional
 
 __all__ = ["serve"]
 
@@ -24,7 +25,8 @@ def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
     with client():
         pass  # a controller runs (started here if need be)
     token = token or secrets.token_urlsafe(24)
-    app = TokenGate(make_app(token, read_only=read_only), token)
+    closing = threading.Event()
+    app = TokenGate(make_app(token, read_only=read_only, closing=closing), token)
     # bind first, so the URL printed is one that answers (port 0: any free one)
     sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,4 +54,10 @@ def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
         webbrowser.open(url)
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2,
                             access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            closing.set()  # open pages' streams end at their next poll
+            super().handle_exit(sig, frame)
+
+    Server(config).run(sockets=[sock])
