@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from tests.dashboard_helpers import Dashboard
+from tests.dashboard_helpers import Dashboard, wait_until
 
 
 @pytest.fixture
@@ -170,7 +170,9 @@ def test_job_page_shows_what_it_waits_for(fleet, dash) -> None:  # type: ignore[
     deps = html.split('id="deps"', 1)[1].split("</div>", 1)[0]
     assert f'href="/job/{first}?token={dash.token}">{first} <small>PENDING</small></a>' in deps
     assert "─afterok→" in deps and f'<b class="dep">{second}</b>' in deps
-    assert "(Dependency)" in dash.get(f"/queue?token={dash.token}")[1]
+    # squeue's reason, once the controller has worked it out (a few times a second)
+    wait_until(lambda: "(Dependency)" in dash.get(f"/queue?token={dash.token}")[1], 30,
+               "the Dependency reason on the queue page")
 
 
 def test_bad_bind_and_port_are_messages(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -202,3 +204,13 @@ def test_ctrl_c_with_pages_open_ends_cleanly(fleet, dash) -> None:  # type: igno
     assert dash.proc.stderr.read() == ""  # no "Cancel 1 running task(s)", no traceback
     for c in conns:
         c.close()
+
+
+def test_unknown_job_is_404_with_slurms_words(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    status, html = dash.get(f"/job/999999?token={dash.token}")
+    assert status == 404
+    assert "Invalid job id specified: 999999" in html
+    status, html = dash.get(f"/job/not-a-job?token={dash.token}")
+    assert status == 404 and "Invalid job id specified: not-a-job" in html
+    status, html = dash.get(f"/history?hours=nan&token={dash.token}")
+    assert status == 200 and "last 24 h" in html

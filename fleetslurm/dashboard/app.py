@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
 import json
+import math
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
@@ -25,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..errors import FleetError
 from . import data
 
 __all__ = ["make_app", "TokenGate"]
@@ -123,7 +125,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
         try:
             q = await to_thread.run_sync(lambda: get.queue(**f))
             err = ""
-        except Exception as exc:  # a bad filter: say so on the page
+        except FleetError as exc:  # a bad filter, no controller: say so on the page
             q, err = {"rows": [], "count": 0, "page": 1, "pages": 1,
                       "columns": [h for h, _ in data.QUEUE_FIELDS if h != "UID"]}, str(exc)
         return dict(q, f=f, error=err, query=_query(f),
@@ -147,6 +149,8 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
         try:
             hours = float(req.query_params.get("hours") or 24)
         except ValueError:
+            hours = 24.0
+        if not math.isfinite(hours):
             hours = 24.0
         h = await to_thread.run_sync(lambda: get.history(hours))
         return HTMLResponse(render("history.html", nav="history", h=h))
@@ -250,8 +254,6 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
     async def fleet_error(req: Request, exc: Exception) -> Response:
         """The controller did not answer (stopped, busy): say so, not a traceback."""
         return HTMLResponse(render("error.html", nav="", message=str(exc)), status_code=503)
-
-    from ..errors import FleetError
 
     return Starlette(routes=routes, exception_handlers={FleetError: fleet_error})
 
