@@ -46,6 +46,12 @@ def test_token_is_required_everywhere(dash) -> None:  # type: ignore[no-untyped-
         assert dash.get(path, {"Authorization": "Bearer wrong"})[0] == 403, path
     status, body = dash.get("/?token=" + dash.token)
     assert status == 200 and "localhost" in body
+    # the token-bearing URL is never passed on, the page never framed
+    import urllib.request
+
+    with urllib.request.urlopen(dash.base + "/?token=" + dash.token, timeout=30) as r:
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
     assert dash.get("/metrics", {"Authorization": "Bearer " + dash.token})[0] == 200
     # a POST without the token changes nothing either
     import urllib.request

@@ -53,12 +53,32 @@ class TokenGate:
         return (qs.get("token") or [""])[0].encode()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and not hmac.compare_digest(self._given(scope), self.token):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), *_GUARDS])
+            await send(message)
+
+        if not hmac.compare_digest(self._given(scope), self.token):
             await PlainTextResponse("403 Forbidden: this dashboard needs its token "
                                     "(the URL `fleetslurm dashboard` printed)",
-                                    status_code=403)(scope, receive, send)
+                                    status_code=403)(scope, receive, guarded)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, guarded)
+
+
+#: every answer: only this origin's scripts, styles and connections (the page
+#: loads nothing from elsewhere), never framed, and the token-bearing URL
+#: never sent on as a Referer
+_GUARDS = [
+    (b"content-security-policy", b"default-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                 b"img-src 'self' data:; frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+]
 
 
 class _Loads:
