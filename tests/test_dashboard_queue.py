@@ -43,6 +43,9 @@ def test_queue_is_squeues_view_filtered_and_paged(fleet, dash) -> None:  # type:
     assert ids == _squeue_ids(fleet)
     row = next(r for r in whole["rows"] if r["JOBID"] == str(b))
     assert row["STATE"] == "PENDING" and row["NODELIST(REASON)"] == "(JobHeldUser)"
+    assert row["why"] == "The job is held by the user."  # SLURM's squeue(1) words
+    html = dash.get(f"/queue?token={dash.token}")[1]
+    assert 'title="The job is held by the user."' in html
     assert row["mine"] is True
     # filters: as squeue's -n, -p, -t, -u
     assert [r["JOBID"] for r in _queue(dash, name="alpha")["rows"]] == [str(a)]

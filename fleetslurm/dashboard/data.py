@@ -36,6 +36,42 @@ RPC_SECONDS = Histogram("fleetslurm_rpc_seconds",
                         buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
 
 
+#: squeue's pending reasons in words, as SLURM 22.05's squeue(1) gives them
+#: (JOB REASON CODES; JobArrayTaskLimit, which it does not list, in ours); a
+#: job's own page has `fleetslurm explain`'s account of it
+REASON_WORDS = {
+    "BadConstraints": "The job's constraints can not be satisfied.",
+    "BeginTime": "The job's earliest start time has not yet been reached.",
+    "Cleaning": "The job is being requeued and still cleaning up from its previous "
+                "execution.",
+    "Dependency": "This job has a dependency on another job that has not been satisfied.",
+    "DependencyNeverSatisfied": "This job has a dependency on another job that will never "
+                                "be satisfied.",
+    "JobArrayTaskLimit": "The job array's limit on tasks running at once (its %N) has been "
+                         "reached.",
+    "JobHeldAdmin": "The job is held by a system administrator.",
+    "JobHeldUser": "The job is held by the user.",
+    "JobLaunchFailure": "The job could not be launched. This may be due to a file system "
+                        "problem, invalid program name, etc.",
+    "NodeDown": "A node required by the job is down.",
+    "PartitionDown": "The partition required by this job is in a DOWN state.",
+    "PartitionInactive": "The partition required by this job is in an Inactive state and "
+                         "not able to start jobs.",
+    "PartitionNodeLimit": "The number of nodes required by this job is outside of its "
+                          "partition's current limits. Can also indicate that required "
+                          "nodes are DOWN or DRAINED.",
+    "PartitionTimeLimit": "The job's time limit exceeds its partition's current time limit.",
+    "Priority": "One or more higher priority jobs exist for this partition or advanced "
+                "reservation.",
+    "ReqNodeNotAvail": "Some node specifically required by the job is not currently "
+                       "available. The node may currently be in use, reserved for another "
+                       "job, in an advanced reservation, DOWN, DRAINED, or not responding.",
+    "Resources": "The job is waiting for resources to become available.",
+    "WaitingForScheduling": "No reason has been set for this job yet. Waiting for the "
+                            "scheduler to determine the appropriate reason.",
+}
+
+
 def call(op: str, **args: Any) -> Any:
     """One request to the controller of this user's state directory."""
     began = time.perf_counter()
@@ -110,6 +146,9 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
         row = dict(zip((h for h, _ in QUEUE_FIELDS), cells))
         # the controller refuses others' jobs; the page does not offer them
         row["mine"] = row["UID"] == str(me)
+        reason = row["NODELIST(REASON)"]
+        if reason.startswith("(") and reason.endswith(")"):
+            row["why"] = REASON_WORDS.get(reason[1:-1], "")
         rows.append(row)
     return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
             "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
