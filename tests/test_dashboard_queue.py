@@ -217,3 +217,12 @@ def test_unknown_job_is_404_with_slurms_words(fleet, dash) -> None:  # type: ign
     assert status == 404 and "Invalid job id specified: not-a-job" in html
     status, html = dash.get(f"/history?hours=nan&token={dash.token}")
     assert status == 200 and "last 24 h" in html
+
+
+def test_hostile_names_stay_in_their_rows(fleet, dash) -> None:  # type: ignore[no-untyped-def]
+    names = ["a\n0", "a'; echo foo", 'a"=0"', "<b>x</b> & y"]
+    jobs = [fleet.sbatch("--hold", "-J", n, "--wrap", "true") for n in names]
+    rows = {r["JOBID"]: r for r in _queue(dash)["rows"]}
+    assert [rows[str(j)]["NAME"] for j in jobs] == names
+    html = dash.get(f"/queue?token={dash.token}")[1]
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt; &amp; y" in html

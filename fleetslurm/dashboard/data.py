@@ -21,7 +21,7 @@ __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output
 QUEUE_FIELDS = (("JOBID", "i"), ("PARTITION", "P"), ("NAME", "j"), ("USER", "u"),
                 ("STATE", "T"), ("TIME", "M"), ("TIME_LIMIT", "l"), ("NODES", "D"),
                 ("NODELIST(REASON)", "R"), ("UID", "U"))
-_SEP = "\x1f"  # a field separator no job name holds in practice
+_SEP, _END = "\x1f", "\x1e"  # field and record separators no job name holds in practice
 PAGE_SIZE = 100
 #: the buttons the Queue and Job pages offer, and the controller op each calls
 ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": True}),
@@ -110,7 +110,7 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
     from ..cli.squeue_cmd import parse_states
 
     q: dict = {"squeue": True, "group_arrays": True, "steps": False, "header": False,
-               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS),
+               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS) + _END,
                "now": time.time()}
     if user:
         q["users"] = _split(user)
@@ -121,7 +121,8 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
     if name:
         q["names"] = _split(name)
     reply = call("squeue", **q)
-    lines = reply["text"].splitlines()
+    # each line ends with _END and the newline: a name holding a newline stays in its row
+    lines = reply["text"].split(_END + "\n")[:-1]
     per = min(max(1, per), 1000)
     pages = max(1, -(-len(lines) // per))
     page = min(max(1, page), pages)
