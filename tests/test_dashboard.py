@@ -120,7 +120,7 @@ def test_job_page_streams_output(fleet, dash, browser, artifacts) -> None:  # ty
     flag = fleet.work / "go-on"
     job = fleet.sbatch("-J", "talker", "--wrap",
                        f"echo first line; while [ ! -e {flag} ]; do sleep 0.1; done; "
-                       "echo second line")
+                       "echo second line; printf '50%%\\r100%%\\n'")
     fleet.wait(job, states={"RUNNING"})
     browser.get(dash.page(f"/job/{job}"))
     wait_until(lambda: "first line" in text(browser, "#output"), 30,
@@ -136,7 +136,9 @@ def test_job_page_streams_output(fleet, dash, browser, artifacts) -> None:  # ty
     wait_until(lambda: "second line" in text(browser, "#output"), 30,
                "the second line, streamed")
     wait_until(lambda: text(browser, "#output.ended") is not None, 30, "the end of output")
-    assert text(browser, "#output").split("\n") == ["first line", "second line", ""]
+    # byte for byte, a progress line's \r included
+    assert browser.execute_script("return document.getElementById('output').textContent") \
+        == "first line\nsecond line\n50%\r100%\n"
     wait_until(lambda: text(browser, "#jobstate") == "COMPLETED", 30,
                "COMPLETED on the page")
     assert console_errors(browser) == []

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import math
+import re
 import threading
 from collections import deque
 from pathlib import Path
@@ -247,7 +248,8 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
                     return
                 if reply.get("data"):
                     offset = reply["offset"]
-                    yield _event("data", reply["data"])
+                    # as JSON: the output's own \r and \n are not SSE's line ends
+                    yield _event("data", json.dumps(reply["data"]))
                     continue  # there may be more at once
                 if reply.get("finished"):
                     yield _event("end", "")
@@ -284,8 +286,10 @@ def _sse(gen: AsyncIterator[str]) -> Response:
 
 
 def _event(kind: str, text: str) -> str:
-    """One server-sent event; each line of the payload is its own data line."""
-    return f"event: {kind}\n" + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n"
+    """One server-sent event; each line of the payload is its own data line
+    (SSE ends a line at \r, \n or both: all three split here)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return f"event: {kind}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
 def _esc(text: str) -> str:

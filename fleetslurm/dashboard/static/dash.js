@@ -28,7 +28,10 @@
   const out = document.getElementById("output");
   if (out) {
     const src = new EventSource(withToken(out.dataset.output));
-    src.addEventListener("data", (ev) => { out.textContent += ev.data; out.scrollTop = out.scrollHeight; });
+    src.addEventListener("data", (ev) => {
+      out.textContent += JSON.parse(ev.data);
+      out.scrollTop = out.scrollHeight;
+    });
     src.addEventListener("end", () => { src.close(); out.classList.add("ended"); });
     src.addEventListener("fail", (ev) => { src.close(); say(ev.data, false); });
   }
