@@ -188,3 +188,16 @@ def test_metrics_parse(fleet, dash) -> None:  # type: ignore[no-untyped-def]
     counts = {s.labels["op"]: s.value for s in fams2["fleetslurm_rpc_seconds"].samples
               if s.name == "fleetslurm_rpc_seconds_count"}
     assert counts["nodes"] >= 2 and counts["dashboard_stats"] >= 2
+
+
+def test_job_page_shows_stderr_apart(fleet, dash, browser) -> None:  # type: ignore[no-untyped-def]
+    job = fleet.sbatch("-e", "err-%j.txt", "--wrap", "echo out; echo oops >&2")
+    fleet.wait(job)
+    browser.get(dash.page(f"/job/{job}"))
+    wait_until(lambda: text(browser, "#stderr.ended") is not None, 30, "stderr shown")
+    wait_until(lambda: text(browser, "#output.ended") is not None, 30, "stdout shown")
+    assert browser.execute_script("return document.getElementById('stderr').textContent") \
+        == "oops\n"
+    assert browser.execute_script("return document.getElementById('output').textContent") \
+        == "out\n"
+    assert console_errors(browser) == []

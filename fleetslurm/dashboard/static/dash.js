@@ -25,8 +25,7 @@
   });
 
   // output: appended as it comes, until the job has ended
-  const out = document.getElementById("output");
-  if (out) {
+  document.querySelectorAll("pre[data-output]").forEach((out) => {
     const src = new EventSource(withToken(out.dataset.output));
     src.addEventListener("data", (ev) => {
       out.textContent += JSON.parse(ev.data);
@@ -34,7 +33,7 @@
     });
     src.addEventListener("end", () => { src.close(); out.classList.add("ended"); });
     src.addEventListener("fail", (ev) => { src.close(); say(ev.data, false); });
-  }
+  });
 
   // the buttons: the controller decides, the page shows its answer
   document.addEventListener("click", async (ev) => {
