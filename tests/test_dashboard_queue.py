@@ -98,11 +98,13 @@ def test_others_jobs_get_no_buttons(monkeypatch) -> None:  # type: ignore[no-unt
     from fleetslurm.dashboard import app as app_mod, data
 
     me, other = os.getuid(), os.getuid() + 4242
-    line = "\x1f".join
+    def line(cells: list) -> str:  # as the controller renders the page's format
+        return "\x1f".join(cells) + "\x1e\n"
+
     text = (line(["7", "debug", "mine", "me", "PENDING", "0:00", "UNLIMITED", "1",
-                  "(Priority)", str(me)]) + "\n"
+                  "(Priority)", str(me)])
             + line(["8", "debug", "theirs", "them", "PENDING", "0:00", "UNLIMITED", "1",
-                    "(Priority)", str(other)]) + "\n")
+                    "(Priority)", str(other)]))
     monkeypatch.setattr(data, "call", lambda op, **kw: {"text": text, "count": 2, "known": True})
     client = TestClient(app_mod.TokenGate(app_mod.make_app("t"), "t"))
     html = client.get("/queue?token=t").text
