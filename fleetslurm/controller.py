@@ -122,6 +122,8 @@ class Controller:
         self.now = 0.0  # the current step's time
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
+        #: the last scheduling pass's wall time and the passes so far (/metrics)
+        self.sched_pass_seconds, self.sched_passes = 0.0, 0
         self._snapshot_at = float("-inf")
         self._acct_at = float("-inf")
         #: set when a node's state may have changed: sinfo must see it at once
@@ -327,7 +329,10 @@ class Controller:
             actions = []
             if events or now - self._pass_at >= 0.5:
                 self._pass_at = now
+                began = time.perf_counter()
                 actions = self.sched.handle(events, now)
+                self.sched_pass_seconds = time.perf_counter() - began
+                self.sched_passes += 1
             for action in actions:
                 if isinstance(action, StartJob):
                     self._handlers.start_job(self, action, now)

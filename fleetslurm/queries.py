@@ -26,7 +26,7 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count", "priorities"})
+                     "history", "read_output", "count", "priorities", "dashboard_stats"})
 
     def __init__(self, ctl: "Controller") -> None:
         self.ctl = ctl
@@ -341,6 +341,14 @@ class Queries:
         counts = {state: n for state, n in rows}
         counts["active"] = sum(n for st, n in counts.items() if st in _ACTIVE)
         return counts
+
+    def q_dashboard_stats(self, args: dict, uid: int) -> dict:
+        """The dashboard's History and /metrics figures, aggregated by SQLite
+        (:meth:`Store.dashboard_stats`): ``hours`` back from now."""
+        stats = self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
+        stats["sched_pass_seconds"] = self.ctl.sched_pass_seconds
+        stats["sched_passes"] = self.ctl.sched_passes
+        return stats
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))

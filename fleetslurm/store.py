@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
 from .store_bulk import BulkQueries
+from .store_stats import StatsQueries
 
 __all__ = ["Store"]
 
@@ -194,7 +195,7 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
 
 
-class Store(BulkQueries):
+class Store(BulkQueries, StatsQueries):
     """All reads and writes of the state database.
 
     ``path=":memory:"`` gives a private in-memory store (tests).

@@ -1,4 +1,4 @@
-"""Administrative commands (typer): ``fleetslurm controller|nodes|tail|explain``."""
+"""Administrative commands (typer): ``fleetslurm controller|nodes|tail|explain|dashboard|top``."""
 
 from __future__ import annotations
 
@@ -225,6 +225,38 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
                     continue
                 break
             time.sleep(0.5)
+    except FleetError as exc:
+        _fail(exc)
+
+
+@app.command("dashboard")
+def dashboard(port: int = typer.Option(8787, min=0, max=65535,
+                                       help="port to listen on (0: any free one)"),
+              bind: str = typer.Option("127.0.0.1", help="address to listen on"),
+              open_: bool = typer.Option(False, "--open", help="open it in a browser"),
+              read_only: bool = typer.Option(False, "--read-only",
+                                             help="no buttons: look, do not touch")) -> None:
+    """A web page of the fleet, the queue, each job and the history (live)."""
+    try:
+        from ..dashboard.server import serve
+    except ImportError as exc:  # a partial install: say what is missing
+        _fail(RuntimeError(f"the dashboard needs {exc.name}; pip install 'fleetslurm'"))
+    try:
+        serve(port=port, bind=bind, open_browser=open_, read_only=read_only)
+    except FleetError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("top")
+def top(interval: float = typer.Option(1.0, "--interval", "-i", help="seconds between refreshes")
+        ) -> None:
+    """A live terminal view of the machines and the queue; q or Ctrl-C quits."""
+    from ..dashboard.top import run_top
+
+    try:
+        run_top(interval)
     except FleetError as exc:
         _fail(exc)
 

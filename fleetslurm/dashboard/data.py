@@ -1,0 +1,272 @@
+"""What the dashboard shows, asked of the controller through the ordinary
+client (as the user who started the dashboard): plain, synchronous calls the
+web app runs in worker threads. One connection per question: the controller
+answers queries from its RPC threads, so a slow page never holds the loop."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from ..rpc import connect
+
+__all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
+           "history", "action", "ACTIONS"]
+
+#: squeue letters the Queue page shows (header, letter); %U (uid) decides
+#: whether the viewer's action buttons are offered on a row
+QUEUE_FIELDS = (("JOBID", "i"), ("PARTITION", "P"), ("NAME", "j"), ("USER", "u"),
+                ("STATE", "T"), ("TIME", "M"), ("TIME_LIMIT", "l"), ("NODES", "D"),
+                ("NODELIST(REASON)", "R"), ("UID", "U"))
+_SEP, _END = "\x1f", "\x1e"  # field and record separators no job name holds in practice
+PAGE_SIZE = 100
+#: the buttons the Queue and Job pages offer, and the controller op each calls
+ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": True}),
+           "release": ("release", {}), "requeue": ("requeue", {})}
+
+
+#: the dashboard's requests to the controller, timed (/metrics shows them)
+RPC_REGISTRY = CollectorRegistry(auto_describe=True)
+RPC_SECONDS = Histogram("fleetslurm_rpc_seconds",
+                        "The dashboard's requests to the controller: connect, ask, answer",
+                        ["op"], registry=RPC_REGISTRY,
+                        buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10))
+
+
+#: squeue's pending reasons in words, as SLURM 22.05's squeue(1) gives them
+#: (JOB REASON CODES; JobArrayTaskLimit, which it does not list, in ours); a
+#: job's own page has `fleetslurm explain`'s account of it
+REASON_WORDS = {
+    "BadConstraints": "The job's constraints can not be satisfied.",
+    "BeginTime": "The job's earliest start time has not yet been reached.",
+    "Cleaning": "The job is being requeued and still cleaning up from its previous "
+                "execution.",
+    "Dependency": "This job has a dependency on another job that has not been satisfied.",
+    "DependencyNeverSatisfied": "This job has a dependency on another job that will never "
+                                "be satisfied.",
+    "JobArrayTaskLimit": "The job array's limit on tasks running at once (its %N) has been "
+                         "reached.",
+    "JobHeldAdmin": "The job is held by a system administrator.",
+    "JobHeldUser": "The job is held by the user.",
+    "JobLaunchFailure": "The job could not be launched. This may be due to a file system "
+                        "problem, invalid program name, etc.",
+    "NodeDown": "A node required by the job is down.",
+    "PartitionDown": "The partition required by this job is in a DOWN state.",
+    "PartitionInactive": "The partition required by this job is in an Inactive state and "
+                         "not able to start jobs.",
+    "PartitionNodeLimit": "The number of nodes required by this job is outside of its "
+                          "partition's current limits. Can also indicate that required "
+                          "nodes are DOWN or DRAINED.",
+    "PartitionTimeLimit": "The job's time limit exceeds its partition's current time limit.",
+    "Priority": "One or more higher priority jobs exist for this partition or advanced "
+                "reservation.",
+    "ReqNodeNotAvail": "Some node specifically required by the job is not currently "
+                       "available. The node may currently be in use, reserved for another "
+                       "job, in an advanced reservation, DOWN, DRAINED, or not responding.",
+    "Resources": "The job is waiting for resources to become available.",
+    "WaitingForScheduling": "No reason has been set for this job yet. Waiting for the "
+                            "scheduler to determine the appropriate reason.",
+}
+
+
+def call(op: str, **args: Any) -> Any:
+    """One request to the controller of this user's state directory."""
+    began = time.perf_counter()
+    try:
+        with connect() as c:
+            c.set_timeout(30)
+            return c.call(op, **args)
+    finally:
+        RPC_SECONDS.labels(op).observe(time.perf_counter() - began)
+
+
+def fleet() -> dict:
+    """Every machine's record (sinfo's fields plus load and free memory) and
+    the running jobs on each, by node name."""
+    nodes = call("nodes")["nodes"]
+    running = call("jobs", states=["RUNNING", "COMPLETING"], steps=False, per_task=True)
+    on: dict[str, list] = {n["name"]: [] for n in nodes}
+    for r in running:
+        for name in r.get("nodes") or []:
+            on.setdefault(name, []).append(
+                {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
+                 "user": r.get("user", ""), "cpus": r.get("cpus")})
+    return {"nodes": nodes, "jobs": on, "time": time.time()}
+
+
+def _shown(r: dict) -> str:
+    if r.get("array_job_id") is not None and r.get("array_task_id") is not None:
+        return f"{r['array_job_id']}_{r['array_task_id']}"
+    return str(r["job_id"])
+
+
+def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
+          page: int = 1, per: int = PAGE_SIZE, sort: str = "") -> dict:
+    """squeue's view (its filters, its order, arrays folded as it folds them),
+    rendered by the controller as squeue's own op does, one page of it."""
+    from ..cli.squeue_cmd import parse_states
+
+    q: dict = {"squeue": True, "group_arrays": True, "steps": False, "header": False,
+               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS) + _END,
+               "now": time.time()}
+    if user:
+        q["users"] = _split(user)
+    if state:
+        q["states"] = parse_states(state)
+    if partition:
+        q["partitions"] = _split(partition)
+    if name:
+        q["names"] = _split(name)
+    reply = call("squeue", **q)
+    # each line ends with _END and the newline: a name holding a newline stays in its row
+    lines = reply["text"].split(_END + "\n")[:-1]
+    per = min(max(1, per), 1000)
+    pages = max(1, -(-len(lines) // per))
+    page = min(max(1, page), pages)
+    me = os.getuid()
+    if sort:
+        # a column of the page, "-" first for descending; squeue's order breaks ties
+        column = sort.lstrip("-")
+        names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
+        if column not in names:
+            from ..errors import InvalidValue
+
+            raise InvalidValue(f"Invalid sort column: {column}; valid columns are: "
+                               + ", ".join(names))
+        at = names.index(column)
+        lines.sort(key=lambda line: _natural(line.split(_SEP)[at]),
+                   reverse=sort.startswith("-"))
+    rows = []
+    for line in lines[(page - 1) * per: page * per]:
+        cells = line.split(_SEP)
+        if len(cells) != len(QUEUE_FIELDS):
+            continue
+        row = dict(zip((h for h, _ in QUEUE_FIELDS), cells))
+        # the controller refuses others' jobs; the page does not offer them
+        row["mine"] = row["UID"] == str(me)
+        reason = row["NODELIST(REASON)"]
+        if reason.startswith("(") and reason.endswith(")"):
+            row["why"] = REASON_WORDS.get(reason[1:-1], "")
+        rows.append(row)
+    return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
+            "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
+
+
+def _natural(text: str) -> list:
+    """A sort key where 9 comes before 10 (ids, times, counts as text)."""
+    import re
+
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p)
+            for p in re.split(r"(\d+)", text) if p]
+
+
+def _split(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
+
+
+def job(job_id: str) -> Optional[dict]:
+    """``scontrol show job``'s fields (as pairs, in its order) and the record's
+    steps; None for an id the controller does not know."""
+    shown = call("show_jobs", ids=[job_id], now=time.time())
+    if not shown["count"]:
+        return None
+    records = call("jobs", ids=[job_id], steps=True, per_task=False)
+    fields: list[tuple[str, str]] = []
+    for word in _pairs(shown["text"]):
+        fields.append(word)
+    rec = records[0] if records else {}
+    return {"fields": fields, "record": rec, "steps": rec.get("job_steps") or [],
+            "mine": rec.get("uid") == os.getuid(), "count": shown["count"],
+            "explain": _explain(job_id), "deps": _dependencies(rec.get("dependency") or "")}
+
+
+def _dependencies(text: str) -> list[dict]:
+    """The jobs this one waits for (squeue's %E, e.g. ``afterok:12(unfulfilled),
+    afterany:13_*``), each with its type and its state now."""
+    import re
+
+    out = []
+    for part in re.split(r"[,?]", text):
+        kind, _, rest = part.partition(":")
+        if not rest or kind in ("(null)", "singleton"):
+            continue
+        for word in rest.split(":"):
+            m = re.match(r"(\d+)(_[\d*]+)?", word)
+            if m:
+                out.append({"kind": kind, "id": m.group(1) + (m.group(2) or ""),
+                            "job": m.group(1)})
+    if out:
+        states = {}
+        for r in call("jobs", ids=sorted({d["job"] for d in out}), steps=False,
+                      per_task=False):
+            states.setdefault(str(r.get("array_job_id") or r["job_id"]), set()).add(r["state"])
+        for d in out:
+            d["state"] = ",".join(sorted(states.get(d["job"], {"gone"})))
+    return out
+
+
+def _explain(job_id: str) -> str:
+    """``fleetslurm explain``'s words: why it waits, where it runs, how it ended."""
+    from ..errors import FleetError
+
+    try:
+        return str(call("explain", id=job_id))
+    except FleetError:
+        return ""
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """scontrol's ``Key=Value`` words (a value runs to the next word holding
+    '='; Command= and paths may hold spaces)."""
+    out: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(("Command=", "WorkDir=", "StdErr=", "StdIn=", "StdOut=",
+                            "Comment=")):
+            key, _, value = line.partition("=")
+            out.append((key, value))
+            continue
+        for word in line.split(" "):
+            if "=" in word:
+                key, _, value = word.partition("=")
+                out.append((key, value))
+            elif out:
+                out[-1] = (out[-1][0], out[-1][1] + " " + word)
+    return out
+
+
+def output(job_id: str, offset: int, which: str = "stdout") -> dict:
+    """A job's output from ``offset``: the mechanism of ``fleetslurm tail``."""
+    return call("read_output", id=job_id, offset=offset, which=which)
+
+
+def history(hours: float = 24) -> dict:
+    """The History page's aggregates (SQLite's), and each machine's declared
+    CPUs: its utilization is its CPU-hours over CPUs x hours."""
+    stats = call("dashboard_stats", hours=hours)
+    stats["cpus"] = {n["name"]: n["cpus"] for n in call("nodes")["nodes"]}
+    return stats
+
+
+def action(name: str, job_id: str) -> dict:
+    """A button: the controller's op, as the CLI calls it; the controller
+    decides (it refuses others' jobs as it refuses the CLI). Returns
+    ``{"ok": bool, "message": text}``."""
+    from ..errors import FleetError
+
+    if name not in ACTIONS:
+        return {"ok": False, "message": f"unknown action {name!r}"}
+    op, extra = ACTIONS[name]
+    try:
+        reply = call(op, ids=[str(job_id)], **extra)
+    except FleetError as exc:
+        return {"ok": False, "message": str(exc)}
+    errs = (reply or {}).get("errors") or []
+    if errs:
+        return {"ok": False, "message": "; ".join(errs)}
+    return {"ok": True, "message": f"{name}: job {job_id}"}

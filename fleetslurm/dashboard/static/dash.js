@@ -1,0 +1,94 @@
+// fleetslurm dashboard: live fragments over server-sent events, the action
+// buttons, a job's output as it grows, and the uPlot charts. No framework:
+// the server renders every fragment; this file only puts them in place.
+"use strict";
+(function () {
+  const token = document.querySelector('meta[name="token"]').content;
+  const withToken = (url) => url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+  const live = document.getElementById("live");
+  const flash = document.getElementById("flash");
+
+  function say(text, ok) {
+    flash.textContent = text;
+    flash.className = ok ? "ok" : "refused";
+  }
+
+  // a fragment the server re-renders and pushes when it changes
+  document.querySelectorAll("[data-sse]").forEach((el) => {
+    const src = new EventSource(withToken(el.dataset.sse));
+    src.addEventListener("html", (ev) => {
+      el.innerHTML = ev.data;
+      drawSparks(el);
+      live.className = "on";
+    });
+    src.onerror = () => { live.className = "off"; };
+  });
+
+  // output: appended as it comes, until the job has ended
+  document.querySelectorAll("pre[data-output]").forEach((out) => {
+    const src = new EventSource(withToken(out.dataset.output));
+    src.addEventListener("data", (ev) => {
+      out.textContent += JSON.parse(ev.data);
+      out.scrollTop = out.scrollHeight;
+    });
+    src.addEventListener("end", () => { src.close(); out.classList.add("ended"); });
+    src.addEventListener("fail", (ev) => { src.close(); say(ev.data, false); });
+  });
+
+  // the buttons: the controller decides, the page shows its answer
+  document.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button[data-action]");
+    if (!b) return;
+    ev.preventDefault();
+    b.disabled = true;
+    try {
+      const r = await fetch("/api/action", {
+        method: "POST",
+        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+        body: JSON.stringify({ action: b.dataset.action, job: b.dataset.job }),
+      });
+      const reply = await r.json();
+      say(reply.message, reply.ok);
+    } catch (e) {
+      say(String(e), false);
+    } finally {
+      b.disabled = false;
+    }
+  });
+  window.fleetAction = async (action, job) => {  // for scripts and tests
+    const r = await fetch("/api/action", {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+      body: JSON.stringify({ action: action, job: String(job) }),
+    });
+    const reply = await r.json();
+    say(reply.message, reply.ok);
+    return reply;
+  };
+
+  function drawSparks(root) {
+    if (typeof uPlot === "undefined") return;
+    root.querySelectorAll(".spark[data-series]").forEach((el) => {
+      const s = JSON.parse(el.dataset.series);
+      if (s[0].length < 2) { el.textContent = "load: sampling…"; return; }
+      el.textContent = "";
+      new uPlot({ width: 260, height: 50, legend: { show: false }, cursor: { show: false },
+                  axes: [{ show: false }, { show: false }],
+                  series: [{}, { stroke: "#2a7", width: 1.5, fill: "rgba(40,160,110,.15)" }] },
+                s, el);
+    });
+  }
+  drawSparks(document);
+
+  const ph = document.getElementById("perhour");
+  if (ph && typeof uPlot !== "undefined") {
+    const d = JSON.parse(ph.dataset.chart);
+    const start = Math.floor(d.since / 3600) * 3600, hours = [];
+    for (let t = start; t <= d.now; t += 3600) hours.push(t);
+    const at = (rows) => { const m = new Map(rows); return hours.map((h) => m.get(h) || 0); };
+    new uPlot({ width: 900, height: 220,
+                series: [{}, { label: "started", stroke: "#27c", width: 2 },
+                         { label: "ended", stroke: "#c72", width: 2 }] },
+              [hours, at(d.started), at(d.ended)], ph);
+  }
+})();
