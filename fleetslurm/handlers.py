@@ -593,6 +593,16 @@ def requeue_task(ctl: "Controller", task: dict, now: float, why: str, hold: bool
 
 
 def node_fail(ctl: "Controller", task: dict, now: float, why: str) -> None:
+    if task.get("cancelled_by") is not None:
+        # cancelled while its machine did not answer: the cancel stands (a
+        # requeue would run again what its user cancelled); the run, if it
+        # still lives, is named unwanted at the machine's next hello
+        from .ops import finish_cancel
+
+        if task["run_key"]:
+            ctl.store.update_step(task["run_key"], state="CANCELLED", end_time=now)
+        finish_cancel(ctl, task, task["cancelled_by"], now)
+        return
     job = ctl.store.job(task["job_id"])
     if job and job["spec"].get("requeue", True):
         if task["run_key"]:

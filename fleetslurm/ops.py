@@ -296,9 +296,11 @@ def cancel_task(ctl: "Controller", task: dict, uid: int, now: float,
         link = ctl.links.get(task["node"])
         if link is not None and link.status == "up":
             ctl.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 15})
-            return
-        # the machine is unreachable: record the cancel now; a late result is ignored
-        # and a still-running process is killed when the machine is back
+            if task["node"] not in ctl._not_responding:
+                return
+        # the machine is unreachable or not responding: record the cancel now
+        # (scancel must not wait node_timeout); a late result is ignored and a
+        # still-running process is killed when the machine is back
     finish_cancel(ctl, task, uid, now, reason)
 
 

@@ -328,3 +328,35 @@ def test_a_drained_machine_that_stops_answering_and_returns_stays_drained(tmp_pa
         assert (f.task(job)["state"], f.task(job)["restart_count"]) == ("RUNNING", 0)
     finally:
         f.close()
+
+
+def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_path) -> None:
+    """scancel of a job on a not-responding machine is CANCELLED at once, and
+    node_timeout later the job is not requeued and run again (the cancel
+    stood as a flag on a RUNNING job, and NODE_FAIL requeued it); the run is
+    stopped once the machine answers again."""
+    from fleetslurm.controller import _Pending
+
+    f = Fleet(tmp_path)
+    try:
+        job, key = _running_on_m1(f)
+        f.fakes["m1"].freeze()
+        f.run_for(3 * HB + 1)
+        assert f.node("m1")["responding"] is False
+        p = _Pending("cancel", {"ids": [str(job)]}, os.getuid())
+        f.ctl.inbox.put(("rpc", p))
+        f.run_for(0.2)
+        assert p.error is None
+        assert f.task(job)["state"] == "CANCELLED"
+        f.run_for(TIMEOUT + 1)  # past node_timeout: m1 is DOWN
+        task = f.task(job)
+        assert (task["state"], task["restart_count"], f.starts(job)) == ("CANCELLED", 0, 1)
+        f.fakes["m1"].thaw()
+        f.pump(lambda: f.node("m1")["responding"], 0.1)
+        f.run_for(1)
+        cancels = [r for r in f.fakes["m1"].requests if r.get("op") == "cancel"]
+        unwanted = [k for h in f.hellos("m1") for k in h.get("unwanted") or ()]
+        assert key in [r.get("key") for r in cancels] + unwanted
+        assert f.task(job)["state"] == "CANCELLED" and f.starts(job) == 1
+    finally:
+        f.close()

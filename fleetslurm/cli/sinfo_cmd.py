@@ -28,14 +28,16 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"sinfo: error: {text}\n")
     iterate = iterate_seconds(opts.get("iterate"), "Error: invalid entry for --iterate={}",
                               PROG)
-    with client() as c:
-        while True:
-            sys.stdout.write(_text(opts, c.call("nodes"), fmt, fit, bool(iterate)))
-            if iterate is None:
-                return 0
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-            time.sleep(iterate)
+    while True:
+        # a connection per report: the controller closes one idle for 60 s
+        with client() as c:
+            reply = c.call("nodes")
+        sys.stdout.write(_text(opts, reply, fmt, fit, bool(iterate)))
+        if iterate is None:
+            return 0
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        time.sleep(iterate)
 
 
 def _text(opts: dict, reply: dict, fmt: str, fit: bool, iterating: bool) -> str:

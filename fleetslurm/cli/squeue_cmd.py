@@ -86,24 +86,25 @@ def main(argv: list[str]) -> int:
     header = not opts.get("noheader")
     # the controller sorts and renders (10,000 jobs cross the socket as text)
     query.update(format=fmt, header=header)
-    with client() as c:
-        while True:
-            now = time.time()
+    while True:
+        now = time.time()
+        # a connection per report: the controller closes one idle for 60 s
+        with client() as c:
             reply = c.call("squeue", **dict(query, now=now))
-            if query.get("ids") and not reply["known"]:
-                from ..errors import InvalidJobId
+        if query.get("ids") and not reply["known"]:
+            from ..errors import InvalidJobId
 
-                raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
-            # -l and -i print the time first, above the header (none with -h)
-            dated = header and (opts.get("long") or iterate)
-            text = (time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now))
-                    if dated else "") + reply["text"]
-            if iterate is None:
-                sys.stdout.write(text)
-                return 0
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
-            time.sleep(iterate)
+            raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
+        # -l and -i print the time first, above the header (none with -h)
+        dated = header and (opts.get("long") or iterate)
+        text = (time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now))
+                if dated else "") + reply["text"]
+        if iterate is None:
+            sys.stdout.write(text)
+            return 0
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        time.sleep(iterate)
 
 
 def _format(opts: dict) -> str:
