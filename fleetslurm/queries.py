@@ -191,7 +191,11 @@ class Queries:
             records = [r for r in records if wanted & set(r.get("nodes") or [])]
         # squeue's default order P,t,-p (squeue_fmt.default_sort_key)
         records.sort(key=squeue_fmt.default_sort_key)
-        text = squeue_fmt.render(str(args["format"]), records,
+        # -O text comes as itself and a flag (a request carries no NUL)
+        fmt = str(args["format"])
+        if args.get("format_long"):
+            fmt = squeue_fmt.long_format(fmt)
+        text = squeue_fmt.render(fmt, records,
                                  now=float(args.get("now") or time.time()),
                                  header=bool(args.get("header", True)), keeper=self.memo)
         # squeue -j of ids nobody knows is an error; of jobs long finished, not
@@ -202,7 +206,7 @@ class Queries:
         # clock; an in-memory store (tests) has no snapshot, and a request rolled
         # back there can bring the change count back to a value already seen
         if not args.get("states") and store.path != ":memory:" and \
-                squeue_fmt.timeless(str(args["format"]), records):
+                squeue_fmt.timeless(fmt, records):
             with self._lock:
                 if len(self._squeue_texts) >= 8:
                     self._squeue_texts.clear()

@@ -173,7 +173,8 @@ FIELDS: dict[str, Any] = {
                     Annotated[list[Any], Field(max_length=1024)]],
     **{flag: StrictBool for flag in ("batch", "full", "verbose", "hold", "user", "eof", "raw",
                                      "steps", "squeue", "header", "one_liner", "per_task",
-                                     "records_only", "allocations_only", "group_arrays")},
+                                     "records_only", "allocations_only", "group_arrays",
+                                     "format_long")},
 }
 _ADAPTERS = {name: TypeAdapter(Optional[kind]) for name, kind in FIELDS.items()}
 #: fields whose shape depends on the request, and the fields a request needs

@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
     parts = opts.get("partitions") or os.environ.get("SQUEUE_PARTITION")
     if parts:
         query["partitions"] = _split(parts)
-    fmt = _format(opts)
+    fmt, long = _format(opts)
     if opts.get("nodelist"):
         from ..slurm.hostlist import expand
 
@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
     iterate = iterate_seconds(opts.get("iterate"), "--iterate={}\n", PROG)
     header = not opts.get("noheader")
     # the controller sorts and renders (10,000 jobs cross the socket as text)
-    query.update(format=fmt, header=header)
+    query.update(format=fmt, format_long=long, header=header)
     while True:
         now = time.time()
         # a connection per report: the controller closes one idle for 60 s
@@ -107,10 +107,10 @@ def main(argv: list[str]) -> int:
         time.sleep(iterate)
 
 
-def _format(opts: dict) -> str:
-    """The format string for the controller: ``-o``, ``-O`` (as
-    :func:`squeue_fmt.long_format`), ``-l``'s or the default; invalid
-    fields are reported here, as squeue does, before any output."""
+def _format(opts: dict) -> "tuple[str, bool]":
+    """The format for the controller and whether it is ``-O`` text: ``-o``,
+    ``-O``, ``-l``'s or the default; invalid fields are reported here, as
+    squeue does, before any output."""
     from ..slurm import squeue_fmt
 
     if opts.get("format") and opts.get("format_long"):
@@ -118,13 +118,15 @@ def _format(opts: dict) -> str:
     if opts.get("format") and opts.get("long"):
         raise UsageError("fatal: Options -o(--format) and -l(--long) are mutually exclusive. "
                          "Please remove one and retry.", prog=PROG)
-    if opts.get("format_long"):
-        fmt = squeue_fmt.long_format(str(opts["format_long"]))
+    long = bool(opts.get("format_long"))
+    if long:
+        fmt = str(opts["format_long"])
     elif opts.get("format"):
         fmt = str(opts["format"])
     else:
         fmt = squeue_fmt.LONG_FORMAT if opts.get("long") else squeue_fmt.DEFAULT_FORMAT
-    for text in squeue_fmt.format_warnings(squeue_fmt.parse_format(fmt)):
+    parsed = squeue_fmt.parse_format(squeue_fmt.long_format(fmt) if long else fmt)
+    for text in squeue_fmt.format_warnings(parsed):
         sys.stderr.write(f"squeue: error: {text}\n")
-    return fmt
+    return fmt, long
 
