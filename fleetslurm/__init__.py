@@ -20,7 +20,7 @@ _EXPORTS = {
     "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
     "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
     "FileMissing": "errors", "FileUnreadable": "errors", "AuthenticationFailed": "errors",
-    "TransferCorrupt": "errors",
+    "TransferCorrupt": "errors", "WorkdirTaken": "errors",
     "HostKeyError": "errors", "SerializationError": "errors",
     # data
     "JobState": "model", "JobRecord": "model", "NodeRecord": "model",
