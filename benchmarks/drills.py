@@ -153,29 +153,54 @@ def drill_load(env: dict, home: Path, work: Path, runs: Path, submitters: int,
 
 
 def drill_kill(env: dict, home: Path, work: Path, runs: Path, jobs: int, kills: int) -> dict:
-    ids = []
-    for _ in range(jobs):
-        proc = cli(env, work, "sbatch", "--parsable", "-o", "/dev/null",
-                   "--wrap", job_script(runs, 0.2))
-        if proc.returncode == 0:
-            ids.append(int(proc.stdout.strip()))
-    done_kills = 0
-    for _ in range(kills):
-        time.sleep(2)
-        pid = controller_pid(home)
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                done_kills += 1
-            except ProcessLookupError:
-                pass
-        time.sleep(0.5)
-        cli(env, work, "squeue", "-h")  # the next command starts a new controller
+    """Submit ``jobs`` jobs one after another while another thread kills the
+    controller with SIGKILL ``kills`` times, 2 s apart (the next command
+    starts a new controller, as a user's would)."""
+    import threading
+
+    done_kills = [0]
+    submitting = threading.Event()
+    submitting.set()
+
+    def killer() -> None:
+        for _ in range(kills):
+            time.sleep(2)
+            if not submitting.is_set():
+                return
+            pid = controller_pid(home)
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    done_kills[0] += 1
+                except ProcessLookupError:
+                    pass
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    ids, refused = [], 0
+    try:
+        for _ in range(jobs):
+            proc = cli(env, work, "sbatch", "--parsable", "-o", "/dev/null",
+                       "--wrap", job_script(runs, 0.5))
+            if proc.returncode == 0:
+                ids.append(int(proc.stdout.strip()))
+            else:
+                refused += 1  # the controller died under this very command
+    finally:
+        submitting.clear()
+        thread.join()
     recs = {r["job_id"]: r for r in wait_all_final(home, env, work, 900)}
     counts = run_counts(runs)
     lost = [j for j in ids if recs.get(j, {}).get("state") != "COMPLETED" or j not in counts]
     doubled = [j for j in ids if counts.get(j, 0) > recs.get(j, {}).get("restart_count", 0) + 1]
-    return {"jobs": len(ids), "kills": done_kills, "lost": len(lost), "doubled": len(doubled),
+    # a refused sbatch must have stored nothing: every job that ran was accepted
+    strays = sorted(set(counts) - set(ids))
+    # and recorded nothing either (a job stored while its sbatch said it failed
+    # would run once its user, told otherwise, submitted it again)
+    unreported = sorted(set(recs) - set(ids))
+    return {"jobs": len(ids), "sbatch refused while killed": refused, "kills": done_kills[0],
+            "lost": len(lost), "doubled": len(doubled), "ran but never accepted": len(strays),
+            "stored but reported refused": len(unreported),
             "requeued": sum(recs.get(j, {}).get("restart_count", 0) > 0 for j in ids)}
 
 
@@ -211,16 +236,19 @@ def drill_bad_input(env: dict, work: Path) -> dict:
                   if (real_sbatch_accepts(args, work)) != (args in zero)]
         figures["same accept/refuse as real SLURM"] = f"{len(cases) - len(differ)}/{len(cases)}"
         for args in differ:
-            print(f"  real SLURM {'refuses' if args in zero else 'accepts'}: "
-                  f"sbatch {' '.join(a if len(a) < 40 else a[:37] + '...' for a in args)}")
+            print(f"  real SLURM {'refuses' if args in zero else 'accepts'}: sbatch {_shown(args)}")
     for args in tracebacks + internal:
         print(f"  bad input gave a traceback or internal error: sbatch {args}")
     for args in zero:
-        print(f"  accepted: sbatch {' '.join(a if len(a) < 40 else a[:37] + '...' for a in args)}")
+        print(f"  accepted: sbatch {_shown(args)}")
     return figures
 
 
 SLURM_BIN = Path("/usr/bin")
+
+
+def _shown(args: list[str]) -> str:
+    return " ".join(repr(a)[1:-1] if len(a) < 40 else repr(a[:37])[1:-1] + "..." for a in args)
 
 
 def slurm_answers() -> bool:
@@ -279,6 +307,8 @@ def main() -> int:
                 cli(env, work, "controller", "stop")
             print(f"{name:10s} " + ", ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
             failed |= bool(figures.get("lost") or figures.get("doubled")
+                           or figures.get("ran but never accepted")
+                           or figures.get("stored but reported refused")
                            or figures.get("tracebacks") or figures.get("internal errors")
                            or figures.get("controller answers after") is False
                            or figures.get("ran (file found)", figures.get("accepted"))

@@ -18,7 +18,7 @@ _EXPORTS = {
     "ConfigError": "errors", "SubmitError": "errors", "JobError": "errors",
     "InvalidJobId": "errors", "AccessDenied": "errors",
     "RemoteJobError": "errors", "JobTimeout": "errors", "StoreError": "errors",
-    "ControllerError": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
+    "ControllerError": "errors", "ControllerLost": "errors", "TransportError": "errors", "NodeUnreachable": "errors",
     "FileMissing": "errors", "FileUnreadable": "errors", "AuthenticationFailed": "errors",
     "TransferCorrupt": "errors", "WorkdirTaken": "errors",
     "HostKeyError": "errors", "SerializationError": "errors",

@@ -14,6 +14,7 @@
     │   └── JobTimeout        waiting for a job took longer than the caller allowed
     ├── StoreError            the state store or the state directory cannot be used
     ├── ControllerError       the controller cannot be reached or answered badly
+    │   └── ControllerLost    the connection ended before the answer came
     ├── TransportError        a machine cannot be reached or used
     │   ├── NodeUnreachable   network/connection failure
     │   ├── FileMissing       a file asked for is not on the machine
@@ -41,6 +42,7 @@ __all__ = [
     "JobTimeout",
     "StoreError",
     "ControllerError",
+    "ControllerLost",
     "TransportError",
     "NodeUnreachable",
     "FileMissing",
@@ -141,6 +143,11 @@ class StoreError(FleetError):
 
 class ControllerError(FleetError):
     """The controller cannot be reached, or its answer cannot be understood."""
+
+
+class ControllerLost(ControllerError):
+    """The connection to the controller ended before its answer came (it
+    died, or was stopped): the request may or may not have been carried out."""
 
 
 class TransportError(FleetError):

@@ -29,6 +29,12 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     from .slurm.arrays import parse_array_set
     from .slurm.jobspec import build_spec
 
+    token = args.get("token")
+    if token:
+        made = ctl.store.job_of_token(uid, token)
+        if made is not None:  # sent again after a lost connection: the same job
+            return {"job_id": made, "cluster": ctl.config.cluster_name}
+
     spec = build_spec(args.get("options") or {}, script=args["script"],
                       script_args=list(args.get("script_args") or []),
                       env=args.get("env") or {}, cwd=args["cwd"],
@@ -101,6 +107,8 @@ def op_submit(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
     # one id for the job, or for the whole array: its tasks get theirs as they start
     job_id = ctl.store.allocate_ids(1)
     ctl.store.add_job(job_id, uid, user, now, spec, args["script"], spec["array"])
+    if token:
+        ctl.store.add_token(uid, token, job_id)
     ctl.store.add_task(job_id, job_id, None, req, now, spec["hold"], array_pending=pending)
     if spec["dependency"]:
         ctl.store.update_task(job_id, dep_shown=first_shown(ctl.store, spec["dependency"]))

@@ -63,11 +63,11 @@ class Client:
                 f"the controller did not answer {op!r} within {self._sock.gettimeout():g} s; "
                 "see `fleetslurm controller status` and its log") from exc
         except OSError as exc:
-            raise errors.ControllerError(
+            raise errors.ControllerLost(
                 f"lost the connection to the controller ({exc.strerror}); "
                 "see `fleetslurm controller status`") from exc
         if not line:
-            raise errors.ControllerError(
+            raise errors.ControllerLost(
                 "the controller closed the connection; see `fleetslurm controller status` "
                 "and its log")
         reply = json.loads(line)

@@ -106,6 +106,8 @@ class SubmitArgs(BaseModel):
     srun: Optional[StrictBool] = None
     stdin_stream: Optional[StrictBool] = None
     stage: Optional[dict[StrictStr, Any]] = None
+    #: the submission's own id (a resent request gets the job it made, once)
+    token: Optional[Annotated[Text, Field(min_length=16, max_length=64)]] = None
 
 
 def _describe(exc: ValidationError) -> str:

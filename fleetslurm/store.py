@@ -173,6 +173,17 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (account, user)
     );
     """,
+    # 8: the token of each submission that sent one: a submission resent after
+    # its connection was lost (the controller killed before it answered) gets
+    # the job it already made, not a second one
+    """
+    CREATE TABLE submit_tokens (
+        token  TEXT NOT NULL,
+        uid    INTEGER NOT NULL,
+        job_id INTEGER NOT NULL REFERENCES jobs(job_id),
+        PRIMARY KEY (uid, token)
+    );
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -336,6 +347,16 @@ class Store(BulkQueries, StatsQueries):
                 "account) VALUES (?,?,?,?,?,?,?,?)",
                 (job_id, uid, user, submit_time, array_spec, json.dumps(spec), script,
                  spec.get("account") or ""))
+
+    def job_of_token(self, uid: int, token: str) -> Optional[int]:
+        """The job a submission of ``uid`` with this token made, if any."""
+        row = self._x("SELECT job_id FROM submit_tokens WHERE uid=? AND token=?",
+                      (uid, token)).fetchone()
+        return None if row is None else int(row[0])
+
+    def add_token(self, uid: int, token: str, job_id: int) -> None:
+        self._x("INSERT INTO submit_tokens(token, uid, job_id) VALUES (?,?,?)",
+                (token, uid, job_id))
 
     def add_task(self, task_id: int, job_id: int, array_index: Optional[int], req: dict,
                  submit_time: float, held: bool, state: str = "PENDING",

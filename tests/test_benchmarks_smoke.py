@@ -63,3 +63,15 @@ def test_bench_transfer(tmp_path):
     assert re.search(r"fleetslurm / scp: [\d.]+x", out), out
     assert re.search(r"squeue round trip p50: [\d.]+ ms idle, [\d.]+ ms while", out), out
     assert re.search(r"squeue -t all command p50: [\d.]+ ms idle", out), out
+
+
+def test_drills(tmp_path):
+    """The drills run and find nothing lost, doubled or crashed (the script
+    exits 1 if they do)."""
+    out = _run(tmp_path, "drills.py", "--submitters", "2", "--per-submitter", "3",
+               "--crash-jobs", "12", "--kills", "1")
+    assert re.search(r"load +submitted 6, accepted 6, distinct ids 6, completed 6, "
+                     r"ran \(file found\) 6", out), out
+    assert re.search(r"kill -9 +jobs 12, .*lost 0, doubled 0, ran but never accepted 0, "
+                     r"stored but reported refused 0", out), out
+    assert re.search(r"bad input +cases \d+, tracebacks 0, internal errors 0", out), out

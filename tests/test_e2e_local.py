@@ -507,3 +507,30 @@ def test_explain_says_why(fleet):
         f"job {done} ended FAILED (3:0)")
     bad = fleet.run("explain", "99999")
     assert bad.returncode == 1 and "Invalid job id specified" in bad.stderr
+
+
+def test_a_submission_sent_again_after_a_lost_answer_makes_one_job(fleet):
+    """A controller killed after it stored a job but before it answered: sbatch
+    sends the same submission again (to the controller the next command
+    starts) and its token gives back the job already made, never a second."""
+    import secrets
+
+    token = secrets.token_hex(16)
+    request = dict(options={"wrap": "true", "output": "/dev/null"}, script="#!/bin/sh\ntrue\n",
+                   script_args=[], env={"PATH": "/usr/bin:/bin"}, cwd=str(fleet.work),
+                   script_name="wrap", token=token)
+    first = fleet.sbatch("-o", "/dev/null", "--wrap", "true")  # starts the controller
+    with fleet.client() as c:
+        made = c.call("submit", **request)["job_id"]
+        again = c.call("submit", **request)["job_id"]
+    assert made == again and made != first
+    os.kill(fleet.controller_pid(), signal.SIGKILL)
+    time.sleep(0.3)
+    fleet.run("squeue", check=True)  # a new controller
+    with fleet.client() as c:
+        assert c.call("submit", **request)["job_id"] == made  # kept over the restart
+        other = c.call("submit", **dict(request, token=secrets.token_hex(16)))["job_id"]
+    assert other not in (made, first)
+    with fleet.client() as c:
+        ids = sorted(r["job_id"] for r in c.call("jobs", steps=False))
+    assert ids == sorted({first, made, other})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 
@@ -93,13 +94,14 @@ def main(argv: list[str]) -> int:
     from ..umask import with_umask
     from .common import client
 
-    with client() as c:
-        reply = c.call("submit", options=opts, script=script, script_args=script_args,
-                       env=with_umask(os.environ), cwd=os.getcwd(),
-                       submit_host=socket.gethostname(),
-                       script_name=name, uid=os.getuid(), gid=os.getgid(),
-                       prio_process=os.getpriority(os.PRIO_PROCESS, 0),
-                       command=command_text(positionals) if wrap is None else "")
+    request = dict(options=opts, script=script, script_args=script_args,
+                   env=with_umask(os.environ), cwd=os.getcwd(),
+                   submit_host=socket.gethostname(),
+                   script_name=name, uid=os.getuid(), gid=os.getgid(),
+                   prio_process=os.getpriority(os.PRIO_PROCESS, 0),
+                   command=command_text(positionals) if wrap is None else "",
+                   token=secrets.token_hex(16))
+    reply = submit_once(client, request)
     job_id = reply["job_id"]
     if opts.get("parsable"):
         if opts.get("clusters"):
@@ -128,3 +130,19 @@ def wait_for(job_id: int) -> int:
             sigs = [r.get("exit_signal") or 0 for r in recs]
             return max(codes) if any(codes) else (1 if any(sigs) else 0)
         time.sleep(0.5)
+
+
+def submit_once(client, request: dict, attempts: int = 3) -> dict:
+    """Send a submission; when the connection is lost before the answer (the
+    controller died under it), send it again to the controller the next
+    command starts: its token makes the same job, never a second one."""
+    from ..errors import ControllerLost
+
+    for attempt in range(attempts):
+        try:
+            with client() as c:
+                return c.call("submit", **request)
+        except ControllerLost:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
