@@ -16,11 +16,12 @@ error mapping; a mismatch raises TransferCorrupt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import posixpath
 import shlex
 import socket
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 from ..errors import TransferCorrupt, TransportError
 from .chunked import CHUNK, ReceivingFile, Transferred, part_path, send_from
@@ -80,6 +81,21 @@ def _close(chan: Any) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _copying(t: "SSHTransport", chan: Any, doing: str) -> Iterator[None]:
+    """Around a copy over ``chan``: what fails is raised as :func:`_mapped`
+    says, and the channel is closed whatever happens."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = _mapped(t, exc, doing)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+    finally:
+        _close(chan)
+
+
 def _read_all(recv: Callable[[int], bytes]) -> bytes:
     out = b""
     while True:
@@ -116,7 +132,7 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
     doing = f"copying {path}"
     with ReceivingFile(dest) as home:
         chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset)
-        try:
+        with _copying(t, chan, doing):
             while True:
                 data = chan.recv(CHUNK)
                 if not data:
@@ -126,13 +142,6 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
                 home.write(data)
             record = _read_all(chan.recv_stderr)
             info = _outcome(t, chan, record, path, doing, "read")
-        except Exception as exc:
-            mapped = _mapped(t, exc, doing)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        finally:
-            _close(chan)
         return home.finish(int(info["size"]), str(info["sha256"]), t.node, f"{path}")
 
 
@@ -154,18 +163,11 @@ def put_file(t: "SSHTransport", src: BinaryIO, path: str, mode: int) -> Transfer
     # (the first window's bytes are taken while the program there still
     # hashes the part: the longer wait holds for the whole copy)
     chan = _open(t, [RECV, part, str(offset), f"{mode & 0o7777:o}"], doing, offset)
-    try:
+    with _copying(t, chan, doing):
         size, sha = send_from(src, offset, chan.sendall)
         chan.shutdown_write()
         record = _read_all(chan.recv)
         info = _outcome(t, chan, record or _read_all(chan.recv_stderr), part, doing, "write")
-    except Exception as exc:
-        mapped = _mapped(t, exc, doing)
-        if mapped is exc:
-            raise
-        raise mapped from exc
-    finally:
-        _close(chan)
     if int(info["size"]) != size or info["sha256"] != sha:
         with t._sftp_lock:
             try:
