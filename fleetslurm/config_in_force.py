@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -39,11 +38,9 @@ def identity(path: Optional[Path]) -> dict:
 
 def record(paths: StatePaths, ident: dict) -> None:
     """Write the controller's record (0600, whole or not at all)."""
-    tmp = paths.config_copy.with_name(f".{paths.config_copy.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(ident, f)
-    os.replace(tmp, paths.config_copy)
+    from .staging import write_private
+
+    write_private(str(paths.config_copy), json.dumps(ident).encode())
 
 
 def in_force(paths: StatePaths) -> Optional[dict]:

@@ -13,7 +13,6 @@ store by the RPC threads; changes go through ``step``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import queue
 import threading
@@ -30,6 +29,7 @@ from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDra
 from .slurm import SLURM_VERSION
 from .store import Store
 from .transport.base import Transport
+from .views import user_name
 
 __all__ = ["Controller"]
 
@@ -46,17 +46,6 @@ class _Pending:
         self.result: Any = None
         self.error: Optional[BaseException] = None
 
-
-
-@functools.lru_cache(maxsize=1)
-def _user_name() -> str:
-    """This process's user, by name (its uid where it has none)."""
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 class Controller:
     """Owns the store, the scheduler state and one NodeLink per machine."""
@@ -459,7 +448,7 @@ class Controller:
                 else None
             out.append({
                 "name": name, "hostname": m.address, "reason": reason,
-                "reason_time": set_at, "reason_user": _user_name() if reason else None,
+                "reason_time": set_at, "reason_user": user_name(os.getuid()) if reason else None,
                 "reason_uid": os.getuid() if reason else None,
                 **self._usage_fields(name, facts, now),
                 "cpus": spec.cpus, "mem_mb": spec.mem_mb,
