@@ -532,6 +532,21 @@ class Controller:
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
+        self._refuse_waiting()
+
+    def _refuse_waiting(self) -> None:
+        """Requests that reached the inbox after the last round get an error,
+        not a wait until their caller's timeout: nobody serves the inbox now."""
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if item[0] == "rpc":
+                item[1].error = errors.ControllerLost(
+                    "the controller stopped before it answered; run the command again "
+                    "(it starts one)")
+                item[1].event.set()
 
     def stop(self) -> None:
         self._stopping = True

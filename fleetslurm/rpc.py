@@ -210,6 +210,7 @@ class Server:
         self._big = threading.BoundedSemaphore(big_slots or self.BIG_SLOTS)
         self._lock = threading.Condition()  # notified when a connection closes
         self._open: dict[int, int] = {}  # uid -> open connections
+        self._answering = 0  # requests read and not yet answered
         private_dir(path.parent)
         try:
             path.unlink()
@@ -228,13 +229,23 @@ class Server:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, drain: float = 5.0) -> None:
+        """Stop accepting; wait up to ``drain`` seconds for the requests being
+        answered to get their answers out. Without the wait a ``shutdown``'s
+        own answer raced the process's exit and the caller read a closed
+        connection instead of its "ok"."""
+        import time
+
         self._closed = True
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self._sock.close()
+        deadline = time.monotonic() + drain
+        with self._lock:
+            while self._answering and time.monotonic() < deadline:
+                self._lock.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
             parked = [c for waiting in self._parked.values() for c in waiting]
             self._parked.clear()
@@ -375,9 +386,16 @@ class Server:
                     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                         raise _Refused("malformed request: each line must be a JSON object "
                                        '{"op": NAME, "args": {...}}') from None
-                    reply = self._call(op, args or {}, uid)
-                    conn.sendall(json.dumps(reply, separators=(",", ":"), default=str).encode()
-                                 + b"\n")
+                    with self._lock:
+                        self._answering += 1
+                    try:
+                        reply = self._call(op, args or {}, uid)
+                        conn.sendall(json.dumps(reply, separators=(",", ":"),
+                                                default=str).encode() + b"\n")
+                    finally:
+                        with self._lock:
+                            self._answering -= 1
+                            self._lock.notify_all()
                 finally:
                     if big:
                         self._big.release()

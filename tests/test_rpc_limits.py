@@ -206,3 +206,45 @@ def test_a_malformed_line_is_answered_and_the_connection_closed(tmp_path, line):
         assert server.calls == []  # type: ignore[attr-defined]
     finally:
         server.close()
+
+
+_EXITING_SERVER = """
+import os, sys, threading, time
+from pathlib import Path
+from fleetslurm.rpc import Server
+
+asked = threading.Event()
+def handler(op, args, uid):
+    asked.set()
+    time.sleep(0.3)  # the answer is still on its way when the process ends
+    return "bye"
+server = Server(Path(sys.argv[1]), handler)
+server.start()
+print("ready", flush=True)
+asked.wait()
+server.close()
+os._exit(0)  # as the controller's process ends once its loop returns
+"""
+
+
+def test_an_answer_in_flight_goes_out_before_the_process_ends(tmp_path):
+    """``shutdown``'s own answer raced the controller's exit (CI saw
+    "the controller closed the connection" from ``scontrol reconfigure``):
+    close() waits for the answers being made."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.sock"
+    proc = subprocess.Popen([sys.executable, "-c", _EXITING_SERVER, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(str(path))
+        sock.sendall(b'{"op":"shutdown","args":{}}\n')
+        sock.settimeout(10)
+        reply = sock.makefile("rb").readline()
+        assert json.loads(reply) == {"ok": True, "result": "bye"}
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
