@@ -47,11 +47,19 @@ def test_bench_slurm_scale(tmp_path):
     assert re.search(r"\(3\) sacct -S over 300 finished jobs .*: [\d.]+ ms \(600 lines\)", out), out
 
 
-@pytest.mark.skipif(shutil.which("parallel") is None,
-                    reason="GNU parallel is not installed (apt-get install parallel)")
+@pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="needs openssh-server")
 def test_bench_fleet(tmp_path):
-    out = _run(tmp_path, "bench_fleet.py", "--jobs", "40")
-    assert re.search(r"fleetslurm / GNU parallel: [\d.]+x", out), out
+    """Every runner's jobs are counted: fleetslurm's all ran (else the script
+    exits 1); a peer either ran all or is reported LOST, never with a rate."""
+    out = _run(tmp_path, "bench_fleet.py", "--jobs", "40", "--parallel-timeout", "10")
+    for label in ("fleetslurm \\(output copied home\\)", "fleetslurm \\(shared_fs: true\\)",
+                  "ssh channel per job, ControlMaster", "ceiling: xargs -P 16 sh -c"):
+        assert re.search(label + r" +40 jobs, 40 ran, in +[\d.]+ s -> +[\d.]+ jobs/s", out), out
+    if shutil.which("parallel"):
+        assert re.search(r"GNU parallel -M --sshlogin +(40 jobs, 40 ran|LOST \d+ of 40 jobs)",
+                         out), out
+    assert re.search(r"fleetslurm \(output copied\): [\d.]+ of the ceiling, [\d.]+x the ssh "
+                     r"channel peer", out), out
 
 
 @pytest.mark.skipif(shutil.which("scp") is None or not Path("/usr/sbin/sshd").exists(),
