@@ -15,7 +15,6 @@ paramiko is imported inside functions only: the CLI must not pay for it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import re
 import shlex
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
 from . import ssh_stream, ssh_tuning
-from .base import AgentChannel, Transferred, Transport, agent_source
+from .base import (AGENT_FILE_RE, AgentChannel, Transferred, Transport, agent_file_name,
+                   agent_source)
 from .ssh_files import SFTPFiles, file_error, link_lost
 from .ssh_route import _Hop, route
 from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
@@ -44,7 +44,6 @@ __all__ = ["SSHTransport", "fingerprint", "host_pattern", "record_host_key"]
 log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
-_AGENT_RE = re.compile(r"agent-[0-9a-f]{12}\.py\Z")
 #: in a workdir: which fleet uses it (see SSHTransport.owner)
 OWNER_FILE = "fleet-owner.json"
 _PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
@@ -398,10 +397,11 @@ class SSHTransport(Transport):
                            "changing): is another fleet starting on it?", self.node)
 
     def _install_agent(self, files: SFTPFiles, workdir: str) -> str:
-        """Copy the agent as ``agent-<sha256[:12]>.py`` unless it is there already."""
+        """Copy the agent archive as ``agent-<sha256[:12]>.pyz`` unless it is
+        there already, and remove older agents."""
         sftp = files.sftp
         src = agent_source()
-        name = f"agent-{hashlib.sha256(src).hexdigest()[:12]}.py"
+        name = agent_file_name(src)
         path = f"{workdir}/{name}"
         try:
             if sftp.stat(path).st_size == len(src):
@@ -411,7 +411,7 @@ class SSHTransport(Transport):
         files.write(path, src, 0o600)
         self.agent_uploads += 1
         for old in sftp.listdir(workdir):
-            if _AGENT_RE.match(old) and old != name:
+            if AGENT_FILE_RE.match(old) and old != name:
                 try:
                     sftp.remove(f"{workdir}/{old}")  # a running agent has it loaded already
                 except OSError:
