@@ -171,3 +171,23 @@ def test_protocol_constructors_make_the_documented_messages() -> None:
                                                                   "result": {}}
     assert protocol.ev_ended(3, "1.0", {})["re"] == 3
     assert protocol.key_error("1.0") is None and protocol.key_error("../x")
+
+
+def test_embedded_default_finds_gpus_with_the_agents_query(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``node.facts`` (the embedded default's sizing) and the agent's FACTS
+    read nvidia-smi through one query: a fake nvidia-smi shows up in both."""
+    from fleetslurm.node.agent import host
+    from fleetslurm.node.facts import local_facts
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA A100-SXM4-40GB, GPU-aaaa, 40960'\n"
+                   "echo '1, NVIDIA A100-SXM4-40GB, GPU-bbbb, 40960.0'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    want = [{"index": 0, "name": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-aaaa", "memory_mb": 40960},
+            {"index": 1, "name": "NVIDIA A100-SXM4-40GB", "uuid": "GPU-bbbb", "memory_mb": 40960}]
+    assert local_facts()["gpus"] == want
+    assert host.machine_facts(str(tmp_path), str(tmp_path), 0.0, host.query_gpus())["gpus"] == want
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert local_facts()["gpus"] == []

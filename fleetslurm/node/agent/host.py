@@ -170,14 +170,19 @@ def query_gpus() -> List[Dict[str, Any]]:
     return gpus
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def machine_facts(workdir: str, jobs_dir: str, since: float,
                   gpus: List[Dict[str, Any]]) -> Dict[str, Any]:
     """FACTS: what the scheduler needs to know about this machine."""
     mem = _meminfo()
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     try:
         st = os.statvfs(workdir)
         disk_free = st.f_bavail * st.f_frsize // (1 << 20)
