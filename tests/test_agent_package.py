@@ -191,3 +191,29 @@ def test_embedded_default_finds_gpus_with_the_agents_query(tmp_path: Path,
     assert host.machine_facts(str(tmp_path), str(tmp_path), 0.0, host.query_gpus())["gpus"] == want
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
     assert local_facts()["gpus"] == []
+
+
+def test_local_transport_runs_the_archive_from_its_workdir(tmp_path: Path) -> None:
+    """LocalTransport puts the archive into the workdir under its hash (as SSH
+    does on a machine), runs it from there, and removes older agents (an
+    agent-*.py of before the archive, another version's .pyz)."""
+    from fleetslurm.transport.local import LocalTransport
+
+    wd = tmp_path / "w"
+    wd.mkdir()
+    (wd / "agent-0123456789ab.py").write_text("old agent")
+    (wd / "agent-ba9876543210.pyz").write_bytes(b"older archive")
+    (wd / "agent-notes.txt").write_text("not an agent: kept")
+    t = LocalTransport("n1", wd)
+    channel = t.start_agent()
+    try:
+        channel.send({"op": "hello", "id": 1})
+        msg = channel.recv()
+        assert msg is not None and msg["ev"] == "hello" and msg["facts"]["workdir"] == str(wd)
+    finally:
+        channel.close()
+    name = artifact.agent_file_name(artifact.agent_archive())
+    assert sorted(p.name for p in wd.iterdir() if p.name.startswith("agent-")) == [
+        name, "agent-notes.txt"]
+    assert (wd / name).read_bytes() == artifact.agent_archive()
+    assert (wd / name).stat().st_mode & 0o777 == 0o600

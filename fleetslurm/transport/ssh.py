@@ -29,7 +29,8 @@ from . import ssh_stream, ssh_tuning
 from .base import (AGENT_FILE_RE, AgentChannel, Transferred, Transport, agent_file_name,
                    agent_source)
 from .ssh_files import SFTPFiles, file_error, link_lost
-from .ssh_route import _Hop, route
+from .ssh_hop import Hop
+from .ssh_route import route
 from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
                            load_known_hosts, record_host_key, recorded_host_key)
 
@@ -163,7 +164,7 @@ class SSHTransport(Transport):
         self._clients: list[Any] = []          # jump hosts first, the machine last
         self._files: Optional[SFTPFiles] = None
 
-    def _hops(self) -> list[_Hop]:
+    def _hops(self) -> list[Hop]:
         """The jump hosts (ProxyJump) then the machine."""
         return route(self.node, self.machine)
 
@@ -182,7 +183,7 @@ class SSHTransport(Transport):
                 self._connect(self._hops())
             return self._clients[-1]
 
-    def _connect(self, hops: list[_Hop], scan: Optional[list] = None) -> None:
+    def _connect(self, hops: list[Hop], scan: Optional[list] = None) -> None:
         """Connect through ``hops``; with ``scan``, only fetch the last hop's host
         key into it, unchecked and unauthenticated (for ``nodes trust``)."""
         import paramiko
@@ -230,7 +231,7 @@ class SSHTransport(Transport):
             raise
 
     @staticmethod
-    def _socket(hop: _Hop) -> socket.socket:
+    def _socket(hop: Hop) -> socket.socket:
         sock = socket.create_connection((hop.host, hop.port), timeout=TIMEOUT)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for name, value in _TCP_OPTS:
@@ -238,7 +239,7 @@ class SSHTransport(Transport):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
         return sock
 
-    def _map(self, exc: BaseException, hop: _Hop, client: Any) -> TransportError:
+    def _map(self, exc: BaseException, hop: Hop, client: Any) -> TransportError:
         """The one place where connection errors become fleetslurm errors."""
         import paramiko
 
