@@ -127,6 +127,11 @@ def test_archive_runs_alone_under_an_isolated_python(tmp_path: Path, flags: list
                             cwd=str(tmp_path), env=env)
     try:
         hello = _ask(proc, {"op": "hello", "id": 1}, "hello")
+        # it re-executed itself as a lean interpreter that got the modules
+        # compiled (an fd, not "-") instead of compiling them in its own heap
+        argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:4] == [b"-I", b"-S", b"-c"] and argv[5] == str(pyz).encode()
+        assert argv[6].isdigit() and argv[7:9] == [b"--workdir", str(tmp_path / "w").encode()]
         assert set(hello) == {"ev", "re", *protocol.EVENTS["hello"][0]}
         assert hello["version"] == protocol.PROTOCOL_VERSION
         assert set(hello["facts"]) == set(protocol.EVENTS["facts"][0])
