@@ -181,7 +181,7 @@ def test_agent_is_uploaded_once_and_refreshed_when_it_changes(sshd_fleet, make_c
     t = ssh(fleet, "m1")
     t.start_agent().close()
     assert t.agent_uploads == 1
-    first = sorted(p.name for p in workdir.glob("agent-*.py"))
+    first = sorted(p.name for p in workdir.glob("agent-*.pyz"))
     assert len(first) == 1 and (workdir / first[0]).stat().st_mode & 0o777 == 0o600
     assert workdir.stat().st_mode & 0o777 == 0o700  # created private, parents too
     assert workdir.parent.stat().st_mode & 0o777 == 0o700
@@ -194,7 +194,7 @@ def test_agent_is_uploaded_once_and_refreshed_when_it_changes(sshd_fleet, make_c
     t.close()
     channel = t.start_agent()
     assert t.agent_uploads == 1
-    now = sorted(p.name for p in workdir.glob("agent-*.py"))
+    now = sorted(p.name for p in workdir.glob("agent-*.pyz"))
     assert len(now) == 1 and now != first  # the stale copy is removed
     assert hello(channel)[1]["facts"]["workdir"] == str(workdir)
     channel.close()

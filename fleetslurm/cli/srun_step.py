@@ -38,7 +38,7 @@ from .srun_record import Accounting, local_step_id, register
 
 PROG = "srun"
 #: the job's supervisor writes this into the job directory before it signals a
-#: job it is ending (cancel, time limit), see node/agent.py
+#: job it is ending (cancel, time limit), see node/agent/fsio.py
 STOPPING_FILE = "stopping"
 _FORCE = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 _FORWARD = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT, signal.SIGALRM,

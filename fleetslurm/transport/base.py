@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import abc
 import json
-from pathlib import Path
 from typing import BinaryIO, Optional
 
 from ..errors import TransportError
+from ..node.artifact import AGENT_FILE_RE, agent_archive, agent_file_name
 from .chunked import Transferred
 
-__all__ = ["AgentChannel", "Transport", "Transferred", "agent_source", "AGENT_PATH"]
-
-AGENT_PATH = Path(__file__).resolve().parent.parent / "node" / "agent.py"
+__all__ = ["AgentChannel", "Transport", "Transferred", "agent_source", "agent_file_name",
+           "AGENT_FILE_RE"]
 
 
 def agent_source() -> bytes:
-    """The node agent's code, as shipped to machines."""
-    return AGENT_PATH.read_bytes()
+    """The node agent as shipped to machines: one zip archive, run as
+    ``python3 <agent_file_name(it)> --workdir DIR`` (see ``node.artifact``)."""
+    return agent_archive()
 
 
 class AgentChannel(abc.ABC):

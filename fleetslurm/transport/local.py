@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Optional
 
 from ..errors import FileMissing, FileUnreadable, NodeUnreachable, TransportError
-from .base import AGENT_PATH, AgentChannel, Transport
+from .base import AGENT_FILE_RE, AgentChannel, Transport, agent_file_name, agent_source
 from .chunked import ReceivingFile, Transferred, part_path, send_from
 
 __all__ = ["LocalTransport"]
@@ -69,10 +69,11 @@ class LocalTransport(Transport):
     def start_agent(self) -> AgentChannel:
         try:
             os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+            agent = self._install_agent()
             log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
             try:
                 proc = subprocess.Popen(
-                    [self.python, str(AGENT_PATH), "--workdir", self.workdir],
+                    [self.python, agent, "--workdir", self.workdir],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                     close_fds=True,
                     # its own session: a terminal's Ctrl-C for the client that
@@ -86,6 +87,31 @@ class LocalTransport(Transport):
             raise TransportError(f"node {self.node}: cannot start the agent with "
                                  f"{self.python}: {exc.strerror}", self.node) from exc
         return _PipeChannel(self.node, proc)
+
+    def _install_agent(self) -> str:
+        """The agent archive in the workdir, as ``agent-<sha256[:12]>.pyz`` (written
+        unless it is there already), as SSHTransport puts it on a machine; older
+        agents there are removed (a running agent has read its archive already)."""
+        src = agent_source()
+        name = agent_file_name(src)
+        path = os.path.join(self.workdir, name)
+        try:
+            if os.stat(path).st_size == len(src):
+                return path
+        except FileNotFoundError:
+            pass
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(src)
+        os.replace(tmp, path)  # two starting at once each write a whole file
+        for old in os.listdir(self.workdir):
+            if AGENT_FILE_RE.match(old) and old != name:
+                try:
+                    os.unlink(os.path.join(self.workdir, old))
+                except OSError:
+                    pass
+        return path
 
     def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
         try:

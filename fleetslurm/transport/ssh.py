@@ -15,7 +15,6 @@ paramiko is imported inside functions only: the CLI must not pay for it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import re
 import shlex
@@ -27,9 +26,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
 from . import ssh_stream, ssh_tuning
-from .base import AgentChannel, Transferred, Transport, agent_source
+from .base import (AGENT_FILE_RE, AgentChannel, Transferred, Transport, agent_file_name,
+                   agent_source)
 from .ssh_files import SFTPFiles, file_error, link_lost
-from .ssh_route import _Hop, route
+from .ssh_hop import Hop
+from .ssh_route import route
 from .ssh_hostkeys import (HostKeyPolicy, changed_host_key_error, fingerprint, host_pattern,
                            load_known_hosts, record_host_key, recorded_host_key)
 
@@ -44,7 +45,6 @@ __all__ = ["SSHTransport", "fingerprint", "host_pattern", "record_host_key"]
 log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
-_AGENT_RE = re.compile(r"agent-[0-9a-f]{12}\.py\Z")
 #: in a workdir: which fleet uses it (see SSHTransport.owner)
 OWNER_FILE = "fleet-owner.json"
 _PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
@@ -164,7 +164,7 @@ class SSHTransport(Transport):
         self._clients: list[Any] = []          # jump hosts first, the machine last
         self._files: Optional[SFTPFiles] = None
 
-    def _hops(self) -> list[_Hop]:
+    def _hops(self) -> list[Hop]:
         """The jump hosts (ProxyJump) then the machine."""
         return route(self.node, self.machine)
 
@@ -183,7 +183,7 @@ class SSHTransport(Transport):
                 self._connect(self._hops())
             return self._clients[-1]
 
-    def _connect(self, hops: list[_Hop], scan: Optional[list] = None) -> None:
+    def _connect(self, hops: list[Hop], scan: Optional[list] = None) -> None:
         """Connect through ``hops``; with ``scan``, only fetch the last hop's host
         key into it, unchecked and unauthenticated (for ``nodes trust``)."""
         import paramiko
@@ -231,7 +231,7 @@ class SSHTransport(Transport):
             raise
 
     @staticmethod
-    def _socket(hop: _Hop) -> socket.socket:
+    def _socket(hop: Hop) -> socket.socket:
         sock = socket.create_connection((hop.host, hop.port), timeout=TIMEOUT)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for name, value in _TCP_OPTS:
@@ -239,7 +239,7 @@ class SSHTransport(Transport):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
         return sock
 
-    def _map(self, exc: BaseException, hop: _Hop, client: Any) -> TransportError:
+    def _map(self, exc: BaseException, hop: Hop, client: Any) -> TransportError:
         """The one place where connection errors become fleetslurm errors."""
         import paramiko
 
@@ -398,10 +398,11 @@ class SSHTransport(Transport):
                            "changing): is another fleet starting on it?", self.node)
 
     def _install_agent(self, files: SFTPFiles, workdir: str) -> str:
-        """Copy the agent as ``agent-<sha256[:12]>.py`` unless it is there already."""
+        """Copy the agent archive as ``agent-<sha256[:12]>.pyz`` unless it is
+        there already, and remove older agents."""
         sftp = files.sftp
         src = agent_source()
-        name = f"agent-{hashlib.sha256(src).hexdigest()[:12]}.py"
+        name = agent_file_name(src)
         path = f"{workdir}/{name}"
         try:
             if sftp.stat(path).st_size == len(src):
@@ -411,7 +412,7 @@ class SSHTransport(Transport):
         files.write(path, src, 0o600)
         self.agent_uploads += 1
         for old in sftp.listdir(workdir):
-            if _AGENT_RE.match(old) and old != name:
+            if AGENT_FILE_RE.match(old) and old != name:
                 try:
                     sftp.remove(f"{workdir}/{old}")  # a running agent has it loaded already
                 except OSError:

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import HostKeyError
 from ..paths import private_dir
+from .ssh_hop import host_pattern
 
 if TYPE_CHECKING:
     import paramiko
 
     from ..paths import StatePaths
-    from .ssh import _Hop
+    from .ssh_hop import Hop
 
 __all__ = ["HostKeyPolicy", "changed_host_key_error", "fingerprint", "host_pattern",
            "known_files", "load_known_hosts", "record_host_key", "recorded_host_key"]
@@ -36,11 +37,6 @@ def fingerprint(key: "paramiko.PKey") -> str:
     """OpenSSH's ``SHA256:...`` fingerprint of a public key."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def host_pattern(host: str, port: int) -> str:
-    """The known_hosts name of ``host:port``, as OpenSSH writes it."""
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def record_host_key(path: Path, pattern: str, key: "paramiko.PKey") -> None:
@@ -92,7 +88,7 @@ def recorded_host_key(node: str, paths: "StatePaths",
 class HostKeyPolicy:
     """Called by paramiko for a host key that no known_hosts file lists."""
 
-    def __init__(self, node: str, policy: str, known_hosts: Path, hop: "_Hop") -> None:
+    def __init__(self, node: str, policy: str, known_hosts: Path, hop: "Hop") -> None:
         self.node, self.policy, self.known_hosts, self.hop = node, policy, known_hosts, hop
 
     def missing_host_key(self, client: Any, hostname: str, key: "paramiko.PKey") -> None:
@@ -111,7 +107,7 @@ class HostKeyPolicy:
                            f"{fingerprint(key)}; {fix}", self.node)
 
 
-def changed_host_key_error(exc: "paramiko.BadHostKeyException", hop: "_Hop", node: str,
+def changed_host_key_error(exc: "paramiko.BadHostKeyException", hop: "Hop", node: str,
                            paths: "StatePaths") -> HostKeyError:
     """The error for a host key that differs from the recorded one."""
     found = recorded_host_key(node, paths, hop.pattern)

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AuthenticationFailed, TransportError
-from .ssh_hostkeys import host_pattern
+from .ssh_hop import Hop
 
 if TYPE_CHECKING:
     from ..config import MachineConfig
 
 __all__ = ["route"]
-
-
-@dataclass(frozen=True)
-class _Hop:
-    """One SSH connection on the way to the machine (jump hosts first)."""
-
-    host: str
-    port: int
-    user: str
-    keys: tuple[str, ...]
-    desc: str  # "node m2 (127.0.0.3:2203)" or "jump host 10.0.0.1:22 of node m2"
-    jump: bool = False
-
-    @property
-    def pattern(self) -> str:
-        return host_pattern(self.host, self.port)
 
 
 def _ssh_config(node: str) -> Any:
@@ -45,7 +28,7 @@ def _ssh_config(node: str) -> Any:
         raise TransportError(f"node {node}: cannot read {path}: {exc}; fix that "
                              "file or move it away", node) from exc
 
-def route(node: str, m: "MachineConfig") -> list[_Hop]:
+def route(node: str, m: "MachineConfig") -> list[Hop]:
     """The jump hosts (ProxyJump) then the machine, from our config and ~/.ssh/config."""
     cfg = _ssh_config(node)
     opts = cfg.lookup(m.hostname) if cfg else {}
@@ -61,7 +44,7 @@ def route(node: str, m: "MachineConfig") -> list[_Hop]:
         keys.append(key)
     keys += _identities(opts, keys)
     user = m.ssh_user or opts.get("user") or getpass.getuser()
-    target = _Hop(host, port, user, tuple(keys), f"node {node} ({host}:{port})")
+    target = Hop(host, port, user, tuple(keys), f"node {node} ({host}:{port})")
     jumps = []
     proxy = opts.get("proxyjump", "none")
     if proxy.lower() != "none":
@@ -73,7 +56,7 @@ def _identities(opts: dict, have: list[str]) -> list[str]:
     found = (os.path.expanduser(k) for k in opts.get("identityfile", []))
     return [k for k in found if os.path.isfile(k) and k not in have]
 
-def _jump(node: str, spec: str, cfg: Any, keys: list[str]) -> _Hop:
+def _jump(node: str, spec: str, cfg: Any, keys: list[str]) -> Hop:
     """``[user@]host[:port]`` (or ``ssh://...``) of ProxyJump, resolved via ~/.ssh/config."""
     user, _, hostport = spec.removeprefix("ssh://").rpartition("@")
     if hostport.startswith("["):
@@ -84,6 +67,6 @@ def _jump(node: str, spec: str, cfg: Any, keys: list[str]) -> _Hop:
     opts = cfg.lookup(host) if cfg else {}
     real = opts.get("hostname") or host
     num = int(port or opts.get("port") or 22)
-    return _Hop(real, num, user or opts.get("user") or getpass.getuser(),
+    return Hop(real, num, user or opts.get("user") or getpass.getuser(),
                 tuple(_identities(opts, []) + keys),
                 f"jump host {real}:{num} of node {node}", jump=True)

@@ -21,14 +21,17 @@ import json
 import posixpath
 import shlex
 import socket
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+import threading
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from ..errors import TransferCorrupt, TransportError
 from .chunked import CHUNK, ReceivingFile, Transferred, part_path, send_from
 from .stream_remote import FAILED, RECV, SEND
 
 if TYPE_CHECKING:
-    from .ssh import SSHTransport
+    from ..config import MachineConfig
+    from ..errors import NodeUnreachable
+    from .ssh_files import SFTPFiles
 
 __all__ = ["get_file", "put_file", "WINDOW", "PACKET"]
 
@@ -43,6 +46,25 @@ STALL_S = 60.0
 #: its first byte may take that long more, at this many bytes a second
 #: (a slow disk)
 PREFIX_RATE = 20e6
+
+
+class SSHTransport(Protocol):
+    """What a copy uses of ``ssh.SSHTransport`` (named here, so this module
+    does not import the one that imports it)."""
+
+    node: str
+    machine: "MachineConfig"
+    _sftp_lock: threading.Lock
+
+    def _connection(self) -> Any: ...
+
+    def _alive(self) -> bool: ...
+
+    def _sftp_session(self) -> "SFTPFiles": ...
+
+    def _lost(self, exc: BaseException, doing: str) -> "NodeUnreachable": ...
+
+    def _file_error(self, exc: BaseException, path: str, doing: str) -> TransportError: ...
 
 
 class _Errno(OSError):

@@ -1,0 +1,684 @@
+"""The supervisor: a process forked from the agent per job (a fork costs
+about 1 ms, a new interpreter about 30 ms) that starts its own session, forks
+the job, enforces the time and memory limits, and writes the job's result
+atomically to ``<workdir>/jobs/<key>/result.json``. Supervisors and jobs
+outlive the agent. The supervisor is the subreaper of the job's processes
+(what the job daemonizes dies with it; memory is their summed PSS), and
+reserves the blocks of its result before the job starts (a job that fills the
+disk still gets a result: FAILED, with the reason). Standard library only."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Set, Tuple
+
+try:
+    # os.wait4 imports it on first use to build its rusage result: imported
+    # here, once, instead of in every supervisor (an extension module's
+    # import after fork is a path search, a dlopen and many copy-on-write faults)
+    import resource  # noqa: F401
+except ImportError:  # pragma: no cover - not on Linux
+    pass
+
+from . import protocol
+from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
+                   SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
+                   format_exc, log, read_marker, read_small, write_all, write_json_atomic,
+                   write_note, write_text_atomic)
+from .host import HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope
+from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
+
+_CGROUP_ROOT = "/sys/fs/cgroup"
+_MEM_SAMPLE_S = 0.2
+# poll() takes a C int of milliseconds (about 24.8 days at most): a deadline
+# further away than this is waited for in steps, so any time limit SLURM
+# accepts (up to 365 days and beyond, or none) works
+_MAX_POLL_MS = 3600 * 1000
+_SESSION_RESCAN_S = 2.0
+# The memory watchdog spends at most 1/this of its time sampling (PSS costs
+# about 25 us a small process, 3 ms a GiB of memory)
+_MEM_SAMPLE_DUTY = 20
+
+# prctl(PR_SET_CHILD_SUBREAPER) for the supervisor: what a job orphans (a
+# setsid'd or double-forked daemon) is re-parented to its supervisor instead
+# of init, so it dies with the job. ctypes is loaded here, once, rather than
+# in each supervisor (an import after fork costs about 2 ms and many faults).
+try:
+    import ctypes
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):  # pragma: no cover - not glibc/Linux
+    _prctl = None
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def noop_handler(signum: int, frame: Any) -> None:
+    """Signal handler whose only effect is the byte on the wakeup fd."""
+
+
+class Supervisor(JobChild):
+    """Runs one job: fork, wait, enforce limits, record the result."""
+
+    def __init__(self, workdir: str, key: str, jobdir: str, spec: Dict[str, Any],
+                 notify_fd: int, job_umask: int, agent_fds: List[int],
+                 changed_signals: List[int]) -> None:
+        self.workdir = workdir
+        self.agent_fds = agent_fds
+        # Dispositions the job child must reset to default before exec.
+        self.changed_signals = changed_signals
+        self.key = key
+        self.jobdir = jobdir
+        self.spec = spec
+        self.notify_fd = notify_fd
+        self.job_umask = spec["umask"] if spec["umask"] is not None else job_umask
+        self.script = os.path.join(jobdir, SCRIPT_FILE)
+        self.pid = 0
+        self.reaped = False
+        self.sid = 0
+        self.reason: Optional[str] = None
+        self.error: Optional[str] = None
+        self.cgroup: Optional[str] = None
+        self.peak_kb = 0
+        #: the job's orphans are re-parented to us (prctl), found by a tree walk
+        self.subreaper = False
+        #: CPU seconds (user, system) of orphans we reaped: part of the job's
+        self.orphan_cpu = [0.0, 0.0]
+        self.tracked: Set[int] = set()
+        self.next_full_scan = 0.0
+        self.stdio_plan = self.plan_stdio(spec)
+
+    # -- set-up ----------------------------------------------------------
+
+    def detach(self) -> None:
+        """Leave the agent's session, stdio and fds behind."""
+        signal.set_wakeup_fd(-1)  # that pipe belongs to the agent
+        os.setsid()
+        self.sid = os.getpid()
+        if _prctl is not None and HAVE_CHILDREN_FILE:
+            self.subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        # No controlling terminal, but a stray HUP/INT must not orphan the job.
+        _signal.signal(_SIGHUP, _SIG_IGN)
+        _signal.signal(_SIGINT, _SIG_IGN)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        # The poll object the agent holds is not an fd (poll(), not epoll).
+        for fd in self.agent_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        _signal.signal(_SIGCHLD, noop_handler)
+        _signal.signal(_SIGUSR1, noop_handler)
+
+    def setup_cgroup(self) -> Optional[str]:
+        """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
+        try:
+            with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
+                if "memory" not in f.read().split():
+                    return None
+        except OSError:
+            return None
+        base = os.path.join(_CGROUP_ROOT, "fleetslurm")
+        cg = os.path.join(base, "%s-%d" % (self.key, self.sid))
+        try:
+            os.makedirs(base, exist_ok=True)
+            # Controllers must be enabled top-down; base holds no processes,
+            # so enabling memory for its children is allowed.
+            for parent in (_CGROUP_ROOT, base):
+                path = os.path.join(parent, "cgroup.subtree_control")
+                with open(path) as f:
+                    enabled = f.read().split()
+                if "memory" not in enabled:
+                    with open(path, "w") as f:
+                        f.write("+memory")
+            os.mkdir(cg, 0o755)
+            with open(os.path.join(cg, "memory.max"), "w") as f:
+                f.write(str(self.spec["mem_limit_mb"] << 20))
+            for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+                try:
+                    with open(os.path.join(cg, name), "w") as f:
+                        f.write(value)
+                except OSError:
+                    pass  # older kernels or no swap accounting: limit still holds
+            return cg
+        except OSError as exc:
+            log(self.workdir, "job %s: cgroup v2 unusable (%s); using RSS watchdog" % (self.key, exc))
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
+            return None
+
+    # -- supervision -------------------------------------------------------
+
+    def run(self) -> None:
+        """Whole life of the supervisor; returns when result.json is written."""
+        spec = self.spec
+        try:
+            self.detach()
+            if spec["uid"] is not None and spec["uid"] != os.geteuid():
+                # The job needs to exec its script: hand it the script and let it
+                # traverse (not list) the directories on the way.
+                os.chown(self.script, spec["uid"], spec["gid"] if spec["gid"] is not None else -1)
+                for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
+                    mode = os.stat(d).st_mode & 0o7777
+                    os.chmod(d, mode | 0o011)
+            full = self.full_disk(only_jobdir=True)
+            if full is not None:
+                # full before the job ran: the machine's fault, not the job's
+                raise OSError(errno.ENOSPC, full.split(" when the job ended")[0]
+                              + " before the job started")
+            self.reserve_result()
+            if spec["mem_limit_mb"]:
+                self.cgroup = self.setup_cgroup()
+            err_r, err_w = os.pipe()
+            pid = os.fork()
+        except BaseException as exc:
+            # Nothing has run yet: the agent reports launch_failed and removes the directory.
+            self.notify(json.dumps({"error": "supervisor could not start job %s: %s"
+                                    % (self.key, exc)}) + "\n")
+            raise
+        if pid == 0:
+            try:
+                os.close(err_r)
+                self.exec_job(err_w)
+            finally:
+                os._exit(127)
+        os.close(err_w)
+        if spec.get("stdin_fd") is not None:
+            os.close(spec["stdin_fd"])  # the job has it now
+        self.pid = pid
+        try:
+            self.watch(err_r)
+        except BaseException as exc:
+            # A supervisor bug or a full disk must not leave the job running
+            # unwatched: kill it and record why, so it is FAILED, not LOST.
+            log(self.workdir, "job %s: supervisor failed:\n%s" % (self.key, format_exc()))
+            if not self.reaped:
+                self.kill(signal.SIGKILL)
+                self.error = "supervisor failed: %s: %s" % (type(exc).__name__, exc)
+                try:
+                    _, status, usage = os.wait4(pid, 0)
+                    self.finish(status, usage, time.time())
+                except BaseException:
+                    pass
+            raise
+
+    def watch(self, err_r: int) -> None:
+        """Record the started job, tell the agent, supervise it, write the result."""
+        pid = self.pid
+        try:
+            os.setpgid(pid, pid)  # also here, so signals reach the group at once
+        except OSError:
+            pass  # the child got there first, or already exec'd
+        start_time = time.time()
+        start_mono = time.monotonic()
+        st = proc_stat(pid)
+        ticks = st[2] if st else None
+        own = proc_stat(self.sid)
+        # Before `started` goes out, so a new agent can always adopt a started job.
+        # Written in place, not via rename: a reader that sees it half-written
+        # gets a parse error and treats the launch as still in flight.
+        fd = os.open(os.path.join(self.jobdir, SUPERVISOR_FILE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, ('{"pid":%d,"ticks":%s,"job_pid":%d,"job_ticks":%s,"start_time":%r}'
+                           % (self.sid, "null" if own is None else own[2], pid,
+                              "null" if ticks is None else ticks, start_time)).encode())
+        finally:
+            os.close(fd)
+        self.notify('{"pid":%d,"start_time":%r,"ticks":%s}\n'
+                    % (pid, start_time, "null" if ticks is None else ticks))
+        status, usage = self.supervise(err_r, start_mono)
+        self.finish(status, usage, start_time)
+
+    def notify(self, line: str) -> None:
+        """Tell the agent how the launch went (one JSON line, then EOF)."""
+        try:
+            write_all(self.notify_fd, line.encode())
+        except OSError:
+            pass  # the agent is gone; the result file still tells the story
+        finally:
+            try:
+                os.close(self.notify_fd)
+            except OSError:
+                pass
+
+    def supervise(self, err_r: int, start: float) -> Tuple[int, Any]:
+        """Wait for the job, acting on deadlines and cancel requests."""
+        spec = self.spec
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        poller.register(err_r, select.POLLIN)
+        limit = spec["time_limit_s"]
+        sig = spec["signal"]
+        t_signal = start + max(0, limit - sig["secs_before"]) if (sig and limit) else None
+        t_limit = start + limit if limit else None
+        t_kill: Optional[float] = None
+        watchdog = bool(spec["mem_limit_mb"]) and self.cgroup is None
+        t_mem: Optional[float] = start if watchdog else None
+        check_cancel = True  # a cancel may have arrived before our handler existed
+        reap = False  # a SIGCHLD: maybe an orphan of the job's to collect
+        err_buf = b""
+        while True:
+            if os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break  # (orphans are collected by kill_leftovers)
+            if reap:
+                reap = False
+                self.reap_orphans()
+            now = time.monotonic()
+            if check_cancel:
+                check_cancel = False
+                t_kill = self.check_cancel(now, t_kill)
+                new_limit = self.check_limit()
+                if new_limit is not None and self.reason is None:
+                    limit = new_limit[0]
+                    t_limit = start + limit if limit else None
+                    t_signal = (start + max(0, limit - sig["secs_before"])
+                                if (sig and limit) else None)
+            if t_signal is not None and now >= t_signal:
+                t_signal = None
+                try:
+                    signal_scope(self.jobdir, self.sid, self.pid, sig["num"],
+                                 "batch" if sig["batch_only"] else "steps")
+                except OSError:
+                    pass
+            if t_limit is not None and now >= t_limit:
+                t_limit = None
+                if self.reason is None:
+                    self.note(" DUE TO TIME LIMIT")
+                self.set_reason("TIMEOUT")
+                self.stop_job(signal.SIGTERM)
+                if t_kill is None:
+                    t_kill = now + spec["kill_wait_s"]
+            if t_kill is not None and now >= t_kill:
+                t_kill = None
+                self.kill_everything(now)
+            if t_mem is not None and now >= t_mem:
+                t_mem = now + _MEM_SAMPLE_S
+                used_kb = self.sample_memory(now)
+                # at most 1/_MEM_SAMPLE_DUTY of the time goes to sampling
+                t_mem = max(t_mem, now + _MEM_SAMPLE_DUTY * (time.monotonic() - now))
+                self.peak_kb = max(self.peak_kb, used_kb)
+                if used_kb > spec["mem_limit_mb"] * 1024:
+                    log(self.workdir, "job %s: memory (PSS) %d KiB over the %d MiB limit; killing"
+                        % (self.key, used_kb, spec["mem_limit_mb"]))
+                    self.set_reason("OUT_OF_MEMORY")
+                    self.kill_everything(now)
+                    t_mem = None
+            deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem) if t is not None]
+            timeout = None
+            if deadlines:
+                # poll() takes ms; round up so we do not wake just before a deadline
+                timeout = min(_MAX_POLL_MS,
+                              max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1))
+            for fd, _ in poller.poll(timeout):
+                if fd == self.wake_r:
+                    try:
+                        got = os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        got = b""
+                    if signal.SIGUSR1 in got:
+                        check_cancel = True
+                    if _SIGCHLD in got and self.subreaper:
+                        reap = True
+                else:
+                    chunk = os.read(err_r, 4096)
+                    if chunk:
+                        err_buf += chunk
+                    else:
+                        poller.unregister(err_r)
+                        os.close(err_r)
+                        err_r = -1
+        if err_r >= 0:
+            # The child is gone, so its (close-on-exec) end is closed: this hits EOF.
+            while True:
+                chunk = os.read(err_r, 65536)
+                if not chunk:
+                    break
+                err_buf += chunk
+            os.close(err_r)
+        if err_buf:
+            self.error = err_buf.decode("utf-8", "replace")
+        # The batch shell is done: like slurmstepd, kill what it left behind
+        # (its group and srun's tasks). Done before reaping so the group id
+        # cannot have been reused yet.
+        self.kill(signal.SIGKILL)
+        self.kill_steps(signal.SIGKILL)
+        if self.subreaper:
+            # and what it daemonized, as SLURM's proctrack/cgroup does
+            self.kill_leftovers()
+        elif self.reason is not None:
+            self.sweep_session()
+        _, status, usage = os.wait4(self.pid, 0)
+        self.reaped = True
+        return status, usage
+
+    def read_marker(self, name: str) -> Optional[str]:
+        """The text of a file the agent leaves in the job's directory, or None."""
+        return read_marker(self.jobdir, name)
+
+    def check_limit(self) -> Optional[Tuple[Optional[int]]]:
+        """A new time limit left by the agent (``scontrol update TimeLimit=``)."""
+        text = self.read_marker(LIMIT_FILE)
+        if text is None:
+            return None
+        if text == "none":
+            return (None,)
+        return (int(text),) if text.isdigit() else None
+
+    def note(self, why: str) -> None:
+        """slurmstepd's line in the job's stderr when it ends the job."""
+        write_note(self.spec["stderr"], self.spec["node"],
+                   self.spec["job_id"] or self.key.split(".")[0], why)
+
+    def set_reason(self, reason: str) -> None:
+        """Record why we ended the job; the first reason wins."""
+        if self.reason is None:
+            self.reason = reason
+
+    def check_cancel(self, now: float, t_kill: Optional[float]) -> Optional[float]:
+        """Act on jobs/K/cancel if present; return the SIGKILL deadline."""
+        text = self.read_marker(CANCEL_FILE)
+        if text is None:
+            return t_kill
+        words = text.split()
+        try:
+            signum = int(words[0]) if words else signal.SIGTERM
+        except ValueError:
+            signum = signal.SIGTERM
+        if self.reason is None and "noted" not in words[1:]:
+            self.note(" DUE TO JOB REQUEUE" if "requeue" in words[1:] else "")
+        self.set_reason("CANCELLED")
+        self.stop_job(signum)
+        return t_kill if t_kill is not None else now + self.spec["kill_wait_s"]
+
+    def stop_job(self, signum: int) -> None:
+        """End the job as slurmstepd does: every step and the batch shell get
+        SIGCONT then ``signum`` (SIGKILL follows after KillWait). The marker
+        tells srun not to kill its tasks at once: they get this signal here."""
+        try:
+            write_text_atomic(os.path.join(self.jobdir, STOPPING_FILE), str(signum))
+        except OSError:
+            pass
+        escaped = [pid for pid in self.job_processes()
+                   if (proc_stat(pid) or ("", self.sid))[1] != self.sid] if self.subreaper else []
+        for sig in (signal.SIGCONT, signum):
+            self.kill_steps(sig)
+            self.kill(sig)
+            for pid in escaped:  # left the session (setsid): neither group has it
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+
+    def kill_steps(self, signum: int) -> None:
+        """Signal srun's tasks (each is a process group of its own)."""
+        try:
+            signal_scope(self.jobdir, self.sid, self.pid, signum, "steps")
+        except OSError:
+            pass
+
+    def kill(self, signum: int, group: bool = True) -> None:
+        """Signal the job's process group (or only the batch shell)."""
+        try:
+            if group:
+                os.killpg(self.pid, signum)
+            else:
+                os.kill(self.pid, signum)
+        except OSError:
+            pass  # already gone
+
+    def kill_everything(self, now: float) -> None:
+        """SIGKILL the job's group and whatever else lives in our session."""
+        self.kill(signal.SIGKILL)
+        self.sweep_session()
+
+    def sweep_session(self) -> None:
+        if self.cgroup:
+            try:
+                with open(os.path.join(self.cgroup, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        for pid in self.job_processes(full=True):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def job_processes(self, now: float = 0.0, full: bool = False) -> Set[int]:
+        """Every process of the job: all below the supervisor when it is their
+        subreaper (a setsid'd or double-forked one included), else those in
+        its session."""
+        if not self.subreaper:
+            return self.session_members(now, full)
+        found: Set[int] = set()
+        stack = self.own_children()
+        while stack:
+            pid = stack.pop()
+            if pid not in found:
+                found.add(pid)
+                stack.extend(child_pids(pid))
+        return found
+
+    def own_children(self) -> List[int]:
+        """The supervisor's children (it has one thread: one file to read)."""
+        try:
+            return [int(c) for c in read_small("/proc/%d/task/%d/children"
+                                               % (self.sid, self.sid)).split()]
+        except (OSError, ValueError):
+            return child_pids(self.sid)
+
+    def reap_orphans(self) -> None:
+        """Collect the job's orphans that have exited (we are their subreaper;
+        unreaped they would stay zombies for the job's life). Their CPU time
+        is the job's."""
+        for pid in self.own_children():
+            if pid == self.pid:
+                continue  # the batch shell: supervise() collects its status
+            try:
+                got, _, usage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if got:
+                self.orphan_cpu[0] += usage.ru_utime
+                self.orphan_cpu[1] += usage.ru_stime
+
+    def kill_leftovers(self) -> None:
+        """The batch shell has exited: SIGKILL every process the job left
+        (reparented to us), round after round, until none is alive."""
+        if self.own_children() == [self.pid]:
+            return  # the usual case: the batch shell (exited) was all there was
+        for _ in range(500):
+            live = [pid for pid in self.job_processes()
+                    if pid != self.pid and alive(pid, None)]
+            for pid in live:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.reap_orphans()
+            if not live:
+                return
+            time.sleep(0.01)  # SIGKILL is delivered asynchronously
+        log(self.workdir, "job %s: processes left after the job's end would not die: %s"
+            % (self.key, sorted(self.job_processes())))
+
+    def session_members(self, now: float = 0.0, full: bool = False) -> Set[int]:
+        """Pids in our session except ourselves.
+
+        A full /proc scan per sample would cost milliseconds on a busy node, so
+        normally walk the job's process tree (plus processes seen before, which
+        may have been re-parented) and rescan /proc only every few seconds to
+        catch processes that escaped the tree before we saw them.
+        """
+        found: Set[int] = set()
+        if full or not HAVE_CHILDREN_FILE or now >= self.next_full_scan:
+            self.next_full_scan = now + _SESSION_RESCAN_S
+            for name in os.listdir("/proc"):
+                if name.isdigit():
+                    pid = int(name)
+                    if pid != self.sid:
+                        st = proc_stat(pid)
+                        if st is not None and st[1] == self.sid:
+                            found.add(pid)
+        else:
+            stack = [self.pid] + list(self.tracked)
+            while stack:
+                pid = stack.pop()
+                if pid in found or pid == self.sid:
+                    continue
+                st = proc_stat(pid)
+                if st is None or st[1] != self.sid:
+                    continue
+                found.add(pid)
+                try:
+                    tids = os.listdir("/proc/%d/task" % pid)
+                except OSError:
+                    continue
+                for tid in tids:
+                    try:
+                        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                            stack.extend(int(c) for c in f.read().split())
+                    except (OSError, ValueError):
+                        pass
+        self.tracked = found
+        return found
+
+    def sample_memory(self, now: float) -> int:
+        """Memory (KiB) the job's processes use together: the sum of their
+        PSS, which counts a page shared by N of them 1/N in each (summed RSS
+        counted 200 sleeps' shared libc 200 times, and killed them)."""
+        return sum(memory_kb(pid) for pid in self.job_processes(now))
+
+    def finish(self, status: int, usage: Any, start_time: float) -> None:
+        """Turn the wait status into a RESULT and write it atomically."""
+        if os.WIFSIGNALED(status):
+            exit_code, signum = 0, os.WTERMSIG(status)
+        else:
+            exit_code, signum = os.WEXITSTATUS(status), 0
+        if self.cgroup:
+            self.finish_cgroup()
+        if self.reason is not None:
+            state = self.reason
+        elif exit_code == 0 and signum == 0:
+            state = "COMPLETED"
+        else:
+            state = "FAILED"
+        error = self.error
+        full = self.full_disk()
+        if full is not None:
+            # the job's failure, whatever its exit code: its output (and
+            # anything else it wrote there) may be cut short
+            if state == "COMPLETED":
+                state = "FAILED"
+            error = (error + "\n" if error else "") + full
+            # where the user looks (when that file is on another disk)
+            append_line(self.spec["stderr"], "slurmstepd: error: %s\n" % full)
+        result = protocol.result(
+            self.key, self.pid, start_time, time.time(), state, exit_code, signum,
+            usage.ru_utime + self.orphan_cpu[0], usage.ru_stime + self.orphan_cpu[1],
+            max(int(usage.ru_maxrss), self.peak_kb), error)  # type: Dict[str, Any]
+        self.record(result)
+
+    def reserve_result(self) -> None:
+        """Reserve the blocks the result will take (see RESULT_SPARE)."""
+        fd = os.open(os.path.join(self.jobdir, RESULT_SPARE),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, b" " * SPARE_SIZE)
+        finally:
+            os.close(fd)
+
+    def record(self, result: Dict[str, Any]) -> None:
+        """Write the RESULT into the reserved file, then rename it to
+        result.json. Too long for it (a long error text), a new file is tried
+        first, then the reserved one with the error text cut."""
+        spare = os.path.join(self.jobdir, RESULT_SPARE)
+        data = json.dumps(result, separators=(",", ":")).encode()
+        if len(data) > SPARE_SIZE:
+            try:
+                write_json_atomic(os.path.join(self.jobdir, RESULT_FILE), result, fsync=True)
+                os.unlink(spare)
+                return
+            except OSError:
+                error = str(result.get("error") or "")
+                while len(data) > SPARE_SIZE and error:
+                    error = error[:len(error) // 2]
+                    result["error"] = error + " [cut]"
+                    data = json.dumps(result, separators=(",", ":")).encode()
+        fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))  # frees blocks, never needs one
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(spare, os.path.join(self.jobdir, RESULT_FILE))
+        except OSError as exc:  # read_result reads it where it is
+            log(self.workdir, "job %s: result left in %s: %s" % (self.key, spare, exc))
+
+    def full_disk(self, only_jobdir: bool = False) -> Optional[str]:
+        """Why the job's output may be cut short when a filesystem it wrote
+        to (its job directory, its output files) is full at its end, or None."""
+        uid = self.spec["uid"] if self.spec["uid"] is not None else os.geteuid()
+        seen = set()
+        paths = (self.jobdir,) if only_jobdir else (self.jobdir, self.spec["stdout"],
+                                                    self.spec["stderr"])
+        for path in paths:
+            try:
+                st = os.stat(path)
+                if path != self.jobdir and not (st.st_mode & 0o170000 == 0o100000):
+                    continue  # /dev/null, a pipe: not a disk
+                if st.st_dev in seen:
+                    continue
+                seen.add(st.st_dev)
+                vfs = os.statvfs(path)
+            except OSError:
+                continue
+            # root may write into the blocks kept for it
+            free = (vfs.f_bfree if uid == 0 else vfs.f_bavail) * vfs.f_frsize
+            if vfs.f_blocks and free < DISK_FULL_BYTES:
+                return ("No space left on device: the filesystem of %s was full when the job "
+                        "ended (%d KiB free); its output may be cut short" % (path, free >> 10))
+        return None
+
+    def finish_cgroup(self) -> None:
+        """Read OOM kills and peak memory from the cgroup, then remove it."""
+        assert self.cgroup is not None
+        try:
+            with open(os.path.join(self.cgroup, "memory.events")) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill" and int(value) > 0:
+                        self.set_reason("OUT_OF_MEMORY")
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(os.path.join(self.cgroup, "memory.peak")) as f:
+                self.peak_kb = max(self.peak_kb, int(f.read().split()[0]) // 1024)
+        except (OSError, ValueError, IndexError):
+            pass
+        self.sweep_session()
+        for _ in range(50):
+            try:
+                os.rmdir(self.cgroup)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    return
+                time.sleep(0.02)  # killed processes take a moment to leave
