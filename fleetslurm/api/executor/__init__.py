@@ -1,0 +1,17 @@
+"""The futures API: :class:`~.executor.Executor` submits Python calls as
+SLURM jobs and :class:`~.job.Job` is their future.
+
+- :mod:`.executor`, :mod:`.job`: the user's side;
+- :mod:`.script`: the one writer of batch scripts (also SLURMConstructor's,
+  DataBench's and SLURMDriver's);
+- :mod:`.payload`, :mod:`.bigdata`: calls and results as files (pickle, or
+  HDF5 through :mod:`fleetslurm.api.objser` for large arrays);
+- :mod:`.runner`: runs one call on a node (standard library only, shipped
+  beside the payload);
+- :mod:`.backends`: where jobs run (fleet, local, debug, slurm);
+  :mod:`.local_run` is the local backend's supervisor;
+- :mod:`.client`: the thin layer over the controller's RPC.
+
+Nothing is imported here: ``python -m fleetslurm.api.executor.local_run``
+and the runner's fallback import stay light.
+"""
