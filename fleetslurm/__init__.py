@@ -38,12 +38,14 @@ _EXPORTS = {
     "Executor": "api.executor.executor", "Job": "api.executor.job",
     "ObjectSerializer": "api.objser.serializer", "Serializer": "api.objser.serializer",
     # the seeds' classes and DataBench (fleetslurm.databench is its module)
-    "SLURMConstructor": "api.compat.constructor", "SLURMDriver": "api.compat.driver",
+    "SLURMConstructor": "api.compat.constructor",
+    "SLURMDriver": "api.compat.driver",
     "DataBenchSLURM": "api.databench.bench",
     "Process": "api.compat.process", "JobContainer": "api.compat.process",
     # the decorator API (the slurminade seed)
-    "slurmify": "api.compat.slurmify", "Batch": "api.compat.slurmify", "set_dispatcher": "api.compat.slurmify",
-    "get_dispatcher": "api.compat.slurmify", "update_default_configuration": "api.compat.slurmify",
+    "slurmify": "api.compat.slurmify", "Batch": "api.compat.slurmify",
+    "set_dispatcher": "api.compat.slurmify", "get_dispatcher": "api.compat.slurmify",
+    "update_default_configuration": "api.compat.slurmify",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -12,6 +12,20 @@ SLURM jobs and :class:`~.job.Job` is their future.
   :mod:`.local_run` is the local backend's supervisor;
 - :mod:`.client`: the thin layer over the controller's RPC.
 
-Nothing is imported here: ``python -m fleetslurm.api.executor.local_run``
-and the runner's fallback import stay light.
+Nothing is imported here (the former module's names load on first use), so
+``python -m fleetslurm.api.executor.local_run`` and the runner's fallback
+import stay light.
 """
+
+from typing import Any as _Any
+
+#: the names of the former module ``fleetslurm.api.executor``, now in :mod:`.executor`
+_FORMER = ("Executor", "DEFAULT_MAX_PAYLOAD")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _FORMER:
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
