@@ -19,7 +19,6 @@ modules' names (``from fleetslurm.api.objser import ObjectSerializer``).
 from __future__ import annotations
 
 import importlib as _importlib
-import importlib.abc as _abc
 import importlib.machinery as _machinery
 import sys as _sys
 
@@ -40,10 +39,10 @@ _MOVED = {
 }
 
 
-class _Moved(_abc.MetaPathFinder, _abc.Loader):
+class _Moved:
     """Imports ``fleetslurm.api.<former>`` as the module at its new path (the
-    same module object, not a copy). Last on ``sys.meta_path``: asked only
-    for names no other finder knows."""
+    same module object, not a copy): a meta path finder and its loader. Last
+    on ``sys.meta_path``: asked only for names no other finder knows."""
 
     def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
         prefix, _, name = fullname.rpartition(".")
