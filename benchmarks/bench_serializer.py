@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fleetslurm.api.objser import ObjectSerializer  # noqa: E402
+from fleetslurm.api.objser.serializer import ObjectSerializer  # noqa: E402
 from machine import cpu_model  # noqa: E402  (benchmarks/, this script's directory)
 
 

@@ -35,15 +35,17 @@ _EXPORTS = {
     # the pure scheduler
     "SchedulerState": "scheduler",
     # the Python API
-    "Executor": "api.executor", "Job": "api.job",
-    "ObjectSerializer": "api.objser", "Serializer": "api.objser",
+    "Executor": "api.executor.executor", "Job": "api.executor.job",
+    "ObjectSerializer": "api.objser.serializer", "Serializer": "api.objser.serializer",
     # the seeds' classes and DataBench (fleetslurm.databench is its module)
-    "SLURMConstructor": "api.seeds_constructor", "SLURMDriver": "api.seeds_driver",
-    "DataBenchSLURM": "api.databench",
-    "Process": "api.seeds_process", "JobContainer": "api.seeds_process",
+    "SLURMConstructor": "api.compat.constructor",
+    "SLURMDriver": "api.compat.driver",
+    "DataBenchSLURM": "api.databench.bench",
+    "Process": "api.compat.process", "JobContainer": "api.compat.process",
     # the decorator API (the slurminade seed)
-    "slurmify": "api.slurmify", "Batch": "api.slurmify", "set_dispatcher": "api.slurmify",
-    "get_dispatcher": "api.slurmify", "update_default_configuration": "api.slurmify",
+    "slurmify": "api.compat.slurmify", "Batch": "api.compat.slurmify",
+    "set_dispatcher": "api.compat.slurmify", "get_dispatcher": "api.compat.slurmify",
+    "update_default_configuration": "api.compat.slurmify",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -184,7 +184,7 @@ def test_wait_times_out_naming_the_jobs_and_leaves_them_running(bench, fleet):
 
 
 def test_progress_bar_only_on_a_terminal(bench, fleet):
-    from fleetslurm.api.databench_status import wait_for
+    from fleetslurm.api.databench.status import wait_for
 
     class Stream(io.StringIO):
         def __init__(self, tty: bool) -> None:

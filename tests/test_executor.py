@@ -37,7 +37,7 @@ def _run_script(env: dict, cwd: Path, code: str, *args: str) -> subprocess.Compl
 
 
 def _all_jobs() -> list:
-    from fleetslurm.api.client import FleetClient
+    from fleetslurm.api.executor.client import FleetClient
 
     return FleetClient().call("jobs", states="all")
 

@@ -158,7 +158,7 @@ def test_debug_runs_in_this_process_at_submit(home):
 
 # -- slurm (the oracle) ------------------------------------------------------------------
 def _slurm_reason() -> str | None:
-    from fleetslurm.api.backend_slurm import slurm_available
+    from fleetslurm.api.executor.backends.slurm import slurm_available
 
     return slurm_available()
 
@@ -193,7 +193,7 @@ def test_slurm_backend_runs_the_same_script_on_real_slurm(home):
 def test_slurm_states_from_sacct_with_accounting(tmp_path, monkeypatch):
     """Where slurmdbd runs, sacct is the source (none runs here: canned sacct
     and squeue output in SLURM 22.05's formats stand in for it)."""
-    from fleetslurm.api.backend_slurm import SlurmBackend, parse_duration, parse_rss_kb
+    from fleetslurm.api.executor.backends.slurm import SlurmBackend, parse_duration, parse_rss_kb
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

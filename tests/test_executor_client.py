@@ -1,4 +1,4 @@
-"""fleetslurm.api.client: the Python layer over the controller's RPC, against a
+"""fleetslurm.api.executor.client: the Python layer over the controller's RPC, against a
 real controller on this machine."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetslurm.api.client import FleetClient, option_names, options_argv
+from fleetslurm.api.executor.client import FleetClient, option_names, options_argv
 from fleetslurm.errors import InvalidJobId, SubmitError, UsageError
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetslurm.api import runner
-from fleetslurm.api.executor import Executor
-from fleetslurm.api.payload import dump_call, read_result, write_call
-from fleetslurm.api.script import batch_script
+from fleetslurm.api.executor import runner
+from fleetslurm.api.executor.executor import Executor
+from fleetslurm.api.executor.payload import dump_call, read_result, write_call
+from fleetslurm.api.executor.script import batch_script
 from fleetslurm.errors import RemoteJobError, SerializationError, SubmitError, UsageError
 
 GOLDEN = Path(__file__).parent / "golden" / "executor_array_script.sh"
@@ -197,7 +197,7 @@ np = pytest.importorskip("numpy")
 
 
 def _h5_call(tmp_path: Path, fn, args, kwargs=None) -> Path:
-    from fleetslurm.api import bigdata
+    from fleetslurm.api.executor import bigdata
 
     folder = tmp_path / "payload"
     folder.mkdir()
@@ -221,8 +221,8 @@ def _run_in(folder: Path, env=None):
 
 
 def test_big_arrays_travel_by_hdf5_both_ways(tmp_path):
-    from fleetslurm.api import bigdata
-    from fleetslurm.api.objser import ObjectSerializer
+    from fleetslurm.api.executor import bigdata
+    from fleetslurm.api.objser.serializer import ObjectSerializer
 
     a = np.random.default_rng(1).random(300_000)  # 2.4 MB
     assert bigdata.holds_big_arrays([(a,), {}]) and not bigdata.holds_big_arrays([(a[:10],)])
@@ -258,7 +258,7 @@ def test_a_node_without_h5py(tmp_path):
     small = tmp_path / "small"
     small.mkdir()
     write_call(str(small / "call.pkl"), dump_call(np.ones, (300_000,), {}))
-    from fleetslurm.api import bigdata
+    from fleetslurm.api.executor import bigdata
 
     (small / bigdata.ZIP_NAME).write_bytes(bigdata.objser_zip())
     proc = _run_in(small, env)
@@ -290,8 +290,8 @@ OLDEST_CLOUDPICKLE = "2.2.0"
 _TRACEBACK_DRILL = r'''
 import importlib, linecache, os, subprocess, sys
 import cloudpickle
-from fleetslurm.api import runner
-from fleetslurm.api.payload import dump_call, read_result, write_call
+from fleetslurm.api.executor import runner
+from fleetslurm.api.executor.payload import dump_call, read_result, write_call
 from fleetslurm.errors import RemoteJobError
 
 work = sys.argv[1]

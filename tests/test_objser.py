@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import fleetslurm
-from fleetslurm.api import objser_format as fmt
-from fleetslurm.api.objser import ObjectSerializer, Serializer
+from fleetslurm.api.objser import format as fmt
+from fleetslurm.api.objser.serializer import ObjectSerializer, Serializer
 from fleetslurm.errors import InvalidValue, SerializationError
 
 
@@ -317,7 +317,7 @@ def test_an_object_whose_module_is_gone_fails_to_load_with_the_entry_named(tmp_p
     (moddir / "gone_mod_xyz.py").write_text("class Thing:\n    pass\n")
     file = tmp_path / "s.h5"
     write = ("import sys; sys.path.insert(0, sys.argv[1]); import gone_mod_xyz; "
-             "from fleetslurm.api.objser import ObjectSerializer; "
+             "from fleetslurm.api.objser.serializer import ObjectSerializer; "
              "ObjectSerializer(sys.argv[2]).serialize(gone_mod_xyz.Thing(), '/t')")
     subprocess.run([sys.executable, "-c", write, str(moddir), str(file)], check=True)
     with pytest.raises(SerializationError) as err:
@@ -473,7 +473,7 @@ def test_files_are_private(store):
 WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from fleetslurm.api.objser import ObjectSerializer
+    from fleetslurm.api.objser.serializer import ObjectSerializer
     store = ObjectSerializer(sys.argv[1], chunk_bytes=64 * 1024)
     marker = sys.argv[2]
     def blocks():
@@ -524,7 +524,7 @@ def test_a_writer_killed_while_creating_the_file_leaves_no_file(tmp_path):
 
 def test_concurrent_writers_lose_no_entry(tmp_path):
     file = tmp_path / "s.h5"
-    code = ("import sys, numpy as np; from fleetslurm.api.objser import ObjectSerializer; "
+    code = ("import sys, numpy as np; from fleetslurm.api.objser.serializer import ObjectSerializer; "
             "s = ObjectSerializer(sys.argv[1]); "
             "[s.serialize(np.full(1000, i), f'/{sys.argv[2]}/{i}') for i in range(8)]")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(file), name])
@@ -549,7 +549,7 @@ def test_a_reader_keeps_a_whole_view_while_the_file_is_replaced(store):
 MEMORY = textwrap.dedent("""
     import resource, sys, tracemalloc
     import numpy as np
-    from fleetslurm.api.objser import ObjectSerializer
+    from fleetslurm.api.objser.serializer import ObjectSerializer
 
     def rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

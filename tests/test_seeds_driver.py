@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fleetslurm import SLURMDriver
-from fleetslurm.api.seeds_driver import prepare_script
+from fleetslurm.api.compat.driver import prepare_script
 from fleetslurm.errors import InvalidJobId, SubmitError, UsageError
 from fleetslurm.slurm.option_env import sbatch_options
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetslurm import SLURMConstructor, SLURMDriver
-from fleetslurm.api.backend_slurm import slurm_available
+from fleetslurm.api.executor.backends.slurm import slurm_available
 from fleetslurm.errors import InvalidJobId, SubmitError
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "seeds"
@@ -61,7 +61,7 @@ def test_real_slurm_refusals_come_back_as_errors(here):
 def test_slurmify_on_real_slurm(here, monkeypatch):
     """The decorator API with the slurm dispatcher: the same calls, SLURM's sbatch."""
     import fleetslurm
-    from fleetslurm.api import slurmify as sm
+    from fleetslurm.api.compat import slurmify as sm
 
     monkeypatch.setattr(sm, "_SETTINGS", sm._Settings())
     monkeypatch.setenv("FLEETSLURM_HOME", str(here / "home"))

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import fleetslurm
-from fleetslurm.api import slurmify as sm
-from fleetslurm.api.slurmify_dispatch import TestDispatcher
+from fleetslurm.api.compat import slurmify as sm
+from fleetslurm.api.compat.dispatch import TestDispatcher
 from fleetslurm.errors import RemoteJobError, SerializationError, UsageError
 
 

@@ -44,7 +44,7 @@ def lab(sshd_fleet, make_config, ssh_home, tmp_path, monkeypatch):
 
 
 def _wait_up(files, timeout: float = 60) -> None:
-    from fleetslurm.api.client import FleetClient
+    from fleetslurm.api.executor.client import FleetClient
 
     fc = FleetClient()
     deadline = time.monotonic() + timeout

@@ -57,7 +57,7 @@ def test_function_and_large_payload_travel_over_ssh(ex_fleet):
     # it ran in m1's own workdir, from files staged there through SFTP
     assert out["stage"].startswith(str(m1.workdir) + "/jobs/")
     assert out["stage"] != str(Path(job.paths["call"]).parent)
-    from fleetslurm.api import bigdata
+    from fleetslurm.api.executor import bigdata
 
     zip_name = ["fleetslurm_objser.zip"] if bigdata.available() else []
     assert out["files"] == ["call.pkl", *zip_name, "fleetslurm_runner.py"]

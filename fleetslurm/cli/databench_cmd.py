@@ -33,7 +33,7 @@ _PARS = typer.Option(False, "--parsable", help="print only the job ids, one per 
 
 
 def _bench():
-    from ..api.databench import DataBenchSLURM
+    from ..api.databench.bench import DataBenchSLURM
 
     return DataBenchSLURM()
 
@@ -129,7 +129,7 @@ def analyze(analysis_type: str = typer.Argument(..., help="the analysis type"),
             timeout: Optional[float] = _TIMEOUT, as_json: bool = _JSON,
             parsable: bool = _PARS) -> None:
     """Run one analysis per symbol as one job array (--wait prints the results)."""
-    from ..api.databench_analyses import load_analyses
+    from ..api.databench.analyses import load_analyses
 
     bench = _bench()
 

@@ -14,16 +14,16 @@ to know of it stays as one small :class:`~fleetslurm.slurm.deps.Facts`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.scheduler.events import ArrayTasks
-from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING
+from fleetslurm.scheduler.lifecycle import ENDED, PENDING
+from fleetslurm.scheduler.records import ArrayEntry
 from fleetslurm.slurm.deps import Facts
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
-    from fleetslurm.scheduler.state import SchedulerState
+    from fleetslurm.scheduler.view import SchedulerView
 
 __all__ = ["ArrayEntry", "on_array_tasks", "on_phase", "forget_ended", "entry_facts", "task_facts",
            "index_facts"]
@@ -32,54 +32,20 @@ __all__ = ["ArrayEntry", "on_array_tasks", "on_phase", "forget_ended", "entry_fa
 Before = Optional[tuple[str, str]]
 
 
-@dataclass(eq=False)
-class ArrayEntry:
-    """Counts over every task of one array."""
-
-    array_job_id: int
-    unsubmitted: int = 0   # not yet submitted to the scheduler: pending
-    base_ok: int = 0       # ended COMPLETED without being submitted (controller's count)
-    base_bad: int = 0      # ended otherwise without being submitted (cancelled remainder)
-    pending: int = 0       # submitted tasks now PENDING
-    running: int = 0
-    ended_ok: int = 0
-    ended_bad: int = 0
-    #: array index -> task (job) id, for every task submitted
-    tasks: dict[int, int] = field(default_factory=dict)
-
-    def facts(self) -> Facts:
-        """The whole array, as SLURM's ``test_job_array_*`` judge it."""
-        pending = self.unsubmitted > 0 or self.pending > 0
-        finished = not pending and self.running == 0
-        return Facts(pending=pending, finished=finished,
-                     ok=finished and self.base_bad == 0 and self.ended_bad == 0,
-                     is_array=True)
-
-    def _count(self, phase: str, final: str, delta: int) -> None:
-        if phase == PENDING:
-            self.pending += delta
-        elif phase == RUNNING:
-            self.running += delta
-        elif final == "COMPLETED":
-            self.ended_ok += delta
-        else:
-            self.ended_bad += delta
-
-
-def _entry(st: "SchedulerState", array_job_id: int) -> ArrayEntry:
+def _entry(st: "SchedulerView", array_job_id: int) -> ArrayEntry:
     entry = st._arrays.get(array_job_id)
     if entry is None:
         entry = st._arrays[array_job_id] = ArrayEntry(array_job_id)
     return entry
 
 
-def on_array_tasks(st: "SchedulerState", ev: ArrayTasks, now: float) -> None:
+def on_array_tasks(st: "SchedulerView", ev: ArrayTasks, now: float) -> None:
     """Record the controller's counts of the tasks it has not submitted."""
     entry = _entry(st, ev.array_job_id)
     entry.unsubmitted, entry.base_ok, entry.base_bad = ev.unsubmitted, ev.ended_ok, ev.ended_bad
 
 
-def on_phase(st: "SchedulerState", job: "JobEntry", before: Before) -> None:
+def on_phase(st: "SchedulerView", job: "JobEntry", before: Before) -> None:
     """A task's phase changed (``before`` -> ``job.phase``): keep its array's counts."""
     req = job.req
     if req.array_job_id is None:
@@ -107,7 +73,7 @@ def entry_facts(job: "JobEntry") -> Facts:
                  start=job.first_start)
 
 
-def forget_ended(st: "SchedulerState", job: "JobEntry") -> None:
+def forget_ended(st: "SchedulerView", job: "JobEntry") -> None:
     """Drop an ended array task's entry, keeping only its facts."""
     if job.req.array_job_id is None or job.phase != ENDED:
         return
@@ -115,7 +81,7 @@ def forget_ended(st: "SchedulerState", job: "JobEntry") -> None:
     del st._jobs[job.req.job_id]
 
 
-def task_facts(st: "SchedulerState", job_id: int) -> Optional[Facts]:
+def task_facts(st: "SchedulerView", job_id: int) -> Optional[Facts]:
     """Facts of a job by its own id: held, or an array task that ended."""
     job = st._jobs.get(job_id)
     if job is not None:
@@ -123,7 +89,7 @@ def task_facts(st: "SchedulerState", job_id: int) -> Optional[Facts]:
     return st._ended_tasks.get(job_id)
 
 
-def index_facts(st: "SchedulerState", entry: ArrayEntry, index: int) -> Optional[Facts]:
+def index_facts(st: "SchedulerView", entry: ArrayEntry, index: int) -> Optional[Facts]:
     """Facts of task ``index`` of an array: a task not submitted yet is pending
     (the controller refuses ``A_i`` for an index the array does not have)."""
     task_id = entry.tasks.get(index)

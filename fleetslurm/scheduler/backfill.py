@@ -33,7 +33,7 @@ from fleetslurm.scheduler.profile import Profile
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry, NodeEntry
-    from fleetslurm.scheduler.state import SchedulerState
+    from fleetslurm.scheduler.view import SchedulerView
 
 __all__ = ["run_pass", "OVERDUE_GRACE_S", "node_profile"]
 
@@ -44,7 +44,7 @@ OVERDUE_GRACE_S = 1.0
 _MaxFree = tuple[int, int, int, bool]
 
 
-def node_profile(st: "SchedulerState", node: "NodeEntry", now: float) -> Profile:
+def node_profile(st: "SchedulerView", node: "NodeEntry", now: float) -> Profile:
     """The node's free resources from ``now`` on, given its running jobs' time limits."""
     spec_ids = set(node.spec.gpu_ids)
     releases = []
@@ -66,7 +66,7 @@ def node_profile(st: "SchedulerState", node: "NodeEntry", now: float) -> Profile
     return prof
 
 
-def _max_free(st: "SchedulerState", profiles: dict[str, Profile]) -> _MaxFree:
+def _max_free(st: "SchedulerView", profiles: dict[str, Profile]) -> _MaxFree:
     c = m = g = 0
     idle = False
     for name, prof in profiles.items():
@@ -121,7 +121,7 @@ class _Misfits:
         self._exact.add(job.fit_key)
 
 
-def run_pass(st: "SchedulerState", now: float) -> list[StartJob]:
+def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
     """Start what can start now, plan the first blocked jobs, record reasons."""
     st._begin_pass(now)
     nodes, jobs = st._nodes, st._jobs

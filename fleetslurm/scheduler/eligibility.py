@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.errors import InvalidValue
 from fleetslurm.scheduler import deps
-from fleetslurm.scheduler.deps import NEVER, WAITING, parse_dependency
+from fleetslurm.scheduler.deps import NEVER, WAITING, parse_dependency, singleton_blocker
 from fleetslurm.scheduler.events import JobRequest
-from fleetslurm.scheduler.lifecycle import RUNNING
 from fleetslurm.scheduler.policy import Shape, compress_hostlist, parse_constraint, shape_of, static_misfit
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
-    from fleetslurm.scheduler.state import SchedulerState
+    from fleetslurm.scheduler.view import SchedulerView
 
 #: internal reason marker for "waiting for resources"; shown as Resources or Priority
 BLOCKED = "<blocked>"
@@ -31,36 +30,7 @@ __all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "singleton_blocker", "wait_reason", "
            "placement", "all_reasons", "can_ever_run"]
 
 
-def _submit_order(job: "JobEntry") -> int:
-    # an array task was submitted when its array was (SLURM compares the
-    # array's record, whose id is the array's)
-    req = job.req
-    return req.array_job_id if req.array_job_id is not None else req.job_id
-
-
-def singleton_blocker(st: "SchedulerState", job: "JobEntry") -> Optional[int]:
-    """A running job, or a pending one submitted earlier, of the same user and name."""
-    group = (job.req.user, job.req.name)
-    cached = st._singleton_cache.get(group)
-    if cached is None:
-        running: Optional[int] = None
-        lowest: Optional[tuple[int, int]] = None
-        for jid in st._groups.get(group, ()):
-            other = st._jobs[jid]
-            if other.phase == RUNNING:
-                running = jid if running is None else min(running, jid)
-            elif lowest is None or (_submit_order(other), jid) < lowest:
-                lowest = (_submit_order(other), jid)
-        cached = st._singleton_cache[group] = (running, lowest)
-    running, lowest = cached
-    if running is not None:
-        return running
-    if lowest is not None and lowest[0] < _submit_order(job):
-        return lowest[1]
-    return None
-
-
-def wait_reason(st: "SchedulerState", job: "JobEntry", now: float) -> Optional[str]:
+def wait_reason(st: "SchedulerView", job: "JobEntry", now: float) -> Optional[str]:
     """The reason a pending job may not start whatever the load, or None."""
     req = job.req
     if req.held:
@@ -85,7 +55,7 @@ def wait_reason(st: "SchedulerState", job: "JobEntry", now: float) -> Optional[s
     return None
 
 
-def static_nodes(st: "SchedulerState", shape: Shape) -> tuple[str, ...]:
+def static_nodes(st: "SchedulerView", shape: Shape) -> tuple[str, ...]:
     """Nodes that could ever run a job of this shape (load and up/down ignored)."""
     names = st._static.get(shape)
     if names is None:
@@ -111,7 +81,7 @@ def static_nodes(st: "SchedulerState", shape: Shape) -> tuple[str, ...]:
     return names
 
 
-def placement(st: "SchedulerState", job: "JobEntry") -> tuple[list[str], Optional[str]]:
+def placement(st: "SchedulerView", job: "JobEntry") -> tuple[list[str], Optional[str]]:
     """Available nodes that could run the job, or a reason why there are none."""
     shape = job.shape
     hit = st._avail.get(shape)  # type: ignore[arg-type]
@@ -128,7 +98,7 @@ def placement(st: "SchedulerState", job: "JobEntry") -> tuple[list[str], Optiona
     return hit
 
 
-def all_reasons(st: "SchedulerState") -> dict[int, str]:
+def all_reasons(st: "SchedulerView") -> dict[int, str]:
     """The reason of every pending job, in priority order, as of the last pass.
 
     Jobs the pass examined keep its verdict; the others (skipped because they
@@ -153,7 +123,7 @@ def all_reasons(st: "SchedulerState") -> dict[int, str]:
     return out
 
 
-def can_ever_run(st: "SchedulerState", job: JobRequest) -> Optional[str]:
+def can_ever_run(st: "SchedulerView", job: JobRequest) -> Optional[str]:
     """None if some node of the job's partition could run it (load, down and drain
     ignored); else SLURM's refusal text (``Requested node configuration is not available``...)."""
     part = st._partition_of(job)

@@ -15,7 +15,7 @@ from fleetslurm.scheduler.policy import need_of, parse_constraint, static_misfit
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
-    from fleetslurm.scheduler.state import SchedulerState
+    from fleetslurm.scheduler.view import SchedulerView
 
 __all__ = ["explain", "format_time"]
 
@@ -48,7 +48,7 @@ def _request(job: "JobEntry") -> str:
     return f"needs {', '.join(parts)} in partition {shape[0] or '(none)'} for {_limit(req.time_limit)}"
 
 
-def explain(st: "SchedulerState", job_id: int) -> str:
+def explain(st: "SchedulerView", job_id: int) -> str:
     """Why a job is pending (with per-node detail and its planned start), or where it runs."""
     job = st._jobs.get(job_id)
     if job is None:
@@ -75,7 +75,7 @@ def explain(st: "SchedulerState", job_id: int) -> str:
     return "\n".join(lines)
 
 
-def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
+def _detail(st: "SchedulerView", job: "JobEntry", reason: str) -> list[str]:
     req, jid = job.req, job.req.job_id
     part = job.shape[0] if job.shape else ""
     if reason == "JobHeldUser":
@@ -132,7 +132,7 @@ def _detail(st: "SchedulerState", job: "JobEntry", reason: str) -> list[str]:
     return out
 
 
-def _misfits(st: "SchedulerState", job: "JobEntry") -> list[str]:
+def _misfits(st: "SchedulerView", job: "JobEntry") -> list[str]:
     try:
         alts = parse_constraint(job.req.constraint)
     except InvalidValue as exc:
@@ -145,7 +145,7 @@ def _misfits(st: "SchedulerState", job: "JobEntry") -> list[str]:
     return out or ["  there are no nodes"]
 
 
-def _dependency(st: "SchedulerState", job: "JobEntry") -> list[str]:
+def _dependency(st: "SchedulerView", job: "JobEntry") -> list[str]:
     jid = job.req.job_id
     if job.dep_error:
         return [f"its dependency is invalid: {job.dep_error}",
@@ -173,10 +173,10 @@ def _term_text(term: DepTerm) -> str:
     return f"{term.kind}:{term.job_id}{task}{f'+{term.minutes}' if term.minutes else ''}"
 
 
-def _target_state(st: "SchedulerState", job: "JobEntry", term: DepTerm) -> str:
+def _target_state(st: "SchedulerView", job: "JobEntry", term: DepTerm) -> str:
     """What the term waits on, in words."""
     if term.kind == "singleton":
-        other = eligibility.singleton_blocker(st, job)
+        other = deps.singleton_blocker(st, job)
         if other is None:
             return "no other job of that name"
         return f"job {other} of user {job.req.user} named {job.req.name!r} is {st.job_state(other)}"

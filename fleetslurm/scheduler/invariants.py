@@ -14,7 +14,7 @@ from fleetslurm.scheduler.policy import priority_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry, NodeEntry
-    from fleetslurm.scheduler.state import SchedulerState
+    from fleetslurm.scheduler.view import SchedulerView
 
 __all__ = ["validate"]
 
@@ -30,7 +30,7 @@ def _fail(message: str, job: Optional["JobEntry"] = None, node: Optional["NodeEn
     raise AssertionError("\n".join(lines))
 
 
-def validate(st: "SchedulerState") -> None:
+def validate(st: "SchedulerView") -> None:
     """Raise AssertionError if any invariant does not hold."""
     jobs, nodes = st._jobs, st._nodes
     # nodes: allocations add up, nothing over-allocated, GPU ids unique

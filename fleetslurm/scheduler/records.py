@@ -1,16 +1,16 @@
-"""The scheduler's private bookkeeping for one job and one node."""
+"""The scheduler's private bookkeeping for one job, one node and one job array."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fleetslurm.scheduler.deps import Dependency
 from fleetslurm.scheduler.events import JobRequest, NodeSpec
-from fleetslurm.scheduler.lifecycle import History
+from fleetslurm.scheduler.lifecycle import PENDING, RUNNING, History
 from fleetslurm.scheduler.policy import Shape, Vec, capacity
+from fleetslurm.slurm.deps import Dependency, Facts
 
-__all__ = ["JobEntry", "NodeEntry"]
+__all__ = ["JobEntry", "NodeEntry", "ArrayEntry"]
 
 
 @dataclass(eq=False)
@@ -80,3 +80,37 @@ class NodeEntry:
         if not self.jobs:
             return "idle"
         return "alloc" if self.used_cpus >= self.spec.cpus else "mix"
+
+
+@dataclass(eq=False)
+class ArrayEntry:
+    """Counts over every task of one array."""
+
+    array_job_id: int
+    unsubmitted: int = 0   # not yet submitted to the scheduler: pending
+    base_ok: int = 0       # ended COMPLETED without being submitted (controller's count)
+    base_bad: int = 0      # ended otherwise without being submitted (cancelled remainder)
+    pending: int = 0       # submitted tasks now PENDING
+    running: int = 0
+    ended_ok: int = 0
+    ended_bad: int = 0
+    #: array index -> task (job) id, for every task submitted
+    tasks: dict[int, int] = field(default_factory=dict)
+
+    def facts(self) -> Facts:
+        """The whole array, as SLURM's ``test_job_array_*`` judge it."""
+        pending = self.unsubmitted > 0 or self.pending > 0
+        finished = not pending and self.running == 0
+        return Facts(pending=pending, finished=finished,
+                     ok=finished and self.base_bad == 0 and self.ended_bad == 0,
+                     is_array=True)
+
+    def _count(self, phase: str, final: str, delta: int) -> None:
+        if phase == PENDING:
+            self.pending += delta
+        elif phase == RUNNING:
+            self.running += delta
+        elif final == "COMPLETED":
+            self.ended_ok += delta
+        else:
+            self.ended_bad += delta

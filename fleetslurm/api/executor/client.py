@@ -2,7 +2,7 @@
 
 ::
 
-    from fleetslurm.api.client import FleetClient
+    from fleetslurm.api.executor.client import FleetClient
 
     fc = FleetClient()                                  # embedded default, or the config found
     job_id = fc.submit("#!/bin/sh\\necho hi\\n", {"cpus_per_task": 2, "mem": "1G"})
@@ -43,8 +43,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
-from ..errors import InvalidJobId, JobTimeout, UsageError
-from ..model import ACTIVE_STATE_NAMES, JobRecord
+from ...errors import InvalidJobId, JobTimeout, UsageError
+from ...model import ACTIVE_STATE_NAMES, JobRecord
 
 __all__ = ["FleetClient", "options_argv", "option_names", "shown_id", "is_finished"]
 
@@ -56,7 +56,7 @@ _NOT_FOR_API = frozenset({"help", "usage", "version", "wrap", "parsable", "wait"
 
 def option_names() -> list[str]:
     """sbatch's long option names, as the API accepts them (``cpus_per_task``)."""
-    from ..slurm.option_tables import SBATCH
+    from ...slurm.option_tables import SBATCH
 
     return sorted({o.long.replace("-", "_") for o in SBATCH
                    if o.long and o.long.replace("-", "_") not in _NOT_FOR_API})
@@ -70,7 +70,7 @@ def options_argv(options: Mapping[str, Any]) -> list[str]:
     the option once per item). Raises UsageError for an unknown name (listing
     the valid ones) or a flag given a value.
     """
-    from ..slurm.option_tables import SBATCH
+    from ...slurm.option_tables import SBATCH
 
     by_long = {o.long: o for o in SBATCH if o.long}
     argv: list[str] = []
@@ -125,7 +125,7 @@ class FleetClient:
 
     def __init__(self, config: Optional[str] = None, home: Optional[str] = None,
                  timeout: Optional[float] = 120.0) -> None:
-        from ..paths import StatePaths, find_config, state_paths
+        from ...paths import StatePaths, find_config, state_paths
 
         self.paths = StatePaths(home) if home else state_paths()
         path = find_config(config)
@@ -136,7 +136,7 @@ class FleetClient:
     # -- plumbing -----------------------------------------------------------------
     def call(self, op: str, **args: Any) -> Any:
         """One request to the controller (see :mod:`fleetslurm.rpc`)."""
-        from ..rpc import ensure_controller
+        from ...rpc import ensure_controller
 
         with ensure_controller(self.config, self.paths) as c:
             c.set_timeout(self.timeout)
@@ -158,13 +158,13 @@ class FleetClient:
         (see the module docstring). Raises UsageError for a bad option or
         value, SubmitError when no machine could ever run it.
         """
-        from ..slurm.option_env import sbatch_options
+        from ...slurm.option_env import sbatch_options
 
         if not script.startswith("#!"):
             raise UsageError("This does not look like a batch script.  The first line must "
                              "start with #! followed by the path to an interpreter.",
                              prog=_PROG)
-        from ..umask import with_umask
+        from ...umask import with_umask
 
         environ = with_umask(os.environ if env is None else env)
         opts, _pos, _ = sbatch_options(options_argv(options or {}), script, environ)
@@ -248,7 +248,7 @@ class FleetClient:
         reply = self.call("cancel", **args)
         errs = [e for e in reply["errors"] if "Invalid job id" not in e]
         if errs:
-            from ..errors import JobError
+            from ...errors import JobError
 
             raise JobError("; ".join(errs))
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import SerializationError
-from . import objser_format as fmt
+from ...errors import SerializationError
+from . import format as fmt
 
 #: HDF5's chunk cache per open dataset when reading
 READ_CACHE_BYTES = 8 << 20

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import InvalidValue, UsageError
-from .databench_script import Arg
+from ...errors import InvalidValue, UsageError
+from .script import Arg
 
 __all__ = ["PathLike", "err", "existing_script", "data_file", "as_list", "processor_arg",
            "processor_args", "symbol_files", "check_outputs"]

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..errors import SubmitError, UsageError
+from ...errors import SubmitError, UsageError
 from .backends import BACKENDS, Backend, make_backend
 from .job import Job, save_index
 
@@ -51,8 +51,8 @@ _RESERVED = {"array": "make arrays with map() or batch()",
 
 def _check_options(options: Mapping[str, Any]) -> None:
     """Names and values as sbatch checks them (UsageError naming the problem)."""
-    from ..slurm.jobspec import build_spec
-    from ..slurm.option_env import sbatch_options
+    from ...slurm.jobspec import build_spec
+    from ...slurm.option_env import sbatch_options
     from .client import option_names, options_argv
 
     for key in options:
@@ -196,12 +196,12 @@ class Executor:
         client = getattr(self._backend, "client", None)
         if client is not None:
             return str(client.paths.home)
-        from .job import _home
+        from .backends.base import default_home
 
-        return _home()
+        return default_home()
 
     def _submit(self, calls: list[_Call], array: bool) -> list[Job]:
-        from ..paths import private_dir
+        from ...paths import private_dir
         from . import bigdata, runner
         from .payload import write_call
         from .script import RUNNER_NAME, batch_script, call_name, result_name

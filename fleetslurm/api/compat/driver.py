@@ -25,12 +25,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import InvalidJobId, UsageError
-from .seeds_constructor import (_SHELLS, _private_dir_lines, embedded_file, setup_lines)
+from ...errors import InvalidJobId, UsageError
+from ..executor.script import compose, embedded_file, private_dir_lines, setup_lines
 
 __all__ = ["SLURMDriver", "prepare_script"]
 
 _PROG = "sbatch"
+_SHELLS = ("sh", "bash", "dash", "zsh", "ksh")
 _NOT_BATCH = ("This does not look like a batch script.  The first line must start with #! "
               "followed by the path to an interpreter.")
 
@@ -85,12 +86,11 @@ def prepare_script(text: str, name: str, *, conda_env: Optional[str] = None,
         runner = " ".join(shlex.quote(w) for w in shlex.split(python))
     else:
         raise UsageError(f"{name}: {_NOT_BATCH}", prog=_PROG)
-    body = ["#!/bin/bash", *directives,
-            f"# fleetslurm's SLURMDriver: prepares the environment, then runs {name} "
-            "(embedded below)", "set -e", *prep, *_private_dir_lines(),
+    body = [*prep, *private_dir_lines(),
             *embedded_file("job_script", os.path.basename(name) or "job", text, mode="700"),
             f'{runner} "$job_script" "$@"']
-    return "\n".join(body) + "\n"
+    return compose(directives, [f"# fleetslurm's SLURMDriver: prepares the environment, then "
+                                f"runs {name} (embedded below)"], body, exit_on_error=True)
 
 
 class SLURMDriver:
@@ -111,7 +111,7 @@ class SLURMDriver:
         self.python = python
         self._client = None
         if backend == "fleet":
-            from .client import FleetClient
+            from ..executor.client import FleetClient
 
             self._client = FleetClient(config)
         #: ids of the jobs submitted through this driver, in order
@@ -160,7 +160,7 @@ class SLURMDriver:
         missing = [i for i in ids if i not in found
                    and not any(k.startswith(f"{i}_") for k in found)]
         if missing:  # gone from squeue: the accounting may still know them
-            from .backend_slurm import SlurmBackend
+            from ..executor.backends.slurm import SlurmBackend
 
             found.update(SlurmBackend().states(missing))
         return found
@@ -170,7 +170,7 @@ class SLURMDriver:
         ``FAILED``, ``CANCELLED``, ``TIMEOUT``...). For a whole array, the
         most pressing of its tasks' states (RUNNING while any runs, FAILED
         when one failed, COMPLETED when all did). InvalidJobId when unknown."""
-        from .databench_status import overall_state
+        from ..databench.status import overall_state
 
         text = str(job_id)
         states = self._states([text])
@@ -200,8 +200,8 @@ class SLURMDriver:
              timeout: Optional[float] = None) -> dict[str, str]:
         """Block until the jobs (default: all submitted here) are finished;
         ``{id: final state}``. JobTimeout after ``timeout`` seconds."""
-        from .client import is_finished
-        from .databench_status import wait_for
+        from ..executor.client import is_finished
+        from ..databench.status import wait_for
 
         ids = [str(i) for i in (job_ids if job_ids is not None else self.submitted)]
         return wait_for(self._states, is_finished, ids, timeout, progress=False) if ids else {}
@@ -211,7 +211,7 @@ class SLURMDriver:
         if self._client is not None:
             self._client.cancel([str(job_id)])
         else:
-            from .backend_slurm import SlurmBackend
+            from ..executor.backends.slurm import SlurmBackend
 
             SlurmBackend().cancel([str(job_id)])
 
@@ -223,8 +223,8 @@ def _sbatch(script: str, options: Mapping[str, Any], args: list[str], name: str)
     import subprocess
     import tempfile
 
-    from ..errors import ControllerError, SubmitError
-    from .client import options_argv
+    from ...errors import ControllerError, SubmitError
+    from ..executor.client import options_argv
 
     argv = options_argv(options)
     fd, path = tempfile.mkstemp(prefix="fleetslurm-", suffix=f"-{name}")
@@ -251,7 +251,7 @@ def _squeue_states(masters: list[str]) -> dict[str, str]:
     """What a real SLURM's ``squeue -t all -r`` shows: ``{N or A_i: state}``."""
     import subprocess
 
-    from ..errors import ControllerError
+    from ...errors import ControllerError
 
     if not masters:
         return {}

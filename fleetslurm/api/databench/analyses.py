@@ -20,13 +20,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Union
 
-from ..errors import UsageError
+from ...errors import UsageError
 
-__all__ = ["Analysis", "AnalysisRegistry", "MARK", "analysis", "analyses_in_module",
+__all__ = ["Analysis", "AnalysisRegistry", "MARK", "HOLDER", "analysis", "analyses_in_module",
            "load_analyses"]
 
 #: attribute set on a decorated function: its analysis type name
 MARK = "__fleetslurm_analysis__"
+#: class attribute (True) of objects whose ``analyses`` registry a module's
+#: analyses include (:class:`~.bench.DataBenchSLURM`), so this module needs
+#: not import the class that uses it
+HOLDER = "__fleetslurm_analysis_holder__"
 
 
 @dataclass(frozen=True)
@@ -162,11 +166,9 @@ def _doc(target: Any) -> str:
 def analyses_in_module(module: ModuleType) -> list[Analysis]:
     """The analyses a module defines: its functions marked by ``@analysis``
     and the registries of its DataBench objects."""
-    from .databench import DataBenchSLURM
-
     found: dict[str, Analysis] = {}
     for value in list(vars(module).values()):
-        if isinstance(value, DataBenchSLURM):
+        if getattr(type(value), HOLDER, False) is True:
             for a in value.analyses:
                 found.setdefault(a.name, a)
         elif isinstance(value, AnalysisRegistry):

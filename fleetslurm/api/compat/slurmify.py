@@ -22,7 +22,7 @@ Options are sbatch's by long name (``partition``, ``cpus_per_task``,
 :func:`update_default_configuration`, then ``@slurmify(...)``. Where the
 calls go is the *dispatcher* (:func:`set_dispatcher`: ``"fleet"`` by default,
 ``"slurm"``, ``"subprocess"``, ``"direct"``, ``"test"``); see
-:mod:`fleetslurm.api.slurmify_dispatch`.
+:mod:`fleetslurm.api.compat.dispatch`.
 
 Functions and arguments travel by cloudpickle, not JSON: any picklable value
 works, and functions of the script being run travel by value. The function
@@ -44,8 +44,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
-from ..errors import UsageError
-from .slurmify_dispatch import Dispatcher, FleetDispatcher, dispatcher_named
+from ...errors import UsageError
+from .dispatch import Dispatcher, FleetDispatcher, dispatcher_named
 
 __all__ = ["slurmify", "SlurmFunction", "Batch", "BatchedCall", "set_dispatcher",
            "get_dispatcher", "update_default_configuration"]

@@ -14,9 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
-    from .databench import DataBenchSLURM
-    from .databench_analyses import Analysis
-    from .job import Job
+    from .analyses import Analysis
+    from ..executor.job import Job
 
 __all__ = ["submit_callable", "analysis_call"]
 
@@ -52,21 +51,23 @@ def analysis_call(fn: Callable[..., Any], name: Optional[str], data: Optional[by
     return call
 
 
-def submit_callable(bench: "DataBenchSLURM", analysis: "Analysis", symbols: list[str],
-                    files: list[str], *, partition: Optional[str], cpus: int,
+def submit_callable(config: Optional[str], analysis: "Analysis", symbols: list[str],
+                    files: list[str], *, python: str, conda_env: Optional[str],
+                    modules: Sequence[str], setup: Sequence[str], partition: Optional[str],
+                    cpus: int,
                     memory: Optional[str], time_limit: Optional[str], args: Sequence[Any],
                     max_parallel: Optional[int], slurm_args: Mapping[str, Any]) -> list["Job"]:
-    """Submit one array (through :class:`fleetslurm.Executor`, fleet backend).
+    """Submit one array (through :class:`fleetslurm.Executor`, fleet backend of the
+    fleet ``config``; ``python``, ``conda_env``, ``modules``, ``setup``: the bench's).
     The tasks' output files live with the Executor's payload (``Job.paths``)."""
-    from .executor import Executor
+    from ..executor.executor import Executor
 
     options: dict[str, Any] = {"partition": partition, "cpus_per_task": cpus, "mem": memory,
                                "time": time_limit, "job_name": f"analysis-{analysis.name}"}
     options.update(slurm_args)
     options = {k: v for k, v in options.items() if v is not None}
-    ex = Executor(config=bench.client.config, conda_env=bench.conda_env,
-                  modules=bench.modules, setup=bench.setup,
-                  python=None if bench.python == "python3" else bench.python,
+    ex = Executor(config=config, conda_env=conda_env, modules=modules, setup=setup,
+                  python=None if python == "python3" else python,
                   array_parallelism=max_parallel, **options)
     calls = []
     for k, sym in enumerate(symbols):

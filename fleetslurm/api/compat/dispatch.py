@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 __all__ = ["Dispatcher", "FleetDispatcher", "SlurmDispatcher", "SubprocessDispatcher",
            "DirectDispatcher", "TestDispatcher", "DEFAULT_MAX_SINGLE_JOBS", "dispatcher_named",
@@ -149,7 +149,7 @@ class ExecutorDispatcher(Dispatcher):
         self._jobs: dict[str, Any] = {}
 
     def _executor(self, options: Mapping[str, Any]) -> Any:
-        from .executor import Executor
+        from ..executor.executor import Executor
 
         key = repr(sorted(options.items()))
         ex = self._executors.get(key)
@@ -174,8 +174,8 @@ class ExecutorDispatcher(Dispatcher):
             job = ex.submit(fn, *args, **kwargs)
             self._jobs[job.job_id] = job
             return [job.job_id]
-        from . import runner
-        from .payload import dump_call
+        from ..executor import runner
+        from ..executor.payload import dump_call
 
         limit = ex.max_payload_bytes
         # each call pickled as the Executor would (its own modules by value)
@@ -198,7 +198,7 @@ class ExecutorDispatcher(Dispatcher):
         """The :class:`fleetslurm.Job` of a job submitted here (or re-attached)."""
         job = self._jobs.get(str(job_id))
         if job is None:
-            from .job import Job
+            from ..executor.job import Job
 
             job = Job.load(str(job_id), self.backend)
         return job
@@ -231,7 +231,7 @@ class _WaitsForDependencies(ExecutorDispatcher):
         return opts
 
     def _wait_for(self, dep: str) -> None:
-        from ..slurm.deps import parse_dependency
+        from ...slurm.deps import parse_dependency
 
         parsed = parse_dependency(dep)
         for term in parsed.terms:
@@ -279,7 +279,7 @@ class TestDispatcher(Dispatcher):
                 sizes: Sequence[int] = ()) -> list[str]:
         import sys
 
-        from .payload import dump_call
+        from ..executor.payload import dump_call
 
         for fn, args, kwargs in calls:
             dump_call(fn, args, kwargs)

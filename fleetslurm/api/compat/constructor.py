@@ -1,5 +1,8 @@
-"""Batch-script generation: the seed's ``SLURMConstructor`` and the pure
-helpers DataBench and ``SLURMDriver`` build their scripts with.
+"""The seed's ``SLURMConstructor``: batch scripts that run a job script with
+given resources, written by fleetslurm's one script writer
+(:mod:`fleetslurm.api.executor.script`, which also has the pure helpers
+DataBench and ``SLURMDriver`` build their scripts with; they are importable
+from here as before).
 
 Every script this module writes is a plain SLURM batch script (``#!/bin/bash``,
 ``#SBATCH`` lines, a body), so it runs unchanged under ``fleetslurm sbatch``,
@@ -30,7 +33,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..errors import InvalidValue, UsageError
+from ...errors import InvalidValue, UsageError
+from ..executor.script import (check_memory, check_time, compose, embedded_file,
+                               private_dir_lines, sbatch_lines, setup_lines)
 
 __all__ = ["SLURMConstructor", "sbatch_lines", "setup_lines", "embedded_file",
            "check_memory", "check_time", "MAX_EMBED_BYTES"]
@@ -38,145 +43,6 @@ __all__ = ["SLURMConstructor", "sbatch_lines", "setup_lines", "embedded_file",
 #: a job script larger than this is not embedded (it would travel with every
 #: job and sit in the controller's database): give ``embed=False``
 MAX_EMBED_BYTES = 1024 * 1024
-
-_SHELLS = ("sh", "bash", "dash", "zsh", "ksh")
-
-# ``module`` is a shell function that login shells define; a batch script's
-# non-login bash gets it from the first init file found (Lmod, then
-# Environment Modules).
-_MODULE_INIT = (
-    "if ! type module >/dev/null 2>&1; then\n"
-    "    for f in /etc/profile.d/lmod.sh /etc/profile.d/modules.sh "
-    "/usr/share/lmod/lmod/init/bash /usr/share/modules/init/bash; do\n"
-    "        if [ -r \"$f\" ]; then . \"$f\"; break; fi\n"
-    "    done\n"
-    "fi\n"
-    "if ! type module >/dev/null 2>&1; then\n"
-    "    echo \"fleetslurm: 'module' is not available on $(hostname); install Lmod or "
-    "Environment Modules there, or submit without modules=\" >&2\n"
-    "    exit 1\n"
-    "fi"
-)
-
-_CONDA_INIT = (
-    "if ! command -v conda >/dev/null 2>&1; then\n"
-    "    for f in \"$HOME/miniconda3/etc/profile.d/conda.sh\" "
-    "\"$HOME/anaconda3/etc/profile.d/conda.sh\" /opt/conda/etc/profile.d/conda.sh; do\n"
-    "        if [ -r \"$f\" ]; then . \"$f\"; break; fi\n"
-    "    done\n"
-    "fi\n"
-    "if ! command -v conda >/dev/null 2>&1; then\n"
-    "    echo \"fleetslurm: conda is not installed on $(hostname); install it there, or "
-    "submit without conda_env=\" >&2\n"
-    "    exit 1\n"
-    "fi\n"
-    "eval \"$(conda shell.bash hook)\""
-)
-
-
-def check_memory(memory: Union[int, str, None], what: str = "memory") -> Optional[str]:
-    """A memory size as ``--mem`` takes it. An int is MB (SLURM's rule for a
-    plain number); a string may carry K/M/G/T (``"4G"``). None: no request.
-    Raises InvalidValue naming ``what`` and the accepted forms."""
-    if memory is None:
-        return None
-    from ..slurm.units import parse_mem
-
-    text = str(memory).strip()
-    if isinstance(memory, bool) or (isinstance(memory, int) and memory < 0):
-        raise InvalidValue(f"{what}: {memory!r} is not a memory size; give MB as an int "
-                           "or a string such as '512M' or '4G'")
-    try:
-        parse_mem(text, option=what)
-    except InvalidValue as exc:
-        raise InvalidValue(f"{exc}; give MB as an int or a string such as '512M' or '4G'") \
-            from None
-    return text
-
-
-def check_time(limit: Union[int, str, None], what: str = "time") -> Optional[str]:
-    """A time limit as ``--time`` takes it: an int is minutes (SLURM's rule),
-    a string is SLURM's grammar (``"30"``, ``"1:00:00"``, ``"2-00:00"``,
-    ``"UNLIMITED"``). None: the partition's default. Raises InvalidValue."""
-    if limit is None:
-        return None
-    from ..slurm.units import parse_time_limit
-
-    if isinstance(limit, bool) or (isinstance(limit, int) and limit < 0):
-        raise InvalidValue(f"{what}: {limit!r} is not a time limit; give minutes as an int "
-                           "or a string such as '30:00' or '2:00:00'")
-    text = str(limit).strip()
-    try:
-        parse_time_limit(text, option=what)
-    except InvalidValue as exc:
-        raise InvalidValue(f"{exc}; give minutes as an int or a string such as '30:00' "
-                           "or '2:00:00'") from None
-    return text
-
-
-def sbatch_lines(options: Mapping[str, Any]) -> list[str]:
-    """``#SBATCH`` lines for sbatch options by long name (``cpus_per_task``
-    or ``cpus-per-task``). Values are shell-quoted once, as ``#SBATCH`` lines
-    are split shell-style. Raises UsageError for an unknown name (listing the
-    valid ones) or a flag given a value."""
-    from .client import options_argv
-
-    lines = []
-    for arg in options_argv(options):
-        name, sep, value = arg.partition("=")
-        lines.append(f"#SBATCH {name}={shlex.quote(value)}" if sep else f"#SBATCH {name}")
-    return lines
-
-
-def setup_lines(conda_env: Optional[str] = None, modules: Sequence[str] = (),
-                setup: Sequence[str] = ()) -> list[str]:
-    """Shell lines run before the job: ``module load`` each module, activate a
-    conda environment, then the caller's own ``setup`` lines (verbatim: they
-    are shell code the caller wrote). A missing ``module``/``conda`` on the
-    machine fails the job with a message naming the machine."""
-    if isinstance(modules, str):
-        raise InvalidValue(f"modules must be a list of module names, not the string "
-                           f"{modules!r}; write modules=[{modules!r}]")
-    if isinstance(setup, str):
-        raise InvalidValue("setup must be a list of shell lines, not one string; "
-                           f"write setup=[{setup!r}]")
-    lines: list[str] = []
-    if modules:
-        lines.append(_MODULE_INIT)
-        lines.extend(f"module load {shlex.quote(str(m))}" for m in modules)
-    if conda_env:
-        lines.append(_CONDA_INIT)
-        lines.append(f"conda activate {shlex.quote(str(conda_env))}")
-    lines.extend(str(s) for s in setup)
-    return lines
-
-
-def _delimiter(text: str, base: str = "FLEETSLURM_EOF") -> str:
-    """A heredoc delimiter that is no line of ``text``."""
-    lines = set(text.splitlines())
-    delim, n = base, 0
-    while delim in lines:
-        n += 1
-        delim = f"{base}_{n}"
-    return delim
-
-
-def embedded_file(var: str, name: str, text: str, mode: str = "600") -> list[str]:
-    """Shell lines that write ``text`` to ``$fleetslurm_dir/name`` (a private
-    directory made by :func:`_private_dir_lines`) and set ``var`` to its path."""
-    if not text.endswith("\n"):
-        text += "\n"
-    delim = _delimiter(text)
-    path = f'"$fleetslurm_dir"/{shlex.quote(name)}'
-    return [f"{var}={path}",
-            f"cat > \"${var}\" <<'{delim}'\n{text}{delim}",
-            f"chmod {mode} \"${var}\""]
-
-
-def _private_dir_lines() -> list[str]:
-    # Under the job's temporary directory, owner-only, removed when the job ends
-    return ['fleetslurm_dir=$(umask 077 && mktemp -d "${TMPDIR:-/tmp}/fleetslurm-job.XXXXXXXX")',
-            "trap 'rm -rf \"$fleetslurm_dir\"' EXIT"]
 
 
 def _read_text_script(path: Path) -> str:
@@ -275,15 +141,15 @@ class SLURMConstructor:
         }
         options.update(self.slurm_args)
         options.update(slurm_args)
-        lines = ["#!/bin/bash", *sbatch_lines(options),
-                 f"# Generated by fleetslurm's SLURMConstructor: runs {path.name}"
-                 + (" (embedded below)" if embed else ""), "set -e"]
-        lines += setup_lines(self.conda_env, self.modules, self.setup)
+        sbatch = sbatch_lines(options)  # an unknown option is reported first
+        comment = (f"# Generated by fleetslurm's SLURMConstructor: runs {path.name}"
+                   + (" (embedded below)" if embed else ""))
+        lines = setup_lines(self.conda_env, self.modules, self.setup)
         argv_tail = " ".join(shlex.quote(str(a)) for a in args)
         runner = " ".join(shlex.quote(w) for w in _interpreter(path, text, self.python))
         if embed:
             assert text is not None
-            lines += _private_dir_lines()
+            lines += private_dir_lines()
             lines += embedded_file("job_script", path.name, text, mode="700")
             target = '"$job_script"'
         else:
@@ -291,7 +157,7 @@ class SLURMConstructor:
         command = " ".join(p for p in (runner, target, argv_tail) if p)
         # not exec: the EXIT trap must remove the embedded copy afterwards
         lines.append(command)
-        return "\n".join(lines) + "\n"
+        return compose(sbatch, [comment], lines, exit_on_error=True)
 
     def write_slurm_script(self, path: Union[str, os.PathLike], job_script: Union[str, os.PathLike],
                            cpus: int = 1, memory: Union[int, str, None] = None,

@@ -1,5 +1,5 @@
 """Payloads on the submit side: the pickled call going out, the result coming
-back. The file format is the runner's (:mod:`fleetslurm.api.runner`, which
+back. The file format is the runner's (:mod:`fleetslurm.api.executor.runner`, which
 nodes run without fleetslurm installed): a magic, a format version and a
 kind, then the body. A mismatch raises :class:`SerializationError`.
 """
@@ -17,7 +17,7 @@ import os
 import types
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from ..errors import RemoteJobError, SerializationError, SubmitError
+from ...errors import RemoteJobError, SerializationError, SubmitError
 from . import runner
 
 __all__ = ["dump_call", "write_call", "read_result", "describe_size", "RESULT_KINDS"]
@@ -237,10 +237,12 @@ def read_result(path: str, job_id: str) -> Any:
         err = json.loads(bytes(body).decode("utf-8"))
         raise RemoteJobError.from_failure(job_id, "FAILED", err)
     if kind == b"H":
-        from .bigdata import load_h5
+        from ..objser.serializer import ObjectSerializer
 
         name = json.loads(bytes(body).decode("utf-8"))["file"]
-        return load_h5(os.path.join(os.path.dirname(path), os.path.basename(name)), "/result")
+        # the submit side's ObjectSerializer reads the entry of the job's data file
+        h5 = os.path.join(os.path.dirname(path), os.path.basename(name))
+        return ObjectSerializer(h5).load("/result")
     import cloudpickle  # noqa: F401  (values pickled by value need it importable)
     import pickle
 

@@ -21,7 +21,7 @@ import os
 import zipfile
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import SerializationError, SubmitError
+from ...errors import SerializationError, SubmitError
 from . import runner
 
 __all__ = ["available", "holds_big_arrays", "objser_zip", "write_call_h5", "ZIP_NAME"]
@@ -46,15 +46,16 @@ def holds_big_arrays(objs: Sequence[Any]) -> bool:
 @functools.lru_cache(maxsize=1)
 def objser_zip() -> bytes:
     """ObjectSerializer's modules (and the errors they raise) as a zip the
-    runner can import as ``_fleetslurm_objser.api.objser``."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    runner can import as ``_fleetslurm_objser.api.objser.serializer``."""
+    api = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    objser = os.path.join(api, "objser")
     files = {
         f"{_PACKAGE}/__init__.py": b"",
-        f"{_PACKAGE}/errors.py": os.path.join(os.path.dirname(here), "errors.py"),
+        f"{_PACKAGE}/errors.py": os.path.join(os.path.dirname(api), "errors.py"),
         f"{_PACKAGE}/api/__init__.py": b"",
     }
-    for name in ("objser.py", "objser_file.py", "objser_format.py"):
-        files[f"{_PACKAGE}/api/{name}"] = os.path.join(here, name)
+    for name in ("__init__.py", "serializer.py", "files.py", "format.py"):
+        files[f"{_PACKAGE}/api/objser/{name}"] = os.path.join(objser, name)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for arcname, src in files.items():
@@ -73,7 +74,7 @@ def write_call_h5(call_path: str, fn: Callable, args: Sequence[Any],
     """Write a kind-H call: ``call_path`` (the pickled function and the data
     file's name) and the data file beside it. Raises SerializationError for
     what cannot be stored, SubmitError over ``limit`` bytes in all."""
-    from .objser import ObjectSerializer
+    from ..objser.serializer import ObjectSerializer
     from .payload import _by_value, _culprit, _name, describe_size, dumps_with_sources
 
     h5_path = call_path[:-len(".pkl")] + ".h5"
@@ -97,9 +98,3 @@ def write_call_h5(call_path: str, fn: Callable, args: Sequence[Any],
             f"payload limit of {describe_size(limit)} (Executor(max_payload_bytes=...)); pass "
             "a path to the data instead of the data, or raise the limit")
 
-
-def load_h5(path: str, entry: str) -> Any:
-    """Read an entry of a job's data file (the submit side's ObjectSerializer)."""
-    from .objser import ObjectSerializer
-
-    return ObjectSerializer(path).load(entry)

@@ -1,5 +1,5 @@
 """The ``local`` backend's detached supervisor: ``python -m
-fleetslurm.api.local_run RUNDIR`` runs the batch script in RUNDIR once, or
+fleetslurm.api.executor.local_run RUNDIR`` runs the batch script in RUNDIR once, or
 once per array task, as SLURM would (its ``#SBATCH`` lines read with sbatch's
 own parser), and records each task in ``task[_<i>].json``.
 
@@ -51,10 +51,10 @@ class _Task:
 
 
 def main(argv: list[str]) -> int:
-    from ..slurm.arrays import parse_array
-    from ..slurm.jobspec import build_spec
-    from ..slurm.option_env import sbatch_options
-    from ..slurm.patterns import expand_pattern
+    from ...slurm.arrays import parse_array
+    from ...slurm.jobspec import build_spec
+    from ...slurm.option_env import sbatch_options
+    from ...slurm.patterns import expand_pattern
 
     rundir = argv[1]
     _write_text(os.path.join(rundir, "pid"), str(os.getpid()))

@@ -134,7 +134,7 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
     states = states_of(ids)
     missing = _missing(ids, states)
     if missing:
-        from ..errors import InvalidJobId
+        from ...errors import InvalidJobId
 
         raise InvalidJobId(f"DataBench: no such job: {', '.join(missing)}; check the ids "
                            "(`fleetslurm sacct` lists your jobs)")
@@ -148,7 +148,7 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
                 return dict(states)
             if deadline is not None and time.monotonic() >= deadline:
                 live = sorted(k for k, s in states.items() if not finished(s))
-                from ..errors import JobTimeout
+                from ...errors import JobTimeout
 
                 raise JobTimeout(
                     f"DataBench: {len(live)} of {len(states)} jobs not finished "

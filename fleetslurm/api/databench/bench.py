@@ -19,7 +19,7 @@ Jobs are ordinary fleetslurm jobs (``squeue``, ``sacct``, ``scancel`` see
 them). Job ids are strings as SLURM writes them: ``"N"`` for one job,
 ``"A_i"`` for task i of array A. Files a job reads travel with it to
 machines that share no filesystem with this one (see
-:mod:`fleetslurm.api.databench_script`); what a processor prints comes back
+:mod:`fleetslurm.api.databench.script`); what a processor prints comes back
 as its output file.
 """
 
@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..errors import InvalidValue
-from .databench_analyses import Analysis, AnalysisRegistry
-from .databench_inputs import (PathLike, as_list, check_outputs, data_file, err,
-                               existing_script, processor_args, symbol_files)
-from .databench_script import Arg, Task, array_job, single_job
-from .seeds_constructor import check_memory, check_time
+from ...errors import InvalidValue
+from ..executor.script import check_memory, check_time
+from .analyses import Analysis, AnalysisRegistry
+from .inputs import (PathLike, as_list, check_outputs, data_file, err, existing_script,
+                     processor_args, symbol_files)
+from .script import Arg, Task, array_job, single_job
 
 if TYPE_CHECKING:
-    from .databench_spool import Spool
+    from .spool import Spool
 
 __all__ = ["DataBenchSLURM"]
 
@@ -57,10 +57,13 @@ class DataBenchSLURM:
     (default: the current directory at submission).
     """
 
+    #: its ``analyses`` are found by :func:`~.analyses.analyses_in_module`
+    __fleetslurm_analysis_holder__ = True
+
     def __init__(self, config: Optional[PathLike] = None, *, python: str = "python3",
                  conda_env: Optional[str] = None, modules: Sequence[str] = (),
                  setup: Sequence[str] = (), output_dir: Optional[PathLike] = None) -> None:
-        from .client import FleetClient
+        from ..executor.client import FleetClient
 
         self.client = FleetClient(str(config) if config else None)
         self.python = python
@@ -210,7 +213,7 @@ class DataBenchSLURM:
                       time_limit: Union[int, str, None], args: Sequence[Any],
                       max_parallel: Optional[int], output_dir: Optional[PathLike],
                       slurm_args: Mapping[str, Any]) -> list[str]:
-        from .databench_script import INPUT_PREFIX
+        from .script import INPUT_PREFIX
 
         words = processor_args(args)
         if max_parallel is not None and (isinstance(max_parallel, bool) or max_parallel < 1):
@@ -235,7 +238,7 @@ class DataBenchSLURM:
     @contextlib.contextmanager
     def _spool(self) -> Iterator["Spool"]:
         """A fresh spool; removed again when the submission fails."""
-        from .databench_spool import Spool
+        from .spool import Spool
 
         self._sweep()
         spool = Spool(self.client.paths.home / "databench")
@@ -250,9 +253,11 @@ class DataBenchSLURM:
                          time_limit: Union[int, str, None], args: Sequence[Any],
                          max_parallel: Optional[int], output_dir: Optional[PathLike],
                          slurm_args: Mapping[str, Any]) -> list[str]:
-        from .databench_callable import submit_callable
+        from .callable import submit_callable
 
-        jobs = submit_callable(self, analysis, syms, files, partition=partition, cpus=cpus,
+        jobs = submit_callable(self.client.config, analysis, syms, files, python=self.python,
+                               conda_env=self.conda_env, modules=self.modules, setup=self.setup,
+                               partition=partition, cpus=cpus,
                                memory=check_memory(memory, "memory"),
                                time_limit=check_time(time_limit, "time_limit"), args=args,
                                max_parallel=max_parallel, slurm_args=slurm_args)
@@ -262,8 +267,8 @@ class DataBenchSLURM:
 
     def _sweep(self) -> None:
         """Drop spools whose jobs are all over (best effort: never fails a submission)."""
-        from .client import is_finished
-        from .databench_spool import sweep
+        from ..executor.client import is_finished
+        from .spool import sweep
 
         try:
             sweep(self.client.paths.home / "databench", self.client.states, is_finished)
@@ -279,8 +284,8 @@ class DataBenchSLURM:
         (``progress=True``/``False`` forces it). Raises JobTimeout (a
         TimeoutError), naming the jobs still running, when ``timeout``
         seconds pass first; the jobs go on."""
-        from .client import is_finished
-        from .databench_status import wait_for
+        from ..executor.client import is_finished
+        from .status import wait_for
 
         ids = [str(i) for i in as_list(job_ids, "job_ids")]
         if not ids:
@@ -308,8 +313,8 @@ class DataBenchSLURM:
         ``elapsed_s``, ``cpu_time_s``, ``max_rss_kb``. For a whole array:
         its overall ``status``, ``counts`` per state and each task under
         ``tasks``. Raises InvalidJobId for an unknown id."""
-        from ..errors import InvalidJobId
-        from .databench_status import array_status, job_status
+        from ...errors import InvalidJobId
+        from .status import array_status, job_status
 
         text = str(job_id)
         recs = self.client.jobs([text])
@@ -340,7 +345,7 @@ class DataBenchSLURM:
         for a script, its stdout parsed as JSON (the whole text or its last
         line) or else the text. Waits for the jobs first (``timeout``).
         A failed callable analysis raises its error (with the remote traceback)."""
-        from .databench_status import parse_result
+        from .status import parse_result
 
         ids = [str(i) for i in as_list(job_ids, "job_ids")]
         self.wait_for_jobs(ids, timeout, progress=False)
@@ -368,8 +373,8 @@ class DataBenchSLURM:
 def _executor_job(job_id: str) -> Any:
     """The Executor Job behind a callable analysis submitted from another
     process (None for script jobs)."""
-    from ..errors import InvalidJobId
-    from .job import Job
+    from ...errors import InvalidJobId
+    from ..executor.job import Job
 
     try:
         return Job.load(job_id, "fleet")

@@ -33,7 +33,7 @@ class Spool:
     """One spool directory (private to the user)."""
 
     def __init__(self, root: Path) -> None:
-        from ..paths import private_dir
+        from ...paths import private_dir
 
         private_dir(root)
         self.path = Path(tempfile.mkdtemp(prefix="spool-", dir=root))
@@ -53,7 +53,7 @@ class Spool:
         target = self.path / name
         if name in self._sources:
             if self._sources[name] != source:
-                from ..errors import UsageError
+                from ...errors import UsageError
 
                 raise UsageError(f"{source} and {self._sources[name]} have the same file "
                                  f"name {name!r}; a job sees its files by name in one "

@@ -68,9 +68,10 @@ def object_serializer(folder):
     if os.path.exists(shipped):
         if shipped not in sys.path:
             sys.path.insert(0, shipped)
-        module = __import__(OBJSER_PACKAGE + ".api.objser", fromlist=["ObjectSerializer"])
+        module = __import__(OBJSER_PACKAGE + ".api.objser.serializer",
+                            fromlist=["ObjectSerializer"])
     else:
-        from fleetslurm.api import objser as module
+        from fleetslurm.api.objser import serializer as module
     module.files.libs()  # h5py, hdf5plugin, numpy: ImportError here when missing
     return module.ObjectSerializer
 

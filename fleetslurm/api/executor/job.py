@@ -9,13 +9,13 @@ Mirrors :class:`concurrent.futures.Future`: ``done()``, ``result(timeout)``,
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..errors import FleetError, InvalidJobId, JobTimeout, RemoteJobError, UsageError
+from ...errors import FleetError, InvalidJobId, JobTimeout, RemoteJobError, UsageError
+from .backends.base import JobUsage, default_home
 from .client import is_finished
 from .payload import read_result
 
@@ -25,34 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobUsage", "index_path", "save_index"]
 
 
-@dataclasses.dataclass(frozen=True)
-class JobUsage:
-    """What a finished job used, from the accounting (``sacct``'s TotalCPU,
-    MaxRSS, Elapsed, NodeList, ExitCode). A field the backend cannot know is
-    None (a real SLURM without accounting has no CPU time or MaxRSS)."""
-
-    state: str
-    cpu_time_s: Optional[float]   # user + system CPU seconds
-    max_rss_kb: Optional[int]     # peak resident memory, KiB
-    elapsed_s: Optional[float]    # wall clock from start to end
-    node: Optional[str]
-    exit_code: Optional[int]
-    exit_signal: Optional[int] = None
-
-
-def _home() -> str:
-    from ..paths import home_dir
-
-    return str(home_dir())
-
-
 def index_path(home: str, backend: str, master_id: str) -> str:
     """Where the Executor notes a submission, for Job.load."""
     return os.path.join(home, "executor", "jobs", backend, f"{master_id}.json")
 
 
 def save_index(home: str, backend: str, master_id: str, record: dict) -> None:
-    from ..paths import private_dir
+    from ...paths import private_dir
     from pathlib import Path
 
     path = index_path(home, backend, master_id)
@@ -224,7 +203,7 @@ class Job:
 
         from .backends import make_backend
 
-        home = home or _home()
+        home = home or default_home()
         m = re.fullmatch(r"(\d+)(?:_(\d+))?", str(job_id).strip())
         if not m:
             raise InvalidJobId(f"job id {job_id!r}: use N or A_i (e.g. 123 or 120_4)")

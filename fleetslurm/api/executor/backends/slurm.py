@@ -15,11 +15,11 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import ControllerError, SubmitError
-from .backends import Backend
+from ....errors import ControllerError, SubmitError
+from .base import Backend
 
 if TYPE_CHECKING:
-    from .job import Job, JobUsage
+    from .base import JobHandle, JobUsage
 
 __all__ = ["SlurmBackend", "slurm_available", "parse_duration", "parse_rss_kb"]
 
@@ -116,7 +116,7 @@ class SlurmBackend(Backend):
             state = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0"
             m = re.fullmatch(r"(\d+)_\[(.+)\]", jid)
             if m:  # the pending part of an array: 12_[3-9%2]
-                from ..slurm.arrays import parse_array
+                from ....slurm.arrays import parse_array
 
                 for i in parse_array(m.group(2), 10**9)[0]:
                     found[f"{m.group(1)}_{i}"] = state
@@ -139,13 +139,13 @@ class SlurmBackend(Backend):
     def cancel(self, ids: list[str]) -> None:
         proc = _run(["scancel", *ids], "scancel")
         if proc.returncode != 0:
-            from ..errors import JobError
+            from ....errors import JobError
 
             raise JobError(f"scancel failed: {proc.stderr.strip()}")
 
     # -- accounting -----------------------------------------------------------------
-    def usage(self, job: "Job") -> "JobUsage":
-        from .job import JobUsage
+    def usage(self, job: "JobHandle") -> "JobUsage":
+        from .base import JobUsage
 
         rows = self._sacct([job.job_id], "JobID,State,TotalCPU,MaxRSS,Elapsed,NodeList,ExitCode",
                            allocations=False)

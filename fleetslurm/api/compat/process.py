@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional, Union
 
 if TYPE_CHECKING:
-    from .job import Job
+    from ..executor.job import Job
 
 __all__ = ["Process", "JobContainer", "run_process"]
 
@@ -68,7 +68,7 @@ class Process:
         """Run :meth:`run` in a job (``backend``: ``fleet``, ``local``,
         ``debug``, ``slurm``); returns the Job at once. The job is named
         after the class unless ``job_name`` is given."""
-        from .executor import Executor
+        from ..executor.executor import Executor
 
         opts = {**type(self).slurm_options, **options}
         opts.setdefault("job_name", type(self).__name__)
@@ -106,8 +106,8 @@ class JobContainer:
                **kwargs: Any) -> "JobContainer":
         """Write ``job`` (a Process, or a callable to be called with ``args``
         and ``kwargs``) to a new container file at ``path`` (replacing it)."""
-        from ..errors import UsageError
-        from .objser import Serializer
+        from ...errors import UsageError
+        from ..objser.serializer import Serializer
 
         if not (isinstance(job, Process) or callable(job)):
             raise UsageError(f"a job container holds a Process or a callable, not "
@@ -121,8 +121,8 @@ class JobContainer:
         return cls(path)
 
     def _store(self) -> Any:
-        from ..errors import UsageError
-        from .objser import ObjectSerializer
+        from ...errors import UsageError
+        from ..objser.serializer import ObjectSerializer
 
         if not self.path.exists():
             raise UsageError(f"job container {self.path} does not exist; write one with "
@@ -133,7 +133,7 @@ class JobContainer:
     def load(self) -> Any:
         """The object the container holds (SerializationError for a file that
         is not one, or of another format version)."""
-        from ..errors import SerializationError
+        from ...errors import SerializationError
 
         store = self._store()
         if self.OBJECT not in store:
@@ -194,7 +194,7 @@ class JobContainer:
     def submit(self, backend: str = "fleet", **options: Any) -> "Job":
         """Run the object in a job (it travels by cloudpickle); record the
         outcome here afterwards with :meth:`collect`."""
-        from .executor import Executor
+        from ..executor.executor import Executor
 
         obj = self.load()
         if isinstance(obj, Process):
@@ -205,7 +205,7 @@ class JobContainer:
     def collect(self, job: "Job", timeout: Optional[float] = None) -> Any:
         """Wait for ``job`` (from :meth:`submit`), record its outcome and usage
         in the file, and return its result (RemoteJobError when it failed)."""
-        from ..errors import RemoteJobError
+        from ...errors import RemoteJobError
 
         job.wait(timeout)
         store = self._store()

@@ -1,5 +1,5 @@
 """The ``local`` backend: jobs run as subprocesses of a small detached
-supervisor on this machine (:mod:`fleetslurm.api.local_run`), no controller.
+supervisor on this machine (:mod:`fleetslurm.api.executor.local_run`), no controller.
 
 Each submission gets ``$FLEETSLURM_HOME/executor/local/runs/<N>/`` with the
 script, the supervisor's pid and one ``task_<i>.json`` per task (state, times,
@@ -15,12 +15,12 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import SubmitError
+from ....errors import SubmitError
 
-from .backends import HomeBackend
+from .base import HomeBackend
 
 if TYPE_CHECKING:
-    from .job import Job, JobUsage
+    from .base import JobHandle, JobUsage
 
 __all__ = ["LocalBackend", "next_id", "run_dir", "task_file"]
 
@@ -29,7 +29,7 @@ def next_id(home: str) -> int:
     """The next job id of the local and debug backends (a locked counter file)."""
     from pathlib import Path
 
-    from ..paths import private_dir, take_next
+    from ....paths import private_dir, take_next
 
     return take_next(str(private_dir(Path(home) / "executor" / "local") / "next_id"), 1)
 
@@ -56,7 +56,10 @@ def _alive(rundir: str) -> bool:
         with open(os.path.join(rundir, "pid")) as f:
             pid = int(f.read().strip())
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"fleetslurm.api.local_run" in f.read()
+            cmdline = f.read()
+        # the old module path too: a supervisor started before api/ had packages
+        return (b"fleetslurm.api.executor.local_run" in cmdline
+                or b"fleetslurm.api.local_run" in cmdline)
     except (OSError, ValueError):
         return False
 
@@ -72,7 +75,7 @@ class LocalBackend(HomeBackend):
                stage_in: list[str], stage_out: list[str]) -> str:
         from pathlib import Path
 
-        from ..paths import private_dir
+        from ....paths import private_dir
 
         master = next_id(self.home)
         rundir = run_dir(self.home, str(master))
@@ -85,7 +88,7 @@ class LocalBackend(HomeBackend):
             json.dump({"job_id": master, "name": job_name, "cwd": os.getcwd()}, f)
         try:
             proc = subprocess.Popen(  # detached: it outlives this process
-                [sys.executable, "-m", "fleetslurm.api.local_run", rundir],
+                [sys.executable, "-m", "fleetslurm.api.executor.local_run", rundir],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=open(os.path.join(rundir, "supervisor.log"), "ab"),
                 start_new_session=True, close_fds=True,
@@ -122,8 +125,8 @@ class LocalBackend(HomeBackend):
             if os.path.isdir(rundir):
                 open(os.path.join(rundir, name), "w").close()
 
-    def usage(self, job: "Job") -> "JobUsage":
-        from .job import JobUsage
+    def usage(self, job: "JobHandle") -> "JobUsage":
+        from .base import JobUsage
 
         rundir, idx = self._task(job.job_id)
         rec = _read(task_file(rundir, idx)) or {}
@@ -149,6 +152,7 @@ def _starting(rundir: str) -> bool:
 
 def _pythonpath() -> str:
     """This fleetslurm first on the supervisor's path (it may not be installed)."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))))
     old = os.environ.get("PYTHONPATH")
     return f"{here}:{old}" if old else here

@@ -34,7 +34,7 @@ turns through an flock on ``.<name>.lock`` beside it. Files are created 0600.
 The rewrite copies the other entries' compressed chunks as they are (no
 recompression), so a write costs time in proportion to the whole file: keep
 large independent objects in separate files. The layout is in
-``fleetslurm.api.objser_format``.
+``fleetslurm.api.objser.format``.
 
 ``Serializer`` is the seed's one-object-per-file facade over it.
 """
@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidValue, SerializationError
-from . import objser_file as files
-from . import objser_format as fmt
+from ...errors import InvalidValue, SerializationError
+from . import files
+from . import format as fmt
 
 __all__ = ["ObjectSerializer", "Serializer", "EntryInfo", "DEFAULT_ENTRY"]
 
