@@ -42,9 +42,13 @@ def _suspend_op(argv: list[str]) -> bool:
 
 
 def _main(argv: list[str]) -> int:
-    args = [a for a in argv if not a.startswith("-")]
-    flags = [a for a in argv if a.startswith("-")]
-    if "--version" in flags or "-V" in flags or (args and args[0] == "version"):
+    from ..slurm.option_support import refuse_unsupported
+    from ..slurm.options import SCONTROL, parse_args
+
+    # scontrol's getopt permutes: options may follow the command words
+    opts, args = parse_args(PROG, SCONTROL, argv, posix_stop=False)
+    refuse_unsupported(PROG, opts, argv=argv)
+    if opts.get("version") or (args and args[0] == "version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if not args:
@@ -54,7 +58,7 @@ def _main(argv: list[str]) -> int:
     from .common import client
 
     if cmd == "show":
-        return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
+        return _show(rest, one_liner=bool(opts.get("oneliner")))
     if cmd in ("reconfigure", "reconfig"):
         return _reconfigure()
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):

@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
     from ..slurm.option_env import command_options
 
     opts, positionals = command_options(PROG, argv, os.environ)
+    from ..slurm.option_support import refuse_unsupported
+
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0

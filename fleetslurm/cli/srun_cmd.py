@@ -77,10 +77,19 @@ exit "$rc"
 _STDIN_WINDOW = 1 << 20
 
 
+USAGE = ("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]] [ : [OPTIONS(N)...]] "
+         "executable(N) [args(N)...]\n")
+
+
 def main(argv: list[str]) -> int:
     from ..slurm.option_env import command_options
+    from ..slurm.option_support import refuse_unsupported
 
     opts, command = command_options(PROG, argv, os.environ)
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(USAGE)
+        return 0
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
@@ -89,14 +98,9 @@ def main(argv: list[str]) -> int:
     # (SLURM_JOBID, set inside every job, reads as --jobid: only the command line counts)
     cli_opts = command_options(PROG, argv, {})[0]
     if cli_opts.get("jobid") and str(cli_opts["jobid"]) != os.environ.get("SLURM_JOB_ID"):
-        raise UsageError("--jobid is not supported by fleetslurm; run srun inside the job's "
+        raise UsageError(f"fleetslurm does not support --jobid={cli_opts['jobid']} (a job "
+                         "other than the one this srun runs in); run srun inside that job's "
                          "batch script", prog=PROG)
-    for key, flag, instead in (
-            ("pty", "--pty", "run the command without a terminal (stdin and output are "
-                             "streamed all the same)"),
-            ("multi_prog", "--multi-prog", "run one srun per program")):
-        if opts.get(key):
-            raise UsageError(f"{flag} is not supported by fleetslurm; {instead}", prog=PROG)
     if os.environ.get("SLURM_JOB_ID"):
         from .srun_step import run_step
 
