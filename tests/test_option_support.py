@@ -9,6 +9,7 @@ the installed commands run); a few run as real subprocesses too.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,22 @@ def test_sbatch_clusters_takes_only_this_fleets_name(fleet) -> None:
                 if line.startswith("ClusterName"))
     proc = fleet.run("sbatch", "--parsable", "-M", name, "--hold", "--wrap", "true", check=True)
     assert proc.stdout.endswith(f";{name}\n")
+
+
+def test_json_text_is_slurms(fleet) -> None:
+    """squeue/sinfo --json: SLURM 22.05's v0.0.38 shape and text (checked
+    against the real one in tests_slurm/test_json.py); filters are ignored
+    there, as 22.05 does."""
+    from fleetslurm.slurm.json_fmt import dumps
+
+    assert dumps({"a": [], "b": {"c": "x/y", "d": None, "e": 1.0}}) == (
+        '{\n  "a": [\n  ],\n  "b": {\n    "c": "x\\/y",\n    "d": null,\n    "e": 1.0\n  }\n}')
+    job = fleet.sbatch("--hold", "--wrap", "true")
+    text = fleet.run("squeue", "--json", "-u", "nobody", check=True).stdout
+    data = json.loads(text)
+    assert list(data) == ["meta", "errors", "jobs"] and not text.endswith("\n")
+    (rec,) = data["jobs"]
+    assert rec["job_id"] == job and rec["job_state"] == "PENDING"
+    assert rec["state_reason"] == "JobHeldUser" and len(rec) == 110
+    nodes = json.loads(fleet.run("sinfo", "--json", check=True).stdout)["nodes"]
+    assert [n["name"] for n in nodes] == ["localhost"] and len(nodes[0]) == 45

@@ -32,6 +32,14 @@ def main(argv: list[str]) -> int:
         return 0
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
+    if opts.get("json"):
+        # every machine, whatever filter was given (as SLURM 22.05)
+        from ..slurm.json_fmt import sinfo_json
+        from .common import client as connect
+
+        with connect() as c:
+            sys.stdout.write(sinfo_json(c.call("nodes")["nodes"]))
+        return 0
     from ..slurm import sinfo_fmt
     from .common import client, iterate_seconds
 

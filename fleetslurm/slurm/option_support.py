@@ -238,7 +238,7 @@ user yes
 users yes
 verbose moot diagnostics only: squeue's settings dump is not printed
 version yes
-json no
+json yes SLURM 22.05's OpenAPI v0.0.38 job list; as 22.05, every job whatever filter is given
 yaml no
 -U no
 """
@@ -271,7 +271,7 @@ reservation no
 usage yes
 verbose moot diagnostics only: sinfo's settings dump is not printed
 version yes
-json no
+json yes SLURM 22.05's OpenAPI v0.0.38 node list; as 22.05, every node whatever filter is given
 yaml no
 """
 
@@ -357,7 +357,7 @@ version yes
 wckeys no
 whole-hetjob moot fleetslurm has no heterogeneous jobs, so there are no other components to show
 associations no
-json no
+json no SLURM 22.05 here cannot print it (its sacct needs an accounting database); use -P -o FIELDS
 yaml no
 -t yes
 """
