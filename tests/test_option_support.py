@@ -197,3 +197,15 @@ def test_json_text_is_slurms(fleet) -> None:
     assert rec["state_reason"] == "JobHeldUser" and len(rec) == 110
     nodes = json.loads(fleet.run("sinfo", "--json", check=True).stdout)["nodes"]
     assert [n["name"] for n in nodes] == ["localhost"] and len(nodes[0]) == 45
+
+
+def test_the_controller_refuses_them_too() -> None:
+    """Submissions that do not come through sbatch's front end (the Python
+    API, another client) meet the same table where the job is built."""
+    from fleetslurm.slurm.jobspec import build_spec
+
+    kw = dict(script="#!/bin/sh\ntrue\n", script_args=[], env={}, cwd="/tmp", submit_host="h",
+              now=0.0)
+    with pytest.raises(UsageError, match=r"^fleetslurm does not support --mem-per-gpu;"):
+        build_spec({"mem_per_gpu": "1G"}, **kw)
+    assert build_spec({"wckey": "x", "qos": "normal"}, **kw)["qos"] == "normal"

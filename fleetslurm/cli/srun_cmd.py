@@ -43,8 +43,9 @@ _STEP_OPTIONS = (("ntasks", "--ntasks"), ("job_name", "--job-name"),
                  ("open_mode", "--open-mode"), ("label", "--label"),
                  ("unbuffered", "--unbuffered"), ("kill_on_bad_exit", "--kill-on-bad-exit"),
                  ("overcommit", "--overcommit"))
-# per-task I/O belongs to the step, not to the job's own (spooled) files
-_NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode"}
+# per-task I/O belongs to the step, not to the job's own (spooled) files;
+# -O lets the step's tasks share CPUs (the job's request is unchanged by it)
+_NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode", "overcommit"}
 
 _SCRIPT = """#!/bin/sh
 # This job was created by srun: its tasks are job step 0.

@@ -154,6 +154,11 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     if "\0" in script:
         raise UsageError("The SLURM controller does not allow scripts that contain a NULL "
                          "character '\\0'.", prog="sbatch")
+    # the commands refuse these first, naming where they came from; this
+    # catches the other ways in (the Python API, a client of another version)
+    from .option_support import refuse_unsupported
+
+    refuse_unsupported("sbatch", opts)
     spec: dict[str, Any] = {}
     try:
         tl = opts.get("time")
