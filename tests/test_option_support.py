@@ -209,3 +209,32 @@ def test_the_controller_refuses_them_too() -> None:
     with pytest.raises(UsageError, match=r"^fleetslurm does not support --mem-per-gpu;"):
         build_spec({"mem_per_gpu": "1G"}, **kw)
     assert build_spec({"wckey": "x", "qos": "normal"}, **kw)["qos"] == "normal"
+
+
+@pytest.mark.parametrize("argv,refused", [
+    (["--mem=1G", "true"], "--mem"),
+    (["-t", "5", "true"], "--time"),
+    (["-D", "/tmp", "true"], "--chdir"),
+    (["-p", "other", "true"], "--partition"),
+    (["-N", "2", "true"], "--nodes"),
+    (["-n", "2", "-N", "1", "-p", "debug", "-l", "-o", "x", "-J", "s", "true"], None),
+])
+def test_a_step_takes_only_step_options(argv, refused, capsys, monkeypatch,
+                                        no_slurm_env) -> None:
+    """srun inside a job: the job's options are the job's; given to a step
+    they would be ignored, so they are refused (the job's own -N 1 and
+    partition excepted)."""
+    from fleetslurm.cli import srun_step
+
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "debug")
+    ran = []
+    monkeypatch.setattr(srun_step, "run_step", lambda *a, **k: ran.append(a) or 0)
+    code = cli_main(["srun", *argv])
+    err = capsys.readouterr().err
+    if refused is None:
+        assert code == 0 and len(ran) == 1 and err == "", err
+    else:
+        assert code == 1 and not ran
+        assert err.startswith(f"srun: error: fleetslurm does not support {refused} for a job "
+                              "step (srun inside a job); give it to the job itself"), err

@@ -103,7 +103,10 @@ def main(argv: list[str]) -> int:
                          "other than the one this srun runs in); run srun inside that job's "
                          "batch script", prog=PROG)
     if os.environ.get("SLURM_JOB_ID"):
+        from ..slurm.option_support import refuse_for_step
         from .srun_step import run_step
+
+        refuse_for_step(cli_opts, argv, os.environ)
 
         # inside an allocation -J names the step only when given here (SLURM
         # ignores the job's SLURM_JOB_NAME for it)

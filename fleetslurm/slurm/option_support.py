@@ -25,7 +25,7 @@ from fleetslurm.errors import UsageError
 from fleetslurm.slurm.option_tables import TABLES, Opt
 
 __all__ = ["Support", "SUPPORT", "support_of", "option_name", "refuse_unsupported",
-           "markdown"]
+           "STEP_OPTIONS", "refuse_for_step", "markdown"]
 
 Status = Literal["yes", "moot", "no"]
 
@@ -484,6 +484,36 @@ def refuse_unsupported(prog: str, opts: Mapping[str, object], *,
                          prog=prog, code=1)
 
 
+#: what srun inside an allocation (a job step) takes from its command line;
+#: the job's own options there are refused (the step runs in the job as it is)
+STEP_OPTIONS = frozenset({
+    "ntasks", "cpus_per_task", "job_name", "output", "error", "input", "open_mode", "label",
+    "unbuffered", "kill_on_bad_exit", "overcommit", "exact", "overlap", "quit_on_interrupt",
+    "jobid", "help", "usage", "version", "verbose", "quiet"})
+
+
+def refuse_for_step(opts: Mapping[str, object], argv: Sequence[str],
+                    environ: Mapping[str, str]) -> None:
+    """srun inside an allocation: refuse a job option given on its command
+    line (``opts`` parsed from ``argv`` alone) unless it says what the job
+    already is (``-N 1``, ``-p`` the job's own partition)."""
+    import re
+
+    from fleetslurm.slurm.options import getopt
+
+    typed = {o.dest: o for o, _ in getopt("srun", TABLES["srun"], argv, posix_stop=True)[0]}
+    for dest, value in opts.items():
+        if dest in STEP_OPTIONS or dest not in typed:
+            continue
+        if dest == "nodes" and re.fullmatch(r"1(-\d+)?", str(value)):
+            continue  # the job's one node
+        if dest == "partition" and str(value) == environ.get("SLURM_JOB_PARTITION"):
+            continue
+        raise UsageError(f"fleetslurm does not support {option_name(typed[dest])} for a job "
+                         "step (srun inside a job); give it to the job itself (sbatch) and "
+                         "start the step without it", prog="srun", code=1)
+
+
 def markdown() -> str:
     """docs/OPTIONS.md: one table per command, generated from SUPPORT."""
     words = {"yes": "implemented", "moot": "accepted, no effect", "no": "**refused**"}
@@ -516,8 +546,14 @@ def markdown() -> str:
                         f"{words[line.status]} | {line.note} |")
         out += [f"## {prog}", "",
                 f"{counts['yes']} implemented, {counts['moot']} accepted with no effect, "
-                f"{counts['no']} refused.", "",
-                "| option | short | in fleetslurm | note |", "|---|---|---|---|", *rows, ""]
+                f"{counts['no']} refused.", ""]
+        if prog == "srun":
+            steps = ", ".join(f"`--{d.replace('_', '-')}`" for d in sorted(STEP_OPTIONS))
+            out += ["The table is srun outside a job (it makes the job). Inside one (srun in "
+                    "a batch script: a job step) only the step's options are taken from the "
+                    f"command line: {steps}; `-N 1` and `-p` naming the job's own partition "
+                    "are accepted, any other job option is refused.", ""]
+        out += ["| option | short | in fleetslurm | note |", "|---|---|---|---|", *rows, ""]
     return "\n".join(out)
 
 
