@@ -238,3 +238,14 @@ def test_a_step_takes_only_step_options(argv, refused, capsys, monkeypatch,
         assert code == 1 and not ran
         assert err.startswith(f"srun: error: fleetslurm does not support {refused} for a job "
                               "step (srun inside a job); give it to the job itself"), err
+
+
+def test_gpus_per_task_counts_per_task() -> None:
+    """--gpus-per-task is per task: SLURM gives the job that many times -n."""
+    from fleetslurm.slurm.jobspec import build_spec
+
+    kw = dict(script="#!/bin/sh\ntrue\n", script_args=[], env={}, cwd="/tmp", submit_host="h",
+              now=0.0)
+    assert build_spec({"gpus_per_task": "2", "ntasks": "3"}, **kw)["gpus"] == 6
+    assert build_spec({"gpus_per_task": "gpu:1"}, **kw)["gpus"] == 1
+    assert build_spec({"gpus": "2", "gpus_per_task": "1", "ntasks": "1"}, **kw)["gpus"] == 2
