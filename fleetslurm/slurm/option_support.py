@@ -90,7 +90,7 @@ input yes
 job-name yes
 kill-on-invalid-dep yes
 licenses no
-mail-type yes validated, stored and shown by scontrol; mail goes out only where a mail program is configured (issue 14 item 4)
+mail-type yes validated, stored and shown by scontrol; no mail is sent, as SLURM 22.05 sends none where its MailProg (/bin/mail) is missing, as here (a configured mail program: issue 14 item 4)
 mail-user yes stored and shown by scontrol (see --mail-type)
 mcs-label no
 mem yes
@@ -239,7 +239,7 @@ users yes
 verbose moot diagnostics only: squeue's settings dump is not printed
 version yes
 json yes SLURM 22.05's OpenAPI v0.0.38 job list; as 22.05, every job whatever filter is given
-yaml no
+yaml no use --json (the same records; fleetslurm does not write SLURM's YAML)
 -U no
 """
 
@@ -272,7 +272,7 @@ usage yes
 verbose moot diagnostics only: sinfo's settings dump is not printed
 version yes
 json yes SLURM 22.05's OpenAPI v0.0.38 node list; as 22.05, every node whatever filter is given
-yaml no
+yaml no use --json (the same records; fleetslurm does not write SLURM's YAML)
 """
 
 _SCANCEL = """
@@ -358,7 +358,7 @@ wckeys no
 whole-hetjob moot fleetslurm has no heterogeneous jobs, so there are no other components to show
 associations no
 json no SLURM 22.05 here cannot print it (its sacct needs an accounting database); use -P -o FIELDS
-yaml no
+yaml no use --json (the same records; fleetslurm does not write SLURM's YAML)
 -t yes
 """
 
