@@ -358,7 +358,7 @@ wckeys no
 whole-hetjob moot fleetslurm has no heterogeneous jobs, so there are no other components to show
 associations no
 json no SLURM 22.05 here cannot print it (its sacct needs an accounting database); use -P -o FIELDS
-yaml no use --json (the same records; fleetslurm does not write SLURM's YAML)
+yaml no as --json; use -P -o FIELDS
 -t yes
 """
 
