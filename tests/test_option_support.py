@@ -249,3 +249,12 @@ def test_gpus_per_task_counts_per_task() -> None:
     assert build_spec({"gpus_per_task": "2", "ntasks": "3"}, **kw)["gpus"] == 6
     assert build_spec({"gpus_per_task": "gpu:1"}, **kw)["gpus"] == 1
     assert build_spec({"gpus": "2", "gpus_per_task": "1", "ntasks": "1"}, **kw)["gpus"] == 2
+
+
+@pytest.mark.parametrize("argv", [["sacct", "--help"], ["sacct", "-U"], ["scontrol", "-h"],
+                                  ["sinfo", "--usage"], ["scancel", "--help"],
+                                  ["srun", "--usage"]])
+def test_help_prints_a_usage(argv, capsys) -> None:
+    assert cli_main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"Usage: {argv[0]} ") and err == ""

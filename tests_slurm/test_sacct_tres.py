@@ -12,8 +12,8 @@ the allocation without ``billing``; ReqTRES is the job's only.
 
 from __future__ import annotations
 
-import pwd
 import os
+import pwd
 import re
 import time
 

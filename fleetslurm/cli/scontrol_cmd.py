@@ -12,6 +12,14 @@ from ..errors import InvalidJobId, UsageError
 
 REQUEUE_SIGNAL_WAIT_S = 5.0  # see _main: a job requeueing itself
 PROG = "scontrol"
+#: what fleetslurm's scontrol takes (docs/OPTIONS.md lists every SLURM option)
+USAGE = """\
+Usage: scontrol [-o] COMMAND
+  show job [ID] | show node [NAME] | show partition [NAME] | show config
+  hold | uhold | release | requeue | requeuehold JOB[,JOB...]
+  update JobId=ID KEY=VALUE... | update NodeName=NAME State=DRAIN|RESUME Reason=...
+  reconfigure | version
+"""
 
 
 def _ids(words: list[str]) -> list[str]:
@@ -48,6 +56,9 @@ def _main(argv: list[str]) -> int:
     # scontrol's getopt permutes: options may follow the command words
     opts, args = parse_args(PROG, SCONTROL, argv, posix_stop=False)
     refuse_unsupported(PROG, opts, argv=argv)
+    if opts.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
     if opts.get("version") or (args and args[0] == "version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0

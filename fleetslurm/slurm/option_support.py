@@ -322,7 +322,7 @@ file no
 flags no
 gid no
 group no
-help no
+help yes fleetslurm's own usage line (what it takes)
 local moot one cluster, no federation: the same jobs are shown
 name yes
 nnodes no
@@ -350,7 +350,7 @@ starttime yes
 truncate no
 uid yes
 use-local-uid no
-usage no
+usage yes as --help
 user yes
 verbose moot diagnostics only: sacct's settings dump is not printed
 version yes
@@ -369,14 +369,14 @@ clusters no
 details no
 federation moot one cluster, no federation: the same records are shown
 future moot fleetslurm has no FUTURE nodes
-help no
+help yes fleetslurm's own usage lines (what it takes)
 hide moot fleetslurm has no hidden partitions
 local moot one cluster, no federation: the same records are shown
 oneliner yes
 quiet no
 sibling moot one cluster, no federation: the same records are shown
 uid no
-usage no
+usage yes as --help
 verbose moot diagnostics only: scontrol prints no debug lines
 version yes
 """
