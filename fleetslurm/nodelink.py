@@ -30,7 +30,7 @@ class NodeLink:
         self.channel: Optional[AgentChannel] = None
         self.last_heard: Optional[float] = None
         self.last_attempt: float = float("-inf")
-        #: when this controller first tried to reach it (see handlers.periodic)
+        #: when this controller first tried to reach it (see ctld.health.periodic)
         self.first_attempt: Optional[float] = None
         self.failures = 0
         self.error: str = ""

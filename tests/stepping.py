@@ -7,7 +7,7 @@ import os
 import time
 from typing import Callable, Optional
 
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.ctld.loop import Controller, _Pending
 
 
 def pump(ctl: Controller, until: Callable[[], object], clock: Optional[list] = None,

@@ -14,7 +14,7 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.ctld.loop import Controller, _Pending
 from fleetslurm.errors import SubmitError
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.local import LocalTransport
@@ -174,7 +174,7 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     output in the job directory, which it does not yet.)"""
     import pwd
 
-    from fleetslurm.staging import read_as, write_private
+    from fleetslurm.ctld.staging import read_as, write_private
 
     try:
         nobody = pwd.getpwnam("nobody")

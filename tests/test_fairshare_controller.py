@@ -15,7 +15,7 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig, PriorityConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths
 from fleetslurm.store import Store
 from fleetslurm.views import user_name
@@ -124,7 +124,7 @@ def test_priority_defaults_are_slurms(tmp_path):
 
 
 def test_a_requeued_run_is_charged(tmp_path):
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.loop import _Pending
 
     ctl = _controller(tmp_path / "home", PriorityConfig(PriorityWeightFairshare=100))
     try:

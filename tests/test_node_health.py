@@ -23,7 +23,7 @@ from stepping import pump, submit
 from test_agent import AgentClient, alive, kill_leftovers, spec
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import NodeUnreachable
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.fake import FakeTransport
@@ -310,7 +310,7 @@ def test_a_drained_machine_that_stops_answering_and_returns_stays_drained(tmp_pa
     f = Fleet(tmp_path)
     try:
         job, key = _running_on_m1(f)
-        from fleetslurm.controller import _Pending
+        from fleetslurm.ctld.loop import _Pending
 
         p = _Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
                      os.getuid())
@@ -335,7 +335,7 @@ def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_p
     node_timeout later the job is not requeued and run again (the cancel
     stood as a flag on a RUNNING job, and NODE_FAIL requeued it); the run is
     stopped once the machine answers again."""
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.loop import _Pending
 
     f = Fleet(tmp_path)
     try:

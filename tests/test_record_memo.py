@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from fleetslurm.queries import Queries
+from fleetslurm.ctld.queries import Queries
 from fleetslurm.slurm import squeue_fmt
 from fleetslurm.store import Store
 
