@@ -39,10 +39,10 @@ def _submit(ctl: Controller, uid: int, **options) -> int:
 
 
 def _request(ctl: Controller, op: str, uid: int, **args):
-    from fleetslurm.ctld.loop import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
-    p = _Pending(op, args, uid)
-    ctl.inbox.put(("rpc", p))
+    p = Pending(op, args, uid)
+    ctl.inbox.put(Request(p))
     ctl.step(time.time())
     if p.error:
         raise p.error

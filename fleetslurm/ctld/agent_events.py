@@ -8,7 +8,7 @@ sent before the commit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from . import health
 from ..model import FINAL_STATE_NAMES
@@ -17,54 +17,69 @@ from .collect import collect_output
 from .launch import fail_launch, safe_launch
 from .lifecycle import RESULT_STATES, finish_cancel, finish_collection, node_fail, requeue_task
 from .health import mark_down
+from .inbox import (AgentMessage, Collected, ConnectFailed, Connected, LinkLost, Message,
+                    Staged, Wake)
 
 if TYPE_CHECKING:
     from .context import Context
 
 
-# -- agent messages -------------------------------------------------------------
-def node_message(ctx: "Context", item: tuple, now: float) -> None:
-    kind = item[0]
-    if kind == "wake":
-        return
-    if kind == "staged":
-        staged(ctx, item, now)
-        return
-    if kind == "collected":
-        _, node, task_id, run_key, error, kept = item
-        if error:
-            ctx.log(f"job {task_id}: could not copy its output back from {node}: {error}")
-            return  # retried when the agent reports the run again
-        finish_collection(ctx, task_id, run_key, node, now, keep=kept)
-        return
-    name, gen = item[1], item[2]
-    link = ctx.links.get(name)
-    if link is None or gen != link.generation:
-        return  # news from a channel we already dropped
-    if kind == "connected":
-        ctx.send(name, health.hello_request(ctx, name, now))
-        return
-    if kind != "agent" or item[3].get("ev") in ("hello", "facts"):
-        ctx.nodes.dirty = True  # sinfo shows link state, load and free memory
-    if kind in ("connect_failed", "lost"):
-        never_up = link.last_heard is None
-        link.drop()
-        link.failures += 1
-        link.error = item[3]
-        if kind == "connect_failed" and link.failures == 1:
-            ctx.log(f"node {name}: {item[3]}")
-        definitive = kind == "connect_failed" and item[4] in ("AuthenticationFailed",
-                                                               "HostKeyError", "WorkdirTaken")
-        if (never_up or definitive) and kind == "connect_failed" and name not in ctx.nodes.down:
-            # a machine that never answered, or refuses us: DOWN at once (its
-            # jobs, if any, are failed only after the heartbeat timeout)
-            mark_down(ctx, name, item[3], now, fail_jobs=False)
-        elif name in ctx.nodes.down and link.error:
-            ctx.nodes.down[name] = link.error
-        return
-    msg = item[3]
-    link.last_heard = now
+# -- dispatch -----------------------------------------------------------------
+def handle(ctx: "Context", item: "Message", now: float) -> None:
+    """One inbox message that is not a client's request, by its type."""
+    if isinstance(item, (Connected, ConnectFailed, LinkLost, AgentMessage)):
+        link = ctx.links.get(item.node)
+        if link is None or item.gen != link.generation:
+            return  # news from a channel we already dropped
+    _HANDLERS[type(item)](ctx, item, now)
+
+
+def _ignore(ctx: "Context", item: "Message", now: float) -> None:
+    pass
+
+
+def on_collected(ctx: "Context", item: Collected, now: float) -> None:
+    if item.error:
+        ctx.log(f"job {item.task_id}: could not copy its output back from {item.node}: "
+                f"{item.error}")
+        return  # retried when the agent reports the run again
+    finish_collection(ctx, item.task_id, item.run_key, item.node, now, keep=item.kept)
+
+
+def on_connected(ctx: "Context", item: Connected, now: float) -> None:
+    ctx.send(item.node, health.hello_request(ctx, item.node, now))
+
+
+def on_link_failed(ctx: "Context", item: "ConnectFailed | LinkLost", now: float) -> None:
+    """Connecting failed, or a link that was up broke."""
+    name = item.node
+    link = ctx.links[name]
+    ctx.nodes.dirty = True  # sinfo shows link state
+    failed = isinstance(item, ConnectFailed)
+    never_up = link.last_heard is None
+    link.drop()
+    link.failures += 1
+    link.error = item.error
+    if failed and link.failures == 1:
+        ctx.log(f"node {name}: {item.error}")
+    definitive = failed and item.kind in (  # type: ignore[union-attr]
+        "AuthenticationFailed", "HostKeyError", "WorkdirTaken")
+    if (never_up or definitive) and failed and name not in ctx.nodes.down:
+        # a machine that never answered, or refuses us: DOWN at once (its
+        # jobs, if any, are failed only after the heartbeat timeout)
+        mark_down(ctx, name, item.error, now, fail_jobs=False)
+    elif name in ctx.nodes.down and link.error:
+        ctx.nodes.down[name] = link.error
+
+
+def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
+    """One event from a machine's agent."""
+    name, msg = item.node, item.msg
+    link = ctx.links[name]
     ev = msg.get("ev")
+    if ev in ("hello", "facts"):
+        ctx.nodes.dirty = True  # sinfo shows load and free memory
+    link.last_heard = now
     if name in ctx.nodes.not_responding and ev != "hello":
         health.responding_again(ctx, name)
     if ev == "hello":
@@ -80,7 +95,7 @@ def node_message(ctx: "Context", item: tuple, now: float) -> None:
         launch_failed(ctx, name, str(msg.get("key")), str(msg.get("error") or ""), now,
                       cause=str(msg.get("cause") or "node"))
     elif ev == "stdin":
-        # how much of srun's standard input reached the job (see ops_steps.op_stdin)
+        # how much of srun's standard input reached the job (see requests.steps.op_stdin)
         ctx.stdin_acks[str(msg.get("key"))] = (int(msg.get("written") or 0),
                                                bool(msg.get("closed")))
     elif ev == "error":
@@ -273,9 +288,10 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
 
 
 
-def staged(ctx: "Context", item: tuple, now: float) -> None:
-    """The inbox message ``("staged", node, task_id, run_key, launch, error, fatal)``."""
-    _, node, task_id, key, msg, error, fatal = item
+def on_staged(ctx: "Context", item: Staged, now: float) -> None:
+    """A run's staged inputs are on its machine (or failed to get there)."""
+    node, task_id, key, msg, error, fatal = (item.node, item.task_id, item.run_key,
+                                             item.launch, item.error, item.fatal)
     task = ctx.store.task(task_id)
     if task is None or task["run_key"] != key or task["state"] != "RUNNING":
         ctx.send(node, {"op": "forget", "key": key})  # requeued or gone: drop the files
@@ -310,3 +326,9 @@ def _fail(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:
     ctx.forget_fed(task["task_id"])
     ctx.task_finished(task)
 
+
+_HANDLERS: dict[type, Callable[..., None]] = {
+    Wake: _ignore, Connected: on_connected, ConnectFailed: on_link_failed,
+    LinkLost: on_link_failed, AgentMessage: on_agent, Staged: on_staged,
+    Collected: on_collected,
+}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
 from ..paths import JobPaths
+from .inbox import Collected
 from .lifecycle import finish_collection
 from .staging import has_stage, stage_paths, write_private
 
@@ -158,7 +159,7 @@ def _copy(ctx: "Context", task: dict, node: str) -> None:
             if not (error and again):
                 break
             busy[task["run_key"]] = False
-    ctx.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+    ctx.inbox.put(Collected(node, task["task_id"], task["run_key"], error, bool(kept)))
 
 
 def _copy_once(ctx: "Context", task: dict, node: str) -> "tuple[str, str]":

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..config import FleetConfig
-from ..nodelink import NodeLink
+from .nodelink import NodeLink
 from ..paths import StatePaths, fleet_workdir, workdir_owner
 from ..scheduler import JobRequest, NodeSpec, SchedulerState
 from ..store import Store
 from ..transport.base import Transport
+from .inbox import Message, Wake
 from .jobrequest import job_request
 
 __all__ = ["Context", "NodeBook"]
@@ -74,7 +75,7 @@ class Context:
         #: and its machines' default workdir, so two fleets never touch each
         #: other's jobs
         self.cluster_id, self._own_workdirs = self.store.identity()
-        self.inbox: "queue.Queue[Any]" = queue.Queue()
+        self.inbox: "queue.Queue[Message]" = queue.Queue()
         self.sched = SchedulerState()
         self.links: dict[str, NodeLink] = {}
         self.nodes = NodeBook()
@@ -192,4 +193,4 @@ class Context:
     def stop(self) -> None:
         """Stop serving after the current step."""
         self.stopping = True
-        self.inbox.put(("wake",))
+        self.inbox.put(Wake())

@@ -22,7 +22,7 @@ from typing import Any, Optional
 from .. import errors
 from ..config import FleetConfig
 from ..model import LIVE_STATE_NAMES as _LIVE
-from ..nodelink import NodeLink
+from .nodelink import NodeLink
 from ..paths import StatePaths, private_dir
 from ..scheduler import (JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp, PartitionSet,
                          PartitionSpec, StartJob)
@@ -30,12 +30,13 @@ from ..slurm import SLURM_VERSION
 from ..store import Store
 from ..transport.base import Transport
 from ..views import user_name
-from .agent_events import node_message
+from . import agent_events
 from .arrayfeed import ArrayFeeds
 from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
 from .fairshare import FairShare
 from .health import periodic
+from .inbox import Message, Pending, Request
 from .launch import start_job
 from .lifecycle import node_fail
 from .queries import Queries
@@ -43,18 +44,6 @@ from .requests import OPS
 
 __all__ = ["Controller"]
 
-
-
-class _Pending:
-    """A request waiting for the controller's loop to answer it."""
-
-    __slots__ = ("op", "args", "uid", "event", "result", "error")
-
-    def __init__(self, op: str, args: dict, uid: int) -> None:
-        self.op, self.args, self.uid = op, args, uid
-        self.event = threading.Event()
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
 
 
 class Controller(Context):
@@ -69,7 +58,7 @@ class Controller(Context):
         self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
         self.queries = Queries(self)
-        self._replies: list[_Pending] = []
+        self._replies: list[Pending] = []
         self._reasons: dict[int, str] = {}
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
@@ -187,18 +176,18 @@ class Controller(Context):
         args = check_args(op, args)
         if op in self.queries.OPS:
             return self.queries.answer(op, args, uid)
-        pending = _Pending(op, args, uid)
-        self.inbox.put(("rpc", pending))
+        pending = Pending(op, args, uid)
+        self.inbox.put(Request(pending))
         if not pending.event.wait(timeout=120):
             raise errors.ControllerError("the controller is too busy to answer; try again")
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def step(self, now: float, first: Optional[tuple] = None) -> None:
+    def step(self, now: float, first: Optional[Message] = None) -> None:
         """One round: drain the inbox, schedule, commit, then act."""
         self.now = now
-        items: list[tuple] = [first] if first is not None else []
+        items: list[Message] = [first] if first is not None else []
         try:
             while True:
                 items.append(self.inbox.get_nowait())
@@ -206,11 +195,10 @@ class Controller(Context):
             pass
         with self.store.transaction():
             for item in items:
-                kind = item[0]
-                if kind == "rpc":
-                    self._rpc(item[1], now)
+                if isinstance(item, Request):
+                    self._rpc(item.pending, now)
                 else:
-                    node_message(self, item, now)
+                    agent_events.handle(self, item, now)
             periodic(self, now)
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
@@ -265,7 +253,7 @@ class Controller(Context):
         for p in replies:
             p.event.set()
 
-    def _rpc(self, pending: _Pending, now: float) -> None:
+    def _rpc(self, pending: Pending, now: float) -> None:
         self._replies.append(pending)
         fn = OPS.get(pending.op)
         if fn is None:
@@ -394,7 +382,7 @@ class Controller(Context):
         tick = min(1.0, self.config.heartbeat_interval / 2)
         while not self.stopping and not (stop and stop.is_set()):
             try:
-                item: Optional[tuple] = self.inbox.get(timeout=tick)
+                item: Optional[Message] = self.inbox.get(timeout=tick)
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
@@ -408,11 +396,11 @@ class Controller(Context):
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            if item[0] == "rpc":
-                item[1].error = errors.ControllerLost(
+            if isinstance(item, Request):
+                item.pending.error = errors.ControllerLost(
                     "the controller stopped before it answered; run the command again "
                     "(it starts one)")
-                item[1].event.set()
+                item.pending.event.set()
 
     def close(self) -> None:
         for link in self.links.values():

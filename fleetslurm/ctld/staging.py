@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import FleetError, NodeUnreachable, TransferCorrupt
 from ..paths import JobPaths
+from .inbox import Staged
 
 if TYPE_CHECKING:
     from .context import Context
@@ -134,7 +135,7 @@ def launch_staged(ctx: "Context", task: dict, job: dict, transport: "Transport",
             error, fatal = f"cannot stage its files on {node}: {exc}", True
         except Exception as exc:  # a bug must not leave the job RUNNING forever
             error, fatal = f"staging failed: {type(exc).__name__}: {exc}", True
-        ctx.inbox.put(("staged", node, task_id, key, msg, error, fatal))
+        ctx.inbox.put(Staged(node, task_id, key, msg, error, fatal))
 
     ctx.after_commit(lambda: _pool(ctx).submit(put))
 
