@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from . import health
 from ..model import FINAL_STATE_NAMES
-from ..scheduler import JobEnded, JobRestored, NodeDrain, NodeResume, NodeUp
+from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
 from .collect import collect_output
 from .launch import fail_launch, safe_launch
-from .lifecycle import RESULT_STATES, finish_cancel, finish_collection, node_fail, requeue_task
+from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
+                        node_fail, requeue_task)
 from .health import mark_down
 from .inbox import (AgentMessage, Collected, ConnectFailed, Connected, LinkLost, Message,
                     Staged, Wake)
@@ -150,12 +151,8 @@ def launch_failed(ctx: "Context", name: str, key: str, error: str, now: float,
                     "`scontrol release`")
         ctx.store.update_task(task["task_id"], req=req)
         return
-    ctx.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
-                          exit_signal=0, reason="JobLaunchFailure")
-    ctx.store.log(task["task_id"], now, "end", f"FAILED launch: {error}")
-    ctx.emit(JobEnded(task["task_id"], "FAILED", now))
-    ctx.forget_fed(task["task_id"])
-    ctx.task_finished(task)
+    end_task(ctx, task, "FAILED", now, f"FAILED launch: {error}", exit_code=1,
+             reason="JobLaunchFailure")
 
 
 def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
@@ -212,7 +209,7 @@ def _stray_running(ctx: "Context", name: str, key: str, now: float) -> None:
             and task["node"] == name):
         # it survived the outage and was not requeued: take it back
         job = ctx.store.job(task["job_id"])
-        ctx.store.update_task(task["task_id"], state="RUNNING", end_time=None)
+        move(ctx, task, "RUNNING", end_time=None)
         ctx.store.log(task["task_id"], now, "reconciled", f"still running on {name}")
         ctx.emit(JobRestored(ctx.request_of(task, job), name,  # type: ignore[arg-type]
                              tuple(task["gpu_ids"]), task["start_time"] or now))
@@ -273,15 +270,10 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     final = state if state in RESULT_STATES else "FAILED"
     if task["cancelled_by"] is not None:
         final = "CANCELLED"
-    ctx.store.update_task(task["task_id"], state=final if shared else "COMPLETING",
-                          end_time=result.get("end_time") or now,
-                          exit_code=result.get("exit_code"), exit_signal=result.get("signal"))
-    ctx.store.log(task["task_id"], now, "end", f"{final} {result.get('exit_code')}:"
-                  f"{result.get('signal')}")
-    if not reconcile:
-        ctx.emit(JobEnded(task["task_id"], final, result.get("end_time") or now))
-        ctx.forget_fed(task["task_id"])
-        ctx.task_finished(task)
+    end_task(ctx, task, final if shared else "COMPLETING", now,
+             f"{final} {result.get('exit_code')}:{result.get('signal')}",
+             exit_code=result.get("exit_code"), exit_signal=result.get("signal"),
+             end_time=result.get("end_time"), ended_as=final, tell_scheduler=not reconcile)
     if not shared:
         collect_output(ctx, task, name, output)
 
@@ -318,13 +310,9 @@ def on_staged(ctx: "Context", item: Staged, now: float) -> None:
 def _fail(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:
     ctx.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
                           error=error)
-    ctx.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
-                          exit_signal=0, reason="JobLaunchFailure", collected=1)
-    ctx.store.log(task["task_id"], now, "end", f"FAILED staging: {error}")
     ctx.send(task["node"], {"op": "forget", "key": key})
-    ctx.emit(JobEnded(task["task_id"], "FAILED", now))
-    ctx.forget_fed(task["task_id"])
-    ctx.task_finished(task)
+    end_task(ctx, task, "FAILED", now, f"FAILED staging: {error}", exit_code=1,
+             reason="JobLaunchFailure", collected=1)
 
 
 _HANDLERS: dict[type, Callable[..., None]] = {

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..scheduler import ArrayTasks, JobEnded, JobSubmitted
 from ..slurm.arrays import IndexSet
-from .lifecycle import is_array_record
+from .lifecycle import end_task, is_array_record
 
 if TYPE_CHECKING:
     from .context import Context
@@ -304,10 +304,9 @@ class ArrayFeeds:
             self._end_window(feed, now)
             feed.remaining.discard(index)
             feed.pending.discard(index)
-            store.update_task(feed.job_id, array_index=index, array_pending=None,
-                              state="CANCELLED", cancelled_by=uid, end_time=now, exit_code=0,
-                              exit_signal=0)
-            store.log(feed.job_id, now, "end", f"CANCELLED by {uid}")
+            end_task(self.ctx, record, "CANCELLED", now, f"CANCELLED by {uid}",
+                     tell_scheduler=False, array_index=index, array_pending=None,
+                     cancelled_by=uid)
             self._count_ended(feed.job_id, False)
             self._tell(feed)
             return
@@ -333,10 +332,9 @@ class ArrayFeeds:
     def cancel_remainder(self, record: dict, uid: int, now: float, reason: str = "None") -> None:
         """``scancel A``: the indices without a task end CANCELLED on the record."""
         feed = self.feeds.get(record["task_id"])
-        self.ctx.store.update_task(record["task_id"], state="CANCELLED", cancelled_by=uid,
-                                   end_time=now, exit_code=0, exit_signal=0, reason=reason)
-        self.ctx.store.log(record["task_id"], now, "end", f"CANCELLED by {uid} "
-                           f"(indices {record['array_pending']})")
+        end_task(self.ctx, record, "CANCELLED", now,
+                 f"CANCELLED by {uid} (indices {record['array_pending']})",
+                 tell_scheduler=False, cancelled_by=uid, reason=reason)
         if feed is not None:
             self._end_window(feed, now)  # the scheduler counts these itself
             self._count_ended(feed.job_id, False, len(feed.remaining))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
 from ..scheduler import NodeDown, NodeDrain, NodeResume, NodeUp
-from .lifecycle import final_state, node_fail
+from .lifecycle import final_state, move, node_fail
 
 if TYPE_CHECKING:
     from .context import Context
@@ -106,9 +106,9 @@ def lost_run_stands(ctx: "Context", name: str, task: dict, step: dict, result: d
             ctx.log(f"job {task['task_id']}: {why}: it ran twice")
             ctx.store.log(task["task_id"], now, "ran-twice", why)
         return False
-    ctx.store.update_task(task["task_id"], state="RUNNING", node=name, run_key=step["run_key"],
-                          start_time=result.get("start_time") or step["start_time"],
-                          end_time=None, exit_code=None, exit_signal=None, collected=0)
+    move(ctx, task, "RUNNING", node=name, run_key=step["run_key"],
+         start_time=result.get("start_time") or step["start_time"],
+         end_time=None, exit_code=None, exit_signal=None, collected=0)
     ctx.store.update_step(step["run_key"], state="RUNNING", end_time=None)
     ctx.store.log(task["task_id"], now, "reconciled",
                   f"run {step['run_key']} on {name} had ended {state} before a new run "
@@ -175,8 +175,7 @@ def fail_node_jobs(ctx: "Context", name: str, reason: str, now: float) -> None:
     for task in ctx.store.live_tasks_on(name):
         if task["state"] == "COMPLETING":
             # it ended; only its output copy was pending, and that is now lost
-            ctx.store.update_task(task["task_id"],
-                                  state=final_state(task, ctx.store.step(task["run_key"])))
+            move(ctx, task, final_state(task, ctx.store.step(task["run_key"])))
             ctx.store.log(task["task_id"], now, "output-lost", f"node {name} down")
             continue
         node_fail(ctx, task, now, f"node {name} down: {reason}")

@@ -14,7 +14,8 @@ import posixpath
 from typing import TYPE_CHECKING, Optional
 
 from ..paths import JobPaths
-from ..scheduler import JobEnded, StartJob
+from ..scheduler import StartJob
+from .lifecycle import end_task, start_task
 from ..slurm.jobspec import job_environment
 from ..slurm.patterns import expand_pattern
 from .staging import has_stage, launch_staged
@@ -35,15 +36,15 @@ def start_job(ctx: "Context", action: StartJob, now: float) -> None:
     # the fleet's id in the key: a run of another fleet on the same machine
     # can never be taken for one of ours
     run_key = f"{task['task_id']}.{task['restart_count']}.{ctx.cluster_id}"
-    started = dict(state="RUNNING", reason="None", node=action.node,
+    started = dict(reason="None", node=action.node,
                    gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
                    alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
                    exit_code=None, exit_signal=None, collected=0)
-    ctx.store.update_task(task["task_id"], **started)
+    start_task(ctx, task, **started)
     ctx.store.add_step(run_key, task["task_id"], action.node, now)
     ctx.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
     # the row as it now reads, without reading it back
-    safe_launch(ctx, dict(task, acct_lines=None, **started), now)
+    safe_launch(ctx, dict(task, acct_lines=None, state="RUNNING", **started), now)
 
 
 
@@ -69,12 +70,8 @@ def fail_launch(ctx: "Context", task: dict, key: str, error: str, now: float) ->
     ctx.log(f"job {task['task_id']}: launch failed: {error}")
     ctx.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
                           error=error)
-    ctx.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
-                          exit_signal=0, reason="JobLaunchFailure", collected=1)
-    ctx.store.log(task["task_id"], now, "end", f"FAILED launch: {error}")
-    ctx.emit(JobEnded(task["task_id"], "FAILED", now))
-    ctx.forget_fed(task["task_id"])
-    ctx.task_finished(task)
+    end_task(ctx, task, "FAILED", now, f"FAILED launch: {error}", exit_code=1,
+             reason="JobLaunchFailure", collected=1)
 
 
 

@@ -38,7 +38,7 @@ from .fairshare import FairShare
 from .health import periodic
 from .inbox import Message, Pending, Request
 from .launch import start_job
-from .lifecycle import node_fail
+from .lifecycle import end_task, node_fail
 from .queries import Queries
 from .requests import OPS
 
@@ -145,10 +145,8 @@ class Controller(Context):
             with self.store.transaction():
                 for task, why in broken:
                     self.log(f"{why}: failed")
-                    self.store.update_task(task["task_id"], state="FAILED", end_time=now,
-                                           exit_code=1, exit_signal=0,
-                                           reason="JobLaunchFailure")
-                    self.store.log(task["task_id"], now, "end", f"FAILED: {why}")
+                    end_task(self, task, "FAILED", now, f"FAILED: {why}", exit_code=1,
+                             reason="JobLaunchFailure", tell_scheduler=False)
         if orphans:
             with self.store.transaction():
                 for task in orphans:

@@ -11,7 +11,7 @@ from ...errors import AccessDenied, InvalidJobId
 from ...jobids import Pick, resolve
 from ...model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from ...scheduler import JobHeld, JobReleased, JobUpdated
-from ..lifecycle import cancel_task, requeue_task
+from ..lifecycle import cancel_task, move, requeue_task
 from .common import check_owner, each_task, in_scheduler, refill_arrays, shown_id
 
 if TYPE_CHECKING:
@@ -175,8 +175,8 @@ def op_requeue(ctx: "Context", args: dict, uid: int, now: float) -> dict:
             raise errors.JobError(f"Requested operation is presently disabled for job {shown}")
         if task["array_pending"] is not None:
             # a cancelled array remainder: its indices are pending again
-            ctx.store.update_task(task["task_id"], state="PENDING", end_time=None,
-                                  cancelled_by=None, held=int(hold or task["held"]))
+            move(ctx, task, "PENDING", end_time=None, cancelled_by=None,
+                 held=int(hold or task["held"]))
             ctx.store.log(task["task_id"], now, "requeue", f"scontrol requeue by {uid}")
             ctx.arrays.revive(ctx.store.task(task["task_id"]), job)  # type: ignore[arg-type]
             continue
