@@ -21,6 +21,7 @@ from ..slurm.patterns import expand_pattern
 from .staging import has_stage, launch_staged
 
 if TYPE_CHECKING:
+    from ..transport.base import Transport
     from .context import Context
 
 #: outputs up to this size come home inside the agent's `ended` event
@@ -144,11 +145,11 @@ def _controller_user() -> str:
 
 
 
-def _on_this_host(ctx: "Context", node: str, transport: object) -> bool:
+def _on_this_host(ctx: "Context", node: str, transport: "Transport") -> bool:
     """Whether a job on ``node`` runs on the controller's host as its user (the
     local transport, or SSH to a loopback address as ourselves): there the
     controller's shims and socket are reachable from inside the job."""
-    if type(transport).__name__ == "LocalTransport":
+    if transport.local_process:
         return True
     import ipaddress
 
@@ -195,8 +196,8 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # transport; after the submitter's PATH over SSH, so shims the submitter
         # put first on it still win (see the README on shims)
         bin_dir, path = str(ctx.paths.home / "bin"), env.get("PATH", "/usr/bin:/bin")
-        local = type(transport).__name__ == "LocalTransport"
-        env["PATH"] = f"{bin_dir}:{path}" if local else f"{path}:{bin_dir}"
+        env["PATH"] = (f"{bin_dir}:{path}" if transport.local_process
+                       else f"{path}:{bin_dir}")
         env["FLEETSLURM_HOME"] = str(ctx.paths.home)
         env["FLEETSLURM_CONTROLLER_HOST"] = "1"
     else:
@@ -217,7 +218,7 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         "node": node,
         "job_id": task["task_id"],
         "stdin": spec.get("input") or "/dev/null",
-        # srun outside an allocation streams its stdin to the job (ops_steps.op_stdin)
+        # srun outside an allocation streams its stdin to the job (requests.steps.op_stdin)
         "stdin_stream": bool(spec.get("stdin_stream")),
         "open_mode": "append" if (spec.get("open_mode") == "append"
                                   or task["restart_count"] > 0) else "truncate",
