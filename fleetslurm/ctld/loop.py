@@ -57,7 +57,10 @@ class Controller(Context):
         super().__init__(config, paths, store or Store(paths.db, cache_jobs=True), transports)
         self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
-        self.queries = Queries(self)
+        self.queries = Queries(self.store, config, paths, nodes=lambda: self.node_snapshot,
+                               transport_for=self.transport_for, started_at=self.started_at,
+                               fairshare=self.fairshare,
+                               sched_stats=lambda: (self.sched_pass_seconds, self.sched_passes))
         self._replies: list[Pending] = []
         self._reasons: dict[int, str] = {}
         self._admin: dict[str, dict] = {}

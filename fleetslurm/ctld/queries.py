@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..model import ACTIVE_STATE_NAMES, JobRecord
 from ..record_memo import RecordMemo
@@ -16,7 +16,9 @@ from ..store import Store, decode_task
 from ..views import group_pending_arrays, job_record
 
 if TYPE_CHECKING:
-    from .context import Context
+    from ..config import FleetConfig
+    from ..paths import StatePaths
+    from ..transport.base import Transport
 
 __all__ = ["Queries"]
 
@@ -28,8 +30,20 @@ class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
                      "history", "read_output", "count", "priorities", "dashboard_stats"})
 
-    def __init__(self, ctx: "Context") -> None:
-        self.ctx = ctx
+    def __init__(self, store: Store, config: "FleetConfig", paths: "StatePaths", *,
+                 nodes: Callable[[], list[dict]] = lambda: [],
+                 transport_for: Optional[Callable[[str], "Transport"]] = None,
+                 started_at: float = 0.0, fairshare: Any = None,
+                 sched_stats: Callable[[], tuple[float, int]] = lambda: (0.0, 0)) -> None:
+        """``store`` is the loop's (each RPC thread opens its own on the same
+        file); ``nodes`` gives the loop's latest node records (sinfo's, made
+        by the loop: never read the scheduler here); ``transport_for`` a
+        machine's transport (a running job's output is read through it);
+        ``fairshare`` the priority factors (None: none); ``sched_stats`` the
+        last scheduling pass's time and the passes so far."""
+        self.store, self.config, self.paths = store, config, paths
+        self.nodes, self.transport_for = nodes, transport_for
+        self.started_at, self.fairshare, self.sched_stats = started_at, fairshare, sched_stats
         self._local = threading.local()
         #: squeue's records from one call to the next (see record_memo)
         self.memo = RecordMemo()
@@ -38,11 +52,11 @@ class Queries:
         self._lock = threading.Lock()
 
     def _store(self) -> Store:
-        if self.ctx.store.path == ":memory:":
-            return self.ctx.store
+        if self.store.path == ":memory:":
+            return self.store
         s = getattr(self._local, "store", None)
         if s is None:
-            s = self._local.store = Store(self.ctx.paths.db)
+            s = self._local.store = Store(self.paths.db)
         return s
 
     def answer(self, op: str, args: dict, uid: int) -> Any:
@@ -50,9 +64,9 @@ class Queries:
             return getattr(self, "q_" + op)(args, uid)
 
     def q_ping(self, args: dict, uid: int) -> dict:
-        return {"pid": __import__("os").getpid(), "started": self.ctx.started_at,
-                "config": self.ctx.config.source, "cluster": self.ctx.config.cluster_name,
-                "home": str(self.ctx.paths.home)}
+        return {"pid": __import__("os").getpid(), "started": self.started_at,
+                "config": self.config.source, "cluster": self.config.cluster_name,
+                "home": str(self.paths.home)}
 
     def _selection(self, store: Store, args: dict) -> Optional[tuple[list[str], list, list]]:
         """The tasks the filters of :meth:`q_jobs` select: WHERE clauses over the
@@ -68,7 +82,7 @@ class Queries:
                 # finished jobs stay visible for MinJobAge, as in SLURM; a
                 # COMPLETING one (its output still on its way home) is active
                 where.append("(end_time IS NULL OR state='COMPLETING' OR end_time >= ?)")
-                params.append(time.time() - self.ctx.config.min_job_age)
+                params.append(time.time() - self.config.min_job_age)
         if states and states != "all":
             where.append("state IN (%s)" % ",".join("?" * len(states)))
             params.extend(states)
@@ -138,7 +152,7 @@ class Queries:
             if parts and t["req"]["partition"] not in parts:
                 continue
             kept.append(t)
-        cluster = self.ctx.config.cluster_name
+        cluster = self.config.cluster_name
         out: list[JobRecord]
         if want_steps:
             steps, sruns = store.steps_by_task([t["task_id"] for t in kept])
@@ -165,7 +179,7 @@ class Queries:
             # an array's tasks in index order (the last to start has the array's id)
             out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
                                     -1 if r.get("array_task_id") is None else r["array_task_id"]))
-        return _with_multifactor(out, getattr(self.ctx, "fairshare", None))
+        return _with_multifactor(out, self.fairshare)
 
     def q_squeue(self, args: dict, uid: int) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
@@ -179,7 +193,7 @@ class Queries:
         # polled while nothing changes is answered from the last text (when
         # that text cannot change with the clock either)
         # multifactor priorities change with the clock, not with the rows
-        changes = (store.changes(), getattr(getattr(self.ctx, "fairshare", None), "version", 0))
+        changes = (store.changes(), getattr(self.fairshare, "version", 0))
         key = (uid, json.dumps({k: v for k, v in args.items() if k != "now"},
                                sort_keys=True, default=str))
         hit = self._squeue_texts.get(key)
@@ -265,7 +279,7 @@ class Queries:
             params = [*params, json.dumps(srun_tasks)]
         filters = dict(users=args.get("users") or [], names=args.get("names") or [],
                        partitions=args.get("partitions") or [], now=now,
-                       cluster=self.ctx.config.cluster_name)
+                       cluster=self.config.cluster_name)
         # array records (a pending or cancelled remainder A_[...]) and picked
         # indices take the general path: few, and their JobID needs the ranges
         special = [(rec["job_id"], sacct_fmt.render(
@@ -305,10 +319,10 @@ class Queries:
             return set()
 
     def q_nodes(self, args: dict, uid: int) -> dict:
-        return {"nodes": list(self.ctx.node_snapshot), "partitions": self.partitions()}
+        return {"nodes": list(self.nodes()), "partitions": self.partitions()}
 
     def partitions(self) -> list[dict]:
-        cfg = self.ctx.config
+        cfg = self.config
         out = []
         for name, p in cfg.partitions.items():
             out.append({"name": name, "default": p.default, "state": p.state.lower(),
@@ -317,11 +331,11 @@ class Queries:
         return out
 
     def q_config(self, args: dict, uid: int) -> list[tuple[str, str]]:
-        cfg = self.ctx.config
+        cfg = self.config
         return [
             ("ClusterName", cfg.cluster_name),
             ("ConfigFile", cfg.source or "(embedded default)"),
-            ("FleetslurmHome", str(self.ctx.paths.home)),
+            ("FleetslurmHome", str(self.paths.home)),
             ("HostKeyPolicy", cfg.host_key_policy),
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
@@ -337,7 +351,7 @@ class Queries:
     def q_priorities(self, args: dict, uid: int) -> dict:
         """priority/multifactor's last numbers (sprio, sshare): weights, each pending
         job's factors, each association's shares and usage."""
-        return self.ctx.fairshare.snapshot()
+        return self.fairshare.snapshot()
 
     def q_count(self, args: dict, uid: int) -> dict:
         """How many jobs are in each state (cheap: for pollers and dashboards)."""
@@ -350,8 +364,7 @@ class Queries:
         """The dashboard's History and /metrics figures, aggregated by SQLite
         (:meth:`Store.dashboard_stats`): ``hours`` back from now."""
         stats = self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
-        stats["sched_pass_seconds"] = self.ctx.sched_pass_seconds
-        stats["sched_passes"] = self.ctx.sched_passes
+        stats["sched_pass_seconds"], stats["sched_passes"] = self.sched_stats()
         return stats
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
@@ -380,7 +393,8 @@ class Queries:
             # not started (or cancelled before it ever ran): nothing written yet
             return {"data": "", "data_b64": "", "offset": offset, "finished": finished}
         node = task["node"]  # type: ignore[index]
-        transport = self.ctx.transport_for(node) if node in self.ctx.config.machines else None
+        transport = (self.transport_for(node) if self.transport_for is not None
+                     and node in self.config.machines else None)
         if transport is None or transport.shared_fs or (finished and task["collected"]):  # type: ignore[index]
             try:
                 with open(path, "rb") as f:
