@@ -175,7 +175,8 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     output in the job directory, which it does not yet.)"""
     import pwd
 
-    from fleetslurm.ctld.staging import read_as, write_private
+    from fleetslurm.ctld.staging import read_as
+    from fleetslurm.paths import write_private
 
     try:
         nobody = pwd.getpwnam("nobody")

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from ..errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
-from ..paths import JobPaths
+from ..paths import JobPaths, write_private
 from .inbox import Collected
 from .lifecycle import finish_collection
-from .staging import has_stage, stage_paths, write_private
+from .staging import has_stage, stage_paths
 
 if TYPE_CHECKING:
     from .context import Context

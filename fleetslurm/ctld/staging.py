@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..transport.base import Transport
 
 __all__ = ["check_stage", "has_stage", "stage_paths", "launch_staged", "open_as", "read_as",
-           "write_private", "STAGE_ENV"]
+           "STAGE_ENV"]
 
 #: the variable naming the stage directory inside a job
 STAGE_ENV = "FLEETSLURM_STAGE_DIR"
@@ -185,30 +185,3 @@ def _pool(ctx: "Context") -> Any:
     return pool
 
 
-def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = None) -> None:
-    """Write ``data`` (bytes, or an open file read in chunks) to ``path`` as a
-    0600 file (temporary file, then rename), owned by ``owner`` when the
-    controller runs as root for another user."""
-    from ..transport.chunked import CHUNK
-
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        if owner is not None and os.getuid() == 0 and owner != 0:
-            import pwd
-
-            try:
-                gid = pwd.getpwuid(owner).pw_gid
-            except KeyError:
-                gid = -1
-            os.fchown(fd, owner, gid)
-        chunks = [data] if isinstance(data, bytes) else iter(lambda: data.read(CHUNK), b"")
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
