@@ -278,8 +278,6 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
         collect_output(ctx, task, name, output)
 
 
-
-
 def on_staged(ctx: "Context", item: Staged, now: float) -> None:
     """A run's staged inputs are on its machine (or failed to get there)."""
     node, task_id, key, msg, error, fatal = (item.node, item.task_id, item.run_key,
@@ -304,7 +302,6 @@ def on_staged(ctx: "Context", item: Staged, now: float) -> None:
         _fail(ctx, task, key, error, now)
     else:
         launch_failed(ctx, node, key, error, now)
-
 
 
 def _fail(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:

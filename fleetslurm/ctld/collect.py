@@ -315,7 +315,6 @@ def collect_output(ctx: "Context", task: dict, node: str,
     ctx.after_commit(lambda: copy_back(ctx, fresh, node))
 
 
-
 def copy_stage_out(ctx: "Context", transport: "Transport", task: dict, keep: Path) -> None:
     """Copy a run's result files home (collect's background thread):
     ``task["stage_out"]`` holds their submit-host paths. Each is streamed into

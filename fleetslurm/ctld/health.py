@@ -122,7 +122,6 @@ def lost_run_stands(ctx: "Context", name: str, task: dict, step: dict, result: d
 START_GRACE_S = 10.0
 
 
-
 def periodic(ctx: "Context", now: float) -> None:
     hb = ctx.config.heartbeat_interval
     for name, link in ctx.links.items():
@@ -156,7 +155,6 @@ def periodic(ctx: "Context", now: float) -> None:
                       now)
 
 
-
 def mark_down(ctx: "Context", name: str, reason: str, now: float,
               fail_jobs: bool = True) -> None:
     """DOWN in sinfo with the reason; with ``fail_jobs`` its running jobs become
@@ -167,7 +165,6 @@ def mark_down(ctx: "Context", name: str, reason: str, now: float,
         ctx.links[name].drop()
     if fail_jobs:
         fail_node_jobs(ctx, name, reason, now)
-
 
 
 def fail_node_jobs(ctx: "Context", name: str, reason: str, now: float) -> None:

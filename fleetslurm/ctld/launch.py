@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 INLINE_OUTPUT = 256 * 1024
 
 
-
 def start_job(ctx: "Context", action: StartJob, now: float) -> None:
     """Record the start (committed first), then queue the launch."""
     # a task of an array's window gets its row now, as SLURM splits it from the array
@@ -48,7 +47,6 @@ def start_job(ctx: "Context", action: StartJob, now: float) -> None:
     safe_launch(ctx, dict(task, acct_lines=None, state="RUNNING", **started), now)
 
 
-
 def safe_launch(ctx: "Context", task: dict, now: float) -> None:
     """:func:`launch`, where a job whose record cannot be launched (a stored
     spec no agent would take, or that this code cannot even read) fails with
@@ -64,7 +62,6 @@ def safe_launch(ctx: "Context", task: dict, now: float) -> None:
                     f"{type(exc).__name__}: {exc}", now)
 
 
-
 def fail_launch(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:
     """The job itself cannot be launched (its spec, environment or script): it
     ends FAILED with reason JobLaunchFailure; no machine is blamed."""
@@ -73,7 +70,6 @@ def fail_launch(ctx: "Context", task: dict, key: str, error: str, now: float) ->
                           error=error)
     end_task(ctx, task, "FAILED", now, f"FAILED launch: {error}", exit_code=1,
              reason="JobLaunchFailure", collected=1)
-
 
 
 def _spec_error(spec: dict) -> Optional[str]:
@@ -96,7 +92,6 @@ def _spec_error(spec: dict) -> Optional[str]:
     return None
 
 
-
 def output_paths(ctx: "Context", task: dict, job: dict) -> tuple[str, str]:
     """The submit-host paths SLURM's patterns give for stdout and stderr."""
     spec = job["spec"]
@@ -115,7 +110,6 @@ def output_paths(ctx: "Context", task: dict, job: dict) -> tuple[str, str]:
             posixpath.join(wd, err) if not err.startswith("/") else err)
 
 
-
 def _array_env(job_id: int, index: int, spec: dict) -> dict:
     """SLURM_ARRAY_* values (older stores listed every index in the spec)."""
     if "array_count" not in spec:
@@ -126,13 +120,11 @@ def _array_env(job_id: int, index: int, spec: dict) -> dict:
             "step": spec.get("array_step", 1)}
 
 
-
 def _host_name(ctx: "Context", node: Optional[str]) -> str:
     """The machine's own host name, as its agent reports it (SLURM's ``%N``
     is the host's name, not the node's), else the node name."""
     link = ctx.links.get(node) if node else None
     return str((link.facts.get("hostname") if link else None) or node or "")
-
 
 
 @functools.lru_cache(maxsize=1)
@@ -142,7 +134,6 @@ def _controller_user() -> str:
     import getpass
 
     return getpass.getuser()
-
 
 
 def _on_this_host(ctx: "Context", node: str, transport: "Transport") -> bool:
@@ -162,7 +153,6 @@ def _on_this_host(ctx: "Context", node: str, transport: "Transport") -> bool:
         return ipaddress.ip_address(m.address).is_loopback
     except ValueError:
         return False  # a host name: not resolved here (no DNS on the launch path)
-
 
 
 def launch(ctx: "Context", task: dict, now: float) -> None:

@@ -107,7 +107,6 @@ def final_state(task: dict, step: Optional[dict]) -> str:
     return state if state in RESULT_STATES else "FAILED"
 
 
-
 def finish_collection(ctx: "Context", task_id: int, run_key: str, node: str,
                       now: float, keep: bool = False) -> None:
     """A run's output is home (or, with ``keep``, could not come home: the
@@ -124,7 +123,6 @@ def finish_collection(ctx: "Context", task_id: int, run_key: str, node: str,
         move(ctx, task, final_state(task, ctx.store.step(run_key)), collected=1)
     else:
         ctx.store.update_task(task_id, collected=1)
-
 
 
 def requeue_task(ctx: "Context", task: dict, now: float, why: str, hold: bool = False,
@@ -156,7 +154,6 @@ def requeue_task(ctx: "Context", task: dict, now: float, why: str, hold: bool = 
         ctx.mark_fed(fresh, job)  # type: ignore[arg-type]
 
 
-
 def node_fail(ctx: "Context", task: dict, now: float, why: str) -> None:
     if task.get("cancelled_by") is not None:
         # cancelled while its machine did not answer: the cancel stands (a
@@ -175,7 +172,6 @@ def node_fail(ctx: "Context", task: dict, now: float, why: str) -> None:
     if task["run_key"]:
         ctx.store.update_step(task["run_key"], state="NODE_FAIL", end_time=now)
     end_task(ctx, task, "NODE_FAIL", now, f"NODE_FAIL {why}", reason="NodeDown")
-
 
 
 def cancel_task(ctx: "Context", task: dict, uid: int, now: float,
@@ -197,7 +193,6 @@ def cancel_task(ctx: "Context", task: dict, uid: int, now: float,
         # (scancel must not wait node_timeout); a late result is ignored and a
         # still-running process is killed when the machine is back
     finish_cancel(ctx, task, uid, now, reason)
-
 
 
 def finish_cancel(ctx: "Context", task: dict, uid: int, now: float,

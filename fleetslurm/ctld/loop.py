@@ -45,7 +45,6 @@ from .requests import OPS
 __all__ = ["Controller"]
 
 
-
 class Controller(Context):
     """The loop: a :class:`Context` that drains the inbox, runs the scheduler,
     commits, then acts (sends, background work, replies)."""

@@ -20,12 +20,10 @@ def check_owner(ctx: "Context", task: dict, uid: int) -> dict:
     return job
 
 
-
 def shown_id(task: dict, job: dict) -> str:
     if task["array_index"] is not None:
         return f"{job['job_id']}_{task['array_index']}"
     return str(task["task_id"])
-
 
 
 def each_task(ctx: "Context", args: dict, uid: int,
@@ -59,7 +57,6 @@ def each_task(ctx: "Context", args: dict, uid: int,
     return out
 
 
-
 def in_scheduler(ctx: "Context", task: dict) -> list[int]:
     """The scheduler's ids for a task: its own if it has it, and for an array's
     record the tasks of its window (they have no row until they start)."""
@@ -67,7 +64,6 @@ def in_scheduler(ctx: "Context", task: dict) -> list[int]:
     if task["array_pending"] is not None:
         ids.extend(ctx.arrays.window_tasks(task["task_id"]))
     return ids
-
 
 
 def refill_arrays(ctx: "Context", pairs: list[tuple[dict, dict, bool]]) -> None:

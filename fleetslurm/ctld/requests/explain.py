@@ -48,7 +48,6 @@ def op_explain(ctx: "Context", args: dict, uid: int, now: float) -> str:
     return "\n".join(lines)
 
 
-
 def time_text(ts: Optional[float]) -> str:
     import time as _time
 

@@ -113,7 +113,6 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     return {"job_id": job_id, "cluster": cfg.cluster_name}
 
 
-
 def _may_use_gid(uid: int, gid: int) -> bool:
     """Whether the user ``uid`` may run a job as group ``gid`` (root: any)."""
     import pwd
@@ -125,7 +124,6 @@ def _may_use_gid(uid: int, gid: int) -> bool:
         return gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
     except (KeyError, OSError):
         return False
-
 
 
 def _primary_gid(uid: int) -> int:
