@@ -16,7 +16,7 @@ from stepping import pump, submit
 
 from fleetslurm import errors
 from fleetslurm.config import FleetConfig, MachineConfig, load_config
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths, find_config
 from fleetslurm.store import Store
 
@@ -39,10 +39,10 @@ def _submit(ctl: Controller, uid: int, **options) -> int:
 
 
 def _request(ctl: Controller, op: str, uid: int, **args):
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
-    p = _Pending(op, args, uid)
-    ctl.inbox.put(("rpc", p))
+    p = Pending(op, args, uid)
+    ctl.inbox.put(Request(p))
     ctl.step(time.time())
     if p.error:
         raise p.error

@@ -14,7 +14,8 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.ctld.inbox import Pending, Request
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import SubmitError
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.local import LocalTransport
@@ -174,7 +175,8 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     output in the job directory, which it does not yet.)"""
     import pwd
 
-    from fleetslurm.staging import read_as, write_private
+    from fleetslurm.ctld.staging import read_as
+    from fleetslurm.paths import write_private
 
     try:
         nobody = pwd.getpwnam("nobody")
@@ -202,10 +204,10 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     # a directory that is not theirs is refused at submit
     ctl = _controller(tmp_path)
     try:
-        p = _Pending("submit", {"options": {}, "script": "#!/bin/sh\ntrue\n", "script_args": [],
+        p = Pending("submit", {"options": {}, "script": "#!/bin/sh\ntrue\n", "script_args": [],
                                 "env": {}, "cwd": str(sub), "script_name": "s",
                                 "stage": {"in": [str(secret)]}}, uid)
-        ctl.inbox.put(("rpc", p))
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
         assert isinstance(p.error, SubmitError)
         assert f"stage.in: {secret}: its directory must exist and belong to you" == str(p.error)

@@ -15,7 +15,7 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig, PriorityConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths
 from fleetslurm.store import Store
 from fleetslurm.views import user_name
@@ -124,21 +124,21 @@ def test_priority_defaults_are_slurms(tmp_path):
 
 
 def test_a_requeued_run_is_charged(tmp_path):
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
     ctl = _controller(tmp_path / "home", PriorityConfig(PriorityWeightFairshare=100))
     try:
         job = _submit(ctl, 0, 30)
         pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING")
         time.sleep(1.0)
-        p = _Pending("requeue", {"ids": [str(job)]}, 0)
-        ctl.inbox.put(("rpc", p))
+        p = Pending("requeue", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
         assert p.error is None
         raw, _ = ctl.store.usage()[("root", "root")]
         assert raw >= 0.9  # one CPU for about a second
-        p = _Pending("cancel", {"ids": [str(job)]}, 0)
-        ctl.inbox.put(("rpc", p))
+        p = Pending("cancel", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
     finally:
         ctl.close()

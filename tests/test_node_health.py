@@ -23,7 +23,7 @@ from stepping import pump, submit
 from test_agent import AgentClient, alive, kill_leftovers, spec
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import NodeUnreachable
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.fake import FakeTransport
@@ -310,11 +310,11 @@ def test_a_drained_machine_that_stops_answering_and_returns_stays_drained(tmp_pa
     f = Fleet(tmp_path)
     try:
         job, key = _running_on_m1(f)
-        from fleetslurm.controller import _Pending
+        from fleetslurm.ctld.inbox import Pending, Request
 
-        p = _Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
+        p = Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
                      os.getuid())
-        f.ctl.inbox.put(("rpc", p))
+        f.ctl.inbox.put(Request(p))
         f.pump(lambda: p.event.is_set())
         assert p.error is None
         f.fakes["m1"].freeze()
@@ -335,7 +335,7 @@ def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_p
     node_timeout later the job is not requeued and run again (the cancel
     stood as a flag on a RUNNING job, and NODE_FAIL requeued it); the run is
     stopped once the machine answers again."""
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
     f = Fleet(tmp_path)
     try:
@@ -343,8 +343,8 @@ def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_p
         f.fakes["m1"].freeze()
         f.run_for(3 * HB + 1)
         assert f.node("m1")["responding"] is False
-        p = _Pending("cancel", {"ids": [str(job)]}, os.getuid())
-        f.ctl.inbox.put(("rpc", p))
+        p = Pending("cancel", {"ids": [str(job)]}, os.getuid())
+        f.ctl.inbox.put(Request(p))
         f.run_for(0.2)
         assert p.error is None
         assert f.task(job)["state"] == "CANCELLED"
