@@ -226,3 +226,37 @@ def test_sacct_window_counts_whole_seconds(tmp_path):
         assert before == []
     finally:
         ctl.close()
+
+
+def test_a_message_whose_handling_fails_is_undone_and_the_loop_goes_on(tmp_path, monkeypatch,
+                                                                       capsys):
+    """A bug in handling one agent message (here: a handler that writes, queues
+    a scheduler event and a message, then raises) is logged and undone; the
+    controller keeps serving, and the next job runs."""
+    from fleetslurm.ctld import agent_events
+    from fleetslurm.ctld.inbox import Wake
+    from fleetslurm.scheduler import JobHeld
+
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, os.getuid(), hold=True)
+
+        def broken(ctx, item, now):
+            ctx.store.update_task(job, reason="half-written")
+            ctx.emit(JobHeld(job))
+            ctx.send("n1", {"op": "ping"})
+            raise KeyError("a bug")
+
+        monkeypatch.setitem(agent_events._HANDLERS, Wake, broken)
+        ctl.inbox.put(Wake())
+        ctl.step(time.time())
+        err = capsys.readouterr().err
+        assert "internal error: Wake() was dropped, nothing it changed is kept" in err
+        assert "KeyError: 'a bug'" in err
+        assert ctl.store.task(job)["reason"] != "half-written"
+        assert (ctl._events, ctl._outbox) == ([], [])
+        monkeypatch.undo()
+        other = _submit(ctl, os.getuid(), time="1")
+        _pump(ctl, lambda: ctl.store.task(other)["state"] == "RUNNING")
+    finally:
+        ctl.close()

@@ -198,7 +198,7 @@ class Controller(Context):
                 if isinstance(item, Request):
                     self._rpc(item.pending, now)
                 else:
-                    agent_events.handle(self, item, now)
+                    self._event(item, now)
             periodic(self, now)
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
@@ -253,29 +253,59 @@ class Controller(Context):
         for p in replies:
             p.event.set()
 
+    def _marks(self) -> tuple[int, int, int]:
+        return len(self._events), len(self._outbox), len(self._after_commit)
+
+    def _undo(self, marks: tuple[int, int, int], savepoint: str) -> None:
+        """Roll back to ``savepoint`` and drop the effects queued since ``marks``."""
+        self.store._x(f"ROLLBACK TO {savepoint}")
+        self.store._x(f"RELEASE {savepoint}")
+        self.store.forget_cached()
+        del self._events[marks[0]:]
+        del self._outbox[marks[1]:]
+        del self._after_commit[marks[2]:]
+
+    def _event(self, item: Message, now: float) -> None:
+        """One message that is not a request, under its own savepoint. A bug in
+        its handling (an IllegalTransition, say) is logged with the message and
+        undone, and the loop goes on: raising would end the controller, and
+        since an agent tells the same news again after a restart, end the next
+        one too, stopping every job's progress for one message."""
+        marks = self._marks()
+        self.store._x("SAVEPOINT msg")
+        try:
+            agent_events.handle(self, item, now)
+        except Exception:
+            import traceback
+
+            self._undo(marks, "msg")
+            self.nodes.dirty = True
+            self.log(f"internal error: {item!r} was dropped, nothing it changed is kept:\n"
+                     + traceback.format_exc().rstrip())
+        else:
+            self.store._x("RELEASE msg")
+
     def _rpc(self, pending: Pending, now: float) -> None:
         self._replies.append(pending)
         fn = OPS.get(pending.op)
         if fn is None:
             pending.error = errors.ControllerError(f"unknown request {pending.op!r}")
             return
+        marks = self._marks()
         try:
-            # a savepoint per request: a refused request leaves nothing behind
+            # a savepoint per request: a refused request leaves nothing behind,
+            # neither in the store nor in the effects it queued
             self.store._x("SAVEPOINT req")
             pending.result = fn(self, pending.args, pending.uid, now)
             self.store._x("RELEASE req")
         except errors.FleetError as exc:
-            self.store._x("ROLLBACK TO req")
-            self.store._x("RELEASE req")
-            self.store.forget_cached()
+            self._undo(marks, "req")
             pending.error = exc
         except Exception as exc:
             import traceback
 
             traceback.print_exc()
-            self.store._x("ROLLBACK TO req")
-            self.store._x("RELEASE req")
-            self.store.forget_cached()
+            self._undo(marks, "req")
             pending.error = errors.ControllerError(
                 f"internal error in the controller: {type(exc).__name__}: {exc}")
 
