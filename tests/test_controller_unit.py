@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from second_user import other_user  # noqa: F401  (fixture)
 from stepping import pump, submit
 
 from fleetslurm import errors
@@ -49,12 +50,12 @@ def _request(ctl: Controller, op: str, uid: int, **args):
     return p.result
 
 
-def test_only_the_owner_or_root_may_touch_a_job(tmp_path):
+def test_only_the_owner_or_root_may_touch_a_job(tmp_path, other_user):
     ctl = _controller(tmp_path)
     try:
         me = os.getuid()
         job = _submit(ctl, me, hold=True)
-        other = me + 4242
+        other = other_user.pw_uid  # a real second user
         reply = _request(ctl, "cancel", other, ids=[str(job)])
         assert reply["errors"] == [f"Kill job error on job id {job}: Access/permission denied"]
         for op in ("hold", "release", "requeue"):
@@ -199,14 +200,15 @@ def test_socket_is_private(tmp_path):
         server.close()
 
 
-def test_negative_nice_needs_root(tmp_path):
+def test_negative_nice_needs_root(tmp_path, other_user):
     ctl = _controller(tmp_path)
+    user = other_user.pw_uid
     try:
         with pytest.raises(errors.SubmitError, match="Access/permission denied"):
-            _submit(ctl, 4242, nice="-10")
-        job = _submit(ctl, 4242, nice="5", hold=True)
+            _submit(ctl, user, nice="-10")
+        job = _submit(ctl, user, nice="5", hold=True)
         with pytest.raises(errors.AccessDenied):
-            _request(ctl, "update_job", 4242, ids=[str(job)], fields={"Nice": "-5"})
+            _request(ctl, "update_job", user, ids=[str(job)], fields={"Nice": "-5"})
         _request(ctl, "update_job", 0, ids=[str(job)], fields={"Nice": "-5"})
         assert ctl.store.task(job)["req"]["nice"] == -5
         assert _submit(ctl, 0, nice="-10", hold=True) > job
