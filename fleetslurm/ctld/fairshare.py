@@ -83,8 +83,10 @@ class FairShare:
         if row is not None:
             self.charge_run(ctx, row, row.get("end_time") or now, now)
 
-    def charge_run(self, ctx: "Context", row: dict, end: float, now: float) -> None:
-        """Charge a task row's run from its start to ``end`` (a requeued run: now)."""
+    def charge_run(self, ctx: "Context", row: dict, end: float, now: float,
+                   sign: float = 1.0) -> None:
+        """Charge a task row's run from its start to ``end`` (a requeued run: now);
+        ``sign=-1`` takes back such a charge (never below zero)."""
         if not self.enabled or row.get("start_time") is None:
             return  # never ran: nothing used
         job = ctx.store.job(row["job_id"])
@@ -96,7 +98,7 @@ class FairShare:
         key = (account_of(user), user)
         raw, as_of = ctx.store.usage().get(key, (0.0, now))
         raw = decay(raw, now - as_of, self.half_life_s)
-        raw += charge(used, row["start_time"], end, now, self.half_life_s)
+        raw = max(0.0, raw + sign * charge(used, row["start_time"], end, now, self.half_life_s))
         ctx.store.set_usage(key[0], key[1], raw, now)
 
     def usage_now(self, ctx: "Context", now: float) -> dict[tuple[str, str], float]:

@@ -16,6 +16,8 @@ Every function here runs inside :meth:`Controller.step`'s transaction.
 
 from __future__ import annotations
 
+import json
+
 from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
@@ -106,14 +108,31 @@ def lost_run_stands(ctx: "Context", name: str, task: dict, step: dict, result: d
             ctx.log(f"job {task['task_id']}: {why}: it ran twice")
             ctx.store.log(task["task_id"], now, "ran-twice", why)
         return False
-    move(ctx, task, "RUNNING", node=name, run_key=step["run_key"],
-         start_time=result.get("start_time") or step["start_time"],
-         end_time=None, exit_code=None, exit_signal=None, collected=0)
+    start = result.get("start_time") or step["start_time"]
+    # the run gets back what it was given and its own restart count (its key
+    # names it): its output is then written as that run's, not appended
+    given = dict(alloc_cpus=step.get("alloc_cpus"), alloc_mem_mb=step.get("alloc_mem_mb"),
+                 gpu_ids=json.loads(step["gpu_ids"]) if step.get("gpu_ids") else [])
+    # the requeue charged the run's use up to then; its end charges the whole
+    # run: what the requeue charged is taken back, so it counts once
+    ctx.fairshare.charge_run(ctx, dict(task, start_time=start, **given),
+                             step["end_time"] or now, now, sign=-1.0)
+    move(ctx, task, "RUNNING", node=name, run_key=step["run_key"], start_time=start,
+         end_time=None, exit_code=None, exit_signal=None, collected=0,
+         restart_count=_restarts_of(step["run_key"], task["restart_count"]), **given)
     ctx.store.update_step(step["run_key"], state="RUNNING", end_time=None)
     ctx.store.log(task["task_id"], now, "reconciled",
                   f"run {step['run_key']} on {name} had ended {state} before a new run "
                   "started: it is the job's result")
     return True
+
+
+def _restarts_of(run_key: str, default: int) -> int:
+    """The restart count a run was started with (``TASK.RESTARTS.CLUSTER``)."""
+    try:
+        return int(run_key.split(".")[1])
+    except (IndexError, ValueError):
+        return default
 
 
 #: how long a machine not yet heard from since the controller started may take,

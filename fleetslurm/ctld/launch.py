@@ -41,7 +41,8 @@ def start_job(ctx: "Context", action: StartJob, now: float) -> None:
                    alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
                    exit_code=None, exit_signal=None, collected=0)
     start_task(ctx, task, **started)
-    ctx.store.add_step(run_key, task["task_id"], action.node, now)
+    ctx.store.add_step(run_key, task["task_id"], action.node, now, action.cpus, action.mem_mb,
+                       list(action.gpu_ids))
     ctx.store.log(task["task_id"], now, "start", f"{action.node} {run_key}")
     # the row as it now reads, without reading it back
     safe_launch(ctx, dict(task, acct_lines=None, state="RUNNING", **started), now)
