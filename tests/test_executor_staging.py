@@ -113,6 +113,25 @@ def test_a_missing_input_fails_the_job_not_the_machine(tmp_path):
         ctl.close()
 
 
+def test_an_input_that_fails_while_read_fails_the_job_not_the_machine(tmp_path):
+    """Opened, then a read error in the middle of its copy (here: reading
+    /proc/self/mem from offset 0 gives EIO): the file's fault, named, the job
+    fails; the machine was not drained (the local transport used to report any
+    OSError of the copy as "cannot write" on the machine)."""
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, "#!/bin/sh\ntrue\n", {"in": ["/proc/self/mem"]})
+        task = _final(ctl, job)
+        assert task["state"] == "FAILED"
+        hist = " ".join(h["detail"] for h in ctl.store.history(job))
+        assert "cannot read its staged file /proc/self/mem: Input/output error" in hist
+        assert ctl.store.node("n1")["admin_state"] != "drain"
+        ok = _submit(ctl, "#!/bin/sh\ntrue\n", {})
+        assert _final(ctl, ok)["state"] == "COMPLETED"
+    finally:
+        ctl.close()
+
+
 def test_with_a_shared_filesystem_nothing_is_copied(tmp_path):
     sub = tmp_path / "submit"
     sub.mkdir()

@@ -296,12 +296,12 @@ def on_staged(ctx: "Context", item: Staged, now: float) -> None:
     ctx.log(f"job {task_id}: {error}")
     if not fatal:
         return  # the link dropped: the agent's hello launches (and stages) it again
-    # a staged file that cannot be read or written fails the job, as a launch
-    # failure does (the machine is drained only when the fault is the machine's)
-    if "cannot read its staged file" in error:
-        _fail(ctx, task, key, error, now)
-    else:
+    # a staged file that cannot be read, or a fault of the controller's own,
+    # fails the job; the machine is drained only when the fault is the machine's
+    if item.machine:
         launch_failed(ctx, node, key, error, now)
+    else:
+        _fail(ctx, task, key, error, now)
 
 
 def _fail(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:

@@ -84,7 +84,9 @@ class AgentMessage:
 class Staged:
     """A run's staged input files were put on ``node`` (``error`` empty), or
     not: ``fatal`` fails the job, else the agent's next hello launches the
-    run again. ``launch`` is the launch message to send once staged."""
+    run again. ``machine``: the fault was the machine's (it is drained, the
+    job requeued), not the job's or the controller's own (the job fails).
+    ``launch`` is the launch message to send once staged."""
 
     node: str
     task_id: int
@@ -92,6 +94,7 @@ class Staged:
     launch: dict
     error: str
     fatal: bool
+    machine: bool = False
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,10 @@ def launch_staged(ctx: "Context", task: dict, job: dict, transport: "Transport",
     node, task_id, owner = task["node"], task["task_id"], job["uid"]
 
     def put() -> None:
-        error, fatal = "", False
+        # whose fault a failure is decides what it does: the job's (a file it
+        # named cannot be read) or the controller's (a bug) fails the job; only
+        # the machine's (it refused the copy) drains the machine
+        error, fatal, machine = "", False, False
         try:
             dest = JobPaths(transport.workdir, key).incoming
             for path in inputs:
@@ -128,19 +131,43 @@ def launch_staged(ctx: "Context", task: dict, job: dict, transport: "Transport",
                     error, fatal = f"cannot read its staged file {path}: {exc.strerror}", True
                     break
                 with src:
-                    _put(transport, src, posixpath.join(dest, os.path.basename(path)))
+                    _put(transport, _Source(src, path), posixpath.join(dest, os.path.basename(path)))
+        except _SourceError as exc:
+            error, fatal = str(exc), True
         except NodeUnreachable as exc:
             error = str(exc)  # launched (and staged) again at the machine's next hello
         except FleetError as exc:
-            error, fatal = f"cannot stage its files on {node}: {exc}", True
+            error, fatal, machine = f"cannot stage its files on {node}: {exc}", True, True
         except Exception as exc:  # a bug must not leave the job RUNNING forever
             error, fatal = f"staging failed: {type(exc).__name__}: {exc}", True
-        ctx.inbox.put(Staged(node, task_id, key, msg, error, fatal))
+        ctx.inbox.put(Staged(node, task_id, key, msg, error, fatal, machine))
 
     ctx.after_commit(lambda: _pool(ctx).submit(put))
 
 
-def _put(transport: "Transport", src: BinaryIO, remote: str) -> None:
+class _SourceError(Exception):
+    """Reading a staged file on this host failed during its copy."""
+
+
+class _Source:
+    """A staged file being read for its copy: a read error is named as the
+    file's, whatever the transport would make of an OSError."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f, self._path = f, path
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._f.read(size)
+        except OSError as exc:
+            raise _SourceError(f"cannot read its staged file {self._path}: "
+                               f"{exc.strerror or exc}") from exc
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, fileno...
+        return getattr(self._f, name)
+
+
+def _put(transport: "Transport", src: Any, remote: str) -> None:
     """Stream one staged file to the machine; a copy there that does not
     match is made once more from the start."""
     try:
