@@ -57,7 +57,14 @@ def test_the_embedded_default_has_the_seeds_partitions(default_fleet):
     assert (default_fleet.work / f"slurm-{job}.out").read_text() == "compute\n"
     from fleetslurm.node.facts import local_facts
 
-    if local_facts()["gpus"]:
+    facts = local_facts()
+    if facts["cpus"] < SEED_CPUS:
+        # why the seed's blocks need localhost declared bigger on this machine
+        proc = default_fleet.run("sbatch", "-p", "compute", "-c", str(SEED_CPUS), "--wrap", "true")
+        assert (proc.returncode, proc.stderr) == (
+            1, "sbatch: error: Batch job submission failed: Requested node configuration is "
+               "not available\n")
+    if facts["gpus"]:
         return
     # gpu is only a partition here: asking for a GPU is refused as SLURM 22.05
     # refuses it where no node has a gpu gres (see test_cli_errors)
