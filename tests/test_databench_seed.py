@@ -126,3 +126,23 @@ def test_the_seeds_blocks_run_as_written(seed_fleet):
     assert not [p for p in seed_fleet.root.iterdir() if p.name not in
                 {"home", "work", "fleet_config.json"}]
     assert os.path.isfile(work / "data" / "prices.h5")
+
+
+def test_store_prices_takes_only_import_prices_output(tmp_path):
+    import numpy as np
+
+    from fleetslurm.api.databench.builtin import store_prices
+    from fleetslurm.api.objser import ObjectSerializer
+
+    store = tmp_path / "d" / "s.h5"
+    for text in ("", "Traceback ...", '{"symbol": "MSFT", "columns": {}}', "[1, 2]"):
+        with pytest.raises(ValueError, match="import_prices AAPL: its output is not "
+                                             "import_prices.py's JSON"):
+            store_prices(store, "AAPL", text)
+    assert not store.exists()
+    printed = ('conda says hello\n{"symbol": "AAPL", "rows": 2, "columns": '
+               '{"date": ["d1", "d2"], "close": [1.5, null]}}\n')
+    assert store_prices(store, "AAPL", printed) == "/prices/AAPL"
+    got = ObjectSerializer(store).load("/prices/AAPL")
+    assert got["date"] == ["d1", "d2"] and got["close"].dtype == np.float64
+    assert got["close"][0] == 1.5 and np.isnan(got["close"][1])

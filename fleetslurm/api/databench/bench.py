@@ -346,6 +346,8 @@ class DataBenchSLURM:
     def _import_prices(self, ids: list[str], states: Optional[Mapping[str, str]]) -> None:
         """Write the columns of each completed import_prices task among
         ``ids`` (a task's id or its array's) into the store, once per task."""
+        from ...errors import JobError
+        from ..executor.client import is_finished
         from .builtin import store_prices
 
         wanted = set(ids)
@@ -355,12 +357,17 @@ class DataBenchSLURM:
         if states is None:
             states = self._states(pending)
         for i in pending:
-            if states.get(i) == "COMPLETED":
-                store_prices(self.store, self._imports[i], self.get_job_output(i))
-                del self._imports[i]
-            elif states.get(i) not in (None, "PENDING", "RUNNING", "COMPLETING", "REQUEUED",
-                                       "SUSPENDED"):
-                del self._imports[i]  # it failed: nothing to import
+            state = states.get(i)
+            if state == "COMPLETED":
+                symbol = self._imports.pop(i)
+                try:
+                    store_prices(self.store, symbol, self.get_job_output(i))
+                except ValueError as exc:
+                    raise JobError(f"{exc}; task {i} wrote it, and nothing of {symbol} was "
+                                   f"stored in {self.store}: check its output "
+                                   f"(bench.get_job_output({i!r}))") from None
+            elif state is not None and is_finished(state):
+                del self._imports[i]  # it did not complete: nothing to import
 
     def _states(self, ids: list[str]) -> dict[str, str]:
         """``{id: state}`` for the ids (an array's id: each task). Many tasks
