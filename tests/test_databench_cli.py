@@ -73,7 +73,7 @@ def test_errors_are_one_line_without_traceback(fleet):
     p = fleet.run("databench", "analyze", "montecarlo", "AAA")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.startswith("error: unknown analysis type 'montecarlo'; known analysis "
-                               "types: none are registered")
+                               "types: backtest, import_prices. ")
     p = fleet.run("databench", "batch", "nope.py", "x.csv")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "data file" in p.stderr and "x.csv does not exist" in p.stderr
@@ -114,7 +114,7 @@ def test_analyze_functions_from_a_loaded_file(fleet):
         ("COMPLETED", {"symbol": "AAA", "last": 124.0, "args": ["x", "y"]}),
         ("COMPLETED", {"symbol": "BBB", "last": 148.0, "args": ["x", "y"]})]
     p = fleet.run("databench", "analyze", "nope", "AAA", "--load", "my_analyses.py")
-    assert p.returncode == 1 and "known analysis types: count, last" in p.stderr
+    assert p.returncode == 1 and "known analysis types: backtest, count, import_prices, last" in p.stderr
 
 
 def test_progress_bar_on_a_terminal(fleet):
