@@ -30,7 +30,7 @@ class Job:
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
                  "result", "emitted", "launch_fd", "waiters", "inline", "note",
-                 "stdin")
+                 "stdin", "cpus")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -50,6 +50,7 @@ class Job:
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
         self.note: Optional[Tuple[str, str, str]] = None
         self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
+        self.cpus: Optional[List[int]] = None  # the CPU ids it is bound to
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
@@ -113,6 +114,7 @@ class JobBook:
                 job.sup_pid, job.sup_ticks = sup.get("pid"), sup.get("ticks")
                 job.pid, job.ticks = sup.get("job_pid"), sup.get("job_ticks")
                 job.start_time = sup.get("start_time")
+                job.cpus = sup.get("cpus")
         if job.sup_pid is not None:
             if not alive(job.sup_pid, job.sup_ticks):
                 self.mark_lost(job, "supervisor vanished")
