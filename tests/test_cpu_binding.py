@@ -211,3 +211,45 @@ def _cgroups(hierarchy: str) -> list[str]:
         return [n for n in os.listdir(base) if os.path.isdir(os.path.join(base, n))]
     except FileNotFoundError:
         return []
+
+
+_TIMER = """import time
+best = None
+for _ in range(3):
+    t = time.perf_counter()
+    x = 0
+    for i in range(3000000):
+        x += i * i
+    took = time.perf_counter() - t
+    best = took if best is None else min(best, took)
+print(best)
+"""
+
+_SPIN8 = "for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done; echo up > spin.up; wait"
+
+
+def _timed(fleet, name: str) -> float:
+    job = fleet.sbatch("-c", "1", "-o", f"{name}.out", "--wrap", f"python3 {fleet.work}/timer.py")
+    assert fleet.wait(job, timeout=120)["state"] == "COMPLETED"
+    return float((fleet.work / f"{name}.out").read_text())
+
+
+@two_cores
+def test_noisy_neighbour_cannot_slow_a_job_down(fleet):
+    """Two -c 1 jobs on one machine: one spins 8 processes, the other times
+    a fixed CPU loop; bound to a core of its own, the timed one stays within
+    15% of its time alone (best of three loops each, against noise from
+    whatever else runs on this host)."""
+    (fleet.work / "timer.py").write_text(_TIMER)
+    alone = _timed(fleet, "alone")
+    spin = fleet.sbatch("-c", "1", "--wrap", _SPIN8)
+    deadline = time.monotonic() + 30
+    while not (fleet.work / "spin.up").exists():
+        assert time.monotonic() < deadline, fleet.record(spin)
+        time.sleep(0.05)
+    try:
+        beside = _timed(fleet, "beside")
+    finally:
+        fleet.run("scancel", str(spin), check=True)
+    fleet.wait(spin)
+    assert beside <= alone * 1.15, (alone, beside)
