@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_agent import AgentClient, spec, workdir  # noqa: F401 (workdir: a fixture)
 
 from fleetslurm.errors import UsageError
 from fleetslurm.node.agent import cpus
@@ -215,17 +216,21 @@ def _cgroups(hierarchy: str) -> list[str]:
 
 _TIMER = """import time
 best = None
-for _ in range(3):
+for _ in range(20):
     t = time.perf_counter()
     x = 0
-    for i in range(3000000):
+    for i in range(1000000):
         x += i * i
     took = time.perf_counter() - t
     best = took if best is None else min(best, took)
 print(best)
 """
 
-_SPIN8 = "for i in 1 2 3 4 5 6 7 8; do (while :; do :; done) & done; echo up > spin.up; wait"
+# each spinner in a session of its own: with sched_autogroup (on here) the
+# kernel shares CPU fairly between sessions, so 8 spinners in the job's one
+# session would weigh as one process and hide a missing binding
+_SPIN8 = ("for i in 1 2 3 4 5 6 7 8; do setsid sh -c 'while :; do :; done' & done; "
+          "echo up > spin.up; wait")
 
 
 def _timed(fleet, name: str) -> float:
@@ -238,18 +243,67 @@ def _timed(fleet, name: str) -> float:
 def test_noisy_neighbour_cannot_slow_a_job_down(fleet):
     """Two -c 1 jobs on one machine: one spins 8 processes, the other times
     a fixed CPU loop; bound to a core of its own, the timed one stays within
-    15% of its time alone (best of three loops each, against noise from
-    whatever else runs on this host)."""
+    15% of its time alone. Each time is the best of 20 short loops, and the
+    comparison gets three tries: other work on this host (not bound by
+    fleetslurm) is pushed onto the timed job's core while the spinner holds
+    the other one. Unbound, the timed job shares 2 cores with 9 busy
+    processes: several times slower in every try (checked: 4x)."""
     (fleet.work / "timer.py").write_text(_TIMER)
-    alone = _timed(fleet, "alone")
-    spin = fleet.sbatch("-c", "1", "--wrap", _SPIN8)
-    deadline = time.monotonic() + 30
-    while not (fleet.work / "spin.up").exists():
-        assert time.monotonic() < deadline, fleet.record(spin)
-        time.sleep(0.05)
+    tries = []
+    for n in range(3):
+        alone = _timed(fleet, f"alone{n}")
+        spin = fleet.sbatch("-c", "1", "--wrap", _SPIN8.replace("spin.up", f"spin{n}.up"))
+        deadline = time.monotonic() + 30
+        while not (fleet.work / f"spin{n}.up").exists():
+            assert time.monotonic() < deadline, fleet.record(spin)
+            time.sleep(0.05)
+        try:
+            beside = _timed(fleet, f"beside{n}")
+        finally:
+            fleet.run("scancel", str(spin), check=True)
+        fleet.wait(spin)
+        tries.append((alone, beside))
+        if beside <= alone * 1.15:
+            return
+    raise AssertionError(f"the timed job was slowed by its neighbour: (alone, beside) {tries}")
+
+
+# -- the agent on its own ------------------------------------------------------------
+
+def _execd(pid: int, name: str = "sleep", timeout: float = 10) -> int:
+    """``pid`` once it has exec'd ``name`` (bound before that, by then)."""
+    deadline = time.monotonic() + timeout
+    while _status(pid).get("Name") != name:
+        assert time.monotonic() < deadline, _status(pid)
+        time.sleep(0.01)
+    return pid
+
+
+@two_cores
+def test_a_new_agent_knows_the_cpus_of_the_jobs_it_adopts(workdir, tmp_path):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SLURM_CPUS_ON_NODE": "1"}
+    hold = "#!/bin/sh\nexec sleep 30\n"
+    agent = AgentClient(workdir)
+    a = agent.launch("1.0", spec(hold, tmp_path, env=env))
+    assert a["ev"] == "started", a
+    agent.proc.kill()
+    agent.close()
+    agent = AgentClient(workdir)
     try:
-        beside = _timed(fleet, "beside")
+        agent.request({"op": "hello"})
+        b = agent.launch("2.0", spec(hold, tmp_path, env=env))
+        assert {_allowed(_execd(a["pid"])), _allowed(_execd(b["pid"]))} == {"0", "1"}
+        # a spec that gives no CPUs (not a SLURM job's): not bound, as before
+        c = agent.launch("3.0", spec(hold, tmp_path, env={"PATH": env["PATH"]}))
+        assert _allowed(_execd(c["pid"])) == cpus.format_list(REAL)
+        # an explicit spec field wins over the environment
+        d = agent.launch("4.0", spec(hold, tmp_path, env=env, cpus=2))
+        assert _allowed(_execd(d["pid"])) == cpus.format_list(REAL)
+        bad = agent.launch("5.0", spec(hold, tmp_path, env=env, cpu_bind="sockets"))
+        assert bad == {"ev": "launch_failed", "re": bad["re"], "key": "5.0", "cause": "job",
+                       "error": 'job 5.0: spec.cpu_bind must be "cores" or "none", '
+                                "got 'sockets'"}
     finally:
-        fleet.run("scancel", str(spin), check=True)
-    fleet.wait(spin)
-    assert beside <= alone * 1.15, (alone, beside)
+        for key in ("1.0", "2.0", "3.0", "4.0"):
+            agent.request({"op": "cancel", "key": key, "signal": 9})
+        agent.close()
