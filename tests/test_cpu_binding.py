@@ -307,3 +307,27 @@ def test_a_new_agent_knows_the_cpus_of_the_jobs_it_adopts(workdir, tmp_path):
         for key in ("1.0", "2.0", "3.0", "4.0"):
             agent.request({"op": "cancel", "key": key, "signal": 9})
         agent.close()
+
+
+@pytest.mark.skipif(_CG[0] != "v1", reason=f"cgroup v1 CPU hierarchies only: {_CG[2]}")
+def test_cgroups_of_a_supervisor_that_died_are_removed(workdir, tmp_path):
+    import json
+    import signal
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SLURM_CPUS_ON_NODE": "1"}
+    agent = AgentClient(workdir)
+    try:
+        started = agent.launch("7.0", spec("#!/bin/sh\nexec sleep 30\n", tmp_path, env=env))
+        sup = json.loads((workdir / "jobs" / "7.0" / "supervisor.json").read_text())
+        name = f"7.0-{sup['pid']}"
+        assert all(name in _cgroups(d) for d in _CG[1].values())
+        # the agent finds its supervisor gone: LOST, and kills the job
+        os.kill(sup["pid"], signal.SIGKILL)
+        assert agent.ended("7.0")["state"] == "LOST"
+        # at once, or on the agent's next polls (busy until init reaps the job)
+        deadline = time.monotonic() + 5
+        while any(name in _cgroups(d) for d in _CG[1].values()):
+            assert time.monotonic() < deadline, [_cgroups(d) for d in _CG[1].values()]
+            time.sleep(0.05)
+    finally:
+        agent.close()

@@ -126,6 +126,29 @@ def remove(dirs: Iterable[str]) -> None:
                 time.sleep(0.02)
 
 
+def left_behind(dirs: Dict[str, str], key: str, sup_pid: Optional[int]) -> List[str]:
+    """The cgroups a supervisor that died may have left (named ``<key>-<its
+    pid>``), for :func:`drop` to remove."""
+    if not sup_pid:
+        return []
+    name = "%s-%d" % (key, sup_pid)
+    return [os.path.join(d, BASE, name) for d in sorted(set(dirs.values()) | {CGROUP_ROOT})]
+
+
+def drop(paths: List[str]) -> List[str]:
+    """One try to remove each cgroup, never a wait (the agent's loop must not
+    block); returns those still there: busy until their last process is
+    reaped (a dead supervisor's job is reaped by init, a moment later)."""
+    busy = []
+    for path in paths:
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                busy.append(path)
+    return busy
+
+
 class JobCgroups:
     """The cgroup part of :class:`supervisor.Supervisor`."""
 
