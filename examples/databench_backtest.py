@@ -12,6 +12,7 @@ import csv
 import math
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 from fleetslurm.databench import DataBenchSLURM
@@ -63,5 +64,9 @@ def main(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "databench_backtest_output")
-                  .absolute()))
+    # outputs go to WORKDIR, else a new temporary directory (never the current one)
+    workdir = (Path(sys.argv[1]).absolute() if len(sys.argv) > 1
+               else Path(tempfile.mkdtemp(prefix="fleetslurm-databench_backtest-")))
+    code = main(workdir)
+    print(f"databench_backtest: outputs in {workdir}", file=sys.stderr)
+    sys.exit(code)

@@ -3,8 +3,8 @@ single processing job whose result file comes back.
 
     python examples/databench_batch.py [WORKDIR]
 
-It writes a few CSV files of sensor readings into WORKDIR (default
-./databench_batch_output), summarises each in its own array task with
+It writes a few CSV files of sensor readings into WORKDIR (default: a new
+temporary directory, named on stderr), summarises each in its own array task with
 scripts/process_file.py, and aggregates one of them with
 scripts/process_data.py. On machines without a shared filesystem the files
 travel to the machines and the outputs come back.
@@ -14,6 +14,7 @@ import csv
 import json
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 from fleetslurm.databench import DataBenchSLURM
@@ -69,5 +70,9 @@ def main(workdir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else "databench_batch_output")
-                  .absolute()))
+    # outputs go to WORKDIR, else a new temporary directory (never the current one)
+    workdir = (Path(sys.argv[1]).absolute() if len(sys.argv) > 1
+               else Path(tempfile.mkdtemp(prefix="fleetslurm-databench_batch-")))
+    code = main(workdir)
+    print(f"databench_batch: outputs in {workdir}", file=sys.stderr)
+    sys.exit(code)

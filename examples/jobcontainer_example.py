@@ -5,6 +5,7 @@ or a call), executed where the file is, or submitted to the fleet.
 """
 
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,11 @@ class Smooth(fleetslurm.Process):
 
 
 if __name__ == "__main__":
-    workdir = Path(sys.argv[1] if len(sys.argv) > 1 else "jobcontainer_output").absolute()
+    # outputs go to WORKDIR, else a new temporary directory (never the current one)
+    workdir = (Path(sys.argv[1]).absolute() if len(sys.argv) > 1
+               else Path(tempfile.mkdtemp(prefix="fleetslurm-jobcontainer_example-")))
     workdir.mkdir(parents=True, exist_ok=True)
+    print(f"jobcontainer_example: outputs in {workdir}", file=sys.stderr)
     rng = np.random.default_rng(1)
     signal = np.sin(np.linspace(0, 20, 50_000)) + rng.normal(0, 0.3, 50_000)
 

@@ -4,13 +4,19 @@
 """
 
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from fleetslurm import ObjectSerializer, Serializer
 
-path = Path(sys.argv[1] if len(sys.argv) > 1 else "objectserializer_example.h5").absolute()
+# FILE, else a file in a new temporary directory (never the current one: the
+# store also keeps its lock file, .NAME.lock, beside it)
+path = (Path(sys.argv[1]).absolute() if len(sys.argv) > 1
+        else Path(tempfile.mkdtemp(prefix="fleetslurm-objectserializer_example-"))
+        / "objectserializer_example.h5")
+print(f"objectserializer_example: store in {path}", file=sys.stderr)
 path.unlink(missing_ok=True)
 store = ObjectSerializer(path)
 

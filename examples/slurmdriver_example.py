@@ -7,6 +7,7 @@ With ``SLURMDriver("slurm")`` the same calls drive a real SLURM's sbatch.
 """
 
 import sys
+import tempfile
 from pathlib import Path
 
 from fleetslurm import SLURMConstructor, SLURMDriver
@@ -19,8 +20,11 @@ print(f"fib({n}) = {(lambda f: f(f, n))(lambda f, k: k if k < 2 else f(f, k - 1)
 '''
 
 if __name__ == "__main__":
-    workdir = Path(sys.argv[1] if len(sys.argv) > 1 else "slurmdriver_output").absolute()
+    # outputs go to WORKDIR, else a new temporary directory (never the current one)
+    workdir = (Path(sys.argv[1]).absolute() if len(sys.argv) > 1
+               else Path(tempfile.mkdtemp(prefix="fleetslurm-slurmdriver_example-")))
     workdir.mkdir(parents=True, exist_ok=True)
+    print(f"slurmdriver_example: outputs in {workdir}", file=sys.stderr)
     (workdir / "fib.py").write_text(JOB)
 
     ctor = SLURMConstructor(setup=["export PYTHONUNBUFFERED=1"])

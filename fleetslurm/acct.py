@@ -55,7 +55,9 @@ FIELDS: dict[str, tuple[str, str]] = {
     "jobname": ("CASE WHEN t.name <> '' THEN t.name "
                 "ELSE COALESCE(json_extract(j.spec, '$.name'), '') END", "'batch'"),
     "partition": ("NULLIF(t.partition, '')", "NULL"),
-    "account": ("NULLIF(j.account, '')", "NULLIF(j.account, '')"),
+    # as given, else the user's default account (slurm.assoc.account_of: the user's own)
+    "account": ("COALESCE(NULLIF(j.account, ''), NULLIF(j.user, ''))",
+                "COALESCE(NULLIF(j.account, ''), NULLIF(j.user, ''))"),
     "alloccpus": (f"CAST({_CPUS} AS TEXT)", f"CAST({_CPUS} AS TEXT)"),
     "ncpus": (f"CAST({_CPUS} AS TEXT)", f"CAST({_CPUS} AS TEXT)"),
     "state": ("CASE WHEN t.state = 'CANCELLED' AND t.cancelled_by IS NOT NULL "

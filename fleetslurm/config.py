@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 DEFAULT_PARTITION = "debug"
+#: the embedded default's partitions, the machine in each: ``debug`` (the
+#: default, as before) and the two the seed's examples name (``compute``,
+#: ``gpu``). ``gpu`` is only a name where the machine has no GPU: a job there
+#: asking for --gres=gpu is refused as SLURM refuses it.
+DEFAULT_PARTITIONS = (DEFAULT_PARTITION, "compute", "gpu")
 
 
 class _Strict(BaseModel):
@@ -421,8 +426,11 @@ def default_config() -> FleetConfig:
         gpus=len(facts["gpus"]),
         description="this machine (embedded default)",
         transport="local",
+        partitions=list(DEFAULT_PARTITIONS),
     )
-    return FleetConfig(cluster_name="fleet", machines={"localhost": machine})
+    return FleetConfig(cluster_name="fleet", machines={"localhost": machine},
+                       partitions={name: PartitionConfig(default=name == DEFAULT_PARTITION)
+                                   for name in DEFAULT_PARTITIONS})
 
 
 def resolve_config(explicit: Optional[str] = None) -> FleetConfig:

@@ -38,7 +38,7 @@ def identity(path: Optional[Path]) -> dict:
 
 def record(paths: StatePaths, ident: dict) -> None:
     """Write the controller's record (0600, whole or not at all)."""
-    from .staging import write_private
+    from .paths import write_private
 
     write_private(str(paths.config_copy), json.dumps(ident).encode())
 

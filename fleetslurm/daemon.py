@@ -23,7 +23,7 @@ __all__ = ["main", "run"]
 def _prepare(config_arg: Optional[str]):
     from .config import find_config, load_config, default_config
     from .config_in_force import identity, record
-    from .controller import Controller
+    from .ctld.loop import Controller
     from .paths import private_dir, state_paths
     from .rpc import Server
 

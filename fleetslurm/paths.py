@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from .errors import ConfigError, StoreError
 
@@ -324,3 +324,33 @@ def take_next(path: str, first: int) -> int:
         return n
     finally:
         os.close(fd)
+
+
+def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = None) -> None:
+    """Write ``data`` (bytes, or an open file read in chunks) to ``path`` as a
+    0600 file (temporary file, then rename), owned by ``owner`` when the
+    controller runs as root for another user."""
+    from .transport.chunked import CHUNK
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        if owner is not None and os.getuid() == 0 and owner != 0:
+            import pwd
+
+            try:
+                gid = pwd.getpwuid(owner).pw_gid
+            except KeyError:
+                gid = -1
+            os.fchown(fd, owner, gid)
+        chunks = [data] if isinstance(data, bytes) else iter(lambda: data.read(CHUNK), b"")
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+

@@ -184,6 +184,13 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (uid, token)
     );
     """,
+    # 9: what a run was given (its task row forgets it at a requeue): a run
+    # given up for lost that turns out to be the job's result gets it back
+    """
+    ALTER TABLE steps ADD COLUMN alloc_cpus INTEGER;
+    ALTER TABLE steps ADD COLUMN alloc_mem_mb INTEGER;
+    ALTER TABLE steps ADD COLUMN gpu_ids TEXT;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -455,9 +462,14 @@ class Store(BulkQueries, StatsQueries):
         return self.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (node,))
 
     # -- steps ------------------------------------------------------------
-    def add_step(self, run_key: str, task_id: int, node: str, start_time: float) -> None:
-        self._x("INSERT OR REPLACE INTO steps(run_key, task_id, node, state, start_time) "
-                "VALUES (?,?,?,?,?)", (run_key, task_id, node, "RUNNING", start_time))
+    def add_step(self, run_key: str, task_id: int, node: str, start_time: float,
+                 alloc_cpus: Optional[int] = None, alloc_mem_mb: Optional[int] = None,
+                 gpu_ids: Optional[list] = None) -> None:
+        """A run starts (``alloc_*``/``gpu_ids``: what a batch run was given)."""
+        self._x("INSERT OR REPLACE INTO steps(run_key, task_id, node, state, start_time, "
+                "alloc_cpus, alloc_mem_mb, gpu_ids) VALUES (?,?,?,?,?,?,?,?)",
+                (run_key, task_id, node, "RUNNING", start_time, alloc_cpus, alloc_mem_mb,
+                 None if gpu_ids is None else json.dumps(list(gpu_ids))))
 
     def update_step(self, run_key: str, **fields: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)

@@ -7,7 +7,8 @@ import os
 import time
 from typing import Callable, Optional
 
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.ctld.inbox import Pending, Request
+from fleetslurm.ctld.loop import Controller
 
 
 def pump(ctl: Controller, until: Callable[[], object], clock: Optional[list] = None,
@@ -29,11 +30,11 @@ def submit(ctl: Controller, now: float, options: dict, *, script: str, cwd: str,
            uid: Optional[int] = None, env: Optional[dict] = None, **request: object) -> int:
     """Submit through the controller's own request path (as sbatch's RPC does)
     and step once; returns the job id, or raises the request's error."""
-    p = _Pending("submit", {"options": options, "script": script, "script_args": [],
+    p = Pending("submit", {"options": options, "script": script, "script_args": [],
                             "env": {"PATH": "/usr/bin:/bin"} if env is None else env,
                             "cwd": cwd, "script_name": "s", **request},
                  os.getuid() if uid is None else uid)
-    ctl.inbox.put(("rpc", p))
+    ctl.inbox.put(Request(p))
     ctl.step(now)
     if p.error:
         raise p.error

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fleetslurm.acct import FIELDS
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths, private_dir
 from fleetslurm.slurm import sacct_fmt
 from fleetslurm.store import Store

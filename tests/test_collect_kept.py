@@ -23,7 +23,7 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import FileMissing, FileUnreadable, NodeUnreachable
 from fleetslurm.paths import JobPaths, StatePaths
 from fleetslurm.transport.fake import FakeTransport

@@ -102,7 +102,7 @@ def test_a_copy_asked_for_again_while_under_way_tries_again_when_it_fails(fleet,
         return real(path, dest)
 
     monkeypatch.setattr(fleet.fake, "get_file", slow_then_lost)
-    import fleetslurm.collect as collect
+    import fleetslurm.ctld.collect as collect
 
     asked = []
     real_copy_back = collect.copy_back

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from second_user import other_user  # noqa: F401  (fixture)
 from stepping import pump, submit
 
 from fleetslurm import errors
 from fleetslurm.config import FleetConfig, MachineConfig, load_config
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths, find_config
 from fleetslurm.store import Store
 
@@ -39,22 +40,22 @@ def _submit(ctl: Controller, uid: int, **options) -> int:
 
 
 def _request(ctl: Controller, op: str, uid: int, **args):
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
-    p = _Pending(op, args, uid)
-    ctl.inbox.put(("rpc", p))
+    p = Pending(op, args, uid)
+    ctl.inbox.put(Request(p))
     ctl.step(time.time())
     if p.error:
         raise p.error
     return p.result
 
 
-def test_only_the_owner_or_root_may_touch_a_job(tmp_path):
+def test_only_the_owner_or_root_may_touch_a_job(tmp_path, other_user):
     ctl = _controller(tmp_path)
     try:
         me = os.getuid()
         job = _submit(ctl, me, hold=True)
-        other = me + 4242
+        other = other_user.pw_uid  # a real second user
         reply = _request(ctl, "cancel", other, ids=[str(job)])
         assert reply["errors"] == [f"Kill job error on job id {job}: Access/permission denied"]
         for op in ("hold", "release", "requeue"):
@@ -199,14 +200,15 @@ def test_socket_is_private(tmp_path):
         server.close()
 
 
-def test_negative_nice_needs_root(tmp_path):
+def test_negative_nice_needs_root(tmp_path, other_user):
     ctl = _controller(tmp_path)
+    user = other_user.pw_uid
     try:
         with pytest.raises(errors.SubmitError, match="Access/permission denied"):
-            _submit(ctl, 4242, nice="-10")
-        job = _submit(ctl, 4242, nice="5", hold=True)
+            _submit(ctl, user, nice="-10")
+        job = _submit(ctl, user, nice="5", hold=True)
         with pytest.raises(errors.AccessDenied):
-            _request(ctl, "update_job", 4242, ids=[str(job)], fields={"Nice": "-5"})
+            _request(ctl, "update_job", user, ids=[str(job)], fields={"Nice": "-5"})
         _request(ctl, "update_job", 0, ids=[str(job)], fields={"Nice": "-5"})
         assert ctl.store.task(job)["req"]["nice"] == -5
         assert _submit(ctl, 0, nice="-10", hold=True) > job
@@ -224,5 +226,39 @@ def test_sacct_window_counts_whole_seconds(tmp_path):
         assert [r["job_id"] for r in got] == [job]
         before = ctl.queries.answer("jobs", {"until": float(int(submitted) - 1)}, os.getuid())
         assert before == []
+    finally:
+        ctl.close()
+
+
+def test_a_message_whose_handling_fails_is_undone_and_the_loop_goes_on(tmp_path, monkeypatch,
+                                                                       capsys):
+    """A bug in handling one agent message (here: a handler that writes, queues
+    a scheduler event and a message, then raises) is logged and undone; the
+    controller keeps serving, and the next job runs."""
+    from fleetslurm.ctld import agent_events
+    from fleetslurm.ctld.inbox import Wake
+    from fleetslurm.scheduler import JobHeld
+
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, os.getuid(), hold=True)
+
+        def broken(ctx, item, now):
+            ctx.store.update_task(job, reason="half-written")
+            ctx.emit(JobHeld(job))
+            ctx.send("n1", {"op": "ping"})
+            raise KeyError("a bug")
+
+        monkeypatch.setitem(agent_events._HANDLERS, Wake, broken)
+        ctl.inbox.put(Wake())
+        ctl.step(time.time())
+        err = capsys.readouterr().err
+        assert "internal error: Wake() was dropped, nothing it changed is kept" in err
+        assert "KeyError: 'a bug'" in err
+        assert ctl.store.task(job)["reason"] != "half-written"
+        assert (ctl._events, ctl._outbox) == ([], [])
+        monkeypatch.undo()
+        other = _submit(ctl, os.getuid(), time="1")
+        _pump(ctl, lambda: ctl.store.task(other)["state"] == "RUNNING")
     finally:
         ctl.close()

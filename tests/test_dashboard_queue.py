@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from second_user import other_user  # noqa: F401  (fixture)
 from tests.dashboard_helpers import Dashboard, wait_until
 
 
@@ -87,17 +88,17 @@ def test_a_bad_state_filter_says_so(fleet, dash) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
-def test_others_jobs_get_no_buttons(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """A row of another uid is shown without buttons (lab mode, several users on
-    one controller, does not exist yet: the controller's answer is faked here,
-    the page's own logic is real)."""
+def test_others_jobs_get_no_buttons(monkeypatch, other_user) -> None:  # type: ignore[no-untyped-def]
+    """A row of another user (a real one, made for the test) is shown without
+    buttons. The controller's answer is made up here; the page's own logic
+    is real."""
     import os
 
     from starlette.testclient import TestClient
 
     from fleetslurm.dashboard import app as app_mod, data
 
-    me, other = os.getuid(), os.getuid() + 4242
+    me, other = os.getuid(), other_user.pw_uid
     def line(cells: list) -> str:  # as the controller renders the page's format
         return "\x1f".join(cells) + "\x1e\n"
 

@@ -133,7 +133,7 @@ def test_bad_input_is_refused_with_what_to_do(bench, fleet):
     with pytest.raises(UsageError) as err:
         bench.submit_parallel_analysis(["AAPL"], "montecarlo")
     assert "unknown analysis type 'montecarlo'" in str(err.value)
-    assert "known analysis types: backtest, summary" in str(err.value)
+    assert "known analysis types: backtest, import_prices, summary" in str(err.value)
     with pytest.raises(UsageError, match="data has no file for MSFT"):
         bench.submit_parallel_analysis(["AAPL", "MSFT"], "backtest",
                                        data={"AAPL": SCRIPTS / "backtest.py"})

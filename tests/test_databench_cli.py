@@ -26,7 +26,12 @@ def test_batch_wait_and_status(fleet):
     assert lines[0].startswith("Submitted job array ") and lines[0].endswith("(2 tasks)")
     array = lines[0].split()[3]
     assert lines[1:4] == ["JOBID  INPUT", f"{array}_0    one.csv", f"{array}_1    two.csv"]
-    assert lines[4:] == ["JOBID  STATE", f"{array}_0    COMPLETED", f"{array}_1    COMPLETED"]
+    # where the outputs are: each task's file, then the directory once
+    outs = [fleet.work / f"process_file-{array}_{i}.out" for i in (0, 1)]
+    assert [ln.split() for ln in lines[4:7]] == [
+        ["JOBID", "STATE", "OUTPUT"], [f"{array}_0", "COMPLETED", str(outs[0])],
+        [f"{array}_1", "COMPLETED", str(outs[1])]]
+    assert lines[7:] == [f"Outputs are in {fleet.work} ({outs[0].name} ... {outs[1].name})"]
     assert p.stderr == ""  # no progress bar when stderr is not a terminal
     out = json.loads((fleet.work / f"process_file-{array}_1.out").read_text())
     assert out["file"] == "two.csv" and out["columns"] == ["a"]
@@ -68,7 +73,7 @@ def test_errors_are_one_line_without_traceback(fleet):
     p = fleet.run("databench", "analyze", "montecarlo", "AAA")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.startswith("error: unknown analysis type 'montecarlo'; known analysis "
-                               "types: none are registered")
+                               "types: backtest, import_prices. ")
     p = fleet.run("databench", "batch", "nope.py", "x.csv")
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "data file" in p.stderr and "x.csv does not exist" in p.stderr
@@ -109,7 +114,7 @@ def test_analyze_functions_from_a_loaded_file(fleet):
         ("COMPLETED", {"symbol": "AAA", "last": 124.0, "args": ["x", "y"]}),
         ("COMPLETED", {"symbol": "BBB", "last": 148.0, "args": ["x", "y"]})]
     p = fleet.run("databench", "analyze", "nope", "AAA", "--load", "my_analyses.py")
-    assert p.returncode == 1 and "known analysis types: count, last" in p.stderr
+    assert p.returncode == 1 and "known analysis types: backtest, count, import_prices, last" in p.stderr
 
 
 def test_progress_bar_on_a_terminal(fleet):
@@ -143,5 +148,7 @@ def test_progress_bar_on_a_terminal(fleet):
     bar = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, (out, bar)
     assert "jobs" in bar and "2/2" in bar
-    assert out.splitlines()[-2:] == [ln for ln in out.splitlines()[-2:] if "COMPLETED" in ln]
+    report = out.splitlines()[-3:]  # two tasks, then where their outputs are
+    assert [ln for ln in report if "COMPLETED" in ln] == report[:2]
+    assert report[2].startswith("Outputs are in ")
     assert "2/2" not in out

@@ -4,6 +4,7 @@ driven through the `fleetslurm` CLI as a user would."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import time
@@ -324,8 +325,11 @@ def test_commands_render_like_slurm(fleet):
     assert sacct[0].split() == ["JobID", "JobName", "Partition", "Account", "AllocCPUS",
                                 "State", "ExitCode"]
     assert set(sacct[1]) == {"-", " "}
-    assert sacct[2].split() == [str(done), "wrap", "debug", "1", "COMPLETED", "0:0"]
-    assert sacct[3].split() == [f"{done}.batch", "batch", "1", "COMPLETED", "0:0"]
+    # the account: the user's own, as SLURM fills in a user's default account
+    me = pwd.getpwuid(os.getuid()).pw_name
+    account = me[:9] + "+" if len(me) > 10 else me  # a 10-wide cell
+    assert sacct[2].split() == [str(done), "wrap", "debug", account, "1", "COMPLETED", "0:0"]
+    assert sacct[3].split() == [f"{done}.batch", "batch", account, "1", "COMPLETED", "0:0"]
     parsable = fleet.run("sacct", "-P", "-n", "-X", "-j", f"{running},{done}",
                          "-o", "jobid,state,exitcode", check=True).stdout
     assert parsable == f"{running}|CANCELLED by {os.getuid()}|0:0\n{done}|COMPLETED|0:0\n"

@@ -14,7 +14,8 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller, _Pending
+from fleetslurm.ctld.inbox import Pending, Request
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import SubmitError
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.local import LocalTransport
@@ -112,6 +113,25 @@ def test_a_missing_input_fails_the_job_not_the_machine(tmp_path):
         ctl.close()
 
 
+def test_an_input_that_fails_while_read_fails_the_job_not_the_machine(tmp_path):
+    """Opened, then a read error in the middle of its copy (here: reading
+    /proc/self/mem from offset 0 gives EIO): the file's fault, named, the job
+    fails; the machine was not drained (the local transport used to report any
+    OSError of the copy as "cannot write" on the machine)."""
+    ctl = _controller(tmp_path)
+    try:
+        job = _submit(ctl, "#!/bin/sh\ntrue\n", {"in": ["/proc/self/mem"]})
+        task = _final(ctl, job)
+        assert task["state"] == "FAILED"
+        hist = " ".join(h["detail"] for h in ctl.store.history(job))
+        assert "cannot read its staged file /proc/self/mem: Input/output error" in hist
+        assert ctl.store.node("n1")["admin_state"] != "drain"
+        ok = _submit(ctl, "#!/bin/sh\ntrue\n", {})
+        assert _final(ctl, ok)["state"] == "COMPLETED"
+    finally:
+        ctl.close()
+
+
 def test_with_a_shared_filesystem_nothing_is_copied(tmp_path):
     sub = tmp_path / "submit"
     sub.mkdir()
@@ -174,7 +194,8 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     output in the job directory, which it does not yet.)"""
     import pwd
 
-    from fleetslurm.staging import read_as, write_private
+    from fleetslurm.ctld.staging import read_as
+    from fleetslurm.paths import write_private
 
     try:
         nobody = pwd.getpwnam("nobody")
@@ -202,10 +223,10 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     # a directory that is not theirs is refused at submit
     ctl = _controller(tmp_path)
     try:
-        p = _Pending("submit", {"options": {}, "script": "#!/bin/sh\ntrue\n", "script_args": [],
+        p = Pending("submit", {"options": {}, "script": "#!/bin/sh\ntrue\n", "script_args": [],
                                 "env": {}, "cwd": str(sub), "script_name": "s",
                                 "stage": {"in": [str(secret)]}}, uid)
-        ctl.inbox.put(("rpc", p))
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
         assert isinstance(p.error, SubmitError)
         assert f"stage.in: {secret}: its directory must exist and belong to you" == str(p.error)

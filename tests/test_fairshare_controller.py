@@ -1,8 +1,8 @@
 """priority/multifactor in the controller: real agent subprocess, real SQLite, step(now).
 
-Two submitters on one controller (root and uid 1000): lab mode does not exist
-yet, so every job runs as the controller's user, but the controller charges
-usage and ranks by the submitter, as it will for a lab.
+Two submitters on one controller: root and a real second Unix user, created
+for the test (tests/second_user.py). The controller charges usage and ranks
+by the submitter, whichever user the jobs then run as.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from second_user import other_user  # noqa: F401  (fixture)
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig, PriorityConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import StatePaths
 from fleetslurm.store import Store
 from fleetslurm.views import user_name
-
-OTHER = 1000
-
 
 def _controller(home: Path, priority) -> Controller:
     cfg = FleetConfig(cluster_name="fs", kill_wait=1, heartbeat_interval=0.5, priority=priority,
@@ -43,7 +41,7 @@ def _starts(ctl: Controller, ids) -> list[int]:
                                          key=lambda r: (r["start_time"], r["task_id"]))]
 
 
-def _run(tmp_path: Path, priority):
+def _run(tmp_path: Path, priority, other: int):
     """Root fills the machine with 6 jobs; then the other user submits 2. Returns the
     start order of the jobs that were still pending when the other user came."""
     ctl = _controller(tmp_path / "home", priority)
@@ -51,9 +49,9 @@ def _run(tmp_path: Path, priority):
         mine = [_submit(ctl, 0, 1.5) for _ in range(6)]
         pump(ctl, lambda: sum(ctl.store.task(j)["state"] == "RUNNING" for j in mine) == 2)
         time.sleep(1.1)  # root's running jobs have used something by now
-        theirs = [_submit(ctl, OTHER, 0.2) for _ in range(2)]
+        theirs = [_submit(ctl, other, 0.2) for _ in range(2)]
         waiting = [j for j in mine if ctl.store.task(j)["state"] == "PENDING"] + theirs
-        # the other user's jobs may fail where uid 1000 cannot write the test's directory;
+        # the other user's jobs may fail where that user cannot write the test's directory;
         # they start all the same, which is what the order is about
         pump(ctl, lambda: all(ctl.store.task(j)["state"] in ("COMPLETED", "FAILED")
                               for j in mine + theirs), timeout=60)
@@ -62,9 +60,10 @@ def _run(tmp_path: Path, priority):
         ctl.close()
 
 
-def test_an_underserved_user_goes_first_and_usage_survives_a_restart(tmp_path):
+def test_an_underserved_user_goes_first_and_usage_survives_a_restart(tmp_path, other_user):
     prio = PriorityConfig(PriorityWeightFairshare=10000, PriorityWeightAge=100)
-    ctl, order, theirs, mine = _run(tmp_path, prio)
+    OTHER = other_user.pw_uid
+    ctl, order, theirs, mine = _run(tmp_path, prio, OTHER)
     # the other user's jobs take the first free CPUs, ahead of root's older jobs
     assert order[:2] == theirs, order
     # usage was charged to each submitter's association and is in the store
@@ -81,8 +80,9 @@ def test_an_underserved_user_goes_first_and_usage_survives_a_restart(tmp_path):
         ctl2.close()
 
 
-def test_without_a_priority_section_the_queue_stays_first_come_first_served(tmp_path):
-    ctl, order, theirs, mine = _run(tmp_path, None)
+def test_without_a_priority_section_the_queue_stays_first_come_first_served(tmp_path,
+                                                                           other_user):
+    ctl, order, theirs, mine = _run(tmp_path, None, other_user.pw_uid)
     assert order == sorted(order) and order[-2:] == theirs
     assert not ctl.fairshare.enabled and Store(ctl.paths.db).usage() == {}
 
@@ -124,21 +124,21 @@ def test_priority_defaults_are_slurms(tmp_path):
 
 
 def test_a_requeued_run_is_charged(tmp_path):
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
     ctl = _controller(tmp_path / "home", PriorityConfig(PriorityWeightFairshare=100))
     try:
         job = _submit(ctl, 0, 30)
         pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING")
         time.sleep(1.0)
-        p = _Pending("requeue", {"ids": [str(job)]}, 0)
-        ctl.inbox.put(("rpc", p))
+        p = Pending("requeue", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
         assert p.error is None
         raw, _ = ctl.store.usage()[("root", "root")]
         assert raw >= 0.9  # one CPU for about a second
-        p = _Pending("cancel", {"ids": [str(job)]}, 0)
-        ctl.inbox.put(("rpc", p))
+        p = Pending("cancel", {"ids": [str(job)]}, 0)
+        ctl.inbox.put(Request(p))
         ctl.step(time.time())
     finally:
         ctl.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.paths import DEFAULT_WORKDIR, StatePaths, fleet_workdir
 from fleetslurm.store import Store
 from fleetslurm.transport.fake import FakeTransport

@@ -17,7 +17,7 @@ from pathlib import Path
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import NodeUnreachable
 from fleetslurm.paths import JobPaths, StatePaths
 from fleetslurm.transport.fake import FakeTransport

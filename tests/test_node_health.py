@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import pytest
 from stepping import pump, submit
 from test_agent import AgentClient, alive, kill_leftovers, spec
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
+from fleetslurm.ctld.loop import Controller
 from fleetslurm.errors import NodeUnreachable
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.fake import FakeTransport
@@ -77,9 +78,10 @@ class FreezableFake(FakeTransport):
 class Fleet:
     """Two machines (m1 preferred), a controller on a clock of our own."""
 
-    def __init__(self, tmp_path: Path, m2: bool = True) -> None:
+    def __init__(self, tmp_path: Path, m2: bool = True, priority=None) -> None:
         names = ["m1", "m2"] if m2 else ["m1"]
         self.cfg = FleetConfig(cluster_name="health", heartbeat_interval=HB, node_timeout=TIMEOUT,
+                               priority=priority,
                                machines={n: MachineConfig(hostname=f"127.0.0.{i + 2}", cpus=1,
                                                           memory_gb=1, weight=i + 1)
                                          for i, n in enumerate(names)})
@@ -119,8 +121,8 @@ class Fleet:
         self.ctl.close()
 
 
-def _running_on_m1(f: Fleet) -> tuple[int, str]:
-    job = f.submit()
+def _running_on_m1(f: Fleet, **options: object) -> tuple[int, str]:
+    job = f.submit(**options)
     f.pump(lambda: f.task(job)["state"] == "RUNNING")
     task = f.task(job)
     assert task["node"] == "m1"
@@ -208,6 +210,34 @@ def test_a_lost_run_that_completed_is_the_result_of_a_job_still_pending(tmp_path
         assert f.ctl.store.step(key)["state"] == "COMPLETED"
         f.run_for(3)  # and it is not started again
         assert f.starts(job) == 1 and f.ctl.sched.node_state("m1") == "idle"
+    finally:
+        f.close()
+
+
+def test_a_lost_run_taken_as_the_result_is_that_run_and_is_charged_once(tmp_path) -> None:
+    """The run taken back gets its own allocation and restart count again (the
+    requeue had cleared them), and fair share charges its use once: the
+    requeue's charge of the run so far is taken back when its end charges it."""
+    from fleetslurm.config import PriorityConfig
+    from fleetslurm.store import Store
+
+    f = Fleet(tmp_path, m2=False, priority=PriorityConfig(PriorityWeightFairshare=1000))
+    try:
+        job, key = _running_on_m1(f, mem="300M")
+        first = f.task(job)
+        start = first["start_time"]
+        ended = f.clock[0] + TIMEOUT + 3  # after the requeue
+        _lost_then_back(f, job, key, ended=ended)
+        assert Store(f.ctl.paths.db).usage()  # the requeue charged the run so far
+        f.run_for(2)
+        f.fakes["m1"].thaw()
+        f.pump(lambda: f.task(job)["state"] == "COMPLETED", tick=0.5)
+        task = f.task(job)
+        assert (task["run_key"], task["restart_count"]) == (key, 0)
+        assert (task["alloc_cpus"], task["alloc_mem_mb"], task["gpu_ids"]) == (1, 300, [])
+        assert first["alloc_mem_mb"] == 300
+        [(raw, _as_of)] = Store(f.ctl.paths.db).usage().values()
+        assert raw == pytest.approx(ended - start, rel=0.01)  # once, not twice
     finally:
         f.close()
 
@@ -310,11 +340,11 @@ def test_a_drained_machine_that_stops_answering_and_returns_stays_drained(tmp_pa
     f = Fleet(tmp_path)
     try:
         job, key = _running_on_m1(f)
-        from fleetslurm.controller import _Pending
+        from fleetslurm.ctld.inbox import Pending, Request
 
-        p = _Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
+        p = Pending("update_node", {"nodes": "m1", "state": "DRAIN", "reason": "fans"},
                      os.getuid())
-        f.ctl.inbox.put(("rpc", p))
+        f.ctl.inbox.put(Request(p))
         f.pump(lambda: p.event.is_set())
         assert p.error is None
         f.fakes["m1"].freeze()
@@ -335,7 +365,7 @@ def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_p
     node_timeout later the job is not requeued and run again (the cancel
     stood as a flag on a RUNNING job, and NODE_FAIL requeued it); the run is
     stopped once the machine answers again."""
-    from fleetslurm.controller import _Pending
+    from fleetslurm.ctld.inbox import Pending, Request
 
     f = Fleet(tmp_path)
     try:
@@ -343,8 +373,8 @@ def test_a_job_cancelled_on_a_machine_that_does_not_answer_stays_cancelled(tmp_p
         f.fakes["m1"].freeze()
         f.run_for(3 * HB + 1)
         assert f.node("m1")["responding"] is False
-        p = _Pending("cancel", {"ids": [str(job)]}, os.getuid())
-        f.ctl.inbox.put(("rpc", p))
+        p = Pending("cancel", {"ids": [str(job)]}, os.getuid())
+        f.ctl.inbox.put(Request(p))
         f.run_for(0.2)
         assert p.error is None
         assert f.task(job)["state"] == "CANCELLED"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from fleetslurm.queries import Queries
+from fleetslurm.ctld.queries import Queries
 from fleetslurm.slurm import squeue_fmt
 from fleetslurm.store import Store
 
@@ -23,7 +23,7 @@ def _queries(tmp_path, jobs: int = 3):
     paths = SimpleNamespace(db=tmp_path / "state.db")
     ctl = SimpleNamespace(store=store, paths=paths,
                           config=SimpleNamespace(cluster_name="c", min_job_age=300))
-    return store, Queries(ctl)
+    return store, Queries(store, ctl.config, paths)
 
 
 def _records(q: Queries) -> dict:

@@ -20,8 +20,8 @@ import pytest
 from stepping import pump, submit
 
 from fleetslurm.config import FleetConfig, MachineConfig
-from fleetslurm.controller import Controller
-from fleetslurm.handlers import START_GRACE_S
+from fleetslurm.ctld.loop import Controller
+from fleetslurm.ctld.health import START_GRACE_S
 from fleetslurm.paths import StatePaths
 from fleetslurm.transport.fake import FakeTransport
 

@@ -210,9 +210,10 @@ def test_step_arguments():
 
 
 def test_unsupported_modes_are_refused(fleet):
-    for args, flag in ((["--jobid=5"], "--jobid"), (["--pty"], "--pty"),
+    for args, flag in ((["--jobid=5"], "--jobid=5"), (["--pty"], "--pty"),
                        (["--multi-prog"], "--multi-prog")):
         proc = fleet.run("srun", *args, "true")
         assert proc.returncode == 1
-        assert proc.stderr.startswith(f"srun: error: {flag} is not supported by fleetslurm; ")
+        assert proc.stderr.startswith(f"srun: error: fleetslurm does not support {flag}"), \
+            proc.stderr
     assert fleet.run("squeue", "-h", "-t", "all", check=True).stdout == ""  # nothing submitted

@@ -396,13 +396,16 @@ def test_full_disk_drains_the_machine_and_the_job_runs_elsewhere(sshd_fleet, mak
     try:
         cli.run("sinfo", check=True)
         cli.wait_nodes({"m1": "idle", "m2": "idle"})
-        with open(m1.workdir / "filler", "wb") as f:  # fill it up
-            try:
-                while True:
-                    f.write(b"x" * 65536)
-                    f.flush()
-            except OSError:
-                pass
+        # fill it up, unbuffered: a buffered file's close would write (and
+        # fail on) what the last failed write left in its buffer
+        fd = os.open(m1.workdir / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 65536)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
         job = cli.sbatch("--wrap", "echo ran on $SLURMD_NODENAME")
         rec = cli.wait(job, timeout=30)
         assert (rec["state"], rec["nodes"], rec["restart_count"]) == ("COMPLETED", ["m2"], 1)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
-from fleetslurm.cli.nodes_cmd import check, trust
+from fleetslurm.cli.nodes_cmd import check, trust, trust_many
 from fleetslurm.transport.ssh import SSHTransport
 from .sshd_machines import keygen
 
@@ -133,3 +135,52 @@ def test_trust_refuses_a_changed_key_and_unknown_nodes(sshd_fleet, make_config):
     err = io.StringIO()
     assert trust(fleet.config, fleet.paths, "m1", True, out=io.StringIO(), err=err) == 1
     assert "connection refused" in err.getvalue()
+
+
+def test_trust_several_machines_and_all(sshd_fleet, make_config):
+    m1, m2, m3 = sshd_fleet(3)
+    fleet = make_config([m1, m2, m3], known_hosts=[m2])
+    # names not in the config: refused before any machine is contacted
+    err = io.StringIO()
+    assert trust_many(fleet.config, fleet.paths, ["m1", "x", "y"], False, True,
+                      out=io.StringIO(), err=err, ask=pytest.fail) == 1
+    assert err.getvalue() == "error: no machine 'x', 'y' in the config; valid nodes: m1, m2, m3\n"
+    assert fleet.known_hosts.read_text() == m2.known_hosts_line + "\n"
+    # neither names nor --all, or both
+    err = io.StringIO()
+    assert trust_many(fleet.config, fleet.paths, [], False, True, err=err) == 2
+    assert "name the machines to trust, or give --all; valid nodes: m1, m2, m3" in err.getvalue()
+    assert trust_many(fleet.config, fleet.paths, ["m1"], True, True, err=io.StringIO()) == 2
+    # two named (one twice): each asked on its own; declining one fails the whole
+    out, prompts = io.StringIO(), []
+    answers = iter(["y", "n"])
+    code = trust_many(fleet.config, fleet.paths, ["m1", "m3", "m1"], False, False, out=out,
+                      err=io.StringIO(), ask=lambda p: prompts.append(p) or next(answers))
+    assert code == 1 and len(prompts) == 2
+    assert out.getvalue().endswith("1 of 2 machines trusted; not trusted: m3\n")
+    assert m1.known_hosts_line in fleet.known_hosts.read_text()
+    assert m3.known_hosts_line not in fleet.known_hosts.read_text()
+    # --all --yes: m1 and m2 already trusted, m3 recorded; a dead machine is reported
+    out = io.StringIO()
+    assert trust_many(fleet.config, fleet.paths, [], True, True, out=out, err=io.StringIO(),
+                      ask=pytest.fail) == 0
+    text = out.getvalue()
+    assert text.count("already trusted") == 2 and f"recorded m3 ([{m3.address}]:" in text
+    assert text.endswith("3 of 3 machines trusted\n")
+    m3.kill()
+    out, err = io.StringIO(), io.StringIO()
+    assert trust_many(fleet.config, fleet.paths, [], True, True, out=out, err=err) == 1
+    assert out.getvalue().endswith("2 of 3 machines trusted; not trusted: m3\n")
+    assert "connection refused" in err.getvalue()
+
+
+def test_trust_all_from_the_command_line(sshd_fleet, make_config, tmp_path):
+    m1, m2 = sshd_fleet(2)
+    fleet = make_config([m1, m2], known_hosts=False)
+    proc = subprocess.run([sys.executable, "-m", "fleetslurm.cli.main", "nodes", "trust",
+                           "--all", "--yes", "--config", str(fleet.path)],
+                          env={**os.environ, **fleet.env}, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("2 of 2 machines trusted\n")
+    assert fleet.known_hosts.read_text() == m1.known_hosts_line + "\n" + m2.known_hosts_line + "\n"

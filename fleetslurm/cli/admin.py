@@ -177,15 +177,16 @@ def nodes_check(config: Optional[str] = typer.Option(None, help="fleet_config.js
 
 
 @nodes_app.command("trust")
-def nodes_trust(node: str, yes: bool = typer.Option(False, "--yes", "-y",
-                                                    help="record without asking"),
+def nodes_trust(nodes: Optional[list[str]] = typer.Argument(None, help="machines to trust"),
+                all_nodes: bool = typer.Option(False, "--all", help="every machine in the config"),
+                yes: bool = typer.Option(False, "--yes", "-y", help="record without asking"),
                 config: Optional[str] = typer.Option(None, help="fleet_config.json to use")) -> None:
-    """Show a machine's SSH host key fingerprint and record it in known_hosts."""
-    from .nodes_cmd import trust
+    """Show machines' SSH host key fingerprints and record them in known_hosts."""
+    from .nodes_cmd import trust_many
 
     try:
         cfg, paths = _config_and_paths(config)
-        code = trust(cfg, paths, node, yes)
+        code = trust_many(cfg, paths, list(nodes or []), all_nodes, yes)
     except FleetError as exc:
         _fail(exc)
     raise typer.Exit(code)

@@ -69,6 +69,32 @@ def _report_submitted(ids: list[str], labels: list[str], parsable: bool, as_json
         typer.echo(_table([[i, lab] for i, lab in zip(ids, labels)], ["JOBID", "INPUT"]))
 
 
+def _outputs(bench, ids: list[str]) -> dict[str, str]:
+    """Each task's standard output file, as the controller recorded it."""
+    out: dict[str, str] = {}
+    for array in dict.fromkeys(i.split("_")[0] for i in ids):
+        st = _run(lambda a=array: bench.get_job_status(a))
+        for t in st.get("tasks") or [st]:
+            out[str(t["job_id"])] = str(t.get("stdout") or "")
+    return out
+
+
+def _where(paths: list[str]) -> str:
+    """One line saying where the outputs went: the directory (the tasks'
+    common one) and how the files are named."""
+    import os
+
+    paths = [p for p in paths if p]
+    if not paths:
+        return ""
+    dirs = sorted({os.path.dirname(p) for p in paths})
+    names = [os.path.basename(p) for p in paths]
+    if len(dirs) == 1:
+        shown = names[0] if len(names) == 1 else f"{names[0]} ... {names[-1]}"
+        return f"Outputs are in {dirs[0]} ({shown})"
+    return f"Outputs are in {', '.join(dirs)}"
+
+
 def _wait_and_report(bench, ids: list[str], timeout: Optional[float], as_json: bool,
                      results: bool = False) -> None:
     states = _run(lambda: bench.wait_for_jobs(ids, timeout))
@@ -83,7 +109,14 @@ def _wait_and_report(bench, ids: list[str], timeout: Optional[float], as_json: b
     elif as_json:
         typer.echo(json.dumps(states, indent=2))
     else:
-        typer.echo(_table([[i, s] for i, s in states.items()], ["JOBID", "STATE"]))
+        # where each task's output went (and, once, the directory): the
+        # question a user has next
+        outputs = _outputs(bench, list(states))
+        typer.echo(_table([[i, s, outputs.get(i, "")] for i, s in states.items()],
+                          ["JOBID", "STATE", "OUTPUT"]))
+        where = _where([outputs.get(i, "") for i in states])
+        if where:
+            typer.echo(where)
     if bad:
         first = next(iter(bad))
         out = _run(lambda: bench.get_job_status(first))["stdout"]

@@ -1,4 +1,4 @@
-"""``fleetslurm nodes check`` and ``fleetslurm nodes trust NODE``.
+"""``fleetslurm nodes check`` and ``fleetslurm nodes trust NODE... | --all``.
 
 Plain functions the typer app wires in; they print and return the exit
 status. ``check`` talks to every machine at once (one thread each, one overall
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..paths import StatePaths
     from ..transport.base import Transport
 
-__all__ = ["check", "trust"]
+__all__ = ["check", "trust", "trust_many"]
 
 #: below this much free space in the workdir a machine fails the check
 MIN_DISK_MB = 100
@@ -241,3 +241,37 @@ def trust(config: "FleetConfig", paths: "StatePaths", node: str, yes: bool, *,
     record_host_key(paths.known_hosts, pattern, key)
     out.write(f"recorded {node} ({pattern}) {fp} in {paths.known_hosts}\n")
     return 0
+
+
+def trust_many(config: "FleetConfig", paths: "StatePaths", nodes: "list[str]", all_nodes: bool,
+               yes: bool, *, out: Optional[TextIO] = None, err: Optional[TextIO] = None,
+               ask: Optional[Callable[[str], str]] = None) -> int:
+    """``nodes trust NODE...`` or ``--all``: ``trust`` for each machine in
+    turn (each asked on its own unless ``yes``). Names not in the config are
+    refused before any machine is contacted. 0 when every machine ends
+    trusted; with several, a last line counts them."""
+    out, err = out or sys.stdout, err or sys.stderr
+    valid = ", ".join(config.machines)
+    if all_nodes and nodes:
+        err.write("error: give machine names or --all, not both\n")
+        return 2
+    if not all_nodes and not nodes:
+        err.write(f"error: name the machines to trust, or give --all; valid nodes: {valid}\n")
+        return 2
+    names = list(config.machines) if all_nodes else list(dict.fromkeys(nodes))
+    unknown = [n for n in names if n not in config.machines]
+    if unknown:
+        which = ", ".join(repr(n) for n in unknown)
+        err.write(f"error: no machine {which} in the config; valid nodes: {valid}\n")
+        return 1
+    if len(names) == 1:
+        return trust(config, paths, names[0], yes, out=out, err=err, ask=ask)
+    failed = []
+    for name in names:
+        if trust(config, paths, name, yes, out=out, err=err, ask=ask) != 0:
+            failed.append(name)
+        out.flush()
+    ok = len(names) - len(failed)
+    tail = f"; not trusted: {', '.join(failed)}" if failed else ""
+    out.write(f"{ok} of {len(names)} machines trusted{tail}\n")
+    return 1 if failed else 0

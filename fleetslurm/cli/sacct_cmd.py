@@ -17,6 +17,13 @@ def _flat(values: object) -> list[str]:
     items = values if isinstance(values, list) else [values]
     return [v for item in items for v in str(item).split(",") if v]
 
+#: what fleetslurm's sacct takes (docs/OPTIONS.md lists every SLURM option)
+USAGE = """\
+Usage: sacct [-a] [-X] [-n] [-p | -P] [-j job(.step)[,...]] [-o field[,...]] [-e]
+             [-S time] [-E time] [-s state[,...]] [-u user[,...]] [--name name[,...]]
+             [-r partition[,...]] [-L] [-V]
+"""
+
 
 def main(argv: list[str]) -> int:
     from ..slurm import sacct_fmt
@@ -24,8 +31,14 @@ def main(argv: list[str]) -> int:
     from ..slurm.units import parse_datetime
 
     opts, positionals = command_options(PROG, argv, os.environ)
+    from ..slurm.option_support import refuse_unsupported
+
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        return 0
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(USAGE)
         return 0
     if positionals:
         raise UsageError(f"Unknown arguments: {' '.join(positionals)}", prog=PROG)

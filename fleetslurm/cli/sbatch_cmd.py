@@ -61,9 +61,11 @@ def command_text(positionals: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     from ..slurm.option_env import sbatch_options
+    from ..slurm.option_support import refuse_unsupported
     from ..slurm.options import SBATCH, parse_args
 
     cli, positionals = parse_args(PROG, SBATCH, argv, posix_stop=True)
+    refuse_unsupported(PROG, cli, argv=argv)
     if cli.get("help") or cli.get("usage"):
         sys.stdout.write(USAGE)
         return 0
@@ -91,8 +93,12 @@ def main(argv: list[str]) -> int:
     if opts.get("wrap") is not None and wrap is None:
         # --wrap given only inside the script or environment: SLURM ignores it there
         opts.pop("wrap", None)
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)  # #SBATCH lines, SBATCH_*
     from ..umask import with_umask
     from .common import client
+
+    if opts.get("clusters"):
+        check_clusters(PROG, str(opts["clusters"]))
 
     request = dict(options=opts, script=script, script_args=script_args,
                    env=with_umask(os.environ), cwd=os.getcwd(),
@@ -113,6 +119,20 @@ def main(argv: list[str]) -> int:
     if opts.get("wait"):
         return wait_for(job_id)
     return 0
+
+
+def check_clusters(prog: str, names: str) -> None:
+    """``-M``: only this fleet's own cluster; another name gets what SLURM's
+    database answers for a cluster it does not know."""
+    from .sshare_cmd import cluster_name
+
+    ours = cluster_name()
+    for name in [n for n in names.split(",") if n]:
+        if name.lower() != ours.lower():
+            raise UsageError(f"No cluster '{name}' known by database.\n"
+                             f"'{name}' can't be reached now, or it is an invalid entry for "
+                             f"--cluster.  Use 'sacctmgr list clusters' to see available "
+                             f"clusters.", prog=prog)
 
 
 def wait_for(job_id: int) -> int:

@@ -9,6 +9,15 @@ from ..errors import UsageError
 
 PROG = "scancel"
 
+#: SLURM 22.05's scancel --usage
+USAGE = """\
+Usage: scancel [-A account] [--batch] [--full] [--interactive] [-n job_name]
+               [-p partition] [-Q] [-q qos] [-R reservation] [-s signal | integer]
+               [-t PENDING | RUNNING | SUSPENDED] [--usage] [-u user_name]
+               [--hurry] [-V] [-v] [-w hosts...] [--wckey=wckey]
+               [job_id[_array_id][.step_id]]
+"""
+
 
 def main(argv: list[str]) -> int:
     from ..slurm.jobspec import parse_signal_name
@@ -16,6 +25,12 @@ def main(argv: list[str]) -> int:
     from .squeue_cmd import parse_states
 
     opts, ids = command_options(PROG, argv, os.environ)
+    from ..slurm.option_support import refuse_unsupported
+
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(USAGE)
+        return 0
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0

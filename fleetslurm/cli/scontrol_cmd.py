@@ -12,6 +12,14 @@ from ..errors import InvalidJobId, UsageError
 
 REQUEUE_SIGNAL_WAIT_S = 5.0  # see _main: a job requeueing itself
 PROG = "scontrol"
+#: what fleetslurm's scontrol takes (docs/OPTIONS.md lists every SLURM option)
+USAGE = """\
+Usage: scontrol [-o] COMMAND
+  show job [ID] | show node [NAME] | show partition [NAME] | show config
+  hold | uhold | release | requeue | requeuehold JOB[,JOB...]
+  update JobId=ID KEY=VALUE... | update NodeName=NAME State=DRAIN|RESUME Reason=...
+  reconfigure | version
+"""
 
 
 def _ids(words: list[str]) -> list[str]:
@@ -42,9 +50,16 @@ def _suspend_op(argv: list[str]) -> bool:
 
 
 def _main(argv: list[str]) -> int:
-    args = [a for a in argv if not a.startswith("-")]
-    flags = [a for a in argv if a.startswith("-")]
-    if "--version" in flags or "-V" in flags or (args and args[0] == "version"):
+    from ..slurm.option_support import refuse_unsupported
+    from ..slurm.options import SCONTROL, parse_args
+
+    # scontrol's getopt permutes: options may follow the command words
+    opts, args = parse_args(PROG, SCONTROL, argv, posix_stop=False)
+    refuse_unsupported(PROG, opts, argv=argv)
+    if opts.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if opts.get("version") or (args and args[0] == "version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if not args:
@@ -54,7 +69,7 @@ def _main(argv: list[str]) -> int:
     from .common import client
 
     if cmd == "show":
-        return _show(rest, one_liner="-o" in flags or "--oneliner" in flags)
+        return _show(rest, one_liner=bool(opts.get("oneliner")))
     if cmd in ("reconfigure", "reconfig"):
         return _reconfigure()
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):

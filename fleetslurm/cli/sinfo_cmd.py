@@ -10,16 +10,36 @@ from ..errors import UsageError
 
 PROG = "sinfo"
 
+#: SLURM 22.05's sinfo --usage
+USAGE = """\
+Usage: sinfo [-abdelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]
+             [-S fields] [-o format] [-O Format] [--federation] [--local]
+"""
+
 
 def main(argv: list[str]) -> int:
     from ..slurm.option_env import command_options
 
     opts, positionals = command_options(PROG, argv, os.environ)
+    from ..slurm.option_support import refuse_unsupported
+
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(USAGE)
+        return 0
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)
+    if opts.get("json"):
+        # every machine, whatever filter was given (as SLURM 22.05)
+        from ..slurm.json_fmt import sinfo_json
+        from .common import client as connect
+
+        with connect() as c:
+            sys.stdout.write(sinfo_json(c.call("nodes")["nodes"]))
+        return 0
     from ..slurm import sinfo_fmt
     from .common import client, iterate_seconds
 

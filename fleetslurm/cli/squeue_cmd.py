@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
     from ..slurm.option_env import command_options
 
     opts, positionals = command_options(PROG, argv, os.environ)
+    from ..slurm.option_support import refuse_unsupported
+
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
@@ -49,6 +52,8 @@ def main(argv: list[str]) -> int:
                          "              [-L licenses] [-w nodes] [--federation] [--local]\n"
                          "              [--sibling] [--json] [--yaml] [-ahjlrvV]\n")
         return 0
+    if opts.get("json"):
+        return _json()
     jobs = opts.get("jobs")
     if jobs is True and positionals:
         # squeue's -j takes the next word when it is not attached (like SLURM's)
@@ -105,6 +110,18 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
         time.sleep(iterate)
+
+
+def _json() -> int:
+    """``--json``: SLURM 22.05 lists every job then, whatever filter was given."""
+    from ..slurm.json_fmt import squeue_json
+    from .common import client
+
+    now = time.time()
+    with client() as c:
+        records = c.call("jobs", squeue=True, group_arrays=True, steps=False)
+    sys.stdout.write(squeue_json(records, now))
+    return 0
 
 
 def _format(opts: dict) -> "tuple[str, bool]":

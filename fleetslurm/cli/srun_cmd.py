@@ -43,8 +43,9 @@ _STEP_OPTIONS = (("ntasks", "--ntasks"), ("job_name", "--job-name"),
                  ("open_mode", "--open-mode"), ("label", "--label"),
                  ("unbuffered", "--unbuffered"), ("kill_on_bad_exit", "--kill-on-bad-exit"),
                  ("overcommit", "--overcommit"))
-# per-task I/O belongs to the step, not to the job's own (spooled) files
-_NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode"}
+# per-task I/O belongs to the step, not to the job's own (spooled) files;
+# -O lets the step's tasks share CPUs (the job's request is unchanged by it)
+_NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode", "overcommit"}
 
 _SCRIPT = """#!/bin/sh
 # This job was created by srun: its tasks are job step 0.
@@ -77,10 +78,19 @@ exit "$rc"
 _STDIN_WINDOW = 1 << 20
 
 
+USAGE = ("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]] [ : [OPTIONS(N)...]] "
+         "executable(N) [args(N)...]\n")
+
+
 def main(argv: list[str]) -> int:
     from ..slurm.option_env import command_options
+    from ..slurm.option_support import refuse_unsupported
 
     opts, command = command_options(PROG, argv, os.environ)
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(USAGE)
+        return 0
     if opts.get("version"):
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
@@ -89,19 +99,17 @@ def main(argv: list[str]) -> int:
     # (SLURM_JOBID, set inside every job, reads as --jobid: only the command line counts)
     cli_opts = command_options(PROG, argv, {})[0]
     if cli_opts.get("jobid") and str(cli_opts["jobid"]) != os.environ.get("SLURM_JOB_ID"):
-        raise UsageError("--jobid is not supported by fleetslurm; run srun inside the job's "
+        raise UsageError(f"fleetslurm does not support --jobid={cli_opts['jobid']} (a job "
+                         "other than the one this srun runs in); run srun inside that job's "
                          "batch script", prog=PROG)
-    for key, flag, instead in (
-            ("pty", "--pty", "run the command without a terminal (stdin and output are "
-                             "streamed all the same)"),
-            ("multi_prog", "--multi-prog", "run one srun per program")):
-        if opts.get(key):
-            raise UsageError(f"{flag} is not supported by fleetslurm; {instead}", prog=PROG)
     from ..slurm.cpubind import parse_cpu_bind
 
     parse_cpu_bind(opts.get("cpu_bind"))  # refused as srun refuses it, before anything runs
     if os.environ.get("SLURM_JOB_ID"):
+        from ..slurm.option_support import refuse_for_step
         from .srun_step import run_step
+
+        refuse_for_step(cli_opts, argv, os.environ)
 
         # inside an allocation -J names the step only when given here (SLURM
         # ignores the job's SLURM_JOB_NAME for it)

@@ -96,7 +96,9 @@ def _c_int(n: int) -> int:
     return n - 2**32 if n > INT_MAX else n
 
 
-def _gpu_count(opts: Mapping[str, Any]) -> int:
+def _gpu_count(opts: Mapping[str, Any], ntasks: int = 1) -> int:
+    """The job's GPUs (on its one node): --gpus, --gpus-per-node, --gres=gpu
+    as given, --gpus-per-task times the tasks; the largest of them."""
     total = 0
     for key, flag in (("gpus", "--gpus"), ("gpus_per_node", "--gpus-per-node"),
                       ("gpus_per_task", "--gpus-per-task")):
@@ -106,7 +108,7 @@ def _gpu_count(opts: Mapping[str, Any]) -> int:
         count = str(v).rsplit(":", 1)[-1]
         if not count.isdigit():
             raise UsageError(f"Invalid {flag} specification: {v}", prog="sbatch")
-        total = max(total, int(count))
+        total = max(total, int(count) * (ntasks if key == "gpus_per_task" else 1))
     gres = opts.get("gres")
     if gres:
         for item in str(gres).split(","):
@@ -154,6 +156,11 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     if "\0" in script:
         raise UsageError("The SLURM controller does not allow scripts that contain a NULL "
                          "character '\\0'.", prog="sbatch")
+    # the commands refuse these first, naming where they came from; this
+    # catches the other ways in (the Python API, a client of another version)
+    from .option_support import refuse_unsupported
+
+    refuse_unsupported("sbatch", opts)
     spec: dict[str, Any] = {}
     try:
         tl = opts.get("time")
@@ -191,7 +198,7 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     spec["cpus_per_task_set"] = cpt is not None
     spec["ntasks"] = ntasks or tpn or 1
     spec["ntasks_set"] = ntasks is not None or tpn is not None
-    spec["gpus"] = _gpu_count(opts)
+    spec["gpus"] = _gpu_count(opts, spec["ntasks"])
     cpg = _int(opts, "cpus_per_gpu", "--cpus-per-gpu")
     cpus = spec["cpus_per_task"] * spec["ntasks"]
     if cpg and spec["gpus"]:

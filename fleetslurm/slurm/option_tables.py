@@ -1,5 +1,5 @@
 """SLURM 22.05's command-line option tables for sbatch, srun, squeue, sinfo,
-scancel and sacct, in SLURM's own order (glibc lists ambiguous abbreviations in
+scancel, sacct and scontrol, in SLURM's own order (glibc lists ambiguous abbreviations in
 table order, so the order is part of the contract).
 
 Dumped from Debian's slurm-wlm 22.05.8 binaries by wrapping ``getopt_long``
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-__all__ = ["Opt", "SBATCH", "SRUN", "SQUEUE", "SINFO", "SCANCEL", "SACCT", "TABLES"]
+__all__ = ["Opt", "SBATCH", "SRUN", "SQUEUE", "SINFO", "SCANCEL", "SACCT", "SCONTROL", "TABLES"]
 
 
 class Opt(NamedTuple):
@@ -391,6 +391,28 @@ yaml                   - .
 -                      t . allocations
 """
 
+# scontrol's long_options[] (src/scontrol/scontrol.c); checked against the
+# 22.05 binary's ambiguity messages ('--u': '--uid' '--usage'; '--h': '--help'
+# '--hide'; '--f': '--federation' '--future'). 22.05's scontrol has no --json.
+_SCONTROL_SPECS = """
+all                    a .
+cluster                M = clusters
+clusters               M =
+details                d .
+federation             - .
+future                 F .
+help                   h .
+hide                   - .
+local                  - .
+oneliner               o .
+quiet                  Q .
+sibling                - .
+uid                    u =
+usage                  - . help
+verbose                v . +
+version                V .
+"""
+
 
 _BATCH = _specs(_BATCH_SPECS)
 SBATCH: tuple[Opt, ...] = tuple(_BATCH.values())
@@ -399,6 +421,7 @@ SQUEUE: tuple[Opt, ...] = tuple(_specs(_SQUEUE_SPECS).values())
 SINFO: tuple[Opt, ...] = tuple(_specs(_SINFO_SPECS).values())
 SCANCEL: tuple[Opt, ...] = tuple(_specs(_SCANCEL_SPECS).values())
 SACCT: tuple[Opt, ...] = tuple(_specs(_SACCT_SPECS).values())
+SCONTROL: tuple[Opt, ...] = tuple(_specs(_SCONTROL_SPECS).values())
 
 #: prog name -> its option table
 TABLES: dict[str, tuple[Opt, ...]] = {
@@ -408,4 +431,5 @@ TABLES: dict[str, tuple[Opt, ...]] = {
     "sinfo": SINFO,
     "scancel": SCANCEL,
     "sacct": SACCT,
+    "scontrol": SCONTROL,
 }

@@ -34,7 +34,8 @@ from fleetslurm.slurm.fmt_common import convert_whole, job_id
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_cpu_parts, format_datetime, format_hms, format_limit_hms
 
-__all__ = ["DEFAULT_FIELDS", "FIELD_NAMES", "Field", "parse_fields", "rows_for", "render"]
+__all__ = ["DEFAULT_FIELDS", "FIELD_NAMES", "Field", "parse_fields", "rows_for", "render",
+           "tres_text"]
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 
@@ -148,6 +149,43 @@ _STEP_STATE = {"TIMEOUT": "CANCELLED", "PREEMPTED": "CANCELLED", "COMPLETING": "
                "REQUEUED": "CANCELLED", "DEADLINE": "CANCELLED"}
 
 
+def _tres_mem(job: JobRecord, cpus: int, num_nodes: int) -> int:
+    """The job's memory as its TRES count (MB), by scontrol's rule: what it
+    was given, else what it asked for (0: none reserved, no ``mem=``)."""
+    if job.get("alloc_mem_mb"):
+        return int(job["alloc_mem_mb"])  # type: ignore[typeddict-item]
+    if job.get("mem_per_cpu_mb"):
+        return int(job["mem_per_cpu_mb"]) * cpus  # type: ignore[typeddict-item]
+    return int(job.get("mem_mb") or 0) * num_nodes
+
+
+def tres_text(cpus: int, mem_mb: int, nodes: int, gpus: int = 0, *,
+              billing: bool = True) -> str:
+    """A TRES string as sacct prints it: ``name=count`` sorted by name
+    (slurmdb_make_tres_string_from_simple collects them in a list that
+    slurm_char_list_to_xstr sorts), memory in exact units (``mem=100M``,
+    ``mem=16G``). Jobs carry ``billing`` (= CPUs, no TRESBillingWeights);
+    steps do not."""
+    counts = {"cpu": str(cpus), "node": str(nodes)}
+    if billing:
+        counts["billing"] = str(cpus)
+    if mem_mb:
+        counts["mem"] = convert_whole(mem_mb, "MGTPE")
+    if gpus:
+        counts["gres/gpu"] = str(gpus)
+    return ",".join(f"{name}={counts[name]}" for name in sorted(counts))
+
+
+def _account(job: JobRecord) -> Optional[str]:
+    """The job's account: as given, else its user's default account (what
+    SLURM with an accounting database fills in; fleetslurm's is the user's
+    own, see slurm.assoc)."""
+    from fleetslurm.slurm.assoc import account_of
+
+    user = job.get("user") or ""
+    return job.get("account") or (account_of(user) if user else None)
+
+
 def _elapsed(job: JobRecord, now: Optional[float]) -> int:
     start, end = job.get("start_time"), job.get("end_time")
     if not start:
@@ -187,10 +225,17 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         req_mem = int(job.get("alloc_mem_mb") or 0)  # type: ignore[call-overload]
     limit = job.get("time_limit")
     cluster = job.get("cluster")
+    gpus = int(job.get("gpus") or 0)
+    tres_mem = _tres_mem(job, cpus, num_nodes)
+    started = bool(job.get("start_time")) and state not in ("PENDING", "REQUEUE_HOLD")
     base = {
         "jobid": job_id(job), "jobidraw": str(job.get("job_id", "")),
         "jobname": job.get("name", ""), "partition": job.get("partition") or None,
-        "account": job.get("account") or None, "alloccpus": str(cpus), "ncpus": str(cpus),
+        "account": _account(job), "alloccpus": str(cpus), "ncpus": str(cpus),
+        # a job's TRES: asked for (as SLURM keeps it, also once it ran), and
+        # given (only once it started)
+        "reqtres": tres_text(cpus, tres_mem, num_nodes, gpus),
+        "alloctres": tres_text(cpus, tres_mem, num_nodes, gpus) if started else None,
         "state": shown_state, "exitcode": "0:0" if state in _KILLED else f"{code}:{sig}",
         "derivedexitcode": f"{job.get('derived_exit_code') or 0}:0",
         "nodelist": compress(nodes) if nodes else "None assigned",
@@ -238,6 +283,8 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         "systemcpu": base["systemcpu"], "nnodes": "1", "ntasks": "1", "reqcpus": str(step_cpus),
         "reqnodes": "1", "allocnodes": "1", "cluster": cluster, "suspended": "00:00:00",
         "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
+        # a step's TRES: no billing, nothing "requested" (ReqTRES is the job's only)
+        "alloctres": tres_text(step_cpus, tres_mem, 1, billing=False),
     })
     return rows + step_rows(job, base, now)
 
@@ -255,6 +302,7 @@ def step_rows(job: JobRecord, base: dict, now: Optional[float]) -> list[dict]:
         user_cpu, sys_cpu = st.get("user_cpu"), st.get("system_cpu")
         total = None if user_cpu is None else (user_cpu or 0) + (sys_cpu or 0)
         sid = f".{st.get('step_id')}"
+        mem = _tres_mem(job, int(job.get("cpus") or 1), 1)
         rows.append({
             "jobid": base["jobid"] + sid, "jobidraw": base["jobidraw"] + sid,
             "jobname": st.get("name") or "", "account": base["account"],
@@ -271,6 +319,7 @@ def step_rows(job: JobRecord, base: dict, now: Optional[float]) -> list[dict]:
             "reqcpus": str(cpus), "reqnodes": "1", "allocnodes": "1",
             "cluster": base["cluster"], "suspended": "00:00:00", "user": None,
             "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
+            "alloctres": tres_text(cpus, mem, 1, billing=False),
         })
     return rows
 

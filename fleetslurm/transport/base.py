@@ -76,6 +76,10 @@ class Transport(abc.ABC):
     workdir: str
     #: True when the machine sees the submit host's files (output lands in place)
     shared_fs: bool
+    #: True when the agent is a process of the controller's own host and user
+    #: (no remote login in between): a job there reaches the controller's
+    #: shims and socket first on its PATH
+    local_process: bool = False
 
     @abc.abstractmethod
     def start_agent(self) -> AgentChannel:

@@ -64,6 +64,7 @@ class LocalTransport(Transport):
         self.workdir = str(Path(workdir).expanduser().absolute())
         self.python = python or sys.executable
         self.shared_fs = True
+        self.local_process = True
         self.log_path = log_path
 
     def start_agent(self) -> AgentChannel:

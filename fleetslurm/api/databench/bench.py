@@ -55,6 +55,12 @@ class DataBenchSLURM:
     :class:`fleetslurm.SLURMConstructor`).
     ``output_dir``: where job output files (and staged-back outputs) go
     (default: the current directory at submission).
+    ``data_dir``: where the built-in analyses (``backtest``,
+    ``import_prices``) find ``<SYMBOL>.csv`` when a submission gives no
+    ``data`` (default ``$FLEETSLURM_DATA_DIR``, else ``data/prices`` under the
+    current directory). ``store``: the ObjectSerializer file ``import_prices``
+    fills (default ``$FLEETSLURM_PRICE_STORE``, else ``data/prices.h5``);
+    :attr:`prices` opens it.
     """
 
     #: its ``analyses`` are found by :func:`~.analyses.analyses_in_module`
@@ -62,8 +68,11 @@ class DataBenchSLURM:
 
     def __init__(self, config: Optional[PathLike] = None, *, python: str = "python3",
                  conda_env: Optional[str] = None, modules: Sequence[str] = (),
-                 setup: Sequence[str] = (), output_dir: Optional[PathLike] = None) -> None:
+                 setup: Sequence[str] = (), output_dir: Optional[PathLike] = None,
+                 data_dir: Optional[PathLike] = None,
+                 store: Optional[PathLike] = None) -> None:
         from ..executor.client import FleetClient
+        from .builtin import BUILTINS, default_data_dir, default_store
 
         self.client = FleetClient(str(config) if config else None)
         self.python = python
@@ -71,9 +80,25 @@ class DataBenchSLURM:
         self.modules = list(modules)
         self.setup = list(setup)
         self.output_dir = None if output_dir is None else str(Path(output_dir).absolute())
+        self.data_dir = (Path(data_dir).expanduser().absolute() if data_dir is not None
+                         else default_data_dir())
+        self.store = Path(store).expanduser().absolute() if store is not None else default_store()
         self.analyses = AnalysisRegistry()
+        for name, (script, description) in BUILTINS.items():
+            self.analyses.register(name, script, description)
         #: callable-analysis jobs submitted from here: job id -> Job (for results)
         self._jobs: dict[str, Any] = {}
+        #: import_prices tasks submitted from here whose columns are not yet
+        #: in the store: task id -> symbol
+        self._imports: dict[str, str] = {}
+
+    @property
+    def prices(self) -> Any:
+        """The price store (an :class:`~fleetslurm.ObjectSerializer` on
+        ``store``): ``bench.prices.load("/prices/AAPL")``."""
+        from ..objser import ObjectSerializer
+
+        return ObjectSerializer(self.store)
 
     # -- analyses ---------------------------------------------------------------
     def analysis(self, name: str, *, description: str = "") -> Callable[[Callable], Callable]:
@@ -198,15 +223,34 @@ class DataBenchSLURM:
             dup = sorted({s for s in syms if syms.count(s) > 1})
             raise err(f"symbols repeat: {', '.join(dup)}; give each symbol once")
         analysis = self.analyses.get(str(analysis_type))
+        builtin = _builtin(analysis)
+        if data is None and builtin:
+            data = self._builtin_data(analysis.name, syms)
         files = symbol_files(syms, data)
         if analysis.is_callable:
             return self._submit_callable(analysis, syms, files, partition, cpus_per_job,
                                          memory_per_job, time_limit, args, max_parallel,
                                          output_dir, slurm_args)
         tasks = [Task((s,), files[k] if files else None) for k, s in enumerate(syms)]
-        return self._submit_array(str(analysis.target), tasks, f"analysis-{analysis.name}",
-                                  partition, cpus_per_job, memory_per_job, time_limit, args,
-                                  max_parallel, output_dir, slurm_args)
+        ids = self._submit_array(str(analysis.target), tasks, f"analysis-{analysis.name}",
+                                 partition, cpus_per_job, memory_per_job, time_limit, args,
+                                 max_parallel, output_dir, slurm_args)
+        if builtin and analysis.name == "import_prices":
+            self._imports.update(zip(ids, syms))
+        return ids
+
+    def _builtin_data(self, name: str, syms: list[str]) -> str:
+        """The data directory a built-in analysis reads, checked."""
+        where = ("give DataBenchSLURM(data_dir=...), set FLEETSLURM_DATA_DIR or pass "
+                 "data=DIRECTORY")
+        if not self.data_dir.is_dir():
+            raise err(f"{name} reads <SYMBOL>.csv from the data directory {self.data_dir}, "
+                      f"which does not exist: put the price files there, or {where}")
+        missing = [s for s in syms if not (self.data_dir / f"{s}.csv").is_file()]
+        if missing:
+            raise err(f"{name}: no price file for {', '.join(missing)} in the data directory "
+                      f"{self.data_dir} (expected {missing[0]}.csv); add it, or {where}")
+        return str(self.data_dir)
 
     def _submit_array(self, script: str, tasks: list[Task], name: str,
                       partition: Optional[str], cpus: int, memory: Union[int, str, None],
@@ -290,7 +334,40 @@ class DataBenchSLURM:
         ids = [str(i) for i in as_list(job_ids, "job_ids")]
         if not ids:
             return {}
-        return wait_for(self._states, is_finished, ids, timeout, progress=progress, poll=poll)
+        try:
+            states = wait_for(self._states, is_finished, ids, timeout, progress=progress,
+                              poll=poll)
+        except TimeoutError:
+            self._import_prices(ids, None)
+            raise
+        self._import_prices(ids, states)
+        return states
+
+    def _import_prices(self, ids: list[str], states: Optional[Mapping[str, str]]) -> None:
+        """Write the columns of each completed import_prices task among
+        ``ids`` (a task's id or its array's) into the store, once per task."""
+        from ...errors import JobError
+        from ..executor.client import is_finished
+        from .builtin import store_prices
+
+        wanted = set(ids)
+        pending = [i for i in self._imports if i in wanted or i.split("_")[0] in wanted]
+        if not pending:
+            return
+        if states is None:
+            states = self._states(pending)
+        for i in pending:
+            state = states.get(i)
+            if state == "COMPLETED":
+                symbol = self._imports.pop(i)
+                try:
+                    store_prices(self.store, symbol, self.get_job_output(i))
+                except ValueError as exc:
+                    raise JobError(f"{exc}; task {i} wrote it, and nothing of {symbol} was "
+                                   f"stored in {self.store}: check its output "
+                                   f"(bench.get_job_output({i!r}))") from None
+            elif state is not None and is_finished(state):
+                del self._imports[i]  # it did not complete: nothing to import
 
     def _states(self, ids: list[str]) -> dict[str, str]:
         """``{id: state}`` for the ids (an array's id: each task). Many tasks
@@ -368,6 +445,14 @@ class DataBenchSLURM:
         ``memory_free_mb``, ``gpus_used``/``gpus_total``, ``load`` (1-minute
         load average), ``partitions``, ``reason``."""
         return self.client.cluster_status()
+
+
+def _builtin(analysis: Analysis) -> bool:
+    """Whether ``analysis`` is one of the built-ins (not replaced by the user)."""
+    from .builtin import BUILTINS
+
+    entry = BUILTINS.get(analysis.name)
+    return entry is not None and analysis.target == str(entry[0])
 
 
 def _executor_job(job_id: str) -> Any:

@@ -40,10 +40,13 @@ class Spool:
         self._sources: dict[str, str] = {}  # name -> source
 
     def _link(self, source: str, target: Path) -> None:
+        # the file itself: os.link links a symlink, not what it points to,
+        # and a relative symlink moved into the spool points nowhere
+        real = os.path.realpath(source)
         try:
-            os.link(source, target)
+            os.link(real, target)
         except OSError:
-            os.symlink(source, target)
+            os.symlink(real, target)
 
     def add(self, source: str) -> str:
         """Spool ``source`` under its base name; returns that name. Two

@@ -1,5 +1,5 @@
 """The node agent: stdlib-only, shipped to each machine as one zip archive
-(``fleetslurm.node.agent_artifact``) and run there as
+(``fleetslurm.node.artifact``) and run there as
 ``python3 agent-<hash>.pyz --workdir DIR``.
 
 It speaks the JSON-lines protocol of ``protocol`` with the controller over

@@ -12,8 +12,9 @@ import queue
 import threading
 from typing import Any, Optional
 
-from .errors import FleetError, TransportError
-from .transport.base import AgentChannel, Transport
+from ..errors import FleetError, TransportError
+from ..transport.base import AgentChannel, Transport
+from .inbox import AgentMessage, ConnectFailed, Connected, LinkLost
 
 __all__ = ["NodeLink"]
 
@@ -21,7 +22,7 @@ __all__ = ["NodeLink"]
 class NodeLink:
     """One machine. ``status``: ``connecting`` | ``up`` | ``lost``."""
 
-    def __init__(self, name: str, transport: Transport, inbox: "queue.Queue[tuple]") -> None:
+    def __init__(self, name: str, transport: Transport, inbox: "queue.Queue[Any]") -> None:
         self.name = name
         self.transport = transport
         self.inbox = inbox
@@ -30,7 +31,7 @@ class NodeLink:
         self.channel: Optional[AgentChannel] = None
         self.last_heard: Optional[float] = None
         self.last_attempt: float = float("-inf")
-        #: when this controller first tried to reach it (see handlers.periodic)
+        #: when this controller first tried to reach it (see ctld.health.periodic)
         self.first_attempt: Optional[float] = None
         self.failures = 0
         self.error: str = ""
@@ -40,7 +41,7 @@ class NodeLink:
     # -- connecting (background) ---------------------------------------------
     def connect(self, now: float, synchronous: bool = False) -> None:
         """Start (re)connecting; the result arrives in the inbox as
-        ``("connected", name, gen)`` or ``("connect_failed", name, gen, text)``."""
+        :class:`~.inbox.Connected` or :class:`~.inbox.ConnectFailed`."""
         with self._lock:
             self.generation += 1
             gen = self.generation
@@ -61,11 +62,12 @@ class NodeLink:
         try:
             channel = self.transport.start_agent()
         except FleetError as exc:
-            self.inbox.put(("connect_failed", self.name, gen, str(exc), type(exc).__name__))
+            self.inbox.put(ConnectFailed(self.name, gen, str(exc), type(exc).__name__))
             return
         except Exception as exc:  # a transport bug must not kill the controller
-            self.inbox.put(("connect_failed", self.name, gen,
-                            f"node {self.name}: {type(exc).__name__}: {exc}", "TransportError"))
+            self.inbox.put(ConnectFailed(self.name, gen,
+                                         f"node {self.name}: {type(exc).__name__}: {exc}",
+                                         "TransportError"))
             return
         with self._lock:
             if gen != self.generation:
@@ -74,7 +76,7 @@ class NodeLink:
             self.channel = channel
         threading.Thread(target=self._read, args=(channel, gen), daemon=True,
                          name=f"read-{self.name}").start()
-        self.inbox.put(("connected", self.name, gen))
+        self.inbox.put(Connected(self.name, gen))
 
     def _read(self, channel: AgentChannel, gen: int) -> None:
         try:
@@ -82,14 +84,14 @@ class NodeLink:
                 msg = channel.recv()
                 if msg is None:
                     break
-                self.inbox.put(("agent", self.name, gen, msg))
+                self.inbox.put(AgentMessage(self.name, gen, msg))
         except TransportError as exc:
-            self.inbox.put(("lost", self.name, gen, str(exc)))
+            self.inbox.put(LinkLost(self.name, gen, str(exc)))
             return
         except Exception as exc:
-            self.inbox.put(("lost", self.name, gen, f"{type(exc).__name__}: {exc}"))
+            self.inbox.put(LinkLost(self.name, gen, f"{type(exc).__name__}: {exc}"))
             return
-        self.inbox.put(("lost", self.name, gen, "the agent closed its channel"))
+        self.inbox.put(LinkLost(self.name, gen, "the agent closed its channel"))
 
     # -- talking (controller thread) ---------------------------------------------
     def send_many(self, msgs: list) -> bool:

@@ -28,17 +28,17 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Optional
 
-from .config import FleetConfig
-from .scheduler.events import JobSubmitted, PrioritiesSet
-from .scheduler.multifactor import (
+from ..config import FleetConfig
+from ..scheduler.events import JobSubmitted, PrioritiesSet
+from ..scheduler.multifactor import (
     AssocShare, BillingWeights, JobFactors, PendingJob, ShareNode, Weights, charge, decay,
     fair_tree, job_priorities, parse_billing_weights,
 )
-from .slurm.assoc import account_of
-from .slurm.units import parse_time_limit
+from ..slurm.assoc import account_of
+from ..slurm.units import parse_time_limit
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from .context import Context
 
 __all__ = ["FairShare"]
 
@@ -75,38 +75,40 @@ class FairShare:
         self.version = 0
 
     # -- usage -------------------------------------------------------------
-    def task_ended(self, ctl: "Controller", task: dict, now: float) -> None:
+    def task_ended(self, ctx: "Context", task: dict, now: float) -> None:
         """Charge an ended task's run (read back from the store) to its association."""
         if not self.enabled:
             return
-        row = ctl.store.task(task["task_id"])
+        row = ctx.store.task(task["task_id"])
         if row is not None:
-            self.charge_run(ctl, row, row.get("end_time") or now, now)
+            self.charge_run(ctx, row, row.get("end_time") or now, now)
 
-    def charge_run(self, ctl: "Controller", row: dict, end: float, now: float) -> None:
-        """Charge a task row's run from its start to ``end`` (a requeued run: now)."""
+    def charge_run(self, ctx: "Context", row: dict, end: float, now: float,
+                   sign: float = 1.0) -> None:
+        """Charge a task row's run from its start to ``end`` (a requeued run: now);
+        ``sign=-1`` takes back such a charge (never below zero)."""
         if not self.enabled or row.get("start_time") is None:
             return  # never ran: nothing used
-        job = ctl.store.job(row["job_id"])
+        job = ctx.store.job(row["job_id"])
         if job is None:
             return
         user = job["user"]
         used = self.billing.billing(row.get("alloc_cpus") or 1, row.get("alloc_mem_mb") or 0,
                                     len(row.get("gpu_ids") or ()))
         key = (account_of(user), user)
-        raw, as_of = ctl.store.usage().get(key, (0.0, now))
+        raw, as_of = ctx.store.usage().get(key, (0.0, now))
         raw = decay(raw, now - as_of, self.half_life_s)
-        raw += charge(used, row["start_time"], end, now, self.half_life_s)
-        ctl.store.set_usage(key[0], key[1], raw, now)
+        raw = max(0.0, raw + sign * charge(used, row["start_time"], end, now, self.half_life_s))
+        ctx.store.set_usage(key[0], key[1], raw, now)
 
-    def usage_now(self, ctl: "Controller", now: float) -> dict[tuple[str, str], float]:
+    def usage_now(self, ctx: "Context", now: float) -> dict[tuple[str, str], float]:
         """Raw usage per association at ``now``: stored usage decayed, plus running tasks."""
         out = {k: decay(raw, now - as_of, self.half_life_s)
-               for k, (raw, as_of) in ctl.store.usage().items()}
-        for t in ctl.store.tasks("state = 'RUNNING'"):  # not the pending queue: it may be long
+               for k, (raw, as_of) in ctx.store.usage().items()}
+        for t in ctx.store.tasks("state = 'RUNNING'"):  # not the pending queue: it may be long
             if t.get("start_time") is None:
                 continue
-            job = ctl.store.job(t["job_id"])
+            job = ctx.store.job(t["job_id"])
             if job is None:
                 continue
             key = (account_of(job["user"]), job["user"])
@@ -125,7 +127,7 @@ class FairShare:
         return ShareNode("root", 1, tuple(kids))
 
     # -- periodic ------------------------------------------------------------
-    def events_for_step(self, ctl: "Controller", events: list, now: float) -> list:
+    def events_for_step(self, ctx: "Context", events: list, now: float) -> list:
         """What to add after this step's ``events``: every ``PriorityCalcPeriod`` new
         priorities for all pending jobs; otherwise priorities for the jobs submitted
         in this step (SLURM gives a new job its priority at once), from the last
@@ -138,8 +140,8 @@ class FairShare:
         # jobs arrive: a user who just came must not wait a period behind a busy one
         if now - self._at >= self.period_s or (new and now - self._at >= 1.0):
             self._at = now
-            usage = self.usage_now(ctl, now)
-            pending = ctl.sched.pending_requests() + new
+            usage = self.usage_now(ctx, now)
+            pending = ctx.sched.pending_requests() + new
             users = {u for (_a, u) in usage} | {r.user for r in pending} | set(self.shares)
             self.assocs = fair_tree(self.tree(users), usage)
             kept = {}
@@ -149,15 +151,15 @@ class FairShare:
         else:
             return []
         fs = {k: r.fairshare for k, r in self.assocs.items() if r.fairshare is not None}
-        nodes = [ctl.node_spec(n) for n in ctl.config.machines]
+        nodes = [ctx.node_spec(n) for n in ctx.config.machines]
         jobs = [PendingJob(r.job_id, r.user, account_of(r.user),
-                           r.partition or ctl.config.default_partition,
+                           r.partition or ctx.config.default_partition,
                            max(r.submit_time, r.begin_time or 0.0), r.cpus, 1, "normal", r.nice)
                 for r in pending]
         fresh = job_priorities(jobs, self.weights, fs, self._partition_factors, {},
                                len(nodes), sum(n.cpus for n in nodes), now)
         kept.update(fresh)
-        everyone = ctl.sched.pending_requests() + new
+        everyone = ctx.sched.pending_requests() + new
         pending_now = {r.job_id for r in everyone}
         # sprio leaves out held jobs (SLURM's priority 0), as of this computation
         self.held = frozenset(r.job_id for r in everyone if r.held)

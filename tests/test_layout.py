@@ -1,7 +1,9 @@
-"""The layout of fleetslurm.api and fleetslurm.scheduler: no module imports
-one that (through others) imports it back, and the modules' former flat paths
-under fleetslurm.api still import, as the very modules now at the new paths
-(code and pickles that name them keep working)."""
+"""The package's layout (ARCHITECTURE.md): no module imports one that
+(through others) imports it back, no source file is over 700 lines, the
+controller's layers (fleetslurm/ctld/) import only downward, and the
+modules' former flat paths under fleetslurm.api still import, as the very
+modules now at the new paths (code and pickles that name them keep
+working)."""
 
 from __future__ import annotations
 
@@ -82,9 +84,41 @@ def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-@pytest.mark.parametrize("package", ["fleetslurm.api", "fleetslurm.scheduler"])
+@pytest.mark.parametrize("package", ["fleetslurm", "fleetslurm.api", "fleetslurm.scheduler"])
 def test_no_import_circles(package):
     assert _circles(_edges(_modules(package))) == []
+
+
+def test_no_source_file_is_over_700_lines():
+    long = {str(p.relative_to(ROOT)): n for p in _modules("fleetslurm").values()
+            if (n := len(p.read_text().splitlines())) > 700}
+    assert long == {}
+
+
+#: the controller's layers, lowest first (ARCHITECTURE.md); a module may
+#: import only modules of its own layer or below
+CTLD_LAYERS = (
+    ("inbox", "jobrequest", "queries"),
+    ("nodelink",),
+    ("context",),
+    ("lifecycle",),
+    ("health", "arrayfeed", "dependencies", "fairshare", "staging"),
+    ("launch", "collect"),
+    ("agent_events", "requests.common", "requests.explain", "requests.jobs",
+     "requests.nodes", "requests.steps", "requests.submit", "requests.update"),
+    ("requests",),
+    ("loop",),
+)
+
+
+def test_the_controllers_imports_point_down():
+    mods = _modules("fleetslurm.ctld")
+    layer = {f"fleetslurm.ctld.{m}": i for i, names in enumerate(CTLD_LAYERS) for m in names}
+    layer["fleetslurm.ctld"] = len(CTLD_LAYERS)
+    assert set(layer) == set(mods), "a module of ctld/ has no layer in CTLD_LAYERS"
+    up = sorted((m, t) for m, targets in _edges(mods).items() for t in targets
+                if layer[t] > layer[m])
+    assert up == []
 
 
 def test_the_circle_finder_finds_a_circle():

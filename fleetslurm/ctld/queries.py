@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .model import ACTIVE_STATE_NAMES, JobRecord
-from .record_memo import RecordMemo
-from .slurm import SLURM_VERSION
-from .store import Store, decode_task
-from .views import group_pending_arrays, job_record
+from ..model import ACTIVE_STATE_NAMES, JobRecord
+from ..record_memo import RecordMemo
+from ..slurm import SLURM_VERSION
+from ..store import Store, decode_task
+from ..views import group_pending_arrays, job_record
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from ..config import FleetConfig
+    from ..paths import StatePaths
+    from ..transport.base import Transport
 
 __all__ = ["Queries"]
 
@@ -28,8 +30,20 @@ class Queries:
     OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
                      "history", "read_output", "count", "priorities", "dashboard_stats"})
 
-    def __init__(self, ctl: "Controller") -> None:
-        self.ctl = ctl
+    def __init__(self, store: Store, config: "FleetConfig", paths: "StatePaths", *,
+                 nodes: Callable[[], list[dict]] = lambda: [],
+                 transport_for: Optional[Callable[[str], "Transport"]] = None,
+                 started_at: float = 0.0, fairshare: Any = None,
+                 sched_stats: Callable[[], tuple[float, int]] = lambda: (0.0, 0)) -> None:
+        """``store`` is the loop's (each RPC thread opens its own on the same
+        file); ``nodes`` gives the loop's latest node records (sinfo's, made
+        by the loop: never read the scheduler here); ``transport_for`` a
+        machine's transport (a running job's output is read through it);
+        ``fairshare`` the priority factors (None: none); ``sched_stats`` the
+        last scheduling pass's time and the passes so far."""
+        self.store, self.config, self.paths = store, config, paths
+        self.nodes, self.transport_for = nodes, transport_for
+        self.started_at, self.fairshare, self.sched_stats = started_at, fairshare, sched_stats
         self._local = threading.local()
         #: squeue's records from one call to the next (see record_memo)
         self.memo = RecordMemo()
@@ -38,11 +52,11 @@ class Queries:
         self._lock = threading.Lock()
 
     def _store(self) -> Store:
-        if self.ctl.store.path == ":memory:":
-            return self.ctl.store
+        if self.store.path == ":memory:":
+            return self.store
         s = getattr(self._local, "store", None)
         if s is None:
-            s = self._local.store = Store(self.ctl.paths.db)
+            s = self._local.store = Store(self.paths.db)
         return s
 
     def answer(self, op: str, args: dict, uid: int) -> Any:
@@ -50,9 +64,9 @@ class Queries:
             return getattr(self, "q_" + op)(args, uid)
 
     def q_ping(self, args: dict, uid: int) -> dict:
-        return {"pid": __import__("os").getpid(), "started": self.ctl.started_at,
-                "config": self.ctl.config.source, "cluster": self.ctl.config.cluster_name,
-                "home": str(self.ctl.paths.home)}
+        return {"pid": __import__("os").getpid(), "started": self.started_at,
+                "config": self.config.source, "cluster": self.config.cluster_name,
+                "home": str(self.paths.home)}
 
     def _selection(self, store: Store, args: dict) -> Optional[tuple[list[str], list, list]]:
         """The tasks the filters of :meth:`q_jobs` select: WHERE clauses over the
@@ -68,7 +82,7 @@ class Queries:
                 # finished jobs stay visible for MinJobAge, as in SLURM; a
                 # COMPLETING one (its output still on its way home) is active
                 where.append("(end_time IS NULL OR state='COMPLETING' OR end_time >= ?)")
-                params.append(time.time() - self.ctl.config.min_job_age)
+                params.append(time.time() - self.config.min_job_age)
         if states and states != "all":
             where.append("state IN (%s)" % ",".join("?" * len(states)))
             params.extend(states)
@@ -138,7 +152,7 @@ class Queries:
             if parts and t["req"]["partition"] not in parts:
                 continue
             kept.append(t)
-        cluster = self.ctl.config.cluster_name
+        cluster = self.config.cluster_name
         out: list[JobRecord]
         if want_steps:
             steps, sruns = store.steps_by_task([t["task_id"] for t in kept])
@@ -165,21 +179,21 @@ class Queries:
             # an array's tasks in index order (the last to start has the array's id)
             out.sort(key=lambda r: (r.get("array_job_id") or r["job_id"],
                                     -1 if r.get("array_task_id") is None else r["array_task_id"]))
-        return _with_multifactor(out, getattr(self.ctl, "fairshare", None))
+        return _with_multifactor(out, self.fairshare)
 
     def q_squeue(self, args: dict, uid: int) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
         text, not as records): the filters of :meth:`q_jobs` plus ``format``,
         ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count",
         "known"}`` (known: whether the ids, if any, name a job at all)."""
-        from .slurm import squeue_fmt
+        from ..slurm import squeue_fmt
 
         store = self._store()
         # the same question about the same rows has the same answer: a queue
         # polled while nothing changes is answered from the last text (when
         # that text cannot change with the clock either)
         # multifactor priorities change with the clock, not with the rows
-        changes = (store.changes(), getattr(getattr(self.ctl, "fairshare", None), "version", 0))
+        changes = (store.changes(), getattr(self.fairshare, "version", 0))
         key = (uid, json.dumps({k: v for k, v in args.items() if k != "now"},
                                sort_keys=True, default=str))
         hit = self._squeue_texts.get(key)
@@ -216,7 +230,7 @@ class Queries:
     def q_show_jobs(self, args: dict, uid: int) -> dict:
         """``scontrol show job``'s text, rendered here: the filters of
         :meth:`q_jobs` plus ``now``; ``{"text", "count"}``."""
-        from .slurm import scontrol_fmt
+        from ..slurm import scontrol_fmt
 
         records = self.q_jobs(dict(args, per_task=False), uid)
         now = float(args.get("now") or time.time())
@@ -231,8 +245,8 @@ class Queries:
         ``allocations_only`` and the client's ``now``. Rendered here, by SQLite
         for the fields :mod:`fleetslurm.acct` knows, so 100,000 jobs cost one
         string per job instead of a record each; ``{"text": ...}``."""
-        from . import acct
-        from .slurm import sacct_fmt
+        from .. import acct
+        from ..slurm import sacct_fmt
 
         store = self._store()
         fields = [sacct_fmt.Field(str(n), int(w), str(k)) for n, w, k in args["fields"]]
@@ -265,7 +279,7 @@ class Queries:
             params = [*params, json.dumps(srun_tasks)]
         filters = dict(users=args.get("users") or [], names=args.get("names") or [],
                        partitions=args.get("partitions") or [], now=now,
-                       cluster=self.ctl.config.cluster_name)
+                       cluster=self.config.cluster_name)
         # array records (a pending or cancelled remainder A_[...]) and picked
         # indices take the general path: few, and their JobID needs the ranges
         special = [(rec["job_id"], sacct_fmt.render(
@@ -286,8 +300,8 @@ class Queries:
 
     @staticmethod
     def _select(store: Store, text: str):  # type: ignore[no-untyped-def]
-        from .errors import FleetError
-        from .jobids import Selection, select
+        from ..errors import FleetError
+        from ..jobids import Selection, select
 
         try:
             return select(store, text)
@@ -296,8 +310,8 @@ class Queries:
 
     @staticmethod
     def _ids(store: Store, text: str) -> set[int]:
-        from .errors import FleetError
-        from .jobids import resolve
+        from ..errors import FleetError
+        from ..jobids import resolve
 
         try:
             return {t["task_id"] for t in resolve(store, text)[0]}
@@ -305,10 +319,10 @@ class Queries:
             return set()
 
     def q_nodes(self, args: dict, uid: int) -> dict:
-        return {"nodes": list(self.ctl.node_snapshot), "partitions": self.partitions()}
+        return {"nodes": list(self.nodes()), "partitions": self.partitions()}
 
     def partitions(self) -> list[dict]:
-        cfg = self.ctl.config
+        cfg = self.config
         out = []
         for name, p in cfg.partitions.items():
             out.append({"name": name, "default": p.default, "state": p.state.lower(),
@@ -317,11 +331,11 @@ class Queries:
         return out
 
     def q_config(self, args: dict, uid: int) -> list[tuple[str, str]]:
-        cfg = self.ctl.config
+        cfg = self.config
         return [
             ("ClusterName", cfg.cluster_name),
             ("ConfigFile", cfg.source or "(embedded default)"),
-            ("FleetslurmHome", str(self.ctl.paths.home)),
+            ("FleetslurmHome", str(self.paths.home)),
             ("HostKeyPolicy", cfg.host_key_policy),
             ("KillWait", f"{cfg.kill_wait} sec"),
             ("MaxArraySize", str(cfg.max_array_size)),
@@ -337,7 +351,7 @@ class Queries:
     def q_priorities(self, args: dict, uid: int) -> dict:
         """priority/multifactor's last numbers (sprio, sshare): weights, each pending
         job's factors, each association's shares and usage."""
-        return self.ctl.fairshare.snapshot()
+        return self.fairshare.snapshot()
 
     def q_count(self, args: dict, uid: int) -> dict:
         """How many jobs are in each state (cheap: for pollers and dashboards)."""
@@ -350,8 +364,7 @@ class Queries:
         """The dashboard's History and /metrics figures, aggregated by SQLite
         (:meth:`Store.dashboard_stats`): ``hours`` back from now."""
         stats = self._store().dashboard_stats(float(args.get("hours") or 24), time.time())
-        stats["sched_pass_seconds"] = self.ctl.sched_pass_seconds
-        stats["sched_passes"] = self.ctl.sched_passes
+        stats["sched_pass_seconds"], stats["sched_passes"] = self.sched_stats()
         return stats
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
@@ -360,8 +373,8 @@ class Queries:
     def q_read_output(self, args: dict, uid: int) -> dict:
         """A job's stdout/stderr from ``offset``: from the submit host once it is
         there, from the machine (through its transport) while the job runs."""
-        from .errors import AccessDenied, InvalidJobId
-        from .paths import JobPaths
+        from ..errors import AccessDenied, InvalidJobId
+        from ..paths import JobPaths
 
         store = self._store()
         ids = self._ids(store, str(args.get("id")))
@@ -380,7 +393,8 @@ class Queries:
             # not started (or cancelled before it ever ran): nothing written yet
             return {"data": "", "data_b64": "", "offset": offset, "finished": finished}
         node = task["node"]  # type: ignore[index]
-        transport = self.ctl.transport_for(node) if node in self.ctl.config.machines else None
+        transport = (self.transport_for(node) if self.transport_for is not None
+                     and node in self.config.machines else None)
         if transport is None or transport.shared_fs or (finished and task["collected"]):  # type: ignore[index]
             try:
                 with open(path, "rb") as f:
@@ -408,7 +422,7 @@ class Queries:
 def _priority_config(cfg: Any) -> list[tuple[str, str]]:
     """scontrol show config's priority lines, as SLURM 22.05's config_info.c
     prints them (only PriorityType under priority/basic)."""
-    from .slurm.units import format_hms, parse_time_limit
+    from ..slurm.units import format_hms, parse_time_limit
 
     p = cfg.priority
     if p is None or p.PriorityType != "priority/multifactor":
@@ -475,7 +489,7 @@ def _without_ids(where: list[str], params: list) -> list:
 def _one_per_index(records: list) -> list:
     """An array's record (its tasks that never started, pending or cancelled) as
     one record per index (``squeue -r``)."""
-    from .slurm.arrays import IndexSet
+    from ..slurm.arrays import IndexSet
 
     out = []
     for r in records:

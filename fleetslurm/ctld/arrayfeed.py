@@ -28,21 +28,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from .scheduler import ArrayTasks, JobEnded, JobSubmitted
-from .slurm.arrays import IndexSet
+from ..scheduler import ArrayTasks, JobEnded, JobSubmitted
+from ..slurm.arrays import IndexSet
+from .lifecycle import end_task, is_array_record
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from .context import Context
 
-__all__ = ["ArrayFeeds", "Feed", "is_array_record"]
+__all__ = ["ArrayFeeds", "Feed"]
 
 #: a window never smaller than this many tasks per array
 MIN_WINDOW = 32
-
-
-def is_array_record(task: dict) -> bool:
-    """Whether a task row is an array's own record (indices without a task yet)."""
-    return task.get("array_pending") is not None
 
 
 @dataclass(eq=False)
@@ -75,8 +71,8 @@ class Feed:
 class ArrayFeeds:
     """The controller's arrays: which tasks the scheduler sees, and creating them."""
 
-    def __init__(self, ctl: "Controller") -> None:
-        self.ctl = ctl
+    def __init__(self, ctx: "Context") -> None:
+        self.ctx = ctx
         self.feeds: dict[int, Feed] = {}
         self.of_task: dict[int, int] = {}   # task id in the scheduler -> its array's job id
         #: arrays the scheduler has counts for (told at submission or since start)
@@ -92,8 +88,8 @@ class ArrayFeeds:
     def window(self) -> int:
         """Tasks per array the scheduler sees at once: every CPU of the fleet twice
         over (at most half can be starting while the rest wait their turn)."""
-        cpus = sum(n.get("cpus") or 1 for n in self.ctl.node_snapshot) \
-            or sum(self.ctl.node_spec(name).cpus for name in self.ctl.config.machines)
+        cpus = sum(n.get("cpus") or 1 for n in self.ctx.node_snapshot) \
+            or sum(self.ctx.node_spec(name).cpus for name in self.ctx.config.machines)
         return max(MIN_WINDOW, 2 * cpus + 16)
 
     def _room(self, feed: Feed) -> int:
@@ -143,7 +139,7 @@ class ArrayFeeds:
         """An array task row the scheduler now has (restored running, requeued...)."""
         if task.get("array_index") is None:
             return
-        job = job or self.ctl.store.job(task["job_id"])
+        job = job or self.ctx.store.job(task["job_id"])
         feed = self._feed_of(task, job)  # type: ignore[arg-type]
         feed.fed.add(task["task_id"])
         if task["task_id"] in feed.split:
@@ -155,7 +151,7 @@ class ArrayFeeds:
         """At start-up, once every row was seen: count what ended, hand out tasks."""
         for feed in list(self.feeds.values()):
             feed.split.sort()
-            self.base[feed.job_id] = list(self.ctl.store.array_outcomes(feed.job_id))
+            self.base[feed.job_id] = list(self.ctx.store.array_outcomes(feed.job_id))
             self.told.add(feed.job_id)
             self.top_up(feed)
 
@@ -163,13 +159,13 @@ class ArrayFeeds:
     def top_up(self, feed: Feed) -> None:
         """Fill the array's window: split-out tasks first, then indices of the record."""
         room = self._room(feed)
-        store = self.ctl.store
+        store = self.ctx.store
         job = store.job(feed.job_id)
         assert job is not None
         while room > 0 and feed.split:
             task = store.task(feed.split.pop(0))
             if task is not None and task["state"] == "PENDING":
-                self._hand_out(feed, self.ctl.request_of(task, job))
+                self._hand_out(feed, self.ctx.request_of(task, job))
                 feed.fed.add(task["task_id"])
                 room -= 1
         if room > 0 and feed.remaining:
@@ -187,7 +183,7 @@ class ArrayFeeds:
             last = not feed.window and count == 0
         else:
             last = False
-        first_id = self.ctl.store.allocate_ids(count) if count else 0
+        first_id = self.ctx.store.allocate_ids(count) if count else 0
         for n in range(count):
             self._hand_out_index(feed, record, job, first_id + n, feed.remaining.pop_first())
         if last:
@@ -196,12 +192,12 @@ class ArrayFeeds:
     def _hand_out_index(self, feed: Feed, record: dict, job: dict, task_id: int,
                         index: int) -> None:
         task = dict(record, task_id=task_id, array_index=index, array_pending=None)
-        self._hand_out(feed, self.ctl.request_of(task, job))
+        self._hand_out(feed, self.ctx.request_of(task, job))
         feed.window[task_id] = index
 
     def _hand_out(self, feed: Feed, request) -> None:  # type: ignore[no-untyped-def]
-        self.ctl.emit(JobSubmitted(request))
-        self.ctl._fed.add(request.job_id)
+        self.ctx.emit(JobSubmitted(request))
+        self.ctx.fed.add(request.job_id)
         self.of_task[request.job_id] = feed.job_id
         self.ever_fed.add(request.job_id)
 
@@ -213,7 +209,7 @@ class ArrayFeeds:
     def _tell(self, feed: Feed) -> None:
         """The scheduler's counts of the tasks it does not see; done arrays are dropped."""
         ok, bad = self.base.setdefault(feed.job_id, [0, 0])
-        self.ctl.emit(ArrayTasks(feed.job_id, feed.unsubmitted, ok, bad))
+        self.ctx.emit(ArrayTasks(feed.job_id, feed.unsubmitted, ok, bad))
         if not feed.unsubmitted and not feed.in_scheduler() and not feed.pending:
             del self.feeds[feed.job_id]
 
@@ -224,7 +220,7 @@ class ArrayFeeds:
         if feed is not None:
             self._tell(feed)
         else:
-            self.ctl.emit(ArrayTasks(job_id, 0, base[0], base[1]))
+            self.ctx.emit(ArrayTasks(job_id, 0, base[0], base[1]))
 
     # -- a window task starts --------------------------------------------------------------
     def materialize(self, task_id: int) -> Optional[dict]:
@@ -237,7 +233,7 @@ class ArrayFeeds:
         index = feed.window.pop(task_id)
         feed.pending.discard(index)
         feed.fed.add(task_id)
-        store, now = self.ctl.store, self.ctl.now
+        store, now = self.ctx.store, self.ctx.now
         record = store.task(feed.job_id)
         assert record is not None
         if task_id == feed.job_id:  # the last index: the record becomes its task
@@ -286,14 +282,14 @@ class ArrayFeeds:
             return self.materialize(in_window)  # type: ignore[return-value]
         feed.remaining.discard(index)
         feed.pending.discard(index)
-        store = self.ctl.store
+        store = self.ctx.store
         if not feed.pending:  # the last index: the record becomes its task
             store.update_task(feed.job_id, array_index=index, array_pending=None)
             task_id = feed.job_id
         else:
             task_id = store.allocate_ids(1)
             store.add_task(task_id, feed.job_id, index, record["req"], record["submit_time"],
-                           record["held"], logged_at=self.ctl.now)
+                           record["held"], logged_at=self.ctx.now)
             store.update_task(feed.job_id, array_pending=feed.pending.to_text())
         feed.split.append(task_id)
         self._tell(feed)
@@ -303,15 +299,14 @@ class ArrayFeeds:
         """``scancel A_i`` of an index without a row: it is gone, as in SLURM, which
         keeps no record of it; the last one cancels the record as that task."""
         feed = self.feeds[record["task_id"]]
-        store = self.ctl.store
+        store = self.ctx.store
         if feed.pending == IndexSet.of([index]):
             self._end_window(feed, now)
             feed.remaining.discard(index)
             feed.pending.discard(index)
-            store.update_task(feed.job_id, array_index=index, array_pending=None,
-                              state="CANCELLED", cancelled_by=uid, end_time=now, exit_code=0,
-                              exit_signal=0)
-            store.log(feed.job_id, now, "end", f"CANCELLED by {uid}")
+            end_task(self.ctx, record, "CANCELLED", now, f"CANCELLED by {uid}",
+                     tell_scheduler=False, array_index=index, array_pending=None,
+                     cancelled_by=uid)
             self._count_ended(feed.job_id, False)
             self._tell(feed)
             return
@@ -319,8 +314,8 @@ class ArrayFeeds:
         if in_window is not None:
             # the scheduler counts it as cancelled; the array's counts take it back out
             feed.window.pop(in_window)
-            self.ctl.emit(JobEnded(in_window, "CANCELLED", now))
-            self.ctl.forget_fed(in_window)
+            self.ctx.emit(JobEnded(in_window, "CANCELLED", now))
+            self.ctx.forget_fed(in_window)
             self._count_ended(feed.job_id, False, -1)
         feed.remaining.discard(index)
         feed.pending.discard(index)
@@ -330,17 +325,16 @@ class ArrayFeeds:
 
     def _end_window(self, feed: Feed, now: float) -> None:
         for task_id in list(feed.window):
-            self.ctl.emit(JobEnded(task_id, "CANCELLED", now))
-            self.ctl.forget_fed(task_id)
+            self.ctx.emit(JobEnded(task_id, "CANCELLED", now))
+            self.ctx.forget_fed(task_id)
         feed.window.clear()
 
     def cancel_remainder(self, record: dict, uid: int, now: float, reason: str = "None") -> None:
         """``scancel A``: the indices without a task end CANCELLED on the record."""
         feed = self.feeds.get(record["task_id"])
-        self.ctl.store.update_task(record["task_id"], state="CANCELLED", cancelled_by=uid,
-                                   end_time=now, exit_code=0, exit_signal=0, reason=reason)
-        self.ctl.store.log(record["task_id"], now, "end", f"CANCELLED by {uid} "
-                           f"(indices {record['array_pending']})")
+        end_task(self.ctx, record, "CANCELLED", now,
+                 f"CANCELLED by {uid} (indices {record['array_pending']})",
+                 tell_scheduler=False, cancelled_by=uid, reason=reason)
         if feed is not None:
             self._end_window(feed, now)  # the scheduler counts these itself
             self._count_ended(feed.job_id, False, len(feed.remaining))

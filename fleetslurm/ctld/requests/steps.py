@@ -2,7 +2,8 @@
 (``N.0``, ``N.1``...) so that sacct shows them, and ``srun`` outside a job
 forwards its standard input to the job's tasks.
 
-Like every op, these run inside the controller's transaction (see ops.py).
+Like every request, these run inside the controller's transaction
+(see requests/__init__.py).
 """
 
 from __future__ import annotations
@@ -10,26 +11,27 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from . import errors
-from .errors import AccessDenied, InvalidJobId
+from ... import errors
+from ...errors import AccessDenied, InvalidJobId
+from ...jobids import find_tasks
 
 if TYPE_CHECKING:
-    from .controller import Controller
+    from ..context import Context
 
 #: states a step ends in (sacct's State for an N.S row)
 STEP_END_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
                              "NODE_FAIL"})
 
 
-def _running_task(ctl: "Controller", job_id: object, uid: int) -> dict:
+def _running_task(ctx: "Context", job_id: object, uid: int) -> dict:
     """The task ``job_id`` names, owned by ``uid`` and running; else SLURM's error."""
     text = str(job_id)
     if not text.isdigit():
         raise InvalidJobId(f"Unable to create step for job {text}: Invalid job id specified")
-    task = ctl.store.task(int(text))
+    task = ctx.store.task(int(text))
     if task is None:
         raise InvalidJobId(f"Unable to create step for job {text}: Invalid job id specified")
-    job = ctl.store.job(task["job_id"])
+    job = ctx.store.job(task["job_id"])
     assert job is not None
     if uid not in (0, job["uid"]):
         raise AccessDenied(f"Unable to create step for job {text}: Access/permission denied")
@@ -40,37 +42,37 @@ def _running_task(ctl: "Controller", job_id: object, uid: int) -> dict:
     return task
 
 
-def op_step_begin(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+def op_step_begin(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """A new srun step in a running job: returns its step id.
 
     ``run_key`` (the job's FLEETSLURM_RUN_KEY) guards against a stale srun of an
     earlier run of a requeued job recording itself in the new run.
     """
-    task = _running_task(ctl, args.get("job_id"), uid)
+    task = _running_task(ctx, args.get("job_id"), uid)
     if args.get("run_key") and args["run_key"] != task["run_key"]:
         raise errors.JobError(f"Unable to create step for job {task['task_id']}: "
                               "Job/step already completing or completed")
     ntasks = int(args.get("ntasks") or 1)
     cpus = int(args.get("cpus") or task["alloc_cpus"] or 1)
     name = str(args.get("name") or "")[:1024]
-    step_id = ctl.store.add_srun_step(task["run_key"], task["task_id"], task["node"], now,
+    step_id = ctx.store.add_srun_step(task["run_key"], task["task_id"], task["node"], now,
                                       name, ntasks, cpus)
-    ctl.store.log(task["task_id"], now, "step", f"{step_id} start {name}")
-    return {"step_id": step_id, "kill_wait": ctl.config.kill_wait, "node": task["node"]}
+    ctx.store.log(task["task_id"], now, "step", f"{step_id} start {name}")
+    return {"step_id": step_id, "kill_wait": ctx.config.kill_wait, "node": task["node"]}
 
 
-def op_step_end(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+def op_step_end(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """An srun step ended: its state, exit status and usage."""
     text = str(args.get("job_id"))
-    task = ctl.store.task(int(text)) if text.isdigit() else None
+    task = ctx.store.task(int(text)) if text.isdigit() else None
     if task is None:
         raise InvalidJobId(f"Invalid job id specified for job {text}")
-    job = ctl.store.job(task["job_id"])
+    job = ctx.store.job(task["job_id"])
     assert job is not None
     if uid not in (0, job["uid"]):
         raise AccessDenied(f"Access/permission denied for job {text}")
     key = f"{args.get('run_key') or task['run_key']}.{int(args['step_id'])}"
-    step = ctl.store.step(key)
+    step = ctx.store.step(key)
     if step is None or step["task_id"] != task["task_id"]:
         raise InvalidJobId(f"Invalid job step specified: {text}.{args['step_id']}")
     state = str(args.get("state") or "COMPLETED")
@@ -84,8 +86,8 @@ def op_step_end(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
             fields[name] = float(args[name])
     if args.get("max_rss_kb") is not None:
         fields["max_rss_kb"] = int(args["max_rss_kb"])
-    ctl.store.update_step(key, **fields)
-    ctl.store.log(task["task_id"], now, "step",
+    ctx.store.update_step(key, **fields)
+    ctx.store.log(task["task_id"], now, "step",
                   f"{args['step_id']} end {state} {fields['exit_code']}:{fields['exit_signal']}")
     return {}
 
@@ -98,20 +100,18 @@ def decode_chunk(data: object) -> bytes:
         raise errors.UsageError("stdin data must be base64", prog="srun") from None
 
 
-def op_stdin(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
+def op_stdin(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """``srun`` outside an allocation forwards its standard input: ``data``
     (base64) and ``eof`` go to the agent running the job, which writes them into
     the tasks' stdin. The reply says how far the machine got (``written``
     bytes), so srun keeps a bounded amount in flight, and whether the job's
     stdin is gone (``closed``: the job ended, or its tasks closed it)."""
-    from .ops import find_tasks
-
     text = str(args.get("id"))
-    tasks = find_tasks(ctl.store, text)
+    tasks = find_tasks(ctx.store, text)
     if len(tasks) != 1:
         raise InvalidJobId(f"Invalid job id specified for job {text}")
     task = tasks[0]
-    job = ctl.store.job(task["job_id"])
+    job = ctx.store.job(task["job_id"])
     assert job is not None
     if uid not in (0, job["uid"]):
         raise AccessDenied(f"Access/permission denied for job {text}")
@@ -125,8 +125,8 @@ def op_stdin(ctl: "Controller", args: dict, uid: int, now: float) -> dict:
                                 prog="srun")
     decode_chunk(data)  # refuse garbage here, not on the machine
     key = task["run_key"]
-    written, closed = ctl.stdin_acks.get(key, (0, False))
+    written, closed = ctx.stdin_acks.get(key, (0, False))
     if data or args.get("eof"):
-        ctl.send(task["node"], {"op": "stdin", "key": key, "data": data,
+        ctx.send(task["node"], {"op": "stdin", "key": key, "data": data,
                                 "eof": bool(args.get("eof"))})
     return {"state": "RUNNING", "written": written, "closed": closed}

@@ -19,33 +19,37 @@ and the controller's log say where.
 from __future__ import annotations
 
 import os
+import posixpath
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-from .errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
-from .paths import JobPaths
+from ..errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
+from ..paths import JobPaths, write_private
+from .inbox import Collected
+from .lifecycle import finish_collection
+from .staging import has_stage, stage_paths
 
 if TYPE_CHECKING:
-    from .controller import Controller
-    from .transport.base import Transport
+    from .context import Context
+    from ..transport.base import Transport
 
 __all__ = ["copy_back", "write_inline", "kept_where", "log_kept", "fetch", "part_file"]
 
 
-def copy_back(ctl: "Controller", task: dict, node: str) -> None:
+def copy_back(ctx: "Context", task: dict, node: str) -> None:
     """Start bringing a run's output home in a thread; a run whose copy is
     under way is not copied twice at once: that copy, should it fail, tries
     once more (the hello that asked again will not come back). A run
     reported ended twice (in the agent's hello, then as an `ended` event) is
     so never appended twice."""
-    busy, lock = ctl.collecting, ctl.collecting_lock
+    busy, lock = ctx.collecting, ctx.collecting_lock
     with lock:
         if task["run_key"] in busy:
             busy[task["run_key"]] = True
             return
         busy[task["run_key"]] = False
-    threading.Thread(target=_copy, args=(ctl, task, node), daemon=True,
+    threading.Thread(target=_copy, args=(ctx, task, node), daemon=True,
                      name=f"collect-{task['task_id']}").start()
 
 
@@ -55,7 +59,7 @@ def part_file(keep: Path, run_key: str, name: str) -> str:
     return str(keep / f".{run_key}.{name}.part")
 
 
-def fetch(ctl: "Controller", transport: "Transport", task: dict, remote: str, part: str,
+def fetch(ctx: "Context", transport: "Transport", task: dict, remote: str, part: str,
           what: str) -> None:
     """Stream ``remote`` into ``part`` (continuing after what it holds) and
     verify it; a copy that does not match is made again once from the start.
@@ -63,10 +67,10 @@ def fetch(ctl: "Controller", transport: "Transport", task: dict, remote: str, pa
     try:
         done = transport.get_file(remote, part)
     except TransferCorrupt as exc:
-        ctl.log(f"job {task['task_id']}: {exc}")
+        ctx.log(f"job {task['task_id']}: {exc}")
         done = transport.get_file(remote, part)
     if done.offset:
-        ctl.log(f"job {task['task_id']}: its {what} copy from {transport.node} resumed at "
+        ctx.log(f"job {task['task_id']}: its {what} copy from {transport.node} resumed at "
                 f"byte {done.offset} of {done.size} ({done.moved} bytes moved)")
 
 
@@ -121,20 +125,20 @@ def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
         os.close(fd)
 
 
-def _keep_dir(ctl: "Controller", task_id: int):
-    keep = ctl.paths.output_dir(task_id)
+def _keep_dir(ctx: "Context", task_id: int):
+    keep = ctx.paths.output_dir(task_id)
     keep.mkdir(parents=True, exist_ok=True)
     os.chmod(keep, 0o700)
     return keep
 
 
-def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
+def write_inline(ctx: "Context", task: dict, output: dict) -> str:
     """Write output that came with the `ended` event; "" or what went wrong."""
     import base64
 
     try:
         append = task.get("open_mode") == "append" or task["restart_count"] > 0
-        keep = _keep_dir(ctl, task["task_id"])
+        keep = _keep_dir(ctx, task["task_id"])
         for which in ("stdout", "stderr"):
             if which == "stderr" and (not task["stderr"] or task["stderr"] == task["stdout"]):
                 continue
@@ -146,28 +150,28 @@ def write_inline(ctl: "Controller", task: dict, output: dict) -> str:
     return ""
 
 
-def _copy(ctl: "Controller", task: dict, node: str) -> None:
-    busy, lock = ctl.collecting, ctl.collecting_lock
+def _copy(ctx: "Context", task: dict, node: str) -> None:
+    busy, lock = ctx.collecting, ctx.collecting_lock
     while True:
-        error, kept = _copy_once(ctl, task, node)
+        error, kept = _copy_once(ctx, task, node)
         with lock:
             again = busy.pop(task["run_key"], False)
             if not (error and again):
                 break
             busy[task["run_key"]] = False
-    ctl.inbox.put(("collected", node, task["task_id"], task["run_key"], error, bool(kept)))
+    ctx.inbox.put(Collected(node, task["task_id"], task["run_key"], error, bool(kept)))
 
 
-def _copy_once(ctl: "Controller", task: dict, node: str) -> "tuple[str, str]":
+def _copy_once(ctx: "Context", task: dict, node: str) -> "tuple[str, str]":
     """One attempt: ``(error, kept)``, a lost link's message or why the
     output stays on the machine (both "" once it is home)."""
     error = kept = ""
     where = node
     try:
-        transport = ctl.transport_for(node)
+        transport = ctx.transport_for(node)
         jp = JobPaths(transport.workdir, task["run_key"])
         where = kept_where(node, jp)
-        kept = _copy_files(ctl, transport, task, jp)
+        kept = _copy_files(ctx, transport, task, jp)
         if kept:
             # where the user looks first: the job's own output file
             _write(task["stderr"] or task["stdout"],
@@ -185,10 +189,10 @@ def _copy_once(ctl: "Controller", task: dict, node: str) -> "tuple[str, str]":
     if kept:
         # the job finishes rather than hang in COMPLETING, and the machine
         # keeps the run's directory: nothing is deleted that is not safe here
-        log_kept(ctl, task["task_id"], kept, where)
+        log_kept(ctx, task["task_id"], kept, where)
         # (so what came of it here is not needed: only a lost link's parts
         # are kept, for the next copy to continue)
-        for part in ctl.paths.output_dir(task["task_id"]).glob(f".{task['run_key']}.*.part"):
+        for part in ctx.paths.output_dir(task["task_id"]).glob(f".{task['run_key']}.*.part"):
             try:
                 part.unlink()
             except OSError:
@@ -201,19 +205,19 @@ def kept_where(node: str, jp: JobPaths) -> str:
     return f"{node} in {jp.kept}"
 
 
-def log_kept(ctl: "Controller", task_id: int, why: str, where: str) -> None:
+def log_kept(ctx: "Context", task_id: int, why: str, where: str) -> None:
     """Tell the controller's log that a job's output stayed on its machine."""
-    ctl.log(f"job {task_id}: {why}; its output is kept on {where}: copy it from there")
+    ctx.log(f"job {task_id}: {why}; its output is kept on {where}: copy it from there")
 
 
-def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPaths) -> str:
+def _copy_files(ctx: "Context", transport: "Transport", task: dict, jp: JobPaths) -> str:
     """Copy the run's stdout/stderr (and staged results) home; "" or why a
     file that is on the machine could not be read there. A lost link (or a
     failed reconnection) raises its TransportError, a submit host that
     refuses a file OSError. Every file is received first (a retry after a
     lost link continues the part files), then each is written to its place."""
     append = task.get("open_mode") == "append" or task["restart_count"] > 0
-    keep = _keep_dir(ctl, task["task_id"])
+    keep = _keep_dir(ctx, task["task_id"])
     pairs = [("stdout", jp.stdout)]
     if task["stderr"] and task["stderr"] != task["stdout"]:
         pairs.append(("stderr", jp.stderr))
@@ -227,7 +231,7 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
         os.fchmod(fd, out_modes(task)[0])
         os.close(fd)
         try:
-            fetch(ctl, transport, task, remote, part, which)
+            fetch(ctx, transport, task, remote, part, which)
         except FileMissing:
             os.unlink(part)
             received.append((task[which], None))  # the job wrote nothing there
@@ -237,10 +241,8 @@ def _copy_files(ctl: "Controller", transport: "Transport", task: dict, jp: JobPa
             unread = unread or str(exc)
             continue
         received.append((task[which], part))
-    from .staging import copy_stage_out
-
     try:
-        copy_stage_out(ctl, transport, task, keep)
+        copy_stage_out(ctx, transport, task, keep)
     except FileUnreadable as exc:
         unread = unread or str(exc)
     for dest, part in received:
@@ -257,7 +259,7 @@ def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: i
     else in chunks, appended or replacing what is there (opened as
     ``_write`` does, never renamed over: ``--output=/dev/null`` must stay a
     device)."""
-    from .transport.chunked import CHUNK
+    from ..transport.chunked import CHUNK
 
     _makedirs(os.path.dirname(dest) or ".", dir_mode)
     if part is not None and not append:
@@ -280,3 +282,55 @@ def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: i
                     view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+def collect_output(ctx: "Context", task: dict, node: str,
+                   output: Optional[dict] = None) -> None:
+    """Without a shared filesystem, bring the job's output home: from the
+    `ended` event when it came inline, else copied over the transport in the
+    background (after the commit)."""
+    transport = ctx.transport_for(node)
+    if transport.shared_fs:
+        return
+    fresh = dict(ctx.store.task(task["task_id"]) or task)
+    # the run whose output this is: an earlier run of a requeued job is not
+    # the task's current one (its files, and the key the agent must forget)
+    fresh["run_key"], fresh["restart_count"] = task["run_key"], task["restart_count"]
+    job = ctx.store.job(task["job_id"])
+    fresh["open_mode"] = job["spec"].get("open_mode") if job else None
+    fresh["stage_out"] = stage_paths(job, fresh, "out") if job and has_stage(job) else []
+    fresh["owner"] = job["uid"] if job else None
+    fresh["umask"] = job["spec"].get("umask") if job else None
+    if output is not None and not fresh["stage_out"]:  # result files need a copy
+        error = write_inline(ctx, fresh, output)
+        if error:
+            # the submit host refused it; the job finishes all the same, and
+            # the machine keeps the run's directory
+            log_kept(ctx, fresh["task_id"], error,
+                     kept_where(node, JobPaths(transport.workdir, fresh["run_key"])))
+        finish_collection(ctx, fresh["task_id"], fresh["run_key"], node, ctx.now,
+                          keep=bool(error))
+        return
+    # (one copy of a run at a time: see copy_back)
+    ctx.after_commit(lambda: copy_back(ctx, fresh, node))
+
+
+def copy_stage_out(ctx: "Context", transport: "Transport", task: dict, keep: Path) -> None:
+    """Copy a run's result files home (collect's background thread):
+    ``task["stage_out"]`` holds their submit-host paths. Each is streamed into
+    a part file in ``keep`` (the job's private directory; a retry continues
+    it), verified, then written to its place. A file the job did not write is
+    skipped; a lost link raises NodeUnreachable (the copy is retried at the
+    next hello), a file there that cannot be read FileUnreadable."""
+    stage = JobPaths(transport.workdir, task["run_key"]).stage
+    for i, path in enumerate(task.get("stage_out") or []):
+        part = part_file(keep, task["run_key"], f"stage{i}")
+        try:
+            fetch(ctx, transport, task, posixpath.join(stage, os.path.basename(path)), part,
+                  f"result file {os.path.basename(path)}")
+        except FileMissing:
+            continue  # the job left no such file
+        with open(part, "rb") as src:
+            write_private(path, src, task.get("owner"))
+        os.unlink(part)
+

@@ -12,7 +12,7 @@ On a machine without a shared filesystem:
   names it inside the job;
 - when the job ends, each ``out`` file the job left there (same base name) is
   copied back to its path on the submit host (0600, written to a temporary
-  file and renamed) by :mod:`fleetslurm.collect`, before the job leaves
+  file and renamed) by :mod:`fleetslurm.ctld.collect`, before the job leaves
   COMPLETING.
 
 Both ways the files are streamed in chunks, resumed after a lost link and
@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import os
 import posixpath
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .errors import FileMissing, FleetError, NodeUnreachable, TransferCorrupt
-from .paths import JobPaths
+from ..errors import FleetError, NodeUnreachable, TransferCorrupt
+from ..paths import JobPaths
+from .inbox import Staged
 
 if TYPE_CHECKING:
-    from .controller import Controller
-    from .transport.base import Transport
+    from .context import Context
+    from ..transport.base import Transport
 
-__all__ = ["check_stage", "has_stage", "stage_paths", "launch_staged", "staged",
-           "copy_stage_out", "open_as", "read_as", "write_private", "STAGE_ENV"]
+__all__ = ["check_stage", "has_stage", "stage_paths", "launch_staged", "open_as", "read_as",
+           "STAGE_ENV"]
 
 #: the variable naming the stage directory inside a job
 STAGE_ENV = "FLEETSLURM_STAGE_DIR"
@@ -51,7 +51,7 @@ _POOL_WORKERS = 4
 def stage_paths(job: dict, task: dict, kind: str) -> list[str]:
     """The submit-host paths of one task's ``kind`` ("in" or "out") files,
     patterns expanded for that task."""
-    from .slurm.patterns import expand_pattern
+    from ..slurm.patterns import expand_pattern
 
     stage = job["spec"].get("stage") or {}
     array = task["array_index"] is not None
@@ -69,7 +69,7 @@ def check_stage(stage: Any, uid: int) -> dict:
     with distinct base names. The controller reads and writes these files
     for the caller, so a caller other than the controller's own user may
     name only paths in directories it owns."""
-    from .errors import SubmitError
+    from ..errors import SubmitError
 
     if not isinstance(stage, dict):
         raise SubmitError("stage must be {\"in\": [paths], \"out\": [paths]}")
@@ -103,7 +103,7 @@ def has_stage(job: dict) -> bool:
     return bool(stage.get("in") or stage.get("out"))
 
 
-def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transport",
+def launch_staged(ctx: "Context", task: dict, job: dict, transport: "Transport",
                   agent_spec: dict) -> None:
     """Launch a run that has staged files (no shared filesystem): the agent
     gives it a stage directory; inputs are put there first."""
@@ -113,12 +113,15 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
     inputs = stage_paths(job, task, "in")
     msg = {"op": "launch", "key": key, "spec": agent_spec}
     if not inputs:
-        ctl.send(task["node"], msg)
+        ctx.send(task["node"], msg)
         return
     node, task_id, owner = task["node"], task["task_id"], job["uid"]
 
     def put() -> None:
-        error, fatal = "", False
+        # whose fault a failure is decides what it does: the job's (a file it
+        # named cannot be read) or the controller's (a bug) fails the job; only
+        # the machine's (it refused the copy) drains the machine
+        error, fatal, machine = "", False, False
         try:
             dest = JobPaths(transport.workdir, key).incoming
             for path in inputs:
@@ -128,19 +131,43 @@ def launch_staged(ctl: "Controller", task: dict, job: dict, transport: "Transpor
                     error, fatal = f"cannot read its staged file {path}: {exc.strerror}", True
                     break
                 with src:
-                    _put(transport, src, posixpath.join(dest, os.path.basename(path)))
+                    _put(transport, _Source(src, path), posixpath.join(dest, os.path.basename(path)))
+        except _SourceError as exc:
+            error, fatal = str(exc), True
         except NodeUnreachable as exc:
             error = str(exc)  # launched (and staged) again at the machine's next hello
         except FleetError as exc:
-            error, fatal = f"cannot stage its files on {node}: {exc}", True
+            error, fatal, machine = f"cannot stage its files on {node}: {exc}", True, True
         except Exception as exc:  # a bug must not leave the job RUNNING forever
             error, fatal = f"staging failed: {type(exc).__name__}: {exc}", True
-        ctl.inbox.put(("staged", node, task_id, key, msg, error, fatal))
+        ctx.inbox.put(Staged(node, task_id, key, msg, error, fatal, machine))
 
-    ctl.after_commit(lambda: _pool(ctl).submit(put))
+    ctx.after_commit(lambda: _pool(ctx).submit(put))
 
 
-def _put(transport: "Transport", src: BinaryIO, remote: str) -> None:
+class _SourceError(Exception):
+    """Reading a staged file on this host failed during its copy."""
+
+
+class _Source:
+    """A staged file being read for its copy: a read error is named as the
+    file's, whatever the transport would make of an OSError."""
+
+    def __init__(self, f: BinaryIO, path: str) -> None:
+        self._f, self._path = f, path
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._f.read(size)
+        except OSError as exc:
+            raise _SourceError(f"cannot read its staged file {self._path}: "
+                               f"{exc.strerror or exc}") from exc
+
+    def __getattr__(self, name: str) -> Any:  # seek, tell, fileno...
+        return getattr(self._f, name)
+
+
+def _put(transport: "Transport", src: Any, remote: str) -> None:
     """Stream one staged file to the machine; a copy there that does not
     match is made once more from the start."""
     try:
@@ -174,106 +201,14 @@ def read_as(path: str, owner: int) -> bytes:
         return f.read()
 
 
-def _pool(ctl: "Controller") -> Any:
+def _pool(ctx: "Context") -> Any:
     # one small pool per controller: the transport serializes SFTP anyway
-    pool = getattr(ctl, "_stage_pool", None)
+    pool = ctx.stage_pool
     if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(_POOL_WORKERS, thread_name_prefix="stage")
-        ctl._stage_pool = pool  # type: ignore[attr-defined]
+        ctx.stage_pool = pool
     return pool
 
 
-def staged(ctl: "Controller", item: tuple, now: float) -> None:
-    """The inbox message ``("staged", node, task_id, run_key, launch, error, fatal)``."""
-    from .ops import finish_cancel
-
-    _, node, task_id, key, msg, error, fatal = item
-    task = ctl.store.task(task_id)
-    if task is None or task["run_key"] != key or task["state"] != "RUNNING":
-        ctl.send(node, {"op": "forget", "key": key})  # requeued or gone: drop the files
-        return
-    if task["cancelled_by"] is not None:
-        ctl.send(node, {"op": "forget", "key": key})
-        finish_cancel(ctl, task, task["cancelled_by"], now)
-        return
-    if not error:
-        ctl.send(node, msg)
-        return
-    ctl.log(f"job {task_id}: {error}")
-    if not fatal:
-        return  # the link dropped: the agent's hello launches (and stages) it again
-    from .handlers import launch_failed
-
-    # a staged file that cannot be read or written fails the job, as a launch
-    # failure does (the machine is drained only when the fault is the machine's)
-    if "cannot read its staged file" in error:
-        _fail(ctl, task, key, error, now)
-    else:
-        launch_failed(ctl, node, key, error, now)
-
-
-def _fail(ctl: "Controller", task: dict, key: str, error: str, now: float) -> None:
-    from .scheduler import JobEnded
-
-    ctl.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
-                          error=error)
-    ctl.store.update_task(task["task_id"], state="FAILED", end_time=now, exit_code=1,
-                          exit_signal=0, reason="JobLaunchFailure", collected=1)
-    ctl.store.log(task["task_id"], now, "end", f"FAILED staging: {error}")
-    ctl.send(task["node"], {"op": "forget", "key": key})
-    ctl.emit(JobEnded(task["task_id"], "FAILED", now))
-    ctl.forget_fed(task["task_id"])
-    ctl.task_finished(task)
-
-
-def copy_stage_out(ctl: "Controller", transport: "Transport", task: dict, keep: Path) -> None:
-    """Copy a run's result files home (collect's background thread):
-    ``task["stage_out"]`` holds their submit-host paths. Each is streamed into
-    a part file in ``keep`` (the job's private directory; a retry continues
-    it), verified, then written to its place. A file the job did not write is
-    skipped; a lost link raises NodeUnreachable (the copy is retried at the
-    next hello), a file there that cannot be read FileUnreadable."""
-    from .collect import fetch, part_file
-
-    stage = JobPaths(transport.workdir, task["run_key"]).stage
-    for i, path in enumerate(task.get("stage_out") or []):
-        part = part_file(keep, task["run_key"], f"stage{i}")
-        try:
-            fetch(ctl, transport, task, posixpath.join(stage, os.path.basename(path)), part,
-                  f"result file {os.path.basename(path)}")
-        except FileMissing:
-            continue  # the job left no such file
-        with open(part, "rb") as src:
-            write_private(path, src, task.get("owner"))
-        os.unlink(part)
-
-
-def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = None) -> None:
-    """Write ``data`` (bytes, or an open file read in chunks) to ``path`` as a
-    0600 file (temporary file, then rename), owned by ``owner`` when the
-    controller runs as root for another user."""
-    from .transport.chunked import CHUNK
-
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        if owner is not None and os.getuid() == 0 and owner != 0:
-            import pwd
-
-            try:
-                gid = pwd.getpwuid(owner).pw_gid
-            except KeyError:
-                gid = -1
-            os.fchown(fd, owner, gid)
-        chunks = [data] if isinstance(data, bytes) else iter(lambda: data.read(CHUNK), b"")
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

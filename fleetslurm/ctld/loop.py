@@ -17,148 +17,65 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from . import errors
-from .config import FleetConfig
-from .model import LIVE_STATE_NAMES as _LIVE
+from .. import errors
+from ..config import FleetConfig
+from ..model import LIVE_STATE_NAMES as _LIVE
 from .nodelink import NodeLink
-from .paths import StatePaths
-from .scheduler import (JobRequest, JobRestored, JobSubmitted, NodeDown, NodeDrain,
-                        NodeSpec, NodeUp, PartitionSet, PartitionSpec, SchedulerState, StartJob)
-from .slurm import SLURM_VERSION
-from .store import Store
-from .transport.base import Transport
-from .views import user_name
+from ..paths import StatePaths, private_dir
+from ..scheduler import (JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp, PartitionSet,
+                         PartitionSpec, StartJob)
+from ..slurm import SLURM_VERSION
+from ..store import Store
+from ..transport.base import Transport
+from ..views import user_name
+from . import agent_events
+from .arrayfeed import ArrayFeeds
+from .context import Context
+from .dependencies import announce, kill_invalid, update_shown
+from .fairshare import FairShare
+from .health import periodic
+from .inbox import Message, Pending, Request
+from .launch import start_job
+from .lifecycle import end_task, node_fail
+from .queries import Queries
+from .requests import OPS
 
 __all__ = ["Controller"]
 
 
-
-class _Pending:
-    """A request waiting for the controller's loop to answer it."""
-
-    __slots__ = ("op", "args", "uid", "event", "result", "error")
-
-    def __init__(self, op: str, args: dict, uid: int) -> None:
-        self.op, self.args, self.uid = op, args, uid
-        self.event = threading.Event()
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-
-
-class Controller:
-    """Owns the store, the scheduler state and one NodeLink per machine."""
+class Controller(Context):
+    """The loop: a :class:`Context` that drains the inbox, runs the scheduler,
+    commits, then acts (sends, background work, replies)."""
 
     def __init__(self, config: FleetConfig, paths: StatePaths, store: Optional[Store] = None,
                  transports: Optional[dict[str, Transport]] = None) -> None:
-        from . import handlers, ops, queries
-
-        from .paths import private_dir
-
-        self.config = config
-        self.paths = paths
         if store is None:
             private_dir(paths.home)
-        self.store = store or Store(paths.db, cache_jobs=True)
-        #: this fleet's identity (made at its first start): in its run keys
-        #: and its machines' default workdir, so two fleets never touch each
-        #: other's jobs
-        self.cluster_id, self._own_workdirs = self.store.identity()
-        self.inbox: "queue.Queue[tuple]" = queue.Queue()
-        self.sched = SchedulerState()
-        from .fairshare import FairShare
-
+        super().__init__(config, paths, store or Store(paths.db, cache_jobs=True), transports)
         self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
-        self.links: dict[str, NodeLink] = {}
-        self._transports = transports or {}
-        self._outbox: list[tuple[str, dict]] = []
-        self._replies: list[_Pending] = []
-        self._events: list[Any] = []
-        self._stopping = False
-        self.started_at = time.time()
-        self._handlers = handlers
-        self._ops = ops
-        self.queries = queries.Queries(self)
-        self._reasons: dict[int, str] = {}
-        self._dep_shown: dict[int, str] = {}  # task id -> its dependency as squeue shows it
-        self._fed: set[int] = set()         # task ids the scheduler knows
-        from .arrayfeed import ArrayFeeds
-
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
-        self._last_busy: dict[str, float] = {}  # node -> when it last had a job
-        self._node_down: dict[str, str] = {}  # node -> reason: marked down, its jobs failed
-        #: machines not heard from since this controller started (down in the
-        #: scheduler, but their jobs are not failed before the heartbeat timeout)
-        self._awaiting_hello: set[str] = set()
-        #: machines silent for three heartbeats (or not heard from since the
-        #: start): no new jobs there, sinfo's "*" (see handlers.periodic)
-        self._not_responding: set[str] = set()
-        #: machines whose running jobs were failed for the current outage
-        self._failed_nodes: set[str] = set()
-        #: run key -> (bytes written to the job's stdin, stdin closed), as the
-        #: agent reports them (srun's flow control, see ops_steps.op_stdin)
-        self.stdin_acks: dict[str, tuple[int, bool]] = {}
-        self._after_commit: list[Callable[[], None]] = []
-        #: run keys whose output is being copied home, each with whether it was
-        #: asked for again meanwhile, and the lock over them (collect.copy_back:
-        #: one copy of a run at a time)
-        self.collecting: dict[str, bool] = {}
-        self.collecting_lock = threading.Lock()
+        self.queries = Queries(self.store, config, paths, nodes=lambda: self.node_snapshot,
+                               transport_for=self.transport_for, started_at=self.started_at,
+                               fairshare=self.fairshare,
+                               sched_stats=lambda: (self.sched_pass_seconds, self.sched_passes))
+        self._replies: list[Pending] = []
+        self._reasons: dict[int, str] = {}
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
         self._admin_at = float("-inf")
-        self.now = 0.0  # the current step's time
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
         #: the last scheduling pass's wall time and the passes so far (/metrics)
         self.sched_pass_seconds, self.sched_passes = 0.0, 0
         self._snapshot_at = float("-inf")
         self._acct_at = float("-inf")
-        #: set when a node's state may have changed: sinfo must see it at once
-        self._nodes_dirty = True
-        #: set when only jobs started or ended: sinfo's allocation columns and
-        #: node states change, nothing else (a cheaper refresh of the snapshot)
-        self._usage_dirty = False
-        self.node_snapshot: list[dict] = []
 
     # -- start-up --------------------------------------------------------------
-    def transport_for(self, name: str) -> Transport:
-        if name in self._transports:
-            return self._transports[name]
-        m = self.config.machines[name]
-        if m.transport == "local":
-            from .transport.local import LocalTransport
-
-            t: Transport = LocalTransport(name, self.paths.node_workdir(name),
-                                          log_path=self.paths.home / f"agent-{name}.log")
-        else:
-            from .transport.ssh import SSHTransport
-
-            ssh = SSHTransport(name, m.model_copy(update={"workdir": self.machine_workdir(name)}),
-                               self.config, self.paths)
-            ssh.owner = self.workdir_owner()
-            t = ssh
-        self._transports[name] = t
-        return t
-
-    def machine_workdir(self, name: str) -> str:
-        """The agent's workdir on an SSH machine (see paths.fleet_workdir)."""
-        from .paths import fleet_workdir
-
-        return fleet_workdir(self.config.machines[name].workdir, self.cluster_id,
-                             self._own_workdirs)
-
-    def workdir_owner(self) -> dict:
-        """What this fleet writes in each workdir it uses (see paths.workdir_owner)."""
-        from .paths import workdir_owner
-
-        return workdir_owner(self.cluster_id, self.config.cluster_name, self.paths,
-                             self.config.source)
-
     def start(self, now: float) -> None:
         """Rebuild the scheduler from the store and start connecting to machines."""
-        from .shims import install_shims
+        from ..shims import install_shims
 
         install_shims(self.paths.home / "bin")
         events: list[Any] = []
@@ -208,12 +125,10 @@ class Controller:
                     self.arrays.restore_pending(task, job)  # type: ignore[arg-type]
                 else:
                     events.append(JobSubmitted(req))
-                    self._fed.add(task["task_id"])
+                    self.fed.add(task["task_id"])
         # arrays hand out their tasks and the jobs pending dependencies name are
         # told to the scheduler (in the first step, before its first pass with
         # machines up); it would take a job it never saw for one long gone
-        from .dependencies import announce
-
         self.now = now
         with self.store.transaction():
             self.arrays.finish_restore()
@@ -222,8 +137,8 @@ class Controller:
             events.append(NodeUp(self.node_spec(name)))
             # nothing runs on a machine until its agent has said hello
             events.append(NodeDown(name, "Not responding"))
-            self._awaiting_hello.add(name)
-            self._not_responding.add(name)
+            self.nodes.awaiting_hello.add(name)
+            self.nodes.not_responding.add(name)
         # applied now, so requests in the first step already see partitions and
         # nodes; every machine is still down, so nothing can start yet
         leftover = self.sched.handle(events, now)
@@ -232,14 +147,12 @@ class Controller:
             with self.store.transaction():
                 for task, why in broken:
                     self.log(f"{why}: failed")
-                    self.store.update_task(task["task_id"], state="FAILED", end_time=now,
-                                           exit_code=1, exit_signal=0,
-                                           reason="JobLaunchFailure")
-                    self.store.log(task["task_id"], now, "end", f"FAILED: {why}")
+                    end_task(self, task, "FAILED", now, f"FAILED: {why}", exit_code=1,
+                             reason="JobLaunchFailure", tell_scheduler=False)
         if orphans:
             with self.store.transaction():
                 for task in orphans:
-                    self._handlers.node_fail(self, task, now,
+                    node_fail(self, task, now,
                                              f"machine {task['node']} left the config")
         for name in self.config.machines:
             link = NodeLink(name, self.transport_for(name), self.inbox)
@@ -253,53 +166,28 @@ class Controller:
         self._admin = {n: self.store.node(n) for n in self.config.machines}
         self._snapshot_nodes(now)
 
-    def node_spec(self, name: str, facts: Optional[dict] = None) -> NodeSpec:
-        m = self.config.machines[name]
-        facts = facts or {}
-        cpus = m.cpus or facts.get("cpus") or 1
-        mem = m.mem_mb if m.mem_mb is not None else facts.get("mem_mb") or 0
-        ngpu = m.gpu_count
-        if ngpu is None:
-            ngpu = len(facts.get("gpus") or [])
-        return NodeSpec(name=name, cpus=int(cpus), mem_mb=int(mem),
-                        gpu_ids=tuple(range(int(ngpu))),
-                        partitions=tuple(m.partitions or [self.config.default_partition]),
-                        features=frozenset(m.features), weight=m.weight)
-
-    def request_of(self, task: dict, job: dict) -> JobRequest:
-        array = task["array_index"] is not None
-        return self._ops.job_request(task["task_id"], job["user"], task["submit_time"],
-                                     task["req"], bool(task["held"]),
-                                     array_index=task["array_index"],
-                                     array_job_id=task["job_id"] if array else None)
-
-    def mark_fed(self, task: dict, job: Optional[dict] = None) -> None:
-        """The scheduler has (again) this task: it was just submitted or restored to it."""
-        self._fed.add(task["task_id"])
-        self.arrays.note_fed(task, job)
-
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int) -> Any:
         """Called from RPC threads: queries are answered here, changes by ``step``.
         Every request's fields are checked first (rpc_models): a malformed one is
         refused here and never reaches the loop or the store."""
-        from .rpc_models import check_args
+        from ..rpc_models import check_args
 
         args = check_args(op, args)
         if op in self.queries.OPS:
             return self.queries.answer(op, args, uid)
-        pending = _Pending(op, args, uid)
-        self.inbox.put(("rpc", pending))
+        pending = Pending(op, args, uid)
+        self.inbox.put(Request(pending))
         if not pending.event.wait(timeout=120):
             raise errors.ControllerError("the controller is too busy to answer; try again")
         if pending.error is not None:
             raise pending.error
         return pending.result
 
-    def step(self, now: float, first: Optional[tuple] = None) -> None:
+    def step(self, now: float, first: Optional[Message] = None) -> None:
         """One round: drain the inbox, schedule, commit, then act."""
         self.now = now
-        items: list[tuple] = [first] if first is not None else []
+        items: list[Message] = [first] if first is not None else []
         try:
             while True:
                 items.append(self.inbox.get_nowait())
@@ -307,12 +195,11 @@ class Controller:
             pass
         with self.store.transaction():
             for item in items:
-                kind = item[0]
-                if kind == "rpc":
-                    self._rpc(item[1], now)
+                if isinstance(item, Request):
+                    self._rpc(item.pending, now)
                 else:
-                    self._handlers.node_message(self, item, now)
-            self._handlers.periodic(self, now)
+                    self._event(item, now)
+            periodic(self, now)
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
             actions = []
@@ -324,8 +211,8 @@ class Controller:
                 self.sched_passes += 1
             for action in actions:
                 if isinstance(action, StartJob):
-                    self._handlers.start_job(self, action, now)
-                    self._usage_dirty = True
+                    start_job(self, action, now)
+                    self.nodes.usage_dirty = True
             # reasons are for people (squeue): a few times a second is enough,
             # and computing them for a long queue is not free
             if now - self._reasons_at >= 0.25:
@@ -335,9 +222,9 @@ class Controller:
                 # finished jobs' lines in sacct's default format, a batch at a time
                 self._acct_at = now
                 self.store.keep_acct_lines()
-            if self._nodes_dirty or now - self._snapshot_at >= 1.0:
+            if self.nodes.dirty or now - self._snapshot_at >= 1.0:
                 self._snapshot_at = now
-                self._nodes_dirty = False
+                self.nodes.dirty = False
                 # node rows (DRAIN/DOWN and their reasons) are read again only
                 # after they changed, or once a second: a job's start or end
                 # alone makes the snapshot dirty, without touching them
@@ -347,9 +234,9 @@ class Controller:
                     self._admin_seen, self._admin_at = changed, now
                     self._admin = {n: self.store.node(n) for n in self.config.machines}
                 self._snapshot_nodes(now)
-            elif self._usage_dirty:
+            elif self.nodes.usage_dirty:
                 self._snapshot_usage(now)
-            self._usage_dirty = False
+            self.nodes.usage_dirty = False
         # committed: now act on it; one write per machine (over SSH, one packet)
         outbox, self._outbox = self._outbox, []
         per_node: dict[str, list[dict]] = {}
@@ -366,29 +253,59 @@ class Controller:
         for p in replies:
             p.event.set()
 
-    def _rpc(self, pending: _Pending, now: float) -> None:
+    def _marks(self) -> tuple[int, int, int]:
+        return len(self._events), len(self._outbox), len(self._after_commit)
+
+    def _undo(self, marks: tuple[int, int, int], savepoint: str) -> None:
+        """Roll back to ``savepoint`` and drop the effects queued since ``marks``."""
+        self.store._x(f"ROLLBACK TO {savepoint}")
+        self.store._x(f"RELEASE {savepoint}")
+        self.store.forget_cached()
+        del self._events[marks[0]:]
+        del self._outbox[marks[1]:]
+        del self._after_commit[marks[2]:]
+
+    def _event(self, item: Message, now: float) -> None:
+        """One message that is not a request, under its own savepoint. A bug in
+        its handling (an IllegalTransition, say) is logged with the message and
+        undone, and the loop goes on: raising would end the controller, and
+        since an agent tells the same news again after a restart, end the next
+        one too, stopping every job's progress for one message."""
+        marks = self._marks()
+        self.store._x("SAVEPOINT msg")
+        try:
+            agent_events.handle(self, item, now)
+        except Exception:
+            import traceback
+
+            self._undo(marks, "msg")
+            self.nodes.dirty = True
+            self.log(f"internal error: {item!r} was dropped, nothing it changed is kept:\n"
+                     + traceback.format_exc().rstrip())
+        else:
+            self.store._x("RELEASE msg")
+
+    def _rpc(self, pending: Pending, now: float) -> None:
         self._replies.append(pending)
-        fn = getattr(self._ops, "op_" + pending.op, None)
+        fn = OPS.get(pending.op)
         if fn is None:
             pending.error = errors.ControllerError(f"unknown request {pending.op!r}")
             return
+        marks = self._marks()
         try:
-            # a savepoint per request: a refused request leaves nothing behind
+            # a savepoint per request: a refused request leaves nothing behind,
+            # neither in the store nor in the effects it queued
             self.store._x("SAVEPOINT req")
             pending.result = fn(self, pending.args, pending.uid, now)
             self.store._x("RELEASE req")
         except errors.FleetError as exc:
-            self.store._x("ROLLBACK TO req")
-            self.store._x("RELEASE req")
-            self.store.forget_cached()
+            self._undo(marks, "req")
             pending.error = exc
         except Exception as exc:
             import traceback
 
             traceback.print_exc()
-            self.store._x("ROLLBACK TO req")
-            self.store._x("RELEASE req")
-            self.store.forget_cached()
+            self._undo(marks, "req")
             pending.error = errors.ControllerError(
                 f"internal error in the controller: {type(exc).__name__}: {exc}")
 
@@ -400,38 +317,9 @@ class Controller:
         for task_id, reason in changed.items():
             self.store.update_task(task_id, reason=reason)
         self._reasons = reasons
-        from .dependencies import kill_invalid, update_shown
-
         update_shown(self)
         if "DependencyNeverSatisfied" in changed.values():
             kill_invalid(self, changed, self.now)
-
-    def send(self, node: str, msg: dict) -> None:
-        """Queue a message for a node agent; sent after the current commit."""
-        self._outbox.append((node, msg))
-
-    def after_commit(self, fn: Callable[[], None]) -> None:
-        self._after_commit.append(fn)
-
-    def emit(self, event: Any) -> None:
-        self._events.append(event)
-        name = type(event).__name__
-        if name.startswith("Node"):
-            self._nodes_dirty = True
-        elif name in ("JobEnded", "JobRequeued", "JobRestored"):
-            self._usage_dirty = True
-
-    def log(self, text: str) -> None:
-        """One line in the controller's log (its stderr)."""
-        import sys
-
-        print(time.strftime("%Y-%m-%dT%H:%M:%S"), text, file=sys.stderr, flush=True)
-
-    def task_finished(self, task: dict) -> None:
-        """A task left the scheduler: its array may hand out the next ones."""
-        self.stdin_acks.pop(task.get("run_key") or "", None)
-        self.fairshare.task_ended(self, task, self.now)
-        self.arrays.task_finished(task)
 
     def _snapshot_nodes(self, now: float) -> None:
         """Publish node records for the query threads (never read the scheduler there)."""
@@ -441,7 +329,7 @@ class Controller:
             link = self.links.get(name)
             facts = link.facts if link else {}
             admin = self._admin.get(name, {})
-            reason = self._node_down.get(name) or admin.get("reason", "")
+            reason = self.nodes.down.get(name) or admin.get("reason", "")
             # who set a reason and when (sinfo -R): the controller's own user
             # sets every reason a fleet has (its scontrol update, its drains)
             set_at = admin.get("reason_time") if reason and reason == admin.get("reason") \
@@ -487,9 +375,9 @@ class Controller:
         cpus, mem, gpus = self.sched.node_usage(name)
         state = self.sched.node_state(name)
         link = self.links.get(name)
-        silent = name in self._not_responding
-        if silent and state == "down" and name not in self._node_down:
-            if name in self._awaiting_hello:
+        silent = name in self.nodes.not_responding
+        if silent and state == "down" and name not in self.nodes.down:
+            if name in self.nodes.awaiting_hello:
                 # not heard from since the start, not given up on: UNKNOWN, as
                 # SLURM shows a node that has not registered since slurmctld
                 # started (sinfo "unk", no "*"; checked against SLURM 22.05)
@@ -500,7 +388,7 @@ class Controller:
         return {"state": state, "alloc_cpus": cpus, "alloc_mem_mb": mem,
                 "alloc_gpus": len(gpus), "last_busy_time": self._busy_at(name, cpus, facts, now),
                 "responding": not silent and (link is None or link.status == "up"
-                                              or name not in self._node_down)}
+                                              or name not in self.nodes.down)}
 
     def _state_by_usage(self, name: str, alloc_cpus: int) -> str:
         """sinfo's state of a machine that is not responding but not DOWN."""
@@ -515,20 +403,16 @@ class Controller:
         """scontrol's LastBusyTime: the last time the machine had a job
         (while it has one: now), else since its agent started."""
         if alloc_cpus:
-            self._last_busy[name] = now
-        return self._last_busy.get(name, facts.get("started"))
-
-    def forget_fed(self, task_id: int) -> None:
-        self._fed.discard(task_id)
-        self.arrays.forget(task_id)
+            self.nodes.last_busy[name] = now
+        return self.nodes.last_busy.get(name, facts.get("started"))
 
     # -- serving ------------------------------------------------------------------
     def serve(self, stop: Optional[threading.Event] = None) -> None:
         """Loop over ``step`` until stopped (SIGTERM or ``controller stop``)."""
         tick = min(1.0, self.config.heartbeat_interval / 2)
-        while not self._stopping and not (stop and stop.is_set()):
+        while not self.stopping and not (stop and stop.is_set()):
             try:
-                item: Optional[tuple] = self.inbox.get(timeout=tick)
+                item: Optional[Message] = self.inbox.get(timeout=tick)
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
@@ -542,15 +426,11 @@ class Controller:
                 item = self.inbox.get_nowait()
             except queue.Empty:
                 return
-            if item[0] == "rpc":
-                item[1].error = errors.ControllerLost(
+            if isinstance(item, Request):
+                item.pending.error = errors.ControllerLost(
                     "the controller stopped before it answered; run the command again "
                     "(it starts one)")
-                item[1].event.set()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.inbox.put(("wake",))
+                item.pending.event.set()
 
     def close(self) -> None:
         for link in self.links.values():

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
-from .errors import InvalidValue, SubmitError
-from .jobids import MAX_JOB_ID
-from .model import ACTIVE_STATE_NAMES
-from .scheduler import ArrayTasks, JobEnded, JobSubmitted
-from .slurm.deps import ALL_TASKS, Dependency, parse_dependency
+from ..errors import InvalidValue, SubmitError
+from ..jobids import MAX_JOB_ID
+from ..model import ACTIVE_STATE_NAMES
+from ..scheduler import ArrayTasks, JobEnded, JobSubmitted
+from ..slurm.deps import ALL_TASKS, Dependency, parse_dependency
 
 if TYPE_CHECKING:
-    from .controller import Controller
-    from .store import Store
+    from .context import Context
+    from ..store import Store
 
 __all__ = ["DEPENDENCY_PROBLEM", "check", "announce", "kill_invalid", "first_shown",
            "update_shown"]
@@ -55,7 +55,7 @@ def _known(store: "Store", job_id: int, task: "int | None") -> bool:
         return job is not None or store.task(job_id) is not None
     if job is None or not job["array_spec"]:
         return False
-    from .slurm.arrays import parse_array_set
+    from ..slurm.arrays import parse_array_set
 
     try:
         indices, _ = parse_array_set(job["array_spec"], max_array_size=2**62)
@@ -78,9 +78,9 @@ def check(store: "Store", text: str) -> None:
             raise SubmitError(DEPENDENCY_PROBLEM)
 
 
-def announce(ctl: "Controller", texts: Iterable[str]) -> None:
+def announce(ctx: "Context", texts: Iterable[str]) -> None:
     """Tell the scheduler about every job the dependencies name that it may not know."""
-    store = ctl.store
+    store = ctx.store
     done: set[tuple[int, "int | None"]] = set()
     for text in texts:
         try:
@@ -93,65 +93,65 @@ def announce(ctl: "Controller", texts: Iterable[str]) -> None:
             done.add((term.job_id, term.array_task))
             job = store.job(term.job_id)
             if job is not None and job["array_spec"]:
-                _announce_array(ctl, term.job_id)
+                _announce_array(ctx, term.job_id)
                 if term.array_task not in (None, ALL_TASKS):
                     task = store.array_task(term.job_id, term.array_task)
                     if task is not None:
-                        _announce_task(ctl, task, job)
+                        _announce_task(ctx, task, job)
                 continue
             task = store.task(term.job_id)
-            if task is not None and task["task_id"] not in ctl._fed:
-                _announce_task(ctl, task, store.job(task["job_id"]))  # type: ignore[arg-type]
+            if task is not None and task["task_id"] not in ctx.fed:
+                _announce_task(ctx, task, store.job(task["job_id"]))  # type: ignore[arg-type]
 
 
-def _announce_array(ctl: "Controller", job_id: int) -> None:
-    arrays = ctl.arrays
+def _announce_array(ctx: "Context", job_id: int) -> None:
+    arrays = ctx.arrays
     if job_id in arrays.told:
         return
-    ok, bad = ctl.store.array_outcomes(job_id)
+    ok, bad = ctx.store.array_outcomes(job_id)
     arrays.told.add(job_id)
     arrays.base[job_id] = [ok, bad]
-    ctl.emit(ArrayTasks(job_id, 0, ok, bad))
+    ctx.emit(ArrayTasks(job_id, 0, ok, bad))
 
 
-def _announce_task(ctl: "Controller", task: dict, job: dict) -> None:
+def _announce_task(ctx: "Context", task: dict, job: dict) -> None:
     """A job that ended (or an array task the scheduler only counted): its outcome."""
     if task["state"] in ACTIVE_STATE_NAMES:
         return  # the scheduler has it, or counts it as pending
-    arrays = ctl.arrays
+    arrays = ctx.arrays
     in_array = task["array_index"] is not None
     if in_array and task["task_id"] in arrays.ever_fed:
         return  # seen one by one since the start: its facts are there
-    ctl.emit(JobSubmitted(ctl.request_of(task, job)))
-    ctl.emit(JobEnded(task["task_id"], task["state"], task["end_time"] or ctl.now))
+    ctx.emit(JobSubmitted(ctx.request_of(task, job)))
+    ctx.emit(JobEnded(task["task_id"], task["state"], task["end_time"] or ctx.now))
     if in_array:
         # it was in the array's ended counts; now the scheduler counts it itself
         arrays.ever_fed.add(task["task_id"])
         arrays.uncount(task["job_id"], task["state"] == "COMPLETED")
 
 
-def kill_invalid(ctl: "Controller", reasons: dict[int, str], now: float) -> None:
+def kill_invalid(ctx: "Context", reasons: dict[int, str], now: float) -> None:
     """Cancel the jobs submitted with ``--kill-on-invalid-dep=yes`` whose
     dependency can never be met (an array: its tasks and its remainder)."""
-    from .ops import cancel_task
+    from .lifecycle import cancel_task
 
     for task_id, reason in reasons.items():
         if reason != "DependencyNeverSatisfied":
             continue
-        task = ctl.store.task(task_id)
+        task = ctx.store.task(task_id)
         if task is None or task["state"] != "PENDING":
             continue
-        job = ctl.store.job(task["job_id"])
+        job = ctx.store.job(task["job_id"])
         if not job or not job["spec"].get("kill_on_invalid_dep"):
             continue
         targets = [task]
         if task["array_index"] is not None or task["array_pending"] is not None:
             # the array's tasks share the dependency: all that wait, and its record
-            targets = [t for t in ctl.store.tasks_of_job(task["job_id"]) if t["state"] == "PENDING"]
+            targets = [t for t in ctx.store.tasks_of_job(task["job_id"]) if t["state"] == "PENDING"]
         for target in targets:
-            fresh = ctl.store.task(target["task_id"])
+            fresh = ctx.store.task(target["task_id"])
             if fresh is not None and fresh["state"] == "PENDING":
-                cancel_task(ctl, fresh, job["uid"], now, reason="DependencyNeverSatisfied")
+                cancel_task(ctx, fresh, job["uid"], now, reason="DependencyNeverSatisfied")
 
 
 def first_shown(store: "Store", text: str) -> str:
@@ -159,7 +159,7 @@ def first_shown(store: "Store", text: str) -> str:
     dep = _parsed(text)
     if dep is None:
         return ""
-    from .slurm.deps import format_dependency
+    from ..slurm.deps import format_dependency
 
     def is_array(job_id: int) -> bool:
         job = store.job(job_id)
@@ -168,14 +168,14 @@ def first_shown(store: "Store", text: str) -> str:
     return format_dependency(dep, is_array=is_array)
 
 
-def update_shown(ctl: "Controller") -> None:
+def update_shown(ctx: "Context") -> None:
     """Keep each pending job's dependency in the store as squeue shows it (an
     array's record: as its first waiting task's). SLURM clears a dependency
     once it is met; a job cancelled for it keeps it (``afterok:7_*(failed)``)."""
     shown: dict[int, str] = {}
-    arrays = ctl.arrays
-    for task_id in ctl.sched.pending():
-        text = ctl.sched.dependency_text(task_id)
+    arrays = ctx.arrays
+    for task_id in ctx.sched.pending():
+        text = ctx.sched.dependency_text(task_id)
         if text is None:
             continue
         if arrays.is_window_task(task_id):
@@ -183,12 +183,12 @@ def update_shown(ctl: "Controller") -> None:
             if task_id in shown:
                 continue  # the first in priority order speaks for the record
         shown[task_id] = text
-    old = ctl._dep_shown
+    old = ctx.dep_shown
     for task_id, text in shown.items():
         if old.get(task_id) != text:
-            ctl.store.update_task(task_id, dep_shown=text)
+            ctx.store.update_task(task_id, dep_shown=text)
     for task_id in old.keys() - shown.keys():
-        task = ctl.store.task(task_id)
+        task = ctx.store.task(task_id)
         if task is not None and task["state"] not in ("PENDING", "CANCELLED"):
-            ctl.store.update_task(task_id, dep_shown="")
-    ctl._dep_shown = shown
+            ctx.store.update_task(task_id, dep_shown="")
+    ctx.dep_shown = shown

@@ -1,0 +1,32 @@
+"""Client requests that change state, one module per kind, and :data:`OPS`,
+the one table from a request's name to the function that answers it.
+
+Each runs inside the loop's transaction under a savepoint (see
+``loop.Controller._rpc``), so a refused request leaves nothing behind. A
+request function takes ``(ctx, args, uid, now)``: the
+:class:`~fleetslurm.ctld.context.Context`, the request's checked arguments
+(rpc_models), the caller's uid and the step's time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import explain, jobs, nodes, steps, submit, update
+
+__all__ = ["OPS"]
+
+OPS: dict[str, Callable[..., Any]] = {
+    "submit": submit.op_submit,
+    "cancel": jobs.op_cancel,
+    "hold": jobs.op_hold,
+    "release": jobs.op_release,
+    "requeue": jobs.op_requeue,
+    "shutdown": jobs.op_shutdown,
+    "update_job": update.op_update_job,
+    "update_node": nodes.op_update_node,
+    "explain": explain.op_explain,
+    "step_begin": steps.op_step_begin,
+    "step_end": steps.op_step_end,
+    "stdin": steps.op_stdin,
+}

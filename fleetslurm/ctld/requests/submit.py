@@ -1,0 +1,136 @@
+"""``sbatch`` (and ``srun`` outside an allocation): a new job, or a whole
+array under one id, checked against the config and the scheduler first."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Optional
+
+from ... import errors
+from ...errors import SubmitError
+from ...scheduler import JobSubmitted
+from ...slurm.arrays import parse_array_set
+from ...slurm.jobspec import build_spec
+from ...views import user_name
+from ..dependencies import announce, check, first_shown
+from ..jobrequest import job_request
+from ..staging import check_stage
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+
+def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
+    token = args.get("token")
+    if token:
+        made = ctx.store.job_of_token(uid, token)
+        if made is not None:  # sent again after a lost connection: the same job
+            return {"job_id": made, "cluster": ctx.config.cluster_name}
+
+    spec = build_spec(args.get("options") or {}, script=args["script"],
+                      script_args=list(args.get("script_args") or []),
+                      env=args.get("env") or {}, cwd=args["cwd"],
+                      submit_host=args.get("submit_host") or "", now=now)
+    if args.get("stage"):
+        spec["stage"] = check_stage(args["stage"], uid)
+    cfg = ctx.config
+    partition = spec["partition"] or cfg.default_partition
+    if "," in partition:
+        partition = partition.split(",")[0]
+    if partition not in cfg.partitions:
+        raise SubmitError(f"invalid partition specified: {partition}\n"
+                          "Batch job submission failed: Invalid partition name specified")
+    pcfg = cfg.partitions[partition]
+    time_limit = spec["time_limit"]
+    if not spec["time_set"]:
+        time_limit = pcfg.default_minutes() if pcfg.default_time else pcfg.max_minutes()
+    # the submitter's group and nice value (SLURM_JOB_GID, SLURM_PRIO_PROCESS)
+    # (a gid the caller is not a member of is not taken: the request is not trusted)
+    gid = args.get("gid")
+    spec["gid"] = gid if gid is not None and _may_use_gid(uid, gid) else _primary_gid(uid)
+    spec["prio_process"] = int(args.get("prio_process") or 0)
+    name = spec["name"] or args.get("script_name") or "sbatch"
+    spec["name"] = name
+    spec["command"] = args.get("command") or ""
+    pending: Optional[str] = None
+    if args.get("srun"):
+        # srun outside an allocation: no batch step of its own, stdin streamed
+        spec["srun_job"] = True
+        spec["stdin_stream"] = bool(args.get("stdin_stream"))
+    if spec["array"] is not None:
+        try:
+            indices, throttle = parse_array_set(spec["array"], cfg.max_array_size)
+        except errors.InvalidValue:
+            raise SubmitError("Batch job submission failed: Invalid job array specification") \
+                from None
+        # SLURM_ARRAY_TASK_MIN/MAX/COUNT/STEP; the indices themselves stay ranges
+        spec.update(array_throttle=throttle, array_min=indices.first(), array_max=indices.last(),
+                    array_count=len(indices), array_step=indices.step())
+        pending = indices.to_text()
+    check(ctx.store, spec["dependency"])  # an unknown job id: Job dependency problem
+    unknown = [n for n in spec["nodelist"] + spec["exclude"] if n not in cfg.machines]
+    if unknown:
+        raise SubmitError("Batch job submission failed: Invalid node name specified")
+    req = {
+        "name": name, "partition": partition, "cpus": spec["cpus"],
+        "mem_mb": spec["req_mem_mb"], "gpus": spec["gpus"], "time_limit": time_limit,
+        "nice": spec["nice"], "nodelist": spec["nodelist"], "exclude": spec["exclude"],
+        "constraint": spec["constraint"], "begin_time": spec["begin_time"],
+        "dependency": spec["dependency"], "exclusive": spec["exclusive"], "priority": 0,
+    }
+    if spec["nice"] < 0 and uid != 0:
+        raise SubmitError("Batch job submission failed: Access/permission denied "
+                          "(only root may give a negative --nice)")
+    user = user_name(uid)
+    probe = job_request(0, user, now, req, spec["hold"])
+    why = ctx.sched.can_ever_run(probe)
+    if why is not None:
+        specs = [ctx.node_spec(n) for n in cfg.partition_nodes(partition)]
+        if req["gpus"] and not any(s.gpu_ids for s in specs):
+            raise SubmitError("Invalid generic resource (gres) specification")
+        lines = []
+        if req["mem_mb"] and specs and all(req["mem_mb"] > s.mem_mb for s in specs):
+            lines.append("Memory specification can not be satisfied")
+        lines.append("Batch job submission failed: Requested node configuration is not "
+                     "available")
+        raise SubmitError("\n".join(lines))
+    # one id for the job, or for the whole array: its tasks get theirs as they start
+    job_id = ctx.store.allocate_ids(1)
+    ctx.store.add_job(job_id, uid, user, now, spec, args["script"], spec["array"])
+    if token:
+        ctx.store.add_token(uid, token, job_id)
+    ctx.store.add_task(job_id, job_id, None, req, now, spec["hold"], array_pending=pending)
+    if spec["dependency"]:
+        ctx.store.update_task(job_id, dep_shown=first_shown(ctx.store, spec["dependency"]))
+    announce(ctx, [spec["dependency"]])
+    job = ctx.store.job(job_id)
+    record = ctx.store.task(job_id)
+    if pending is None:
+        ctx.emit(JobSubmitted(ctx.request_of(record, job)))  # type: ignore[arg-type]
+        ctx.mark_fed(record, job)  # type: ignore[arg-type]
+    else:
+        ctx.arrays.submit(record, job)  # type: ignore[arg-type]
+    return {"job_id": job_id, "cluster": cfg.cluster_name}
+
+
+def _may_use_gid(uid: int, gid: int) -> bool:
+    """Whether the user ``uid`` may run a job as group ``gid`` (root: any)."""
+    import pwd
+
+    if uid == 0:
+        return True
+    try:
+        pw = pwd.getpwuid(uid)
+        return gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+    except (KeyError, OSError):
+        return False
+
+
+def _primary_gid(uid: int) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
