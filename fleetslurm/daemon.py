@@ -30,6 +30,9 @@ def _prepare(config_arg: Optional[str], lab: bool = False):
     if lab:  # the lab's controller: its state, its config, a socket for everyone
         where = lab_paths()
         _check_lab_user(where)
+        # its state, logs and spool: the service account's only (a job's own
+        # files follow the submitter's umask, which travels with the job)
+        os.umask(0o077)
         paths = where.state()
         config_arg = str(where.config)
     else:
