@@ -257,9 +257,11 @@ def bridge() -> int:
     import select
     import socket
 
+    from .rpc import Target, _connect_shared
+
     try:
         where = _lab()
-        client = _connect(where)
+        client = _connect_shared(Target("lab", where.state(), where.listener_uids()))
     except FleetError as exc:
         host = socket.gethostname()
         sys.stderr.write(f"fleetslurm lab bridge on {host}: {exc}\n")

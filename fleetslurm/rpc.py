@@ -65,6 +65,8 @@ class Client:
                 f"the controller did not answer {op!r} within {self._sock.gettimeout():g} s; "
                 "see `fleetslurm controller status` and its log") from exc
         except OSError as exc:
+            if self._proc is not None:
+                raise errors.ControllerLost(self._bridge_failure()) from exc
             raise errors.ControllerLost(
                 f"lost the connection to the controller ({exc.strerror}); "
                 "see `fleetslurm controller status`") from exc
