@@ -246,6 +246,13 @@ def _reconfigure() -> int:
     from ..rpc import connect, ensure_controller
     from .common import wait_gone
 
+    from ..rpc import target
+
+    if target().kind != "personal":
+        raise ConfigError("this command uses a lab's controller: its admin edits "
+                          "/etc/fleetslurm/fleet_config.json and restarts it "
+                          "(`systemctl restart fleetslurm`, or `fleetslurm lab stop` then "
+                          "`fleetslurm lab start`); running jobs are kept")
     paths = state_paths()
     found = find_config()
     if found is None:
