@@ -334,3 +334,31 @@ def test_personal_override_and_bad_controller_values(lab: Lab, other_user) -> No
     port = lab.fs("squeue", user=other_user,
                   env=dict(lab.env, FLEETSLURM_CONTROLLER="ssh://head:http"))
     assert port.returncode == 1 and "'http' is not a port" in port.stderr
+
+
+def test_a_listener_that_is_not_the_labs_gets_no_request(lab: Lab, other_user,
+                                                          second_user) -> None:
+    from test_socket_owner import FakeController
+
+    # the lab's socket directory handed to a user (a mistake): their listener
+    # there is refused, by root and by another user, before a byte is sent
+    run = lab.socket.parent
+    os.chown(run, other_user.pw_uid, other_user.pw_gid)
+    fake = FakeController(other_user, lab.socket, make_dir=False)
+    try:
+        for who in (None, second_user):
+            p = lab.fs("sbatch", "--wrap", "true", user=who, env=dict(lab.env, TOKEN="s3cr3t"))
+            assert p.returncode == 1
+            assert f"{run} belongs to another user ({other_user.pw_name}" in p.stderr, p.stderr
+    finally:
+        assert fake.received() == 0
+    # FLEETSLURM_CONTROLLER naming a socket of a user who is not the lab's
+    sock = lab.root / "elsewhere" / "ctl.sock"
+    sock.parent.mkdir(mode=0o755)
+    os.chown(sock.parent, other_user.pw_uid, other_user.pw_gid)
+    fake = FakeController(other_user, sock, make_dir=False)
+    try:
+        p = lab.fs("squeue", user=second_user, env=dict(lab.env, FLEETSLURM_CONTROLLER=str(sock)))
+        assert p.returncode == 1 and "belongs to another user" in p.stderr, p.stderr
+    finally:
+        assert fake.received() == 0
