@@ -362,3 +362,40 @@ def test_a_listener_that_is_not_the_labs_gets_no_request(lab: Lab, other_user,
         assert p.returncode == 1 and "belongs to another user" in p.stderr, p.stderr
     finally:
         assert fake.received() == 0
+
+
+def test_a_lab_run_by_root_starts_stops_and_serves_users(other_user) -> None:
+    """SlurmUser=root: ``lab start``/``status``/``stop`` as root, no account made."""
+    root = Path(tempfile.mkdtemp(prefix="fsl-lab-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    env = _env(root)
+    cfg = root / "cfg.json"
+    cfg.write_text(json.dumps({"machines": {"localhost": {"transport": "local", "cpus": 1,
+                                                         "memory_gb": 1}}}))
+
+    def fs(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "fleetslurm", *args], capture_output=True, text=True,
+                              env=env, cwd=str(root), timeout=60)
+    try:
+        init = fs("lab", "init", "--config", str(cfg), "--service-user", "root")
+        assert init.returncode == 0, init.stderr
+        assert "service account: root" in init.stdout
+        assert "User=root\n" in (root / "etc/systemd/system/fleetslurm.service").read_text()
+        start = fs("lab", "start")
+        assert start.returncode == 0 and "lab controller started as root" in start.stdout
+        assert fs("lab", "start").stdout.strip() == "the lab's controller runs already"
+        status = fs("lab", "status")
+        assert status.returncode == 0 and "lab controller running" in status.stdout
+        # a user's command reaches it (the socket is everyone's), and cannot stop it
+        q = run_as(other_user, [PY, "-m", "fleetslurm", "squeue", "-h"],
+                   dict(env, HOME=other_user.pw_dir), "/")
+        assert q.returncode == 0 and q.stdout == "", q.stderr
+        no = run_as(other_user, [PY, "-m", "fleetslurm", "lab", "stop"],
+                    dict(env, HOME=other_user.pw_dir), "/")
+        assert no.returncode == 1 and "Access/permission denied" in no.stderr, no.stdout
+        stop = fs("lab", "stop")
+        assert stop.returncode == 0 and "stopped" in stop.stdout
+        assert fs("lab", "status").returncode == 1
+    finally:
+        fs("lab", "stop")
+        shutil.rmtree(root, ignore_errors=True)
