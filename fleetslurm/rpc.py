@@ -172,6 +172,14 @@ def target(environ: Optional[dict] = None) -> Target:
     env = os.environ if environ is None else environ
     value = (env.get("FLEETSLURM_CONTROLLER") or "").strip()
     lab = lab_paths(env)  # type: ignore[arg-type]
+    if env.get("FLEETSLURM_STEPS_DIR") and env.get("FLEETSLURM_CONTROLLER_HOST"):
+        # inside a job on its controller's host: FLEETSLURM_HOME (set by the
+        # launch) names the controller that started it, whatever the
+        # submitter's exported FLEETSLURM_CONTROLLER said (ssh://head, personal)
+        home = state_paths(env)  # type: ignore[arg-type]
+        if lab.configured() and home.home == lab.state_home:
+            return Target("lab", lab.state(), lab.listener_uids())
+        return Target("personal", home)
     if value == "personal":
         return Target("personal", state_paths(env))  # type: ignore[arg-type]
     if value.startswith("ssh://"):

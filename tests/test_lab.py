@@ -399,3 +399,27 @@ def test_a_lab_run_by_root_starts_stops_and_serves_users(other_user) -> None:
     finally:
         fs("lab", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_inside_a_lab_job_commands_reach_the_lab_whatever_was_exported(lab: Lab,
+                                                                       other_user) -> None:
+    lab.start()
+    (lab.work / "inner.sh").write_text(
+        "#!/bin/sh\nsqueue -h -o '%i %u' -j $SLURM_JOB_ID > inner-$SLURM_JOB_ID.txt 2>&1\n")
+    os.chmod(lab.work / "inner.sh", 0o644)
+    # exported from a workstation: must not send the job's commands over ssh
+    p = lab.fs("sbatch", "--parsable", "-o", "/dev/null", "inner.sh", user=other_user,
+               env=dict(lab.env, FLEETSLURM_CONTROLLER="ssh://nowhere.invalid"))
+    assert p.returncode != 0 and "nowhere.invalid" in p.stderr  # sbatch itself obeys it
+    # exported into the job (the submitter's own sbatch used the lab)
+    job_env = dict(lab.env)
+    p = lab.fs("sbatch", "--parsable", "-o", "/dev/null",
+               "--export=ALL,FLEETSLURM_CONTROLLER=ssh://nowhere.invalid", "inner.sh",
+               user=other_user, env=job_env)
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    out = lab.work / f"inner-{job}.txt"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out.exists() and out.read_text()):
+        time.sleep(0.2)
+    assert out.read_text() == f"{job} {other_user.pw_name}\n"
