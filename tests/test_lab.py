@@ -136,11 +136,32 @@ def lab() -> Iterator[Lab]:
                 time.sleep(0.1)
             else:
                 os.kill(pid, 9)
-        # the service account's jobs and agent, if any survived
-        subprocess.run(["pkill", "-9", "-u", svc], capture_output=True)
+        # the service account's jobs and agent, if any survived (an account
+        # this test made: every process of it is the test's)
+        try:
+            svc_uid = pwd.getpwnam(svc).pw_uid
+        except KeyError:
+            svc_uid = None
+        for pid in _pids_of(svc_uid) if svc_uid is not None else ():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
         subprocess.run(["userdel", svc], capture_output=True)
         subprocess.run(["groupdel", svc], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pids_of(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    pids.append(int(name))
+            except OSError:
+                pass
+    return pids
 
 
 def _mode(path: Path) -> int:
