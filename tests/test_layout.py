@@ -169,3 +169,15 @@ def test_former_module_paths_import_as_the_moved_modules():
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_the_controller_builds_agent_messages_with_the_protocol_module():
+    """Both ends use fleetslurm/node/agent/protocol.py: no message to an agent
+    is a dict written by hand outside the agent package."""
+    import re
+
+    by_hand = [f"{p.relative_to(ROOT)}:{i}" for p in _modules("fleetslurm").values()
+               if "node/agent" not in str(p)
+               for i, line in enumerate(p.read_text().splitlines(), 1)
+               if re.search(r"""\{["']op["']: *["']""", line)]
+    assert by_hand == []

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, TextIO
 
+from ..node.agent import protocol
+
 if TYPE_CHECKING:
     from ..config import FleetConfig, MachineConfig
     from ..paths import StatePaths
@@ -84,7 +86,7 @@ def _check_one(name: str, config: "FleetConfig", paths: "StatePaths",
         return _Report(False, "reachable yes, authenticated yes, agent NOT started",
                        [f"error: {exc}"])
     try:
-        channel.send({"op": "hello", "id": "check"})
+        channel.send(protocol.hello([], rid="check"))
         while True:
             msg = channel.recv()
             if msg is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from ..node.agent import protocol
 from . import health
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
@@ -187,7 +188,7 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
         elif info is not None and info.get("status") != "ended" \
                 and task["cancelled_by"] is not None:
             # a cancel that was committed but never reached the agent
-            ctx.send(name, {"op": "cancel", "key": task["run_key"], "signal": 15})
+            ctx.send(name, protocol.cancel(task["run_key"], 15))
         elif info is None:
             # committed as started but the launch never reached the agent: the
             # agent's launch is idempotent per run key, so sending it again is safe
@@ -216,7 +217,7 @@ def _stray_running(ctx: "Context", name: str, key: str, now: float) -> None:
         ctx.mark_fed(task, job)
         return
     # requeued elsewhere (or unknown): it must not run twice
-    ctx.send(name, {"op": "cancel", "key": key, "signal": 9})
+    ctx.send(name, protocol.cancel(key, 9))
 
 
 def _result(ctx: "Context", name: str, result: dict, now: float,
@@ -230,7 +231,7 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     key = str(result.get("key"))
     step = ctx.store.step(key)
     if step is None:
-        ctx.send(name, {"op": "forget", "key": key})
+        ctx.send(name, protocol.forget(key))
         return
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
@@ -244,7 +245,7 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
         # appends every run to the same file), then the agent may forget it
         collect_output(ctx, dict(task, run_key=key, restart_count=1), name, output)
     elif shared or task is None or task["run_key"] != key:
-        ctx.send(name, {"op": "forget", "key": key})
+        ctx.send(name, protocol.forget(key))
     state = str(result.get("state") or "FAILED")
     if step["state"] == "RUNNING" or step["end_time"] is None:
         ctx.store.update_step(
@@ -284,10 +285,10 @@ def on_staged(ctx: "Context", item: Staged, now: float) -> None:
                                              item.launch, item.error, item.fatal)
     task = ctx.store.task(task_id)
     if task is None or task["run_key"] != key or task["state"] != "RUNNING":
-        ctx.send(node, {"op": "forget", "key": key})  # requeued or gone: drop the files
+        ctx.send(node, protocol.forget(key))  # requeued or gone: drop the files
         return
     if task["cancelled_by"] is not None:
-        ctx.send(node, {"op": "forget", "key": key})
+        ctx.send(node, protocol.forget(key))
         finish_cancel(ctx, task, task["cancelled_by"], now)
         return
     if not error:
@@ -307,7 +308,7 @@ def on_staged(ctx: "Context", item: Staged, now: float) -> None:
 def _fail(ctx: "Context", task: dict, key: str, error: str, now: float) -> None:
     ctx.store.update_step(key, state="FAILED", end_time=now, exit_code=1, exit_signal=0,
                           error=error)
-    ctx.send(task["node"], {"op": "forget", "key": key})
+    ctx.send(task["node"], protocol.forget(key))
     end_task(ctx, task, "FAILED", now, f"FAILED staging: {error}", exit_code=1,
              reason="JobLaunchFailure", collected=1)
 

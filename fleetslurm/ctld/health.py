@@ -20,6 +20,7 @@ import json
 
 from typing import TYPE_CHECKING
 
+from ..node.agent import protocol
 from ..model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
 from ..scheduler import NodeDown, NodeDrain, NodeResume, NodeUp
 from .lifecycle import final_state, move, node_fail
@@ -69,8 +70,7 @@ def responding_again(ctx: "Context", name: str) -> None:
 def hello_request(ctx: "Context", name: str, now: float) -> dict:
     """The first request to a machine's new agent: runs of it given up for
     lost (requeued) are named, to be stopped before anything else."""
-    return {"op": "hello", "id": "hello",
-            "unwanted": ctx.store.unwanted_runs(name, now - UNWANTED_FOR_S)}
+    return protocol.hello(ctx.store.unwanted_runs(name, now - UNWANTED_FOR_S))
 
 
 #: the error of a run stopped because an earlier run of its job turned out to
@@ -94,8 +94,7 @@ def lost_run_stands(ctx: "Context", name: str, task: dict, step: dict, result: d
     if task["state"] == "RUNNING" and task["start_time"] is not None \
             and end < task["start_time"]:
         # the new run is a second one: stopped at once, its output stays there
-        ctx.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 9,
-                                "requeue": True})
+        ctx.send(task["node"], protocol.cancel(task["run_key"], 9, requeue=True))
         ctx.store.update_step(task["run_key"], state="CANCELLED", end_time=now,
                               error=SUPERSEDED)
     elif task["state"] != "PENDING" or task["task_id"] not in ctx.fed:
@@ -146,7 +145,7 @@ def periodic(ctx: "Context", now: float) -> None:
     for name, link in ctx.links.items():
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
-            ctx.send(name, {"op": "facts"})
+            ctx.send(name, protocol.facts())
         if link.status == "lost":
             backoff = min(30.0, 0.5 * (2 ** min(link.failures, 6)))
             if ctx.config.machines[name].transport == "local":

@@ -13,6 +13,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
 
+from ..node.agent import protocol
 from ..paths import JobPaths
 from ..scheduler import StartJob
 from .lifecycle import end_task, start_task
@@ -230,5 +231,5 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
     if has_stage(job) and not transport.shared_fs:
         launch_staged(ctx, task, job, transport, agent_spec)
         return
-    ctx.send(node, {"op": "launch", "key": task["run_key"], "spec": agent_spec})
+    ctx.send(node, protocol.launch(task["run_key"], agent_spec))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..node.agent import protocol
 from ..model import LIVE_STATE_NAMES
 from ..scheduler import JobEnded, JobHeld, JobRequeued, JobSubmitted
 
@@ -113,8 +114,7 @@ def finish_collection(ctx: "Context", task_id: int, run_key: str, node: str,
     agent moves the run's directory aside instead of deleting it, and no
     longer reports the run): its task may end COMPLETING."""
     task = ctx.store.task(task_id)
-    ctx.send(node, {"op": "forget", "key": run_key, "keep": True} if keep
-             else {"op": "forget", "key": run_key})
+    ctx.send(node, protocol.forget(run_key, keep=keep))
     if task is None:
         return
     if task["run_key"] != run_key:
@@ -132,8 +132,7 @@ def requeue_task(ctx: "Context", task: dict, now: float, why: str, hold: bool = 
     if task["state"] == "RUNNING":  # its run so far counts, as in SLURM
         ctx.fairshare.charge_run(ctx, task, now, now)
     if task["state"] in _LIVE and task["run_key"]:
-        ctx.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": signal,
-                                "requeue": True})
+        ctx.send(task["node"], protocol.cancel(task["run_key"], signal, requeue=True))
         step = ctx.store.step(task["run_key"])
         if step and step["end_time"] is None:
             ctx.store.update_step(task["run_key"], state=state_note, end_time=now)
@@ -186,7 +185,7 @@ def cancel_task(ctx: "Context", task: dict, uid: int, now: float,
         ctx.store.log(task["task_id"], now, "cancel", f"by {uid}")
         link = ctx.links.get(task["node"])
         if link is not None and link.status == "up":
-            ctx.send(task["node"], {"op": "cancel", "key": task["run_key"], "signal": 15})
+            ctx.send(task["node"], protocol.cancel(task["run_key"], 15))
             if task["node"] not in ctx.nodes.not_responding:
                 return
         # the machine is unreachable or not responding: record the cancel now

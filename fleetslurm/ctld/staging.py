@@ -32,6 +32,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ..node.agent import protocol
 from ..errors import FleetError, NodeUnreachable, TransferCorrupt
 from ..paths import JobPaths
 from .inbox import Staged
@@ -111,7 +112,7 @@ def launch_staged(ctx: "Context", task: dict, job: dict, transport: "Transport",
     agent_spec["stage"] = True
     agent_spec["env"][STAGE_ENV] = JobPaths(transport.workdir, key).stage
     inputs = stage_paths(job, task, "in")
-    msg = {"op": "launch", "key": key, "spec": agent_spec}
+    msg = protocol.launch(key, agent_spec)
     if not inputs:
         ctx.send(task["node"], msg)
         return

@@ -21,6 +21,7 @@ from typing import BinaryIO, Callable, Optional
 
 from ..errors import (FileMissing, FileUnreadable, NodeUnreachable, TransferCorrupt,
                       TransportError)
+from ..node.agent import protocol as P
 from .base import AgentChannel, Transport
 from .chunked import ReceivingFile, Transferred, part_path, send_from
 
@@ -105,48 +106,42 @@ class FakeTransport(Transport):
         """The fake agent's replies to one request."""
         op, rid, key = req.get("op"), req.get("id"), req.get("key")
         if op == "hello":
-            return [{"ev": "hello", "re": rid, "version": "fake", "pid": 1, "facts": self.facts,
-                     "jobs": self._jobinfo()}]
+            return [P.ev_hello(rid, 1, self.facts, self._jobinfo())]
         if op == "facts":
-            return [{"ev": "facts", "re": rid, **self.facts}]
+            return [P.ev_facts(rid, self.facts)]
         if op == "status":
-            return [{"ev": "status", "re": rid, "jobs": self._jobinfo()}]
+            return [P.ev_status(rid, self._jobinfo())]
         if op == "launch":
             if key in self.jobs and self.jobs[key] is not None:
-                return [{"ev": "ended", "re": rid, "key": key, "result": self.jobs[key]}]
+                return [P.ev_ended(rid, key, self.jobs[key])]
             self.jobs[key] = None
-            out = [{"ev": "started", "re": rid, "key": key, "pid": 4242,
-                    "start_time": time.time()}]
+            out = [P.ev_started(rid, key, 4242, time.time())]
             if self.auto_end:
                 out.append(self._ended(key, "COMPLETED", 0))
             return out
         if op in ("signal", "cancel"):
             ev = "signalled" if op == "signal" else "cancelling"
             if key not in self.jobs or self.jobs[key] is not None:
-                return [{"ev": ev, "re": rid, "key": key, "ok": False,
-                         "error": f"no running job {key} on this node"}]
-            out = [{"ev": ev, "re": rid, "key": key, "ok": True, "error": None}]
+                return [P.ev_ack(ev, rid, key, f"no running job {key} on this node")]
+            out = [P.ev_ack(ev, rid, key, None)]
             if op == "cancel":
                 out.append(self._ended(key, "CANCELLED", 0, req.get("signal", 15)))
             return out
         if op == "forget":
             self.jobs.pop(key, None)
-            return [{"ev": "forgotten", "re": rid, "key": key, "ok": True, "error": None}]
+            return [P.ev_ack("forgotten", rid, key, None)]
         if op == "shutdown":
-            return [{"ev": "shutdown", "re": rid}]
-        return [{"ev": "error", "re": rid, "error": f"unknown op {op!r}"}]
+            return [P.ev_shutdown(rid)]
+        return [P.ev_error(rid, f"unknown op {op!r}")]
 
     def _jobinfo(self) -> list[dict]:
-        return [{"key": k, "status": "running" if r is None else "ended", "pid": 4242,
-                 "result": r} for k, r in self.jobs.items()]
+        return [P.job_info(k, 4242, r) for k, r in self.jobs.items()]
 
     def _ended(self, key: str, state: str, exit_code: int, signal: int = 0) -> dict:
         now = time.time()
-        result = {"key": key, "pid": 4242, "start_time": now, "end_time": now, "state": state,
-                  "exit_code": exit_code, "signal": signal, "user_cpu": 0.0,
-                  "system_cpu": 0.0, "max_rss_kb": 0, "error": None}
+        result = P.result(key, 4242, now, now, state, exit_code, signal, 0.0, 0.0, 0, None)
         self.jobs[key] = result
-        return {"ev": "ended", "key": key, "result": result}
+        return P.ev_ended(P.UNSOLICITED, key, result)
 
     def push(self, event: dict) -> None:
         """Have the current agent write ``event``."""

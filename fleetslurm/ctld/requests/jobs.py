@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ...node.agent import protocol
 from ... import errors
 from ...errors import AccessDenied, InvalidJobId
 from ...jobids import Pick, resolve
@@ -83,8 +84,7 @@ def op_cancel(ctx: "Context", args: dict, uid: int, now: float) -> dict:
             if task["state"] in _LIVE:
                 # SLURM: srun steps only by default, -b the batch shell, -f everything
                 scope = "full" if args.get("full") else "batch" if batch_only else "steps"
-                ctx.send(task["node"], {"op": "signal", "key": task["run_key"],
-                                        "signal": int(signal), "scope": scope})
+                ctx.send(task["node"], protocol.signal(task["run_key"], int(signal), scope))
             elif ids:
                 # SLURM 22.05's words, and its exit status (the error number's low byte)
                 errs.append(f"Kill job error on job id {shown}: Job can not be altered now, "

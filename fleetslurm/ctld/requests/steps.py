@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
+from ...node.agent import protocol
 from ... import errors
 from ...errors import AccessDenied, InvalidJobId
 from ...jobids import find_tasks
@@ -127,6 +128,5 @@ def op_stdin(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     key = task["run_key"]
     written, closed = ctx.stdin_acks.get(key, (0, False))
     if data or args.get("eof"):
-        ctx.send(task["node"], {"op": "stdin", "key": key, "data": data,
-                                "eof": bool(args.get("eof"))})
+        ctx.send(task["node"], protocol.stdin(key, data, bool(args.get("eof"))))
     return {"state": "RUNNING", "written": written, "closed": closed}

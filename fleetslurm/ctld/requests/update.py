@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ...node.agent import protocol
 from ... import errors
 from ...errors import AccessDenied, InvalidJobId, UsageError
 from ...model import ACTIVE_STATE_NAMES as _ACTIVE
@@ -124,6 +125,6 @@ def _update_task(ctx: "Context", task: dict, text: str, changes: dict, uid: int,
         ctx.emit(JobUpdated(task_id, **sched))
     if running and "time_limit" in req_changes:
         limit = req_changes["time_limit"]
-        ctx.send(task["node"], {"op": "set_limit", "key": task["run_key"],
-                                "time_limit_s": None if limit is None else limit * 60})
+        ctx.send(task["node"], protocol.set_limit(task["run_key"],
+                                                  None if limit is None else limit * 60))
     return True
