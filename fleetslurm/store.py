@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
@@ -240,19 +241,28 @@ class Store(BulkQueries, StatsQueries):
     def _private_file(self) -> None:
         """The database (and so its -wal and -shm, which SQLite creates with the
         database's mode) readable by its owner only: it holds every job's
-        environment and script."""
+        environment and script.
+
+        Never by opening the existing file: closing any descriptor of a file
+        drops every POSIX lock this process holds on it, and SQLite's locks
+        are POSIX locks. The controller opens a Store per RPC thread while its
+        loop holds a write transaction: an open and close here released the
+        loop's lock (and ended readers' snapshots) under SQLite's feet."""
         if self.path == ":memory:" or self.path.startswith("file:"):
             return
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            # a new file only: nobody in this process can hold a lock on it yet
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600))
+            return
         except OSError:
-            return  # sqlite says why
+            pass  # it exists (or cannot be made: sqlite says why)
         try:
-            st = os.fstat(fd)
-            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+            st = os.lstat(self.path)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                os.chmod(self.path, 0o600)
+        except OSError:
+            pass
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -301,7 +311,11 @@ class Store(BulkQueries, StatsQueries):
             yield self
         finally:
             self._depth = 0
-            self._db.execute("COMMIT")  # nothing written: this only ends the snapshot
+            # nothing written: this only ends the snapshot. SQLite may have
+            # ended it already (an error that rolls back): then the COMMIT
+            # would fail and hide that error
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator["Store"]:
