@@ -326,11 +326,13 @@ def state_paths(environ: "dict[str, str] | None" = None) -> StatePaths:
     return StatePaths(home_dir(environ))
 
 
-def fleet_workdir(configured: str, cluster_id: str, own: bool) -> str:
+def fleet_workdir(configured: str, cluster_id: str, own: bool, machine: str) -> str:
     """The agent's workdir on an SSH machine: the one configured; the default
-    one has a directory per fleet (``own``: see Store.identity)."""
+    one has a directory per fleet (``own``: see Store.identity) and, in it,
+    one per machine: home directories shared between machines (NFS) must
+    not give two machines' agents the same workdir."""
     if configured.rstrip("/") == DEFAULT_WORKDIR and own:
-        return f"{DEFAULT_WORKDIR}/{cluster_id}"
+        return f"{DEFAULT_WORKDIR}/{cluster_id}/{machine}"
     return configured
 
 
