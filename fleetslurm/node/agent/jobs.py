@@ -52,7 +52,7 @@ class Job:
         #: (stdout path, stderr path, byte limit): send small output with `ended`
         self.inline: Optional[Tuple[str, str, int]] = None
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
-        self.note: Optional[Tuple[str, str, str]] = None
+        self.note: Optional[Tuple[str, str, str, Optional[int]]] = None
         self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
         self.cpus: Optional[List[int]] = None  # the CPU ids it is bound to
 
