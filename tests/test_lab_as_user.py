@@ -164,3 +164,26 @@ def test_the_agent_resolves_the_user_by_name_on_its_machine() -> None:
     # root on the machine: nothing to drop
     spec = validate_spec(dict(base, user="root"))
     assert spec["uid"] is None and spec["user"] is None
+
+
+def test_the_privileged_supervisor_still_ends_a_users_job(root_lab: RootLab,
+                                                          other_user) -> None:
+    """scancel of a job run as its user: the (root) supervisor stops every
+    process of it, records the result, and slurmstepd's line lands in the
+    user's own output file."""
+    lab, user = root_lab, other_user
+    job = _submit(lab, user, "-o", "long-%j.out", "--wrap", "echo started; sleep 600")
+    out = lab.work / f"long-{job}.out"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out.exists() and out.read_text()):
+        time.sleep(0.2)
+    assert out.read_text() == "started\n"
+    cancel = lab.fs("scancel", job, user=user)
+    assert cancel.returncode == 0, cancel.stderr
+    rec = lab.wait(job)
+    assert rec["state"] == f"CANCELLED by {user.pw_uid}", rec
+    text = out.read_text()
+    assert f"*** JOB {job} ON localhost CANCELLED AT" in text, text
+    assert os.stat(out).st_uid == user.pw_uid
+    left = subprocess.run(["pgrep", "-u", str(user.pw_uid)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
