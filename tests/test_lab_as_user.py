@@ -187,3 +187,40 @@ def test_the_privileged_supervisor_still_ends_a_users_job(root_lab: RootLab,
     assert os.stat(out).st_uid == user.pw_uid
     left = subprocess.run(["pgrep", "-u", str(user.pw_uid)], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
+
+
+def test_root_never_writes_or_reads_through_what_a_jobs_user_left(tmp_path: Path) -> None:
+    """The job's directory is its user's while it runs: slurmstepd's lines go
+    only into a regular file of that user's, and once the job has ended the
+    directory is the agent's again with the user's symlinks (where output
+    and results are read as root) gone."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (a privileged agent)")
+    from fleetslurm.node.agent.fsio import append_line, inline_output, take_back
+
+    nobody = pwd.getpwnam("nobody")
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    jobdir = tmp_path / "jobs" / "1.0.x"
+    (jobdir / "stage").mkdir(parents=True)
+    for d in (jobdir, jobdir / "stage"):
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    (jobdir / "stdout.txt").symlink_to(secret)
+    (jobdir / "stage" / "result.pkl").symlink_to(secret)
+    mine = jobdir / "stderr.txt"
+    mine.write_text("")
+    os.chown(mine, nobody.pw_uid, nobody.pw_gid)
+
+    append_line(str(jobdir / "stdout.txt"), "note\n", nobody.pw_uid)  # a link: no
+    append_line(str(secret), "note\n", nobody.pw_uid)                 # root's file: no
+    append_line(str(mine), "note\n", nobody.pw_uid)                   # theirs: yes
+    assert secret.read_text() == "root only\n" and mine.read_text() == "note\n"
+    # inline output never follows the link
+    out = inline_output(str(jobdir / "stdout.txt"), str(mine), 1 << 20)
+    assert out is not None and out["stdout"] == ""
+
+    take_back(str(jobdir), str(tmp_path))
+    assert os.stat(jobdir).st_uid == 0 and os.stat(jobdir / "stage").st_uid == 0
+    assert not os.path.lexists(jobdir / "stdout.txt")
+    assert not os.path.lexists(jobdir / "stage" / "result.pkl")
+    assert mine.read_text() == "note\n" and secret.read_text() == "root only\n"

@@ -230,6 +230,41 @@ def inline_output(stdout: str, stderr: str, limit: int) -> Optional[Dict[str, An
 
 
 
+def take_back(jobdir: str, workdir: str) -> None:
+    """A job's directory that was its user's (see ops.op_launch), once the
+    job has ended: it (and its stage directory) become the agent's again,
+    and a symlink the user left where its output or results are read is
+    removed, so that what the controller copies home (as the agent's
+    account, which may be root) is only what the job wrote, never a file it
+    links to. Nothing to do for a directory that is the agent's."""
+    me = os.geteuid()
+    try:
+        if os.lstat(jobdir).st_uid == me:
+            return
+    except OSError:
+        return
+    stage = os.path.join(jobdir, STAGE_DIR)
+    try:
+        os.chown(jobdir, me, os.getegid())
+        if not os.path.islink(stage) and os.path.isdir(stage):
+            os.chown(stage, me, os.getegid())
+    except OSError as exc:
+        log(workdir, "cannot take back %s: %s" % (jobdir, exc))
+        return
+    names = [os.path.join(jobdir, n) for n in ("stdout.txt", "stderr.txt", STAGE_DIR)]
+    try:
+        if not os.path.islink(stage):
+            names += [e.path for e in os.scandir(stage)]
+    except OSError:
+        pass
+    for path in names:
+        try:
+            if os.path.islink(path):
+                os.unlink(path)
+        except OSError:
+            pass
+
+
 def remove_tree(path: str) -> None:
     """Delete a job directory (symlinks are removed, never followed)."""
     try:

@@ -30,8 +30,8 @@ except ImportError:  # pragma: no cover - not on Linux
 from . import protocol
 from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
-                   SCRIPT_FILE, SPARE_SIZE, STAGE_DIR, STOPPING_FILE, SUPERVISOR_FILE, append_line,
-                   format_exc, log, read_marker, read_small, write_all, write_json_atomic,
+                   SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
+                   format_exc, log, read_marker, read_small, take_back, write_all, write_json_atomic,
                    write_note, write_text_atomic)
 from .host import HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
@@ -589,34 +589,10 @@ class Supervisor(JobChild, JobCgroups):
         return dirs
 
     def take_back_jobdir(self) -> None:
-        """Once a job run as another user has ended: its directory (and its
-        stage directory) become the agent's again, and a symlink the user
-        left where its output or results are read is removed, so that what
-        the controller copies home (as the agent's account, which may be
-        root) is only what the job wrote, never a file it links to."""
+        """Once a job run as another user has ended (see fsio.take_back)."""
         uid = self.spec["uid"]
-        if uid is None or uid == os.geteuid():
-            return
-        stage = os.path.join(self.jobdir, STAGE_DIR)
-        try:
-            os.chown(self.jobdir, os.geteuid(), os.getegid())
-            if os.path.isdir(stage) and not os.path.islink(stage):
-                os.chown(stage, os.geteuid(), os.getegid())
-        except OSError as exc:
-            log(self.workdir, "job %s: cannot take back %s: %s" % (self.key, self.jobdir, exc))
-            return
-        names = [os.path.join(self.jobdir, n) for n in ("stdout.txt", "stderr.txt", STAGE_DIR)]
-        try:
-            if not os.path.islink(stage):
-                names += [e.path for e in os.scandir(stage)]
-        except OSError:
-            pass
-        for path in names:
-            try:
-                if os.path.islink(path):
-                    os.unlink(path)
-            except OSError:
-                pass
+        if uid is not None and uid != os.geteuid():
+            take_back(self.jobdir, self.workdir)
 
     def reserve_result(self) -> None:
         """Reserve the blocks the result will take (see RESULT_SPARE)."""
