@@ -22,7 +22,7 @@ from typing import Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from second_user import other_user, run_as, shared_tmp  # noqa: E402,F401  (fixtures)
+from second_user import fork_as, other_user, run_as, shared_tmp  # noqa: E402,F401  (fixtures)
 
 from fleetslurm.node.agent.spec import validate_spec  # noqa: E402
 
@@ -224,3 +224,19 @@ def test_root_never_writes_or_reads_through_what_a_jobs_user_left(tmp_path: Path
     assert not os.path.lexists(jobdir / "stdout.txt")
     assert not os.path.lexists(jobdir / "stage" / "result.pkl")
     assert mine.read_text() == "note\n" and secret.read_text() == "root only\n"
+
+
+def test_an_agent_that_is_not_root_runs_the_job_as_itself(other_user) -> None:
+    """Personal mode (or a non-root ssh_user): the user name changes nothing."""
+    base = {"script": "#!/bin/sh\n", "node": "m7"}
+    r, w = os.pipe()
+
+    def body() -> None:
+        spec = validate_spec(dict(base, user="nosuchfsluser"))
+        os.write(w, repr((spec["uid"], spec["gid"], spec["user"])).encode())
+
+    pid = fork_as(other_user, body)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(r) as f:
+        assert f.read() == "(None, None, None)"
