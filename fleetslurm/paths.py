@@ -309,8 +309,12 @@ class StatePaths:
     def output_root(self) -> Path:
         return self.home / "output"
 
-    def output_dir(self, job_id: int) -> Path:
-        """``FLEETSLURM_HOME/output/<jobid>/`` keeps each job's stdout.txt/stderr.txt."""
+    def output_dir(self, job_id: int, owner: "int | None" = None) -> Path:
+        """``FLEETSLURM_HOME/output/<jobid>/`` keeps each job's stdout.txt/stderr.txt;
+        a job of another user than the controller's (a lab's) under that
+        user's own spool, ``output/u<uid>/<jobid>/``."""
+        if owner is not None and owner != os.getuid():
+            return self.output_root / f"u{owner}" / str(job_id)
         return self.output_root / str(job_id)
 
     def node_workdir(self, node: str) -> Path:
@@ -326,11 +330,13 @@ def state_paths(environ: "dict[str, str] | None" = None) -> StatePaths:
     return StatePaths(home_dir(environ))
 
 
-def fleet_workdir(configured: str, cluster_id: str, own: bool) -> str:
+def fleet_workdir(configured: str, cluster_id: str, own: bool, machine: str) -> str:
     """The agent's workdir on an SSH machine: the one configured; the default
-    one has a directory per fleet (``own``: see Store.identity)."""
+    one has a directory per fleet (``own``: see Store.identity) and, in it,
+    one per machine: home directories shared between machines (NFS) must
+    not give two machines' agents the same workdir."""
     if configured.rstrip("/") == DEFAULT_WORKDIR and own:
-        return f"{DEFAULT_WORKDIR}/{cluster_id}"
+        return f"{DEFAULT_WORKDIR}/{cluster_id}/{machine}"
     return configured
 
 
@@ -443,23 +449,24 @@ def take_next(path: str, first: int) -> int:
 
 def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = None) -> None:
     """Write ``data`` (bytes, or an open file read in chunks) to ``path`` as a
-    0600 file (temporary file, then rename), owned by ``owner`` when the
-    controller runs as root for another user."""
+    0600 file (temporary file, then rename), created and renamed as ``owner``
+    when the controller runs as root for another user (see asowner)."""
     from .transport.chunked import CHUNK
 
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        if owner is not None and os.getuid() == 0 and owner != 0:
-            import pwd
+    from .asowner import as_owner
 
-            try:
-                gid = pwd.getpwuid(owner).pw_gid
-            except KeyError:
-                gid = -1
-            os.fchown(fd, owner, gid)
+    directory = os.path.dirname(path) or "."
+    tmp = f"{path}.{os.getpid()}.tmp"
+
+    def opener() -> int:
+        # as the owner when the controller is root for another user: a
+        # directory that user may not write fails, never written as root
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+
+    fd = as_owner(owner, opener)
+    assert fd is not None
+    try:
         chunks = [data] if isinstance(data, bytes) else iter(lambda: data.read(CHUNK), b"")
         for chunk in chunks:
             view = memoryview(chunk)
@@ -467,5 +474,5 @@ def write_private(path: str, data: "bytes | BinaryIO", owner: "int | None" = Non
                 view = view[os.write(fd, view):]
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    as_owner(owner, lambda: os.replace(tmp, path))
 

@@ -216,10 +216,23 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     with pytest.raises(OSError):  # O_NOFOLLOW: ELOOP
         read_as(str(sub / "link.txt"), uid)
     assert read_as(str(secret), os.getuid()) == b"root only\n"  # the controller's own user
-    write_private(str(sub / "out.txt"), b"result", uid)
-    st = (sub / "out.txt").stat()
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, nobody.pw_gid, 0o600)
-    assert (sub / "out.txt").read_bytes() == b"result"
+    # results are written as the user: in a directory of theirs...
+    import shutil
+    import tempfile
+
+    outdir = Path(tempfile.mkdtemp(prefix="fsl-out-", dir="/tmp"))
+    try:
+        os.chown(outdir, uid, nobody.pw_gid)
+        write_private(str(outdir / "out.txt"), b"result", uid)
+        st = (outdir / "out.txt").stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, nobody.pw_gid, 0o600)
+        assert (outdir / "out.txt").read_bytes() == b"result"
+    finally:
+        shutil.rmtree(outdir)
+    # ...never as root where they may not write (here: root's private tmp_path)
+    with pytest.raises(PermissionError, match="Permission denied: .*" + str(tmp_path.parent)):
+        write_private(str(sub / "out.txt"), b"result", uid)
+    assert not (sub / "out.txt").exists()
     # a directory that is not theirs is refused at submit
     ctl = _controller(tmp_path)
     try:

@@ -36,14 +36,22 @@ def test_a_store_that_had_jobs_before_its_id_keeps_the_shared_default_workdir(
     store.add_task(1, 1, None, {"name": "x", "partition": "debug"}, 0.0, False)
     cid, own = store.identity()
     assert not own
-    assert fleet_workdir(DEFAULT_WORKDIR, cid, own) == DEFAULT_WORKDIR
+    assert fleet_workdir(DEFAULT_WORKDIR, cid, own, "m1") == DEFAULT_WORKDIR
     store.close()
 
 
 def test_only_the_default_workdir_gets_a_directory_per_fleet() -> None:
-    assert fleet_workdir("~/.fleetslurm-node", "ab12cd34", True) == "~/.fleetslurm-node/ab12cd34"
-    assert fleet_workdir("~/.fleetslurm-node/", "ab12cd34", True) == "~/.fleetslurm-node/ab12cd34"
-    assert fleet_workdir("/scratch/w", "ab12cd34", True) == "/scratch/w"
+    assert (fleet_workdir("~/.fleetslurm-node", "ab12cd34", True, "m1")
+            == "~/.fleetslurm-node/ab12cd34/m1")
+    assert (fleet_workdir("~/.fleetslurm-node/", "ab12cd34", True, "m2")
+            == "~/.fleetslurm-node/ab12cd34/m2")
+    assert fleet_workdir("/scratch/w", "ab12cd34", True, "m1") == "/scratch/w"
+
+
+def test_machines_sharing_a_home_get_distinct_default_workdirs() -> None:
+    """Two machines whose home directories are one NFS share: one agent workdir each."""
+    dirs = {fleet_workdir(DEFAULT_WORKDIR, "ab12cd34", True, m) for m in ("m1", "m2")}
+    assert len(dirs) == 2
 
 
 def test_run_keys_and_the_ssh_workdir_carry_the_cluster_id(tmp_path: Path) -> None:
@@ -54,7 +62,7 @@ def test_run_keys_and_the_ssh_workdir_carry_the_cluster_id(tmp_path: Path) -> No
                      transports={"m1": FakeTransport("m1", auto_end=False)})
     try:
         cid = ctl.cluster_id
-        assert ctl.machine_workdir("m1") == f"{DEFAULT_WORKDIR}/{cid}"
+        assert ctl.machine_workdir("m1") == f"{DEFAULT_WORKDIR}/{cid}/m1"
         assert ctl.machine_workdir("m2") == "/scratch/w"
         m2 = ctl.transport_for("m2")  # an SSH transport (not connected here)
         assert m2.machine.workdir == "/scratch/w"

@@ -82,8 +82,9 @@ def test_a_second_controller_on_the_default_workdir_leaves_the_first_ones_job_al
     assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 0), rec
     assert sorted(marks.read_text().split()) == ["a", "a-done", "b"]
     for cli in (first, second):
-        workdir = REMOTE_HOME / DEFAULT_WORKDIR[2:] / _cluster_id(cli)
-        assert (workdir / "fleet-owner.json").is_file()
+        for name in ("m1", "m2"):  # one per machine: the test machines share a home
+            workdir = REMOTE_HOME / DEFAULT_WORKDIR[2:] / _cluster_id(cli) / name
+            assert (workdir / "fleet-owner.json").is_file()
 
 
 def test_a_workdir_another_fleet_owns_is_refused_with_its_name(

@@ -55,7 +55,7 @@ def _transport(name: str, machine: "MachineConfig", config: "FleetConfig",
     finally:
         store.close()
     transport = SSHTransport(name, machine.model_copy(update={"workdir": fleet_workdir(
-        machine.workdir, cluster_id, own)}), config, paths)
+        machine.workdir, cluster_id, own, name)}), config, paths)
     transport.owner = workdir_owner(cluster_id, config.cluster_name, paths, config.source)
     return transport
 

@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from ..asowner import as_owner, needs_switch
 from ..errors import FileMissing, FileUnreadable, TransferCorrupt, TransportError
 from ..paths import JobPaths, write_private
 from .inbox import Collected
@@ -112,10 +113,22 @@ def _open_out(path: str, append: bool, mode: int) -> int:
     return fd
 
 
+def _open_dest(path: str, append: bool, mode: int, dir_mode: "int | None",
+               owner: "int | None") -> int:
+    """Make the directories of an output path and open it, as the job's
+    owner when the controller is root for another user (see asowner)."""
+    def opener() -> int:
+        _makedirs(os.path.dirname(path) or ".", dir_mode)
+        return _open_out(path, append, mode)
+
+    fd = as_owner(owner, opener)
+    assert fd is not None
+    return fd
+
+
 def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
-           dir_mode: "int | None" = None) -> None:
-    _makedirs(os.path.dirname(path) or ".", dir_mode)
-    fd = _open_out(path, append, mode)
+           dir_mode: "int | None" = None, owner: "int | None" = None) -> None:
+    fd = _open_dest(path, append, mode, dir_mode, owner)
     try:
         view = memoryview(data)
         while view:
@@ -125,8 +138,13 @@ def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
         os.close(fd)
 
 
-def _keep_dir(ctx: "Context", task_id: int):
-    keep = ctx.paths.output_dir(task_id)
+def _keep_dir(ctx: "Context", task_id: int, owner: "int | None" = None):
+    """The job's private spool directory (0700, per user: see output_dir)."""
+    keep = ctx.paths.output_dir(task_id, owner)
+    if keep.parent != ctx.paths.output_root:
+        ctx.paths.output_root.mkdir(parents=True, exist_ok=True)
+        keep.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(keep.parent, 0o700)
     keep.mkdir(parents=True, exist_ok=True)
     os.chmod(keep, 0o700)
     return keep
@@ -138,12 +156,12 @@ def write_inline(ctx: "Context", task: dict, output: dict) -> str:
 
     try:
         append = task.get("open_mode") == "append" or task["restart_count"] > 0
-        keep = _keep_dir(ctx, task["task_id"])
+        keep = _keep_dir(ctx, task["task_id"], task.get("owner"))
         for which in ("stdout", "stderr"):
             if which == "stderr" and (not task["stderr"] or task["stderr"] == task["stdout"]):
                 continue
             data = base64.b64decode(output.get(which) or "")
-            _write(task[which], data, append, *out_modes(task))
+            _write(task[which], data, append, *out_modes(task), owner=task.get("owner"))
             _write(str(keep / f"{which}.txt"), data, append, 0o600)
     except (OSError, ValueError, TypeError) as exc:
         return f"its output could not be written on this host: {exc}"
@@ -176,7 +194,8 @@ def _copy_once(ctx: "Context", task: dict, node: str) -> "tuple[str, str]":
             # where the user looks first: the job's own output file
             _write(task["stderr"] or task["stdout"],
                    f"fleetslurm: error: job {task['task_id']}: {kept}; its output is kept "
-                   f"on {where}\n".encode("utf-8", "surrogateescape"), True, *out_modes(task))
+                   f"on {where}\n".encode("utf-8", "surrogateescape"), True, *out_modes(task),
+                   owner=task.get("owner"))
     except TransportError as exc:
         # a lost link, a failed reconnection: retried when the machine says
         # hello again (the run's directory is still there)
@@ -192,7 +211,7 @@ def _copy_once(ctx: "Context", task: dict, node: str) -> "tuple[str, str]":
         log_kept(ctx, task["task_id"], kept, where)
         # (so what came of it here is not needed: only a lost link's parts
         # are kept, for the next copy to continue)
-        for part in ctx.paths.output_dir(task["task_id"]).glob(f".{task['run_key']}.*.part"):
+        for part in ctx.paths.output_dir(task["task_id"], task.get("owner")).glob(f".{task['run_key']}.*.part"):
             try:
                 part.unlink()
             except OSError:
@@ -217,7 +236,7 @@ def _copy_files(ctx: "Context", transport: "Transport", task: dict, jp: JobPaths
     refuses a file OSError. Every file is received first (a retry after a
     lost link continues the part files), then each is written to its place."""
     append = task.get("open_mode") == "append" or task["restart_count"] > 0
-    keep = _keep_dir(ctx, task["task_id"])
+    keep = _keep_dir(ctx, task["task_id"], task.get("owner"))
     pairs = [("stdout", jp.stdout)]
     if task["stderr"] and task["stderr"] != task["stdout"]:
         pairs.append(("stderr", jp.stderr))
@@ -246,14 +265,15 @@ def _copy_files(ctx: "Context", transport: "Transport", task: dict, jp: JobPaths
     except FileUnreadable as exc:
         unread = unread or str(exc)
     for dest, part in received:
-        _deliver(part, dest, append, *out_modes(task))
+        _deliver(part, dest, append, *out_modes(task), owner=task.get("owner"))
     for _, part in received:
         if part is not None:
             os.unlink(part)
     return unread
 
 
-def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: int) -> None:
+def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: int,
+             owner: "int | None" = None) -> None:
     """Write a received file (None: an empty one) to its place: where there
     is no file yet, the received one becomes it (a hard link, no copy);
     else in chunks, appended or replacing what is there (opened as
@@ -261,14 +281,15 @@ def _deliver(part: "str | None", dest: str, append: bool, mode: int, dir_mode: i
     device)."""
     from ..transport.chunked import CHUNK
 
-    _makedirs(os.path.dirname(dest) or ".", dir_mode)
-    if part is not None and not append:
+    if part is not None and not append and not needs_switch(owner):
+        # (not for another user: a link made here would be the controller's)
+        _makedirs(os.path.dirname(dest) or ".", dir_mode)
         try:
             os.link(part, dest)  # fails if anything is there, symlinks included
             return
         except OSError:
             pass  # there already, or another filesystem: copied below
-    fd = _open_out(dest, append, mode)
+    fd = _open_dest(dest, append, mode, dir_mode, owner)
     try:
         if part is None:
             return

@@ -126,7 +126,7 @@ class Context:
     def machine_workdir(self, name: str) -> str:
         """The agent's workdir on an SSH machine (see paths.fleet_workdir)."""
         return fleet_workdir(self.config.machines[name].workdir, self.cluster_id,
-                             self._own_workdirs)
+                             self._own_workdirs, name)
 
     def workdir_owner(self) -> dict:
         """What this fleet writes in each workdir it uses (see paths.workdir_owner)."""

@@ -221,8 +221,10 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         "umask": spec.get("umask"),  # the submitter's (SLURM_UMASK)
         # small outputs come home inside the `ended` event: no SFTP round trips
         "inline_output": None if transport.shared_fs else INLINE_OUTPUT,
-        "uid": job["uid"] if os.getuid() == 0 and job["uid"] != 0 else None,
-        "gid": spec.get("gid") if os.getuid() == 0 and job["uid"] != 0 else None,
+        # a job of another user than the controller's (a lab's): its user's
+        # name, looked up by a privileged agent on that machine (as slurmd
+        # does); an agent that is not root runs it as its own account
+        "user": job["user"] if job["uid"] != os.getuid() else None,
     }
     error = _spec_error(agent_spec)
     if error is not None:

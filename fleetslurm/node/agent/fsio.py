@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import time
 
 TYPE_CHECKING = False
@@ -44,20 +45,31 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def write_note(path: str, node: str, job_id: str, why: str) -> None:
+def write_note(path: str, node: str, job_id: str, why: str,
+               owner: Optional[int] = None) -> None:
     """Append slurmstepd's line for a job it ends to the job's stderr:
     ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``."""
     append_line(path, "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
-        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why))
+        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why), owner)
 
 
-def append_line(path: str, line: str) -> None:
-    """Append a line of slurmstepd's to a job's output file; never raises."""
+def append_line(path: str, line: str, owner: Optional[int] = None) -> None:
+    """Append a line of slurmstepd's to a job's output file; never raises.
+    A root agent writing for a job of user ``owner`` appends only to a
+    regular file that user owns, never through a final symlink, never
+    creating one: the path is the user's to choose."""
+    guarded = owner is not None and os.geteuid() == 0 and owner != 0
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    flags |= (os.O_NOFOLLOW | os.O_NONBLOCK) if guarded else os.O_CREAT
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError:
         return
     try:
+        if guarded:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+                return
         write_all(fd, line.encode())
     except OSError:
         pass
@@ -92,6 +104,18 @@ def read_json(path: str) -> Optional[Dict[str, Any]]:
     return obj if isinstance(obj, dict) else None
 
 
+def _open_new(tmp: str) -> int:
+    """A temporary file of the agent's, created 0600: never through a name
+    someone else made (a job's directory may be its user's, and the agent
+    root), a stale one of this pid replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        os.unlink(tmp)  # removes a link itself, never its target
+        return os.open(tmp, flags, 0o600)
+
+
 def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
                       exclusive: bool = False) -> bool:
     """Write ``obj`` to ``path`` via a temp file and rename (mode 0600).
@@ -101,7 +125,7 @@ def write_json_atomic(path: str, obj: Dict[str, Any], fsync: bool = False,
     False when the file already existed.
     """
     tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = _open_new(tmp)
     try:
         write_all(fd, json.dumps(obj, separators=(",", ":")).encode())
         if fsync:
@@ -152,7 +176,7 @@ def write_marker(path: str, text: str) -> None:
 def write_text_atomic(path: str, text: str) -> None:
     """Write a small text file atomically (temp file + rename, mode 0600)."""
     tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = _open_new(tmp)
     try:
         write_all(fd, text.encode())
     except BaseException:
@@ -173,14 +197,23 @@ def inline_output(stdout: str, stderr: str, limit: int) -> Optional[Dict[str, An
         if name == "stderr" and path == stdout:
             continue
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # never through a link (the job's directory may be its user's,
+            # the agent root): such a file is sent home empty
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             out[name] = ""
             continue
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                out[name] = ""
+                continue
             return None
         try:
-            if os.fstat(fd).st_size > limit:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                out[name] = ""
+                continue
+            if st.st_size > limit:
                 return None
             data = b""
             while True:
@@ -195,6 +228,41 @@ def inline_output(stdout: str, stderr: str, limit: int) -> Optional[Dict[str, An
         out[name] = base64.b64encode(data).decode()
     return out
 
+
+
+def take_back(jobdir: str, workdir: str) -> None:
+    """A job's directory that was its user's (see ops.op_launch), once the
+    job has ended: it (and its stage directory) become the agent's again,
+    and a symlink the user left where its output or results are read is
+    removed, so that what the controller copies home (as the agent's
+    account, which may be root) is only what the job wrote, never a file it
+    links to. Nothing to do for a directory that is the agent's."""
+    me = os.geteuid()
+    try:
+        if os.lstat(jobdir).st_uid == me:
+            return
+    except OSError:
+        return
+    stage = os.path.join(jobdir, STAGE_DIR)
+    try:
+        os.chown(jobdir, me, os.getegid())
+        if not os.path.islink(stage) and os.path.isdir(stage):
+            os.chown(stage, me, os.getegid())
+    except OSError as exc:
+        log(workdir, "cannot take back %s: %s" % (jobdir, exc))
+        return
+    names = [os.path.join(jobdir, n) for n in ("stdout.txt", "stderr.txt", STAGE_DIR)]
+    try:
+        if not os.path.islink(stage):
+            names += [e.path for e in os.scandir(stage)]
+    except OSError:
+        pass
+    for path in names:
+        try:
+            if os.path.islink(path):
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def remove_tree(path: str) -> None:

@@ -86,7 +86,7 @@ class JobChild:
             os.umask(self.job_umask)
             if spec["uid"] is not None or spec["gid"] is not None:
                 stage = "switch to uid %s gid %s" % (spec["uid"], spec["gid"])
-                self.drop_privileges(spec["uid"], spec["gid"])
+                self.drop_privileges(spec["uid"], spec["gid"], spec.get("user"))
             chdir_error: Optional[OSError] = None
             try:
                 os.chdir(spec["cwd"])
@@ -100,6 +100,10 @@ class JobChild:
                               "instead\n" % (spec["cwd"], os.strerror(chdir_error.errno or 0))
                               ).encode("utf-8", "surrogateescape"))
             env = dict(spec["env"])
+            if spec.get("user"):
+                # the user's as on this machine, as slurmstepd sets them
+                env["HOME"], env["USER"] = spec["home"], spec["user"]
+                env["LOGNAME"] = spec["user"]
             env["SLURM_TASK_PID"] = str(os.getpid())
             # srun (fleetslurm's) records each step's process group here, so that
             # signals meant for job steps (scancel --signal, --signal=SIG@T) find them
@@ -122,8 +126,19 @@ class JobChild:
             write_all(err_w, ("could not %s: %s" % (stage, exc)).encode("utf-8", "replace"))
 
     @staticmethod
-    def drop_privileges(uid: Optional[int], gid: Optional[int]) -> None:
-        """Become uid/gid (only reached as root; validate_spec rejects otherwise)."""
+    def drop_privileges(uid: Optional[int], gid: Optional[int],
+                        user: Optional[str] = None) -> None:
+        """Become uid/gid (only reached as root; validate_spec rejects otherwise):
+        supplementary groups, then group, then user. ``user`` (looked up on
+        this machine by validate_spec): its groups from this machine's group
+        database, and a failure is the job's failure, never a run as root."""
+        if user is not None and uid is not None and gid is not None:
+            os.initgroups(user, gid)
+            os.setgid(gid)
+            os.setuid(uid)
+            if os.getuid() != uid or os.geteuid() != uid:  # pragma: no cover - defence
+                raise SetupError("could not become user %s (uid %d)" % (user, uid))
+            return
         if gid is not None:
             groups_set = False
             if uid is not None and pwd is not None:

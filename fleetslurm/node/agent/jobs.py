@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from . import protocol
 from .cgroups import drop, left_behind
 from .fsio import (RESULT_FILE, SUPERVISOR_FILE, inline_output, log, read_json, read_result,
-                   remove_tree, write_json_atomic)
+                   remove_tree, take_back, write_json_atomic)
 from .host import alive, proc_stat, signal_scope
 from .protocol import key_error
 
@@ -52,7 +52,7 @@ class Job:
         #: (stdout path, stderr path, byte limit): send small output with `ended`
         self.inline: Optional[Tuple[str, str, int]] = None
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
-        self.note: Optional[Tuple[str, str, str]] = None
+        self.note: Optional[Tuple[str, str, str, Optional[int]]] = None
         self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
         self.cpus: Optional[List[int]] = None  # the CPU ids it is bound to
 
@@ -182,6 +182,9 @@ class JobBook:
             self.close_stdin(job)
         if self.ready and not job.emitted and job.result is not None:
             job.emitted = True
+            # (its supervisor did, unless it vanished: never read as root
+            # through what the job's user left there)
+            take_back(job.dir, self.workdir)
             output = inline_output(*job.inline) if job.inline is not None else None
             self.send(protocol.ev_ended(protocol.UNSOLICITED, job.key, job.result, output))
 

@@ -93,6 +93,10 @@ class Requests(JobBook):
         pipe: Tuple[int, int] = (-1, -1)
         feed_fd = -1
         try:
+            if spec["uid"] is not None and spec["uid"] != os.geteuid():
+                # the job's directory is its user's (0700): its output and,
+                # without a shared filesystem, its working directory
+                os.chown(jobdir, spec["uid"], -1 if spec["gid"] is None else spec["gid"])
             if spec["stage"]:
                 self.take_stage(key, jobdir, spec["uid"], spec["gid"])  # type: ignore[arg-type]
             fd = os.open(os.path.join(jobdir, SCRIPT_FILE),
@@ -147,7 +151,8 @@ class Requests(JobBook):
         job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
         if spec.get("inline_output"):
             job.inline = (spec["stdout"], spec["stderr"], int(spec["inline_output"]))
-        job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0])
+        job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0],
+                    spec["uid"])
         job.sup_pid = pid
         job.cpus = spec["cpu_ids"]
         job.launch_fd = pipe[0]
@@ -283,7 +288,9 @@ class Requests(JobBook):
             words.append("requeue")
         if job.note is not None and job.result is None and not os.path.lexists(
                 os.path.join(job.dir, CANCEL_FILE)):
-            write_note(*job.note, " DUE TO JOB REQUEUE" if req.get("requeue") else "")
+            path, node, job_id, owner = job.note
+            write_note(path, node, job_id, " DUE TO JOB REQUEUE" if req.get("requeue") else "",
+                       owner)
             words.append("noted")
         err = self.tell_supervisor(job, CANCEL_FILE, " ".join(words))
         self.send(protocol.ev_ack("cancelling", rid, job.key, err))

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import signal
 
+try:
+    import pwd
+except ImportError:  # pragma: no cover - not on Linux
+    pwd = None  # type: ignore[assignment]
+
 from . import cpus
 
 TYPE_CHECKING = False
@@ -102,6 +107,28 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     out["cpu_bind"] = bind
     out["uid"] = _opt_int(spec, "uid")
     out["gid"] = _opt_int(spec, "gid")
+    out["user"] = None
+    user = spec.get("user")
+    if user is not None:
+        if not isinstance(user, str) or not user or "\0" in user or "/" in user:
+            raise ValueError("spec.user must be a user name, got %r" % (user,))
+        if os.geteuid() == 0:
+            # as slurmd: the job's user is looked up on this machine by name
+            # (uids need not agree between machines), never run as another
+            try:
+                pw = pwd.getpwnam(user) if pwd is not None else None
+            except KeyError:
+                pw = None
+            if pw is None:
+                raise ValueError("user %s is unknown on machine %s (host %s): the job "
+                                 "cannot run there as its user"
+                                 % (user, out["node"], os.uname().nodename))
+            if pw.pw_uid != 0:
+                out["uid"], out["gid"], out["user"] = pw.pw_uid, pw.pw_gid, user
+                out["home"] = pw.pw_dir
+            else:
+                out["uid"] = out["gid"] = None
+        # an agent that is not root runs every job as itself, as it always did
     if os.geteuid() != 0:
         if out["uid"] not in (None, os.getuid()) or out["gid"] not in (None, os.getgid()):
             raise ValueError("cannot run the job as uid %s gid %s: the agent runs as uid %d, "

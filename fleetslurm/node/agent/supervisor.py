@@ -31,7 +31,7 @@ from . import protocol
 from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
                    SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
-                   format_exc, log, read_marker, read_small, write_all, write_json_atomic,
+                   format_exc, log, read_marker, read_small, take_back, write_all, write_json_atomic,
                    write_note, write_text_atomic)
 from .host import HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
@@ -141,7 +141,7 @@ class Supervisor(JobChild, JobCgroups):
                 # The job needs to exec its script: hand it the script and let it
                 # traverse (not list) the directories on the way.
                 os.chown(self.script, spec["uid"], spec["gid"] if spec["gid"] is not None else -1)
-                for d in (self.jobdir, os.path.dirname(self.jobdir), self.workdir):
+                for d in self.dirs_to_traverse():
                     mode = os.stat(d).st_mode & 0o7777
                     os.chmod(d, mode | 0o011)
             full = self.full_disk(only_jobdir=True)
@@ -352,7 +352,7 @@ class Supervisor(JobChild, JobCgroups):
     def note(self, why: str) -> None:
         """slurmstepd's line in the job's stderr when it ends the job."""
         write_note(self.spec["stderr"], self.spec["node"],
-                   self.spec["job_id"] or self.key.split(".")[0], why)
+                   self.spec["job_id"] or self.key.split(".")[0], why, self.spec["uid"])
 
     def set_reason(self, reason: str) -> None:
         """Record why we ended the job; the first reason wins."""
@@ -536,6 +536,7 @@ class Supervisor(JobChild, JobCgroups):
 
     def finish(self, status: int, usage: Any, start_time: float) -> None:
         """Turn the wait status into a RESULT and write it atomically."""
+        self.take_back_jobdir()
         if os.WIFSIGNALED(status):
             exit_code, signum = 0, os.WTERMSIG(status)
         else:
@@ -559,12 +560,39 @@ class Supervisor(JobChild, JobCgroups):
                 state = "FAILED"
             error = (error + "\n" if error else "") + full
             # where the user looks (when that file is on another disk)
-            append_line(self.spec["stderr"], "slurmstepd: error: %s\n" % full)
+            append_line(self.spec["stderr"], "slurmstepd: error: %s\n" % full, self.spec["uid"])
         result = protocol.result(
             self.key, self.pid, start_time, time.time(), state, exit_code, signum,
             usage.ru_utime + self.orphan_cpu[0], usage.ru_stime + self.orphan_cpu[1],
             max(int(usage.ru_maxrss), self.peak_kb), error)  # type: Dict[str, Any]
         self.record(result)
+
+    def dirs_to_traverse(self) -> List[str]:
+        """The directories on the way to the job's directory that its user
+        must be able to pass through (not list): jobs/, the workdir and
+        those above it that are the agent's own and closed to others (a
+        root agent's workdir under /root or a lab's private state
+        directory), as slurmd's spool is open to pass through."""
+        dirs = [os.path.dirname(self.jobdir)]
+        d = self.workdir
+        while True:
+            try:
+                st = os.stat(d)
+            except OSError:
+                break
+            if st.st_uid == os.geteuid() and st.st_mode & 0o011 != 0o011:
+                dirs.append(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+        return dirs
+
+    def take_back_jobdir(self) -> None:
+        """Once a job run as another user has ended (see fsio.take_back)."""
+        uid = self.spec["uid"]
+        if uid is not None and uid != os.geteuid():
+            take_back(self.jobdir, self.workdir)
 
     def reserve_result(self) -> None:
         """Reserve the blocks the result will take (see RESULT_SPARE)."""
@@ -592,7 +620,8 @@ class Supervisor(JobChild, JobCgroups):
                     error = error[:len(error) // 2]
                     result["error"] = error + " [cut]"
                     data = json.dumps(result, separators=(",", ":")).encode()
-        fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC)
+        # the job's directory may be its user's: never through a link they made
+        fd = os.open(spare, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))  # frees blocks, never needs one
