@@ -71,7 +71,8 @@ def _apply(rec: dict, settings: dict[str, str]) -> dict:
 
 def op_qos_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """``mode`` add, modify or delete the QOS ``names``, with ``fields`` (the
-    ``set`` values) for add and modify. Returns the names changed."""
+    ``set`` values) for add and modify. Returns the names changed (with
+    ``dry``: the names it would change, nothing stored: sacctmgr asks first)."""
     if uid != 0:
         raise AccessDenied("Your user doesn't have privilege to perform this action")
     mode = args.get("mode")
@@ -108,9 +109,10 @@ def op_qos_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
             rec = None
         else:
             raise UsageError(f"unknown change {mode!r}", prog="sacctmgr")
-        ctx.store.set_qos(name, rec)
+        if not args.get("dry"):
+            ctx.store.set_qos(name, rec)
         changed.append(name)
-    if changed:
+    if changed and not args.get("dry"):
         lim.reload(ctx.store)
         ctx.fairshare.qos_priorities = lim.priorities()
         ctx.emit(lim.event())
