@@ -252,6 +252,9 @@ class FleetConfig(_Strict):
     min_job_age: int = Field(300, ge=0, le=_U32)
     #: priority/multifactor (absent: jobs are ordered as before, see PriorityConfig)
     priority: Optional[PriorityConfig] = None
+    #: slurm.conf's EnforcePartLimits: NO (SLURM's default) leaves a job over its
+    #: partition's MaxTime PENDING (PartitionTimeLimit); YES/ALL/ANY refuse it at submit
+    enforce_part_limits: Literal["NO", "YES", "ALL", "ANY"] = "NO"
     #: QOS definitions (the initial set: sacctmgr add/modify/delete qos changes them)
     qos: dict[str, QosConfig] = Field(default_factory=dict)
     #: association limits per account (named after its user)
@@ -364,6 +367,7 @@ _ALLOWED = {
     "MaxWall": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
     "Description": "a string",
     "qos": "an object of QOS names to their limits",
+    "enforce_part_limits": '"NO", "YES", "ALL" or "ANY" (slurm.conf\'s EnforcePartLimits)',
     "accounts": "an object of account names to their limits",
 }
 

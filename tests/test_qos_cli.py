@@ -141,3 +141,14 @@ def test_qos_max_jobs_per_user_holds_under_concurrent_submission(request, which)
     spans = sorted((r["start_time"], r["end_time"]) for r in recs)
     for i, (start, _) in enumerate(spans):
         assert sum(1 for s, e in spans[:i] if e > start) < 2
+
+
+def test_scontrol_show_partition_shows_access_lists_and_tier():
+    from fleetslurm.slurm.scontrol_fmt import show_partition
+
+    part = dict(name="gpu", default=False, state="up", max_time=60, default_time=None,
+                priority=3, priority_tier=7, nodes=["n1"], allow_groups=["lab", "staff"],
+                allow_accounts=None, allow_qos=["high"])
+    text = show_partition(part)  # type: ignore[arg-type]
+    assert "   AllowGroups=lab,staff AllowAccounts=ALL AllowQos=high\n" in text
+    assert "   PriorityJobFactor=3 PriorityTier=7 RootOnly=NO" in text

@@ -177,3 +177,22 @@ def test_sacctmgr_changes_are_root_only_apply_at_once_and_survive_a_restart(tmp_
             _submit(ctl, {"qos": "high"})
     finally:
         ctl.close()
+
+
+def test_partition_max_time_pends_by_default_and_is_refused_with_enforce_part_limits(tmp_path):
+    parts = {"debug": PartitionConfig(default=True, max_time="10")}
+    ctl = _controller(tmp_path / "h", partitions=parts)
+    try:
+        job = _submit(ctl, {"time": "20"})
+        assert ctl.sched.reason(job) == "PartitionTimeLimit"  # SLURM's EnforcePartLimits=NO
+        _cancel_all(ctl, [job])
+    finally:
+        ctl.close()
+    ctl = _controller(tmp_path / "h2", partitions=parts, enforce_part_limits="ALL")
+    try:
+        with pytest.raises(SubmitError, match=r"^Batch job submission failed: Requested time "
+                                              r"limit is invalid \(missing or exceeds some limit\)$"):
+            _submit(ctl, {"time": "20"})
+        _cancel_all(ctl, [_submit(ctl, {"time": "10"})])
+    finally:
+        ctl.close()

@@ -10,8 +10,9 @@ sacctmgr set, checked at submission, and handed to the scheduler.
 * At submission (:func:`check_submit`): the job's account (``-A``, default
   the user's) and QOS (``--qos``, default ``normal``) must exist, the
   partition's AllowGroups/AllowAccounts/AllowQos must admit them, and
-  MaxSubmitJobsPerUser/MaxSubmitJobs must not be reached, each refused
-  with SLURM's message. The running limits are the scheduler's
+  MaxSubmitJobsPerUser/MaxSubmitJobs must not be reached, and with
+  ``enforce_part_limits`` (EnforcePartLimits) the time limit must be within
+  the partition's MaxTime, each refused with SLURM's message. The running limits are the scheduler's
   (:mod:`fleetslurm.scheduler.limits`): a job over one stays PENDING.
 """
 
@@ -36,12 +37,13 @@ if TYPE_CHECKING:
     from .context import Context
 
 __all__ = ["Limits", "check_submit", "user_groups", "BAD_QOS", "BAD_ACCOUNT", "BAD_GROUP",
-           "SUBMIT_LIMIT"]
+           "BAD_TIME", "SUBMIT_LIMIT"]
 
 _FAILED = "Batch job submission failed: "
 BAD_QOS = _FAILED + "Invalid qos specification"
 BAD_ACCOUNT = _FAILED + "Invalid account or account/partition combination specified"
 BAD_GROUP = _FAILED + "User's group not permitted to use this partition"
+BAD_TIME = _FAILED + "Requested time limit is invalid (missing or exceeds some limit)"
 SUBMIT_LIMIT = (_FAILED + "Job violates accounting/QOS policy (job submit limit, user's size "
                 "and/or time limits)")
 
@@ -134,6 +136,10 @@ def check_submit(ctx: "Context", uid: int, user: str, spec: dict, partition: str
     if pcfg.allow_qos is not None and qos_name not in pcfg.allow_qos \
             and "ALL" not in pcfg.allow_qos:
         raise SubmitError(BAD_QOS)
+    if cfg.enforce_part_limits != "NO" and time_limit is not None:
+        part_max = pcfg.max_minutes()
+        if part_max is not None and time_limit > part_max:
+            raise SubmitError(BAD_TIME)
     assoc = lim.accounts.get(account)
     caps = [c for c in (qos.MaxSubmitJobsPerUser, assoc.MaxSubmitJobs if assoc else None)
             if c is not None]
