@@ -196,3 +196,24 @@ def test_partition_max_time_pends_by_default_and_is_refused_with_enforce_part_li
         _cancel_all(ctl, [_submit(ctl, {"time": "10"})])
     finally:
         ctl.close()
+
+
+def test_qos_priority_feeds_the_multifactor_qos_factor(tmp_path):
+    from fleetslurm.config import PriorityConfig
+
+    ctl = _controller(tmp_path / "h", priority=PriorityConfig(PriorityWeightQOS=1000),
+                      qos={"high": QosConfig(Priority=100), "mid": QosConfig(Priority=50)})
+    try:
+        later = {"begin": "now+1hour"}
+        jobs = {q: _submit(ctl, {"qos": q, **later}) for q in ("normal", "mid", "high")}
+        ctl.step(time.time())
+        assert {q: ctl.fairshare.priority_of(j) for q, j in jobs.items()} == \
+            {"normal": 1, "mid": 500, "high": 1000}  # (SLURM: at least 1)
+        # a change of a QOS's Priority counts from the next computation
+        _request(ctl, "qos_change", {"mode": "modify", "names": ["mid"],
+                                     "fields": {"Priority": "100"}})
+        newer = _submit(ctl, {"qos": "mid", **later})
+        assert ctl.fairshare.priority_of(newer) == 1000
+        _cancel_all(ctl, list(jobs.values()) + [newer])
+    finally:
+        ctl.close()
