@@ -217,3 +217,25 @@ def test_qos_priority_feeds_the_multifactor_qos_factor(tmp_path):
         _cancel_all(ctl, list(jobs.values()) + [newer])
     finally:
         ctl.close()
+
+
+def test_scontrol_update_qos_moves_a_pending_job_out_of_a_limit(tmp_path):
+    from fleetslurm.errors import JobError
+
+    ctl = _controller(tmp_path / "h", qos={"normal": QosConfig(MaxJobsPerUser=1),
+                                           "free": QosConfig()})
+    try:
+        a, b = _submit(ctl), _submit(ctl)
+        pump(ctl, lambda: ctl.store.task(a)["state"] == "RUNNING")
+        ctl.step(time.time())
+        assert ctl.sched.reason(b) == "QOSMaxJobsPerUserLimit"
+        with pytest.raises(JobError, match=f"^Invalid qos specification for job {b}$"):
+            _request(ctl, "update_job", {"ids": [str(b)], "fields": {"QOS": "nosuch"}})
+        with pytest.raises(JobError, match="Invalid account or account/partition"):
+            _request(ctl, "update_job", {"ids": [str(b)], "fields": {"Account": "nosuch"}})
+        _request(ctl, "update_job", {"ids": [str(b)], "fields": {"QOS": "free"}})
+        pump(ctl, lambda: ctl.store.task(b)["state"] == "RUNNING")
+        assert ctl.store.task(b)["req"]["qos"] == "free"
+        _cancel_all(ctl, [a, b])
+    finally:
+        ctl.close()

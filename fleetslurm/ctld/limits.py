@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..store import Store
     from .context import Context
 
-__all__ = ["Limits", "check_submit", "user_groups", "BAD_QOS", "BAD_ACCOUNT", "BAD_GROUP",
+__all__ = ["Limits", "check_submit", "check_update", "user_groups", "BAD_QOS", "BAD_ACCOUNT", "BAD_GROUP",
            "BAD_TIME", "SUBMIT_LIMIT"]
 
 _FAILED = "Batch job submission failed: "
@@ -172,3 +172,26 @@ def _active_jobs(ctx: "Context", uid: int, qos: str, account: str) -> tuple[int,
         if req.get("account", account) == account:
             in_acct += n
     return in_qos, in_acct
+
+
+def check_update(ctx: "Context", job: dict, task: dict, changes: dict, shown: str) -> dict:
+    """``scontrol update JobId=N QOS=... Account=...`` of a pending job: the
+    request's new ``qos``/``account``, or JobError with SLURM's message."""
+    from ..errors import JobError
+
+    out = {}
+    if "qos" in changes:
+        qos = str(changes["qos"] or "normal").lower()
+        pcfg = ctx.config.partitions.get(task["req"]["partition"])
+        allowed = pcfg.allow_qos if pcfg is not None else None
+        if qos not in ctx.limits.qos or (allowed is not None and qos not in allowed
+                                         and "ALL" not in allowed):
+            raise JobError(f"Invalid qos specification for job {shown}")
+        out["qos"] = qos
+    if "account" in changes:
+        account = str(changes["account"] or account_of(job["user"]))
+        if account != account_of(job["user"]):
+            raise JobError("Invalid account or account/partition combination specified "
+                           f"for job {shown}")
+        out["account"] = account
+    return out

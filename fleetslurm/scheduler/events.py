@@ -267,6 +267,8 @@ class JobUpdated:
     name: str | Unset = UNSET
     exclusive: bool | Unset = UNSET
     priority: int | Unset = UNSET
+    qos: str | Unset = UNSET
+    account: str | Unset = UNSET
 
     def changes(self) -> dict[str, Any]:
         """The fields this update sets, as keyword arguments for ``dataclasses.replace``."""
