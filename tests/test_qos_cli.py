@@ -129,7 +129,9 @@ def test_qos_max_jobs_per_user_holds_under_concurrent_submission(request, which)
     held = set()
     deadline = time.monotonic() + 90
     while True:
-        recs = [fleet.record(j) for j in ids]
+        with fleet.client() as c:  # one snapshot of all six (one record at a time is not)
+            recs = c.call("jobs", ids=[str(j) for j in ids])
+        assert len(recs) == 6
         assert sum(r["state"] == "RUNNING" for r in recs) <= 2
         held |= {r["reason"] for r in recs if r["state"] == "PENDING"}
         if all(r["state"] == "COMPLETED" for r in recs):

@@ -78,8 +78,9 @@ class Limits:
         self.qos = qos
 
     def event(self) -> LimitsSet:
-        """The scheduler's copy of every limit."""
-        return LimitsSet(
+        """The scheduler's copy of every limit (a QOS or account without any is
+        left out: with none at all, a pass checks nothing)."""
+        ev = LimitsSet(
             qos=tuple(QosLimits(
                 name=n, priority=q.Priority, max_jobs_pu=q.MaxJobsPerUser,
                 max_submit_pu=q.MaxSubmitJobsPerUser, max_tres_pu=_tres(q.MaxTRESPerUser),
@@ -89,10 +90,25 @@ class Limits:
                 account=n, grp_tres=_tres(a.GrpTRES), grp_jobs=a.GrpJobs, max_jobs=a.MaxJobs,
                 max_submit=a.MaxSubmitJobs, max_wall=_minutes(a.MaxWall))
                 for n, a in self.accounts.items()))
+        return LimitsSet(
+            qos=tuple(q for q in ev.qos
+                      if _limited(q, "name", "priority", "description", "max_submit_pu")),
+            accounts=tuple(a for a in ev.accounts if _limited(a, "account", "max_submit")))
 
     def priorities(self) -> dict[str, int]:
         """QOS -> Priority, for multifactor's QOS factor."""
         return {n: q.Priority for n, q in self.qos.items()}
+
+
+def _limited(rec: Any, *besides: str) -> bool:
+    """Whether a QosLimits/AssocLimits sets any limit."""
+    for name, value in vars(rec).items():
+        if name in besides or value is None:
+            continue
+        if isinstance(value, Tres) and not value.any():
+            continue
+        return True
+    return False
 
 
 def user_groups(uid: int) -> set[str]:
