@@ -35,10 +35,10 @@ from .arrayfeed import ArrayFeeds
 from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
 from .fairshare import FairShare
-from .limits import Limits
 from .health import periodic
 from .inbox import Message, Pending, Request
 from .launch import start_job
+from .limits import Limits
 from .lifecycle import end_task, node_fail
 from .queries import Queries
 from .requests import OPS
