@@ -237,6 +237,11 @@ class AccountConfig(_Strict):
     _wall = field_validator("MaxWall")(classmethod(lambda cls, v: _check_wall(v)))
 
 
+#: the words of AccountingStorageEnforce fleetslurm takes (nojobs, nosteps and
+#: wckeys change nothing here: there is no accounting database to spare)
+_ENFORCE = {"none", "associations", "limits", "qos", "safe", "nojobs", "nosteps", "wckeys"}
+
+
 class FleetConfig(_Strict):
     cluster_name: str = Field("fleet", min_length=1)
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
@@ -255,6 +260,11 @@ class FleetConfig(_Strict):
     #: slurm.conf's EnforcePartLimits: NO (SLURM's default) leaves a job over its
     #: partition's MaxTime PENDING (PartitionTimeLimit); YES/ALL/ANY refuse it at submit
     enforce_part_limits: Literal["NO", "YES", "ALL", "ANY"] = "NO"
+    #: slurm.conf's AccountingStorageEnforce: "associations" refuses an -A naming no
+    #: account, "qos" a --qos naming no QOS, "limits" (which implies associations)
+    #: enforces QOS and account limits; "none" accepts any account and QOS and
+    #: enforces no limit, as a SLURM without accounting does
+    accounting_storage_enforce: str = "associations,limits,qos"
     #: QOS definitions (the initial set: sacctmgr add/modify/delete qos changes them)
     qos: dict[str, QosConfig] = Field(default_factory=dict)
     #: association limits per account (named after its user)
@@ -262,6 +272,24 @@ class FleetConfig(_Strict):
     max_array_size: int = Field(1001, gt=0, le=4000001)
     #: where the config came from (not part of the file)
     source: Optional[str] = Field(None, exclude=True)
+
+    @field_validator("accounting_storage_enforce")
+    @classmethod
+    def _enforce(cls, v: str) -> str:
+        words = {w.strip().lower() for w in v.split(",") if w.strip()}
+        if not words or not words <= _ENFORCE or ("none" in words and len(words) > 1):
+            raise ValueError("enforce")
+        return ",".join(sorted(words))
+
+    def enforces(self, what: str) -> bool:
+        """Whether AccountingStorageEnforce includes ``what`` (limits implies
+        associations, as in SLURM)."""
+        words = set(self.accounting_storage_enforce.split(","))
+        if what == "associations":
+            return bool(words & {"associations", "limits", "safe"})
+        if what == "limits":
+            return bool(words & {"limits", "safe"})
+        return what in words
 
     @field_validator("machines")
     @classmethod
@@ -367,6 +395,9 @@ _ALLOWED = {
     "MaxWall": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
     "Description": "a string",
     "qos": "an object of QOS names to their limits",
+    "accounting_storage_enforce": ('"none" or a comma list of associations, limits, qos, '
+                                   'safe, nojobs, nosteps, wckeys (slurm.conf\'s '
+                                   'AccountingStorageEnforce)'),
     "enforce_part_limits": '"NO", "YES", "ALL" or "ANY" (slurm.conf\'s EnforcePartLimits)',
     "accounts": "an object of account names to their limits",
 }

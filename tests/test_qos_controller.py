@@ -239,3 +239,29 @@ def test_scontrol_update_qos_moves_a_pending_job_out_of_a_limit(tmp_path):
         _cancel_all(ctl, [a, b])
     finally:
         ctl.close()
+
+
+def test_accounting_storage_enforce_none_accepts_any_account_and_qos_as_the_oracle(tmp_path):
+    # the oracle (no accounting): sbatch --qos=doesnotexist -A nosuchacct is accepted
+    ctl = _controller(tmp_path / "h", accounting_storage_enforce="none",
+                      qos={"normal": QosConfig(MaxJobsPerUser=1)})
+    try:
+        ids = [_submit(ctl, {"qos": "doesnotexist", "account": "nosuchacct"}), _submit(ctl),
+               _submit(ctl)]
+        pump(ctl, lambda: all(ctl.store.task(j)["state"] == "RUNNING" for j in ids))  # no limits
+        assert ctl.store.task(ids[0])["req"]["account"] == "nosuchacct"
+        _cancel_all(ctl, ids)
+    finally:
+        ctl.close()
+
+
+def test_accounting_storage_enforce_is_checked():
+    from fleetslurm.config import FleetConfig
+
+    machines = {"n1": MachineConfig(transport="local", cpus=1)}
+    cfg = FleetConfig(machines=machines, accounting_storage_enforce="Limits")
+    assert cfg.enforces("limits") and cfg.enforces("associations") and not cfg.enforces("qos")
+    with pytest.raises(ValueError):
+        FleetConfig(machines=machines, accounting_storage_enforce="none,limits")
+    with pytest.raises(ValueError):
+        FleetConfig(machines=machines, accounting_storage_enforce="bogus")

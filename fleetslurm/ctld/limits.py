@@ -8,7 +8,9 @@ sacctmgr set, checked at submission, and handed to the scheduler.
 * Account limits are the config's ``accounts`` section (one account per
   user, named after the user: :mod:`fleetslurm.slurm.assoc`).
 * At submission (:func:`check_submit`): the job's account (``-A``, default
-  the user's) and QOS (``--qos``, default ``normal``) must exist, the
+  the user's) and QOS (``--qos``, default ``normal``) must exist (as
+  ``accounting_storage_enforce``, SLURM's AccountingStorageEnforce, says:
+  "none" accepts any, as a SLURM without accounting does), the
   partition's AllowGroups/AllowAccounts/AllowQos must admit them, and
   MaxSubmitJobsPerUser/MaxSubmitJobs must not be reached, and with
   ``enforce_part_limits`` (EnforcePartLimits) the time limit must be within
@@ -79,7 +81,10 @@ class Limits:
 
     def event(self) -> LimitsSet:
         """The scheduler's copy of every limit (a QOS or account without any is
-        left out: with none at all, a pass checks nothing)."""
+        left out: with none at all, a pass checks nothing; none without
+        AccountingStorageEnforce=limits)."""
+        if not self.config.enforces("limits"):
+            return LimitsSet()
         ev = LimitsSet(
             qos=tuple(QosLimits(
                 name=n, priority=q.Priority, max_jobs_pu=q.MaxJobsPerUser,
@@ -138,10 +143,10 @@ def check_submit(ctx: "Context", uid: int, user: str, spec: dict, partition: str
     pcfg = cfg.partitions[partition]
     account = spec.get("account") or account_of(user)
     qos_name = (spec.get("qos") or "normal").lower()
-    if account != account_of(user):
+    if account != account_of(user) and cfg.enforces("associations"):
         raise SubmitError(BAD_ACCOUNT)
     qos = lim.qos.get(qos_name)
-    if qos is None:
+    if qos is None and cfg.enforces("qos"):
         raise SubmitError(BAD_QOS)
     if pcfg.allow_groups is not None and uid != 0 and not (
             set(pcfg.allow_groups) & (user_groups(uid) | {"ALL"})):
@@ -156,6 +161,8 @@ def check_submit(ctx: "Context", uid: int, user: str, spec: dict, partition: str
         part_max = pcfg.max_minutes()
         if part_max is not None and time_limit > part_max:
             raise SubmitError(BAD_TIME)
+    if qos is None or not cfg.enforces("limits"):
+        return {"qos": qos_name, "account": account, "time_limit": time_limit}
     assoc = lim.accounts.get(account)
     caps = [c for c in (qos.MaxSubmitJobsPerUser, assoc.MaxSubmitJobs if assoc else None)
             if c is not None]
@@ -196,17 +203,18 @@ def check_update(ctx: "Context", job: dict, task: dict, changes: dict, shown: st
     from ..errors import JobError
 
     out = {}
+    cfg = ctx.config
     if "qos" in changes:
         qos = str(changes["qos"] or "normal").lower()
-        pcfg = ctx.config.partitions.get(task["req"]["partition"])
+        pcfg = cfg.partitions.get(task["req"]["partition"])
         allowed = pcfg.allow_qos if pcfg is not None else None
-        if qos not in ctx.limits.qos or (allowed is not None and qos not in allowed
-                                         and "ALL" not in allowed):
+        if (qos not in ctx.limits.qos and cfg.enforces("qos")) or (
+                allowed is not None and qos not in allowed and "ALL" not in allowed):
             raise JobError(f"Invalid qos specification for job {shown}")
         out["qos"] = qos
     if "account" in changes:
         account = str(changes["account"] or account_of(job["user"]))
-        if account != account_of(job["user"]):
+        if account != account_of(job["user"]) and cfg.enforces("associations"):
             raise JobError("Invalid account or account/partition combination specified "
                            f"for job {shown}")
         out["account"] = account
