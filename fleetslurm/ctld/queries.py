@@ -335,8 +335,10 @@ class Queries:
     def q_config(self, args: dict, uid: int) -> list[tuple[str, str]]:
         cfg = self.config
         return [
+            ("AccountingStorageEnforce", cfg.accounting_storage_enforce),
             ("ClusterName", cfg.cluster_name),
             ("ConfigFile", cfg.source or "(embedded default)"),
+            ("EnforcePartLimits", cfg.enforce_part_limits),
             ("FleetslurmHome", str(self.paths.home)),
             ("HostKeyPolicy", cfg.host_key_policy),
             ("KillWait", f"{cfg.kill_wait} sec"),
