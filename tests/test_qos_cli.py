@@ -154,3 +154,41 @@ def test_scontrol_show_partition_shows_access_lists_and_tier():
     text = show_partition(part)  # type: ignore[arg-type]
     assert "   AllowGroups=lab,staff AllowAccounts=ALL AllowQos=high\n" in text
     assert "   PriorityJobFactor=3 PriorityTier=7 RootOnly=NO" in text
+
+
+def test_tres_strings():
+    from fleetslurm.errors import InvalidValue
+    from fleetslurm.slurm.tres import format_tres, parse_tres
+
+    assert parse_tres("cpu=4,mem=8G,gres/gpu=1") == {"cpu": 4, "mem": 8192, "gres/gpu": 1}
+    assert format_tres({"gres/gpu": 2, "mem": 1536, "cpu": 1}) == "cpu=1,mem=1.50G,gres/gpu=2"
+    assert format_tres(parse_tres("mem=-1,cpu=3")) == "cpu=3"
+    for bad in ("cpu", "node=2", "cpu=x", "mem=1.5G", "cpu=-2"):
+        with pytest.raises(InvalidValue, match="cpu=N, mem=SIZE|whole number|negative"):
+            parse_tres(bad)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"qos": {"High": {}}}, "qos: invalid QOS name 'High'; use lower-case letters"),
+    ({"qos": {"high": {"MaxTRESPerUser": "cpus=x"}}},
+     'qos.high.MaxTRESPerUser: must be a TRES limit ("cpu=4,mem=8G,gres/gpu=1"), got "cpus=x"'),
+    ({"qos": {"high": {"MaxWall": "soon"}}}, "qos.high.MaxWall: must be a SLURM time"),
+    ({"qos": {"high": {"MaxJobs": 2}}}, "qos.high.MaxJobs: unknown field; allowed fields are: "
+                                        "Description, Priority, MaxJobsPerUser"),
+    ({"accounts": {"alice": {"GrpTRES": "cpu=-3"}}}, "accounts.alice.GrpTRES: must be a TRES"),
+    ({"partitions": {"debug": {"allow_qos": ["nosuch"]}}},
+     "partitions.debug.allow_qos: unknown QOS 'nosuch'; define it under \"qos\""),
+    ({"accounting_storage_enforce": "everything"}, "accounting_storage_enforce: must be \"none\""),
+])
+def test_bad_qos_config_gets_one_line(tmp_path, extra, message):
+    import json
+
+    from fleetslurm.config import load_config
+    from fleetslurm.errors import ConfigError
+
+    cfg = {"machines": {"m": {"transport": "local", "cpus": 1}}, **extra}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
