@@ -7,7 +7,8 @@
 
 Without ``-i`` sacctmgr shows what would change and asks ``(N/y)`` on stdin
 (30 seconds, as SLURM's commit_check). The controller refuses anyone but
-root, as SLURM refuses a user without AdminLevel.
+root and its own user (SLURM's SlurmUser), as SLURM refuses a user without
+AdminLevel.
 """
 
 from __future__ import annotations

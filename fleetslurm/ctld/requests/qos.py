@@ -1,8 +1,10 @@
 """``sacctmgr show qos|assoc`` (the limits in force) and ``sacctmgr add|modify|
-delete qos`` (root only), kept in the store so a restart keeps them."""
+delete qos`` (root, and the user the controller runs as: SLURM's SlurmUser),
+kept in the store so a restart keeps them."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Optional
 
 from ...config import QosConfig
@@ -73,7 +75,9 @@ def op_qos_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """``mode`` add, modify or delete the QOS ``names``, with ``fields`` (the
     ``set`` values) for add and modify. Returns the names changed (with
     ``dry``: the names it would change, nothing stored: sacctmgr asks first)."""
-    if uid != 0:
+    # root, and the user the controller runs as (SLURM's SlurmUser: the lab's
+    # service user, or the owner of a one-user fleet)
+    if uid not in (0, os.getuid()):
         raise AccessDenied("Your user doesn't have privilege to perform this action")
     mode = args.get("mode")
     names = [n.lower() for n in (args.get("names") or [])]
