@@ -145,13 +145,14 @@ def test_partition_allow_lists_and_tiers(tmp_path, other_user):
         ctl.close()
 
 
-def test_sacctmgr_changes_are_root_only_apply_at_once_and_survive_a_restart(tmp_path):
+def test_sacctmgr_changes_are_root_only_apply_at_once_and_survive_a_restart(tmp_path,
+                                                                           other_user):
     home = tmp_path / "h"
     ctl = _controller(home)
     try:
         with pytest.raises(AccessDenied):
             _request(ctl, "qos_change", {"mode": "modify", "names": ["normal"],
-                                         "fields": {"MaxJobsPerUser": "1"}}, uid=12345)
+                                         "fields": {"MaxJobsPerUser": "1"}}, uid=other_user.pw_uid)
         ids = [_submit(ctl), _submit(ctl)]
         pump(ctl, lambda: all(ctl.store.task(j)["state"] == "RUNNING" for j in ids))
         assert _request(ctl, "qos_change", {"mode": "modify", "names": ["normal"],
