@@ -24,6 +24,8 @@ __all__ = [
     "MachineConfig",
     "PartitionConfig",
     "PriorityConfig",
+    "QosConfig",
+    "AccountConfig",
     "FleetConfig",
     "find_config",
     "load_config",
@@ -91,11 +93,25 @@ class MachineConfig(_Strict):
 
 
 class PartitionConfig(_Strict):
+    """A partition. ``priority`` is SLURM's ``Priority=`` (its PriorityJobFactor
+    and, unless ``priority_tier`` is given, its PriorityTier). ``allow_groups``,
+    ``allow_accounts``, ``allow_qos``: who may submit to it (absent: ALL), as
+    slurm.conf's AllowGroups, AllowAccounts and AllowQos."""
+
     default: bool = False
     max_time: Optional[str] = "UNLIMITED"
     default_time: Optional[str] = None
     priority: int = Field(1, ge=0, le=_U16)
+    priority_tier: Optional[int] = Field(None, ge=0, le=_U16)
     state: Literal["UP", "DOWN", "up", "down"] = "UP"
+    allow_groups: Optional[list[str]] = None
+    allow_accounts: Optional[list[str]] = None
+    allow_qos: Optional[list[str]] = None
+
+    @property
+    def tier(self) -> int:
+        """PriorityTier: ``priority_tier``, else ``priority``."""
+        return self.priority if self.priority_tier is None else self.priority_tier
 
     @field_validator("max_time", "default_time", mode="before")
     @classmethod
@@ -170,6 +186,62 @@ class PriorityConfig(_Strict):
         return v
 
 
+def _check_tres(v: str) -> str:
+    from .slurm.tres import parse_tres
+
+    if any(x < 0 for x in parse_tres(v).values()):  # raises InvalidValue naming the item
+        raise ValueError("tres")
+    return v
+
+
+def _check_wall(v: Optional[str]) -> Optional[str]:
+    from .slurm.units import parse_time_limit
+
+    if v is not None:
+        parse_time_limit(v)  # raises InvalidValue on garbage
+    return v
+
+
+class QosConfig(_Strict):
+    """A QOS, as ``sacctmgr add qos NAME ...`` would make it (SLURM's names;
+    absent: no limit). ``MaxTRESPerUser`` and ``GrpTRES`` are TRES strings
+    (``cpu=4,mem=8G,gres/gpu=1``), ``MaxWall`` a SLURM time. The QOS
+    ``normal`` always exists (SLURM's default QOS, no limits unless given)."""
+
+    Description: Optional[str] = None
+    Priority: int = Field(0, ge=0, le=_U32)
+    MaxJobsPerUser: Optional[int] = Field(None, ge=0, le=_U32)
+    MaxSubmitJobsPerUser: Optional[int] = Field(None, ge=0, le=_U32)
+    MaxTRESPerUser: str = ""
+    MaxWall: Optional[str] = None
+    GrpTRES: str = ""
+    GrpJobs: Optional[int] = Field(None, ge=0, le=_U32)
+
+    _tres = field_validator("MaxTRESPerUser", "GrpTRES")(classmethod(lambda cls, v: _check_tres(v)))
+    _wall = field_validator("MaxWall")(classmethod(lambda cls, v: _check_wall(v)))
+
+
+class AccountConfig(_Strict):
+    """An account's association limits (``sacctmgr modify account NAME set ...``):
+    ``GrpTRES``/``GrpJobs`` over all its running jobs, ``MaxJobs`` and
+    ``MaxSubmitJobs`` per user of the account, ``MaxWall`` per job. A fleet
+    has one account per user, named after the user (see slurm/assoc.py)."""
+
+    GrpTRES: str = ""
+    GrpJobs: Optional[int] = Field(None, ge=0, le=_U32)
+    MaxJobs: Optional[int] = Field(None, ge=0, le=_U32)
+    MaxSubmitJobs: Optional[int] = Field(None, ge=0, le=_U32)
+    MaxWall: Optional[str] = None
+
+    _tres = field_validator("GrpTRES")(classmethod(lambda cls, v: _check_tres(v)))
+    _wall = field_validator("MaxWall")(classmethod(lambda cls, v: _check_wall(v)))
+
+
+#: the words of AccountingStorageEnforce fleetslurm takes (nojobs, nosteps and
+#: wckeys change nothing here: there is no accounting database to spare)
+_ENFORCE = {"none", "associations", "limits", "qos", "safe", "nojobs", "nosteps", "wckeys"}
+
+
 class FleetConfig(_Strict):
     cluster_name: str = Field("fleet", min_length=1)
     machines: dict[str, MachineConfig] = Field(default_factory=dict)
@@ -185,9 +257,39 @@ class FleetConfig(_Strict):
     min_job_age: int = Field(300, ge=0, le=_U32)
     #: priority/multifactor (absent: jobs are ordered as before, see PriorityConfig)
     priority: Optional[PriorityConfig] = None
+    #: slurm.conf's EnforcePartLimits: NO (SLURM's default) leaves a job over its
+    #: partition's MaxTime PENDING (PartitionTimeLimit); YES/ALL/ANY refuse it at submit
+    enforce_part_limits: Literal["NO", "YES", "ALL", "ANY"] = "NO"
+    #: slurm.conf's AccountingStorageEnforce: "associations" refuses an -A naming no
+    #: account, "qos" a --qos naming no QOS, "limits" (which implies associations)
+    #: enforces QOS and account limits; "none" accepts any account and QOS and
+    #: enforces no limit, as a SLURM without accounting does
+    accounting_storage_enforce: str = "associations,limits,qos"
+    #: QOS definitions (the initial set: sacctmgr add/modify/delete qos changes them)
+    qos: dict[str, QosConfig] = Field(default_factory=dict)
+    #: association limits per account (named after its user)
+    accounts: dict[str, AccountConfig] = Field(default_factory=dict)
     max_array_size: int = Field(1001, gt=0, le=4000001)
     #: where the config came from (not part of the file)
     source: Optional[str] = Field(None, exclude=True)
+
+    @field_validator("accounting_storage_enforce")
+    @classmethod
+    def _enforce(cls, v: str) -> str:
+        words = {w.strip().lower() for w in v.split(",") if w.strip()}
+        if not words or not words <= _ENFORCE or ("none" in words and len(words) > 1):
+            raise ValueError("enforce")
+        return ",".join(sorted(words))
+
+    def enforces(self, what: str) -> bool:
+        """Whether AccountingStorageEnforce includes ``what`` (limits implies
+        associations, as in SLURM)."""
+        words = set(self.accounting_storage_enforce.split(","))
+        if what == "associations":
+            return bool(words & {"associations", "limits", "safe"})
+        if what == "limits":
+            return bool(words & {"limits", "safe"})
+        return what in words
 
     @field_validator("machines")
     @classmethod
@@ -211,6 +313,17 @@ class FleetConfig(_Strict):
         if not defaults:
             first = next(iter(self.partitions))
             self.partitions[first].default = True
+        import re
+
+        for qname in self.qos:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", qname):
+                raise ValueError(f"qos name {qname!r}")
+        if "normal" not in self.qos:
+            self.qos = {"normal": QosConfig(), **self.qos}
+        for pname, p in self.partitions.items():
+            for q in p.allow_qos or ():
+                if q not in self.qos:
+                    raise ValueError(f"partition {pname} allow_qos {q}")
         for mname, m in self.machines.items():
             for p in m.partitions:
                 if p not in self.partitions:
@@ -270,6 +383,23 @@ _ALLOWED = {
     "PriorityCalcPeriod": "an integer from 1 to 1440 (minutes)",
     "TRESBillingWeights": 'SLURM\'s TRES weights ("CPU=1.0,Mem=0.25G,GRES/gpu=2.0")',
     "Fairshare": "an object of account names to shares (integers from 0 to 4294967294)",
+    "priority_tier": "an integer from 0 to 65533",
+    "allow_groups": "a list of group names",
+    "allow_accounts": "a list of account names",
+    "allow_qos": "a list of QOS names",
+    **{k: "an integer from 0 to 4294967294 (absent: no limit)"
+       for k in ("Priority", "MaxJobsPerUser", "MaxSubmitJobsPerUser", "GrpJobs", "MaxJobs",
+                 "MaxSubmitJobs")},
+    "MaxTRESPerUser": 'a TRES limit ("cpu=4,mem=8G,gres/gpu=1")',
+    "GrpTRES": 'a TRES limit ("cpu=4,mem=8G,gres/gpu=1")',
+    "MaxWall": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
+    "Description": "a string",
+    "qos": "an object of QOS names to their limits",
+    "accounting_storage_enforce": ('"none" or a comma list of associations, limits, qos, '
+                                   'safe, nojobs, nosteps, wckeys (slurm.conf\'s '
+                                   'AccountingStorageEnforce)'),
+    "enforce_part_limits": '"NO", "YES", "ALL" or "ANY" (slurm.conf\'s EnforcePartLimits)',
+    "accounts": "an object of account names to their limits",
 }
 
 
@@ -282,6 +412,7 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
     if etype == "extra_forbidden":
         model = {
             "machines": MachineConfig, "partitions": PartitionConfig, "priority": PriorityConfig,
+            "qos": QosConfig, "accounts": AccountConfig,
         }.get(loc[0] if loc else "", FleetConfig) if len(loc) > 1 else FleetConfig
         allowed = ", ".join(k for k in model.model_fields if k != "source")
         return f"{path}: unknown field; allowed fields are: {allowed}"
@@ -298,6 +429,12 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
             _, m, _, p = ctx.split(" ", 3)
             return (f"machines.{m}.partitions: unknown partition {p!r}; "
                     f"define it under \"partitions\"")
+        if ctx.startswith("qos name"):
+            return (f"qos: invalid QOS name {ctx[9:]}; use lower-case letters, digits, "
+                    "'.', '_' and '-'")
+        if ctx.startswith("partition ") and " allow_qos " in ctx:
+            _, pn, _, q = ctx.split(" ", 3)
+            return (f"partitions.{pn}.allow_qos: unknown QOS {q!r}; define it under \"qos\"")
         if ctx.startswith("node name"):
             return (f"machines: invalid node name {ctx[10:]}; use letters, digits, "
                     "'.', '_' and '-'")

@@ -200,7 +200,7 @@ FIELDS: dict[str, Any] = {
     **{flag: StrictBool for flag in ("batch", "full", "verbose", "hold", "user", "eof", "raw",
                                      "steps", "squeue", "header", "one_liner", "per_task",
                                      "records_only", "allocations_only", "group_arrays",
-                                     "format_long")},
+                                     "format_long", "dry")},
 }
 _ADAPTERS = {name: TypeAdapter(Optional[kind]) for name, kind in FIELDS.items()}
 #: fields whose shape depends on the request, and the fields a request needs

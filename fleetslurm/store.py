@@ -193,6 +193,11 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE steps ADD COLUMN alloc_mem_mb INTEGER;
     ALTER TABLE steps ADD COLUMN gpu_ids TEXT;
     """,
+    # 10: QOS changed by sacctmgr (add/modify: its whole record as JSON;
+    # delete: NULL); the config's qos section is the set before any change
+    """
+    CREATE TABLE qos (name TEXT PRIMARY KEY, spec TEXT);
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -538,6 +543,17 @@ class Store(BulkQueries, StatsQueries):
     def steps_of(self, task_id: int) -> list[dict]:
         return [dict(r) for r in self._x(
             "SELECT * FROM steps WHERE task_id=? ORDER BY start_time", (task_id,))]
+
+    # -- QOS changed by sacctmgr -------------------------------------------------
+    def qos_changes(self) -> dict[str, Optional[dict]]:
+        """QOS name -> its record as sacctmgr last set it, or None if deleted."""
+        rows = self._x("SELECT name, spec FROM qos").fetchall()
+        return {r["name"]: None if r["spec"] is None else json.loads(r["spec"]) for r in rows}
+
+    def set_qos(self, name: str, spec: Optional[dict]) -> None:
+        self._x("INSERT INTO qos (name, spec) VALUES (?, ?) ON CONFLICT (name) "
+                "DO UPDATE SET spec = excluded.spec",
+                (name, None if spec is None else json.dumps(spec, sort_keys=True)))
 
     # -- nodes --------------------------------------------------------------
     # -- fair share usage ------------------------------------------------------

@@ -22,6 +22,8 @@ def test_scontrol_show_node_partition_config(fleet):
     assert items["MinJobAge"] == "300 sec"
     assert items["MaxArraySize"] == "1001"
     assert items["KillWait"] == "2 sec"
+    assert items["AccountingStorageEnforce"] == "associations,limits,qos"
+    assert items["EnforcePartLimits"] == "NO"  # SLURM's default, the oracle's
     missing = fleet.run("scontrol", "show", "node", "nosuch")
     # the oracle prints this on stdout, and exits 1
     assert (missing.returncode, missing.stdout, missing.stderr) == (1, "Node nosuch not found\n", "")

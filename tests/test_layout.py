@@ -102,10 +102,10 @@ CTLD_LAYERS = (
     ("nodelink",),
     ("context",),
     ("lifecycle",),
-    ("health", "arrayfeed", "dependencies", "fairshare", "staging"),
+    ("health", "arrayfeed", "dependencies", "fairshare", "limits", "staging"),
     ("launch", "collect"),
     ("agent_events", "requests.common", "requests.explain", "requests.jobs",
-     "requests.nodes", "requests.steps", "requests.submit", "requests.update"),
+     "requests.nodes", "requests.qos", "requests.steps", "requests.submit", "requests.update"),
     ("requests",),
     ("loop",),
 )

@@ -6,7 +6,8 @@ job is exactly one of pending/running/ended; no job is started twice without a
 requeue in between; every start honours the job's partition, nodelist,
 exclude, features and size; a running job's node is available or the job was
 there before it went down/drained; an idle cluster leaves no job waiting for
-resources.
+resources; no start takes a user, QOS or account over a limit in force
+(LimitsSet, changed at random: a lowered limit holds new starts only).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fleetslurm.scheduler import (
     JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored, JobSubmitted,
-    JobUpdated, NodeDown, NodeDrain, NodeResume, NodeSpec, NodeUp, PartitionSet, PartitionSpec,
-    PrioritiesSet, SchedulerState, StartJob,
+    AssocLimits, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeResume, NodeSpec, NodeUp,
+    PartitionSet, PartitionSpec, PrioritiesSet, QosLimits, SchedulerState, StartJob, Tres,
 )
 from fleetslurm.scheduler.policy import constraint_matches, parse_constraint
 
@@ -37,7 +38,12 @@ NODES = {
                    features=frozenset({"cuda"})),
 }
 REASONS = {"JobHeldUser", "BeginTime", "Dependency", "DependencyNeverSatisfied", "PartitionDown",
-           "PartitionTimeLimit", "Resources", "Priority", "BadConstraints", "PartitionConfig"}
+           "PartitionTimeLimit", "Resources", "Priority", "BadConstraints", "PartitionConfig",
+           "QOSMaxJobsPerUserLimit", "QOSMaxCpuPerUserLimit", "QOSMaxMemoryPerUser",
+           "QOSMaxGRESPerUser", "QOSGrpCpuLimit", "QOSGrpMemLimit", "QOSGrpGRES", "QOSGrpJobsLimit",
+           "QOSMaxWallDurationPerJobLimit", "AssocGrpCpuLimit", "AssocGrpMemLimit",
+           "AssocGrpGRES", "AssocGrpJobsLimit", "AssocMaxJobsLimit",
+           "AssocMaxWallDurationPerJobLimit"}
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -56,6 +62,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.running: dict[int, tuple[str, int, int, tuple[int, ...], int]] = {}  # node, cpus, mem, gpus, step
         self.ended: set[int] = set()
         self.shrunk: set[str] = set()
+        self.limits = LimitsSet()
         self.apply([PartitionSet(p) for p in PARTITIONS.values()] + [NodeUp(n) for n in NODES.values()])
 
     # ------------------------------------------------------------------ driving
@@ -88,6 +95,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             if self.available(ev.name):
                 self.unavailable_since[ev.name] = self.steps
             (self.down if isinstance(ev, NodeDown) else self.drained).add(ev.name)
+        elif isinstance(ev, LimitsSet):
+            self.limits = ev
         elif isinstance(ev, NodeResume):
             self.down.discard(ev.name)
             self.drained.discard(ev.name)
@@ -123,6 +132,40 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert cpus <= spec.cpus, f"job {a.job_id} over-allocates CPUs of {a.node}"
         assert a.mem_mb == 0 or mem <= spec.mem_mb, f"job {a.job_id} over-allocates memory of {a.node}"
         assert set(a.gpu_ids) <= set(spec.gpu_ids), f"job {a.job_id} got GPUs {a.gpu_ids} of {a.node}"
+        self._within_limits(a, req)
+
+    def _within_limits(self, a: StartJob, req: JobRequest) -> None:
+        """The start took no limit over (what it holds counted with the jobs already running)."""
+        vec = (a.cpus, a.mem_mb, len(a.gpu_ids))
+
+        def held(match) -> list[int]:
+            out = [0, 0, 0, 0]
+            for jid, (_n, c, m, g, _s) in self.running.items():
+                if match(self.requests[jid]):
+                    out = [out[0] + 1, out[1] + c, out[2] + m, out[3] + len(g)]
+            return out
+
+        def check(tres: Tres, have: list[int], what: str) -> None:
+            for cap, used, need in zip((tres.cpu, tres.mem_mb, tres.gpu), have[1:], vec):
+                assert cap is None or need == 0 or used <= cap, (what, tres, have, a)
+        for q in self.limits.qos:
+            if q.name != req.qos:
+                continue
+            assert q.max_wall is None or (req.time_limit or 10**9) <= q.max_wall, (q, req)
+            mine = held(lambda r: r.qos == q.name and r.user == req.user)
+            allq = held(lambda r: r.qos == q.name)
+            assert q.max_jobs_pu is None or mine[0] <= q.max_jobs_pu, (q, mine, a)
+            assert q.grp_jobs is None or allq[0] <= q.grp_jobs, (q, allq, a)
+            check(q.max_tres_pu, mine, "MaxTRESPerUser")
+            check(q.grp_tres, allq, "GrpTRES")
+        for acct in self.limits.accounts:
+            if acct.account != req.account:
+                continue
+            mine = held(lambda r: r.account == acct.account and r.user == req.user)
+            alla = held(lambda r: r.account == acct.account)
+            assert acct.max_jobs is None or mine[0] <= acct.max_jobs, (acct, mine, a)
+            assert acct.grp_jobs is None or alla[0] <= acct.grp_jobs, (acct, alla, a)
+            check(acct.grp_tres, alla, "account GrpTRES")
 
     def _usage(self, node: str) -> tuple[int, int, set[int]]:
         cpus = mem = 0
@@ -153,14 +196,16 @@ class SchedulerMachine(RuleBasedStateMachine):
             mem_mb=mem, gpus=gpus, time_limit=limit, nice=nice, nodelist=frozenset(nodelist),
             exclude=frozenset(exclude), constraint=constraint,
             begin_time=None if begin is None else self.now + begin, held=held, dependency=dep,
-            name=name, exclusive=exclusive, priority=prio))
+            name=name, exclusive=exclusive, priority=prio,
+            qos=data.draw(hs.sampled_from(["normal", "high"])), account="alice"))
 
     @rule(cpus=hs.integers(1, 4), limit=hs.sampled_from([None, 1, 10, 60]), count=hs.integers(1, 4))
     def submit_batch(self, cpus, limit, count) -> None:
         """Several plain jobs at once, for contention and backfill."""
         reqs = []
         for _ in range(count):
-            reqs.append(JobRequest(self.next_id, "carol", "debug", self.now, cpus=cpus, time_limit=limit))
+            reqs.append(JobRequest(self.next_id, "carol", "debug", self.now, cpus=cpus, time_limit=limit,
+                                   account="alice"))
             self.next_id += 1
         self.apply([JobSubmitted(r) for r in reqs])
 
@@ -241,6 +286,20 @@ class SchedulerMachine(RuleBasedStateMachine):
         ids = data.draw(hs.lists(hs.integers(1, self.next_id + 2), max_size=6))
         values = data.draw(hs.lists(hs.integers(1, 10_000), min_size=len(ids), max_size=len(ids)))
         self.apply([PrioritiesSet(dict(zip(ids, values)))])
+
+    @rule(data=hs.data())
+    def set_limits(self, data) -> None:
+        # QOS and account limits replaced at random (lowered under running jobs too)
+        n = hs.none() | hs.integers(0, 4)
+        tres = hs.builds(Tres, cpu=hs.none() | hs.integers(1, 12),
+                         mem_mb=hs.none() | hs.integers(1000, 40000), gpu=hs.none() | hs.integers(0, 3))
+        qos = data.draw(hs.lists(hs.builds(
+            QosLimits, name=hs.sampled_from(["normal", "high"]), max_jobs_pu=n, grp_jobs=n,
+            max_tres_pu=tres, grp_tres=tres, max_wall=hs.none() | hs.sampled_from([5, 60, 300])),
+            max_size=2, unique_by=lambda q: q.name))
+        accts = data.draw(hs.lists(hs.builds(AssocLimits, account=hs.just("alice"), grp_tres=tres,
+                                             grp_jobs=n, max_jobs=n), max_size=1))
+        self.apply([LimitsSet(tuple(qos), tuple(accts))])
 
     @rule(seconds=hs.sampled_from([1, 60, 600, 3600]))
     def advance(self, seconds) -> None:

@@ -171,6 +171,8 @@ class FleetSide(Side):
         install_shims(self.bin)
         config = {
             "cluster_name": oracle.cluster,
+            # the oracle has no accounting (AccountingStorageEnforce=none): any -A, any --qos
+            "accounting_storage_enforce": "none",
             "partitions": {oracle.partition: {"default": True}},
             "machines": {oracle.node: {"transport": "local", "hostname": oracle.node,
                                        "cpus": oracle.cpus,

@@ -4,8 +4,9 @@
 tree (one cluster, one account per user: see :mod:`fleetslurm.slurm.assoc`),
 which is what client libraries and scripts ask (``sacctmgr -n -s list user
 $USER format=account%30``, ``sacctmgr show assoc``, ``sacctmgr show qos``).
-The tree is not editable: ``add``, ``modify``, ``delete``... are refused
-as SLURM refuses a user without privileges.
+The tree is not editable: ``add``, ``modify``, ``delete``... of accounts
+and users are refused as SLURM refuses a user without privileges; QOS may
+be added, modified and deleted by root (:mod:`.sacctmgr_change`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ sacctmgr [<OPTION>] [<COMMAND>]
      -n or --noheader: no header will be added to the beginning of output
      -p or --parsable: output will be '|' delimited with a '|' at the end
      -P or --parsable2: output will be '|' delimited without a '|' at the end
+     -i or --immediate: commit changes immediately
      -s or --associations: show the associations of users and accounts
      -V or --version: equivalent to "version" command
 
@@ -51,8 +53,16 @@ sacctmgr [<OPTION>] [<COMMAND>]
   key=value conditions (users=, accounts=, clusters=, names=, ...),
   format=field[%width],... and flags such as WithAssoc or Tree.
 
+     add qos NAME [KEY=VALUE...]          (root) a new QOS
+     modify qos [where] NAME set KEY=VALUE (root) e.g. set MaxJobsPerUser=2
+     delete qos NAME                       (root)
+  A QOS's KEYs: Description, Priority, MaxJobsPerUser, MaxSubmitJobsPerUser,
+  MaxTRESPerUser (cpu=,mem=,gres/gpu=), MaxWall, GrpTRES, GrpJobs; -1
+  removes a limit.
+
   fleetslurm has one cluster and one account per user, named after the
-  user; it cannot be changed (add, modify, delete are refused).
+  user; accounts and users cannot be changed here (their limits come from
+  the config's "accounts" section).
 """
 
 
@@ -71,10 +81,12 @@ def fleet_view():
     with client() as c:
         cluster = str(c.call("ping")["cluster"])
         nodes = c.call("nodes")["nodes"]
+        limits = c.call("qos_show")
     return Fleet(cluster=cluster, assocs=tuple(tree(fleet_users())), node_count=len(nodes),
                  cpus=sum(int(n.get("cpus") or 0) for n in nodes),
                  mem_mb=sum(int(n.get("mem_mb") or 0) for n in nodes),
-                 gpus=sum(int(n.get("gpus") or 0) for n in nodes))
+                 gpus=sum(int(n.get("gpus") or 0) for n in nodes),
+                 qos=tuple(limits["qos"]), limits=dict(limits["accounts"]))
 
 
 def main(argv: list[str]) -> int:
@@ -99,14 +111,16 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         return _run(words, mode, header=not flags & {"n", "noheader"},
-                    with_assoc=bool(flags & {"s", "associations"}))
+                    with_assoc=bool(flags & {"s", "associations"}),
+                    immediate=bool(flags & {"i", "immediate"}))
     except UsageError as exc:
         # sacctmgr prints these as they are, without a "sacctmgr: error:" prefix
         sys.stderr.write(f"{exc}\n")
         return 1
 
 
-def _run(words: list[str], mode: str, header: bool, with_assoc: bool) -> int:
+def _run(words: list[str], mode: str, header: bool, with_assoc: bool,
+         immediate: bool = False) -> int:
     from ..slurm.assoc import render_table
     from ..slurm.sacctmgr_fmt import ENTITY_ERROR, entity_of, list_entity, parse_specs
 
@@ -121,6 +135,11 @@ def _run(words: list[str], mode: str, header: bool, with_assoc: bool) -> int:
         return 0
     if command in ("exit", "quit"):
         return 0
+    if command in ("add", "create", "modify", "update", "delete", "remove") and len(words) > 1 \
+            and entity_of(words[1]) == "qos":
+        from .sacctmgr_change import change_qos
+
+        return change_qos(command, words[2:], immediate)
     if command in _CHANGES:
         raise UsageError(
             "sacctmgr: error: Your user doesn't have privilege to perform this action\n"

@@ -65,6 +65,7 @@ class Context:
     # live a layer above and import this module)
     arrays: Any   # arrayfeed.ArrayFeeds: job arrays, which tasks the scheduler sees
     fairshare: Any  # fairshare.FairShare: priority/multifactor
+    limits: Any     # limits.Limits: QOS and account limits in force
 
     def __init__(self, config: FleetConfig, paths: StatePaths, store: Store,
                  transports: Optional[dict[str, Transport]] = None) -> None:

@@ -65,6 +65,8 @@ class FairShare:
             self.period_s = 60.0 * cfg.PriorityCalcPeriod
             self.billing = parse_billing_weights(cfg.TRESBillingWeights)
         self._partition_factors = {n: p.priority for n, p in config.partitions.items()}
+        #: QOS -> Priority (the QOS factor), set by the controller from its limits
+        self.qos_priorities: dict[str, int] = {n: q.Priority for n, q in config.qos.items()}
         self._at = -math.inf
         #: the last computation, for sprio and sshare
         self.factors: dict[int, JobFactors] = {}
@@ -154,9 +156,9 @@ class FairShare:
         nodes = [ctx.node_spec(n) for n in ctx.config.machines]
         jobs = [PendingJob(r.job_id, r.user, account_of(r.user),
                            r.partition or ctx.config.default_partition,
-                           max(r.submit_time, r.begin_time or 0.0), r.cpus, 1, "normal", r.nice)
+                           max(r.submit_time, r.begin_time or 0.0), r.cpus, 1, r.qos, r.nice)
                 for r in pending]
-        fresh = job_priorities(jobs, self.weights, fs, self._partition_factors, {},
+        fresh = job_priorities(jobs, self.weights, fs, self._partition_factors, self.qos_priorities,
                                len(nodes), sum(n.cpus for n in nodes), now)
         kept.update(fresh)
         everyone = ctx.sched.pending_requests() + new

@@ -8,6 +8,7 @@ from typing import Optional
 
 from .. import errors
 from ..scheduler import JobRequest
+from ..slurm.assoc import account_of
 
 
 def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bool,
@@ -23,7 +24,9 @@ def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bo
         nice=req["nice"], nodelist=frozenset(req["nodelist"]), exclude=frozenset(req["exclude"]),
         constraint=req["constraint"], begin_time=req["begin_time"], held=held,
         dependency=req["dependency"], name=req["name"], exclusive=req["exclusive"],
-        priority=req.get("priority", 0), array_job_id=array_job_id, array_task_id=array_index)
+        priority=req.get("priority", 0), array_job_id=array_job_id, array_task_id=array_index,
+        # (stored before QOS: the default QOS, the user's account)
+        qos=req.get("qos") or "normal", account=req.get("account") or account_of(user))
 
 
 _REQ_TYPES: dict[str, tuple[type, ...]] = {

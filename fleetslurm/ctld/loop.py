@@ -38,6 +38,7 @@ from .fairshare import FairShare
 from .health import periodic
 from .inbox import Message, Pending, Request
 from .launch import start_job
+from .limits import Limits
 from .lifecycle import end_task, node_fail
 from .queries import Queries
 from .requests import OPS
@@ -55,6 +56,8 @@ class Controller(Context):
             private_dir(paths.home)
         super().__init__(config, paths, store or Store(paths.db, cache_jobs=True), transports)
         self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
+        self.limits = Limits(config, self.store)  # QOS and account limits
+        self.fairshare.qos_priorities = self.limits.priorities()
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
         self.queries = Queries(self.store, config, paths, nodes=lambda: self.node_snapshot,
                                transport_for=self.transport_for, started_at=self.started_at,
@@ -81,8 +84,9 @@ class Controller(Context):
         events: list[Any] = []
         for pname, p in self.config.partitions.items():
             events.append(PartitionSet(PartitionSpec(
-                name=pname, priority=p.priority, max_time=p.max_minutes(), default=p.default,
+                name=pname, priority=p.tier, max_time=p.max_minutes(), default=p.default,
                 up=p.state.upper() == "UP")))
+        events.append(self.limits.event())
         active = self.store.active_tasks()
         # Running jobs are facts, not requests: a machine is first sized to hold
         # every job recorded on it (its config may have shrunk since), then set

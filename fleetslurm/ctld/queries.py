@@ -327,14 +327,18 @@ class Queries:
         for name, p in cfg.partitions.items():
             out.append({"name": name, "default": p.default, "state": p.state.lower(),
                         "max_time": p.max_minutes(), "default_time": p.default_minutes(),
-                        "priority": p.priority, "nodes": cfg.partition_nodes(name)})
+                        "priority": p.priority, "nodes": cfg.partition_nodes(name),
+                        "priority_tier": p.tier, "allow_groups": p.allow_groups,
+                        "allow_accounts": p.allow_accounts, "allow_qos": p.allow_qos})
         return out
 
     def q_config(self, args: dict, uid: int) -> list[tuple[str, str]]:
         cfg = self.config
         return [
+            ("AccountingStorageEnforce", cfg.accounting_storage_enforce),
             ("ClusterName", cfg.cluster_name),
             ("ConfigFile", cfg.source or "(embedded default)"),
+            ("EnforcePartLimits", cfg.enforce_part_limits),
             ("FleetslurmHome", str(self.paths.home)),
             ("HostKeyPolicy", cfg.host_key_policy),
             ("KillWait", f"{cfg.kill_wait} sec"),

@@ -161,6 +161,12 @@ def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
                     pk = placement_key(spec, needs_gpus, prof.free[0][0] - need[0])
                     if best is None or pk < best[0]:
                         best = (pk, name, need)
+        if best is not None and shape[7] and (st._qos or st._assoc):
+            # an exclusive job holds the whole node: the limits count that
+            hit = eligibility.limit_hit(st, job, best[2])
+            if hit is not None:
+                reasons[jid] = hit[0]
+                continue
         if best is not None:
             _, name, need = best
             actions.append(st._start(job, name, need, now))

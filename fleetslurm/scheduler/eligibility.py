@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import deps
+from fleetslurm.scheduler import deps, limits
 from fleetslurm.scheduler.deps import NEVER, WAITING, parse_dependency, singleton_blocker
 from fleetslurm.scheduler.events import JobRequest
 from fleetslurm.scheduler.policy import Shape, compress_hostlist, parse_constraint, shape_of, static_misfit
@@ -26,7 +26,7 @@ BLOCKED = "<blocked>"
 #: distinct job shapes whose candidate nodes are remembered before the cache starts over
 STATIC_CACHE_SIZE = 50_000
 
-__all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "singleton_blocker", "wait_reason", "static_nodes",
+__all__ = ["BLOCKED", "STATIC_CACHE_SIZE", "singleton_blocker", "wait_reason", "limit_hit", "static_nodes",
            "placement", "all_reasons", "can_ever_run"]
 
 
@@ -52,7 +52,21 @@ def wait_reason(st: "SchedulerView", job: "JobEntry", now: float) -> Optional[st
         return "PartitionDown"
     if req.time_limit is not None and part.max_time is not None and req.time_limit > part.max_time:
         return "PartitionTimeLimit"
+    if st._qos or st._assoc:
+        hit = limit_hit(st, job)
+        if hit is not None:
+            return hit[0]
     return None
+
+
+def limit_hit(st: "SchedulerView", job: "JobEntry",
+              vec: Optional[tuple[int, int, int]] = None) -> Optional[tuple[str, str]]:
+    """The QOS or association limit that starting the job (holding ``vec``, by
+    default what it asks for) would break now: (reason, the limit in words)."""
+    if vec is None:
+        vec = (job.shape[1], job.shape[2], job.shape[3])  # type: ignore[index]
+    return limits.held_by(st._qos.get(job.req.qos), st._assoc.get(job.req.account),
+                          st._usage, job, vec)
 
 
 def static_nodes(st: "SchedulerView", shape: Shape) -> tuple[str, ...]:

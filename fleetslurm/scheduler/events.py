@@ -24,6 +24,10 @@ __all__ = [
     "NodeResume",
     "PartitionSet",
     "PrioritiesSet",
+    "Tres",
+    "QosLimits",
+    "AssocLimits",
+    "LimitsSet",
     "JobSubmitted",
     "ArrayTasks",
     "JobRestored",
@@ -123,6 +127,9 @@ class JobRequest:
     #: for a task of a job array: the array's job id and this task's index
     array_job_id: int | None = None
     array_task_id: int | None = None
+    #: the job's QOS and account (its association), for QOS and association limits
+    qos: str = "normal"
+    account: str = ""
 
 
 # --------------------------------------------------------------------------- events
@@ -260,6 +267,8 @@ class JobUpdated:
     name: str | Unset = UNSET
     exclusive: bool | Unset = UNSET
     priority: int | Unset = UNSET
+    qos: str | Unset = UNSET
+    account: str | Unset = UNSET
 
     def changes(self) -> dict[str, Any]:
         """The fields this update sets, as keyword arguments for ``dataclasses.replace``."""
@@ -281,6 +290,65 @@ class PrioritiesSet:
     """
 
     priorities: Mapping[int, int]
+
+
+@dataclass(frozen=True)
+class Tres:
+    """Trackable resources of a limit: CPUs, memory (MB), GPUs (``gres/gpu``);
+    ``None`` is no limit on that resource."""
+
+    cpu: int | None = None
+    mem_mb: int | None = None
+    gpu: int | None = None
+
+    def any(self) -> bool:
+        return self.cpu is not None or self.mem_mb is not None or self.gpu is not None
+
+
+@dataclass(frozen=True)
+class QosLimits:
+    """One QOS (``sacctmgr show qos``): its priority and limits, ``None`` for none.
+
+    ``max_tres_pu``/``max_jobs_pu`` bound what one user's running jobs of this
+    QOS hold; ``grp_tres`` what all its running jobs hold; ``max_wall``
+    (minutes) a job's time limit; ``max_submit_pu`` is checked at submission.
+    """
+
+    name: str
+    priority: int = 0
+    max_jobs_pu: int | None = None
+    max_submit_pu: int | None = None
+    max_tres_pu: Tres = Tres()
+    max_wall: int | None = None
+    grp_tres: Tres = Tres()
+    grp_jobs: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class AssocLimits:
+    """An account's association limits: ``grp_tres``/``grp_jobs`` over all its
+    running jobs, ``max_jobs`` per user of the account, ``max_wall`` per job
+    (minutes), ``max_submit`` per user at submission."""
+
+    account: str
+    grp_tres: Tres = Tres()
+    grp_jobs: int | None = None
+    max_jobs: int | None = None
+    max_submit: int | None = None
+    max_wall: int | None = None
+
+
+@dataclass(frozen=True)
+class LimitsSet:
+    """Replace every QOS and association limit (the config's, then sacctmgr's changes).
+
+    A job whose QOS is not named here has no QOS limits. Lowering a limit
+    stops nothing that runs: it only holds jobs that have not started.
+    """
+
+    qos: tuple[QosLimits, ...] = ()
+    accounts: tuple[AssocLimits, ...] = ()
 
 
 # --------------------------------------------------------------------------- actions
@@ -310,6 +378,6 @@ class CancelJob:
 Event = Union[
     NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
-    ArrayTasks, PrioritiesSet,
+    ArrayTasks, PrioritiesSet, LimitsSet,
 ]
 Action = Union[StartJob, CancelJob]

@@ -92,6 +92,11 @@ def _detail(st: "SchedulerView", job: "JobEntry", reason: str) -> list[str]:
         spec = st._parts[part]
         return [f"its time limit {_limit(req.time_limit)} exceeds partition {part}'s MaxTime "
                 f"{_limit(spec.max_time)}; lower it with: scontrol update JobId={jid} TimeLimit=..."]
+    if reason.startswith(("QOS", "Assoc")):
+        hit = eligibility.limit_hit(st, job)
+        if hit is not None:
+            return [f"held by a limit: {hit[1]}; it starts when running jobs free enough "
+                    "(sacctmgr show qos / show assoc lists the limits)"]
     if reason == "BadConstraints":
         return ["no node could ever run it:"] + _misfits(st, job)
     if reason.startswith("ReqNodeNotAvail"):

@@ -14,12 +14,12 @@ from bisect import bisect_left, insort
 from typing import Callable, Iterable, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as _explain, invariants
+from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as _explain, invariants, limits
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
-    JobSubmitted, JobUpdated, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet, PrioritiesSet,
-    NodeSpec, PartitionSpec, StartJob,
+    JobSubmitted, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
+    PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
@@ -54,6 +54,9 @@ class SchedulerState:
         self._reason_cache: Optional[dict[int, str]] = None
         self._arrays: dict[int, arrays.ArrayEntry] = {}   # array job id -> counts over its tasks
         self._ended_tasks: dict[int, Facts] = {}           # ended array tasks, entries dropped
+        self._qos: dict[str, QosLimits] = {}                # QOS name -> its limits (LimitsSet)
+        self._assoc: dict[str, AssocLimits] = {}            # account -> its limits (LimitsSet)
+        self._usage = limits.Usage()                        # what running jobs hold, per pass
 
     # ------------------------------------------------------------------ entry point
 
@@ -141,6 +144,10 @@ class SchedulerState:
                 self._enqueue(job)
         if bulk:
             self._order = sorted(self._jobs[k[-1]].key for k in self._order)
+
+    def _on_limits_set(self, ev: LimitsSet, now: float) -> None:
+        self._qos = {q.name: q for q in ev.qos}
+        self._assoc = {a.account: a for a in ev.accounts}
 
     # ------------------------------------------------------------------ job events
 
@@ -257,6 +264,7 @@ class SchedulerState:
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
+        LimitsSet: _on_limits_set,
     }  # type: ignore[dict-item]
 
     # ------------------------------------------------------------------ bookkeeping
@@ -333,6 +341,8 @@ class SchedulerState:
         self._allocate(job, node, need[0], need[1], gpu_ids, now)
         arrays.on_phase(self, job, (PENDING, ""))
         self._singleton_cache.pop((job.req.user, job.req.name), None)
+        if self._qos or self._assoc:
+            limits.add(self._usage, job, limits.held(job))
         return StartJob(job.req.job_id, name, need[0], need[1], gpu_ids)
 
     # ------------------------------------------------------------------ pass plumbing
@@ -341,6 +351,9 @@ class SchedulerState:
         self._avail.clear()
         self._singleton_cache.clear()
         self._pass_now = now
+        if self._qos or self._assoc:
+            self._usage = limits.count_usage(
+                self._jobs[j] for node in self._nodes.values() for j in node.jobs)
 
     def _end_pass(self, reasons: dict[int, str], expected: dict[int, tuple[float, str]],
                   started: list[int]) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
-from fleetslurm.scheduler.events import JobRequest, NodeSpec, PartitionSpec, StartJob
+from fleetslurm.scheduler.events import AssocLimits, JobRequest, NodeSpec, PartitionSpec, QosLimits, StartJob
+from fleetslurm.scheduler.limits import Usage
 from fleetslurm.scheduler.policy import Shape, Vec
 from fleetslurm.scheduler.records import ArrayEntry, JobEntry, NodeEntry
 from fleetslurm.slurm.deps import Facts
@@ -38,6 +39,9 @@ class SchedulerView(Protocol):
     _expected: dict[int, tuple[float, str]]
     _arrays: dict[int, ArrayEntry]
     _ended_tasks: dict[int, Facts]
+    _qos: dict[str, QosLimits]
+    _assoc: dict[str, AssocLimits]
+    _usage: Usage
 
     def _default_partition(self) -> Optional[str]: ...
 

@@ -41,7 +41,7 @@ class Support(NamedTuple):
 # for a short-only option); the note of a refused option is the advice its
 # message gives (default: leave it out).
 _SBATCH = """
-account yes
+account yes the user's own account (one per user, named after the user), else refused as SLURM refuses an account without an association; any with accounting_storage_enforce "none"
 acctg-freq no
 array yes
 batch no
@@ -122,7 +122,7 @@ prefer no
 priority no
 profile no
 propagate no
-qos moot SLURM 22.05 without accounting enforcement (as here) accepts any QOS and applies no limit; fleetslurm has no QOS limits either
+qos yes the QOS must exist and its limits hold the job (QOSMaxJobsPerUserLimit...); with accounting_storage_enforce "none" any QOS is taken, as SLURM without accounting
 quiet moot sbatch prints nothing -Q would silence (its job id line stays, as SLURM's)
 reboot no
 requeue yes

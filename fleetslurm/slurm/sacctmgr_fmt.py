@@ -163,6 +163,10 @@ class Fleet:
     cpus: int = 0
     mem_mb: int = 0
     gpus: int = 0
+    #: the QOS in force, each as the config's fields with its ``Name`` (``normal`` first)
+    qos: tuple[dict, ...] = ({"Name": "normal"},)
+    #: account -> its limits (the config's ``accounts`` fields)
+    limits: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -231,11 +235,53 @@ def _columns(entity: str, q: Query, table: dict[str, Column], aliases: dict[str,
                         error="Unknown field '{}'")
 
 
-def _assoc_row(a: Assoc, cluster: str, tree_view: bool = False) -> dict[str, str]:
-    return {"cluster": cluster, "account": (" " * a.depth if tree_view else "") + a.account,
-            "user": a.user, "share": "1", "qos": "normal", "qosraw": "1", "id": str(a.id),
-            "lft": str(a.lft), "rgt": str(a.rgt), "parentid": str(a.parent_id),
-            "parentname": a.parent_name}
+def _wall(text: Optional[str]) -> str:
+    """sacctmgr's MaxWall (``mins2time_str``): ``01:00:00``, ``1-00:00:00``; blank for none."""
+    if text is None:
+        return ""
+    from fleetslurm.slurm.units import format_limit_hms, parse_time_limit
+
+    minutes = parse_time_limit(text)
+    return "" if minutes is None else format_limit_hms(minutes)
+
+
+def _num(v: Optional[int]) -> str:
+    return "" if v is None else str(v)
+
+
+def _tres(text: Optional[str]) -> str:
+    from fleetslurm.slurm.tres import format_tres, parse_tres
+
+    return format_tres(parse_tres(text or ""))
+
+
+def _assoc_row(a: Assoc, cluster: str, tree_view: bool = False,
+               fleet: Optional["Fleet"] = None) -> dict[str, str]:
+    ids = {q["Name"]: i + 1 for i, q in enumerate(fleet.qos)} if fleet else {"normal": 1}
+    row = {"cluster": cluster, "account": (" " * a.depth if tree_view else "") + a.account,
+           "user": a.user, "share": "1", "qos": ",".join(sorted(ids)),
+           "qosraw": ",".join(str(ids[n]) for n in sorted(ids)), "id": str(a.id),
+           "lft": str(a.lft), "rgt": str(a.rgt), "parentid": str(a.parent_id),
+           "parentname": a.parent_name}
+    lim = (fleet.limits.get(a.account) if fleet else None) or {}
+    if lim:
+        # the account's own association holds every limit; its users' inherit the per-job
+        # and per-user ones (GrpTRES, GrpJobs count the whole account)
+        row.update(maxjobs=_num(lim.get("MaxJobs")), maxsubmit=_num(lim.get("MaxSubmitJobs")),
+                   maxwall=_wall(lim.get("MaxWall")))
+        if not a.user:
+            row.update(grptres=_tres(lim.get("GrpTRES")), grpjobs=_num(lim.get("GrpJobs")))
+    return row
+
+
+def _qos_row(q: dict, qid: int) -> dict[str, str]:
+    name = q["Name"]
+    descr = q.get("Description") or ("Normal QOS default" if name == "normal" else name)
+    return {"name": name, "description": descr, "priority": str(q.get("Priority") or 0),
+            "gracetime": "00:00:00", "preemptmode": "cluster", "usagefactor": "1.000000",
+            "id": str(qid), "grptres": _tres(q.get("GrpTRES")), "grpjobs": _num(q.get("GrpJobs")),
+            "maxtrespu": _tres(q.get("MaxTRESPerUser")), "maxjobspu": _num(q.get("MaxJobsPerUser")),
+            "maxsubmitpu": _num(q.get("MaxSubmitJobsPerUser")), "maxwall": _wall(q.get("MaxWall"))}
 
 
 def _match(value: str, wanted: Optional[list[str]]) -> bool:
@@ -269,7 +315,7 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
                 continue
             mine = [a for a in assocs if a.user == u]
             if assoc_wanted:
-                rows += [{**_assoc_row(a, fleet.cluster), **base} for a in mine]
+                rows += [{**_assoc_row(a, fleet.cluster, fleet=fleet), **base} for a in mine]
             elif mine or not (q.where.get("account") or q.where.get("cluster")):
                 rows.append(base)
         return cols, rows
@@ -294,7 +340,7 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
                     and _match(a.user or "", q.where.get("user"))
                     and _match(a.parent_name, q.where.get("parentname"))]
             if assoc_wanted:
-                rows += [{**_assoc_row(a, fleet.cluster), **base} for a in mine]
+                rows += [{**_assoc_row(a, fleet.cluster, fleet=fleet), **base} for a in mine]
             elif mine:
                 rows.append(base)
         return cols, rows
@@ -303,7 +349,7 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
         cols = _columns(entity, q, ASSOC, ASSOC_ALIASES, DEFAULTS["association"])
         if tree_view:
             cols = [Column(c.key, c.header, -20) if c.key == "account" else c for c in cols]
-        rows = [_assoc_row(a, fleet.cluster, tree_view) for a in assocs
+        rows = [_assoc_row(a, fleet.cluster, tree_view, fleet) for a in assocs
                 if _match(a.user, q.where.get("user"))  # account rows have no user
                 and _match(str(a.id), q.where.get("id"))
                 and _match(a.parent_name, q.where.get("parentname"))
@@ -323,13 +369,12 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
                        "pluginidselect": "109", "tres": tres}]
     if entity == "qos":
         cols = _columns(entity, q, QOS, QOS_ALIASES, DEFAULTS["qos"])
-        row = {"name": "normal", "description": "Normal QOS default", "priority": "0",
-               "gracetime": "00:00:00", "preemptmode": "cluster", "usagefactor": "1.000000",
-               "id": "1"}
-        keep = (_match("normal", q.names + q.where.get("name", []))
-                and _match("1", q.where.get("id"))
-                and _match("cluster", q.where.get("preemptmode")))
-        return cols, [row] if keep else []
+        rows = [_qos_row(rec, i + 1) for i, rec in enumerate(fleet.qos)]
+        return cols, [r for r in rows
+                      if _match(r["name"], q.names + q.where.get("name", []))
+                      and _match(r["id"], q.where.get("id"))
+                      and _match(r["description"], q.where.get("description"))
+                      and _match("cluster", q.where.get("preemptmode"))]
     if entity == "tres":
         cols = _columns(entity, q, TRES, {}, DEFAULTS["tres"])
         names = [(t.split("/")[0], t.split("/")[1] if "/" in t else "") for t in TRES_NAMES]

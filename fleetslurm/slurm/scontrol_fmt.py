@@ -284,13 +284,17 @@ def show_partition(part: PartitionRecord, *, nodes: Optional[list[NodeRecord]] =
         tres.append(f"gres/gpu={gpus}")
     lines = [
         f"PartitionName={part.get('name')}",
-        "AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL",
+        " ".join(f"{k}={','.join(part.get(f) or []) or 'ALL'}" for k, f in (
+            ("AllowGroups", "allow_groups"), ("AllowAccounts", "allow_accounts"),
+            ("AllowQos", "allow_qos"))),
         f"AllocNodes=ALL Default={'YES' if part.get('default') else 'NO'} QoS=N/A",
         f"DefaultTime={'NONE' if default_time is None else format_limit_hms(default_time)} "
         "DisableRootJobs=NO ExclusiveUser=NO GraceTime=0 Hidden=NO",
         f"MaxNodes=UNLIMITED MaxTime={format_limit_hms(max_time)} MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED",
         f"Nodes={compress(names) or '(null)'}",
-        f"PriorityJobFactor=1 PriorityTier={part.get('priority') or 1} RootOnly=NO ReqResv=NO OverSubscribe=NO",
+        f"PriorityJobFactor={part.get('priority', 1)} "
+        f"PriorityTier={part.get('priority_tier', part.get('priority', 1))} "
+        "RootOnly=NO ReqResv=NO OverSubscribe=NO",
         "OverTimeLimit=NONE PreemptMode=OFF",
         f"State={state} TotalCPUs={cpus} TotalNodes={len(names)} SelectTypeParameters=NONE",
         "JobDefaults=(null)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import explain, jobs, nodes, steps, submit, update
+from . import explain, jobs, nodes, qos, steps, submit, update
 
 __all__ = ["OPS"]
 
@@ -29,4 +29,6 @@ OPS: dict[str, Callable[..., Any]] = {
     "step_begin": steps.op_step_begin,
     "step_end": steps.op_step_end,
     "stdin": steps.op_stdin,
+    "qos_show": qos.op_qos_show,
+    "qos_change": qos.op_qos_change,
 }

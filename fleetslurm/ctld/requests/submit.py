@@ -14,6 +14,7 @@ from ...slurm.jobspec import build_spec
 from ...views import user_name
 from ..dependencies import announce, check, first_shown
 from ..jobrequest import job_request
+from ..limits import check_submit as check_limits
 from ..staging import check_stage
 
 if TYPE_CHECKING:
@@ -71,8 +72,12 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     unknown = [n for n in spec["nodelist"] + spec["exclude"] if n not in cfg.machines]
     if unknown:
         raise SubmitError("Batch job submission failed: Invalid node name specified")
+    # QOS, account, partition access and submit limits (SLURM's messages)
+    limits = check_limits(ctx, uid, user_name(uid), spec, partition, time_limit,
+                          spec.get("array_count") or 1)
+    time_limit = limits.pop("time_limit")
     req = {
-        "name": name, "partition": partition, "cpus": spec["cpus"],
+        **limits, "name": name, "partition": partition, "cpus": spec["cpus"],
         "mem_mb": spec["req_mem_mb"], "gpus": spec["gpus"], "time_limit": time_limit,
         "nice": spec["nice"], "nodelist": spec["nodelist"], "exclude": spec["exclude"],
         "constraint": spec["constraint"], "begin_time": spec["begin_time"],

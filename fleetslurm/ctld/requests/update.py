@@ -13,6 +13,7 @@ from ...model import ACTIVE_STATE_NAMES as _ACTIVE
 from ...model import LIVE_STATE_NAMES as _LIVE
 from ...jobids import resolve
 from ...scheduler import JobUpdated
+from ..limits import check_update
 from ..dependencies import announce, check
 from ..jobrequest import job_request
 from .common import in_scheduler, shown_id
@@ -113,6 +114,9 @@ def _update_task(ctx: "Context", task: dict, text: str, changes: dict, uid: int,
         old, new = task["req"]["time_limit"], req_changes["time_limit"]
         if new is None or (old is not None and new > old):
             raise AccessDenied(f"Access/permission denied for job {shown}")
+    if not running and ("qos" in changes or "account" in changes):
+        # the scheduler's QOS and account (its limits) change with the job's
+        req_changes.update(check_update(ctx, job, task, changes, shown))
     if req_changes:
         ctx.store.update_task(task["task_id"], req={**task["req"], **req_changes})
     spec_changes = {k: v for k, v in changes.items() if k in spec_fields}
