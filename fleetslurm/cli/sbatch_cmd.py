@@ -136,20 +136,38 @@ def check_clusters(prog: str, names: str) -> None:
 
 
 def wait_for(job_id: int) -> int:
-    """--wait: block until the job ends; exit with its exit code (SLURM's rule)."""
+    """--wait: block until the job ends; exit with its exit code (SLURM's rule).
+    The controller answers the wait request when the job ends (no polling);
+    a lost controller is asked again through a new connection."""
     import time
 
+    from ..errors import ControllerLost
+    from ..jobwait import HOLD, MARGIN, block
     from .common import client
 
+    ids = [str(job_id)]
+    lost = 0
     while True:
-        with client() as c:
-            recs = c.call("jobs", ids=[str(job_id)], steps=False)
-        if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")
-                        for r in recs):
-            codes = [r.get("exit_code") or 0 for r in recs]
-            sigs = [r.get("exit_signal") or 0 for r in recs]
-            return max(codes) if any(codes) else (1 if any(sigs) else 0)
-        time.sleep(0.5)
+        try:
+            with client() as c:
+                c.set_timeout(HOLD + MARGIN)
+                over = False
+                while True:
+                    recs = c.call("jobs", ids=ids, steps=False)
+                    if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING",
+                                                       "REQUEUED") for r in recs):
+                        codes = [r.get("exit_code") or 0 for r in recs]
+                        sigs = [r.get("exit_signal") or 0 for r in recs]
+                        return max(codes) if any(codes) else (1 if any(sigs) else 0)
+                    if over:
+                        time.sleep(0.05)  # over for the controller, not yet for us
+                    over = block(c.call, ids, HOLD)
+        except ControllerLost:
+            # the controller stopped (a restart): the next connection starts one
+            lost += 1
+            if lost >= 3:
+                raise
+            time.sleep(0.2)
 
 
 def submit_once(client, request: dict, attempts: int = 3) -> dict:
