@@ -36,8 +36,11 @@ def block(call: Callable[..., Any], ids: Iterable[str], seconds: Optional[float]
         if left <= 0:
             return False
         try:
-            if call("wait", ids=wanted, timeout=left)["done"]:
+            reply = call("wait", ids=wanted, timeout=left)
+            if reply["done"]:
                 return True
+            if reply.get("retry"):  # the controller holds enough of our waits: poll
+                time.sleep(max(0.0, min(float(reply["retry"]), left)))
         except ControllerError as exc:
             if "unknown request" not in str(exc):
                 raise

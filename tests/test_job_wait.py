@@ -125,3 +125,27 @@ def test_job_result_and_wait_for_jobs_are_told(fleet_env):
     assert time.monotonic() - t0 < 10
     assert client.states([slow])[slow] in ("PENDING", "RUNNING")
     client.cancel([slow])
+
+
+def test_a_user_has_a_bounded_number_of_waits_held(monkeypatch):
+    """Past MAX_PER_UID held waits of one user, a wait is answered at once
+    with a pause to take (the user's other requests must not queue behind
+    a crowd of waiting threads); other users' waits are still held."""
+    from fleetslurm.ctld import waiters
+    from fleetslurm.ctld.inbox import Pending
+
+    monkeypatch.setattr(waiters, "jobs_over", lambda store, ids: ids)  # never over
+    w = waiters.Waiters()
+    mine = [Pending("wait", {"ids": ["1"], "timeout": 20}, 1000)
+            for _ in range(waiters.MAX_PER_UID + 2)]
+    other = Pending("wait", {"ids": ["1"], "timeout": 20}, 1001)
+    for p in mine + [other]:
+        w.add(p, 100.0)
+    answered = w.due(None, 100.0, ended=False)
+    assert answered == mine[waiters.MAX_PER_UID:]
+    assert all(p.result == {"done": False, "retry": waiters.RETRY} for p in answered)
+    assert len(w) == waiters.MAX_PER_UID + 1  # the others' wait is held too
+    # at their deadline the held ones are answered "not yet", without a pause
+    late = w.due(None, 121.0, ended=False)
+    assert len(late) == waiters.MAX_PER_UID + 1
+    assert all(p.result == {"done": False} for p in late) and len(w) == 0

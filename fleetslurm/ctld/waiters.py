@@ -29,6 +29,12 @@ __all__ = ["MAX_WAIT", "Waiters", "job_over", "jobs_over"]
 
 #: the longest a wait request is held before it is answered "not yet"
 MAX_WAIT = 30.0
+#: wait requests held per user at most: each holds one of the user's
+#: connections (rpc.Server serves 128 at a time per user), and a user's
+#: squeue must not queue behind a crowd of waiting threads. Past it a wait is
+#: answered at once, "not yet, look again in RETRY seconds" (a poll)
+MAX_PER_UID = 32
+RETRY = 0.25
 _ACTIVE_CLAUSE = "state IN (%s)" % ",".join(f"'{s}'" for s in ACTIVE_STATE_NAMES)
 
 
@@ -78,6 +84,9 @@ class Waiters:
         """A wait request (``ids``, ``timeout`` seconds): looked at after the commit."""
         timeout = pending.args.get("timeout")
         timeout = MAX_WAIT if timeout is None else max(0.0, min(float(timeout), MAX_WAIT))
+        if sum(1 for p, _ in self._held + self._new if p.uid == pending.uid) >= MAX_PER_UID:
+            timeout = 0.0  # looked at once, then answered with a RETRY
+            pending.args["_retry"] = True
         self._new.append((pending, now + timeout))
 
     def next_deadline(self) -> Optional[float]:
@@ -103,6 +112,8 @@ class Waiters:
         for pending, deadline in keep:
             if deadline <= now:
                 pending.result = {"done": False}
+                if pending.args.get("_retry"):
+                    pending.result["retry"] = RETRY
                 out.append(pending)
             else:
                 self._held.append((pending, deadline))
