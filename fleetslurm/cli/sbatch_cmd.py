@@ -152,7 +152,7 @@ def wait_for(job_id: int) -> int:
         try:
             with client() as c:
                 c.set_timeout(HOLD + MARGIN)
-                over = False
+                over, pause = False, 0.05
                 while True:
                     recs = c.call("jobs", ids=ids, steps=False)
                     if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING",
@@ -160,8 +160,9 @@ def wait_for(job_id: int) -> int:
                         codes = [r.get("exit_code") or 0 for r in recs]
                         sigs = [r.get("exit_signal") or 0 for r in recs]
                         return max(codes) if any(codes) else (1 if any(sigs) else 0)
-                    if over:
-                        time.sleep(0.05)  # over for the controller, not yet for us
+                    if over:  # over for the controller, not yet for us (or unknown)
+                        time.sleep(pause)
+                        pause = min(0.5, pause * 2)
                     over = block(c.call, ids, HOLD)
         except ControllerLost:
             # the controller stopped (a restart): the next connection starts one

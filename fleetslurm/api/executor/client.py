@@ -217,7 +217,7 @@ class FleetClient:
         looks when it says so and the records do not agree yet)."""
         wanted = [str(i) for i in ids]
         deadline = None if timeout is None else time.monotonic() + timeout
-        over = False
+        over, pause = False, min(poll, 0.05)
         while True:
             states = self.states(wanted)
             if states and all(is_finished(s) for s in states.values()):
@@ -226,9 +226,10 @@ class FleetClient:
                 live = sorted(k for k, s in states.items() if not is_finished(s))
                 raise JobTimeout(f"jobs still not finished after {timeout:g} s: "
                                    f"{', '.join(live) or ', '.join(wanted)}")
-            if over:
-                time.sleep(min(poll, 0.05) if deadline is None else
-                           max(0.0, min(poll, 0.05, deadline - time.monotonic())))
+            if over:  # over for the controller, not for the records (or unknown ids)
+                time.sleep(pause if deadline is None else
+                           max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(poll, pause * 2)
             over = self.block(wanted, None if deadline is None
                               else max(0.0, deadline - time.monotonic()))
 
