@@ -27,7 +27,7 @@ _EXPORTS = {
     "load_config": "config", "resolve_config": "config", "find_config": "paths",
     "StatePaths": "paths", "Store": "store",
     # the controller and how to reach it
-    "Controller": "controller", "Client": "rpc", "connect": "rpc",
+    "Controller": "ctld.loop", "Client": "rpc", "connect": "rpc",
     "ensure_controller": "rpc",
     # the pure scheduler
     "SchedulerState": "scheduler",

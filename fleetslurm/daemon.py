@@ -20,14 +20,23 @@ from typing import Optional
 __all__ = ["main", "run"]
 
 
-def _prepare(config_arg: Optional[str]):
+def _prepare(config_arg: Optional[str], lab: bool = False):
     from .config import find_config, load_config, default_config
     from .config_in_force import identity, record
     from .ctld.loop import Controller
-    from .paths import private_dir, state_paths
+    from .paths import lab_paths, private_dir, state_paths
     from .rpc import Server
 
-    paths = state_paths()
+    if lab:  # the lab's controller: its state, its config, a socket for everyone
+        where = lab_paths()
+        _check_lab_user(where)
+        # its state, logs and spool: the service account's only (a job's own
+        # files follow the submitter's umask, which travels with the job)
+        os.umask(0o077)
+        paths = where.state()
+        config_arg = str(where.config)
+    else:
+        paths = state_paths()
     private_dir(paths.home)
     lock = open(paths.pid_file, "a+")
     try:
@@ -39,13 +48,34 @@ def _prepare(config_arg: Optional[str]):
     ident = identity(path)  # before reading it: a later edit is then a change
     config = default_config() if path is None else load_config(path)
     ctl = Controller(config, paths)
-    server = Server(paths.socket, ctl.submit_request)
+    server = Server(paths.socket, ctl.submit_request, public=lab, identity=True)
     record(paths, ident)  # what commands compare their own lookup with
     lock.seek(0)
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     return ctl, server, lock
+
+
+def _check_lab_user(where) -> None:
+    """The lab's controller runs as the lab's service account (lab.json)."""
+    import pwd
+
+    from .errors import ConfigError
+
+    if not where.configured():
+        raise ConfigError(f"no lab here: {where.config} does not exist; set one up with "
+                          "`fleetslurm lab init --config FILE` (as root)")
+    name = where.service_user()
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise ConfigError(f"the lab's service account {name!r} ({where.lab_file}) does not "
+                          "exist; run `fleetslurm lab init` again as root") from None
+    if os.geteuid() != uid:
+        raise ConfigError(f"the lab's controller runs as {name} (uid {uid}), not as uid "
+                          f"{os.geteuid()}: start it with `fleetslurm lab start` as root, or "
+                          "`systemctl start fleetslurm`")
 
 
 def run(ctl, server, started: bool = False) -> None:
@@ -80,16 +110,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetslurm-controller")
     parser.add_argument("--config")
     parser.add_argument("--foreground", action="store_true")
+    parser.add_argument("--lab", action="store_true",
+                        help="the lab's controller (fleetslurm lab run|start)")
     opts = parser.parse_args(argv)
     if opts.foreground:
         try:
-            prepared = _prepare(opts.config)
+            prepared = _prepare(opts.config, opts.lab)
         except FleetError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if prepared is None:
-            print("error: a controller is already running for this FLEETSLURM_HOME",
-                  file=sys.stderr)
+            print("error: a controller is already running for "
+                  + ("this lab" if opts.lab else "this FLEETSLURM_HOME"), file=sys.stderr)
             return 3
         run(prepared[0], prepared[1])
         return 0
@@ -114,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if os.fork():
         os._exit(0)
     try:
-        prepared = _prepare(opts.config)
+        prepared = _prepare(opts.config, opts.lab)
     except FleetError as exc:
         os.write(wfd, f"err:error: {exc}".encode())
         os._exit(1)

@@ -18,7 +18,8 @@ from typing import BinaryIO, Optional
 from .errors import ConfigError, StoreError
 
 __all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
-           "check_socket", "take_next", "DEFAULT_WORKDIR", "fleet_workdir"]
+           "check_socket", "take_next", "DEFAULT_WORKDIR", "fleet_workdir", "LabPaths",
+           "lab_paths", "public_dir"]
 
 #: a machine's default agent workdir; each fleet gets its own directory in it
 #: (``<it>/<cluster id>``), so controllers sharing an ssh user never meet
@@ -120,14 +121,15 @@ def _refuse_unreachable(path: Path, exc: OSError) -> "None":
                      f"{_HOME_FIX}") from None
 
 
-def check_socket(path: Path) -> None:
+def check_socket(path: Path, owners: "tuple[int, ...] | None" = None) -> None:
     """Before connecting to the control socket ``path``: its directory and the
-    socket itself must be the caller's (or root's), and no one else may write
+    socket itself must be the caller's (or root's; for the lab's socket: the
+    lab's service account's or root's, ``owners``), and no one else may write
     to the directory, so no other user can have put a listener there. A
     missing socket is fine (connect then fails as "no controller"). StoreError
     otherwise: not a ControllerError, which would send the caller on to start
     a controller of its own."""
-    owners = (os.geteuid(), 0)
+    owners = owners or (os.geteuid(), 0)
     try:
         dst = _own_dir(path.parent, owners)
         st = os.lstat(path)
@@ -147,16 +149,127 @@ def check_socket(path: Path) -> None:
             f"({_user(os.geteuid())}): refusing to talk to it; remove it, or {_HOME_FIX}")
 
 
+def public_dir(path: Path) -> Path:
+    """The lab's socket directory: created (with parents) 0755, owned by the
+    caller; StoreError when it exists and belongs to someone else (but root),
+    or when others may write to it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        st = _own_dir(path, (os.geteuid(), 0))
+        if st.st_uid == os.geteuid() and st.st_mode & 0o777 != 0o755:
+            os.chmod(path, 0o755)
+        elif st.st_mode & 0o022 and st.st_uid != os.geteuid():
+            raise StoreError(f"{path} can be written by others (mode "
+                             f"{st.st_mode & 0o777:o}): `chmod 755 {path}` as root")
+    except PermissionError as exc:
+        raise StoreError(f"cannot create the lab's socket directory {path}: {exc.strerror}; "
+                         "run `fleetslurm lab init` as root first") from None
+    return path
+
+
+def lab_root(environ: "dict[str, str] | None" = None) -> Path:
+    """Where the lab's files live: ``/``, or ``$FLEETSLURM_LAB_ROOT`` (tests,
+    and a lab installed under a prefix)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("FLEETSLURM_LAB_ROOT") or "/").absolute()
+
+
+class LabPaths:
+    """A lab's files: ``etc/fleetslurm/`` (the config, ``lab.json`` naming
+    the service account), ``var/lib/fleetslurm/`` (the state, the service
+    account's only, 0700) and ``run/fleetslurm/ctl.sock`` (every local user
+    may connect), under :func:`lab_root`."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc" / "fleetslurm"
+
+    @property
+    def config(self) -> Path:
+        return self.etc / "fleet_config.json"
+
+    @property
+    def lab_file(self) -> Path:
+        return self.etc / "lab.json"
+
+    @property
+    def state_home(self) -> Path:
+        return self.root / "var" / "lib" / "fleetslurm"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run" / "fleetslurm"
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "ctl.sock"
+
+    @property
+    def unit_file(self) -> Path:
+        return self.root / "etc" / "systemd" / "system" / "fleetslurm.service"
+
+    def configured(self) -> bool:
+        """Whether a lab is set up here (its config is installed)."""
+        try:
+            return self.config.is_file()
+        except OSError:
+            return False
+
+    def service_user(self) -> str:
+        """The account the lab's controller runs as (``lab.json``; ``fleetslurm``)."""
+        import json
+
+        try:
+            return str(json.loads(self.lab_file.read_text()).get("service_user") or "fleetslurm")
+        except (OSError, ValueError, AttributeError):
+            return "fleetslurm"
+
+    def listener_uids(self) -> "tuple[int, ...]":
+        """Who may own the lab's socket and listen on it: the service account, root."""
+        import pwd
+
+        try:
+            return (pwd.getpwnam(self.service_user()).pw_uid, 0)
+        except KeyError:
+            return (0,)
+
+    def state(self) -> "StatePaths":
+        """The controller's state directory, with the socket in run/."""
+        return StatePaths(self.state_home, socket=self.socket)
+
+
+def lab_paths(environ: "dict[str, str] | None" = None) -> LabPaths:
+    return LabPaths(lab_root(environ))
+
+
 class StatePaths:
     """Files of one controller's state directory."""
 
-    __slots__ = ("home",)
+    __slots__ = ("home", "_socket")
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, socket: "Path | None" = None) -> None:
         self.home = Path(home)
+        #: a lab's socket lives elsewhere (run/fleetslurm/), every user may connect
+        self._socket = Path(socket) if socket is not None else None
+
+    @property
+    def public(self) -> bool:
+        """Whether this is a lab's state: its socket is open to every local user."""
+        return self._socket is not None
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, StatePaths) and other.home == self.home
+        return (isinstance(other, StatePaths) and other.home == self.home
+                and other._socket == self._socket)
 
     def __repr__(self) -> str:
         return f"StatePaths({str(self.home)!r})"
@@ -180,6 +293,8 @@ class StatePaths:
 
     @property
     def socket(self) -> Path:
+        if self._socket is not None:
+            return self._socket
         path = self.home / "ctl.sock"
         if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
             return path

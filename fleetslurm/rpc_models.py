@@ -99,7 +99,8 @@ class SubmitArgs(BaseModel):
     submit_host: Optional[Annotated[Text, Field(max_length=255)]] = None
     script_name: Optional[Annotated[Text, Field(max_length=4096)]] = None
     command: Optional[_OptText] = None
-    #: the caller's uid as it believes it (ignored: the socket's peer uid counts)
+    #: the caller's uid and gid as it believes them: never taken (the kernel's
+    #: word, SO_PEERCRED, counts); one that differs is refused (own_identity)
     uid: Optional[Annotated[StrictInt, Field(ge=0, le=_UINT32)]] = None
     gid: Optional[Annotated[StrictInt, Field(ge=0, le=_UINT32 - 1)]] = None
     prio_process: Optional[Annotated[StrictInt, Field(ge=-20, le=19)]] = None
@@ -133,6 +134,29 @@ def check_submit(args: Any) -> dict:
         raise SubmitError("Batch job submission failed: invalid request: "
                           f"{_describe(exc)}") from None
     return model.model_dump(exclude_none=True)
+
+
+def own_identity(args: dict, uid: int, gid: int) -> dict:
+    """A checked submit request with the caller's identity as the kernel
+    gives it (SO_PEERCRED): ``uid``/``gid`` a client puts in the request are
+    never taken, and one that differs from the kernel's is refused (a
+    client claiming to be someone else). ``gid`` becomes the peer's gid
+    (-1: unknown, the user's primary group is used)."""
+    said_uid, said_gid = args.pop("uid", None), args.pop("gid", None)
+    if said_uid is not None and said_uid != uid:
+        raise SubmitError(
+            f"Batch job submission failed: the request says uid {said_uid}, but you are uid "
+            f"{uid}: the controller takes who you are from the connection (SO_PEERCRED), "
+            "never from the request; do not set uid in it")
+    if said_gid is not None and gid >= 0 and said_gid != gid:
+        raise SubmitError(
+            f"Batch job submission failed: the request says gid {said_gid}, but your process "
+            f"runs as gid {gid}: the controller takes your group from the connection "
+            "(SO_PEERCRED) and the user database, never from the request; run the "
+            f"command as that group (`sg GROUP -c ...`) instead")
+    if gid >= 0:
+        args["gid"] = gid
+    return args
 
 
 # -- the other requests: their common fields ------------------------------------------

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
@@ -225,6 +226,7 @@ class Store(BulkQueries, StatsQueries):
         # the controller keeps parsed specs; query threads read fresh
         self._jobs: Optional[dict[int, dict]] = {} if cache_jobs else None
         try:
+            self._private_file()
             self._db = self._connect()
             self._migrate()
         except sqlite3.Error as exc:
@@ -235,6 +237,23 @@ class Store(BulkQueries, StatsQueries):
         self.nodes_changed = 0
 
     # -- connection --------------------------------------------------------
+    def _private_file(self) -> None:
+        """The database (and so its -wal and -shm, which SQLite creates with the
+        database's mode) readable by its owner only: it holds every job's
+        environment and script."""
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return  # sqlite says why
+        try:
+            st = os.fstat(fd)
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                              timeout=30)

@@ -267,7 +267,7 @@ def test_a_job_record_that_cannot_be_launched_fails_and_the_controller_lives(ctl
     good = ctl.run("sbatch", "--parsable", "--wrap", "true")
     assert good.returncode == 0, good.stderr
     assert ctl.wait_state(good.stdout.strip(), {"COMPLETED"})["state"] == "COMPLETED"
-    nodes = ctl.run("sinfo", "-h", "-o", "%t").stdout.split()
+    nodes = ctl.run("sinfo", "-h", "-p", "debug", "-o", "%t").stdout.split()
     assert nodes == ["idle"] or nodes == ["mix"] or nodes == ["alloc"], nodes
 
 
@@ -302,7 +302,7 @@ def test_export_item_without_a_name_is_skipped_as_slurm_does(ctl):
     job = proc.stdout.strip()
     assert ctl.wait_state(job, {"COMPLETED", "FAILED"})["state"] == "COMPLETED"
     assert (ctl.work / f"slurm-{job}.out").read_text() == "0\nFOO=bar\n"
-    assert ctl.run("sinfo", "-h", "-o", "%t").stdout.split() == ["idle"]
+    assert ctl.run("sinfo", "-h", "-p", "debug", "-o", "%t").stdout.split() == ["idle"]
 
 
 def _peak_rss_kb(pid: int) -> int:

@@ -130,12 +130,13 @@ def test_launch_failed_on_three_machines_holds_the_job(sshd_fleet, make_config, 
             cli.run("sinfo", check=True)
             cli.wait_nodes({m.name: "idle" for m in machines})
             for m in machines:
-                f = open(m.workdir / "filler", "wb")
+                # unbuffered: a buffered file's close would write (and fail
+                # on) what the last failed write left in its buffer
+                f = open(m.workdir / "filler", "wb", buffering=0)
                 fillers.append(f)
                 try:
                     while True:
                         f.write(b"x" * 65536)
-                        f.flush()
                 except OSError:
                     pass
             job = cli.sbatch("--wrap", "echo ran on $SLURMD_NODENAME")

@@ -23,6 +23,11 @@ SLURM_ONLY = {"SLURM_CONF", "SLURM_WORKING_CLUSTER"}
 #: starts the tasks itself (README, "on purpose")
 STEP_ONLY = {"SLURM_SRUN_COMM_HOST", "SLURM_SRUN_COMM_PORT", "SLURM_STEP_LAUNCHER_PORT",
              "SLURM_LAUNCH_NODE_IPADDR"}
+#: task/affinity's: the oracle runs TaskPlugin=task/none (no binding, so
+#: none of these in its jobs); fleetslurm binds every job as task/affinity
+#: does (README, "CPU binding"), values checked in tests/test_cpu_binding.py
+AFFINITY_ONLY = {"SLURM_CPU_BIND", "SLURM_CPU_BIND_LIST", "SLURM_CPU_BIND_TYPE",
+                 "SLURM_CPU_BIND_VERBOSE"}
 #: the login environment SLURM loads for --export=NONE
 LOGIN = {"HOME", "USER", "LOGNAME", "SHELL", "PATH"}
 
@@ -33,7 +38,8 @@ def _dump(snap: Snap, name: str) -> dict[str, str]:
 
 
 def _relevant(name: str) -> bool:
-    return (name.startswith(("SLURM_", "SLURMD_")) and name not in SLURM_ONLY | STEP_ONLY) \
+    return (name.startswith(("SLURM_", "SLURMD_"))
+            and name not in SLURM_ONLY | STEP_ONLY | AFFINITY_ONLY) \
         or name in {"ENVIRONMENT", "HOSTNAME", "TMPDIR", "CUDA_VISIBLE_DEVICES", MARK}
 
 
@@ -64,12 +70,13 @@ def test_job_environment(batch, dump):
 def test_only_documented_extras(batch, dump):
     """What SLURM sets that fleetslurm does not is the documented pair; what
     fleetslurm adds is its own FLEETSLURM_* (and PATH, where its commands
-    come first)."""
+    come first) and task/affinity's SLURM_CPU_BIND*, which the oracle lacks."""
     s, f = batch.pair()
     want, got = _dump(s, dump), _dump(f, dump)
     slurm_only = {k for k in set(want) - set(got) if k.startswith("SLURM")}
     assert slurm_only == SLURM_ONLY | (STEP_ONLY if dump.startswith("step-") else set())
-    fleet_only = {k for k in set(got) - set(want) if not k.startswith("FLEETSLURM_")}
+    fleet_only = {k for k in set(got) - set(want) - AFFINITY_ONLY
+                  if not k.startswith("FLEETSLURM_")}
     assert fleet_only == set()
 
 

@@ -208,12 +208,21 @@ def explain(job: str) -> None:
 def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
          stderr: bool = typer.Option(False, "--stderr", help="show stderr instead")) -> None:
     """Print a job's output, also while it runs on another machine."""
+    from ..errors import ControllerLost
     from .common import client
 
     offset = 0
+    c = None  # one connection while it lasts (over ssh:// a new one is a new login)
     try:
         while True:
-            with client() as c:
+            if c is None:
+                c = client()
+            try:
+                reply = c.call("read_output", id=job, offset=offset,
+                               which="stderr" if stderr else "stdout")
+            except ControllerLost:
+                c.close()
+                c = client()  # closed while idle, say: once more on a new one
                 reply = c.call("read_output", id=job, offset=offset,
                                which="stderr" if stderr else "stdout")
             data = reply["data"]
@@ -228,6 +237,9 @@ def tail(job: str, follow: bool = typer.Option(False, "--follow", "-f"),
             time.sleep(0.5)
     except FleetError as exc:
         _fail(exc)
+    finally:
+        if c is not None:
+            c.close()
 
 
 @app.command("dashboard")
@@ -310,6 +322,8 @@ def shims_uninstall(directory: str = typer.Argument(..., help="where `shims inst
 
 from .databench_cmd import app as _databench_app  # noqa: E402
 app.add_typer(_databench_app, name="databench")
+from .lab_cmd import app as _lab_app  # noqa: E402
+app.add_typer(_lab_app, name="lab")
 
 
 def app_main(args: list[str]) -> int:

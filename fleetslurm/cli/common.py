@@ -27,8 +27,13 @@ def client():
                 f"{exc}: this job runs on a machine that cannot reach the controller "
                 "that started it (fleetslurm's commands work inside jobs on the "
                 "controller's own host, or on machines reached over loopback)") from None
+    from ..rpc import target
+
+    tgt = target()
+    if tgt.kind != "personal":  # the lab's (or a named) controller: never started here
+        return ensure_controller()
     path = find_config()
-    c = ensure_controller(str(path) if path else None)
+    c = ensure_controller(str(path) if path else None, tgt.paths)
     _say_config(c, path)
     return c
 

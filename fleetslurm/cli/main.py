@@ -40,6 +40,11 @@ def main(argv: "list[str] | None" = None) -> int:
         code = run(cmd, module.main, args[1:])
         sys.stdout.flush()
         return code
+    if args[:2] == ["lab", "bridge"] and len(args) == 2:
+        # every remote command starts here: no typer, standard library only
+        from ..lab import bridge
+
+        return bridge()
     from .admin import app_main
 
     return app_main(args)

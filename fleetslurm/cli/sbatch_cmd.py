@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
     request = dict(options=opts, script=script, script_args=script_args,
                    env=with_umask(os.environ), cwd=os.getcwd(),
                    submit_host=socket.gethostname(),
-                   script_name=name, uid=os.getuid(), gid=os.getgid(),
+                   script_name=name,
                    prio_process=os.getpriority(os.PRIO_PROCESS, 0),
                    command=command_text(positionals) if wrap is None else "",
                    # secrets.token_hex's bytes, without importing secrets (hmac,

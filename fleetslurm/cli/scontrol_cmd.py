@@ -72,6 +72,8 @@ def _main(argv: list[str]) -> int:
         return _show(rest, one_liner=bool(opts.get("oneliner")))
     if cmd in ("reconfigure", "reconfig"):
         return _reconfigure()
+    if cmd == "write":
+        return _write(rest)
     if cmd in ("hold", "uhold", "release", "requeue", "requeuehold"):
         ids = _ids(rest)
         itself = cmd.startswith("requeue") and os.environ.get("SLURM_JOB_ID") in ids
@@ -133,6 +135,36 @@ def _main(argv: list[str]) -> int:
                             "Input line must include \"NodeName\", \"PartitionName\", "
                             "\"Reservation\", \"JobId\", or \"SlurmctldDebug\"")
     raise UsageError(f'invalid keyword: {args[0]}', prog=PROG)
+
+
+def _write(rest: list[str]) -> int:
+    """``scontrol write batch_script JOBID [FILE|-]``: the job's script, to its
+    owner and root; others get SLURM 22.05's "Invalid user id" (and, as
+    22.05's scontrol, exit 0)."""
+    from ..errors import AccessDenied, InvalidJobId
+    from .common import client
+
+    if not rest or rest[0].lower() not in ("batch_script", "batch_scripts"):
+        raise UsageError("invalid write keyword: use `scontrol write batch_script JOBID "
+                         "[FILE]`", prog=PROG)
+    if len(rest) < 2:
+        raise UsageError("too few arguments for keyword:batch_script", prog=PROG)
+    job = rest[1]
+    try:
+        with client() as c:
+            reply = c.call("batch_script", id=job)
+    except (AccessDenied, InvalidJobId) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 0
+    target = rest[2] if len(rest) > 2 else f"slurm-{reply['job_id']}.sh"
+    if target == "-":
+        sys.stdout.write(reply["script"])
+        return 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(reply["script"])
+    sys.stdout.write(f"batch script for job {reply['job_id']} written to {target}\n")
+    return 0
 
 
 def _show(rest: list[str], one_liner: bool = False) -> int:
@@ -214,6 +246,13 @@ def _reconfigure() -> int:
     from ..rpc import connect, ensure_controller
     from .common import wait_gone
 
+    from ..rpc import target
+
+    if target().kind != "personal":
+        raise ConfigError("this command uses a lab's controller: its admin edits "
+                          "/etc/fleetslurm/fleet_config.json and restarts it "
+                          "(`systemctl restart fleetslurm`, or `fleetslurm lab stop` then "
+                          "`fleetslurm lab start`); running jobs are kept")
     paths = state_paths()
     found = find_config()
     if found is None:

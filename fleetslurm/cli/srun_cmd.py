@@ -102,6 +102,9 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"fleetslurm does not support --jobid={cli_opts['jobid']} (a job "
                          "other than the one this srun runs in); run srun inside that job's "
                          "batch script", prog=PROG)
+    from ..slurm.cpubind import parse_cpu_bind
+
+    parse_cpu_bind(opts.get("cpu_bind"))  # refused as srun refuses it, before anything runs
     if os.environ.get("SLURM_JOB_ID"):
         from ..slurm.option_support import refuse_for_step
         from .srun_step import run_step
@@ -164,7 +167,7 @@ class Attached:
         from ..paths import private_dir, state_paths
         from ..slurm.option_tables import SBATCH
 
-        known = {o.dest for o in SBATCH}
+        known = {o.dest for o in SBATCH} | {"cpu_bind"}  # srun's own, for the agent
         options = {k: v for k, v in self.opts.items() if k in known and k not in _NOT_FOR_JOB}
         options.setdefault("job_name", os.path.basename(self.command[0]))
         # the terminal gets the output: keep the job's own files out of the way

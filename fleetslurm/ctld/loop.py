@@ -171,13 +171,16 @@ class Controller(Context):
         self._snapshot_nodes(now)
 
     # -- the loop ----------------------------------------------------------------
-    def submit_request(self, op: str, args: dict, uid: int) -> Any:
+    def submit_request(self, op: str, args: dict, uid: int, gid: int = -1) -> Any:
         """Called from RPC threads: queries are answered here, changes by ``step``.
         Every request's fields are checked first (rpc_models): a malformed one is
-        refused here and never reaches the loop or the store."""
-        from ..rpc_models import check_args
+        refused here and never reaches the loop or the store. Who asks is
+        ``uid`` and ``gid``, the kernel's word (SO_PEERCRED), never the request's."""
+        from ..rpc_models import check_args, own_identity
 
         args = check_args(op, args)
+        if op == "submit":
+            args = own_identity(args, uid, gid)
         if op in self.queries.OPS:
             return self.queries.answer(op, args, uid)
         pending = Pending(op, args, uid)

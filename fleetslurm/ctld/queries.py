@@ -27,7 +27,7 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 
 class Queries:
-    OPS = frozenset({"ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
+    OPS = frozenset({"batch_script", "ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
                      "history", "read_output", "count", "priorities", "dashboard_stats"})
 
     def __init__(self, store: Store, config: "FleetConfig", paths: "StatePaths", *,
@@ -369,6 +369,25 @@ class Queries:
 
     def q_history(self, args: dict, uid: int) -> list[dict]:
         return self._store().history(int(args["task_id"]))
+
+    def q_batch_script(self, args: dict, uid: int) -> dict:
+        """``scontrol write batch_script``: a job's script, to its owner and
+        root only (its environment and script are private: everyone sees the
+        job itself in squeue)."""
+        from ..errors import AccessDenied, InvalidJobId
+
+        store = self._store()
+        ids = self._ids(store, str(args.get("id")))
+        if len(ids) != 1:
+            raise InvalidJobId("job script retrieval failed: Invalid job id specified")
+        task = store.task(ids.pop())
+        job = store.job(task["job_id"])  # type: ignore[index]
+        if uid not in (0, job["uid"]):  # type: ignore[index]
+            raise AccessDenied("job script retrieval failed: Invalid user id")
+        if job["spec"].get("srun_job"):  # type: ignore[index]
+            raise InvalidJobId("job script retrieval failed: No script for job "
+                               f"{task['task_id']}")  # type: ignore[index]
+        return {"script": job["script"], "job_id": task["task_id"]}  # type: ignore[index]
 
     def q_read_output(self, args: dict, uid: int) -> dict:
         """A job's stdout/stderr from ``offset``: from the submit host once it is

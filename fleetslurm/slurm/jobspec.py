@@ -269,6 +269,9 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     spec["nodelist"] = _hosts(opts.get("nodelist"))
     spec["exclude"] = _hosts(opts.get("exclude"))
     spec["exclusive"] = bool(opts.get("exclusive"))
+    from .cpubind import parse_cpu_bind
+
+    spec["cpu_bind"] = parse_cpu_bind(opts.get("cpu_bind"))  # srun's; see cpubind
     spec["hold"] = bool(opts.get("hold"))
     spec["requeue"] = not bool(opts.get("no_requeue")) or bool(opts.get("requeue"))
     if opts.get("requeue") and opts.get("no_requeue"):
@@ -431,5 +434,9 @@ def job_environment(spec: Mapping[str, Any], *, job_id: int, node: str, partitio
         s["SLURM_JOB_GPUS"] = s["CUDA_VISIBLE_DEVICES"]
     if restart_count:
         s["SLURM_RESTART_COUNT"] = str(restart_count)
+    if spec.get("cpu_bind"):
+        from .cpubind import bind_environment
+
+        s.update(bind_environment(spec["cpu_bind"]))
     env.update(s)
     return env

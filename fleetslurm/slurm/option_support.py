@@ -156,8 +156,8 @@ accel-bind no
 bcast no
 bcast-exclude no
 compress no
-cpu-bind no
-cpu_bind no
+cpu-bind yes srun making its own job: none leaves the job unbound, any other type binds it to CPUs of its own (the machine picks the ids, as the default binding does); not for a step
+cpu_bind yes srun making its own job: none leaves the job unbound, any other type binds it to CPUs of its own (the machine picks the ids, as the default binding does); not for a step
 debugger-test no
 disable-status no
 epilog no

@@ -128,6 +128,9 @@ class FleetClient:
         from ...paths import StatePaths, find_config, state_paths
 
         self.paths = StatePaths(home) if home else state_paths()
+        #: a home named here means that personal controller; else the lookup
+        #: (FLEETSLURM_CONTROLLER, the lab, the personal one: rpc.target)
+        self._own_home = bool(home)
         path = find_config(config)
         self.config: Optional[str] = str(path) if path else None
         #: seconds to wait for one answer (a stuck controller must not hang callers)
@@ -138,7 +141,7 @@ class FleetClient:
         """One request to the controller (see :mod:`fleetslurm.rpc`)."""
         from ...rpc import ensure_controller
 
-        with ensure_controller(self.config, self.paths) as c:
+        with ensure_controller(self.config, self.paths if self._own_home else None) as c:
             c.set_timeout(self.timeout)
             return c.call(op, **args)
 
@@ -175,7 +178,7 @@ class FleetClient:
         reply = self.call(
             "submit", options=opts, script=script, script_args=[str(a) for a in args],
             env=environ, cwd=os.path.abspath(cwd or os.getcwd()),
-            submit_host=socket.gethostname(), script_name=name, uid=os.getuid(), command="",
+            submit_host=socket.gethostname(), script_name=name, command="",
             stage=stage if (stage["in"] or stage["out"]) else None)
         return str(reply["job_id"])
 

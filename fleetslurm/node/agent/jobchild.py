@@ -47,6 +47,7 @@ class JobChild:
     notify_fd: int
     changed_signals: List[int]
     cgroup: Optional[str]
+    cpu_cgroups: List[str]
     job_umask: int
     script: str
     stdio_plan: List[Tuple[str, str, Tuple[str, ...]]]
@@ -70,9 +71,18 @@ class JobChild:
                     pass
             _signal.pthread_sigmask(_SIG_SETMASK, ())
             if self.cgroup:
-                stage = "join memory cgroup"
+                stage = "join cgroup %s" % self.cgroup
                 with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                     f.write(str(os.getpid()))
+            for cg in self.cpu_cgroups:
+                stage = "join cgroup %s" % cg
+                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            if spec["cpu_ids"]:
+                # SLURM's task/affinity: bound before exec, so the job and
+                # everything it starts inherit the mask
+                stage = "bind to CPUs %s" % spec["cpu_ids"]
+                os.sched_setaffinity(0, spec["cpu_ids"])
             os.umask(self.job_umask)
             if spec["uid"] is not None or spec["gid"] is not None:
                 stage = "switch to uid %s gid %s" % (spec["uid"], spec["gid"])

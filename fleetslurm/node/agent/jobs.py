@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import protocol
+from .cgroups import drop, left_behind
 from .fsio import (RESULT_FILE, SUPERVISOR_FILE, inline_output, log, read_json, read_result,
                    remove_tree, write_json_atomic)
 from .host import alive, proc_stat, signal_scope
@@ -23,6 +24,9 @@ from .protocol import key_error
 # flight (the previous agent died just after forking); only after this long is
 # it declared LOST.
 _LOST_GRACE_S = 10.0
+# How long the cgroups a dead supervisor left are retried (their last
+# process is reaped by init, usually within milliseconds)
+_CGROUP_RETRY_S = 60.0
 
 
 class Job:
@@ -30,7 +34,7 @@ class Job:
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
                  "result", "emitted", "launch_fd", "waiters", "inline", "note",
-                 "stdin")
+                 "stdin", "cpus")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -50,6 +54,7 @@ class Job:
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
         self.note: Optional[Tuple[str, str, str]] = None
         self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
+        self.cpus: Optional[List[int]] = None  # the CPU ids it is bound to
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
@@ -82,6 +87,9 @@ class JobBook:
     adopted: Set[str]
     ready: bool
     poller: Any
+    cpu_cg: Tuple[Optional[str], Dict[str, str], str]
+    #: (give up at, cgroup paths) a dead supervisor left, still busy
+    busy_cgroups: List[Tuple[float, List[str]]]
 
     def jobdir(self, key: str) -> str:
         return os.path.join(self.jobs_dir, key)
@@ -113,6 +121,7 @@ class JobBook:
                 job.sup_pid, job.sup_ticks = sup.get("pid"), sup.get("ticks")
                 job.pid, job.ticks = sup.get("job_pid"), sup.get("job_ticks")
                 job.start_time = sup.get("start_time")
+                job.cpus = sup.get("cpus")
         if job.sup_pid is not None:
             if not alive(job.sup_pid, job.sup_ticks):
                 self.mark_lost(job, "supervisor vanished")
@@ -142,9 +151,22 @@ class JobBook:
                 os.killpg(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
             except OSError:
                 pass
+        self.drop_cgroups(job.key, job.sup_pid)
         log(self.workdir, "job %s: %s" % (job.key, why))
 
+    def drop_cgroups(self, key: str, sup_pid: Optional[int]) -> None:
+        """Remove what a dead supervisor left in the cgroup hierarchies; what
+        is still busy is tried again on each poll for a minute."""
+        busy = drop(left_behind(self.cpu_cg[1], key, sup_pid))
+        if busy:
+            self.busy_cgroups.append((time.monotonic() + _CGROUP_RETRY_S, busy))
+
     def poll_adopted(self) -> None:
+        if self.busy_cgroups:
+            now = time.monotonic()
+            self.busy_cgroups = [(t, left) for t, left in
+                                 ((t, drop(paths)) for t, paths in self.busy_cgroups)
+                                 if left and t > now]
         for key in list(self.adopted):
             job = self.jobs.get(key)
             if job is None:
@@ -275,6 +297,7 @@ class JobBook:
                         os.kill(int(name), signal.SIGKILL)
                     except OSError:
                         pass
+        self.drop_cgroups(key, job.sup_pid)
         result = protocol.result(key, job.pid or 0, job.start_time or 0.0, time.time(),
                                  "CANCELLED", 0, signal.SIGKILL, 0.0, 0.0, 0,
                                  "stopped: the controller had requeued it")  # type: Dict[str, Any]

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-from . import protocol
+from . import cpus, protocol
 from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE, STAGE_DIR,
                    STDIN_FIFO, format_exc, log, read_result, remove_tree, write_all,
                    write_marker, write_note)
@@ -33,6 +33,9 @@ class Requests(JobBook):
     job_umask: int
     changed_signals: List[int]
     stdin_fds: Dict[int, str]
+    cpu_avail: List[int]
+    cpu_cursor: int
+    cpu_cg: Tuple[Optional[str], Dict[str, str], str]
 
     def facts(self) -> Dict[str, Any]:
         """FACTS: what the scheduler needs to know about this machine."""
@@ -101,11 +104,13 @@ class Requests(JobBook):
             if spec["stdin_stream"]:
                 spec["stdin_fd"], feed_fd = self.open_stdin_fifo(jobdir, spec)
                 self.stdin_fds[feed_fd] = key  # type: ignore[assignment]
+            self.bind_cpus(key, spec)  # type: ignore[arg-type]
             pipe = os.pipe()
             # built here, not in the child: objects the child allocates land on
             # pages shared with the agent, each one a copy-on-write fault there
             sup = Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
-                             self.own_fds(), self.changed_signals)  # type: ignore[arg-type]
+                             self.own_fds(), self.changed_signals,
+                             self.cpu_cg[:2])  # type: ignore[arg-type]
             pid = os.fork()
         except OSError as exc:
             for p in pipe:
@@ -144,6 +149,7 @@ class Requests(JobBook):
             job.inline = (spec["stdout"], spec["stderr"], int(spec["inline_output"]))
         job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0])
         job.sup_pid = pid
+        job.cpus = spec["cpu_ids"]
         job.launch_fd = pipe[0]
         if feed_fd >= 0:
             job.stdin = StdinFeed(feed_fd)
@@ -152,6 +158,41 @@ class Requests(JobBook):
         self.children[pid] = key  # type: ignore[assignment]
         self.launch_fds[pipe[0]] = key  # type: ignore[assignment]
         self.poller.register(pipe[0], select.POLLIN)
+
+    def bind_cpus(self, key: str, spec: Dict[str, Any]) -> None:
+        """Choose the job's CPU ids (``spec["cpu_ids"]``, None: unbound) and
+        its CPU quota (``spec["cpu_limit"]``), and say so in its environment
+        (SLURM_CPU_BIND*; FLEETSLURM_CPU_SHARING when it shares CPUs)."""
+        n = spec["cpus"]
+        spec["cpu_limit"], spec["cpu_ids"] = n, None
+        env = spec["env"]
+        if not n:
+            return  # a spec from outside a SLURM job: today's behaviour
+        if spec["cpu_bind"] == "none":
+            for name, value in (("SLURM_CPU_BIND", "quiet,none"), ("SLURM_CPU_BIND_LIST", ""),
+                                ("SLURM_CPU_BIND_TYPE", "none"),
+                                ("SLURM_CPU_BIND_VERBOSE", "quiet")):
+                env.setdefault(name, value)
+            return
+        in_use: Dict[int, int] = {}
+        for job in self.jobs.values():
+            if job.result is None and job.cpus:
+                for i in job.cpus:
+                    in_use[i] = in_use.get(i, 0) + 1
+        avail = self.cpu_avail
+        ids, self.cpu_cursor, shared = cpus.choose(n, avail, in_use, self.cpu_cursor)
+        spec["cpu_ids"] = ids
+        env.update(cpus.bind_env(ids, avail[-1] + 1,
+                                 env.get("SLURM_CPU_BIND_VERBOSE") == "verbose"))
+        if shared:
+            # the machine declares more CPUs than it has: never a failure
+            note = ("given %d CPU%s on a machine that has %d (%s): bound to CPU%s %s%s"
+                    % (n, "s"[:n != 1], len(avail), cpus.format_list(avail), "s"[:len(ids) != 1],
+                       cpus.format_list(ids),
+                       ", shared with other running jobs in round-robin order"
+                       if any(in_use.get(i) for i in ids) else ""))
+            env["FLEETSLURM_CPU_SHARING"] = note
+            log(self.workdir, "job %s: %s" % (key, note))
 
     def incoming(self, key: str) -> str:
         return os.path.join(self.workdir, INCOMING_DIR, key)

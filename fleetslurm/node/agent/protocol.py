@@ -53,7 +53,10 @@ GPU = {index, name, uuid, memory_mb}.
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
 mem_limit_mb, umask, inline_output, stage, signal: {num, secs_before,
-batch_only} | null, uid, gid}; see ``spec.validate_spec`` for defaults.
+batch_only} | null, uid, gid, cpus, cpu_bind: cores|none}; see
+``spec.validate_spec`` for defaults (cpus and cpu_bind default to what the
+job's env says: SLURM_CPUS_ON_NODE, SLURM_CPU_BIND_TYPE) and ``cpus`` for
+the binding.
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Set
 
-from . import protocol
+from . import cpus, protocol
+from .cgroups import detect_cgroups
 from .fsio import format_exc, log, write_all
 from .jobs import Job
 from .ops import Requests
@@ -67,6 +68,15 @@ class Agent(Requests):
                 handler = signal.getsignal(sig)
                 if handler is not None and handler is not signal.SIG_DFL:
                     self.changed_signals.append(sig)
+        # the CPUs jobs are bound to, and what limits them (see ``cpus``)
+        self.cpu_avail = sorted(os.sched_getaffinity(0))
+        self.cpu_cursor = 0
+        self.cpu_cg = detect_cgroups()
+        self.busy_cgroups: List[Any] = []
+        log(self.workdir, "CPU limits: affinity to CPUs %s%s" % (
+            cpus.format_list(self.cpu_avail),
+            ", quota and cpuset by " + self.cpu_cg[2] if self.cpu_cg[0]
+            else "; no cgroup limits: " + self.cpu_cg[2]))
         self.poller = select.poll()
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
@@ -125,7 +135,7 @@ class Agent(Requests):
         while not self.stop:
             self.flush()
             timeout = None
-            if self.adopted:
+            if self.adopted or self.busy_cgroups:
                 timeout = max(0, int((next_poll - time.monotonic()) * 1000) + 1)
             for fd, _ in self.poller.poll(timeout):
                 if fd == 0:
@@ -144,7 +154,7 @@ class Agent(Requests):
                     self.on_launch_fd(fd)
                 if self.stop:
                     return
-            if self.adopted and time.monotonic() >= next_poll:
+            if (self.adopted or self.busy_cgroups) and time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + _ADOPT_POLL_S
                 self.poll_adopted()
 

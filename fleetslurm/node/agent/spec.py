@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
+from . import cpus
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
@@ -87,6 +89,17 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
         sig = {"num": num, "secs_before": _opt_int(sig, "secs_before", 0) or 0,
                "batch_only": bool(sig.get("batch_only", False))}
     out["signal"] = sig
+    # CPUs given on this machine and whether to bind to them (see ``cpus``):
+    # by default what the job's environment says, as SLURM's do
+    out["cpus"] = _opt_int(spec, "cpus", minimum=1)
+    if out["cpus"] is None:
+        out["cpus"] = cpus.job_cpus(env)
+    bind = spec.get("cpu_bind")
+    if bind is None:
+        bind = "none" if cpus.unbound(env) else "cores"
+    if bind not in ("none", "cores"):
+        raise ValueError("spec.cpu_bind must be \"cores\" or \"none\", got %r" % (bind,))
+    out["cpu_bind"] = bind
     out["uid"] = _opt_int(spec, "uid")
     out["gid"] = _opt_int(spec, "gid")
     if os.geteuid() != 0:

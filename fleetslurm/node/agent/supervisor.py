@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - not on Linux
     pass
 
 from . import protocol
+from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
                    SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
                    format_exc, log, read_marker, read_small, write_all, write_json_atomic,
@@ -35,7 +36,6 @@ from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT
 from .host import HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
 
-_CGROUP_ROOT = "/sys/fs/cgroup"
 _MEM_SAMPLE_S = 0.2
 # poll() takes a C int of milliseconds (about 24.8 days at most): a deadline
 # further away than this is waited for in steps, so any time limit SLURM
@@ -62,13 +62,21 @@ def noop_handler(signum: int, frame: Any) -> None:
     """Signal handler whose only effect is the byte on the wakeup fd."""
 
 
-class Supervisor(JobChild):
+class Supervisor(JobChild, JobCgroups):
     """Runs one job: fork, wait, enforce limits, record the result."""
 
     def __init__(self, workdir: str, key: str, jobdir: str, spec: Dict[str, Any],
                  notify_fd: int, job_umask: int, agent_fds: List[int],
-                 changed_signals: List[int]) -> None:
+                 changed_signals: List[int],
+                 cpu_cg: Optional[Tuple[Optional[str], Dict[str, str]]] = None) -> None:
         self.workdir = workdir
+        #: what the machine allows for CPU limits (cgroups.detect_cgroups): the
+        #: agent found out once at start
+        self.cpu_cg_mode, self.cpu_cg_dirs = cpu_cg or (None, {})
+        #: cgroup v1 cpu/cpuset directories of the job (v2: all in self.cgroup)
+        self.cpu_cgroups: List[str] = []
+        #: whether self.cgroup limits memory (it may hold only CPU limits)
+        self.mem_cgroup = False
         self.agent_fds = agent_fds
         # Dispositions the job child must reset to default before exec.
         self.changed_signals = changed_signals
@@ -122,45 +130,6 @@ class Supervisor(JobChild):
         _signal.signal(_SIGCHLD, noop_handler)
         _signal.signal(_SIGUSR1, noop_handler)
 
-    def setup_cgroup(self) -> Optional[str]:
-        """Create a cgroup v2 child with memory.max, or None to use the watchdog."""
-        try:
-            with open(os.path.join(_CGROUP_ROOT, "cgroup.controllers")) as f:
-                if "memory" not in f.read().split():
-                    return None
-        except OSError:
-            return None
-        base = os.path.join(_CGROUP_ROOT, "fleetslurm")
-        cg = os.path.join(base, "%s-%d" % (self.key, self.sid))
-        try:
-            os.makedirs(base, exist_ok=True)
-            # Controllers must be enabled top-down; base holds no processes,
-            # so enabling memory for its children is allowed.
-            for parent in (_CGROUP_ROOT, base):
-                path = os.path.join(parent, "cgroup.subtree_control")
-                with open(path) as f:
-                    enabled = f.read().split()
-                if "memory" not in enabled:
-                    with open(path, "w") as f:
-                        f.write("+memory")
-            os.mkdir(cg, 0o755)
-            with open(os.path.join(cg, "memory.max"), "w") as f:
-                f.write(str(self.spec["mem_limit_mb"] << 20))
-            for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
-                try:
-                    with open(os.path.join(cg, name), "w") as f:
-                        f.write(value)
-                except OSError:
-                    pass  # older kernels or no swap accounting: limit still holds
-            return cg
-        except OSError as exc:
-            log(self.workdir, "job %s: cgroup v2 unusable (%s); using RSS watchdog" % (self.key, exc))
-            try:
-                os.rmdir(cg)
-            except OSError:
-                pass
-            return None
-
     # -- supervision -------------------------------------------------------
 
     def run(self) -> None:
@@ -181,8 +150,7 @@ class Supervisor(JobChild):
                 raise OSError(errno.ENOSPC, full.split(" when the job ended")[0]
                               + " before the job started")
             self.reserve_result()
-            if spec["mem_limit_mb"]:
-                self.cgroup = self.setup_cgroup()
+            self.setup_cgroups()
             err_r, err_w = os.pipe()
             pid = os.fork()
         except BaseException as exc:
@@ -234,9 +202,11 @@ class Supervisor(JobChild):
         fd = os.open(os.path.join(self.jobdir, SUPERVISOR_FILE),
                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            write_all(fd, ('{"pid":%d,"ticks":%s,"job_pid":%d,"job_ticks":%s,"start_time":%r}'
+            write_all(fd, ('{"pid":%d,"ticks":%s,"job_pid":%d,"job_ticks":%s,"start_time":%r,'
+                           '"cpus":%s}'
                            % (self.sid, "null" if own is None else own[2], pid,
-                              "null" if ticks is None else ticks, start_time)).encode())
+                              "null" if ticks is None else ticks, start_time,
+                              json.dumps(self.spec["cpu_ids"]))).encode())
         finally:
             os.close(fd)
         self.notify('{"pid":%d,"start_time":%r,"ticks":%s}\n'
@@ -267,7 +237,7 @@ class Supervisor(JobChild):
         t_signal = start + max(0, limit - sig["secs_before"]) if (sig and limit) else None
         t_limit = start + limit if limit else None
         t_kill: Optional[float] = None
-        watchdog = bool(spec["mem_limit_mb"]) and self.cgroup is None
+        watchdog = bool(spec["mem_limit_mb"]) and not self.mem_cgroup
         t_mem: Optional[float] = start if watchdog else None
         check_cancel = True  # a cancel may have arrived before our handler existed
         reap = False  # a SIGCHLD: maybe an orphan of the job's to collect
@@ -572,6 +542,8 @@ class Supervisor(JobChild):
             exit_code, signum = os.WEXITSTATUS(status), 0
         if self.cgroup:
             self.finish_cgroup()
+        if self.cpu_cgroups:
+            remove(self.cpu_cgroups)
         if self.reason is not None:
             state = self.reason
         elif exit_code == 0 and signum == 0:
@@ -656,29 +628,3 @@ class Supervisor(JobChild):
                 return ("No space left on device: the filesystem of %s was full when the job "
                         "ended (%d KiB free); its output may be cut short" % (path, free >> 10))
         return None
-
-    def finish_cgroup(self) -> None:
-        """Read OOM kills and peak memory from the cgroup, then remove it."""
-        assert self.cgroup is not None
-        try:
-            with open(os.path.join(self.cgroup, "memory.events")) as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == "oom_kill" and int(value) > 0:
-                        self.set_reason("OUT_OF_MEMORY")
-        except (OSError, ValueError):
-            pass
-        try:
-            with open(os.path.join(self.cgroup, "memory.peak")) as f:
-                self.peak_kb = max(self.peak_kb, int(f.read().split()[0]) // 1024)
-        except (OSError, ValueError, IndexError):
-            pass
-        self.sweep_session()
-        for _ in range(50):
-            try:
-                os.rmdir(self.cgroup)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EBUSY:
-                    return
-                time.sleep(0.02)  # killed processes take a moment to leave
