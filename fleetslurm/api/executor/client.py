@@ -249,7 +249,7 @@ class FleetClient:
         from ...jobwait import MARGIN
         from ...rpc import ensure_controller
 
-        with ensure_controller(self.config, self.paths) as c:
+        with ensure_controller(self.config, self.paths if self._own_home else None) as c:
             c.set_timeout(None if self.timeout is None else
                           max(self.timeout, float(args.get("timeout") or 0) + MARGIN))
             return c.call(op, **args)
