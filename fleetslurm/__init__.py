@@ -6,9 +6,6 @@ must start fast): the public names below are loaded on first use.
 
 from __future__ import annotations
 
-import importlib as _importlib
-from typing import Any as _Any
-
 __version__ = "0.1.0"
 
 #: public name -> module that defines it
@@ -51,11 +48,14 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> _Any:
+def __getattr__(name: str) -> "object":
+    # (no typing nor importlib at the top: every command imports this package)
+    import importlib
+
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fleetslurm' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f"fleetslurm.{module}"), name)
+    value = getattr(importlib.import_module(f"fleetslurm.{module}"), name)
     globals()[name] = value
     return value
 

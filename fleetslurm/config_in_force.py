@@ -11,7 +11,6 @@ lookup finds, without a request to the controller.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -29,6 +28,8 @@ def identity(path: Optional[Path]) -> dict:
     default; ``sha256`` None when the file cannot be read)."""
     if path is None:
         return {"path": None, "sha256": None}
+    import hashlib  # here: most commands run with the embedded default
+
     try:
         digest: Optional[str] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:

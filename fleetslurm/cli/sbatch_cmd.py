@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import sys
 
@@ -106,7 +105,9 @@ def main(argv: list[str]) -> int:
                    script_name=name,
                    prio_process=os.getpriority(os.PRIO_PROCESS, 0),
                    command=command_text(positionals) if wrap is None else "",
-                   token=secrets.token_hex(16))
+                   # secrets.token_hex's bytes, without importing secrets (hmac,
+                   # hashlib, random: 3 ms of every sbatch)
+                   token=os.urandom(16).hex())
     reply = submit_once(client, request)
     job_id = reply["job_id"]
     if opts.get("parsable"):
@@ -136,20 +137,39 @@ def check_clusters(prog: str, names: str) -> None:
 
 
 def wait_for(job_id: int) -> int:
-    """--wait: block until the job ends; exit with its exit code (SLURM's rule)."""
+    """--wait: block until the job ends; exit with its exit code (SLURM's rule).
+    The controller answers the wait request when the job ends (no polling);
+    a lost controller is asked again through a new connection."""
     import time
 
+    from ..errors import ControllerLost
+    from ..jobwait import HOLD, MARGIN, block
     from .common import client
 
+    ids = [str(job_id)]
+    lost = 0
     while True:
-        with client() as c:
-            recs = c.call("jobs", ids=[str(job_id)], steps=False)
-        if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED")
-                        for r in recs):
-            codes = [r.get("exit_code") or 0 for r in recs]
-            sigs = [r.get("exit_signal") or 0 for r in recs]
-            return max(codes) if any(codes) else (1 if any(sigs) else 0)
-        time.sleep(0.5)
+        try:
+            with client() as c:
+                c.set_timeout(HOLD + MARGIN)
+                over, pause = False, 0.05
+                while True:
+                    recs = c.call("jobs", ids=ids, steps=False)
+                    if recs and all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING",
+                                                       "REQUEUED") for r in recs):
+                        codes = [r.get("exit_code") or 0 for r in recs]
+                        sigs = [r.get("exit_signal") or 0 for r in recs]
+                        return max(codes) if any(codes) else (1 if any(sigs) else 0)
+                    if over:  # over for the controller, not yet for us (or unknown)
+                        time.sleep(pause)
+                        pause = min(0.5, pause * 2)
+                    over = block(c.call, ids, HOLD)
+        except ControllerLost:
+            # the controller stopped (a restart): the next connection starts one
+            lost += 1
+            if lost >= 3:
+                raise
+            time.sleep(0.2)
 
 
 def submit_once(client, request: dict, attempts: int = 3) -> dict:

@@ -220,19 +220,22 @@ class Attached:
             if state not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED"):
                 break
             idle = 0.02 if got else min(0.2, idle * 1.5)
-            self.sleep(idle)
+            self.pause(idle)
         with self.client() as c:
             while self.pump_output(c):  # whatever landed after the last poll
                 pass
         return self.finish()
 
-    def sleep(self, seconds: float) -> None:
-        """Sleep, waking early for a signal."""
-        try:
-            signum = self.signals.get(timeout=seconds)
-        except queue.Empty:
+    def pause(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the job's end: the controller answers as
+        it ends (no poll's delay). A signal is handled at the latest when the
+        wait is over (at most 0.2 s); one already here ends the pause at once."""
+        if not self.signals.empty():
             return
-        self.signals.put(signum)
+        from ..jobwait import block
+
+        with self.client() as c:
+            block(c.call, [str(self.job_id)], seconds)
 
     def pump_output(self, c: Any) -> bool:
         got = False

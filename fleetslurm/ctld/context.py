@@ -101,6 +101,9 @@ class Context:
         #: the thread pool that puts staged files on machines (staging)
         self.stage_pool: Any = None
         self.now = 0.0  # the current step's time
+        #: how many times a task left the active states (lifecycle.move): the
+        #: loop answers the wait requests (waiters) when it changes
+        self.tasks_ended = 0
         #: node records for the query threads (never read the scheduler there)
         self.node_snapshot: list[dict] = []
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from ..node.agent import protocol
-from ..model import LIVE_STATE_NAMES
 from ..scheduler import JobEnded, JobHeld, JobRequeued, JobSubmitted
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def move(ctx: "Context", task: dict, new: str, **fields: Any) -> None:
         raise IllegalTransition(f"job {task['task_id']}: {old} -> {new} is not a move a "
                                 f"task may make (history: {history or 'none'})")
     ctx.store.update_task(task["task_id"], state=new, **fields)
+    if new not in ACTIVE_STATE_NAMES:
+        ctx.tasks_ended += 1  # the loop then answers who waits for it (waiters)
 
 
 def end_task(ctx: "Context", task: dict, state: str, now: float, why: str, *,

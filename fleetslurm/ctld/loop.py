@@ -42,6 +42,7 @@ from .limits import Limits
 from .lifecycle import end_task, node_fail
 from .queries import Queries
 from .requests import OPS
+from .waiters import Waiters
 
 __all__ = ["Controller"]
 
@@ -64,6 +65,9 @@ class Controller(Context):
                                fairshare=self.fairshare,
                                sched_stats=lambda: (self.sched_pass_seconds, self.sched_passes))
         self._replies: list[Pending] = []
+        #: wait requests, answered when their jobs end (see waiters)
+        self.waiters = Waiters()
+        self._ended_seen = 0
         self._reasons: dict[int, str] = {}
         self._admin: dict[str, dict] = {}
         self._admin_seen: Optional[int] = None  # store.nodes_changed when _admin was read
@@ -256,6 +260,9 @@ class Controller(Context):
         after, self._after_commit = self._after_commit, []
         for fn in after:
             fn()
+        if len(self.waiters):
+            ended, self._ended_seen = self.tasks_ended != self._ended_seen, self.tasks_ended
+            self._replies.extend(self.waiters.due(self.store, now, ended))
         replies, self._replies = self._replies, []
         for p in replies:
             p.event.set()
@@ -293,6 +300,9 @@ class Controller(Context):
             self.store._x("RELEASE msg")
 
     def _rpc(self, pending: Pending, now: float) -> None:
+        if pending.op == "wait":
+            self.waiters.add(pending, now)  # answered after the commit (waiters)
+            return
         self._replies.append(pending)
         fn = OPS.get(pending.op)
         if fn is None:
@@ -418,8 +428,12 @@ class Controller(Context):
         """Loop over ``step`` until stopped (SIGTERM or ``controller stop``)."""
         tick = min(1.0, self.config.heartbeat_interval / 2)
         while not self.stopping and not (stop and stop.is_set()):
+            wait = tick
+            deadline = self.waiters.next_deadline()
+            if deadline is not None:  # a wait request's time is up then
+                wait = max(0.0, min(tick, deadline - time.time()))
             try:
-                item: Optional[Message] = self.inbox.get(timeout=tick)
+                item: Optional[Message] = self.inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
@@ -427,7 +441,12 @@ class Controller(Context):
 
     def _refuse_waiting(self) -> None:
         """Requests that reached the inbox after the last round get an error,
-        not a wait until their caller's timeout: nobody serves the inbox now."""
+        not a wait until their caller's timeout: nobody serves the inbox now.
+        So do the wait requests the loop holds."""
+        for pending in self.waiters.refuse_all(errors.ControllerLost(
+                "the controller stopped while you waited for jobs; run the command "
+                "again (it starts one)")):
+            pending.event.set()
         while True:
             try:
                 item = self.inbox.get_nowait()

@@ -9,8 +9,7 @@ commands share them); see the module docstrings of ``squeue_fmt`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Container, Iterable, Mapping, Optional
+from typing import Callable, Container, Iterable, Mapping, NamedTuple, Optional
 
 from fleetslurm.model import JobRecord, NodeRecord
 
@@ -26,9 +25,9 @@ NO_VAL_SECS = 365 * 24 * 3600
 
 # ---------------------------------------------------------------- % formats
 
-@dataclass(frozen=True)
-class Item:
-    """One piece of a parsed squeue/sinfo format.
+class Item(NamedTuple):
+    """One piece of a parsed squeue/sinfo format (a NamedTuple, not a
+    dataclass: every squeue and sinfo call imports this module).
 
     ``letter`` is the field letter, or ``None`` for literal text / an invalid
     field. ``suffix`` is the literal text printed after the cell (for a

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import Iterable
 
 from fleetslurm.errors import InvalidValue
@@ -196,15 +195,23 @@ def _compare_left(a: str, ai: int, b: str, bi: int) -> int:
         bi += 1
 
 
-@dataclass
 class _Range:
-    """hostlist.c ``hostrange``: prefix + [lo, hi] at a zero-padding width."""
+    """hostlist.c ``hostrange``: prefix + [lo, hi] at a zero-padding width
+    (``single``: a name without a numeric suffix; prefix is the whole name).
+    A plain class, not a dataclass: squeue imports this module, and
+    dataclasses (with inspect) cost a command's start some 5 ms."""
 
-    prefix: str
-    lo: int
-    hi: int
-    width: int
-    single: bool  # a name without a numeric suffix; prefix is the whole name
+    __slots__ = ("prefix", "lo", "hi", "width", "single")
+
+    def __init__(self, prefix: str, lo: int, hi: int, width: int, single: bool) -> None:
+        self.prefix, self.lo, self.hi, self.width, self.single = prefix, lo, hi, width, single
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Range) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "_Range(%s)" % ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
 
 
 _SUFFIX_RE = re.compile(r"^(.*?)([0-9]+)$", re.S)

@@ -336,7 +336,7 @@ class DataBenchSLURM:
             return {}
         try:
             states = wait_for(self._states, is_finished, ids, timeout, progress=progress,
-                              poll=poll)
+                              poll=poll, block=self.client.block)
         except TimeoutError:
             self._import_prices(ids, None)
             raise

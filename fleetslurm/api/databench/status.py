@@ -120,9 +120,12 @@ class _Bar:
 
 def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
              progress: Optional[bool] = None, stream: Optional[TextIO] = None,
-             poll: float = 0.5) -> dict[str, str]:
+             poll: float = 0.5, block=None) -> dict[str, str]:
     """Poll ``states_of(ids) -> {shown id: state}`` until every job is
     finished; return ``{id: final state}`` with one entry per array task.
+    ``block(ids, seconds) -> bool``, when given, replaces the pause between
+    two looks: it returns when the jobs have ended (True) or after
+    ``seconds`` (the controller says so: FleetClient.block).
 
     A progress bar goes to ``stream`` (stderr) when it is a terminal, or
     when ``progress`` says so. Raises JobTimeout (a TimeoutError) naming the
@@ -140,6 +143,7 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
                            "(`fleetslurm sacct` lists your jobs)")
     bar = _Bar(max(len(states), len(ids)), stream, show)
     delay = 0.05
+    over = False
     try:
         while True:
             done = sum(1 for s in states.values() if finished(s))
@@ -156,7 +160,13 @@ def wait_for(states_of, finished, ids: Sequence[str], timeout: Optional[float],
                     f"{' ...' if len(live) > 20 else ''}; they keep running: wait again, "
                     "or cancel them with `fleetslurm scancel`")
             pause = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
-            time.sleep(pause)
+            if block is None or over:
+                time.sleep(pause)
+            if block is not None:
+                # told when the last ends; a bar is redrawn at least once a second
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                over = block(list(ids), 1.0 if bar.progress is not None and (left is None or left > 1.0)
+                             else left)
             delay = min(poll, delay * 2)
             states = states_of(ids)
     finally:

@@ -215,10 +215,12 @@ class FleetClient:
     def wait(self, ids: Iterable[str], timeout: Optional[float] = None,
              poll: float = 0.25) -> dict[str, str]:
         """Block until every named job is finished; ``{shown id: final state}``.
-        Raises JobTimeout (a TimeoutError) when ``timeout`` seconds pass first."""
+        Raises JobTimeout (a TimeoutError) when ``timeout`` seconds pass first.
+        The controller says when they end (``poll``: the pause between two
+        looks when it says so and the records do not agree yet)."""
         wanted = [str(i) for i in ids]
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = min(poll, 0.05)
+        over, pause = False, min(poll, 0.05)
         while True:
             states = self.states(wanted)
             if states and all(is_finished(s) for s in states.values()):
@@ -227,9 +229,30 @@ class FleetClient:
                 live = sorted(k for k, s in states.items() if not is_finished(s))
                 raise JobTimeout(f"jobs still not finished after {timeout:g} s: "
                                    f"{', '.join(live) or ', '.join(wanted)}")
-            time.sleep(delay if deadline is None else
-                       max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(poll, delay * 2)
+            if over:  # over for the controller, not for the records (or unknown ids)
+                time.sleep(pause if deadline is None else
+                           max(0.0, min(pause, deadline - time.monotonic())))
+                pause = min(poll, pause * 2)
+            over = self.block(wanted, None if deadline is None
+                              else max(0.0, deadline - time.monotonic()))
+
+    def block(self, ids: Iterable[str], seconds: Optional[float]) -> bool:
+        """Block until the controller says every named job has ended (True),
+        or ``seconds`` pass (False; None: no limit). It answers in the step
+        that recorded the last end: no polling (see fleetslurm.jobwait)."""
+        from ...jobwait import block
+
+        return block(self._call_held, ids, seconds)
+
+    def _call_held(self, op: str, **args: Any) -> Any:
+        """:meth:`call` for a request the controller holds ``args["timeout"]`` seconds."""
+        from ...jobwait import MARGIN
+        from ...rpc import ensure_controller
+
+        with ensure_controller(self.config, self.paths if self._own_home else None) as c:
+            c.set_timeout(None if self.timeout is None else
+                          max(self.timeout, float(args.get("timeout") or 0) + MARGIN))
+            return c.call(op, **args)
 
     def read_output(self, job_id: str, which: str = "stdout", offset: int = 0) -> tuple[str, int]:
         """A job's stdout or stderr from byte ``offset``: from this host once it

@@ -111,6 +111,7 @@ class Job:
         JobTimeout (a TimeoutError) after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.02
+        over = False
         while True:
             st = self.state
             if is_finished(st):
@@ -118,8 +119,11 @@ class Job:
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobTimeout(f"job {self.job_id} is still {st} after {timeout:g} s "
                                  f"(it goes on; wait again, or cancel() it)")
-            pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-            time.sleep(max(0.0, pause))
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if over:  # over for the backend, not yet for its records: a short pause
+                time.sleep(0.05 if left is None else min(0.05, left))
+            # the fleet's controller says when the job ends; other backends pause
+            over = self._backend.pause([self.job_id], delay, left)
             delay = min(1.0, delay * 1.5)
 
     # -- outcome --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from typing import Optional, Protocol
 
 __all__ = ["Backend", "HomeBackend", "JobHandle", "JobUsage", "default_home"]
@@ -77,6 +78,13 @@ class Backend(abc.ABC):
                 return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def pause(self, ids: list[str], delay: float, left: Optional[float]) -> bool:
+        """Wait before looking at the jobs' states again: ``delay`` seconds
+        (polling backends), never past ``left`` (None: no limit). True when
+        the backend knows they have ended (a backend that is told, not polled)."""
+        time.sleep(delay if left is None else min(delay, left))
+        return False
 
     def lost_state(self, job: "JobHandle") -> str:
         """The state of a job the backend no longer knows (aged out of the

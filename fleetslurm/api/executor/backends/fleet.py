@@ -30,6 +30,10 @@ class FleetBackend(Backend):
     def states(self, ids: list[str]) -> dict[str, str]:
         return self.client.states(ids)
 
+    def pause(self, ids: list[str], delay: float, left: Optional[float]) -> bool:
+        # the controller answers when the jobs end (or after `left` seconds)
+        return self.client.block(ids, left)
+
     def lost_state(self, job: "JobHandle") -> str:
         from ....errors import InvalidJobId
 
