@@ -372,6 +372,11 @@ def test_machine_dead_while_the_controller_was_down(fleet4, tmp_path):
     marks.mkdir()
     job = cli.sbatch("--wrap", f"echo run >> {marks}/a; sleep 2")
     assert cli.wait(job, {"RUNNING"})["nodes"] == ["m1"]
+    # RUNNING is recorded before the launch reaches m1: wait until it ran there
+    deadline = time.time() + 30
+    while not (marks / "a").exists():
+        assert time.time() < deadline, "the job never started on m1"
+        time.sleep(0.05)
     os.kill(int((cli.files.home / "controller.pid").read_text().split()[0]), signal.SIGKILL)
     m1 = next(m for m in machines if m.name == "m1")
     m1.kill()
