@@ -35,28 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model  # benchmarks/, this script's directory
-
-
-def median_ms(cmd: list[str], runs: int, env: dict, cwd: Path) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                       cwd=cwd, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
-
-
-def oracle_up() -> bool:
-    if os.getuid() != 0 or not os.path.exists("/usr/bin/srun"):
-        return False
-    try:
-        proc = subprocess.run(["/usr/bin/sinfo", "-h"], capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0 and "localhost" in proc.stdout
+from machine import cpu_model, median_ms, oracle_up  # benchmarks/, this script's directory
 
 
 def stamp_job(marker: Path) -> str:

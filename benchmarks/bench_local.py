@@ -15,22 +15,13 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def median_ms(cmd: list[str], runs: int, env: dict, cwd: str) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                       cwd=cwd, check=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+from machine import median_ms  # benchmarks/, this script's directory
 
 
 def main() -> int:

@@ -55,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model  # benchmarks/, this script's directory
+from machine import cpu_model, oracle_up  # benchmarks/, this script's directory
 
 ORACLE_SBATCH = "/usr/bin/sbatch"
 
@@ -135,17 +135,6 @@ def wait_for_kept_lines(home: Path, timeout: float = 120.0) -> None:
             time.sleep(0.5)
     finally:
         db.close()
-
-
-def oracle_up() -> bool:
-    if os.getuid() != 0 or not os.path.exists(ORACLE_SBATCH):
-        return False
-    try:
-        proc = subprocess.run(["/usr/bin/sinfo", "-h"], capture_output=True, text=True,
-                              timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0 and "localhost" in proc.stdout
 
 
 def oracle_peers(runs: int, cwd: Path) -> dict[str, float]:
@@ -271,7 +260,7 @@ def main() -> int:
         run([exe, "scancel", "-t", "PD", "--me"], env, work)
         peers: dict[str, float] = {}
         slurm = "real SLURM: not measured (oracle not running, or not root)"
-        if not opts.no_oracle and oracle_up():
+        if not opts.no_oracle and oracle_up(ORACLE_SBATCH):
             try:
                 peers = oracle_peers(opts.runs, work)
             except subprocess.CalledProcessError as exc:

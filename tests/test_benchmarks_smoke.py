@@ -83,3 +83,14 @@ def test_drills(tmp_path):
     assert re.search(r"kill -9 +jobs 12, .*lost 0, doubled 0, ran but never accepted 0, "
                      r"stored but reported refused 0", out), out
     assert re.search(r"bad input +cases \d+, tracebacks 0, internal errors 0", out), out
+
+
+def test_bench_latency(tmp_path):
+    out = _run(tmp_path, "bench_latency.py", "--runs", "3", "--queue", "5", "--no-oracle")
+    assert re.search(r"\(1\) srun true: [\d.]+ ms", out), out
+    assert re.search(r"\(2\) sbatch -W --wrap true: [\d.]+ ms whole; over the job's own run "
+                     r"time: [\d.]+ ms", out), out
+    assert re.search(r"sbatch -W \(process exit\) [\d.]+ ms, Job.result\(\) [\d.]+ ms, "
+                     r"DataBench.wait_for_jobs [\d.]+ ms", out), out
+    assert re.search(r"\(3\) shims, 5 jobs queued: sbatch [\d.]+ ms, squeue [\d.]+ ms per call",
+                     out), out
