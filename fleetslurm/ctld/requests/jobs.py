@@ -4,7 +4,7 @@ requeue, and the controller's shutdown."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from ...node.agent import protocol
 from ... import errors
@@ -113,6 +113,19 @@ def _matches(ctx: "Context", task: dict, args: dict) -> bool:
 
 
 # -- hold / release / requeue ------------------------------------------------------
+def _pending_of(pairs: list) -> Iterator[tuple[dict, str]]:
+    """The pending tasks hold and release change, with their shown ids: a
+    running one is left alone (exit 0, as SLURM's), a finished one is an
+    error unless it is one of an array's tasks that already ran."""
+    for task, job, several in pairs:
+        if task["state"] not in _ACTIVE:
+            if several:
+                continue
+            raise errors.JobError(f"Job has already finished for job {shown_id(task, job)}")
+        if task["state"] == "PENDING":
+            yield task, shown_id(task, job)
+
+
 def op_hold(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """scontrol hold/uhold. As SLURM 22.05: root's ``hold`` is an admin hold
     (JobHeldAdmin, which only root releases), ``uhold`` and anyone else's a
@@ -120,13 +133,7 @@ def op_hold(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     one is an error (an array's tasks that already ran are skipped)."""
     reason = "JobHeldAdmin" if uid == 0 and not args.get("user") else "JobHeldUser"
     pairs = each_task(ctx, args, uid)
-    for task, job, several in pairs:
-        if task["state"] not in _ACTIVE:
-            if several:
-                continue  # an array's tasks that already ran
-            raise errors.JobError(f"Job has already finished for job {shown_id(task, job)}")
-        if task["state"] != "PENDING":
-            continue
+    for task, _shown in _pending_of(pairs):
         ctx.store.update_task(task["task_id"], held=1,
                               req={**task["req"], "held_reason": reason})
         ctx.store.log(task["task_id"], now, "hold", f"by {uid}")
@@ -138,14 +145,7 @@ def op_hold(ctx: "Context", args: dict, uid: int, now: float) -> dict:
 
 def op_release(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     pairs = each_task(ctx, args, uid)
-    for task, job, several in pairs:
-        shown = shown_id(task, job)
-        if task["state"] not in _ACTIVE:
-            if several:
-                continue  # an array's tasks that already ran
-            raise errors.JobError(f"Job has already finished for job {shown}")
-        if task["state"] != "PENDING":
-            continue
+    for task, shown in _pending_of(pairs):
         if task["req"].get("held_reason") == "JobHeldAdmin" and uid != 0:
             raise AccessDenied(f"Access/permission denied for job {shown}")
         req = {k: v for k, v in task["req"].items() if k != "held_reason"}
