@@ -1,0 +1,200 @@
+"""The agent's side of SLURM's commands inside jobs (node/agent/injob.py):
+what the archive carries for them, the shims, and each job's socket: only
+the job's user may connect (its mode, and SO_PEERCRED), and requests go to
+the controller as ``rpc`` events naming the job, answers come back."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+from fleetslurm import shims
+from fleetslurm.node import artifact
+from fleetslurm.node.agent import injob, protocol
+
+from second_user import fork_as, other_user, shared_tmp  # noqa: F401  (fixtures)
+
+
+def test_the_agents_commands_are_fleetslurms():
+    assert injob.COMMANDS == shims.COMMANDS and injob.MARKER == shims.MARKER
+
+
+def test_every_client_module_in_the_archive_imports_from_it_alone(tmp_path: Path):
+    """With only the archive on sys.path (-I -S: no site-packages, where
+    fleetslurm and its dependencies are installed here), each module the
+    archive carries for the commands imports: all standard library."""
+    pyz = tmp_path / "a.pyz"
+    pyz.write_bytes(artifact.agent_archive())
+    names = [n for n in zipfile.ZipFile(pyz).namelist() if n.startswith("fleetslurm/")]
+    assert "fleetslurm/cli/srun_step.py" in names and "fleetslurm/config.py" not in names
+    mods = [n[:-3].replace("/", ".").removesuffix(".__init__") for n in names]
+    code = ("import importlib, sys\nsys.path.insert(0, sys.argv[1])\n"
+            "for m in sys.argv[2:]:\n    importlib.import_module(m)\n"
+            "import fleetslurm; print(fleetslurm.__file__)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(pyz), *mods],
+                          capture_output=True, text=True, cwd=str(tmp_path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{pyz}/fleetslurm/__init__.py"
+
+
+def test_the_archive_is_still_reproducible_from_its_sources():
+    assert artifact.build_archive() == artifact.build_archive()
+
+
+class _Agent:
+    """The agent archive run as a subprocess in ``workdir``."""
+
+    def __init__(self, workdir: Path) -> None:
+        data = artifact.agent_archive()
+        workdir.mkdir(parents=True, exist_ok=True)
+        pyz = workdir / artifact.agent_file_name(data)
+        pyz.write_bytes(data)
+        pyz.chmod(0o600)  # as the transports upload it
+        self.pyz = pyz
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        self.proc = subprocess.Popen([sys.executable, "-I", str(pyz), "--workdir", str(workdir)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.send(protocol.hello([]))
+        assert self.next("hello")
+
+    def send(self, msg: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def next(self, ev: str, timeout: float = 20) -> dict:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            assert line, "the agent ended"
+            msg = json.loads(line)
+            if msg["ev"] == ev:
+                return msg
+        raise AssertionError(f"no {ev}")
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait(timeout=20)
+
+
+def _spec(out: Path, user: "str | None" = None) -> dict:
+    spec = {"script": "#!/bin/sh\necho \"$PATH|$FLEETSLURM_CONTROLLER\"\nsleep 60\n",
+            "argv": [], "env": {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": "7",
+                                "FLEETSLURM_CONTROLLER": "ssh://head"},
+            "cwd": "/", "stdout": str(out), "injob": True}
+    if user:
+        spec["user"] = user
+    return spec
+
+
+def _ask(path: str, request: dict) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect(path)
+        s.sendall((json.dumps(request) + "\n").encode())
+        return json.loads(s.makefile("rb").readline())
+
+
+def test_a_jobs_socket_is_its_users_alone_and_carries_its_requests(shared_tmp, other_user):
+    """A root agent: job A runs as root, job B as another user. Each finds
+    the agent's shims first on PATH and its own socket named in
+    FLEETSLURM_CONTROLLER (whatever the submitter exported). B's user
+    cannot open A's socket (its mode); root cannot speak through B's
+    (SO_PEERCRED, checked against B's user); B's user can, and the request
+    reaches the controller as an ``rpc`` event naming B, the answer comes back."""
+    work = shared_tmp / "w"
+    agent = _Agent(work)
+    try:
+        out_a, out_b = shared_tmp / "a.out", shared_tmp / "b.out"
+        (shared_tmp / "b.out").touch()
+        os.chown(out_b, other_user.pw_uid, other_user.pw_gid)
+        agent.send(protocol.launch("7.0.a", _spec(out_a)))
+        agent.next("started")
+        agent.send(protocol.launch("8.0.b", _spec(out_b, other_user.pw_name)))
+        agent.next("started")
+        deadline = time.monotonic() + 20
+        while not (out_a.read_text() and out_b.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bin_dir = work / "bin"
+        sock_a, sock_b = str(work / "injob" / "7.0.a"), str(work / "injob" / "8.0.b")
+        assert out_a.read_text() == f"{bin_dir}:/usr/bin:/bin|{sock_a}\n"
+        assert out_b.read_text() == f"{bin_dir}:/usr/bin:/bin|{sock_b}\n"
+        for name in shims.COMMANDS:  # the shims: executable by all, the archive readable
+            assert os.stat(bin_dir / name).st_mode & 0o777 == 0o755
+            assert shims.MARKER in (bin_dir / name).read_text().splitlines()[1]
+        assert agent.pyz.stat().st_mode & 0o777 == 0o644
+        st = os.stat(sock_b)
+        assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o777 == 0o600
+        assert st.st_uid == other_user.pw_uid
+        assert os.stat(work / "injob").st_mode & 0o777 == 0o711
+
+        # root speaking through B's socket: refused by its peer check
+        refused = _ask(sock_b, {"op": "cancel", "args": {"ids": ["7"]}})
+        assert refused["ok"] is False and refused["error"] == "AccessDenied", refused
+        assert f"belongs to job 8.0.b's user (uid {other_user.pw_uid}), not to uid 0" in \
+            refused["message"]
+
+        # B's user: A's socket is closed to it; B's own carries a request
+        r, w = os.pipe()
+
+        def as_user() -> None:
+            os.close(r)
+            try:
+                _ask(sock_a, {"op": "cancel", "args": {"ids": ["8"]}})
+                said = "A open"
+            except PermissionError:
+                said = "A denied"
+            said += "|" + json.dumps(_ask(sock_b, {"op": "jobs", "args": {"ids": ["8"]}}))
+            os.write(w, said.encode())
+
+        pid = fork_as(other_user, as_user)
+        os.close(w)
+        rpc = agent.next("rpc")
+        assert rpc == protocol.ev_rpc("8.0.b", rpc["conn"], "jobs", {"ids": ["8"]})
+        agent.send(protocol.rpc_reply(rpc["conn"], {"ok": True, "result": ["from the ctld"]}))
+        os.waitpid(pid, 0)
+        with os.fdopen(r) as f:
+            said = f.read()
+        assert said == 'A denied|{"ok": true, "result": ["from the ctld"]}', said
+
+        # the job's end closes its socket
+        agent.send(protocol.cancel("8.0.b", 9))
+        agent.next("ended")
+        assert not os.path.exists(sock_b) and os.path.exists(sock_a)
+        agent.send(protocol.cancel("7.0.a", 9))
+        agent.next("ended")
+    finally:
+        agent.close()
+
+
+def test_a_new_agent_listens_again_for_a_running_job(tmp_path: Path):
+    """The agent restarts (its SSH link dropped) while the job runs: the
+    next one opens the job's socket again, so its commands keep working."""
+    work = tmp_path / "w"
+    out = tmp_path / "out"
+    agent = _Agent(work)
+    agent.send(protocol.launch("9.0.c", _spec(out)))
+    agent.next("started")
+    agent.close()
+    sock = str(work / "injob" / "9.0.c")
+    agent = _Agent(work)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock)
+            s.sendall(b'{"op": "ping", "args": {}}\n')
+            rpc = agent.next("rpc")
+            assert (rpc["key"], rpc["op"]) == ("9.0.c", "ping")
+        agent.send(protocol.cancel("9.0.c", 9))
+        agent.next("ended")
+    finally:
+        agent.close()
