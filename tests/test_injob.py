@@ -198,3 +198,67 @@ def test_a_new_agent_listens_again_for_a_running_job(tmp_path: Path):
         agent.next("ended")
     finally:
         agent.close()
+
+
+# -- the controller's side (ctld/injob.py), with fake machines ------------------------
+def test_the_controller_answers_a_run_as_its_jobs_owner_and_only_from_its_machine(tmp_path):
+    """A request from inside a job is answered as that job's owner, known
+    from the run the controller launched on that machine: another user's job
+    cannot be cancelled through it; the same run key from another machine,
+    or a key of no running job, gets nothing but a refusal."""
+    import pwd
+
+    from stepping import pump, submit
+
+    from fleetslurm.config import FleetConfig, MachineConfig
+    from fleetslurm.ctld.loop import Controller
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.transport.fake import FakeTransport
+
+    nobody = pwd.getpwnam("nobody")
+    cfg = FleetConfig(cluster_name="ij", machines={
+        n: MachineConfig(hostname=f"192.0.2.{i}", cpus=1, memory_gb=1)
+        for i, n in enumerate(("m1", "m2"), 1)})
+    fakes = {n: FakeTransport(n, auto_end=False) for n in ("m1", "m2")}
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports=fakes)
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: all(ctl.sched.node_state(n) == "idle" for n in fakes), clock, 0.1)
+        mine = submit(ctl, clock[0], {"nodelist": "m2"}, script="#!/bin/sh\n", cwd="/")
+        theirs = submit(ctl, clock[0], {"nodelist": "m1"}, script="#!/bin/sh\n", cwd="/",
+                        uid=nobody.pw_uid)
+        pump(ctl, lambda: all(ctl.store.task(j)["state"] == "RUNNING" for j in (mine, theirs)),
+             clock, 0.1)
+        launch = next(r for r in fakes["m1"].requests if r.get("op") == "launch")
+        assert launch["spec"]["injob"] is True
+        key = ctl.store.task(theirs)["run_key"]
+
+        def ask(node: str, run_key: str, op: str, args: dict, conn: int) -> dict:
+            fakes[node].push(protocol.ev_rpc(run_key, conn, op, args))
+
+            def replied():
+                return next((r for r in fakes[node].requests
+                             if r.get("op") == "rpc_reply" and r["conn"] == conn), None)
+            pump(ctl, replied, clock, 0.1)
+            return replied()["reply"]
+
+        denied = ask("m1", key, "cancel", {"ids": [str(mine)]}, 1)
+        assert denied["ok"] is True and denied["result"]["failed"], denied
+        assert denied["result"]["errors"] == [
+            f"Kill job error on job id {mine}: Access/permission denied"], denied
+        assert ctl.store.task(mine)["state"] == "RUNNING"
+        shown = ask("m1", key, "jobs", {"ids": [str(theirs)]}, 2)
+        assert shown["ok"] and shown["result"][0]["user"] == "nobody", shown
+        for node, run_key, conn in (("m2", key, 3), ("m1", "99.0.nope", 4)):
+            refused = ask(node, run_key, "cancel", {"ids": [str(theirs)]}, conn)
+            assert refused == {"ok": False, "error": "AccessDenied", "message":
+                               f"run {run_key} is not a job running on {node}: the controller "
+                               "answers commands inside a job only while that job runs "
+                               "there"}, refused
+        assert ctl.store.task(theirs)["state"] == "RUNNING"
+        # its own job, it may cancel
+        own = ask("m1", key, "cancel", {"ids": [str(theirs)]}, 5)
+        assert own["ok"] and not own["result"]["failed"], own
+    finally:
+        ctl.close()
