@@ -15,9 +15,10 @@ job, run the tasks as its step 0, and stay attached until they end:
   are forwarded to the tasks.
 
 The job's batch part is a small script that runs fleetslurm's srun as step 0
-where fleetslurm is installed (machines run by the local transport, or with
-fleetslurm on the job's PATH); elsewhere it starts the tasks itself, with
-their ranks but without per-task files, labels or stdin broadcast.
+(the controller's shim on the local transport, the agent's on an SSH
+machine, or fleetslurm on the job's PATH); without one (an agent that could
+not give the job its commands) it starts the tasks itself, with their ranks
+but without per-task files, labels or stdin broadcast.
 """
 
 from __future__ import annotations
