@@ -262,3 +262,25 @@ def test_the_controller_answers_a_run_as_its_jobs_owner_and_only_from_its_machin
         assert own["ok"] and not own["result"]["failed"], own
     finally:
         ctl.close()
+
+
+def test_a_workdir_too_long_for_a_socket_path_gets_its_sockets_under_tmp(tmp_path: Path):
+    """AF_UNIX takes 107 bytes of path: a deep workdir's job sockets go to a
+    directory of the agent's own under /tmp (0711), and still work."""
+    import select
+
+    work = tmp_path / ("d" * 60) / ("e" * 60)
+    work.mkdir(parents=True)
+    archive = work / "agent-000000000000.pyz"
+    archive.write_bytes(b"")
+    events: list = []
+    ij = injob.InJob(str(work), select.poll(), events.append, str(archive), sys.executable)
+    path = ij.open_job("12.0.x", None, None)
+    try:
+        assert path is not None and path.startswith(f"/tmp/fleetslurm-injob-{os.geteuid()}-")
+        assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o711
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        assert os.path.isfile(work / "bin" / "srun")
+    finally:
+        ij.close_job("12.0.x")
+    assert not os.path.exists(path)

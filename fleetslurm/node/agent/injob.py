@@ -18,8 +18,6 @@ each answer), bounded buffers. Standard library only.
 """
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import os
 import select
@@ -62,6 +60,8 @@ def shim_text(name: str, python: str, workdir: str) -> str:
     """The shim for command ``name``: ``python`` in isolated mode (no site,
     no PYTHON* variables: nothing of the machine's own Python packages),
     importing the commands from ``workdir``'s agent archive."""
+    import glob  # (here: out of the heap every fork of the agent copies)
+
     if len(python) <= 120 and not any(c.isspace() for c in python):
         shebang = "#!%s -IS\n" % python
     else:  # a path a shebang line cannot take: through sh (shims.py does the same)
@@ -157,6 +157,8 @@ class InJob:
         path = os.path.join(self.workdir, "injob", key)
         if len(path.encode()) <= _MAX_SOCKET_PATH:
             return path
+        import hashlib
+
         tag = hashlib.sha256(self.workdir.encode()).hexdigest()[:12]
         return os.path.join("/tmp", "fleetslurm-injob-%d-%s" % (os.geteuid(), tag),
                             hashlib.sha256(key.encode()).hexdigest()[:24])
@@ -222,6 +224,10 @@ class InJob:
         """Job ``key`` ended (or is forgotten): its socket and connections go."""
         lst = self.by_key.pop(key, None)
         if lst is None:
+            try:  # one an earlier agent left (the job ended while none ran)
+                os.unlink(self.socket_path(key))
+            except OSError:
+                pass
             return
         self.listeners.pop(lst.sock.fileno(), None)
         self.poller.unregister(lst.sock.fileno())
