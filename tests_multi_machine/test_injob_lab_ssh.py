@@ -5,8 +5,10 @@ cancel another user's job through its socket; what it submits is its
 owner's."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,11 +73,28 @@ scontrol show job $SLURM_JOB_ID | grep -o 'UserId=[^ ]*'
 child=$(sbatch --parsable -o /dev/null --wrap true); echo "child rc=$? id=$child"
 scancel {root_job}; echo "scancel rc=$?"
 scontrol hold {root_job}; echo "hold rc=$?"
+echo "$FLEETSLURM_CONTROLLER" > {work}/socket-$SLURM_JOB_ID
+i=0; while [ ! -e {work}/go-$SLURM_JOB_ID ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 """)
         os.chmod(script, 0o755)
         mine = fs("sbatch", "--parsable", "-o", "inside-%j.out", str(script), user=user)
         assert mine.returncode == 0, mine.stderr
         job = mine.stdout.strip()
+        # another local user (root here: only SO_PEERCRED stops it) gets the
+        # job's socket refused, and nothing reaches the controller
+        sock_file = work / f"socket-{job}"
+        deadline = time.monotonic() + 60
+        while not (sock_file.exists() and sock_file.read_text().endswith("\n")):
+            assert time.monotonic() < deadline, "the job did not say where its socket is"
+            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(sock_file.read_text().strip())
+            s.sendall(json.dumps({"op": "cancel", "args": {"ids": [root_job]}}).encode()
+                      + b"\n")
+            refused = json.loads(s.makefile("rb").readline())
+        assert refused["ok"] is False and refused["error"] == "AccessDenied", refused
+        (work / f"go-{job}").touch()
         assert wait(job) == "COMPLETED"
         out = (work / f"inside-{job}.out").read_text()
         lines = out.splitlines()

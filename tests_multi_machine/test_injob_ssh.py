@@ -85,7 +85,7 @@ def test_inside_a_job_the_commands_say_what_they_say_on_the_submit_host(
     cli.env["PATH"] = BARE_PATH
     commands = [["scontrol", "show", "job", "999999"], ["squeue", "--bogus"],
                 ["scancel", "999999"], ["sinfo", "-h", "-N", "-o", "%N %c"],
-                ["sbatch", "--wrap"], ["sacct", "-j", "abc"]]
+                ["sbatch", "--wrap"], ["sacct", "-j", "abc"], ["sshare"], ["sprio"]]
     shell = "".join(f"{shlex.join(c)} 2>&1; echo rc=$?\n" for c in commands)
     job = cli.sbatch("-w", "m1", "--wrap", shell)
     rec = cli.wait(job, timeout=60)
@@ -96,3 +96,14 @@ def test_inside_a_job_the_commands_say_what_they_say_on_the_submit_host(
         p = cli.run(*c)
         want += p.stdout + p.stderr + f"rc={p.returncode}\n"
     assert "Traceback" not in out and out == want, (out, want)
+
+
+
+def test_reconfigure_inside_a_job_says_where_to_run_it(fleet4):  # noqa: F811
+    cli, machines = fleet4
+    cli.env["PATH"] = BARE_PATH
+    job = cli.sbatch("-w", "m3", "--wrap", "scontrol reconfigure; echo rc=$?")
+    cli.wait(job, timeout=60)
+    assert (cli.work / f"slurm-{job}.out").read_text() == (
+        "scontrol: error: scontrol reconfigure is not available inside a job on a machine: "
+        "run it on the controller's host\nrc=1\n")

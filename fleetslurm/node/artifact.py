@@ -38,7 +38,7 @@ PACKAGE_ROOT = AGENT_DIR.parent.parent
 #: controller.
 CLIENT_MODULES = (
     "__init__.py", "errors.py", "paths.py", "rpc.py", "umask.py", "jobids.py", "jobwait.py",
-    "model.py", "shims.py",
+    "model.py", "shims.py", "views.py",
     "cli/__init__.py", "cli/main.py", "cli/common.py", "cli/fast.py", "cli/sbatch_cmd.py",
     "cli/squeue_cmd.py", "cli/sinfo_cmd.py", "cli/scancel_cmd.py", "cli/sacct_cmd.py",
     "cli/scontrol_cmd.py", "cli/srun_cmd.py", "cli/srun_io.py", "cli/srun_record.py",
