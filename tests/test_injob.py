@@ -15,6 +15,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from fleetslurm import shims
 from fleetslurm.node import artifact
 from fleetslurm.node.agent import injob, protocol
@@ -123,7 +125,8 @@ def test_a_jobs_socket_is_its_users_alone_and_carries_its_requests(shared_tmp, o
         agent.send(protocol.launch("8.0.b", _spec(out_b, other_user.pw_name)))
         agent.next("started")
         deadline = time.monotonic() + 20
-        while not (out_a.read_text() and out_b.read_text()) and time.monotonic() < deadline:
+        while not all(p.exists() and p.read_text().endswith("\n") for p in (out_a, out_b)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         bin_dir = work / "bin"
         sock_a, sock_b = str(work / "injob" / "7.0.a"), str(work / "injob" / "8.0.b")
@@ -143,6 +146,14 @@ def test_a_jobs_socket_is_its_users_alone_and_carries_its_requests(shared_tmp, o
         assert refused["ok"] is False and refused["error"] == "AccessDenied", refused
         assert f"belongs to job 8.0.b's user (uid {other_user.pw_uid}), not to uid 0" in \
             refused["message"]
+        # as the commands' own client sees it: AccessDenied, saying why
+        from fleetslurm.errors import AccessDenied
+        from fleetslurm.rpc import Client
+
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(sock_b)
+        with Client(raw) as c, pytest.raises(AccessDenied, match="belongs to job 8.0.b's user"):
+            c.call("cancel", ids=["7"])
 
         # B's user: A's socket is closed to it; B's own carries a request
         r, w = os.pipe()

@@ -39,6 +39,8 @@ MARKER = "# fleetslurm-shim:"
 MAX_LINE = 32 << 20
 #: connections one job may hold open at once
 MAX_CONNECTIONS = 16
+#: refused connections kept until their client has read why (more are closed at once)
+MAX_REFUSED = 16
 #: AF_UNIX's sun_path, less its terminating NUL
 _MAX_SOCKET_PATH = 107
 
@@ -109,6 +111,8 @@ class InJob:
         self.by_key: Dict[str, _Listener] = {}
         self.conns: Dict[int, _Conn] = {}  # connection fd ->
         self.by_cid: Dict[int, _Conn] = {}
+        #: refused connections, until their client closes: fd -> (socket, job key)
+        self.refused: Dict[int, Any] = {}
         self.next_cid = 1
         self.archive, self.python = archive, python
         self._shims_tried = False
@@ -149,7 +153,7 @@ class InJob:
 
     def fds(self) -> "List[int]":
         """Every fd held here (a supervisor closes them)."""
-        return list(self.listeners) + list(self.conns)
+        return list(self.listeners) + list(self.conns) + list(self.refused)
 
     def socket_path(self, key: str) -> str:
         """Where job ``key``'s socket is: in the workdir, or (a path too long
@@ -238,12 +242,25 @@ class InJob:
             pass
         for conn in list(lst.conns):
             self._drop(conn)
+        for fd, (sock, k) in list(self.refused.items()):
+            if k == key:
+                self._forget_refused(fd)
 
     def on_fd(self, fd: int, events: int) -> bool:
         """Handle poll ``events`` on ``fd``; False when ``fd`` is not ours."""
         lst = self.listeners.get(fd)
         if lst is not None:
             self._accept(lst)
+            return True
+        if fd in self.refused:
+            try:  # what it sent is not read; its end closing ends ours
+                data = self.refused[fd][0].recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                self._forget_refused(fd)
             return True
         conn = self.conns.get(fd)
         if conn is None:
@@ -277,14 +294,13 @@ class InJob:
             sock.close()
             return
         if uid != lst.uid:
-            _refuse(sock, "AccessDenied", "this socket belongs to job %s's user (uid %d), "
-                    "not to uid %d" % (lst.key, lst.uid, uid))
-            sock.close()
+            self._refuse_conn(sock, lst.key, "AccessDenied", "this socket belongs to job %s's "
+                              "user (uid %d), not to uid %d" % (lst.key, lst.uid, uid))
             return
         if len(lst.conns) >= MAX_CONNECTIONS:
-            _refuse(sock, "ControllerError", "job %s has %d connections to the controller "
-                    "open already; close some and try again" % (lst.key, MAX_CONNECTIONS))
-            sock.close()
+            self._refuse_conn(sock, lst.key, "ControllerError", "job %s has %d connections to "
+                              "the controller open already; close some and try again"
+                              % (lst.key, MAX_CONNECTIONS))
             return
         conn = _Conn(sock, lst.key, self.next_cid)
         self.next_cid += 1
@@ -292,6 +308,27 @@ class InJob:
         self.conns[sock.fileno()] = conn
         self.by_cid[conn.cid] = conn
         self.poller.register(sock.fileno(), select.POLLIN)
+
+    def _refuse_conn(self, sock: socket.socket, key: str, error: str, message: str) -> None:
+        """Say why, and keep the connection until its client closes it: a
+        client writes its request first, and a connection closed before that
+        would tell it only "broken pipe"."""
+        _refuse(sock, error, message)
+        if len(self.refused) >= MAX_REFUSED:
+            sock.close()
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self.refused[sock.fileno()] = (sock, key)
+        self.poller.register(sock.fileno(), select.POLLIN)
+
+    def _forget_refused(self, fd: int) -> None:
+        sock, _key = self.refused.pop(fd)
+        self.poller.unregister(fd)
+        sock.close()
 
     def _drop(self, conn: _Conn) -> None:
         if self.conns.pop(conn.fd, None) is not None:
