@@ -295,3 +295,30 @@ def test_a_workdir_too_long_for_a_socket_path_gets_its_sockets_under_tmp(tmp_pat
     finally:
         ij.close_job("12.0.x")
     assert not os.path.exists(path)
+
+
+def test_a_shim_runs_the_command_from_the_archive_whatever_the_paths(tmp_path: Path):
+    """A workdir with quotes and ``$`` in its name, a Python whose path a
+    shebang line cannot hold (a space, a ``$``): the shim still runs the
+    command from the workdir's archive, with nothing but /usr/bin:/bin."""
+    work = tmp_path / "w 'a\"$b\\"
+    work.mkdir()
+    data = artifact.agent_archive()
+    (work / artifact.agent_file_name(data)).write_bytes(data)
+    py_dir = tmp_path / "sp ace"
+    py_dir.mkdir()
+    python = py_dir / "py$x"
+    python.symlink_to(os.path.realpath(sys.executable))
+    shim = tmp_path / "squeue"
+    shim.write_text(injob.shim_text("squeue", str(python), str(work)))
+    shim.chmod(0o755)
+    proc = subprocess.run([str(shim), "--version"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "slurm 22.05.8 (fleetslurm)\n", "")
+    gone = tmp_path / "gone"
+    shim.write_text(injob.shim_text("squeue", str(python), str(gone)))
+    proc = subprocess.run([str(shim)], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, cwd=str(tmp_path))
+    assert (proc.returncode, proc.stderr) == (1, (
+        f"squeue: error: fleetslurm's agent archive is gone from {gone}: the controller "
+        "puts it back when it next connects\n"))

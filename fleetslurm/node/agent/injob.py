@@ -46,10 +46,15 @@ _MAX_SOCKET_PATH = 107
 
 _SHIM = """{shebang}{marker} `{name}` runs fleetslurm's {name} from this machine's agent archive; written by the agent
 import glob, sys
+if sys.version_info < (3, 10):
+    sys.stderr.write("{name}: error: fleetslurm's commands need Python 3.10 or newer; this "
+                     "machine's agent runs %d.%d: set the machine's `python` in the fleet "
+                     "config to a newer one\\n" % sys.version_info[:2])
+    sys.exit(1)
 found = sorted(glob.glob({pattern!r}))
 if not found:
-    sys.stderr.write("{name}: error: fleetslurm's agent archive is gone from {workdir}: "
-                     "the controller puts it back when it next connects\\n")
+    sys.stderr.write("{name}: error: fleetslurm's agent archive is gone from " + {workdir!r}
+                     + ": the controller puts it back when it next connects\\n")
     sys.exit(1)
 sys.path.insert(0, found[-1])
 from fleetslurm.cli.main import main
@@ -67,8 +72,9 @@ def shim_text(name: str, python: str, workdir: str) -> str:
     if len(python) <= 120 and not any(c.isspace() for c in python):
         shebang = "#!%s -IS\n" % python
     else:  # a path a shebang line cannot take: through sh (shims.py does the same)
-        shebang = "#!/bin/sh\n''''exec \"%s\" -IS \"$0\" \"$@\" #'''\n" % python.replace(
-            '"', '\\"')
+        import shlex
+
+        shebang = "#!/bin/sh\n''''exec %s -IS \"$0\" \"$@\" #'''\n" % shlex.quote(python)
     return _SHIM.format(shebang=shebang, marker=MARKER, name=name, workdir=workdir,
                         pattern=os.path.join(glob.escape(workdir), "agent-*.pyz"))
 
