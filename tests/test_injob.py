@@ -140,6 +140,21 @@ def test_a_jobs_socket_is_its_users_alone_and_carries_its_requests(shared_tmp, o
         assert stat.S_ISSOCK(st.st_mode) and st.st_mode & 0o777 == 0o600
         assert st.st_uid == other_user.pw_uid
         assert os.stat(work / "injob").st_mode & 0o777 == 0o711
+        # the commands compiled beside the archive (zipimport compiles on every
+        # call), readable by every user; the shims use them once they are whole
+        lib = work / "clients" / agent.pyz.name[len("agent-"):-len(".pyz")]
+        deadline = time.monotonic() + 60
+        while not lib.is_dir():
+            assert time.monotonic() < deadline, "the commands were not compiled"
+            time.sleep(0.1)
+        tag = sys.implementation.cache_tag
+        assert (lib / "fleetslurm" / "cli" / "__pycache__" / f"srun_step.{tag}.pyc").is_file()
+        assert os.stat(lib / "fleetslurm" / "cli" / "srun_step.py").st_mode & 0o777 == 0o644
+        assert os.stat(lib / "fleetslurm" / "cli").st_mode & 0o777 == 0o755
+        assert sorted(p.name for p in (work / "clients").iterdir()) == [lib.name]
+        version = subprocess.run([str(bin_dir / "squeue"), "--version"], capture_output=True,
+                                 text=True, env={"PATH": "/usr/bin:/bin"})
+        assert version.stdout == "slurm 22.05.8 (fleetslurm)\n", version.stderr
 
         # root speaking through B's socket: refused by its peer check
         refused = _ask(sock_b, {"op": "cancel", "args": {"ids": ["7"]}})

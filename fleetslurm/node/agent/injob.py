@@ -45,7 +45,7 @@ MAX_REFUSED = 16
 _MAX_SOCKET_PATH = 107
 
 _SHIM = """{shebang}{marker} `{name}` runs fleetslurm's {name} from this machine's agent archive; written by the agent
-import glob, sys
+import glob, os, sys
 if sys.version_info < (3, 10):
     sys.stderr.write("{name}: error: fleetslurm's commands need Python 3.10 or newer; this "
                      "machine's agent runs %d.%d: set the machine's `python` in the fleet "
@@ -56,10 +56,38 @@ if not found:
     sys.stderr.write("{name}: error: fleetslurm's agent archive is gone from " + {workdir!r}
                      + ": the controller puts it back when it next connects\\n")
     sys.exit(1)
-sys.path.insert(0, found[-1])
+# the commands compiled (see InJob.compile_clients), else from the archive itself
+lib = os.path.join(os.path.dirname(found[-1]), "clients", os.path.basename(found[-1])[6:-4])
+sys.path.insert(0, lib if os.path.isdir(lib) else found[-1])
 from fleetslurm.cli.main import main
 sys.argv[0] = {name!r}
 sys.exit(main())
+"""
+
+
+# Run as ``python -IS -c _COMPILE ARCHIVE DEST``: the archive's ``fleetslurm/``
+# extracted and compiled into DEST.tmpPID, renamed DEST when whole (a shim
+# never sees half of it); other versions' directories removed.
+_COMPILE = """import compileall, os, shutil, sys, zipfile
+archive, dest = sys.argv[1], sys.argv[2]
+os.umask(0o022)
+parent = os.path.dirname(dest)
+os.makedirs(parent, exist_ok=True)
+tmp = "%s.tmp%d" % (dest, os.getpid())
+with zipfile.ZipFile(archive) as z:
+    for n in z.namelist():
+        if n.startswith("fleetslurm/"):
+            z.extract(n, tmp)
+if compileall.compile_dir(tmp, quiet=2):
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        pass
+shutil.rmtree(tmp, ignore_errors=True)
+keep = os.path.basename(dest)
+for old in os.listdir(parent):
+    if old != keep and not old.startswith(keep + ".tmp"):
+        shutil.rmtree(os.path.join(parent, old), ignore_errors=True)
 """
 
 
@@ -155,7 +183,26 @@ class InJob:
                 f.write(text)
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
+        self.compile_clients(archive, python)
         return bin_dir
+
+    def compile_clients(self, archive: str, python: str) -> None:
+        """Start a process (``_COMPILE``) that puts the archive's commands,
+        compiled, in ``<workdir>/clients/<hash>``, unless they are there: a
+        command imported from the zip is compiled on every call (zipimport
+        writes no bytecode), some 50 ms for sbatch's or sacct's modules. The
+        agent neither waits nor compiles in its own heap, which every fork
+        copies; the shims use the archive until the directory appears."""
+        name = os.path.basename(archive)
+        dest = os.path.join(self.workdir, "clients", name[len("agent-"):-len(".pyz")])
+        if os.path.isdir(dest):
+            return
+        devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        try:
+            os.posix_spawn(python, [python, "-IS", "-c", _COMPILE, archive, dest],
+                           {"PATH": "/usr/bin:/bin"}, file_actions=devnull)
+        except OSError as exc:
+            log(self.workdir, "the commands for jobs stay uncompiled: %s" % exc)
 
     def fds(self) -> "List[int]":
         """Every fd held here (a supervisor closes them)."""
