@@ -57,6 +57,7 @@ def test_a_lab_users_job_acts_as_its_user_and_no_one_else(
             time.sleep(0.3)
         raise AssertionError(f"job {job} did not end")
 
+    root_job = None
     try:
         init = fs("lab", "init", "--config", str(files.path), "--service-user", "root")
         assert init.returncode == 0, init.stderr
@@ -112,7 +113,8 @@ i=0; while [ ! -e {work}/go-$SLURM_JOB_ID ] && [ $i -lt 600 ]; do sleep 0.1; i=$
         show = fs("scontrol", "show", "job", root_job).stdout
         assert "JobState=RUNNING" in show and "Priority=0" not in show
     finally:
-        fs("scancel", root_job) if "root_job" in dir() else None
+        if root_job is not None:
+            fs("scancel", root_job)
         fs("lab", "stop")
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
