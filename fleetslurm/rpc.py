@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 from . import errors
 from .paths import StatePaths, check_socket, lab_paths, private_dir, public_dir, state_paths
 
-__all__ = ["Client", "Server", "connect", "ensure_controller", "Target", "target"]
+__all__ = ["Client", "Server", "answer", "connect", "ensure_controller", "Target", "target"]
 
 _MAX_LINE = 64 * 1024 * 1024
 
@@ -612,20 +612,29 @@ class Server:
             conn.close()
 
     def _call(self, op: str, args: dict, uid: int, gid: int = -1) -> dict:
-        try:
-            if self.identity:
-                return {"ok": True, "result": self.handler(op, args, uid, gid)}  # type: ignore[call-arg]
-            return {"ok": True, "result": self.handler(op, args, uid)}
-        except errors.FleetError as exc:
-            reply = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-            if isinstance(exc, errors.UsageError):
-                reply.update(prog=exc.prog, hint=exc.hint, code=exc.code)
-            if isinstance(exc, errors.TransportError):
-                reply["node"] = exc.node
-            return reply
-        except Exception as exc:  # a bug: keep serving, tell the client
-            import traceback
+        if self.identity:
+            return answer(self.handler, op, args, uid, gid)
+        return answer(lambda o, a, u, _g: self.handler(o, a, u), op, args, uid, gid)
 
-            traceback.print_exc()
-            return {"ok": False, "error": "ControllerError",
-                    "message": f"internal error in the controller: {type(exc).__name__}: {exc}"}
+
+def answer(handler: Callable[[str, dict, int, int], Any], op: str, args: dict, uid: int,
+           gid: int = -1) -> dict:
+    """The reply object for one request: ``handler(op, args, uid, gid)``'s
+    result, or the error it raised as the client rebuilds it (``_error_from``).
+    The socket's requests and those from inside jobs on other machines
+    (``ctld/injob.py``) are answered by this one function."""
+    try:
+        return {"ok": True, "result": handler(op, args, uid, gid)}
+    except errors.FleetError as exc:
+        reply = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, errors.UsageError):
+            reply.update(prog=exc.prog, hint=exc.hint, code=exc.code)
+        if isinstance(exc, errors.TransportError):
+            reply["node"] = exc.node
+        return reply
+    except Exception as exc:  # a bug: keep serving, tell the client
+        import traceback
+
+        traceback.print_exc()
+        return {"ok": False, "error": "ControllerError",
+                "message": f"internal error in the controller: {type(exc).__name__}: {exc}"}

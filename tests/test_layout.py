@@ -103,7 +103,7 @@ CTLD_LAYERS = (
     ("context",),
     ("lifecycle",),
     ("health", "arrayfeed", "dependencies", "fairshare", "limits", "staging"),
-    ("launch", "collect"),
+    ("launch", "collect", "injob"),
     ("agent_events", "requests.common", "requests.explain", "requests.jobs",
      "requests.nodes", "requests.qos", "requests.steps", "requests.submit", "requests.update"),
     ("requests",),

@@ -124,7 +124,9 @@ def test_submit_result_map_array_and_cancel(client_fleet: ClientFleet, tmp_path)
     value, node, job_id, array_id, task_id, srun = job.result()
     assert value == 49 and node in machines and job_id == job.job_id
     assert array_id is None and task_id is None
-    assert srun == str(fleet.shims / "srun")  # the job found the shims through its env
+    # inside the job, srun is the machine's agent's (first on the job's PATH)
+    workdir = next(m.workdir for m in fleet.machines if m.name == node)
+    assert srun == f"{workdir}/bin/srun"
     assert final_state(job) == "COMPLETED"
     assert job.get_info()["NodeList"] == node
     assert "Job completed successfully" in job.stdout()

@@ -12,7 +12,8 @@ __all__ = ["client", "run", "die", "warn", "iterate_seconds", "wait_gone"]
 
 def client():
     """A connection to the controller, started first when none runs (but not
-    from inside a job on another machine: no controller of its own there)."""
+    from inside a job on another machine: there FLEETSLURM_CONTROLLER names
+    the job's socket at the machine's agent, node/agent/injob.py)."""
     from ..paths import find_config
     from ..rpc import connect, ensure_controller
 
@@ -24,9 +25,10 @@ def client():
             return connect()
         except ControllerError as exc:
             raise ControllerError(
-                f"{exc}: this job runs on a machine that cannot reach the controller "
-                "that started it (fleetslurm's commands work inside jobs on the "
-                "controller's own host, or on machines reached over loopback)") from None
+                f"{exc}: this job cannot reach the controller that started it; inside "
+                "a job its commands talk to the machine's agent, which passes them on "
+                "(is the machine's link to the controller up? `sinfo` on the submit "
+                "host; the agent's log is agent.log in the machine's workdir)") from None
     from ..rpc import target
 
     tgt = target()

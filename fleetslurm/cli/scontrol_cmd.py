@@ -239,20 +239,25 @@ def _reconfigure() -> int:
     config, which finds every job on its machine as after any restart. A
     config that does not validate, or that drops a machine where jobs still
     run, changes nothing. Silent on success, as SLURM's."""
-    from ..config import default_config, load_config
-    from ..config_in_force import in_force
     from ..errors import ConfigError
-    from ..paths import find_config, state_paths
-    from ..rpc import connect, ensure_controller
-    from .common import wait_gone
-
     from ..rpc import target
 
+    if os.environ.get("FLEETSLURM_STEPS_DIR") and not os.environ.get(
+            "FLEETSLURM_CONTROLLER_HOST"):
+        # (the commands a machine's agent carries hold no config reader)
+        raise ConfigError("scontrol reconfigure is not available inside a job on a machine: "
+                          "run it on the controller's host")
     if target().kind != "personal":
         raise ConfigError("this command uses a lab's controller: its admin edits "
                           "/etc/fleetslurm/fleet_config.json and restarts it "
                           "(`systemctl restart fleetslurm`, or `fleetslurm lab stop` then "
                           "`fleetslurm lab start`); running jobs are kept")
+    from ..config import default_config, load_config
+    from ..config_in_force import in_force
+    from ..paths import find_config, state_paths
+    from ..rpc import connect, ensure_controller
+    from .common import wait_gone
+
     paths = state_paths()
     found = find_config()
     if found is None:

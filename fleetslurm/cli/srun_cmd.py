@@ -15,9 +15,10 @@ job, run the tasks as its step 0, and stay attached until they end:
   are forwarded to the tasks.
 
 The job's batch part is a small script that runs fleetslurm's srun as step 0
-where fleetslurm is installed (machines run by the local transport, or with
-fleetslurm on the job's PATH); elsewhere it starts the tasks itself, with
-their ranks but without per-task files, labels or stdin broadcast.
+(the controller's shim on the local transport, the agent's on an SSH
+machine, or fleetslurm on the job's PATH); without one (an agent that could
+not give the job its commands) it starts the tasks itself, with their ranks
+but without per-task files, labels or stdin broadcast.
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ _NOT_FOR_JOB = {"wait", "output", "error", "input", "open_mode", "overcommit"}
 _SCRIPT = """#!/bin/sh
 # This job was created by srun: its tasks are job step 0.
 if [ -n "$FLEETSLURM_STEPS_DIR" ]; then
-    # fleetslurm's srun (a shim, or the fleetslurm command), never another SLURM's
+    # fleetslurm's srun (a shim, or the fleetslurm command), never another SLURM's;
+    # a shim's marker is its line 2 (3 behind sh's exec line for an odd Python path)
     for s in "$(command -v srun)" "${{FLEETSLURM_HOME:+$FLEETSLURM_HOME/bin/srun}}"; do
-        if [ -n "$s" ] && [ -x "$s" ] && sed -n 2p "$s" 2>/dev/null | grep -q '^{marker}'; then
+        if [ -n "$s" ] && [ -x "$s" ] && sed -n 2,3p "$s" 2>/dev/null | grep -q '^{marker}'; then
             exec "$s" {step_args} "$@"
         fi
     done

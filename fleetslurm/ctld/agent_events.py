@@ -15,6 +15,7 @@ from . import health
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
 from .collect import collect_output
+from .injob import on_rpc
 from .launch import fail_launch, safe_launch
 from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
                         node_fail, requeue_task)
@@ -100,6 +101,8 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
         # how much of srun's standard input reached the job (see requests.steps.op_stdin)
         ctx.stdin_acks[str(msg.get("key"))] = (int(msg.get("written") or 0),
                                                bool(msg.get("closed")))
+    elif ev == "rpc":
+        on_rpc(ctx, name, msg)  # a command inside a job there
     elif ev == "error":
         ctx.log(f"node {name}: agent error: {msg.get('error')}")
 

@@ -173,6 +173,11 @@ class Context:
         self.fairshare.task_ended(self, task, self.now)
         self.arrays.task_finished(task)
 
+    def submit_request(self, op: str, args: dict, uid: int, gid: int = -1) -> Any:
+        """Answer a client's request as user ``uid`` (the Controller does;
+        ``ctld/injob.py`` calls it for commands inside jobs on the machines)."""
+        raise NotImplementedError
+
     # -- effects, after the commit ------------------------------------------------------
     def send(self, node: str, msg: dict) -> None:
         """Queue a message for a node agent; sent after the current commit."""

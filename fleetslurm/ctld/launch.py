@@ -8,7 +8,6 @@ never stopping the loop.
 
 from __future__ import annotations
 
-import functools
 import os
 import posixpath
 from typing import TYPE_CHECKING, Optional
@@ -22,7 +21,6 @@ from ..slurm.patterns import expand_pattern
 from .staging import has_stage, launch_staged
 
 if TYPE_CHECKING:
-    from ..transport.base import Transport
     from .context import Context
 
 #: outputs up to this size come home inside the agent's `ended` event
@@ -129,34 +127,6 @@ def _host_name(ctx: "Context", node: Optional[str]) -> str:
     return str((link.facts.get("hostname") if link else None) or node or "")
 
 
-@functools.lru_cache(maxsize=1)
-def _controller_user() -> str:
-    """The controller's login name (asked once: getpass reads the environment
-    and the password database, on every launch otherwise)."""
-    import getpass
-
-    return getpass.getuser()
-
-
-def _on_this_host(ctx: "Context", node: str, transport: "Transport") -> bool:
-    """Whether a job on ``node`` runs on the controller's host as its user (the
-    local transport, or SSH to a loopback address as ourselves): there the
-    controller's shims and socket are reachable from inside the job."""
-    if transport.local_process:
-        return True
-    import ipaddress
-
-    m = ctx.config.machines[node]
-    if m.ssh_user not in (None, _controller_user()):
-        return False
-    if m.address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(m.address).is_loopback
-    except ValueError:
-        return False  # a host name: not resolved here (no DNS on the launch path)
-
-
 def launch(ctx: "Context", task: dict, now: float) -> None:
     job = ctx.store.job(task["job_id"])
     assert job is not None
@@ -182,18 +152,18 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
     # the machine's python, for Python-function jobs (fleetslurm's Executor)
     env["FLEETSLURM_PYTHON"] = (getattr(transport, "python", None)
                                 or ctx.config.machines[node].python)
-    if _on_this_host(ctx, node, transport):
+    if transport.local_process:
         # SLURM's commands inside the job are fleetslurm's (srun steps, scontrol
-        # requeue), talking to this controller: first on PATH with the local
-        # transport; after the submitter's PATH over SSH, so shims the submitter
-        # put first on it still win (see the README on shims)
+        # requeue), talking to this controller's socket, first on PATH
         bin_dir, path = str(ctx.paths.home / "bin"), env.get("PATH", "/usr/bin:/bin")
-        env["PATH"] = (f"{bin_dir}:{path}" if transport.local_process
-                       else f"{path}:{bin_dir}")
+        env["PATH"] = f"{bin_dir}:{path}"
         env["FLEETSLURM_HOME"] = str(ctx.paths.home)
         env["FLEETSLURM_CONTROLLER_HOST"] = "1"
     else:
-        # elsewhere a command in the job must not start a controller of its own
+        # on every other machine (loopback ones too: one way for all) the
+        # agent's shims come first on PATH and reach this controller through
+        # the agent, as the job's owner (``injob``); never a controller of
+        # the job's own
         env.pop("FLEETSLURM_CONTROLLER_HOST", None)
     limit = task["req"]["time_limit"]
     mem = task["req"]["mem_mb"] or None
@@ -225,6 +195,9 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # name, looked up by a privileged agent on that machine (as slurmd
         # does); an agent that is not root runs it as its own account
         "user": job["user"] if job["uid"] != os.getuid() else None,
+        # SLURM's commands inside the job through the machine's agent
+        # (node/agent/injob.py, ctld/injob.py)
+        "injob": not transport.local_process,
     }
     error = _spec_error(agent_spec)
     if error is not None:

@@ -110,6 +110,13 @@ class JobChild:
             env["FLEETSLURM_STEPS_DIR"] = os.path.join(self.jobdir, STEPS_DIR)
             # srun records its steps under this run (a requeued job runs again)
             env["FLEETSLURM_RUN_KEY"] = self.key
+            if spec.get("injob_socket"):
+                # SLURM's commands first on PATH, talking to the controller
+                # through this machine's agent (injob), whatever the
+                # submitter's environment named
+                env["PATH"] = spec["injob_bin"] + ":" + env.get("PATH", "/usr/bin:/bin")
+                env["FLEETSLURM_CONTROLLER"] = spec["injob_socket"]
+                env.pop("FLEETSLURM_CONTROLLER_HOST", None)
             stage = "exec"
             try:
                 os.execve(self.script, [self.script] + spec["argv"], env)

@@ -108,6 +108,7 @@ class JobBook:
         self.refresh(job)
         if job.result is None:
             self.adopted.add(key)
+            self.injob.reopen(key, job.dir)  # type: ignore[attr-defined]
         return job
 
     def refresh(self, job: Job) -> None:
@@ -178,6 +179,8 @@ class JobBook:
                 self.emit_ended(job)
 
     def emit_ended(self, job: Job) -> None:
+        if job.result is not None:
+            self.injob.close_job(job.key)  # type: ignore[attr-defined]
         if job.result is not None and job.stdin is not None:
             self.close_stdin(job)
         if self.ready and not job.emitted and job.result is not None:
@@ -241,6 +244,7 @@ class JobBook:
         if "error" in msg:
             # Nothing ran: remove the directory so the same key may be retried.
             del self.jobs[key]
+            self.injob.close_job(key)  # type: ignore[attr-defined]
             try:
                 remove_tree(job.dir)
             except OSError as exc:

@@ -109,6 +109,10 @@ class Requests(JobBook):
                 spec["stdin_fd"], feed_fd = self.open_stdin_fifo(jobdir, spec)
                 self.stdin_fds[feed_fd] = key  # type: ignore[assignment]
             self.bind_cpus(key, spec)  # type: ignore[arg-type]
+            if spec["injob"]:  # SLURM's commands in the job, through us (injob)
+                spec["injob_socket"] = self.injob.open_job(  # type: ignore[attr-defined]
+                    key, spec["uid"], spec["gid"])
+                spec["injob_bin"] = self.injob.bin_dir  # type: ignore[attr-defined]
             pipe = os.pipe()
             # built here, not in the child: objects the child allocates land on
             # pages shared with the agent, each one a copy-on-write fault there
@@ -120,6 +124,7 @@ class Requests(JobBook):
             for p in pipe:
                 if p >= 0:
                     os.close(p)
+            self.injob.close_job(key)  # type: ignore[attr-defined]
             if feed_fd >= 0:
                 del self.stdin_fds[feed_fd]
                 os.close(feed_fd)
@@ -419,6 +424,7 @@ class Requests(JobBook):
                     else:
                         remove_tree(job.dir)
                     del self.jobs[job.key]
+                    self.injob.close_job(job.key)  # type: ignore[attr-defined]
                     self.adopted.discard(job.key)
                 except OSError as exc:
                     err = "cannot %s %s: %s" % ("keep" if req.get("keep") else "remove",

@@ -35,8 +35,12 @@ Requests (``op``)          -> replies (``ev``)
   forget key [keep]        -> {ev: forgotten, key, ok, error}    (ended or absent only;
                               keep: moved to <workdir>/kept/<key>, not deleted)
   shutdown                 -> {ev: shutdown}, then exit; jobs keep running
+  rpc_reply conn reply     -> (nothing: ``reply`` goes to in-job connection ``conn``)
   anything else            -> {ev: error, error}
   unsolicited              -> {ev: ended, key, result, [output]}, once per job per agent
+                            | {ev: rpc, key, conn, op, args}: a request of a
+                              SLURM command inside job ``key`` (its socket,
+                              see ``injob``), answered by `rpc_reply`
 
 JOBINFO = {key, status: running|ended, pid, result|null}. A launch is
 idempotent per key: the job directory is the token, so a key never runs twice.
@@ -53,7 +57,7 @@ GPU = {index, name, uuid, memory_mb}.
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
 mem_limit_mb, umask, inline_output, stage, signal: {num, secs_before,
-batch_only} | null, uid, gid, cpus, cpu_bind: cores|none}; see
+batch_only} | null, uid, gid, cpus, cpu_bind: cores|none, injob}; see
 ``spec.validate_spec`` for defaults (cpus and cpu_bind default to what the
 job's env says: SLURM_CPUS_ON_NODE, SLURM_CPU_BIND_TYPE) and ``cpus`` for
 the binding.
@@ -89,7 +93,7 @@ __all__ = ["PROTOCOL_VERSION", "AGENT_VERSION", "REQUESTS", "EVENTS", "key_error
            "hello", "facts", "launch", "signal", "cancel", "set_limit", "stdin", "status",
            "forget", "shutdown", "ev_hello", "ev_facts", "ev_started", "ev_launch_failed",
            "ev_ended", "UNSOLICITED", "ev_ack", "ev_stdin", "ev_status", "ev_shutdown", "ev_error",
-           "job_info", "result"]
+           "job_info", "result", "rpc_reply", "ev_rpc"]
 
 #: sent in `hello`; a controller may refuse an agent speaking another version
 PROTOCOL_VERSION = "1"
@@ -107,6 +111,7 @@ REQUESTS = {
     "status": ((), ()),
     "forget": (("key",), ("keep",)),
     "shutdown": ((), ()),
+    "rpc_reply": (("conn", "reply"), ()),
 }
 
 #: every message the agent writes: its ev -> (fields always there, fields
@@ -127,6 +132,7 @@ EVENTS = {
     "forgotten": (("key", "ok", "error"), ()),
     "shutdown": ((), ()),
     "error": (("error",), ()),
+    "rpc": (("key", "conn", "op", "args"), ()),
 }
 
 #: the events that answer one request with ``{key, ok, error}``
@@ -190,6 +196,11 @@ def forget(key: str, keep: bool = False) -> "Dict[str, Any]":
 
 def shutdown() -> "Dict[str, Any]":
     return {"op": "shutdown"}
+
+
+def rpc_reply(conn: int, reply: "Dict[str, Any]") -> "Dict[str, Any]":
+    """The controller's answer (rpc.py's reply object) to in-job request ``conn``."""
+    return {"op": "rpc_reply", "conn": conn, "reply": reply}
 
 
 # -- events (agent -> controller) ---------------------------------------------
@@ -269,3 +280,8 @@ def ev_shutdown(rid: "Any") -> "Dict[str, Any]":
 
 def ev_error(rid: "Any", error: str) -> "Dict[str, Any]":
     return {"ev": "error", "re": rid, "error": error}
+
+
+def ev_rpc(key: str, conn: int, op: str, args: "Dict[str, Any]") -> "Dict[str, Any]":
+    """A client request (rpc.py's ``{op, args}``) made inside job ``key``."""
+    return {"ev": "rpc", "re": None, "key": key, "conn": conn, "op": op, "args": args}

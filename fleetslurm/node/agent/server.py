@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 from . import cpus, protocol
 from .cgroups import detect_cgroups
 from .fsio import format_exc, log, write_all
+from .injob import InJob, archive_of
 from .jobs import Job
 from .ops import Requests
 from .protocol import AGENT_VERSION, key_error
@@ -81,6 +82,9 @@ class Agent(Requests):
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
         self.close_stray_fds()
+        # SLURM's commands for jobs: shims in <workdir>/bin, a socket per job
+        self.injob = InJob(self.workdir, self.poller, self.send, archive_of(__file__),
+                           sys.executable)
         for name in sorted(os.listdir(self.jobs_dir)):
             if key_error(name) is None and os.path.isdir(os.path.join(self.jobs_dir, name)):
                 self.adopt(name)
@@ -106,7 +110,8 @@ class Agent(Requests):
 
     def own_fds(self) -> List[int]:
         """Every fd above 2 the agent holds open (for a supervisor to close)."""
-        return [self.wake_r, self.wake_w] + list(self.launch_fds) + list(self.stdin_fds)
+        return ([self.wake_r, self.wake_w] + list(self.launch_fds) + list(self.stdin_fds)
+                + self.injob.fds())
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
@@ -137,7 +142,7 @@ class Agent(Requests):
             timeout = None
             if self.adopted or self.busy_cgroups:
                 timeout = max(0, int((next_poll - time.monotonic()) * 1000) + 1)
-            for fd, _ in self.poller.poll(timeout):
+            for fd, events in self.poller.poll(timeout):
                 if fd == 0:
                     self.read_stdin()
                 elif fd == self.wake_r:
@@ -150,6 +155,8 @@ class Agent(Requests):
                     job = self.jobs.get(self.stdin_fds[fd])
                     if job is not None:
                         self.feed_stdin(job)
+                elif self.injob.on_fd(fd, events):
+                    pass
                 else:
                     self.on_launch_fd(fd)
                 if self.stop:
@@ -210,6 +217,10 @@ class Agent(Requests):
                     if job.result is not None:
                         self.emit_ended(job)
 
+    def op_rpc_reply(self, req: Dict[str, Any], rid: Any) -> None:
+        """The controller's answer to a job's command (see ``injob``)."""
+        self.injob.reply(req.get("conn"), req.get("reply"))
+
     # -- job bookkeeping ------------------------------------------------------
 
 
@@ -217,7 +228,7 @@ _OPS = {
     "hello": Agent.op_hello, "facts": Agent.op_facts, "launch": Agent.op_launch,
     "signal": Agent.op_signal, "cancel": Agent.op_cancel, "status": Agent.op_status,
     "forget": Agent.op_forget, "shutdown": Agent.op_shutdown, "set_limit": Agent.op_set_limit,
-    "stdin": Agent.op_stdin,
+    "stdin": Agent.op_stdin, "rpc_reply": Agent.op_rpc_reply,
 }
 
 

@@ -84,6 +84,8 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     # the job gets <jobdir>/stage: <workdir>/stage/<key> moved in (files the
     # controller put there before the launch), else an empty directory
     out["stage"] = bool(spec.get("stage", False))
+    # SLURM's commands inside the job through this agent (``injob``)
+    out["injob"] = bool(spec.get("injob", False))
     sig = spec.get("signal")
     if sig is not None:
         if not isinstance(sig, dict):
