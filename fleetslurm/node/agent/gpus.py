@@ -118,7 +118,8 @@ class GpuProbe:
                 (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
                 # Python ignores SIGPIPE; a program it starts should not
                 setsigdef=(signal.SIGPIPE,), setsid=True)
-        except OSError:
+        except (OSError, NotImplementedError, ValueError):
+            # (NotImplementedError: a libc without POSIX_SPAWN_SETSID)
             os.close(r)
             self.reading = None
             return
