@@ -69,10 +69,14 @@ class _Ctx:
         self.store = _Store(tasks)
 
 
+def _gpu(index: int, util: int, mem: int) -> dict:
+    return {"index": index, "uuid": f"GPU-{index}", "util": util, "mem_used_mb": mem,
+            "mem_total_mb": 16000}
+
+
 def _beat(seq: int, age: float = 0.0) -> dict:
     return {"ev": "facts", "gpu_usage": {"seq": seq, "age": age, "gpus": [
-        {"index": 0, "util": 10, "mem_used_mb": 100}, {"index": 1, "util": 30, "mem_used_mb": 300},
-        {"index": 2, "util": 99, "mem_used_mb": 999}]}}
+        _gpu(0, 10, 100), _gpu(1, 30, 300), _gpu(2, 99, 999)]}}
 
 
 def test_each_reading_is_one_sample_of_each_running_jobs_own_gpus() -> None:
@@ -87,3 +91,23 @@ def test_each_reading_is_one_sample_of_each_running_jobs_own_gpus() -> None:
     assert ctx.store.samples == [("5.0", 40, 400)]
     gpustats.on_facts(ctx, "m", known, {"ev": "facts"}, 113.0)  # no reading: none shown
     assert "gpu_usage" not in known and gpustats.node_gpus(known) == []
+
+
+def test_malformed_gpu_entries_are_left_out() -> None:
+    bad = [{"index": "0", "util": 1, "mem_used_mb": 1, "mem_total_mb": 1},
+           dict(_gpu(1, 5, 5), util="abc"), dict(_gpu(2, 5, 5), util=101),
+           dict(_gpu(3, 5, 5), mem_used_mb=-1), dict(_gpu(4, 5, 5), uuid=7), "x", None,
+           dict(_gpu(5, 5, 5), util=True)]
+    facts = {"gpu_usage": {"seq": 1, "age": 0, "gpus": [*bad, _gpu(6, 5, 5)]}}
+    assert gpustats.node_gpus(facts) == [_gpu(6, 5, 5)]
+    assert gpustats.node_gpus({"gpu_usage": {"gpus": "nope"}}) == []
+    assert gpustats.node_gpus({"gpu_usage": "nope"}) == [] and gpustats.node_gpus(None) == []
+    task = {"state": "RUNNING", "gpu_ids": [1, 6], "run_key": "5.0", "start_time": 0.0}
+    ctx = _Ctx([task])
+    gpustats.on_facts(ctx, "m", {}, dict(facts, ev="facts"), 10.0)  # type: ignore[arg-type]
+    assert ctx.store.samples == [("5.0", 5, 5)]
+    # an age that is not a number: the reading is taken as of now
+    ctx2 = _Ctx([dict(task, start_time=9.0)])
+    gpustats.on_facts(ctx2, "m", {}, {"gpu_usage": {"seq": 2, "age": "x",  # type: ignore[arg-type]
+                                                    "gpus": [_gpu(6, 7, 7)]}}, 10.0)
+    assert ctx2.store.samples == [("5.0", 7, 7)]

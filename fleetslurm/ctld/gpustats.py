@@ -27,8 +27,16 @@ def node_gpus(facts: Optional[dict]) -> list[dict[str, Any]]:
     gpus = usage.get("gpus") if isinstance(usage, dict) else None
     if not isinstance(gpus, list):
         return []
-    return sorted((g for g in gpus if isinstance(g, dict) and isinstance(g.get("index"), int)),
-                  key=lambda g: g["index"])
+    return sorted((g for g in gpus if _well_formed(g)), key=lambda g: g["index"])
+
+
+def _well_formed(g: object) -> bool:
+    """A GPU entry every reader may use as is (one that is not is left out,
+    never a failed step or scrape)."""
+    if not isinstance(g, dict) or not isinstance(g.get("uuid", ""), str):
+        return False
+    nums = [g.get(k) for k in ("index", "util", "mem_used_mb", "mem_total_mb")]
+    return all(type(v) is int and v >= 0 for v in nums) and g["util"] <= 100
 
 
 def on_facts(ctx: "Context", name: str, known: dict, msg: dict, now: float) -> None:
@@ -57,5 +65,5 @@ def on_facts(ctx: "Context", name: str, known: dict, msg: dict, now: float) -> N
         mine = [gpus[i] for i in task["gpu_ids"] if i in gpus]
         if not mine:
             continue
-        ctx.store.add_gpu_sample(task["run_key"], sum(int(g.get("util") or 0) for g in mine),
-                                 sum(int(g.get("mem_used_mb") or 0) for g in mine))
+        ctx.store.add_gpu_sample(task["run_key"], sum(g["util"] for g in mine),
+                                 sum(g["mem_used_mb"] for g in mine))
