@@ -112,6 +112,17 @@ def test_fleet_page_shows_each_gpus_load(gpu_fleet, tmp_path) -> None:  # type: 
     assert "GPUs 0/1" in (text(browser, '.card[data-node="m2"]') or "")
     screenshot(browser, tmp_path / "artifacts", "fleet-gpus")
     assert console_errors(browser) == []
+    # a job's page: the load of its own GPU, from the readings while it runs
+    job = cli.sbatch("-w", "m3", "--gres=gpu:2", "--wrap", "sleep 300")
+    cli.wait(job, {"RUNNING"})
+    browser.get(dash.page(f"/job/{job}"))
+    wait_until(lambda: "2 readings" in (text(browser, "#gpuload") or "")
+               or "3 readings" in (text(browser, "#gpuload") or ""), 30,
+               f"the job's GPU load ({text(browser, '#gpuload')})")
+    load = text(browser, "#gpuload") or ""
+    assert load.startswith("its GPUs (0,1): 125% busy on average, 125% at most; memory 8.7G")
+    cli.run("scancel", str(job), check=True)
+    assert console_errors(browser) == []
     status, body = dash.get("/metrics", {"Authorization": "Bearer " + dash.token})
     assert status == 200
     fams = {f.name: f for f in text_string_to_metric_families(body)}
