@@ -111,3 +111,16 @@ def test_malformed_gpu_entries_are_left_out() -> None:
     gpustats.on_facts(ctx2, "m", {}, {"gpu_usage": {"seq": 2, "age": "x",  # type: ignore[arg-type]
                                                     "gpus": [_gpu(6, 7, 7)]}}, 10.0)
     assert ctx2.store.samples == [("5.0", 7, 7)]
+
+
+def test_top_shows_each_gpus_utilization() -> None:
+    from rich.console import Console
+
+    from fleetslurm.dashboard.top import view
+
+    node = {"name": "m3", "state": "mix", "cpus": 8, "mem_mb": 16384, "gpus": 2,
+            "alloc_gpus": 1, "gpu_usage": [_gpu(0, 37, 1), _gpu(1, 0, 0)]}
+    console = Console(record=True, width=160)
+    console.print(view({"nodes": [node], "jobs": {}},
+                       {"count": 0, "columns": ["JOBID"], "rows": []}, 0.0))
+    assert "1/2 0:37% 1:0%" in console.export_text()
