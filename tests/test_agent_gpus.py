@@ -83,15 +83,26 @@ class _Agent:
 def agent(tmp_path: Path):  # type: ignore[no-untyped-def]
     started: list[_Agent] = []
 
+    bindirs: list[Path] = []
+
     def start(bindir: Path) -> _Agent:
         a = _Agent(tmp_path, bindir)
         started.append(a)
+        bindirs.append(bindir)
         return a
 
     yield start
     for a in started:
         if a.proc.poll() is None:
             a.close()
+    for bindir in bindirs:  # a hanging fake's sleep outlives the agent
+        calls = bindir / "calls"
+        for pid in (calls.read_text().split() if calls.exists() else []):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"):
+                    os.kill(int(pid), 9)
+            except OSError:
+                pass
 
 
 def test_heartbeats_carry_each_gpus_utilization_and_memory(tmp_path: Path, agent) -> None:  # type: ignore[no-untyped-def]
@@ -160,3 +171,59 @@ def test_parse_usage() -> None:
     assert gpus.parse_usage("") is None
     assert gpus.parse_usage("0, GPU-x, 500, 10, 100") is None
     assert gpus.parse_usage("0, GPU-x, 5, 10, 100\nNo devices were found") is None
+
+
+HANGING_SMI = FAKE_SMI.replace('    cat "$(dirname "$0")/usage.csv" ;;',
+                               '    exec sleep 60 ;;')
+
+
+def test_a_hanging_query_never_holds_up_the_heartbeats(tmp_path: Path, agent) -> None:  # type: ignore[no-untyped-def]
+    bindir = tmp_path / "bin"
+    fake_smi(bindir, HANGING_SMI)
+    a = agent(bindir)
+    a.ask("hello", "hello")
+    for _ in range(10):
+        t0 = time.monotonic()
+        facts = a.ask("facts", "facts")
+        assert time.monotonic() - t0 < 2.0 and "gpu_usage" not in facts
+        time.sleep(0.1)
+    # a launch is not held up either
+    spec = {"script": "#!/bin/sh\necho hi\n", "stdout": str(tmp_path / "out")}
+    assert a.proc.stdin is not None
+    a.proc.stdin.write((json.dumps({"op": "launch", "id": 99, "key": "1.0", "spec": spec})
+                        + "\n").encode())
+    a.proc.stdin.flush()
+    t0 = time.monotonic()
+    while json.loads(a.proc.stdout.readline())["ev"] != "started":  # type: ignore[union-attr]
+        pass
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_a_query_past_its_timeout_is_killed_and_reaped(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """In-process: the probe kills its query after TIMEOUT; the exit, reaped
+    by whoever waits for children (here the test, in the agent its reaper),
+    leaves no reading and frees the probe for the next query."""
+    import os
+
+    bindir = tmp_path / "bin"
+    fake_smi(bindir, HANGING_SMI)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(gpus, "TIMEOUT", 0.3)
+    monkeypatch.setattr(gpus, "MIN_INTERVAL", 0.0)
+    probe = gpus.GpuProbe()
+    assert probe.report(True) is None and probe.pid is not None and probe.fds()
+    pid = probe.pid
+    time.sleep(0.5)
+    assert probe.report(True) is None  # past TIMEOUT: killed
+    got, status = os.waitpid(pid, 0)
+    assert got == pid and os.WIFSIGNALED(status)
+    assert probe.exited(pid, status) and probe.pid is None and probe.fds() == []
+    assert not probe.exited(pid, status)  # not ours any more
+    # the next query starts; a good answer becomes the reading
+    fake_smi(bindir)
+    probe.report(True)
+    got, status = os.waitpid(probe.pid, 0)  # type: ignore[arg-type]
+    assert probe.exited(got, status)
+    usage = probe.report(True)
+    assert usage is not None and usage["gpus"][0]["util"] == 37
+    os.waitpid(probe.pid, 0)  # type: ignore[arg-type]
