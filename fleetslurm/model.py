@@ -159,8 +159,8 @@ class JobRecord(TypedDict, total=False):
     job_steps: list
     batch_flag: bool            # False for a job srun made (no batch script)
     # the batch run's GPU readings (views.gpu_usage): samples, util_ave,
-    # util_max (percent, summed over its GPUs), mem_ave_mb, mem_max_mb; None: none
-    gpu_usage: Optional[dict]
+    # util_max (percent, summed over its GPUs), mem_ave_mb, mem_max_mb; absent: none
+    gpu_usage: dict
 
 
 class NodeRecord(TypedDict, total=False):

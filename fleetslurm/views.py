@@ -136,8 +136,10 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "job_steps": _job_steps(task, srun_steps),
         # srun outside an allocation makes a job without a batch script
         "batch_flag": not spec.get("srun_job", False),
-        "gpu_usage": gpu_usage(last),
     }  # type: ignore[typeddict-unknown-key]
+    usage = gpu_usage(last)
+    if usage is not None:  # only GPU jobs carry it: records stay lean
+        rec["gpu_usage"] = usage
     if spec.get("srun_job"):
         # a job srun made ends as its step 0 did (its batch part is only srun)
         zero = [s for s in rec["job_steps"] if s["step_id"] == 0 and s["end_time"]]
