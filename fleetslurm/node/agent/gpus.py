@@ -25,10 +25,9 @@ if TYPE_CHECKING:
 
 #: seconds between two queries, however often the controller asks for facts
 MIN_INTERVAL = 2.0
-#: a query still running after this long is killed (a wedged driver)
+#: a query still running after this long is killed (a wedged driver), and
+#: the reading before it dropped
 TIMEOUT = 10.0
-#: a reading older than this many seconds is no longer reported
-STALE = 30.0
 #: what is asked of nvidia-smi (its units: percent and MiB)
 QUERY = ["--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total",
          "--format=csv,noheader,nounits"]
@@ -98,7 +97,10 @@ class GpuProbe:
             self.reading = None
         if self.pid is None and now - self.last_start >= MIN_INTERVAL:
             self.start(now)
-        if self.reading is None or now - self.read_at > STALE:
+        # no age limit of its own: a failed, garbled or killed query has
+        # already dropped the reading, and a good one is at most one
+        # heartbeat old (however far apart the controller sets them)
+        if self.reading is None:
             return None
         return {"seq": self.seq, "age": round(now - self.read_at, 3), "gpus": self.reading}
 
