@@ -125,7 +125,7 @@ def test_heartbeats_carry_each_gpus_utilization_and_memory(tmp_path: Path, agent
         time.sleep(0.02)
     calls = len((bindir / "calls").read_text().split()) - calls0
     assert calls <= 1
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while a.ask("facts", "facts").get("gpu_usage", {}).get("gpus", [{}])[0].get("util") != 90:
         assert time.monotonic() < deadline, "the new reading never came"
         time.sleep(0.1)
@@ -159,7 +159,7 @@ def test_a_usage_query_that_starts_failing_stops_the_reports(tmp_path: Path, age
     a.ask("hello", "hello")
     a.usage_within(10)
     (bindir / "usage.csv").write_text("Unable to determine the device handle for GPU0: Unknown Error\n")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while "gpu_usage" in a.ask("facts", "facts"):
         assert time.monotonic() < deadline, "a failed reading was still reported"
         time.sleep(0.1)

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional
 
 #: seconds between two queries, however often the controller asks for facts
-MIN_INTERVAL = 2.0
+#: (the default heartbeat: nvidia-smi costs tens of ms of CPU, more without
+#: persistence mode)
+MIN_INTERVAL = 5.0
 #: a query still running after this long is killed (a wedged driver), and
 #: the reading before it dropped
 TIMEOUT = 10.0
