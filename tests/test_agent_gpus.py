@@ -227,3 +227,19 @@ def test_a_query_past_its_timeout_is_killed_and_reaped(tmp_path: Path, monkeypat
     usage = probe.report(True)
     assert usage is not None and usage["gpus"][0]["util"] == 37
     os.waitpid(probe.pid, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tail", ["exit 1", "kill -9 $$"], ids=["exit-1", "killed"])
+def test_good_looking_output_from_a_failed_query_is_no_reading(tmp_path: Path, monkeypatch,  # type: ignore[no-untyped-def]
+                                                               tail: str) -> None:
+    import os
+
+    bindir = tmp_path / "bin"
+    fake_smi(bindir, FAKE_SMI.replace('cat "$(dirname "$0")/usage.csv" ;;',
+                                      f'cat "$(dirname "$0")/usage.csv"; {tail} ;;'))
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    probe = gpus.GpuProbe()
+    probe.report(True)
+    got, status = os.waitpid(probe.pid, 0)  # type: ignore[arg-type]
+    assert probe.exited(got, status)
+    assert probe.report(True) is None and probe.seq == 0
