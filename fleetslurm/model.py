@@ -158,6 +158,9 @@ class JobRecord(TypedDict, total=False):
     # system_cpu (see views.job_record)
     job_steps: list
     batch_flag: bool            # False for a job srun made (no batch script)
+    # the batch run's GPU readings (views.gpu_usage): samples, util_ave,
+    # util_max (percent, summed over its GPUs), mem_ave_mb, mem_max_mb; absent: none
+    gpu_usage: dict
 
 
 class NodeRecord(TypedDict, total=False):
@@ -185,6 +188,9 @@ class NodeRecord(TypedDict, total=False):
     os: str
     boot_time: Optional[float]
     last_heartbeat: Optional[float]
+    # nvidia-smi's latest reading, per GPU: index, uuid, util (percent),
+    # mem_used_mb, mem_total_mb ([] when the machine reports none)
+    gpu_usage: list
 
 
 class PartitionRecord(TypedDict, total=False):

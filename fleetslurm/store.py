@@ -198,6 +198,17 @@ _MIGRATIONS: list[str] = [
     """
     CREATE TABLE qos (name TEXT PRIMARY KEY, spec TEXT);
     """,
+    # 11: a run's GPU load, from the heartbeats' nvidia-smi readings of its GPUs
+    # (each reading summed over them): how many readings, their sums and
+    # peaks, so sacct's TRESUsageInAve/Max (gres/gpuutil, gres/gpumem) need
+    # no sample table
+    """
+    ALTER TABLE steps ADD COLUMN gpu_samples INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN gpu_util_sum REAL NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN gpu_util_max INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN gpu_mem_sum_mb REAL NOT NULL DEFAULT 0;
+    ALTER TABLE steps ADD COLUMN gpu_mem_max_mb INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -512,6 +523,14 @@ class Store(BulkQueries, StatsQueries):
     def update_step(self, run_key: str, **fields: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         self._x(f"UPDATE steps SET {sets} WHERE run_key=?", (*fields.values(), run_key))
+
+    def add_gpu_sample(self, run_key: str, util: int, mem_mb: int) -> None:
+        """One GPU reading of a run: ``util`` percent and ``mem_mb`` used,
+        each summed over the run's GPUs."""
+        self._x("UPDATE steps SET gpu_samples = gpu_samples + 1, "
+                "gpu_util_sum = gpu_util_sum + ?, gpu_util_max = max(gpu_util_max, ?), "
+                "gpu_mem_sum_mb = gpu_mem_sum_mb + ?, gpu_mem_max_mb = max(gpu_mem_max_mb, ?) "
+                "WHERE run_key=?", (util, util, mem_mb, mem_mb, run_key))
 
     def step(self, run_key: str) -> Optional[dict]:
         row = self._x("SELECT * FROM steps WHERE run_key=?", (run_key,)).fetchone()

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Optional
 
 from .model import JobRecord
 
-__all__ = ["job_record", "group_pending_arrays", "user_name", "TOP_PRIORITY"]
+__all__ = ["job_record", "gpu_usage", "group_pending_arrays", "user_name", "TOP_PRIORITY"]
 
 #: SLURM's priority/basic gives each new job one less than the job before,
 #: counting down from here (slurmctld's TOP_PRIORITY)
@@ -25,6 +25,18 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def gpu_usage(step: Optional[dict]) -> Optional[dict]:
+    """A run's GPU load from its step row (the heartbeats' readings of its
+    GPUs, ``ctld.gpustats``): averages and peaks, or None without readings."""
+    n = (step or {}).get("gpu_samples") or 0
+    if not n:
+        return None
+    return {"samples": n, "util_ave": round(step["gpu_util_sum"] / n),  # type: ignore[index]
+            "util_max": int(step["gpu_util_max"]),  # type: ignore[index]
+            "mem_ave_mb": round(step["gpu_mem_sum_mb"] / n),  # type: ignore[index]
+            "mem_max_mb": int(step["gpu_mem_max_mb"])}  # type: ignore[index]
 
 
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:
@@ -125,6 +137,9 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         # srun outside an allocation makes a job without a batch script
         "batch_flag": not spec.get("srun_job", False),
     }  # type: ignore[typeddict-unknown-key]
+    usage = gpu_usage(last)
+    if usage is not None:  # only GPU jobs carry it: records stay lean
+        rec["gpu_usage"] = usage
     if spec.get("srun_job"):
         # a job srun made ends as its step 0 did (its batch part is only srun)
         zero = [s for s in rec["job_steps"] if s["step_id"] == 0 and s["end_time"]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..node.agent import protocol
-from . import health
+from . import gpustats, health
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
 from .collect import collect_output
@@ -88,6 +88,7 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
     if ev == "hello":
         _hello(ctx, name, msg, now)
     elif ev == "facts":
+        gpustats.on_facts(ctx, name, link.facts, msg, now)
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
     elif ev == "started":
         # no row for an unknown key: the update changes nothing

@@ -30,7 +30,7 @@ from ..slurm import SLURM_VERSION
 from ..store import Store
 from ..transport.base import Transport
 from ..views import user_name
-from . import agent_events
+from . import agent_events, gpustats
 from .arrayfeed import ArrayFeeds
 from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
@@ -363,6 +363,7 @@ class Controller(Context):
                 "features": sorted(spec.features), "weight": spec.weight,
                 "detected_cpus": facts.get("cpus"), "detected_mem_mb": facts.get("mem_mb"),
                 "detected_gpus": len(facts["gpus"]) if facts.get("gpus") is not None else None,
+                "gpu_usage": gpustats.node_gpus(facts),
                 "arch": facts.get("arch", ""), "os": facts.get("os", ""),
                 "boot_time": facts.get("boot_time"),
                 "version": SLURM_VERSION if facts else "",

@@ -67,6 +67,26 @@ class _Fleet:
                 state.add_metric([n["name"], s], 1.0 if n.get("state") == s else 0.0)
         yield from fams.values()
         yield state
+        yield from _gpu_families(nodes)
+
+
+def _gpu_families(nodes: list) -> list:
+    """Each GPU's latest nvidia-smi reading (machines that report one)."""
+    util = GaugeMetricFamily("fleetslurm_gpu_utilization_ratio",
+                             "GPU utilization nvidia-smi last reported (0-1)",
+                             labels=["node", "gpu", "uuid"])
+    used = GaugeMetricFamily("fleetslurm_gpu_memory_used_bytes",
+                             "GPU memory in use, as nvidia-smi last reported it",
+                             labels=["node", "gpu", "uuid"])
+    total = GaugeMetricFamily("fleetslurm_gpu_memory_total_bytes", "GPU memory",
+                              labels=["node", "gpu", "uuid"])
+    for n in nodes:
+        for g in n.get("gpu_usage") or []:
+            labels = [n["name"], str(g.get("index")), str(g.get("uuid") or "")]
+            util.add_metric(labels, float(g.get("util") or 0) / 100)
+            used.add_metric(labels, float(g.get("mem_used_mb") or 0) * (1 << 20))
+            total.add_metric(labels, float(g.get("mem_total_mb") or 0) * (1 << 20))
+    return [util, used, total]
 
 
 def exposition(get: Any) -> tuple[bytes, str]:

@@ -27,7 +27,8 @@ def view(fleet: dict, queue: dict, now: float) -> Any:
         nodes.add_row(n["name"], n["state"] + ("" if n.get("responding", True) else "*"),
                       f"{n.get('alloc_cpus', 0)}/{n['cpus']}",
                       f"{n.get('alloc_mem_mb', 0)}/{n['mem_mb']}M",
-                      f"{n.get('alloc_gpus', 0)}/{n.get('gpus', 0)}",
+                      f"{n.get('alloc_gpus', 0)}/{n.get('gpus', 0)}" + "".join(
+                          f" {g['index']}:{g['util']}%" for g in n.get("gpu_usage") or []),
                       "?" if n.get("cpu_load") is None else f"{n['cpu_load']:.2f}",
                       "?" if n.get("free_mem_mb") is None else f"{n['free_mem_mb']}M",
                       str(len(fleet["jobs"].get(n["name"], []))))

@@ -35,7 +35,7 @@ from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_cpu_parts, format_datetime, format_hms, format_limit_hms
 
 __all__ = ["DEFAULT_FIELDS", "FIELD_NAMES", "Field", "parse_fields", "rows_for", "render",
-           "tres_text"]
+           "tres_text", "gpu_usage_fields"]
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 
@@ -285,8 +285,29 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         "maxrss": None if rss is None else convert_whole(int(rss) * 1024, "_KMGTPE"),
         # a step's TRES: no billing, nothing "requested" (ReqTRES is the job's only)
         "alloctres": tres_text(step_cpus, tres_mem, 1, billing=False),
+        **gpu_usage_fields(job.get("gpu_usage"),
+                           job.get("batch_host") or (nodes[0] if nodes else "")),
     })
     return rows + step_rows(job, base, now)
+
+
+def gpu_usage_fields(usage: Optional[dict], node: str) -> dict:
+    """The batch step's TRESUsageIn* items for its GPUs, in SLURM 23.02's
+    names (22.05 has no GPU usage TRES): ``gres/gpuutil`` in percent summed
+    over the job's GPUs, ``gres/gpumem`` in bytes as sacct converts them
+    (``1200M``). fleetslurm's Ave is the mean over the heartbeats' readings
+    of the job's GPUs, Max their peak (one task: SLURM's Ave/Max across
+    tasks would be the same figures)."""
+    if not usage:
+        return {}
+
+    def items(mem_mb: int, util: object) -> str:
+        return f"gres/gpumem={convert_whole(int(mem_mb) << 20, '_KMGTPE')},gres/gpuutil={util}"
+
+    return {"tresusageinave": items(usage["mem_ave_mb"], usage["util_ave"]),
+            "tresusageinmax": items(usage["mem_max_mb"], usage["util_max"]),
+            "tresusageinmaxnode": f"gres/gpumem={node},gres/gpuutil={node}",
+            "tresusageinmaxtask": "gres/gpumem=0,gres/gpuutil=0"}
 
 
 def step_rows(job: JobRecord, base: dict, now: Optional[float]) -> list[dict]:

@@ -23,7 +23,7 @@ from fleetslurm.slurm.fmt_common import (PENDING_LIKE, convert_whole, end_time, 
 from fleetslurm.slurm.hostlist import compress
 from fleetslurm.slurm.units import format_datetime, format_hms, format_limit_hms
 
-__all__ = ["show_job", "show_node", "show_partition", "show_config"]
+__all__ = ["show_job", "show_node", "show_partition", "show_config", "gpu_usage_line"]
 
 
 # ---------------------------------------------------------------- helpers
@@ -199,6 +199,19 @@ def _node_state(node: NodeRecord) -> str:
     return text
 
 
+def gpu_usage_line(gpus: list) -> str:
+    """fleetslurm's own line in ``scontrol show node`` (SLURM has none): each
+    GPU's utilization and memory used/total as nvidia-smi last reported
+    them, by its index (the id CUDA_VISIBLE_DEVICES names)::
+
+        GpuUtil=0:37%,1:0% GpuMem=0:1200M/15G,1:0M/15G
+    """
+    util = ",".join(f"{g.get('index')}:{g.get('util')}%" for g in gpus)
+    mem = ",".join(f"{g.get('index')}:{g.get('mem_used_mb') or 0}M/"
+                   f"{_mem(int(g.get('mem_total_mb') or 0))}" for g in gpus)
+    return f"GpuUtil={util} GpuMem={mem}"
+
+
 def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
     """One node as ``scontrol show node`` prints it.
 
@@ -217,6 +230,8 @@ def show_node(node: NodeRecord, now: float, *, one_liner: bool = False) -> str:
     lines.append(f"AvailableFeatures={features(node)}")
     lines.append(f"ActiveFeatures={features(node)}")
     lines.append(f"Gres={'gpu:%d' % gpus if gpus else '(null)'}")
+    if node.get("gpu_usage"):
+        lines.append(gpu_usage_line(node.get("gpu_usage") or []))
     host = node.get("hostname") or node.get("name")
     addr = f"NodeAddr={host} NodeHostName={host} "
     lines.append(addr + (f"Version={node.get('version')}" if node.get("version") else ""))

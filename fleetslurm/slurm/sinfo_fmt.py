@@ -50,7 +50,8 @@ LONG_REASONS_FORMAT = "%20E %12U %19H %6t %N"
 LONG_NAMES = {
     "allocnodes": "S", "available": "a", "cluster": "V", "cores": "Y", "cpus": "c",
     "cpusload": "O", "cpusstate": "C", "defaulttime": "L", "disk": "d", "features": "f",
-    "features_act": "b", "freemem": "e", "gres": "G", "groups": "g", "maxcpuspernode": "B",
+    "features_act": "b", "freemem": "e", "gres": "G", "gresused": "gresused", "groups": "g",
+    "maxcpuspernode": "B",
     "memory": "m", "nodeai": "A", "nodeaiot": "F", "nodeaddr": "o", "nodehost": "n",
     "nodelist": "N", "nodes": "D", "oversubscribe": "h", "partition": "P",
     "partitionname": "R", "preemptmode": "M", "priorityjobfactor": "I", "prioritytier": "p",
@@ -177,6 +178,15 @@ def _gres(node: Optional[NodeRecord]) -> str:
     return f"gpu:{gpus}" if gpus else "(null)"
 
 
+def _gres_used(node: Optional[NodeRecord]) -> str:
+    """``-O GresUsed`` as SLURM 22.05 prints it for GPUs declared without a
+    type or topology (checked against a real one: ``gpu:0`` idle, ``gpu:2``
+    with two given out, ``(null)`` without GPUs)."""
+    if node is None or not (node.get("gpus") or 0):
+        return "(null)"
+    return f"gpu:{node.get('alloc_gpus') or 0}"
+
+
 def _partition_name(g: _Group, width: int) -> str:
     if g.part is None:
         return "n/a"
@@ -246,6 +256,8 @@ _FIELDS: dict[str, "tuple[str, bool, _G, Optional[Callable[[NodeRecord], object]
           lambda n: n.get("reason") or ""),
     "F": ("NODES(A/I/O/T)", True, lambda g: "%d/%d/%d/%d" % _nodes_aiot(g.nodes), None),
     "G": ("GRES", True, lambda g: _gres(g.first), _gres),
+    # -O only (no -o letter); like GRES, a different value starts a new line
+    "gresused": ("GRES_USED", True, lambda g: _gres_used(g.first), _gres_used),
     "H": ("TIMESTAMP", True, lambda g: _reason_time(g.first), lambda n: n.get("reason_time")),
     "I": ("PRIO_JOB_FACTOR", True, lambda g: "1", None),
     "L": ("DEFAULTTIME", True, lambda g: _time_limit(g.part.get("default_time"), "n/a") if g.part else "n/a", None),

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
 from .fsio import STEPS_DIR, read_small
+from .gpus import smi_path
 
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 # /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; without it the
@@ -141,12 +142,7 @@ def _boot_time() -> Optional[float]:
 
 def query_gpus() -> List[Dict[str, Any]]:
     """GPUs reported by nvidia-smi, or [] when it is absent or fails."""
-    exe = None
-    for d in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep):
-        candidate = os.path.join(d or ".", "nvidia-smi")
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            exe = candidate
-            break
+    exe = smi_path()
     if exe is None:
         return []
     import subprocess  # only here: keeps the heap every fork copies small

@@ -13,6 +13,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Set, Tuple
 
+    from .gpus import GpuProbe
+
 from . import protocol
 from .cgroups import drop, left_behind
 from .fsio import (RESULT_FILE, SUPERVISOR_FILE, inline_output, log, read_json, read_result,
@@ -90,6 +92,8 @@ class JobBook:
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     #: (give up at, cgroup paths) a dead supervisor left, still busy
     busy_cgroups: List[Tuple[float, List[str]]]
+    #: the background nvidia-smi query (a child reaped here too)
+    gpu_probe: GpuProbe
 
     def jobdir(self, key: str) -> str:
         return os.path.join(self.jobs_dir, key)
@@ -201,6 +205,8 @@ class JobBook:
             if pid == 0:
                 return
             key = self.children.pop(pid, None)
+            if key is None and self.gpu_probe.exited(pid, status):
+                continue
             job = self.jobs.get(key) if key is not None else None
             if job is None or job.sup_pid != pid:
                 continue  # forgotten, or its launch failed

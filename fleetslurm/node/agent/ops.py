@@ -41,7 +41,11 @@ class Requests(JobBook):
         """FACTS: what the scheduler needs to know about this machine."""
         if self.gpus is None:  # GPUs do not come and go; nvidia-smi is slow
             self.gpus = query_gpus()
-        return machine_facts(self.workdir, self.jobs_dir, self.since, self.gpus)
+        facts = machine_facts(self.workdir, self.jobs_dir, self.since, self.gpus)
+        usage = self.gpu_probe.report(bool(self.gpus))  # per-GPU load: see gpus.py
+        if usage is not None:
+            facts["gpu_usage"] = usage
+        return facts
 
     def op_hello(self, req: Dict[str, Any], rid: Any) -> None:
         # first of all: runs the controller requeued elsewhere while it could

@@ -51,8 +51,11 @@ TIMEOUT, OUT_OF_MEMORY or LOST. ``output`` (on `ended`, when the launch asked
 for ``inline_output`` and every file fits) is {stdout, [stderr]} in base64.
 
 FACTS = {hostname, cpus, mem_mb, free_mem_mb, load1, gpus: [GPU], python, os,
-arch, started, boot_time, workdir, disk_free_mb, workdir_writable, uid};
-GPU = {index, name, uuid, memory_mb}.
+arch, started, boot_time, workdir, disk_free_mb, workdir_writable, uid,
+[gpu_usage]}; GPU = {index, name, uuid, memory_mb}. ``gpu_usage`` = {seq, age,
+gpus: [{index, uuid, util, mem_used_mb, mem_total_mb}]}: nvidia-smi's latest
+reading (util in percent), ``age`` seconds old, ``seq`` counting readings;
+absent when there is none (no GPUs, nvidia-smi failing: see ``gpus``).
 
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
@@ -120,7 +123,7 @@ EVENTS = {
     "hello": (("version", "pid", "facts", "jobs"), ()),
     "facts": (("hostname", "cpus", "mem_mb", "free_mem_mb", "load1", "gpus", "python", "os",
                "arch", "started", "boot_time", "workdir", "disk_free_mb", "workdir_writable",
-               "uid"), ()),
+               "uid"), ("gpu_usage",)),
     "started": (("key", "pid", "start_time"), ()),
     "launch_failed": (("key", "error"), ("cause",)),
     "ended": (("key", "result"), ("output",)),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 from . import cpus, protocol
 from .cgroups import detect_cgroups
 from .fsio import format_exc, log, write_all
+from .gpus import GpuProbe
 from .injob import InJob, archive_of
 from .jobs import Job
 from .ops import Requests
@@ -52,6 +53,7 @@ class Agent(Requests):
         self.inbuf = b""
         self.outbuf: List[bytes] = []
         self.gpus: Optional[List[Dict[str, Any]]] = None
+        self.gpu_probe = GpuProbe()
         self.since = time.time()  # scontrol's SlurmdStartTime
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
@@ -111,7 +113,7 @@ class Agent(Requests):
     def own_fds(self) -> List[int]:
         """Every fd above 2 the agent holds open (for a supervisor to close)."""
         return ([self.wake_r, self.wake_w] + list(self.launch_fds) + list(self.stdin_fds)
-                + self.injob.fds())
+                + self.injob.fds() + self.gpu_probe.fds())
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
