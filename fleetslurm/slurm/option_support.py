@@ -132,7 +132,7 @@ sockets-per-node no
 spread-job no
 switches no
 tasks-per-node yes
-test-only no submit with --hold and look at the job with scontrol show job (then scancel it)
+test-only yes checks the job as a submission would and prints when and where it would start (backfill's estimate behind the queued jobs); nothing is submitted
 thread-spec no
 threads-per-core no
 time yes
@@ -188,6 +188,7 @@ send-libs no
 slurmd-debug no
 task-epilog no
 task-prolog no
+test-only no run sbatch --test-only with the same options for the expected start
 unbuffered yes task output is passed on as it is written
 usage yes
 verbose moot diagnostics only: fleetslurm's srun has no debug lines to add

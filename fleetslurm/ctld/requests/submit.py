@@ -99,6 +99,8 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         lines.append("Batch job submission failed: Requested node configuration is not "
                      "available")
         raise SubmitError("\n".join(lines))
+    if (args.get("options") or {}).get("test_only"):
+        return _test_only(ctx, probe, now)
     # one id for the job, or for the whole array: its tasks get theirs as they start
     job_id = ctx.store.allocate_ids(1)
     ctx.store.add_job(job_id, uid, user, now, spec, args["script"], spec["array"])
@@ -116,6 +118,20 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     else:
         ctx.arrays.submit(record, job)  # type: ignore[arg-type]
     return {"job_id": job_id, "cluster": cfg.cluster_name}
+
+
+def _test_only(ctx: "Context", probe: object, now: float) -> dict:
+    """``sbatch --test-only``: the job checked as for a submission and its
+    expected start, with nothing stored but the job id it uses up (SLURM's
+    test-only takes one too: the next job gets the id after it)."""
+    plan = ctx.sched.will_run(probe, now)  # type: ignore[arg-type]
+    if plan is None:  # can_ever_run said a node fits: only a down fleet gets here
+        raise SubmitError("Batch job submission failed: Requested node configuration is not "
+                          "available")
+    job_id = ctx.store.allocate_ids(1)
+    return {"job_id": job_id, "cluster": ctx.config.cluster_name, "test_only": True,
+            "start": plan.start, "node": plan.node, "cpus": plan.cpus,
+            "partition": plan.partition}
 
 
 def _may_use_gid(uid: int, gid: int) -> bool:
