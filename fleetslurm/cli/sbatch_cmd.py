@@ -112,6 +112,8 @@ def main(argv: list[str]) -> int:
         return test_only(request)
     reply = submit_once(client, request)
     job_id = reply["job_id"]
+    if reply.get("warning"):
+        sys.stderr.write(f"{PROG}: warning: {reply['warning']}\n")
     if opts.get("parsable"):
         if opts.get("clusters"):
             sys.stdout.write(f"{job_id};{reply['cluster']}\n")

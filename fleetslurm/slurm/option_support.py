@@ -90,8 +90,8 @@ input yes
 job-name yes
 kill-on-invalid-dep yes
 licenses no
-mail-type yes validated, stored and shown by scontrol; no mail is sent, as SLURM 22.05 sends none where its MailProg (/bin/mail) is missing, as here (a configured mail program: issue 14 item 4)
-mail-user yes stored and shown by scontrol (see --mail-type)
+mail-type yes mail through the config's mail_prog (SLURM's MailProg, run as MailProg -s SUBJECT USER) with slurmctld's subject lines: BEGIN, END, FAIL, REQUEUE, TIME_LIMIT_50/80/90, TIME_LIMIT, ARRAY_TASKS (INVALID_DEPEND and STAGE_OUT are shown by scontrol but send nothing)
+mail-user yes the mail's recipient (default: the job's owner), shown by scontrol
 mcs-label no
 mem yes
 mem-bind no

@@ -83,6 +83,15 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         "constraint": spec["constraint"], "begin_time": spec["begin_time"],
         "dependency": spec["dependency"], "exclusive": spec["exclusive"], "priority": 0,
     }
+    warning = None
+    if spec["mail_type"]:
+        # --mail-type: the words in the request, so a task's moves know at
+        # once (lifecycle.move -> mail.on_move); MailUser defaults to the owner
+        req["mail"] = spec["mail_type"]
+        spec["mail_user"] = spec["mail_user"] or user_name(uid)
+        if cfg.mail_program() is None:
+            warning = ("no mail program: this job's mail (--mail-type) is not sent; set "
+                       "mail_prog in the config (SLURM's MailProg)")
     if spec["nice"] < 0 and uid != 0:
         raise SubmitError("Batch job submission failed: Access/permission denied "
                           "(only root may give a negative --nice)")
@@ -117,7 +126,10 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         ctx.mark_fed(record, job)  # type: ignore[arg-type]
     else:
         ctx.arrays.submit(record, job)  # type: ignore[arg-type]
-    return {"job_id": job_id, "cluster": cfg.cluster_name}
+    reply = {"job_id": job_id, "cluster": cfg.cluster_name}
+    if warning:
+        reply["warning"] = warning
+    return reply
 
 
 def _test_only(ctx: "Context", probe: object, now: float) -> dict:
