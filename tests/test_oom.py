@@ -48,3 +48,13 @@ def test_srun_step_oom(fleet: Fleet) -> None:
                       check=True).stdout.splitlines()
     assert f"{job}.0|OUT_OF_MEMORY|0:125" in sacct, sacct
     assert f"{job}|COMPLETED|0:0" in sacct, sacct
+
+
+def test_srun_outside_a_job_oom(fleet: Fleet) -> None:
+    """srun making its own job: its step 0 is killed for memory, srun prints
+    slurmstepd's and its own line and exits 1 (srun.c: SIG_OOM -> 1)."""
+    proc = fleet.run("srun", "--mem=100M", "sh", "-c", HOG, timeout=90)
+    assert proc.returncode == 1, proc
+    assert "error: Detected 1 oom-kill event(s) in StepId=" in proc.stderr, proc.stderr
+    assert proc.stderr.rstrip().endswith("srun: error: localhost: task 0: Out Of Memory"), \
+        proc.stderr
