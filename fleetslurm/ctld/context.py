@@ -109,6 +109,8 @@ class Context:
         self.node_snapshot: list[dict] = []
         #: runs the mail program for --mail-type, off the loop (mail.py)
         self.mailer = Mailer(config.mail_program(), self.log)
+        #: whether a job may want TIME_LIMIT* mail (mail.time_limits looks)
+        self.time_limit_mail = True
 
     # -- machines -----------------------------------------------------------------
     def transport_for(self, name: str) -> Transport:

@@ -213,7 +213,7 @@ class Controller(Context):
                 else:
                     self._event(item, now)
             periodic(self, now)
-            if now - self._mail_at >= 1.0:
+            if self.time_limit_mail and now - self._mail_at >= 1.0:
                 self._mail_at = now
                 time_limits(self, now)
             events, self._events = self._events, []

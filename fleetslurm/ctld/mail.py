@@ -86,6 +86,8 @@ def on_move(ctx: Context, task: dict, old: str, new: str, fields: dict) -> None:
     if old == new:
         return
     words = _words(task)
+    if new == "RUNNING" and any(w.startswith("TIME_LIMIT") for w in words):
+        ctx.time_limit_mail = True  # time_limits() watches it from now on
     if new == "RUNNING" and old == "PENDING":
         event = "BEGIN"
     elif new == "PENDING":
@@ -185,7 +187,10 @@ def _record(ctx: Context, job: dict, row: dict) -> dict:
 def time_limits(ctx: Context, now: float) -> None:
     """TIME_LIMIT_50/80/90 and TIME_LIMIT: once each, when a running job's run
     time reaches that share of its limit (job_mgr.c's _job_timed_out checks)."""
-    for task in ctx.store.tasks("state='RUNNING' AND req LIKE '%TIME_LIMIT%'"):
+    tasks = ctx.store.tasks("state='RUNNING' AND req LIKE '%TIME_LIMIT%'")
+    # none: look again only once a job asks for it (submit, scontrol update)
+    ctx.time_limit_mail = bool(tasks)
+    for task in tasks:
         words = _words(task)
         limit = task["req"].get("time_limit")
         start = task["start_time"]
