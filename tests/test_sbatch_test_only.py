@@ -73,3 +73,33 @@ def test_srun_refuses_test_only(fleet: Fleet) -> None:
     proc = fleet.run("srun", "--test-only", "true")
     assert proc.returncode == 1
     assert "fleetslurm does not support --test-only" in proc.stderr
+
+
+def test_will_run_queues_behind_planned_jobs() -> None:
+    """The pure estimate: a job that fits on no node now starts after the
+    running job ends *and* after the pending job backfill planned first;
+    the state is left as it was."""
+    from fleetslurm.scheduler import (JobRequest, JobSubmitted, NodeSpec, NodeUp, PartitionSet,
+                                      PartitionSpec, SchedulerState)
+
+    t0 = 1_800_000_000.0
+    st = SchedulerState()
+    st.handle([PartitionSet(PartitionSpec("debug", default=True)),
+               NodeUp(NodeSpec("n1", cpus=2, mem_mb=1000)),
+               NodeUp(NodeSpec("n2", cpus=1, mem_mb=1000))], t0)
+
+    def req(jid: int, cpus: int, minutes: int, **kw) -> JobRequest:
+        return JobRequest(jid, "alice", "debug", t0, cpus=cpus, time_limit=minutes, **kw)
+
+    started = st.handle([JobSubmitted(req(1, 2, 10)), JobSubmitted(req(2, 2, 10))], t0)
+    assert [a.job_id for a in started] == [1]  # job 2 waits, planned for t0 + 600 on n1
+    now = t0 + 60
+    st.handle([], now)
+    plan = st.will_run(req(0, 2, 5), now)
+    assert (plan.start, plan.node, plan.cpus, plan.partition) == (t0 + 1200, "n1", 2, "debug")
+    small = st.will_run(req(0, 1, 5), now)  # n2 is free now
+    assert (small.start, small.node, small.cpus) == (now, "n2", 1)
+    later = st.will_run(req(0, 1, 5, begin_time=now + 3600), now)
+    assert later.start == now + 3600
+    assert st.pending() == [2] and set(st.running()) == {1}
+    st.validate()
