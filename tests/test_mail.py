@@ -131,6 +131,15 @@ def test_begin_and_end_mail(mail_fleet) -> None:
     assert "SLURM_JOB_RUN_TIME" in env and mails[0]["env"]["SLURM_JOB_QUEUED_TIME"]
 
 
+def test_end_mail_of_a_job_cancelled_while_pending(mail_fleet) -> None:
+    fleet, log = mail_fleet
+    job = fleet.sbatch("-H", "--mail-type=END", "-J", "held", "--wrap", "true")
+    fleet.run("scancel", str(job), check=True)
+    mails = _mails(log, 1)
+    assert [m["argv"][1] for m in mails] == [
+        f"Slurm Job_id={job} Name=held Ended, Run time 00:00:00, CANCELLED, ExitCode 0"], mails
+
+
 def test_fail_mail_and_no_end_mail_for_a_failure(mail_fleet) -> None:
     fleet, log = mail_fleet
     # END alone sends nothing for a FAILED job (job_mgr.c: END is for

@@ -99,6 +99,9 @@ def on_move(ctx: Context, task: dict, old: str, new: str, fields: dict) -> None:
     row = {**task, **fields, "state": new}
     if event == "REQUEUE":  # the run it had: "Requeued, Run time ..."
         row.update(start_time=task["start_time"], end_time=task["end_time"] or ctx.now)
+    elif event in ("END", "FAIL") and not row.get("start_time"):
+        # never started (cancelled while pending): SLURM sets its start to its end
+        row["start_time"] = row["end_time"] = row.get("end_time") or ctx.now
     is_array = task["array_index"] is not None or task["array_pending"] is not None
     if is_array and "ARRAY_TASKS" not in words:
         _array_mail(ctx, row, event, words)
