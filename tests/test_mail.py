@@ -140,6 +140,20 @@ def test_end_mail_of_a_job_cancelled_while_pending(mail_fleet) -> None:
         f"Slurm Job_id={job} Name=held Ended, Run time 00:00:00, CANCELLED, ExitCode 0"], mails
 
 
+def test_invalid_dependency_mail(mail_fleet) -> None:
+    fleet, log = mail_fleet
+    bad = fleet.sbatch("--wrap", "exit 1")
+    fleet.wait(bad)
+    job = fleet.sbatch(f"--dependency=afterok:{bad}", "--mail-type=INVALID_DEPEND", "-J", "dep",
+                       "--wrap", "true")
+    mails = _mails(log, 1)
+    assert [m["argv"][1] for m in mails] == [f"Slurm Job_id={job} Name=dep Invalid dependency"]
+    assert mails[0]["env"]["SLURM_JOB_MAIL_TYPE"] == "Invalid dependency"
+    time.sleep(1.5)
+    assert len(_mails(log, 2, timeout=0)) == 1  # once
+    fleet.run("scancel", str(job), check=True)
+
+
 def test_fail_mail_and_no_end_mail_for_a_failure(mail_fleet) -> None:
     fleet, log = mail_fleet
     # END alone sends nothing for a FAILED job (job_mgr.c: END is for

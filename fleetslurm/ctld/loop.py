@@ -36,7 +36,7 @@ from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
 from .fairshare import FairShare
 from .health import periodic
-from .mail import time_limits
+from .mail import invalid_dependency, time_limits
 from .inbox import Message, Pending, Request
 from .launch import start_job
 from .limits import Limits
@@ -338,6 +338,9 @@ class Controller(Context):
         changed = {t: r for t, r in reasons.items() if self._reasons.get(t) != r}
         for task_id, reason in changed.items():
             self.store.update_task(task_id, reason=reason)
+        never = [t for t, r in changed.items() if r == "DependencyNeverSatisfied"]
+        if never:  # --mail-type=INVALID_DEPEND
+            invalid_dependency(self, never)
         self._reasons = reasons
         update_shown(self)
         if "DependencyNeverSatisfied" in changed.values():

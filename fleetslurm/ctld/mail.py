@@ -5,7 +5,9 @@ for mail: a start is BEGIN, a requeue REQUEUE, an end END (COMPLETED,
 CANCELLED) or FAIL (FAILED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY...). An array
 without ARRAY_TASKS gets one BEGIN (its first task's start) and one summary
 when its last task ends; with ARRAY_TASKS every task gets its own.
-:func:`time_limits` sends TIME_LIMIT_50/80/90/TIME_LIMIT for running jobs.
+:func:`time_limits` sends TIME_LIMIT_50/80/90/TIME_LIMIT for running jobs,
+:func:`invalid_dependency` INVALID_DEPEND for a job whose dependency can
+never be met.
 
 The mail itself is the config's ``mail_prog`` (MailProg) run as
 ``MailProg -s SUBJECT USER`` with an empty body and SLURM_JOB_* in its
@@ -28,7 +30,7 @@ from ..slurm import mail as fmt
 # imported here, not even for type checking: the layout test finds circles)
 Context = Any
 
-__all__ = ["Mailer", "on_move", "time_limits", "TIMEOUT_S"]
+__all__ = ["Mailer", "on_move", "time_limits", "invalid_dependency", "TIMEOUT_S"]
 
 #: slurmctld's MAIL_PROG_TIMEOUT
 TIMEOUT_S = 120.0
@@ -209,3 +211,19 @@ def time_limits(ctx: Context, now: float) -> None:
         array = (task["job_id"], task["array_index"]) if task["array_index"] is not None else None
         for word in due:
             _send(ctx, task, word, array=array)
+
+
+def invalid_dependency(ctx: Context, task_ids: list[int]) -> None:
+    """INVALID_DEPEND: once, when a pending job's dependency can never be met
+    (its reason became DependencyNeverSatisfied; handle_invalid_dependency)."""
+    for task_id in task_ids:
+        task = ctx.store.task(task_id)
+        if task is None or "INVALID_DEPEND" not in _words(task):
+            continue
+        sent = set(task["req"].get("mail_sent") or ())
+        if "INVALID_DEPEND" in sent:
+            continue
+        ctx.store.update_task(task_id, req={**task["req"],
+                                            "mail_sent": sorted(sent | {"INVALID_DEPEND"})})
+        array = (task["job_id"], task["array_index"]) if task["array_index"] is not None else None
+        _send(ctx, task, "INVALID_DEPEND", array=array)

@@ -90,7 +90,7 @@ input yes
 job-name yes
 kill-on-invalid-dep yes
 licenses no
-mail-type yes mail through the config's mail_prog (SLURM's MailProg, run as MailProg -s SUBJECT USER) with slurmctld's subject lines: BEGIN, END, FAIL, REQUEUE, TIME_LIMIT_50/80/90, TIME_LIMIT, ARRAY_TASKS (INVALID_DEPEND and STAGE_OUT are shown by scontrol but send nothing)
+mail-type yes mail through the config's mail_prog (SLURM's MailProg, run as MailProg -s SUBJECT USER) with slurmctld's subject lines: BEGIN, END, FAIL, REQUEUE, INVALID_DEPEND, TIME_LIMIT_50/80/90, TIME_LIMIT, ARRAY_TASKS (STAGE_OUT is shown by scontrol but sends nothing: no burst buffers)
 mail-user yes the mail's recipient (default: the job's owner), shown by scontrol
 mcs-label no
 mem yes
