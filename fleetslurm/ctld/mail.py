@@ -121,12 +121,12 @@ def _array_mail(ctx: Context, row: dict, event: str, words: frozenset[str]) -> N
     job_id = row["job_id"]
     store = ctx.store
     if event == "BEGIN":
-        if "BEGIN" not in words or store.tasks(
+        if "BEGIN" not in words or store.count_tasks(
                 "job_id=? AND task_id!=? AND start_time IS NOT NULL", (job_id, row["task_id"])):
             return
         _send(ctx, row, "BEGIN", summary=True)
         return
-    if event not in ("END", "FAIL") or store.tasks(
+    if event not in ("END", "FAIL") or store.count_tasks(
             f"job_id=? AND state IN ({','.join('?' * len(_ACTIVE))})", (job_id, *_ACTIVE)):
         return
     tasks = store.tasks_of_job(job_id)
