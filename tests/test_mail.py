@@ -112,7 +112,7 @@ def test_scontrol_shows_mail_user_and_type(mail_fleet) -> None:
 def test_begin_and_end_mail(mail_fleet) -> None:
     fleet, log = mail_fleet
     job = fleet.sbatch("--mail-type=BEGIN,END", "--mail-user=ann@lab", "-J", "mj",
-                       "--wrap", "sleep 1")
+                       "-o", "/dev/null", "--wrap", "sleep 1")
     fleet.wait(job)
     mails = _mails(log, 2)
     assert [(len(m["argv"]), m["argv"][0], m["argv"][2]) for m in mails] == \
@@ -129,6 +129,23 @@ def test_begin_and_end_mail(mail_fleet) -> None:
     assert (env["SLURM_JOB_EXIT_CODE_MAX"], env["SLURM_JOB_EXIT_CODE2"]) == ("0", "0:0")
     assert env["SLURM_CLUSTER_NAME"] == "testfleet" and env["SLURM_JOB_PARTITION"] == "debug"
     assert "SLURM_JOB_RUN_TIME" in env and mails[0]["env"]["SLURM_JOB_QUEUED_TIME"]
+    # the variables the oracle's MailProg got for such a job's END mail (SLURM
+    # 22.05, "sbatch -o /dev/null --mail-type=BEGIN,END"), no more, no fewer
+    assert sorted(env) == [
+        "SLURM_CLUSTER_NAME", "SLURM_JOBID", "SLURM_JOB_ACCOUNT", "SLURM_JOB_CPUS_PER_NODE",
+        "SLURM_JOB_DERIVED_EC", "SLURM_JOB_EXIT_CODE", "SLURM_JOB_EXIT_CODE2",
+        "SLURM_JOB_EXIT_CODE_MAX", "SLURM_JOB_GID", "SLURM_JOB_GROUP", "SLURM_JOB_ID",
+        "SLURM_JOB_MAIL_TYPE", "SLURM_JOB_NAME", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES",
+        "SLURM_JOB_PARTITION", "SLURM_JOB_RESTART_COUNT", "SLURM_JOB_RUN_TIME",
+        "SLURM_JOB_STATE", "SLURM_JOB_STDIN", "SLURM_JOB_STDOUT", "SLURM_JOB_UID",
+        "SLURM_JOB_USER", "SLURM_JOB_WORK_DIR"], sorted(env)
+    assert (env["SLURM_JOB_ACCOUNT"], env["SLURM_JOB_STDIN"], env["SLURM_JOB_STDOUT"],
+            env["SLURM_JOB_NUM_NODES"], env["SLURM_JOB_NODELIST"]) == \
+        ("(null)", "/dev/null", "/dev/null", "1", "localhost")
+    assert sorted(mails[0]["env"]) == sorted(
+        set(env) - {"SLURM_JOB_DERIVED_EC", "SLURM_JOB_EXIT_CODE", "SLURM_JOB_EXIT_CODE2",
+                    "SLURM_JOB_EXIT_CODE_MAX", "SLURM_JOB_RUN_TIME"} | {"SLURM_JOB_QUEUED_TIME"})
+    assert mails[0]["env"]["SLURM_JOB_STATE"] == "RUNNING"
 
 
 def test_end_mail_of_a_job_cancelled_while_pending(mail_fleet) -> None:
@@ -138,6 +155,8 @@ def test_end_mail_of_a_job_cancelled_while_pending(mail_fleet) -> None:
     mails = _mails(log, 1)
     assert [m["argv"][1] for m in mails] == [
         f"Slurm Job_id={job} Name=held Ended, Run time 00:00:00, CANCELLED, ExitCode 0"], mails
+    env = mails[0]["env"]  # never given a machine (oracle: no CPUS_PER_NODE either)
+    assert env["SLURM_JOB_NODELIST"] == "(null)" and "SLURM_JOB_NUM_NODES" not in env
 
 
 def test_invalid_dependency_mail(mail_fleet) -> None:
@@ -181,8 +200,14 @@ def test_array_summary_and_array_tasks(mail_fleet) -> None:
     # END only: the tasks exited 0..2, the summary says Mixed [0-2]
     assert [m["argv"][1] for m in mails] == [
         f"Slurm Array Summary Job_id={arr}_* ({arr}) Name=arr Ended, Mixed, ExitCode [0-2]"], mails
-    assert (mails[0]["env"]["SLURM_JOB_EXIT_CODE_MIN"], mails[0]["env"]["SLURM_JOB_EXIT_CODE_MAX"]) \
-        == ("0", "2")
+    env = mails[0]["env"]
+    # as the oracle's summary: the array's own record (its id, its state), the
+    # exit codes' range, the array's variables, a run time
+    assert (env["SLURM_JOB_EXIT_CODE_MIN"], env["SLURM_JOB_EXIT_CODE_MAX"]) == ("0", "2")
+    assert (env["SLURM_JOB_ID"], env["SLURM_ARRAY_JOB_ID"], env["SLURM_ARRAY_TASK_COUNT"],
+            env["SLURM_ARRAY_TASK_MIN"], env["SLURM_ARRAY_TASK_MAX"],
+            env["SLURM_ARRAY_TASK_STEP"]) == (str(arr), str(arr), "3", "0", "2", "1")
+    assert "SLURM_JOB_RUN_TIME" in env and env["SLURM_JOB_MAIL_TYPE"] == "Ended"
     log.unlink()
     arr2 = fleet.sbatch("-a", "0-1", "--mail-type=END,ARRAY_TASKS", "-J", "each", "--wrap", "true")
     fleet.wait(arr2)

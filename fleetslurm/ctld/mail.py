@@ -149,11 +149,20 @@ def _send(ctx: Context, row: dict, event: str, *, array: Optional[tuple[int, int
     user = spec.get("mail_user") or job.get("user") or ""
     name = row["req"].get("name") or spec.get("name") or ""
     if summary:
-        # the array's own record (its task with the array's id) gives the state
+        # the array's own record (its task with the array's id) gives the
+        # state and the variables, as SLURM's master record does (oracle)
         own = row if row["task_id"] == row["job_id"] else (ctx.store.task(row["job_id"]) or row)
         subject, extra = fmt.array_summary_subject(event, row["job_id"], name,
                                                    state=own["state"], codes=codes,
                                                    requeued=requeued)
+        # (its run time is in the environment, not in the subject)
+        extra.update(fmt.subject(event, own["task_id"], name, start=own.get("start_time"),
+                                 end=own.get("end_time"), submit=own.get("submit_time"),
+                                 exit_code=None, now=ctx.now)[1])
+        if event in ("END", "FAIL"):
+            extra.pop("SLURM_JOB_EXIT_CODE_MAX", None)
+            extra.update(array_summary_env(codes))
+        row = own
     else:
         signaled = bool(row.get("exit_signal"))
         subject, extra = fmt.subject(
@@ -164,6 +173,12 @@ def _send(ctx: Context, row: dict, event: str, *, array: Optional[tuple[int, int
     env.update(extra)
     mailer = ctx.mailer
     ctx.after_commit(lambda: mailer.send(user, subject, env))
+
+
+def array_summary_env(codes: tuple | list) -> dict[str, str]:
+    """SLURM_JOB_EXIT_CODE_MIN/MAX of an array's summary."""
+    codes = list(codes) or [0]
+    return {"SLURM_JOB_EXIT_CODE_MIN": str(min(codes)), "SLURM_JOB_EXIT_CODE_MAX": str(max(codes))}
 
 
 def _record(ctx: Context, job: dict, row: dict) -> dict:
@@ -178,7 +193,9 @@ def _record(ctx: Context, job: dict, row: dict) -> dict:
         group = str(gid)
     return {"job_id": row["task_id"], "name": row["req"].get("name") or spec.get("name"),
             "user": job.get("user"), "uid": job.get("uid"), "gid": gid, "group": group,
-            "account": spec.get("account") or row["req"].get("account") or "",
+            # (null) without -A, as the oracle (SLURM without a database) says
+            "account": spec.get("account") or "(null)", "cpus": row.get("alloc_cpus"),
+            "stdin": spec.get("input") or "/dev/null", "array": spec,
             "partition": row["req"].get("partition"), "nodes": row.get("node") or "",
             "state": row["state"], "exit_code": row.get("exit_code"),
             "exit_signal": row.get("exit_signal"), "restart_count": row.get("restart_count"),

@@ -130,15 +130,18 @@ def array_summary_subject(event: str, array_id: int, name: str, *, state: str = 
 def mail_env(job: dict, event: str, complete: bool) -> dict[str, str]:
     """job_common_env_vars plus SLURM_JOB_STATE and SLURM_JOB_MAIL_TYPE, from a
     record with ``job_id``, ``name``, ``user``, ``uid``, ``gid``, ``group``,
-    ``account``, ``partition``, ``nodes``, ``state``, ``exit_code``,
-    ``exit_signal``, ``restart_count``, ``workdir``, ``stdout``, ``stderr``,
-    ``cluster``, ``comment``, ``array_job_id``, ``array_task_id``."""
+    ``account``, ``partition``, ``nodes``, ``cpus``, ``state``, ``exit_code``,
+    ``exit_signal``, ``restart_count``, ``workdir``, ``stdin``, ``stdout``,
+    ``stderr``, ``cluster``, ``comment``, ``array_job_id``, ``array_task_id``,
+    ``array`` (the job's spec: its ``array_count``/``max``/``min``/``step``).
+    The set the oracle (SLURM 22.05) gives its MailProg."""
     g = job.get
-    env = {"SLURM_JOB_ACCOUNT": str(g("account") or ""),
+    env = {"SLURM_JOB_ACCOUNT": str(g("account") or "(null)"),
            "SLURM_CLUSTER_NAME": str(g("cluster") or ""),
            "SLURM_JOB_GID": str(g("gid") or 0), "SLURM_JOB_GROUP": str(g("group") or ""),
            "SLURM_JOBID": str(g("job_id")), "SLURM_JOB_ID": str(g("job_id")),
-           "SLURM_JOB_NAME": str(g("name") or ""), "SLURM_JOB_NODELIST": str(g("nodes") or ""),
+           "SLURM_JOB_NAME": str(g("name") or ""),
+           "SLURM_JOB_NODELIST": str(g("nodes") or "(null)"),
            "SLURM_JOB_PARTITION": str(g("partition") or ""),
            "SLURM_JOB_RESTART_COUNT": str(g("restart_count") or 0),
            "SLURM_JOB_UID": str(g("uid") or 0), "SLURM_JOB_USER": str(g("user") or ""),
@@ -149,11 +152,20 @@ def mail_env(job: dict, event: str, complete: bool) -> dict[str, str]:
         env["SLURM_JOB_EXIT_CODE2"] = f"{code}:{sig}"
         env["SLURM_JOB_EXIT_CODE"] = str((code << 8) | sig)  # the raw wait status
         env["SLURM_JOB_DERIVED_EC"] = "0"
+    if g("nodes") and g("cpus"):  # a job given resources (job_resrcs)
+        env["SLURM_JOB_CPUS_PER_NODE"] = str(g("cpus"))
+        env["SLURM_JOB_NUM_NODES"] = "1"
     if g("array_job_id") is not None:
         env["SLURM_ARRAY_JOB_ID"] = str(g("array_job_id"))
         env["SLURM_ARRAY_TASK_ID"] = str(g("array_task_id"))
-    for key, var in (("comment", "SLURM_JOB_COMMENT"), ("stdout", "SLURM_JOB_STDOUT"),
-                     ("stderr", "SLURM_JOB_STDERR")):
+        # the SLURM_ARRAY_TASK_* a task's job gets (from its spec: array_count...)
+        arr = g("array") or {}
+        for key, var in (("array_count", "COUNT"), ("array_max", "MAX"), ("array_min", "MIN"),
+                         ("array_step", "STEP")):
+            if arr.get(key) is not None:
+                env[f"SLURM_ARRAY_TASK_{var}"] = str(arr[key])
+    for key, var in (("comment", "SLURM_JOB_COMMENT"), ("stdin", "SLURM_JOB_STDIN"),
+                     ("stdout", "SLURM_JOB_STDOUT"), ("stderr", "SLURM_JOB_STDERR")):
         if g(key):
             env[var] = str(g(key))
     return env
