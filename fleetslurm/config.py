@@ -270,6 +270,11 @@ class FleetConfig(_Strict):
     #: association limits per account (named after its user)
     accounts: dict[str, AccountConfig] = Field(default_factory=dict)
     max_array_size: int = Field(1001, gt=0, le=4000001)
+    #: slurm.conf's MailProg, run for --mail-type as ``MailProg -s SUBJECT USER``
+    #: (empty body, SLURM_JOB_* in its environment). Absent: SLURM's /bin/mail
+    #: or /usr/bin/mail, else /usr/sbin/sendmail (given the subject as a
+    #: header), whichever exists; "" for none (sbatch then warns)
+    mail_prog: Optional[str] = None
     #: where the config came from (not part of the file)
     source: Optional[str] = Field(None, exclude=True)
 
@@ -280,6 +285,17 @@ class FleetConfig(_Strict):
         if not words or not words <= _ENFORCE or ("none" in words and len(words) > 1):
             raise ValueError("enforce")
         return ",".join(sorted(words))
+
+    def mail_program(self) -> Optional[str]:
+        """The mail program job mail goes through, or None for none."""
+        import os
+
+        if self.mail_prog is not None:
+            return self.mail_prog or None
+        for path in ("/bin/mail", "/usr/bin/mail", "/usr/sbin/sendmail"):
+            if os.access(path, os.X_OK):
+                return path
+        return None
 
     def enforces(self, what: str) -> bool:
         """Whether AccountingStorageEnforce includes ``what`` (limits implies
@@ -356,6 +372,7 @@ _ALLOWED = {
     "min_job_age": "a non-negative integer (seconds)",
     "max_array_size": "an integer from 1 to 4000001",
     "heartbeat_interval": "a number of seconds from 0.05 to 600",
+    "mail_prog": 'a mail program\'s path (SLURM\'s MailProg), or "" for none',
     "node_timeout": "a number of seconds above 0, at most 65533 (SLURM's SlurmdTimeout)",
     "workdir": "a non-empty path",
     "ssh_key_path": "a non-empty path",

@@ -457,6 +457,10 @@ class Store(BulkQueries, StatsQueries):
     def tasks(self, where: str = "", args: Iterable[Any] = ()) -> list[dict]:
         return [decode_task(r) for r in self.task_rows(where, args)]
 
+    def count_tasks(self, where: str, args: Iterable[Any] = ()) -> int:
+        """How many task rows match ``where`` (nothing decoded)."""
+        return int(self._x(f"SELECT COUNT(*) FROM tasks WHERE {where}", args).fetchone()[0])
+
     def task_rows(self, where: str = "", args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """The rows :meth:`tasks` decodes, as SQLite gives them."""
         sql = "SELECT * FROM tasks" + (f" WHERE {where}" if where else "") + " ORDER BY task_id"

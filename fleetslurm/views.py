@@ -121,6 +121,8 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         # no accounting database, no QOS: SLURM without slurmdbd shows (null)
         "qos": spec.get("qos") or "",
         "wckey": spec.get("wckey", ""),
+        "mail_user": spec.get("mail_user", ""),
+        "mail_type": spec.get("mail_type", ""),
         "exclusive": bool(req.get("exclusive")),
         "held": bool(task["held"]),
         "cluster": cluster,

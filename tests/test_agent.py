@@ -263,13 +263,18 @@ def test_memory_limit_kills_job(agent: AgentClient, tmp_path: Path) -> None:
     hog = "a = b'x' * (300 << 20)\nimport time\ntime.sleep(20)\n"
     (tmp_path / "hog.py").write_text(hog)
     started = agent.launch("8.0", spec("#!/bin/sh\n'%s' '%s'\necho after\n" % (PY, tmp_path / "hog.py"),
-                                       tmp_path, mem_limit_mb=50))
+                                       tmp_path, mem_limit_mb=50, node="n1", job_id=8))
     assert started["ev"] == "started"
     result = agent.ended("8.0", timeout=15)
-    assert (result["state"], result["signal"]) == ("OUT_OF_MEMORY", signal.SIGKILL)
+    # SLURM's SIG_OOM: ExitCode 0:125 (src/slurmctld/job_mgr.c)
+    assert (result["state"], result["exit_code"], result["signal"]) == ("OUT_OF_MEMORY", 0, 125)
     assert result["max_rss_kb"] > 50 * 1024
     assert result["end_time"] - result["start_time"] < 10
     assert (tmp_path / "out.txt").read_text() == ""  # the group died, not just the hog
+    # slurmstepd's line (task/cgroup's task_cgroup_memory_check_oom), node n1, job 8
+    assert (tmp_path / "err.txt").read_text() == (
+        "slurmstepd-n1: error: Detected 1 oom-kill event(s) in StepId=8.batch. Some of your "
+        "processes may have been killed by the cgroup out-of-memory handler.\n")
 
 
 def test_cancel(agent: AgentClient, tmp_path: Path) -> None:

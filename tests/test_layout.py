@@ -100,7 +100,7 @@ def test_no_source_file_is_over_700_lines():
 CTLD_LAYERS = (
     ("inbox", "jobrequest", "queries", "waiters"),
     ("nodelink",),
-    ("context",),
+    ("context", "mail"),
     ("lifecycle",),
     ("health", "arrayfeed", "dependencies", "fairshare", "limits", "staging", "gpustats"),
     ("launch", "collect", "injob"),

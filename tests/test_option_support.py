@@ -145,7 +145,7 @@ def test_short_spelling_and_values() -> None:
 
 
 @pytest.mark.parametrize("argv", [
-    ["sbatch", "--test-only", "--wrap", "true"],
+    ["srun", "--test-only", "true"],
     ["squeue", "--sort=i"],
     ["scontrol", "-d", "show", "job"],
     ["sacct", "-b"],

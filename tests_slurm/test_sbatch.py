@@ -134,3 +134,40 @@ def test_refused_on_purpose(pair, argv, message):
     assert got.rc != 0 and got.out == "" and message in got.err, got
 
 
+
+
+TEST_ONLY = re.compile(r"sbatch: Job \d+ to start at \d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d using (\d+) "
+                       r"processors on nodes (\S+) in partition (\S+)\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--test-only", "--wrap", "true"],
+    ["--test-only", "-n", "2", "-J", "t", "--wrap", "true"],
+    ["--test-only", "--parsable", "--hold", "--wrap", "true"],
+], ids=lambda a: " ".join(a))
+def test_test_only_line(pair, oracle, argv):
+    """``--test-only``: one line on stderr, nothing on stdout, exit 0, no job.
+    (The oracle's own start times are its business: its queue holds held jobs
+    and an unlimited partition, so only the shape is compared.)"""
+    lines = {}
+    for side in pair:
+        res = side.run("sbatch", *argv, cwd=side.work / "sb")
+        assert res.rc == 0 and res.out == "", res
+        m = TEST_ONLY.fullmatch(_norm_err(res.err))
+        assert m, res
+        lines[side.label] = m.groups()
+    slurm, fleet = pair
+    assert lines[slurm.label][0] == lines[fleet.label][0]  # processors
+    assert lines[fleet.label][1:] == (oracle.node, oracle.partition)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--test-only", "--mem=99999999", "--wrap", "true"],
+    ["--test-only", "-p", "nosuch", "--wrap", "true"],
+    ["--test-only", "-c", "3", "--wrap", "true"],
+], ids=lambda a: " ".join(a))
+def test_test_only_refused_like_slurm(pair, argv):
+    slurm, fleet = pair
+    want, got = _sbatch(slurm, argv), _sbatch(fleet, argv)
+    assert want.rc == 1, want
+    assert (got.rc, got.out, _norm_err(got.err)) == (want.rc, want.out, _norm_err(want.err))

@@ -97,3 +97,21 @@ def test_show_node(batch, view, key):
 @pytest.mark.parametrize("key", ["show_partition", "show_partition_one"])
 def test_show_partition(batch, key):
     _compare_plain(batch, "live", key)
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--mail-user=bob@x"], ["--mail-type=END"], ["--mail-type=begin,END", "--mail-user=bob"],
+    ["--mail-type=ALL"], ["--mail-type=TIME_LIMIT_80,ARRAY_TASKS"], ["--mail-type=NONE"],
+    ["--mail-type=FAIL,REQUEUE,TIME_LIMIT,STAGE_OUT,INVALID_DEPEND,TIME_LIMIT_50,TIME_LIMIT_90"],
+], ids=lambda a: " ".join(a) or "none")
+def test_show_job_mail(slurm, fleet, args):
+    """``MailUser=... MailType=...``: only with a mail type, the user defaulting
+    to the submitter, the words in SLURM's order (ALL spelled out)."""
+    lines = []
+    for side in (slurm, fleet):
+        job = side.sbatch("--hold", *args, "--wrap", "true")
+        res = side.run("scontrol", "show", "job", str(job))
+        side.scancel(job)
+        assert res.rc == 0, res
+        lines.append([line for line in res.out.splitlines() if "Mail" in line])
+    assert lines[1] == lines[0]

@@ -108,8 +108,12 @@ def main(argv: list[str]) -> int:
                    # secrets.token_hex's bytes, without importing secrets (hmac,
                    # hashlib, random: 3 ms of every sbatch)
                    token=os.urandom(16).hex())
+    if opts.get("test_only"):
+        return test_only(request)
     reply = submit_once(client, request)
     job_id = reply["job_id"]
+    if reply.get("warning"):
+        sys.stderr.write(f"{PROG}: warning: {reply['warning']}\n")
     if opts.get("parsable"):
         if opts.get("clusters"):
             sys.stdout.write(f"{job_id};{reply['cluster']}\n")
@@ -119,6 +123,32 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"Submitted batch job {job_id}\n")
     if opts.get("wait"):
         return wait_for(job_id)
+    return 0
+
+
+def test_only(request: dict) -> int:
+    """``--test-only``: SLURM's one line on stderr (``sbatch: Job N to start at
+    ... using C processors on nodes X in partition P``), nothing submitted; a
+    refusal is SLURM's ``allocation failure: REASON`` (oracle, SLURM 22.05)."""
+    import time
+
+    from ..errors import SubmitError
+    from .common import client
+
+    try:
+        with client() as c:
+            reply = c.call("submit", **request)
+    except SubmitError as exc:
+        failed = "Batch job submission failed: "
+        for line in str(exc).splitlines():
+            if line.startswith(failed):
+                sys.stderr.write(f"allocation failure: {line[len(failed):]}\n")
+            elif line != "Memory specification can not be satisfied":  # not said here
+                sys.stderr.write(f"{PROG}: error: {line}\n")
+        return 1
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(reply["start"]))
+    sys.stderr.write(f"{PROG}: Job {reply['job_id']} to start at {start} using {reply['cpus']} "
+                     f"processors on nodes {reply['node']} in partition {reply['partition']}\n")
     return 0
 
 

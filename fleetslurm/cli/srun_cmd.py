@@ -338,12 +338,17 @@ class Attached:
                   f"error: job {self.job_id} ended {rec.get('state')} before it started")
             return 1
         if steps and steps[0].get("end_time"):
+            if steps[0].get("state") == "OUT_OF_MEMORY":
+                return 1  # srun's exit status for SIG_OOM (srun.c); the step said why
             code, sig = steps[0].get("exit_code") or 0, steps[0].get("exit_signal") or 0
             return 128 + sig if sig else code
         # no step record: the tasks ran without fleetslurm's srun (or were killed
         # with the job before it could say): report as srun does
         code, sig = rec.get("exit_code") or 0, rec.get("exit_signal") or 0
         node = (rec.get("nodes") or [""])[0]
+        if rec.get("state") == "OUT_OF_MEMORY":
+            _info(f"error: {node}: task 0: Out Of Memory")
+            return 1
         if rec.get("state") == "TIMEOUT":
             _info(f"error: {node}: task 0: Terminated")
             return 128 + (sig or signal.SIGTERM)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..errors import FleetError
 
-__all__ = ["Accounting", "local_step_id", "register"]
+__all__ = ["Accounting", "local_step_id", "register", "oom_killed"]
 
 
 class Accounting:
@@ -89,3 +89,20 @@ def register(pgid: int, remove: bool = False) -> None:
             open(path, "w").close()
     except OSError:
         pass  # signals then miss this task; the job itself is unaffected
+
+
+#: written by the job's supervisor (node/agent/oom.py): the step task groups
+#: it killed because the job was over its memory limit, one pgid a line
+OOM_FILE = "oom_killed"
+
+
+def oom_killed() -> set[int]:
+    """Process groups of this job's srun tasks the supervisor killed for memory."""
+    steps = os.environ.get("FLEETSLURM_STEPS_DIR")
+    if not steps:
+        return set()
+    try:
+        with open(os.path.join(os.path.dirname(steps), OOM_FILE)) as f:
+            return {int(w) for w in f.read().split() if w.isdigit()}
+    except OSError:
+        return set()

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 from ..errors import FleetError, UsageError
 from . import srun_io
-from .srun_record import Accounting, local_step_id, register
+from .srun_record import Accounting, local_step_id, oom_killed, register
 
 PROG = "srun"
 #: the job's supervisor writes this into the job directory before it signals a
@@ -351,8 +351,33 @@ class Step:
         _info(f"error: {self.node}: task {rank}: Exited with exit code "
               f"{os.WEXITSTATUS(status)}")
 
+    def oom_ranks(self) -> list[int]:
+        """Tasks the job's supervisor killed because the job was over its memory."""
+        killed = [r for r, st in self.status.items()
+                  if os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL]
+        if not killed:
+            return []
+        groups = oom_killed()
+        return sorted(r for pid, r in self.rank_of.items() if r in killed and pid in groups)
+
+    def report_oom(self, ranks: list[int]) -> int:
+        """As SLURM 22.05 reports a step the cgroup OOM killer hit: slurmstepd's
+        line, srun's ``Out Of Memory``, the step OUT_OF_MEMORY 0:125, exit 1
+        (task/cgroup, launch/slurm, srun.c)."""
+        sys.stderr.write(f"slurmstepd-{self.node}: error: Detected {len(ranks)} oom-kill "
+                         f"event(s) in {self.step_name}. Some of your processes may have been "
+                         "killed by the cgroup out-of-memory handler.\n")
+        _info(f"error: {self.node}: {_tasks(ranks)}: Out Of Memory")
+        self.acct.end(state="OUT_OF_MEMORY", exit_code=0, exit_signal=125,
+                      user_cpu=self.usage[0], system_cpu=self.usage[1],
+                      max_rss_kb=self.usage[2])
+        return 1
+
     def report(self) -> int:
         """srun's closing lines; returns its exit status."""
+        oom = self.oom_ranks()
+        if oom:
+            return self.report_oom(oom)
         groups: dict[tuple, list[int]] = {}
         for rank in sorted(self.status):
             st = self.status[rank]

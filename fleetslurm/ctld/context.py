@@ -30,6 +30,7 @@ from ..store import Store
 from ..transport.base import Transport
 from .inbox import Message, Wake
 from .jobrequest import job_request
+from .mail import Mailer
 
 __all__ = ["Context", "NodeBook"]
 
@@ -106,6 +107,10 @@ class Context:
         self.tasks_ended = 0
         #: node records for the query threads (never read the scheduler there)
         self.node_snapshot: list[dict] = []
+        #: runs the mail program for --mail-type, off the loop (mail.py)
+        self.mailer = Mailer(config.mail_program(), self.log)
+        #: whether a job may want TIME_LIMIT* mail (mail.time_limits looks)
+        self.time_limit_mail = True
 
     # -- machines -----------------------------------------------------------------
     def transport_for(self, name: str) -> Transport:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..model import ACTIVE_STATE_NAMES, LIVE_STATE_NAMES
 from ..node.agent import protocol
 from ..scheduler import JobEnded, JobHeld, JobRequeued, JobSubmitted
+from . import mail
 
 if TYPE_CHECKING:
     from .context import Context
@@ -66,6 +67,8 @@ def move(ctx: "Context", task: dict, new: str, **fields: Any) -> None:
         raise IllegalTransition(f"job {task['task_id']}: {old} -> {new} is not a move a "
                                 f"task may make (history: {history or 'none'})")
     ctx.store.update_task(task["task_id"], state=new, **fields)
+    if task["req"].get("mail"):  # --mail-type: its mail goes after the commit
+        mail.on_move(ctx, task, old, new, fields)
     if new not in ACTIVE_STATE_NAMES:
         ctx.tasks_ended += 1  # the loop then answers who waits for it (waiters)
 

@@ -36,6 +36,7 @@ from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
 from .fairshare import FairShare
 from .health import periodic
+from .mail import invalid_dependency, time_limits
 from .inbox import Message, Pending, Request
 from .launch import start_job
 from .limits import Limits
@@ -74,6 +75,7 @@ class Controller(Context):
         self._admin_at = float("-inf")
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
+        self._mail_at = float("-inf")  # the last look for --mail-type=TIME_LIMIT* mail
         #: the last scheduling pass's wall time and the passes so far (/metrics)
         self.sched_pass_seconds, self.sched_passes = 0.0, 0
         self._snapshot_at = float("-inf")
@@ -211,6 +213,9 @@ class Controller(Context):
                 else:
                     self._event(item, now)
             periodic(self, now)
+            if self.time_limit_mail and now - self._mail_at >= 1.0:
+                self._mail_at = now
+                time_limits(self, now)
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
             actions = []
@@ -333,6 +338,9 @@ class Controller(Context):
         changed = {t: r for t, r in reasons.items() if self._reasons.get(t) != r}
         for task_id, reason in changed.items():
             self.store.update_task(task_id, reason=reason)
+        never = [t for t, r in changed.items() if r == "DependencyNeverSatisfied"]
+        if never:  # --mail-type=INVALID_DEPEND
+            invalid_dependency(self, never)
         self._reasons = reasons
         update_shown(self)
         if "DependencyNeverSatisfied" in changed.values():

@@ -14,7 +14,8 @@ from bisect import bisect_left, insort
 from typing import Callable, Iterable, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import arrays, backfill, deps, eligibility, explain as _explain, invariants, limits
+from fleetslurm.scheduler import (arrays, backfill, deps, eligibility, explain as _explain, invariants,
+                                  limits, willrun)
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
@@ -24,6 +25,7 @@ from fleetslurm.scheduler.events import (
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
 from fleetslurm.scheduler.records import JobEntry, NodeEntry
+from fleetslurm.scheduler.willrun import WillRun
 from fleetslurm.slurm.deps import Facts
 
 __all__ = ["SchedulerState"]
@@ -445,3 +447,8 @@ class SchedulerState:
         """None if some node of the job's partition could run it (load, down and drain
         ignored); else SLURM's refusal text (``Requested node configuration is not available``...)."""
         return eligibility.can_ever_run(self, job)
+
+    def will_run(self, job: JobRequest, now: float) -> Optional["WillRun"]:
+        """``sbatch --test-only``: when and where ``job`` would start behind the
+        queue (backfill's estimate), or None; the state is not changed."""
+        return willrun.will_run(self, job, now)

@@ -117,6 +117,13 @@ def parse_job_update(fields: dict[str, str], now: float,
                                  prog="scontrol") from None
         elif dest == "requeue":
             changes[dest] = _atoi(value) != 0
+        elif dest == "mail_type":
+            from .mail import format_mail_type, parse_mail_type
+
+            words = parse_mail_type(value)
+            if words is None:
+                raise UsageError(f"Invalid MailType value: {value}", prog="scontrol")
+            changes[dest] = format_mail_type(words) if words else ""
         else:
             changes[dest] = value
     if not changes:

@@ -280,11 +280,18 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     for key in ("qos", "wckey", "reservation", "mail_user", "clusters", "ntasks_per_gpu"):
         spec[key] = str(opts.get(key) or "")
     mt = opts.get("mail_type")
+    from .mail import format_mail_type, parse_mail_type
+
+    mail: set[str] = set()
     for value in (mt if isinstance(mt, list) else [mt] if mt is not None else []):
-        # parse_mail_type: unknown words are skipped, but one known word is needed
-        if not any(w.upper() in _MAIL_TYPES for w in str(value).split(",")):
+        # parse_mail_type: unknown words are skipped, but one known word is
+        # needed; each --mail-type adds to the others (sbatch ORs them)
+        words = parse_mail_type(str(value))
+        if words is None:
             raise UsageError("Invalid --mail-type specification", prog="sbatch", code=255)
-    spec["mail_type"] = ",".join(mt) if isinstance(mt, list) else str(mt or "")
+        mail |= words
+    # as scontrol prints it (SLURM's order, ALL spelled out); "" for none
+    spec["mail_type"] = format_mail_type(mail) if mail else ""
     spec["export"] = str(opts.get("export") or "ALL")
     spec["argv"] = list(script_args)
     # the submitter's umask (sbatch records it as SLURM_UMASK): the job runs
@@ -324,9 +331,6 @@ def _hosts(v: Any) -> list[str]:
 
 
 _LOGIN_VARS = ("HOME", "USER", "LOGNAME", "SHELL", "MAIL")
-_MAIL_TYPES = frozenset({"NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND",
-                         "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90", "TIME_LIMIT_80",
-                         "TIME_LIMIT_50", "ARRAY_TASKS"})
 
 
 def _passwd_login(user: str) -> dict[str, str]:

@@ -90,8 +90,8 @@ input yes
 job-name yes
 kill-on-invalid-dep yes
 licenses no
-mail-type yes validated, stored and shown by scontrol; no mail is sent, as SLURM 22.05 sends none where its MailProg (/bin/mail) is missing, as here (a configured mail program: issue 14 item 4)
-mail-user yes stored and shown by scontrol (see --mail-type)
+mail-type yes mail through the config's mail_prog (SLURM's MailProg, run as MailProg -s SUBJECT USER) with slurmctld's subject lines: BEGIN, END, FAIL, REQUEUE, INVALID_DEPEND, TIME_LIMIT_50/80/90, TIME_LIMIT, ARRAY_TASKS (STAGE_OUT is shown by scontrol but sends nothing: no burst buffers)
+mail-user yes the mail's recipient (default: the job's owner), shown by scontrol
 mcs-label no
 mem yes
 mem-bind no
@@ -132,7 +132,7 @@ sockets-per-node no
 spread-job no
 switches no
 tasks-per-node yes
-test-only no submit with --hold and look at the job with scontrol show job (then scancel it)
+test-only yes checks the job as a submission would and prints when and where it would start (backfill's estimate behind the queued jobs); nothing is submitted
 thread-spec no
 threads-per-core no
 time yes
@@ -188,6 +188,7 @@ send-libs no
 slurmd-debug no
 task-epilog no
 task-prolog no
+test-only no run sbatch --test-only with the same options for the expected start
 unbuffered yes task output is passed on as it is written
 usage yes
 verbose moot diagnostics only: fleetslurm's srun has no debug lines to add

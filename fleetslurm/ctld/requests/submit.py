@@ -83,6 +83,15 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         "constraint": spec["constraint"], "begin_time": spec["begin_time"],
         "dependency": spec["dependency"], "exclusive": spec["exclusive"], "priority": 0,
     }
+    warning = None
+    if spec["mail_type"]:
+        # --mail-type: the words in the request, so a task's moves know at
+        # once (lifecycle.move -> mail.on_move); MailUser defaults to the owner
+        req["mail"] = spec["mail_type"]
+        spec["mail_user"] = spec["mail_user"] or user_name(uid)
+        if cfg.mail_program() is None:
+            warning = ("no mail program: this job's mail (--mail-type) is not sent; set "
+                       "mail_prog in the config (SLURM's MailProg)")
     if spec["nice"] < 0 and uid != 0:
         raise SubmitError("Batch job submission failed: Access/permission denied "
                           "(only root may give a negative --nice)")
@@ -99,6 +108,8 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         lines.append("Batch job submission failed: Requested node configuration is not "
                      "available")
         raise SubmitError("\n".join(lines))
+    if (args.get("options") or {}).get("test_only"):
+        return _test_only(ctx, probe, now)
     # one id for the job, or for the whole array: its tasks get theirs as they start
     job_id = ctx.store.allocate_ids(1)
     ctx.store.add_job(job_id, uid, user, now, spec, args["script"], spec["array"])
@@ -115,7 +126,24 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         ctx.mark_fed(record, job)  # type: ignore[arg-type]
     else:
         ctx.arrays.submit(record, job)  # type: ignore[arg-type]
-    return {"job_id": job_id, "cluster": cfg.cluster_name}
+    reply = {"job_id": job_id, "cluster": cfg.cluster_name}
+    if warning:
+        reply["warning"] = warning
+    return reply
+
+
+def _test_only(ctx: "Context", probe: object, now: float) -> dict:
+    """``sbatch --test-only``: the job checked as for a submission and its
+    expected start, with nothing stored but the job id it uses up (SLURM's
+    test-only takes one too: the next job gets the id after it)."""
+    plan = ctx.sched.will_run(probe, now)  # type: ignore[arg-type]
+    if plan is None:  # can_ever_run said a node fits: only a down fleet gets here
+        raise SubmitError("Batch job submission failed: Requested node configuration is not "
+                          "available")
+    job_id = ctx.store.allocate_ids(1)
+    return {"job_id": job_id, "cluster": ctx.config.cluster_name, "test_only": True,
+            "start": plan.start, "node": plan.node, "cpus": plan.cpus,
+            "partition": plan.partition}
 
 
 def _may_use_gid(uid: int, gid: int) -> bool:

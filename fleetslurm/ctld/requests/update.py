@@ -122,6 +122,11 @@ def _update_task(ctx: "Context", task: dict, text: str, changes: dict, uid: int,
     spec_changes = {k: v for k, v in changes.items() if k in spec_fields}
     if spec_changes:
         ctx.store.set_job_spec(job["job_id"], {**job["spec"], **spec_changes})
+    if "mail_type" in spec_changes:  # what lifecycle.move looks at (mail.on_move)
+        fresh = ctx.store.task(task["task_id"]) or task
+        ctx.store.update_task(task["task_id"], req={**fresh["req"],
+                                                    "mail": spec_changes["mail_type"]})
+        ctx.time_limit_mail = True  # a running job may now want TIME_LIMIT* mail
     ctx.store.log(task["task_id"], now, "update", repr(sorted(changes.items())))
     sched = {k: (frozenset(v) if k in ("exclude", "nodelist") else v)
              for k, v in req_changes.items()}

@@ -27,13 +27,14 @@ try:
 except ImportError:  # pragma: no cover - not on Linux
     pass
 
-from . import protocol
+from . import oom, protocol
 from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
                    SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
                    format_exc, log, read_marker, read_small, take_back, write_all, write_json_atomic,
                    write_note, write_text_atomic)
-from .host import HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope
+from .host import (HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope,
+                   step_groups)
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
 
 _MEM_SAMPLE_S = 0.2
@@ -93,6 +94,7 @@ class Supervisor(JobChild, JobCgroups):
         self.error: Optional[str] = None
         self.cgroup: Optional[str] = None
         self.peak_kb = 0
+        self.oom_killed: Set[int] = set()  # step groups the watchdog killed (oom.py)
         #: the job's orphans are re-parented to us (prctl), found by a tree walk
         self.subreaper = False
         #: CPU seconds (user, system) of orphans we reaped: part of the job's
@@ -285,9 +287,11 @@ class Supervisor(JobChild, JobCgroups):
                 if used_kb > spec["mem_limit_mb"] * 1024:
                     log(self.workdir, "job %s: memory (PSS) %d KiB over the %d MiB limit; killing"
                         % (self.key, used_kb, spec["mem_limit_mb"]))
-                    self.set_reason("OUT_OF_MEMORY")
-                    self.kill_everything(now)
-                    t_mem = None
+                    if not oom.kill_steps_first(self.jobdir, step_groups(self.jobdir, self.sid),
+                                                self.oom_killed):
+                        self.set_reason("OUT_OF_MEMORY")
+                        self.kill_everything(now)
+                        t_mem = None
             deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem) if t is not None]
             timeout = None
             if deadlines:
@@ -545,6 +549,9 @@ class Supervisor(JobChild, JobCgroups):
             self.finish_cgroup()
         if self.cpu_cgroups:
             remove(self.cpu_cgroups)
+        if self.reason == "OUT_OF_MEMORY":  # SLURM's SIG_OOM: ExitCode 0:125
+            exit_code, signum = 0, oom.OOM_SIGNAL
+            oom.batch_result(self)
         if self.reason is not None:
             state = self.reason
         elif exit_code == 0 and signum == 0:
