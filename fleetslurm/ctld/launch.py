@@ -225,6 +225,9 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # name, looked up by a privileged agent on that machine (as slurmd
         # does); an agent that is not root runs it as its own account
         "user": job["user"] if job["uid"] != os.getuid() else None,
+        # the supervisor's samples of the job's use: every heartbeat at most
+        # (5 s by default), never below 0.5 s
+        "sample_s": max(0.5, min(5.0, ctx.config.heartbeat_interval)),
     }
     error = _spec_error(agent_spec)
     if error is not None:

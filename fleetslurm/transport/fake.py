@@ -132,6 +132,8 @@ class FakeTransport(Transport):
             return [P.ev_ack("forgotten", rid, key, None)]
         if op == "shutdown":
             return [P.ev_shutdown(rid)]
+        if op == "samples":
+            return [P.ev_samples(rid, {})]
         return [P.ev_error(rid, f"unknown op {op!r}")]
 
     def _jobinfo(self) -> list[dict]:

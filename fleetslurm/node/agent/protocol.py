@@ -32,6 +32,10 @@ Requests (``op``)          -> replies (``ev``)
   stdin key data eof       -> {ev: stdin, key, written, closed}  (srun's stdin, base64;
                               also unsolicited as the job reads it)
   status                   -> {ev: status, jobs: [JOBINFO]}
+  samples                  -> {ev: samples, jobs: {key: {points, peak}}}
+                              (each run's resource samples not sent before by
+                              this agent: points [t, cpu_s, rss_kb, vsize_kb,
+                              nproc], peak [rss_kb, vsize_kb]; see ``sampling``)
   forget key [keep]        -> {ev: forgotten, key, ok, error}    (ended or absent only;
                               keep: moved to <workdir>/kept/<key>, not deleted)
   shutdown                 -> {ev: shutdown}, then exit; jobs keep running
@@ -53,7 +57,7 @@ GPU = {index, name, uuid, memory_mb}.
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
 mem_limit_mb, umask, inline_output, stage, signal: {num, secs_before,
-batch_only} | null, uid, gid, cpus, cpu_bind: cores|none}; see
+batch_only} | null, uid, gid, cpus, cpu_bind: cores|none, sample_s}; see
 ``spec.validate_spec`` for defaults (cpus and cpu_bind default to what the
 job's env says: SLURM_CPUS_ON_NODE, SLURM_CPU_BIND_TYPE) and ``cpus`` for
 the binding.
@@ -87,7 +91,7 @@ if TYPE_CHECKING:  # the types, for checkers only (typing stays out of the agent
 
 __all__ = ["PROTOCOL_VERSION", "AGENT_VERSION", "REQUESTS", "EVENTS", "key_error",
            "hello", "facts", "launch", "signal", "cancel", "set_limit", "stdin", "status",
-           "forget", "shutdown", "ev_hello", "ev_facts", "ev_started", "ev_launch_failed",
+           "forget", "shutdown", "samples", "ev_samples", "ev_hello", "ev_facts", "ev_started", "ev_launch_failed",
            "ev_ended", "UNSOLICITED", "ev_ack", "ev_stdin", "ev_status", "ev_shutdown", "ev_error",
            "job_info", "result"]
 
@@ -107,6 +111,7 @@ REQUESTS = {
     "status": ((), ()),
     "forget": (("key",), ("keep",)),
     "shutdown": ((), ()),
+    "samples": ((), ()),
 }
 
 #: every message the agent writes: its ev -> (fields always there, fields
@@ -127,6 +132,7 @@ EVENTS = {
     "forgotten": (("key", "ok", "error"), ()),
     "shutdown": ((), ()),
     "error": (("error",), ()),
+    "samples": (("jobs",), ()),
 }
 
 #: the events that answer one request with ``{key, ok, error}``
@@ -190,6 +196,11 @@ def forget(key: str, keep: bool = False) -> "Dict[str, Any]":
 
 def shutdown() -> "Dict[str, Any]":
     return {"op": "shutdown"}
+
+
+def samples() -> "Dict[str, Any]":
+    """Ask for the runs' resource samples not sent yet (with the heartbeat)."""
+    return {"op": "samples"}
 
 
 # -- events (agent -> controller) ---------------------------------------------
@@ -261,6 +272,11 @@ def ev_stdin(rid: "Any", key: "Any", written: int, closed: bool) -> "Dict[str, A
 
 def ev_status(rid: "Any", jobs: "List[JobInfo]") -> "Dict[str, Any]":
     return {"ev": "status", "re": rid, "jobs": jobs}
+
+
+def ev_samples(rid: "Any", jobs: "Dict[str, Any]") -> "Dict[str, Any]":
+    """``jobs``: run key -> {points, peak} (see ``sampling.new_points``)."""
+    return {"ev": "samples", "re": rid, "jobs": jobs}
 
 
 def ev_shutdown(rid: "Any") -> "Dict[str, Any]":

@@ -1,0 +1,133 @@
+"""A job's resource use over time: the supervisor samples the job's
+processes every few seconds (CPU seconds, memory as summed PSS, virtual
+size, process count) into a bounded series, written to
+``<workdir>/samples/<key>.json`` (the agent's own directory, never the
+job's, which its user may write), and the agent sends each new point to the
+controller with the heartbeat (``samples`` in ``protocol``).
+
+Bounded (``add_point``): a sample is taken every few seconds and the last
+point always is the latest, but a point is kept only ``step`` after the one
+before it; when the series outgrows MAX_POINTS every other point goes and
+``step`` doubles. A week-long job keeps at most MAX_POINTS points spread
+evenly over the week, and its chart still moves every few seconds. Peaks are
+kept apart, so thinning never loses MaxRSS or MaxVMSize. Standard library only.
+"""
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .fsio import read_json, read_small, write_json_atomic
+from .host import memory_kb
+
+#: seconds between samples unless the launch spec says otherwise (``sample_s``)
+SAMPLE_S = 5.0
+#: the most points a run's series keeps (the controller's store keeps as many)
+MAX_POINTS = 600
+#: under the agent's workdir: one file per run, named by its key
+SAMPLES_DIR = "samples"
+#: a point: [time (epoch s), CPU s (user+system, all processes), memory KiB
+#: (summed PSS), virtual size KiB (summed), processes]
+FIELDS = ("t", "cpu_s", "rss_kb", "vsize_kb", "nproc")
+
+_TICK = float(os.sysconf("SC_CLK_TCK"))
+
+
+def add_point(points: "List[Any]", step: float, point: "List[Any]",
+              max_points: int = MAX_POINTS) -> "Tuple[List[Any], float]":
+    """``points`` (oldest first) with ``point`` added, within ``max_points``,
+    and the spacing kept from now on. The last point is the live one: a
+    point closer than ``step`` to the one before it replaces it. Over the
+    bound, every other point goes (the first and the last stay) and the
+    spacing becomes the kept points' average: coverage stays even over the
+    whole run, at half the points, and the rate halves each time."""
+    if len(points) >= 2 and point[0] - points[-2][0] < step:
+        points[-1] = point
+    else:
+        points.append(point)
+    if len(points) > max_points:
+        points = points[:-1][::2] + [points[-1]]
+        step = (points[-1][0] - points[0][0]) / max(1, len(points) - 1)
+    return points, step
+
+
+def samples_path(workdir: str, key: str) -> str:
+    return os.path.join(workdir, SAMPLES_DIR, key + ".json")
+
+
+def _usage(pid: int) -> "Optional[Sequence[int]]":
+    """(CPU ticks of the process and of its reaped children, virtual size
+    in bytes) of ``pid``, or None when it is gone."""
+    try:
+        data = read_small("/proc/%d/stat" % pid)
+        rest = data[data.rindex(b")") + 2:].split()
+        # fields 14-17 (utime stime cutime cstime) and 23 (vsize) of proc(5)
+        return (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14]), int(rest[20]))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Sampler:
+    """The supervisor's series of one run (see the module's docstring)."""
+
+    def __init__(self, workdir: str, key: str, interval: "Optional[float]" = None) -> None:
+        self.path = samples_path(workdir, key)
+        self.interval = max(0.2, float(interval or SAMPLE_S))
+        self.points: List[List[Any]] = []
+        self.step = 0.0  # the kept points' spacing (see add_point)
+        self.peak = [0, 0]  # memory KiB, virtual size KiB
+        self.cpu = 0.0
+
+    def take(self, pids: "Iterable[int]", extra_cpu: float, now: float) -> "List[Any]":
+        """One point over the processes ``pids`` (``extra_cpu``: seconds of
+        processes already collected, which no live parent counts), added to
+        the series and written out."""
+        ticks = vsize = rss = n = 0
+        for pid in pids:
+            u = _usage(pid)
+            if u is None:
+                continue
+            n += 1
+            ticks += u[0]
+            vsize += u[1]
+            rss += memory_kb(pid)
+        # a process that exits unwaited-for (its parent ignores SIGCHLD) takes
+        # its CPU time with it: the job's total never goes back
+        self.cpu = max(self.cpu, ticks / _TICK + extra_cpu)
+        point = [round(now, 2), round(self.cpu, 2), rss, vsize >> 10, n]
+        self.peak = [max(self.peak[0], rss), max(self.peak[1], vsize >> 10)]
+        self.points, self.step = add_point(self.points, self.step, point)
+        self.write()
+        return point
+
+    def write(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            write_json_atomic(self.path, {"interval": self.interval, "peak": self.peak,
+                                          "points": self.points})
+        except OSError:
+            pass  # a full disk: the samples wait, the job does not
+
+
+def new_points(workdir: str, key: str, after: float) -> "Optional[Dict[str, Any]]":
+    """What the agent sends of a run: ``{points, peak}`` with the points
+    later than ``after``; None when there is no new point."""
+    got = read_json(samples_path(workdir, key))
+    if not got:
+        return None
+    points = [p for p in got.get("points") or () if isinstance(p, list) and len(p) == 5
+              and isinstance(p[0], (int, float)) and p[0] > after]
+    if not points:
+        return None
+    return {"points": points, "peak": got.get("peak") or [0, 0]}
+
+
+def forget(workdir: str, key: str) -> None:
+    """Remove a run's samples (the agent forgets the run)."""
+    try:
+        os.unlink(samples_path(workdir, key))
+    except OSError:
+        pass

@@ -1,0 +1,179 @@
+"""Per-job resource samples over time (node/agent/sampling.py, the store's
+run_samples) and sstat over them, with real processes on a real controller;
+the bound on a series (decimation) and the machines' load history."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetslurm.node.agent.sampling import MAX_POINTS, Sampler, add_point
+from fleetslurm.store import Store
+from fleetslurm.store_samples import KEPT_POINTS, LOAD_EVERY_S, LOAD_KEEP_S
+
+#: a job that burns CPU and grows its memory in steps of 40 MiB, 4 times
+GROWER = """#!/usr/bin/env python3
+import time
+blocks = []
+for i in range(4):
+    blocks.append(bytearray(40 * 1024 * 1024))  # zero-filled: touched, so resident
+    t = time.time()
+    while time.time() - t < 1.5:
+        pass
+time.sleep(60)
+"""
+
+
+def _usage(fleet, job: int, full: bool = True) -> dict:
+    with fleet.client() as c:
+        return c.call("usage", id=str(job), full=full)
+
+
+def _wait_points(fleet, job: int, n: int, timeout: float = 60) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = _usage(fleet, job)["tasks"]
+        points = (tasks[0]["samples"] or {}).get("points") or [] if tasks else []
+        if len(points) >= n:
+            return points
+        assert time.monotonic() < deadline, f"job {job}: {len(points)} samples, wanted {n}"
+        time.sleep(0.3)
+
+
+def test_a_week_of_samples_stays_bounded_and_even() -> None:
+    """A week at one point every 5 s stays within MAX_POINTS, spread evenly
+    over the week (every day has its share), and the last point is the latest."""
+    points: list = []
+    step = 0.0
+    week = 7 * 24 * 720
+    for i in range(week):
+        points, step = add_point(points, step, [i * 5.0, i, 0, 0, 1])
+        assert len(points) <= MAX_POINTS
+    ts = [p[0] for p in points]
+    assert ts[0] == 0.0 and ts[-1] == (week - 1) * 5.0 and ts == sorted(ts)
+    per_day = [sum(1 for t in ts if d * 86400 <= t < (d + 1) * 86400) for d in range(7)]
+    assert min(per_day) >= MAX_POINTS // 4 // 7, per_day
+    assert max(per_day) <= 2 * min(per_day) + 2, per_day
+    assert step > 600  # the kept rate went down as the week went on
+
+
+def test_the_store_keeps_a_series_as_the_supervisor_does(tmp_path: Path) -> None:
+    """The same rule on both ends: fed a long run's points a few at a time,
+    the store keeps what the supervisor keeps, and the peaks."""
+    store = Store(tmp_path / "s.db")
+    points: list = []
+    step = 0.0
+    with store.transaction():
+        for start in range(0, 5000, 4):
+            batch = [[float(t), t / 10, 1000 + (t % 7), 2000, 1] for t in range(start, start + 4)]
+            for p in batch:
+                points, step = add_point(points, step, list(p))
+            assert store.add_samples("7.0.c", batch, peak=[5000, 9000]) <= MAX_POINTS
+        got = store.samples("7.0.c")
+        assert [p[0] for p in got["points"]] == [p[0] for p in points]
+        assert (got["max_rss_kb"], got["max_vsize_kb"]) == (5000, 9000)
+        # the same point again is kept once
+        store.add_samples("7.0.c", [got["points"][-1]])
+        assert len(store.samples("7.0.c")["points"]) == len(got["points"])
+        assert store.thin_samples("7.0.c", KEPT_POINTS) <= KEPT_POINTS
+        ts = [p[0] for p in store.samples("7.0.c")["points"]]
+        assert ts[0] == 0.0 and ts[-1] == 4999.0
+
+
+def test_load_history_one_point_a_minute_for_a_day(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    with store.transaction():
+        t0 = 1_000_000.0
+        kept = sum(store.note_load("m1", t0 + i * 5, 0.5 + i / 1000, 100)
+                   for i in range(int(2 * LOAD_KEEP_S / 5)))
+        assert kept == pytest.approx(2 * LOAD_KEEP_S / LOAD_EVERY_S, abs=2)
+        hist = store.load_history(0)["m1"]
+        assert len(hist[0]) <= LOAD_KEEP_S / LOAD_EVERY_S + 1
+        assert hist[0][0] >= t0 + LOAD_KEEP_S - LOAD_EVERY_S
+        assert not store.note_load("m1", t0 + 10, "high", 1)  # not a number: nothing kept
+
+
+def test_sampler_measures_a_real_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c",
+                             "b = bytearray(30 << 20)\nimport time\nt = time.time()\n"
+                             "while time.time() - t < 1.2: pass\ntime.sleep(30)"])
+    try:
+        s = Sampler(str(tmp_path), "1.0.x", 0.5)
+        first = s.take([proc.pid], 0.0, time.time())
+        time.sleep(1.3)
+        second = s.take([proc.pid], 0.0, time.time())
+        assert second[1] > first[1] + 0.5  # CPU seconds grew
+        assert second[2] > 25 * 1024  # 30 MiB resident
+        assert second[3] >= second[2] and second[4] == 1
+        saved = json.loads((tmp_path / "samples" / "1.0.x.json").read_text())
+        assert saved["points"] == [first, second] and saved["peak"][0] == second[2]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_samples_grow_with_a_real_job_and_sstat_shows_them(fleet) -> None:
+    script = fleet.work / "grow.py"
+    script.write_text(GROWER)
+    job = fleet.sbatch("--mem=1G", str(script))
+    fleet.wait(job, {"RUNNING"})
+    points = _wait_points(fleet, job, 5)
+    deadline = time.monotonic() + 60
+    while points[-1][2] < 150 * 1024:  # all four blocks
+        assert time.monotonic() < deadline, points
+        time.sleep(0.5)
+        points = _usage(fleet, job)["tasks"][0]["samples"]["points"]
+    cpu = [p[1] for p in points]
+    rss = [p[2] for p in points]
+    assert cpu == sorted(cpu) and cpu[-1] > 2.0, points
+    # memory rose in steps: several distinct levels, each about 40 MiB apart
+    levels = sorted({round(r / (40 * 1024)) for r in rss if r > 20 * 1024})
+    assert len(levels) >= 3 and levels[-1] >= 4, rss
+
+    out = fleet.run("sstat", "-j", f"{job}.batch", "-P", "--format",
+                    "JobID,AveCPU,MaxRSS,AveRSS,MaxVMSize,NTasks", check=True)
+    header, row = out.stdout.splitlines()
+    assert header == "JobID|AveCPU|MaxRSS|AveRSS|MaxVMSize|NTasks"
+    jid, avecpu, maxrss, averss, maxvm, ntasks = row.split("|")
+    assert jid == f"{job}.batch" and ntasks == "1" and maxrss == averss
+    kb = int(maxrss.rstrip("K")) if maxrss.endswith("K") else float(maxrss[:-1]) * 1024
+    assert kb >= 150 * 1024
+    assert maxvm.endswith(("K", "M", "G"))
+    h, m, s = (int(x) for x in avecpu.split(":"))
+    assert h * 3600 + m * 60 + s >= 2
+
+    # the default: a batch job without srun steps shows only the header; -a its batch step
+    plain = fleet.run("sstat", "-j", str(job), check=True)
+    assert plain.stdout.splitlines()[0].startswith("JobID         MaxVMSize  MaxVMSizeNode")
+    assert len(plain.stdout.splitlines()) == 2 and plain.stderr == ""
+    every = fleet.run("sstat", "-a", "-n", "-p", "-j", str(job), "-o", "jobid,ntasks", check=True)
+    assert every.stdout == f"{job}.batch|1|\n"
+
+    fleet.run("scancel", str(job), check=True)
+    fleet.wait(job)
+    ended = fleet.run("sstat", "-j", str(job), "-o", "jobid")
+    assert ended.returncode == 0  # as SLURM's
+    assert ended.stdout == "JobID        \n------------ \n"
+    assert ended.stderr == f"sstat: error: No steps running for job {job}\n"
+    ended = fleet.run("sstat", "-j", f"{job}.batch", "-o", "jobid")
+    assert ended.stderr == f"sstat: error: StepId={job}.batch not found running.\n"
+    # the series is kept after the end, bounded to KEPT_POINTS
+    kept = _usage(fleet, job)["tasks"][0]["samples"]["points"]
+    assert 0 < len(kept) <= KEPT_POINTS
+
+
+@pytest.mark.parametrize("args, code, err", [
+    ([], 1, "sstat: error: You didn't give me any jobs to stat.\n"),
+    (["-j", "abc"], 1, "sstat: fatal: Bad job/step specified: abc\n"),
+    (["-j", "99999"], 0, "sstat: error: couldn't get steps for job 99999\n"),
+    (["-j", "1.batch", "-o", "bogus"], 1, 'sstat: error: Invalid field requested: "bogus"\n'),
+])
+def test_sstat_errors_as_slurms(fleet, args: list, code: int, err: str) -> None:
+    proc = fleet.run("sstat", *args)
+    assert (proc.returncode, proc.stderr) == (code, err)
