@@ -127,6 +127,8 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
 
     async def fleet_ctx() -> dict:
         f = await to_thread.run_sync(get.fleet)
+        if "loads" in f:  # the controller's history (data.fleet)
+            return f
         loads.note(f["nodes"], f["time"])
         return dict(f, loads={n["name"]: loads.of(n["name"]) for n in f["nodes"]})
 
@@ -182,6 +184,11 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
 
     async def api_fleet(req: Request) -> Response:
         return JSONResponse(await fleet_ctx())
+
+    async def api_usage(req: Request) -> Response:
+        """The job page's chart: CPU and memory over time (``data.usage``)."""
+        jid = req.path_params["job_id"]
+        return JSONResponse(await to_thread.run_sync(lambda: get.usage(jid)))
 
     async def api_action(req: Request) -> Response:
         try:
@@ -268,6 +275,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
         Route("/", page_fleet), Route("/queue", page_queue), Route("/job/{job_id}", page_job),
         Route("/history", page_history), Route("/api/queue", api_queue),
         Route("/api/fleet", api_fleet), Route("/api/action", api_action, methods=["POST"]),
+        Route("/api/usage/{job_id}", api_usage),
         Route("/events/fleet", events_fleet), Route("/events/queue", events_queue),
         Route("/events/job/{job_id}", events_job),
         Route("/events/output/{job_id}", events_output), Route("/metrics", metrics),
