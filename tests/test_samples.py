@@ -177,3 +177,40 @@ def test_samples_grow_with_a_real_job_and_sstat_shows_them(fleet) -> None:
 def test_sstat_errors_as_slurms(fleet, args: list, code: int, err: str) -> None:
     proc = fleet.run("sstat", *args)
     assert (proc.returncode, proc.stderr) == (code, err)
+
+
+#: SLURM 22.05's sstat on a running batch step (the oracle, 2026-12-07):
+#: `sstat -j 2489.batch -o AveCPU,MaxRSS,AveRSS,MaxVMSize,NTasks,JobID`, then
+#: `-o maxr,avecpu%20,jobid%-20` and `-p -n -o JobID,AveCPU,MaxRSS`
+ORACLE_TEXTS = [
+    ("AveCPU,MaxRSS,AveRSS,MaxVMSize,NTasks,JobID", "fixed", True,
+     "    AveCPU     MaxRSS     AveRSS  MaxVMSize   NTasks JobID        \n"
+     "---------- ---------- ---------- ---------- -------- ------------ \n"
+     "  00:00:15     45724K     45724K     49908K        1 2489.batch   \n"),
+    ("maxr,avecpu%20,jobid%-20", "fixed", True,
+     "    MaxRSS               AveCPU JobID                \n"
+     "---------- -------------------- -------------------- \n"
+     "    45724K             00:00:15 2489.batch           \n"),
+    ("JobID,AveCPU,MaxRSS", "parsable", False, "2489.batch|00:00:15|45724K|\n"),
+]
+
+
+@pytest.mark.parametrize("fmt, mode, header, expected", ORACLE_TEXTS)
+def test_sstat_shapes_match_slurm(fmt: str, mode: str, header: bool, expected: str) -> None:
+    from fleetslurm.slurm import sacct_fmt, sstat_fmt
+
+    fields = sstat_fmt.parse_fields(fmt)
+    row = sstat_fmt.step_row("2489.batch", "localhost", [0.0, 15.2, 45724, 49908, 2], None, None)
+    text = sacct_fmt.render(fields, [], mode=mode, header=header)  # type: ignore[arg-type]
+    assert text + sacct_fmt.render(fields, [row], mode=mode, header=False) == expected  # type: ignore[arg-type]
+
+
+def test_sstat_default_header_is_slurms() -> None:
+    from fleetslurm.slurm import sacct_fmt, sstat_fmt
+
+    head = sacct_fmt.render(sstat_fmt.parse_fields(sstat_fmt.DEFAULT_FIELDS), [])
+    first = head.splitlines()[0]
+    assert first.startswith("JobID         MaxVMSize  MaxVMSizeNode  MaxVMSizeTask  AveVMSize "
+                            "    MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages MaxPagesNode ")
+    assert first.endswith(" TRESUsageOutMinTask TRESUsageOutTot ")
+    assert len(first.split()) == 47
