@@ -255,8 +255,13 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     if step is None:
         ctx.send(name, protocol.forget(key))
         return
-    # its last samples, before any forget below removes them there
-    ctx.send(name, protocol.samples())
+    if step["state"] == "RUNNING":
+        # its last samples, before any forget below removes them there (one
+        # request a machine a step: a hello may bring a thousand ends)
+        link = ctx.links.get(name)
+        if link is not None and getattr(link, "samples_asked", None) != now:
+            link.samples_asked = now  # type: ignore[attr-defined]
+            ctx.send(name, protocol.samples())
     ctx.store.thin_samples(key, KEPT_POINTS)
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
