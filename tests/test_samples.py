@@ -214,3 +214,22 @@ def test_sstat_default_header_is_slurms() -> None:
                             "    MaxRSS MaxRSSNode MaxRSSTask     AveRSS MaxPages MaxPagesNode ")
     assert first.endswith(" TRESUsageOutMinTask TRESUsageOutTot ")
     assert len(first.split()) == 47
+
+
+def test_samples_survive_a_controller_restart_without_doubles(fleet) -> None:
+    """The job and its supervisor outlive the controller; the new agent sends
+    the whole series again and the store keeps each point once, in order."""
+    job = fleet.sbatch("--wrap", "python3 -c 'import time\nt = time.time()\n"
+                       "while time.time() - t < 90: pass'")
+    fleet.wait(job, {"RUNNING"})
+    before = _wait_points(fleet, job, 3)
+    fleet.stop()
+    fleet.run("controller", "start", check=True)
+    after = _wait_points(fleet, job, len(before) + 3)
+    ts = [p[0] for p in after]
+    assert ts == sorted(set(ts)), ts
+    assert set(p[0] for p in before[:-1]) <= set(ts)  # the live last one may have moved on
+    cpu = [p[1] for p in after]
+    assert cpu == sorted(cpu)
+    fleet.run("scancel", str(job), check=True)
+    fleet.wait(job)
