@@ -233,3 +233,41 @@ def test_samples_survive_a_controller_restart_without_doubles(fleet) -> None:
     assert cpu == sorted(cpu)
     fleet.run("scancel", str(job), check=True)
     fleet.wait(job)
+
+
+def test_srun_steps_have_their_own_samples(fleet) -> None:
+    """A batch job whose srun step runs two tasks of 30 MiB each: sstat -j N
+    shows step 0 (SLURM's default: the lowest running step) with its two
+    tasks' figures; -a adds the batch step, which covers everything."""
+    task = fleet.work / "task.py"
+    task.write_text("import time\nkeep = bytearray(30 << 20)\nt = time.time()\n"
+                    "while time.time() - t < 90:\n    pass\n")
+    script = fleet.work / "steps.sh"
+    script.write_text(f"#!/bin/sh\nsrun -n 2 python3 {task}\n")
+    job = fleet.sbatch("-n", "2", str(script))
+    fleet.wait(job, {"RUNNING"})
+    deadline = time.monotonic() + 60
+    while True:
+        steps = _usage(fleet, job)["tasks"][0]["steps"]
+        pts = [((s.get("samples") or {}).get("points") or [[0, 0, 0, 0, 0]])[-1] for s in steps]
+        if steps and pts[0][2] > 55 * 1024 and pts[0][4] >= 2:
+            break
+        assert time.monotonic() < deadline, steps
+        time.sleep(0.5)
+    out = fleet.run("sstat", "-j", str(job), "-P", "-n", "-o", "JobID,NTasks,MaxRSS,AveRSS",
+                    check=True).stdout
+    jid, ntasks, maxrss, averss = out.strip().split("|")
+    assert (jid, ntasks) == (f"{job}.0", "2")
+
+    def kib(text: str) -> float:
+        return float(text[:-1]) * {"K": 1, "M": 1024, "G": 1 << 20}[text[-1]]
+
+    assert kib(maxrss) > 55 * 1024 and 25 * 1024 < kib(averss) < kib(maxrss)
+    every = fleet.run("sstat", "-a", "-j", str(job), "-P", "-n", "-o", "JobID,MaxRSS",
+                      check=True).stdout.splitlines()
+    assert [r.split("|")[0] for r in every] == [f"{job}.batch", f"{job}.0"]
+    assert kib(every[0].split("|")[1]) >= kib(every[1].split("|")[1]) * 0.9
+    assert fleet.run("sstat", "-j", f"{job}.7").stderr == \
+        f"sstat: error: StepId={job}.7 not found running.\n"
+    fleet.run("scancel", str(job), check=True)
+    fleet.wait(job)

@@ -7,9 +7,10 @@ the header comes first, a job that is not running is a message on stderr
 (``No steps running for job N``, ``StepId=N.batch not found running.``) and
 exit 0; a malformed id is ``fatal`` and exit 1.
 
-Steps: ``N.batch`` is the whole run (batch script and every srun step's
-tasks: fleetslurm samples a run, not each step); a running srun step's row
-shows the same figures, with its task count.
+Steps: ``N.batch`` is the whole run (the batch script and every srun
+step's tasks); ``N.S`` is the srun step's tasks (the process groups srun
+registered under the step's id), their figures summed: Max* is the step's
+total, Ave* the total over its task count.
 """
 
 from __future__ import annotations
@@ -152,13 +153,15 @@ def _rows(job: str, step: "str | None", reply: dict, allsteps: bool,
             errors.append(f"StepId={jid}.{step} not found running." if step
                           else f"No steps running for job {jid}")
             continue
-        samples = task.get("samples") or {}
-        point = (samples.get("points") or [None])[-1]
+        steps = {s["step"]: s for s in task["steps"]}
 
-        def row(step_name: str, ntasks: int = 1) -> dict:
+        def row(step_name: str) -> dict:
+            rec = steps.get(step_name) or {}
+            samples = (task.get("samples") if step_name == "batch" else rec.get("samples")) or {}
+            point = (samples.get("points") or [None])[-1]
             return sstat_fmt.step_row(f"{jid}.{step_name}", task["node"] or "", point,
                                       samples.get("max_rss_kb"), samples.get("max_vsize_kb"),
-                                      ntasks=ntasks, convert=convert)
+                                      ntasks=int(rec.get("ntasks") or 1), convert=convert)
 
         sruns = [s["step"] for s in task["steps"]
                  if s["step"].isdigit() and s["state"] == "RUNNING"]

@@ -29,9 +29,10 @@ class UsageQueries:
 
     def q_usage(self, args: dict, uid: int) -> dict:
         """The tasks ``id`` (``N``, ``N_i``) names: their state, machine, run
-        and srun steps, and the run's samples: all its points with ``full``,
-        else only the latest (what sstat shows). ``known`` is False for an id
-        the controller has no record of."""
+        and the run's srun steps, and the samples of the run and of each
+        step: all their points with ``full``, else only the latest (what
+        sstat shows). ``known`` is False for an id the controller has no
+        record of."""
         store = self._store()
         ids = sorted(self._ids(store, str(args.get("id"))))
         tasks = []
@@ -45,16 +46,22 @@ class UsageQueries:
                    "node": task["node"], "run_key": run_key, "start_time": task["start_time"],
                    "steps": [], "samples": None}
             if run_key:
-                out["steps"] = [{"step": s["step"], "state": s["state"]}
+                # this run's srun steps, each with its own samples
+                out["steps"] = [{"step": s["step"], "state": s["state"],
+                                 "ntasks": s.get("ntasks"),
+                                 "samples": self._series(store, s["run_key"], args)}
                                 for s in store.steps_of(task_id)
-                                if s["run_key"] == run_key
-                                or s["run_key"].startswith(run_key + ".")]
-                samples = store.samples(run_key)
-                if not args.get("full"):
-                    samples["points"] = samples["points"][-1:]
-                out["samples"] = samples
+                                if s["run_key"].startswith(run_key + ".")]
+                out["samples"] = self._series(store, run_key, args)
             tasks.append(out)
         return {"known": bool(tasks), "tasks": tasks, "now": time.time()}
+
+    @staticmethod
+    def _series(store: "Store", run_key: str, args: dict) -> dict:
+        samples = store.samples(run_key)
+        if not args.get("full"):
+            samples["points"] = samples["points"][-1:]
+        return samples
 
     def q_load_history(self, args: dict, uid: int) -> dict:
         """Each machine's load (one point a minute) since ``since`` (default

@@ -62,7 +62,7 @@ class Requests(JobBook):
         """Each run's resource samples this agent has not sent yet (a new
         agent sends a run's whole series again: the controller keeps a point once)."""
         out: Dict[str, Any] = {}
-        for key in list(self.jobs):
+        for key in sampling.series_keys(self.workdir, self.jobs):
             got = sampling.new_points(self.workdir, key, self.samples_sent.get(key, 0.0))
             if got is not None:
                 out[key] = got
@@ -432,7 +432,9 @@ class Requests(JobBook):
                         remove_tree(job.dir)
                     del self.jobs[job.key]
                     self.adopted.discard(job.key)
-                    self.samples_sent.pop(job.key, None)
+                    for k in [k for k in self.samples_sent
+                              if k == job.key or k.startswith(job.key + ".")]:
+                        del self.samples_sent[k]
                     sampling.forget(self.workdir, job.key)
                 except OSError as exc:
                     err = "cannot %s %s: %s" % ("keep" if req.get("keep") else "remove",

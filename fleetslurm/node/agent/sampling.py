@@ -15,12 +15,13 @@ kept apart, so thinning never loses MaxRSS or MaxVMSize. Standard library only.
 from __future__ import annotations
 
 import os
+import stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .fsio import read_json, read_small, write_json_atomic
+from .fsio import STEPS_DIR, read_json, read_small, write_json_atomic
 from .host import memory_kb
 
 #: seconds between samples unless the launch spec says otherwise (``sample_s``)
@@ -60,61 +61,125 @@ def samples_path(workdir: str, key: str) -> str:
 
 def _usage(pid: int) -> "Optional[Sequence[int]]":
     """(CPU ticks of the process and of its reaped children, virtual size
-    in bytes) of ``pid``, or None when it is gone."""
+    in bytes, process group) of ``pid``, or None when it is gone."""
     try:
         data = read_small("/proc/%d/stat" % pid)
         rest = data[data.rindex(b")") + 2:].split()
-        # fields 14-17 (utime stime cutime cstime) and 23 (vsize) of proc(5)
-        return (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14]), int(rest[20]))
+        # fields 14-17 (utime stime cutime cstime), 23 (vsize) and 5 (pgrp) of proc(5)
+        return (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14]), int(rest[20]),
+                int(rest[2]))
     except (OSError, ValueError, IndexError):
         return None
 
 
-class Sampler:
-    """The supervisor's series of one run (see the module's docstring)."""
+def step_of_group(jobdir: "Optional[str]") -> "Dict[int, str]":
+    """srun's task process groups in the job (``<jobdir>/steps/<pgid>``,
+    each holding its step's id) -> that id."""
+    if jobdir is None:
+        return {}
+    path = os.path.join(jobdir, STEPS_DIR)
+    if not os.access(path, os.F_OK):
+        return {}  # most jobs have no steps: told without an exception
+    out = {}
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return {}
+    for name in names:
+        if name.isdigit():
+            text = _small_text(os.path.join(path, name))
+            if text.isdigit():
+                out[int(name)] = text
+    return out
 
-    def __init__(self, workdir: str, key: str, interval: "Optional[float]" = None) -> None:
-        self.path = samples_path(workdir, key)
-        self.interval = max(0.2, float(interval or SAMPLE_S))
+
+def _small_text(path: str) -> str:
+    """The first bytes of a regular file the job's user may have made: never
+    through a link, never blocking on a FIFO; "" when it is not such a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+class Series:
+    """One bounded series and its peaks, in its file (see ``add_point``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.points: List[List[Any]] = []
         self.step = 0.0  # the kept points' spacing (see add_point)
         self.peak = [0, 0]  # memory KiB, virtual size KiB
         self.cpu = 0.0
 
+    def add(self, now: float, cpu: float, rss: int, vsize_kb: int, n: int) -> "List[Any]":
+        # a process that exits unwaited-for (its parent ignores SIGCHLD) takes
+        # its CPU time with it: the total never goes back
+        self.cpu = max(self.cpu, cpu)
+        point = [round(now, 2), round(self.cpu, 2), rss, vsize_kb, n]
+        self.peak = [max(self.peak[0], rss), max(self.peak[1], vsize_kb)]
+        self.points, self.step = add_point(self.points, self.step, point)
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            write_json_atomic(self.path, {"peak": self.peak, "points": self.points})
+        except OSError:
+            pass  # a full disk: the samples wait, the job does not
+        return point
+
+
+class Sampler:
+    """The supervisor's series of one run (all its processes), and of each
+    srun step in it (the process groups srun registered under the step's
+    id), as ``<key>.json`` and ``<key>.<step>.json``."""
+
+    def __init__(self, workdir: str, key: str, interval: "Optional[float]" = None,
+                 jobdir: "Optional[str]" = None) -> None:
+        self.workdir, self.key, self.jobdir = workdir, key, jobdir
+        self.interval = max(0.2, float(interval or SAMPLE_S))
+        self.run = Series(samples_path(workdir, key))
+        self.steps: Dict[str, Series] = {}
+
     def take(self, pids: "Iterable[int]", extra_cpu: float, now: float) -> "List[Any]":
         """One point over the processes ``pids`` (``extra_cpu``: seconds of
         processes already collected, which no live parent counts), added to
-        the series and written out."""
-        ticks = vsize = rss = n = 0
+        the run's series and written out; the steps' likewise."""
+        groups = step_of_group(self.jobdir)
+        total = [0, 0, 0, 0]  # ticks, vsize bytes, rss KiB, processes
+        per_step: Dict[str, List[int]] = {}
         for pid in pids:
             u = _usage(pid)
             if u is None:
                 continue
-            n += 1
-            ticks += u[0]
-            vsize += u[1]
-            rss += memory_kb(pid)
-        # a process that exits unwaited-for (its parent ignores SIGCHLD) takes
-        # its CPU time with it: the job's total never goes back
-        self.cpu = max(self.cpu, ticks / _TICK + extra_cpu)
-        point = [round(now, 2), round(self.cpu, 2), rss, vsize >> 10, n]
-        self.peak = [max(self.peak[0], rss), max(self.peak[1], vsize >> 10)]
-        self.points, self.step = add_point(self.points, self.step, point)
-        self.write()
-        return point
-
-    def write(self) -> None:
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            write_json_atomic(self.path, {"interval": self.interval, "peak": self.peak,
-                                          "points": self.points})
-        except OSError:
-            pass  # a full disk: the samples wait, the job does not
+            rss = memory_kb(pid)
+            sums = [total]
+            if u[2] in groups:
+                sums.append(per_step.setdefault(groups[u[2]], [0, 0, 0, 0]))
+            for acc in sums:
+                acc[0] += u[0]
+                acc[1] += u[1]
+                acc[2] += rss
+                acc[3] += 1
+        for step_id, acc in per_step.items():
+            series = self.steps.get(step_id)
+            if series is None:
+                series = self.steps[step_id] = Series(
+                    samples_path(self.workdir, "%s.%s" % (self.key, step_id)))
+            series.add(now, acc[0] / _TICK, acc[2], acc[1] >> 10, acc[3])
+        return self.run.add(now, total[0] / _TICK + extra_cpu, total[2], total[1] >> 10,
+                            total[3])
 
 
 def new_points(workdir: str, key: str, after: float) -> "Optional[Dict[str, Any]]":
-    """What the agent sends of a run: ``{points, peak}`` with the points
-    later than ``after``; None when there is no new point."""
+    """What the agent sends of a run or step (``key``): ``{points, peak}``
+    with the points later than ``after``; None when there is no new point."""
     got = read_json(samples_path(workdir, key))
     if not got:
         return None
@@ -125,9 +190,29 @@ def new_points(workdir: str, key: str, after: float) -> "Optional[Dict[str, Any]
     return {"points": points, "peak": got.get("peak") or [0, 0]}
 
 
-def forget(workdir: str, key: str) -> None:
-    """Remove a run's samples (the agent forgets the run)."""
+def series_keys(workdir: str, runs: "Iterable[str]") -> "List[str]":
+    """The keys of the series there are of the runs ``runs``: each run's own,
+    and its steps' (``<run>.<step>``)."""
+    runs = set(runs)
     try:
-        os.unlink(samples_path(workdir, key))
+        names = os.listdir(os.path.join(workdir, SAMPLES_DIR))
     except OSError:
-        pass
+        return []
+    out = []
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        key = name[:-5]
+        run, _, step = key.rpartition(".")
+        if key in runs or (step.isdigit() and run in runs):
+            out.append(key)
+    return out
+
+
+def forget(workdir: str, key: str) -> None:
+    """Remove a run's samples and its steps' (the agent forgets the run)."""
+    for k in series_keys(workdir, [key]):
+        try:
+            os.unlink(samples_path(workdir, k))
+        except OSError:
+            pass

@@ -102,7 +102,7 @@ class Supervisor(JobChild, JobCgroups):
         self.next_full_scan = 0.0
         self.stdio_plan = self.plan_stdio(spec)
         #: the run's resource use over time, for sstat and the dashboard (``sampling``)
-        self.sampler = Sampler(workdir, key, spec.get("sample_s"))
+        self.sampler = Sampler(workdir, key, spec.get("sample_s"), jobdir)
 
     # -- set-up ----------------------------------------------------------
 
