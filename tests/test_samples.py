@@ -271,3 +271,16 @@ def test_srun_steps_have_their_own_samples(fleet) -> None:
         f"sstat: error: StepId={job}.7 not found running.\n"
     fleet.run("scancel", str(job), check=True)
     fleet.wait(job)
+
+
+def test_a_fifo_in_the_steps_directory_does_not_stop_the_sampling(fleet) -> None:
+    """The steps directory is the job's user's: a FIFO named like a process
+    group there must not block the (root) supervisor that reads step ids."""
+    job = fleet.sbatch("--wrap", 'mkdir -p "$FLEETSLURM_STEPS_DIR" && '
+                       'mkfifo "$FLEETSLURM_STEPS_DIR/$$" && '
+                       "python3 -c 'import time\nt = time.time()\n"
+                       "while time.time() - t < 60: pass'")
+    fleet.wait(job, {"RUNNING"})
+    _wait_points(fleet, job, 4, timeout=30)
+    fleet.run("scancel", str(job), check=True)
+    assert fleet.wait(job, timeout=30)["state"] == "CANCELLED"
