@@ -285,8 +285,9 @@ def action(name: str, job_id: str) -> dict:
 def usage(job_id: str) -> dict:
     """The job's CPU and memory over time (its supervisor's samples, as the
     controller keeps them): ``t`` (epoch s), ``cpu`` (CPUs busy: CPU seconds
-    per second between two points), ``rss_mb`` (summed PSS), and whether it
-    still runs (the page then asks again)."""
+    per second between two points), ``rss_mb`` (summed PSS), whether it
+    runs, and whether it may still bring samples (``live``: the page then
+    asks again)."""
     reply = call("usage", id=str(job_id), full=True)
     tasks = reply.get("tasks") or []
     task = tasks[-1] if tasks else {}
@@ -297,5 +298,9 @@ def usage(job_id: str) -> dict:
         t0, c0 = (points[i - 1][0], points[i - 1][1]) if i else (task.get("start_time"), 0.0)
         cpu.append(round((p[1] - c0) / (p[0] - t0), 3) if t0 is not None and p[0] > t0
                    else None)
+    from ..model import ACTIVE_STATE_NAMES
+
     return {"t": t, "cpu": cpu, "rss_mb": [round(p[2] / 1024, 1) for p in points],
-            "running": task.get("state") == "RUNNING", "state": task.get("state")}
+            "running": task.get("state") == "RUNNING", "state": task.get("state"),
+            # a pending job's page waits for its first samples
+            "live": task.get("state") in ACTIVE_STATE_NAMES}

@@ -114,7 +114,7 @@
       }
       us.dataset.points = String(d.t.length);
       us.dataset.state = d.state || "";
-      if (d.running) setTimeout(refresh, 3000);
+      if (d.live) setTimeout(refresh, 3000);
     };
     refresh();
   }
