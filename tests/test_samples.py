@@ -173,6 +173,11 @@ def test_samples_grow_with_a_real_job_and_sstat_shows_them(fleet) -> None:
     (["-j", "abc"], 1, "sstat: fatal: Bad job/step specified: abc\n"),
     (["-j", "99999"], 0, "sstat: error: couldn't get steps for job 99999\n"),
     (["-j", "1.batch", "-o", "bogus"], 1, 'sstat: error: Invalid field requested: "bogus"\n'),
+    # getopt's words, and no 'Try "sstat --help"' line (SLURM 22.05's sstat has none)
+    (["-j"], 1, "sstat: option requires an argument -- 'j'\n"),
+    (["--par", "-j", "1"], 1,
+     "sstat: option '--par' is ambiguous; possibilities: '--parsable' '--parsable2'\n"),
+    (["-x"], 1, "sstat: invalid option -- 'x'\n"),
 ])
 def test_sstat_errors_as_slurms(fleet, args: list, code: int, err: str) -> None:
     proc = fleet.run("sstat", *args)
@@ -203,6 +208,13 @@ def test_sstat_shapes_match_slurm(fmt: str, mode: str, header: bool, expected: s
     row = sstat_fmt.step_row("2489.batch", "localhost", [0.0, 15.2, 45724, 49908, 2], None, None)
     text = sacct_fmt.render(fields, [], mode=mode, header=header)  # type: ignore[arg-type]
     assert text + sacct_fmt.render(fields, [row], mode=mode, header=False) == expected  # type: ignore[arg-type]
+
+
+def test_sstat_helpformat_is_slurms(fleet) -> None:
+    out = fleet.run("sstat", "-e", check=True).stdout.splitlines()
+    assert out[0] == "AveCPU              AveCPUFreq          AveDiskRead         AveDiskWrite       "
+    assert out[8] == "ReqCPUFreqMin       ReqCPUFreqMax       ReqCPUFreqGov       TRESUsageInAve     "
+    assert out[-1] == "TRESUsageOutMinNode TRESUsageOutMinTask TRESUsageOutTot    "
 
 
 def test_sstat_default_header_is_slurms() -> None:

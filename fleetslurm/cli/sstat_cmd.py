@@ -15,17 +15,13 @@ total, Ave* the total over its task count.
 
 from __future__ import annotations
 
-import getopt
+import os
 import re
 import sys
 
 from ..errors import UsageError
 
 PROG = "sstat"
-
-_SHORT = "aehij:no:pPvV"
-_LONG = ["allsteps", "helpformat", "help", "pidformat", "jobs=", "noheader", "noconvert",
-         "format=", "fields=", "parsable", "parsable2", "usage", "verbose", "version"]
 
 USAGE = "Usage: sstat [options] -j <job(.stepid)>\n\tUse --help for help\n"
 HELP = """\
@@ -56,43 +52,40 @@ _ID_RE = re.compile(r"(\d+)(?:_(\d+))?(?:\.(batch|extern|\d+))?\Z")
 
 
 def parse_args(argv: list[str]) -> dict:
-    """Options as a dict; getopt's complaints in glibc's words."""
-    from .sshare_cmd import glibc_message
+    """Options as a dict (SLURM's getopt table, ``option_tables.SSTAT``;
+    refused ones refused, ``option_support``); job ids given after the
+    options count as ``-j``'s."""
+    from ..slurm.option_env import command_options
+    from ..slurm.option_support import refuse_unsupported
 
     try:
-        opts, rest = getopt.gnu_getopt(argv, _SHORT, _LONG)
-    except getopt.GetoptError as exc:
-        raise UsageError(glibc_message(exc, argv), prog=PROG, hint=True) from None
-    out: dict = {"jobs": [], "format": []}
-    for flag, value in opts:
-        key = flag.lstrip("-")
-        if key in ("a", "allsteps"):
-            out["allsteps"] = True
-        elif key in ("e", "helpformat"):
-            out["helpformat"] = True
-        elif key in ("h", "help"):
-            out["help"] = True
-        elif key in ("i", "pidformat"):
-            out["format"].append("JobID,Nodelist,Pids")
-        elif key in ("j", "jobs"):
-            out["jobs"].extend(w for w in value.split(",") if w)
-        elif key in ("n", "noheader"):
-            out["noheader"] = True
-        elif key == "noconvert":
-            out["noconvert"] = True
-        elif key in ("o", "format", "fields"):
-            out["format"].append(value)
-        elif key in ("p", "parsable"):
-            out["mode"] = "parsable"
-        elif key in ("P", "parsable2"):
-            out["mode"] = "parsable2"
-        elif key in ("V", "version"):
-            out["version"] = True
-        elif key == "usage":
-            out["usage"] = True
-    for word in rest:  # sstat takes job ids after its options too
-        out["jobs"].extend(w for w in word.split(",") if w)
+        opts, positionals = command_options(PROG, argv, os.environ)
+    except UsageError as exc:
+        if not exc.hint:
+            raise
+        # getopt's complaint, without the 'Try "sstat --help"' line: sstat has none
+        raise UsageError(f"{PROG}: {exc}", prog=PROG) from None
+    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    out: dict = {"jobs": [], "format": [str(f) for f in _list(opts.get("format"))]}
+    for value in [*_list(opts.get("jobs")), *positionals]:
+        out["jobs"].extend(w for w in str(value).split(",") if w)
+    if opts.get("pidformat"):
+        out["format"].append("JobID,Nodelist,Pids")
+    if opts.get("parsable2"):
+        out["mode"] = "parsable2"
+    elif opts.get("parsable"):
+        out["mode"] = "parsable"
+    for dest in ("allsteps", "helpformat", "help", "noheader", "noconvert", "usage",
+                 "version"):
+        if opts.get(dest):
+            out[dest] = True
     return out
+
+
+def _list(value: object) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def main(argv: list[str]) -> int:
@@ -107,9 +100,9 @@ def main(argv: list[str]) -> int:
         sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if opts.get("helpformat"):
-        names = sorted(sstat_fmt.FIELD_NAMES, key=str.lower)
+        names = sstat_fmt.FIELD_NAMES  # in its table's order, four a line
         for i in range(0, len(names), 4):
-            sys.stdout.write("".join(f"{n:<20}" for n in names[i:i + 4]) + "\n")
+            sys.stdout.write(" ".join(f"{n:<19}" for n in names[i:i + 4]) + "\n")
         return 0
     if not opts["jobs"]:
         raise UsageError("error: You didn't give me any jobs to stat.", prog=PROG)
