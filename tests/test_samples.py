@@ -296,3 +296,43 @@ def test_a_fifo_in_the_steps_directory_does_not_stop_the_sampling(fleet) -> None
     _wait_points(fleet, job, 4, timeout=30)
     fleet.run("scancel", str(job), check=True)
     assert fleet.wait(job, timeout=30)["state"] == "CANCELLED"
+
+
+def test_a_samples_reply_stays_small_and_the_rest_follows(tmp_path: Path) -> None:
+    """A new agent beside many long jobs: each reply carries at most
+    MAX_REPLY_POINTS points, the next ones the rest, each point once."""
+    from fleetslurm.node.agent import sampling
+    from fleetslurm.node.agent.ops import Requests
+
+    class Agent(Requests):
+        def __init__(self) -> None:  # only what op_samples uses
+            self.workdir = str(tmp_path)
+            self.jobs = {}
+            self.samples_sent = {}
+            self.sent: list = []
+
+        def send(self, obj: dict) -> None:
+            self.sent.append(obj)
+
+    agent = Agent()
+    per_job = MAX_POINTS
+    n_jobs = 2 * sampling.MAX_REPLY_POINTS // per_job + 3
+    for j in range(n_jobs):
+        key = f"{j}.0.c"
+        agent.jobs[key] = object()
+        (tmp_path / "samples").mkdir(exist_ok=True)
+        (tmp_path / "samples" / f"{key}.json").write_text(json.dumps(
+            {"peak": [100, 200], "points": [[float(i), i / 10, 100, 200, 1]
+                                            for i in range(per_job)]}))
+    seen: dict = {}
+    for _ in range(10):
+        agent.op_samples({}, None)
+        reply = agent.sent[-1]
+        assert sum(len(v["points"]) for v in reply["jobs"].values()) <= \
+            sampling.MAX_REPLY_POINTS + per_job
+        for key, got in reply["jobs"].items():
+            assert key not in seen
+            seen[key] = got["points"]
+        if not reply["jobs"]:
+            break
+    assert len(seen) == n_jobs and all(len(p) == per_job for p in seen.values())

@@ -62,11 +62,16 @@ class Requests(JobBook):
         """Each run's resource samples this agent has not sent yet (a new
         agent sends a run's whole series again: the controller keeps a point once)."""
         out: Dict[str, Any] = {}
+        budget = sampling.MAX_REPLY_POINTS
         for key in sampling.series_keys(self.workdir, self.jobs):
-            got = sampling.new_points(self.workdir, key, self.samples_sent.get(key, 0.0))
+            if budget <= 0:
+                break  # the rest with the next heartbeat: one line stays small
+            got = sampling.new_points(self.workdir, key,
+                                      self.samples_sent.get(key, float("-inf")))
             if got is not None:
                 out[key] = got
                 self.samples_sent[key] = got["points"][-1][0]
+                budget -= len(got["points"])
         self.send(protocol.ev_samples(rid, out))
 
     def op_shutdown(self, req: Dict[str, Any], rid: Any) -> None:

@@ -28,6 +28,9 @@ from .host import memory_kb
 SAMPLE_S = 5.0
 #: the most points a run's series keeps (the controller's store keeps as many)
 MAX_POINTS = 600
+#: points one ``samples`` reply carries at most (about 40 bytes each): a new
+#: agent beside a thousand long jobs sends their series over a few heartbeats
+MAX_REPLY_POINTS = 20000
 #: under the agent's workdir: one file per run, named by its key
 SAMPLES_DIR = "samples"
 #: a point: [time (epoch s), CPU s (user+system, all processes), memory KiB
