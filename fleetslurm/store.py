@@ -201,7 +201,9 @@ _MIGRATIONS: list[str] = [
     """,
     # 11: resource samples of each run over time (the supervisor's, bounded:
     # store_samples.MAX_POINTS while running, KEPT_POINTS after), their peaks
-    # (thinning never loses them) and spacing, and each machine's load, one point a
+    # (thinning never loses them), spacing and an srun step's latest per-task
+    # figures (JSON: rank -> [cpu_s, rss_kb, vsize_kb, max_rss_kb,
+    # max_vsize_kb]), and each machine's load, one point a
     # minute for a day (the dashboard's sparkline)
     """
     CREATE TABLE run_samples (
@@ -217,7 +219,8 @@ _MIGRATIONS: list[str] = [
         run_key      TEXT PRIMARY KEY,
         max_rss_kb   INTEGER NOT NULL DEFAULT 0,
         max_vsize_kb INTEGER NOT NULL DEFAULT 0,
-        step         REAL NOT NULL DEFAULT 0
+        step         REAL NOT NULL DEFAULT 0,
+        tasks        TEXT
     );
     CREATE TABLE node_load (
         node        TEXT NOT NULL,

@@ -8,6 +8,7 @@ has ended."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Optional
 
 __all__ = ["SampleStore", "MAX_POINTS", "KEPT_POINTS", "LOAD_EVERY_S", "LOAD_KEEP_S"]
@@ -28,12 +29,13 @@ class SampleStore:
         raise NotImplementedError
 
     def add_samples(self, run_key: str, points: Iterable[Any],
-                    peak: Optional[Any] = None) -> int:
+                    peak: Optional[Any] = None, tasks: Optional[dict] = None) -> int:
         """Keep a run's new points by the supervisor's rule
         (``sampling.add_point``: the last point is the live one, a point is
         kept ``step`` after the one before, over MAX_POINTS every other one
         goes and ``step`` doubles; a point seen before is kept once) and
-        raise its peaks; returns how many points it now has."""
+        raise its peaks; ``tasks`` (an srun step's figures per task, the
+        latest) replace the last ones. Returns how many points it now has."""
         rows = []
         for p in points:
             try:
@@ -51,6 +53,9 @@ class SampleStore:
                 "max_rss_kb = MAX(max_rss_kb, excluded.max_rss_kb), "
                 "max_vsize_kb = MAX(max_vsize_kb, excluded.max_vsize_kb)",
                 (run_key, rss, vsize))
+        if isinstance(tasks, dict) and tasks:
+            self._x("UPDATE run_series SET tasks=? WHERE run_key=?",
+                    (json.dumps(tasks, separators=(",", ":")), run_key))
         step = self._x("SELECT step FROM run_series WHERE run_key=?", (run_key,)).fetchone()[0]
         for row in sorted(rows):
             last2 = self._x("SELECT t FROM run_samples WHERE run_key=? ORDER BY t DESC LIMIT 2",
@@ -87,14 +92,15 @@ class SampleStore:
 
     def samples(self, run_key: str) -> dict:
         """A run's series, oldest first: ``{points: [[t, cpu_s, rss_kb,
-        vsize_kb, nproc]], max_rss_kb, max_vsize_kb}``."""
+        vsize_kb, nproc]], max_rss_kb, max_vsize_kb, tasks}``."""
         points = [list(r) for r in self._x(
             "SELECT t, cpu_s, rss_kb, vsize_kb, nproc FROM run_samples WHERE run_key=? "
             "ORDER BY t", (run_key,)).fetchall()]
-        peak = self._x("SELECT max_rss_kb, max_vsize_kb FROM run_series WHERE run_key=?",
-                       (run_key,)).fetchone()
+        peak = self._x("SELECT max_rss_kb, max_vsize_kb, tasks FROM run_series "
+                       "WHERE run_key=?", (run_key,)).fetchone()
         return {"points": points, "max_rss_kb": peak[0] if peak else None,
-                "max_vsize_kb": peak[1] if peak else None}
+                "max_vsize_kb": peak[1] if peak else None,
+                "tasks": json.loads(peak[2]) if peak and peak[2] else None}
 
     def note_load(self, node: str, now: float, load1: Any, free_mem_mb: Any) -> bool:
         """Keep a machine's load if its last point is LOAD_EVERY_S old (and

@@ -266,15 +266,26 @@ def test_srun_steps_have_their_own_samples(fleet) -> None:
             break
         assert time.monotonic() < deadline, steps
         time.sleep(0.5)
-    out = fleet.run("sstat", "-j", str(job), "-P", "-n", "-o", "JobID,NTasks,MaxRSS,AveRSS",
-                    check=True).stdout
-    jid, ntasks, maxrss, averss = out.strip().split("|")
+    out = fleet.run("sstat", "-j", str(job), "-P", "-n", "-o",
+                    "JobID,NTasks,MaxRSS,MaxRSSTask,AveRSS,MinCPU,MinCPUTask,AveCPU,"
+                    "TRESUsageInTot", check=True).stdout
+    jid, ntasks, maxrss, maxrsstask, averss, mincpu, mincputask, avecpu, tot = \
+        out.strip().split("|")
     assert (jid, ntasks) == (f"{job}.0", "2")
 
     def kib(text: str) -> float:
         return float(text[:-1]) * {"K": 1, "M": 1024, "G": 1 << 20}[text[-1]]
 
-    assert kib(maxrss) > 55 * 1024 and 25 * 1024 < kib(averss) < kib(maxrss)
+    def secs(text: str) -> int:
+        h, m, sec = (int(x) for x in text.split(":"))
+        return h * 3600 + m * 60 + sec
+
+    # SLURM's per-task figures: each task holds its own 30 MiB
+    assert 28 * 1024 < kib(averss) <= kib(maxrss) < 55 * 1024
+    assert maxrsstask in ("0", "1") and mincputask in ("0", "1")
+    assert secs(mincpu) <= secs(avecpu)
+    mem_tot = dict(kv.split("=") for kv in tot.split(","))["mem"]
+    assert kib(mem_tot) > 55 * 1024  # both tasks
     every = fleet.run("sstat", "-a", "-j", str(job), "-P", "-n", "-o", "JobID,MaxRSS",
                       check=True).stdout.splitlines()
     assert [r.split("|")[0] for r in every] == [f"{job}.batch", f"{job}.0"]
@@ -336,3 +347,21 @@ def test_a_samples_reply_stays_small_and_the_rest_follows(tmp_path: Path) -> Non
         if not reply["jobs"]:
             break
     assert len(seen) == n_jobs and all(len(p) == per_job for p in seen.values())
+
+
+def test_a_steps_figures_are_over_its_tasks_as_slurms() -> None:
+    from fleetslurm.slurm.sstat_fmt import step_row
+
+    tasks = {"0": [10.0, 100, 1000, 150, 1200], "1": [4.0, 300, 900, 320, 950]}
+    row = step_row("5.0", "m1", [0.0, 14.0, 400, 1900, 2], 470, 2150, ntasks=2, tasks=tasks)
+    assert (row["maxrss"], row["maxrsstask"], row["averss"]) == ("320K", "1", "235K")
+    assert (row["maxvmsize"], row["maxvmsizetask"], row["avevmsize"]) == ("1200K", "0", "1075K")
+    assert (row["mincpu"], row["mincputask"], row["avecpu"]) == ("00:00:04", "1", "00:00:07")
+    assert row["ntasks"] == "2"
+    assert row["tresusageinmaxtask"] == "cpu=00:00:00,fs/disk=0,mem=1,pages=0,vmem=0"
+    assert row["tresusageinmintask"] == "cpu=00:00:01,fs/disk=0,mem=0,pages=0,vmem=1"
+    assert row["tresusageintot"] == \
+        "cpu=00:00:14,energy=0,fs/disk=0,mem=470K,pages=0,vmem=2150K"
+    # malformed per-task figures: the step counts as one task
+    assert step_row("5.0", "m1", [0.0, 14.0, 400, 1900, 2], 470, 2150,
+                    tasks={"0": "x"})["maxrss"] == "470K"

@@ -9,8 +9,8 @@ exit 0; a malformed id is ``fatal`` and exit 1.
 
 Steps: ``N.batch`` is the whole run (the batch script and every srun
 step's tasks); ``N.S`` is the srun step's tasks (the process groups srun
-registered under the step's id), their figures summed: Max* is the step's
-total, Ave* the total over its task count.
+registered under the step's id and each task's rank), with SLURM's per-task
+figures (MaxRSS and MaxRSSTask, MinCPU, AveRSS over the tasks...).
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def _rows(job: str, step: "str | None", reply: dict, allsteps: bool,
             point = (samples.get("points") or [None])[-1]
             return sstat_fmt.step_row(f"{jid}.{step_name}", task["node"] or "", point,
                                       samples.get("max_rss_kb"), samples.get("max_vsize_kb"),
-                                      ntasks=int(rec.get("ntasks") or 1), convert=convert)
+                                      ntasks=int(rec.get("ntasks") or 1), convert=convert,
+                                      tasks=samples.get("tasks"))
 
         sruns = [s["step"] for s in task["steps"]
                  if s["step"].isdigit() and s["state"] == "RUNNING"]

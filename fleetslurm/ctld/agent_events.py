@@ -121,7 +121,9 @@ def _samples(ctx: "Context", jobs: object) -> None:
         step = ctx.store.step(str(key))
         if step is None:
             continue  # a run the controller does not know: nothing to show it under
-        ctx.store.add_samples(str(key), got["points"], got.get("peak"))
+        tasks = got.get("tasks")
+        ctx.store.add_samples(str(key), got["points"], got.get("peak"),
+                              tasks if isinstance(tasks, dict) else None)
         if step["state"] != "RUNNING":
             ctx.store.thin_samples(str(key), KEPT_POINTS)
 

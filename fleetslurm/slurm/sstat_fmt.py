@@ -65,43 +65,82 @@ def _cpu(seconds: float) -> str:
     return format_cpu_parts(int(seconds), 0)
 
 
+def _per_task(tasks: Any) -> list[tuple[int, float, int, int]]:
+    """An srun step's tasks as (rank, CPU s, peak memory KiB, peak virtual
+    KiB), by rank; [] when there are none (or they are malformed)."""
+    out = []
+    if isinstance(tasks, dict):
+        for rank, v in tasks.items():
+            try:
+                out.append((int(rank), float(v[0]), int(max(v[1], v[3])), int(max(v[2], v[4]))))
+            except (TypeError, ValueError, IndexError):
+                return []
+    return sorted(out)
+
+
 def step_row(step_id: str, node: str, sample: Optional[list], max_rss_kb: Optional[int],
              max_vsize_kb: Optional[int], ntasks: int = 1, pids: str = "",
-             convert: bool = True) -> dict[str, str]:
+             convert: bool = True, tasks: Any = None) -> dict[str, str]:
     """One step's row (keys: field names in lower case). ``sample`` is the
     latest point [t, cpu_s, rss_kb, vsize_kb, nproc] (None: none yet, zeros
-    as SLURM shows a step not yet gathered); the peaks are the run's."""
-    cpu = float(sample[1]) if sample else 0.0
-    rss = max(int(max_rss_kb or 0), int(sample[2]) if sample else 0)
-    vsize = max(int(max_vsize_kb or 0), int(sample[3]) if sample else 0)
+    as SLURM shows a step not yet gathered); the peaks are the step's. With
+    ``tasks`` (an srun step's, rank -> [cpu_s, rss_kb, vsize_kb, max_rss_kb,
+    max_vsize_kb]) the Max/Min/Ave figures are over its tasks, as SLURM's;
+    without (the batch step) the step counts as one task."""
+    per = _per_task(tasks)
+    if not per:
+        cpu = float(sample[1]) if sample else 0.0
+        rss = max(int(max_rss_kb or 0), int(sample[2]) if sample else 0)
+        vsize = max(int(max_vsize_kb or 0), int(sample[3]) if sample else 0)
+        per = [(0, cpu, rss, vsize)]
+    n = len(per)
 
-    def mem(kb: int) -> str:
-        return format_rss_kb(kb) if convert else str(kb * 1024)
+    def mem(kb: float) -> str:
+        return format_rss_kb(int(kb)) if convert else str(int(kb) * 1024)
 
-    tasks = max(1, ntasks)
-    ave_cpu, ave_rss, ave_vsize = _cpu(cpu / tasks), mem(rss // tasks), mem(vsize // tasks)
-    tres_in = (f"cpu={ave_cpu},energy=0,fs/disk=0,mem={mem(rss)},pages=0,"
-               f"vmem={mem(vsize)}")
+    def extreme(column: int, pick: Any) -> tuple[int, Any]:
+        best = pick(per, key=lambda t: (t[column], -t[0] if pick is max else t[0]))
+        return best[0], best[column]
+
+    max_cpu_task, max_cpu = extreme(1, max)
+    min_cpu_task, min_cpu = extreme(1, min)
+    max_rss_task, max_rss = extreme(2, max)
+    min_rss_task, min_rss = extreme(2, min)
+    max_vm_task, max_vm = extreme(3, max)
+    min_vm_task, min_vm = extreme(3, min)
+    tot_cpu, tot_rss, tot_vm = (sum(t[i] for t in per) for i in (1, 2, 3))
+    ave_cpu, ave_rss, ave_vm = _cpu(tot_cpu / n), mem(tot_rss / n), mem(tot_vm / n)
+
+    def tres(cpu: str, rss: str, vm: str) -> str:
+        return f"cpu={cpu},energy=0,fs/disk=0,mem={rss},pages=0,vmem={vm}"
+
+    def tres_task(cpu: int, rss: int, vm: int) -> str:
+        # SLURM prints the CPU's task id as a time, as it prints CPU
+        return f"cpu={_cpu(cpu)},fs/disk=0,mem={rss},pages=0,vmem={vm}"
+
     tres_nodes = ",".join(f"{k}={node}" for k in ("cpu", "energy", "fs/disk", "mem", "pages",
                                                  "vmem"))
-    tres_task = "cpu=00:00:00,fs/disk=0,mem=0,pages=0,vmem=0"
     row: dict[str, Any] = {
-        "jobid": step_id, "nodelist": node, "pids": pids, "ntasks": str(tasks),
-        "maxvmsize": mem(vsize), "maxvmsizenode": node, "maxvmsizetask": "0",
-        "avevmsize": ave_vsize, "maxrss": mem(rss), "maxrssnode": node, "maxrsstask": "0",
-        "averss": ave_rss, "maxpages": "0", "maxpagesnode": node, "maxpagestask": "0",
-        "avepages": "0", "mincpu": ave_cpu, "mincpunode": node, "mincputask": "0",
-        "avecpu": ave_cpu, "avecpufreq": "0", "reqcpufreq": "0", "reqcpufreqmin": "0",
-        "reqcpufreqmax": "0", "reqcpufreqgov": "0", "consumedenergy": "0",
-        "consumedenergyraw": "0",
+        "jobid": step_id, "nodelist": node, "pids": pids, "ntasks": str(max(1, ntasks)),
+        "maxvmsize": mem(max_vm), "maxvmsizenode": node, "maxvmsizetask": str(max_vm_task),
+        "avevmsize": ave_vm, "maxrss": mem(max_rss), "maxrssnode": node,
+        "maxrsstask": str(max_rss_task), "averss": ave_rss, "maxpages": "0",
+        "maxpagesnode": node, "maxpagestask": "0", "avepages": "0", "mincpu": _cpu(min_cpu),
+        "mincpunode": node, "mincputask": str(min_cpu_task), "avecpu": ave_cpu,
+        "avecpufreq": "0", "reqcpufreq": "0", "reqcpufreqmin": "0", "reqcpufreqmax": "0",
+        "reqcpufreqgov": "0", "consumedenergy": "0", "consumedenergyraw": "0",
         # disk I/O is not sampled: 0, as SLURM shows a step that did none
         "maxdiskread": "0", "maxdiskreadnode": node, "maxdiskreadtask": "0",
         "avediskread": "0", "maxdiskwrite": "0", "maxdiskwritenode": node,
         "maxdiskwritetask": "0", "avediskwrite": "0",
-        "tresusageinave": tres_in, "tresusageinmax": tres_in,
-        "tresusageinmaxnode": tres_nodes, "tresusageinmaxtask": tres_task,
-        "tresusageinmin": tres_in, "tresusageinminnode": tres_nodes,
-        "tresusageinmintask": tres_task, "tresusageintot": tres_in,
+        "tresusageinave": tres(ave_cpu, ave_rss, ave_vm),
+        "tresusageinmax": tres(_cpu(max_cpu), mem(max_rss), mem(max_vm)),
+        "tresusageinmaxnode": tres_nodes,
+        "tresusageinmaxtask": tres_task(max_cpu_task, max_rss_task, max_vm_task),
+        "tresusageinmin": tres(_cpu(min_cpu), mem(min_rss), mem(min_vm)),
+        "tresusageinminnode": tres_nodes,
+        "tresusageinmintask": tres_task(min_cpu_task, min_rss_task, min_vm_task),
+        "tresusageintot": tres(_cpu(tot_cpu), mem(tot_rss), mem(tot_vm)),
         "tresusageoutave": "energy=0,fs/disk=0", "tresusageoutmax": "energy=0,fs/disk=0",
         "tresusageoutmaxnode": f"energy={node},fs/disk={node}",
         "tresusageoutmaxtask": "fs/disk=0", "tresusageoutmin": "energy=0,fs/disk=0",

@@ -75,9 +75,9 @@ def _usage(pid: int) -> "Optional[Sequence[int]]":
         return None
 
 
-def step_of_group(jobdir: "Optional[str]") -> "Dict[int, str]":
+def step_of_group(jobdir: "Optional[str]") -> "Dict[int, Tuple[str, str]]":
     """srun's task process groups in the job (``<jobdir>/steps/<pgid>``,
-    each holding its step's id) -> that id."""
+    each holding its step's id and its task's rank) -> (step id, rank)."""
     if jobdir is None:
         return {}
     path = os.path.join(jobdir, STEPS_DIR)
@@ -90,9 +90,10 @@ def step_of_group(jobdir: "Optional[str]") -> "Dict[int, str]":
         return {}
     for name in names:
         if name.isdigit():
-            text = _small_text(os.path.join(path, name))
-            if text.isdigit():
-                out[int(name)] = text
+            words = _small_text(os.path.join(path, name)).split()
+            if words and all(w.isdigit() for w in words[:2]):
+                # an older srun wrote the step alone: its task counts as the group
+                out[int(name)] = (words[0], words[1] if len(words) > 1 else name)
     return out
 
 
@@ -122,6 +123,14 @@ class Series:
         self.step = 0.0  # the kept points' spacing (see add_point)
         self.peak = [0, 0]  # memory KiB, virtual size KiB
         self.cpu = 0.0
+        #: a step's tasks by rank: [CPU s, memory KiB, virtual KiB, peak memory,
+        #: peak virtual] (sstat's per-task figures: MaxRSSTask, MinCPU...)
+        self.tasks: Dict[str, List[Any]] = {}
+
+    def note_task(self, rank: str, cpu: float, rss: int, vsize_kb: int) -> None:
+        old = self.tasks.get(rank) or [0.0, 0, 0, 0, 0]
+        self.tasks[rank] = [round(max(old[0], cpu), 2), rss, vsize_kb, max(old[3], rss),
+                            max(old[4], vsize_kb)]
 
     def add(self, now: float, cpu: float, rss: int, vsize_kb: int, n: int) -> "List[Any]":
         # a process that exits unwaited-for (its parent ignores SIGCHLD) takes
@@ -132,7 +141,10 @@ class Series:
         self.points, self.step = add_point(self.points, self.step, point)
         try:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            write_json_atomic(self.path, {"peak": self.peak, "points": self.points})
+            saved: Dict[str, Any] = {"peak": self.peak, "points": self.points}
+            if self.tasks:
+                saved["tasks"] = self.tasks
+            write_json_atomic(self.path, saved)
         except OSError:
             pass  # a full disk: the samples wait, the job does not
         return point
@@ -156,7 +168,7 @@ class Sampler:
         the run's series and written out; the steps' likewise."""
         groups = step_of_group(self.jobdir)
         total = [0, 0, 0, 0]  # ticks, vsize bytes, rss KiB, processes
-        per_step: Dict[str, List[int]] = {}
+        per_task: Dict[Tuple[str, str], List[int]] = {}
         for pid in pids:
             u = _usage(pid)
             if u is None:
@@ -164,18 +176,24 @@ class Sampler:
             rss = memory_kb(pid)
             sums = [total]
             if u[2] in groups:
-                sums.append(per_step.setdefault(groups[u[2]], [0, 0, 0, 0]))
+                sums.append(per_task.setdefault(groups[u[2]], [0, 0, 0, 0]))
             for acc in sums:
                 acc[0] += u[0]
                 acc[1] += u[1]
                 acc[2] += rss
                 acc[3] += 1
-        for step_id, acc in per_step.items():
+        per_step: Dict[str, List[int]] = {}
+        for (step_id, rank), acc in sorted(per_task.items()):
             series = self.steps.get(step_id)
             if series is None:
                 series = self.steps[step_id] = Series(
                     samples_path(self.workdir, "%s.%s" % (self.key, step_id)))
-            series.add(now, acc[0] / _TICK, acc[2], acc[1] >> 10, acc[3])
+            series.note_task(rank, acc[0] / _TICK, acc[2], acc[1] >> 10)
+            step_acc = per_step.setdefault(step_id, [0, 0, 0, 0])
+            for i in range(4):
+                step_acc[i] += acc[i]
+        for step_id, acc in per_step.items():
+            self.steps[step_id].add(now, acc[0] / _TICK, acc[2], acc[1] >> 10, acc[3])
         return self.run.add(now, total[0] / _TICK + extra_cpu, total[2], total[1] >> 10,
                             total[3])
 
@@ -190,7 +208,10 @@ def new_points(workdir: str, key: str, after: float) -> "Optional[Dict[str, Any]
               and isinstance(p[0], (int, float)) and p[0] > after]
     if not points:
         return None
-    return {"points": points, "peak": got.get("peak") or [0, 0]}
+    out = {"points": points, "peak": got.get("peak") or [0, 0]}  # type: Dict[str, Any]
+    if isinstance(got.get("tasks"), dict):
+        out["tasks"] = got["tasks"]
+    return out
 
 
 def series_keys(workdir: str, runs: "Iterable[str]") -> "List[str]":
