@@ -26,7 +26,7 @@ __all__ = ["COMMANDS", "MARKER", "install_shims", "uninstall_shims", "is_shim",
            "shadowing_commands", "shim_text"]
 
 COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
-            "sacctmgr", "sshare", "sprio")
+            "sacctmgr", "sshare", "sprio", "sstat")
 
 #: the line that identifies a file as ours (the second line of every shim)
 MARKER = "# fleetslurm-shim:"

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
 from .store_bulk import BulkQueries
+from .store_samples import SampleStore
 from .store_stats import StatsQueries
 
 __all__ = ["Store"]
@@ -209,6 +210,37 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE steps ADD COLUMN gpu_mem_sum_mb REAL NOT NULL DEFAULT 0;
     ALTER TABLE steps ADD COLUMN gpu_mem_max_mb INTEGER NOT NULL DEFAULT 0;
     """,
+    # 12: resource samples of each run over time (the supervisor's, bounded:
+    # store_samples.MAX_POINTS while running, KEPT_POINTS after), their peaks
+    # (thinning never loses them), spacing and an srun step's latest per-task
+    # figures (JSON: rank -> [cpu_s, rss_kb, vsize_kb, max_rss_kb,
+    # max_vsize_kb]), and each machine's load, one point a
+    # minute for a day (the dashboard's sparkline)
+    """
+    CREATE TABLE run_samples (
+        run_key  TEXT NOT NULL,
+        t        REAL NOT NULL,
+        cpu_s    REAL NOT NULL,
+        rss_kb   INTEGER NOT NULL,
+        vsize_kb INTEGER NOT NULL,
+        nproc    INTEGER NOT NULL,
+        PRIMARY KEY (run_key, t)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_series (
+        run_key      TEXT PRIMARY KEY,
+        max_rss_kb   INTEGER NOT NULL DEFAULT 0,
+        max_vsize_kb INTEGER NOT NULL DEFAULT 0,
+        step         REAL NOT NULL DEFAULT 0,
+        tasks        TEXT
+    );
+    CREATE TABLE node_load (
+        node        TEXT NOT NULL,
+        t           REAL NOT NULL,
+        load1       REAL,
+        free_mem_mb INTEGER,
+        PRIMARY KEY (node, t)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -231,7 +263,7 @@ def _statements(script: str) -> Iterator[str]:
             buffer = ""
 
 
-class Store(BulkQueries, StatsQueries):
+class Store(BulkQueries, StatsQueries, SampleStore):
     """All reads and writes of the state database.
 
     ``path=":memory:"`` gives a private in-memory store (tests).

@@ -14,7 +14,7 @@ import os
 import sys
 
 SLURM_COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
-                  "sacctmgr", "sshare", "sprio")
+                  "sacctmgr", "sshare", "sprio", "sstat")
 
 
 def main(argv: "list[str] | None" = None) -> int:

@@ -74,9 +74,12 @@ def local_step_id(job_id: str) -> int:
         return 0
 
 
-def register(pgid: int, remove: bool = False) -> None:
+def register(pgid: int, remove: bool = False, step_id: "int | None" = None,
+             rank: "int | None" = None) -> None:
     """Record (or drop) a task's process group where the job's supervisor looks
-    for steps to signal (scancel --signal, --signal=SIG@T, the job's end)."""
+    for steps to signal (scancel --signal, --signal=SIG@T, the job's end);
+    the file holds the step's id and the task's rank, so the supervisor's
+    samples are the step's and the task's (sstat N.S)."""
     steps = os.environ.get("FLEETSLURM_STEPS_DIR")
     if not steps:
         return
@@ -86,7 +89,9 @@ def register(pgid: int, remove: bool = False) -> None:
             os.unlink(path)
         else:
             os.makedirs(steps, mode=0o700, exist_ok=True)
-            open(path, "w").close()
+            with open(path, "w") as f:
+                f.write("" if step_id is None else
+                        str(step_id) if rank is None else f"{step_id} {rank}")
     except OSError:
         pass  # signals then miss this task; the job itself is unaffected
 

@@ -229,7 +229,7 @@ class Step:
                              prog=PROG) from None
         self.procs[proc.pid] = proc
         self.rank_of[proc.pid] = rank
-        register(proc.pid)
+        register(proc.pid, step_id=self.step_id, rank=rank)
         return proc
 
     def wait_all(self) -> None:

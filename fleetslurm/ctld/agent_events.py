@@ -14,6 +14,7 @@ from ..node.agent import protocol
 from . import gpustats, health
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
+from ..store_samples import KEPT_POINTS
 from .collect import collect_output
 from .injob import on_rpc
 from .launch import fail_launch, safe_launch
@@ -87,9 +88,14 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
         health.responding_again(ctx, name)
     if ev == "hello":
         _hello(ctx, name, msg, now)
+        ctx.store.note_load(name, now, link.facts.get("load1"), link.facts.get("free_mem_mb"))
     elif ev == "facts":
         gpustats.on_facts(ctx, name, link.facts, msg, now)
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
+        # the dashboard's sparkline: one point a minute, a day of them
+        ctx.store.note_load(name, now, link.facts.get("load1"), link.facts.get("free_mem_mb"))
+    elif ev == "samples":
+        _samples(ctx, msg.get("jobs"))
     elif ev == "started":
         # no row for an unknown key: the update changes nothing
         ctx.store.update_step(str(msg.get("key")), pid=msg.get("pid"))
@@ -106,6 +112,24 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
         on_rpc(ctx, name, msg)  # a command inside a job there
     elif ev == "error":
         ctx.log(f"node {name}: agent error: {msg.get('error')}")
+
+
+def _samples(ctx: "Context", jobs: object) -> None:
+    """Runs' new resource samples (``sampling``): kept, bounded (an ended
+    run's to KEPT_POINTS), for sstat and the dashboard's job chart."""
+    if not isinstance(jobs, dict):
+        return
+    for key, got in jobs.items():
+        if not isinstance(got, dict) or not isinstance(got.get("points"), list):
+            continue
+        step = ctx.store.step(str(key))
+        if step is None:
+            continue  # a run the controller does not know: nothing to show it under
+        tasks = got.get("tasks")
+        ctx.store.add_samples(str(key), got["points"], got.get("peak"),
+                              tasks if isinstance(tasks, dict) else None)
+        if step["state"] != "RUNNING":
+            ctx.store.thin_samples(str(key), KEPT_POINTS)
 
 
 #: launch failures (on machines that were drained for them) after which a
@@ -237,6 +261,14 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     if step is None:
         ctx.send(name, protocol.forget(key))
         return
+    if step["state"] == "RUNNING":
+        # its last samples, before any forget below removes them there (one
+        # request a machine a step: a hello may bring a thousand ends)
+        link = ctx.links.get(name)
+        if link is not None and getattr(link, "samples_asked", None) != now:
+            link.samples_asked = now  # type: ignore[attr-defined]
+            ctx.send(name, protocol.samples())
+    ctx.store.thin_samples(key, KEPT_POINTS)
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
             ctx, name, task, step, result, now):

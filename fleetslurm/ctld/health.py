@@ -146,6 +146,7 @@ def periodic(ctx: "Context", now: float) -> None:
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
             ctx.send(name, protocol.facts())
+            ctx.send(name, protocol.samples())  # the runs' resource samples
         if link.status == "lost":
             backoff = min(30.0, 0.5 * (2 ** min(link.failures, 6)))
             if ctx.config.machines[name].transport == "local":

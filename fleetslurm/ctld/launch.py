@@ -198,6 +198,9 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # SLURM's commands inside the job through the machine's agent
         # (node/agent/injob.py, ctld/injob.py)
         "injob": not transport.local_process,
+        # the supervisor's samples of the job's use: every heartbeat at most
+        # (5 s by default), never below 0.5 s
+        "sample_s": max(0.5, min(5.0, ctx.config.heartbeat_interval)),
     }
     error = _spec_error(agent_spec)
     if error is not None:

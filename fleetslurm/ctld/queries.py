@@ -14,6 +14,7 @@ from ..record_memo import RecordMemo
 from ..slurm import SLURM_VERSION
 from ..store import Store, decode_task
 from ..views import group_pending_arrays, job_record
+from .usage_queries import USAGE_OPS, UsageQueries
 
 if TYPE_CHECKING:
     from ..config import FleetConfig
@@ -26,9 +27,9 @@ _ACTIVE = ACTIVE_STATE_NAMES
 _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPENDED')"
 
 
-class Queries:
+class Queries(UsageQueries):
     OPS = frozenset({"batch_script", "ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count", "priorities", "dashboard_stats"})
+                     "history", "read_output", "count", "priorities", "dashboard_stats"}) | USAGE_OPS
 
     def __init__(self, store: Store, config: "FleetConfig", paths: "StatePaths", *,
                  nodes: Callable[[], list[dict]] = lambda: [],

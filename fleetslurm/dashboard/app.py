@@ -13,7 +13,6 @@ import json
 import math
 import re
 import threading
-from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import parse_qs
@@ -36,8 +35,6 @@ HERE = Path(__file__).parent
 #: how often the pushed views ask the controller again (the queue must show a
 #: new job within 2 s); an unchanged fragment is not sent again
 POLL = 0.5
-#: load samples kept per machine: an hour at one every 5 s
-_LOAD_KEEP, _LOAD_EVERY = 720, 5.0
 
 
 class TokenGate:
@@ -82,28 +79,6 @@ _GUARDS = [
 ]
 
 
-class _Loads:
-    """Each machine's load over the last hour, sampled while the dashboard
-    runs (the controller keeps only the latest figure)."""
-
-    def __init__(self) -> None:
-        self.series: dict[str, deque] = {}
-        self._at = 0.0
-
-    def note(self, nodes: list[dict], now: float) -> None:
-        if now - self._at < _LOAD_EVERY:
-            return
-        self._at = now
-        for n in nodes:
-            if n.get("cpu_load") is not None:
-                self.series.setdefault(n["name"], deque(maxlen=_LOAD_KEEP)).append(
-                    (round(now), float(n["cpu_load"])))
-
-    def of(self, name: str) -> list:
-        pts = list(self.series.get(name, ()))
-        return [[t for t, _ in pts], [v for _, v in pts]]
-
-
 def make_app(token: str, get: Any = data, read_only: bool = False,
              closing: Optional[threading.Event] = None) -> Starlette:
     """The app; ``get`` answers the data questions (:mod:`.data`, a fake in
@@ -120,15 +95,15 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
     env.filters["mb"] = _mb
     env.filters["pct"] = lambda a, b: 0 if not b else min(100, round(100 * (a or 0) / b))
     env.filters["tojson_attr"] = lambda v: json.dumps(v)
-    loads = _Loads()
 
     def render(name: str, **ctx: Any) -> str:
         return env.get_template(name).render(**ctx)
 
     async def fleet_ctx() -> dict:
         f = await to_thread.run_sync(get.fleet)
-        loads.note(f["nodes"], f["time"])
-        return dict(f, loads={n["name"]: loads.of(n["name"]) for n in f["nodes"]})
+        # each machine's load over the last hour: the controller's history (data.fleet)
+        loads = f.get("loads") or {}
+        return dict(f, loads={n["name"]: loads.get(n["name"], [[], []]) for n in f["nodes"]})
 
     def filters(req: Request) -> dict:
         q = req.query_params
@@ -182,6 +157,11 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
 
     async def api_fleet(req: Request) -> Response:
         return JSONResponse(await fleet_ctx())
+
+    async def api_usage(req: Request) -> Response:
+        """The job page's chart: CPU and memory over time (``data.usage``)."""
+        jid = req.path_params["job_id"]
+        return JSONResponse(await to_thread.run_sync(lambda: get.usage(jid)))
 
     async def api_action(req: Request) -> Response:
         try:
@@ -268,6 +248,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
         Route("/", page_fleet), Route("/queue", page_queue), Route("/job/{job_id}", page_job),
         Route("/history", page_history), Route("/api/queue", api_queue),
         Route("/api/fleet", api_fleet), Route("/api/action", api_action, methods=["POST"]),
+        Route("/api/usage/{job_id}", api_usage),
         Route("/events/fleet", events_fleet), Route("/events/queue", events_queue),
         Route("/events/job/{job_id}", events_job),
         Route("/events/output/{job_id}", events_output), Route("/metrics", metrics),

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from ..rpc import connect
 
 __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
-           "history", "action", "ACTIONS"]
+           "history", "action", "ACTIONS", "usage"]
 
 #: squeue letters the Queue page shows (header, letter); %U (uid) decides
 #: whether the viewer's action buttons are offered on a row
@@ -94,7 +94,17 @@ def fleet() -> dict:
             on.setdefault(name, []).append(
                 {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
                  "user": r.get("user", ""), "cpus": r.get("cpus")})
-    return {"nodes": nodes, "jobs": on, "time": time.time()}
+    now = time.time()
+    # the controller keeps each machine's load (a point a minute, a day of
+    # them): the sparkline shows the last hour, whenever this page started
+    hist = call("load_history", since=now - 3600)["nodes"]
+    loads = {n["name"]: [list(hist.get(n["name"], [[], []])[0]),
+                         list(hist.get(n["name"], [[], []])[1])] for n in nodes}
+    for n in nodes:  # and the figure of the last heartbeat, as the card says
+        if n.get("cpu_load") is not None:
+            loads[n["name"]][0].append(round(now))
+            loads[n["name"]][1].append(float(n["cpu_load"]))
+    return {"nodes": nodes, "jobs": on, "time": now, "loads": loads}
 
 
 def _shown(r: dict) -> str:
@@ -270,3 +280,27 @@ def action(name: str, job_id: str) -> dict:
     if errs:
         return {"ok": False, "message": "; ".join(errs)}
     return {"ok": True, "message": f"{name}: job {job_id}"}
+
+
+def usage(job_id: str) -> dict:
+    """The job's CPU and memory over time (its supervisor's samples, as the
+    controller keeps them): ``t`` (epoch s), ``cpu`` (CPUs busy: CPU seconds
+    per second between two points), ``rss_mb`` (summed PSS), whether it
+    runs, and whether it may still bring samples (``live``: the page then
+    asks again)."""
+    reply = call("usage", id=str(job_id), full=True)
+    tasks = reply.get("tasks") or []
+    task = tasks[-1] if tasks else {}
+    points = (task.get("samples") or {}).get("points") or []
+    t = [p[0] for p in points]
+    cpu: list = []
+    for i, p in enumerate(points):
+        t0, c0 = (points[i - 1][0], points[i - 1][1]) if i else (task.get("start_time"), 0.0)
+        cpu.append(round((p[1] - c0) / (p[0] - t0), 3) if t0 is not None and p[0] > t0
+                   else None)
+    from ..model import ACTIVE_STATE_NAMES
+
+    return {"t": t, "cpu": cpu, "rss_mb": [round(p[2] / 1024, 1) for p in points],
+            "running": task.get("state") == "RUNNING", "state": task.get("state"),
+            # a pending job's page waits for its first samples
+            "live": task.get("state") in ACTIVE_STATE_NAMES}

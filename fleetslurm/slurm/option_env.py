@@ -103,6 +103,7 @@ ENV_VARS: dict[str, tuple[tuple[str, str], ...]] = {
     "sinfo": _env_table(_SINFO_ENV),
     "scancel": _env_table(_SCANCEL_ENV),
     "sacct": _env_table(_SACCT_ENV),
+    "sstat": (),  # sstat reads no option from the environment
 }
 
 _INTEGER = re.compile(r"[ \t\n\r\v\f]*[+-]?[0-9]+")

@@ -392,6 +392,24 @@ def _lines(text: str) -> dict[str, Support]:
     return out
 
 
+_SSTAT = """
+allsteps yes
+helpformat yes
+help yes fleetslurm's own usage text (what it takes)
+jobs yes
+noheader yes
+fields yes
+format yes
+noconvert yes
+pidformat yes the Pids column holds nothing (the samples do not keep pids)
+parsable yes
+parsable2 yes
+usage yes
+verbose moot diagnostics only: sstat's settings dump is not printed
+version yes
+"""
+
+
 def _srun() -> dict[str, Support]:
     own = _lines(_SRUN)
     batch = _lines(_SBATCH)
@@ -415,6 +433,7 @@ SUPPORT: dict[str, dict[str, Support]] = {
     "scancel": _lines(_SCANCEL),
     "sacct": _lines(_SACCT),
     "scontrol": _lines(_SCONTROL),
+    "sstat": _lines(_SSTAT),
 }
 
 
@@ -524,8 +543,8 @@ def markdown() -> str:
         "Generated from `fleetslurm/slurm/option_support.py` by "
         "`python -m fleetslurm.slurm.option_support > docs/OPTIONS.md`; do not edit by hand.",
         "",
-        "Every option of SLURM 22.05's sbatch, srun, squeue, sinfo, scancel, sacct and "
-        "scontrol is one of:",
+        "Every option of SLURM 22.05's sbatch, srun, squeue, sinfo, scancel, sacct, "
+        "scontrol and sstat is one of:",
         "",
         "- **implemented**: works as SLURM's (a note says where it stops short);",
         "- **accepted, no effect**: SLURM 22.05 itself does nothing different for it on a "

@@ -1,5 +1,5 @@
 """SLURM 22.05's command-line option tables for sbatch, srun, squeue, sinfo,
-scancel, sacct and scontrol, in SLURM's own order (glibc lists ambiguous abbreviations in
+scancel, sacct, scontrol and sstat, in SLURM's own order (glibc lists ambiguous abbreviations in
 table order, so the order is part of the contract).
 
 Dumped from Debian's slurm-wlm 22.05.8 binaries by wrapping ``getopt_long``
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-__all__ = ["Opt", "SBATCH", "SRUN", "SQUEUE", "SINFO", "SCANCEL", "SACCT", "SCONTROL", "TABLES"]
+__all__ = ["Opt", "SBATCH", "SRUN", "SQUEUE", "SINFO", "SCANCEL", "SACCT", "SCONTROL", "SSTAT",
+           "TABLES"]
 
 
 class Opt(NamedTuple):
@@ -414,6 +415,25 @@ version                V .
 """
 
 
+# sstat (src/sstat/options.c); optstring "aehij:no:pPvV"
+_SSTAT_SPECS = """
+allsteps               a .
+helpformat             e .
+help                   h .
+jobs                   j = +
+noheader               n .
+fields                 o = format +
+format                 o = +
+noconvert              - .
+pidformat              i .
+parsable               p .
+parsable2              P .
+usage                  - .
+verbose                v . +
+version                V .
+"""
+
+
 _BATCH = _specs(_BATCH_SPECS)
 SBATCH: tuple[Opt, ...] = tuple(_BATCH.values())
 SRUN: tuple[Opt, ...] = _ordered({**_BATCH, **_specs(_SRUN_SPECS)}, _SRUN_ORDER)
@@ -422,6 +442,7 @@ SINFO: tuple[Opt, ...] = tuple(_specs(_SINFO_SPECS).values())
 SCANCEL: tuple[Opt, ...] = tuple(_specs(_SCANCEL_SPECS).values())
 SACCT: tuple[Opt, ...] = tuple(_specs(_SACCT_SPECS).values())
 SCONTROL: tuple[Opt, ...] = tuple(_specs(_SCONTROL_SPECS).values())
+SSTAT: tuple[Opt, ...] = tuple(_specs(_SSTAT_SPECS).values())
 
 #: prog name -> its option table
 TABLES: dict[str, tuple[Opt, ...]] = {
@@ -432,4 +453,5 @@ TABLES: dict[str, tuple[Opt, ...]] = {
     "scancel": SCANCEL,
     "sacct": SACCT,
     "scontrol": SCONTROL,
+    "sstat": SSTAT,
 }

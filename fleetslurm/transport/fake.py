@@ -134,6 +134,8 @@ class FakeTransport(Transport):
             return [P.ev_shutdown(rid)]
         if op == "rpc_reply":  # an answer for a command inside a job: nothing to say
             return []
+        if op == "samples":
+            return [P.ev_samples(rid, {})]
         return [P.ev_error(rid, f"unknown op {op!r}")]
 
     def _jobinfo(self) -> list[dict]:

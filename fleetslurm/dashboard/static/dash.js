@@ -80,6 +80,45 @@
   }
   drawSparks(document);
 
+  // a job's CPU and memory over time (its supervisor's samples), asked
+  // again every few seconds while it runs
+  const us = document.getElementById("usage");
+  if (us && typeof uPlot !== "undefined") {
+    let plot = null;
+    const refresh = async () => {
+      let d;
+      try {
+        const r = await fetch(withToken(us.dataset.usage));
+        if (!r.ok) return;
+        d = await r.json();
+      } catch (e) {
+        setTimeout(refresh, 5000);  // the dashboard restarting: try again
+        return;
+      }
+      const rows = [d.t, d.cpu, d.rss_mb];
+      if (d.t.length > 0) {
+        if (plot === null) {
+          us.textContent = "";
+          plot = new uPlot({
+            width: 560, height: 220,
+            scales: { x: { time: true }, cpu: { range: (u, lo, hi) => [0, Math.max(1, hi)] },
+                      mem: { range: (u, lo, hi) => [0, Math.max(1, hi * 1.1)] } },
+            series: [{}, { label: "CPUs busy", scale: "cpu", stroke: "#27c", width: 2 },
+                     { label: "memory (MiB)", scale: "mem", stroke: "#c72", width: 2 }],
+            axes: [{}, { scale: "cpu", label: "CPUs" },
+                   { scale: "mem", side: 1, label: "MiB", grid: { show: false } }],
+          }, rows, us);
+        } else {
+          plot.setData(rows);
+        }
+      }
+      us.dataset.points = String(d.t.length);
+      us.dataset.state = d.state || "";
+      if (d.live) setTimeout(refresh, 3000);
+    };
+    refresh();
+  }
+
   const ph = document.getElementById("perhour");
   if (ph && typeof uPlot !== "undefined") {
     const d = JSON.parse(ph.dataset.chart);

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-from . import cpus, protocol
+from . import cpus, protocol, sampling
 from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE, STAGE_DIR,
                    STDIN_FIFO, format_exc, log, read_result, remove_tree, write_all,
                    write_marker, write_note)
@@ -36,6 +36,7 @@ class Requests(JobBook):
     cpu_avail: List[int]
     cpu_cursor: int
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
+    samples_sent: Dict[str, float]
 
     def facts(self) -> Dict[str, Any]:
         """FACTS: what the scheduler needs to know about this machine."""
@@ -60,6 +61,22 @@ class Requests(JobBook):
 
     def op_status(self, req: Dict[str, Any], rid: Any) -> None:
         self.send(protocol.ev_status(rid, [j.info() for j in self.jobs.values()]))
+
+    def op_samples(self, req: Dict[str, Any], rid: Any) -> None:
+        """Each run's resource samples this agent has not sent yet (a new
+        agent sends a run's whole series again: the controller keeps a point once)."""
+        out: Dict[str, Any] = {}
+        budget = sampling.MAX_REPLY_POINTS
+        for key in sampling.series_keys(self.workdir, self.jobs):
+            if budget <= 0:
+                break  # the rest with the next heartbeat: one line stays small
+            got = sampling.new_points(self.workdir, key,
+                                      self.samples_sent.get(key, float("-inf")))
+            if got is not None:
+                out[key] = got
+                self.samples_sent[key] = got["points"][-1][0]
+                budget -= len(got["points"])
+        self.send(protocol.ev_samples(rid, out))
 
     def op_shutdown(self, req: Dict[str, Any], rid: Any) -> None:
         self.send(protocol.ev_shutdown(rid))
@@ -430,6 +447,10 @@ class Requests(JobBook):
                     del self.jobs[job.key]
                     self.injob.close_job(job.key)  # type: ignore[attr-defined]
                     self.adopted.discard(job.key)
+                    for k in [k for k in self.samples_sent
+                              if k == job.key or k.startswith(job.key + ".")]:
+                        del self.samples_sent[k]
+                    sampling.forget(self.workdir, job.key)
                 except OSError as exc:
                     err = "cannot %s %s: %s" % ("keep" if req.get("keep") else "remove",
                                                 job.dir, exc)

@@ -32,6 +32,10 @@ Requests (``op``)          -> replies (``ev``)
   stdin key data eof       -> {ev: stdin, key, written, closed}  (srun's stdin, base64;
                               also unsolicited as the job reads it)
   status                   -> {ev: status, jobs: [JOBINFO]}
+  samples                  -> {ev: samples, jobs: {key: {points, peak}}}
+                              (each run's resource samples not sent before by
+                              this agent: points [t, cpu_s, rss_kb, vsize_kb,
+                              nproc], peak [rss_kb, vsize_kb]; see ``sampling``)
   forget key [keep]        -> {ev: forgotten, key, ok, error}    (ended or absent only;
                               keep: moved to <workdir>/kept/<key>, not deleted)
   shutdown                 -> {ev: shutdown}, then exit; jobs keep running
@@ -60,7 +64,7 @@ absent when there is none (no GPUs, nvidia-smi failing: see ``gpus``).
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
 mem_limit_mb, umask, inline_output, stage, signal: {num, secs_before,
-batch_only} | null, uid, gid, cpus, cpu_bind: cores|none, injob}; see
+batch_only} | null, uid, gid, cpus, cpu_bind: cores|none, injob, sample_s}; see
 ``spec.validate_spec`` for defaults (cpus and cpu_bind default to what the
 job's env says: SLURM_CPUS_ON_NODE, SLURM_CPU_BIND_TYPE) and ``cpus`` for
 the binding.
@@ -94,7 +98,7 @@ if TYPE_CHECKING:  # the types, for checkers only (typing stays out of the agent
 
 __all__ = ["PROTOCOL_VERSION", "AGENT_VERSION", "REQUESTS", "EVENTS", "key_error",
            "hello", "facts", "launch", "signal", "cancel", "set_limit", "stdin", "status",
-           "forget", "shutdown", "ev_hello", "ev_facts", "ev_started", "ev_launch_failed",
+           "forget", "shutdown", "samples", "ev_samples", "ev_hello", "ev_facts", "ev_started", "ev_launch_failed",
            "ev_ended", "UNSOLICITED", "ev_ack", "ev_stdin", "ev_status", "ev_shutdown", "ev_error",
            "job_info", "result", "rpc_reply", "ev_rpc"]
 
@@ -115,6 +119,7 @@ REQUESTS = {
     "forget": (("key",), ("keep",)),
     "shutdown": ((), ()),
     "rpc_reply": (("conn", "reply"), ()),
+    "samples": ((), ()),
 }
 
 #: every message the agent writes: its ev -> (fields always there, fields
@@ -136,6 +141,7 @@ EVENTS = {
     "shutdown": ((), ()),
     "error": (("error",), ()),
     "rpc": (("key", "conn", "op", "args"), ()),
+    "samples": (("jobs",), ()),
 }
 
 #: the events that answer one request with ``{key, ok, error}``
@@ -204,6 +210,11 @@ def shutdown() -> "Dict[str, Any]":
 def rpc_reply(conn: int, reply: "Dict[str, Any]") -> "Dict[str, Any]":
     """The controller's answer (rpc.py's reply object) to in-job request ``conn``."""
     return {"op": "rpc_reply", "conn": conn, "reply": reply}
+
+
+def samples() -> "Dict[str, Any]":
+    """Ask for the runs' resource samples not sent yet (with the heartbeat)."""
+    return {"op": "samples"}
 
 
 # -- events (agent -> controller) ---------------------------------------------
@@ -275,6 +286,11 @@ def ev_stdin(rid: "Any", key: "Any", written: int, closed: bool) -> "Dict[str, A
 
 def ev_status(rid: "Any", jobs: "List[JobInfo]") -> "Dict[str, Any]":
     return {"ev": "status", "re": rid, "jobs": jobs}
+
+
+def ev_samples(rid: "Any", jobs: "Dict[str, Any]") -> "Dict[str, Any]":
+    """``jobs``: run key -> {points, peak} (see ``sampling.new_points``)."""
+    return {"ev": "samples", "re": rid, "jobs": jobs}
 
 
 def ev_shutdown(rid: "Any") -> "Dict[str, Any]":

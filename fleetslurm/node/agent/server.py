@@ -48,6 +48,8 @@ class Agent(Requests):
         self.launch_fds: Dict[int, str] = {}
         self.stdin_fds: Dict[int, str] = {}  # write ends of jobs' stdin FIFOs -> key
         self.adopted: Set[str] = set()
+        #: run key -> time of the last resource sample sent (``op_samples``)
+        self.samples_sent: Dict[str, float] = {}
         self.ready = False   # hold unsolicited `ended` until the controller has spoken
         self.stop = False
         self.inbuf = b""
@@ -230,7 +232,7 @@ _OPS = {
     "hello": Agent.op_hello, "facts": Agent.op_facts, "launch": Agent.op_launch,
     "signal": Agent.op_signal, "cancel": Agent.op_cancel, "status": Agent.op_status,
     "forget": Agent.op_forget, "shutdown": Agent.op_shutdown, "set_limit": Agent.op_set_limit,
-    "stdin": Agent.op_stdin, "rpc_reply": Agent.op_rpc_reply,
+    "stdin": Agent.op_stdin, "rpc_reply": Agent.op_rpc_reply, "samples": Agent.op_samples,
 }
 
 

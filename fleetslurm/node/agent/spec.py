@@ -107,6 +107,14 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     if bind not in ("none", "cores"):
         raise ValueError("spec.cpu_bind must be \"cores\" or \"none\", got %r" % (bind,))
     out["cpu_bind"] = bind
+    # seconds between the supervisor's samples of the job's use (``sampling``)
+    sample_s = spec.get("sample_s")
+    if sample_s is not None and (isinstance(sample_s, bool)
+                                 or not isinstance(sample_s, (int, float))
+                                 or not 0.2 <= sample_s <= 3600):
+        raise ValueError("spec.sample_s must be a number of seconds from 0.2 to 3600, got %r"
+                         % (sample_s,))
+    out["sample_s"] = sample_s
     out["uid"] = _opt_int(spec, "uid")
     out["gid"] = _opt_int(spec, "gid")
     out["user"] = None

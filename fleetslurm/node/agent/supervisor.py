@@ -36,6 +36,7 @@ from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT
 from .host import (HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope,
                    step_groups)
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
+from .sampling import Sampler
 
 _MEM_SAMPLE_S = 0.2
 # poll() takes a C int of milliseconds (about 24.8 days at most): a deadline
@@ -102,6 +103,8 @@ class Supervisor(JobChild, JobCgroups):
         self.tracked: Set[int] = set()
         self.next_full_scan = 0.0
         self.stdio_plan = self.plan_stdio(spec)
+        #: the run's resource use over time, for sstat and the dashboard (``sampling``)
+        self.sampler = Sampler(workdir, key, spec.get("sample_s"), jobdir)
 
     # -- set-up ----------------------------------------------------------
 
@@ -241,6 +244,7 @@ class Supervisor(JobChild, JobCgroups):
         t_kill: Optional[float] = None
         watchdog = bool(spec["mem_limit_mb"]) and not self.mem_cgroup
         t_mem: Optional[float] = start if watchdog else None
+        t_sample: Optional[float] = start + min(1.0, self.sampler.interval)
         check_cancel = True  # a cancel may have arrived before our handler existed
         reap = False  # a SIGCHLD: maybe an orphan of the job's to collect
         err_buf = b""
@@ -292,7 +296,12 @@ class Supervisor(JobChild, JobCgroups):
                         self.set_reason("OUT_OF_MEMORY")
                         self.kill_everything(now)
                         t_mem = None
-            deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem) if t is not None]
+            if t_sample is not None and now >= t_sample:
+                self.sampler.take(self.job_processes(now), sum(self.orphan_cpu), time.time())
+                # like the watchdog's: never more than 1/_MEM_SAMPLE_DUTY of the time
+                t_sample = max(now + self.sampler.interval,
+                               now + _MEM_SAMPLE_DUTY * (time.monotonic() - now))
+            deadlines = [t for t in (t_signal, t_limit, t_kill, t_mem, t_sample) if t is not None]
             timeout = None
             if deadlines:
                 # poll() takes ms; round up so we do not wake just before a deadline
