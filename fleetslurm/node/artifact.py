@@ -42,7 +42,7 @@ CLIENT_MODULES = (
     "cli/__init__.py", "cli/main.py", "cli/common.py", "cli/fast.py", "cli/sbatch_cmd.py",
     "cli/squeue_cmd.py", "cli/sinfo_cmd.py", "cli/scancel_cmd.py", "cli/sacct_cmd.py",
     "cli/scontrol_cmd.py", "cli/srun_cmd.py", "cli/srun_io.py", "cli/srun_record.py",
-    "cli/srun_step.py", "cli/sshare_cmd.py", "cli/sprio_cmd.py", "slurm/*.py",
+    "cli/srun_step.py", "cli/sshare_cmd.py", "cli/sprio_cmd.py", "cli/sstat_cmd.py", "slurm/*.py",
 )
 #: the package's name inside the archive (the archive's __main__.py imports it)
 ARCHIVE_PACKAGE = "fleetslurm_agent"

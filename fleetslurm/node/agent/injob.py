@@ -32,7 +32,7 @@ from .fsio import log
 
 #: the commands a job finds (fleetslurm.shims.COMMANDS: tests check they agree)
 COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
-            "sacctmgr", "sshare", "sprio")
+            "sacctmgr", "sshare", "sprio", "sstat")
 #: fleetslurm.shims.MARKER, on each shim's second line (srun's step-0 script looks for it)
 MARKER = "# fleetslurm-shim:"
 #: a request line's limit: rpc.Server's (a 4 MiB script, JSON-escaped, and its environment)
