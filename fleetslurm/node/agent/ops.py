@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-from . import cpus, protocol
+from . import cpus, owner, protocol
 from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE, STAGE_DIR,
                    STDIN_FIFO, format_exc, log, read_result, remove_tree, write_all,
                    write_marker, write_note)
@@ -36,12 +36,23 @@ class Requests(JobBook):
     cpu_avail: List[int]
     cpu_cursor: int
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
+    load_meter: Optional[owner.LoadMeter]
 
-    def facts(self) -> Dict[str, Any]:
+    def facts(self, activity_file: Optional[str] = None) -> Dict[str, Any]:
         """FACTS: what the scheduler needs to know about this machine."""
         if self.gpus is None:  # GPUs do not come and go; nvidia-smi is slow
             self.gpus = query_gpus()
-        return machine_facts(self.workdir, self.jobs_dir, self.since, self.gpus)
+        out = machine_facts(self.workdir, self.jobs_dir, self.since, self.gpus)
+        out.update(self.owner_facts(activity_file))
+        return out
+
+    def owner_facts(self, activity_file: Optional[str]) -> Dict[str, Any]:
+        """Foreign load and the owner's idle time (``owner``): every job's
+        supervisor session is fleetslurm's."""
+        if getattr(self, "load_meter", None) is None:
+            self.load_meter = owner.LoadMeter()
+        sessions = [j.sup_pid for j in self.jobs.values() if j.sup_pid and j.result is None]
+        return owner.facts(self.load_meter, sessions, activity_file)
 
     def op_hello(self, req: Dict[str, Any], rid: Any) -> None:
         # first of all: runs the controller requeued elsewhere while it could
@@ -52,7 +63,8 @@ class Requests(JobBook):
                                     [j.info() for j in self.jobs.values()]))
 
     def op_facts(self, req: Dict[str, Any], rid: Any) -> None:
-        self.send(protocol.ev_facts(rid, self.facts()))
+        af = req.get("activity_file")
+        self.send(protocol.ev_facts(rid, self.facts(af if isinstance(af, str) and af else None)))
 
     def op_status(self, req: Dict[str, Any], rid: Any) -> None:
         self.send(protocol.ev_status(rid, [j.info() for j in self.jobs.values()]))

@@ -16,7 +16,8 @@ Requests (``op``)          -> replies (``ev``)
                               then one `ended` per finished, unforgotten job;
                               runs named in `unwanted` (requeued elsewhere) are
                               killed first and end CANCELLED, unless they ended
-  facts                    -> {ev: facts, **FACTS}               (the heartbeat)
+  facts [activity_file]    -> {ev: facts, **FACTS}               (the heartbeat;
+                              activity_file: its mtime is the owner's last activity)
   launch key spec          -> {ev: started, key, pid, start_time}
                             | {ev: launch_failed, key, error, [cause: job]}
                               (nothing ran; key reusable; cause "job": the spec
@@ -47,7 +48,9 @@ TIMEOUT, OUT_OF_MEMORY or LOST. ``output`` (on `ended`, when the launch asked
 for ``inline_output`` and every file fits) is {stdout, [stderr]} in base64.
 
 FACTS = {hostname, cpus, mem_mb, free_mem_mb, load1, gpus: [GPU], python, os,
-arch, started, boot_time, workdir, disk_free_mb, workdir_writable, uid};
+arch, started, boot_time, workdir, disk_free_mb, workdir_writable, uid,
+foreign_load, owner_idle_s} (``owner``: CPUs busy with work not
+fleetslurm's, seconds since the owner's last activity; null: unknown);
 GPU = {index, name, uuid, memory_mb}.
 
 SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
@@ -98,7 +101,7 @@ AGENT_VERSION = PROTOCOL_VERSION
 #: every request: its op -> (required fields, optional fields) besides ``id``
 REQUESTS = {
     "hello": ((), ("unwanted",)),
-    "facts": ((), ()),
+    "facts": ((), ("activity_file",)),
     "launch": (("key", "spec"), ()),
     "signal": (("key", "signal"), ("scope", "batch_only")),
     "cancel": (("key",), ("signal", "requeue")),
@@ -115,7 +118,7 @@ EVENTS = {
     "hello": (("version", "pid", "facts", "jobs"), ()),
     "facts": (("hostname", "cpus", "mem_mb", "free_mem_mb", "load1", "gpus", "python", "os",
                "arch", "started", "boot_time", "workdir", "disk_free_mb", "workdir_writable",
-               "uid"), ()),
+               "uid", "foreign_load", "owner_idle_s"), ()),
     "started": (("key", "pid", "start_time"), ()),
     "launch_failed": (("key", "error"), ("cause",)),
     "ended": (("key", "result"), ("output",)),
@@ -151,7 +154,9 @@ def hello(unwanted: "List[str]", rid: "Any" = "hello") -> "Dict[str, Any]":
     return {"op": "hello", "id": rid, "unwanted": unwanted}
 
 
-def facts() -> "Dict[str, Any]":
+def facts(activity_file: "Optional[str]" = None) -> "Dict[str, Any]":
+    if activity_file:
+        return {"op": "facts", "activity_file": activity_file}
     return {"op": "facts"}
 
 

@@ -1,0 +1,162 @@
+"""What a workstation's owner is doing, for load-aware placement: how long
+since someone used the machine (ttys in utmp, as ``w`` computes IDLE, and an
+optional activity file) and the *foreign load*, the CPUs busy with work that
+is not fleetslurm's. Standard library only.
+
+Foreign load, as measured here: between two heartbeats, the CPU seconds
+gained by every process visible in /proc that is neither a fleetslurm job
+(a process in a job's session: the supervisor's, which every job child and
+step inherits) nor the agent, divided by the wall seconds between them. A
+process counts its own time and the time of the children it reaped
+(``cutime``/``cstime``), so a compile's short-lived compilers are counted
+too; PID 1's reaped time and the agent's are left out (the agent reaps the
+supervisors, PID 1 reaps orphans of every kind, jobs' included). One busy
+CPU is 1.0, as a load average counts it; a value is a mean over the
+interval, so a new hog shows after one heartbeat.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Optional, Tuple
+
+from .fsio import read_small
+
+__all__ = ["tty_idle_s", "owner_idle_s", "cpu_seconds", "LoadMeter", "UTMP_PATHS"]
+
+_TICKS = float(os.sysconf("SC_CLK_TCK"))
+#: where glibc keeps the login records
+UTMP_PATHS = ("/run/utmp", "/var/run/utmp")
+# struct utmp (glibc, every 64-bit and 32-bit Linux): type, pid, line[32],
+# id[4], user[32], host[256], exit(2 shorts), session, tv(2 int32), addr_v6[4],
+# unused[20]: 384 bytes
+_UTMP = struct.Struct("hi32s4s32s256shhiii4i20s")
+_USER_PROCESS = 7
+
+
+def _utmp_lines(path: str) -> "Iterable[str]":
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    out = []
+    size = _UTMP.size
+    for at in range(0, len(data) - size + 1, size):
+        rec = _UTMP.unpack_from(data, at)
+        if rec[0] == _USER_PROCESS:
+            line = rec[2].split(b"\0", 1)[0].decode("utf-8", "replace")
+            if line:
+                out.append(line)
+    return out
+
+
+def tty_idle_s(now: float, utmp: "Optional[str]" = None) -> "Optional[float]":
+    """Seconds since the most recent input on a logged-in terminal, as ``w``
+    shows IDLE (the tty device's access time), or None when nobody is logged
+    in on one. X sessions (``:0``) have no tty device: they count only
+    through their login record's terminal, or the activity file."""
+    paths = (utmp,) if utmp else UTMP_PATHS
+    best = None  # type: Optional[float]
+    for path in paths:
+        lines = _utmp_lines(path)
+        for line in lines:
+            dev = line if line.startswith("/") else "/dev/" + line
+            try:
+                atime = os.stat(dev).st_atime
+            except OSError:
+                continue  # a stale record, or an X display
+            idle = max(0.0, now - atime)
+            best = idle if best is None else min(best, idle)
+        if lines:
+            break  # /run/utmp and /var/run/utmp are usually one file
+    return best
+
+
+def owner_idle_s(now: float, activity_file: "Optional[str]" = None,
+                 utmp: "Optional[str]" = None) -> "Optional[float]":
+    """Seconds since the owner was last active: the least of the ttys' idle
+    time and the activity file's age (its mtime is the last activity); None
+    when neither says anything (nobody logged in, no such file)."""
+    best = tty_idle_s(now, utmp)
+    if activity_file:
+        try:
+            age = max(0.0, now - os.stat(activity_file).st_mtime)
+        except OSError:
+            age = None
+        if age is not None:
+            best = age if best is None else min(best, age)
+    return best
+
+
+def _proc_cpu(pid: int) -> "Optional[Tuple[int, float, float]]":
+    """(session, own CPU seconds, reaped children's CPU seconds) of ``pid``."""
+    try:
+        data = read_small("/proc/%d/stat" % pid)
+        rest = data[data.rindex(b")") + 2:].split()
+        return (int(rest[3]), (int(rest[11]) + int(rest[12])) / _TICKS,
+                (int(rest[13]) + int(rest[14])) / _TICKS)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_seconds(job_sessions: "Iterable[int]", skip_children_of: "Iterable[int]" = ()) -> float:
+    """CPU seconds used so far by the visible processes outside ``job_sessions``
+    (their own and their reaped children's), less the reaped children of the
+    processes in ``skip_children_of`` (the agent) and of PID 1."""
+    sessions = set(job_sessions)
+    no_children = set(skip_children_of)
+    no_children.add(1)
+    total = 0.0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        st = _proc_cpu(pid)
+        if st is None or st[0] in sessions or pid in sessions:
+            continue
+        total += st[1]
+        if pid not in no_children:
+            total += st[2]
+    return total
+
+
+class LoadMeter:
+    """The foreign load between successive readings (see the module's text)."""
+
+    __slots__ = ("last", "value")
+
+    def __init__(self) -> None:
+        self.last = None  # type: Optional[Tuple[float, float]]
+        self.value = None  # type: Optional[float]
+
+    def read(self, job_sessions: "Iterable[int]", now: "Optional[float]" = None) -> "Optional[float]":
+        """CPUs busy with foreign work since the last reading (None at the
+        first; within 0.2 s of the last reading, that reading's value again)."""
+        now = time.monotonic() if now is None else now
+        last = self.last
+        if last is not None and now - last[0] < 0.2:
+            return self.value  # asked twice at once (a hello, then a heartbeat)
+        total = cpu_seconds(job_sessions, (os.getpid(),))
+        self.last = (now, total)
+        if last is not None:
+            # a process that exited unreaped-by-a-counted-parent takes its
+            # time with it: a drop is not negative load
+            self.value = round(max(0.0, (total - last[1]) / (now - last[0])), 2)
+        return self.value
+
+
+def facts(meter: LoadMeter, job_sessions: "Iterable[int]",
+          activity_file: "Optional[str]") -> "Dict[str, object]":
+    """The owner's part of FACTS: ``foreign_load`` (None until two readings),
+    ``owner_idle_s`` (None: no sign of an owner)."""
+    return {"foreign_load": meter.read(job_sessions),
+            "owner_idle_s": owner_idle_s(time.time(), activity_file)}

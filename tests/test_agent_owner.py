@@ -1,0 +1,121 @@
+"""The agent's workstation facts: the owner's idle time (a real pty in a utmp
+file, the activity file) and the foreign load (real processes, a job's
+excluded), and both in the agent's heartbeat."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetslurm.node.agent import owner
+
+from test_agent import AgentClient, agent, spec, workdir  # noqa: F401  (fixtures)
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def utmp_record(line: str, user: str = "owner", kind: int = 7) -> bytes:
+    """One glibc ``struct utmp`` (384 bytes) as login(1) writes it."""
+    rec = struct.pack("hi32s4s32s256shhiii4i20s", kind, os.getpid(), line.encode(),
+                      b"ts/1", user.encode(), b"", 0, 0, 0, int(time.time()), 0, 0, 0, 0, 0,
+                      b"")
+    assert len(rec) == 384
+    return rec
+
+
+def test_tty_idle_is_the_terminal_device_access_time(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        dev = os.ttyname(slave)  # /dev/pts/N: a real terminal
+        utmp = tmp_path / "utmp"
+        # a dead-process record and the live login: only the login counts
+        utmp.write_bytes(utmp_record("pts/9999", kind=8) + utmp_record(dev[len("/dev/"):]))
+        now = time.time()
+        os.utime(dev, (now - 600, now - 600))  # last keystroke 10 minutes ago
+        assert owner.tty_idle_s(now, str(utmp)) == pytest.approx(600, abs=1)
+        assert owner.owner_idle_s(now, None, str(utmp)) == pytest.approx(600, abs=1)
+        # a stale record (its tty is gone) is no owner
+        utmp.write_bytes(utmp_record("pts/987654"))
+        assert owner.tty_idle_s(now, str(utmp)) is None
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_activity_file_mtime_is_the_last_activity(tmp_path: Path) -> None:
+    empty = tmp_path / "utmp"
+    empty.write_bytes(b"")
+    f = tmp_path / "active"
+    now = time.time()
+    assert owner.owner_idle_s(now, str(f), str(empty)) is None  # no file yet: no sign
+    f.touch()
+    os.utime(f, (now - 120, now - 120))
+    assert owner.owner_idle_s(now, str(f), str(empty)) == pytest.approx(120, abs=1)
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        rest = fh.read().rsplit(b")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / _TICKS
+
+
+def test_foreign_load_counts_a_hog_unless_it_is_a_jobs() -> None:
+    """Two meters read at the same moments, one told the hog's session is a
+    job's: they differ by exactly the hog's CPU use (whatever else this busy
+    host runs)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        with_hog, without = owner.LoadMeter(), owner.LoadMeter()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        assert with_hog.read([], t0) is None and without.read([hog.pid], t0) is None
+        c0 = _cpu_s(hog.pid)
+        time.sleep(2.0)
+        t1 = time.monotonic()
+        a, b = with_hog.read([], t1), without.read([hog.pid], t1)
+        used = (_cpu_s(hog.pid) - c0) / (t1 - t0)
+        assert used > 0.2  # it ran, even on a loaded host
+        assert a is not None and b is not None
+        assert a - b == pytest.approx(used, abs=0.15)
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def test_heartbeat_reports_foreign_load_and_owner_idle(agent: AgentClient, tmp_path: Path) -> None:  # noqa: F811
+    f = tmp_path / "active"
+    f.touch()
+    first = agent.request({"op": "facts", "activity_file": str(f)})
+    assert first["foreign_load"] is None  # one reading: no interval yet
+    assert first["owner_idle_s"] == pytest.approx(0, abs=5)
+    time.sleep(0.5)
+    second = agent.request({"op": "facts"})
+    assert isinstance(second["foreign_load"], float) and second["foreign_load"] >= 0
+    # without the file (and, here, no tty login): no sign of an owner
+    assert second["owner_idle_s"] is None or second["owner_idle_s"] > 0
+
+
+def test_a_jobs_own_cpu_is_not_foreign(agent: AgentClient, tmp_path: Path) -> None:  # noqa: F811
+    """A job spinning a CPU under the agent: the agent's foreign load stays
+    below what a meter that does not know about the job measures."""
+    agent.request({"op": "hello"})
+    r = agent.launch("spin", spec("#!/bin/sh\nexec python3 -c 'while True: pass'\n", tmp_path))
+    assert r["ev"] == "started"
+    outside = owner.LoadMeter()
+    agent.request({"op": "facts"})
+    outside.read([])
+    time.sleep(2.0)
+    mine = agent.request({"op": "facts"})["foreign_load"]
+    theirs = outside.read([])
+    pid = r["pid"]
+    assert mine is not None and theirs is not None
+    assert theirs - mine > 0.2, (theirs, mine)
+    agent.request({"op": "cancel", "key": "spin", "signal": 9})
+    agent.ended("spin")
+    assert pid
