@@ -27,6 +27,17 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def _suspension(task: dict) -> dict:
+    """A run's suspensions by its workstation's policy, as SLURM keeps them:
+    SuspendTime, the seconds suspended, and SecsPreSuspend (the run time
+    before the current suspension, which squeue's TIME shows meanwhile)."""
+    since, held = task.get("suspend_time"), float(task.get("suspended_s") or 0.0)
+    pre = None
+    if since is not None and task["start_time"] is not None:
+        pre = max(0.0, since - task["start_time"] - held)
+    return {"suspend_time": since, "suspended_s": held, "pre_sus_time": pre}
+
+
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:
     """One task as a JobRecord; ``steps`` are its step rows: batch-step runs
     (newest last) and the srun steps of its runs."""
@@ -63,6 +74,7 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "begin_time": req.get("begin_time"),
         "start_time": task["start_time"],
         "end_time": task["end_time"],
+        **_suspension(task),
         "time_limit": req.get("time_limit"),
         "nodes": [task["node"]] if task["node"] else [],
         "req_nodes": list(req.get("nodelist") or []),

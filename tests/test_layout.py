@@ -102,7 +102,7 @@ CTLD_LAYERS = (
     ("nodelink",),
     ("context",),
     ("lifecycle",),
-    ("health", "arrayfeed", "dependencies", "fairshare", "limits", "staging"),
+    ("health", "arrayfeed", "dependencies", "fairshare", "limits", "staging", "suspend"),
     ("launch", "collect"),
     ("agent_events", "requests.common", "requests.explain", "requests.jobs",
      "requests.nodes", "requests.qos", "requests.steps", "requests.submit", "requests.update"),

@@ -117,7 +117,7 @@ def test_foreign_load_free_memory_and_owner_each_keep_new_jobs_off():
     assert starts(step(st, [JobSubmitted(job(2, cpus=4))])) == {}
     text = st.explain(2)
     assert "node a is idle (no new jobs by its workstation policy: Owner active: last " \
-           "activity 1.0 min ago, the policy wants 15 min idle)" in text
+           "activity 1.0 min ago, its policy wants 15 min idle)" in text
     acts = step(st, [NodeMeasured("a", foreign_load=0.2, free_mem_mb=5000, owner_idle_s=901)])
     assert st.node_busy("a") is None
     assert starts(acts) == {2: "a"}

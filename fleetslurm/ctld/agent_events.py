@@ -18,7 +18,7 @@ from .collect import collect_output
 from .launch import fail_launch, safe_launch
 from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
                         node_fail, requeue_task)
-from .health import mark_down
+from .health import mark_down, measured
 from .inbox import (AgentMessage, Collected, ConnectFailed, Connected, LinkLost, Message,
                     Staged, Wake)
 
@@ -88,6 +88,7 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
         _hello(ctx, name, msg, now)
     elif ev == "facts":
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
+        ctx.emit(measured(name, link.facts))
     elif ev == "started":
         # no row for an unknown key: the update changes nothing
         ctx.store.update_step(str(msg.get("key")), pid=msg.get("pid"))
@@ -163,6 +164,7 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
     link.error = ""
     link.facts = dict(msg.get("facts") or {})
     ctx.store.set_node(name, facts=link.facts, last_seen=now)
+    ctx.emit(measured(name, link.facts))
     admin = ctx.store.node(name)
     ctx.nodes.awaiting_hello.discard(name)
     silent = name in ctx.nodes.not_responding
@@ -262,7 +264,7 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
             collect_output(ctx, task, name)  # a copy that did not finish: again
         return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
-    if task["state"] != "RUNNING" and not reconcile:
+    if task["state"] not in ("RUNNING", "SUSPENDED") and not reconcile:
         return
     if state == "LOST":
         if not reconcile:

@@ -123,7 +123,7 @@ def describe(node: "NodeEntry") -> str:
     reason = node.busy_reason or ""
     m, pol = node.measured, node.spec.policy
     if reason == OWNER_ACTIVE and m is not None and m.owner_idle_s is not None and pol is not None:
-        return (f"{reason}: last activity {m.owner_idle_s / 60:.1f} min ago, the policy wants "
+        return (f"{reason}: last activity {m.owner_idle_s / 60:.1f} min ago, its policy wants "
                 f"{(pol.owner_idle_s or 0) / 60:g} min idle")
     if reason == OUTSIDE_HOURS and pol is not None:
         return f"{reason}: available {', '.join(w.text for w in pol.windows)}"
