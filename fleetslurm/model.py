@@ -106,8 +106,9 @@ class JobRecord(TypedDict, total=False):
 
     job_id: int                 # unique raw id (JobIDRaw)
     array_job_id: Optional[int]  # master id for array tasks, else None
-    # suspended by a workstation policy: since when (None: not now), seconds
-    # spent suspended before, run seconds before the current suspension
+    # suspended by a workstation policy: the last suspend or resume (None:
+    # never), seconds suspended before (the current suspension aside), run
+    # seconds up to the last suspension (SLURM's SecsPreSuspend)
     suspend_time: Optional[float]
     suspended_s: float
     pre_sus_time: Optional[float]

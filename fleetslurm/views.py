@@ -29,11 +29,14 @@ def user_name(uid: int) -> str:
 
 def _suspension(task: dict) -> dict:
     """A run's suspensions by its workstation's policy, as SLURM keeps them:
-    SuspendTime, the seconds suspended, and SecsPreSuspend (the run time
-    before the current suspension, which squeue's TIME shows meanwhile)."""
+    SuspendTime (of the last suspend or resume), the seconds suspended (the
+    current suspension not yet counted) and SecsPreSuspend (the run time up
+    to the last suspension, which squeue's TIME shows while suspended)."""
     since, held = task.get("suspend_time"), float(task.get("suspended_s") or 0.0)
     pre = None
     if since is not None and task["start_time"] is not None:
+        # no run time passes between a suspend and its resume: the same sum
+        # either side of a resume
         pre = max(0.0, since - task["start_time"] - held)
     return {"suspend_time": since, "suspended_s": held, "pre_sus_time": pre}
 

@@ -255,3 +255,26 @@ def test_owner_activity_requeues_with_the_requeue_policy(owned) -> None:
         time.sleep(0.1)
     cli.run("scancel", str(job), check=True)
     cli.wait(job)
+
+
+def test_time_suspended_does_not_count_against_the_limit(owned) -> None:
+    """A 1-minute job that needs ~45 s of running, suspended for 30 s: it
+    ends COMPLETED after more than a minute of wall time, as in SLURM (its
+    end moves by the time it was suspended)."""
+    cli, owner, count = owned("suspend")
+    job = cli.sbatch("-t", "1", "--wrap",
+                     f"for i in $(seq 400); do echo x >> {count}; sleep 0.1; done")
+    cli.wait(job, {"RUNNING"})
+    time.sleep(3)
+    owner.active.set()
+    cli.wait(job, {"SUSPENDED"}, timeout=30)
+    time.sleep(30)
+    owner.active.clear()
+    cli.wait(job, {"RUNNING"}, timeout=30)
+    end = cli.run("squeue", "-h", "-j", str(job), "-o", "%e|%S", check=True).stdout.strip()
+    ends, starts = (time.mktime(time.strptime(t, "%Y-%m-%dT%H:%M:%S")) for t in end.split("|"))
+    assert ends - starts >= 60 + 29, end  # its end moved by the time suspended
+    rec = cli.wait(job, timeout=120)
+    assert rec["state"] == "COMPLETED", rec
+    assert rec["end_time"] - rec["start_time"] > 62, rec
+    assert count.read_text().count("\n") == 400

@@ -53,7 +53,8 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
             return
         held = max(0.0, now - (task["suspend_time"] or now))
         total = float(task["suspended_s"] or 0.0) + held
-        move(ctx, task, "RUNNING", suspend_time=None, suspended_s=total)
+        # SLURM's SuspendTime is the last suspend or resume
+        move(ctx, task, "RUNNING", suspend_time=now, suspended_s=total)
         ctx.store.log(task["task_id"], now, "resume",
                       f"on {action.node} after {held:.0f} s suspended")
         ctx.send(action.node, protocol.signal(key, int(signal.SIGCONT), "full"))

@@ -219,12 +219,9 @@ def end_time(job: JobRecord, now: float) -> Optional[float]:
     limit = job.get("time_limit")
     if limit is None:
         return now + NO_VAL_SECS
-    # SLURM moves a suspended job's end by the time it spent suspended (and,
-    # while it is suspended, by the time so far)
-    held = float(job.get("suspended_s") or 0.0)
-    if job.get("suspend_time") is not None:
-        held += max(0.0, now - job["suspend_time"])  # type: ignore[operator]
-    return start + limit * 60 + held
+    # SLURM moves a suspended job's end by the time it spent suspended, at
+    # its resume (while it is suspended, the end shown stands still)
+    return start + limit * 60 + float(job.get("suspended_s") or 0.0)
 
 
 def job_id(job: JobRecord) -> str:
