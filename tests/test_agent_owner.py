@@ -91,11 +91,14 @@ def test_foreign_load_counts_a_hog_unless_it_is_a_jobs() -> None:
 def test_heartbeat_reports_foreign_load_and_owner_idle(agent: AgentClient, tmp_path: Path) -> None:  # noqa: F811
     f = tmp_path / "active"
     f.touch()
-    first = agent.request({"op": "facts", "activity_file": str(f)})
+    # not asked to measure (a controller without policies): nothing scanned
+    plain = agent.request({"op": "facts", "activity_file": str(f)})
+    assert plain["foreign_load"] is None and plain["owner_idle_s"] is None
+    first = agent.request({"op": "facts", "measure": True, "activity_file": str(f)})
     assert first["foreign_load"] is None  # one reading: no interval yet
     assert first["owner_idle_s"] == pytest.approx(0, abs=5)
     time.sleep(0.5)
-    second = agent.request({"op": "facts"})
+    second = agent.request({"op": "facts", "measure": True})
     assert isinstance(second["foreign_load"], float) and second["foreign_load"] >= 0
     # without the file (and, here, no tty login): no sign of an owner
     assert second["owner_idle_s"] is None or second["owner_idle_s"] > 0
@@ -108,10 +111,10 @@ def test_a_jobs_own_cpu_is_not_foreign(agent: AgentClient, tmp_path: Path) -> No
     r = agent.launch("spin", spec("#!/bin/sh\nexec python3 -c 'while True: pass'\n", tmp_path))
     assert r["ev"] == "started"
     outside = owner.LoadMeter()
-    agent.request({"op": "facts"})
+    agent.request({"op": "facts", "measure": True})
     outside.read([])
     time.sleep(2.0)
-    mine = agent.request({"op": "facts"})["foreign_load"]
+    mine = agent.request({"op": "facts", "measure": True})["foreign_load"]
     theirs = outside.read([])
     pid = r["pid"]
     assert mine is not None and theirs is not None

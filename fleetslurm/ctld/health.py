@@ -81,6 +81,20 @@ def measured(name: str, facts: dict) -> NodeMeasured:
                         owner_idle_s=_num(facts.get("owner_idle_s")))
 
 
+def facts_request(ctx: "Context", name: str) -> dict:
+    """The heartbeat: with the workstation facts (foreign load, owner idle:
+    the agent scans /proc for them) only where they are used, a machine with
+    a policy or in a ``spread`` partition."""
+    m = ctx.config.machines[name]
+    parts = m.partitions or [ctx.config.default_partition]
+    spread = any(p in ctx.config.partitions and ctx.config.partitions[p].placement == "spread"
+                 for p in parts)
+    if m.policy is None and m.available is None and not spread:
+        return protocol.facts()
+    return protocol.facts(measure=True,
+                          activity_file=m.policy.activity_file if m.policy else None)
+
+
 def hello_request(ctx: "Context", name: str, now: float) -> dict:
     """The first request to a machine's new agent: runs of it given up for
     lost (requeued) are named, to be stopped before anything else."""
@@ -159,8 +173,7 @@ def periodic(ctx: "Context", now: float) -> None:
     for name, link in ctx.links.items():
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
-            policy = ctx.config.machines[name].policy
-            ctx.send(name, protocol.facts(policy.activity_file if policy else None))
+            ctx.send(name, facts_request(ctx, name))
         if link.status == "lost":
             backoff = min(30.0, 0.5 * (2 ** min(link.failures, 6)))
             if ctx.config.machines[name].transport == "local":

@@ -38,17 +38,20 @@ class Requests(JobBook):
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     load_meter: Optional[owner.LoadMeter]
 
-    def facts(self, activity_file: Optional[str] = None) -> Dict[str, Any]:
+    def facts(self, measure: bool = False,
+              activity_file: Optional[str] = None) -> Dict[str, Any]:
         """FACTS: what the scheduler needs to know about this machine."""
         if self.gpus is None:  # GPUs do not come and go; nvidia-smi is slow
             self.gpus = query_gpus()
         out = machine_facts(self.workdir, self.jobs_dir, self.since, self.gpus)
-        out.update(self.owner_facts(activity_file))
+        out.update(self.owner_facts(activity_file) if measure
+                   else {"foreign_load": None, "owner_idle_s": None})
         return out
 
     def owner_facts(self, activity_file: Optional[str]) -> Dict[str, Any]:
         """Foreign load and the owner's idle time (``owner``): every job's
-        supervisor session is fleetslurm's."""
+        supervisor session is fleetslurm's. Only asked for by a controller
+        that uses them (a workstation policy, ``spread``): it scans /proc."""
         if getattr(self, "load_meter", None) is None:
             self.load_meter = owner.LoadMeter()
         sessions = [j.sup_pid for j in self.jobs.values() if j.sup_pid and j.result is None]
@@ -64,7 +67,8 @@ class Requests(JobBook):
 
     def op_facts(self, req: Dict[str, Any], rid: Any) -> None:
         af = req.get("activity_file")
-        self.send(protocol.ev_facts(rid, self.facts(af if isinstance(af, str) and af else None)))
+        self.send(protocol.ev_facts(rid, self.facts(req.get("measure") is True,
+                                                    af if isinstance(af, str) and af else None)))
 
     def op_status(self, req: Dict[str, Any], rid: Any) -> None:
         self.send(protocol.ev_status(rid, [j.info() for j in self.jobs.values()]))

@@ -16,8 +16,11 @@ Requests (``op``)          -> replies (``ev``)
                               then one `ended` per finished, unforgotten job;
                               runs named in `unwanted` (requeued elsewhere) are
                               killed first and end CANCELLED, unless they ended
-  facts [activity_file]    -> {ev: facts, **FACTS}               (the heartbeat;
-                              activity_file: its mtime is the owner's last activity)
+  facts [measure] [activity_file]
+                           -> {ev: facts, **FACTS}               (the heartbeat;
+                              measure: foreign load and owner idle time wanted,
+                              else null; activity_file: its mtime is the owner's
+                              last activity)
   launch key spec          -> {ev: started, key, pid, start_time}
                             | {ev: launch_failed, key, error, [cause: job]}
                               (nothing ran; key reusable; cause "job": the spec
@@ -101,7 +104,7 @@ AGENT_VERSION = PROTOCOL_VERSION
 #: every request: its op -> (required fields, optional fields) besides ``id``
 REQUESTS = {
     "hello": ((), ("unwanted",)),
-    "facts": ((), ("activity_file",)),
+    "facts": ((), ("measure", "activity_file")),
     "launch": (("key", "spec"), ()),
     "signal": (("key", "signal"), ("scope", "batch_only")),
     "cancel": (("key",), ("signal", "requeue")),
@@ -154,10 +157,14 @@ def hello(unwanted: "List[str]", rid: "Any" = "hello") -> "Dict[str, Any]":
     return {"op": "hello", "id": rid, "unwanted": unwanted}
 
 
-def facts(activity_file: "Optional[str]" = None) -> "Dict[str, Any]":
-    if activity_file:
-        return {"op": "facts", "activity_file": activity_file}
-    return {"op": "facts"}
+def facts(measure: bool = False, activity_file: "Optional[str]" = None) -> "Dict[str, Any]":
+    """The heartbeat; ``measure``: with the workstation facts (a /proc scan)."""
+    msg = {"op": "facts"}  # type: Dict[str, Any]
+    if measure:
+        msg["measure"] = True
+        if activity_file:
+            msg["activity_file"] = activity_file
+    return msg
 
 
 def launch(key: str, spec: "Dict[str, Any]") -> "Dict[str, Any]":
