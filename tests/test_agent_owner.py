@@ -122,3 +122,19 @@ def test_a_jobs_own_cpu_is_not_foreign(agent: AgentClient, tmp_path: Path) -> No
     agent.request({"op": "cancel", "key": "spin", "signal": 9})
     agent.ended("spin")
     assert pid
+
+
+def test_the_foreign_load_is_damped_like_a_load_average(monkeypatch) -> None:
+    """Fed CPU totals by hand: the first interval's mean, then damped with
+    a 15 s time constant (one busy CPU for 15 s after idling: 1 - 1/e)."""
+    totals = iter([0.0, 0.0, 15.0, 15.0 + 150.0])
+    monkeypatch.setattr(owner, "cpu_seconds", lambda sessions, skip=(): next(totals))
+    m = owner.LoadMeter()
+    assert m.read([], 100.0) is None
+    assert m.read([], 110.0) == 0.0             # idle for 10 s
+    assert m.read([], 125.0) == pytest.approx(1 - 2.718281828 ** -1, abs=0.01)
+    # within 0.2 s: the same value, no new reading
+    assert m.read([], 125.1) == pytest.approx(0.63, abs=0.01)
+    # then ten busy CPUs for 15 s: it moves 1 - 1/e of the way to 10
+    v = m.read([], 140.0)
+    assert v == pytest.approx(0.63 + (10.0 - 0.63) * (1 - 2.718281828 ** -1), abs=0.02)

@@ -11,11 +11,14 @@ process counts its own time and the time of the children it reaped
 (``cutime``/``cstime``), so a compile's short-lived compilers are counted
 too; PID 1's reaped time and the agent's are left out (the agent reaps the
 supervisors, PID 1 reaps orphans of every kind, jobs' included). One busy
-CPU is 1.0, as a load average counts it; a value is a mean over the
-interval, so a new hog shows after one heartbeat.
+CPU is 1.0, as a load average counts it. The first value is the mean over
+the first interval; later ones are damped with a time constant of
+:data:`DAMPING_S` (15 s), so a hog shows within seconds, and a short burst
+or one starved interval does not flip a machine's availability.
 """
 from __future__ import annotations
 
+import math
 import os
 import struct
 import time
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 from .fsio import read_small
 
-__all__ = ["tty_idle_s", "owner_idle_s", "cpu_seconds", "LoadMeter", "UTMP_PATHS"]
+__all__ = ["tty_idle_s", "owner_idle_s", "cpu_seconds", "LoadMeter", "UTMP_PATHS", "DAMPING_S"]
 
 _TICKS = float(os.sysconf("SC_CLK_TCK"))
 #: where glibc keeps the login records
@@ -36,6 +39,9 @@ UTMP_PATHS = ("/run/utmp", "/var/run/utmp")
 # unused[20]: 384 bytes
 _UTMP = struct.Struct("hi32s4s32s256shhiii4i20s")
 _USER_PROCESS = 7
+#: the foreign load's time constant (seconds): an exponentially damped mean,
+#: as the kernel's load averages are (theirs: 60 s for the 1-minute one)
+DAMPING_S = 15.0
 
 
 def _utmp_lines(path: str) -> "Iterable[str]":
@@ -150,7 +156,14 @@ class LoadMeter:
         if last is not None:
             # a process that exited unreaped-by-a-counted-parent takes its
             # time with it: a drop is not negative load
-            self.value = round(max(0.0, (total - last[1]) / (now - last[0])), 2)
+            dt = now - last[0]
+            inst = max(0.0, (total - last[1]) / dt)
+            if self.value is None:
+                self.value = round(inst, 2)
+            else:  # damped, as a load average is: a burst or a starved
+                # heartbeat does not flip the machine back and forth
+                alpha = 1.0 - math.exp(-dt / DAMPING_S)
+                self.value = round(self.value + alpha * (inst - self.value), 2)
         return self.value
 
 
