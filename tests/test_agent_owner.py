@@ -125,10 +125,11 @@ def test_a_jobs_own_cpu_is_not_foreign(agent: AgentClient, tmp_path: Path) -> No
 
 
 def test_the_foreign_load_is_damped_like_a_load_average(monkeypatch) -> None:
-    """Fed CPU totals by hand: the first interval's mean, then damped with
+    """Fed CPU seconds by hand: the first interval's mean, then damped with
     a 15 s time constant (one busy CPU for 15 s after idling: 1 - 1/e)."""
-    totals = iter([0.0, 0.0, 15.0, 15.0 + 150.0])
-    monkeypatch.setattr(owner, "cpu_seconds", lambda sessions, skip=(): next(totals))
+    gains = iter([0.0, 15.0, 150.0])
+    monkeypatch.setattr(owner, "snapshot", lambda sessions, agents=(): {})
+    monkeypatch.setattr(owner, "cpu_gained", lambda before, after: next(gains))
     m = owner.LoadMeter()
     assert m.read([], 100.0) is None
     assert m.read([], 110.0) == 0.0             # idle for 10 s
@@ -138,3 +139,54 @@ def test_the_foreign_load_is_damped_like_a_load_average(monkeypatch) -> None:
     # then ten busy CPUs for 15 s: it moves 1 - 1/e of the way to 10
     v = m.read([], 140.0)
     assert v == pytest.approx(0.63 + (10.0 - 0.63) * (1 - 2.718281828 ** -1), abs=0.02)
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def test_a_stop_that_comes_before_the_start_is_kept(agent: AgentClient, tmp_path: Path) -> None:  # noqa: F811
+    """SIGSTOP sent right behind the launch (an owner back at that moment),
+    before the agent knows the job's pid: applied as soon as it does; the
+    SIGCONT later lets it run."""
+    import signal as _signal
+
+    agent.request({"op": "hello"})
+    count = tmp_path / "count"
+    rid = agent.send({"op": "launch", "key": "early", "spec": spec(
+        f"#!/bin/sh\nwhile true; do echo x >> {count}; sleep 0.05; done\n", tmp_path)})
+    ack = agent.request({"op": "signal", "key": "early", "signal": int(_signal.SIGSTOP),
+                         "scope": "full"})
+    assert ack["ok"] and ack["error"] is None, ack
+    agent.wait_for(lambda e: e.get("re") == rid and e.get("ev") == "started")
+    time.sleep(0.3)
+    n = _lines(count)
+    time.sleep(1.0)
+    assert _lines(count) == n  # stopped
+    agent.request({"op": "signal", "key": "early", "signal": int(_signal.SIGCONT),
+                   "scope": "full"})
+    time.sleep(1.0)
+    assert _lines(count) > n
+    agent.request({"op": "cancel", "key": "early", "signal": 9})
+    agent.ended("early")
+
+
+def test_cpu_gained_neither_double_counts_nor_loses_ended_processes() -> None:
+    """Snapshots by hand: pid -> (start, parent, own, reaped, fleetslurm's, reaped not counted)."""
+    before = {1: (0, 0, 1.0, 50.0, False, True),
+              10: (5, 1, 2.0, 0.0, False, False),          # make
+              11: (6, 10, 600.0, 0.0, False, False),       # its compiler, 600 s so far
+              20: (7, 1, 30.0, 0.0, False, False),         # a daemon's orphan, under PID 1
+              30: (8, 1, 5.0, 0.0, True, True),            # the agent
+              31: (9, 30, 40.0, 0.0, True, True)}          # a job (its supervisor's session)
+    after = {1: (0, 0, 1.0, 50.0 + 31.0, False, True),    # PID 1 reaped the orphan (+1 s)
+             10: (5, 1, 2.5, 603.0, False, False),         # make reaped its compiler (+3 s)
+             12: (50, 10, 1.0, 0.0, False, False),         # a new compiler
+             30: (8, 1, 5.2, 45.0, True, True),            # the agent reaped the job
+             40: (60, 1, 2.0, 0.0, False, False)}          # pid 40: new
+    # make +0.5, compiler's last 3 s, new compiler 1, new pid 2; nothing of the
+    # orphan's past (nor its last second, seen only by PID 1), nothing of the job
+    assert owner.cpu_gained(before, after) == pytest.approx(0.5 + 3.0 + 1.0 + 2.0)
+    # a pid reused by a new process: all its time is new
+    reused = {**after, 40: (61, 1, 0.5, 0.0, False, False)}
+    assert owner.cpu_gained(after, reused) == pytest.approx(0.5)

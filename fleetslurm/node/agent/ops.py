@@ -274,7 +274,9 @@ class Requests(JobBook):
         if job is None:
             return
         err = None
-        if job.pid is None:
+        if job.pid is None and signum in (signal.SIGSTOP, signal.SIGCONT) and job.result is None:
+            job.stop = signum  # suspended (or resumed) before it started: done at its start
+        elif job.pid is None:
             err = "job %s has not started yet; retry shortly" % job.key
         elif not alive(job.pid, job.ticks):
             err = "job %s's batch shell has exited" % job.key

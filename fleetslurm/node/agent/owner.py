@@ -6,11 +6,12 @@ is not fleetslurm's. Standard library only.
 Foreign load, as measured here: between two heartbeats, the CPU seconds
 gained by every process visible in /proc that is neither a fleetslurm job
 (a process in a job's session: the supervisor's, which every job child and
-step inherits) nor the agent, divided by the wall seconds between them. A
-process counts its own time and the time of the children it reaped
-(``cutime``/``cstime``), so a compile's short-lived compilers are counted
-too; PID 1's reaped time and the agent's are left out (the agent reaps the
-supervisors, PID 1 reaps orphans of every kind, jobs' included). One busy
+step inherits) nor the agent, divided by the wall seconds between them
+(:func:`cpu_gained`). A process counts what its own time and the time of
+the children it reaped (``cutime``/``cstime``) grew by, so a compile's
+short-lived compilers are counted too; PID 1's reaped time and the agent's
+are left out (the agent reaps the supervisors, PID 1 reaps orphans of every
+kind, jobs' included). One busy
 CPU is 1.0, as a load average counts it. The first value is the mean over
 the first interval; later ones are damped with a time constant of
 :data:`DAMPING_S` (15 s), so a hog shows within seconds, and a short burst
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 from .fsio import read_small
 
-__all__ = ["tty_idle_s", "owner_idle_s", "cpu_seconds", "LoadMeter", "UTMP_PATHS", "DAMPING_S"]
+__all__ = ["tty_idle_s", "owner_idle_s", "snapshot", "cpu_gained", "LoadMeter", "UTMP_PATHS",
+           "DAMPING_S"]
 
 _TICKS = float(os.sysconf("SC_CLK_TCK"))
 #: where glibc keeps the login records
@@ -99,71 +101,116 @@ def owner_idle_s(now: float, activity_file: "Optional[str]" = None,
     return best
 
 
-def _proc_cpu(pid: int) -> "Optional[Tuple[int, float, float]]":
-    """(session, own CPU seconds, reaped children's CPU seconds) of ``pid``."""
+#: one process at a reading: (start time in ticks, parent pid, own CPU
+#: seconds, its reaped children's CPU seconds, fleetslurm's (a job's or the
+#: agent's: not counted), its reaped children not counted (PID 1, the agent))
+Proc = "Tuple[int, int, float, float, bool, bool]"
+
+
+def _proc(pid: int) -> "Optional[Tuple[int, int, int, float, float]]":
+    """(session, start ticks, parent, own CPU s, reaped children's CPU s) of ``pid``."""
     try:
         data = read_small("/proc/%d/stat" % pid)
         rest = data[data.rindex(b")") + 2:].split()
-        return (int(rest[3]), (int(rest[11]) + int(rest[12])) / _TICKS,
+        return (int(rest[3]), int(rest[19]), int(rest[1]),
+                (int(rest[11]) + int(rest[12])) / _TICKS,
                 (int(rest[13]) + int(rest[14])) / _TICKS)
     except (OSError, ValueError, IndexError):
         return None
 
 
-def cpu_seconds(job_sessions: "Iterable[int]", skip_children_of: "Iterable[int]" = ()) -> float:
-    """CPU seconds used so far by the visible processes outside ``job_sessions``
-    (their own and their reaped children's), less the reaped children of the
-    processes in ``skip_children_of`` (the agent) and of PID 1."""
+def snapshot(job_sessions: "Iterable[int]", agent_pids: "Iterable[int]" = ()) -> "Dict[int, Proc]":
+    """Every visible process's CPU times, marked as fleetslurm's (in one of
+    ``job_sessions``, or one of ``agent_pids``) or not."""
     sessions = set(job_sessions)
-    no_children = set(skip_children_of)
-    no_children.add(1)
-    total = 0.0
+    agents = set(agent_pids)
+    out = {}  # type: Dict[int, Proc]
     try:
         names = os.listdir("/proc")
     except OSError:
-        return 0.0
+        return out
     for name in names:
         if not name.isdigit():
             continue
         pid = int(name)
-        st = _proc_cpu(pid)
-        if st is None or st[0] in sessions or pid in sessions:
+        st = _proc(pid)
+        if st is None:
             continue
-        total += st[1]
-        if pid not in no_children:
-            total += st[2]
-    return total
+        ours = st[0] in sessions or pid in sessions or pid in agents
+        out[pid] = (st[1], st[2], st[3], st[4], ours, ours or pid == 1)
+    return out
+
+
+def cpu_gained(before: "Dict[int, Proc]", after: "Dict[int, Proc]") -> float:
+    """CPU seconds the foreign processes used between two snapshots.
+
+    Each process counts what its own and its reaped children's times grew
+    by (all of them for one that started in between). A process that ended
+    was reaped: its reaper's children's time then holds its whole life, of
+    which what the earlier snapshot had already seen is taken off again, so
+    an ending process neither counts twice nor takes its past away (when its
+    reaper counts; when the reaper is PID 1 or fleetslurm's, its last moments
+    are simply not seen).
+    """
+    gained = 0.0
+    for pid, now in after.items():
+        if now[4]:
+            continue
+        was = before.get(pid)
+        if was is not None and was[0] != now[0]:
+            was = None  # the pid was reused: a new process
+        gained += now[2] - (was[2] if was else 0.0)
+        if not now[5]:
+            gained += now[3] - (was[3] if was else 0.0)
+    for pid, was in before.items():
+        now = after.get(pid)
+        if was[4] or (now is not None and now[0] == was[0]):
+            continue
+        # ended: the nearest ancestor still there reaped it (through any
+        # that ended too); if that one's reaped time counts, take this
+        # one's already-seen time off
+        parent, seen = was[1], 0
+        while parent in before and (parent not in after or after[parent][0] != before[parent][0]):
+            parent = before[parent][1]
+            seen += 1
+            if seen > 64:  # a cycle through reused pids: give up on this one
+                parent = 0
+                break
+        up = after.get(parent)
+        if up is not None and not up[5] and not up[4]:
+            gained -= was[2] + was[3]
+    return gained
 
 
 class LoadMeter:
     """The foreign load between successive readings (see the module's text)."""
 
-    __slots__ = ("last", "value")
+    __slots__ = ("table", "at", "value")
 
     def __init__(self) -> None:
-        self.last = None  # type: Optional[Tuple[float, float]]
+        self.table = None  # type: Optional[Dict[int, Proc]]
+        self.at = 0.0
         self.value = None  # type: Optional[float]
 
     def read(self, job_sessions: "Iterable[int]", now: "Optional[float]" = None) -> "Optional[float]":
         """CPUs busy with foreign work since the last reading (None at the
         first; within 0.2 s of the last reading, that reading's value again)."""
         now = time.monotonic() if now is None else now
-        last = self.last
-        if last is not None and now - last[0] < 0.2:
+        if self.table is not None and now - self.at < 0.2:
             return self.value  # asked twice at once (a hello, then a heartbeat)
-        total = cpu_seconds(job_sessions, (os.getpid(),))
-        self.last = (now, total)
-        if last is not None:
-            # a process that exited unreaped-by-a-counted-parent takes its
-            # time with it: a drop is not negative load
-            dt = now - last[0]
-            inst = max(0.0, (total - last[1]) / dt)
+        table = snapshot(job_sessions, (os.getpid(),))
+        if self.table is not None:
+            dt = now - self.at
+            # (a process reparented to PID 1 before it ended can make this
+            # slightly negative: not negative load)
+            inst = max(0.0, cpu_gained(self.table, table) / dt)
             if self.value is None:
                 self.value = round(inst, 2)
             else:  # damped, as a load average is: a burst or a starved
                 # heartbeat does not flip the machine back and forth
                 alpha = 1.0 - math.exp(-dt / DAMPING_S)
                 self.value = round(self.value + alpha * (inst - self.value), 2)
+        self.table, self.at = table, now
         return self.value
 
 
