@@ -123,20 +123,27 @@ def test_foreign_load_free_memory_and_owner_each_keep_new_jobs_off():
     assert starts(acts) == {2: "a"}
 
 
-def test_unmeasured_or_unpoliced_machines_behave_as_before():
-    st = cluster(NodeSpec("plain", 2, 4000), NodeSpec("ws", 2, 4000, weight=0, policy=POLICY))
-    # nothing measured yet: no block; a machine without policy ignores any measurement
+def test_unmeasured_or_unpoliced_machines():
+    st = cluster(NodeSpec("plain", 2, 4000), NodeSpec("ws", 2, 4000, weight=0, policy=POLICY),
+                 NodeSpec("hours", 2, 4000, weight=0,
+                          policy=NodePolicy(windows=parse_windows(["Mon"]))))
+    # a machine without policy ignores any measurement; a policed one takes
+    # nothing until measured (its owner may be there); hours alone need none
     step(st, [NodeMeasured("plain", foreign_load=9.0, free_mem_mb=1, owner_idle_s=0)])
-    assert st.node_busy("plain") is None and st.node_busy("ws") is None
+    assert st.node_busy("plain") is None and st.node_busy("hours") is None
+    assert st.node_busy("ws") == "Not measured yet"
     assert starts(step(st, [JobSubmitted(job(1)), JobSubmitted(job(2, cpus=2))])) == \
-        {1: "ws", 2: "plain"}
+        {1: "hours", 2: "plain"}
+    # measured, values unknown (the foreign load's first reading): no block
+    assert starts(step(st, [NodeMeasured("ws"), JobSubmitted(job(3, cpus=2))])) == {3: "ws"}
 
 
 # --------------------------------------------------------------------------- running jobs
 
 def _running(policy: NodePolicy) -> SchedulerState:
     st = cluster(NodeSpec("ws", 4, 8000, policy=policy))
-    assert starts(step(st, [JobSubmitted(job(1, time_limit=10))])) == {1: "ws"}
+    assert starts(step(st, [NodeMeasured("ws"), JobSubmitted(job(1, time_limit=10))])) == \
+        {1: "ws"}
     return st
 
 
@@ -180,6 +187,14 @@ def test_the_hours_closing_suspends_too():
     tuesday_7 = local(2026, 12, 8, 7)
     assert step(st, [], tuesday_7) == [SuspendJob(1, "ws", "Outside its hours")]
     assert step(st, [], local(2026, 12, 8, 19)) == [ResumeJob(1, "ws")]
+
+
+def test_a_restored_suspended_job_waits_for_a_measurement_to_resume():
+    st = cluster(NodeSpec("ws", 4, 8000, policy=NodePolicy(owner_idle_s=900,
+                                                         when_owner_active="suspend")))
+    assert step(st, [JobRestored(job(5), "ws", (), T0 - 100, suspended_at=T0 - 50)]) == []
+    assert st.suspended() == {5: T0 - 50}
+    assert step(st, [NodeMeasured("ws", owner_idle_s=None)], T0 + 1) == [ResumeJob(5, "ws")]
 
 
 def test_a_suspended_job_ending_or_restored_keeps_the_books_straight():

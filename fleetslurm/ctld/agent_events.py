@@ -164,7 +164,8 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
     link.error = ""
     link.facts = dict(msg.get("facts") or {})
     ctx.store.set_node(name, facts=link.facts, last_seen=now)
-    ctx.emit(measured(name, link.facts))
+    # (a hello's facts carry no workstation measurements: the heartbeats do,
+    # and until then the scheduler keeps what it knew)
     admin = ctx.store.node(name)
     ctx.nodes.awaiting_hello.discard(name)
     silent = name in ctx.nodes.not_responding

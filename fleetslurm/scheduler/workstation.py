@@ -14,7 +14,10 @@ suspended (``suspend``: SIGSTOP, resumed with SIGCONT when the owner leaves
 and the hours allow) or requeued (``requeue``), or left to finish
 (``stop_starting``). Load and memory only stop new jobs: a job suspended
 for them would free nothing the owner's work needs that a job's end does not.
-A measurement not (yet) reported does not block.
+Until a machine's first heartbeat with measurements (after a connect or a
+controller restart) it takes no new job (``Not measured yet``) and its
+suspended jobs stay suspended; one value not reported (the foreign load
+needs two readings) blocks nothing.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry, NodeEntry
     from fleetslurm.scheduler.view import SchedulerView
 
-__all__ = ["OWNER_ACTIVE", "OUTSIDE_HOURS", "busy_reason", "owner_wants_it", "apply",
+__all__ = ["OWNER_ACTIVE", "OUTSIDE_HOURS", "NOT_MEASURED", "busy_reason", "owner_wants_it", "apply",
            "spread_load", "describe", "suspended_for"]
 
 OWNER_ACTIVE = "Owner active"
 OUTSIDE_HOURS = "Outside its hours"
+NOT_MEASURED = "Not measured yet"
 
 PolicyAction = Union[SuspendJob, ResumeJob, EvictJob]
 
@@ -62,7 +66,12 @@ def busy_reason(node: "NodeEntry", now: float) -> Optional[str]:
         return claim
     m = node.measured
     if m is None:
-        return None
+        if pol.owner_idle_s is None and pol.max_foreign_load is None \
+                and pol.min_free_mem_mb is None:
+            return None  # hours alone: nothing to measure
+        # (after a connect or a restart, until its first heartbeat: its owner
+        # may be there)
+        return NOT_MEASURED
     if pol.max_foreign_load is not None and m.foreign_load is not None \
             and m.foreign_load > pol.max_foreign_load:
         return f"Foreign load {m.foreign_load:.1f} > {pol.max_foreign_load:.1f}"
@@ -100,7 +109,10 @@ def apply(st: "SchedulerView", now: float) -> list[PolicyAction]:
                 job.evicting = True
                 job.history.add(now, f"EvictJob on {name} ({claim})")
                 out.append(EvictJob(jid, name, claim))
-            elif (claim is None or mode != "suspend") and job.suspended_at is not None:
+            elif (claim is None or mode != "suspend") and job.suspended_at is not None \
+                    and (node.measured is not None or pol is None or pol.owner_idle_s is None):
+                # (nothing measured since a restart: the owner may still be
+                # there; it resumes on the first heartbeat that says not)
                 # the owner left (or the policy no longer suspends): it runs again
                 job.suspended_s += max(0.0, now - job.suspended_at)
                 job.suspended_at = None
