@@ -203,6 +203,7 @@ def test_owner_activity_suspends_and_its_end_resumes(owned) -> None:
     rec = cli.wait(job, {"SUSPENDED"}, timeout=30)
     assert rec["nodes"] == ["m1"]
     assert _squeue(cli, job) == "S|SUSPENDED|m1"
+    assert cli.run("squeue", "-h", "-t", "S", "-o", "%i", check=True).stdout.split() == [str(job)]
     assert _wait_reason(cli, "m1", "Owner active") == "Owner active"
     assert not _grows(count, 1.5)  # stopped: SIGSTOP reached it
     shown = cli.run("scontrol", "show", "job", str(job), check=True).stdout
