@@ -65,3 +65,37 @@ def test_an_active_owner_keeps_jobs_off_and_sinfo_says_why(tmp_path: Path) -> No
         assert ctl.store.task(job2)["node"] == "ws"
     finally:
         ctl.close()
+
+
+def test_requeue_policy_requeues_and_cancels_a_no_requeue_job(tmp_path: Path) -> None:
+    activity = tmp_path / "active"
+    activity.touch()
+    os.utime(activity, (time.time() - 3600, time.time() - 3600))  # the owner is away
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          when_owner_active="requeue", activity_file=str(activity))
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, kill_wait=1, machines={
+        "ws": MachineConfig(transport="local", cpus=2, memory_gb=1, policy=policy,
+                            workdir=str(tmp_path / "ws"))})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"))
+    ctl.start(time.time())
+    try:
+        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
+             and ctl.sched.node_busy("ws") is None)
+        again = submit(ctl, time.time(), {}, script="#!/bin/sh\nsleep 60\n", cwd=str(tmp_path))
+        once = submit(ctl, time.time(), {"no_requeue": True}, script="#!/bin/sh\nsleep 60\n",
+                      cwd=str(tmp_path))
+        pump(ctl, lambda: all(ctl.store.task(j)["state"] == "RUNNING" for j in (again, once)))
+        activity.touch()  # the owner is back
+        pump(ctl, lambda: ctl.store.task(again)["state"] == "PENDING"
+             and ctl.store.task(once)["state"] == "CANCELLED")
+        assert ctl.store.task(again)["restart_count"] == 1
+        assert [h["detail"] for h in ctl.store.history(once) if h["event"] == "evict"] == [
+            "Owner active on ws: cancelled by its workstation policy (submitted with "
+            "--no-requeue, it may not be requeued)"]
+        events = [h["detail"] for h in ctl.store.history(again) if h["event"] == "requeue"]
+        assert events == ["Owner active on ws: requeued by its workstation policy"]
+        time.sleep(0.5)
+        ctl.step(time.time())
+        assert ctl.store.task(again)["state"] == "PENDING"  # not while the owner is there
+    finally:
+        ctl.close()

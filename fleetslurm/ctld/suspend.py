@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from ..node.agent import protocol
 from ..scheduler import EvictJob, ResumeJob, SuspendJob
-from .lifecycle import move, requeue_task
+from .lifecycle import cancel_task, move, requeue_task
 
 if TYPE_CHECKING:
     from .context import Context
@@ -61,13 +61,15 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
         ctx.send(action.node, protocol.set_limit(key, node_limit_s(dict(task, suspended_s=total))))
     elif task["state"] in ("RUNNING", "SUSPENDED"):
         job = ctx.store.job(task["job_id"])
-        why = f"{action.reason} on {action.node}: requeued by its workstation policy"
-        ctx.log(f"job {task['task_id']}: {why}")
         if job is not None and not job["spec"].get("requeue", True):
             # --no-requeue: it may not run again; as SLURM's preemption by
             # requeue of such a job, it is cancelled
-            from .lifecycle import cancel_task
-
+            why = (f"{action.reason} on {action.node}: cancelled by its workstation policy "
+                   "(submitted with --no-requeue, it may not be requeued)")
+            ctx.log(f"job {task['task_id']}: {why}")
+            ctx.store.log(task["task_id"], now, "evict", why)
             cancel_task(ctx, task, os.getuid(), now, reason="None")
             return
+        why = f"{action.reason} on {action.node}: requeued by its workstation policy"
+        ctx.log(f"job {task['task_id']}: {why}")
         requeue_task(ctx, task, now, why)
