@@ -118,6 +118,10 @@ def test_foreign_load_free_memory_and_owner_each_keep_new_jobs_off():
     text = st.explain(2)
     assert "node a is idle (no new jobs by its workstation policy: Owner active: last " \
            "activity 1.0 min ago, its policy wants 15 min idle)" in text
+    # a new agent's first heartbeat (no foreign load yet) keeps the last one
+    step(st, [NodeMeasured("a", foreign_load=3.0, free_mem_mb=5000, owner_idle_s=901)])
+    step(st, [NodeMeasured("a", foreign_load=None, free_mem_mb=5000, owner_idle_s=901)])
+    assert st.node_busy("a") == "Foreign load 3.0 > 1.0"
     acts = step(st, [NodeMeasured("a", foreign_load=0.2, free_mem_mb=5000, owner_idle_s=901)])
     assert st.node_busy("a") is None
     assert starts(acts) == {2: "a"}

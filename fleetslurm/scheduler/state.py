@@ -124,7 +124,11 @@ class SchedulerState:
 
     def _on_node_measured(self, ev: NodeMeasured, now: float) -> None:
         # no history line: one arrives with every heartbeat
-        self._node(ev.name, "NodeMeasured").measured = ev
+        node = self._node(ev.name, "NodeMeasured")
+        if ev.foreign_load is None and node.measured is not None:
+            # a new agent's first reading has no interval yet: the last stands
+            ev = dataclasses.replace(ev, foreign_load=node.measured.foreign_load)
+        node.measured = ev
 
     def _on_partition_set(self, ev: PartitionSet, now: float) -> None:
         self._parts[ev.partition.name] = ev.partition

@@ -17,7 +17,7 @@ for them would free nothing the owner's work needs that a job's end does not.
 Until a machine's first heartbeat with measurements (after a connect or a
 controller restart) it takes no new job (``Not measured yet``) and its
 suspended jobs stay suspended; one value not reported (the foreign load
-needs two readings) blocks nothing.
+needs two readings: a new agent's first keeps the last known) blocks nothing.
 """
 
 from __future__ import annotations
