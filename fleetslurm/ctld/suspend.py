@@ -42,8 +42,8 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
         return
     key = task["run_key"]
     if isinstance(action, SuspendJob):
-        if task["state"] != "RUNNING":
-            return
+        if task["state"] != "RUNNING" or task["cancelled_by"] is not None:
+            return  # (a job being cancelled is let die, not frozen mid-way)
         move(ctx, task, "SUSPENDED", suspend_time=now)
         ctx.store.log(task["task_id"], now, "suspend", f"on {action.node}: {action.reason}")
         ctx.send(action.node, protocol.set_limit(key, None))
