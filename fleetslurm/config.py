@@ -22,6 +22,7 @@ from .paths import DEFAULT_WORKDIR, find_config
 
 __all__ = [
     "MachineConfig",
+    "PolicyConfig",
     "PartitionConfig",
     "PriorityConfig",
     "QosConfig",
@@ -54,6 +55,23 @@ _U16 = 65533
 _U32 = 4294967294
 
 
+class PolicyConfig(_Strict):
+    """A workstation's policy (``machines.NAME.policy``), as HTCondor's desktop
+    pools have one: no new job while its owner is active (a tty or the
+    activity file used within ``owner_idle_minutes``), while the load not
+    caused by fleetslurm's jobs is above ``max_foreign_load`` or its free
+    memory under ``min_free_mem_gb``; ``when_owner_active`` says what happens
+    to the jobs running there then. ``null`` turns one check off."""
+
+    max_foreign_load: Optional[float] = Field(1.0, ge=0, le=1e6)
+    min_free_mem_gb: Optional[float] = Field(2, ge=0, le=1024 ** 2)
+    owner_idle_minutes: Optional[float] = Field(15, ge=0, le=525600)
+    when_owner_active: Literal["stop_starting", "suspend", "requeue"] = "stop_starting"
+    #: a file whose modification time is the owner's last activity (for sites
+    #: without utmp, a screen-saver hook, tests)
+    activity_file: Optional[str] = Field(None, min_length=1)
+
+
 class MachineConfig(_Strict):
     """One machine (a SLURM node). Keyed by node name in ``machines``."""
 
@@ -74,6 +92,19 @@ class MachineConfig(_Strict):
     python: str = Field("python3", min_length=1)
     shared_fs: bool = False
     transport: Literal["ssh", "local"] = "ssh"
+    #: the workstation policy (omitted: jobs start whatever the machine does)
+    policy: Optional[PolicyConfig] = None
+    #: when it may take jobs (see fleetslurm.hours; omitted: always)
+    available: Optional[list[str]] = None
+
+    @field_validator("available")
+    @classmethod
+    def _hours(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        if v is not None:
+            from .hours import parse_windows
+
+            parse_windows(v)  # raises InvalidValue naming the window
+        return v
 
     @property
     def address(self) -> str:
@@ -107,6 +138,9 @@ class PartitionConfig(_Strict):
     allow_groups: Optional[list[str]] = None
     allow_accounts: Optional[list[str]] = None
     allow_qos: Optional[list[str]] = None
+    #: node order: "pack" (best fit, lowest weight first) or "spread" (least
+    #: loaded first, by measured load)
+    placement: Literal["pack", "spread"] = "pack"
 
     @property
     def tier(self) -> int:
@@ -388,6 +422,15 @@ _ALLOWED = {
     "default_time": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
     "host_key_policy": '"reject" or "accept-new"',
     "transport": '"ssh" or "local"',
+    "max_foreign_load": "a non-negative number (null: no check)",
+    "min_free_mem_gb": "a non-negative number of GB (null: no check)",
+    "owner_idle_minutes": "a non-negative number of minutes (null: no check)",
+    "when_owner_active": '"stop_starting", "suspend" or "requeue"',
+    "activity_file": "a non-empty path",
+    "policy": "an object (max_foreign_load, min_free_mem_gb, owner_idle_minutes, "
+              "when_owner_active, activity_file)",
+    "available": 'a list of windows ("Mon-Fri 19:00-07:00", "Sat-Sun")',
+    "placement": '"pack" or "spread"',
     "state": '"UP" or "DOWN"',
     "partitions": "a list of partition names",
     "features": "a list of strings",
@@ -431,6 +474,8 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
             "machines": MachineConfig, "partitions": PartitionConfig, "priority": PriorityConfig,
             "qos": QosConfig, "accounts": AccountConfig,
         }.get(loc[0] if loc else "", FleetConfig) if len(loc) > 1 else FleetConfig
+        if len(loc) > 3 and loc[0] == "machines" and loc[2] == "policy":
+            model = PolicyConfig
         allowed = ", ".join(k for k in model.model_fields if k != "source")
         return f"{path}: unknown field; allowed fields are: {allowed}"
     if etype == "missing":
@@ -438,6 +483,8 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
     msg = str(err.get("msg", ""))
     if etype == "value_error":
         ctx = msg.removeprefix("Value error, ")
+        if ctx.startswith("invalid window"):
+            return f"{path}: {ctx}"
         if ctx == "no machines":
             return "machines: at least one machine is required"
         if ctx == "several default partitions":

@@ -93,7 +93,7 @@ FINAL_STATES = frozenset(
 #: a job that is not over yet (what the controller keeps working on)
 ACTIVE_STATE_NAMES = ("PENDING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
 #: a job that holds a machine's resources
-LIVE_STATE_NAMES = ("RUNNING", "COMPLETING")
+LIVE_STATE_NAMES = ("RUNNING", "COMPLETING", "SUSPENDED")
 FINAL_STATE_NAMES = frozenset(s.value for s in FINAL_STATES)
 
 
@@ -106,6 +106,12 @@ class JobRecord(TypedDict, total=False):
 
     job_id: int                 # unique raw id (JobIDRaw)
     array_job_id: Optional[int]  # master id for array tasks, else None
+    # suspended by a workstation policy: the last suspend or resume (None:
+    # never), seconds suspended before (the current suspension aside), run
+    # seconds up to the last suspension (SLURM's SecsPreSuspend)
+    suspend_time: Optional[float]
+    suspended_s: float
+    pre_sus_time: Optional[float]
     array_task_id: Optional[int]
     array_task_str: Optional[str]  # pending remainder of an array, e.g. "3-9%2"
     name: str

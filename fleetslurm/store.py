@@ -241,13 +241,20 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (node, t)
     ) WITHOUT ROWID;
     """,
+    # 13: a job suspended by its workstation's policy (state SUSPENDED): since
+    # when, and how long it was suspended before (its time limit's clock
+    # stands still meanwhile; squeue's TIME leaves it out)
+    """
+    ALTER TABLE tasks ADD COLUMN suspend_time REAL;
+    ALTER TABLE tasks ADD COLUMN suspended_s REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 _TASK_COLUMNS = (
     "task_id job_id array_index state reason req held submit_time eligible_time "
     "start_time end_time node gpu_ids alloc_cpus alloc_mem_mb run_key restart_count "
     "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown name "
-    "partition acct_lines"
+    "partition acct_lines suspend_time suspended_s"
 ).split()
 
 
@@ -543,8 +550,8 @@ class Store(BulkQueries, StatsQueries, SampleStore):
         self._x(f"UPDATE tasks SET {sets} WHERE task_id=?", (*fields.values(), task_id))
 
     def live_tasks_on(self, node: str) -> list[dict]:
-        """Tasks holding resources on a machine (running, or finishing)."""
-        return self.tasks("node=? AND state IN ('RUNNING','COMPLETING')", (node,))
+        """Tasks holding resources on a machine (running, suspended, or finishing)."""
+        return self.tasks("node=? AND state IN ('RUNNING','COMPLETING','SUSPENDED')", (node,))
 
     # -- steps ------------------------------------------------------------
     def add_step(self, run_key: str, task_id: int, node: str, start_time: float,

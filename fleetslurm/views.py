@@ -39,6 +39,20 @@ def gpu_usage(step: Optional[dict]) -> Optional[dict]:
             "mem_max_mb": int(step["gpu_mem_max_mb"])}  # type: ignore[index]
 
 
+def _suspension(task: dict) -> dict:
+    """A run's suspensions by its workstation's policy, as SLURM keeps them:
+    SuspendTime (of the last suspend or resume), the seconds suspended (the
+    current suspension not yet counted) and SecsPreSuspend (the run time up
+    to the last suspension, which squeue's TIME shows while suspended)."""
+    since, held = task.get("suspend_time"), float(task.get("suspended_s") or 0.0)
+    pre = None
+    if since is not None and task["start_time"] is not None:
+        # no run time passes between a suspend and its resume: the same sum
+        # either side of a resume
+        pre = max(0.0, since - task["start_time"] - held)
+    return {"suspend_time": since, "suspended_s": held, "pre_sus_time": pre}
+
+
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:
     """One task as a JobRecord; ``steps`` are its step rows: batch-step runs
     (newest last) and the srun steps of its runs."""
@@ -75,6 +89,7 @@ def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str =
         "begin_time": req.get("begin_time"),
         "start_time": task["start_time"],
         "end_time": task["end_time"],
+        **_suspension(task),
         "time_limit": req.get("time_limit"),
         "nodes": [task["node"]] if task["node"] else [],
         "req_nodes": list(req.get("nodelist") or []),

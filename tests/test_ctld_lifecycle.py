@@ -66,11 +66,14 @@ def test_the_table_covers_the_states_the_controller_writes():
     for final in lifecycle.RESULT_STATES:
         assert TRANSITIONS[final] == frozenset({"PENDING"})
     # every state the controller may write is a SLURM state
-    assert set(TRANSITIONS) <= FINAL_STATE_NAMES | {"PENDING", "RUNNING", "COMPLETING"}
+    assert set(TRANSITIONS) <= FINAL_STATE_NAMES | {"PENDING", "RUNNING", "COMPLETING", "SUSPENDED"}
     assert "COMPLETED" not in TRANSITIONS["PENDING"]
     assert "RUNNING" not in TRANSITIONS["COMPLETED"]
     assert set(TRANSITIONS["RUNNING"]) >= {"COMPLETING", "COMPLETED", "FAILED", "CANCELLED",
                                            "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PENDING"}
+    # a suspended job (its workstation's owner is back) resumes, or ends as a running one may
+    assert TRANSITIONS["SUSPENDED"] == (TRANSITIONS["RUNNING"] - {"SUSPENDED"}) | {"RUNNING"}
+    assert "SUSPENDED" in TRANSITIONS["RUNNING"] and "SUSPENDED" not in TRANSITIONS["PENDING"]
 
 
 def test_a_job_run_through_the_controller_makes_only_listed_moves(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def submit(st, *reqs, now: float = T0 + 100) -> dict[int, str]:
 def test_package_exports_its_public_names():
     public = {n for n in dir(sched) if not n.startswith("_")} - {
         "arrays", "backfill", "deps", "eligibility", "events", "explain", "invariants", "lifecycle",
-        "limits", "multifactor", "policy", "profile", "records", "state", "willrun"}
+        "limits", "multifactor", "policy", "profile", "records", "state", "willrun", "workstation"}
     assert set(sched.__all__) == public
 
 

@@ -7,7 +7,10 @@ requeue in between; every start honours the job's partition, nodelist,
 exclude, features and size; a running job's node is available or the job was
 there before it went down/drained; an idle cluster leaves no job waiting for
 resources; no start takes a user, QOS or account over a limit in force
-(LimitsSet, changed at random: a lowered limit holds new starts only).
+(LimitsSet, changed at random: a lowered limit holds new starts only); no
+start on a workstation its policy keeps free (NodeMeasured at random: owner
+activity, foreign load), and its suspend/resume/requeue actions only for
+jobs running there, each once (suspended jobs keep their allocation).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fleetslurm.scheduler import (
     JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored, JobSubmitted,
-    AssocLimits, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeResume, NodeSpec, NodeUp,
-    PartitionSet, PartitionSpec, PrioritiesSet, QosLimits, SchedulerState, StartJob, Tres,
+    AssocLimits, EvictJob, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeMeasured, NodePolicy,
+    NodeResume, NodeSpec, NodeUp, PartitionSet, PartitionSpec, PrioritiesSet, QosLimits,
+    ResumeJob, SchedulerState, StartJob, SuspendJob, Tres,
 )
 from fleetslurm.scheduler.policy import constraint_matches, parse_constraint
 
@@ -30,13 +34,17 @@ PARTITIONS = {
     "gpu": PartitionSpec("gpu", priority=5, max_time=120),
 }
 NODES = {
-    "n1": NodeSpec("n1", 4, 8000),
+    "n1": NodeSpec("n1", 4, 8000, policy=NodePolicy(owner_idle_s=600, when_owner_active="requeue")),
     "n2": NodeSpec("n2", 8, 32000, features=frozenset({"avx"})),
     "g1": NodeSpec("g1", 8, 32000, gpu_ids=(0, 1, 2), partitions=("gpu", "debug"), weight=5,
                    features=frozenset({"avx", "cuda"})),
     "g2": NodeSpec("g2", 4, 16000, gpu_ids=(0, 1), partitions=("gpu",), weight=5,
-                   features=frozenset({"cuda"})),
+                   features=frozenset({"cuda"}),
+                   policy=NodePolicy(max_foreign_load=2.0, owner_idle_s=600,
+                                     when_owner_active="suspend")),
 }
+#: nodes with a workstation policy
+POLICED = ("n1", "g2")
 REASONS = {"JobHeldUser", "BeginTime", "Dependency", "DependencyNeverSatisfied", "PartitionDown",
            "PartitionTimeLimit", "Resources", "Priority", "BadConstraints", "PartitionConfig",
            "QOSMaxJobsPerUserLimit", "QOSMaxCpuPerUserLimit", "QOSMaxMemoryPerUser",
@@ -63,7 +71,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.ended: set[int] = set()
         self.shrunk: set[str] = set()
         self.limits = LimitsSet()
-        self.apply([PartitionSet(p) for p in PARTITIONS.values()] + [NodeUp(n) for n in NODES.values()])
+        self.suspended: set[int] = set()
+        self.apply([PartitionSet(p) for p in PARTITIONS.values()] + [NodeUp(n) for n in NODES.values()]
+                   + [NodeMeasured(n) for n in POLICED])
 
     # ------------------------------------------------------------------ driving
 
@@ -71,9 +81,27 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.steps += 1
         for ev in events:
             self._model(ev)
+        evicted = []
         for action in self.sched.handle(events, self.now):
-            assert isinstance(action, StartJob)
-            self._started(action)
+            if isinstance(action, StartJob):
+                assert self.sched.node_busy(action.node) is None, (
+                    f"job {action.job_id} started on {action.node}, kept free by its policy "
+                    f"({self.sched.node_busy(action.node)})")
+                self._started(action)
+            elif isinstance(action, SuspendJob):
+                assert self.running[action.job_id][0] == action.node
+                assert action.job_id not in self.suspended, f"job {action.job_id} suspended twice"
+                assert self.specs[action.node].policy.when_owner_active == "suspend"
+                self.suspended.add(action.job_id)
+            elif isinstance(action, ResumeJob):
+                assert action.job_id in self.suspended, f"job {action.job_id} resumed, not suspended"
+                self.suspended.discard(action.job_id)
+            else:
+                assert isinstance(action, EvictJob)
+                assert self.running[action.job_id][0] == action.node
+                evicted.append(action.job_id)
+        if evicted:  # the controller requeues them
+            self.apply([JobRequeued(j) for j in evicted])
 
     def _model(self, ev) -> None:
         if isinstance(ev, JobSubmitted):
@@ -85,9 +113,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         elif isinstance(ev, JobEnded):
             self.pending.discard(ev.job_id)
             self.running.pop(ev.job_id, None)
+            self.suspended.discard(ev.job_id)
             self.ended.add(ev.job_id)
         elif isinstance(ev, JobRequeued):
             del self.running[ev.job_id]
+            self.suspended.discard(ev.job_id)
             self.pending.add(ev.job_id)
         elif isinstance(ev, JobUpdated):
             self.requests[ev.job_id] = _replace(self.requests[ev.job_id], ev.changes())
@@ -277,7 +307,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(node=hs.sampled_from(sorted(NODES)), cpus=hs.integers(1, 12), gpus=hs.integers(0, 3))
     def resize(self, node, cpus, gpus) -> None:
         old = self.specs[node]
-        spec = NodeSpec(node, cpus, old.mem_mb, tuple(range(gpus)), old.partitions, old.features, old.weight)
+        spec = NodeSpec(node, cpus, old.mem_mb, tuple(range(gpus)), old.partitions, old.features, old.weight,
+                        old.policy)
         self.apply([NodeUp(spec)])
 
     @rule(data=hs.data())
@@ -300,6 +331,12 @@ class SchedulerMachine(RuleBasedStateMachine):
         accts = data.draw(hs.lists(hs.builds(AssocLimits, account=hs.just("alice"), grp_tres=tres,
                                              grp_jobs=n, max_jobs=n), max_size=1))
         self.apply([LimitsSet(tuple(qos), tuple(accts))])
+
+    @rule(node=hs.sampled_from(POLICED), idle=hs.sampled_from([None, 5.0, 10_000.0]),
+          load=hs.sampled_from([None, 0.5, 5.0]))
+    def measure(self, node, idle, load) -> None:
+        # a heartbeat: the owner comes or goes, the foreign load rises or falls
+        self.apply([NodeMeasured(node, foreign_load=load, owner_idle_s=idle)])
 
     @rule(seconds=hs.sampled_from([1, 60, 600, 3600]))
     def advance(self, seconds) -> None:
@@ -329,6 +366,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         for jid, (node, *_rest, started) in self.running.items():
             assert self.available(node) or started < self.unavailable_since[node], (
                 f"job {jid} runs on {node}, unavailable since step {self.unavailable_since.get(node)}")
+        assert self.suspended <= set(self.running)
+        assert set(s.suspended()) == self.suspended
         reasons = s.pending_reasons()
         assert set(reasons) == self.pending
         for jid, why in reasons.items():

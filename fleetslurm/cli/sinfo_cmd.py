@@ -84,8 +84,10 @@ def _text(opts: dict, reply: dict, fmt: str, fit: bool, iterating: bool) -> str:
     node_oriented = bool(opts.get("node_oriented")) and not opts.get("summarize")
     reasons = bool(opts.get("list_reasons")) and not (opts.get("summarize") or node_oriented)
     if opts.get("list_reasons"):
-        # -R: the machines that are down, drained or failing, whatever the format
-        nodes = [n for n in nodes if n["state"].rstrip("*~#%$@^-") in _REASON_STATES]
+        # -R: the machines that are down, drained or failing, whatever the
+        # format, and those a workstation policy keeps new jobs off ("busy")
+        nodes = [n for n in nodes if n["state"].rstrip("*~#%$@^-") in _REASON_STATES
+                 or n.get("busy")]
         keep = {n["name"] for n in nodes}
         parts = [dict(p, nodes=[n for n in p["nodes"] if n in keep]) for p in parts]
         if reasons and not {it.letter for it in sinfo_fmt.parse_format(fmt)} & {"P", "R"}:

@@ -20,7 +20,7 @@ from .injob import on_rpc
 from .launch import fail_launch, safe_launch
 from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
                         node_fail, requeue_task)
-from .health import mark_down
+from .health import mark_down, measured
 from .inbox import (AgentMessage, Collected, ConnectFailed, Connected, LinkLost, Message,
                     Staged, Wake)
 
@@ -94,6 +94,7 @@ def on_agent(ctx: "Context", item: AgentMessage, now: float) -> None:
         link.facts.update({k: v for k, v in msg.items() if k not in ("ev", "re")})
         # the dashboard's sparkline: one point a minute, a day of them
         ctx.store.note_load(name, now, link.facts.get("load1"), link.facts.get("free_mem_mb"))
+        ctx.emit(measured(name, link.facts))
     elif ev == "samples":
         _samples(ctx, msg.get("jobs"))
     elif ev == "started":
@@ -191,6 +192,8 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
     link.error = ""
     link.facts = dict(msg.get("facts") or {})
     ctx.store.set_node(name, facts=link.facts, last_seen=now)
+    # (a hello's facts carry no workstation measurements: the heartbeats do,
+    # and until then the scheduler keeps what it knew)
     admin = ctx.store.node(name)
     ctx.nodes.awaiting_hello.discard(name)
     silent = name in ctx.nodes.not_responding
@@ -298,7 +301,7 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
             collect_output(ctx, task, name)  # a copy that did not finish: again
         return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
-    if task["state"] != "RUNNING" and not reconcile:
+    if task["state"] not in ("RUNNING", "SUSPENDED") and not reconcile:
         return
     if state == "LOST":
         if not reconcile:

@@ -29,7 +29,7 @@ from ..scheduler import JobRequest, NodeSpec, SchedulerState
 from ..store import Store
 from ..transport.base import Transport
 from .inbox import Message, Wake
-from .jobrequest import job_request
+from .jobrequest import job_request, node_policy
 from .mail import Mailer
 
 __all__ = ["Context", "NodeBook"]
@@ -153,7 +153,8 @@ class Context:
         return NodeSpec(name=name, cpus=int(cpus), mem_mb=int(mem),
                         gpu_ids=tuple(range(int(ngpu))),
                         partitions=tuple(m.partitions or [self.config.default_partition]),
-                        features=frozenset(m.features), weight=m.weight)
+                        features=frozenset(m.features), weight=m.weight,
+                        policy=node_policy(m))
 
     # -- tasks and the scheduler ------------------------------------------------------
     def request_of(self, task: dict, job: dict) -> JobRequest:

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 
 from ..node.agent import protocol
 from ..model import FINAL_STATE_NAMES, LIVE_STATE_NAMES
-from ..scheduler import NodeDown, NodeDrain, NodeResume, NodeUp
+from ..scheduler import NodeDown, NodeDrain, NodeMeasured, NodeResume, NodeUp
 from .lifecycle import final_state, move, node_fail
 
 if TYPE_CHECKING:
     from .context import Context
 
 __all__ = ["not_responding", "responding_again", "hello_request", "lost_run_stands",
-           "SUPERSEDED", "UNWANTED_FOR_S"]
+           "SUPERSEDED", "UNWANTED_FOR_S", "measured"]
 
 _LIVE = LIVE_STATE_NAMES
 #: a run that ended on its own (lifecycle.RESULT_STATES) and was not stopped by us
@@ -65,6 +65,34 @@ def responding_again(ctx: "Context", name: str) -> None:
     ctx.emit(NodeDrain(name, admin["reason"]) if admin["admin_state"] == "drain"
              else NodeResume(name))
     ctx.log(f"node {name}: responding again")
+
+
+def _num(v: object) -> "float | None":
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def measured(name: str, facts: dict) -> NodeMeasured:
+    """What the scheduler's workstation policy and ``spread`` placement need
+    of a machine's heartbeat (an older agent's missing fields: unknown)."""
+    free = _num(facts.get("free_mem_mb"))
+    return NodeMeasured(name, load1=_num(facts.get("load1")),
+                        foreign_load=_num(facts.get("foreign_load")),
+                        free_mem_mb=None if free is None else int(free),
+                        owner_idle_s=_num(facts.get("owner_idle_s")))
+
+
+def facts_request(ctx: "Context", name: str) -> dict:
+    """The heartbeat: with the workstation facts (foreign load, owner idle:
+    the agent scans /proc for them) only where they are used, a machine with
+    a policy or in a ``spread`` partition."""
+    m = ctx.config.machines[name]
+    parts = m.partitions or [ctx.config.default_partition]
+    spread = any(p in ctx.config.partitions and ctx.config.partitions[p].placement == "spread"
+                 for p in parts)
+    if m.policy is None and m.available is None and not spread:
+        return protocol.facts()
+    return protocol.facts(measure=True,
+                          activity_file=m.policy.activity_file if m.policy else None)
 
 
 def hello_request(ctx: "Context", name: str, now: float) -> dict:
@@ -145,7 +173,7 @@ def periodic(ctx: "Context", now: float) -> None:
     for name, link in ctx.links.items():
         if link.status == "up" and now - getattr(link, "last_ping", 0) >= hb:
             link.last_ping = now  # type: ignore[attr-defined]
-            ctx.send(name, protocol.facts())
+            ctx.send(name, facts_request(ctx, name))
             ctx.send(name, protocol.samples())  # the runs' resource samples
         if link.status == "lost":
             backoff = min(30.0, 0.5 * (2 ** min(link.failures, 6)))

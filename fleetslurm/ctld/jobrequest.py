@@ -1,14 +1,17 @@
 """A task's request as the scheduler sees it (:class:`JobRequest`), built from
 its stored row; a malformed stored request fails its own job, never the
-scheduler."""
+scheduler. And a machine's workstation policy as it sees it (:class:`NodePolicy`)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .. import errors
-from ..scheduler import JobRequest
+from ..scheduler import JobRequest, NodePolicy
 from ..slurm.assoc import account_of
+
+if TYPE_CHECKING:
+    from ..config import MachineConfig
 
 
 def job_request(task_id: int, user: str, submit_time: float, req: dict, held: bool,
@@ -46,3 +49,21 @@ def _check_request(task_id: int, req: dict) -> None:
                 bool not in types:
             raise errors.StoreError(f"job {task_id}: its stored request is malformed "
                                     f"({key}={req.get(key)!r})")
+
+
+def node_policy(machine: "MachineConfig") -> Optional[NodePolicy]:
+    """A machine's workstation policy as the scheduler takes it (None: no
+    ``policy`` and no ``available``: jobs start whatever the machine does)."""
+    pol, hours = machine.policy, machine.available
+    if pol is None and hours is None:
+        return None
+    from ..hours import parse_windows
+
+    windows = parse_windows(hours or ())
+    if pol is None:  # hours alone: no measurement matters
+        return NodePolicy(windows=windows)
+    return NodePolicy(
+        max_foreign_load=pol.max_foreign_load,
+        min_free_mem_mb=None if pol.min_free_mem_gb is None else int(pol.min_free_mem_gb * 1024),
+        owner_idle_s=None if pol.owner_idle_minutes is None else pol.owner_idle_minutes * 60.0,
+        when_owner_active=pol.when_owner_active, windows=windows)

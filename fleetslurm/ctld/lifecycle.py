@@ -41,7 +41,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # its run's result (at once with a shared filesystem, else COMPLETING while
     # its output comes home); NODE_FAIL; requeued; RUNNING again when an
     # earlier run, given up for lost, turns out to be the job's result
-    "RUNNING": frozenset({"RUNNING", "COMPLETING", "NODE_FAIL", "PENDING"}) | RESULT_STATES,
+    "RUNNING": frozenset({"RUNNING", "COMPLETING", "NODE_FAIL", "PENDING", "SUSPENDED"})
+    | RESULT_STATES,
+    # suspended by its workstation's policy (SIGSTOP): resumed, or whatever
+    # may end a running task (cancelled, requeued, NODE_FAIL, its result)
+    "SUSPENDED": frozenset({"RUNNING", "COMPLETING", "NODE_FAIL", "PENDING"}) | RESULT_STATES,
     # its output is home (or lost): the run's result; requeued; cancelled
     # while its machine is silent
     "COMPLETING": frozenset({"PENDING", "NODE_FAIL"}) | RESULT_STATES,
@@ -50,6 +54,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # scontrol requeue of a finished job (or of a cancelled array remainder)
     **{s: frozenset({"PENDING"}) for s in RESULT_STATES},
 }
+
+
+#: a task whose run is on its machine and not over (suspended: stopped there)
+_RUNS = ("RUNNING", "SUSPENDED")
+
+
+def _wake_if_suspended(ctx: "Context", task: dict) -> None:
+    """A stopped (suspended) job gets SIGCONT after a cancel's signal, or the
+    signal waits for KillWait's SIGKILL (slurmstepd does the same)."""
+    if task["state"] == "SUSPENDED" and task["run_key"]:
+        import signal as _signal
+
+        ctx.send(task["node"], protocol.signal(task["run_key"], int(_signal.SIGCONT), "full"))
 
 
 class IllegalTransition(RuntimeError):
@@ -134,19 +151,20 @@ def requeue_task(ctx: "Context", task: dict, now: float, why: str, hold: bool = 
                  state_note: str = "REQUEUED", signal: int = 9) -> None:
     """Back to PENDING under the same id; a live run gets ``signal`` (SIGTERM:
     SIGKILL follows after KillWait)."""
-    if task["state"] == "RUNNING":  # its run so far counts, as in SLURM
+    if task["state"] in _RUNS:  # its run so far counts, as in SLURM
         ctx.fairshare.charge_run(ctx, task, now, now)
     if task["state"] in _LIVE and task["run_key"]:
         ctx.send(task["node"], protocol.cancel(task["run_key"], signal, requeue=True))
+        _wake_if_suspended(ctx, task)
         step = ctx.store.step(task["run_key"])
         if step and step["end_time"] is None:
             ctx.store.update_step(task["run_key"], state=state_note, end_time=now)
-    move(ctx, task, "PENDING", reason="None", node=None, run_key=None,
-         restart_count=task["restart_count"] + 1, start_time=None, end_time=None,
+    move(ctx, task, "PENDING", reason="None", node=None, run_key=None, suspend_time=None,
+         suspended_s=0.0, restart_count=task["restart_count"] + 1, start_time=None, end_time=None,
          exit_code=None, exit_signal=None, alloc_cpus=None, alloc_mem_mb=None, gpu_ids=None,
          held=int(hold or task["held"]), cancelled_by=None, collected=0)
     ctx.store.log(task["task_id"], now, "requeue", why)
-    if task["task_id"] in ctx.fed and task["state"] == "RUNNING":
+    if task["task_id"] in ctx.fed and task["state"] in _RUNS:
         ctx.emit(JobRequeued(task["task_id"]))
         if hold:
             ctx.emit(JobHeld(task["task_id"]))
@@ -191,6 +209,7 @@ def cancel_task(ctx: "Context", task: dict, uid: int, now: float,
         link = ctx.links.get(task["node"])
         if link is not None and link.status == "up":
             ctx.send(task["node"], protocol.cancel(task["run_key"], 15))
+            _wake_if_suspended(ctx, task)
             if task["node"] not in ctx.nodes.not_responding:
                 return
         # the machine is unreachable or not responding: record the cancel now

@@ -24,13 +24,13 @@ from ..config import FleetConfig
 from ..model import LIVE_STATE_NAMES as _LIVE
 from .nodelink import NodeLink
 from ..paths import StatePaths, private_dir
-from ..scheduler import (JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp, PartitionSet,
-                         PartitionSpec, StartJob)
+from ..scheduler import (EvictJob, JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp,
+                         PartitionSet, PartitionSpec, ResumeJob, StartJob, SuspendJob)
 from ..slurm import SLURM_VERSION
 from ..store import Store
 from ..transport.base import Transport
 from ..views import user_name
-from . import agent_events, gpustats
+from . import agent_events, gpustats, suspend
 from .arrayfeed import ArrayFeeds
 from .context import Context
 from .dependencies import announce, kill_invalid, update_shown
@@ -76,6 +76,8 @@ class Controller(Context):
         self._reasons_at = float("-inf")
         self._pass_at = float("-inf")
         self._mail_at = float("-inf")  # the last look for --mail-type=TIME_LIMIT* mail
+        #: machine -> (its workstation policy's reason, since when): sinfo -R's TIMESTAMP
+        self._busy_since: dict[str, tuple[str, float]] = {}
         #: the last scheduling pass's wall time and the passes so far (/metrics)
         self.sched_pass_seconds, self.sched_passes = 0.0, 0
         self._snapshot_at = float("-inf")
@@ -91,7 +93,7 @@ class Controller(Context):
         for pname, p in self.config.partitions.items():
             events.append(PartitionSet(PartitionSpec(
                 name=pname, priority=p.tier, max_time=p.max_minutes(), default=p.default,
-                up=p.state.upper() == "UP")))
+                up=p.state.upper() == "UP", placement=p.placement)))
         events.append(self.limits.event())
         active = self.store.active_tasks()
         # Running jobs are facts, not requests: a machine is first sized to hold
@@ -99,7 +101,7 @@ class Controller(Context):
         # to its configured size (the scheduler keeps jobs on a shrunk node).
         for name in self.config.machines:
             spec = self.node_spec(name)
-            mine = [t for t in active if t["node"] == name and t["state"] == "RUNNING"]
+            mine = [t for t in active if t["node"] == name and t["state"] in ("RUNNING", "SUSPENDED")]
             if mine:
                 need_gpus = max([g + 1 for t in mine for g in t["gpu_ids"]], default=0)
                 spec = dataclasses.replace(
@@ -123,7 +125,10 @@ class Controller(Context):
                 continue  # ended; only its output copy is pending (redone at hello)
             if task["state"] in _LIVE and task["node"] in self.config.machines:
                 events.append(JobRestored(req, task["node"], tuple(task["gpu_ids"]),
-                                          task["start_time"] or now))
+                                          task["start_time"] or now,
+                                          suspended_at=task["suspend_time"]
+                                          if task["state"] == "SUSPENDED" else None,
+                                          suspended_s=float(task["suspended_s"] or 0.0)))
                 self.mark_fed(task, job)  # type: ignore[arg-type]
             elif task["state"] in _LIVE:
                 orphans.append(task)  # its machine is no longer in the config
@@ -229,6 +234,8 @@ class Controller(Context):
                 if isinstance(action, StartJob):
                     start_job(self, action, now)
                     self.nodes.usage_dirty = True
+                elif isinstance(action, (SuspendJob, ResumeJob, EvictJob)):
+                    suspend.carry_out(self, action, now)
             # reasons are for people (squeue): a few times a second is enough,
             # and computing them for a long queue is not free
             if now - self._reasons_at >= 0.25:
@@ -359,6 +366,11 @@ class Controller(Context):
             # sets every reason a fleet has (its scontrol update, its drains)
             set_at = admin.get("reason_time") if reason and reason == admin.get("reason") \
                 else None
+            busy = self._busy_reason(name, now)
+            if busy is not None and not reason:
+                # its workstation policy keeps new jobs off: the state stays
+                # what its jobs make it (SLURM has none for this), the reason shows
+                reason, set_at = busy
             out.append({
                 "name": name, "hostname": m.address, "reason": reason,
                 "reason_time": set_at, "reason_user": user_name(os.getuid()) if reason else None,
@@ -378,9 +390,21 @@ class Controller(Context):
                 "slurmd_start_time": facts.get("started"),
                 "last_heartbeat": link.last_heard if link else None,
                 "link": link.status if link else "lost", "error": link.error if link else "",
-                "description": m.description,
+                "description": m.description, "busy": busy is not None,
             })
         self.node_snapshot = out
+
+    def _busy_reason(self, name: str, now: float) -> Optional[tuple[str, float]]:
+        """The scheduler's workstation reason for a machine (``Owner active``...)
+        and since when it has held, or None."""
+        reason = self.sched.node_busy(name)
+        if reason is None:
+            self._busy_since.pop(name, None)
+            return None
+        kept = self._busy_since.get(name)
+        if kept is None or kept[0] != reason:
+            kept = self._busy_since[name] = (reason, now)
+        return kept
 
     def _snapshot_usage(self, now: float) -> None:
         """Refresh what a job's start or end changes in the node records (state,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from fleetslurm.scheduler import eligibility
+from fleetslurm.scheduler import eligibility, workstation
 from fleetslurm.scheduler.eligibility import BLOCKED
 from fleetslurm.scheduler.events import StartJob
 from fleetslurm.scheduler.policy import Shape, need_of, placement_key
@@ -51,7 +51,8 @@ def node_profile(st: "SchedulerView", node: "NodeEntry", now: float) -> Profile:
     exclusive_until = -math.inf
     for jid in node.jobs:
         job = st._jobs[jid]
-        end = job.start_time + job.dur  # type: ignore[operator]
+        # a suspended job's limit does not run while it is suspended
+        end = job.start_time + job.dur + workstation.suspended_for(job, now)  # type: ignore[operator]
         if end <= now:
             end = now + OVERDUE_GRACE_S
         gpus = len(spec_ids.intersection(job.gpu_ids)) if job.gpu_ids else 0
@@ -153,12 +154,16 @@ def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
         dur = job.dur
         needs_gpus = shape[3] > 0
         best = None
+        part = st._parts.get(shape[0])
+        spread = part is not None and part.placement == "spread"
         if _may_fit_now(shape, mf) and not failed.covers(job):
             for name in cands:
                 prof, spec = profiles[name], nodes[name].spec
                 need = need_of(shape, spec)
                 if prof.fits_now(need, dur):
                     pk = placement_key(spec, needs_gpus, prof.free[0][0] - need[0])
+                    if spread:  # least loaded first, then as pack would
+                        pk = (spec.weight, pk[1], workstation.spread_load(nodes[name])) + pk[2:]
                     if best is None or pk < best[0]:
                         best = (pk, name, need)
         if best is not None and shape[7] and (st._qos or st._assoc):

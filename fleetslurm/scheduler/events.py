@@ -16,12 +16,14 @@ __all__ = [
     "Unset",
     "UNSET",
     "NodeSpec",
+    "NodePolicy",
     "PartitionSpec",
     "JobRequest",
     "NodeUp",
     "NodeDown",
     "NodeDrain",
     "NodeResume",
+    "NodeMeasured",
     "PartitionSet",
     "PrioritiesSet",
     "Tres",
@@ -38,6 +40,9 @@ __all__ = [
     "JobUpdated",
     "StartJob",
     "CancelJob",
+    "SuspendJob",
+    "ResumeJob",
+    "EvictJob",
     "Event",
     "Action",
 ]
@@ -68,6 +73,26 @@ UNSET = Unset()
 
 
 @dataclass(frozen=True)
+class NodePolicy:
+    """A workstation's policy (the config's ``policy`` and ``available``).
+
+    No new job while the owner was active within ``owner_idle_s``, while the
+    measured foreign load is above ``max_foreign_load`` or the free memory
+    under ``min_free_mem_mb`` (``None``: that check is off), or outside
+    ``windows`` (:class:`fleetslurm.hours.Window`; empty: always). While the
+    owner is active or the machine is outside its hours, its running jobs
+    are left alone (``stop_starting``), suspended (``suspend``) or requeued
+    (``requeue``).
+    """
+
+    max_foreign_load: float | None = None
+    min_free_mem_mb: int | None = None
+    owner_idle_s: float | None = None
+    when_owner_active: str = "stop_starting"
+    windows: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """One machine as the scheduler allocates it (declared resources).
 
@@ -82,17 +107,21 @@ class NodeSpec:
     partitions: tuple[str, ...] = ()
     features: frozenset[str] = frozenset()
     weight: int = 1
+    #: a workstation's policy; None: jobs start whatever the machine does
+    policy: NodePolicy | None = None
 
 
 @dataclass(frozen=True)
 class PartitionSpec:
-    """A partition. ``max_time`` is minutes, ``None`` for UNLIMITED."""
+    """A partition. ``max_time`` is minutes, ``None`` for UNLIMITED;
+    ``placement`` is ``pack`` (best fit) or ``spread`` (least loaded first)."""
 
     name: str
     priority: int = 1
     max_time: int | None = None
     default: bool = False
     up: bool = True
+    placement: str = "pack"
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,20 @@ class NodeResume:
 
 
 @dataclass(frozen=True)
+class NodeMeasured:
+    """What a machine's agent measured at its last heartbeat: its load
+    average, the foreign load (CPUs busy with work that is not fleetslurm's),
+    free memory (MB) and seconds since its owner's last activity (``None``:
+    unknown, or nobody)."""
+
+    name: str
+    load1: float | None = None
+    foreign_load: float | None = None
+    free_mem_mb: int | None = None
+    owner_idle_s: float | None = None
+
+
+@dataclass(frozen=True)
 class PartitionSet:
     """Add or replace a partition."""
 
@@ -202,12 +245,16 @@ class ArrayTasks:
 
 @dataclass(frozen=True)
 class JobRestored:
-    """A job already RUNNING on ``node`` (controller restart): allocate, no action."""
+    """A job already RUNNING on ``node`` (controller restart): allocate, no action.
+    ``suspended_at``: suspended by its node's policy since then; ``suspended_s``:
+    seconds it was suspended before."""
 
     job: JobRequest
     node: str
     gpu_ids: tuple[int, ...]
     start_time: float
+    suspended_at: float | None = None
+    suspended_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -375,9 +422,37 @@ class CancelJob:
     reason: str
 
 
+@dataclass(frozen=True)
+class SuspendJob:
+    """Stop a running job's processes (SIGSTOP) on ``node``: its owner is back.
+    The scheduler keeps its allocation; its time limit's clock stops."""
+
+    job_id: int
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResumeJob:
+    """Let a job suspended by :class:`SuspendJob` run again (SIGCONT)."""
+
+    job_id: int
+    node: str
+
+
+@dataclass(frozen=True)
+class EvictJob:
+    """Requeue a running job because its machine's owner is back (the
+    controller's requeue comes back as :class:`JobRequeued`)."""
+
+    job_id: int
+    node: str
+    reason: str
+
+
 Event = Union[
-    NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
+    NodeUp, NodeDown, NodeDrain, NodeResume, NodeMeasured, PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
     ArrayTasks, PrioritiesSet, LimitsSet,
 ]
-Action = Union[StartJob, CancelJob]
+Action = Union[StartJob, CancelJob, SuspendJob, ResumeJob, EvictJob]

@@ -6,7 +6,7 @@ import datetime
 from typing import TYPE_CHECKING, Optional
 
 from fleetslurm.errors import InvalidValue
-from fleetslurm.scheduler import eligibility
+from fleetslurm.scheduler import eligibility, workstation
 from fleetslurm.scheduler import deps
 from fleetslurm.scheduler.deps import NEVER
 from fleetslurm.slurm.deps import ALL_TASKS, DepTerm
@@ -14,7 +14,7 @@ from fleetslurm.scheduler.lifecycle import ENDED, RUNNING
 from fleetslurm.scheduler.policy import need_of, parse_constraint, static_misfit
 
 if TYPE_CHECKING:  # pragma: no cover
-    from fleetslurm.scheduler.records import JobEntry
+    from fleetslurm.scheduler.records import JobEntry, NodeEntry
     from fleetslurm.scheduler.view import SchedulerView
 
 __all__ = ["explain", "format_time"]
@@ -58,8 +58,17 @@ def explain(st: "SchedulerView", job_id: int) -> str:
         start = job.start_time or 0.0
         end = "" if limit is None else f", expected end {format_time(start + limit * 60)}"
         gpus = f", GPUs {','.join(map(str, job.gpu_ids))}" if job.gpu_ids else ""
-        return (f"job {job_id} is running on node {job.node} since {format_time(job.start_time)} "
+        held = workstation.suspended_for(job, st._pass_now)
+        if held and limit is not None:  # its limit's clock stood while suspended
+            end = f", expected end {format_time(start + limit * 60 + held)}"
+        text = (f"job {job_id} is running on node {job.node} since {format_time(job.start_time)} "
                 f"with {job.cpus} CPUs, {job.mem_mb} MB{gpus}; time limit {_limit(limit)}{end}")
+        if job.suspended_at is not None:
+            node = st._nodes[job.node]  # type: ignore[index]
+            text += (f"\nit is suspended since {format_time(job.suspended_at)}: "
+                     f"{workstation.describe(node) or 'its owner was back'}; it resumes when "
+                     "the owner leaves")
+        return text
     if job.phase == ENDED:
         where = f" (last ran on node {job.node})" if job.node else ""
         return f"job {job_id} ended {job.final} at {format_time(job.end_time)}{where}"
@@ -103,7 +112,7 @@ def _detail(st: "SchedulerView", job: "JobEntry", reason: str) -> list[str]:
         out = ["every node that could run it is unavailable:"]
         for name in eligibility.static_nodes(st, job.shape):  # type: ignore[arg-type]
             node = st._nodes[name]
-            out.append(f"  node {name} is {node.state()} ({node.down_reason or node.drain_reason})")
+            out.append(f"  node {name} is {node.state()} ({_unavailable(node)})")
         return out
     out = []
     if reason == "Priority":
@@ -133,8 +142,18 @@ def _detail(st: "SchedulerView", job: "JobEntry", reason: str) -> list[str]:
     for name in eligibility.static_nodes(st, job.shape):  # type: ignore[arg-type]
         if name in cands:
             continue
-        out.append(f"  node {name} is {st._nodes[name].state()}")
+        node = st._nodes[name]
+        out.append(f"  node {name} is {node.state()} ({_unavailable(node)})")
     return out
+
+
+def _unavailable(node: "NodeEntry") -> str:
+    """Why a node takes no new job: down, drained, or its workstation policy."""
+    if node.down_reason or node.drain_reason:
+        return node.down_reason or node.drain_reason  # type: ignore[return-value]
+    if node.busy_reason:
+        return f"no new jobs by its workstation policy: {workstation.describe(node)}"
+    return "available"
 
 
 def _misfits(st: "SchedulerView", job: "JobEntry") -> list[str]:

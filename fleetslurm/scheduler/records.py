@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fleetslurm.scheduler.events import JobRequest, NodeSpec
+from fleetslurm.scheduler.events import JobRequest, NodeMeasured, NodeSpec
 from fleetslurm.scheduler.lifecycle import PENDING, RUNNING, History
 from fleetslurm.scheduler.policy import Shape, Vec, capacity
 from fleetslurm.slurm.deps import Dependency, Facts
@@ -36,6 +36,9 @@ class JobEntry:
     fit_key: tuple = ()                  # (where, cpus, mem, gpus, duration): same key, same fit
     dur: float = 0.0                     # seconds it may run (inf: UNLIMITED)
     computed: int = 0                    # multifactor priority from PrioritiesSet (0: none)
+    suspended_at: Optional[float] = None  # suspended by its node's policy since then
+    suspended_s: float = 0.0             # seconds suspended before (its limit's clock stood)
+    evicting: bool = False               # its requeue was asked (EvictJob)
 
 
 @dataclass(eq=False)
@@ -53,11 +56,15 @@ class NodeEntry:
     #: a NodeUp shrank the node below what its running jobs hold; nothing new fits
     #: until enough of them end
     shrunk: bool = False
+    #: what its agent measured last (NodeMeasured)
+    measured: Optional[NodeMeasured] = None
+    #: why its workstation policy takes no new job now (set at each pass)
+    busy_reason: Optional[str] = None
 
     @property
     def available(self) -> bool:
-        """Up and not drained: may take new work."""
-        return self.down_reason is None and self.drain_reason is None
+        """Up, not drained and not claimed by its owner or load: may take new work."""
+        return self.down_reason is None and self.drain_reason is None and self.busy_reason is None
 
     def free_now(self) -> Vec:
         """What is free now (negative if shrunk below its allocation)."""

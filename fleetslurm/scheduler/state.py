@@ -16,10 +16,12 @@ from typing import Callable, Iterable, Optional
 from fleetslurm.errors import InvalidValue
 from fleetslurm.scheduler import (arrays, backfill, deps, eligibility, explain as _explain, invariants,
                                   limits, willrun)
+from fleetslurm.scheduler import workstation
 from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
-    JobSubmitted, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
+    JobSubmitted, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeMeasured, NodeResume, NodeUp,
+    PartitionSet,
     PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
@@ -81,7 +83,8 @@ class SchedulerState:
             self._avail.clear()
             self._singleton_cache.clear()
             raise
-        return backfill.run_pass(self, now)
+        policy: list[Action] = list(workstation.apply(self, now))
+        return policy + backfill.run_pass(self, now)  # type: ignore[operator]
 
     # ------------------------------------------------------------------ node events
 
@@ -120,6 +123,14 @@ class SchedulerState:
         node = self._node(ev.name, "NodeResume")
         node.down_reason = node.drain_reason = None
         node.history.add(now, f"NodeResume -> {node.state()}")
+
+    def _on_node_measured(self, ev: NodeMeasured, now: float) -> None:
+        # no history line: one arrives with every heartbeat
+        node = self._node(ev.name, "NodeMeasured")
+        if ev.foreign_load is None and node.measured is not None:
+            # a new agent's first reading has no interval yet: the last stands
+            ev = dataclasses.replace(ev, foreign_load=node.measured.foreign_load)
+        node.measured = ev
 
     def _on_partition_set(self, ev: PartitionSet, now: float) -> None:
         self._parts[ev.partition.name] = ev.partition
@@ -205,6 +216,7 @@ class SchedulerState:
                 f"JobRestored of job {req.job_id} would over-allocate node {ev.node}: {problem}",
                 subject=f"node {ev.node}", history=node.history.lines())
         job.history.add(now, f"JobRestored on {ev.node} started={ev.start_time:.3f} -> RUNNING")
+        job.suspended_at, job.suspended_s = ev.suspended_at, ev.suspended_s
         self._jobs[req.job_id] = job
         self._allocate(job, node, cpus, mem, tuple(ev.gpu_ids), ev.start_time)
         self._group(job).add(req.job_id)
@@ -219,6 +231,7 @@ class SchedulerState:
         job.phase = self._transition(job, "JobEnded", now, f" {ev.state}")
         if before == RUNNING:
             self._release(job)
+            job.suspended_at, job.evicting = None, False
         else:
             self._dequeue(job)
         job.final, job.end_time = ev.state, ev.end_time
@@ -230,6 +243,7 @@ class SchedulerState:
         job = self._lookup(ev.job_id, "JobRequeued")
         job.phase = self._transition(job, "JobRequeued", now)
         self._release(job)
+        job.suspended_at, job.suspended_s, job.evicting = None, 0.0, False
         arrays.on_phase(self, job, (RUNNING, ""))
         if ev.submit_time is not None:
             job.req = dataclasses.replace(job.req, submit_time=ev.submit_time)
@@ -262,7 +276,7 @@ class SchedulerState:
 
     _HANDLERS: dict[type, Callable[["SchedulerState", object, float], None]] = {
         NodeUp: _on_node_up, NodeDown: _on_node_down, NodeDrain: _on_node_drain,
-        NodeResume: _on_node_resume, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
+        NodeResume: _on_node_resume, NodeMeasured: _on_node_measured, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
@@ -409,6 +423,17 @@ class SchedulerState:
         """Why a node is down or drained (down first), or None."""
         node = self._node(name, "node_reason")
         return node.down_reason or node.drain_reason
+
+    def node_busy(self, name: str) -> Optional[str]:
+        """Why a node's workstation policy takes no new job there (``Owner
+        active``, ``Outside its hours``, ``Foreign load 3.2 > 1.0``...), as of
+        the last pass, or None."""
+        return self._node(name, "node_busy").busy_reason
+
+    def suspended(self) -> dict[int, float]:
+        """Jobs suspended by their node's policy -> when they were suspended."""
+        return {jid: job.suspended_at for node in self._nodes.values() for jid in node.jobs
+                if (job := self._jobs[jid]).suspended_at is not None}
 
     def running(self) -> dict[int, str]:
         """Running job id -> node name."""

@@ -193,7 +193,8 @@ def run_time(job: JobRecord, now: float) -> int:
     end = job.get("end_time")
     if state in RUNNING_LIKE or not end:
         end = now
-    return max(0, int(end - start))
+    # time spent suspended does not count, as in SLURM
+    return max(0, int(end - start - (job.get("suspended_s") or 0.0)))
 
 
 def start_time(job: JobRecord) -> Optional[float]:
@@ -216,7 +217,11 @@ def end_time(job: JobRecord, now: float) -> Optional[float]:
     if job.get("state") in PENDING_LIKE and not job.get("begin_time"):
         return end
     limit = job.get("time_limit")
-    return start + limit * 60 if limit is not None else now + NO_VAL_SECS
+    if limit is None:
+        return now + NO_VAL_SECS
+    # SLURM moves a suspended job's end by the time it spent suspended, at
+    # its resume (while it is suspended, the end shown stands still)
+    return start + limit * 60 + float(job.get("suspended_s") or 0.0)
 
 
 def job_id(job: JobRecord) -> str:

@@ -256,7 +256,8 @@ def rows_for(job: JobRecord, *, allocations_only: bool,
         "timelimitraw": "UNLIMITED" if limit is None else str(limit),
         "priority": str(job.get("priority") or 0), "qos": job.get("qos") or None,
         "workdir": job.get("workdir") or None, "constraints": job.get("features") or None,
-        "wckey": job.get("wckey") or None, "cluster": cluster, "suspended": "00:00:00",
+        "wckey": job.get("wckey") or None, "cluster": cluster,
+        "suspended": format_hms(int(job.get("suspended_s") or 0)),
     }
     rows = [base]
     if allocations_only or not job.get("start_time") or state in ("PENDING", "REQUEUE_HOLD"):

@@ -132,7 +132,10 @@ def show_job(job: JobRecord, now: float, *, one_liner: bool = False) -> str:
     end_text = "Unknown" if job.get("time_limit") is None and end and end > now else format_datetime(end)
     lines.append(f"StartTime={format_datetime(start_time(job))} EndTime={end_text} Deadline=N/A")
     sched_eval = job.get("last_sched_eval") or job.get("start_time") or job.get("submit_time")
-    lines.append(f"SuspendTime=None SecsPreSuspend=0 LastSchedEval={format_datetime(sched_eval)} "
+    pre = job.get("pre_sus_time")
+    since = job.get("suspend_time")
+    lines.append(f"SuspendTime={format_datetime(since) if since else 'None'} "
+                 f"SecsPreSuspend={int(pre or 0)} LastSchedEval={format_datetime(sched_eval)} "
                  "Scheduler=Main")
     lines.append(f"Partition={job.get('partition', '')} "
                  f"AllocNode:Sid={job.get('submit_host', '')}:{job.get('alloc_sid', 0)}")

@@ -86,6 +86,7 @@ class FakeTransport(Transport):
                       "load1": 0.0, "gpus": [], "python": "3.11.0", "os": "Linux fake",
                       "arch": "x86_64", "boot_time": 0.0, "workdir": workdir,
                       "disk_free_mb": 100_000, "workdir_writable": True, "uid": 1000,
+                      "foreign_load": None, "owner_idle_s": None,
                       **(facts or {})}
         self.files: dict[str, bytes] = {}
         #: path -> why reading it fails (a file that is there but unreadable)

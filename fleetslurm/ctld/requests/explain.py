@@ -38,6 +38,9 @@ def op_explain(ctx: "Context", args: dict, uid: int, now: float) -> str:
         elif task["state"] == "PENDING":
             lines.append(f"job {shown} is pending (JobArrayTaskLimit): its array's %N "
                          "throttle (or its window of tasks handed to the scheduler) holds it back")
+        elif task["state"] == "SUSPENDED" and task["task_id"] in ctx.fed:
+            # the scheduler says why (its workstation's owner) and until when
+            lines.append(ctx.sched.explain(task["task_id"]))
         elif task["state"] in _LIVE:
             lines.append(f"job {shown} is running on {task['node']} since "
                          f"{time_text(task['start_time'])}")

@@ -132,8 +132,10 @@ def _update_task(ctx: "Context", task: dict, text: str, changes: dict, uid: int,
              for k, v in req_changes.items()}
     for task_id in in_scheduler(ctx, task) if sched else ():
         ctx.emit(JobUpdated(task_id, **sched))
-    if running and "time_limit" in req_changes:
+    if running and "time_limit" in req_changes and task["state"] != "SUSPENDED":
+        # (a suspended job has no limit on its machine: its resume sets the new one)
         limit = req_changes["time_limit"]
-        ctx.send(task["node"], protocol.set_limit(task["run_key"],
-                                                  None if limit is None else limit * 60))
+        ctx.send(task["node"], protocol.set_limit(
+            task["run_key"], None if limit is None
+            else limit * 60 + int(round(task.get("suspended_s") or 0.0))))
     return True

@@ -6,7 +6,8 @@ It speaks the JSON-lines protocol of ``protocol`` with the controller over
 one byte stream (an SSH exec channel, or a local pipe) and runs each job
 under a supervisor forked from it (``supervisor``). Its modules, lowest
 first: ``protocol`` (the messages), ``fsio`` (files), ``host`` (processes
-and machine facts), ``spec`` (launch specs), ``cpus`` (the CPU ids a
+and machine facts), ``owner`` (foreign load and the owner's idle time, for
+workstation policies), ``spec`` (launch specs), ``cpus`` (the CPU ids a
 job is bound to), ``cgroups`` (its memory and CPU cgroups), ``jobchild`` and
 ``supervisor`` (one job), ``jobs`` (the book of jobs), ``ops`` (the
 requests), ``server`` (the loop and ``main``), ``__main__`` (start-up).

@@ -36,7 +36,7 @@ class Job:
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
                  "result", "emitted", "launch_fd", "waiters", "inline", "note",
-                 "stdin", "cpus")
+                 "stdin", "cpus", "stop")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -57,6 +57,9 @@ class Job:
         self.note: Optional[Tuple[str, str, str, Optional[int]]] = None
         self.stdin: Optional[StdinFeed] = None  # srun's stdin, when streamed
         self.cpus: Optional[List[int]] = None  # the CPU ids it is bound to
+        #: SIGSTOP/SIGCONT asked for before the job's pid was known (a
+        #: workstation's owner back the moment it was launched): applied at its start
+        self.stop: Optional[int] = None
 
     def info(self) -> Dict[str, Any]:
         """JOBINFO for hello/status."""
@@ -259,6 +262,12 @@ class JobBook:
                 self.send(protocol.ev_launch_failed(rid, key, msg["error"]))
             return
         job.pid, job.ticks, job.start_time = msg.get("pid"), msg.get("ticks"), msg.get("start_time")
+        if job.stop == signal.SIGSTOP and job.pid:
+            try:
+                signal_scope(job.dir, job.sup_pid, job.pid, signal.SIGSTOP, "full")
+            except OSError:
+                pass
+        job.stop = None
         for rid in waiters:
             self.send(self.started(job, rid))
 

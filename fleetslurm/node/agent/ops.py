@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, List, Optional, Tuple
 
-from . import cpus, protocol, sampling
+from . import cpus, owner, protocol, sampling
 from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE, STAGE_DIR,
                    STDIN_FIFO, format_exc, log, read_result, remove_tree, write_all,
                    write_marker, write_note)
@@ -37,8 +37,10 @@ class Requests(JobBook):
     cpu_cursor: int
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     samples_sent: Dict[str, float]
+    load_meter: Optional[owner.LoadMeter]
 
-    def facts(self) -> Dict[str, Any]:
+    def facts(self, measure: bool = False,
+              activity_file: Optional[str] = None) -> Dict[str, Any]:
         """FACTS: what the scheduler needs to know about this machine."""
         if self.gpus is None:  # GPUs do not come and go; nvidia-smi is slow
             self.gpus = query_gpus()
@@ -46,7 +48,18 @@ class Requests(JobBook):
         usage = self.gpu_probe.report(bool(self.gpus))  # per-GPU load: see gpus.py
         if usage is not None:
             facts["gpu_usage"] = usage
+        facts.update(self.owner_facts(activity_file) if measure
+                     else {"foreign_load": None, "owner_idle_s": None})
         return facts
+
+    def owner_facts(self, activity_file: Optional[str]) -> Dict[str, Any]:
+        """Foreign load and the owner's idle time (``owner``): every job's
+        supervisor session is fleetslurm's. Only asked for by a controller
+        that uses them (a workstation policy, ``spread``): it scans /proc."""
+        if getattr(self, "load_meter", None) is None:
+            self.load_meter = owner.LoadMeter()
+        sessions = [j.sup_pid for j in self.jobs.values() if j.sup_pid and j.result is None]
+        return owner.facts(self.load_meter, sessions, activity_file)
 
     def op_hello(self, req: Dict[str, Any], rid: Any) -> None:
         # first of all: runs the controller requeued elsewhere while it could
@@ -57,7 +70,9 @@ class Requests(JobBook):
                                     [j.info() for j in self.jobs.values()]))
 
     def op_facts(self, req: Dict[str, Any], rid: Any) -> None:
-        self.send(protocol.ev_facts(rid, self.facts()))
+        af = req.get("activity_file")
+        self.send(protocol.ev_facts(rid, self.facts(req.get("measure") is True,
+                                                    af if isinstance(af, str) and af else None)))
 
     def op_status(self, req: Dict[str, Any], rid: Any) -> None:
         self.send(protocol.ev_status(rid, [j.info() for j in self.jobs.values()]))
@@ -284,7 +299,9 @@ class Requests(JobBook):
         if job is None:
             return
         err = None
-        if job.pid is None:
+        if job.pid is None and signum in (signal.SIGSTOP, signal.SIGCONT) and job.result is None:
+            job.stop = signum  # suspended (or resumed) before it started: done at its start
+        elif job.pid is None:
             err = "job %s has not started yet; retry shortly" % job.key
         elif not alive(job.pid, job.ticks):
             err = "job %s's batch shell has exited" % job.key

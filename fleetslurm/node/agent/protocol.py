@@ -16,7 +16,11 @@ Requests (``op``)          -> replies (``ev``)
                               then one `ended` per finished, unforgotten job;
                               runs named in `unwanted` (requeued elsewhere) are
                               killed first and end CANCELLED, unless they ended
-  facts                    -> {ev: facts, **FACTS}               (the heartbeat)
+  facts [measure] [activity_file]
+                           -> {ev: facts, **FACTS}               (the heartbeat;
+                              measure: foreign load and owner idle time wanted,
+                              else null; activity_file: its mtime is the owner's
+                              last activity)
   launch key spec          -> {ev: started, key, pid, start_time}
                             | {ev: launch_failed, key, error, [cause: job]}
                               (nothing ran; key reusable; cause "job": the spec
@@ -56,7 +60,9 @@ for ``inline_output`` and every file fits) is {stdout, [stderr]} in base64.
 
 FACTS = {hostname, cpus, mem_mb, free_mem_mb, load1, gpus: [GPU], python, os,
 arch, started, boot_time, workdir, disk_free_mb, workdir_writable, uid,
-[gpu_usage]}; GPU = {index, name, uuid, memory_mb}. ``gpu_usage`` = {seq, age,
+foreign_load, owner_idle_s, [gpu_usage]} (``owner``: CPUs busy with work not
+fleetslurm's, seconds since the owner's last activity; null: unknown);
+GPU = {index, name, uuid, memory_mb}. ``gpu_usage`` = {seq, age,
 gpus: [{index, uuid, util, mem_used_mb, mem_total_mb}]}: nvidia-smi's latest
 reading (util in percent), ``age`` seconds old, ``seq`` counting readings;
 absent when there is none (no GPUs, nvidia-smi failing: see ``gpus``).
@@ -109,7 +115,7 @@ AGENT_VERSION = PROTOCOL_VERSION
 #: every request: its op -> (required fields, optional fields) besides ``id``
 REQUESTS = {
     "hello": ((), ("unwanted",)),
-    "facts": ((), ()),
+    "facts": ((), ("measure", "activity_file")),
     "launch": (("key", "spec"), ()),
     "signal": (("key", "signal"), ("scope", "batch_only")),
     "cancel": (("key",), ("signal", "requeue")),
@@ -128,7 +134,7 @@ EVENTS = {
     "hello": (("version", "pid", "facts", "jobs"), ()),
     "facts": (("hostname", "cpus", "mem_mb", "free_mem_mb", "load1", "gpus", "python", "os",
                "arch", "started", "boot_time", "workdir", "disk_free_mb", "workdir_writable",
-               "uid"), ("gpu_usage",)),
+               "uid", "foreign_load", "owner_idle_s"), ("gpu_usage",)),
     "started": (("key", "pid", "start_time"), ()),
     "launch_failed": (("key", "error"), ("cause",)),
     "ended": (("key", "result"), ("output",)),
@@ -166,8 +172,14 @@ def hello(unwanted: "List[str]", rid: "Any" = "hello") -> "Dict[str, Any]":
     return {"op": "hello", "id": rid, "unwanted": unwanted}
 
 
-def facts() -> "Dict[str, Any]":
-    return {"op": "facts"}
+def facts(measure: bool = False, activity_file: "Optional[str]" = None) -> "Dict[str, Any]":
+    """The heartbeat; ``measure``: with the workstation facts (a /proc scan)."""
+    msg = {"op": "facts"}  # type: Dict[str, Any]
+    if measure:
+        msg["measure"] = True
+        if activity_file:
+            msg["activity_file"] = activity_file
+    return msg
 
 
 def launch(key: str, spec: "Dict[str, Any]") -> "Dict[str, Any]":

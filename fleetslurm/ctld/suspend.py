@@ -1,0 +1,75 @@
+"""What a workstation's policy does to the jobs running there when its owner
+comes back (the scheduler's :class:`SuspendJob`, :class:`ResumeJob` and
+:class:`EvictJob`, decided in :mod:`fleetslurm.scheduler.workstation`).
+
+Suspend, as ``scontrol suspend`` does in SLURM: the task is SUSPENDED, every
+process of the job gets SIGSTOP (through its machine's agent), and its time
+limit stops running (the agent's limit is lifted; at the resume it is put
+back, moved by the time spent suspended, as SLURM moves a suspended job's
+end). Resume: RUNNING again, SIGCONT. Evict: requeued, as ``scontrol
+requeue``. Runs inside :meth:`Controller.step`'s transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import TYPE_CHECKING, Optional, Union
+
+from ..node.agent import protocol
+from ..scheduler import EvictJob, ResumeJob, SuspendJob
+from .lifecycle import cancel_task, move, requeue_task
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["carry_out", "node_limit_s"]
+
+
+def node_limit_s(task: dict) -> Optional[int]:
+    """The time limit the agent enforces for a running task: seconds from its
+    start, plus the seconds it spent suspended (None: UNLIMITED)."""
+    limit = task["req"].get("time_limit")
+    if limit is None:
+        return None
+    return int(limit) * 60 + int(round(task.get("suspended_s") or 0.0))
+
+
+def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], now: float) -> None:
+    """One policy action of the scheduler, on its task's row and its machine."""
+    task = ctx.store.task(action.job_id)
+    if task is None or task["node"] != action.node or not task["run_key"]:
+        return
+    key = task["run_key"]
+    if isinstance(action, SuspendJob):
+        if task["state"] != "RUNNING" or task["cancelled_by"] is not None:
+            return  # (a job being cancelled is let die, not frozen mid-way)
+        move(ctx, task, "SUSPENDED", suspend_time=now)
+        ctx.store.log(task["task_id"], now, "suspend", f"on {action.node}: {action.reason}")
+        ctx.send(action.node, protocol.set_limit(key, None))
+        ctx.send(action.node, protocol.signal(key, int(signal.SIGSTOP), "full"))
+    elif isinstance(action, ResumeJob):
+        if task["state"] != "SUSPENDED":
+            return
+        held = max(0.0, now - (task["suspend_time"] or now))
+        total = float(task["suspended_s"] or 0.0) + held
+        # SLURM's SuspendTime is the last suspend or resume
+        move(ctx, task, "RUNNING", suspend_time=now, suspended_s=total)
+        ctx.store.log(task["task_id"], now, "resume",
+                      f"on {action.node} after {held:.0f} s suspended")
+        ctx.send(action.node, protocol.signal(key, int(signal.SIGCONT), "full"))
+        ctx.send(action.node, protocol.set_limit(key, node_limit_s(dict(task, suspended_s=total))))
+    elif task["state"] in ("RUNNING", "SUSPENDED"):
+        job = ctx.store.job(task["job_id"])
+        if job is not None and not job["spec"].get("requeue", True):
+            # --no-requeue: it may not run again; as SLURM's preemption by
+            # requeue of such a job, it is cancelled
+            why = (f"{action.reason} on {action.node}: cancelled by its workstation policy "
+                   "(submitted with --no-requeue, it may not be requeued)")
+            ctx.log(f"job {task['task_id']}: {why}")
+            ctx.store.log(task["task_id"], now, "evict", why)
+            cancel_task(ctx, task, os.getuid(), now, reason="None")
+            return
+        why = f"{action.reason} on {action.node}: requeued by its workstation policy"
+        ctx.log(f"job {task['task_id']}: {why}")
+        requeue_task(ctx, task, now, why)

@@ -1,0 +1,101 @@
+"""Workstation policies through the controller, stepped in-process with real
+agents (local machines): the heartbeat asks for the workstation facts only
+where they are used, they reach the scheduler, and sinfo's records and job
+placement follow."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from stepping import pump, submit
+
+from fleetslurm.config import FleetConfig, MachineConfig, PartitionConfig, PolicyConfig
+from fleetslurm.ctld.health import facts_request
+from fleetslurm.ctld.loop import Controller
+from fleetslurm.paths import StatePaths
+
+
+def test_the_heartbeat_measures_only_where_a_policy_or_spread_uses_it(tmp_path: Path) -> None:
+    cfg = FleetConfig(machines={
+        "plain": MachineConfig(transport="local"),
+        "hours": MachineConfig(transport="local", available=["Sat-Sun"]),
+        "ws": MachineConfig(transport="local", policy=PolicyConfig(activity_file="/a")),
+        "spread": MachineConfig(transport="local", partitions=["wide"])},
+        partitions={"debug": PartitionConfig(default=True),
+                    "wide": PartitionConfig(placement="spread")})
+    ctx = SimpleNamespace(config=cfg)
+    assert facts_request(ctx, "plain") == {"op": "facts"}  # today's heartbeat, no /proc scan
+    assert facts_request(ctx, "hours") == {"op": "facts", "measure": True}
+    assert facts_request(ctx, "ws") == {"op": "facts", "measure": True, "activity_file": "/a"}
+    assert facts_request(ctx, "spread") == {"op": "facts", "measure": True}
+
+
+def test_an_active_owner_keeps_jobs_off_and_sinfo_says_why(tmp_path: Path) -> None:
+    activity = tmp_path / "active"
+    activity.touch()
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          activity_file=str(activity))
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
+        "ws": MachineConfig(transport="local", cpus=2, memory_gb=1, weight=1, policy=policy,
+                            workdir=str(tmp_path / "ws")),
+        "plain": MachineConfig(transport="local", cpus=2, memory_gb=1, weight=2,
+                               workdir=str(tmp_path / "plain"))})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"))
+    ctl.start(time.time())
+    try:
+        pump(ctl, lambda: ctl.sched.node_busy("ws") == "Owner active"
+             and ctl.sched.node_state("plain") == "idle")
+        job = submit(ctl, time.time(), {}, script="#!/bin/sh\ntrue\n", cwd=str(tmp_path))
+        pump(ctl, lambda: ctl.store.task(job)["state"] not in ("PENDING",))
+        assert ctl.store.task(job)["node"] == "plain"  # ws weighs less but its owner is there
+        pump(ctl, lambda: any(r["name"] == "ws" and r["reason"] for r in ctl.node_snapshot))
+        ws = next(r for r in ctl.node_snapshot if r["name"] == "ws")
+        assert (ws["state"], ws["reason"], ws["busy"]) == ("idle", "Owner active", True)
+        assert ws["reason_time"] is not None
+        plain = next(r for r in ctl.node_snapshot if r["name"] == "plain")
+        assert (plain["reason"], plain["busy"]) == ("", False)
+        # the owner has been away for 11 minutes: ws is free again
+        os.utime(activity, (time.time() - 660, time.time() - 660))
+        pump(ctl, lambda: ctl.sched.node_busy("ws") is None)
+        job2 = submit(ctl, time.time(), {}, script="#!/bin/sh\ntrue\n", cwd=str(tmp_path))
+        pump(ctl, lambda: ctl.store.task(job2)["state"] not in ("PENDING",))
+        assert ctl.store.task(job2)["node"] == "ws"
+    finally:
+        ctl.close()
+
+
+def test_requeue_policy_requeues_and_cancels_a_no_requeue_job(tmp_path: Path) -> None:
+    activity = tmp_path / "active"
+    activity.touch()
+    os.utime(activity, (time.time() - 3600, time.time() - 3600))  # the owner is away
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          when_owner_active="requeue", activity_file=str(activity))
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, kill_wait=1, machines={
+        "ws": MachineConfig(transport="local", cpus=2, memory_gb=1, policy=policy,
+                            workdir=str(tmp_path / "ws"))})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"))
+    ctl.start(time.time())
+    try:
+        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
+             and ctl.sched.node_busy("ws") is None)
+        again = submit(ctl, time.time(), {}, script="#!/bin/sh\nsleep 60\n", cwd=str(tmp_path))
+        once = submit(ctl, time.time(), {"no_requeue": True}, script="#!/bin/sh\nsleep 60\n",
+                      cwd=str(tmp_path))
+        pump(ctl, lambda: all(ctl.store.task(j)["state"] == "RUNNING" for j in (again, once)))
+        activity.touch()  # the owner is back
+        pump(ctl, lambda: ctl.store.task(again)["state"] == "PENDING"
+             and ctl.store.task(once)["state"] == "CANCELLED")
+        assert ctl.store.task(again)["restart_count"] == 1
+        assert [h["detail"] for h in ctl.store.history(once) if h["event"] == "evict"] == [
+            "Owner active on ws: cancelled by its workstation policy (submitted with "
+            "--no-requeue, it may not be requeued)"]
+        events = [h["detail"] for h in ctl.store.history(again) if h["event"] == "requeue"]
+        assert events == ["Owner active on ws: requeued by its workstation policy"]
+        time.sleep(0.5)
+        ctl.step(time.time())
+        assert ctl.store.task(again)["state"] == "PENDING"  # not while the owner is there
+    finally:
+        ctl.close()
