@@ -35,6 +35,8 @@ from fleetslurm.scheduler.events import (
     StartJob,
     Tres,
     Unset,
+    UserNodeExcluded,
+    UserNodesCleared,
 )
 from fleetslurm.scheduler.lifecycle import InvalidTransition
 from fleetslurm.scheduler.state import SchedulerState
@@ -49,6 +51,8 @@ __all__ = [
     "NodeDown",
     "NodeDrain",
     "NodeResume",
+    "UserNodeExcluded",
+    "UserNodesCleared",
     "PartitionSet",
     "PrioritiesSet",
     "LimitsSet",

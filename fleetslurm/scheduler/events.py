@@ -22,6 +22,8 @@ __all__ = [
     "NodeDown",
     "NodeDrain",
     "NodeResume",
+    "UserNodeExcluded",
+    "UserNodesCleared",
     "PartitionSet",
     "PrioritiesSet",
     "Tres",
@@ -166,6 +168,25 @@ class NodeResume:
     """The node is back from DRAIN and/or DOWN."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class UserNodeExcluded:
+    """``user``'s jobs may no longer be placed on ``node``: the user is unknown
+    on that machine (its agent could not start a job as them). ``reason``
+    is what ``explain`` shows."""
+
+    user: str
+    node: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UserNodesCleared:
+    """Forget every user exclusion of ``node`` (its agent said hello again, or
+    an administrator resumed or reconfigured it)."""
+
+    node: str
 
 
 @dataclass(frozen=True)
@@ -376,7 +397,7 @@ class CancelJob:
 
 
 Event = Union[
-    NodeUp, NodeDown, NodeDrain, NodeResume, PartitionSet,
+    NodeUp, NodeDown, NodeDrain, NodeResume, UserNodeExcluded, UserNodesCleared, PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
     ArrayTasks, PrioritiesSet, LimitsSet,
 ]

@@ -19,7 +19,8 @@ from fleetslurm.scheduler.deps import parse_dependency
 from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
     JobSubmitted, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeResume, NodeUp, PartitionSet,
-    PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits,
+    PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits, UserNodeExcluded,
+    UserNodesCleared,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
@@ -57,6 +58,8 @@ class SchedulerState:
         self._qos: dict[str, QosLimits] = {}                # QOS name -> its limits (LimitsSet)
         self._assoc: dict[str, AssocLimits] = {}            # account -> its limits (LimitsSet)
         self._usage = limits.Usage()                        # what running jobs hold, per pass
+        # user -> {node: why}: machines that user's jobs are not placed on (unknown there)
+        self._user_excluded: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -118,6 +121,32 @@ class SchedulerState:
         node = self._node(ev.name, "NodeResume")
         node.down_reason = node.drain_reason = None
         node.history.add(now, f"NodeResume -> {node.state()}")
+
+    def _on_user_node_excluded(self, ev: UserNodeExcluded, now: float) -> None:
+        node = self._node(ev.node, "UserNodeExcluded")
+        mine = self._user_excluded.setdefault(ev.user, {})
+        if ev.node in mine:
+            return
+        mine[ev.node] = ev.reason or f"user {ev.user} is unknown on machine {ev.node}"
+        node.history.add(now, f"UserNodeExcluded {ev.user}")
+        self._user_changed({ev.user})
+
+    def _on_user_nodes_cleared(self, ev: UserNodesCleared, now: float) -> None:
+        users = {u for u, nodes in self._user_excluded.items() if nodes.pop(ev.node, None)}
+        for u in users:
+            if not self._user_excluded[u]:
+                del self._user_excluded[u]
+        if users:
+            self._node(ev.node, "UserNodesCleared").history.add(
+                now, f"UserNodesCleared {','.join(sorted(users))}")
+            self._user_changed(users)
+
+    def _user_changed(self, users: set[str]) -> None:
+        """Where these users' jobs may go changed: their shapes are recomputed."""
+        self._static_cleared()
+        for job in self._jobs.values():
+            if job.phase != ENDED and job.req.user in users:
+                self._prepare(job)  # the sort key does not depend on it: no reorder
 
     def _on_partition_set(self, ev: PartitionSet, now: float) -> None:
         self._parts[ev.partition.name] = ev.partition
@@ -260,7 +289,9 @@ class SchedulerState:
 
     _HANDLERS: dict[type, Callable[["SchedulerState", object, float], None]] = {
         NodeUp: _on_node_up, NodeDown: _on_node_down, NodeDrain: _on_node_drain,
-        NodeResume: _on_node_resume, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
+        NodeResume: _on_node_resume, PartitionSet: _on_partition_set,
+        PrioritiesSet: _on_priorities_set,
+        UserNodeExcluded: _on_user_node_excluded, UserNodesCleared: _on_user_nodes_cleared,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
@@ -291,8 +322,15 @@ class SchedulerState:
         except InvalidValue as exc:
             job.dep, job.dep_error = None, str(exc)
         part = self._partition_of(req)
+        exclude = req.exclude
+        barred = self._user_excluded.get(req.user)
+        if barred:
+            # machines where the user is unknown: as if the job said --exclude
+            exclude = exclude | frozenset(barred)
         job.shape = shape_of(req, part)
-        job.where = (part, req.nodelist, req.exclude, req.constraint, req.exclusive)
+        if barred:
+            job.shape = job.shape[:5] + (exclude,) + job.shape[6:]  # type: ignore[assignment]
+        job.where = (part, req.nodelist, exclude, req.constraint, req.exclusive)
         spec = self._parts.get(part)
         job.dur = duration_s(req, spec)
         job.fit_key = (job.where, job.shape[1], job.shape[2], job.shape[3], job.dur)
@@ -407,6 +445,10 @@ class SchedulerState:
         """Why a node is down or drained (down first), or None."""
         node = self._node(name, "node_reason")
         return node.down_reason or node.drain_reason
+
+    def user_exclusions(self, user: str) -> dict[str, str]:
+        """The machines ``user``'s jobs are not placed on, with why (a copy)."""
+        return dict(self._user_excluded.get(user, {}))
 
     def running(self) -> dict[int, str]:
         """Running job id -> node name."""

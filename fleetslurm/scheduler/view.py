@@ -42,6 +42,7 @@ class SchedulerView(Protocol):
     _qos: dict[str, QosLimits]
     _assoc: dict[str, AssocLimits]
     _usage: Usage
+    _user_excluded: dict[str, dict[str, str]]
 
     def _default_partition(self) -> Optional[str]: ...
 
