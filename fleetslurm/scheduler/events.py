@@ -348,9 +348,13 @@ class QosLimits:
 
 @dataclass(frozen=True)
 class AssocLimits:
-    """An account's association limits: ``grp_tres``/``grp_jobs`` over all its
-    running jobs, ``max_jobs`` per user of the account, ``max_wall`` per job
-    (minutes), ``max_submit`` per user at submission."""
+    """An association's limits: an account's (``user`` empty) or a user's in
+    an account. ``grp_tres``/``grp_jobs`` bound what all its running jobs
+    hold (an account's: its sub-accounts' jobs too; ``parent`` names the
+    account above it); ``max_jobs`` per user, ``max_wall`` (minutes) and
+    ``max_tres`` per job, ``max_submit`` per user at submission, each the
+    value in force (the controller resolves what is inherited from above). A
+    user without an association of their own here gets the account's."""
 
     account: str
     grp_tres: Tres = Tres()
@@ -358,6 +362,9 @@ class AssocLimits:
     max_jobs: int | None = None
     max_submit: int | None = None
     max_wall: int | None = None
+    user: str = ""
+    parent: str = ""
+    max_tres: Tres = Tres()
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ class SchedulerState:
         self._arrays: dict[int, arrays.ArrayEntry] = {}   # array job id -> counts over its tasks
         self._ended_tasks: dict[int, Facts] = {}           # ended array tasks, entries dropped
         self._qos: dict[str, QosLimits] = {}                # QOS name -> its limits (LimitsSet)
-        self._assoc: dict[str, AssocLimits] = {}            # account -> its limits (LimitsSet)
+        # (account, user or "") -> its limits (LimitsSet)
+        self._assoc: dict[tuple[str, str], AssocLimits] = {}
         self._usage = limits.Usage()                        # what running jobs hold, per pass
         # user -> {node: why}: machines that user's jobs are not placed on (unknown there)
         self._user_excluded: dict[str, dict[str, str]] = {}
@@ -176,7 +177,7 @@ class SchedulerState:
 
     def _on_limits_set(self, ev: LimitsSet, now: float) -> None:
         self._qos = {q.name: q for q in ev.qos}
-        self._assoc = {a.account: a for a in ev.accounts}
+        self._assoc = {(a.account, a.user): a for a in ev.accounts}
 
     # ------------------------------------------------------------------ job events
 
@@ -391,7 +392,8 @@ class SchedulerState:
         self._pass_now = now
         if self._qos or self._assoc:
             self._usage = limits.count_usage(
-                self._jobs[j] for node in self._nodes.values() for j in node.jobs)
+                (self._jobs[j] for node in self._nodes.values() for j in node.jobs),
+                {a.account: a.parent for a in self._assoc.values() if not a.user and a.parent})
 
     def _end_pass(self, reasons: dict[int, str], expected: dict[int, tuple[float, str]],
                   started: list[int]) -> None:

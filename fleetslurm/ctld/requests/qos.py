@@ -24,11 +24,10 @@ QOS_SETTINGS = {"Description": "text", "Priority": "int", "MaxJobsPerUser": "int
 
 
 def op_qos_show(ctx: "Context", args: dict, uid: int, now: float) -> dict:
-    """Every QOS (in the order they were made: ``normal`` first) and every
-    account's limits, as the config fields hold them."""
+    """Every QOS (in the order they were made: ``normal`` first), as the config
+    fields hold them (the associations' limits: ``assoc_show``)."""
     lim = ctx.limits
-    return {"qos": [{"Name": n, **q.model_dump()} for n, q in lim.qos.items()],
-            "accounts": {n: a.model_dump() for n, a in lim.accounts.items()}}
+    return {"qos": [{"Name": n, **q.model_dump()} for n, q in lim.qos.items()]}
 
 
 def _apply(rec: dict, settings: dict[str, str]) -> dict:

@@ -76,6 +76,12 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     limits = check_limits(ctx, uid, user_name(uid), spec, partition, time_limit,
                           spec.get("array_count") or 1)
     time_limit = limits.pop("time_limit")
+    if not spec.get("account") and limits["account"] != user_name(uid):
+        # a DefaultAccount other than the user's own (sacctmgr): sacct and
+        # scontrol show the account the job is charged to
+        spec["account"] = limits["account"]
+    if not spec.get("qos") and limits["qos"] != "normal":
+        spec["qos"] = limits["qos"]  # the association's DefaultQOS
     req = {
         **limits, "name": name, "partition": partition, "cpus": spec["cpus"],
         "mem_mb": spec["req_mem_mb"], "gpus": spec["gpus"], "time_limit": time_limit,
