@@ -259,3 +259,79 @@ def test_the_fair_share_tree_has_the_accounts_shares(tmp_path) -> None:
     # within physics: ann used it all, bob nothing -> bob ranks higher
     assert rows[("physics", "bob")].fairshare > rows[("physics", "ann")].fairshare
     store.close()
+
+
+# ------------------------------------------------------------------ property: a tree's limits
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+from fleetslurm.scheduler import JobEnded  # noqa: E402
+
+#: root <- a0 <- a1 <- a2, and b0 beside a0
+_PARENT = {"a0": "root", "a1": "a0", "a2": "a1", "b0": "root"}
+_USERS = ("u0", "u1")
+_cap = hs.none() | hs.integers(1, 8)
+_t = hs.builds(Tres, cpu=_cap)
+_account_rec = hs.builds(lambda name, grp, jobs, mj, mt: AssocLimits(
+    name, parent=_PARENT[name], grp_tres=grp, grp_jobs=jobs, max_jobs=mj, max_tres=mt),
+    hs.sampled_from(sorted(_PARENT)), _t, hs.none() | hs.integers(0, 5),
+    hs.none() | hs.integers(0, 3), _t)
+_user_rec = hs.builds(lambda acct, user, grp, mj, mt: AssocLimits(
+    acct, user=user, grp_tres=grp, max_jobs=mj, max_tres=mt),
+    hs.sampled_from(sorted(_PARENT)), hs.sampled_from(_USERS), _t,
+    hs.none() | hs.integers(0, 3), _t)
+_jreq = hs.tuples(hs.sampled_from(_USERS), hs.sampled_from(sorted(_PARENT)), hs.integers(1, 4))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(accts=hs.lists(_account_rec, max_size=4, unique_by=lambda a: a.account),
+       users=hs.lists(_user_rec, max_size=3, unique_by=lambda a: (a.account, a.user)),
+       steps=hs.lists(hs.tuples(hs.lists(_jreq, max_size=5), hs.lists(hs.integers(0, 20),
+                                                                       max_size=3)),
+                      min_size=1, max_size=10))
+def test_no_association_limit_of_a_tree_is_ever_exceeded(accts, users, steps) -> None:
+    st = SchedulerState()
+    # every account of the tree has a record (its place in it), as the controller sends
+    plain = [AssocLimits(n, parent=p) for n, p in _PARENT.items()
+             if n not in {a.account for a in accts}]
+    st.handle([PartitionSet(PartitionSpec("p", default=True)),
+               NodeUp(NodeSpec("n", cpus=16, mem_mb=8000)),
+               LimitsSet((), tuple(accts) + tuple(plain) + tuple(users))], 0.0)
+    acct = {a.account: a for a in accts}
+    own = {(a.account, a.user): a for a in users}
+
+    def above(name: str) -> list[str]:
+        out = [name]
+        while _PARENT.get(out[-1], "root") != "root":
+            out.append(_PARENT[out[-1]])
+        return out
+
+    now, jid, running = 1.0, 0, []
+    for reqs, ends in steps:
+        now += 1
+        events = []
+        for user, account, cpus in reqs:
+            jid += 1
+            events.append(JobSubmitted(JobRequest(job_id=jid, user=user, partition="p",
+                                                  submit_time=now, cpus=cpus, account=account)))
+        for k in ends:
+            if running:
+                events.append(JobEnded(running.pop(k % len(running)), "COMPLETED", now))
+        running += _started(st.handle(events, now))
+        st.validate()
+        jobs = [st._jobs[j].req for j in running]
+        for name, a in acct.items():
+            below = [r for r in jobs if name in above(r.account)]
+            assert a.grp_jobs is None or len(below) <= a.grp_jobs
+            assert a.grp_tres.cpu is None or sum(r.cpus for r in below) <= a.grp_tres.cpu
+        for r in jobs:
+            eff = own.get((r.account, r.user)) or acct.get(r.account)
+            if eff is not None:
+                assert eff.max_tres.cpu is None or r.cpus <= eff.max_tres.cpu
+                mine = [x for x in jobs if (x.account, x.user) == (r.account, r.user)]
+                assert eff.max_jobs is None or len(mine) <= eff.max_jobs
+            u = own.get((r.account, r.user))
+            if u is not None and u.grp_tres.cpu is not None:
+                assert sum(x.cpus for x in jobs
+                           if (x.account, x.user) == (r.account, r.user)) <= u.grp_tres.cpu

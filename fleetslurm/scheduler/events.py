@@ -354,7 +354,9 @@ class AssocLimits:
     account above it); ``max_jobs`` per user, ``max_wall`` (minutes) and
     ``max_tres`` per job, ``max_submit`` per user at submission, each the
     value in force (the controller resolves what is inherited from above). A
-    user without an association of their own here gets the account's."""
+    user without an association of their own here gets the account's; an
+    account without a record counts as directly below root, so a tree with
+    sub-accounts sends a record for each of its accounts."""
 
     account: str
     grp_tres: Tres = Tres()
