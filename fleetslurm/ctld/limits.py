@@ -5,10 +5,12 @@ sacctmgr set, checked at submission, and handed to the scheduler.
   SLURM's default QOS) with sacctmgr's changes on top, kept in the store's
   ``qos`` table (a changed QOS's whole record, or NULL once deleted): a
   restart keeps them, and the config stays the initial set.
-* Account limits are the config's ``accounts`` section (one account per
-  user, named after the user: :mod:`fleetslurm.slurm.assoc`).
+* Association limits are the tree's (:mod:`.assocs`: the config's
+  ``accounts`` section, with sacctmgr's changes of accounts and users).
 * At submission (:func:`check_submit`): the job's account (``-A``, default
-  the user's) and QOS (``--qos``, default ``normal``) must exist (as
+  the user's DefaultAccount) and QOS (``--qos``, default the association's
+  DefaultQOS, else ``normal``) must exist, the user must have an association
+  in the account and the QOS be in its QOS list (when it has one) (as
   ``accounting_storage_enforce``, SLURM's AccountingStorageEnforce, says:
   "none" accepts any, as a SLURM without accounting does), the
   partition's AllowGroups/AllowAccounts/AllowQos must admit them, and
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..config import FleetConfig, QosConfig
 from ..errors import SubmitError
 from ..model import ACTIVE_STATE_NAMES
-from ..scheduler import AssocLimits, LimitsSet, QosLimits, Tres
+from ..scheduler import LimitsSet, QosLimits, Tres
 from ..slurm.arrays import IndexSet
 from ..slurm.assoc import account_of
 from ..slurm.tres import parse_tres
@@ -84,9 +86,9 @@ class Limits:
         self.qos = qos
 
     def event(self) -> LimitsSet:
-        """The scheduler's copy of every limit (a QOS or account without any is
-        left out: with none at all, a pass checks nothing; none without
-        AccountingStorageEnforce=limits)."""
+        """The scheduler's copy of every limit (a QOS without any is left out,
+        the associations' only when none sets one: with none at all, a pass
+        checks nothing; none without AccountingStorageEnforce=limits)."""
         if not self.config.enforces("limits"):
             return LimitsSet()
         ev = LimitsSet(

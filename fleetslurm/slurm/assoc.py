@@ -1,7 +1,9 @@
 """The accounts a fleet presents to ``sacctmgr`` and ``sshare``, and sshare's table.
 
-A fleet has one cluster and one account per user, named after the user. In
-SLURM's terms that is the association tree an administrator gets from
+A fleet has one cluster, and by default one account per user, named after
+the user (sacctmgr may add accounts and users: :func:`tree_of` orders any
+tree; the controller's is :mod:`fleetslurm.ctld.assocs`). In SLURM's terms
+the default is the association tree an administrator gets from
 ``sacctmgr add account alice; sacctmgr add user alice account=alice``::
 
     root                (cluster association; account root)

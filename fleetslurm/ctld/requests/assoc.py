@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ...errors import AccessDenied, InvalidValue, UsageError
 from ...model import ACTIVE_STATE_NAMES
-from ...slurm.assoc import account_of
 from ...slurm.tres import format_tres, parse_tres
 from ...slurm.units import parse_time_limit
 from ..assocs import LIMITS
