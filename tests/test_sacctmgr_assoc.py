@@ -88,6 +88,9 @@ def test_add_modify_show_delete_accounts_and_users(fleet) -> None:
     out = run("sacctmgr", "-i", "modify", "user", "root", "set", "DefaultAccount=physics",
               check=True).stdout
     assert out == " Modified users...\n  root\n"
+    out = run("sacctmgr", "-i", "modify", "account", "physics", "set", "Organization=sci",
+              check=True).stdout
+    assert out == " Modified accounts...\n  physics\n"
     # without -i sacctmgr asks, and anything but y discards
     proc = run("sacctmgr", "modify", "account", "physics", "set", "MaxJobs=1", input="n\n")
     assert proc.returncode == 0 and proc.stdout.endswith("(N/y):  Changes Discarded\n")
@@ -100,8 +103,8 @@ def test_add_modify_show_delete_accounts_and_users(fleet) -> None:
                     "physics||10|cpu=8|4\nphysics|root|5||4\n")
     assert run("sacctmgr", "show", "user", "root", "format=user,defaultaccount", "-P",
                check=True).stdout == "User|Def Acct\nroot|physics\n"
-    assert run("sacctmgr", "show", "account", "physics", "format=account,descr", "-P",
-               check=True).stdout == "Account|Descr\nphysics|physics dept\n"
+    assert run("sacctmgr", "show", "account", "physics", "format=account,descr,org", "-P",
+               check=True).stdout == "Account|Descr|Org\nphysics|physics dept|sci\n"
     # sshare shows the shares (priority/basic: no usage)
     out = run("sshare", "-a", "-P", "-o", "account,user,rawshares", check=True).stdout
     assert out == ("Account|User|RawShares\nroot||\n root|root|1\n physics||10\n"

@@ -194,9 +194,10 @@ def _accounts(ctx: "Context", mode: Any, names: list[str], where: list[str],
                     seen.add(up)
                     up = (book.account(up) or {}).get("Parent") or ""
             writes.append((name, "", rec))
-            result["changed"].append([name, ""])
+            if set(settings) - {"Description", "Organization"}:
+                result["changed"].append([name, ""])  # the association's settings
             if set(settings) & {"Description", "Organization"}:
-                result["records"].append(name)
+                result["records"].append(name)  # the account's own
         return
     if mode == "delete":
         for name in wanted:
