@@ -130,6 +130,11 @@ def test_sacctmgr_changes_are_refused_to_users_and_allowed_to_the_service_accoun
     assert lab.fs("sacctmgr", "show", "qos", "normal", "format=name,maxjobspu",
                   "-P").stdout == shown
     assert "mine" not in lab.fs("sacctmgr", "show", "account", "-P").stdout
+    # reading is everyone's
+    seen = lab.fs("sacctmgr", "show", "assoc", "format=account,user", "-P", "-n", user=a)
+    assert seen.returncode == 0 and f"{a.pw_name}|{a.pw_name}" in seen.stdout.split(), seen
+    seen = lab.fs("sshare", "-n", "-P", "-o", "account,user,rawshares", user=a)
+    assert seen.returncode == 0 and f" {a.pw_name}|{a.pw_name}|1" in seen.stdout, seen
     # the service account is the lab's SlurmUser: it may
     svc = pwd.getpwnam(lab.svc)
     proc = lab.fs("sacctmgr", "-i", "modify", "account", a.pw_name, "set", "Fairshare=3",
