@@ -8,7 +8,8 @@ temporary FLEETSLURM_LAB_ROOT), one local machine declared with 4 CPUs (the
 jobs only sleep). Every timing assertion reads the jobs' own records: each
 job writes its start and end time (``date +%s.%N``) into its output file.
 The real SLURM here has no slurmdbd, so its sacctmgr cannot run: the refusal's
-wording is SLURM 22.05's (src/sacctmgr), not compared live.
+wording is SLURM 22.05's (src/sacctmgr and the slurmdbd plugin's handling of
+slurmdbd's answer), not compared live.
 """
 
 from __future__ import annotations
@@ -124,9 +125,21 @@ def test_sacctmgr_changes_are_refused_to_users_and_allowed_to_the_service_accoun
     for change in (["modify", "qos", "normal", "set", "MaxJobsPerUser=100"],
                    ["modify", "account", a.pw_name, "set", "Fairshare=100"],
                    ["modify", "user", a.pw_name, "set", "MaxJobs=100"],
-                   ["add", "account", "mine"], ["delete", "user", a.pw_name]):
+                   ["delete", "user", a.pw_name], ["delete", "account", a.pw_name]):
         proc = lab.fs("sacctmgr", "-i", *change, user=a)
         assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", DENIED), (change, proc)
+    # an add is shown first, then refused (as slurmdbd refuses it), with or without -i
+    for flags in (["-i"], []):
+        proc = lab.fs("sacctmgr", *flags, "add", "account", "mine", user=a)
+        assert (proc.returncode, proc.stderr) == (
+            1, " Problem adding accounts: Access/permission denied\n"), proc
+        assert proc.stdout == (" Adding Account(s)\n  mine\n Settings\n"
+                               "  Description     = Account Name\n"
+                               "  Organization    = Parent/Account Name\n"
+                               " Associations\n  A = mine       C = lab       \n"), proc
+    proc = lab.fs("sacctmgr", "-i", "add", "user", a.pw_name, "Account=root", user=a)
+    assert (proc.returncode, proc.stderr) == (
+        1, " Problem adding users: Access/permission denied\n"), proc
     assert lab.fs("sacctmgr", "show", "qos", "normal", "format=name,maxjobspu",
                   "-P").stdout == shown
     assert "mine" not in lab.fs("sacctmgr", "show", "account", "-P").stdout

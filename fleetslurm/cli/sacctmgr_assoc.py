@@ -172,11 +172,18 @@ def change_assoc(command: str, entity: str, words: list[str], immediate: bool) -
                            if not r["user"]}
             sys.stdout.write(_describe(mode, entity, accounts, settings, would, cluster,
                                        parents))
+            if not would.get("allowed", True):
+                # as SLURM's: the add is shown, then slurmdbd refuses it
+                raise AccessDenied("Access/permission denied")
             if not immediate and not _confirm():
                 sys.stdout.write(" Changes Discarded\n")
                 return 0
             c.call("assoc_change", **args)
     except AccessDenied:
+        if mode == "add":
+            what = "accounts" if entity == "account" else "users"
+            raise UsageError(f" Problem adding {what}: Access/permission denied",
+                             prog=PROG) from None
         raise UsageError("sacctmgr: error: Your user doesn't have privilege to perform this "
                          "action\n Error with request: Access/permission denied", prog=PROG) \
             from None

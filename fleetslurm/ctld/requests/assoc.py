@@ -127,17 +127,22 @@ def op_assoc_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """``mode`` add, modify or delete; ``entity`` account or user; ``names``;
     ``accounts`` (``where account=``, or add user's ``Account=``); ``fields``
     (the ``set`` values, canonical keys). Returns ``changed``: the
-    associations (account, user) touched, ``accounts``/``users`` made or
-    removed whole, ``records`` (``modify``: records whose own fields changed).
-    With ``dry`` nothing is stored (sacctmgr shows what would change first)."""
-    if uid not in (0, os.getuid()):
-        raise AccessDenied("Your user doesn't have privilege to perform this action")
+    associations (account, user) touched, ``whole``: the accounts or users
+    made or removed whole, ``records``: accounts or users whose own fields
+    changed, ``allowed``: whether the caller may make the change (root and
+    the controller's own user: SLURM's SlurmUser). With ``dry`` nothing is
+    stored (sacctmgr shows what would change first)."""
     mode, entity = args.get("mode"), args.get("entity")
+    allowed = uid in (0, os.getuid())
+    # anyone may see what an add would make (SLURM's sacctmgr prints it, then
+    # slurmdbd refuses the add); nothing else is shown to, or done for, others
+    if not allowed and not (args.get("dry") and mode == "add"):
+        raise AccessDenied("Your user doesn't have privilege to perform this action")
     names = _listed(args.get("names"))
     accounts = _listed(args.get("accounts"))
     settings: dict[str, str] = dict(args.get("fields") or {})
     writes: list[tuple[str, str, Optional[dict]]] = []
-    result: dict[str, list] = {"changed": [], "whole": [], "records": []}
+    result: dict[str, Any] = {"changed": [], "whole": [], "records": [], "allowed": allowed}
     if entity == "account":
         _accounts(ctx, mode, names, accounts, settings, writes, result)
     elif entity == "user":
