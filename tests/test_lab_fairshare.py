@@ -140,6 +140,11 @@ def test_sacctmgr_changes_are_refused_to_users_and_allowed_to_the_service_accoun
     proc = lab.fs("sacctmgr", "-i", "add", "user", a.pw_name, "Account=root", user=a)
     assert (proc.returncode, proc.stderr) == (
         1, " Problem adding users: Access/permission denied\n"), proc
+    proc = lab.fs("sacctmgr", "-i", "add", "qos", "mine", user=a)
+    assert (proc.returncode, proc.stderr) == (
+        1, " Problem adding QOS: Access/permission denied\n"), proc
+    assert proc.stdout.startswith(" Adding QOS(s)\n  mine\n"), proc
+    assert "mine" not in lab.fs("sacctmgr", "show", "qos", "-P").stdout
     assert lab.fs("sacctmgr", "show", "qos", "normal", "format=name,maxjobspu",
                   "-P").stdout == shown
     assert "mine" not in lab.fs("sacctmgr", "show", "account", "-P").stdout

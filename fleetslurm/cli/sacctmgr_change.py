@@ -108,7 +108,8 @@ def change_qos(command: str, words: list[str], immediate: bool) -> int:
     args = {"mode": mode, "names": names, "fields": settings}
     try:
         with client() as c:
-            would = c.call("qos_change", **args, dry=True)["changed"]
+            answer = c.call("qos_change", **args, dry=True)
+            would = answer["changed"]
             if not would:
                 sys.stdout.write({"add": " Nothing new added.\n", "modify": " Nothing modified\n",
                                   "delete": " Nothing deleted\n"}[mode])
@@ -122,6 +123,9 @@ def change_qos(command: str, words: list[str], immediate: bool) -> int:
                 sys.stdout.write(f" Modified qos...\n{listed}")
             else:
                 sys.stdout.write(f" Deleting QOS(s)...\n{listed}")
+            if not answer.get("allowed", True):
+                # as SLURM's: the add is shown, then slurmdbd refuses it
+                raise UsageError(" Problem adding QOS: Access/permission denied", prog=PROG)
             if not immediate and not _confirm():
                 sys.stdout.write(" Changes Discarded\n")
                 return 0
