@@ -1,6 +1,7 @@
 """``sshare``: the fleet's shares and usage, in SLURM 22.05's shape.
 
-A fleet has one account per user (see :mod:`fleetslurm.slurm.assoc`); what
+A fleet's association tree is the controller's (by default one account per
+user: :mod:`fleetslurm.slurm.assoc`, :mod:`fleetslurm.ctld.assocs`); what
 clients ask (``sshare -U --format Account%256 --noheader``: "which account
 am I in?") gets the answer SLURM would give for that tree.
 """

@@ -2,7 +2,7 @@
 SLURM 22.05's shapes.
 
 Pure: no I/O. The fleet's associations come from :mod:`fleetslurm.slurm.assoc`
-(one cluster, one account per user). Column headers, default widths and
+(one cluster; the controller's tree, by default one account per user). Column headers, default widths and
 default column lists are sacctmgr 22.05's, as it prints them reading a
 slurmdbd that holds the same tree; so are the matching rules kept here:
 
