@@ -228,3 +228,34 @@ def test_agent_reports_an_unknown_user(tmp_path: Path) -> None:
     finally:
         agent.close()
         kill_leftovers(tmp_path / "work")
+
+
+def test_a_job_is_named_after_the_uids_user_now(fleet: Fleet) -> None:
+    """A uid given to a new user since someone else had it: the job carries the
+    new user's name (a remembered old name would make the user unknown on the
+    machines, and bar them there)."""
+    import shutil
+    import subprocess
+    import uuid
+
+    from fleetslurm.views import user_name
+
+    if not shutil.which("useradd"):
+        pytest.skip("needs useradd")
+    old, new = (f"fsl{uuid.uuid4().hex[:10]}" for _ in range(2))
+    subprocess.run(["useradd", "-M", old], check=True, capture_output=True)
+    uid = pwd.getpwnam(old).pw_uid
+    try:
+        assert user_name(uid) == old  # remembered for display
+        subprocess.run(["userdel", old], check=True, capture_output=True)
+        subprocess.run(["useradd", "-M", "-u", str(uid), new], check=True, capture_output=True)
+        f = fleet
+        f.fakes["m1"].known.add(new)
+        job = f.submit(uid)
+        assert f.ctl.store.job(job)["user"] == new
+        f.pump(lambda: f.task(job)["state"] == "RUNNING")
+        assert f.ctl.sched.user_exclusions(new) == {}
+    finally:
+        for name in (old, new):
+            subprocess.run(["userdel", name], capture_output=True)
+        user_name.cache_clear()

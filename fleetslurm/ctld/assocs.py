@@ -57,11 +57,12 @@ class Associations:
     """The tree in force (``changes`` is replaced whole, never changed in
     place: RPC threads read it)."""
 
-    def __init__(self, config: FleetConfig, store: "Store") -> None:
+    def __init__(self, config: FleetConfig, store: "Optional[Store]" = None) -> None:
         self.config = config
         self.changes: dict[tuple[str, str], Optional[dict]] = {}
         self.known: set[str] = set()
-        self.reload(store)
+        if store is not None:
+            self.reload(store)
 
     def reload(self, store: "Store") -> None:
         """The store's changes, and the users known from jobs and usage."""

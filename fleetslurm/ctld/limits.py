@@ -71,7 +71,7 @@ class Limits:
         self.config = config
         self.qos: dict[str, QosConfig] = {}
         #: the association tree (accounts, users' associations, their limits)
-        self.assocs = Associations(config, store)
+        self.assocs = Associations(config)  # (read by reload)
         self.reload(store)
 
     def reload(self, store: "Store") -> None:
