@@ -93,7 +93,7 @@ def test_add_modify_show_delete_accounts_and_users(fleet) -> None:
     assert out == " Modified accounts...\n  physics\n"
     # without -i sacctmgr asks, and anything but y discards
     proc = run("sacctmgr", "modify", "account", "physics", "set", "MaxJobs=1", input="n\n")
-    assert proc.returncode == 0 and proc.stdout.endswith("(N/y):  Changes Discarded\n")
+    assert proc.returncode == 0 and proc.stdout.endswith("(N/y): \n Changes Discarded\n")
     show = run("sacctmgr", "show", "assoc", "format=account,user,share,grptres,maxjobs", "-P",
                check=True).stdout
     # the user's association in physics inherits the account's MaxJobs (sacctmgr
@@ -128,6 +128,22 @@ def test_add_modify_show_delete_accounts_and_users(fleet) -> None:
     assert run("sacctmgr", "show", "assoc", "format=account,user", "-P",
                check=True).stdout == "Account|User\nroot|\nroot|root\n"
     assert run("sacctmgr", "-i", "delete", "account", "physics").stdout == " Nothing deleted\n"
+
+
+def test_without_i_sacctmgr_asks_as_slurms_commit_check(fleet) -> None:
+    """One character at a time, a newline after each: anything but y, n or a
+    newline asks again (so "x<Enter>" is x, then a newline: no); y commits;
+    the end of the input discards."""
+    proc = fleet.run("sacctmgr", "add", "account", "tmp2", input="x\n")
+    assert proc.stdout.endswith("(N/y): \nY or N please\n(N/y): \n Changes Discarded\n")
+    proc = fleet.run("sacctmgr", "add", "account", "tmp", input="xy")
+    assert proc.returncode == 0, proc
+    assert proc.stdout.endswith("Would you like to commit changes? (You have 30 seconds to "
+                                "decide)\n(N/y): \nY or N please\n(N/y): \n"), proc.stdout
+    assert "tmp" in fleet.run("sacctmgr", "show", "account", "-P", check=True).stdout
+    proc = fleet.run("sacctmgr", "delete", "account", "tmp", input="")
+    assert proc.returncode == 0 and proc.stdout.endswith("(N/y):  Changes Discarded\n"), proc
+    assert "tmp" in fleet.run("sacctmgr", "show", "account", "-P", check=True).stdout
 
 
 @pytest.mark.parametrize("args,stderr", [
