@@ -174,8 +174,8 @@ class PriorityConfig(_Strict):
     """slurm.conf's priority/multifactor settings, with SLURM's names and defaults.
 
     Every weight 0 (SLURM's default) keeps the queue first come, first served.
-    ``Fairshare`` gives an account's shares (fleetslurm: one account per user,
-    named after the user); accounts not named have 1. ``TRESBillingWeights``
+    ``Fairshare`` gives an account's initial shares (every user starts with an
+    account named after them; sacctmgr changes them); accounts not named have 1. ``TRESBillingWeights``
     applies to every partition. A partition's ``priority`` is both its
     PriorityTier and its PriorityJobFactor, as SLURM's ``Priority=`` is.
     """
@@ -258,8 +258,9 @@ class QosConfig(_Strict):
 class AccountConfig(_Strict):
     """An account's association limits (``sacctmgr modify account NAME set ...``):
     ``GrpTRES``/``GrpJobs`` over all its running jobs, ``MaxJobs`` and
-    ``MaxSubmitJobs`` per user of the account, ``MaxWall`` per job. A fleet
-    has one account per user, named after the user (see slurm/assoc.py)."""
+    ``MaxSubmitJobs`` per user of the account, ``MaxWall`` per job: the initial
+    set (every user starts with an account named after them; sacctmgr changes
+    them, see ctld/assocs.py)."""
 
     GrpTRES: str = ""
     GrpJobs: Optional[int] = Field(None, ge=0, le=_U32)

@@ -194,6 +194,7 @@ FIELDS: dict[str, Any] = {
     "name": _Names, "names": _Names, "users": _Names, "states": _Names, "partition": _Names,
     "partitions": _Names, "nodelist": _Names,
     "nodes": Text, "state": Text, "reason": Text, "which": Text, "mode": Text, "format": Text,
+    "entity": Text, "accounts": _Names,
     "data": Annotated[StrictStr, Field(max_length=4 * 1024 * 1024)],
     "fields": Union[Annotated[dict[Text, Text], Field(max_length=1024)],
                     Annotated[list[Any], Field(max_length=1024)]],

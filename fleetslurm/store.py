@@ -248,6 +248,13 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE tasks ADD COLUMN suspend_time REAL;
     ALTER TABLE tasks ADD COLUMN suspended_s REAL NOT NULL DEFAULT 0;
     """,
+    # 14: associations changed by sacctmgr: (account, "") an account, (account,
+    # user) a user's association in it, ("", user) the user's own record
+    # (DefaultAccount); spec is the whole record as JSON, NULL once deleted
+    """
+    CREATE TABLE assocs (account TEXT NOT NULL, user TEXT NOT NULL, spec TEXT,
+                         PRIMARY KEY (account, user));
+    """,
 ]
 
 _TASK_COLUMNS = (
@@ -616,6 +623,22 @@ class Store(BulkQueries, StatsQueries, SampleStore):
         self._x("INSERT INTO qos (name, spec) VALUES (?, ?) ON CONFLICT (name) "
                 "DO UPDATE SET spec = excluded.spec",
                 (name, None if spec is None else json.dumps(spec, sort_keys=True)))
+
+    # -- associations changed by sacctmgr ---------------------------------------
+    def assoc_changes(self) -> dict[tuple[str, str], Optional[dict]]:
+        """(account, user) -> the record as sacctmgr last set it, or None if deleted."""
+        rows = self._x("SELECT account, user, spec FROM assocs").fetchall()
+        return {(r["account"], r["user"]): None if r["spec"] is None else json.loads(r["spec"])
+                for r in rows}
+
+    def set_assoc(self, account: str, user: str, spec: Optional[dict]) -> None:
+        self._x("INSERT INTO assocs (account, user, spec) VALUES (?, ?, ?) "
+                "ON CONFLICT (account, user) DO UPDATE SET spec = excluded.spec",
+                (account, user, None if spec is None else json.dumps(spec, sort_keys=True)))
+
+    def job_users(self) -> list[str]:
+        """Every user who ever submitted a job here."""
+        return [r[0] for r in self._x("SELECT DISTINCT user FROM jobs").fetchall()]
 
     # -- nodes --------------------------------------------------------------
     # -- fair share usage ------------------------------------------------------

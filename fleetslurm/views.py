@@ -8,7 +8,8 @@ from typing import Any, Iterable, Optional
 
 from .model import JobRecord
 
-__all__ = ["job_record", "gpu_usage", "group_pending_arrays", "user_name", "TOP_PRIORITY"]
+__all__ = ["job_record", "gpu_usage", "group_pending_arrays", "login_name", "user_name",
+           "TOP_PRIORITY"]
 
 #: SLURM's priority/basic gives each new job one less than the job before,
 #: counting down from here (slurmctld's TOP_PRIORITY)
@@ -18,9 +19,10 @@ TOP_PRIORITY = 0xFFFF0000
 _END_REASONS = {"TIMEOUT": "TimeLimit", "OUT_OF_MEMORY": "OutOfMemory", "NODE_FAIL": "NodeDown",
                 "DEADLINE": "DeadLine"}
 
-@functools.lru_cache(maxsize=256)
-def user_name(uid: int) -> str:
-    """The login name of ``uid`` (the number itself when it has none)."""
+def login_name(uid: int) -> str:
+    """The login name of ``uid`` now (the number itself when it has none),
+    read afresh: a job's owner is named by it, and a uid may have been given
+    to a new user since :func:`user_name` remembered the old one."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -51,6 +53,13 @@ def _suspension(task: dict) -> dict:
         # either side of a resume
         pre = max(0.0, since - task["start_time"] - held)
     return {"suspend_time": since, "suspended_s": held, "pre_sus_time": pre}
+
+
+@functools.lru_cache(maxsize=256)
+def user_name(uid: int) -> str:
+    """The login name of ``uid`` (the number itself when it has none),
+    remembered: for showing who owns what."""
+    return login_name(uid)
 
 
 def job_record(task: dict, job: dict, steps: Iterable[dict] = (), cluster: str = "") -> JobRecord:

@@ -9,6 +9,7 @@ temporary FLEETSLURM_LAB_ROOT (never the machine's /etc, /var/lib, /run).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -83,6 +84,17 @@ class Lab:
         e["HOME"] = user.pw_dir
         return run_as(user, argv, e, str(self.work), timeout=timeout)
 
+    def fs_python(self, code: str, *args: str, user: "pwd.struct_passwd | None" = None,
+                  timeout: float = 120) -> subprocess.CompletedProcess:
+        """``python -c CODE ARGS`` as root, or as ``user``, as ``fs`` runs commands."""
+        e = dict(self.env)
+        argv = [PY, "-c", code, *args]
+        if user is None:
+            return subprocess.run(argv, capture_output=True, text=True, env=e,
+                                  cwd=self.work, timeout=timeout)
+        e["HOME"] = user.pw_dir
+        return run_as(user, argv, e, str(self.work), timeout=timeout)
+
     def start(self) -> None:
         """``fleetslurm lab start`` as the service account (in this test
         environment its Python lives under root's 0700 home: run_as opens it)."""
@@ -98,10 +110,10 @@ class Lab:
             return None
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
-        pytest.skip("needs root, useradd and setpriv")
+@contextlib.contextmanager
+def lab_with(config: dict) -> Iterator[Lab]:
+    """A lab made by ``fleetslurm lab init`` with ``config`` under a new service
+    account and a temporary root; everything of it removed afterwards."""
     # short: the socket path must fit in sun_path
     root = Path(tempfile.mkdtemp(prefix="fsl-lab-", dir="/tmp"))
     os.chmod(root, 0o755)
@@ -110,10 +122,7 @@ def lab() -> Iterator[Lab]:
     os.chmod(work, 0o1777)  # until jobs run as their users, the service account writes here
     svc = f"fsv{uuid.uuid4().hex[:8]}"
     cfg = root / "cfg.json"
-    cfg.write_text(json.dumps({
-        "cluster_name": "lab", "kill_wait": 2, "heartbeat_interval": 1.0,
-        "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
-                                   "hostname": "localhost"}}}))
+    cfg.write_text(json.dumps(config))
     the_lab = Lab(root, svc, work)
     proc = subprocess.run([PY, "-m", "fleetslurm", "lab", "init", "--config", str(cfg),
                            "--service-user", svc], capture_output=True, text=True,
@@ -150,6 +159,17 @@ def lab() -> Iterator[Lab]:
         subprocess.run(["userdel", svc], capture_output=True)
         subprocess.run(["groupdel", svc], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
+        pytest.skip("needs root, useradd and setpriv")
+    with lab_with({
+            "cluster_name": "lab", "kill_wait": 2, "heartbeat_interval": 1.0,
+            "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
+                                       "hostname": "localhost"}}}) as the_lab:
+        yield the_lab
 
 
 def _pids_of(uid: int) -> list[int]:

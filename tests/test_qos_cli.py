@@ -83,7 +83,7 @@ def test_sacctmgr_modify_add_delete_qos(fleet):
     proc = fleet.run("sacctmgr", "modify", "qos", "high", "set", "Priority=5", input="n\n")
     assert proc.returncode == 0
     assert proc.stdout == (" Modified qos...\n  high\nWould you like to commit changes? "
-                           "(You have 30 seconds to decide)\n(N/y):  Changes Discarded\n")
+                           "(You have 30 seconds to decide)\n(N/y): \n Changes Discarded\n")
     proc = fleet.run("sacctmgr", "modify", "qos", "high", "set", "MaxTRESPerUser=mem=1G",
                      input="y\n", check=True)
     assert fleet.run("sacctmgr", "show", "qos", "high", "format=name,priority,maxtrespu", "-P",

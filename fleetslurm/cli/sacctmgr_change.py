@@ -6,7 +6,7 @@
     sacctmgr -i delete qos high
 
 Without ``-i`` sacctmgr shows what would change and asks ``(N/y)`` on stdin
-(30 seconds, as SLURM's commit_check). The controller refuses anyone but
+(30 seconds, as SLURM's commit_check: :func:`_confirm`). The controller refuses anyone but
 root and its own user (SLURM's SlurmUser), as SLURM refuses a user without
 AdminLevel.
 """
@@ -79,22 +79,46 @@ def parse_change(command: str, words: list[str]) -> tuple[str, list[str], dict[s
 
 
 def _confirm() -> bool:
-    """SLURM's commit_check: ask, wait 30 seconds for y or n."""
+    """SLURM's commit_check: ask, then read the answer a character at a time
+    (a terminal is put out of line mode meanwhile), a newline after each; y
+    commits, n or an empty line discards, anything else asks again; 30
+    seconds without an answer discards. The end of the input discards too
+    (SLURM's would ask forever)."""
+    import os
+
     sys.stdout.write("Would you like to commit changes? (You have 30 seconds to decide)\n")
-    while True:
-        sys.stdout.write("(N/y): ")
-        sys.stdout.flush()
-        ready, _, _ = select.select([sys.stdin], [], [], 30)
-        if not ready:
-            sys.stdout.write("timeout\n")
-            return False
-        line = sys.stdin.readline()
-        if not line:
-            return False
-        answer = line.strip()[:1].lower()
-        if answer in ("y", "n", ""):
-            return answer == "y"
-        sys.stdout.write("Y or N please\n")
+    fd = sys.stdin.fileno()
+    saved = None
+    if os.isatty(fd):
+        import termios
+
+        saved = termios.tcgetattr(fd)
+        raw = termios.tcgetattr(fd)
+        raw[3] &= ~termios.ICANON
+        raw[6][termios.VMIN] = 1
+        termios.tcsetattr(fd, termios.TCSANOW, raw)
+    try:
+        c = ""
+        while c not in ("Y", "y", "N", "n", "\n"):
+            if c:
+                sys.stdout.write("Y or N please\n")
+            sys.stdout.write("(N/y): ")
+            sys.stdout.flush()
+            ready, _, _ = select.select([fd], [], [], 30)
+            if not ready:
+                sys.stdout.write("timeout\n")
+                return False
+            got = os.read(fd, 1)
+            if not got:
+                return False
+            c = got.decode("latin-1")
+            sys.stdout.write("\n")
+        return c in ("Y", "y")
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _settings_text(settings: dict[str, str]) -> str:
@@ -108,7 +132,8 @@ def change_qos(command: str, words: list[str], immediate: bool) -> int:
     args = {"mode": mode, "names": names, "fields": settings}
     try:
         with client() as c:
-            would = c.call("qos_change", **args, dry=True)["changed"]
+            answer = c.call("qos_change", **args, dry=True)
+            would = answer["changed"]
             if not would:
                 sys.stdout.write({"add": " Nothing new added.\n", "modify": " Nothing modified\n",
                                   "delete": " Nothing deleted\n"}[mode])
@@ -122,6 +147,9 @@ def change_qos(command: str, words: list[str], immediate: bool) -> int:
                 sys.stdout.write(f" Modified qos...\n{listed}")
             else:
                 sys.stdout.write(f" Deleting QOS(s)...\n{listed}")
+            if not answer.get("allowed", True):
+                # as SLURM's: the add is shown, then slurmdbd refuses it
+                raise UsageError(" Problem adding QOS: Access/permission denied", prog=PROG)
             if not immediate and not _confirm():
                 sys.stdout.write(" Changes Discarded\n")
                 return 0

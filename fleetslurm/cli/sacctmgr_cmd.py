@@ -1,12 +1,13 @@
-"""``sacctmgr``: the fleet's accounts, users and associations, read-only.
+"""``sacctmgr``: the fleet's accounts, users, associations and QOS.
 
 ``list``/``show`` answer as SLURM 22.05's sacctmgr would for the fleet's
-tree (one cluster, one account per user: see :mod:`fleetslurm.slurm.assoc`),
-which is what client libraries and scripts ask (``sacctmgr -n -s list user
-$USER format=account%30``, ``sacctmgr show assoc``, ``sacctmgr show qos``).
-The tree is not editable: ``add``, ``modify``, ``delete``... of accounts
-and users are refused as SLURM refuses a user without privileges; QOS may
-be added, modified and deleted by root (:mod:`.sacctmgr_change`).
+tree (one cluster; by default one account per user: see
+:mod:`fleetslurm.slurm.assoc` and :mod:`fleetslurm.ctld.assocs`), which is
+what client libraries and scripts ask (``sacctmgr -n -s list user $USER
+format=account%30``, ``sacctmgr show assoc``, ``sacctmgr show qos``).
+Accounts and users (:mod:`.sacctmgr_assoc`) and QOS (:mod:`.sacctmgr_change`)
+may be added, modified and deleted by root and the controller's own user;
+anyone else is refused as SLURM refuses a user without privileges.
 """
 
 from __future__ import annotations
@@ -60,9 +61,17 @@ sacctmgr [<OPTION>] [<COMMAND>]
   MaxTRESPerUser (cpu=,mem=,gres/gpu=), MaxWall, GrpTRES, GrpJobs; -1
   removes a limit.
 
-  fleetslurm has one cluster and one account per user, named after the
-  user; accounts and users cannot be changed here (their limits come from
-  the config's "accounts" section).
+     add account NAME [Parent=P Description=D Organization=O KEY=VALUE...]  (root)
+     add user NAME Account=A[,B] [DefaultAccount=A KEY=VALUE...]            (root)
+     modify account [where] NAME set KEY=VALUE...                           (root)
+     modify user [where] NAME [Account=A] set KEY=VALUE... | DefaultAccount=A (root)
+     delete account NAME | delete user NAME [where Account=A]               (root)
+  An association's KEYs: Fairshare, GrpTRES, GrpJobs, MaxJobs, MaxSubmitJobs,
+  MaxTRES (per job), MaxWall, QOS (=, += or -=), DefaultQOS; -1 removes one.
+
+  fleetslurm has one cluster; every user starts with an account named
+  after them (the config's "accounts" and priority "Fairshare" give the
+  initial limits and shares).
 """
 
 
@@ -72,21 +81,21 @@ def _command(word: str) -> "str | None":
 
 
 def fleet_view():
-    """The cluster name, the fleet's users' associations and its size."""
-    from ..slurm.assoc import tree
+    """The cluster name, the fleet's associations (with their settings) and its size."""
     from ..slurm.sacctmgr_fmt import Fleet
     from .common import client
-    from .sshare_cmd import fleet_users
+    from .sshare_cmd import fleet_assocs, fleet_users
 
     with client() as c:
         cluster = str(c.call("ping")["cluster"])
         nodes = c.call("nodes")["nodes"]
         limits = c.call("qos_show")
-    return Fleet(cluster=cluster, assocs=tuple(tree(fleet_users())), node_count=len(nodes),
+    assocs, records = fleet_assocs(fleet_users())
+    return Fleet(cluster=cluster, assocs=tuple(assocs), node_count=len(nodes),
                  cpus=sum(int(n.get("cpus") or 0) for n in nodes),
                  mem_mb=sum(int(n.get("mem_mb") or 0) for n in nodes),
                  gpus=sum(int(n.get("gpus") or 0) for n in nodes),
-                 qos=tuple(limits["qos"]), limits=dict(limits["accounts"]))
+                 qos=tuple(limits["qos"]), records=records)
 
 
 def main(argv: list[str]) -> int:
@@ -140,12 +149,17 @@ def _run(words: list[str], mode: str, header: bool, with_assoc: bool,
         from .sacctmgr_change import change_qos
 
         return change_qos(command, words[2:], immediate)
+    if command in ("add", "create", "modify", "update", "delete", "remove") and len(words) > 1 \
+            and entity_of(words[1]) in ("account", "user"):
+        from .sacctmgr_assoc import change_assoc
+
+        return change_assoc(command, str(entity_of(words[1])), words[2:], immediate)
     if command in _CHANGES:
         raise UsageError(
             "sacctmgr: error: Your user doesn't have privilege to perform this action\n"
             " Error with request: Access/permission denied\n"
-            "sacctmgr: fleetslurm has one account per user, named after the user, and it "
-            "cannot be changed; -A/--account on sbatch is recorded as given", prog=PROG)
+            f"sacctmgr: fleetslurm does not {command} {words[1] if len(words) > 1 else 'that'}: "
+            "it changes accounts, users and QOS (sacctmgr help)", prog=PROG)
     entity = entity_of(words[1]) if len(words) > 1 else None
     if entity is None:
         raise UsageError(ENTITY_ERROR, prog=PROG)

@@ -1,6 +1,7 @@
 """``sshare``: the fleet's shares and usage, in SLURM 22.05's shape.
 
-A fleet has one account per user (see :mod:`fleetslurm.slurm.assoc`); what
+A fleet's association tree is the controller's (by default one account per
+user: :mod:`fleetslurm.slurm.assoc`, :mod:`fleetslurm.ctld.assocs`); what
 clients ask (``sshare -U --format Account%256 --noheader``: "which account
 am I in?") gets the answer SLURM would give for that tree.
 """
@@ -116,6 +117,21 @@ def fleet_users() -> list[str]:
     return sorted(users)
 
 
+def fleet_assocs(users: list[str]) -> "tuple[list, dict]":
+    """The controller's association tree (asking about ``users`` too) as
+    :class:`~fleetslurm.slurm.assoc.Assoc` rows, and each one's record
+    ((account, user) -> own settings, inherited ones, DefaultAccount)."""
+    from ..slurm.assoc import Assoc
+    from .common import client
+
+    with client() as c:
+        rows = c.call("assoc_show", users=users)["assocs"]
+    assocs = [Assoc(id=r["id"], parent_id=r["parent_id"], lft=r["lft"], rgt=r["rgt"],
+                    depth=r["depth"], account=r["account"], user=r["user"],
+                    parent_name=r["parent_name"]) for r in rows]
+    return assocs, {(r["account"], r["user"]): r for r in rows}
+
+
 def cluster_name() -> str:
     from .common import client
 
@@ -160,14 +176,15 @@ def main(argv: list[str]) -> int:
                 f"No cluster '{name}' known by database.\n"
                 f"'{name}' can't be reached now, or it is an invalid entry for --cluster.  "
                 "Use 'sacctmgr list clusters' to see available clusters.", prog=PROG)
-    from ..slurm.assoc import tree
-
     shares = fair_tree_rows()
     users = set(fleet_users()) | {u for (_a, u) in shares or {} if u}
-    rows = sshare_table(tree(sorted(users)), cluster, caller=user_name(os.getuid()),
+    assocs, records = fleet_assocs(sorted(users))
+    rows = sshare_table(assocs, cluster, caller=user_name(os.getuid()),
                         all_users=bool(opts.get("all")), users=opts.get("users"),
                         accounts=opts.get("accounts"), users_only=bool(opts.get("users_only")),
-                        shares=shares)
+                        shares=shares,
+                        raw_shares={k: int(r["own"].get("Fairshare", 1))
+                                    for k, r in records.items()})
     if opts.get("clusters"):
         sys.stdout.write(f"CLUSTER: {cluster}\n")
     sys.stdout.write(render_table(columns, rows, mode=opts["mode"],

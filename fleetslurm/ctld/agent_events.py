@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ..node.agent import protocol
 from . import gpustats, health
 from ..model import FINAL_STATE_NAMES
-from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp
+from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp, UserNodeExcluded, UserNodesCleared
 from ..store_samples import KEPT_POINTS
 from .collect import collect_output
 from .injob import on_rpc
@@ -156,8 +156,10 @@ def launch_failed(ctx: "Context", name: str, key: str, error: str, now: float,
     task = ctx.store.task(step["task_id"]) if step else None
     if task is None or task["run_key"] != key or task["state"] != "RUNNING":
         return
-    if cause == "job":
+    if cause in ("job", "user"):
         fail_launch(ctx, task, key, error, now)
+        if cause == "user":
+            _bar_user(ctx, task, name, error, now)
         return
     reason = (f"Launch failed on {name}: {error[:300]}; fix the machine (disk space, "
               f"workdir permissions), then: scontrol update NodeName={name} State=RESUME")
@@ -185,6 +187,32 @@ def launch_failed(ctx: "Context", name: str, key: str, error: str, now: float,
              reason="JobLaunchFailure")
 
 
+def _bar_user(ctx: "Context", task: dict, name: str, error: str, now: float) -> None:
+    """The job's user is unknown on machine ``name``: none of their jobs is placed
+    there any more, until the machine's agent says hello again (it reconnected:
+    perhaps its users changed), an admin resumes it (``scontrol update
+    NodeName=... State=RESUME``) or the controller restarts. Kept in memory
+    only: after a restart one more job of theirs may fail there and bar it again."""
+    job = ctx.store.job(task["job_id"])
+    if job is None:
+        return
+    user = job["user"]
+    barred = ctx.nodes.barred.setdefault(name, set())
+    if user in barred:
+        return
+    barred.add(user)
+    why = f"user {user} is unknown on machine {name}"
+    ctx.log(f"node {name}: {why}: {user}'s jobs are no longer placed there (until its "
+            f"agent reconnects or: scontrol update NodeName={name} State=RESUME)")
+    ctx.emit(UserNodeExcluded(user, name, why))
+
+
+def clear_barred(ctx: "Context", name: str) -> None:
+    """Users barred from machine ``name`` may be placed there again."""
+    if ctx.nodes.barred.pop(name, None):
+        ctx.emit(UserNodesCleared(name))
+
+
 def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
     link = ctx.links[name]
     link.status = "up"
@@ -196,6 +224,7 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
     # and until then the scheduler keeps what it knew)
     admin = ctx.store.node(name)
     ctx.nodes.awaiting_hello.discard(name)
+    clear_barred(ctx, name)
     silent = name in ctx.nodes.not_responding
     ctx.nodes.not_responding.discard(name)
     if admin["admin_state"] == "down":

@@ -52,6 +52,9 @@ class NodeBook:
     failed: set[str] = field(default_factory=set)
     #: node -> when it last had a job (scontrol's LastBusyTime)
     last_busy: dict[str, float] = field(default_factory=dict)
+    #: node -> users unknown there (their jobs are not placed there: see
+    #: agent_events._bar_user)
+    barred: dict[str, set[str]] = field(default_factory=dict)
     #: set when a node's state may have changed: sinfo must see it at once
     dirty: bool = True
     #: set when only jobs started or ended: sinfo's allocation columns and

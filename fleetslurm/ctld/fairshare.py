@@ -43,6 +43,12 @@ if TYPE_CHECKING:
 __all__ = ["FairShare"]
 
 
+def _account(task: dict, user: str) -> str:
+    """The account a task's use is charged to: its own (``-A``, or the user's
+    default when it was submitted)."""
+    return (task.get("req") or {}).get("account") or account_of(user)
+
+
 class FairShare:
     """Fair-share usage and multifactor priorities of one controller."""
 
@@ -65,6 +71,9 @@ class FairShare:
             self.period_s = 60.0 * cfg.PriorityCalcPeriod
             self.billing = parse_billing_weights(cfg.TRESBillingWeights)
         self._partition_factors = {n: p.priority for n, p in config.partitions.items()}
+        #: the controller's association tree (:class:`.assocs.Associations`, set by
+        #: the controller; None: the default tree)
+        self.book: Any = None
         #: QOS -> Priority (the QOS factor), set by the controller from its limits
         self.qos_priorities: dict[str, int] = {n: q.Priority for n, q in config.qos.items()}
         self._at = -math.inf
@@ -97,7 +106,7 @@ class FairShare:
         user = job["user"]
         used = self.billing.billing(row.get("alloc_cpus") or 1, row.get("alloc_mem_mb") or 0,
                                     len(row.get("gpu_ids") or ()))
-        key = (account_of(user), user)
+        key = (_account(row, user), user)
         raw, as_of = ctx.store.usage().get(key, (0.0, now))
         raw = decay(raw, now - as_of, self.half_life_s)
         raw = max(0.0, raw + sign * charge(used, row["start_time"], end, now, self.half_life_s))
@@ -113,20 +122,44 @@ class FairShare:
             job = ctx.store.job(t["job_id"])
             if job is None:
                 continue
-            key = (account_of(job["user"]), job["user"])
+            key = (_account(t, job["user"]), job["user"])
             used = self.billing.billing(t.get("alloc_cpus") or 1, t.get("alloc_mem_mb") or 0,
                                         len(t.get("gpu_ids") or ()))
             out[key] = out.get(key, 0.0) + charge(used, t["start_time"], now, now, self.half_life_s)
         return out
 
     def tree(self, users: set[str]) -> ShareNode:
-        """fleetslurm's association tree (root -> user root, and one account per user)
-        with the configured shares."""
-        kids: list[ShareNode] = [ShareNode("root", 1, is_user=True)]
-        for u in sorted(users - {"root"}):
-            acct = account_of(u)
-            kids.append(ShareNode(acct, self.shares.get(acct, 1), (ShareNode(u, 1, is_user=True),)))
-        return ShareNode("root", 1, tuple(kids))
+        """The association tree (:mod:`.assocs`: by default root -> one account
+        per user -> that user) with its shares (Fairshare)."""
+        if self.book is None:  # no controller's associations: the default tree
+            kids: list[ShareNode] = [ShareNode("root", 1, is_user=True)]
+            for u in sorted(users - {"root"}):
+                acct = account_of(u)
+                kids.append(ShareNode(acct, self.shares.get(acct, 1),
+                                      (ShareNode(u, 1, is_user=True),)))
+            return ShareNode("root", 1, tuple(kids))
+        book = self.book
+        rows = book.tree(users)
+        users_of: dict[str, list[str]] = {}
+        subs: dict[str, list[str]] = {}
+        for a in rows:
+            if a.user:
+                users_of.setdefault(a.account, []).append(a.user)
+            elif a.parent_name:
+                subs.setdefault(a.parent_name, []).append(a.account)
+
+        def node(account: str) -> ShareNode:
+            kids = [ShareNode(u, book.shares(account, u), is_user=True)
+                    for u in users_of.get(account, ())]
+            kids += [node(s) for s in subs.get(account, ())]
+            return ShareNode(account, book.shares(account) if account != "root" else 1,
+                             tuple(kids))
+
+        return node("root")
+
+    def force_recompute(self) -> None:
+        """Shares or the tree changed (sacctmgr): rank again at the next step."""
+        self._at = -math.inf
 
     # -- periodic ------------------------------------------------------------
     def events_for_step(self, ctx: "Context", events: list, now: float) -> list:
@@ -144,7 +177,9 @@ class FairShare:
             self._at = now
             usage = self.usage_now(ctx, now)
             pending = ctx.sched.pending_requests() + new
-            users = {u for (_a, u) in usage} | {r.user for r in pending} | set(self.shares)
+            users = {u for (_a, u) in usage} | {r.user for r in pending}
+            if self.book is None:
+                users |= set(self.shares)  # the default tree: an account per user
             self.assocs = fair_tree(self.tree(users), usage)
             kept = {}
             self.computed_at = now
@@ -154,7 +189,7 @@ class FairShare:
             return []
         fs = {k: r.fairshare for k, r in self.assocs.items() if r.fairshare is not None}
         nodes = [ctx.node_spec(n) for n in ctx.config.machines]
-        jobs = [PendingJob(r.job_id, r.user, account_of(r.user),
+        jobs = [PendingJob(r.job_id, r.user, r.account or account_of(r.user),
                            r.partition or ctx.config.default_partition,
                            max(r.submit_time, r.begin_time or 0.0), r.cpus, 1, r.qos, r.nice)
                 for r in pending]

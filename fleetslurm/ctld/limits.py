@@ -5,10 +5,12 @@ sacctmgr set, checked at submission, and handed to the scheduler.
   SLURM's default QOS) with sacctmgr's changes on top, kept in the store's
   ``qos`` table (a changed QOS's whole record, or NULL once deleted): a
   restart keeps them, and the config stays the initial set.
-* Account limits are the config's ``accounts`` section (one account per
-  user, named after the user: :mod:`fleetslurm.slurm.assoc`).
+* Association limits are the tree's (:mod:`.assocs`: the config's
+  ``accounts`` section, with sacctmgr's changes of accounts and users).
 * At submission (:func:`check_submit`): the job's account (``-A``, default
-  the user's) and QOS (``--qos``, default ``normal``) must exist (as
+  the user's DefaultAccount) and QOS (``--qos``, default the association's
+  DefaultQOS, else ``normal``) must exist, the user must have an association
+  in the account and the QOS be in its QOS list (when it has one) (as
   ``accounting_storage_enforce``, SLURM's AccountingStorageEnforce, says:
   "none" accepts any, as a SLURM without accounting does), the
   partition's AllowGroups/AllowAccounts/AllowQos must admit them, and
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..config import FleetConfig, QosConfig
 from ..errors import SubmitError
 from ..model import ACTIVE_STATE_NAMES
-from ..scheduler import AssocLimits, LimitsSet, QosLimits, Tres
+from ..scheduler import LimitsSet, QosLimits, Tres
 from ..slurm.arrays import IndexSet
 from ..slurm.assoc import account_of
 from ..slurm.tres import parse_tres
@@ -64,13 +66,17 @@ class Limits:
     replaced whole, never changed in place: RPC threads may read them)."""
 
     def __init__(self, config: FleetConfig, store: "Store") -> None:
+        from .assocs import Associations
+
         self.config = config
-        self.accounts = dict(config.accounts)
         self.qos: dict[str, QosConfig] = {}
+        #: the association tree (accounts, users' associations, their limits)
+        self.assocs = Associations(config)  # (read by reload)
         self.reload(store)
 
     def reload(self, store: "Store") -> None:
-        """The config's QOS with the store's changes on top."""
+        """The config's QOS and associations with the store's changes on top."""
+        self.assocs.reload(store)
         qos = dict(self.config.qos)
         for name, spec in store.qos_changes().items():
             if spec is None:
@@ -80,9 +86,9 @@ class Limits:
         self.qos = qos
 
     def event(self) -> LimitsSet:
-        """The scheduler's copy of every limit (a QOS or account without any is
-        left out: with none at all, a pass checks nothing; none without
-        AccountingStorageEnforce=limits)."""
+        """The scheduler's copy of every limit (a QOS without any is left out,
+        the associations' only when none sets one: with none at all, a pass
+        checks nothing; none without AccountingStorageEnforce=limits)."""
         if not self.config.enforces("limits"):
             return LimitsSet()
         ev = LimitsSet(
@@ -91,14 +97,11 @@ class Limits:
                 max_submit_pu=q.MaxSubmitJobsPerUser, max_tres_pu=_tres(q.MaxTRESPerUser),
                 max_wall=_minutes(q.MaxWall), grp_tres=_tres(q.GrpTRES), grp_jobs=q.GrpJobs,
                 description=q.Description or "") for n, q in self.qos.items()),
-            accounts=tuple(AssocLimits(
-                account=n, grp_tres=_tres(a.GrpTRES), grp_jobs=a.GrpJobs, max_jobs=a.MaxJobs,
-                max_submit=a.MaxSubmitJobs, max_wall=_minutes(a.MaxWall))
-                for n, a in self.accounts.items()))
+            accounts=self.assocs.event())
         return LimitsSet(
             qos=tuple(q for q in ev.qos
                       if _limited(q, "name", "priority", "description", "max_submit_pu")),
-            accounts=tuple(a for a in ev.accounts if _limited(a, "account", "max_submit")))
+            accounts=ev.accounts)
 
     def priorities(self) -> dict[str, int]:
         """QOS -> Priority, for multifactor's QOS factor."""
@@ -141,13 +144,19 @@ def check_submit(ctx: "Context", uid: int, user: str, spec: dict, partition: str
     lim: Limits = ctx.limits
     cfg = ctx.config
     pcfg = cfg.partitions[partition]
-    account = spec.get("account") or account_of(user)
-    qos_name = (spec.get("qos") or "normal").lower()
-    if account != account_of(user) and cfg.enforces("associations"):
+    book = lim.assocs
+    if user not in book.known:
+        book.known = book.known | {user}  # replaced whole: RPC threads read it
+    account = spec.get("account") or book.default_account(user) or account_of(user)
+    if book.user_assoc(account, user) is None and cfg.enforces("associations"):
         raise SubmitError(BAD_ACCOUNT)
+    eff = book.effective(account, user)
+    qos_name = (spec.get("qos") or eff.get("DefaultQOS") or "normal").lower()
     qos = lim.qos.get(qos_name)
     if qos is None and cfg.enforces("qos"):
         raise SubmitError(BAD_QOS)
+    if eff.get("QOS") and qos_name not in eff["QOS"] and cfg.enforces("qos"):
+        raise SubmitError(BAD_QOS)  # not among the association's QOS
     if pcfg.allow_groups is not None and uid != 0 and not (
             set(pcfg.allow_groups) & (user_groups(uid) | {"ALL"})):
         raise SubmitError(BAD_GROUP)
@@ -163,18 +172,16 @@ def check_submit(ctx: "Context", uid: int, user: str, spec: dict, partition: str
             raise SubmitError(BAD_TIME)
     if qos is None or not cfg.enforces("limits"):
         return {"qos": qos_name, "account": account, "time_limit": time_limit}
-    assoc = lim.accounts.get(account)
-    caps = [c for c in (qos.MaxSubmitJobsPerUser, assoc.MaxSubmitJobs if assoc else None)
-            if c is not None]
+    max_submit = eff.get("MaxSubmitJobs")
+    caps = [c for c in (qos.MaxSubmitJobsPerUser, max_submit) if c is not None]
     if caps:
         mine_qos, mine_acct = _active_jobs(ctx, uid, qos_name, account)
         if qos.MaxSubmitJobsPerUser is not None and mine_qos + count > qos.MaxSubmitJobsPerUser:
             raise SubmitError(SUBMIT_LIMIT)
-        if assoc is not None and assoc.MaxSubmitJobs is not None \
-                and mine_acct + count > assoc.MaxSubmitJobs:
+        if max_submit is not None and mine_acct + count > max_submit:
             raise SubmitError(SUBMIT_LIMIT)
     if time_limit is None:
-        walls = [w for w in (_minutes(qos.MaxWall), _minutes(assoc.MaxWall) if assoc else None)
+        walls = [w for w in (_minutes(qos.MaxWall), _minutes(eff.get("MaxWall")))
                  if w is not None]
         if walls:
             time_limit = min(walls)
@@ -213,8 +220,10 @@ def check_update(ctx: "Context", job: dict, task: dict, changes: dict, shown: st
             raise JobError(f"Invalid qos specification for job {shown}")
         out["qos"] = qos
     if "account" in changes:
-        account = str(changes["account"] or account_of(job["user"]))
-        if account != account_of(job["user"]) and cfg.enforces("associations"):
+        book = ctx.limits.assocs
+        account = str(changes["account"] or book.default_account(job["user"])
+                      or account_of(job["user"]))
+        if book.user_assoc(account, job["user"]) is None and cfg.enforces("associations"):
             raise JobError("Invalid account or account/partition combination specified "
                            f"for job {shown}")
         out["account"] = account

@@ -60,6 +60,7 @@ class Controller(Context):
         self.fairshare = FairShare(config)  # priority/multifactor (off without a priority section)
         self.limits = Limits(config, self.store)  # QOS and account limits
         self.fairshare.qos_priorities = self.limits.priorities()
+        self.fairshare.book = self.limits.assocs  # shares and the tree (sacctmgr)
         self.arrays = ArrayFeeds(self)       # job arrays: which tasks the scheduler sees
         self.queries = Queries(self.store, config, paths, nodes=lambda: self.node_snapshot,
                                transport_for=self.transport_for, started_at=self.started_at,

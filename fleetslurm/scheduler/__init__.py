@@ -40,6 +40,8 @@ from fleetslurm.scheduler.events import (
     SuspendJob,
     Tres,
     Unset,
+    UserNodeExcluded,
+    UserNodesCleared,
 )
 from fleetslurm.scheduler.lifecycle import InvalidTransition
 from fleetslurm.scheduler.state import SchedulerState
@@ -56,6 +58,8 @@ __all__ = [
     "NodeDrain",
     "NodeResume",
     "NodeMeasured",
+    "UserNodeExcluded",
+    "UserNodesCleared",
     "PartitionSet",
     "PrioritiesSet",
     "LimitsSet",

@@ -65,8 +65,7 @@ def limit_hit(st: "SchedulerView", job: "JobEntry",
     default what it asks for) would break now: (reason, the limit in words)."""
     if vec is None:
         vec = (job.shape[1], job.shape[2], job.shape[3])  # type: ignore[index]
-    return limits.held_by(st._qos.get(job.req.qos), st._assoc.get(job.req.account),
-                          st._usage, job, vec)
+    return limits.held_by(st._qos.get(job.req.qos), st._assoc, st._usage, job, vec)
 
 
 def static_nodes(st: "SchedulerView", shape: Shape) -> tuple[str, ...]:

@@ -24,6 +24,8 @@ __all__ = [
     "NodeDrain",
     "NodeResume",
     "NodeMeasured",
+    "UserNodeExcluded",
+    "UserNodesCleared",
     "PartitionSet",
     "PrioritiesSet",
     "Tres",
@@ -212,6 +214,25 @@ class NodeMeasured:
 
 
 @dataclass(frozen=True)
+class UserNodeExcluded:
+    """``user``'s jobs may no longer be placed on ``node``: the user is unknown
+    on that machine (its agent could not start a job as them). ``reason``
+    is what ``explain`` shows."""
+
+    user: str
+    node: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class UserNodesCleared:
+    """Forget every user exclusion of ``node`` (its agent said hello again, or
+    an administrator resumed or reconfigured it)."""
+
+    node: str
+
+
+@dataclass(frozen=True)
 class PartitionSet:
     """Add or replace a partition."""
 
@@ -374,9 +395,15 @@ class QosLimits:
 
 @dataclass(frozen=True)
 class AssocLimits:
-    """An account's association limits: ``grp_tres``/``grp_jobs`` over all its
-    running jobs, ``max_jobs`` per user of the account, ``max_wall`` per job
-    (minutes), ``max_submit`` per user at submission."""
+    """An association's limits: an account's (``user`` empty) or a user's in
+    an account. ``grp_tres``/``grp_jobs`` bound what all its running jobs
+    hold (an account's: its sub-accounts' jobs too; ``parent`` names the
+    account above it); ``max_jobs`` per user, ``max_wall`` (minutes) and
+    ``max_tres`` per job, ``max_submit`` per user at submission, each the
+    value in force (the controller resolves what is inherited from above). A
+    user without an association of their own here gets the account's; an
+    account without a record counts as directly below root, so a tree with
+    sub-accounts sends a record for each of its accounts."""
 
     account: str
     grp_tres: Tres = Tres()
@@ -384,6 +411,9 @@ class AssocLimits:
     max_jobs: int | None = None
     max_submit: int | None = None
     max_wall: int | None = None
+    user: str = ""
+    parent: str = ""
+    max_tres: Tres = Tres()
 
 
 @dataclass(frozen=True)
@@ -451,7 +481,8 @@ class EvictJob:
 
 
 Event = Union[
-    NodeUp, NodeDown, NodeDrain, NodeResume, NodeMeasured, PartitionSet,
+    NodeUp, NodeDown, NodeDrain, NodeResume, NodeMeasured, UserNodeExcluded, UserNodesCleared,
+    PartitionSet,
     JobSubmitted, JobRestored, JobEnded, JobRequeued, JobHeld, JobReleased, JobUpdated,
     ArrayTasks, PrioritiesSet, LimitsSet,
 ]

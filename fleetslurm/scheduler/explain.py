@@ -74,7 +74,7 @@ def explain(st: "SchedulerView", job_id: int) -> str:
         return f"job {job_id} ended {job.final} at {format_time(job.end_time)}{where}"
     reason = st.reason(job_id)
     head = f"job {job_id} is pending ({reason}): {_request(job)}"
-    lines = [head] + _detail(st, job, reason)
+    lines = [head] + _detail(st, job, reason) + _barred(st, job)
     planned = st._expected.get(job_id)
     if planned is not None:
         lines.append(f"earliest start {format_time(planned[0])} on node {planned[1]} (backfill plan)")
@@ -156,14 +156,25 @@ def _unavailable(node: "NodeEntry") -> str:
     return "available"
 
 
+def _barred(st: "SchedulerView", job: "JobEntry") -> list[str]:
+    """The machines the job's user is unknown on: none of their jobs goes there."""
+    barred = st._user_excluded.get(job.req.user) or {}
+    return [f"  node {name} is not used for {job.req.user}'s jobs: {why} (cleared when the "
+            f"machine's agent reconnects or: scontrol update NodeName={name} State=RESUME)"
+            for name, why in sorted(barred.items())]
+
+
 def _misfits(st: "SchedulerView", job: "JobEntry") -> list[str]:
     try:
         alts = parse_constraint(job.req.constraint)
     except InvalidValue as exc:
         return [f"  {exc}"]
     default = st._default_partition()
+    barred = st._user_excluded.get(job.req.user) or {}
     out = []
     for name, node in st._nodes.items():
+        if name in barred and name not in job.req.exclude:
+            continue  # listed by _barred
         why = static_misfit(job.shape, node.spec, default, alts)  # type: ignore[arg-type]
         out.append(f"  node {name}: {why or 'fits'}")
     return out or ["  there are no nodes"]

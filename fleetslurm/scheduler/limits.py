@@ -22,7 +22,7 @@ from fleetslurm.scheduler.policy import Vec
 if TYPE_CHECKING:  # pragma: no cover
     from fleetslurm.scheduler.records import JobEntry
 
-__all__ = ["Usage", "count_usage", "add", "limit_reason", "held_by"]
+__all__ = ["Usage", "count_usage", "add", "chain", "limit_reason", "held_by"]
 
 #: (jobs, cpus, mem_mb, gpus)
 _Counts = list[int]
@@ -30,12 +30,15 @@ _Counts = list[int]
 
 @dataclass
 class Usage:
-    """What running jobs hold, per (QOS, user), QOS, account and (account, user)."""
+    """What running jobs hold, per (QOS, user), QOS, account (its sub-accounts'
+    jobs included: ``parents`` maps an account to the one above it) and
+    (account, user)."""
 
     qos_user: dict[tuple[str, str], _Counts] = field(default_factory=dict)
     qos: dict[str, _Counts] = field(default_factory=dict)
     acct: dict[str, _Counts] = field(default_factory=dict)
     acct_user: dict[tuple[str, str], _Counts] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)
 
     def get(self, table: dict, key: object) -> _Counts:
         return table.get(key) or [0, 0, 0, 0]
@@ -54,8 +57,17 @@ def add(usage: Usage, job: "JobEntry", vec: Vec, sign: int = 1) -> None:
     req = job.req
     _bump(usage.qos_user, (req.qos, req.user), vec, sign)
     _bump(usage.qos, req.qos, vec, sign)
-    _bump(usage.acct, req.account, vec, sign)
+    for account in chain(req.account, usage.parents):
+        _bump(usage.acct, account, vec, sign)
     _bump(usage.acct_user, (req.account, req.user), vec, sign)
+
+
+def chain(account: str, parents: dict[str, str]) -> list[str]:
+    """``account`` and the accounts above it, nearest first (a loop is cut)."""
+    out = [account]
+    while parents.get(out[-1]) and parents[out[-1]] not in out and len(out) < 64:
+        out.append(parents[out[-1]])
+    return out
 
 
 def held(job: "JobEntry") -> Vec:
@@ -63,8 +75,8 @@ def held(job: "JobEntry") -> Vec:
     return (job.cpus, job.mem_mb, len(job.gpu_ids))
 
 
-def count_usage(running: Iterable["JobEntry"]) -> Usage:
-    usage = Usage()
+def count_usage(running: Iterable["JobEntry"], parents: Optional[dict[str, str]] = None) -> Usage:
+    usage = Usage(parents=dict(parents or {}))
     for job in running:
         add(usage, job, held(job))
     return usage
@@ -82,12 +94,14 @@ def _over(limit: Tres, have: _Counts, vec: Vec) -> Optional[int]:
 _QOS_GRP = ("QOSGrpCpuLimit", "QOSGrpMemLimit", "QOSGrpGRES")
 _QOS_PU = ("QOSMaxCpuPerUserLimit", "QOSMaxMemoryPerUser", "QOSMaxGRESPerUser")
 _ASSOC_GRP = ("AssocGrpCpuLimit", "AssocGrpMemLimit", "AssocGrpGRES")
+_ASSOC_PJ = ("AssocMaxCpuPerJobLimit", "AssocMaxMemPerJob", "AssocMaxGRESPerJob")
 
 
-def held_by(qos: Optional[QosLimits], assoc: Optional[AssocLimits], usage: Usage,
+def held_by(qos: Optional[QosLimits], assocs: dict[tuple[str, str], AssocLimits], usage: Usage,
             job: "JobEntry", vec: Vec) -> Optional[tuple[str, str]]:
     """The limit starting ``job`` with ``vec`` would break: (SLURM's reason, the
-    limit in words, for ``explain``), or None."""
+    limit in words, for ``explain``), or None. ``assocs`` is every association's
+    limits by (account, user or "")."""
     req = job.req
     minutes = req.time_limit
     if qos is not None:
@@ -110,21 +124,40 @@ def held_by(qos: Optional[QosLimits], assoc: Optional[AssocLimits], usage: Usage
         if i is not None:
             return (_QOS_PU[i], f"QOS {qos.name} MaxTRESPerUser={_tres_word(qos.max_tres_pu, i)}"
                                 f" ({_held(mine, i)} held by {req.user}'s running jobs)")
-    if assoc is not None:
-        if assoc.max_wall is not None and (minutes is None or minutes > assoc.max_wall):
-            return ("AssocMaxWallDurationPerJobLimit",
-                    f"account {assoc.account} MaxWall={assoc.max_wall} min")
-        have = usage.get(usage.acct, assoc.account)
-        if assoc.grp_jobs is not None and have[0] + 1 > assoc.grp_jobs:
-            return ("AssocGrpJobsLimit", f"account {assoc.account} GrpJobs={assoc.grp_jobs}")
-        i = _over(assoc.grp_tres, have, vec)
+    if not assocs:
+        return None
+    own = assocs.get((req.account, req.user))
+    account = assocs.get((req.account, ""))
+    # the per-job and per-user limits in force: the user's association's, else
+    # the account's (the controller resolved what each inherits)
+    eff = own or account
+    where = (f"user {req.user} in account {req.account}" if own is not None
+             else f"account {req.account}")
+    if eff is not None:
+        if eff.max_wall is not None and (minutes is None or minutes > eff.max_wall):
+            return ("AssocMaxWallDurationPerJobLimit", f"{where} MaxWall={eff.max_wall} min")
+        i = _over(eff.max_tres, [0, 0, 0, 0], vec)
         if i is not None:
-            return (_ASSOC_GRP[i],
-                    f"account {assoc.account} GrpTRES={_tres_word(assoc.grp_tres, i)}"
-                    f" ({_held(have, i)} held by its running jobs)")
-        mine = usage.get(usage.acct_user, (assoc.account, req.user))
-        if assoc.max_jobs is not None and mine[0] + 1 > assoc.max_jobs:
-            return ("AssocMaxJobsLimit", f"account {assoc.account} MaxJobs={assoc.max_jobs}"
+            return (_ASSOC_PJ[i], f"{where} MaxTRES={_tres_word(eff.max_tres, i)} per job")
+    # group limits: the user's association's, then each account's up to root
+    levels: list[tuple[Optional[AssocLimits], _Counts, str]] = []
+    if own is not None:
+        levels.append((own, usage.get(usage.acct_user, (req.account, req.user)), where))
+    for name in chain(req.account, usage.parents):
+        levels.append((assocs.get((name, "")), usage.get(usage.acct, name), f"account {name}"))
+    for rec, have, what in levels:
+        if rec is None:
+            continue
+        if rec.grp_jobs is not None and have[0] + 1 > rec.grp_jobs:
+            return ("AssocGrpJobsLimit", f"{what} GrpJobs={rec.grp_jobs}")
+        i = _over(rec.grp_tres, have, vec)
+        if i is not None:
+            return (_ASSOC_GRP[i], f"{what} GrpTRES={_tres_word(rec.grp_tres, i)}"
+                                   f" ({_held(have, i)} held by its running jobs)")
+    if eff is not None:
+        mine = usage.get(usage.acct_user, (req.account, req.user))
+        if eff.max_jobs is not None and mine[0] + 1 > eff.max_jobs:
+            return ("AssocMaxJobsLimit", f"{where} MaxJobs={eff.max_jobs}"
                                          f" ({mine[0]} of {req.user}'s jobs run in it)")
     return None
 
@@ -137,8 +170,8 @@ def _held(have: _Counts, i: int) -> str:
     return (f"{have[1]} CPUs", f"{have[2]} MB", f"{have[3]} GPUs")[i]
 
 
-def limit_reason(qos: Optional[QosLimits], assoc: Optional[AssocLimits], usage: Usage,
-                 job: "JobEntry", vec: Vec) -> Optional[str]:
+def limit_reason(qos: Optional[QosLimits], assocs: dict[tuple[str, str], AssocLimits],
+                 usage: Usage, job: "JobEntry", vec: Vec) -> Optional[str]:
     """SLURM's pending reason if starting ``job`` with ``vec`` breaks a limit, else None."""
-    hit = held_by(qos, assoc, usage, job, vec)
+    hit = held_by(qos, assocs, usage, job, vec)
     return None if hit is None else hit[0]

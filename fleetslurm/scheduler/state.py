@@ -22,7 +22,8 @@ from fleetslurm.scheduler.events import (
     Action, ArrayTasks, Event, JobEnded, JobHeld, JobReleased, JobRequest, JobRequeued, JobRestored,
     JobSubmitted, JobUpdated, LimitsSet, NodeDown, NodeDrain, NodeMeasured, NodeResume, NodeUp,
     PartitionSet,
-    PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits,
+    PrioritiesSet, NodeSpec, PartitionSpec, StartJob, AssocLimits, QosLimits, UserNodeExcluded,
+    UserNodesCleared,
 )
 from fleetslurm.scheduler.lifecycle import ENDED, PENDING, RUNNING, InvalidTransition, next_phase
 from fleetslurm.scheduler.policy import Shape, Vec, duration_s, priority_key, shape_of
@@ -59,8 +60,11 @@ class SchedulerState:
         self._arrays: dict[int, arrays.ArrayEntry] = {}   # array job id -> counts over its tasks
         self._ended_tasks: dict[int, Facts] = {}           # ended array tasks, entries dropped
         self._qos: dict[str, QosLimits] = {}                # QOS name -> its limits (LimitsSet)
-        self._assoc: dict[str, AssocLimits] = {}            # account -> its limits (LimitsSet)
+        # (account, user or "") -> its limits (LimitsSet)
+        self._assoc: dict[tuple[str, str], AssocLimits] = {}
         self._usage = limits.Usage()                        # what running jobs hold, per pass
+        # user -> {node: why}: machines that user's jobs are not placed on (unknown there)
+        self._user_excluded: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ entry point
 
@@ -132,6 +136,32 @@ class SchedulerState:
             ev = dataclasses.replace(ev, foreign_load=node.measured.foreign_load)
         node.measured = ev
 
+    def _on_user_node_excluded(self, ev: UserNodeExcluded, now: float) -> None:
+        node = self._node(ev.node, "UserNodeExcluded")
+        mine = self._user_excluded.setdefault(ev.user, {})
+        if ev.node in mine:
+            return
+        mine[ev.node] = ev.reason or f"user {ev.user} is unknown on machine {ev.node}"
+        node.history.add(now, f"UserNodeExcluded {ev.user}")
+        self._user_changed({ev.user})
+
+    def _on_user_nodes_cleared(self, ev: UserNodesCleared, now: float) -> None:
+        users = {u for u, nodes in self._user_excluded.items() if nodes.pop(ev.node, None)}
+        for u in users:
+            if not self._user_excluded[u]:
+                del self._user_excluded[u]
+        if users:
+            self._node(ev.node, "UserNodesCleared").history.add(
+                now, f"UserNodesCleared {','.join(sorted(users))}")
+            self._user_changed(users)
+
+    def _user_changed(self, users: set[str]) -> None:
+        """Where these users' jobs may go changed: their shapes are recomputed."""
+        self._static_cleared()
+        for job in self._jobs.values():
+            if job.phase != ENDED and job.req.user in users:
+                self._prepare(job)  # the sort key does not depend on it: no reorder
+
     def _on_partition_set(self, ev: PartitionSet, now: float) -> None:
         self._parts[ev.partition.name] = ev.partition
         self._static_cleared()
@@ -160,7 +190,7 @@ class SchedulerState:
 
     def _on_limits_set(self, ev: LimitsSet, now: float) -> None:
         self._qos = {q.name: q for q in ev.qos}
-        self._assoc = {a.account: a for a in ev.accounts}
+        self._assoc = {(a.account, a.user): a for a in ev.accounts}
 
     # ------------------------------------------------------------------ job events
 
@@ -276,7 +306,9 @@ class SchedulerState:
 
     _HANDLERS: dict[type, Callable[["SchedulerState", object, float], None]] = {
         NodeUp: _on_node_up, NodeDown: _on_node_down, NodeDrain: _on_node_drain,
-        NodeResume: _on_node_resume, NodeMeasured: _on_node_measured, PartitionSet: _on_partition_set, PrioritiesSet: _on_priorities_set,
+        NodeResume: _on_node_resume, NodeMeasured: _on_node_measured, PartitionSet: _on_partition_set,
+        PrioritiesSet: _on_priorities_set,
+        UserNodeExcluded: _on_user_node_excluded, UserNodesCleared: _on_user_nodes_cleared,
         JobSubmitted: _on_job_submitted, JobRestored: _on_job_restored, JobEnded: _on_job_ended,
         JobRequeued: _on_job_requeued, JobHeld: _on_job_held, JobReleased: _on_job_released,
         JobUpdated: _on_job_updated, ArrayTasks: arrays.on_array_tasks,
@@ -307,8 +339,15 @@ class SchedulerState:
         except InvalidValue as exc:
             job.dep, job.dep_error = None, str(exc)
         part = self._partition_of(req)
+        exclude = req.exclude
+        barred = self._user_excluded.get(req.user)
+        if barred:
+            # machines where the user is unknown: as if the job said --exclude
+            exclude = exclude | frozenset(barred)
         job.shape = shape_of(req, part)
-        job.where = (part, req.nodelist, req.exclude, req.constraint, req.exclusive)
+        if barred:
+            job.shape = job.shape[:5] + (exclude,) + job.shape[6:]  # type: ignore[assignment]
+        job.where = (part, req.nodelist, exclude, req.constraint, req.exclusive)
         spec = self._parts.get(part)
         job.dur = duration_s(req, spec)
         job.fit_key = (job.where, job.shape[1], job.shape[2], job.shape[3], job.dur)
@@ -369,7 +408,8 @@ class SchedulerState:
         self._pass_now = now
         if self._qos or self._assoc:
             self._usage = limits.count_usage(
-                self._jobs[j] for node in self._nodes.values() for j in node.jobs)
+                (self._jobs[j] for node in self._nodes.values() for j in node.jobs),
+                {a.account: a.parent for a in self._assoc.values() if not a.user and a.parent})
 
     def _end_pass(self, reasons: dict[int, str], expected: dict[int, tuple[float, str]],
                   started: list[int]) -> None:
@@ -434,6 +474,10 @@ class SchedulerState:
         """Jobs suspended by their node's policy -> when they were suspended."""
         return {jid: job.suspended_at for node in self._nodes.values() for jid in node.jobs
                 if (job := self._jobs[jid]).suspended_at is not None}
+
+    def user_exclusions(self, user: str) -> dict[str, str]:
+        """The machines ``user``'s jobs are not placed on, with why (a copy)."""
+        return dict(self._user_excluded.get(user, {}))
 
     def running(self) -> dict[int, str]:
         """Running job id -> node name."""

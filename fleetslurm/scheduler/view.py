@@ -40,8 +40,9 @@ class SchedulerView(Protocol):
     _arrays: dict[int, ArrayEntry]
     _ended_tasks: dict[int, Facts]
     _qos: dict[str, QosLimits]
-    _assoc: dict[str, AssocLimits]
+    _assoc: dict[tuple[str, str], AssocLimits]
     _usage: Usage
+    _user_excluded: dict[str, dict[str, str]]
 
     def _default_partition(self) -> Optional[str]: ...
 

@@ -1,7 +1,9 @@
 """The accounts a fleet presents to ``sacctmgr`` and ``sshare``, and sshare's table.
 
-A fleet has one cluster and one account per user, named after the user. In
-SLURM's terms that is the association tree an administrator gets from
+A fleet has one cluster, and by default one account per user, named after
+the user (sacctmgr may add accounts and users: :func:`tree_of` orders any
+tree; the controller's is :mod:`fleetslurm.ctld.assocs`). In SLURM's terms
+the default is the association tree an administrator gets from
 ``sacctmgr add account alice; sacctmgr add user alice account=alice``::
 
     root                (cluster association; account root)
@@ -26,7 +28,7 @@ from typing import Iterable, Literal, Optional
 
 from fleetslurm.errors import UsageError
 
-__all__ = ["Assoc", "tree", "account_of", "SSHARE_FIELDS", "sshare_fields", "sshare_table",
+__all__ = ["Assoc", "tree", "tree_of", "account_of", "SSHARE_FIELDS", "sshare_fields", "sshare_table",
            "render_table", "Column"]
 
 #: the TRES a cluster tracks by default (AccountingStorageTRES), in SLURM's order
@@ -54,13 +56,39 @@ def account_of(user: str) -> str:
 
 
 def tree(users: Iterable[str]) -> list[Assoc]:
-    """The fleet's associations in SLURM's hierarchical order (an account's
-    users first, then its sub-accounts, each by name); ``root`` always exists."""
+    """The fleet's default associations (one account per user, named after
+    the user) in SLURM's hierarchical order; ``root`` always exists."""
     others = sorted({u for u in users if u and u != "root"})
+    return tree_of({"root": "", **{account_of(u): "root" for u in others}},
+                   [("root", "root")] + [(account_of(u), u) for u in others])
+
+
+def tree_of(accounts: dict[str, str], members: Iterable[tuple[str, str]]) -> list[Assoc]:
+    """Associations in SLURM's hierarchical order (an account, its users, then
+    its sub-accounts, each by name) from ``accounts`` (name -> parent account,
+    ``""`` for ``root``) and ``members`` ((account, user) pairs). An account
+    whose parent is missing hangs under root; members of a missing account
+    are left out."""
+    kids: dict[str, list[str]] = {}
+    for name, parent in accounts.items():
+        if name != "root":
+            kids.setdefault(parent if parent in accounts and parent != name else "root",
+                            []).append(name)
+    users: dict[str, list[str]] = {}
+    for account, user in members:
+        if account in accounts and user:
+            users.setdefault(account, []).append(user)
     # (account, user, depth, parent account) in display order
-    order: list[tuple[str, str, int, str]] = [("root", "", 0, ""), ("root", "root", 1, "")]
-    for u in others:
-        order += [(account_of(u), "", 1, "root"), (account_of(u), u, 2, "")]
+    order: list[tuple[str, str, int, str]] = []
+
+    def walk(account: str, depth: int, parent: str) -> None:
+        order.append((account, "", depth, parent))
+        for u in sorted(set(users.get(account, ()))):
+            order.append((account, u, depth + 1, ""))
+        for sub in sorted(kids.get(account, ())):
+            walk(sub, depth + 1, account)
+
+    walk("root", 0, "")
     ids = {(a, u): i + 1 for i, (a, u, _, _) in enumerate(order)}
     # nested-set numbers (LFT/RGT) from a walk in display order
     bounds: dict[int, list[int]] = {}
@@ -190,13 +218,15 @@ def sshare_fields(spec: Optional[str], long: bool = False,
 def sshare_table(assocs: list[Assoc], cluster: str, *, caller: str, all_users: bool = False,
                  users: Optional[list[str]] = None, accounts: Optional[list[str]] = None,
                  users_only: bool = False,
-                 shares: Optional[dict[tuple[str, str], dict]] = None) -> list[dict[str, str]]:
+                 shares: Optional[dict[tuple[str, str], dict]] = None,
+                 raw_shares: Optional[dict[tuple[str, str], int]] = None) -> list[dict[str, str]]:
     """sshare's rows: every account association on the way, and the user
     associations of ``users`` (default: the caller; ``all_users``: everyone).
     ``users_only`` (``-U``) keeps just the user rows, flat. ``shares``, under
     priority/multifactor, is (account, user) -> the Fair Tree numbers of
     :class:`~fleetslurm.scheduler.multifactor.AssocShare` (as dicts); the
-    cells print as sshare's print_fields do (``%f``, RawUsage an integer)."""
+    cells print as sshare's print_fields do (``%f``, RawUsage an integer).
+    ``raw_shares`` gives each association's Fairshare (RawShares; default 1)."""
     wanted_users = None if all_users else set(users or [caller])
     rows: list[dict[str, str]] = []
     shown: list[Assoc] = []
@@ -215,7 +245,8 @@ def sshare_table(assocs: list[Assoc], cluster: str, *, caller: str, all_users: b
         rows.append({
             "account": indent + a.account, "user": a.user, "cluster": cluster,
             "id": str(a.id), "partition": "",
-            "rawshares": "" if a.depth == 0 else "1", "normshares": "", "rawusage": "0",
+            "rawshares": "" if a.depth == 0 else str((raw_shares or {}).get((a.account, a.user), 1)),
+            "normshares": "", "rawusage": "0",
             "normusage": "", "effectvusage": "0.000000",
             "fairshare": "0.000000" if a.user else "", "levelfs": "0.000000",
             "grptresmins": "", "grptresraw": zero_tres, "tresrunmins": zero_tres})

@@ -2,7 +2,7 @@
 SLURM 22.05's shapes.
 
 Pure: no I/O. The fleet's associations come from :mod:`fleetslurm.slurm.assoc`
-(one cluster, one account per user). Column headers, default widths and
+(one cluster; the controller's tree, by default one account per user). Column headers, default widths and
 default column lists are sacctmgr 22.05's, as it prints them reading a
 slurmdbd that holds the same tree; so are the matching rules kept here:
 
@@ -165,8 +165,12 @@ class Fleet:
     gpus: int = 0
     #: the QOS in force, each as the config's fields with its ``Name`` (``normal`` first)
     qos: tuple[dict, ...] = ({"Name": "normal"},)
-    #: account -> its limits (the config's ``accounts`` fields)
+    #: account -> its limits (the config's ``accounts`` fields), for a tree
+    #: without ``records``
     limits: dict = field(default_factory=dict)
+    #: (account, user) -> the controller's record of that association: ``own``
+    #: settings, ``inherited`` ones, ``default_account`` (a user's)
+    records: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -263,6 +267,17 @@ def _assoc_row(a: Assoc, cluster: str, tree_view: bool = False,
            "qosraw": ",".join(str(ids[n]) for n in sorted(ids)), "id": str(a.id),
            "lft": str(a.lft), "rgt": str(a.rgt), "parentid": str(a.parent_id),
            "parentname": a.parent_name}
+    rec = fleet.records.get((a.account, a.user)) if fleet else None
+    if rec is not None:
+        own, eff = rec.get("own") or {}, {**(rec.get("own") or {}), **(rec.get("inherited") or {})}
+        if eff.get("QOS"):
+            row.update(qos=",".join(sorted(eff["QOS"])),
+                       qosraw=",".join(str(ids[n]) for n in sorted(eff["QOS"]) if n in ids))
+        row.update(share=str(own.get("Fairshare", 1)), maxjobs=_num(eff.get("MaxJobs")),
+                   maxsubmit=_num(eff.get("MaxSubmitJobs")), maxwall=_wall(eff.get("MaxWall")),
+                   maxtres=_tres(eff.get("MaxTRES")), grptres=_tres(own.get("GrpTRES")),
+                   grpjobs=_num(own.get("GrpJobs")), defaultqos=eff.get("DefaultQOS") or "")
+        return row
     lim = (fleet.limits.get(a.account) if fleet else None) or {}
     if lim:
         # the account's own association holds every limit; its users' inherit the per-job
@@ -308,8 +323,10 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
         for u in users:
             if not _match(u, q.names + q.where.get("user", [])):
                 continue
+            first = next(a for a in fleet.assocs if a.user == u)
+            default = (fleet.records.get((first.account, u)) or {}).get("default_account")
             base = {"user": u, "adminlevel": "Administrator" if u == "root" else "None",
-                    "defaultaccount": next(a.account for a in fleet.assocs if a.user == u)}
+                    "defaultaccount": default or first.account}
             if not _match(base["defaultaccount"], q.where.get("defaultaccount")) or not _match(
                     base["adminlevel"], q.where.get("adminlevel")):
                 continue
@@ -330,9 +347,11 @@ def list_entity(entity: str, q: Query, fleet: Fleet, with_assoc: bool = False
         for name in accounts:
             if not _match(name, q.names + q.where.get("account", [])):
                 continue
+            own = (fleet.records.get((name, "")) or {}).get("own") or {}
             base = {"account": name,
-                    "description": "default root account" if name == "root" else name,
-                    "organization": name}
+                    "description": own.get("Description") or (
+                        "default root account" if name == "root" else name),
+                    "organization": own.get("Organization") or name}
             if not (_match(base["description"], q.where.get("description"))
                     and _match(base["organization"], q.where.get("organization"))):
                 continue

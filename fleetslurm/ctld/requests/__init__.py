@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import explain, jobs, nodes, qos, steps, submit, update
+from . import assoc, explain, jobs, nodes, qos, steps, submit, update
 
 __all__ = ["OPS"]
 
@@ -31,4 +31,6 @@ OPS: dict[str, Callable[..., Any]] = {
     "stdin": steps.op_stdin,
     "qos_show": qos.op_qos_show,
     "qos_change": qos.op_qos_change,
+    "assoc_show": assoc.op_assoc_show,
+    "assoc_change": assoc.op_assoc_change,
 }

@@ -9,6 +9,7 @@ from ... import errors
 from ...errors import AccessDenied, UsageError
 from ...scheduler import NodeDrain, NodeResume
 from ...slurm.hostlist import expand
+from ..agent_events import clear_barred
 from ..health import mark_down
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def op_update_node(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         elif state in ("RESUME", "IDLE", "UNDRAIN"):
             was = ctx.store.node(name)["admin_state"]
             ctx.store.set_node(name, admin_state="resume", reason="", reason_time=None)
+            clear_barred(ctx, name)  # the admin says it is fixed: its users too
             if was == "down":
                 # back when its agent answers again
                 link = ctx.links[name]

@@ -24,11 +24,10 @@ QOS_SETTINGS = {"Description": "text", "Priority": "int", "MaxJobsPerUser": "int
 
 
 def op_qos_show(ctx: "Context", args: dict, uid: int, now: float) -> dict:
-    """Every QOS (in the order they were made: ``normal`` first) and every
-    account's limits, as the config fields hold them."""
+    """Every QOS (in the order they were made: ``normal`` first), as the config
+    fields hold them (the associations' limits: ``assoc_show``)."""
     lim = ctx.limits
-    return {"qos": [{"Name": n, **q.model_dump()} for n, q in lim.qos.items()],
-            "accounts": {n: a.model_dump() for n, a in lim.accounts.items()}}
+    return {"qos": [{"Name": n, **q.model_dump()} for n, q in lim.qos.items()]}
 
 
 def _apply(rec: dict, settings: dict[str, str]) -> dict:
@@ -74,12 +73,15 @@ def _apply(rec: dict, settings: dict[str, str]) -> dict:
 def op_qos_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     """``mode`` add, modify or delete the QOS ``names``, with ``fields`` (the
     ``set`` values) for add and modify. Returns the names changed (with
-    ``dry``: the names it would change, nothing stored: sacctmgr asks first)."""
+    ``dry``: the names it would change and whether the caller may, nothing
+    stored: sacctmgr asks first)."""
     # root, and the user the controller runs as (SLURM's SlurmUser: the lab's
-    # service user, or the owner of a one-user fleet)
-    if uid not in (0, os.getuid()):
-        raise AccessDenied("Your user doesn't have privilege to perform this action")
+    # service user, or the owner of a one-user fleet); anyone may see what an
+    # add would make (SLURM's sacctmgr prints it, then slurmdbd refuses it)
     mode = args.get("mode")
+    allowed = uid in (0, os.getuid())
+    if not allowed and not (args.get("dry") and mode == "add"):
+        raise AccessDenied("Your user doesn't have privilege to perform this action")
     names = [n.lower() for n in (args.get("names") or [])]
     settings: dict[str, str] = dict(args.get("fields") or {})
     if not names:
@@ -120,6 +122,6 @@ def op_qos_change(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         lim.reload(ctx.store)
         ctx.fairshare.qos_priorities = lim.priorities()
         ctx.emit(lim.event())
-    return {"changed": changed}
+    return {"changed": changed, "allowed": allowed} if args.get("dry") else {"changed": changed}
 
 

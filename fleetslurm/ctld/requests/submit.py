@@ -11,7 +11,7 @@ from ...errors import SubmitError
 from ...scheduler import JobSubmitted
 from ...slurm.arrays import parse_array_set
 from ...slurm.jobspec import build_spec
-from ...views import user_name
+from ...views import login_name
 from ..dependencies import announce, check, first_shown
 from ..jobrequest import job_request
 from ..limits import check_submit as check_limits
@@ -73,9 +73,17 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     if unknown:
         raise SubmitError("Batch job submission failed: Invalid node name specified")
     # QOS, account, partition access and submit limits (SLURM's messages)
-    limits = check_limits(ctx, uid, user_name(uid), spec, partition, time_limit,
+    # the owner's name as the user database has it now: machines run the job as it
+    user = login_name(uid)
+    limits = check_limits(ctx, uid, user, spec, partition, time_limit,
                           spec.get("array_count") or 1)
     time_limit = limits.pop("time_limit")
+    if not spec.get("account") and limits["account"] != user:
+        # a DefaultAccount other than the user's own (sacctmgr): sacct and
+        # scontrol show the account the job is charged to
+        spec["account"] = limits["account"]
+    if not spec.get("qos") and limits["qos"] != "normal":
+        spec["qos"] = limits["qos"]  # the association's DefaultQOS
     req = {
         **limits, "name": name, "partition": partition, "cpus": spec["cpus"],
         "mem_mb": spec["req_mem_mb"], "gpus": spec["gpus"], "time_limit": time_limit,
@@ -95,7 +103,6 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
     if spec["nice"] < 0 and uid != 0:
         raise SubmitError("Batch job submission failed: Access/permission denied "
                           "(only root may give a negative --nice)")
-    user = user_name(uid)
     probe = job_request(0, user, now, req, spec["hold"])
     why = ctx.sched.can_ever_run(probe)
     if why is not None:

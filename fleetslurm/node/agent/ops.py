@@ -19,7 +19,7 @@ from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE,
 from .host import alive, machine_facts, query_gpus, signal_scope
 from .jobs import Job, JobBook, StdinFeed
 from .protocol import key_error
-from .spec import validate_spec
+from .spec import UnknownUser, validate_spec
 from .supervisor import Supervisor
 
 
@@ -107,6 +107,11 @@ class Requests(JobBook):
                 return
             try:
                 spec = validate_spec(req.get("spec"))
+            except UnknownUser as exc:
+                # the job's fault here, and every job of its user's on this machine
+                self.send(protocol.ev_launch_failed(rid, key, "job %s: %s" % (key, exc),
+                                                    cause="user"))
+                return
             except ValueError as exc:
                 # the job's own spec is at fault, not this machine: the
                 # controller fails the job and leaves the machine alone

@@ -22,9 +22,10 @@ Requests (``op``)          -> replies (``ev``)
                               else null; activity_file: its mtime is the owner's
                               last activity)
   launch key spec          -> {ev: started, key, pid, start_time}
-                            | {ev: launch_failed, key, error, [cause: job]}
+                            | {ev: launch_failed, key, error, [cause: job|user]}
                               (nothing ran; key reusable; cause "job": the spec
-                              itself is invalid, else the machine failed)
+                              itself is invalid, "user": the job's user is
+                              unknown on this machine, else the machine failed)
                             | {ev: ended, key, result}           (key already ran)
   signal key signal [scope | batch_only]
                            -> {ev: signalled, key, ok, error}
@@ -264,7 +265,9 @@ def ev_started(rid: "Any", key: str, pid: "Optional[int]",
 
 def ev_launch_failed(rid: "Any", key: "Any", error: str,
                      cause: "Optional[str]" = None) -> "Dict[str, Any]":
-    """``cause`` "job": the spec itself is invalid (fail the job, not the machine)."""
+    """``cause`` "job": the spec itself is invalid (fail the job, not the machine);
+    "user": the job's user is unknown on this machine (fail the job, and place
+    none of that user's jobs here)."""
     if cause is not None:
         return {"ev": "launch_failed", "re": rid, "key": key, "cause": cause, "error": error}
     return {"ev": "launch_failed", "re": rid, "key": key, "error": error}

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 _OPEN_MODES = ("truncate", "append")
 
 
+class UnknownUser(ValueError):
+    """The job's user has no account on this machine: the job cannot run here
+    as its user (the controller stops placing that user's jobs here)."""
+
+
 def _opt_int(spec: Dict[str, Any], name: str, default: Optional[int] = None,
              minimum: int = 0) -> Optional[int]:
     value = spec.get(name, default)
@@ -130,7 +135,7 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
             except KeyError:
                 pw = None
             if pw is None:
-                raise ValueError("user %s is unknown on machine %s (host %s): the job "
+                raise UnknownUser("user %s is unknown on machine %s (host %s): the job "
                                  "cannot run there as its user"
                                  % (user, out["node"], os.uname().nodename))
             if pw.pw_uid != 0:
