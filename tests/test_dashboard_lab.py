@@ -126,11 +126,17 @@ def test_a_users_own_dashboard_in_a_lab(root_lab: RootLab, other_user, user_dash
     assert d.get("/queue")[0] == 403 and d.get("/queue?token=wrong")[0] == 403
     assert d.get(f"/queue?token={d.token}")[0] == 200
 
-    # root's job's own page offers nothing either
+    # root's job's own page offers nothing either; its output is root's to
+    # read: the controller's refusal stands where the output would, not in
+    # the banner that answers a click
     browser.get(d.page(f"/job/{theirs}"))
     wait_until(lambda: text(browser, "#jobstate") == "PENDING", 10, "root's job page")
     assert browser.execute_script(
         "return document.querySelectorAll('button[data-action]').length") == 0
+    assert wait_until(lambda: text(browser, "#output + .output-fail"), 10,
+                      "the output's refusal") == "output: Access/permission denied"
+    assert text(browser, "#flash") == ""
+    screenshot(browser, tmp_path / "artifacts", "lab-job-of-another")
 
     # the user's own running job, cancelled from the page
     browser.get(d.page("/queue"))
