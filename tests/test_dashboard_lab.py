@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -78,8 +78,9 @@ def _post(d: Dashboard, body: dict, token: "str | None") -> tuple[int, dict | st
         return exc.code, exc.read().decode()
 
 
-def test_a_users_own_dashboard_in_a_lab(root_lab: RootLab, other_user, user_dash,
-                                         browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_users_own_dashboard_in_a_lab(root_lab: RootLab, other_user: pwd.struct_passwd,
+                                        user_dash: Dashboard, browser: Any,
+                                        tmp_path: Path) -> None:
     lab, user, d = root_lab, other_user, user_dash
     assert os.stat(f"/proc/{d.proc.pid}").st_uid == user.pw_uid  # the user's own process
     for path in ("/", "/history", "/metrics"):
@@ -148,3 +149,25 @@ def test_a_users_own_dashboard_in_a_lab(root_lab: RootLab, other_user, user_dash
     wait_until(lambda: _row(browser, running) is None, 10, "the cancelled row leaves")
     assert _row(browser, theirs) == ""
     assert console_errors(browser) == []
+
+
+def test_the_admins_read_only_dashboard_shows_everyones_jobs(
+        root_lab: RootLab, other_user: pwd.struct_passwd) -> None:
+    """Root's ``--read-only`` dashboard in the lab: every user's jobs, no
+    button on any, and an action refused before it reaches the controller."""
+    lab = root_lab
+    mine = _submit(lab, "--hold", "-J", "roots", "--wrap", "true")
+    theirs = _submit(lab, "--hold", "-J", "users", "--wrap", "true", user=other_user)
+    d = Dashboard(SimpleNamespace(work=lab.work, env=lab.env), "--read-only")
+    try:
+        status, html = d.get(f"/queue?token={d.token}")
+        assert status == 200
+        assert f'data-job="{mine}"' in html and f'data-job="{theirs}"' in html
+        assert other_user.pw_name in html and "data-action" not in html
+        assert _post(d, {"action": "cancel", "job": theirs}, d.token) == (200, {
+            "ok": False, "message": "this dashboard is read-only (started with "
+            "--read-only); use scancel/scontrol"})
+        shown = lab.fs("squeue", "-h", "-j", theirs, "-o", "%i %u %T")
+        assert shown.stdout.split() == [theirs, other_user.pw_name, "PENDING"], shown
+    finally:
+        d.stop()
