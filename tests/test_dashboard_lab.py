@@ -126,6 +126,7 @@ def test_a_users_own_dashboard_in_a_lab(root_lab: RootLab, other_user: pwd.struc
     assert _post(d, {"action": "cancel", "job": running}, "wrong")[0] == 403
     assert d.get("/queue")[0] == 403 and d.get("/queue?token=wrong")[0] == 403
     assert d.get(f"/queue?token={d.token}")[0] == 200
+    assert lab.fs("squeue", "-h", "-j", running, "-o", "%T").stdout == "RUNNING\n"
 
     # root's job's own page offers nothing either; its output is root's to
     # read: the controller's refusal stands where the output would, not in
