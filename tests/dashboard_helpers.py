@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytest
 
@@ -22,11 +22,14 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 class Dashboard:
-    """``fleetslurm dashboard --port 0`` for a fleet; ``url`` carries the token."""
+    """``fleetslurm dashboard --port 0`` for a fleet; ``url`` carries the token.
+    ``prefix``: words run before it (another user's, see second_user.prefix_as)."""
 
-    def __init__(self, fleet, *args: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, fleet, *args: str,  # type: ignore[no-untyped-def]
+                 prefix: Sequence[str] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetslurm.cli.main", "dashboard", "--port", "0", *args],
+            [*prefix, sys.executable, "-m", "fleetslurm.cli.main", "dashboard", "--port", "0",
+             *args],
             cwd=str(fleet.work), env=fleet.env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]

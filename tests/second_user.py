@@ -2,12 +2,14 @@
 
 ``other_user`` (a pytest fixture, registered by the test modules that import
 it) creates the user with ``useradd`` and removes it with ``userdel -r``;
-needs root. :func:`run_as` runs a command as that user; :func:`fork_as` runs
+needs root. :func:`run_as` runs a command as that user (:func:`prefix_as`
+gives the words that do it, for a process left running); :func:`fork_as` runs
 a stdlib-only function as that user in a forked child of the test process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -20,7 +22,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-__all__ = ["other_user", "run_as", "fork_as", "shared_tmp"]
+__all__ = ["other_user", "run_as", "prefix_as", "fork_as", "shared_tmp"]
 
 
 @pytest.fixture
@@ -65,28 +67,38 @@ exec setpriv --reuid="$user" --regid="$user" --init-groups "$@"
 '''
 
 
-def run_as(user: pwd.struct_passwd, argv: list[str], env: dict[str, str], cwd: str,
-           timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``argv`` as ``user`` (a real process with the user's uid, gid and
-    groups), with this Python reachable."""
+@contextlib.contextmanager
+def prefix_as(user: pwd.struct_passwd, env: dict[str, str], cwd: str) -> Iterator[list[str]]:
+    """The words to put before a command line to run it as ``user`` (a real
+    process with the user's uid, gid and groups), with this Python reachable;
+    for a process that outlives one call (:func:`run_as` waits for its own).
+    Whatever they run must have ended when the block is left."""
     direct = ["setpriv", f"--reuid={user.pw_name}", f"--regid={user.pw_name}",
               "--init-groups"]
     probe = subprocess.run([*direct, sys.executable, "-c", "import fleetslurm, pydantic"],
                            capture_output=True, env=env, cwd=cwd)
     if probe.returncode == 0:
-        cmd = [*direct, *argv]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
-                              timeout=timeout)
+        yield direct
+        return
     orig = tempfile.mkdtemp(prefix="fsl-root-")
     try:
-        cmd = ["unshare", "-m", "bash", "-c", _OPEN_ROOT, "_", orig, user.pw_name, *argv]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd,
-                              timeout=timeout)
-        if proc.returncode != 0 and "unshare" in proc.stderr and "mount" not in argv:
-            pytest.skip(f"cannot run this Python as another user here: {proc.stderr.strip()}")
-        return proc
+        # unshare execs (no fork): the command's pid is the one started
+        yield ["unshare", "-m", "bash", "-c", _OPEN_ROOT, "_", orig, user.pw_name]
     finally:
         os.rmdir(orig)
+
+
+def run_as(user: pwd.struct_passwd, argv: list[str], env: dict[str, str], cwd: str,
+           timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``argv`` as ``user`` (a real process with the user's uid, gid and
+    groups), with this Python reachable."""
+    with prefix_as(user, env, cwd) as prefix:
+        proc = subprocess.run([*prefix, *argv], capture_output=True, text=True, env=env,
+                              cwd=cwd, timeout=timeout)
+        if (prefix[0] == "unshare" and proc.returncode != 0 and "unshare" in proc.stderr
+                and "mount" not in argv):
+            pytest.skip(f"cannot run this Python as another user here: {proc.stderr.strip()}")
+        return proc
 
 
 def fork_as(user: pwd.struct_passwd, body: Callable[[], None]) -> int:

@@ -9,7 +9,6 @@ import socket
 
 import pytest
 
-from second_user import other_user  # noqa: F401  (fixture)
 from tests.dashboard_helpers import Dashboard, wait_until
 
 
@@ -85,34 +84,6 @@ def test_a_bad_state_filter_says_so(fleet, dash) -> None:  # type: ignore[no-unt
     assert "Invalid job state specified: bogus" in reply["error"]
     status, body = dash.get("/queue?state=bogus&token=" + dash.token)
     assert status == 200 and "Invalid job state specified: bogus" in body
-
-
-@pytest.mark.filterwarnings("ignore:Using .httpx. with .starlette.testclient.")
-def test_others_jobs_get_no_buttons(monkeypatch, other_user) -> None:  # type: ignore[no-untyped-def]
-    """A row of another user (a real one, made for the test) is shown without
-    buttons. The controller's answer is made up here; the page's own logic
-    is real."""
-    import os
-
-    from starlette.testclient import TestClient
-
-    from fleetslurm.dashboard import app as app_mod, data
-
-    me, other = os.getuid(), other_user.pw_uid
-    def line(cells: list) -> str:  # as the controller renders the page's format
-        return "\x1f".join(cells) + "\x1e\n"
-
-    text = (line(["7", "debug", "mine", "me", "PENDING", "0:00", "UNLIMITED", "1",
-                  "(Priority)", str(me)])
-            + line(["8", "debug", "theirs", "them", "PENDING", "0:00", "UNLIMITED", "1",
-                    "(Priority)", str(other)]))
-    monkeypatch.setattr(data, "call", lambda op, **kw: {"text": text, "count": 2, "known": True})
-    client = TestClient(app_mod.TokenGate(app_mod.make_app("t"), "t"))
-    html = client.get("/queue?token=t").text
-    mine = html.split('data-job="7"', 1)[1].split("</tr>", 1)[0]
-    theirs = html.split('data-job="8"', 1)[1].split("</tr>", 1)[0]
-    assert 'data-action="cancel"' in mine and 'data-action="hold"' in mine
-    assert "data-action" not in theirs
 
 
 def test_port_in_use_is_a_message(fleet) -> None:  # type: ignore[no-untyped-def]

@@ -32,7 +32,15 @@
       out.scrollTop = out.scrollHeight;
     });
     src.addEventListener("end", () => { src.close(); out.classList.add("ended"); });
-    src.addEventListener("fail", (ev) => { src.close(); say(ev.data, false); });
+    // said where the output would be: the flash answers clicks, and a look
+    // at another user's job (its output theirs to read) is no refused click
+    src.addEventListener("fail", (ev) => {
+      src.close();
+      const why = document.createElement("p");
+      why.className = "error output-fail";
+      why.textContent = "output: " + ev.data;
+      out.after(why);
+    });
   });
 
   // the buttons: the controller decides, the page shows its answer
