@@ -45,3 +45,33 @@ def test_a_users_job_is_sampled_and_sstat_shows_it_to_them(root_lab: RootLab,
     finally:
         lab.fs("scancel", job, user=user)
         lab.wait(job)
+
+
+def test_another_users_job_is_refused_as_slurmd_refuses_it(root_lab: RootLab,
+                                                          other_user) -> None:
+    """As the real SLURM 22.05 here answers a user's sstat of root's running
+    job (checked on the oracle): the header, no row, slurmd's "Invalid user
+    id" twice on stderr, exit 0; the job's owner (root) still reads it."""
+    lab, user = root_lab, other_user
+    p = lab.fs("sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60")
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # root's own figures, once there are some
+            mine = lab.fs("sstat", "-j", f"{job}.batch", "-P", "-n", "-o", "JobID,NTasks")
+            if mine.stdout.strip() == f"{job}.batch|1":
+                break
+            assert time.monotonic() < deadline, (mine.stdout, mine.stderr)
+            time.sleep(0.5)
+        theirs = lab.fs("sstat", "-j", f"{job}.batch", "-P", "-o", "JobID,MaxRSS", user=user)
+        assert theirs.returncode == 0
+        assert theirs.stdout == "JobID|MaxRSS\n"
+        node = lab.fs("squeue", "-h", "-j", job, "-o", "%N").stdout.strip()
+        assert theirs.stderr == (
+            f"sstat: error: slurm_job_step_stat: there was an error with the request to {node} "
+            "rc = Invalid user id\n"
+            f"sstat: error: problem getting step_layout for StepId={job}.batch: Invalid user id\n")
+    finally:
+        lab.fs("scancel", job)
+        lab.wait(job)

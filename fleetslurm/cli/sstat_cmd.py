@@ -149,6 +149,13 @@ def _rows(job: str, step: "str | None", reply: dict, allsteps: bool,
         steps = {s["step"]: s for s in task["steps"]}
 
         def row(step_name: str) -> dict:
+            if task.get("denied"):
+                # another user's job: slurmd's refusal, and no row
+                errors.extend([f"slurm_job_step_stat: there was an error with the request to "
+                               f"{task['node']} rc = Invalid user id",
+                               f"problem getting step_layout for StepId={jid}.{step_name}: "
+                               "Invalid user id"])
+                return {}
             rec = steps.get(step_name) or {}
             samples = (task.get("samples") if step_name == "batch" else rec.get("samples")) or {}
             point = (samples.get("points") or [None])[-1]
@@ -172,4 +179,4 @@ def _rows(job: str, step: "str | None", reply: dict, allsteps: bool,
         elif sruns:
             # SLURM's default: the lowest numbered running step (not batch)
             rows.append(row(min(sruns, key=int)))
-    return rows, errors
+    return [r for r in rows if r], errors

@@ -5,6 +5,7 @@ dashboard's fleet sparklines). Answered from the store by the RPC threads."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,9 @@ class UsageQueries:
         and the run's srun steps, and the samples of the run and of each
         step: all their points with ``full``, else only the latest (what
         sstat shows). ``known`` is False for an id the controller has no
-        record of."""
+        record of. Another user's job (``denied``) comes without samples: as
+        slurmd answers a stat from anyone but the owner, root or SlurmUser
+        (the controller's own user) with "Invalid user id"."""
         store = self._store()
         ids = sorted(self._ids(store, str(args.get("id"))))
         tasks = []
@@ -41,11 +44,17 @@ class UsageQueries:
             if task is None:
                 continue
             run_key = task["run_key"]
+            job = store.job(task["job_id"])
+            denied = uid not in (0, os.getuid(), (job or {}).get("uid"))
             out = {"task_id": task_id, "job_id": task["job_id"],
                    "array_index": task["array_index"], "state": task["state"],
                    "node": task["node"], "run_key": run_key, "start_time": task["start_time"],
-                   "steps": [], "samples": None}
-            if run_key:
+                   "steps": [], "samples": None, "denied": denied}
+            if run_key and denied:
+                out["steps"] = [{"step": s["step"], "state": s["state"], "samples": None}
+                                for s in store.steps_of(task_id)
+                                if s["run_key"].startswith(run_key + ".")]
+            elif run_key:
                 # this run's srun steps, each with its own samples
                 out["steps"] = [{"step": s["step"], "state": s["state"],
                                  "ntasks": s.get("ntasks"),

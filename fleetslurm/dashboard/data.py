@@ -302,5 +302,7 @@ def usage(job_id: str) -> dict:
 
     return {"t": t, "cpu": cpu, "rss_mb": [round(p[2] / 1024, 1) for p in points],
             "running": task.get("state") == "RUNNING", "state": task.get("state"),
+            # another user's job: no samples (as sstat), nothing to wait for
+            "denied": bool(task.get("denied")),
             # a pending job's page waits for its first samples
-            "live": task.get("state") in ACTIVE_STATE_NAMES}
+            "live": task.get("state") in ACTIVE_STATE_NAMES and not task.get("denied")}

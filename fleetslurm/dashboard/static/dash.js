@@ -120,6 +120,7 @@
           plot.setData(rows);
         }
       }
+      if (d.denied) us.textContent = "usage: Access/permission denied";
       us.dataset.points = String(d.t.length);
       us.dataset.state = d.state || "";
       if (d.live) setTimeout(refresh, 3000);
