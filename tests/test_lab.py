@@ -211,6 +211,29 @@ def test_lab_init_installs_the_lab_under_its_service_account(lab: Lab) -> None:
     assert f"service account {lab.svc} (uid {svc.pw_uid}) exists already" in again.stdout
 
 
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed here (Debian's systemd package)")
+def test_the_unit_lab_init_writes_is_one_systemd_accepts(lab: Lab, tmp_path: Path) -> None:
+    """systemd's own checker on the unit `lab init` wrote (this machine has
+    no systemd as PID 1 to start it under): no syntax error, no unknown
+    directive, an ExecStart that exists, a User that exists. It is run on a
+    copy named as systemd names it, so a broken unit fails here."""
+    unit = lab.root / "etc" / "systemd" / "system" / "fleetslurm.service"
+    copy = tmp_path / "fleetslurm.service"
+    copy.write_text(unit.read_text())
+    proc = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
+                          text=True, timeout=60)
+    # (warnings about the host's own units, which verify also loads, are not ours)
+    ours = [line for line in proc.stderr.splitlines() if "fleetslurm.service" in line]
+    assert proc.returncode == 0 and ours == [], proc.stderr
+    broken = tmp_path / "broken" / "fleetslurm.service"
+    broken.parent.mkdir()
+    broken.write_text(unit.read_text().replace("ExecStart=", "ExecStrat="))
+    bad = subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True,
+                         text=True, timeout=60)
+    assert "ExecStrat" in bad.stderr  # the checker does read the file
+
+
 def test_lab_init_needs_root(lab: Lab, other_user) -> None:
     proc = lab.fs("lab", "init", "--config", str(lab.root / "cfg.json"), user=other_user)
     assert proc.returncode == 1
