@@ -245,7 +245,8 @@ def test_the_controller_answers_a_run_as_its_jobs_owner_and_only_from_its_machin
     cfg = FleetConfig(cluster_name="ij", machines={
         n: MachineConfig(hostname=f"192.0.2.{i}", cpus=1, memory_gb=1)
         for i, n in enumerate(("m1", "m2"), 1)})
-    fakes = {n: FakeTransport(n, auto_end=False) for n in ("m1", "m2")}
+    # root agents: they run each job as its own user (and so give it commands)
+    fakes = {n: FakeTransport(n, auto_end=False, facts={"uid": 0}) for n in ("m1", "m2")}
     ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports=fakes)
     clock = [time.time()]
     try:
@@ -337,3 +338,23 @@ def test_a_shim_runs_the_command_from_the_archive_whatever_the_paths(tmp_path: P
     assert (proc.returncode, proc.stderr) == (1, (
         f"squeue: error: fleetslurm's agent archive is gone from {gone}: the controller "
         "puts it back when it next connects\n"))
+
+
+def test_commands_inside_jobs_only_where_a_job_runs_as_its_owner() -> None:
+    """An agent that is not root runs every user's job as its own account:
+    their sockets would then be open to each other's jobs, which could act
+    as each other's owners through them. Such jobs get no in-job commands;
+    the controller's user's own jobs, and every job on a root agent, do."""
+    import os
+    from types import SimpleNamespace
+
+    from fleetslurm.ctld.launch import _runs_as_owner
+
+    def ctx(agent_uid):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(links={"m1": SimpleNamespace(facts={"uid": agent_uid})})
+
+    mine, theirs = {"uid": os.getuid()}, {"uid": os.getuid() + 4242}
+    assert _runs_as_owner(ctx(1000), "m1", mine)
+    assert not _runs_as_owner(ctx(1000), "m1", theirs)
+    assert _runs_as_owner(ctx(0), "m1", theirs)
+    assert not _runs_as_owner(SimpleNamespace(links={}), "m1", theirs)

@@ -271,3 +271,24 @@ def test_requeue_update_and_time_limit_mail(mail_fleet) -> None:
                         r"00:00:3\d", mails[1]["argv"][1]), mails
     assert mails[1]["env"]["SLURM_JOB_MAIL_TYPE"] == "Reached 50% of time limit"
     fleet.run("scancel", str(job), check=True)
+
+
+def test_a_mail_user_that_would_be_an_option_or_a_header_is_refused(mail_fleet) -> None:
+    """--mail-user reaches the mail program's argv (and sendmail's headers):
+    ``-X'!cmd'`` would be mailx's option to run a command as the
+    controller's account, a newline would add a header. Refused at submit
+    and at update, with nothing stored; a plain address goes through."""
+    fleet, log = mail_fleet
+    before = fleet.run("squeue", "-h", "-t", "all", "-o", "%i", check=True).stdout
+    for bad in ("-X!sh /tmp/x", "bob\nBcc: eve@x", "a b"):
+        p = fleet.run("sbatch", "--mail-type=END", f"--mail-user={bad}", "--wrap", "true")
+        assert p.returncode != 0 and p.stdout == "", p
+        assert p.stderr.startswith("sbatch: error: Invalid --mail-user ") and \
+            "Traceback" not in p.stderr, p.stderr
+    assert fleet.run("squeue", "-h", "-t", "all", "-o", "%i", check=True).stdout == before
+    job = fleet.sbatch("-H", "--mail-type=END", "--mail-user=bob@example.org", "--wrap", "true")
+    p = fleet.run("scontrol", "update", f"JobId={job}", "MailUser=-Xfoo")
+    assert p.returncode == 1 and "Invalid MailUser value: '-Xfoo'" in p.stderr, p
+    show = fleet.run("scontrol", "show", "job", str(job), check=True).stdout
+    assert "MailUser=bob@example.org MailType=END" in show, show
+    fleet.run("scancel", str(job), check=True)

@@ -58,3 +58,36 @@ def test_srun_outside_a_job_oom(fleet: Fleet) -> None:
     assert "error: Detected 1 oom-kill event(s) in StepId=" in proc.stderr, proc.stderr
     assert proc.stderr.rstrip().endswith("srun: error: localhost: task 0: Out Of Memory"), \
         proc.stderr
+
+
+def test_the_oom_record_follows_no_link_and_waits_on_no_fifo(tmp_path) -> None:
+    """The job's directory is its user's while it runs, and a root supervisor
+    writes the OOM record there: a symlink planted as that file is not
+    followed, a FIFO does not block the supervisor (which would then enforce
+    nothing for the job), and the steps are killed all the same."""
+    import os
+    import subprocess
+    import time
+
+    from fleetslurm.node.agent import oom
+
+    target = tmp_path / "not-the-jobs"
+    target.write_text("keep\n")
+    for plant in ("symlink", "fifo"):
+        jobdir = tmp_path / plant
+        jobdir.mkdir()
+        record = jobdir / oom.OOM_FILE
+        if plant == "symlink":
+            record.symlink_to(target)
+        else:
+            os.mkfifo(record)
+        step = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        try:
+            t0 = time.monotonic()
+            assert oom.kill_steps_first(str(jobdir), [step.pid], set()) is True
+            assert time.monotonic() - t0 < 5  # (blocked for good before)
+            assert step.wait(timeout=10) == -9
+        finally:
+            step.kill()
+            step.wait()
+        assert target.read_text() == "keep\n"

@@ -99,3 +99,53 @@ def test_requeue_policy_requeues_and_cancels_a_no_requeue_job(tmp_path: Path) ->
         assert ctl.store.task(again)["state"] == "PENDING"  # not while the owner is there
     finally:
         ctl.close()
+
+
+def test_a_suspension_lost_on_the_way_is_sent_again_at_the_agents_hello(tmp_path: Path) -> None:
+    """SIGSTOP/SIGCONT and the time limit a suspend or resume sends once after
+    its commit are lost with a dropped link (or a controller killed in
+    between); the scheduler holds the state it decided and never sends them
+    again. The agent's next hello brings them back, as the store has them."""
+    import signal
+
+    from fleetslurm.node.agent import protocol
+    from fleetslurm.transport.fake import FakeTransport
+
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          when_owner_active="suspend")
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
+        "ws": MachineConfig(hostname="192.0.2.9", cpus=2, memory_gb=1, policy=policy)})
+    fake = FakeTransport("ws", auto_end=False, facts={"owner_idle_s": 3600.0})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"ws": fake})
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
+             and ctl.sched.node_busy("ws") is None, clock, 0.1)
+        job = submit(ctl, clock[0], {"time_limit": 10}, script="#!/bin/sh\n", cwd="/")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
+        key = ctl.store.task(job)["run_key"]
+
+        def sent() -> list:
+            return [(r["op"], r.get("signal"), r.get("time_limit_s", "-"))
+                    for r in fake.requests if r.get("key") == key and r["op"] in
+                    ("signal", "set_limit")]
+
+        fake.facts["owner_idle_s"] = 0.0  # the owner is back: suspended
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "SUSPENDED", clock, 0.1)
+        pump(ctl, lambda: len(sent()) >= 2, clock, 0.1)
+        fake.requests.clear()  # as if they never reached the machine
+        fake.push(protocol.ev_hello(None, 1, fake.facts, [protocol.job_info(key, 4242, None)]))
+        pump(ctl, lambda: len(sent()) >= 2, clock, 0.1)
+        stops = [s for s in sent() if s[0] == "signal"]
+        assert stops and all(s[1] == int(signal.SIGSTOP) for s in stops), sent()
+        assert any(s[0] == "set_limit" for s in sent()), sent()
+        fake.facts["owner_idle_s"] = 3600.0  # away again: resumed
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
+        fake.requests.clear()
+        fake.push(protocol.ev_hello(None, 1, fake.facts, [protocol.job_info(key, 4242, None)]))
+        pump(ctl, lambda: len(sent()) >= 2, clock, 0.1)
+        conts = [s for s in sent() if s[0] == "signal"]
+        assert conts and all(s[1] == int(signal.SIGCONT) for s in conts), sent()
+    finally:
+        ctl.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..node.agent import protocol
-from . import gpustats, health
+from . import gpustats, health, suspend
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp, UserNodeExcluded, UserNodesCleared
 from ..store_samples import KEPT_POINTS
@@ -255,6 +255,8 @@ def _hello(ctx: "Context", name: str, msg: dict, now: float) -> None:
             safe_launch(ctx, task, now)
         elif info.get("status") == "ended" and info.get("result"):
             _result(ctx, name, info["result"], now)
+        elif info.get("status") != "ended":
+            suspend.reassert(ctx, name, task)
     for key, info in reported.items():
         if info.get("status") == "ended" and info.get("result"):
             _result(ctx, name, info["result"], now)

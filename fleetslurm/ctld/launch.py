@@ -196,8 +196,11 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # does); an agent that is not root runs it as its own account
         "user": job["user"] if job["uid"] != os.getuid() else None,
         # SLURM's commands inside the job through the machine's agent
-        # (node/agent/injob.py, ctld/injob.py)
-        "injob": not transport.local_process,
+        # (node/agent/injob.py, ctld/injob.py): only where the job runs as
+        # its own user (an agent that is not root runs every user's job as
+        # its account, whose jobs could then reach each other's sockets and
+        # act as their owners)
+        "injob": not transport.local_process and _runs_as_owner(ctx, node, job),
         # the supervisor's samples of the job's use: every heartbeat at most
         # (5 s by default), never below 0.5 s
         "sample_s": max(0.5, min(5.0, ctx.config.heartbeat_interval)),
@@ -211,3 +214,12 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         return
     ctx.send(node, protocol.launch(task["run_key"], agent_spec))
 
+
+def _runs_as_owner(ctx: "Context", node: str, job: dict) -> bool:
+    """Whether ``job`` runs as its own user on ``node``: it is the
+    controller's user's (the agent's account in personal mode), or the
+    machine's agent is root (it then drops to the job's user)."""
+    if job["uid"] == os.getuid():
+        return True
+    link = ctx.links.get(node)
+    return bool(link is not None and link.facts.get("uid") == 0)

@@ -51,6 +51,12 @@ class Mailer:
         """Queue one mail; never blocks, never raises."""
         if not self.prog:
             return
+        from ..slurm.mail import mail_user_error
+
+        why = mail_user_error(user)
+        if why is not None:  # (refused at submit and update: a record from before)
+            self.log(f"mail to {user!r} not sent: {why}")
+            return
         if os.path.basename(self.prog) == "sendmail":
             # sendmail takes no -s: the subject goes in as a header
             argv = [self.prog, "-oi", "--", user]

@@ -23,7 +23,7 @@ from .lifecycle import cancel_task, move, requeue_task
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["carry_out", "node_limit_s"]
+__all__ = ["carry_out", "node_limit_s", "reassert"]
 
 
 def node_limit_s(task: dict) -> Optional[int]:
@@ -60,6 +60,8 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
         ctx.send(action.node, protocol.signal(key, int(signal.SIGCONT), "full"))
         ctx.send(action.node, protocol.set_limit(key, node_limit_s(dict(task, suspended_s=total))))
     elif task["state"] in ("RUNNING", "SUSPENDED"):
+        if task["cancelled_by"] is not None:
+            return  # being cancelled: let it die (a requeue would run it again)
         job = ctx.store.job(task["job_id"])
         if job is not None and not job["spec"].get("requeue", True):
             # --no-requeue: it may not run again; as SLURM's preemption by
@@ -73,3 +75,19 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
         why = f"{action.reason} on {action.node}: requeued by its workstation policy"
         ctx.log(f"job {task['task_id']}: {why}")
         requeue_task(ctx, task, now, why)
+
+
+def reassert(ctx: "Context", node: str, task: dict) -> None:
+    """At its agent's hello, the machine's side of a running task's
+    suspension as the store has it: the signal and limit a suspend or resume
+    sends once after its commit are lost with a dropped link or a controller
+    killed in between, and the scheduler would never send them again (it
+    holds the state it decided). All of it is idempotent."""
+    key = task["run_key"]
+    if task["state"] == "SUSPENDED":
+        ctx.send(node, protocol.set_limit(key, None))
+        ctx.send(node, protocol.signal(key, int(signal.SIGSTOP), "full"))
+    elif task["state"] == "RUNNING" and task.get("suspend_time") is not None:
+        # resumed at least once: SIGCONT is a no-op for a job that runs
+        ctx.send(node, protocol.signal(key, int(signal.SIGCONT), "full"))
+        ctx.send(node, protocol.set_limit(key, node_limit_s(task)))

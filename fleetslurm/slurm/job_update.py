@@ -124,6 +124,13 @@ def parse_job_update(fields: dict[str, str], now: float,
             if words is None:
                 raise UsageError(f"Invalid MailType value: {value}", prog="scontrol")
             changes[dest] = format_mail_type(words) if words else ""
+        elif dest == "mail_user":
+            from .mail import mail_user_error
+
+            why = mail_user_error(value)
+            if why is not None:
+                raise UsageError(f"Invalid MailUser value: {value!r}: {why}", prog="scontrol")
+            changes[dest] = value
         else:
             changes[dest] = value
     if not changes:

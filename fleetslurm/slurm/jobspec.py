@@ -279,6 +279,12 @@ def build_spec(opts: Mapping[str, Any], *, script: str, script_args: list[str],
     spec["parsable"] = bool(opts.get("parsable"))
     for key in ("qos", "wckey", "reservation", "mail_user", "clusters", "ntasks_per_gpu"):
         spec[key] = str(opts.get(key) or "")
+    from .mail import mail_user_error
+
+    why = mail_user_error(spec["mail_user"])
+    if why is not None:
+        raise UsageError(f"Invalid --mail-user {spec['mail_user']!r}: {why} (give a user "
+                         "name or an e-mail address)", prog="sbatch")
     mt = opts.get("mail_type")
     from .mail import format_mail_type, parse_mail_type
 

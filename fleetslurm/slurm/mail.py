@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-__all__ = ["PRINT_ORDER", "parse_mail_type", "format_mail_type", "subject", "duration",
+__all__ = ["PRINT_ORDER", "mail_user_error", "parse_mail_type", "format_mail_type", "subject", "duration",
            "array_summary_subject", "FAIL_STATES", "mail_env"]
 
 #: the words in print_mail_type's order (scontrol's MailType=)
@@ -31,6 +31,19 @@ _EVENT = {"INVALID_DEPEND": "Invalid dependency", "BEGIN": "Began", "END": "Ende
 #: COMPLETED and CANCELLED only (job_mgr.c's job_completion_logger)
 FAIL_STATES = frozenset({"FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
                          "OUT_OF_MEMORY"})
+
+
+def mail_user_error(value: str) -> Optional[str]:
+    """Why ``value`` cannot be a --mail-user, or None. It reaches the mail
+    program's argv (SLURM's ``MailProg -s SUBJECT USER``) and, for sendmail,
+    a header: a leading ``-`` would be read as an option (mailx's ``-X``
+    runs a command), whitespace or a control character would split it or
+    add headers. SLURM passes anything; fleetslurm refuses these."""
+    if value.startswith("-"):
+        return "it starts with '-'"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        return "it contains whitespace or a control character"
+    return None
 
 
 def parse_mail_type(text: str) -> Optional[frozenset[str]]:

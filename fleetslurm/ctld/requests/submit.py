@@ -96,7 +96,7 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         # --mail-type: the words in the request, so a task's moves know at
         # once (lifecycle.move -> mail.on_move); MailUser defaults to the owner
         req["mail"] = spec["mail_type"]
-        spec["mail_user"] = spec["mail_user"] or user_name(uid)
+        spec["mail_user"] = spec["mail_user"] or user
         if cfg.mail_program() is None:
             warning = ("no mail program: this job's mail (--mail-type) is not sent; set "
                        "mail_prog in the config (SLURM's MailProg)")
