@@ -149,3 +149,44 @@ def test_a_suspension_lost_on_the_way_is_sent_again_at_the_agents_hello(tmp_path
         assert conts and all(s[1] == int(signal.SIGCONT) for s in conts), sent()
     finally:
         ctl.close()
+
+
+def test_an_eviction_does_not_bring_back_a_job_being_cancelled(tmp_path: Path) -> None:
+    """scancel leaves a running job RUNNING (cancelled_by set) until its
+    machine reports the end; the owner coming back meanwhile under a
+    requeue policy must not requeue it (it would run again)."""
+    from fleetslurm.transport.fake import FakeTransport
+
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          when_owner_active="requeue")
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
+        "ws": MachineConfig(hostname="192.0.2.9", cpus=2, memory_gb=1, policy=policy)})
+    fake = FakeTransport("ws", auto_end=False, facts={"owner_idle_s": 3600.0})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"ws": fake})
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
+             and ctl.sched.node_busy("ws") is None, clock, 0.1)
+        job = submit(ctl, clock[0], {}, script="#!/bin/sh\n", cwd="/")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
+        fake.traps_term = True
+        from fleetslurm.ctld.inbox import Pending, Request
+
+        cancel = Pending("cancel", {"ids": [str(job)]}, os.getuid())
+        ctl.inbox.put(Request(cancel))
+        ctl.step(clock[0])
+        assert cancel.error is None, cancel.error
+        pump(ctl, lambda: ctl.store.task(job)["cancelled_by"] is not None, clock, 0.1)
+        fake.facts["owner_idle_s"] = 0.0  # the owner is back (the job traps TERM)
+        for _ in range(20):
+            clock[0] += 0.2
+            ctl.step(clock[0])
+            time.sleep(0.01)
+        task = ctl.store.task(job)
+        assert task["state"] == "RUNNING" and task["cancelled_by"] is not None, task
+        assert task["restart_count"] == 0
+        fake.end(task["run_key"], "CANCELLED")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "CANCELLED", clock, 0.1)
+    finally:
+        ctl.close()

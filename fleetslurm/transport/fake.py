@@ -88,6 +88,8 @@ class FakeTransport(Transport):
                       "disk_free_mb": 100_000, "workdir_writable": True, "uid": 1000,
                       "foreign_load": None, "owner_idle_s": None,
                       **(facts or {})}
+        #: jobs trap SIGTERM: a cancel ends nothing until ``end`` (KillWait's window)
+        self.traps_term = False
         self.files: dict[str, bytes] = {}
         #: path -> why reading it fails (a file that is there but unreadable)
         self.unreadable: dict[str, str] = {}
@@ -125,7 +127,7 @@ class FakeTransport(Transport):
             if key not in self.jobs or self.jobs[key] is not None:
                 return [P.ev_ack(ev, rid, key, f"no running job {key} on this node")]
             out = [P.ev_ack(ev, rid, key, None)]
-            if op == "cancel":
+            if op == "cancel" and not self.traps_term:
                 out.append(self._ended(key, "CANCELLED", 0, req.get("signal", 15)))
             return out
         if op == "forget":
