@@ -303,6 +303,11 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
             link.samples_asked = now  # type: ignore[attr-defined]
             ctx.send(name, protocol.samples())
     ctx.store.thin_samples(key, KEPT_POINTS)
+    for srun in ctx.store.steps_of(step["task_id"]):
+        # the run's srun steps too: one whose last points came before srun's
+        # step end was never thinned when it ended
+        if srun["run_key"].startswith(key + "."):
+            ctx.store.thin_samples(srun["run_key"], KEPT_POINTS)
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
             ctx, name, task, step, result, now):

@@ -53,12 +53,15 @@ def on_rpc(ctx: "Context", node: str, msg: dict) -> None:
         return
     task = ctx.store.task(run["task_id"])
     job = ctx.store.job(task["job_id"]) if task is not None else None
-    if job is None:
+    if job is None:  # (a run row without its job: nothing may act for it)
+        ctx.send(node, protocol.rpc_reply(cid, {
+            "ok": False, "error": "AccessDenied",
+            "message": f"run {key} has no job record: refused"}))
         return
     uid = int(job["uid"])
     gid = job["spec"].get("gid")
     link = ctx.links.get(node)
-    if link is None:
+    if link is None:  # (an event from a machine the controller has no link to: no way back)
         return
     threading.Thread(target=_answer, name=f"injob-{node}", daemon=True,
                      args=(ctx, link, link.generation, cid, op, args, uid,

@@ -225,8 +225,10 @@ def time_limits(ctx: Context, now: float) -> None:
         sent = set(task["req"].get("mail_sent") or ())
         if not limit or not start:
             continue
+        # (its run time: a suspended job's limit clock stands still, ctld/suspend.py)
+        ran = now - start - float(task.get("suspended_s") or 0.0)
         due = [w for w, share in _TIME if w in words and w not in sent
-               and now - start >= limit * 60 * share]
+               and ran >= limit * 60 * share]
         if not due:
             continue
         ctx.store.update_task(task["task_id"], req={**task["req"],
