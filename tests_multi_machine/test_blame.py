@@ -118,7 +118,7 @@ def test_launch_failed_on_three_machines_holds_the_job(sshd_fleet, make_config, 
     mounted = []
     try:
         for m in machines:
-            small = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs",
+            small = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs",
                                     str(m.workdir)], capture_output=True, text=True)
             if small.returncode:
                 pytest.skip(f"cannot mount a small filesystem here: {small.stderr.strip()}")
@@ -154,7 +154,7 @@ def test_launch_failed_on_three_machines_holds_the_job(sshd_fleet, make_config, 
                     check=True)
             cli.run("scontrol", "release", str(job), check=True)
             rec = cli.wait(job, timeout=60)
-            assert (rec["state"], rec["nodes"]) == ("COMPLETED", [machines[1].name])
+            assert (rec["state"], rec["nodes"]) == ("COMPLETED", [machines[1].name]), (rec, (cli.work / f"slurm-{job}.out").read_text())
             assert (cli.work / f"slurm-{job}.out").read_text() == \
                 f"ran on {machines[1].name}\n"
         finally:
