@@ -7,7 +7,23 @@ import os
 import sys
 from typing import Callable, NoReturn, Optional
 
-__all__ = ["client", "run", "die", "warn", "iterate_seconds", "wait_gone"]
+__all__ = ["client", "run", "die", "warn", "iterate_seconds", "wait_gone", "VERSION_LINE",
+           "help_or_version"]
+
+#: what every command's --version prints (SLURM's version, then ours)
+VERSION_LINE = "slurm 22.05.8 (fleetslurm)\n"
+
+
+def help_or_version(opts: dict, usage: str, help_text: Optional[str] = None) -> bool:
+    """Print what ``--help``/``--usage`` (first) or ``--version`` ask for, as
+    SLURM's commands do; True when one did (the command then exits 0)."""
+    if opts.get("help") or opts.get("usage"):
+        sys.stdout.write(help_text if help_text is not None and opts.get("help") else usage)
+        return True
+    if opts.get("version"):
+        sys.stdout.write(VERSION_LINE)
+        return True
+    return False
 
 
 def client():

@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..errors import UsageError
+from .common import help_or_version
 
 PROG = "scancel"
 
@@ -28,11 +29,7 @@ def main(argv: list[str]) -> int:
     from ..slurm.option_support import refuse_unsupported
 
     refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
-    if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(USAGE)
-        return 0
-    if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+    if help_or_version(opts, USAGE):
         return 0
     request: dict = {"ids": ids, "verbose": bool(opts.get("verbose"))}
     if opts.get("signal"):

@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..errors import UsageError
+from .common import help_or_version
 
 PROG = "sinfo"
 
@@ -24,11 +25,7 @@ def main(argv: list[str]) -> int:
     from ..slurm.option_support import refuse_unsupported
 
     refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
-    if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(USAGE)
-        return 0
-    if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+    if help_or_version(opts, USAGE):
         return 0
     if positionals:
         raise UsageError(f"Unrecognized option: {positionals[0]}", prog=PROG)

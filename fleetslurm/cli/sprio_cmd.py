@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..errors import UsageError
+from .common import help_or_version
 
 PROG = "sprio"
 
@@ -120,11 +121,7 @@ def main(argv: list[str]) -> int:
     from .common import client
 
     opts = parse_args(argv)
-    if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(HELP if opts.get("help") else USAGE)
-        return 0
-    if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+    if help_or_version(opts, USAGE, HELP):
         return 0
     with client() as c:
         data = c.call("priorities")

@@ -34,6 +34,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import UsageError
+from .common import help_or_version
 
 PROG = "srun"
 
@@ -90,11 +91,7 @@ def main(argv: list[str]) -> int:
 
     opts, command = command_options(PROG, argv, os.environ)
     refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
-    if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(USAGE)
-        return 0
-    if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+    if help_or_version(opts, USAGE):
         return 0
     if not command:
         raise UsageError("fatal: No command given to execute.", prog=PROG)

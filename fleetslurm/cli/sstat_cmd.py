@@ -20,6 +20,7 @@ import re
 import sys
 
 from ..errors import UsageError
+from .common import help_or_version
 
 PROG = "sstat"
 
@@ -93,11 +94,7 @@ def main(argv: list[str]) -> int:
     from .common import client
 
     opts = parse_args(argv)
-    if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(HELP if opts.get("help") else USAGE)
-        return 0
-    if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+    if help_or_version(opts, USAGE, HELP):
         return 0
     if opts.get("helpformat"):
         names = sstat_fmt.FIELD_NAMES  # in its table's order, four a line
