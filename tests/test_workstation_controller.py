@@ -109,19 +109,9 @@ def test_a_suspension_lost_on_the_way_is_sent_again_at_the_agents_hello(tmp_path
     import signal
 
     from fleetslurm.node.agent import protocol
-    from fleetslurm.transport.fake import FakeTransport
 
-    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
-                          when_owner_active="suspend")
-    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
-        "ws": MachineConfig(hostname="192.0.2.9", cpus=2, memory_gb=1, policy=policy)})
-    fake = FakeTransport("ws", auto_end=False, facts={"owner_idle_s": 3600.0})
-    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"ws": fake})
-    clock = [time.time()]
+    ctl, fake, clock = _fake_workstation(tmp_path, "suspend")
     try:
-        ctl.start(clock[0])
-        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
-             and ctl.sched.node_busy("ws") is None, clock, 0.1)
         job = submit(ctl, clock[0], {"time_limit": 10}, script="#!/bin/sh\n", cwd="/")
         pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
         key = ctl.store.task(job)["run_key"]
@@ -155,19 +145,8 @@ def test_an_eviction_does_not_bring_back_a_job_being_cancelled(tmp_path: Path) -
     """scancel leaves a running job RUNNING (cancelled_by set) until its
     machine reports the end; the owner coming back meanwhile under a
     requeue policy must not requeue it (it would run again)."""
-    from fleetslurm.transport.fake import FakeTransport
-
-    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
-                          when_owner_active="requeue")
-    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
-        "ws": MachineConfig(hostname="192.0.2.9", cpus=2, memory_gb=1, policy=policy)})
-    fake = FakeTransport("ws", auto_end=False, facts={"owner_idle_s": 3600.0})
-    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"ws": fake})
-    clock = [time.time()]
+    ctl, fake, clock = _fake_workstation(tmp_path, "requeue")
     try:
-        ctl.start(clock[0])
-        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
-             and ctl.sched.node_busy("ws") is None, clock, 0.1)
         job = submit(ctl, clock[0], {}, script="#!/bin/sh\n", cwd="/")
         pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
         fake.traps_term = True
@@ -190,3 +169,27 @@ def test_an_eviction_does_not_bring_back_a_job_being_cancelled(tmp_path: Path) -
         pump(ctl, lambda: ctl.store.task(job)["state"] == "CANCELLED", clock, 0.1)
     finally:
         ctl.close()
+
+
+def _fake_workstation(tmp_path: Path, when_owner_active: str):  # type: ignore[no-untyped-def]
+    """A controller (started, stepped by hand) over one fake workstation
+    whose owner is away, with the policy ``when_owner_active``: the
+    controller, the FakeTransport (set its facts' ``owner_idle_s`` to bring
+    the owner back) and the clock."""
+    from fleetslurm.transport.fake import FakeTransport
+
+    policy = PolicyConfig(max_foreign_load=None, min_free_mem_gb=None, owner_idle_minutes=10,
+                          when_owner_active=when_owner_active)
+    cfg = FleetConfig(cluster_name="unit", heartbeat_interval=0.2, machines={
+        "ws": MachineConfig(hostname="192.0.2.9", cpus=2, memory_gb=1, policy=policy)})
+    fake = FakeTransport("ws", auto_end=False, facts={"owner_idle_s": 3600.0})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"ws": fake})
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: ctl.sched.node_state("ws") == "idle"
+             and ctl.sched.node_busy("ws") is None, clock, 0.1)
+    except BaseException:
+        ctl.close()
+        raise
+    return ctl, fake, clock
