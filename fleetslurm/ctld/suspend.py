@@ -46,8 +46,7 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
             return  # (a job being cancelled is let die, not frozen mid-way)
         move(ctx, task, "SUSPENDED", suspend_time=now)
         ctx.store.log(task["task_id"], now, "suspend", f"on {action.node}: {action.reason}")
-        ctx.send(action.node, protocol.set_limit(key, None))
-        ctx.send(action.node, protocol.signal(key, int(signal.SIGSTOP), "full"))
+        _stop(ctx, action.node, key)
     elif isinstance(action, ResumeJob):
         if task["state"] != "SUSPENDED":
             return
@@ -57,8 +56,7 @@ def carry_out(ctx: "Context", action: Union[SuspendJob, ResumeJob, EvictJob], no
         move(ctx, task, "RUNNING", suspend_time=now, suspended_s=total)
         ctx.store.log(task["task_id"], now, "resume",
                       f"on {action.node} after {held:.0f} s suspended")
-        ctx.send(action.node, protocol.signal(key, int(signal.SIGCONT), "full"))
-        ctx.send(action.node, protocol.set_limit(key, node_limit_s(dict(task, suspended_s=total))))
+        _go_on(ctx, action.node, dict(task, suspended_s=total))
     elif task["state"] in ("RUNNING", "SUSPENDED"):
         if task["cancelled_by"] is not None:
             return  # being cancelled: let it die (a requeue would run it again)
@@ -83,11 +81,20 @@ def reassert(ctx: "Context", node: str, task: dict) -> None:
     sends once after its commit are lost with a dropped link or a controller
     killed in between, and the scheduler would never send them again (it
     holds the state it decided). All of it is idempotent."""
-    key = task["run_key"]
     if task["state"] == "SUSPENDED":
-        ctx.send(node, protocol.set_limit(key, None))
-        ctx.send(node, protocol.signal(key, int(signal.SIGSTOP), "full"))
+        _stop(ctx, node, task["run_key"])
     elif task["state"] == "RUNNING" and task.get("suspend_time") is not None:
-        # resumed at least once: SIGCONT is a no-op for a job that runs
-        ctx.send(node, protocol.signal(key, int(signal.SIGCONT), "full"))
-        ctx.send(node, protocol.set_limit(key, node_limit_s(task)))
+        _go_on(ctx, node, task)  # resumed at least once (SIGCONT: a no-op if it runs)
+
+
+def _stop(ctx: "Context", node: str, key: str) -> None:
+    """A suspension on the machine: its limit lifted, every process SIGSTOP."""
+    ctx.send(node, protocol.set_limit(key, None))
+    ctx.send(node, protocol.signal(key, int(signal.SIGSTOP), "full"))
+
+
+def _go_on(ctx: "Context", node: str, task: dict) -> None:
+    """A resume on the machine: SIGCONT, the limit back (moved by the time
+    ``task`` has spent suspended)."""
+    ctx.send(node, protocol.signal(task["run_key"], int(signal.SIGCONT), "full"))
+    ctx.send(node, protocol.set_limit(task["run_key"], node_limit_s(task)))
