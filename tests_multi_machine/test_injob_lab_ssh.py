@@ -9,19 +9,16 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from second_user import other_user, run_as  # noqa: E402,F401  (fixture)
+from second_user import other_user  # noqa: E402,F401  (fixture)
 
-REPO = str(Path(__file__).resolve().parents[1])
-PY = sys.executable
+from .ssh_lab import SshLab  # noqa: E402
 
 
 def test_a_lab_users_job_acts_as_its_user_and_no_one_else(
@@ -30,40 +27,10 @@ def test_a_lab_users_job_acts_as_its_user_and_no_one_else(
         pytest.skip("needs setpriv")
     (m1,) = sshd_fleet(1)
     files = make_config([m1], heartbeat_interval=0.5, kill_wait=2)
-    root = Path(tempfile.mkdtemp(prefix="fsl-lab-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    work = Path(tempfile.mkdtemp(prefix="fsl-shared-", dir="/tmp"))
-    os.chmod(work, 0o1777)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": REPO,
-           "FLEETSLURM_LAB_ROOT": str(root), "LANG": "C.UTF-8"}
-    state = root / "var/lib/fleetslurm"
-
-    def fs(*args: str, user=None) -> subprocess.CompletedProcess:
-        argv = [PY, "-m", "fleetslurm", *args]
-        if user is None:
-            return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work,
-                                  timeout=90)
-        return run_as(user, argv, dict(env, HOME=user.pw_dir), str(work), timeout=90)
-
-    def sacct(job: str, field: str) -> str:
-        return fs("sacct", "-a", "-X", "-n", "-P", "-j", job, "-o", field).stdout.strip()
-
-    def wait(job: str) -> str:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            st = sacct(job, "State")
-            if st and st not in ("PENDING", "RUNNING", "COMPLETING"):
-                return st
-            time.sleep(0.3)
-        raise AssertionError(f"job {job} did not end")
-
+    lab = SshLab(files, "/usr/bin:/bin")
+    fs, wait, sacct, work = lab.fs, lab.wait, lab.sacct, lab.work
     root_job = None
     try:
-        init = fs("lab", "init", "--config", str(files.path), "--service-user", "root")
-        assert init.returncode == 0, init.stderr
-        shutil.copy(files.known_hosts, state / "known_hosts")
-        start = fs("lab", "start")
-        assert start.returncode == 0, start.stderr
         user = other_user
         roots = fs("sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 300")
         assert roots.returncode == 0, roots.stderr
@@ -115,6 +82,4 @@ i=0; while [ ! -e {work}/go-$SLURM_JOB_ID ] && [ $i -lt 600 ]; do sleep 0.1; i=$
     finally:
         if root_job is not None:
             fs("scancel", root_job)
-        fs("lab", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        lab.close()

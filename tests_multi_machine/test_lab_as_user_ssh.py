@@ -4,22 +4,18 @@ home written as that user; an ``--output`` the user may not write is not
 written, and the controller's log says why."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from second_user import other_user, run_as  # noqa: E402,F401  (fixture)
+from second_user import other_user  # noqa: E402,F401  (fixture)
 
-REPO = str(Path(__file__).resolve().parents[1])
-PY = sys.executable
+from .ssh_lab import SshLab  # noqa: E402
 
 
 def test_a_lab_job_on_an_ssh_machine_runs_and_writes_home_as_its_user(
@@ -28,36 +24,9 @@ def test_a_lab_job_on_an_ssh_machine_runs_and_writes_home_as_its_user(
         pytest.skip("needs setpriv")
     (m1,) = sshd_fleet(1)
     files = make_config([m1], heartbeat_interval=0.5, kill_wait=2)
-    root = Path(tempfile.mkdtemp(prefix="fsl-lab-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    work = Path(tempfile.mkdtemp(prefix="fsl-shared-", dir="/tmp"))
-    os.chmod(work, 0o1777)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": REPO,
-           "FLEETSLURM_LAB_ROOT": str(root), "LANG": "C.UTF-8"}
-    state = root / "var/lib/fleetslurm"
-
-    def fs(*args: str, user=None) -> subprocess.CompletedProcess:
-        argv = [PY, "-m", "fleetslurm", *args]
-        if user is None:
-            return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work,
-                                  timeout=90)
-        return run_as(user, argv, dict(env, HOME=user.pw_dir), str(work), timeout=90)
-
-    def wait(job: str) -> str:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            st = fs("sacct", "-a", "-X", "-n", "-P", "-j", job, "-o", "State").stdout.strip()
-            if st and st not in ("PENDING", "RUNNING", "COMPLETING"):
-                return st
-            time.sleep(0.3)
-        raise AssertionError(f"job {job} did not end")
-
+    lab = SshLab(files, os.environ.get("PATH", "/usr/bin:/bin"))
+    fs, wait, work, state = lab.fs, lab.wait, lab.work, lab.state
     try:
-        init = fs("lab", "init", "--config", str(files.path), "--service-user", "root")
-        assert init.returncode == 0, init.stderr
-        shutil.copy(files.known_hosts, state / "known_hosts")
-        start = fs("lab", "start")
-        assert start.returncode == 0, start.stderr
         user = other_user
         groups = subprocess.run(["id", "-G", user.pw_name], capture_output=True, text=True,
                                 check=True).stdout.split()
@@ -95,6 +64,4 @@ def test_a_lab_job_on_an_ssh_machine_runs_and_writes_home_as_its_user(
         spool = state / "output" / f"u{user.pw_uid}"
         assert spool.is_dir() and (os.stat(spool).st_mode & 0o777) == 0o700
     finally:
-        fs("lab", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        lab.close()
