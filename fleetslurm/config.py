@@ -92,10 +92,23 @@ class MachineConfig(_Strict):
     python: str = Field("python3", min_length=1)
     shared_fs: bool = False
     transport: Literal["ssh", "local"] = "ssh"
+    #: "sudo": the ssh account is not root; the agent, its files and copies run
+    #: as root through ``sudo -n`` (see transport.ssh_become for the sudoers rule)
+    become: Optional[Literal["sudo"]] = None
+    #: the machine's sftp-server, run through sudo with ``become`` (absent: the
+    #: first of the usual places that exists there)
+    sftp_server: Optional[str] = Field(None, min_length=1)
     #: the workstation policy (omitted: jobs start whatever the machine does)
     policy: Optional[PolicyConfig] = None
     #: when it may take jobs (see fleetslurm.hours; omitted: always)
     available: Optional[list[str]] = None
+
+    @field_validator("sftp_server")
+    @classmethod
+    def _absolute(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.startswith("/"):
+            raise ValueError("sftp_server")
+        return v
 
     @field_validator("available")
     @classmethod
@@ -423,6 +436,9 @@ _ALLOWED = {
     "default_time": 'a SLURM time ("60", "1:00:00", "2-0", "UNLIMITED")',
     "host_key_policy": '"reject" or "accept-new"',
     "transport": '"ssh" or "local"',
+    "become": '"sudo" (or null: the ssh account itself runs the agent)',
+    "sftp_server": 'the absolute path of the machine\'s sftp-server '
+                   '("/usr/lib/openssh/sftp-server")',
     "max_foreign_load": "a non-negative number (null: no check)",
     "min_free_mem_gb": "a non-negative number of GB (null: no check)",
     "owner_idle_minutes": "a non-negative number of minutes (null: no check)",

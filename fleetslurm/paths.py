@@ -18,12 +18,18 @@ from typing import BinaryIO, Optional
 from .errors import ConfigError, StoreError
 
 __all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
-           "check_socket", "take_next", "DEFAULT_WORKDIR", "fleet_workdir", "LabPaths",
+           "check_socket", "take_next", "DEFAULT_WORKDIR", "ROOT_WORKDIR", "fleet_workdir",
+           "LabPaths",
            "lab_paths", "public_dir"]
 
 #: a machine's default agent workdir; each fleet gets its own directory in it
 #: (``<it>/<cluster id>``), so controllers sharing an ssh user never meet
 DEFAULT_WORKDIR = "~/.fleetslurm-node"
+#: where a privileged agent's default workdir goes instead (root's, or through
+#: sudo): outside every home, as slurmd's SlurmdSpoolDir is, and made 0711 by
+#: root, so a job's user passes through to its job directory and nothing above
+#: it is opened by hand (``<it>/<cluster id>/<machine>``)
+ROOT_WORKDIR = "/var/lib/fleetslurm-node"
 
 # sun_path is 108 bytes on Linux; leave room for the terminating NUL.
 _MAX_SOCKET_PATH = 100

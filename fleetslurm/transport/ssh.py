@@ -24,8 +24,10 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
-from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
-from . import ssh_stream, ssh_tuning
+from ..errors import (AuthenticationFailed, FileMissing, NodeUnreachable, TransportError,
+                      WorkdirTaken)
+from ..paths import DEFAULT_WORKDIR, ROOT_WORKDIR
+from . import ssh_become, ssh_stream, ssh_tuning
 from .base import (AGENT_FILE_RE, AgentChannel, Transferred, Transport, agent_file_name,
                    agent_source)
 from .ssh_files import SFTPFiles, file_error, link_lost
@@ -47,7 +49,11 @@ log = logging.getLogger(__name__)
 TIMEOUT = 10.0
 #: in a workdir: which fleet uses it (see SSHTransport.owner)
 OWNER_FILE = "fleet-owner.json"
-_PY_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
+#: the python's version, its path, the login's uid, and the first sftp-server
+#: of ssh_become.SFTP_SERVERS there (for "become": "sudo")
+_PY_PROBE = ("import os, sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable); "
+             "print(os.geteuid()); print(next((p for p in {} if os.path.exists(p)), ''))"
+             .format(repr(list(ssh_become.SFTP_SERVERS))))
 # A silently dead peer (power cut, cable) sends no RST: let the kernel notice
 # within ~30 s so a blocked read ends and the controller reconnects.
 _TCP_OPTS = (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3),
@@ -159,6 +165,11 @@ class SSHTransport(Transport):
         self.agent_uploads = 0
         #: the machine's python version, known after start_agent()
         self.python_version: Optional[str] = None
+        #: that python's absolute path, the login's uid and the machine's
+        #: sftp-server (the configured one, else the first found), known with it
+        self.python_path = machine.python
+        self.login_uid: Optional[int] = None
+        self.sftp_server = machine.sftp_server or ssh_become.SFTP_SERVERS[0]
         self._lock = threading.RLock()        # connecting
         self._sftp_lock = threading.Lock()    # the one SFTP session
         self._clients: list[Any] = []          # jump hosts first, the machine last
@@ -288,11 +299,13 @@ class SSHTransport(Transport):
                 if self.python_version is None:
                     self._check_python(client)
                 files = self._sftp_session()
+                if self.machine.become:
+                    self._check_become(client)
                 with self._sftp_lock:
                     workdir = self._prepare_workdir(files)
                     agent = self._install_agent(files, workdir)
                 chan = client.get_transport().open_session(timeout=TIMEOUT)
-                chan.exec_command(shlex.join([self.machine.python, agent, "--workdir", workdir]))
+                self._exec_python(chan, [agent, "--workdir", workdir])
             except TransportError:
                 raise
             except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -312,7 +325,7 @@ class SSHTransport(Transport):
             status = chan.exit_status if chan.status_event.wait(TIMEOUT) else -1
         finally:
             chan.close()
-        version = out.decode("utf-8", "replace").strip()
+        version, *more = out.decode("utf-8", "replace").strip().splitlines() or [""]
         if status != 0 or not re.fullmatch(r"\d+\.\d+\.\d+", version):
             what = "was not found or is not executable" if status in (126, 127) else "failed"
             raise TransportError(
@@ -323,14 +336,69 @@ class SSHTransport(Transport):
             raise TransportError(f"node {self.node}: python {py!r} is {version}; the agent needs "
                                  f"3.8 or newer: set \"python\" for machine {self.node} in the "
                                  "config", self.node)
+        if len(more) >= 3 and more[1].isdigit():
+            self.python_path = more[0] or py
+            self.login_uid = int(more[1])
+            self.sftp_server = self.machine.sftp_server or more[2] or self.sftp_server
         self.python_version = version
+
+    def _exec_python(self, chan: Any, argv: list[str]) -> None:
+        """Run the machine's python with ``argv`` on the exec channel ``chan``:
+        as the ssh account, or with ``become`` as root through sudo and the
+        entry program (``ssh_become``), whose first line on stdin is sent here."""
+        if not self.machine.become:
+            chan.exec_command(shlex.join([self.machine.python, *argv]))
+            return
+        self._sftp_session()  # the entry is installed with the session
+        chan.exec_command(shlex.join(ssh_become.sudo_argv(self.python_path)))
+        chan.sendall(ssh_become.request_line(argv))
+
+    def _check_become(self, client: Any) -> None:
+        """With ``become``: sudo runs the entry as root without a password, or
+        AuthenticationFailed names the sudoers lines to add."""
+        chan = client.get_transport().open_session(timeout=TIMEOUT)
+        try:
+            chan.settimeout(TIMEOUT)
+            self._exec_python(chan, ["-c", "import os; print(os.geteuid())"])
+            chan.shutdown_write()
+            out = chan.makefile("rb").read()
+            err = chan.makefile_stderr("rb").read()
+            status = chan.exit_status if chan.status_event.wait(TIMEOUT) else -1
+        finally:
+            chan.close()
+        if status != 0 or out.strip() != b"0":
+            raise ssh_become.refused(
+                self.node, self._login_name(), self.python_path, self.sftp_server,
+                f"{self.python_path} {ssh_become.ENTRY}",
+                err.decode("utf-8", "replace") or f"exit {status}, uid {out.strip()!r}")
+
+    def _login_name(self) -> str:
+        return self._hops()[-1].user
+
+    @property
+    def privileged(self) -> bool:
+        """Does the agent run as root (a root login, or ``become``)? Known once
+        connected."""
+        return bool(self.machine.become) or self.login_uid == 0
 
     def _sftp_session(self) -> SFTPFiles:
         """The connection's one SFTP session (reconnecting first when it died).
         Lock order is always ``_lock`` then ``_sftp_lock``."""
         with self._lock:
             client = self._connection()
-            if self._files is None:
+            if self._files is None and self.machine.become:
+                if self.python_version is None:
+                    self._check_python(client)  # finds the python and sftp-server paths
+                sftp = ssh_become.open_sftp(self.node, client, self._login_name(),
+                                            self.python_path, self.sftp_server, TIMEOUT)
+                files = SFTPFiles(sftp, self.node, self._file_error)
+                try:
+                    self._install_entry(files)
+                except BaseException:
+                    files.close()
+                    raise
+                self._files = files
+            elif self._files is None:
                 try:
                     self._files = SFTPFiles(client.open_sftp(), self.node, self._file_error)
                 except Exception as exc:
@@ -339,9 +407,59 @@ class SSHTransport(Transport):
                                          self.node) from exc
             return self._files
 
+    def _install_entry(self, files: SFTPFiles) -> None:
+        """With ``become``: the sudo entry program, root's, rewritten when it
+        differs (another fleetslurm version wrote it)."""
+        src = ssh_become.entry_source()
+        try:
+            if files.read(ssh_become.ENTRY) == src:
+                return
+        except FileMissing:
+            pass
+        self._root_dirs(files, ROOT_WORKDIR)
+        files.write(ssh_become.ENTRY, src, 0o644)
+
+    def _root_dirs(self, files: SFTPFiles, path: str) -> None:
+        """``path`` and the directories from ROOT_WORKDIR down to it, each made
+        0711 where missing (users pass through to their job directories, no
+        one lists them); existing ones are left as they are."""
+        import paramiko
+
+        parts = path[len(ROOT_WORKDIR):].strip("/").split("/")
+        d = ROOT_WORKDIR
+        for part in [""] + [p for p in parts if p]:
+            d = f"{d}/{part}" if part else d
+            try:
+                files.sftp.stat(d)
+                continue
+            except FileNotFoundError:
+                pass
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise self._file_error(exc, d, "create") from exc
+            try:
+                files.sftp.mkdir(d, 0o711)
+                files.sftp.chmod(d, 0o711)  # (the umask took some bits)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                try:
+                    files.sftp.stat(d)  # created meanwhile by another fleet
+                except (OSError, EOFError, paramiko.SSHException):
+                    raise self._file_error(exc, d, "create") from exc
+
     def _prepare_workdir(self, files: SFTPFiles) -> str:
-        """The absolute workdir (``~`` is the remote home), created 0700."""
+        """The absolute workdir (``~`` is the remote home), created 0700; a
+        privileged agent's default one under ROOT_WORKDIR (see there), unless
+        its old place in the home exists (it has runs)."""
         wd = files.absolute(self.machine.workdir)
+        default = self.fleet.machines.get(self.node)
+        if (self.privileged and default is not None
+                and "workdir" not in default.model_fields_set
+                and (self.machine.workdir + "/").startswith(DEFAULT_WORKDIR + "/")):
+            if self._exists(files, wd):
+                log.info("node %s: the agent keeps its workdir %s (it was there before %s "
+                         "became a privileged agent's default)", self.node, wd, ROOT_WORKDIR)
+            else:
+                wd = ROOT_WORKDIR + self.machine.workdir[len(DEFAULT_WORKDIR):]
+                self._root_dirs(files, wd)
         files.makedirs(wd)
         if self.owner is not None:
             self._claim_workdir(files, wd, self.owner)
@@ -419,11 +537,23 @@ class SSHTransport(Transport):
                     pass
         return path
 
+    def _exists(self, files: SFTPFiles, path: str) -> bool:
+        import paramiko
+
+        try:
+            files.sftp.stat(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._file_error(exc, path, "read") from exc
+
     # -- files -------------------------------------------------------------------
     def _file_error(self, exc: BaseException, path: str, doing: str) -> TransportError:
         if not self._alive() or link_lost(exc):
             return self._lost(exc, f"trying to {doing} {path}")
-        return file_error(self.node, self.machine.ssh_user, exc, path, doing)
+        user = "root" if self.machine.become else self.machine.ssh_user
+        return file_error(self.node, user, exc, path, doing)
 
     def put_bytes(self, data: bytes, path: str, mode: int = 0o600) -> None:
         files = self._sftp_session()
@@ -463,6 +593,7 @@ class SSHTransport(Transport):
         files, self._files = self._files, None
         clients, self._clients = self._clients, []
         self.python_version = None
+        self.login_uid = None
         for obj in [files, *reversed(clients)]:
             try:
                 if obj is not None:

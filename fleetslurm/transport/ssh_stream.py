@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
-import shlex
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
@@ -58,6 +57,8 @@ class SSHTransport(Protocol):
 
     def _connection(self) -> Any: ...
 
+    def _exec_python(self, chan: Any, argv: list[str]) -> None: ...
+
     def _alive(self) -> bool: ...
 
     def _sftp_session(self) -> "SFTPFiles": ...
@@ -77,7 +78,7 @@ def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int) -> Any:
         chan = client.get_transport().open_session(window_size=WINDOW, max_packet_size=PACKET,
                                                    timeout=10.0)
         chan.settimeout(STALL_S + offset / PREFIX_RATE)
-        chan.exec_command(shlex.join([t.machine.python, "-c", *argv]))
+        t._exec_python(chan, ["-c", *argv])
     except Exception as exc:  # paramiko raises OSError, EOFError or SSHException
         raise t._lost(exc, doing) from exc
     return chan
