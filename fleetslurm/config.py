@@ -103,6 +103,12 @@ class MachineConfig(_Strict):
     #: when it may take jobs (see fleetslurm.hours; omitted: always)
     available: Optional[list[str]] = None
 
+    @model_validator(mode="after")
+    def _become_over_ssh(self) -> "MachineConfig":
+        if self.become and self.transport == "local":
+            raise ValueError("become on a local machine")
+        return self
+
     @field_validator("sftp_server")
     @classmethod
     def _absolute(cls, v: Optional[str]) -> Optional[str]:
@@ -504,6 +510,10 @@ def _describe(err: dict[str, Any], cfg_data: Any) -> str:
             return f"{path}: {ctx}"
         if ctx == "no machines":
             return "machines: at least one machine is required"
+        if ctx == "become on a local machine":
+            return (f"{path}.become: applies to a machine reached over SSH; a local "
+                    "machine's agent runs as the controller does (run the lab as root for "
+                    "jobs run as their users): remove \"become\" or \"transport\": \"local\"")
         if ctx == "several default partitions":
             return "partitions: only one partition may have \"default\": true"
         if ctx.startswith("machine "):

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -152,6 +153,48 @@ def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
     assert f"error: {msg}" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def test_a_rule_for_the_sftp_server_alone_is_refused_naming_the_python_entry(
+        sudo_machine, service_account, make_config, root_spool, ssh_home, sudoers) -> None:
+    m, account = sudo_machine, service_account
+    sudoers(f'{account.pw_name} ALL=(root) NOPASSWD: {ssh_become.SFTP_SERVERS[0]} ""\n')
+    files = make_config([m], overrides={m.name: _entry(m, account)})
+    config = files.config
+    t = SSHTransport(m.name, config.machines[m.name], config, files.paths)
+    try:
+        with pytest.raises(AuthenticationFailed) as caught:
+            t.start_agent()
+    finally:
+        t.close()
+    msg = str(caught.value)
+    assert msg.startswith(f"node {m.name}: \"become\": \"sudo\" but sudo would not run "
+                          f"{SYSTEM_PYTHON} {ssh_become.ENTRY} as root for {account.pw_name} "
+                          "without a password (sudo: a password is required); add to "
+                          "/etc/sudoers.d/fleetslurm there"), msg
+    # the entry was written (as root, through the sftp-server the rule allows)
+    st = os.stat(ssh_become.ENTRY)
+    assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o644)
+    assert Path(ssh_become.ENTRY).read_bytes() == ssh_become.entry_source()
+
+
+def test_the_lab_controller_marks_a_machine_without_the_rule_down_with_the_message(
+        sudo_machine, service_account, make_config, root_spool) -> None:
+    m, account = sudo_machine, service_account
+    files = make_config([m], heartbeat_interval=0.5, overrides={m.name: _entry(m, account)})
+    lab = SshLab(files, os.environ.get("PATH", "/usr/bin:/bin"))
+    try:
+        deadline = time.monotonic() + 60
+        shown = ""
+        while time.monotonic() < deadline and "sudoers" not in shown:
+            shown = lab.fs("scontrol", "show", "node", m.name).stdout
+            time.sleep(0.3)
+        assert "State=DOWN" in shown, shown
+        assert (f"Reason=node {m.name}: \"become\": \"sudo\" but sudo would not run "
+                f"{ssh_become.SFTP_SERVERS[0]} as root for {account.pw_name}") in shown, shown
+        assert "Traceback" not in (lab.state / "controller.log").read_text()
+    finally:
+        lab.close()
+
+
 def test_a_job_through_sudo_runs_as_its_user_and_comes_home_as_its_user(
         sudo_machine, service_account, other_user, make_config, root_spool,
         sudoers) -> None:
@@ -193,3 +236,55 @@ def test_a_job_through_sudo_runs_as_its_user_and_comes_home_as_its_user(
         assert (entry_st.st_uid, entry_st.st_mode & 0o7777) == (0, 0o644)
     finally:
         lab.close()
+
+
+def _root_transport(m: Machine, make_config, cluster_id: str) -> SSHTransport:
+    """A root login to ``m`` with the default workdir, as the controller makes it."""
+    from fleetslurm.paths import fleet_workdir
+
+    files = make_config([m])
+    del files.data["machines"][m.name]["workdir"]
+    files.path.write_text(json.dumps(files.data, indent=2))
+    config = files.config
+    machine = config.machines[m.name]
+    machine = machine.model_copy(update={"workdir": fleet_workdir(
+        machine.workdir, cluster_id, True, m.name)})
+    return SSHTransport(m.name, machine, config, files.paths)
+
+
+def test_a_root_agents_default_workdir_is_the_root_spool_not_roots_home(
+        sshd_fleet, make_config, root_spool, ssh_home) -> None:
+    (m1,) = sshd_fleet(1)
+    cid = uuid.uuid4().hex[:8]
+    t = _root_transport(m1, make_config, cid)
+    try:
+        t.start_agent().close()
+    finally:
+        t.close()
+    assert t.workdir == f"{ROOT_WORKDIR}/{cid}/{m1.name}"
+    for d in (root_spool, root_spool / cid, root_spool / cid / m1.name):
+        st = os.stat(d)
+        assert (st.st_uid, st.st_mode & 0o7777) == (0, 0o711), (d, oct(st.st_mode))
+    assert not (Path("/root/.fleetslurm-node") / cid).exists()
+
+
+def test_a_root_agent_with_runs_in_the_old_default_keeps_it(
+        sshd_fleet, make_config, root_spool, ssh_home) -> None:
+    (m1,) = sshd_fleet(1)
+    cid = uuid.uuid4().hex[:8]
+    old = Path("/root/.fleetslurm-node") / cid / m1.name
+    old.mkdir(parents=True)
+    try:
+        t = _root_transport(m1, make_config, cid)
+        try:
+            t.start_agent().close()
+        finally:
+            t.close()
+        assert t.workdir == str(old)
+        assert not (root_spool / cid).exists()
+    finally:
+        shutil.rmtree(old.parent)
+        try:
+            old.parent.parent.rmdir()  # when no other fleet uses it
+        except OSError:
+            pass
