@@ -24,8 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
-from ..errors import (AuthenticationFailed, FileMissing, NodeUnreachable, TransportError,
-                      WorkdirTaken)
+from ..errors import AuthenticationFailed, NodeUnreachable, TransportError, WorkdirTaken
 from ..paths import DEFAULT_WORKDIR, ROOT_WORKDIR
 from . import ssh_become, ssh_stream, ssh_tuning
 from .base import (AGENT_FILE_RE, AgentChannel, Transferred, Transport, agent_file_name,
@@ -300,7 +299,8 @@ class SSHTransport(Transport):
                     self._check_python(client)
                 files = self._sftp_session()
                 if self.machine.become:
-                    self._check_become(client)
+                    ssh_become.check(self.node, client, self._exec_python, self._login_name(),
+                                     self.python_path, self.sftp_server, TIMEOUT)
                 with self._sftp_lock:
                     workdir = self._prepare_workdir(files)
                     agent = self._install_agent(files, workdir)
@@ -353,25 +353,6 @@ class SSHTransport(Transport):
         chan.exec_command(shlex.join(ssh_become.sudo_argv(self.python_path)))
         chan.sendall(ssh_become.request_line(argv))
 
-    def _check_become(self, client: Any) -> None:
-        """With ``become``: sudo runs the entry as root without a password, or
-        AuthenticationFailed names the sudoers lines to add."""
-        chan = client.get_transport().open_session(timeout=TIMEOUT)
-        try:
-            chan.settimeout(TIMEOUT)
-            self._exec_python(chan, ["-c", "import os; print(os.geteuid())"])
-            chan.shutdown_write()
-            out = chan.makefile("rb").read()
-            err = chan.makefile_stderr("rb").read()
-            status = chan.exit_status if chan.status_event.wait(TIMEOUT) else -1
-        finally:
-            chan.close()
-        if status != 0 or out.strip() != b"0":
-            raise ssh_become.refused(
-                self.node, self._login_name(), self.python_path, self.sftp_server,
-                f"{self.python_path} {ssh_become.ENTRY}",
-                err.decode("utf-8", "replace") or f"exit {status}, uid {out.strip()!r}")
-
     def _login_name(self) -> str:
         return self._hops()[-1].user
 
@@ -393,7 +374,7 @@ class SSHTransport(Transport):
                                             self.python_path, self.sftp_server, TIMEOUT)
                 files = SFTPFiles(sftp, self.node, self._file_error)
                 try:
-                    self._install_entry(files)
+                    ssh_become.install_entry(files, self._file_error)
                 except BaseException:
                     files.close()
                     raise
@@ -406,44 +387,6 @@ class SSHTransport(Transport):
                                          "the sftp subsystem in the machine's sshd_config",
                                          self.node) from exc
             return self._files
-
-    def _install_entry(self, files: SFTPFiles) -> None:
-        """With ``become``: the sudo entry program, root's, rewritten when it
-        differs (another fleetslurm version wrote it)."""
-        src = ssh_become.entry_source()
-        try:
-            if files.read(ssh_become.ENTRY) == src:
-                return
-        except FileMissing:
-            pass
-        self._root_dirs(files, ROOT_WORKDIR)
-        files.write(ssh_become.ENTRY, src, 0o644)
-
-    def _root_dirs(self, files: SFTPFiles, path: str) -> None:
-        """``path`` and the directories from ROOT_WORKDIR down to it, each made
-        0711 where missing (users pass through to their job directories, no
-        one lists them); existing ones are left as they are."""
-        import paramiko
-
-        parts = path[len(ROOT_WORKDIR):].strip("/").split("/")
-        d = ROOT_WORKDIR
-        for part in [""] + [p for p in parts if p]:
-            d = f"{d}/{part}" if part else d
-            try:
-                files.sftp.stat(d)
-                continue
-            except FileNotFoundError:
-                pass
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                raise self._file_error(exc, d, "create") from exc
-            try:
-                files.sftp.mkdir(d, 0o711)
-                files.sftp.chmod(d, 0o711)  # (the umask took some bits)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                try:
-                    files.sftp.stat(d)  # created meanwhile by another fleet
-                except (OSError, EOFError, paramiko.SSHException):
-                    raise self._file_error(exc, d, "create") from exc
 
     def _prepare_workdir(self, files: SFTPFiles) -> str:
         """The absolute workdir (``~`` is the remote home), created 0700; a
@@ -459,7 +402,7 @@ class SSHTransport(Transport):
                          "became a privileged agent's default)", self.node, wd, ROOT_WORKDIR)
             else:
                 wd = ROOT_WORKDIR + self.machine.workdir[len(DEFAULT_WORKDIR):]
-                self._root_dirs(files, wd)
+                ssh_become.root_dirs(files, wd, self._file_error)
         files.makedirs(wd)
         if self.owner is not None:
             self._claim_workdir(files, wd, self.owner)

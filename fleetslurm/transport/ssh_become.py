@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import AuthenticationFailed
+from ..errors import AuthenticationFailed, FileMissing, TransportError
 from ..paths import ROOT_WORKDIR
 
 if TYPE_CHECKING:
-    import paramiko
+    from .ssh_files import SFTPFiles
 
 __all__ = ["ENTRY", "SFTP_SERVERS", "entry_source", "sudoers_text", "sudo_argv",
-           "request_line", "open_sftp", "refused"]
+           "request_line", "open_sftp", "refused", "check", "install_entry", "root_dirs"]
+
+#: ``fail(exc, path, doing)``: the transport's error for a failed file operation
+Fail = Callable[[BaseException, str, str], TransportError]
 
 #: the root-owned entry program (in the privileged agents' spool, 0711 root)
 ENTRY = f"{ROOT_WORKDIR}/sudo-entry.py"
@@ -123,3 +126,61 @@ def open_sftp(node: str, client: Any, user: str, python: str, sftp_server: str,
                       err.decode("utf-8", "replace") or str(exc)) from exc
     chan.settimeout(None)
     return sftp
+
+
+def check(node: str, client: Any, run_python: Callable[[Any, "list[str]"], None], user: str,
+          python: str, sftp_server: str, timeout: float) -> None:
+    """sudo runs the entry as root without a password (``run_python`` starts
+    python through it on a channel), or :func:`refused`'s error."""
+    chan = client.get_transport().open_session(timeout=timeout)
+    try:
+        chan.settimeout(timeout)
+        run_python(chan, ["-c", "import os; print(os.geteuid())"])
+        chan.shutdown_write()
+        out = chan.makefile("rb").read()
+        err = chan.makefile_stderr("rb").read()
+        status = chan.exit_status if chan.status_event.wait(timeout) else -1
+    finally:
+        chan.close()
+    if status != 0 or out.strip() != b"0":
+        raise refused(node, user, python, sftp_server, f"{python} {ENTRY}",
+                      err.decode("utf-8", "replace") or f"exit {status}, uid {out.strip()!r}")
+
+
+def install_entry(files: "SFTPFiles", fail: Fail) -> None:
+    """The entry program, root's (``files`` is the root SFTP session),
+    rewritten when it differs (another fleetslurm version wrote it)."""
+    src = entry_source()
+    try:
+        if files.read(ENTRY) == src:
+            return
+    except FileMissing:
+        pass
+    root_dirs(files, ROOT_WORKDIR, fail)
+    files.write(ENTRY, src, 0o644)
+
+
+def root_dirs(files: "SFTPFiles", path: str, fail: Fail) -> None:
+    """``path`` and the directories from ROOT_WORKDIR down to it, each made
+    0711 where missing (users pass through to their job directories, no one
+    lists them); existing ones are left as they are."""
+    import paramiko
+
+    d = ROOT_WORKDIR
+    for part in [""] + [p for p in path[len(ROOT_WORKDIR):].split("/") if p]:
+        d = f"{d}/{part}" if part else d
+        try:
+            files.sftp.stat(d)
+            continue
+        except FileNotFoundError:
+            pass
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise fail(exc, d, "create") from exc
+        try:
+            files.sftp.mkdir(d, 0o711)
+            files.sftp.chmod(d, 0o711)  # (the umask took some bits)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            try:
+                files.sftp.stat(d)  # created meanwhile by another fleet
+            except (OSError, EOFError, paramiko.SSHException):
+                raise fail(exc, d, "create") from exc
