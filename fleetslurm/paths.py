@@ -19,7 +19,7 @@ from .errors import ConfigError, StoreError
 
 __all__ = ["find_config", "home_dir", "StatePaths", "state_paths", "JobPaths", "private_dir",
            "check_socket", "take_next", "DEFAULT_WORKDIR", "ROOT_WORKDIR", "fleet_workdir",
-           "LabPaths",
+           "local_workdir", "LabPaths",
            "lab_paths", "public_dir"]
 
 #: a machine's default agent workdir; each fleet gets its own directory in it
@@ -344,6 +344,28 @@ def fleet_workdir(configured: str, cluster_id: str, own: bool, machine: str) -> 
     if configured.rstrip("/") == DEFAULT_WORKDIR and own:
         return f"{DEFAULT_WORKDIR}/{cluster_id}/{machine}"
     return configured
+
+
+def local_workdir(paths: "StatePaths", cluster_id: str, machine: str) -> Path:
+    """The agent's workdir on a local machine: ``FLEETSLURM_HOME/node/<machine>``;
+    for a lab run by root (a privileged agent) the lab's node spool beside its
+    state, ``/var/lib/fleetslurm-node/<cluster id>/<machine>``, made 0711 here
+    (users pass through to their job directories; the 0700 state directory is
+    never opened for them), unless the old one exists (it may have runs)."""
+    old = paths.node_workdir(machine)
+    if not (paths.public and os.geteuid() == 0) or old.exists():
+        return old
+    spool = paths.home.parent / "fleetslurm-node"
+    path = spool / cluster_id / machine
+    for d in (spool, spool / cluster_id, path):
+        try:
+            os.mkdir(d, 0o711)
+            os.chmod(d, 0o711)  # (the umask took some bits)
+        except FileExistsError:
+            pass
+        except OSError:
+            return old  # (a read-only /var/lib): where it was before, which works
+    return path
 
 
 def workdir_owner(cluster_id: str, cluster_name: str, paths: "StatePaths",

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from ..config import FleetConfig
 from .nodelink import NodeLink
-from ..paths import StatePaths, fleet_workdir, workdir_owner
+from ..paths import StatePaths, fleet_workdir, local_workdir, workdir_owner
 from ..scheduler import JobRequest, NodeSpec, SchedulerState
 from ..store import Store
 from ..transport.base import Transport
@@ -123,7 +123,7 @@ class Context:
         if m.transport == "local":
             from ..transport.local import LocalTransport
 
-            t: Transport = LocalTransport(name, self.paths.node_workdir(name),
+            t: Transport = LocalTransport(name, local_workdir(self.paths, self.cluster_id, name),
                                           log_path=self.paths.home / f"agent-{name}.log")
         else:
             from ..transport.ssh import SSHTransport
