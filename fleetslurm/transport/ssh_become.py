@@ -94,6 +94,16 @@ def refused(node: str, user: str, python: str, sftp_server: str, what: str,
     words and the sudoers lines to add."""
     rule = sudoers_text(user, python, sftp_server).strip().replace("\n", " / ")
     said = stderr.strip().splitlines()[-1] if stderr.strip() else "no message"
+    if said.endswith(("sudo: not found", "sudo: command not found")):
+        return AuthenticationFailed(
+            f"node {node}: \"become\": \"sudo\" but sudo is not installed there ({said}); "
+            f"install it (apt-get install sudo), then add to /etc/sudoers.d/fleetslurm: "
+            f"{rule}", node)
+    if said.startswith("sudo: ") and said.endswith(": command not found"):
+        return AuthenticationFailed(
+            f"node {node}: \"become\": \"sudo\" but {what.split()[0]} is not there "
+            f"({said}); set \"sftp_server\" or \"python\" for machine {node} in the config "
+            "to its absolute path there", node)
     return AuthenticationFailed(
         f"node {node}: \"become\": \"sudo\" but sudo would not run {what} as root for "
         f"{user} without a password ({said}); add to /etc/sudoers.d/fleetslurm there "
