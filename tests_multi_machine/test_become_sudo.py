@@ -61,7 +61,12 @@ def service_account() -> Iterator[pwd.struct_passwd]:
     try:
         yield pwd.getpwnam(name)
     finally:
-        subprocess.run(["userdel", "-r", name], capture_output=True)
+        # userdel refuses (exit 8) while a process of the account lives: its
+        # last sshd session may take a moment to end after the machine's
+        deadline = time.monotonic() + 10
+        while subprocess.run(["userdel", "-r", name], capture_output=True).returncode == 8 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -128,7 +133,7 @@ def test_the_readme_gives_the_sudoers_lines_fleetslurm_asks_for() -> None:
 
 
 def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
-        sudo_machine, service_account, make_config, root_spool, ssh_home) -> None:
+        service_account, sudo_machine, make_config, root_spool, ssh_home) -> None:
     m, account = sudo_machine, service_account
     files = make_config([m], overrides={m.name: _entry(m, account)})
     config = files.config
@@ -153,8 +158,47 @@ def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
     assert f"error: {msg}" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def test_files_and_resumed_streamed_copies_go_through_sudo_as_root(
+        service_account, sudo_machine, make_config, root_spool, ssh_home, sudoers,
+        tmp_path) -> None:
+    """SFTP writes and reads, and the streamed copies both ways (a resumed one
+    too), on a root-only directory the account itself cannot enter."""
+    m, account = sudo_machine, service_account
+    sudoers(ssh_become.sudoers_text(account.pw_name, SYSTEM_PYTHON,
+                                    ssh_become.SFTP_SERVERS[0]))
+    files = make_config([m], overrides={m.name: _entry(m, account)})
+    config = files.config
+    private = root_spool / f"private-{uuid.uuid4().hex[:8]}"
+    t = SSHTransport(m.name, config.machines[m.name], config, files.paths)
+    try:
+        t.start_agent().close()
+        os.makedirs(private, mode=0o700)
+        assert subprocess.run(["setpriv", f"--reuid={account.pw_uid}", "--clear-groups",
+                               "ls", str(private)], capture_output=True).returncode != 0
+        t.put_bytes(b"small\n", f"{private}/a.txt")
+        assert t.get_bytes(f"{private}/a.txt") == b"small\n"
+        data = os.urandom(3 << 20)
+        src = tmp_path / "src.bin"
+        src.write_bytes(data)
+        # a copy cut short before: its first MiB is on the machine already
+        (private / ".b.bin.part").write_bytes(data[:1 << 20])
+        with open(src, "rb") as f:
+            sent = t.put_file(f, f"{private}/b.bin", 0o640)
+        assert (sent.size, sent.offset) == (len(data), 1 << 20)
+        st = os.stat(private / "b.bin")
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o640)
+        assert (private / "b.bin").read_bytes() == data
+        dest = tmp_path / "back.bin"
+        dest.write_bytes(data[:12345])  # resumed after what is here
+        got = t.get_file(f"{private}/b.bin", str(dest))
+        assert (got.size, got.offset) == (len(data), 12345)
+        assert dest.read_bytes() == data
+    finally:
+        t.close()
+
+
 def test_a_rule_for_the_sftp_server_alone_is_refused_naming_the_python_entry(
-        sudo_machine, service_account, make_config, root_spool, ssh_home, sudoers) -> None:
+        service_account, sudo_machine, make_config, root_spool, ssh_home, sudoers) -> None:
     m, account = sudo_machine, service_account
     sudoers(f'{account.pw_name} ALL=(root) NOPASSWD: {ssh_become.SFTP_SERVERS[0]} ""\n')
     files = make_config([m], overrides={m.name: _entry(m, account)})
@@ -177,7 +221,7 @@ def test_a_rule_for_the_sftp_server_alone_is_refused_naming_the_python_entry(
 
 
 def test_the_lab_controller_marks_a_machine_without_the_rule_down_with_the_message(
-        sudo_machine, service_account, make_config, root_spool) -> None:
+        service_account, sudo_machine, make_config, root_spool) -> None:
     m, account = sudo_machine, service_account
     files = make_config([m], heartbeat_interval=0.5, overrides={m.name: _entry(m, account)})
     lab = SshLab(files, os.environ.get("PATH", "/usr/bin:/bin"))
@@ -196,7 +240,7 @@ def test_the_lab_controller_marks_a_machine_without_the_rule_down_with_the_messa
 
 
 def test_a_job_through_sudo_runs_as_its_user_and_comes_home_as_its_user(
-        sudo_machine, service_account, other_user, make_config, root_spool,
+        service_account, sudo_machine, other_user, make_config, root_spool,
         sudoers) -> None:
     m, account, user = sudo_machine, service_account, other_user
     entry = _entry(m, account)
@@ -288,3 +332,38 @@ def test_a_root_agent_with_runs_in_the_old_default_keeps_it(
             old.parent.parent.rmdir()  # when no other fleet uses it
         except OSError:
             pass
+
+
+def test_a_dropped_link_through_sudo_loses_no_job(
+        service_account, sudo_machine, other_user, make_config, root_spool,
+        sudoers) -> None:
+    """Every SSH session to the machine dies while a user's job runs: the
+    job's supervisor (root's, detached) outlives sudo and the agent, a new
+    agent started through sudo finds it, and its output comes home."""
+    m, account, user = sudo_machine, service_account, other_user
+    sudoers(ssh_become.sudoers_text(account.pw_name, SYSTEM_PYTHON,
+                                    ssh_become.SFTP_SERVERS[0]))
+    files = make_config([m], heartbeat_interval=0.5, kill_wait=2,
+                        overrides={m.name: _entry(m, account)})
+    lab = SshLab(files, os.environ.get("PATH", "/usr/bin:/bin"))
+    try:
+        p = lab.fs("sbatch", "--parsable", "-o", "drop-%j.out", "--wrap",
+                   "sleep 3; id -u", user=user)
+        assert p.returncode == 0, p.stderr
+        job = p.stdout.strip()
+        deadline = time.monotonic() + 60
+        while lab.sacct(job, "State") != "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lab.sacct(job, "State") == "RUNNING"
+        m.kill_sessions(jobs=False)
+        assert lab.wait(job) == "COMPLETED", (lab.state / "controller.log").read_text()
+        out = lab.work / f"drop-{job}.out"
+        assert out.read_text() == f"{user.pw_uid}\n"
+        assert os.stat(out).st_uid == user.pw_uid
+        assert lab.sacct(job, "NodeList") == m.name
+        # a second agent (through sudo again) found the running job
+        starts = [line for line in (m.workdir / "agent.log").read_text().splitlines()
+                  if " started, " in line]
+        assert len(starts) >= 2 and "1 job(s) found" in starts[1], starts
+    finally:
+        lab.close()
