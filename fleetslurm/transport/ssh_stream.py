@@ -79,6 +79,8 @@ def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int) -> Any:
                                                    timeout=10.0)
         chan.settimeout(STALL_S + offset / PREFIX_RATE)
         t._exec_python(chan, ["-c", *argv])
+    except TransportError:  # (with "become": sudo refused, named as such)
+        raise
     except Exception as exc:  # paramiko raises OSError, EOFError or SSHException
         raise t._lost(exc, doing) from exc
     return chan
