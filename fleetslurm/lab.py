@@ -102,7 +102,7 @@ def init(config: str, service_user: str = "fleetslurm", say: Say = print,
         data = source.read_bytes()
     except OSError as exc:
         raise ConfigError(f"--config {config}: cannot read it: {exc.strerror}") from None
-    load_config(source)  # ConfigError naming what is wrong: nothing installed yet
+    fleet = load_config(source)  # ConfigError naming what is wrong: nothing installed yet
     if not service_user or service_user.startswith("-") or "/" in service_user:
         raise ConfigError(f"--service-user {service_user!r} is not an account name")
     uid, gid = _account(service_user, where.state_home, say) if service_user != "root" \
@@ -145,6 +145,12 @@ def init(config: str, service_user: str = "fleetslurm", say: Say = print,
     say(f"  1. the machines: the SSH keys named in {where.config} must be readable by "
         f"{service_user}; trust their host keys as it:")
     say(f"       {as_svc}env {home}fleetslurm nodes trust --all --config {where.config}")
+    sudo = [name for name, m in fleet.machines.items() if m.become]
+    if sudo:
+        say(f"     {', '.join(sudo)} (\"become\": \"sudo\"): each needs the sudoers lines of "
+            "README's \"Reaching the machines through sudo\";")
+        say(f"       {as_svc}env {home}fleetslurm nodes check --config {where.config}"
+            "   prints them, exact, for a machine that lacks them")
     say("  2. start the controller:  systemctl daemon-reload && systemctl enable --now "
         "fleetslurm")
     say("     (without systemd: fleetslurm lab start)")
