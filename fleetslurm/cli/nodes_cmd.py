@@ -114,8 +114,10 @@ def _judge(name: str, machine: "MachineConfig", facts: dict) -> _Report:
     writable = bool(facts.get("workdir_writable"))
     if not writable:
         ok = False
+        # with become=sudo the agent writes as root, not as the ssh login
+        writer = "root" if machine.become else (machine.ssh_user or "the ssh user")
         notes.append(f"error: workdir {workdir} is not writable; make it writable for "
-                     f"{machine.ssh_user or 'the ssh user'} there, or set \"workdir\" for "
+                     f"{writer} there, or set \"workdir\" for "
                      f"machine {name} in the config")
     if disk < MIN_DISK_MB:
         ok = False
