@@ -358,3 +358,56 @@ def test_commands_inside_jobs_only_where_a_job_runs_as_its_owner() -> None:
     assert not _runs_as_owner(ctx(1000), "m1", theirs)
     assert _runs_as_owner(ctx(0), "m1", theirs)
     assert not _runs_as_owner(SimpleNamespace(links={}), "m1", theirs)
+
+
+def test_many_requests_from_jobs_are_answered_by_a_few_threads(tmp_path):
+    """Thirty ``wait`` requests from inside a job (held by the loop until the
+    job ends) and a hundred queries: every query is answered while the waits
+    are held, the waits when the job ends, and the controller never runs
+    more than its pool's threads for them (it took one thread each)."""
+    import threading
+
+    from stepping import pump, submit
+
+    from fleetslurm.config import FleetConfig, MachineConfig
+    from fleetslurm.ctld.injob import POOL_WORKERS
+    from fleetslurm.ctld.loop import Controller
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.transport.fake import FakeTransport
+
+    cfg = FleetConfig(cluster_name="ij", machines={
+        "m1": MachineConfig(hostname="192.0.2.1", cpus=1, memory_gb=1)})
+    fake = FakeTransport("m1", auto_end=False, facts={"uid": 0})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"m1": fake})
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: ctl.sched.node_state("m1") == "idle", clock, 0.1)
+        job = submit(ctl, clock[0], {}, script="#!/bin/sh\n", cwd="/")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
+        key = ctl.store.task(job)["run_key"]
+        before = threading.active_count()
+        most = [before]
+
+        def replies() -> dict:
+            most[0] = max(most[0], threading.active_count())
+            return {r["conn"]: r["reply"] for r in fake.requests if r.get("op") == "rpc_reply"}
+
+        for conn in range(1, 31):
+            fake.push(protocol.ev_rpc(key, conn, "wait", {"ids": [job], "timeout": 25}))
+        for conn in range(31, 131):
+            fake.push(protocol.ev_rpc(key, conn, "jobs", {"ids": [str(job)]}))
+        pump(ctl, lambda: all(c in replies() for c in range(31, 131)), clock, 0.01)
+        got = replies()
+        assert all(got[c]["ok"] and got[c]["result"][0]["job_id"] == job
+                   for c in range(31, 131)), got
+        assert not any(c in got for c in range(1, 31))  # held by the loop, not by threads
+        fake.end(key)
+        pump(ctl, lambda: all(c in replies() for c in range(1, 31)), clock, 0.01)
+        got = replies()
+        assert all(got[c] == {"ok": True, "result": {"done": True}} for c in range(1, 31)), got
+        assert len(fake.requests) == len({id(r) for r in fake.requests})
+        assert sum(1 for r in fake.requests if r.get("op") == "rpc_reply") == 130  # once each
+        assert most[0] <= before + POOL_WORKERS, (before, most[0])
+    finally:
+        ctl.close()
