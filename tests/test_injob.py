@@ -411,3 +411,101 @@ def test_many_requests_from_jobs_are_answered_by_a_few_threads(tmp_path):
         assert most[0] <= before + POOL_WORKERS, (before, most[0])
     finally:
         ctl.close()
+
+
+def _job_socket(agent: "_Agent", work: Path, key: str) -> str:
+    out = work / f"{key}.out"
+    agent.send(protocol.launch(key, _spec(out)))
+    agent.next("started")
+    path = str(work / "injob" / key)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "no socket"
+        time.sleep(0.05)
+    return path
+
+
+def test_an_oversize_request_from_a_job_is_refused_and_the_agent_goes_on(tmp_path: Path):
+    """A request line over the controller's own limit (MAX_LINE, what a 4 MiB
+    script may take JSON-escaped, with its environment) gets the socket's
+    error, as the head's socket says it; the agent serves the next one."""
+    from fleetslurm.rpc import Server
+
+    assert (injob.MAX_LINE, injob.SMALL_LINE) == (Server.MAX_LINE, Server.SMALL_LINE)
+    work = tmp_path / "w"
+    agent = _Agent(work)
+    try:
+        path = _job_socket(agent, work, "7.0.a")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(60)
+            s.connect(path)
+            s.sendall(b'{"op":"jobs","args":{"ids":["' + b"7" * injob.MAX_LINE)
+            reply = json.loads(s.makefile("rb").readline())
+        assert reply == {"ok": False, "error": "ControllerError", "message":
+                         f"request too large: over {injob.MAX_LINE} bytes (a batch script "
+                         "may have at most 4 MiB)"}, reply
+        import threading
+
+        got: list = []
+        asker = threading.Thread(target=lambda: got.append(
+            _ask(path, {"op": "jobs", "args": {"ids": ["7"]}})))
+        asker.start()
+        rpc = agent.next("rpc")
+        assert rpc["args"] == {"ids": ["7"]}
+        agent.send(protocol.rpc_reply(rpc["conn"], {"ok": True, "result": ["still here"]}))
+        asker.join(20)
+        assert got == [{"ok": True, "result": ["still here"]}]
+        assert agent.proc.poll() is None
+    finally:
+        agent.send(protocol.cancel("7.0.a", 9))
+        agent.close()
+
+
+def test_one_big_request_at_a_time_per_job(tmp_path: Path):
+    """While one connection of a job is part-way through a request over
+    SMALL_LINE, another of its connections is read no further than SMALL_LINE
+    (its writer waits: the agent does not hold 16 big requests of a job);
+    once the first request is through, the second is read whole; both reach
+    the controller intact. Another job's big request is not held up."""
+    work = tmp_path / "w"
+    agent = _Agent(work)
+    big = 4 << 20
+    try:
+        path = _job_socket(agent, work, "7.0.a")
+        other = _job_socket(agent, work, "8.0.b")
+        first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        first.connect(path)
+        first.sendall(b'{"op":"jobs","args":{"ids":["' + b"1" * (1 << 20))
+        time.sleep(0.5)  # (the agent reads it: the job's big slot is taken)
+        second = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        second.connect(path)
+        second.setblocking(False)
+        data = b'{"op":"jobs","args":{"ids":["' + b"2" * big + b'"]}}\n'
+        sent = 0
+        deadline = time.monotonic() + 2  # what it can write before it blocks
+        while time.monotonic() < deadline:
+            try:
+                sent += second.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.05)
+        assert sent < injob.SMALL_LINE + (1 << 20), sent  # (socket buffers: some 200 KiB)
+        # another job's big request goes through meanwhile
+        third = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        third.connect(other)
+        third.sendall(b'{"op":"jobs","args":{"ids":["' + b"3" * big + b'"]}}\n')
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "8.0.b" and rpc["args"]["ids"] == ["3" * big]
+        first.sendall(b'"]}}\n')
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "7.0.a" and rpc["args"]["ids"] == ["1" * (1 << 20)]
+        second.setblocking(True)
+        second.sendall(data[sent:])
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "7.0.a" and rpc["args"]["ids"] == ["2" * big]
+        for s in (first, second, third):
+            s.close()
+        assert agent.proc.poll() is None
+    finally:
+        for key in ("7.0.a", "8.0.b"):
+            agent.send(protocol.cancel(key, 9))
+        agent.close()
