@@ -465,7 +465,7 @@ def test_one_big_request_at_a_time_per_job(tmp_path: Path):
     """While one connection of a job is part-way through a request over
     SMALL_LINE, another of its connections is read no further than SMALL_LINE
     (its writer waits: the agent does not hold 16 big requests of a job);
-    once the first request is through, the second is read whole; both reach
+    once the first request is answered, the second is read whole; both reach
     the controller intact. Another job's big request is not held up."""
     work = tmp_path / "w"
     agent = _Agent(work)
@@ -498,6 +498,16 @@ def test_one_big_request_at_a_time_per_job(tmp_path: Path):
         first.sendall(b'"]}}\n')
         rpc = agent.next("rpc")
         assert rpc["key"] == "7.0.a" and rpc["args"]["ids"] == ["1" * (1 << 20)]
+        # with the controller, the first still holds the job's slot: the second waits
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                sent += second.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.05)
+        assert sent < injob.SMALL_LINE + (1 << 20), sent
+        agent.send(protocol.rpc_reply(rpc["conn"], {"ok": True, "result": []}))
+        assert json.loads(first.makefile("rb").readline()) == {"ok": True, "result": []}
         second.setblocking(True)
         second.sendall(data[sent:])
         rpc = agent.next("rpc")

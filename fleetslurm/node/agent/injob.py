@@ -16,8 +16,8 @@ Everything runs in the agent's single-threaded poll loop: non-blocking
 sockets, one request in flight per connection (rpc.py's client waits for
 each answer), bounded buffers: a request line is at most MAX_LINE (the
 controller's own socket's limit), and of a job's connections only one at a
-time may hold more than SMALL_LINE of it (the others are not read until it
-is through, as rpc.Server's big-line slots): a job's requests hold at most
+time may hold more than SMALL_LINE of it, until it is answered (the others
+are not read until then, as rpc.Server's big-line slots): a job's requests hold at most
 about MAX_LINE + MAX_CONNECTIONS * SMALL_LINE of the agent's memory, not
 MAX_CONNECTIONS * MAX_LINE. Standard library only.
 """
@@ -123,7 +123,7 @@ def archive_of(module_file: str) -> "Optional[str]":
 
 
 class _Conn:
-    __slots__ = ("sock", "fd", "key", "cid", "inbuf", "outbuf", "waiting", "paused")
+    __slots__ = ("sock", "fd", "key", "cid", "inbuf", "outbuf", "waiting", "paused", "big_out")
 
     def __init__(self, sock: socket.socket, key: str, cid: int) -> None:
         self.sock, self.fd, self.key, self.cid = sock, sock.fileno(), key, cid
@@ -131,6 +131,10 @@ class _Conn:
         self.outbuf = b""
         self.waiting = False  # a request is with the controller
         self.paused = False  # not read: another connection of its job holds a big request
+        #: its request with the controller is a big one: it keeps its job's
+        #: slot until answered (the agent's queue to the controller holds
+        #: one big request of a job at a time, too)
+        self.big_out = False
 
     def mask(self) -> int:
         """The poll events it waits for."""
@@ -424,7 +428,7 @@ class InJob:
         lst = self.by_key.get(conn.key)
         if lst is None or conn.fd not in self.conns:
             return
-        if len(conn.inbuf) < SMALL_LINE:
+        if len(conn.inbuf) < SMALL_LINE and not conn.big_out:
             if conn.paused:  # (its own request went out meanwhile)
                 conn.paused = False
                 lst.paused.remove(conn)
@@ -482,6 +486,8 @@ class InJob:
         if nl < 0:
             return
         line, conn.inbuf = conn.inbuf[:nl], conn.inbuf[nl + 1:]
+        lst = self.by_key.get(conn.key)
+        conn.big_out = lst is not None and lst.big is conn
         self._claim(conn)
         try:
             req = json.loads(line)
@@ -512,6 +518,9 @@ class InJob:
         if conn.outbuf:
             return
         conn.waiting = False
+        if conn.big_out:  # answered: its job's slot may go to the next
+            conn.big_out = False
+            self._claim(conn)
         self._next(conn)
 
 
