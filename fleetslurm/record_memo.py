@@ -9,6 +9,11 @@ and building cost some sixty. Records and decoded rows from here are shared
 between calls and threads: callers read them and copy before changing them.
 squeue's lines are kept with the record they came from, for the jobs whose
 line cannot change with the clock (see squeue_fmt.render).
+
+Right after a change, reading the 10,000 rows again to compare them cost
+squeue more than all the rest: each task row carries its ``rev`` (the
+store's change count at its last write, ``store_bulk.TASK_REVS``), and
+:meth:`RecordMemo.tasks_since` reads only the rows whose rev moved.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 from typing import Any, Iterable, Sequence
 
 from .model import JobRecord
+from .slurm.squeue_fmt import default_sort_key
 from .store import Store, decode_task
 from .views import job_record
 
@@ -46,6 +52,8 @@ def _put(kept: dict, key: int, value: Any) -> None:
 
 def _prune(kept: dict, keys: "set[int]") -> None:
     """Drop what ``kept`` holds for any key not in ``keys``."""
+    if kept.keys() <= keys:
+        return  # (most calls: nothing ended; a set comparison runs in C)
     for key in [k for k in kept if k not in keys]:
         del kept[key]
 
@@ -57,6 +65,8 @@ class RecordMemo:
     def __init__(self) -> None:
         # task id -> (the row's values, decoded task)
         self._tasks: dict[int, tuple[tuple, dict]] = {}
+        # task id -> (the row's rev, decoded task): tasks_since's
+        self._revs: dict[int, tuple[int, dict]] = {}
         # job id -> (rev, decoded brief job row)
         self._jobs: dict[int, tuple[int, dict]] = {}
         # task id -> (decoded task, decoded job, record): the record stands while
@@ -65,6 +75,8 @@ class RecordMemo:
         # job id -> (record, {squeue format: its line}): the lines stand while
         # the record is the very object they were rendered from
         self._lines: dict[int, tuple[JobRecord, dict[str, str]]] = {}
+        # job id -> (record, its squeue_fmt.default_sort_key): likewise
+        self._keys: dict[int, tuple[JobRecord, tuple]] = {}
         # the query threads share this memo; a lock keeps clear/prune whole
         self._lock = threading.Lock()
 
@@ -83,10 +95,33 @@ class RecordMemo:
         _put(self._tasks, task["task_id"], (values, task))
         return task
 
-    def jobs(self, store: "Store", job_ids: Iterable[int]) -> dict[int, dict]:
+    def tasks_since(self, store: "Store", heads: Sequence[Any]) -> list[dict]:
+        """The tasks of ``heads`` (``store.task_heads``: task id and rev first)
+        decoded, reading again only the rows whose rev is not the one kept.
+        Only for a store on disk, read in a snapshot: there a rev names one
+        committed version of a row (in memory, a write rolled back can give
+        the next one the same rev; use :meth:`tasks` there)."""
+        with self._lock:
+            kept = [self._revs.get(h[0]) for h in heads]
+        stale = [h[0] for h, hit in zip(heads, kept) if hit is None or hit[0] != h[1]]
+        fresh: dict[int, dict] = {}
+        if stale:
+            rows = store.task_rows_in(stale)
+            with self._lock:
+                for row in rows:
+                    task = self._task(row)
+                    fresh[task["task_id"]] = task
+                    _put(self._revs, task["task_id"], (row["rev"], task))
+        return [hit[1] if hit is not None and hit[0] == h[1] else fresh[h[0]]
+                for h, hit in zip(heads, kept)]
+
+    def jobs(self, store: "Store", job_ids: Iterable[int],
+             revs: "dict[int, int] | None" = None) -> dict[int, dict]:
         """``store.jobs_brief(job_ids)``, reading only the specs that changed
-        (the rest are known by their rev, a much lighter read)."""
-        heads = {row[0]: row[1] for row in store.job_heads(job_ids)}
+        (the rest are known by their rev, a much lighter read; ``revs``:
+        job id -> rev, already read with the tasks)."""
+        heads = revs if revs is not None else \
+            {row[0]: row[1] for row in store.job_heads(job_ids)}
         with self._lock:
             out = {j: hit[1] for j, hit in
                    ((j, self._jobs.get(j)) for j in heads) if hit is not None and hit[0] == heads[j]}
@@ -128,11 +163,23 @@ class RecordMemo:
             hit[1].clear()
         hit[1][fmt] = line
 
+    def sort_key(self, rec: JobRecord) -> tuple:
+        """``squeue_fmt.default_sort_key(rec)``, made once per record."""
+        hit = self._keys.get(rec["job_id"])
+        if hit is not None and hit[0] is rec:
+            return hit[1]
+        key = default_sort_key(rec)
+        with self._lock:
+            _put(self._keys, rec["job_id"], (rec, key))
+        return key
+
     def keep_only(self, task_ids: Iterable[int], job_ids: Iterable[int]) -> None:
         """Forget all but these (after a query that saw every active job)."""
         tasks, jobs = set(task_ids), set(job_ids)
         with self._lock:
             _prune(self._tasks, tasks)
+            _prune(self._revs, tasks)
             _prune(self._records, tasks)
             _prune(self._lines, tasks)
+            _prune(self._keys, tasks)
             _prune(self._jobs, jobs)

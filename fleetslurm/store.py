@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
-from .store_bulk import BulkQueries
+from .store_bulk import TASK_REVS, BulkQueries
 from .store_samples import SampleStore
 from .store_stats import StatsQueries
 
@@ -255,6 +255,8 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE assocs (account TEXT NOT NULL, user TEXT NOT NULL, spec TEXT,
                          PRIMARY KEY (account, user));
     """,
+    # 15: each task row's rev (store_bulk.TASK_REVS: squeue reads only what changed)
+    TASK_REVS,
 ]
 
 _TASK_COLUMNS = (
@@ -686,6 +688,7 @@ class Store(BulkQueries, StatsQueries, SampleStore):
 def decode_task(row: sqlite3.Row) -> dict:
     """A task row as a dict, its JSON columns decoded."""
     d = dict(row)
+    d.pop("rev", None)  # (the store's bookkeeping: store_bulk.TASK_REVS)
     d["req"] = json.loads(d["req"])
     d["gpu_ids"] = json.loads(d["gpu_ids"]) if d["gpu_ids"] else []
     d["held"] = bool(d["held"])

@@ -7,11 +7,25 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-__all__ = ["BulkQueries", "FINAL_SQL"]
+__all__ = ["BulkQueries", "FINAL_SQL", "TASK_REVS"]
 
 #: the final states, as an SQL list
 FINAL_SQL = ("('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED','BOOT_FAIL',"
              "'DEADLINE','OUT_OF_MEMORY')")
+
+#: a migration (store._MIGRATIONS): each task row's ``rev``, the change count
+#: (``changes.n``) as of its last write, so squeue reads again only the rows
+#: written since it last looked (``task_heads``, record_memo); a trigger's own
+#: UPDATE does not fire it again (SQLite's recursive_triggers is off)
+TASK_REVS = """
+ALTER TABLE tasks ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+DROP TRIGGER tasks_inserted;
+DROP TRIGGER tasks_updated;
+CREATE TRIGGER tasks_inserted AFTER INSERT ON tasks BEGIN UPDATE changes SET n = n + 1;
+    UPDATE tasks SET rev = (SELECT n FROM changes) WHERE task_id = NEW.task_id; END;
+CREATE TRIGGER tasks_updated AFTER UPDATE ON tasks BEGIN UPDATE changes SET n = n + 1;
+    UPDATE tasks SET rev = (SELECT n FROM changes) WHERE task_id = NEW.task_id; END;
+"""
 
 
 class BulkQueries:
@@ -30,6 +44,24 @@ class BulkQueries:
             d["spec"] = json.loads(d["spec"])
             out[d["job_id"]] = d
         return out
+
+    def task_heads(self, where: str) -> list[Any]:
+        """(task_id, rev, job_id, its job's rev) of the tasks ``where`` selects
+        (``t.`` a task's columns, ``j.`` its job's), by task id: which rows
+        changed since they were read (see TASK_REVS), at a small part of
+        the cost of reading them all."""
+        return self._x("SELECT t.task_id, t.rev, t.job_id, j.rev FROM tasks t JOIN jobs j "
+                       f"ON j.job_id = t.job_id WHERE {where} ORDER BY t.task_id").fetchall()
+
+    def task_rows_in(self, task_ids: Iterable[int]) -> list[Any]:
+        """The rows of these tasks (``Store.task_rows``'), by task id."""
+        ids = sorted(set(task_ids))
+        rows: list[Any] = []
+        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
+            chunk = ids[i:i + 900]
+            rows.extend(self._x("SELECT * FROM tasks WHERE task_id IN (%s) ORDER BY task_id"
+                                % ",".join("?" * len(chunk)), chunk))
+        return rows
 
     def job_heads(self, job_ids: Iterable[int]) -> list[Any]:
         """(job_id, rev) of these jobs: whether a spec read before still holds."""

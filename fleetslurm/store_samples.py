@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional
 
+from .node.agent.sampling import add_point
+
 __all__ = ["SampleStore", "MAX_POINTS", "KEPT_POINTS", "LOAD_EVERY_S", "LOAD_KEEP_S"]
 
 #: a running run's points at most (the supervisor keeps as many)
@@ -20,6 +22,9 @@ KEPT_POINTS = 120
 #: one machine load point per this many seconds, kept this long
 LOAD_EVERY_S = 60.0
 LOAD_KEEP_S = 24 * 3600.0
+#: points per INSERT (6 values each) or times per DELETE: within the 999
+#: variables an older SQLite allows in one statement
+_CHUNK = 160
 
 
 class SampleStore:
@@ -57,20 +62,34 @@ class SampleStore:
             self._x("UPDATE run_series SET tasks=? WHERE run_key=?",
                     (json.dumps(tasks, separators=(",", ":")), run_key))
         step = self._x("SELECT step FROM run_series WHERE run_key=?", (run_key,)).fetchone()[0]
+        old = [tuple(r) for r in self._x(
+            "SELECT t, cpu_s, rss_kb, vsize_kb, nproc FROM run_samples WHERE run_key=? "
+            "ORDER BY t", (run_key,)).fetchall()]
+        # the rule runs over the series in memory and the difference is written
+        # in a few statements: a reconnecting agent's backlog (up to
+        # sampling.MAX_REPLY_POINTS) took five statements a point in one step
+        kept: list = list(old)
+        new_step = step
         for row in sorted(rows):
-            last2 = self._x("SELECT t FROM run_samples WHERE run_key=? ORDER BY t DESC LIMIT 2",
-                            (run_key,)).fetchall()
-            if last2 and row[0] <= last2[0][0]:
+            if kept and row[0] <= kept[-1][0]:
                 continue  # seen before (or older than the live point)
-            if len(last2) == 2 and row[0] - last2[1][0] < step:
-                self._x("DELETE FROM run_samples WHERE run_key=? AND t=?", (run_key, last2[0][0]))
-            self._x("INSERT INTO run_samples(run_key, t, cpu_s, rss_kb, vsize_kb, nproc) "
-                    "VALUES (?,?,?,?,?,?)", (run_key, *row))
-            if self.thin_samples(run_key, MAX_POINTS) < MAX_POINTS // 2 + 2:
-                step = self._x("SELECT step FROM run_series WHERE run_key=?",
-                               (run_key,)).fetchone()[0]  # thinned: the new spacing
-        return self._x("SELECT COUNT(*) FROM run_samples WHERE run_key=?",
-                       (run_key,)).fetchone()[0]
+            kept, new_step = add_point(kept, new_step, row, MAX_POINTS)
+        old_t = {r[0] for r in old}
+        kept_t = {r[0] for r in kept}
+        gone = sorted(old_t - kept_t)
+        for i in range(0, len(gone), _CHUNK):
+            part = gone[i:i + _CHUNK]
+            self._x("DELETE FROM run_samples WHERE run_key=? AND t IN (%s)"
+                    % ",".join("?" * len(part)), (run_key, *part))
+        added = [r for r in kept if r[0] not in old_t]
+        for i in range(0, len(added), _CHUNK):
+            part = added[i:i + _CHUNK]
+            self._x("INSERT INTO run_samples(run_key, t, cpu_s, rss_kb, vsize_kb, nproc) VALUES "
+                    + ",".join(["(?,?,?,?,?,?)"] * len(part)),
+                    [v for r in part for v in (run_key, *r)])
+        if new_step != step:
+            self._x("UPDATE run_series SET step=? WHERE run_key=?", (new_step, run_key))
+        return len(kept)
 
     def thin_samples(self, run_key: str, limit: int) -> int:
         """Within ``limit`` points: every other point goes (the first and the

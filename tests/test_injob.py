@@ -358,3 +358,164 @@ def test_commands_inside_jobs_only_where_a_job_runs_as_its_owner() -> None:
     assert not _runs_as_owner(ctx(1000), "m1", theirs)
     assert _runs_as_owner(ctx(0), "m1", theirs)
     assert not _runs_as_owner(SimpleNamespace(links={}), "m1", theirs)
+
+
+def test_many_requests_from_jobs_are_answered_by_a_few_threads(tmp_path):
+    """Thirty ``wait`` requests from inside a job (held by the loop until the
+    job ends) and a hundred queries: every query is answered while the waits
+    are held, the waits when the job ends, and the controller never runs
+    more than its pool's threads for them (it took one thread each)."""
+    import threading
+
+    from stepping import pump, submit
+
+    from fleetslurm.config import FleetConfig, MachineConfig
+    from fleetslurm.ctld.injob import POOL_WORKERS
+    from fleetslurm.ctld.loop import Controller
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.transport.fake import FakeTransport
+
+    cfg = FleetConfig(cluster_name="ij", machines={
+        "m1": MachineConfig(hostname="192.0.2.1", cpus=1, memory_gb=1)})
+    fake = FakeTransport("m1", auto_end=False, facts={"uid": 0})
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"), transports={"m1": fake})
+    clock = [time.time()]
+    try:
+        ctl.start(clock[0])
+        pump(ctl, lambda: ctl.sched.node_state("m1") == "idle", clock, 0.1)
+        job = submit(ctl, clock[0], {}, script="#!/bin/sh\n", cwd="/")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock, 0.1)
+        key = ctl.store.task(job)["run_key"]
+        before = threading.active_count()
+        most = [before]
+
+        def replies() -> dict:
+            most[0] = max(most[0], threading.active_count())
+            return {r["conn"]: r["reply"] for r in fake.requests if r.get("op") == "rpc_reply"}
+
+        for conn in range(1, 31):
+            fake.push(protocol.ev_rpc(key, conn, "wait", {"ids": [job], "timeout": 25}))
+        for conn in range(31, 131):
+            fake.push(protocol.ev_rpc(key, conn, "jobs", {"ids": [str(job)]}))
+        pump(ctl, lambda: all(c in replies() for c in range(31, 131)), clock, 0.01)
+        got = replies()
+        assert all(got[c]["ok"] and got[c]["result"][0]["job_id"] == job
+                   for c in range(31, 131)), got
+        assert not any(c in got for c in range(1, 31))  # held by the loop, not by threads
+        fake.end(key)
+        pump(ctl, lambda: all(c in replies() for c in range(1, 31)), clock, 0.01)
+        got = replies()
+        assert all(got[c] == {"ok": True, "result": {"done": True}} for c in range(1, 31)), got
+        assert len(fake.requests) == len({id(r) for r in fake.requests})
+        assert sum(1 for r in fake.requests if r.get("op") == "rpc_reply") == 130  # once each
+        assert most[0] <= before + POOL_WORKERS, (before, most[0])
+    finally:
+        ctl.close()
+
+
+def _job_socket(agent: "_Agent", work: Path, key: str) -> str:
+    out = work / f"{key}.out"
+    agent.send(protocol.launch(key, _spec(out)))
+    agent.next("started")
+    path = str(work / "injob" / key)
+    deadline = time.monotonic() + 20
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, "no socket"
+        time.sleep(0.05)
+    return path
+
+
+def test_an_oversize_request_from_a_job_is_refused_and_the_agent_goes_on(tmp_path: Path):
+    """A request line over the controller's own limit (MAX_LINE, what a 4 MiB
+    script may take JSON-escaped, with its environment) gets the socket's
+    error, as the head's socket says it; the agent serves the next one."""
+    from fleetslurm.rpc import Server
+
+    assert (injob.MAX_LINE, injob.SMALL_LINE) == (Server.MAX_LINE, Server.SMALL_LINE)
+    work = tmp_path / "w"
+    agent = _Agent(work)
+    try:
+        path = _job_socket(agent, work, "7.0.a")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(60)
+            s.connect(path)
+            s.sendall(b'{"op":"jobs","args":{"ids":["' + b"7" * injob.MAX_LINE)
+            reply = json.loads(s.makefile("rb").readline())
+        assert reply == {"ok": False, "error": "ControllerError", "message":
+                         f"request too large: over {injob.MAX_LINE} bytes (a batch script "
+                         "may have at most 4 MiB)"}, reply
+        import threading
+
+        got: list = []
+        asker = threading.Thread(target=lambda: got.append(
+            _ask(path, {"op": "jobs", "args": {"ids": ["7"]}})))
+        asker.start()
+        rpc = agent.next("rpc")
+        assert rpc["args"] == {"ids": ["7"]}
+        agent.send(protocol.rpc_reply(rpc["conn"], {"ok": True, "result": ["still here"]}))
+        asker.join(20)
+        assert got == [{"ok": True, "result": ["still here"]}]
+        assert agent.proc.poll() is None
+    finally:
+        agent.send(protocol.cancel("7.0.a", 9))
+        agent.close()
+
+
+def test_one_big_request_at_a_time_per_job(tmp_path: Path):
+    """While one connection of a job is part-way through a request over
+    SMALL_LINE, another of its connections is read no further than SMALL_LINE
+    (its writer waits: the agent does not hold 16 big requests of a job);
+    once the first request is answered, the second is read whole; both reach
+    the controller intact. Another job's big request is not held up."""
+    work = tmp_path / "w"
+    agent = _Agent(work)
+    big = 4 << 20
+    try:
+        path = _job_socket(agent, work, "7.0.a")
+        other = _job_socket(agent, work, "8.0.b")
+        first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        first.connect(path)
+        first.sendall(b'{"op":"jobs","args":{"ids":["' + b"1" * (1 << 20))
+        time.sleep(0.5)  # (the agent reads it: the job's big slot is taken)
+        second = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        second.connect(path)
+        second.setblocking(False)
+        data = b'{"op":"jobs","args":{"ids":["' + b"2" * big + b'"]}}\n'
+        sent = 0
+        deadline = time.monotonic() + 2  # what it can write before it blocks
+        while time.monotonic() < deadline:
+            try:
+                sent += second.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.05)
+        assert sent < injob.SMALL_LINE + (1 << 20), sent  # (socket buffers: some 200 KiB)
+        # another job's big request goes through meanwhile
+        third = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        third.connect(other)
+        third.sendall(b'{"op":"jobs","args":{"ids":["' + b"3" * big + b'"]}}\n')
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "8.0.b" and rpc["args"]["ids"] == ["3" * big]
+        first.sendall(b'"]}}\n')
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "7.0.a" and rpc["args"]["ids"] == ["1" * (1 << 20)]
+        # with the controller, the first still holds the job's slot: the second waits
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                sent += second.send(data[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.05)
+        assert sent < injob.SMALL_LINE + (1 << 20), sent
+        agent.send(protocol.rpc_reply(rpc["conn"], {"ok": True, "result": []}))
+        assert json.loads(first.makefile("rb").readline()) == {"ok": True, "result": []}
+        second.setblocking(True)
+        second.sendall(data[sent:])
+        rpc = agent.next("rpc")
+        assert rpc["key"] == "7.0.a" and rpc["args"]["ids"] == ["2" * big]
+        for s in (first, second, third):
+            s.close()
+        assert agent.proc.poll() is None
+    finally:
+        for key in ("7.0.a", "8.0.b"):
+            agent.send(protocol.cancel(key, 9))
+        agent.close()

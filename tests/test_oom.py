@@ -62,9 +62,10 @@ def test_srun_outside_a_job_oom(fleet: Fleet) -> None:
 
 def test_the_oom_record_follows_no_link_and_waits_on_no_fifo(tmp_path) -> None:
     """The job's directory is its user's while it runs, and a root supervisor
-    writes the OOM record there: a symlink planted as that file is not
-    followed, a FIFO does not block the supervisor (which would then enforce
-    nothing for the job), and the steps are killed all the same."""
+    writes the OOM record there: a symlink or a hard link planted as that
+    file is not written through, a FIFO does not block the supervisor (which
+    would then enforce nothing for the job), and the steps are killed all
+    the same; with nothing planted the record is made, readable by srun."""
     import os
     import subprocess
     import time
@@ -73,13 +74,15 @@ def test_the_oom_record_follows_no_link_and_waits_on_no_fifo(tmp_path) -> None:
 
     target = tmp_path / "not-the-jobs"
     target.write_text("keep\n")
-    for plant in ("symlink", "fifo"):
-        jobdir = tmp_path / plant
+    for plant in ("symlink", "hardlink", "fifo", None):
+        jobdir = tmp_path / str(plant)
         jobdir.mkdir()
         record = jobdir / oom.OOM_FILE
         if plant == "symlink":
             record.symlink_to(target)
-        else:
+        elif plant == "hardlink":
+            os.link(target, record)
+        elif plant == "fifo":
             os.mkfifo(record)
         step = subprocess.Popen(["sleep", "60"], start_new_session=True)
         try:
@@ -91,3 +94,6 @@ def test_the_oom_record_follows_no_link_and_waits_on_no_fifo(tmp_path) -> None:
             step.kill()
             step.wait()
         assert target.read_text() == "keep\n"
+        if plant is None:
+            assert record.read_text() == f"{step.pid}\n"
+            assert record.stat().st_mode & 0o777 == 0o644

@@ -212,3 +212,32 @@ def test_the_change_counter_sees_every_row_write(tmp_path):
     with store.transaction():
         store._x("DELETE FROM tasks WHERE task_id=2")
     assert moved()
+
+
+def test_squeue_reads_again_only_the_rows_written_since(tmp_path):
+    """Each task row carries the change count of its last write (rev): after
+    one change squeue reads that one row again, after none no row at all, and
+    what it shows is what a fresh read shows."""
+    store, q = _queries(tmp_path, jobs=50)
+    read: list = []
+    mine = q._store()
+    real = mine.task_rows_in
+    mine.task_rows_in = lambda ids: read.append(sorted(ids)) or real(ids)  # type: ignore
+    first = _records(q)
+    assert read == [list(range(1, 51))]
+    read.clear()
+    assert _records(q) == first and read == []
+    store.update_task(7, reason="Priority")
+    store.set_job_spec(9, dict(SPEC, account="other"))  # a spec: the job row's rev tells
+    now = time.time()
+    store.add_job(51, 0, "root", now, dict(SPEC), "#!/bin/sh\ntrue\n", None)
+    store.add_task(51, 51, None, dict(REQ), now, held=False)
+    second = _records(q)
+    assert read == [[7, 51]]
+    assert second[7]["reason"] == "Priority" and second[9]["account"] == "other"
+    assert all(second[j] is first[j] for j in first if j not in (7, 9))
+    fresh = Queries(Store(tmp_path / "state.db"), q.config, q.paths)  # no memo of its own yet
+    assert _records(fresh) == second
+    revs = dict(store._x("SELECT task_id, rev FROM tasks").fetchall())
+    assert revs[51] > revs[7] > max(r for t, r in revs.items() if t not in (7, 51))
+    assert "rev" not in store.task(7)  # the store's bookkeeping, not a task's field

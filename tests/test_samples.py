@@ -365,3 +365,61 @@ def test_a_steps_figures_are_over_its_tasks_as_slurms() -> None:
     # malformed per-task figures: the step counts as one task
     assert step_row("5.0", "m1", [0.0, 14.0, 400, 1900, 2], 470, 2150,
                     tasks={"0": "x"})["maxrss"] == "470K"
+
+
+def test_a_backlog_of_20000_points_is_kept_in_one_step(tmp_path: Path) -> None:
+    """A reconnecting agent's backlog (sampling.MAX_REPLY_POINTS points in one
+    reply) is kept in one controller step by the supervisor's rule: the same
+    points as add_point keeps, and the spacing it reached; the step's time is
+    printed (here: ~0.7-1 s at five statements a point, ~30 ms batched)."""
+    from stepping import pump, submit
+
+    from fleetslurm.config import FleetConfig, MachineConfig
+    from fleetslurm.ctld.inbox import AgentMessage
+    from fleetslurm.ctld.loop import Controller
+    from fleetslurm.node.agent import protocol as P
+    from fleetslurm.node.agent.sampling import MAX_REPLY_POINTS
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.transport.fake import FakeTransport
+
+    cfg = FleetConfig(cluster_name="backlog", machines={
+        "m1": MachineConfig(hostname="127.0.0.2", cpus=1, memory_gb=1)})
+    clock = [time.time()]
+    ctl = Controller(cfg, StatePaths(tmp_path / "home"),
+                     transports={"m1": FakeTransport("m1", workdir="/fake/m1", auto_end=False)})
+    ctl.start(clock[0])
+    try:
+        pump(ctl, lambda: ctl.sched.node_state("m1") == "idle", clock)
+        (tmp_path / "w").mkdir()
+        job = submit(ctl, clock[0], {"wrap": "x"}, script="#!/bin/sh\n", cwd=str(tmp_path / "w"),
+                     script_name="wrap")
+        pump(ctl, lambda: ctl.store.task(job)["state"] == "RUNNING", clock)
+        key = ctl.store.task(job)["run_key"]
+        # a few points already kept, then the backlog: those again, and the rest
+        first = [[1000.0 + i * 5, i / 10, 1000 + i % 97, 2000 + i, 1] for i in range(MAX_REPLY_POINTS)]
+        assert ctl.store.add_samples(key, first[:7]) == 7
+        pts = [list(p) for p in first[::-1]]  # the order they come in does not matter
+        pts.append(["bad", 1, 2, 3, 4])  # a malformed point: the others still count
+        ctl.inbox.put(AgentMessage("m1", ctl.links["m1"].generation, P.ev_samples(
+            None, {key: {"points": pts, "peak": [5, 6]}})))
+        t0 = time.perf_counter()
+        ctl.step(clock[0])
+        took = time.perf_counter() - t0
+        print(f"\none step keeping a backlog of {MAX_REPLY_POINTS} points: {took * 1000:.0f} ms")
+        want: list = []
+        step = 0.0
+        for p in first:
+            want, step = add_point(want, step, p)
+        got = ctl.store.samples(key)
+        assert got["points"] == [list(p) for p in want]
+        assert MAX_POINTS // 2 <= len(want) <= MAX_POINTS
+        assert got["max_rss_kb"] == 1096 and got["max_vsize_kb"] == 2000 + MAX_REPLY_POINTS - 1
+        assert ctl.store._x("SELECT step FROM run_series WHERE run_key=?",
+                            (key,)).fetchone()[0] == pytest.approx(step)
+        # the next point follows the spacing reached: it replaces the live one
+        last = want[-1][0]
+        ctl.store.add_samples(key, [[last + 1, 0, 0, 0, 1]])
+        want, step = add_point(want, step, [last + 1, 0, 0, 0, 1])
+        assert ctl.store.samples(key)["points"] == [list(p) for p in want]
+    finally:
+        ctl.close()

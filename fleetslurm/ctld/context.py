@@ -104,6 +104,8 @@ class Context:
         self.collecting_lock = threading.Lock()
         #: the thread pool that puts staged files on machines (staging)
         self.stage_pool: Any = None
+        #: the few threads that answer commands inside jobs (injob)
+        self.injob_pool: Any = None
         self.now = 0.0  # the current step's time
         #: how many times a task left the active states (lifecycle.move): the
         #: loop answers the wait requests (waiters) when it changes
@@ -185,6 +187,12 @@ class Context:
     def submit_request(self, op: str, args: dict, uid: int, gid: int = -1) -> Any:
         """Answer a client's request as user ``uid`` (the Controller does;
         ``ctld/injob.py`` calls it for commands inside jobs on the machines)."""
+        raise NotImplementedError
+
+    def start_request(self, op: str, args: dict, uid: int, gid: int = -1,
+                      then: Optional[Callable[[Any], None]] = None) -> Any:
+        """:meth:`submit_request` without waiting: ``then(pending)`` once
+        answered (``ctld/injob.py``: no thread waits for a command in a job)."""
         raise NotImplementedError
 
     # -- effects, after the commit ------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 __all__ = ["Pending", "Request", "Wake", "Connected", "ConnectFailed", "LinkLost",
            "AgentMessage", "Staged", "Collected", "Message", "LinkMessage"]
@@ -20,15 +20,24 @@ __all__ = ["Pending", "Request", "Wake", "Connected", "ConnectFailed", "LinkLost
 
 class Pending:
     """A client request waiting for the loop's answer: its RPC thread waits
-    on ``event`` for ``result`` or ``error``."""
+    on ``event`` for ``result`` or ``error``; or, without a thread waiting
+    (``ctld/injob.py``), ``then(pending)`` is called once it is answered."""
 
-    __slots__ = ("op", "args", "uid", "event", "result", "error")
+    __slots__ = ("op", "args", "uid", "event", "result", "error", "then")
 
-    def __init__(self, op: str, args: dict, uid: int) -> None:
+    def __init__(self, op: str, args: dict, uid: int,
+                 then: Optional[Callable[["Pending"], None]] = None) -> None:
         self.op, self.args, self.uid = op, args, uid
         self.event = threading.Event()
         self.result: Any = None
         self.error: Optional[BaseException] = None
+        self.then = then
+
+    def done(self) -> None:
+        """Answered (``result`` or ``error`` set): wake the waiter, or call ``then``."""
+        self.event.set()
+        if self.then is not None:
+            self.then(self)
 
 
 @dataclass(frozen=True)

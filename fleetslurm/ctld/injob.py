@@ -11,16 +11,19 @@ function that answers the controller's own socket (``rpc.answer`` over
 ``Controller.submit_request``): the same checks, the same replies, the same
 text the CLI prints. A job may do what its owner may, no more.
 
-The answer is computed in a thread of its own (a change waits for the
-loop, which must not wait for itself) and written back on the machine's
-link, unless that link was replaced meanwhile (the agent that asked is gone,
-and its connection with it).
+No thread waits for an answer: a few threads (:data:`POOL_WORKERS`, one
+pool per controller) check each request and answer a query at once; a
+change goes to the loop as a client's does (``Controller.start_request``)
+and is answered after the commit of the step that carried it out (a
+``wait`` from srun or ``sbatch -W`` inside a job holds no thread for its
+30 s). The answer is written back on the machine's link, unless that link
+was replaced meanwhile (the agent that asked is gone, and its connection
+with it).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ..node.agent import protocol
@@ -29,7 +32,11 @@ from ..rpc import answer
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["on_rpc"]
+__all__ = ["on_rpc", "POOL_WORKERS"]
+
+#: threads answering in-job requests, per controller: a query (squeue over a
+#: long queue) takes a worker for its time, a change only to check it
+POOL_WORKERS = 4
 
 
 def on_rpc(ctx: "Context", node: str, msg: dict) -> None:
@@ -63,15 +70,36 @@ def on_rpc(ctx: "Context", node: str, msg: dict) -> None:
     link = ctx.links.get(node)
     if link is None:  # (an event from a machine the controller has no link to: no way back)
         return
-    threading.Thread(target=_answer, name=f"injob-{node}", daemon=True,
-                     args=(ctx, link, link.generation, cid, op, args, uid,
-                           -1 if gid is None else int(gid))).start()
+    _pool(ctx).submit(_answer, ctx, link, link.generation, cid, op, args, uid,
+                      -1 if gid is None else int(gid))
+
+
+def _pool(ctx: "Context") -> Any:
+    pool = ctx.injob_pool
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ctx.injob_pool = ThreadPoolExecutor(POOL_WORKERS, thread_name_prefix="injob")
+    return pool
 
 
 def _answer(ctx: "Context", link: Any, generation: int, cid: int, op: str, args: dict,
             uid: int, gid: int) -> None:
-    reply = answer(ctx.submit_request, op, args, uid, gid)
-    # what the socket's server writes with default=str, made plain JSON here
-    reply = json.loads(json.dumps(reply, default=str))
-    if link.generation == generation:
-        link.send_many([protocol.rpc_reply(cid, reply)])
+    """In a pool thread: the request started; its answer sent by ``then``."""
+
+    def then(pending: Any) -> None:
+        # (in this thread, or in the loop's after its commit: never raises there)
+        def result(*_: Any) -> Any:
+            if pending.error is not None:
+                raise pending.error
+            return pending.result
+
+        try:
+            # what the socket's server writes with default=str, made plain JSON here
+            reply = json.loads(json.dumps(answer(result, op, args, uid, gid), default=str))
+            if link.generation == generation:
+                link.send_many([protocol.rpc_reply(cid, reply)])
+        except Exception as exc:  # the job's command waits in vain; the loop goes on
+            ctx.log(f"node {link.name}: cannot answer an in-job request: {exc}")
+
+    ctx.start_request(op, args, uid, gid, then)

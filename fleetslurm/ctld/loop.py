@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .. import errors
 from ..config import FleetConfig
@@ -184,24 +184,48 @@ class Controller(Context):
 
     # -- the loop ----------------------------------------------------------------
     def submit_request(self, op: str, args: dict, uid: int, gid: int = -1) -> Any:
-        """Called from RPC threads: queries are answered here, changes by ``step``.
-        Every request's fields are checked first (rpc_models): a malformed one is
-        refused here and never reaches the loop or the store. Who asks is
-        ``uid`` and ``gid``, the kernel's word (SO_PEERCRED), never the request's."""
-        from ..rpc_models import check_args, own_identity
-
-        args = check_args(op, args)
-        if op == "submit":
-            args = own_identity(args, uid, gid)
-        if op in self.queries.OPS:
-            return self.queries.answer(op, args, uid)
-        pending = Pending(op, args, uid)
-        self.inbox.put(Request(pending))
+        """Called from RPC threads: queries are answered here, changes by ``step``
+        (see :meth:`start_request`); waits for the answer."""
+        pending = self.start_request(op, args, uid, gid)
         if not pending.event.wait(timeout=120):
             raise errors.ControllerError("the controller is too busy to answer; try again")
         if pending.error is not None:
             raise pending.error
         return pending.result
+
+    def start_request(self, op: str, args: dict, uid: int, gid: int = -1,
+                      then: Optional[Callable[[Pending], None]] = None) -> Pending:
+        """A request, without waiting for its answer: ``then(pending)`` is
+        called once it has one (at once, in this thread, for a query or a
+        refused request; in the loop after the commit for a change). Every
+        request's fields are checked first (rpc_models): a malformed one is
+        refused here and never reaches the loop or the store. Who asks is
+        ``uid`` and ``gid``, the kernel's word (SO_PEERCRED), never the request's."""
+        from ..rpc_models import check_args, own_identity
+
+        pending = Pending(op, args, uid, then)
+        try:
+            pending.args = args = check_args(op, args)
+            if op == "submit":
+                pending.args = own_identity(args, uid, gid)
+            if op in self.queries.OPS:
+                pending.result = self.queries.answer(op, pending.args, uid)
+                pending.done()
+                return pending
+        except errors.FleetError as exc:
+            pending.error = exc
+            pending.done()
+            return pending
+        except Exception as exc:  # a bug: the caller still gets its answer
+            import traceback
+
+            traceback.print_exc()
+            pending.error = errors.ControllerError(
+                f"internal error in the controller: {type(exc).__name__}: {exc}")
+            pending.done()
+            return pending
+        self.inbox.put(Request(pending))
+        return pending
 
     def step(self, now: float, first: Optional[Message] = None) -> None:
         """One round: drain the inbox, schedule, commit, then act."""
@@ -278,7 +302,7 @@ class Controller(Context):
             self._replies.extend(self.waiters.due(self.store, now, ended))
         replies, self._replies = self._replies, []
         for p in replies:
-            p.event.set()
+            p.done()
 
     def _marks(self) -> tuple[int, int, int]:
         return len(self._events), len(self._outbox), len(self._after_commit)
@@ -480,7 +504,7 @@ class Controller(Context):
         for pending in self.waiters.refuse_all(errors.ControllerLost(
                 "the controller stopped while you waited for jobs; run the command "
                 "again (it starts one)")):
-            pending.event.set()
+            pending.done()
         while True:
             try:
                 item = self.inbox.get_nowait()
@@ -490,9 +514,11 @@ class Controller(Context):
                 item.pending.error = errors.ControllerLost(
                     "the controller stopped before it answered; run the command again "
                     "(it starts one)")
-                item.pending.event.set()
+                item.pending.done()
 
     def close(self) -> None:
+        if self.injob_pool is not None:
+            self.injob_pool.shutdown(wait=False, cancel_futures=True)
         for link in self.links.values():
             link.close()
         self.store.close()

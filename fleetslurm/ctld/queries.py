@@ -135,11 +135,19 @@ class Queries(UsageQueries):
         # squeue's records are kept between calls (active jobs, and those ended
         # within MinJobAge); sacct's and scontrol's, over any history, are not
         memo = self.memo if args.get("squeue") and not want_steps else None
-        rows = store.task_rows(" AND ".join(where), params)
-        tasks = memo.tasks(rows) if memo is not None else [decode_task(r) for r in rows]
-        tasks.extend(_picked_rows(picks, where, params, store))
-        job_ids = (t["job_id"] for t in tasks)
-        jobs = memo.jobs(store, job_ids) if memo is not None else store.jobs_brief(job_ids)
+        jobs: dict[int, dict]
+        if memo is not None and where == [_ACTIVE_CLAUSE] and store.path != ":memory:":
+            # squeue's own question (its -u/-p/-n filter below): only the rows
+            # written since the memo read them are read (record_memo.tasks_since)
+            heads = store.task_heads("t." + _ACTIVE_CLAUSE)
+            tasks = memo.tasks_since(store, heads)
+            jobs = memo.jobs(store, (), revs={h[2]: h[3] for h in heads})
+        else:
+            rows = store.task_rows(" AND ".join(where), params)
+            tasks = memo.tasks(rows) if memo is not None else [decode_task(r) for r in rows]
+            tasks.extend(_picked_rows(picks, where, params, store))
+            job_ids = (t["job_id"] for t in tasks)
+            jobs = memo.jobs(store, job_ids) if memo is not None else store.jobs_brief(job_ids)
         users = set(args.get("users") or [])
         names = set(args.get("names") or [])
         parts = set(args.get("partitions") or [])
@@ -205,7 +213,7 @@ class Queries(UsageQueries):
         if wanted:
             records = [r for r in records if wanted & set(r.get("nodes") or [])]
         # squeue's default order P,t,-p (squeue_fmt.default_sort_key)
-        records.sort(key=squeue_fmt.default_sort_key)
+        records.sort(key=self.memo.sort_key)
         # -O text comes as itself and a flag (a request carries no NUL)
         fmt = str(args["format"])
         if args.get("format_long"):

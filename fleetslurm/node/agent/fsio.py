@@ -53,22 +53,35 @@ def write_note(path: str, node: str, job_id: str, why: str,
         node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why), owner)
 
 
-def append_line(path: str, line: str, owner: Optional[int] = None) -> None:
-    """Append a line of slurmstepd's to a job's output file; never raises.
-    A root agent writing for a job of user ``owner`` appends only to a
-    regular file that user owns, never through a final symlink, never
-    creating one: the path is the user's to choose."""
-    guarded = owner is not None and os.geteuid() == 0 and owner != 0
+def append_line(path: str, line: str, owner: Optional[int] = None,
+                create: bool = False) -> None:
+    """Append ``line`` to a job's file; never raises. Two guarded cases, where
+    a root agent or supervisor writes where a job's user may plant anything:
+
+    * ``owner`` (a job of that user, written by root): a file of the user's
+      choosing, its output. Only a regular file that user owns; never
+      through a final symlink, never blocking on a FIFO, never creating one.
+    * ``create``: a file of the supervisor's own in the job's directory (the
+      user's while the job runs), made when missing (0644: the job's srun
+      reads it). The same guards, and a file of one link (not a hard link
+      the job planted to another), whoever owns it.
+
+    Otherwise the agent writes as the job's user: created when missing (0600)."""
+    guarded = create or (owner is not None and os.geteuid() == 0 and owner != 0)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-    flags |= (os.O_NOFOLLOW | os.O_NONBLOCK) if guarded else os.O_CREAT
+    if guarded:
+        flags |= os.O_NOFOLLOW | os.O_NONBLOCK
+    if create or not guarded:
+        flags |= os.O_CREAT
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, 0o644 if create else 0o600)
     except OSError:
         return
     try:
         if guarded:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != owner:
+            if not stat.S_ISREG(st.st_mode) or (
+                    st.st_nlink != 1 if create else st.st_uid != owner):
                 return
         write_all(fd, line.encode())
     except OSError:

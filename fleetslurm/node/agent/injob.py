@@ -14,7 +14,12 @@ connect (the socket's mode, and SO_PEERCRED checked on every connection).
 
 Everything runs in the agent's single-threaded poll loop: non-blocking
 sockets, one request in flight per connection (rpc.py's client waits for
-each answer), bounded buffers. Standard library only.
+each answer), bounded buffers: a request line is at most MAX_LINE (the
+controller's own socket's limit), and of a job's connections only one at a
+time may hold more than SMALL_LINE of it, until it is answered (the others
+are not read until then, as rpc.Server's big-line slots): a job's requests hold at most
+about MAX_LINE + MAX_CONNECTIONS * SMALL_LINE of the agent's memory, not
+MAX_CONNECTIONS * MAX_LINE. Standard library only.
 """
 from __future__ import annotations
 
@@ -35,8 +40,12 @@ COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
             "sacctmgr", "sshare", "sprio", "sstat")
 #: fleetslurm.shims.MARKER, on each shim's second line (srun's step-0 script looks for it)
 MARKER = "# fleetslurm-shim:"
-#: a request line's limit: rpc.Server's (a 4 MiB script, JSON-escaped, and its environment)
+#: a request line's limit: rpc.Server.MAX_LINE (a 4 MiB script, JSON-escaped,
+#: and its environment; sbatch refuses a longer script itself, with SLURM's words)
 MAX_LINE = 32 << 20
+#: what any connection may hold of a request (rpc.Server.SMALL_LINE); one
+#: connection per job at a time may hold more, up to MAX_LINE
+SMALL_LINE = 256 << 10
 #: connections one job may hold open at once
 MAX_CONNECTIONS = 16
 #: refused connections kept until their client has read why (more are closed at once)
@@ -114,21 +123,32 @@ def archive_of(module_file: str) -> "Optional[str]":
 
 
 class _Conn:
-    __slots__ = ("sock", "fd", "key", "cid", "inbuf", "outbuf", "waiting")
+    __slots__ = ("sock", "fd", "key", "cid", "inbuf", "outbuf", "waiting", "paused", "big_out")
 
     def __init__(self, sock: socket.socket, key: str, cid: int) -> None:
         self.sock, self.fd, self.key, self.cid = sock, sock.fileno(), key, cid
         self.inbuf = b""
         self.outbuf = b""
         self.waiting = False  # a request is with the controller
+        self.paused = False  # not read: another connection of its job holds a big request
+        #: its request with the controller is a big one: it keeps its job's
+        #: slot until answered (the agent's queue to the controller holds
+        #: one big request of a job at a time, too)
+        self.big_out = False
+
+    def mask(self) -> int:
+        """The poll events it waits for."""
+        return (0 if self.paused else select.POLLIN) | (select.POLLOUT if self.outbuf else 0)
 
 
 class _Listener:
-    __slots__ = ("sock", "key", "uid", "path", "conns")
+    __slots__ = ("sock", "key", "uid", "path", "conns", "big", "paused")
 
     def __init__(self, sock: socket.socket, key: str, uid: int, path: str) -> None:
         self.sock, self.key, self.uid, self.path = sock, key, uid, path
         self.conns: List[_Conn] = []
+        self.big: Optional[_Conn] = None  # the one connection past SMALL_LINE
+        self.paused: List[_Conn] = []  # those waiting for it to be through
 
 
 class InJob:
@@ -318,9 +338,13 @@ class InJob:
         conn = self.conns.get(fd)
         if conn is None:
             return False
+        if conn.paused and events & (select.POLLHUP | select.POLLERR):
+            self._drop(conn)  # (poll reports a hang-up even when not asked)
+            return True
         if events & select.POLLOUT:
             self._write(conn)
-        if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and fd in self.conns:
+        if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and fd in self.conns \
+                and not conn.paused:
             self._read(conn)
         return True
 
@@ -390,11 +414,52 @@ class InJob:
         lst = self.by_key.get(conn.key)
         if lst is not None and conn in lst.conns:
             lst.conns.remove(conn)
+            if conn in lst.paused:
+                lst.paused.remove(conn)
         conn.sock.close()
+        if lst is not None and lst.big is conn:
+            lst.big = None
+            self._resume(lst)
+
+    def _claim(self, conn: _Conn) -> None:
+        """After ``conn``'s buffer changed: past SMALL_LINE it takes its job's
+        big slot, or stops being read until that slot is free; back within
+        SMALL_LINE it gives the slot up."""
+        lst = self.by_key.get(conn.key)
+        if lst is None or conn.fd not in self.conns:
+            return
+        if len(conn.inbuf) < SMALL_LINE and not conn.big_out:
+            if conn.paused:  # (its own request went out meanwhile)
+                conn.paused = False
+                lst.paused.remove(conn)
+                self.poller.modify(conn.fd, conn.mask())
+            if lst.big is conn:
+                lst.big = None
+                self._resume(lst)
+            return
+        if lst.big is None:
+            lst.big = conn
+        if lst.big is not conn and not conn.paused:
+            conn.paused = True
+            lst.paused.append(conn)
+            self.poller.modify(conn.fd, conn.mask())
+
+    def _resume(self, lst: _Listener) -> None:
+        """The job's big slot is free: read its paused connections again."""
+        paused, lst.paused = lst.paused, []
+        for conn in paused:
+            conn.paused = False
+            if conn.fd in self.conns:
+                self.poller.modify(conn.fd, conn.mask())
+                self._claim(conn)
 
     def _read(self, conn: _Conn) -> None:
+        lst = self.by_key.get(conn.key)
+        limit = MAX_LINE + 1 if lst is not None and lst.big is conn else SMALL_LINE
+        if len(conn.inbuf) >= limit:
+            return  # (not reached: such a connection holds the slot or is paused)
         try:
-            data = conn.sock.recv(1 << 20)
+            data = conn.sock.recv(min(1 << 20, limit - len(conn.inbuf)))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -403,11 +468,15 @@ class InJob:
             self._drop(conn)  # an answer still on its way is dropped with it
             return
         conn.inbuf += data
-        if len(conn.inbuf) > MAX_LINE + 1:
-            _refuse(conn.sock, "ControllerError", "request too large: over %d bytes" % MAX_LINE)
+        self._next(conn)
+        if conn.fd not in self.conns:
+            return
+        if len(conn.inbuf) > MAX_LINE:
+            _refuse(conn.sock, "ControllerError", "request too large: over %d bytes (a batch "
+                    "script may have at most 4 MiB)" % MAX_LINE)
             self._drop(conn)
             return
-        self._next(conn)
+        self._claim(conn)
 
     def _next(self, conn: _Conn) -> None:
         """Pass the connection's next complete request on, if none is out."""
@@ -417,6 +486,9 @@ class InJob:
         if nl < 0:
             return
         line, conn.inbuf = conn.inbuf[:nl], conn.inbuf[nl + 1:]
+        lst = self.by_key.get(conn.key)
+        conn.big_out = lst is not None and lst.big is conn
+        self._claim(conn)
         try:
             req = json.loads(line)
             op, args = req["op"], req.get("args") or {}
@@ -442,11 +514,13 @@ class InJob:
         except OSError:
             self._drop(conn)
             return
+        self.poller.modify(conn.fd, conn.mask())
         if conn.outbuf:
-            self.poller.modify(conn.fd, select.POLLIN | select.POLLOUT)
             return
-        self.poller.modify(conn.fd, select.POLLIN)
         conn.waiting = False
+        if conn.big_out:  # answered: its job's slot may go to the next
+            conn.big_out = False
+            self._claim(conn)
         self._next(conn)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 
 from .fsio import append_line
 
@@ -54,33 +53,16 @@ def kill_steps_first(jobdir: str, groups: "List[int]", done: "Set[int]") -> bool
     if not step_groups:
         return False
     done.update(step_groups)
-    _record(os.path.join(jobdir, OOM_FILE), "".join("%d\n" % g for g in step_groups))
+    # (srun then reports a plain SIGKILL if the job planted something there:
+    # the kill matters more)
+    append_line(os.path.join(jobdir, OOM_FILE), "".join("%d\n" % g for g in step_groups),
+                create=True)
     for pgid in step_groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
     return True
-
-
-def _record(path: str, text: str) -> None:
-    """Append ``text`` to the job's OOM file. The job's directory is its
-    user's while it runs and a root supervisor writes here: never follow a
-    link the job planted, never block on a FIFO, only a plain file of one
-    link (srun then reports a plain SIGKILL instead: the kill matters more)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                     | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-            os.write(fd, text.encode())
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def batch_result(sup: "Any") -> None:
