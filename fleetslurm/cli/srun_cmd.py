@@ -125,6 +125,22 @@ def job_script(opts: dict) -> str:
     return _SCRIPT.format(step_args=shlex.join(step_arguments(opts)), marker=MARKER)
 
 
+def direct_step(opts: dict) -> bool:
+    """Whether step 0 can run without a second srun inside the job: one task
+    and no option that step 0's srun itself acts on (per-task files, labels,
+    stdin for some tasks, kill-on-bad-exit, overcommit). The job's supervisor
+    then runs the task itself (ctld/srun_direct.py); ``FLEETSLURM_NO_FAST_PATH=1``
+    keeps the second srun."""
+    if os.environ.get("FLEETSLURM_NO_FAST_PATH"):
+        return False
+    if str(opts.get("ntasks") or 1) != "1":
+        return False
+    if str(opts.get("input") or "all").lower() not in ("all", "0"):
+        return False
+    return not any(opts.get(key) not in (None, False, "") for key, _ in _STEP_OPTIONS
+                   if key not in ("ntasks", "job_name", "cpus_per_task", "input"))
+
+
 def step_arguments(opts: dict) -> list[str]:
     """The srun options step 0 runs with inside the job."""
     out = []
@@ -153,6 +169,9 @@ class Attached:
         #: signals for the tasks, held until srun's step 0 has started them
         self.deferred: list[int] = []
         self.running_since: Optional[float] = None
+        #: the job's supervisor runs the task as step 0 (no srun inside the job):
+        #: this srun says what step 0's srun would have said of the task
+        self.direct = direct_step(opts)
 
     def client(self) -> Any:
         from .common import client
@@ -183,7 +202,7 @@ class Attached:
                            script_args=list(self.command), env=with_umask(os.environ),
                            cwd=os.getcwd(), submit_host=socket.gethostname(),
                            script_name=self.command[0], command=shlex.join(self.command),
-                           srun=True, stdin_stream=stream)
+                           srun=True, stdin_stream=stream, srun_direct=self.direct)
         if stream:
             self.stdin = _StdinPump()
         return int(reply["job_id"])
@@ -334,6 +353,8 @@ class Attached:
                   "completed" if self.cancelled else
                   f"error: job {self.job_id} ended {rec.get('state')} before it started")
             return 1
+        if steps and steps[0].get("end_time") and self.direct:
+            return self.report_direct(steps[0], (rec.get("nodes") or [""])[0])
         if steps and steps[0].get("end_time"):
             if steps[0].get("state") == "OUT_OF_MEMORY":
                 return 1  # srun's exit status for SIG_OOM (srun.c); the step said why
@@ -351,6 +372,26 @@ class Attached:
             return 128 + (sig or signal.SIGTERM)
         if sig:
             _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
+            return 128 + sig
+        if code:
+            _info(f"error: {node}: task 0: Exited with exit code {code}")
+        return code
+
+    def report_direct(self, step: dict, node: str) -> int:
+        """Step 0's srun's closing lines for its one task (srun_step.Step.report),
+        said here when the job's supervisor ran the task; srun's exit status."""
+        name = f"StepId={self.job_id}.0"
+        if step.get("state") == "OUT_OF_MEMORY":
+            sys.stderr.write(f"slurmstepd-{node}: error: Detected 1 oom-kill event(s) in "
+                             f"{name}. Some of your processes may have been killed by the "
+                             "cgroup out-of-memory handler.\n")
+            _info(f"error: {node}: task 0: Out Of Memory")
+            return 1
+        code, sig = step.get("exit_code") or 0, step.get("exit_signal") or 0
+        if sig:
+            _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
+            if sig in (signal.SIGKILL, signal.SIGTERM) and not self.cancelled:
+                _info(f"Force Terminated {name}")
             return 128 + sig
         if code:
             _info(f"error: {node}: task 0: Exited with exit code {code}")

@@ -136,25 +136,15 @@ class Step:
             array_task_id=int(array_task) if array_task and array_task.isdigit() else None)
 
     def task_env(self, rank: int) -> dict[str, str]:
+        from ..slurm.stepenv import step_task_environment
+
         env = dict(os.environ)
-        n, s = str(self.ntasks), str(self.step_id)
-        env.update(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank),
-                   SLURM_NODEID=os.environ.get("SLURM_NODEID", "0"),
-                   SLURM_GTIDS=",".join(str(r) for r in range(self.ntasks)),
-                   SLURM_STEP_ID=s, SLURM_STEPID=s, SLURM_NTASKS=n, SLURM_NPROCS=n,
-                   SLURM_STEP_NUM_TASKS=n, SLURM_STEP_NUM_NODES="1",
-                   SLURM_STEP_NODELIST=self.node, SLURM_STEP_TASKS_PER_NODE=n,
-                   SLURM_TASKS_PER_NODE=n)
         umask = os.umask(0)
         os.umask(umask)
-        # as srun 22.05 sets them for each task (a step on one node: cyclic for
-        # one task, block for more)
-        env.update(SLURM_UMASK="%04o" % umask,
-                   SLURM_DISTRIBUTION="cyclic" if self.ntasks == 1 else "block")
-        if env.get("SLURM_JOB_CPUS_PER_NODE"):
-            env["SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0"] = env["SLURM_JOB_CPUS_PER_NODE"]
-        if self.opts.get("cpus_per_task"):
-            env["SLURM_CPUS_PER_TASK"] = str(self.cpus_per_task)
+        env.update(step_task_environment(
+            env, step_id=self.step_id, rank=rank, ntasks=self.ntasks, node=self.node,
+            umask=umask, cpus_per_task=self.cpus_per_task if self.opts.get("cpus_per_task")
+            else None))
         return env
 
     # -- running ---------------------------------------------------------------

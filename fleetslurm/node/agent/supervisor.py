@@ -399,8 +399,12 @@ class Supervisor(JobChild, JobCgroups):
         escaped = [pid for pid in self.job_processes()
                    if (proc_stat(pid) or ("", self.sid))[1] != self.sid] if self.subreaper else []
         for sig in (signal.SIGCONT, signum):
-            self.kill_steps(sig)
-            self.kill(sig)
+            try:
+                # the steps and the job's group, each once (step 0 of a job srun
+                # made may be the job's own group: srun_direct)
+                signal_scope(self.jobdir, self.sid, self.pid, sig, "full")
+            except OSError:
+                self.kill(sig)
             for pid in escaped:  # left the session (setsid): neither group has it
                 try:
                     os.kill(pid, sig)
