@@ -381,10 +381,7 @@ class Attached:
         """Step 0's srun's closing lines for its one task (srun_step.Step.report),
         said here when the job's supervisor ran the task; srun's exit status."""
         name = f"StepId={self.job_id}.0"
-        if step.get("state") == "OUT_OF_MEMORY":
-            sys.stderr.write(f"slurmstepd-{node}: error: Detected 1 oom-kill event(s) in "
-                             f"{name}. Some of your processes may have been killed by the "
-                             "cgroup out-of-memory handler.\n")
+        if step.get("state") == "OUT_OF_MEMORY":  # (slurmstepd's line came with the output)
             _info(f"error: {node}: task 0: Out Of Memory")
             return 1
         code, sig = step.get("exit_code") or 0, step.get("exit_signal") or 0

@@ -296,6 +296,10 @@ class Supervisor(JobChild, JobCgroups):
                         self.set_reason("OUT_OF_MEMORY")
                         self.kill_everything(now)
                         t_mem = None
+                    elif self.pid in self.oom_killed:
+                        # step 0 run as the job itself (srun_direct): the job was killed
+                        self.set_reason("OUT_OF_MEMORY")
+                        t_mem = None
             if t_sample is not None and now >= t_sample:
                 self.sampler.take(self.job_processes(now), sum(self.orphan_cpu), time.time())
                 # like the watchdog's: never more than 1/_MEM_SAMPLE_DUTY of the time
