@@ -85,7 +85,20 @@ USAGE = ("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]] [ : [OPTIONS(
          "executable(N) [args(N)...]\n")
 
 
+def _plain(argv: list[str]) -> bool:
+    """``srun CMD ARGS...`` outside a job with no option on the command line
+    or in the environment (no ``SLURM_*``/``SRUN_*`` variable): the options
+    are then none, and the option tables (some 6 ms to import) are skipped.
+    ``FLEETSLURM_NO_FAST_PATH=1`` turns this off."""
+    env = os.environ
+    return bool(argv) and not argv[0].startswith("-") and not env.get(
+        "FLEETSLURM_NO_FAST_PATH") and not any(
+        k.startswith(("SLURM_", "SRUN_")) for k in env)
+
+
 def main(argv: list[str]) -> int:
+    if _plain(argv):
+        return Attached({}, list(argv)).run()
     from ..slurm.option_env import command_options
     from ..slurm.option_support import refuse_unsupported
 
@@ -183,10 +196,14 @@ class Attached:
         import socket
 
         from ..paths import private_dir, state_paths
-        from ..slurm.option_tables import SBATCH
 
-        known = {o.dest for o in SBATCH} | {"cpu_bind"}  # srun's own, for the agent
-        options = {k: v for k, v in self.opts.items() if k in known and k not in _NOT_FOR_JOB}
+        options: dict = {}
+        if self.opts:
+            from ..slurm.option_tables import SBATCH
+
+            known = {o.dest for o in SBATCH} | {"cpu_bind"}  # srun's own, for the agent
+            options = {k: v for k, v in self.opts.items()
+                       if k in known and k not in _NOT_FOR_JOB}
         options.setdefault("job_name", os.path.basename(self.command[0]))
         # the terminal gets the output: keep the job's own files out of the way
         spool = private_dir(state_paths().home / "srun")
@@ -219,10 +236,11 @@ class Attached:
         while True:
             self.handle_signals()
             with self.client() as c:
-                got = self.pump_output(c)
+                # the state first: output read after the job is seen ended is all of it
                 recs = c.call("jobs", ids=[str(self.job_id)], steps=True)
                 self.record = recs[0] if recs else {}
                 state = self.record.get("state", "PENDING")
+                got = self.pump_output(c)
                 if state == "PENDING" and not said_queued and time.monotonic() - started > 0.5:
                     said_queued = True
                     _info(f"job {self.job_id} queued and waiting for resources")
@@ -239,9 +257,10 @@ class Attached:
                 break
             idle = 0.02 if got else min(0.2, idle * 1.5)
             self.pause(idle)
-        with self.client() as c:
-            while self.pump_output(c):  # whatever landed after the last poll
-                pass
+        if got:
+            with self.client() as c:
+                while self.pump_output(c):  # a read brings at most 4 MiB: the rest
+                    pass
         return self.finish()
 
     def pause(self, seconds: float) -> None:
