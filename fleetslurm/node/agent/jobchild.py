@@ -157,8 +157,8 @@ class JobChild:
         try:
             os.execvpe(argv[0], argv, env)
         except OSError as exc:
-            write_all(2, ("slurmstepd: error: execve(): %s: %s\n"
-                          % (argv[0], os.strerror(exc.errno or 0))
+            write_all(2, ("slurmstepd-%s: error: execve(): %s: %s\n"
+                          % (self.spec["node"], argv[0], os.strerror(exc.errno or 0))
                           ).encode("utf-8", "surrogateescape"))
             os._exit(2)
 
