@@ -235,6 +235,9 @@ class Attached:
         said_queued = False
         started = time.monotonic()
         idle = 0.02
+        # a short job has often ended within this first pause: its state and
+        # output are then read once, and no request competes with its launch
+        self.pause(idle)
         while True:
             self.handle_signals()
             with self.client() as c:
