@@ -64,12 +64,22 @@ def test_direct_step_zero_has_the_steps_environment(fleet):
 
 def test_a_command_that_cannot_start_fails_as_slurms_task_does(fleet):
     """As SLURM 22.05 (checked on the oracle): slurmstepd's line, the task's
-    exit code 2, the step FAILED."""
+    exit code the errno (2, 13), the step FAILED."""
     code, out, err, sacct = _run(fleet, ("no-such-command-here",), None)
     assert (code, out) == (2, "")
     assert err == ("slurmstepd-localhost: error: execve(): no-such-command-here: No such file "
                    "or directory\nsrun: error: localhost: task 0: Exited with exit code 2\n")
     assert sacct.splitlines()[1].startswith("<job>.0|no-such-command-here|FAILED|2:0|1|")
+    tool = fleet.work / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")  # on PATH, not executable
+    path = {"PATH": f"{tool.parent}:{os.environ['PATH']}"}
+    proc = fleet.run("srun", "tool", env=path)
+    assert (proc.returncode, proc.stderr) == (13, (
+        "slurmstepd-localhost: error: execve(): tool: Permission denied\n"
+        "srun: error: localhost: task 0: Exited with exit code 13\n"))
+    tool.chmod(0o755)
+    assert fleet.run("srun", "tool", env=path).returncode == 0  # found on the job's PATH
 
 
 def test_step_signals_reach_the_task_once(fleet):

@@ -139,8 +139,9 @@ class JobChild:
         """Become step 0's one task of a job srun made (``srun_direct``): the
         command itself, found on the job's PATH, its process group recorded
         as the step's (rank 0) where signals for steps look, as srun records
-        its tasks. A command that cannot be started exits 2 after
-        slurmstepd's line, as SLURM's task does: the job ran and failed."""
+        its tasks. A command that cannot be started exits with the errno
+        (2: not found, 13: not executable) after slurmstepd's line, as
+        SLURM's task does: the job ran and failed."""
         argv = self.spec["argv"]
         steps = env["FLEETSLURM_STEPS_DIR"]
         try:
@@ -155,12 +156,34 @@ class JobChild:
         except OSError:
             pass  # signals for steps then miss it; the job's own still reach it
         try:
-            os.execvpe(argv[0], argv, env)
+            self.exec_on_path(argv, env)
         except OSError as exc:
             write_all(2, ("slurmstepd-%s: error: execve(): %s: %s\n"
                           % (self.spec["node"], argv[0], os.strerror(exc.errno or 0))
                           ).encode("utf-8", "surrogateescape"))
-            os._exit(2)
+            os._exit(min(255, exc.errno or 2))  # slurmstepd's: the errno (oracle)
+
+    @staticmethod
+    def exec_on_path(argv: List[str], env: Dict[str, str]) -> None:
+        """``os.execvpe`` without its ``import warnings`` (a module load and
+        its copy-on-write faults in the job child): the first of the PATH's
+        directories that holds ``argv[0]``; the first error that is not
+        "not there" is the one raised, as execvp does."""
+        name = argv[0]
+        if "/" in name:
+            os.execve(name, argv, env)
+        first: Optional[OSError] = None
+        last: Optional[OSError] = None
+        for d in (env.get("PATH") or os.defpath).split(":"):
+            try:
+                os.execve(os.path.join(d or ".", name), argv, env)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                last = exc
+            except OSError as exc:
+                last = exc
+                if first is None:
+                    first = exc
+        raise first or last or FileNotFoundError(2, os.strerror(2))
 
     @staticmethod
     def drop_privileges(uid: Optional[int], gid: Optional[int],
