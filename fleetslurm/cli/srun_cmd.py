@@ -235,9 +235,11 @@ class Attached:
         said_queued = False
         started = time.monotonic()
         idle = 0.02
-        # a short job has often ended within this first pause: its state and
-        # output are then read once, and no request competes with its launch
-        self.pause(idle)
+        # a short job has ended within this first pause (it returns at the
+        # job's end): its state and output are then read once, and no request
+        # competes with its launch; a longer one's first output shows after
+        # 0.1 s (the loop below waits up to 0.2 s between reads anyway)
+        self.pause(0.1)
         while True:
             self.handle_signals()
             with self.client() as c:
