@@ -43,14 +43,31 @@ def _run(fleet, args: tuple, env: "dict | None") -> tuple:
     ("-J", "named", "sh", "-c", WHICH + "echo 'a b'"),
     ("-c", "1", "sh", "-c", WHICH + "kill -9 $$"),
     ("sh", "-c", WHICH + "kill -TERM $$"),
+    ("no-such-command-here",),
 ])
 def test_direct_step_zero_is_the_second_sruns_twin(fleet, args):
     direct = _run(fleet, args, None)
     inner = _run(fleet, args, SLOW)
-    assert direct[2].startswith("direct\n") and inner[2].startswith("inner\n"), (direct, inner)
+    if WHICH in args[-1]:
+        assert direct[2].startswith("direct\n") and inner[2].startswith("inner\n"), \
+            (direct, inner)
     assert direct[:2] == inner[:2]
     assert direct[2].replace("direct\n", "", 1) == inner[2].replace("inner\n", "", 1)
     assert direct[3] == inner[3]
+
+
+def test_a_step_whose_command_cannot_start_inside_a_job(fleet):
+    """srun inside a batch job: slurmstepd's line, the task's exit code the
+    errno, the step FAILED, and the script goes on (as SLURM 22.05)."""
+    job = fleet.sbatch("-e", "err-%j", "--wrap", "srun no-such-command-here; echo srun=$?")
+    assert fleet.wait(job)["state"] == "COMPLETED"
+    assert (fleet.work / f"slurm-{job}.out").read_text() == "srun=2\n"
+    assert (fleet.work / f"err-{job}").read_text() == (
+        "slurmstepd-localhost: error: execve(): no-such-command-here: No such file or "
+        "directory\nsrun: error: localhost: task 0: Exited with exit code 2\n")
+    sacct = fleet.run("sacct", "-P", "-n", "-j", f"{job}.0", "-o", "state,exitcode",
+                      check=True).stdout
+    assert sacct == "FAILED|2:0\n"
 
 
 def test_direct_step_zero_has_the_steps_environment(fleet):

@@ -187,6 +187,8 @@ class Step:
                 proc = self.spawn(rank, stdin, out, err)
                 if isinstance(stdin, int) and stdin >= 0:
                     os.close(stdin)  # an --input file: the task has its own copy now
+                if proc is None:
+                    continue  # it could not start: it exited already (spawn)
                 if proc.stdin is not None:
                     feeds.append(proc.stdin)
                 for pipe, dest in ((proc.stdout, dests[0]), (proc.stderr, dests[1])):
@@ -203,7 +205,10 @@ class Step:
                 self.kill_timer.cancel()
         return self.report()
 
-    def spawn(self, rank: int, stdin: Any, out: Any, err: Any) -> subprocess.Popen:
+    def spawn(self, rank: int, stdin: Any, out: Any, err: Any) -> Optional[subprocess.Popen]:
+        """Start task ``rank``; None when its command cannot be started: as
+        under slurmstepd the task then exits with the errno (2: not found, 13:
+        not executable) after slurmstepd's line in its stderr (oracle)."""
         kw: dict[str, Any] = {}
         if sys.version_info >= (3, 11):
             kw["process_group"] = 0  # its own group: signals reach the task's children
@@ -213,17 +218,24 @@ class Step:
             proc = subprocess.Popen(self.command, env=self.task_env(rank), stdin=stdin,
                                     stdout=out, stderr=err, **kw)
         except OSError as exc:
-            self.kill_all(signal.SIGKILL)
-            self.wait_all()
-            raise UsageError(f"error: execve(): {self.command[0]}: {exc.strerror}",
-                             prog=PROG) from None
+            line = (f"slurmstepd-{self.node}: error: execve(): {self.command[0]}: "
+                    f"{exc.strerror}\n").encode("utf-8", "surrogateescape")
+            if isinstance(err, int) and err >= 0:
+                os.write(err, line)
+            else:
+                sys.stderr.flush()
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+            self.rank_of[-1 - rank] = rank  # (no process: a key no pid can be)
+            self.status[rank] = min(255, exc.errno or 2) << 8  # a wait status: exited
+            return None
         self.procs[proc.pid] = proc
         self.rank_of[proc.pid] = rank
         register(proc.pid, step_id=self.step_id, rank=rank)
         return proc
 
     def wait_all(self) -> None:
-        while len(self.status) < len(self.procs):
+        while len(self.status) < len(self.rank_of):
             try:
                 pid, status, ru = os.wait4(-1, 0)
             except ChildProcessError:
