@@ -14,6 +14,8 @@ import pytest
 
 from fleetslurm.cli.srun_cmd import _plain, direct_step
 from fleetslurm.slurm.option_env import command_options
+from tests.test_lab_as_user import root_lab  # noqa: F401  (fixture)
+from tests.second_user import other_user, shared_tmp  # noqa: F401  (fixtures)
 
 SLOW = {"FLEETSLURM_NO_FAST_PATH": "1"}
 #: which way the task was started: only the supervisor's child is the task itself
@@ -162,3 +164,17 @@ def test_anything_else_takes_the_full_path(argv, env, monkeypatch):
 def test_which_requests_step_zero_runs_directly(opts, direct, monkeypatch):
     monkeypatch.delenv("FLEETSLURM_NO_FAST_PATH", raising=False)
     assert direct_step(opts) is direct
+
+
+def test_a_lab_users_srun_step_zero_runs_as_the_user(root_lab, other_user):
+    """In a lab (a root agent) the task runs as its user, who owns the step's
+    record of its process group (signals for steps reach it) and its files."""
+    lab, user = root_lab, other_user
+    p = lab.fs("srun", "sh", "-c", 'id -u; cat "$FLEETSLURM_STEPS_DIR/$$"; echo; '
+               'stat -c %u "$FLEETSLURM_STEPS_DIR/$$"; exit 3', user=user)
+    assert p.returncode == 3, p.stderr
+    assert p.stdout.splitlines() == [str(user.pw_uid), "0 0", str(user.pw_uid)], p.stdout
+    assert p.stderr == "srun: error: localhost: task 0: Exited with exit code 3\n"
+    acct = lab.fs("sacct", "-n", "-P", "-a", "-u", user.pw_name, "-o", "jobid,state,exitcode")
+    assert [line.split("|", 1)[1] for line in acct.stdout.splitlines()] == [
+        "FAILED|3:0", "FAILED|3:0"], acct.stdout
