@@ -34,3 +34,33 @@ def test_srun_says_and_exits_as_slurms(slurm: Side, fleet: Side, argv):
     want, got = slurm.run("srun", *argv), fleet.run("srun", *argv)
     assert (got.rc, got.out, _norm(got.err)) == (want.rc, want.out, _norm(want.err)), \
         (str(want), str(got))
+
+
+def _cancelled_from_outside(side: Side) -> tuple:
+    """``srun sleep`` whose job another command cancels: srun's lines and status."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([*side.argv("srun"), "-J", "outside", "sleep", "100"],
+                            cwd=str(side.work), env=side.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            ids = side.run("squeue", "-h", "-t", "R", "-n", "outside", "-o", "%A").out.split()
+            if ids:
+                break
+            assert time.monotonic() < deadline, "the srun job never ran"
+            time.sleep(0.2)
+        time.sleep(1)  # (SLURM: the step has started)
+        side.run("scancel", ids[0])
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    err = re.sub(r"\b%s\b" % ids[0], "N", err)
+    err = re.sub(r"CANCELLED AT \S+", "CANCELLED AT T", err)
+    return proc.returncode, out, sorted(err.splitlines())
+
+
+def test_srun_whose_job_is_cancelled_from_outside(slurm: Side, fleet: Side):
+    assert _cancelled_from_outside(fleet) == _cancelled_from_outside(slurm)

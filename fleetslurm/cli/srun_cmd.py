@@ -365,10 +365,14 @@ class Attached:
         self.cancelled = True
         with self.client() as c:
             if self.record.get("state") == "RUNNING":
-                kill_wait = dict(map(tuple, c.call("config"))).get("KillWait", "30 sec")
-                _info(f"Job step aborted: Waiting up to {int(kill_wait.split()[0]) + 2} "
-                      "seconds for job step to finish.")
+                self.say_aborted(c)
             c.call("cancel", ids=[str(self.job_id)])
+
+    def say_aborted(self, c: Any) -> None:
+        """srun's line for a step being ended, with the controller's KillWait."""
+        kill_wait = dict(map(tuple, c.call("config"))).get("KillWait", "30 sec")
+        _info(f"Job step aborted: Waiting up to {int(kill_wait.split()[0]) + 2} "
+              "seconds for job step to finish.")
 
     # -- the end --------------------------------------------------------------
     def finish(self) -> int:
@@ -411,9 +415,14 @@ class Attached:
             _info(f"error: {node}: task 0: Out Of Memory")
             return 1
         code, sig = step.get("exit_code") or 0, step.get("exit_signal") or 0
+        # ended from outside (scancel, the time limit): srun heard of it first
+        ended = self.record.get("state") in ("CANCELLED", "TIMEOUT") and not self.cancelled
+        if ended:
+            with self.client() as c:
+                self.say_aborted(c)
         if sig:
             _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
-            if sig in (signal.SIGKILL, signal.SIGTERM) and not self.cancelled:
+            if sig in (signal.SIGKILL, signal.SIGTERM) and not (self.cancelled or ended):
                 _info(f"Force Terminated {name}")
             return 128 + sig
         if code:

@@ -32,7 +32,7 @@ from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
                    SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
                    format_exc, log, read_marker, read_small, take_back, write_all, write_json_atomic,
-                   write_note, write_text_atomic)
+                   note_id, write_note, write_text_atomic)
 from .host import (HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope,
                    step_groups)
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
@@ -368,8 +368,8 @@ class Supervisor(JobChild, JobCgroups):
 
     def note(self, why: str) -> None:
         """slurmstepd's line in the job's stderr when it ends the job."""
-        write_note(self.spec["stderr"], self.spec["node"],
-                   self.spec["job_id"] or self.key.split(".")[0], why, self.spec["uid"])
+        write_note(self.spec["stderr"], self.spec["node"], note_id(self.spec, self.key), why,
+                   self.spec["uid"])
 
     def set_reason(self, reason: str) -> None:
         """Record why we ended the job; the first reason wins."""
