@@ -14,11 +14,15 @@ job, run the tasks as its step 0, and stay attached until they end:
   first); SIGTERM/SIGHUP/SIGQUIT cancel the job; other signals (SIGUSR1...)
   are forwarded to the tasks.
 
-The job's batch part is a small script that runs fleetslurm's srun as step 0
-(the controller's shim on the local transport, the agent's on an SSH
-machine, or fleetslurm on the job's PATH); without one (an agent that could
-not give the job its commands) it starts the tasks itself, with their ranks
-but without per-task files, labels or stdin broadcast.
+One task without per-task I/O options (``direct_step``) is started by the
+job's supervisor itself as step 0, the controller keeping the step's record
+(ctld/srun_direct.py), and this srun says what step 0's srun would have said
+of it. Otherwise the job's batch part is a small script that runs
+fleetslurm's srun as step 0 (the controller's shim on the local transport,
+the agent's on an SSH machine, or fleetslurm on the job's PATH); without one
+(an agent that could not give the job its commands) it starts the tasks
+itself, with their ranks but without per-task files, labels or stdin
+broadcast.
 """
 
 from __future__ import annotations
