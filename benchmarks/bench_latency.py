@@ -2,7 +2,9 @@
 
 1. ``srun true`` from the submit host: median of ``--runs`` whole processes,
    next to the real SLURM's ``srun true`` (the oracle, when one runs here:
-   root, ``sinfo`` answering) and ``python -S -c pass`` in the same run.
+   root, ``sinfo`` answering) and ``python -S -c pass`` in the same run; and
+   the same with ``FLEETSLURM_NO_FAST_PATH=1`` (the full path: the option
+   tables, and a second srun inside the job runs step 0).
 2. How soon a waiter learns of a job's end. The job's last command writes
    the time (``date +%s.%N``); the figure is the time from then until the
    waiter returned: ``sbatch -W`` (the shim, whole process: until it
@@ -81,7 +83,10 @@ def main() -> int:
 
         figures["py_S"] = median_ms([sys.executable, "-S", "-c", "pass"], n, env, work)
         figures["py"] = median_ms([sys.executable, "-c", "pass"], n, env, work)
+        load0 = os.getloadavg()[0]
         figures["srun"] = median_ms([srun, "true"], n, env, work)
+        figures["srun_full"] = median_ms([srun, "true"], n,
+                                         dict(env, FLEETSLURM_NO_FAST_PATH="1"), work)
         figures["shim_squeue"] = median_ms([squeue], n, env, work)
         figures["shim_sbatch"] = median_ms([sbatch, "-o", "/dev/null", "--wrap", "true"], n,
                                            env, work)
@@ -136,10 +141,12 @@ def main() -> int:
     f = figures
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, {platform.system()} {platform.release()}")
-    print(f"all figures: median of {n} (whole processes unless said)")
+    print(f"all figures: median of {n} (whole processes unless said); load average "
+          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     print(f"python -S -c pass: {f['py_S']:.1f} ms   python -c pass: {f['py']:.1f} ms")
     print(f"(1) srun true: {f['srun']:.1f} ms   real SLURM srun true: "
-          + (f"{peer:.1f} ms" if peer is not None else "(no SLURM runs here)"))
+          + (f"{peer:.1f} ms" if peer is not None else "(no SLURM runs here)")
+          + f"   full path (FLEETSLURM_NO_FAST_PATH=1): {f['srun_full']:.1f} ms")
     print(f"(2) sbatch -W --wrap true: {f['sbatch_W']:.1f} ms whole; over the job's own run "
           f"time: {f['gap_overhead']:.1f} ms")
     print(f"    from the job's last command to the waiter's return: sbatch -W (process "

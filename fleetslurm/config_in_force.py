@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: typing is some 4 ms of a command's start)
+    from typing import Optional
 
 from .paths import StatePaths
 

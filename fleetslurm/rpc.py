@@ -16,7 +16,9 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: typing is some 4 ms of a command's start)
+    from typing import Any, Callable, Optional
 
 from . import errors
 from .paths import StatePaths, check_socket, lab_paths, private_dir, public_dir, state_paths
@@ -351,7 +353,8 @@ def _start_controller(config: Optional[str], paths: StatePaths, timeout: float) 
             time.sleep(0.02)
 
 
-Handler = Callable[[str, dict, int], Any]
+if TYPE_CHECKING:
+    Handler = Callable[[str, dict, int], Any]
 
 
 class _Refused(Exception):

@@ -106,6 +106,7 @@ class SubmitArgs(BaseModel):
     prio_process: Optional[Annotated[StrictInt, Field(ge=-20, le=19)]] = None
     srun: Optional[StrictBool] = None
     stdin_stream: Optional[StrictBool] = None
+    srun_direct: Optional[StrictBool] = None
     stage: Optional[dict[StrictStr, Any]] = None
     #: the submission's own id (a resent request gets the job it made, once)
     token: Optional[Annotated[Text, Field(min_length=16, max_length=64)]] = None

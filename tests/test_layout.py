@@ -103,7 +103,7 @@ CTLD_LAYERS = (
     ("context", "mail"),
     ("lifecycle",),
     ("health", "arrayfeed", "dependencies", "fairshare", "limits", "assocs", "staging",
-     "gpustats", "suspend"),
+     "gpustats", "suspend", "srun_direct"),
     ("launch", "collect", "injob"),
     ("agent_events", "requests.assoc", "requests.common", "requests.explain", "requests.jobs",
      "requests.nodes", "requests.qos", "requests.steps", "requests.submit", "requests.update"),

@@ -14,11 +14,15 @@ job, run the tasks as its step 0, and stay attached until they end:
   first); SIGTERM/SIGHUP/SIGQUIT cancel the job; other signals (SIGUSR1...)
   are forwarded to the tasks.
 
-The job's batch part is a small script that runs fleetslurm's srun as step 0
-(the controller's shim on the local transport, the agent's on an SSH
-machine, or fleetslurm on the job's PATH); without one (an agent that could
-not give the job its commands) it starts the tasks itself, with their ranks
-but without per-task files, labels or stdin broadcast.
+One task without per-task I/O options (``direct_step``) is started by the
+job's supervisor itself as step 0, the controller keeping the step's record
+(ctld/srun_direct.py), and this srun says what step 0's srun would have said
+of it. Otherwise the job's batch part is a small script that runs
+fleetslurm's srun as step 0 (the controller's shim on the local transport,
+the agent's on an SSH machine, or fleetslurm on the job's PATH); without one
+(an agent that could not give the job its commands) it starts the tasks
+itself, with their ranks but without per-task files, labels or stdin
+broadcast.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (annotations only: typing is some 4 ms of a command's start)
+    from typing import Any, Optional
 
 from ..errors import UsageError
 from .common import help_or_version
@@ -85,7 +91,20 @@ USAGE = ("Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]] [ : [OPTIONS(
          "executable(N) [args(N)...]\n")
 
 
+def _plain(argv: list[str]) -> bool:
+    """``srun CMD ARGS...`` outside a job with no option on the command line
+    or in the environment (no ``SLURM_*``/``SRUN_*`` variable): the options
+    are then none, and the option tables (some 6 ms to import) are skipped.
+    ``FLEETSLURM_NO_FAST_PATH=1`` turns this off."""
+    env = os.environ
+    return bool(argv) and not argv[0].startswith("-") and not env.get(
+        "FLEETSLURM_NO_FAST_PATH") and not any(
+        k.startswith(("SLURM_", "SRUN_")) for k in env)
+
+
 def main(argv: list[str]) -> int:
+    if _plain(argv):
+        return Attached({}, list(argv)).run()
     from ..slurm.option_env import command_options
     from ..slurm.option_support import refuse_unsupported
 
@@ -125,6 +144,22 @@ def job_script(opts: dict) -> str:
     return _SCRIPT.format(step_args=shlex.join(step_arguments(opts)), marker=MARKER)
 
 
+def direct_step(opts: dict) -> bool:
+    """Whether step 0 can run without a second srun inside the job: one task
+    and no option that step 0's srun itself acts on (per-task files, labels,
+    stdin for some tasks, kill-on-bad-exit, overcommit). The job's supervisor
+    then runs the task itself (ctld/srun_direct.py); ``FLEETSLURM_NO_FAST_PATH=1``
+    keeps the second srun."""
+    if os.environ.get("FLEETSLURM_NO_FAST_PATH"):
+        return False
+    if str(opts.get("ntasks") or 1) != "1":
+        return False
+    if str(opts.get("input") or "all").lower() not in ("all", "0"):
+        return False
+    return not any(opts.get(key) not in (None, False, "") for key, _ in _STEP_OPTIONS
+                   if key not in ("ntasks", "job_name", "cpus_per_task", "input"))
+
+
 def step_arguments(opts: dict) -> list[str]:
     """The srun options step 0 runs with inside the job."""
     out = []
@@ -153,6 +188,9 @@ class Attached:
         #: signals for the tasks, held until srun's step 0 has started them
         self.deferred: list[int] = []
         self.running_since: Optional[float] = None
+        #: the job's supervisor runs the task as step 0 (no srun inside the job):
+        #: this srun says what step 0's srun would have said of the task
+        self.direct = direct_step(opts)
 
     def client(self) -> Any:
         from .common import client
@@ -164,10 +202,14 @@ class Attached:
         import socket
 
         from ..paths import private_dir, state_paths
-        from ..slurm.option_tables import SBATCH
 
-        known = {o.dest for o in SBATCH} | {"cpu_bind"}  # srun's own, for the agent
-        options = {k: v for k, v in self.opts.items() if k in known and k not in _NOT_FOR_JOB}
+        options: dict = {}
+        if self.opts:
+            from ..slurm.option_tables import SBATCH
+
+            known = {o.dest for o in SBATCH} | {"cpu_bind"}  # srun's own, for the agent
+            options = {k: v for k, v in self.opts.items()
+                       if k in known and k not in _NOT_FOR_JOB}
         options.setdefault("job_name", os.path.basename(self.command[0]))
         # the terminal gets the output: keep the job's own files out of the way
         spool = private_dir(state_paths().home / "srun")
@@ -183,7 +225,7 @@ class Attached:
                            script_args=list(self.command), env=with_umask(os.environ),
                            cwd=os.getcwd(), submit_host=socket.gethostname(),
                            script_name=self.command[0], command=shlex.join(self.command),
-                           srun=True, stdin_stream=stream)
+                           srun=True, stdin_stream=stream, srun_direct=self.direct)
         if stream:
             self.stdin = _StdinPump()
         return int(reply["job_id"])
@@ -197,13 +239,19 @@ class Attached:
         said_queued = False
         started = time.monotonic()
         idle = 0.02
+        # a short job has ended within this first pause (it returns at the
+        # job's end): its state and output are then read once, and no request
+        # competes with its launch; a longer one's first output shows after
+        # 0.1 s (the loop below waits up to 0.2 s between reads anyway)
+        self.pause(0.1)
         while True:
             self.handle_signals()
             with self.client() as c:
-                got = self.pump_output(c)
+                # the state first: output read after the job is seen ended is all of it
                 recs = c.call("jobs", ids=[str(self.job_id)], steps=True)
                 self.record = recs[0] if recs else {}
                 state = self.record.get("state", "PENDING")
+                got = self.pump_output(c)
                 if state == "PENDING" and not said_queued and time.monotonic() - started > 0.5:
                     said_queued = True
                     _info(f"job {self.job_id} queued and waiting for resources")
@@ -220,9 +268,10 @@ class Attached:
                 break
             idle = 0.02 if got else min(0.2, idle * 1.5)
             self.pause(idle)
-        with self.client() as c:
-            while self.pump_output(c):  # whatever landed after the last poll
-                pass
+        if got:
+            with self.client() as c:
+                while self.pump_output(c):  # a read brings at most 4 MiB: the rest
+                    pass
         return self.finish()
 
     def pause(self, seconds: float) -> None:
@@ -320,10 +369,14 @@ class Attached:
         self.cancelled = True
         with self.client() as c:
             if self.record.get("state") == "RUNNING":
-                kill_wait = dict(map(tuple, c.call("config"))).get("KillWait", "30 sec")
-                _info(f"Job step aborted: Waiting up to {int(kill_wait.split()[0]) + 2} "
-                      "seconds for job step to finish.")
+                self.say_aborted(c)
             c.call("cancel", ids=[str(self.job_id)])
+
+    def say_aborted(self, c: Any) -> None:
+        """srun's line for a step being ended, with the controller's KillWait."""
+        kill_wait = dict(map(tuple, c.call("config"))).get("KillWait", "30 sec")
+        _info(f"Job step aborted: Waiting up to {int(kill_wait.split()[0]) + 2} "
+              "seconds for job step to finish.")
 
     # -- the end --------------------------------------------------------------
     def finish(self) -> int:
@@ -334,6 +387,8 @@ class Attached:
                   "completed" if self.cancelled else
                   f"error: job {self.job_id} ended {rec.get('state')} before it started")
             return 1
+        if steps and steps[0].get("end_time") and self.direct:
+            return self.report_direct(steps[0], (rec.get("nodes") or [""])[0])
         if steps and steps[0].get("end_time"):
             if steps[0].get("state") == "OUT_OF_MEMORY":
                 return 1  # srun's exit status for SIG_OOM (srun.c); the step said why
@@ -351,6 +406,28 @@ class Attached:
             return 128 + (sig or signal.SIGTERM)
         if sig:
             _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
+            return 128 + sig
+        if code:
+            _info(f"error: {node}: task 0: Exited with exit code {code}")
+        return code
+
+    def report_direct(self, step: dict, node: str) -> int:
+        """Step 0's srun's closing lines for its one task (srun_step.Step.report),
+        said here when the job's supervisor ran the task; srun's exit status."""
+        name = f"StepId={self.job_id}.0"
+        if step.get("state") == "OUT_OF_MEMORY":  # (slurmstepd's line came with the output)
+            _info(f"error: {node}: task 0: Out Of Memory")
+            return 1
+        code, sig = step.get("exit_code") or 0, step.get("exit_signal") or 0
+        # ended from outside (scancel, the time limit): srun heard of it first
+        ended = self.record.get("state") in ("CANCELLED", "TIMEOUT") and not self.cancelled
+        if ended:
+            with self.client() as c:
+                self.say_aborted(c)
+        if sig:
+            _info(f"error: {node}: task 0: {signal.strsignal(sig) or f'Signal {sig}'}")
+            if sig in (signal.SIGKILL, signal.SIGTERM) and not (self.cancelled or ended):
+                _info(f"Force Terminated {name}")
             return 128 + sig
         if code:
             _info(f"error: {node}: task 0: Exited with exit code {code}")

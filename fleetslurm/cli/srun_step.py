@@ -136,25 +136,15 @@ class Step:
             array_task_id=int(array_task) if array_task and array_task.isdigit() else None)
 
     def task_env(self, rank: int) -> dict[str, str]:
+        from ..slurm.stepenv import step_task_environment
+
         env = dict(os.environ)
-        n, s = str(self.ntasks), str(self.step_id)
-        env.update(SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank),
-                   SLURM_NODEID=os.environ.get("SLURM_NODEID", "0"),
-                   SLURM_GTIDS=",".join(str(r) for r in range(self.ntasks)),
-                   SLURM_STEP_ID=s, SLURM_STEPID=s, SLURM_NTASKS=n, SLURM_NPROCS=n,
-                   SLURM_STEP_NUM_TASKS=n, SLURM_STEP_NUM_NODES="1",
-                   SLURM_STEP_NODELIST=self.node, SLURM_STEP_TASKS_PER_NODE=n,
-                   SLURM_TASKS_PER_NODE=n)
         umask = os.umask(0)
         os.umask(umask)
-        # as srun 22.05 sets them for each task (a step on one node: cyclic for
-        # one task, block for more)
-        env.update(SLURM_UMASK="%04o" % umask,
-                   SLURM_DISTRIBUTION="cyclic" if self.ntasks == 1 else "block")
-        if env.get("SLURM_JOB_CPUS_PER_NODE"):
-            env["SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0"] = env["SLURM_JOB_CPUS_PER_NODE"]
-        if self.opts.get("cpus_per_task"):
-            env["SLURM_CPUS_PER_TASK"] = str(self.cpus_per_task)
+        env.update(step_task_environment(
+            env, step_id=self.step_id, rank=rank, ntasks=self.ntasks, node=self.node,
+            umask=umask, cpus_per_task=self.cpus_per_task if self.opts.get("cpus_per_task")
+            else None))
         return env
 
     # -- running ---------------------------------------------------------------
@@ -197,6 +187,8 @@ class Step:
                 proc = self.spawn(rank, stdin, out, err)
                 if isinstance(stdin, int) and stdin >= 0:
                     os.close(stdin)  # an --input file: the task has its own copy now
+                if proc is None:
+                    continue  # it could not start: it exited already (spawn)
                 if proc.stdin is not None:
                     feeds.append(proc.stdin)
                 for pipe, dest in ((proc.stdout, dests[0]), (proc.stderr, dests[1])):
@@ -213,7 +205,10 @@ class Step:
                 self.kill_timer.cancel()
         return self.report()
 
-    def spawn(self, rank: int, stdin: Any, out: Any, err: Any) -> subprocess.Popen:
+    def spawn(self, rank: int, stdin: Any, out: Any, err: Any) -> Optional[subprocess.Popen]:
+        """Start task ``rank``; None when its command cannot be started: as
+        under slurmstepd the task then exits with the errno (2: not found, 13:
+        not executable) after slurmstepd's line in its stderr (oracle)."""
         kw: dict[str, Any] = {}
         if sys.version_info >= (3, 11):
             kw["process_group"] = 0  # its own group: signals reach the task's children
@@ -223,17 +218,24 @@ class Step:
             proc = subprocess.Popen(self.command, env=self.task_env(rank), stdin=stdin,
                                     stdout=out, stderr=err, **kw)
         except OSError as exc:
-            self.kill_all(signal.SIGKILL)
-            self.wait_all()
-            raise UsageError(f"error: execve(): {self.command[0]}: {exc.strerror}",
-                             prog=PROG) from None
+            line = (f"slurmstepd-{self.node}: error: execve(): {self.command[0]}: "
+                    f"{exc.strerror}\n").encode("utf-8", "surrogateescape")
+            if isinstance(err, int) and err >= 0:
+                os.write(err, line)
+            else:
+                sys.stderr.flush()
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+            self.rank_of[-1 - rank] = rank  # (no process: a key no pid can be)
+            self.status[rank] = min(255, exc.errno or 2) << 8  # a wait status: exited
+            return None
         self.procs[proc.pid] = proc
         self.rank_of[proc.pid] = rank
         register(proc.pid, step_id=self.step_id, rank=rank)
         return proc
 
     def wait_all(self) -> None:
-        while len(self.status) < len(self.procs):
+        while len(self.status) < len(self.rank_of):
             try:
                 pid, status, ru = os.wait4(-1, 0)
             except ChildProcessError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..node.agent import protocol
-from . import gpustats, health, suspend
+from . import gpustats, health, srun_direct, suspend
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp, UserNodeExcluded, UserNodesCleared
 from ..store_samples import KEPT_POINTS
@@ -329,6 +329,8 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
             exit_code=result.get("exit_code"), exit_signal=result.get("signal"),
             user_cpu=result.get("user_cpu"), system_cpu=result.get("system_cpu"),
             max_rss_kb=result.get("max_rss_kb"), error=result.get("error"))
+        if task is not None:
+            srun_direct.end(ctx, task, key, result, now)
     if task is None or task["run_key"] != key:
         return  # an earlier run of a requeued job: recorded on its step, not counted again
     if task["state"] == "COMPLETING" or (task["state"] in FINAL_STATE_NAMES

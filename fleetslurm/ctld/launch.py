@@ -18,6 +18,7 @@ from ..scheduler import StartJob
 from .lifecycle import end_task, start_task
 from ..slurm.jobspec import job_environment
 from ..slurm.patterns import expand_pattern
+from . import srun_direct
 from .staging import has_stage, launch_staged
 
 if TYPE_CHECKING:
@@ -165,6 +166,9 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # the agent, as the job's owner (``injob``); never a controller of
         # the job's own
         env.pop("FLEETSLURM_CONTROLLER_HOST", None)
+    if spec.get("srun_direct"):
+        # srun's step 0 without a second srun: the supervisor runs the task
+        srun_direct.begin(ctx, task, spec, env, now)
     limit = task["req"]["time_limit"]
     mem = task["req"]["mem_mb"] or None
     agent_spec = {
@@ -205,6 +209,8 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
         # (5 s by default), never below 0.5 s
         "sample_s": max(0.5, min(5.0, ctx.config.heartbeat_interval)),
     }
+    if spec.get("srun_direct"):
+        agent_spec["srun_direct"] = True
     error = _spec_error(agent_spec)
     if error is not None:
         fail_launch(ctx, task, task["run_key"], error, now)

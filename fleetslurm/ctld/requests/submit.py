@@ -58,6 +58,8 @@ def op_submit(ctx: "Context", args: dict, uid: int, now: float) -> dict:
         # srun outside an allocation: no batch step of its own, stdin streamed
         spec["srun_job"] = True
         spec["stdin_stream"] = bool(args.get("stdin_stream"))
+        # one task, no per-task I/O: the supervisor runs it as step 0 (ctld.srun_direct)
+        spec["srun_direct"] = bool(args.get("srun_direct"))
     if spec["array"] is not None:
         try:
             indices, throttle = parse_array_set(spec["array"], cfg.max_array_size)

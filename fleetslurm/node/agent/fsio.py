@@ -45,12 +45,22 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+def note_id(spec: Dict[str, Any], key: str) -> str:
+    """What slurmstepd's line names: the job's id, or its step 0 when the
+    job's task is step 0 (``srun_direct``)."""
+    job_id = spec["job_id"] or key.split(".")[0]
+    return job_id + ".0" if spec.get("srun_direct") else job_id
+
+
 def write_note(path: str, node: str, job_id: str, why: str,
                owner: Optional[int] = None) -> None:
     """Append slurmstepd's line for a job it ends to the job's stderr:
-    ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``."""
-    append_line(path, "slurmstepd-%s: error: *** JOB %s ON %s CANCELLED AT %s%s ***\n" % (
-        node, job_id, node, time.strftime("%Y-%m-%dT%H:%M:%S"), why), owner)
+    ``slurmstepd-N: error: *** JOB 12 ON N CANCELLED AT <time>[ DUE TO ...] ***``;
+    a step's id (``12.0``: a job srun made, whose task is step 0) names the step,
+    ``*** STEP 12.0 ON ...``, as slurmstepd's line for such a job does (oracle)."""
+    append_line(path, "slurmstepd-%s: error: *** %s %s ON %s CANCELLED AT %s%s ***\n" % (
+        node, "STEP" if "." in job_id else "JOB", job_id, node,
+        time.strftime("%Y-%m-%dT%H:%M:%S"), why), owner)
 
 
 def append_line(path: str, line: str, owner: Optional[int] = None,

@@ -106,7 +106,8 @@ def signal_scope(jobdir: str, sid: Optional[int], pid: int, signum: int, scope: 
         os.kill(pid, signum)
         return
     targets = step_groups(jobdir, sid)
-    if scope == "full":
+    if scope == "full" and pid not in targets:
+        # (a job srun made runs its task as the job itself: one group, one signal)
         targets.append(pid)
     for pgid in targets:
         try:

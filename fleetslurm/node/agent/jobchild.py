@@ -118,6 +118,9 @@ class JobChild:
                 env["FLEETSLURM_CONTROLLER"] = spec["injob_socket"]
                 env.pop("FLEETSLURM_CONTROLLER_HOST", None)
             stage = "exec"
+            if spec.get("srun_direct"):
+                self.exec_step_zero(env)
+                return
             try:
                 os.execve(self.script, [self.script] + spec["argv"], env)
             except OSError as exc:
@@ -131,6 +134,56 @@ class JobChild:
             write_all(err_w, str(exc).encode("utf-8", "replace"))
         except BaseException as exc:  # anything here must end in _exit, never unwind
             write_all(err_w, ("could not %s: %s" % (stage, exc)).encode("utf-8", "replace"))
+
+    def exec_step_zero(self, env: Dict[str, str]) -> None:
+        """Become step 0's one task of a job srun made (``srun_direct``): the
+        command itself, found on the job's PATH, its process group recorded
+        as the step's (rank 0) where signals for steps look, as srun records
+        its tasks. A command that cannot be started exits with the errno
+        (2: not found, 13: not executable) after slurmstepd's line, as
+        SLURM's task does: the job ran and failed."""
+        argv = self.spec["argv"]
+        steps = env["FLEETSLURM_STEPS_DIR"]
+        try:
+            os.mkdir(steps, 0o700)
+        except OSError:
+            pass  # there already (a job's directory is reused on a relaunch)
+        try:
+            fd = os.open(os.path.join(steps, str(os.getpid())),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            write_all(fd, b"0 0")
+            os.close(fd)
+        except OSError:
+            pass  # signals for steps then miss it; the job's own still reach it
+        try:
+            self.exec_on_path(argv, env)
+        except OSError as exc:
+            write_all(2, ("slurmstepd-%s: error: execve(): %s: %s\n"
+                          % (self.spec["node"], argv[0], os.strerror(exc.errno or 0))
+                          ).encode("utf-8", "surrogateescape"))
+            os._exit(min(255, exc.errno or 2))  # slurmstepd's: the errno (oracle)
+
+    @staticmethod
+    def exec_on_path(argv: List[str], env: Dict[str, str]) -> None:
+        """``os.execvpe`` without its ``import warnings`` (a module load and
+        its copy-on-write faults in the job child): the first of the PATH's
+        directories that holds ``argv[0]``; the first error that is not
+        "not there" is the one raised, as execvp does."""
+        name = argv[0]
+        if "/" in name:
+            os.execve(name, argv, env)
+        first: Optional[OSError] = None
+        last: Optional[OSError] = None
+        for d in (env.get("PATH") or os.defpath).split(":"):
+            try:
+                os.execve(os.path.join(d or ".", name), argv, env)
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                last = exc
+            except OSError as exc:
+                last = exc
+                if first is None:
+                    first = exc
+        raise first or last or FileNotFoundError(2, os.strerror(2))
 
     @staticmethod
     def drop_privileges(uid: Optional[int], gid: Optional[int],

@@ -66,7 +66,9 @@ def kill_steps_first(jobdir: str, groups: "List[int]", done: "Set[int]") -> bool
 
 
 def batch_result(sup: "Any") -> None:
-    """The job ended OUT_OF_MEMORY: slurmstepd's line in its stderr."""
+    """The job ended OUT_OF_MEMORY: slurmstepd's line in its stderr (of step
+    0 for a job srun made whose task the supervisor ran: srun_direct)."""
     spec = sup.spec
     append_line(spec["stderr"], oom_line(spec["node"], spec["job_id"] or sup.key.split(".")[0],
-                                         "batch"), spec["uid"])
+                                         "0" if spec.get("srun_direct") else "batch"),
+                spec["uid"])

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 from . import cpus, owner, protocol, sampling
 from .fsio import (CANCEL_FILE, INCOMING_DIR, KEPT_DIR, LIMIT_FILE, SCRIPT_FILE, STAGE_DIR,
                    STDIN_FIFO, format_exc, log, read_result, remove_tree, write_all,
-                   write_marker, write_note)
+                   note_id, write_marker, write_note)
 from .host import alive, machine_facts, query_gpus, signal_scope
 from .jobs import Job, JobBook, StdinFeed
 from .protocol import key_error
@@ -197,8 +197,7 @@ class Requests(JobBook):
         job = Job(key, jobdir, own=True)  # type: ignore[arg-type]
         if spec.get("inline_output"):
             job.inline = (spec["stdout"], spec["stderr"], int(spec["inline_output"]))
-        job.note = (spec["stderr"], spec["node"], spec["job_id"] or key.split(".")[0],
-                    spec["uid"])
+        job.note = (spec["stderr"], spec["node"], note_id(spec, key), spec["uid"])
         job.sup_pid = pid
         job.cpus = spec["cpu_ids"]
         job.launch_fd = pipe[0]

@@ -68,7 +68,7 @@ gpus: [{index, uuid, util, mem_used_mb, mem_total_mb}]}: nvidia-smi's latest
 reading (util in percent), ``age`` seconds old, ``seq`` counting readings;
 absent when there is none (no GPUs, nvidia-smi failing: see ``gpus``).
 
-SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, stdout, stderr,
+SPEC (launch) = {script, argv, env, cwd, stdin, stdin_stream, srun_direct, stdout, stderr,
 node, job_id, open_mode: truncate|append, time_limit_s, kill_wait_s,
 mem_limit_mb, umask, inline_output, stage, signal: {num, secs_before,
 batch_only} | null, uid, gid, cpus, cpu_bind: cores|none, injob, sample_s}; see

@@ -67,6 +67,8 @@ def validate_spec(spec: Any) -> Dict[str, Any]:
     out["cwd"] = _text(spec.get("cwd") or "/", "spec.cwd")
     out["stdin"] = _text(spec.get("stdin") or "/dev/null", "spec.stdin")
     out["stdin_stream"] = bool(spec.get("stdin_stream"))
+    # a job srun made with one task: argv is the task, run as step 0 (no script)
+    out["srun_direct"] = bool(spec.get("srun_direct"))
     out["stdout"] = _text(spec.get("stdout") or "/dev/null", "spec.stdout")
     out["stderr"] = _text(spec.get("stderr") or out["stdout"], "spec.stderr")
     # named in slurmstepd's "*** JOB 12 ON node01 CANCELLED AT ... ***" line

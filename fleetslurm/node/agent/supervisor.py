@@ -32,7 +32,7 @@ from .cgroups import JobCgroups, remove
 from .fsio import (CANCEL_FILE, DISK_FULL_BYTES, LIMIT_FILE, RESULT_FILE, RESULT_SPARE,
                    SCRIPT_FILE, SPARE_SIZE, STOPPING_FILE, SUPERVISOR_FILE, append_line,
                    format_exc, log, read_marker, read_small, take_back, write_all, write_json_atomic,
-                   write_note, write_text_atomic)
+                   note_id, write_note, write_text_atomic)
 from .host import (HAVE_CHILDREN_FILE, alive, child_pids, memory_kb, proc_stat, signal_scope,
                    step_groups)
 from .jobchild import _SIG_IGN, _SIGCHLD, _SIGHUP, _SIGINT, _SIGUSR1, JobChild, _signal
@@ -296,6 +296,10 @@ class Supervisor(JobChild, JobCgroups):
                         self.set_reason("OUT_OF_MEMORY")
                         self.kill_everything(now)
                         t_mem = None
+                    elif self.pid in self.oom_killed:
+                        # step 0 run as the job itself (srun_direct): the job was killed
+                        self.set_reason("OUT_OF_MEMORY")
+                        t_mem = None
             if t_sample is not None and now >= t_sample:
                 self.sampler.take(self.job_processes(now), sum(self.orphan_cpu), time.time())
                 # like the watchdog's: never more than 1/_MEM_SAMPLE_DUTY of the time
@@ -364,8 +368,8 @@ class Supervisor(JobChild, JobCgroups):
 
     def note(self, why: str) -> None:
         """slurmstepd's line in the job's stderr when it ends the job."""
-        write_note(self.spec["stderr"], self.spec["node"],
-                   self.spec["job_id"] or self.key.split(".")[0], why, self.spec["uid"])
+        write_note(self.spec["stderr"], self.spec["node"], note_id(self.spec, self.key), why,
+                   self.spec["uid"])
 
     def set_reason(self, reason: str) -> None:
         """Record why we ended the job; the first reason wins."""
@@ -399,8 +403,12 @@ class Supervisor(JobChild, JobCgroups):
         escaped = [pid for pid in self.job_processes()
                    if (proc_stat(pid) or ("", self.sid))[1] != self.sid] if self.subreaper else []
         for sig in (signal.SIGCONT, signum):
-            self.kill_steps(sig)
-            self.kill(sig)
+            try:
+                # the steps and the job's group, each once (step 0 of a job srun
+                # made may be the job's own group: srun_direct)
+                signal_scope(self.jobdir, self.sid, self.pid, sig, "full")
+            except OSError:
+                self.kill(sig)
             for pid in escaped:  # left the session (setsid): neither group has it
                 try:
                     os.kill(pid, sig)
