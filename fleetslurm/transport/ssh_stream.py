@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from ..errors import TransferCorrupt, TransportError
-from .chunked import CHUNK, ReceivingFile, Transferred, part_path, send_from
+from .chunked import ReceivingFile, Transferred, part_path, send_from
 from .stream_remote import FAILED, RECV, SEND
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ WINDOW = 8 << 20
 #: the largest packet the machine may send (paramiko's default, 32 KiB, costs
 #: one Python-level packet per 32 KiB: about a third of the speed)
 PACKET = 128 << 10
+#: a copy's reader is woken once this much has arrived (see ``ssh_pipe``)
+BATCH = 1 << 20
 #: no byte for this long on a copy's channel: the link is taken as lost
 STALL_S = 60.0
 #: a resumed copy's program first hashes what the other end already holds;
@@ -71,11 +73,16 @@ class _Errno(OSError):
     """The remote program's error record, as an OSError for ``file_error``."""
 
 
-def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int) -> Any:
+def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int,
+          batched: bool = False) -> Any:
     client = t._connection()
     try:
         chan = client.get_transport().open_session(window_size=WINDOW, max_packet_size=PACKET,
                                                    timeout=10.0)
+        if batched:  # before the program starts: no byte has come yet
+            from .ssh_pipe import BatchedPipe
+
+            chan.in_buffer = BatchedPipe(BATCH)
         chan.settimeout(STALL_S + offset / PREFIX_RATE)
         chan.exec_command(shlex.join([t.machine.python, "-c", *argv]))
     except Exception as exc:  # paramiko raises OSError, EOFError or SSHException
@@ -153,10 +160,12 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
     ``dest`` holds (see ``Transport.get_file``)."""
     doing = f"copying {path}"
     with ReceivingFile(dest) as home:
-        chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset)
+        chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset, batched=True)
         with _copying(t, chan, doing):
             while True:
-                data = chan.recv(CHUNK)
+                # all that is there (at most the window): one hash update and
+                # one write per batch, not per packet
+                data = chan.recv(WINDOW + PACKET)
                 if not data:
                     break
                 if home.size == home.offset:
