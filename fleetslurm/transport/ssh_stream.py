@@ -4,7 +4,8 @@ Each copy runs one of ``stream_remote``'s programs on the machine over its own
 exec channel on the machine's one connection: the bytes flow as plain channel
 data (no SFTP request per 32 KiB), in packets of up to ``PACKET`` bytes, and
 the channel's window (``WINDOW``) bounds what paramiko buffers for a reader
-slower than the link. The SFTP session is not held meanwhile, so ``tail``,
+slower than the link. A copy home collects the packets in a ``BatchedPipe``
+and takes them a MiB or more at a time (one hash update and one write each). The SFTP session is not held meanwhile, so ``tail``,
 launches and other copies to the same machine go on.
 
 Errors: a lost link (end of stream without an exit status, or a stalled
@@ -37,8 +38,8 @@ __all__ = ["get_file", "put_file", "WINDOW", "PACKET"]
 
 #: the channel window: at most this much arrives ahead of the reader
 WINDOW = 8 << 20
-#: the largest packet the machine may send (paramiko's default, 32 KiB, costs
-#: one Python-level packet per 32 KiB: about a third of the speed)
+#: the largest packet the machine may send (sshd reads the program's pipe
+#: 32 KiB at a time, so most are 32 KiB; bigger ones when it has fallen behind)
 PACKET = 128 << 10
 #: a copy's reader is woken once this much has arrived (see ``ssh_pipe``)
 BATCH = 1 << 20
