@@ -1,14 +1,12 @@
 """The buffers under a big copy: a receiving file's hashing thread
-(``chunked.ReceivingFile``), the SSH channel's batched receive buffer
-(``ssh_pipe.BatchedPipe``) and the connection's read-ahead socket
-(``ssh_tuning.ReadAhead``), each fed by a real thread or a real socket pair.
+(``chunked.ReceivingFile``) and the SSH channel's batched receive buffer
+(``ssh_pipe.BatchedPipe``), fed by real threads.
 The copies themselves run over a real sshd in tests_multi_machine/test_transfer.py.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -19,7 +17,6 @@ pytest.importorskip("paramiko")
 from paramiko.buffered_pipe import PipeTimeout  # noqa: E402
 
 from fleetslurm.transport.ssh_pipe import BatchedPipe  # noqa: E402
-from fleetslurm.transport.ssh_tuning import ReadAhead  # noqa: E402
 
 
 def _packets(n: int, size: int) -> list[bytes]:
@@ -93,48 +90,6 @@ def test_the_event_tells_whether_bytes_wait() -> None:
     assert not event.is_set()
     pipe.close()
     assert event.is_set()
-
-
-def test_read_ahead_returns_every_byte_in_order_at_most_n_at_a_time() -> None:
-    a, b = socket.socketpair()
-    data = os.urandom(3 << 20)
-    sender = threading.Thread(target=lambda: (a.sendall(data), a.close()), daemon=True)
-    sender.start()
-    r = ReadAhead(b, size=64 << 10)
-    got = bytearray()
-    sizes = (1, 16, 5000, 32 << 10, 100 << 10, 7)
-    i = 0
-    while True:
-        want = sizes[i % len(sizes)]
-        chunk = r.recv(want)
-        if not chunk:
-            break
-        assert 0 < len(chunk) <= want
-        got += chunk
-        i += 1
-    sender.join()
-    assert bytes(got) == data
-    assert r.recv(10) == b""
-    b.close()
-
-
-def test_read_ahead_is_the_socket_for_everything_else() -> None:
-    a, b = socket.socketpair()
-    r = ReadAhead(b)
-    try:
-        assert r.fileno() == b.fileno()
-        r.settimeout(0.2)
-        assert b.gettimeout() == 0.2
-        with pytest.raises(socket.timeout):
-            r.recv(10)  # nothing sent: the socket's timeout, as paramiko expects
-        r.sendall(b"ping")
-        assert a.recv(4) == b"ping"
-        a.sendall(b"pong")
-        assert r.recv(100) == b"pong"
-    finally:
-        a.close()
-        r.close()
-    assert b.fileno() == -1
 
 
 def _hash_threads() -> list[threading.Thread]:
