@@ -29,30 +29,12 @@ def put(fd, data):
 '''
 
 SEND = _COMMON + r'''
-import queue, threading
 path, offset = sys.argv[1], int(sys.argv[2])
 h = hashlib.sha256()
 pos = 0
 try:
-    import fcntl
-    fcntl.fcntl(1, 1031, 1 << 20)  # F_SETPIPE_SZ: sshd drains a pipe of 1 MiB, not 64 KiB
-except (ImportError, OSError):
-    pass
-# the hash runs in a thread (hashlib lets go of the GIL) beside the reads and
-# the writes to sshd, at most 8 MiB behind them
-behind = queue.Queue(8)
-def hash_behind():
-    for chunk in iter(behind.get, None):
-        h.update(chunk)
-hasher = threading.Thread(target=hash_behind, daemon=True)
-hasher.start()
-try:
     fd = os.open(path, os.O_RDONLY)
     size = os.fstat(fd).st_size
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-    except (AttributeError, OSError):
-        pass
     while pos < size:
         want = min(1 << 20, size - pos)
         if pos < offset:
@@ -60,14 +42,12 @@ try:
         chunk = os.read(fd, want)
         if not chunk:
             break
-        behind.put(chunk)
+        h.update(chunk)
         if pos >= offset:
             put(1, chunk)
         pos += len(chunk)
 except OSError as e:
     fail(e)
-behind.put(None)
-hasher.join()
 sys.stderr.write(json.dumps({"size": pos, "sha256": h.hexdigest()}))
 '''
 
