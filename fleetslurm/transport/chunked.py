@@ -29,7 +29,7 @@ CHUNK = 1 << 20
 #: (hashlib lets go of the GIL: the hash then runs beside the writes and the
 #: link's reads instead of between them; a small file is not worth a thread)
 HASH_THREAD_AFTER = 8 << 20
-#: writes the hashing thread may lag behind (each one at most a channel window)
+#: writes the hashing thread may lag behind (an SSH copy's are at most 4 MiB each)
 HASH_BEHIND = 4
 
 

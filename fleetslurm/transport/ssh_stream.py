@@ -5,7 +5,8 @@ exec channel on the machine's one connection: the bytes flow as plain channel
 data (no SFTP request per 32 KiB), in packets of up to ``PACKET`` bytes, and
 the channel's window (``WINDOW``) bounds what paramiko buffers for a reader
 slower than the link. A copy home collects the packets in a ``BatchedPipe``
-and takes them a MiB or more at a time (one hash update and one write each). The SFTP session is not held meanwhile, so ``tail``,
+and takes them 1-4 MiB at a time (one hash update and one write each, not
+one per 32 KiB packet). The SFTP session is not held meanwhile, so ``tail``,
 launches and other copies to the same machine go on.
 
 Errors: a lost link (end of stream without an exit status, or a stalled
@@ -43,6 +44,8 @@ WINDOW = 8 << 20
 PACKET = 128 << 10
 #: a copy's reader is woken once this much has arrived (see ``ssh_pipe``)
 BATCH = 1 << 20
+#: and takes at most this much at once
+TAKE = 4 << 20
 #: no byte for this long on a copy's channel: the link is taken as lost
 STALL_S = 60.0
 #: a resumed copy's program first hashes what the other end already holds;
@@ -164,9 +167,10 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
         chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset, batched=True)
         with _copying(t, chan, doing):
             while True:
-                # all that is there (at most the window): one hash update and
-                # one write per batch, not per packet
-                data = chan.recv(WINDOW + PACKET)
+                # a batch: one hash update and one write, not one per packet
+                # (at most TAKE, which with the window and the hashing
+                # thread's queue bounds what this copy holds)
+                data = chan.recv(TAKE)
                 if not data:
                     break
                 if home.size == home.offset:
