@@ -132,3 +132,29 @@ def test_a_big_receiving_file_hashes_in_a_thread_and_still_verifies(tmp_path) ->
                 home.write(data[i:i + (1 << 20)])
             raise OSError("the link is gone")
     assert not _hash_threads()
+
+
+def test_a_hashing_thread_that_fails_neither_hangs_the_copy_nor_passes_it(tmp_path) -> None:
+    from fleetslurm.transport.chunked import HASH_BEHIND, HASH_THREAD_AFTER, ReceivingFile
+
+    class Broken:
+        def update(self, data: bytes) -> None:
+            raise MemoryError("no room to hash")
+
+    block = os.urandom(1 << 20)
+    with ReceivingFile(str(tmp_path / "out")) as home:
+        for _ in range(HASH_THREAD_AFTER >> 20):
+            home.write(block)
+        home._hash = Broken()  # what the thread hashes from here on fails
+        done = threading.Event()
+
+        def more() -> None:
+            for _ in range(HASH_BEHIND * 4):  # more than the queue holds
+                home.write(block)
+            done.set()
+
+        threading.Thread(target=more, daemon=True).start()
+        assert done.wait(30), "a write blocked behind the failed hashing thread"
+        with pytest.raises(MemoryError, match="no room"):
+            home.finish(home.size, "0" * 64, "m1", "out")
+    assert not _hash_threads()

@@ -104,6 +104,7 @@ class ReceivingFile:
         self.offset = self.size = pos
         self._behind: Optional["queue.Queue[Optional[bytes]]"] = None
         self._hasher: Optional[threading.Thread] = None
+        self._failure: Optional[BaseException] = None
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (all of it)."""
@@ -127,22 +128,31 @@ class ReceivingFile:
             data = self._behind.get()
             if data is None:
                 return
-            self._hash.update(data)
+            if self._failure is None:
+                try:
+                    self._hash.update(data)
+                except BaseException as exc:  # (MemoryError): kept for _digest;
+                    self._failure = exc       # the queue is still drained, so no put blocks
 
-    def _digest(self) -> str:
-        """The sha256 of all the file holds, once the hashing thread (if
-        any) has caught up."""
+    def _catch_up(self) -> None:
+        """Let the hashing thread (if any) finish what it was given, and end it."""
         if self._hasher is not None and self._behind is not None:
             self._behind.put(None)
             self._hasher.join()
             self._hasher = None
+
+    def _digest(self) -> str:
+        """The sha256 of all the file holds."""
+        self._catch_up()
+        if self._failure is not None:
+            raise self._failure
         return self._hash.hexdigest()
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        self._digest()  # (a copy that failed midway stops its thread too)
+        self._catch_up()  # (a copy that failed midway ends its thread too)
 
     def finish(self, size: int, sha256: str, node: str, what: str) -> Transferred:
         """Close and compare with what the sending end counted; a file that
