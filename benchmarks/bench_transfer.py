@@ -17,11 +17,15 @@ it, then:
    exit), next to the same before the jobs: the controller's answer time
    while a big output streams home.
 2. scp (OpenSSH's client, its default cipher) of the same file from the same
-   sshd, timed around the command.
+   sshd, timed around the command, right after each timed fleetslurm copy.
 
-Both copies are checked whole here (size and sha256 against the file on the
-machine). Run: ``python benchmarks/bench_transfer.py [--size-mb 1024]``
-(needs openssh-server and openssh-client).
+With ``--runs N`` the timed copy and its scp are made N times, one pair after
+the other (the ratio of each pair, then their median), before the squeue
+measurements. The load average (this host's, shared with whatever else runs
+on it) is printed before and after. Both copies are checked whole here (size
+and sha256 against the file on the machine). Run:
+``python benchmarks/bench_transfer.py [--size-mb 1024] [--runs 1]`` (needs
+openssh-server and openssh-client).
 """
 
 from __future__ import annotations
@@ -144,8 +148,9 @@ def _one_output(home: Path, work: Path, src: Path, meanwhile) -> tuple[float, tu
     return seen - float(rec["end_time"]), got
 
 
-def run_fleetslurm(m, base: Path, src: Path) -> dict:
-    """Seconds from the job's end to COMPLETED, the output's digest here, and
+def run_fleetslurm(m, base: Path, src: Path, runs: int, scp) -> dict:
+    """Seconds from the job's end to COMPLETED (``runs`` times, each followed
+    by ``scp()``, whose results are kept too), the output's digest here, and
     squeue's times idle and during the copy."""
     from fleetslurm.paths import StatePaths
     from fleetslurm.rpc import connect
@@ -181,11 +186,15 @@ def run_fleetslurm(m, base: Path, src: Path) -> dict:
         # the copy timed alone, then again with squeue asked meanwhile, one
         # way at a time (the squeue commands' own start-ups take a CPU of
         # this host's two)
-        seconds, digest_home = _one_output(home, work, src, None)
+        seconds, scps = [], []
+        for _ in range(runs):
+            took, digest_home = _one_output(home, work, src, None)
+            seconds.append(took)
+            scps.append(scp())
         busy: dict = {"rpc": [], "cmd": []}
         for what in busy:
             _one_output(home, work, src, lambda: _poll(what, home, env, busy[what]))
-        return {"seconds": seconds, "digest": digest_home, "idle": idle, "idle_cmd": idle_cmd,
+        return {"seconds": seconds, "scp": scps, "digest": digest_home, "idle": idle, "idle_cmd": idle_cmd,
                 "busy": busy["rpc"], "busy_cmd": busy["cmd"]}
     finally:
         subprocess.run(exe + ["controller", "stop"], env=env, cwd=work,
@@ -207,6 +216,8 @@ def run_scp(m, base: Path, src: Path, key: Path) -> tuple[float, tuple[int, str]
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=1024, help="the output's size in MiB")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="timed copies, each next to an scp (default 1)")
     opts = ap.parse_args()
     if not Path("/usr/sbin/sshd").exists() or not shutil.which("scp"):
         print("needs openssh-server and openssh-client: apt-get install openssh-server "
@@ -223,18 +234,26 @@ def main() -> int:
         src = m.workdir / "big.bin"
         want = make_file(src, opts.size_mb)
         size_mb = want[0] / 1e6
-        fs = run_fleetslurm(m, base, src)
-        t_scp, got_scp = run_scp(m, base, src, pool.client_key)
-        for label, got in (("fleetslurm", fs["digest"]), ("scp", got_scp)):
+        print("load average before: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
+        fs = run_fleetslurm(m, base, src, max(1, opts.runs),
+                            lambda: run_scp(m, base, src, pool.client_key))
+        for label, got in [("fleetslurm", fs["digest"])] + [("scp", g) for _, g in fs["scp"]]:
             if got != want:
                 raise SystemExit(f"{label}: the copy is not whole: {got} != {want}")
-        rate_fs, rate_scp = size_mb / fs["seconds"], size_mb / t_scp
         print(f"{opts.size_mb} MiB output, checked whole (size + sha256) for both")
-        print(f"fleetslurm (job end -> COMPLETED, output home and verified): "
-              f"{fs['seconds']:.2f} s -> {rate_fs:.1f} MB/s")
-        print(f"scp (same file, same sshd):                              "
-              f"{t_scp:.2f} s -> {rate_scp:.1f} MB/s")
-        print(f"fleetslurm / scp: {rate_fs / rate_scp:.2f}x")
+        ratios = []
+        for took, (t_scp, _) in zip(fs["seconds"], fs["scp"]):
+            rate_fs, rate_scp = size_mb / took, size_mb / t_scp
+            ratios.append(rate_fs / rate_scp)
+            print(f"fleetslurm (job end -> COMPLETED, output home and verified): "
+                  f"{took:.2f} s -> {rate_fs:.1f} MB/s")
+            print(f"scp (same file, same sshd):                              "
+                  f"{t_scp:.2f} s -> {rate_scp:.1f} MB/s")
+            print(f"fleetslurm / scp: {rate_fs / rate_scp:.2f}x")
+        if len(ratios) > 1:
+            print(f"fleetslurm / scp over {len(ratios)} runs: median "
+                  f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, "
+                  f"max {max(ratios):.2f}x)")
         idle, busy = statistics.median(fs["idle"]), statistics.median(fs["busy"] or [0.0])
         print(f"squeue round trip p50: {idle:.1f} ms idle, {busy:.1f} ms while the output "
               f"came home ({len(fs['busy'])} calls): {busy / idle:.2f}x")
@@ -242,6 +261,7 @@ def main() -> int:
         busy = statistics.median(fs["busy_cmd"] or [0.0])
         print(f"squeue -t all command p50: {idle:.0f} ms idle, {busy:.0f} ms while the output "
               f"came home ({len(fs['busy_cmd'])} runs): {busy / idle:.2f}x")
+        print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     finally:
         pool.shutdown()
         shutil.rmtree(base, ignore_errors=True)

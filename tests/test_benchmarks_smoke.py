@@ -65,10 +65,13 @@ def test_bench_fleet(tmp_path):
 @pytest.mark.skipif(shutil.which("scp") is None or not Path("/usr/sbin/sshd").exists(),
                     reason="needs openssh-server and openssh-client")
 def test_bench_transfer(tmp_path):
-    out = _run(tmp_path, "bench_transfer.py", "--size-mb", "4")
+    out = _run(tmp_path, "bench_transfer.py", "--size-mb", "4", "--runs", "2")
     assert "4 MiB output, checked whole (size + sha256) for both" in out, out
-    assert re.search(r"fleetslurm .*: [\d.]+ s -> [\d.]+ MB/s", out), out
-    assert re.search(r"fleetslurm / scp: [\d.]+x", out), out
+    assert len(re.findall(r"fleetslurm .*: [\d.]+ s -> [\d.]+ MB/s", out)) == 2, out
+    assert len(re.findall(r"fleetslurm / scp: [\d.]+x", out)) == 2, out
+    assert re.search(r"fleetslurm / scp over 2 runs: median [\d.]+x \(min [\d.]+x, "
+                     r"max [\d.]+x\)", out), out
+    assert re.search(r"load average before: [\d.]+ [\d.]+ [\d.]+", out), out
     assert re.search(r"squeue round trip p50: [\d.]+ ms idle, [\d.]+ ms while", out), out
     assert re.search(r"squeue -t all command p50: [\d.]+ ms idle", out), out
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Optional
 
@@ -23,6 +25,12 @@ __all__ = ["CHUNK", "Transferred", "ReceivingFile", "send_from", "part_path"]
 
 #: bytes read, written and held per step of a copy
 CHUNK = 1 << 20
+#: a receiving file hashes in a thread of its own once this much has come
+#: (hashlib lets go of the GIL: the hash then runs beside the writes and the
+#: link's reads instead of between them; a small file is not worth a thread)
+HASH_THREAD_AFTER = 8 << 20
+#: writes the hashing thread may lag behind (an SSH copy's are at most 4 MiB each)
+HASH_BEHIND = 4
 
 
 @dataclass(frozen=True)
@@ -94,26 +102,64 @@ class ReceivingFile:
             os.close(self._fd)
             raise
         self.offset = self.size = pos
+        self._behind: Optional["queue.Queue[Optional[bytes]]"] = None
+        self._hasher: Optional[threading.Thread] = None
+        self._failure: Optional[BaseException] = None
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (all of it)."""
-        self._hash.update(data)
+        if self._behind is None and self.size - self.offset >= HASH_THREAD_AFTER:
+            self._behind = queue.Queue(HASH_BEHIND)
+            self._hasher = threading.Thread(target=self._hash_behind, daemon=True,
+                                            name="copy-sha256")
+            self._hasher.start()
+        if self._behind is not None:
+            self._behind.put(data)
+        else:
+            self._hash.update(data)
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
         self.size += len(data)
 
+    def _hash_behind(self) -> None:
+        assert self._behind is not None
+        while True:
+            data = self._behind.get()
+            if data is None:
+                return
+            if self._failure is None:
+                try:
+                    self._hash.update(data)
+                except BaseException as exc:  # (MemoryError): kept for _digest;
+                    self._failure = exc       # the queue is still drained, so no put blocks
+
+    def _catch_up(self) -> None:
+        """Let the hashing thread (if any) finish what it was given, and end it."""
+        if self._hasher is not None and self._behind is not None:
+            self._behind.put(None)
+            self._hasher.join()
+            self._hasher = None
+
+    def _digest(self) -> str:
+        """The sha256 of all the file holds."""
+        self._catch_up()
+        if self._failure is not None:
+            raise self._failure
+        return self._hash.hexdigest()
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._catch_up()  # (a copy that failed midway ends its thread too)
 
     def finish(self, size: int, sha256: str, node: str, what: str) -> Transferred:
         """Close and compare with what the sending end counted; a file that
         differs is removed (the next copy starts from zero) and raises
         TransferCorrupt naming ``what`` was copied from ``node``."""
         self.close()
-        mine = self._hash.hexdigest()
+        mine = self._digest()
         if self.size != size or mine != sha256:
             try:
                 os.unlink(self.path)

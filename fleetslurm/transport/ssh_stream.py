@@ -4,7 +4,9 @@ Each copy runs one of ``stream_remote``'s programs on the machine over its own
 exec channel on the machine's one connection: the bytes flow as plain channel
 data (no SFTP request per 32 KiB), in packets of up to ``PACKET`` bytes, and
 the channel's window (``WINDOW``) bounds what paramiko buffers for a reader
-slower than the link. The SFTP session is not held meanwhile, so ``tail``,
+slower than the link. A copy home collects the packets in a ``BatchedPipe``
+and takes them 1-4 MiB at a time (one hash update and one write each, not
+one per 32 KiB packet). The SFTP session is not held meanwhile, so ``tail``,
 launches and other copies to the same machine go on.
 
 Errors: a lost link (end of stream without an exit status, or a stalled
@@ -24,7 +26,7 @@ import threading
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Protocol
 
 from ..errors import TransferCorrupt, TransportError
-from .chunked import CHUNK, ReceivingFile, Transferred, part_path, send_from
+from .chunked import ReceivingFile, Transferred, part_path, send_from
 from .stream_remote import FAILED, RECV, SEND
 
 if TYPE_CHECKING:
@@ -36,9 +38,13 @@ __all__ = ["get_file", "put_file", "WINDOW", "PACKET"]
 
 #: the channel window: at most this much arrives ahead of the reader
 WINDOW = 8 << 20
-#: the largest packet the machine may send (paramiko's default, 32 KiB, costs
-#: one Python-level packet per 32 KiB: about a third of the speed)
+#: the largest packet the machine may send (sshd reads the program's pipe
+#: 32 KiB at a time, so most are 32 KiB; bigger ones when it has fallen behind)
 PACKET = 128 << 10
+#: a copy's reader is woken once this much has arrived (see ``ssh_pipe``)
+BATCH = 1 << 20
+#: and takes at most this much at once
+TAKE = 4 << 20
 #: no byte for this long on a copy's channel: the link is taken as lost
 STALL_S = 60.0
 #: a resumed copy's program first hashes what the other end already holds;
@@ -72,11 +78,16 @@ class _Errno(OSError):
     """The remote program's error record, as an OSError for ``file_error``."""
 
 
-def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int) -> Any:
+def _open(t: "SSHTransport", argv: list[str], doing: str, offset: int,
+          batched: bool = False) -> Any:
     client = t._connection()
     try:
         chan = client.get_transport().open_session(window_size=WINDOW, max_packet_size=PACKET,
                                                    timeout=10.0)
+        if batched:  # before the program starts: no byte has come yet
+            from .ssh_pipe import BatchedPipe
+
+            chan.in_buffer = BatchedPipe(BATCH)
         chan.settimeout(STALL_S + offset / PREFIX_RATE)
         t._exec_python(chan, ["-c", *argv])
     except TransportError:  # (with "become": sudo refused, named as such)
@@ -156,10 +167,13 @@ def get_file(t: "SSHTransport", path: str, dest: str) -> Transferred:
     ``dest`` holds (see ``Transport.get_file``)."""
     doing = f"copying {path}"
     with ReceivingFile(dest) as home:
-        chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset)
+        chan = _open(t, [SEND, path, str(home.offset)], doing, home.offset, batched=True)
         with _copying(t, chan, doing):
             while True:
-                data = chan.recv(CHUNK)
+                # a batch: one hash update and one write, not one per packet
+                # (at most TAKE, which with the window and the hashing
+                # thread's queue bounds what this copy holds)
+                data = chan.recv(TAKE)
                 if not data:
                     break
                 if home.size == home.offset:
