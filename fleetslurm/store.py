@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
-from .store_bulk import BulkQueries
+from .store_bulk import JOB_CHANGES_SQL, BulkQueries
 from .store_samples import SampleStore
 from .store_stats import StatsQueries
 
@@ -255,6 +255,8 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE assocs (account TEXT NOT NULL, user TEXT NOT NULL, spec TEXT,
                          PRIMARY KEY (account, user));
     """,
+    # 15: which jobs each change touched (store_bulk.JOB_CHANGES_SQL)
+    JOB_CHANGES_SQL,
 ]
 
 _TASK_COLUMNS = (

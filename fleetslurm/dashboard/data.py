@@ -6,22 +6,21 @@ answers queries from its RPC threads, so a slow page never holds the loop."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from ..model import ACTIVE_STATE_NAMES
 from ..rpc import connect
+from . import queueview
 
 __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
            "history", "action", "ACTIONS", "usage"]
 
-#: squeue letters the Queue page shows (header, letter); %U (uid) decides
-#: whether the viewer's action buttons are offered on a row
-QUEUE_FIELDS = (("JOBID", "i"), ("PARTITION", "P"), ("NAME", "j"), ("USER", "u"),
-                ("STATE", "T"), ("TIME", "M"), ("TIME_LIMIT", "l"), ("NODES", "D"),
-                ("NODELIST(REASON)", "R"), ("UID", "U"))
-_SEP, _END = "\x1f", "\x1e"  # field and record separators no job name holds in practice
+#: squeue letters the Queue page shows (header, letter)
+QUEUE_FIELDS = queueview.SHOWN
 PAGE_SIZE = 100
 #: the buttons the Queue and Job pages offer, and the controller op each calls
 ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": True}),
@@ -116,61 +115,75 @@ def _shown(r: dict) -> str:
 def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
           page: int = 1, per: int = PAGE_SIZE, sort: str = "") -> dict:
     """squeue's view (its filters, its order, arrays folded as it folds them),
-    rendered by the controller as squeue's own op does, one page of it."""
+    one page of it, from this filter's kept view brought up to date by what
+    changed (:mod:`.queueview`): an unchanged queue costs the controller one
+    small question. ``rev`` changes when the lines do; a running job's row
+    carries ``since`` (when its TIME was 0:00), its TIME shown as of ``now``."""
     from ..cli.squeue_cmd import parse_states
 
+    names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
+    if sort and sort.lstrip("-") not in names:
+        from ..errors import InvalidValue
+
+        raise InvalidValue(f"Invalid sort column: {sort.lstrip('-')}; valid columns are: "
+                           + ", ".join(names))
     q: dict = {"squeue": True, "group_arrays": True, "steps": False, "header": False,
-               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS) + _END,
-               "now": time.time()}
+               "format": queueview.SEP.join("%" + letter for _, letter in queueview.FIELDS)
+               + queueview.END}
+    states = parse_states(state) if state else None
     if user:
         q["users"] = _split(user)
-    if state:
-        q["states"] = parse_states(state)
+    if states:
+        q["states"] = states
     if partition:
         q["partitions"] = _split(partition)
     if name:
         q["names"] = _split(name)
-    reply = call("squeue", **q)
-    # each line ends with _END and the newline: a name holding a newline stays in its row
-    lines = reply["text"].split(_END + "\n")[:-1]
+    view = _view((user, str(states), partition, name))
+    with view.lock:
+        now = time.time()
+        # finished jobs (a state filter may show them) leave with MinJobAge,
+        # by the clock, not by a change: such a view is read whole now and then
+        aging = states is not None and (states == "all" or not set(states) <= set(ACTIVE_STATE_NAMES))
+        if view.seq is not None and not (aging and now - view.at >= AGING_VIEW_S):
+            q.update(seq=view.seq, version=view.version)
+        view.apply(call("squeue_delta", now=now, **q), now)
+        ordered = view.rows(sort, now)
+        rev = view.rev
     per = min(max(1, per), 1000)
-    pages = max(1, -(-len(lines) // per))
+    pages = max(1, -(-len(ordered) // per))
     page = min(max(1, page), pages)
-    me = os.getuid()
-    if sort:
-        # a column of the page, "-" first for descending; squeue's order breaks ties
-        column = sort.lstrip("-")
-        names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
-        if column not in names:
-            from ..errors import InvalidValue
-
-            raise InvalidValue(f"Invalid sort column: {column}; valid columns are: "
-                               + ", ".join(names))
-        at = names.index(column)
-        lines.sort(key=lambda line: _natural(line.split(_SEP)[at]),
-                   reverse=sort.startswith("-"))
+    me = str(os.getuid())
     rows = []
-    for line in lines[(page - 1) * per: page * per]:
-        cells = line.split(_SEP)
-        if len(cells) != len(QUEUE_FIELDS):
-            continue
-        row = dict(zip((h for h, _ in QUEUE_FIELDS), cells))
+    for kept in ordered[(page - 1) * per: page * per]:
+        row = {k: v for k, v in kept.items() if not k.startswith("_")}
+        row["TIME"] = queueview.shown_time(kept, now)
         # the controller refuses others' jobs; the page does not offer them
-        row["mine"] = row["UID"] == str(me)
+        row["mine"] = row["UID"] == me
         reason = row["NODELIST(REASON)"]
         if reason.startswith("(") and reason.endswith(")"):
             row["why"] = REASON_WORDS.get(reason[1:-1], "")
         rows.append(row)
-    return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
-            "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
+    return {"rows": rows, "count": len(ordered), "page": page, "pages": pages,
+            "columns": names, "rev": rev, "now": now}
 
 
-def _natural(text: str) -> list:
-    """A sort key where 9 comes before 10 (ids, times, counts as text)."""
-    import re
+#: the Queue views kept, by filters (a few: each page's filters, a tab or two)
+_VIEWS: "dict[tuple, queueview.QueueView]" = {}
+_VIEWS_LOCK = threading.Lock()
+MAX_VIEWS = 8
+#: how often a view that may show finished jobs is read whole again
+AGING_VIEW_S = 2.0
 
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p)
-            for p in re.split(r"(\d+)", text) if p]
+
+def _view(key: tuple) -> "queueview.QueueView":
+    with _VIEWS_LOCK:
+        view = _VIEWS.get(key)
+        if view is None:
+            if len(_VIEWS) >= MAX_VIEWS:
+                _VIEWS.pop(next(iter(_VIEWS)))  # the oldest made
+            view = _VIEWS[key] = queueview.QueueView()
+        return view
 
 
 def _split(text: str) -> list[str]:
@@ -298,8 +311,6 @@ def usage(job_id: str) -> dict:
         t0, c0 = (points[i - 1][0], points[i - 1][1]) if i else (task.get("start_time"), 0.0)
         cpu.append(round((p[1] - c0) / (p[0] - t0), 3) if t0 is not None and p[0] > t0
                    else None)
-    from ..model import ACTIVE_STATE_NAMES
-
     return {"t": t, "cpu": cpu, "rss_mb": [round(p[2] / 1024, 1) for p in points],
             "running": task.get("state") == "RUNNING", "state": task.get("state"),
             # another user's job: no samples (as sstat), nothing to wait for
