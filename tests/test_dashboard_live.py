@@ -101,7 +101,8 @@ def test_controller_says_what_changed(fleet) -> None:  # type: ignore[no-untyped
     fleet.run("scancel", str(a), check=True)
     gone = wait_until(lambda: (lambda d: d if a in d["ids"] else None)(
         _delta(fleet, seq=after["seq"], version=version)), 10, "the cancel in the log")
-    assert gone["text"] == ""
+    # (the loop may have touched the other job meanwhile: its line comes again)
+    assert f"{a}|" not in gone["text"]
     # a seq this log never gave (another state directory): everything again
     assert _delta(fleet, seq=gone["seq"] + 1000, version=version)["full"] is True
     # and a malformed seq is refused, as any bad field is

@@ -84,11 +84,13 @@ def call(op: str, **args: Any) -> Any:
 
 def fleet() -> dict:
     """Every machine's record (sinfo's fields plus load and free memory) and
-    the running jobs on each, by node name."""
+    the running jobs on each, by node name. The running jobs are asked again
+    only when a change touched one (:func:`_running`), the load history now
+    and then (a point a minute): an unchanged fleet costs the controller its
+    node records and one small question."""
     nodes = call("nodes")["nodes"]
-    running = call("jobs", states=["RUNNING", "COMPLETING"], steps=False, per_task=True)
     on: dict[str, list] = {n["name"]: [] for n in nodes}
-    for r in running:
+    for r in _running():
         for name in r.get("nodes") or []:
             on.setdefault(name, []).append(
                 {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
@@ -96,14 +98,58 @@ def fleet() -> dict:
     now = time.time()
     # the controller keeps each machine's load (a point a minute, a day of
     # them): the sparkline shows the last hour, whenever this page started
-    hist = call("load_history", since=now - 3600)["nodes"]
-    loads = {n["name"]: [list(hist.get(n["name"], [[], []])[0]),
-                         list(hist.get(n["name"], [[], []])[1])] for n in nodes}
+    with _FLEET.lock:
+        if now - _FLEET.hist_at >= HISTORY_S:
+            _FLEET.hist = call("load_history", since=now - 3600)["nodes"]
+            _FLEET.hist_at = now
+        hist = _FLEET.hist or {}
+    loads: dict[str, list[list]] = {}
+    for n in nodes:  # the last hour's points (those kept past it drop out)
+        series = hist.get(n["name"]) or [[], []]  # [t...], [load1...], [free memory...]
+        kept = [(t, v) for t, v in zip(series[0], series[1]) if t >= now - 3600]
+        loads[n["name"]] = [[t for t, _ in kept], [v for _, v in kept]]
     for n in nodes:  # and the figure of the last heartbeat, as the card says
         if n.get("cpu_load") is not None:
             loads[n["name"]][0].append(round(now))
             loads[n["name"]][1].append(float(n["cpu_load"]))
     return {"nodes": nodes, "jobs": on, "time": now, "loads": loads}
+
+
+class _FleetKept:
+    """What the Fleet page shows that changes only with the jobs (the running
+    ones on each machine) or slowly (the load history), kept between polls."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seq: Optional[int] = None
+        self.version: Optional[int] = None
+        self.running: list = []
+        self.hist: Optional[dict] = None
+        self.hist_at = float("-inf")
+
+
+_FLEET = _FleetKept()
+#: how often the Fleet page's load history is asked again (the controller
+#: keeps a point a minute; the last heartbeat's figure is added each time)
+HISTORY_S = 30.0
+_RUNNING = ["RUNNING", "COMPLETING"]
+
+
+def _running() -> list:
+    """The running jobs (one record per task), asked again only when the
+    controller's change log names a job that runs now or ran when last asked."""
+    with _FLEET.lock:
+        q: dict = {"squeue": True, "steps": False, "header": False, "format": "%F",
+                   "states": _RUNNING}
+        if _FLEET.seq is not None:
+            q.update(seq=_FLEET.seq, version=_FLEET.version)
+        reply = call("squeue_delta", **q)
+        # an array's tasks are logged under the array's own id (%F)
+        were = {str(r.get("array_job_id") or r["job_id"]) for r in _FLEET.running}
+        if reply["full"] or reply["text"] or were & {str(i) for i in reply["ids"]}:
+            _FLEET.running = call("jobs", states=_RUNNING, steps=False, per_task=True)
+        _FLEET.seq, _FLEET.version = reply["seq"], reply["version"]
+        return _FLEET.running
 
 
 def _shown(r: dict) -> str:
