@@ -211,10 +211,11 @@ _OP_FIELDS: dict[str, dict[str, Any]] = {
         ge=-(2**31), le=2**31 - 1)], Text]], Field(max_length=1024)]},
     # scontrol update's KEY=VALUE pairs
     "update_job": {"fields": Annotated[dict[Text, Text], Field(max_length=1024)]},
-    # the dashboard's Queue view: the change log's seq and the priorities'
-    # version of its last answer
+    # the dashboard's Queue view: the change log's seq, the priorities'
+    # version and the controller's start of its last answer
     "squeue_delta": {"seq": Annotated[StrictInt, Field(ge=0, le=_INT64)],
-                     "version": Annotated[StrictInt, Field(ge=0, le=_INT64)]},
+                     "version": Annotated[StrictInt, Field(ge=0, le=_INT64)],
+                     "epoch": _Number},
     # seconds a wait request may be held (the controller holds it 30 s at most)
     "wait": {"timeout": Annotated[Union[StrictInt, StrictFloat], Field(ge=0, le=_INT64),
                                   AfterValidator(_finite)]},

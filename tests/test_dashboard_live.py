@@ -88,23 +88,26 @@ def test_controller_says_what_changed(fleet) -> None:  # type: ignore[no-untyped
     a = fleet.sbatch("--hold", "--wrap", "true")
     first = _delta(fleet)
     assert first["full"] is True and first["text"] == f"{a}|PENDING\n"
-    seq, version = first["seq"], first["version"]
+    seq, version, epoch = first["seq"], first["version"], first["epoch"]
     # nothing changed: nothing to read
-    assert _delta(fleet, seq=seq, version=version) == \
-        {"seq": seq, "version": version, "full": False, "ids": [], "text": ""}
+    assert _delta(fleet, seq=seq, version=version, epoch=epoch) == \
+        {"seq": seq, "version": version, "epoch": epoch, "full": False, "ids": [], "text": ""}
     b = fleet.sbatch("--hold", "--wrap", "true")
-    after = _delta(fleet, seq=seq, version=version)
+    after = _delta(fleet, seq=seq, version=version, epoch=epoch)
     # the new job (and any other the loop touched meanwhile), with its line
     assert after["full"] is False and b in after["ids"]
     assert f"{b}|PENDING\n" in after["text"] and after["seq"] > seq
     # a job that leaves the queue is named, with no line
     fleet.run("scancel", str(a), check=True)
     gone = wait_until(lambda: (lambda d: d if a in d["ids"] else None)(
-        _delta(fleet, seq=after["seq"], version=version)), 10, "the cancel in the log")
+        _delta(fleet, seq=after["seq"], version=version, epoch=epoch)), 10,
+        "the cancel in the log")
     # (the loop may have touched the other job meanwhile: its line comes again)
     assert f"{a}|" not in gone["text"]
-    # a seq this log never gave (another state directory): everything again
-    assert _delta(fleet, seq=gone["seq"] + 1000, version=version)["full"] is True
+    # a seq this log never gave, or one from another run of the controller
+    # (maybe another database): everything again
+    assert _delta(fleet, seq=gone["seq"] + 1000, version=version, epoch=epoch)["full"] is True
+    assert _delta(fleet, seq=gone["seq"], version=version, epoch=epoch - 1)["full"] is True
     # and a malformed seq is refused, as any bad field is
     from fleetslurm.errors import FleetError
 
@@ -245,3 +248,25 @@ def test_answers_on_a_kept_connection_are_not_held_back(fleet, dash) -> None:  #
     conn.close()
     # the fastest of ten: a loaded machine slows some, the 40 ms wait was every one
     assert min(times) < 0.030, times
+
+
+def test_change_log_says_when_it_no_longer_reaches_back(fleet) -> None:  # type: ignore[no-untyped-def]
+    """A reader behind what the log keeps is told to read everything again."""
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.store import Store
+
+    fleet.run("controller", "start", check=True)
+    jobs = [fleet.sbatch("--hold", "--wrap", "true") for _ in range(3)]
+    store = Store(StatePaths(fleet.home).db)
+    with store.snapshot():
+        last, everything = store.job_changes(None)
+        assert everything is None and last > 0
+        assert set(store.job_changes(0)[1] or []) >= set(jobs)
+        assert store.job_changes(last) == (last, [])
+    # the log keeps the newest entries only (its trigger drops the oldest):
+    # as if the first ones had been dropped, 0 is now too far back
+    with store.transaction():
+        store._x("DELETE FROM job_changes WHERE seq <= 2")
+    with store.snapshot():
+        assert store.job_changes(0) == (last, None)
+        assert store.job_changes(2)[1] is not None

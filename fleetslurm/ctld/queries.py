@@ -232,24 +232,26 @@ class Queries(UsageQueries):
     def q_squeue_delta(self, args: dict, uid: int) -> dict:
         """squeue's lines for what changed since a reader's last look (the
         dashboard's Queue view): :meth:`q_squeue`'s arguments plus ``seq``
-        and ``version`` from the reader's last answer. ``{"seq", "version",
-        "full", "ids", "text"}``: with ``full`` the whole queue's lines, else
-        only those of the jobs ``ids`` (job ids, arrays by their own), which
-        replace that reader's lines of those jobs (none: gone from the view);
-        no ids, no text: nothing changed. One snapshot for both."""
+        and ``version`` and ``epoch`` from the reader's last answer. ``{"seq",
+        "version", "epoch", "full", "ids", "text"}``: with ``full`` the whole
+        queue's lines, else only those of the jobs ``ids`` (job ids, arrays by
+        their own), which replace that reader's lines of those jobs (none:
+        gone from the view); no ids, no text: nothing changed. One snapshot
+        for both."""
         store = self._store()
-        since = args.get("seq")
-        rest = {k: v for k, v in args.items() if k not in ("seq", "version")}
-        last, ids = store.job_changes(since)
-        # multifactor priorities change with the clock, not with the rows
-        version = getattr(self.fairshare, "version", 0)
-        if version != args.get("version") or ids is None or len(ids) > 500:
-            text = self.q_squeue(rest, uid)["text"]
-            return {"seq": last, "version": version, "full": True, "ids": [], "text": text}
+        rest = {k: v for k, v in args.items() if k not in ("seq", "version", "epoch")}
+        last, ids = store.job_changes(args.get("seq"))
+        # multifactor priorities change with the clock, not with the rows; a
+        # seq from another controller's run may come from another database
+        version, epoch = getattr(self.fairshare, "version", 0), self.started_at
+        head = {"seq": last, "version": version, "epoch": epoch}
+        if (version, epoch) != (args.get("version"), args.get("epoch")) or ids is None \
+                or len(ids) > 500:
+            return dict(head, full=True, ids=[], text=self.q_squeue(rest, uid)["text"])
         # a few jobs' lines, asked once: not kept among squeue's answers
         text = self.q_squeue(dict(rest, ids=[str(i) for i in ids]), uid,
                              keep=False)["text"] if ids else ""
-        return {"seq": last, "version": version, "full": False, "ids": ids, "text": text}
+        return dict(head, full=False, ids=ids, text=text)
 
     def q_show_jobs(self, args: dict, uid: int) -> dict:
         """``scontrol show job``'s text, rendered here: the filters of

@@ -121,8 +121,7 @@ class _FleetKept:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.seq: Optional[int] = None
-        self.version: Optional[int] = None
+        self.view = queueview.QueueView()  # where the change log stood when last asked
         self.running: list = []
         self.hist: Optional[dict] = None
         self.hist_at = float("-inf")
@@ -141,14 +140,14 @@ def _running() -> list:
     with _FLEET.lock:
         q: dict = {"squeue": True, "steps": False, "header": False, "format": "%F",
                    "states": _RUNNING}
-        if _FLEET.seq is not None:
-            q.update(seq=_FLEET.seq, version=_FLEET.version)
+        q.update(_FLEET.view.since())
         reply = call("squeue_delta", **q)
         # an array's tasks are logged under the array's own id (%F)
         were = {str(r.get("array_job_id") or r["job_id"]) for r in _FLEET.running}
         if reply["full"] or reply["text"] or were & {str(i) for i in reply["ids"]}:
             _FLEET.running = call("jobs", states=_RUNNING, steps=False, per_task=True)
-        _FLEET.seq, _FLEET.version = reply["seq"], reply["version"]
+        # only its seq, version and epoch: the lines are the running jobs'
+        _FLEET.view.apply(dict(reply, text="", ids=[], full=False), time.time())
         return _FLEET.running
 
 
@@ -190,9 +189,10 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
         now = time.time()
         # finished jobs (a state filter may show them) leave with MinJobAge,
         # by the clock, not by a change: such a view is read whole now and then
-        aging = states is not None and (states == "all" or not set(states) <= set(ACTIVE_STATE_NAMES))
-        if view.seq is not None and not (aging and now - view.at >= AGING_VIEW_S):
-            q.update(seq=view.seq, version=view.version)
+        aging = states is not None and (states == "all"
+                                        or not set(states) <= set(ACTIVE_STATE_NAMES))
+        if not (aging and now - view.at >= AGING_VIEW_S):
+            q.update(view.since())
         view.apply(call("squeue_delta", now=now, **q), now)
         ordered = view.rows(sort, now)
         rev = view.rev

@@ -91,8 +91,10 @@ class QueueView:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        #: the last answer's change-log seq, priorities' version, controller start
         self.seq: Optional[int] = None
         self.version: Optional[int] = None
+        self.epoch: Optional[float] = None
         #: when the last answer came (a view of finished jobs ages by the clock)
         self.at = float("-inf")
         #: a new one at every change of the lines (the page's streams push then)
@@ -113,7 +115,15 @@ class QueueView:
         if reply.get("full") or reply.get("ids"):
             self.rev = next(_revisions)
             self._ordered, self._sorted = None, {}
-        self.seq, self.version, self.at = reply["seq"], reply["version"], now
+        self.seq, self.version, self.epoch = reply["seq"], reply["version"], reply.get("epoch")
+        self.at = now
+
+    def since(self) -> dict:
+        """What the next ``squeue_delta`` needs to answer with what changed
+        since this view's last answer (empty: none yet, ask for everything)."""
+        if self.seq is None:
+            return {}
+        return {"seq": self.seq, "version": self.version, "epoch": self.epoch}
 
     def rows(self, sort: str = "", now: float = 0.0) -> list[dict]:
         """The lines in squeue's order, or by a column (``-`` first: descending;
