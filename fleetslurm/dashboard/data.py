@@ -110,7 +110,8 @@ def fleet() -> dict:
         loads[n["name"]] = [[t for t, _ in kept], [v for _, v in kept]]
     for n in nodes:  # and the figure of the last heartbeat, as the card says
         if n.get("cpu_load") is not None:
-            loads[n["name"]][0].append(round(now))
+            # dated when heard (not now): the card changes with the machine, not the clock
+            loads[n["name"]][0].append(round(n.get("last_heartbeat") or now))
             loads[n["name"]][1].append(float(n["cpu_load"]))
     return {"nodes": nodes, "jobs": on, "time": now, "loads": loads}
 
