@@ -80,14 +80,15 @@ _GUARDS = [
 ]
 
 
-def make_app(token: str, get: Any = data, read_only: bool = False,
+def make_app(token: str, get: Any = None, read_only: bool = False,
              closing: Optional[threading.Event] = None) -> Starlette:
-    """The app; ``get`` answers the data questions (:mod:`.data`, a fake in
-    unit tests). ``read_only``: no buttons, and the action endpoint refuses
+    """The app; ``get`` answers the data questions (by default a
+    :class:`.data.Source` of its own; a fake in unit tests). ``read_only``: no buttons, and the action endpoint refuses
     (an admin's dashboard for everyone to look at). ``closing``, once set,
     ends the event streams (the server is stopping: open pages must not
     hold it up until it cancels them)."""
     closing = closing or threading.Event()
+    get = get if get is not None else data.Source()
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(["html"]))
     env.globals["token"] = token

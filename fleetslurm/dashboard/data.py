@@ -17,7 +17,7 @@ from ..rpc import connect
 from . import queueview
 
 __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
-           "history", "action", "ACTIONS", "usage"]
+           "history", "action", "ACTIONS", "usage", "Source", "Kept"]
 
 #: squeue letters the Queue page shows (header, letter)
 QUEUE_FIELDS = queueview.SHOWN
@@ -82,15 +82,17 @@ def call(op: str, **args: Any) -> Any:
         RPC_SECONDS.labels(op).observe(time.perf_counter() - began)
 
 
-def fleet() -> dict:
+def fleet(kept: "Optional[Kept]" = None) -> dict:
     """Every machine's record (sinfo's fields plus load and free memory) and
-    the running jobs on each, by node name. The running jobs are asked again
-    only when a change touched one (:func:`_running`), the load history now
-    and then (a point a minute): an unchanged fleet costs the controller its
-    node records and one small question."""
+    the running jobs on each, by node name. With ``kept`` (a :class:`Source`'s)
+    the running jobs are asked again only when a change touched one
+    (:func:`_running`), the load history now and then (a point a minute): an
+    unchanged fleet costs the controller its node records and one small
+    question."""
+    kept = kept or Kept()
     nodes = call("nodes")["nodes"]
     on: dict[str, list] = {n["name"]: [] for n in nodes}
-    for r in _running():
+    for r in _running(kept.fleet):
         for name in r.get("nodes") or []:
             on.setdefault(name, []).append(
                 {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
@@ -98,11 +100,12 @@ def fleet() -> dict:
     now = time.time()
     # the controller keeps each machine's load (a point a minute, a day of
     # them): the sparkline shows the last hour, whenever this page started
-    with _FLEET.lock:
-        if now - _FLEET.hist_at >= HISTORY_S:
-            _FLEET.hist = call("load_history", since=now - 3600)["nodes"]
-            _FLEET.hist_at = now
-        hist = _FLEET.hist or {}
+    kf = kept.fleet
+    with kf.lock:
+        if now - kf.hist_at >= HISTORY_S:
+            kf.hist = call("load_history", since=now - 3600)["nodes"]
+            kf.hist_at = now
+        hist = kf.hist or {}
     loads: dict[str, list[list]] = {}
     for n in nodes:  # the last hour's points (those kept past it drop out)
         series = hist.get(n["name"]) or [[], []]  # [t...], [load1...], [free memory...]
@@ -128,28 +131,27 @@ class _FleetKept:
         self.hist_at = float("-inf")
 
 
-_FLEET = _FleetKept()
 #: how often the Fleet page's load history is asked again (the controller
 #: keeps a point a minute; the last heartbeat's figure is added each time)
 HISTORY_S = 30.0
 _RUNNING = ["RUNNING", "COMPLETING"]
 
 
-def _running() -> list:
+def _running(kf: _FleetKept) -> list:
     """The running jobs (one record per task), asked again only when the
     controller's change log names a job that runs now or ran when last asked."""
-    with _FLEET.lock:
+    with kf.lock:
         q: dict = {"squeue": True, "steps": False, "header": False, "format": "%F",
                    "states": _RUNNING}
-        q.update(_FLEET.view.since())
+        q.update(kf.view.since())
         reply = call("squeue_delta", **q)
         # an array's tasks are logged under the array's own id (%F)
-        were = {str(r.get("array_job_id") or r["job_id"]) for r in _FLEET.running}
+        were = {str(r.get("array_job_id") or r["job_id"]) for r in kf.running}
         if reply["full"] or reply["text"] or were & {str(i) for i in reply["ids"]}:
-            _FLEET.running = call("jobs", states=_RUNNING, steps=False, per_task=True)
+            kf.running = call("jobs", states=_RUNNING, steps=False, per_task=True)
         # only its seq, version and epoch: the lines are the running jobs'
-        _FLEET.view.apply(dict(reply, text="", ids=[], full=False), time.time())
-        return _FLEET.running
+        kf.view.apply(dict(reply, text="", ids=[], full=False), time.time())
+        return kf.running
 
 
 def _shown(r: dict) -> str:
@@ -159,11 +161,12 @@ def _shown(r: dict) -> str:
 
 
 def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
-          page: int = 1, per: int = PAGE_SIZE, sort: str = "") -> dict:
+          page: int = 1, per: int = PAGE_SIZE, sort: str = "",
+          kept: "Optional[Kept]" = None) -> dict:
     """squeue's view (its filters, its order, arrays folded as it folds them),
-    one page of it, from this filter's kept view brought up to date by what
-    changed (:mod:`.queueview`): an unchanged queue costs the controller one
-    small question. ``rev`` changes when the lines do; a running job's row
+    one page of it, from this filter's view in ``kept`` (a :class:`Source`'s;
+    none: a new one) brought up to date by what changed (:mod:`.queueview`):
+    an unchanged queue costs the controller one small question. ``rev`` changes when the lines do; a running job's row
     carries ``since`` (when its TIME was 0:00), its TIME shown as of ``now``."""
     from ..cli.squeue_cmd import parse_states
 
@@ -185,7 +188,7 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
         q["partitions"] = _split(partition)
     if name:
         q["names"] = _split(name)
-    view = _view((user, str(states), partition, name))
+    view = (kept or Kept()).view((user, str(states), partition, name))
     with view.lock:
         now = time.time()
         # finished jobs (a state filter may show them) leave with MinJobAge,
@@ -215,22 +218,30 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
             "columns": names, "rev": rev, "now": now}
 
 
-#: the Queue views kept, by filters (a few: each page's filters, a tab or two)
-_VIEWS: "dict[tuple, queueview.QueueView]" = {}
-_VIEWS_LOCK = threading.Lock()
+#: how many Queue views a Source keeps (each page's filters: a tab or two)
 MAX_VIEWS = 8
 #: how often a view that may show finished jobs is read whole again
 AGING_VIEW_S = 2.0
 
 
-def _view(key: tuple) -> "queueview.QueueView":
-    with _VIEWS_LOCK:
-        view = _VIEWS.get(key)
-        if view is None:
-            if len(_VIEWS) >= MAX_VIEWS:
-                _VIEWS.pop(next(iter(_VIEWS)))  # the oldest made
-            view = _VIEWS[key] = queueview.QueueView()
-        return view
+class Kept:
+    """What the pages keep between their questions: the Queue views by
+    filters (a few; the oldest made goes first) and the Fleet page's."""
+
+    def __init__(self) -> None:
+        self._views: dict[tuple, queueview.QueueView] = {}
+        self._lock = threading.Lock()
+        self.fleet = _FleetKept()
+
+    def view(self, key: tuple) -> queueview.QueueView:
+        """The Queue view of these filters (made if need be)."""
+        with self._lock:
+            view = self._views.get(key)
+            if view is None:
+                if len(self._views) >= MAX_VIEWS:
+                    self._views.pop(next(iter(self._views)))
+                view = self._views[key] = queueview.QueueView()
+            return view
 
 
 def _split(text: str) -> list[str]:
@@ -364,3 +375,27 @@ def usage(job_id: str) -> dict:
             "denied": bool(task.get("denied")),
             # a pending job's page waits for its first samples
             "live": task.get("state") in ACTIVE_STATE_NAMES and not task.get("denied")}
+
+
+class Source:
+    """The dashboard's questions to the controller (this module's functions),
+    with what it keeps between them: one per web app (or ``fleetslurm top``),
+    so two never share a view by accident."""
+
+    def __init__(self) -> None:
+        self.kept = Kept()
+
+    def fleet(self) -> dict:
+        return fleet(self.kept)
+
+    def queue(self, **filters: Any) -> dict:
+        return queue(**filters, kept=self.kept)
+
+    #: the requests' timings (/metrics), the process's as :func:`call` keeps them
+    RPC_REGISTRY = RPC_REGISTRY
+    call = staticmethod(call)
+    job = staticmethod(job)
+    output = staticmethod(output)
+    history = staticmethod(history)
+    action = staticmethod(action)
+    usage = staticmethod(usage)
