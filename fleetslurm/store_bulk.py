@@ -77,8 +77,10 @@ class BulkQueries:
         (in any order, once each); None when ``since`` is None or older than
         the log keeps (read everything again). Read it in the same snapshot
         as the rows it dates."""
-        row = self._x("SELECT coalesce(max(seq), 0), coalesce(min(seq), 1) "
-                      "FROM job_changes").fetchone()
+        # one aggregate a subquery: SQLite reads max and min off the key only
+        # when each is alone (together, it scans the whole log)
+        row = self._x("SELECT coalesce((SELECT max(seq) FROM job_changes), 0), "
+                      "coalesce((SELECT min(seq) FROM job_changes), 1)").fetchone()
         last, first = int(row[0]), int(row[1])
         if since is None or since > last or since < first - 1:
             return last, None

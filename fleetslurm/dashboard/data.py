@@ -166,8 +166,9 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
     """squeue's view (its filters, its order, arrays folded as it folds them),
     one page of it, from this filter's view in ``kept`` (a :class:`Source`'s;
     none: a new one) brought up to date by what changed (:mod:`.queueview`):
-    an unchanged queue costs the controller one small question. ``rev`` changes when the lines do; a running job's row
-    carries ``since`` (when its TIME was 0:00), its TIME shown as of ``now``."""
+    an unchanged queue costs the controller one small question. ``rev``
+    changes when the lines do; a running job's row carries ``since`` (when
+    its TIME was 0:00), its TIME shown as of ``now``."""
     from ..cli.squeue_cmd import parse_states
 
     names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
@@ -205,9 +206,9 @@ def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
     page = min(max(1, page), pages)
     me = str(os.getuid())
     rows = []
-    for kept in ordered[(page - 1) * per: page * per]:
-        row = {k: v for k, v in kept.items() if not k.startswith("_")}
-        row["TIME"] = queueview.shown_time(kept, now)
+    for line in ordered[(page - 1) * per: page * per]:
+        row = {k: v for k, v in line.items() if not k.startswith("_")}
+        row["TIME"] = queueview.shown_time(line, now)
         # the controller refuses others' jobs; the page does not offer them
         row["mine"] = row["UID"] == me
         reason = row["NODELIST(REASON)"]
