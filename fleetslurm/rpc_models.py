@@ -212,6 +212,11 @@ _OP_FIELDS: dict[str, dict[str, Any]] = {
         ge=-(2**31), le=2**31 - 1)], Text]], Field(max_length=1024)]},
     # scontrol update's KEY=VALUE pairs
     "update_job": {"fields": Annotated[dict[Text, Text], Field(max_length=1024)]},
+    # the dashboard's Queue view: the change log's seq, the priorities'
+    # version and the controller's start of its last answer
+    "squeue_delta": {"seq": Annotated[StrictInt, Field(ge=0, le=_INT64)],
+                     "version": Annotated[StrictInt, Field(ge=0, le=_INT64)],
+                     "epoch": _Number},
     # seconds a wait request may be held (the controller holds it 30 s at most)
     "wait": {"timeout": Annotated[Union[StrictInt, StrictFloat], Field(ge=0, le=_INT64),
                                   AfterValidator(_finite)]},
@@ -219,6 +224,7 @@ _OP_FIELDS: dict[str, dict[str, Any]] = {
 _OP_ADAPTERS = {op: {name: TypeAdapter(Optional[kind]) for name, kind in fields.items()}
                 for op, fields in _OP_FIELDS.items()}
 _REQUIRED = {"acct": ("fields",), "wait": ("ids",), "history": ("task_id",), "squeue": ("format",),
+             "squeue_delta": ("format",),
              "step_end": ("job_id", "step_id")}
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from .errors import StoreError
-from .store_bulk import TASK_REVS, BulkQueries
+from .store_bulk import JOB_CHANGES_SQL, TASK_REVS, BulkQueries
 from .store_samples import SampleStore
 from .store_stats import StatsQueries
 
@@ -257,6 +257,8 @@ _MIGRATIONS: list[str] = [
     """,
     # 15: each task row's rev (store_bulk.TASK_REVS: squeue reads only what changed)
     TASK_REVS,
+    # 16: which jobs each change touched (store_bulk.JOB_CHANGES_SQL)
+    JOB_CHANGES_SQL,
 ]
 
 _TASK_COLUMNS = (

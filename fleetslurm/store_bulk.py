@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-__all__ = ["BulkQueries", "FINAL_SQL", "TASK_REVS"]
+__all__ = ["BulkQueries", "FINAL_SQL", "JOB_CHANGES_SQL", "JOB_CHANGES_KEPT", "TASK_REVS"]
 
 #: the final states, as an SQL list
 FINAL_SQL = ("('COMPLETED','CANCELLED','FAILED','TIMEOUT','NODE_FAIL','PREEMPTED','BOOT_FAIL',"
@@ -26,6 +26,36 @@ CREATE TRIGGER tasks_inserted AFTER INSERT ON tasks BEGIN UPDATE changes SET n =
 CREATE TRIGGER tasks_updated AFTER UPDATE ON tasks BEGIN UPDATE changes SET n = n + 1;
     UPDATE tasks SET rev = (SELECT n FROM changes) WHERE task_id = NEW.task_id; END;
 """
+
+#: how many entries of the change log are kept: a reader further behind
+#: reads everything again
+JOB_CHANGES_KEPT = 50_000
+
+#: Migration 16: the job each change to a job or task row touched, in order
+#: (seq), kept by triggers beside migration 6's counter: a reader that kept a
+#: view of the queue (the dashboard's) asks which jobs changed since the last
+#: seq it saw and reads only those again, not 10,000 jobs for one changed.
+#: A finished task given its sacct lines is no change to the queue, nor is
+#: migration 15's own UPDATE of a row's ``rev`` (its trigger's statement
+#: fires this one: only recursion is off), which would log each write twice.
+JOB_CHANGES_SQL = """
+    CREATE TABLE job_changes (seq INTEGER PRIMARY KEY, job_id INTEGER NOT NULL);
+    CREATE TRIGGER job_changes_kept AFTER INSERT ON job_changes BEGIN
+        DELETE FROM job_changes WHERE seq <= NEW.seq - %(kept)d; END;
+    CREATE TRIGGER tasks_inserted_log AFTER INSERT ON tasks BEGIN
+        INSERT INTO job_changes(job_id) VALUES (NEW.job_id); END;
+    CREATE TRIGGER tasks_updated_log AFTER UPDATE ON tasks
+        WHEN OLD.acct_lines IS NEW.acct_lines AND OLD.rev IS NEW.rev BEGIN
+        INSERT INTO job_changes(job_id) VALUES (NEW.job_id); END;
+    CREATE TRIGGER tasks_deleted_log AFTER DELETE ON tasks BEGIN
+        INSERT INTO job_changes(job_id) VALUES (OLD.job_id); END;
+    CREATE TRIGGER jobs_inserted_log AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_changes(job_id) VALUES (NEW.job_id); END;
+    CREATE TRIGGER jobs_updated_log AFTER UPDATE ON jobs BEGIN
+        INSERT INTO job_changes(job_id) VALUES (NEW.job_id); END;
+    CREATE TRIGGER jobs_deleted_log AFTER DELETE ON jobs BEGIN
+        INSERT INTO job_changes(job_id) VALUES (OLD.job_id); END;
+""" % {"kept": JOB_CHANGES_KEPT}
 
 
 class BulkQueries:
@@ -75,6 +105,21 @@ class BulkQueries:
             rows.extend(self._x("SELECT %s FROM jobs WHERE job_id IN (%s)"
                                 % (columns, ",".join("?" * len(chunk))), chunk))
         return rows
+
+    def job_changes(self, since: "int | None") -> "tuple[int, list[int] | None]":
+        """The change log's last seq, and the jobs changed after seq ``since``
+        (in any order, once each); None when ``since`` is None or older than
+        the log keeps (read everything again). Read it in the same snapshot
+        as the rows it dates."""
+        # one aggregate a subquery: SQLite reads max and min off the key only
+        # when each is alone (together, it scans the whole log)
+        row = self._x("SELECT coalesce((SELECT max(seq) FROM job_changes), 0), "
+                      "coalesce((SELECT min(seq) FROM job_changes), 1)").fetchone()
+        last, first = int(row[0]), int(row[1])
+        if since is None or since > last or since < first - 1:
+            return last, None
+        return last, [r[0] for r in self._x(
+            "SELECT DISTINCT job_id FROM job_changes WHERE seq > ?", (since,))]
 
     def task_exists(self, task_id: int) -> bool:
         return self._x("SELECT 1 FROM tasks WHERE task_id=?", (task_id,)).fetchone() is not None

@@ -29,7 +29,8 @@ _ACTIVE_CLAUSE = "state IN ('PENDING','RUNNING','COMPLETING','REQUEUED','SUSPEND
 
 class Queries(UsageQueries):
     OPS = frozenset({"batch_script", "ping", "jobs", "acct", "squeue", "show_jobs", "nodes", "config",
-                     "history", "read_output", "count", "priorities", "dashboard_stats"}) | USAGE_OPS
+                     "history", "read_output", "count", "priorities", "dashboard_stats",
+                     "squeue_delta"}) | USAGE_OPS
 
     def __init__(self, store: Store, config: "FleetConfig", paths: "StatePaths", *,
                  nodes: Callable[[], list[dict]] = lambda: [],
@@ -190,7 +191,7 @@ class Queries(UsageQueries):
                                     -1 if r.get("array_task_id") is None else r["array_task_id"]))
         return _with_multifactor(out, self.fairshare)
 
-    def q_squeue(self, args: dict, uid: int) -> dict:
+    def q_squeue(self, args: dict, uid: int, keep: bool = True) -> dict:
         """squeue's lines, rendered here (10,000 pending jobs cross the socket as
         text, not as records): the filters of :meth:`q_jobs` plus ``format``,
         ``header``, ``now`` and ``nodelist`` (node names); ``{"text", "count",
@@ -228,13 +229,37 @@ class Queries(UsageQueries):
         # with a state filter, finished jobs come and go with MinJobAge: by the
         # clock; an in-memory store (tests) has no snapshot, and a request rolled
         # back there can bring the change count back to a value already seen
-        if not args.get("states") and store.path != ":memory:" and \
+        if keep and not args.get("states") and store.path != ":memory:" and \
                 squeue_fmt.timeless(fmt, records):
             with self._lock:
                 if len(self._squeue_texts) >= 8:
                     self._squeue_texts.clear()
                 self._squeue_texts[key] = (changes, result)
         return result
+
+    def q_squeue_delta(self, args: dict, uid: int) -> dict:
+        """squeue's lines for what changed since a reader's last look (the
+        dashboard's Queue view): :meth:`q_squeue`'s arguments plus ``seq``
+        and ``version`` and ``epoch`` from the reader's last answer. ``{"seq",
+        "version", "epoch", "full", "ids", "text"}``: with ``full`` the whole
+        queue's lines, else only those of the jobs ``ids`` (job ids, arrays by
+        their own), which replace that reader's lines of those jobs (none:
+        gone from the view); no ids, no text: nothing changed. One snapshot
+        for both."""
+        store = self._store()
+        rest = {k: v for k, v in args.items() if k not in ("seq", "version", "epoch")}
+        last, ids = store.job_changes(args.get("seq"))
+        # multifactor priorities change with the clock, not with the rows; a
+        # seq from another controller's run may come from another database
+        version, epoch = getattr(self.fairshare, "version", 0), self.started_at
+        head = {"seq": last, "version": version, "epoch": epoch}
+        if (version, epoch) != (args.get("version"), args.get("epoch")) or ids is None \
+                or len(ids) > 500:
+            return dict(head, full=True, ids=[], text=self.q_squeue(rest, uid)["text"])
+        # a few jobs' lines, asked once: not kept among squeue's answers
+        text = self.q_squeue(dict(rest, ids=[str(i) for i in ids]), uid,
+                             keep=False)["text"] if ids else ""
+        return dict(head, full=False, ids=ids, text=text)
 
     def q_show_jobs(self, args: dict, uid: int) -> dict:
         """``scontrol show job``'s text, rendered here: the filters of

@@ -33,7 +33,8 @@ __all__ = ["make_app", "TokenGate"]
 
 HERE = Path(__file__).parent
 #: how often the pushed views ask the controller again (the queue must show a
-#: new job within 2 s); an unchanged fragment is not sent again
+#: new job within 2 s; an unchanged queue costs it one small question, see
+#: queueview); an unchanged fragment is not sent again
 POLL = 0.5
 
 
@@ -79,14 +80,15 @@ _GUARDS = [
 ]
 
 
-def make_app(token: str, get: Any = data, read_only: bool = False,
+def make_app(token: str, get: Any = None, read_only: bool = False,
              closing: Optional[threading.Event] = None) -> Starlette:
-    """The app; ``get`` answers the data questions (:mod:`.data`, a fake in
-    unit tests). ``read_only``: no buttons, and the action endpoint refuses
+    """The app; ``get`` answers the data questions (by default a
+    :class:`.data.Source` of its own; a fake in unit tests). ``read_only``: no buttons, and the action endpoint refuses
     (an admin's dashboard for everyone to look at). ``closing``, once set,
     ends the event streams (the server is stopping: open pages must not
     hold it up until it cancels them)."""
     closing = closing or threading.Event()
+    get = get if get is not None else data.Source()
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(["html"]))
     env.globals["token"] = token
@@ -122,7 +124,7 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
             q = await to_thread.run_sync(lambda: get.queue(**f))
             err = ""
         except FleetError as exc:  # a bad filter, no controller: say so on the page
-            q, err = {"rows": [], "count": 0, "page": 1, "pages": 1,
+            q, err = {"rows": [], "count": 0, "page": 1, "pages": 1, "now": None,
                       "columns": [h for h, _ in data.QUEUE_FIELDS if h != "UID"]}, str(exc)
         return dict(q, f=f, error=err, query=_query(f),
                     query_nosort=_query(dict(f, sort="")))
@@ -153,7 +155,8 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
 
     async def api_queue(req: Request) -> Response:
         q = await queue_ctx(req)
-        return JSONResponse({k: q[k] for k in ("rows", "count", "page", "pages", "error")})
+        return JSONResponse({k: q.get(k) for k in ("rows", "count", "page", "pages", "error",
+                                                    "now")})
 
     async def api_fleet(req: Request) -> Response:
         return JSONResponse(await fleet_ctx())
@@ -179,38 +182,47 @@ def make_app(token: str, get: Any = data, read_only: bool = False,
         return JSONResponse(reply)
 
     async def sse_fragments(req: Request, make: Callable[[], Any]) -> Response:
-        """Push ``make()``'s HTML whenever it differs from the last sent."""
+        """Push a fragment whenever it changed: ``make()`` gives a key that
+        changes when the fragment does and a function that renders it (only
+        called then). Nothing is sent for an unchanged key but a keep-alive."""
         async def stream() -> AsyncIterator[str]:
-            last = None
+            last: Any = object()
             while not closing.is_set() and not await req.is_disconnected():
                 try:
-                    html = await make()
+                    key, html = await make()
                 except Exception as exc:
-                    html = f'<p class="error">{_esc(str(exc))}</p>'
-                if html != last:
-                    last = html
-                    yield _event("html", html)
+                    key = text = f'<p class="error">{_esc(str(exc))}</p>'
+                    html = lambda: text  # noqa: E731
+                if key != last:
+                    last = key
+                    yield _event("html", html())
                 else:
                     yield ": idle\n\n"  # keeps proxies and the browser's timer awake
                 await asyncio.sleep(POLL)
         return _sse(stream())
 
     async def events_fleet(req: Request) -> Response:
-        async def make() -> str:
-            return render("_cards.html", **await fleet_ctx())
+        async def make() -> tuple[str, Callable[[], str]]:
+            html = render("_cards.html", **await fleet_ctx())
+            return html, lambda: html
         return await sse_fragments(req, make)
 
     async def events_queue(req: Request) -> Response:
-        async def make() -> str:
-            return render("_rows.html", **await queue_ctx(req))
+        async def make() -> tuple[Any, Callable[[], str]]:
+            q = await queue_ctx(req)
+            # the view's revision: a running job's TIME moving is no change
+            # (the page counts it on from ``since``)
+            key = (q.get("rev"), q["error"], q["page"], q["pages"], q["count"])
+            return key, lambda: render("_rows.html", **q)
         return await sse_fragments(req, make)
 
     async def events_job(req: Request) -> Response:
         jid = req.path_params["job_id"]
 
-        async def make() -> str:
+        async def make() -> tuple[str, Callable[[], str]]:
             j = await to_thread.run_sync(lambda: get.job(jid))
-            return render("_job.html", job=j, job_id=jid)
+            html = render("_job.html", job=j, job_id=jid)
+            return html, lambda: html
         return await sse_fragments(req, make)
 
     async def events_output(req: Request) -> Response:

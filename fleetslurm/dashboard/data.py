@@ -6,22 +6,21 @@ answers queries from its RPC threads, so a slow page never holds the loop."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from ..model import ACTIVE_STATE_NAMES
 from ..rpc import connect
+from . import queueview
 
 __all__ = ["QUEUE_FIELDS", "PAGE_SIZE", "call", "fleet", "queue", "job", "output",
-           "history", "action", "ACTIONS", "usage"]
+           "history", "action", "ACTIONS", "usage", "Source", "Kept"]
 
-#: squeue letters the Queue page shows (header, letter); %U (uid) decides
-#: whether the viewer's action buttons are offered on a row
-QUEUE_FIELDS = (("JOBID", "i"), ("PARTITION", "P"), ("NAME", "j"), ("USER", "u"),
-                ("STATE", "T"), ("TIME", "M"), ("TIME_LIMIT", "l"), ("NODES", "D"),
-                ("NODELIST(REASON)", "R"), ("UID", "U"))
-_SEP, _END = "\x1f", "\x1e"  # field and record separators no job name holds in practice
+#: squeue letters the Queue page shows (header, letter)
+QUEUE_FIELDS = queueview.SHOWN
 PAGE_SIZE = 100
 #: the buttons the Queue and Job pages offer, and the controller op each calls
 ACTIONS = {"cancel": ("cancel", {"verbose": True}), "hold": ("hold", {"user": True}),
@@ -83,13 +82,17 @@ def call(op: str, **args: Any) -> Any:
         RPC_SECONDS.labels(op).observe(time.perf_counter() - began)
 
 
-def fleet() -> dict:
+def fleet(kept: "Optional[Kept]" = None) -> dict:
     """Every machine's record (sinfo's fields plus load and free memory) and
-    the running jobs on each, by node name."""
+    the running jobs on each, by node name. With ``kept`` (a :class:`Source`'s)
+    the running jobs are asked again only when a change touched one
+    (:func:`_running`), the load history now and then (a point a minute): an
+    unchanged fleet costs the controller its node records and one small
+    question."""
+    kept = kept or Kept()
     nodes = call("nodes")["nodes"]
-    running = call("jobs", states=["RUNNING", "COMPLETING"], steps=False, per_task=True)
     on: dict[str, list] = {n["name"]: [] for n in nodes}
-    for r in running:
+    for r in _running(kept.fleet):
         for name in r.get("nodes") or []:
             on.setdefault(name, []).append(
                 {"id": _shown(r), "task": r["job_id"], "name": r.get("name", ""),
@@ -97,14 +100,58 @@ def fleet() -> dict:
     now = time.time()
     # the controller keeps each machine's load (a point a minute, a day of
     # them): the sparkline shows the last hour, whenever this page started
-    hist = call("load_history", since=now - 3600)["nodes"]
-    loads = {n["name"]: [list(hist.get(n["name"], [[], []])[0]),
-                         list(hist.get(n["name"], [[], []])[1])] for n in nodes}
+    kf = kept.fleet
+    with kf.lock:
+        if now - kf.hist_at >= HISTORY_S:
+            kf.hist = call("load_history", since=now - 3600)["nodes"]
+            kf.hist_at = now
+        hist = kf.hist or {}
+    loads: dict[str, list[list]] = {}
+    for n in nodes:  # the last hour's points (those kept past it drop out)
+        series = hist.get(n["name"]) or [[], []]  # [t...], [load1...], [free memory...]
+        kept = [(t, v) for t, v in zip(series[0], series[1]) if t >= now - 3600]
+        loads[n["name"]] = [[t for t, _ in kept], [v for _, v in kept]]
     for n in nodes:  # and the figure of the last heartbeat, as the card says
         if n.get("cpu_load") is not None:
-            loads[n["name"]][0].append(round(now))
+            # dated when heard (not now): the card changes with the machine, not the clock
+            loads[n["name"]][0].append(round(n.get("last_heartbeat") or now))
             loads[n["name"]][1].append(float(n["cpu_load"]))
     return {"nodes": nodes, "jobs": on, "time": now, "loads": loads}
+
+
+class _FleetKept:
+    """What the Fleet page shows that changes only with the jobs (the running
+    ones on each machine) or slowly (the load history), kept between polls."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.view = queueview.QueueView()  # where the change log stood when last asked
+        self.running: list = []
+        self.hist: Optional[dict] = None
+        self.hist_at = float("-inf")
+
+
+#: how often the Fleet page's load history is asked again (the controller
+#: keeps a point a minute; the last heartbeat's figure is added each time)
+HISTORY_S = 30.0
+_RUNNING = ["RUNNING", "COMPLETING"]
+
+
+def _running(kf: _FleetKept) -> list:
+    """The running jobs (one record per task), asked again only when the
+    controller's change log names a job that runs now or ran when last asked."""
+    with kf.lock:
+        q: dict = {"squeue": True, "steps": False, "header": False, "format": "%F",
+                   "states": _RUNNING}
+        q.update(kf.view.since())
+        reply = call("squeue_delta", **q)
+        # an array's tasks are logged under the array's own id (%F)
+        were = {str(r.get("array_job_id") or r["job_id"]) for r in kf.running}
+        if reply["full"] or reply["text"] or were & {str(i) for i in reply["ids"]}:
+            kf.running = call("jobs", states=_RUNNING, steps=False, per_task=True)
+        # only its seq, version and epoch: the lines are the running jobs'
+        kf.view.apply(dict(reply, text="", ids=[], full=False), time.time())
+        return kf.running
 
 
 def _shown(r: dict) -> str:
@@ -114,63 +161,88 @@ def _shown(r: dict) -> str:
 
 
 def queue(user: str = "", state: str = "", partition: str = "", name: str = "",
-          page: int = 1, per: int = PAGE_SIZE, sort: str = "") -> dict:
+          page: int = 1, per: int = PAGE_SIZE, sort: str = "",
+          kept: "Optional[Kept]" = None) -> dict:
     """squeue's view (its filters, its order, arrays folded as it folds them),
-    rendered by the controller as squeue's own op does, one page of it."""
+    one page of it, from this filter's view in ``kept`` (a :class:`Source`'s;
+    none: a new one) brought up to date by what changed (:mod:`.queueview`):
+    an unchanged queue costs the controller one small question. ``rev``
+    changes when the lines do; a running job's row carries ``since`` (when
+    its TIME was 0:00), its TIME shown as of ``now``."""
     from ..cli.squeue_cmd import parse_states
 
+    names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
+    if sort and sort.lstrip("-") not in names:
+        from ..errors import InvalidValue
+
+        raise InvalidValue(f"Invalid sort column: {sort.lstrip('-')}; valid columns are: "
+                           + ", ".join(names))
     q: dict = {"squeue": True, "group_arrays": True, "steps": False, "header": False,
-               "format": _SEP.join("%" + letter for _, letter in QUEUE_FIELDS) + _END,
-               "now": time.time()}
+               "format": queueview.SEP.join("%" + letter for _, letter in queueview.FIELDS)
+               + queueview.END}
+    states = parse_states(state) if state else None
     if user:
         q["users"] = _split(user)
-    if state:
-        q["states"] = parse_states(state)
+    if states:
+        q["states"] = states
     if partition:
         q["partitions"] = _split(partition)
     if name:
         q["names"] = _split(name)
-    reply = call("squeue", **q)
-    # each line ends with _END and the newline: a name holding a newline stays in its row
-    lines = reply["text"].split(_END + "\n")[:-1]
+    view = (kept or Kept()).view((user, str(states), partition, name))
+    with view.lock:
+        now = time.time()
+        # finished jobs (a state filter may show them) leave with MinJobAge,
+        # by the clock, not by a change: such a view is read whole now and then
+        aging = states is not None and (states == "all"
+                                        or not set(states) <= set(ACTIVE_STATE_NAMES))
+        if not (aging and now - view.at >= AGING_VIEW_S):
+            q.update(view.since())
+        view.apply(call("squeue_delta", now=now, **q), now)
+        ordered = view.rows(sort, now)
+        rev = view.rev
     per = min(max(1, per), 1000)
-    pages = max(1, -(-len(lines) // per))
+    pages = max(1, -(-len(ordered) // per))
     page = min(max(1, page), pages)
-    me = os.getuid()
-    if sort:
-        # a column of the page, "-" first for descending; squeue's order breaks ties
-        column = sort.lstrip("-")
-        names = [h for h, _ in QUEUE_FIELDS if h != "UID"]
-        if column not in names:
-            from ..errors import InvalidValue
-
-            raise InvalidValue(f"Invalid sort column: {column}; valid columns are: "
-                               + ", ".join(names))
-        at = names.index(column)
-        lines.sort(key=lambda line: _natural(line.split(_SEP)[at]),
-                   reverse=sort.startswith("-"))
+    me = str(os.getuid())
     rows = []
-    for line in lines[(page - 1) * per: page * per]:
-        cells = line.split(_SEP)
-        if len(cells) != len(QUEUE_FIELDS):
-            continue
-        row = dict(zip((h for h, _ in QUEUE_FIELDS), cells))
+    for line in ordered[(page - 1) * per: page * per]:
+        row = {k: v for k, v in line.items() if not k.startswith("_")}
+        row["TIME"] = queueview.shown_time(line, now)
         # the controller refuses others' jobs; the page does not offer them
-        row["mine"] = row["UID"] == str(me)
+        row["mine"] = row["UID"] == me
         reason = row["NODELIST(REASON)"]
         if reason.startswith("(") and reason.endswith(")"):
             row["why"] = REASON_WORDS.get(reason[1:-1], "")
         rows.append(row)
-    return {"rows": rows, "count": len(lines), "page": page, "pages": pages,
-            "columns": [h for h, _ in QUEUE_FIELDS if h != "UID"]}
+    return {"rows": rows, "count": len(ordered), "page": page, "pages": pages,
+            "columns": names, "rev": rev, "now": now}
 
 
-def _natural(text: str) -> list:
-    """A sort key where 9 comes before 10 (ids, times, counts as text)."""
-    import re
+#: how many Queue views a Source keeps (each page's filters: a tab or two)
+MAX_VIEWS = 8
+#: how often a view that may show finished jobs is read whole again
+AGING_VIEW_S = 2.0
 
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p)
-            for p in re.split(r"(\d+)", text) if p]
+
+class Kept:
+    """What the pages keep between their questions: the Queue views by
+    filters (a few; the oldest made goes first) and the Fleet page's."""
+
+    def __init__(self) -> None:
+        self._views: dict[tuple, queueview.QueueView] = {}
+        self._lock = threading.Lock()
+        self.fleet = _FleetKept()
+
+    def view(self, key: tuple) -> queueview.QueueView:
+        """The Queue view of these filters (made if need be)."""
+        with self._lock:
+            view = self._views.get(key)
+            if view is None:
+                if len(self._views) >= MAX_VIEWS:
+                    self._views.pop(next(iter(self._views)))
+                view = self._views[key] = queueview.QueueView()
+            return view
 
 
 def _split(text: str) -> list[str]:
@@ -298,11 +370,33 @@ def usage(job_id: str) -> dict:
         t0, c0 = (points[i - 1][0], points[i - 1][1]) if i else (task.get("start_time"), 0.0)
         cpu.append(round((p[1] - c0) / (p[0] - t0), 3) if t0 is not None and p[0] > t0
                    else None)
-    from ..model import ACTIVE_STATE_NAMES
-
     return {"t": t, "cpu": cpu, "rss_mb": [round(p[2] / 1024, 1) for p in points],
             "running": task.get("state") == "RUNNING", "state": task.get("state"),
             # another user's job: no samples (as sstat), nothing to wait for
             "denied": bool(task.get("denied")),
             # a pending job's page waits for its first samples
             "live": task.get("state") in ACTIVE_STATE_NAMES and not task.get("denied")}
+
+
+class Source:
+    """The dashboard's questions to the controller (this module's functions),
+    with what it keeps between them: one per web app (or ``fleetslurm top``),
+    so two never share a view by accident."""
+
+    def __init__(self) -> None:
+        self.kept = Kept()
+
+    def fleet(self) -> dict:
+        return fleet(self.kept)
+
+    def queue(self, **filters: Any) -> dict:
+        return queue(**filters, kept=self.kept)
+
+    #: the requests' timings (/metrics), the process's as :func:`call` keeps them
+    RPC_REGISTRY = RPC_REGISTRY
+    call = staticmethod(call)
+    job = staticmethod(job)
+    output = staticmethod(output)
+    history = staticmethod(history)
+    action = staticmethod(action)
+    usage = staticmethod(usage)

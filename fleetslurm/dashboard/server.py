@@ -28,7 +28,11 @@ def serve(port: int = 8787, bind: str = "127.0.0.1", open_browser: bool = False,
     closing = threading.Event()
     app = TokenGate(make_app(token, read_only=read_only, closing=closing), token)
     # bind first, so the URL printed is one that answers (port 0: any free one)
-    sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
+    # proto given: asyncio sets TCP_NODELAY only on sockets that say TCP, and
+    # without it every answer on a kept connection waited ~40 ms for an ACK
+    # (Nagle's algorithm against the client's delayed ACK)
+    sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((bind, port))

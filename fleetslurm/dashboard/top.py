@@ -57,13 +57,14 @@ def run_top(interval: float = 1.0) -> None:
 
         saved = termios.tcgetattr(fd)
         tty.setcbreak(fd)
+    src = data.Source()  # its views kept from one frame to the next
     try:
-        with Live(view(data.fleet(), data.queue(), time.time()), auto_refresh=False,
+        with Live(view(src.fleet(), src.queue(), time.time()), auto_refresh=False,
                   screen=False, transient=False) as live:
             while True:
                 if _wait_for_q(fd, interval):
                     return
-                live.update(view(data.fleet(), data.queue(), time.time()), refresh=True)
+                live.update(view(src.fleet(), src.queue(), time.time()), refresh=True)
     except KeyboardInterrupt:
         return
     finally:

@@ -1,6 +1,7 @@
 // fleetslurm dashboard: live fragments over server-sent events, the action
 // buttons, a job's output as it grows, and the uPlot charts. No framework:
-// the server renders every fragment; this file only puts them in place.
+// the server renders every fragment; this file only puts them in place, and
+// counts running jobs' TIME on between them.
 "use strict";
 (function () {
   const token = document.querySelector('meta[name="token"]').content;
@@ -13,11 +14,40 @@
     flash.className = ok ? "ok" : "refused";
   }
 
+  // squeue's TIME cell (src/squeue/print.c _print_secs): M:SS, H:MM:SS, D-HH:MM:SS
+  function squeueTime(secs) {
+    const s = Math.max(0, Math.floor(secs)), two = (n) => String(n).padStart(2, "0");
+    const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600);
+    const m = Math.floor(s % 3600 / 60), x = s % 60;
+    if (d) return d + "-" + two(h) + ":" + two(m) + ":" + two(x);
+    if (h) return h + ":" + two(m) + ":" + two(x);
+    return m + ":" + two(x);
+  }
+  // a running job's TIME counts on here, from when it was 0:00 (data-since,
+  // the server's clock): the server pushes the queue only when it changes
+  let skew = 0;  // the server's clock less this browser's, in seconds
+  function takeClock(root) {
+    const t = root.querySelector("[data-now]");
+    if (t && t.dataset.now) skew = parseFloat(t.dataset.now) - Date.now() / 1000;
+  }
+  function tick() {
+    const now = Date.now() / 1000 + skew;
+    document.querySelectorAll("td[data-since]").forEach((td) => {
+      const text = squeueTime(now - parseFloat(td.dataset.since));
+      if (td.textContent !== text) td.textContent = text;
+    });
+  }
+  takeClock(document);
+  tick();
+  setInterval(tick, 1000);
+
   // a fragment the server re-renders and pushes when it changes
   document.querySelectorAll("[data-sse]").forEach((el) => {
     const src = new EventSource(withToken(el.dataset.sse));
     src.addEventListener("html", (ev) => {
       el.innerHTML = ev.data;
+      takeClock(el);
+      tick();
       drawSparks(el);
       live.className = "on";
     });
