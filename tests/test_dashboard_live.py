@@ -270,3 +270,25 @@ def test_change_log_says_when_it_no_longer_reaches_back(fleet) -> None:  # type:
     with store.snapshot():
         assert store.job_changes(0) == (last, None)
         assert store.job_changes(2)[1] is not None
+
+
+def test_one_write_of_a_task_logs_one_change(fleet) -> None:  # type: ignore[no-untyped-def]
+    """A task row's write is one entry of the change log, though migration
+    15's trigger updates the row's rev from inside it (which fires the log's
+    trigger too unless it looks past that update)."""
+    from fleetslurm.paths import StatePaths
+    from fleetslurm.store import Store
+
+    fleet.run("controller", "start", check=True)
+    job = fleet.sbatch("--hold", "--wrap", "true")
+    fleet.run("controller", "stop", check=True)  # nothing else writes meanwhile
+    store = Store(StatePaths(fleet.home).db)
+    count = "SELECT count(*) FROM job_changes"
+    rev = "SELECT rev FROM tasks WHERE job_id = ?"
+    with store.snapshot():
+        before, rev_before = store._x(count).fetchone()[0], store._x(rev, (job,)).fetchone()[0]
+    with store.transaction():
+        store._x("UPDATE tasks SET held = held WHERE job_id = ?", (job,))
+    with store.snapshot():
+        assert store._x(count).fetchone()[0] == before + 1
+        assert store._x(rev, (job,)).fetchone()[0] > rev_before
