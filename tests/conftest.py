@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -107,6 +107,17 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
     f = Fleet(tmp_path, local_config())
     yield f
     _teardown(f)
+
+
+@pytest.fixture
+def dash(fleet: Fleet) -> Iterator[Any]:
+    """A dashboard (tests.dashboard_helpers.Dashboard) on ``fleet``'s started controller."""
+    from tests.dashboard_helpers import Dashboard  # (the dashboard tests' own helpers)
+
+    fleet.run("controller", "start", check=True)
+    d = Dashboard(fleet)
+    yield d
+    d.stop()
 
 
 @pytest.fixture

@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard_helpers import Dashboard, chromium, click, console_errors, screenshot, \
+from tests.dashboard_helpers import chromium, click, console_errors, screenshot, \
     text, wait_until
-
-
-@pytest.fixture
-def dash(fleet):  # type: ignore[no-untyped-def]
-    fleet.run("controller", "start", check=True)
-    d = Dashboard(fleet)
-    yield d
-    d.stop()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from fleetslurm.dashboard import queueview
 from fleetslurm.dashboard.queueview import QueueView, secs_of, shown_time
-from tests.dashboard_helpers import Dashboard, chromium, console_errors, text, wait_until
+from tests.dashboard_helpers import chromium, console_errors, text, wait_until
 
 FMT = queueview.SEP.join("%" + letter for _, letter in queueview.FIELDS) + queueview.END
 
@@ -67,14 +67,6 @@ def test_view_replaces_an_arrays_lines_together() -> None:
                 "text": _line("7_[3-5]", group="7") + _line("7_1", "RUNNING", "0:02", group="7")
                 + _line("7_2", "RUNNING", "0:00", group="7")}, 11.0)
     assert sorted(r["JOBID"] for r in view.rows()) == ["7_1", "7_2", "7_[3-5]", "8"]
-
-
-@pytest.fixture
-def dash(fleet):  # type: ignore[no-untyped-def]
-    fleet.run("controller", "start", check=True)
-    d = Dashboard(fleet)
-    yield d
-    d.stop()
 
 
 def _delta(fleet, **args) -> dict:  # type: ignore[no-untyped-def]

@@ -7,17 +7,7 @@ from __future__ import annotations
 import json
 import socket
 
-import pytest
-
 from tests.dashboard_helpers import Dashboard, wait_until
-
-
-@pytest.fixture
-def dash(fleet):  # type: ignore[no-untyped-def]
-    fleet.run("controller", "start", check=True)
-    d = Dashboard(fleet)
-    yield d
-    d.stop()
 
 
 def _queue(dash, **params) -> dict:  # type: ignore[no-untyped-def]

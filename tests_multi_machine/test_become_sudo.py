@@ -127,14 +127,9 @@ def _entry(m: Machine, account: pwd.struct_passwd) -> dict:
     return m.config_entry(ssh_user=account.pw_name, become="sudo", python=SYSTEM_PYTHON)
 
 
-def test_the_readme_gives_the_sudoers_lines_fleetslurm_asks_for() -> None:
-    text = ssh_become.sudoers_text("fleetslurm", SYSTEM_PYTHON, ssh_become.SFTP_SERVERS[0])
-    assert text in README.read_text(), text
-
-
-def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
-        service_account, sudo_machine, make_config, root_spool, ssh_home) -> None:
-    m, account = sudo_machine, service_account
+def _refusal(m, account, make_config):  # type: ignore[no-untyped-def]
+    """The config files made, and what starting machine ``m``'s agent through
+    sudo as ``account`` with them is refused with."""
     files = make_config([m], overrides={m.name: _entry(m, account)})
     config = files.config
     t = SSHTransport(m.name, config.machines[m.name], config, files.paths)
@@ -143,7 +138,18 @@ def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
             t.start_agent()
     finally:
         t.close()
-    msg = str(caught.value)
+    return files, str(caught.value)
+
+
+def test_the_readme_gives_the_sudoers_lines_fleetslurm_asks_for() -> None:
+    text = ssh_become.sudoers_text("fleetslurm", SYSTEM_PYTHON, ssh_become.SFTP_SERVERS[0])
+    assert text in README.read_text(), text
+
+
+def test_without_the_sudoers_rule_the_machine_is_refused_with_the_lines_to_add(
+        service_account, sudo_machine, make_config, root_spool, ssh_home) -> None:
+    m, account = sudo_machine, service_account
+    files, msg = _refusal(m, account, make_config)
     rule = ssh_become.sudoers_text(account.pw_name, SYSTEM_PYTHON, ssh_become.SFTP_SERVERS[0])
     assert msg.startswith(f"node {m.name}: \"become\": \"sudo\" but sudo would not run "), msg
     assert "a password is required" in msg, msg
@@ -201,15 +207,7 @@ def test_a_rule_for_the_sftp_server_alone_is_refused_naming_the_python_entry(
         service_account, sudo_machine, make_config, root_spool, ssh_home, sudoers) -> None:
     m, account = sudo_machine, service_account
     sudoers(f'{account.pw_name} ALL=(root) NOPASSWD: {ssh_become.SFTP_SERVERS[0]} ""\n')
-    files = make_config([m], overrides={m.name: _entry(m, account)})
-    config = files.config
-    t = SSHTransport(m.name, config.machines[m.name], config, files.paths)
-    try:
-        with pytest.raises(AuthenticationFailed) as caught:
-            t.start_agent()
-    finally:
-        t.close()
-    msg = str(caught.value)
+    files, msg = _refusal(m, account, make_config)
     assert msg.startswith(f"node {m.name}: \"become\": \"sudo\" but sudo would not run "
                           f"{SYSTEM_PYTHON} {ssh_become.ENTRY} as root for {account.pw_name} "
                           "without a password (sudo: a password is required); add to "
