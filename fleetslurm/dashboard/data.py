@@ -109,8 +109,8 @@ def fleet(kept: "Optional[Kept]" = None) -> dict:
     loads: dict[str, list[list]] = {}
     for n in nodes:  # the last hour's points (those kept past it drop out)
         series = hist.get(n["name"]) or [[], []]  # [t...], [load1...], [free memory...]
-        kept = [(t, v) for t, v in zip(series[0], series[1]) if t >= now - 3600]
-        loads[n["name"]] = [[t for t, _ in kept], [v for _, v in kept]]
+        hour = [(t, v) for t, v in zip(series[0], series[1]) if t >= now - 3600]
+        loads[n["name"]] = [[t for t, _ in hour], [v for _, v in hour]]
     for n in nodes:  # and the figure of the last heartbeat, as the card says
         if n.get("cpu_load") is not None:
             # dated when heard (not now): the card changes with the machine, not the clock
