@@ -85,25 +85,25 @@ class BulkQueries:
 
     def task_rows_in(self, task_ids: Iterable[int]) -> list[Any]:
         """The rows of these tasks (``Store.task_rows``'), by task id."""
-        ids = sorted(set(task_ids))
-        rows: list[Any] = []
-        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
-            chunk = ids[i:i + 900]
-            rows.extend(self._x("SELECT * FROM tasks WHERE task_id IN (%s) ORDER BY task_id"
-                                % ",".join("?" * len(chunk)), chunk))
-        return rows
+        return self._rows_in("SELECT * FROM tasks", "task_id", task_ids)
 
     def job_heads(self, job_ids: Iterable[int]) -> list[Any]:
         """(job_id, rev) of these jobs: whether a spec read before still holds."""
         return self._jobs_in("job_id, rev", job_ids)
 
     def _jobs_in(self, columns: str, job_ids: Iterable[int]) -> list[Any]:
-        ids = sorted(set(job_ids))
+        return self._rows_in(f"SELECT {columns} FROM jobs", "job_id", job_ids)
+
+    def _rows_in(self, select: str, key: str, ids: Iterable[int]) -> list[Any]:
+        """The rows of ``select`` (``SELECT ... FROM table``) whose ``key`` is
+        one of ``ids``, by key; asked in chunks under SQLite's limit on
+        parameters."""
+        wanted = sorted(set(ids))
         rows: list[Any] = []
-        for i in range(0, len(ids), 900):  # under SQLite's limit on parameters
-            chunk = ids[i:i + 900]
-            rows.extend(self._x("SELECT %s FROM jobs WHERE job_id IN (%s)"
-                                % (columns, ",".join("?" * len(chunk))), chunk))
+        for i in range(0, len(wanted), 900):
+            chunk = wanted[i:i + 900]
+            rows.extend(self._x(f"{select} WHERE {key} IN ({','.join('?' * len(chunk))}) "
+                                f"ORDER BY {key}", chunk))
         return rows
 
     def job_changes(self, since: "int | None") -> "tuple[int, list[int] | None]":
