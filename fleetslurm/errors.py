@@ -192,3 +192,13 @@ class WorkdirTaken(TransportError):
 
 class SerializationError(FleetError):
     """A serialized payload has the wrong magic or version, or is corrupt."""
+
+
+def internal_error(exc: BaseException) -> ControllerError:
+    """A bug's exception as the ControllerError a client is answered with;
+    call it in the ``except`` that caught ``exc`` (the traceback goes to the
+    controller's log, stderr, so the bug can be found)."""
+    import traceback
+
+    traceback.print_exc()
+    return ControllerError(f"internal error in the controller: {type(exc).__name__}: {exc}")

@@ -636,8 +636,5 @@ def answer(handler: Callable[[str, dict, int, int], Any], op: str, args: dict, u
             reply["node"] = exc.node
         return reply
     except Exception as exc:  # a bug: keep serving, tell the client
-        import traceback
-
-        traceback.print_exc()
         return {"ok": False, "error": "ControllerError",
-                "message": f"internal error in the controller: {type(exc).__name__}: {exc}"}
+                "message": str(errors.internal_error(exc))}

@@ -217,11 +217,7 @@ class Controller(Context):
             pending.done()
             return pending
         except Exception as exc:  # a bug: the caller still gets its answer
-            import traceback
-
-            traceback.print_exc()
-            pending.error = errors.ControllerError(
-                f"internal error in the controller: {type(exc).__name__}: {exc}")
+            pending.error = errors.internal_error(exc)
             pending.done()
             return pending
         self.inbox.put(Request(pending))
@@ -356,12 +352,8 @@ class Controller(Context):
             self._undo(marks, "req")
             pending.error = exc
         except Exception as exc:
-            import traceback
-
-            traceback.print_exc()
+            pending.error = errors.internal_error(exc)
             self._undo(marks, "req")
-            pending.error = errors.ControllerError(
-                f"internal error in the controller: {type(exc).__name__}: {exc}")
 
     def _update_reasons(self) -> None:
         reasons = self.sched.pending_reasons()
