@@ -12,6 +12,7 @@ import pytest
 import fleetslurm
 from fleetslurm import JobContainer, ObjectSerializer, Process, Serializer
 from fleetslurm.errors import RemoteJobError, SerializationError, UsageError
+from fleetslurm.slurm.units import format_rss_kb
 
 
 class Burner(Process):
@@ -49,7 +50,8 @@ def test_a_process_runs_in_a_job_and_reports_cpu_and_memory(fleet_env):
                         "JobID,State,TotalCPU,MaxRSS", check=True).stdout.splitlines()
     batch = [ln.split("|") for ln in out if ln.startswith(f"{job.job_id}.batch")]
     assert batch and batch[0][1] == "COMPLETED"
-    assert int(batch[0][3].rstrip("K")) == usage.max_rss_kb
+    # sacct prints MaxRSS as SLURM does (96M for 98304K): the same number, SLURM's units
+    assert batch[0][3] == format_rss_kb(usage.max_rss_kb)
     minutes, seconds = batch[0][2].split(":")
     assert abs(int(minutes) * 60 + float(seconds) - usage.cpu_time_s) < 0.01
 
