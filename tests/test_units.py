@@ -16,6 +16,7 @@ from fleetslurm.slurm.units import (
     format_mem,
     format_rss_kb,
     format_squeue_time,
+    parse_squeue_time,
     format_time_limit,
     parse_datetime,
     parse_duration_seconds,
@@ -94,6 +95,8 @@ def test_parse_duration_seconds_refuses_unlimited():
 ])
 def test_format_squeue_time(seconds, text):
     assert format_squeue_time(seconds) == text
+    if seconds >= 0:
+        assert parse_squeue_time(text) == seconds
 
 
 @pytest.mark.parametrize("minutes, text", [

@@ -22,7 +22,7 @@ import re
 import threading
 from typing import Optional
 
-from ..slurm.units import format_squeue_time
+from ..slurm.units import format_squeue_time, parse_squeue_time as secs_of
 
 __all__ = ["SHOWN", "HIDDEN", "FIELDS", "SEP", "END", "QueueView", "ticks", "secs_of",
            "natural", "shown_time"]
@@ -42,15 +42,6 @@ SEP, END = "\x1f", "\x1e"  # field and record separators no job name holds in pr
 _TICKING = frozenset({"RUNNING", "COMPLETING"})
 #: every view's revisions from one counter: a view made again never repeats one
 _revisions = itertools.count(1)
-
-
-def secs_of(text: str) -> int:
-    """The seconds of squeue's TIME text (``M:SS``, ``H:MM:SS``, ``D-HH:MM:SS``)."""
-    days, _, rest = text.rpartition("-")
-    total = 0
-    for part in rest.split(":"):
-        total = total * 60 + int(part)
-    return total + 86400 * int(days or 0)
 
 
 def ticks(row: dict) -> bool:

@@ -17,7 +17,7 @@ from fleetslurm.errors import InvalidValue
 __all__ = [
     "parse_time_limit",
     "parse_duration_seconds",
-    "format_squeue_time",
+    "format_squeue_time", "parse_squeue_time",
     "format_time_limit",
     "format_hms",
     "format_limit_hms",
@@ -139,6 +139,15 @@ def format_squeue_time(seconds: int) -> str:
     if hours:
         return f"{hours}:{minutes:02d}:{secs:02d}"
     return f"{minutes}:{secs:02d}"
+
+
+def parse_squeue_time(text: str) -> int:
+    """The seconds of a :func:`format_squeue_time` cell (its inverse for >= 0)."""
+    days, _, rest = text.rpartition("-")
+    total = 0
+    for part in rest.split(":"):
+        total = total * 60 + int(part)
+    return total + 86400 * int(days or 0)
 
 
 def format_time_limit(minutes: int | None) -> str:
