@@ -282,6 +282,24 @@ def _stray_running(ctx: "Context", name: str, key: str, now: float) -> None:
     ctx.send(name, protocol.cancel(key, 9))
 
 
+#: a run's supervisor takes its first resource sample no sooner than this
+#: many seconds after the run's start (node.agent.sampling.Sampler: the
+#: interval is at least 0.2 s, the first sample after min(1 s, interval))
+FIRST_SAMPLE_S = 0.2
+
+
+def _may_have_samples(result: dict) -> bool:
+    """Whether an ended run may have resource samples on its machine: not
+    one that ended before its supervisor's first sample (most short jobs),
+    so its end costs no `samples` request and reply (each a message over
+    SSH, and a scan of every run's series on the machine). Times missing or
+    odd: it may."""
+    start, end = result.get("start_time"), result.get("end_time")
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return True
+    return end - start >= FIRST_SAMPLE_S
+
+
 def _result(ctx: "Context", name: str, result: dict, now: float,
             output: Optional[dict] = None) -> None:
     """A run ended on a machine (reported live, or found at the agent's hello).
@@ -295,7 +313,7 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     if step is None:
         ctx.send(name, protocol.forget(key))
         return
-    if step["state"] == "RUNNING":
+    if step["state"] == "RUNNING" and _may_have_samples(result):
         # its last samples, before any forget below removes them there (one
         # request a machine a step: a hello may bring a thousand ends)
         link = ctx.links.get(name)

@@ -171,7 +171,7 @@ class Controller(Context):
                     node_fail(self, task, now,
                                              f"machine {task['node']} left the config")
         for name in self.config.machines:
-            link = NodeLink(name, self.transport_for(name), self.inbox)
+            link = NodeLink(name, self.transport_for(name), self.inbox, self.later)
             self.links[name] = link
             admin = self.store.node(name)
             if admin["admin_state"] in ("drain",):
@@ -232,6 +232,13 @@ class Controller(Context):
                 items.append(self.inbox.get_nowait())
         except queue.Empty:
             pass
+        if self.later:
+            # news the links held for a step (nodelink.LATER_EVENTS), first:
+            # each was put there before what its link posted after it
+            early = []
+            while self.later:
+                early.append(self.later.popleft())
+            items = early + items
         with self.store.transaction():
             for item in items:
                 if isinstance(item, Request):

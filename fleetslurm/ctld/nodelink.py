@@ -8,24 +8,44 @@ is never mistaken for news from the current one.
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
+import time
 from typing import Any, Optional
 
 from ..errors import FleetError, TransportError
 from ..transport.base import AgentChannel, Transport
 from .inbox import AgentMessage, ConnectFailed, Connected, LinkLost
 
-__all__ = ["NodeLink"]
+__all__ = ["NodeLink", "QUIET_ACKS", "LATER_EVENTS"]
+
+#: the agent's acknowledgements of a request the controller acts on no
+#: further (agent_events.on_agent has no branch for them): only news that the
+#: machine answers
+QUIET_ACKS = frozenset({"forgotten", "cancelling", "signalled", "limit_set"})
+#: seconds within which such an acknowledgement is not passed on after an
+#: earlier message from the same channel (the machine's liveness, last_heard,
+#: is then at most this late; node timeouts are counted in heartbeats)
+ACK_NEWS_S = 1.0
+#: agent events that need no step of their own: `started` only records the
+#: run's pid (its start was committed before its launch was sent), so it
+#: waits for the loop's next step, at the latest its tick (at most a
+#: second), instead of costing every job a transaction of its own
+LATER_EVENTS = frozenset({"started"})
 
 
 class NodeLink:
     """One machine. ``status``: ``connecting`` | ``up`` | ``lost``."""
 
-    def __init__(self, name: str, transport: Transport, inbox: "queue.Queue[Any]") -> None:
+    def __init__(self, name: str, transport: Transport, inbox: "queue.Queue[Any]",
+                 later: "Optional[collections.deque[Any]]" = None) -> None:
         self.name = name
         self.transport = transport
         self.inbox = inbox
+        #: where news that needs no step of its own waits for the loop's next
+        #: one (LATER_EVENTS; None: the inbox, at once)
+        self.later = later
         self.status = "lost"
         self.generation = 0
         self.channel: Optional[AgentChannel] = None
@@ -79,11 +99,25 @@ class NodeLink:
         self.inbox.put(Connected(self.name, gen))
 
     def _read(self, channel: AgentChannel, gen: int) -> None:
+        posted = float("-inf")  # when this thread last woke the loop
         try:
             while True:
                 msg = channel.recv()
                 if msg is None:
                     break
+                now = time.monotonic()
+                if msg.get("ev") in QUIET_ACKS and now - posted < ACK_NEWS_S:
+                    # an acknowledgement the loop does nothing with but note
+                    # that the machine answers, which a message this thread
+                    # posted less than ACK_NEWS_S ago already told: a step
+                    # (a transaction) per job's `forgotten` saved
+                    continue
+                if msg.get("ev") in LATER_EVENTS and self.later is not None:
+                    # the loop takes these at its next step (another
+                    # message's, or its tick's), before that step's inbox
+                    self.later.append(AgentMessage(self.name, gen, msg))
+                    continue
+                posted = now
                 self.inbox.put(AgentMessage(self.name, gen, msg))
         except TransportError as exc:
             self.inbox.put(LinkLost(self.name, gen, str(exc)))
