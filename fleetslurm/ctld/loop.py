@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from .. import errors
 from ..config import FleetConfig
 from ..model import LIVE_STATE_NAMES as _LIVE
-from .nodelink import NodeLink
+from .nodelink import Held, NodeLink
 from ..paths import StatePaths, private_dir
 from ..scheduler import (EvictJob, JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp,
                          PartitionSet, PartitionSpec, ResumeJob, StartJob, SuspendJob)
@@ -67,6 +67,8 @@ class Controller(Context):
                                fairshare=self.fairshare,
                                sched_stats=lambda: (self.sched_pass_seconds, self.sched_passes))
         self._replies: list[Pending] = []
+        #: messages that may wait to ride along a machine's next write (nodelink.Held)
+        self._held = Held()
         #: wait requests, answered when their jobs end (see waiters)
         self.waiters = Waiters()
         self._ended_seen = 0
@@ -293,6 +295,7 @@ class Controller(Context):
         per_node: dict[str, list[dict]] = {}
         for node, msg in outbox:
             per_node.setdefault(node, []).append(msg)
+        self._held.ride_along(per_node, now)
         for node, msgs in per_node.items():
             link = self.links.get(node)
             if link is not None:
@@ -489,6 +492,9 @@ class Controller(Context):
             deadline = self.waiters.next_deadline()
             if deadline is not None:  # a wait request's time is up then
                 wait = max(0.0, min(tick, deadline - time.time()))
+            due = self._held.next_due()
+            if due is not None:  # held messages go out then at the latest
+                wait = max(0.0, min(wait, due - time.time()))
             try:
                 item: Optional[Message] = self.inbox.get(timeout=wait)
             except queue.Empty:
