@@ -313,19 +313,21 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     if step is None:
         ctx.send(name, protocol.forget(key))
         return
-    if step["state"] == "RUNNING" and _may_have_samples(result):
+    sampled = _may_have_samples(result)
+    if step["state"] == "RUNNING" and sampled:
         # its last samples, before any forget below removes them there (one
         # request a machine a step: a hello may bring a thousand ends)
         link = ctx.links.get(name)
         if link is not None and getattr(link, "samples_asked", None) != now:
             link.samples_asked = now  # type: ignore[attr-defined]
             ctx.send(name, protocol.samples())
-    ctx.store.thin_samples(key, KEPT_POINTS)
-    for srun in ctx.store.steps_of(step["task_id"]):
-        # the run's srun steps too: one whose last points came before srun's
-        # step end was never thinned when it ended
-        if srun["run_key"].startswith(key + "."):
-            ctx.store.thin_samples(srun["run_key"], KEPT_POINTS)
+    if sampled:  # (a run too short for samples has none to thin, nor its steps)
+        ctx.store.thin_samples(key, KEPT_POINTS)
+        for srun in ctx.store.steps_of(step["task_id"]):
+            # the run's srun steps too: one whose last points came before srun's
+            # step end was never thinned when it ended
+            if srun["run_key"].startswith(key + "."):
+                ctx.store.thin_samples(srun["run_key"], KEPT_POINTS)
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
             ctx, name, task, step, result, now):
