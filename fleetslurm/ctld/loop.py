@@ -254,10 +254,14 @@ class Controller(Context):
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
             actions = []
-            if events or now - self._pass_at >= 0.5:
-                self._pass_at = now
+            full = now - self._pass_at >= 0.5
+            if events or full:
+                # a full pass twice a second; in between, a pass for new
+                # events only when something can start (scheduler handle)
+                if full:
+                    self._pass_at = now
                 began = time.perf_counter()
-                actions = self.sched.handle(events, now)
+                actions = self.sched.handle(events, now, full=full)
                 self.sched_pass_seconds = time.perf_counter() - began
                 self.sched_passes += 1
             for action in actions:
