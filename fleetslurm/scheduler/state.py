@@ -97,7 +97,7 @@ class SchedulerState:
         if not full and not policy and not self._room_now():
             self._reason_cache = None  # new jobs: their reasons on demand
             return policy
-        return policy + backfill.run_pass(self, now)  # type: ignore[operator]
+        return policy + backfill.run_pass(self, now, full)  # type: ignore[operator]
 
     def _room_now(self) -> bool:
         """Whether some available node has a free CPU (every job needs one;
@@ -426,10 +426,16 @@ class SchedulerState:
                 {a.account: a.parent for a in self._assoc.values() if not a.user and a.parent})
 
     def _end_pass(self, reasons: dict[int, str], expected: dict[int, tuple[float, str]],
-                  started: list[int]) -> None:
+                  started: list[int], partial: bool = False) -> None:
+        gone = set(started)
         if started:
-            gone = set(started)
             self._order = [k for k in self._order if k[-1] not in gone]
+        if partial:
+            # a pass that stopped early (backfill.run_pass, full=False): the
+            # jobs it did not reach keep the last full pass's planned start
+            expected = {**{j: v for j, v in self._expected.items()
+                           if j not in gone and j in self._jobs
+                           and self._jobs[j].phase == PENDING}, **expected}
         self._pass_reasons, self._expected = reasons, expected
         self._reason_cache = None
 
