@@ -15,7 +15,8 @@ from . import gpustats, health, srun_direct, suspend
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp, UserNodeExcluded, UserNodesCleared
 from ..store_samples import KEPT_POINTS
-from .collect import collect_output
+from .collect import collect_output, kept_where
+from ..paths import JobPaths
 from .injob import on_rpc
 from .launch import fail_launch, safe_launch
 from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
@@ -357,6 +358,16 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
                                           and task["state"] != "NODE_FAIL"):
         if not shared and not task["collected"]:
             collect_output(ctx, task, name)  # a copy that did not finish: again
+        elif not shared and task["state"] != "COMPLETING":
+            # its output was dealt with (home, or kept there) and the forget
+            # that said so never reached the agent (sent after the commit, or
+            # held a moment to share a write: nodelink.Held, when the
+            # controller stopped or the link dropped): forgotten now, its
+            # directory moved aside, not deleted (whether its output came
+            # home is not recorded), so the agent stops reporting it
+            ctx.log(f"job {task['task_id']}: its ended run {key} was still on {name}: "
+                    f"moved aside there ({kept_where(name, JobPaths(ctx.transport_for(name).workdir, key))})")
+            ctx.send(name, protocol.forget(key, keep=True))
         return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
     if task["state"] not in ("RUNNING", "SUSPENDED") and not reconcile:

@@ -504,6 +504,10 @@ class Controller(Context):
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
+        for node, msgs in self._held.drain().items():  # held forgets go before the end
+            link = self.links.get(node)
+            if link is not None:
+                link.send_many(msgs)
         self._refuse_waiting()
 
     def _refuse_waiting(self) -> None:

@@ -215,6 +215,12 @@ class Held:
                 per_node[node] = msgs
                 del self._held[node]
 
+    def drain(self) -> dict[str, list[dict]]:
+        """Every held message, per machine (the controller stops: they go now)."""
+        out = {node: msgs for node, (_, msgs) in self._held.items()}
+        self._held.clear()
+        return out
+
     def next_due(self) -> Optional[float]:
         """When the oldest held message must go out, or None."""
         if not self._held:
