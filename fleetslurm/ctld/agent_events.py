@@ -365,8 +365,9 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
             # controller stopped or the link dropped): forgotten now, its
             # directory moved aside, not deleted (whether its output came
             # home is not recorded), so the agent stops reporting it
+            where = kept_where(name, JobPaths(ctx.transport_for(name).workdir, key))
             ctx.log(f"job {task['task_id']}: its ended run {key} was still on {name}: "
-                    f"moved aside there ({kept_where(name, JobPaths(ctx.transport_for(name).workdir, key))})")
+                    f"moved aside there ({where})")
             ctx.send(name, protocol.forget(key, keep=True))
         return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
