@@ -267,6 +267,7 @@ _TASK_COLUMNS = (
     "exit_code exit_signal cancelled_by stdout stderr collected array_pending dep_shown name "
     "partition acct_lines suspend_time suspended_s"
 ).split()
+_TASK_COLUMN_SET = frozenset(_TASK_COLUMNS)
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -547,7 +548,7 @@ class Store(BulkQueries, StatsQueries, SampleStore):
         return ok, bad
 
     def update_task(self, task_id: int, **fields: Any) -> None:
-        bad = set(fields) - set(_TASK_COLUMNS)
+        bad = fields.keys() - _TASK_COLUMN_SET
         assert not bad, bad
         if "req" in fields:
             # name and partition are columns too (sacct reads them without the JSON)

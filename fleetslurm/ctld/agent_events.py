@@ -15,7 +15,8 @@ from . import gpustats, health, srun_direct, suspend
 from ..model import FINAL_STATE_NAMES
 from ..scheduler import JobRestored, NodeDrain, NodeResume, NodeUp, UserNodeExcluded, UserNodesCleared
 from ..store_samples import KEPT_POINTS
-from .collect import collect_output
+from .collect import collect_output, kept_where
+from ..paths import JobPaths
 from .injob import on_rpc
 from .launch import fail_launch, safe_launch
 from .lifecycle import (RESULT_STATES, end_task, finish_cancel, finish_collection, move,
@@ -282,6 +283,24 @@ def _stray_running(ctx: "Context", name: str, key: str, now: float) -> None:
     ctx.send(name, protocol.cancel(key, 9))
 
 
+#: a run's supervisor takes its first resource sample no sooner than this
+#: many seconds after the run's start (node.agent.sampling.Sampler: the
+#: interval is at least 0.2 s, the first sample after min(1 s, interval))
+FIRST_SAMPLE_S = 0.2
+
+
+def _may_have_samples(result: dict) -> bool:
+    """Whether an ended run may have resource samples on its machine: not
+    one that ended before its supervisor's first sample (most short jobs),
+    so its end costs no `samples` request and reply (each a message over
+    SSH, and a scan of every run's series on the machine). Times missing or
+    odd: it may."""
+    start, end = result.get("start_time"), result.get("end_time")
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return True
+    return end - start >= FIRST_SAMPLE_S
+
+
 def _result(ctx: "Context", name: str, result: dict, now: float,
             output: Optional[dict] = None) -> None:
     """A run ended on a machine (reported live, or found at the agent's hello).
@@ -295,19 +314,21 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
     if step is None:
         ctx.send(name, protocol.forget(key))
         return
-    if step["state"] == "RUNNING":
+    sampled = _may_have_samples(result)
+    if step["state"] == "RUNNING" and sampled:
         # its last samples, before any forget below removes them there (one
         # request a machine a step: a hello may bring a thousand ends)
         link = ctx.links.get(name)
         if link is not None and getattr(link, "samples_asked", None) != now:
             link.samples_asked = now  # type: ignore[attr-defined]
             ctx.send(name, protocol.samples())
-    ctx.store.thin_samples(key, KEPT_POINTS)
-    for srun in ctx.store.steps_of(step["task_id"]):
-        # the run's srun steps too: one whose last points came before srun's
-        # step end was never thinned when it ended
-        if srun["run_key"].startswith(key + "."):
-            ctx.store.thin_samples(srun["run_key"], KEPT_POINTS)
+    if sampled:  # (a run too short for samples has none to thin, nor its steps)
+        ctx.store.thin_samples(key, KEPT_POINTS)
+        for srun in ctx.store.steps_of(step["task_id"]):
+            # the run's srun steps too: one whose last points came before srun's
+            # step end was never thinned when it ended
+            if srun["run_key"].startswith(key + "."):
+                ctx.store.thin_samples(srun["run_key"], KEPT_POINTS)
     task = ctx.store.task(step["task_id"])
     if task is not None and task["run_key"] != key and health.lost_run_stands(
             ctx, name, task, step, result, now):
@@ -337,6 +358,17 @@ def _result(ctx: "Context", name: str, result: dict, now: float,
                                           and task["state"] != "NODE_FAIL"):
         if not shared and not task["collected"]:
             collect_output(ctx, task, name)  # a copy that did not finish: again
+        elif not shared and task["state"] != "COMPLETING":
+            # its output was dealt with (home, or kept there) and the forget
+            # that said so never reached the agent (sent after the commit, or
+            # held a moment to share a write: nodelink.Held, when the
+            # controller stopped or the link dropped): forgotten now, its
+            # directory moved aside, not deleted (whether its output came
+            # home is not recorded), so the agent stops reporting it
+            where = kept_where(name, JobPaths(ctx.transport_for(name).workdir, key))
+            ctx.log(f"job {task['task_id']}: its ended run {key} was still on {name}: "
+                    f"moved aside there ({where})")
+            ctx.send(name, protocol.forget(key, keep=True))
         return
     reconcile = task["state"] == "NODE_FAIL" and task["node"] == name
     if task["state"] not in ("RUNNING", "SUSPENDED") and not reconcile:

@@ -139,15 +139,33 @@ def _write(path: str, data: bytes, append: bool, mode: int = 0o644,
 
 
 def _keep_dir(ctx: "Context", task_id: int, owner: "int | None" = None):
-    """The job's private spool directory (0700, per user: see output_dir)."""
+    """The job's private spool directory (0700, per user: see output_dir).
+    Its parents are made (and a user's spool set to 0700) once per
+    controller, not at every job's end (ctx.spool_parents): made again only
+    if they went away meanwhile."""
     keep = ctx.paths.output_dir(task_id, owner)
+    known = ctx.spool_parents
+    if keep.parent not in known:
+        _make_parents(ctx, keep)
+        known.add(keep.parent)
+    try:
+        os.mkdir(keep, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:  # its parents went away since: made again
+        _make_parents(ctx, keep)
+        keep.mkdir(parents=True, exist_ok=True)
+    os.chmod(keep, 0o700)  # whatever the umask, and an existing one too
+    return keep
+
+
+def _make_parents(ctx: "Context", keep: Path) -> None:
+    """The spool's directories above one job's: the output root and, for
+    another user's job, that user's own spool (0700)."""
+    ctx.paths.output_root.mkdir(parents=True, exist_ok=True)
     if keep.parent != ctx.paths.output_root:
-        ctx.paths.output_root.mkdir(parents=True, exist_ok=True)
         keep.parent.mkdir(mode=0o700, exist_ok=True)
         os.chmod(keep.parent, 0o700)
-    keep.mkdir(parents=True, exist_ok=True)
-    os.chmod(keep, 0o700)
-    return keep
 
 
 def write_inline(ctx: "Context", task: dict, output: dict) -> str:
@@ -313,7 +331,8 @@ def collect_output(ctx: "Context", task: dict, node: str,
     transport = ctx.transport_for(node)
     if transport.shared_fs:
         return
-    fresh = dict(ctx.store.task(task["task_id"]) or task)
+    current = ctx.store.task(task["task_id"])
+    fresh = dict(current or task)
     # the run whose output this is: an earlier run of a requeued job is not
     # the task's current one (its files, and the key the agent must forget)
     fresh["run_key"], fresh["restart_count"] = task["run_key"], task["restart_count"]
@@ -329,8 +348,9 @@ def collect_output(ctx: "Context", task: dict, node: str,
             # the machine keeps the run's directory
             log_kept(ctx, fresh["task_id"], error,
                      kept_where(node, JobPaths(transport.workdir, fresh["run_key"])))
+        # (the row as read above: writing the output changed nothing in it)
         finish_collection(ctx, fresh["task_id"], fresh["run_key"], node, ctx.now,
-                          keep=bool(error))
+                          keep=bool(error), current=current)
         return
     # (one copy of a run at a time: see copy_back)
     ctx.after_commit(lambda: copy_back(ctx, fresh, node))

@@ -15,11 +15,13 @@ scheduler; nothing below it imports it.
 
 from __future__ import annotations
 
+import collections
 import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..config import FleetConfig
@@ -102,6 +104,11 @@ class Context:
         #: one copy of a run at a time)
         self.collecting: dict[str, bool] = {}
         self.collecting_lock = threading.Lock()
+        #: agent news that waits for the loop's next step (nodelink.LATER_EVENTS)
+        self.later: "collections.deque[Any]" = collections.deque()
+        #: output spool directories known to exist (collect._keep_dir): each
+        #: job's own directory is made once, its parents once per controller
+        self.spool_parents: set[Path] = set()
         #: the thread pool that puts staged files on machines (staging)
         self.stage_pool: Any = None
         #: the few threads that answer commands inside jobs (injob)

@@ -40,6 +40,15 @@ def start_job(ctx: "Context", action: StartJob, now: float) -> None:
                    gpu_ids=list(action.gpu_ids), alloc_cpus=action.cpus,
                    alloc_mem_mb=action.mem_mb, run_key=run_key, start_time=now, end_time=None,
                    exit_code=None, exit_signal=None, collected=0)
+    # its output paths in the same row write (launch then finds them set); a
+    # record they cannot be made of is left to safe_launch, which fails the job
+    try:
+        job = ctx.store.job(task["job_id"])
+        if job is not None:
+            started["stdout"], started["stderr"] = output_paths(
+                ctx, dict(task, node=action.node), job)
+    except Exception:
+        pass
     start_task(ctx, task, **started)
     ctx.store.add_step(run_key, task["task_id"], action.node, now, action.cpus, action.mem_mb,
                        list(action.gpu_ids))
@@ -135,7 +144,9 @@ def launch(ctx: "Context", task: dict, now: float) -> None:
     node = task["node"]
     transport = ctx.transport_for(node)
     stdout, stderr = output_paths(ctx, task, job)
-    ctx.store.update_task(task["task_id"], stdout=stdout, stderr=stderr)
+    if (task.get("stdout"), task.get("stderr")) != (stdout, stderr):
+        ctx.store.update_task(task["task_id"], stdout=stdout, stderr=stderr)
+        task = dict(task, stdout=stdout, stderr=stderr)
     if not transport.shared_fs:
         paths = JobPaths(transport.workdir, task["run_key"])
         node_out = paths.stdout

@@ -131,11 +131,13 @@ def final_state(task: dict, step: Optional[dict]) -> str:
 
 
 def finish_collection(ctx: "Context", task_id: int, run_key: str, node: str,
-                      now: float, keep: bool = False) -> None:
+                      now: float, keep: bool = False,
+                      current: Optional[dict] = None) -> None:
     """A run's output is home (or, with ``keep``, could not come home: the
     agent moves the run's directory aside instead of deleting it, and no
-    longer reports the run): its task may end COMPLETING."""
-    task = ctx.store.task(task_id)
+    longer reports the run): its task may end COMPLETING. ``current``: the
+    task's row as the caller just read it in this transaction (not read again)."""
+    task = current if current is not None else ctx.store.task(task_id)
     ctx.send(node, protocol.forget(run_key, keep=keep))
     if task is None:
         return

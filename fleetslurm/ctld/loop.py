@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from .. import errors
 from ..config import FleetConfig
 from ..model import LIVE_STATE_NAMES as _LIVE
-from .nodelink import NodeLink
+from .nodelink import Held, NodeLink
 from ..paths import StatePaths, private_dir
 from ..scheduler import (EvictJob, JobRestored, JobSubmitted, NodeDown, NodeDrain, NodeUp,
                          PartitionSet, PartitionSpec, ResumeJob, StartJob, SuspendJob)
@@ -67,6 +67,8 @@ class Controller(Context):
                                fairshare=self.fairshare,
                                sched_stats=lambda: (self.sched_pass_seconds, self.sched_passes))
         self._replies: list[Pending] = []
+        #: messages that may wait to ride along a machine's next write (nodelink.Held)
+        self._held = Held()
         #: wait requests, answered when their jobs end (see waiters)
         self.waiters = Waiters()
         self._ended_seen = 0
@@ -171,7 +173,7 @@ class Controller(Context):
                     node_fail(self, task, now,
                                              f"machine {task['node']} left the config")
         for name in self.config.machines:
-            link = NodeLink(name, self.transport_for(name), self.inbox)
+            link = NodeLink(name, self.transport_for(name), self.inbox, self.later)
             self.links[name] = link
             admin = self.store.node(name)
             if admin["admin_state"] in ("drain",):
@@ -232,6 +234,13 @@ class Controller(Context):
                 items.append(self.inbox.get_nowait())
         except queue.Empty:
             pass
+        if self.later:
+            # news the links held for a step (nodelink.LATER_EVENTS), first:
+            # each was put there before what its link posted after it
+            early = []
+            while self.later:
+                early.append(self.later.popleft())
+            items = early + items
         with self.store.transaction():
             for item in items:
                 if isinstance(item, Request):
@@ -245,10 +254,14 @@ class Controller(Context):
             events, self._events = self._events, []
             events += self.fairshare.events_for_step(self, events, now)
             actions = []
-            if events or now - self._pass_at >= 0.5:
-                self._pass_at = now
+            full = now - self._pass_at >= 0.5
+            if events or full:
+                # a full pass twice a second; in between, a pass for new
+                # events only when something can start (scheduler handle)
+                if full:
+                    self._pass_at = now
                 began = time.perf_counter()
-                actions = self.sched.handle(events, now)
+                actions = self.sched.handle(events, now, full=full)
                 self.sched_pass_seconds = time.perf_counter() - began
                 self.sched_passes += 1
             for action in actions:
@@ -286,6 +299,7 @@ class Controller(Context):
         per_node: dict[str, list[dict]] = {}
         for node, msg in outbox:
             per_node.setdefault(node, []).append(msg)
+        self._held.ride_along(per_node, now)
         for node, msgs in per_node.items():
             link = self.links.get(node)
             if link is not None:
@@ -482,11 +496,18 @@ class Controller(Context):
             deadline = self.waiters.next_deadline()
             if deadline is not None:  # a wait request's time is up then
                 wait = max(0.0, min(tick, deadline - time.time()))
+            due = self._held.next_due()
+            if due is not None:  # held messages go out then at the latest
+                wait = max(0.0, min(wait, due - time.time()))
             try:
                 item: Optional[Message] = self.inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
             self.step(time.time(), item)
+        for node, msgs in self._held.drain().items():  # held forgets go before the end
+            link = self.links.get(node)
+            if link is not None:
+                link.send_many(msgs)
         self._refuse_waiting()
 
     def _refuse_waiting(self) -> None:

@@ -122,8 +122,15 @@ class _Misfits:
         self._exact.add(job.fit_key)
 
 
-def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
-    """Start what can start now, plan the first blocked jobs, record reasons."""
+def run_pass(st: "SchedulerView", now: float, full: bool = True) -> list[StartJob]:
+    """Start what can start now, plan the first blocked jobs, record reasons.
+
+    ``full=False`` (a pass for a few events between full ones): once no
+    available node has a free CPU, nothing further can start in this pass,
+    so it stops there instead of planning the blocked jobs after it (their
+    planned starts stay the last full pass's, their reasons are worked out
+    on demand: eligibility.all_reasons). The plans it skips could only keep
+    a later job from starting now, and none can."""
     st._begin_pass(now)
     nodes, jobs = st._nodes, st._jobs
     profiles = {name: node_profile(st, node, now) for name, node in nodes.items() if node.available}
@@ -135,9 +142,13 @@ def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
     actions: list[StartJob] = []
     started: list[int] = []
     blocked = 0
+    partial = False
     for key in st._order:
         jid = key[-1]
         job = jobs[jid]
+        if not full and mf[0] < 1:
+            partial = True
+            break
         if blocked >= cap:
             if mf[0] < 1:
                 break  # no free CPU on any available node: nothing more can start
@@ -196,5 +207,5 @@ def run_pass(st: "SchedulerView", now: float) -> list[StartJob]:
                 profiles[name].take(at, dur, need)
                 expected[jid] = (at, name)
         blocked += 1
-    st._end_pass(reasons, expected, started)
+    st._end_pass(reasons, expected, started, partial)
     return actions

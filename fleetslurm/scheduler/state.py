@@ -68,12 +68,18 @@ class SchedulerState:
 
     # ------------------------------------------------------------------ entry point
 
-    def handle(self, events: Iterable[Event], now: float) -> list[Action]:
+    def handle(self, events: Iterable[Event], now: float, full: bool = True) -> list[Action]:
         """Apply ``events`` in order, then run one scheduling pass; return its actions.
 
         A returned :class:`StartJob` is already counted as running. An invalid
         event raises :class:`InvalidTransition` and changes nothing itself;
-        the events before it stay applied.
+        the events before it stay applied. ``full=False`` (a pass for a few
+        events, another full one due soon): when no available node has a
+        free CPU, nothing can start, and the pass's walk over the pending
+        jobs (their reasons and planned starts, up to max_reservations of
+        them) is left to the next full pass; the reasons of jobs it has not
+        seen are worked out on demand meanwhile (eligibility.all_reasons).
+        So a full fleet's submissions cost no walk each.
         """
         try:
             for ev in events:
@@ -88,7 +94,15 @@ class SchedulerState:
             self._singleton_cache.clear()
             raise
         policy: list[Action] = list(workstation.apply(self, now))
-        return policy + backfill.run_pass(self, now)  # type: ignore[operator]
+        if not full and not policy and not self._room_now():
+            self._reason_cache = None  # new jobs: their reasons on demand
+            return policy
+        return policy + backfill.run_pass(self, now, full)  # type: ignore[operator]
+
+    def _room_now(self) -> bool:
+        """Whether some available node has a free CPU (every job needs one;
+        the pass itself stops at the same test: backfill.run_pass)."""
+        return any(n.available and n.free_now()[0] >= 1 for n in self._nodes.values())
 
     # ------------------------------------------------------------------ node events
 
@@ -412,10 +426,16 @@ class SchedulerState:
                 {a.account: a.parent for a in self._assoc.values() if not a.user and a.parent})
 
     def _end_pass(self, reasons: dict[int, str], expected: dict[int, tuple[float, str]],
-                  started: list[int]) -> None:
+                  started: list[int], partial: bool = False) -> None:
+        gone = set(started)
         if started:
-            gone = set(started)
             self._order = [k for k in self._order if k[-1] not in gone]
+        if partial:
+            # a pass that stopped early (backfill.run_pass, full=False): the
+            # jobs it did not reach keep the last full pass's planned start
+            expected = {**{j: v for j, v in self._expected.items()
+                           if j not in gone and j in self._jobs
+                           and self._jobs[j].phase == PENDING}, **expected}
         self._pass_reasons, self._expected = reasons, expected
         self._reason_cache = None
 
