@@ -42,14 +42,16 @@ _MAX_SHEBANG = 120
 _BODY = """{marker} `{name}` runs fleetslurm's {name}; written by `fleetslurm shims install`
 import sys
 sys.path[len(sys.path):] = {paths!r}
-try:
-    from fleetslurm.cli.main import main
-except ImportError:  # installed somewhere only site's .pth hooks reach
-    import site
-    site.main()
-    from fleetslurm.cli.main import main
-sys.argv[0] = {name!r}
-code = main()
+code = None
+{thin}if code is None:
+    try:
+        from fleetslurm.cli.main import main
+    except ImportError:  # installed somewhere only site's .pth hooks reach
+        import site
+        site.main()
+        from fleetslurm.cli.main import main
+    sys.argv[0] = {name!r}
+    code = main()
 # the interpreter's own exit (module teardown: some 4 ms) is skipped once the
 # output is out; a failing flush takes the ordinary exit, which reports it
 try:
@@ -57,8 +59,20 @@ try:
     sys.stderr.flush()
 except BaseException:
     sys.exit(code)
-import os
-os._exit(int(code or 0))
+import posix
+posix._exit(int(code or 0))
+"""
+
+#: for sbatch and squeue: the thin client (cli/thin.py) first, loaded from its
+#: file without the package (its cached bytecode, no import of fleetslurm);
+#: its None leaves the command to the full path
+_THIN = """try:
+    import _frozen_importlib_external as _fie
+    _thin = type(sys)("fleetslurm_thin")
+    _fie.SourceFileLoader("fleetslurm_thin", {path!r}).exec_module(_thin)
+    code = _thin.main({name!r}, sys.argv[1:])
+except (ImportError, OSError):
+    pass
 """
 
 
@@ -96,7 +110,10 @@ def shim_text(name: str, python: str = sys.executable,
     """The content of the shim for SLURM command ``name``."""
     if name not in COMMANDS:
         raise FleetError(f"no shim for {name!r}: fleetslurm provides {', '.join(COMMANDS)}")
-    body = _BODY.format(marker=MARKER, name=name,
+    thin = ""
+    if name in ("sbatch", "squeue"):
+        thin = _THIN.format(name=name, path=str(Path(__file__).resolve().parent / "cli" / "thin.py"))
+    body = _BODY.format(marker=MARKER, name=name, thin=thin,
                         paths=_import_paths() if paths is None else paths)
     return _shebang(python) + body
 
