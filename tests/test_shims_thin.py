@@ -18,6 +18,9 @@ import pytest
 from fleetslurm.cli import thin_serve
 from fleetslurm.shims import install_shims
 
+sys.path.insert(0, str(Path(__file__).parent))
+from second_user import other_user  # noqa: E402,F401  (fixture)
+
 THIN = Path(__file__).resolve().parent.parent / "fleetslurm" / "cli" / "thin.py"
 
 #: runs the thin client alone (as the shim does); exit 99: it left the command
@@ -208,3 +211,59 @@ def test_the_controller_answers_as_the_connections_uid_never_the_requests():
     assert handle("ping", {}, 7, 8) is None and seen[-1] == ("ping", 7, 8)
     with pytest.raises(Exception, match="malformed request 'thin'"):
         handle("thin", dict(base, uid=1234, argv="-h"), 1234, 99)
+
+
+def test_in_a_lab_the_thin_client_is_answered_as_its_own_user(other_user, lab_env):
+    """A lab's controller (a service account) runs the command for the
+    connection's user: the job is theirs, ``--me`` is them, and a request
+    that claims another uid goes the full way."""
+    from second_user import run_as
+
+    lab = lab_env
+    lab.start()
+    env = dict(lab.env, HOME=other_user.pw_dir)
+
+    def as_user(*argv, e=None):
+        return run_as(other_user, [sys.executable, "-S", "-c", HELPER, str(THIN), *argv],
+                      e or env, str(lab.work))
+
+    p = as_user("sbatch", "--parsable", "-H", "-J", "labthin", "--wrap", "true")
+    assert p.returncode == 0, p.stderr
+    job = p.stdout.strip()
+    q = as_user("squeue", "--me", "-h", "-o", "%i %u %j")
+    assert q.returncode == 0 and q.stdout == f"{job} {other_user.pw_name} labthin\n", q
+    full = run_as(other_user, [sys.executable, "-m", "fleetslurm", "squeue", "--me", "-h",
+                               "-o", "%i %u %j"], dict(env, FLEETSLURM_NO_FAST_PATH="1"),
+                  str(lab.work))
+    assert full.stdout == q.stdout and full.returncode == 0
+    # as root, --me is root's (none of the user's job)
+    mine = thin_in(lab, "squeue", "--me", "-h")
+    assert mine.returncode == 0 and job not in mine.stdout
+    # a request claiming root's uid from the user's connection: not answered
+    claim = ("import sys, _frozen_importlib_external as f\n"
+             "m = type(sys)('t'); f.SourceFileLoader('t', sys.argv[1]).exec_module(m)\n"
+             "import posix; posix.getuid = lambda: 0\n"
+             "sys.exit(99 if m.main('squeue', ['--me']) is None else 0)\n")
+    p = run_as(other_user, [sys.executable, "-S", "-c", claim, str(THIN)], env, str(lab.work))
+    assert p.returncode == 99 and p.stdout == "", p
+
+
+def thin_in(lab, prog, *argv):
+    return subprocess.run([sys.executable, "-S", "-c", HELPER, str(THIN), prog, *argv],
+                          env=lab.env, capture_output=True, text=True, cwd=str(lab.work),
+                          timeout=60)
+
+
+@pytest.fixture
+def lab_env():
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
+        pytest.skip("needs root, useradd and setpriv")
+    from tests.test_lab import lab_with
+
+    with lab_with({
+            "cluster_name": "lab", "kill_wait": 2, "heartbeat_interval": 1.0,
+            "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
+                                       "hostname": "localhost"}}}) as the_lab:
+        yield the_lab
