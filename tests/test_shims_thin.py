@@ -267,3 +267,20 @@ def lab_env():
             "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
                                        "hostname": "localhost"}}}) as the_lab:
         yield the_lab
+
+
+def test_a_bug_in_the_controller_is_the_commands_error_and_nothing_runs_twice(capsys):
+    calls = []
+
+    def inner(op, args, uid, gid=-1):
+        calls.append(op)
+        return {"job_id": 7}  # no "text": the squeue body trips over it
+
+    handle = thin_serve.handler(inner, personal=False)
+    args = {"prog": "squeue", "argv": [], "env": {}, "cwd": "/", "umask": 0o22, "nice": 0,
+            "uid": 5, "files": {}}
+    reply = handle("thin", args, 5, 5)
+    assert reply["code"] == 1 and calls == ["squeue"]
+    assert reply["io"] == [[2, "squeue: error: internal error in the controller: "
+                               "KeyError: 'text'\n"]]
+    assert "KeyError" in capsys.readouterr().err  # the traceback, for the controller's log

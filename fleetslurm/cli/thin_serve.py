@@ -111,6 +111,10 @@ def serve(inner: "Callable[..., Any]", args: dict, uid: int, gid: int,
         return {"need": need.path}
     except FleetError as exc:
         code = report(prog, exc, here.err)
+    except Exception as exc:  # a bug: said as the command's error, never run twice
+        from ..errors import internal_error
+
+        code = report(prog, internal_error(exc), here.err)
     return {"code": code, "io": here.io}
 
 
