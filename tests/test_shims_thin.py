@@ -86,7 +86,8 @@ def test_squeue_prints_what_the_full_path_prints(fleet, shims):
     for env in ({"SQUEUE_FORMAT": "%i %j"}, {"SQUEUE_STATES": "all"}, {"SQUEUE_USERS": me},
                 {"SQUEUE_SORT": "-i"}, {"SQUEUE_FORMAT2": "JobID,State"},
                 {"SQUEUE_STATES": "bogus"}, {"SLURM_CLUSTERS": "testfleet"},
-                {"SQUEUE_PARTITION": "short"}):
+                {"SQUEUE_PARTITION": "short"}, {"ODD": "\udcff\u00e9"},
+                {"SQUEUE_FORMAT": "%i \udcff"}):
         same(fleet, shims, "squeue", "-h", env=env)
     listing = thin(fleet, "squeue", "-h", "-o", "%i %T").stdout
     assert all(f"{j} PENDING" in listing for j in held)  # the listing itself, not only agreement
@@ -121,6 +122,7 @@ def test_sbatch_prints_what_the_full_path_prints_and_submits_the_same_job(fleet,
         (["--wrap", "true"], {"SBATCH_PARTITION": "nosuch"}, None),
         (["-H", "--wrap", "true"], {"SLURM_UMASK": "0077"}, None),
         (["-H", "--wrap", "true"], {"SBATCH_EXPORT": "NONE"}, None),
+        (["-H", "-J", "odd\udcff", "--wrap", "true"], {"ODD": "\udcff"}, None),
     ]
     for argv, env, stdin in submits:
         a = same(fleet, shims, "sbatch", *argv, env=env, input=stdin, ids=True)
