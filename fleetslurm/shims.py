@@ -32,6 +32,9 @@ __all__ = ["COMMANDS", "MARKER", "install_shims", "uninstall_shims", "is_shim",
 COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
             "sacctmgr", "sshare", "sprio", "sstat")
 
+#: the commands whose shims try the thin client first (cli/thin.py's COMMANDS)
+THIN_COMMANDS = ("sbatch", "squeue", "sacct")
+
 #: the line that identifies a file as ours (the second line of every shim)
 MARKER = "# fleetslurm-shim:"
 #: what shims written before the marker existed carry
@@ -63,7 +66,7 @@ import posix
 posix._exit(int(code or 0))
 """
 
-#: for sbatch and squeue: the thin client (cli/thin.py) first, loaded from its
+#: for THIN_COMMANDS: the thin client (cli/thin.py) first, loaded from its
 #: file without the package (its cached bytecode, no import of fleetslurm);
 #: its None leaves the command to the full path
 _THIN = """try:
@@ -111,7 +114,7 @@ def shim_text(name: str, python: str = sys.executable,
     if name not in COMMANDS:
         raise FleetError(f"no shim for {name!r}: fleetslurm provides {', '.join(COMMANDS)}")
     thin = ""
-    if name in ("sbatch", "squeue"):
+    if name in THIN_COMMANDS:
         thin = _THIN.format(name=name, path=str(Path(__file__).resolve().parent / "cli" / "thin.py"))
     body = _BODY.format(marker=MARKER, name=name, thin=thin,
                         paths=_import_paths() if paths is None else paths)

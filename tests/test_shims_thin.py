@@ -143,6 +143,29 @@ def test_sbatch_prints_what_the_full_path_prints_and_submits_the_same_job(fleet,
         "0027", "thin one", str(sub)]
 
 
+def test_sacct_with_job_ids_prints_what_the_full_path_prints(fleet, shims):
+    """What submitit polls (``sacct -o JobID,State,NodeList --parsable2 -j
+    IDS``) and the rest of ``-j``'s calls; without ``-j`` (today's jobs) or
+    with ``-S``/``-E`` it reads the client's local time: the full path."""
+    done = fleet.sbatch("-J", "ok", "-o", "/dev/null", "--wrap", "true")
+    bad = fleet.sbatch("-J", "bad", "-o", "/dev/null", "--wrap", "exit 3")
+    held = fleet.sbatch("-H", "-o", "/dev/null", "--wrap", "true")
+    fleet.wait(done)
+    fleet.wait(bad)
+    ids = f"{done},{bad},{held}"
+    for argv in (["-o", "JobID,State,NodeList", "--parsable2", "-j", ids],
+                 ["-j", ids], ["-X", "-n", "-P", "-j", ids], ["-j", "999999"], ["-j", "abc"],
+                 ["-j", ids, "-s", "F"], ["-j", ids, "-s", "bogus"], ["-j", ids, "-o", "Bogus"],
+                 ["-j", ids, "-a", "--name=bad"], ["--version"], ["--helpformat"], ["x"],
+                 ["-j", ids, "-p"], ["-j", ids, "-o", "JobID,Start,End,Elapsed"]):
+        same(fleet, shims, "sacct", *argv)
+    same(fleet, shims, "sacct", "-j", ids, env={"SACCT_FORMAT": "JobID,ExitCode"})
+    out = thin(fleet, "sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ids).stdout
+    assert out.splitlines() == [f"{done}|COMPLETED", f"{bad}|FAILED", f"{held}|PENDING"]
+    for argv in ([], ["-S", "now-1hour", "-j", ids], ["-E", "now", "-j", ids]):
+        assert thin(fleet, "sacct", *argv).returncode == 99, argv
+
+
 def test_what_needs_the_clients_own_process_goes_the_full_way(fleet, shims):
     """sbatch -W (it waits), --test-only and squeue -l (the local time), -i
     (it repeats): nothing is done by the thin client; the full path runs them."""
@@ -190,6 +213,13 @@ def test_a_config_the_lookup_finds_elsewhere_is_said_by_both(fleet, shims, tmp_p
     other.write_text(json.dumps(json.loads(Path(fleet.env["FLEETSLURM_CONFIG"]).read_text())))
     a = same(fleet, shims, "squeue", "-h", env={"FLEETSLURM_CONFIG": str(other)})
     assert "warning: the controller runs with" in a.stderr
+
+
+def test_the_thin_commands_agree():
+    from fleetslurm.cli import thin as thin_module
+    from fleetslurm.shims import THIN_COMMANDS
+
+    assert set(THIN_COMMANDS) == set(thin_module.COMMANDS) == set(thin_serve.COMMANDS)
 
 
 def test_the_controller_answers_as_the_connections_uid_never_the_requests():

@@ -1,6 +1,6 @@
-"""The thin client: ``sbatch`` and ``squeue`` in some 10 ms of their own.
+"""The thin client: ``sbatch``, ``squeue`` and ``sacct`` in about Python's start.
 
-Client libraries call these two in loops, and a shim that imports the
+Client libraries call these in loops (submitit polls ``sacct -j``), and a shim that imports the
 command's modules spends 25 ms or more before it sends anything (pathlib,
 json with re, socket with enum, the option tables). This module uses only
 what a ``python -S`` process has loaded or builds in (``sys``, ``posix``,
@@ -29,7 +29,7 @@ import sys
 
 import posix
 
-COMMANDS = ("sbatch", "squeue")
+COMMANDS = ("sbatch", "squeue", "sacct")
 
 
 def _decode(b):

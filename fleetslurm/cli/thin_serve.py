@@ -1,12 +1,12 @@
 """The controller's side of the thin client (``cli/thin.py``): it runs
-``sbatch``'s and ``squeue``'s own command bodies for a client that sent only
+``sbatch``'s, ``squeue``'s and ``sacct``'s own command bodies for a client that sent only
 its command line, environment, directory, umask and nice value.
 
 A shim that starts Python and imports the command's modules pays some 25 ms
 before it sends anything (the interpreter, pathlib, json, socket, the option
 tables); the thin client pays the interpreter alone and lets the controller,
 whose modules are loaded, parse and answer. The bodies are the full path's
-own (``sbatch_cmd.main``, ``squeue_cmd.main``), given a :class:`Remote`
+own (``sbatch_cmd.main``, ``squeue_cmd.main``, ``sacct_cmd.main``), given a :class:`Remote`
 instead of ``common.Here``: what they would have read from the process
 (environment, cwd, umask, nice, uid, files, stdin) comes from the request,
 what they would have written is sent back in order, and the requests they
@@ -22,8 +22,9 @@ Answers (the ``thin`` request's result):
   ask again with ``files`` holding it (``null`` for a file that cannot be
   read) — nothing was done yet;
 - ``{"fallback": WHY}``: nothing was done; run the full path in the client
-  (``sbatch -W``, ``--test-only``, ``-M``, ``squeue -i``, ``-l``, ``--json``:
-  they wait, or print the client's local time).
+  (``sbatch -W``, ``--test-only``, ``-M``, ``squeue -i``, ``-l``, ``--json``,
+  ``sacct`` without ``-j`` or with ``-S``/``-E``: they wait, or read or
+  print the client's local time).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["handler", "serve", "COMMANDS"]
 
 #: the commands a thin client may ask for, and their modules
-COMMANDS = {"sbatch": "sbatch_cmd", "squeue": "squeue_cmd"}
+COMMANDS = {"sbatch": "sbatch_cmd", "squeue": "squeue_cmd", "sacct": "sacct_cmd"}
 
 
 class _Fallback(Exception):
