@@ -1,7 +1,8 @@
 """The thin client: ``sbatch``, ``squeue`` and ``sacct`` in about Python's start.
 
-Client libraries call these in loops (submitit polls ``sacct -j``), and a shim that imports the
-command's modules spends 25 ms or more before it sends anything (pathlib,
+Client libraries call these in loops (submitit polls ``sacct -j``), and a
+shim that imports the command's modules spends 25 ms or more before it
+sends anything (pathlib,
 json with re, socket with enum, the option tables). This module uses only
 what a ``python -S`` process has loaded or builds in (``sys``, ``posix``,
 ``_socket``, ``_json``, ``pwd``): it finds the controller by the same rules
@@ -18,8 +19,8 @@ shim imports ``fleetslurm.cli.main``): no controller running yet (the full
 path starts one), a lab reached over ``ssh://`` or a socket named by
 ``FLEETSLURM_CONTROLLER``, inside a job, a socket that fails a check (the
 full path says why), an older controller, a controller that answers
-``fallback`` (``sbatch -W``...), ``FLEETSLURM_NO_FAST_PATH`` or
-``FLEETSLURM_DEBUG`` set. Stdin already read is given back to the full path.
+``fallback`` (``sbatch -W``, ``sacct`` without ``-j``...),
+``FLEETSLURM_NO_FAST_PATH`` or ``FLEETSLURM_DEBUG`` set. Stdin already read is given back to the full path.
 
 Loaded by the shims from its file, without the ``fleetslurm`` package: it
 must import nothing of fleetslurm, nor anything beyond the modules above.
