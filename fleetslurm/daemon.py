@@ -25,6 +25,7 @@ def _prepare(config_arg: Optional[str], lab: bool = False):
     from .config_in_force import identity, record
     from .ctld.loop import Controller
     from .paths import lab_paths, private_dir, state_paths
+    from .cli.thin_serve import handler as thin_handler
     from .rpc import Server
 
     if lab:  # the lab's controller: its state, its config, a socket for everyone
@@ -48,7 +49,8 @@ def _prepare(config_arg: Optional[str], lab: bool = False):
     ident = identity(path)  # before reading it: a later edit is then a change
     config = default_config() if path is None else load_config(path)
     ctl = Controller(config, paths)
-    server = Server(paths.socket, ctl.submit_request, public=lab, identity=True)
+    server = Server(paths.socket, thin_handler(ctl.submit_request, not lab), public=lab,
+                    identity=True)
     record(paths, ident)  # what commands compare their own lookup with
     lock.seek(0)
     lock.truncate()

@@ -32,6 +32,9 @@ __all__ = ["COMMANDS", "MARKER", "install_shims", "uninstall_shims", "is_shim",
 COMMANDS = ("sbatch", "squeue", "sinfo", "scancel", "sacct", "scontrol", "srun",
             "sacctmgr", "sshare", "sprio", "sstat")
 
+#: the commands whose shims try the thin client first (cli/thin.py's COMMANDS)
+THIN_COMMANDS = ("sbatch", "squeue", "sacct")
+
 #: the line that identifies a file as ours (the second line of every shim)
 MARKER = "# fleetslurm-shim:"
 #: what shims written before the marker existed carry
@@ -42,14 +45,16 @@ _MAX_SHEBANG = 120
 _BODY = """{marker} `{name}` runs fleetslurm's {name}; written by `fleetslurm shims install`
 import sys
 sys.path[len(sys.path):] = {paths!r}
-try:
-    from fleetslurm.cli.main import main
-except ImportError:  # installed somewhere only site's .pth hooks reach
-    import site
-    site.main()
-    from fleetslurm.cli.main import main
-sys.argv[0] = {name!r}
-code = main()
+code = None
+{thin}if code is None:
+    try:
+        from fleetslurm.cli.main import main
+    except ImportError:  # installed somewhere only site's .pth hooks reach
+        import site
+        site.main()
+        from fleetslurm.cli.main import main
+    sys.argv[0] = {name!r}
+    code = main()
 # the interpreter's own exit (module teardown: some 4 ms) is skipped once the
 # output is out; a failing flush takes the ordinary exit, which reports it
 try:
@@ -57,8 +62,20 @@ try:
     sys.stderr.flush()
 except BaseException:
     sys.exit(code)
-import os
-os._exit(int(code or 0))
+import posix
+posix._exit(int(code or 0))
+"""
+
+#: for THIN_COMMANDS: the thin client (cli/thin.py) first, loaded from its
+#: file without the package (its cached bytecode, no import of fleetslurm);
+#: its None leaves the command to the full path
+_THIN = """try:
+    import _frozen_importlib_external as _fie
+    _thin = type(sys)("fleetslurm_thin")
+    _fie.SourceFileLoader("fleetslurm_thin", {path!r}).exec_module(_thin)
+    code = _thin.main({name!r}, sys.argv[1:])
+except (ImportError, OSError):
+    pass
 """
 
 
@@ -96,7 +113,10 @@ def shim_text(name: str, python: str = sys.executable,
     """The content of the shim for SLURM command ``name``."""
     if name not in COMMANDS:
         raise FleetError(f"no shim for {name!r}: fleetslurm provides {', '.join(COMMANDS)}")
-    body = _BODY.format(marker=MARKER, name=name,
+    thin = ""
+    if name in THIN_COMMANDS:
+        thin = _THIN.format(name=name, path=str(Path(__file__).resolve().parent / "cli" / "thin.py"))
+    body = _BODY.format(marker=MARKER, name=name, thin=thin,
                         paths=_import_paths() if paths is None else paths)
     return _shebang(python) + body
 

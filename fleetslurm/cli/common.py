@@ -9,7 +9,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # (annotations only: typing is some 4 ms of a command's start)
     from typing import Callable, NoReturn, Optional
 
-__all__ = ["client", "run", "die", "warn", "iterate_seconds", "wait_gone", "VERSION_LINE",
+__all__ = ["Here", "client", "run", "report", "die", "warn", "iterate_seconds", "wait_gone", "VERSION_LINE",
            "help_or_version"]
 
 #: what every command's --version prints (SLURM's version, then ours)
@@ -75,27 +75,70 @@ def _say_config(c, found) -> None:
         sys.stderr.write(f"fleetslurm: {line}\n")
 
 
+class Here:
+    """What a command body reads and writes, for this process: its
+    environment, directory, umask, files and standard streams, and
+    :func:`client`. The controller runs the same bodies for a thin client
+    (``cli/thin_serve.py``) with the client's own, sent in its request, so
+    both paths print the same."""
+
+    def __init__(self) -> None:
+        self.environ = os.environ
+        self.out = sys.stdout.write
+        self.err = sys.stderr.write
+        self.client = client
+
+    def cwd(self) -> str:
+        return os.getcwd()
+
+    def umask(self) -> int:
+        from ..umask import current_umask
+
+        return current_umask()
+
+    def nice(self) -> int:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    def uid(self) -> int:
+        return os.getuid()
+
+    def read(self, path: "str | None") -> bytes:
+        """The bytes of the file ``path`` (None: standard input); OSError
+        when it cannot be read."""
+        if path is None:
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as f:
+            return f.read()
+
+    def here_only(self, what: str) -> None:
+        """Where a thin client's command reaches something only a command
+        running in the client's own process does (a wait, the local time):
+        here, nothing to do."""
+
+
 #: messages SLURM prints without the command's name: the API's errors and
 #: parse_time's complaint
 _BARE = ("slurm_load_jobs error:", "Invalid time specification")
 
 
-def warn(prog: str, message: str) -> None:
-    """Write ``message`` to stderr as SLURM's commands do, line by line; a
-    message that ends with a newline ends with an empty line (squeue's
-    "Valid job states include: ...\n")."""
+def warn(prog: str, message: str, write: "Optional[Callable[[str], object]]" = None) -> None:
+    """Write ``message`` to stderr (or to ``write``: a thin client's, see
+    cli/thin_serve.py) as SLURM's commands do, line by line; a message that
+    ends with a newline ends with an empty line (squeue's "Valid job states
+    include: ...\n")."""
+    write = write or sys.stderr.write
     blank = message.endswith("\n")
     for line in (message[:-1] if blank else message).split("\n"):
         if line.startswith(_BARE):
-            sys.stderr.write(line + "\n")  # SLURM prints these bare
+            write(line + "\n")  # SLURM prints these bare
         elif line.startswith(f"{prog}: "):
-            sys.stderr.write(line + "\n")
+            write(line + "\n")
         elif line.startswith(("error: ", "fatal: ")):
-            sys.stderr.write(f"{prog}: {line}\n")
+            write(f"{prog}: {line}\n")
         else:
-            sys.stderr.write(f"{prog}: error: {line}\n")
+            write(f"{prog}: error: {line}\n")
     if blank:
-        sys.stderr.write("\n")
+        write("\n")
 
 
 def die(prog: str, message: str, code: int = 1) -> NoReturn:
@@ -110,26 +153,35 @@ def run(prog: str, body: Callable[[list[str]], Optional[int]], argv: list[str]) 
 
     try:
         return int(body(argv) or 0)
-    except UsageError as exc:
+    except FleetError as exc:
+        if os.environ.get("FLEETSLURM_DEBUG") and not isinstance(exc, UsageError):
+            raise
+        return report(prog, exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def report(prog: str, exc: Exception, write: "Optional[Callable[[str], object]]" = None) -> int:
+    """Say what a FleetError says on stderr (or ``write``), as SLURM's
+    command ``prog`` would; the exit status to end with."""
+    from ..errors import UsageError
+
+    write = write or sys.stderr.write
+    if isinstance(exc, UsageError):
         # sbatch and srun exit 255 on getopt's complaints, the others 1
         code = exc.code if exc.code is not None else (
             255 if exc.hint and prog in ("sbatch", "srun") else 1)
         if exc.hint:
             # getopt's own wording: "sbatch: unrecognized option '--foo'"
-            sys.stderr.write(f"{prog}: {exc}\n")
-            sys.stderr.write(f'Try "{prog} --help" for more information\n')
+            write(f"{prog}: {exc}\n")
+            write(f'Try "{prog} --help" for more information\n')
         else:
-            warn(prog, str(exc))
+            warn(prog, str(exc), write)
         return code
-    except FleetError as exc:
-        if os.environ.get("FLEETSLURM_DEBUG"):
-            raise
-        warn(prog, str(exc))
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    warn(prog, str(exc), write)
+    return 1
 
 
 def iterate_seconds(value: object, complaint: str, prog: str) -> "int | None":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 from ..errors import UsageError
@@ -25,33 +23,42 @@ Usage: sacct [-a] [-X] [-n] [-p | -P] [-j job(.step)[,...]] [-o field[,...]] [-e
 """
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], here=None) -> int:
+    """sacct ``argv`` with what ``here`` (common.Here: this process's by
+    default; a thin client's in the controller) gives."""
     from ..slurm import sacct_fmt
     from ..slurm.option_env import command_options
     from ..slurm.units import parse_datetime
 
-    opts, positionals = command_options(PROG, argv, os.environ)
+    if here is None:
+        from .common import Here
+
+        here = Here()
+    environ = here.environ
+    opts, positionals = command_options(PROG, argv, environ)
     from ..slurm.option_support import refuse_unsupported
 
-    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    refuse_unsupported(PROG, opts, argv=argv, environ=environ)
     if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        here.out("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if opts.get("help") or opts.get("usage"):
-        sys.stdout.write(USAGE)
+        here.out(USAGE)
         return 0
     if positionals:
         raise UsageError(f"Unknown arguments: {' '.join(positionals)}", prog=PROG)
     if opts.get("helpformat"):
         names = list(sacct_fmt.FIELD_NAMES)
         for i in range(0, len(names), 6):
-            sys.stdout.write("".join(f"{n:<19}" for n in names[i:i + 6]).rstrip() + "\n")
+            here.out("".join(f"{n:<19}" for n in names[i:i + 6]).rstrip() + "\n")
         return 0
-    spec = ",".join(_flat(opts.get("format"))) or os.environ.get("SACCT_FORMAT") \
+    spec = ",".join(_flat(opts.get("format"))) or environ.get("SACCT_FORMAT") \
         or sacct_fmt.DEFAULT_FIELDS
     fields = sacct_fmt.parse_fields(spec)
     now = time.time()
     ids = _flat(opts.get("jobs"))
+    if opts.get("starttime") or opts.get("endtime") or not ids:
+        here.here_only("the local time")  # -S, -E and the default start: the client's day
     query: dict = {"steps": True}
     try:
         if opts.get("starttime"):
@@ -76,25 +83,23 @@ def main(argv: list[str]) -> int:
     if names:
         query["names"] = names
     users = _flat(opts.get("user"))
-    if not users and not opts.get("allusers") and os.getuid() != 0:
+    if not users and not opts.get("allusers") and here.uid() != 0:
         import pwd
 
-        users = [pwd.getpwuid(os.getuid()).pw_name]
+        users = [pwd.getpwuid(here.uid()).pw_name]
     if users:
         query["users"] = users
     parts = _flat(opts.get("partition"))
     if parts:
         query["partitions"] = parts
-    from .common import client
-
     mode = "parsable2" if opts.get("parsable2") else "parsable" if opts.get("parsable") \
         else "fixed"
     # the controller renders the lines (SQLite writes them for the usual fields):
     # 100,000 jobs cross the socket as text, not as records
     query.update(fields=[[f.name, f.width, f.kind] for f in fields], mode=mode, now=now,
                  allocations_only=bool(opts.get("allocations")))
-    with client() as c:
+    with here.client() as c:
         text = c.call("acct", **query)["text"]
-    sys.stdout.write(sacct_fmt.render(fields, [], mode=mode, header=not opts.get("noheader")))
-    sys.stdout.write(text)
+    here.out(sacct_fmt.render(fields, [], mode=mode, header=not opts.get("noheader")))
+    here.out(text)
     return 0

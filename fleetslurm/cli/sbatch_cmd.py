@@ -24,15 +24,19 @@ def wrap_script(command: str) -> str:
     return f"{WRAP_HEADER}{command}\n"
 
 
-def read_script(path: str | None) -> tuple[str, str]:
-    """The script's text and the job's default name."""
+def read_script(path: str | None, here=None) -> tuple[str, str]:
+    """The script's text and the job's default name (``here``: whose file
+    and standard input, common.Here)."""
+    if here is None:
+        from .common import Here
+
+        here = Here()
     if path is None:
-        data = sys.stdin.buffer.read()
+        data = here.read(None)
         name = "sbatch"
     else:
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = here.read(path)
         except OSError:
             raise UsageError(f"Unable to open file {path}", prog=PROG) from None
         name = os.path.basename(path)
@@ -45,7 +49,7 @@ def read_script(path: str | None) -> tuple[str, str]:
     return text, name
 
 
-def command_text(positionals: list[str]) -> str:
+def command_text(positionals: list[str], cwd: str | None = None) -> str:
     """scontrol's Command for a script file: the path as given when it
     starts with ``/`` or ``.``, else joined to the working directory (as
     sbatch 22.05 finds it), then the script's arguments; standard input has
@@ -54,22 +58,29 @@ def command_text(positionals: list[str]) -> str:
         return ""
     path = positionals[0]
     if not path.startswith(("/", ".")):
-        path = os.path.join(os.getcwd(), path)
+        path = os.path.join(os.getcwd() if cwd is None else cwd, path)
     return " ".join([path, *positionals[1:]])
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], here=None) -> int:
+    """sbatch ``argv``, reading and writing what ``here`` (common.Here: this
+    process's by default; a thin client's in the controller) gives."""
     from ..slurm.option_env import sbatch_options
     from ..slurm.option_support import refuse_unsupported
     from ..slurm.options import SBATCH, parse_args
 
+    if here is None:
+        from .common import Here
+
+        here = Here()
+    environ = here.environ
     cli, positionals = parse_args(PROG, SBATCH, argv, posix_stop=True)
     refuse_unsupported(PROG, cli, argv=argv)
     if cli.get("help") or cli.get("usage"):
-        sys.stdout.write(USAGE)
+        here.out(USAGE)
         return 0
     if cli.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        here.out("slurm 22.05.8 (fleetslurm)\n")
         return 0
     wrap = cli.get("wrap")
     if wrap is not None:
@@ -78,7 +89,7 @@ def main(argv: list[str]) -> int:
         script, name = wrap_script(str(wrap)), "wrap"
         script_args: list[str] = []
     else:
-        script, name = read_script(positionals[0] if positionals else None)
+        script, name = read_script(positionals[0] if positionals else None, here)
         script_args = positionals[1:]
     from ..slurm.jobspec import SCRIPT_TOO_LONG, script_too_long
 
@@ -87,40 +98,43 @@ def main(argv: list[str]) -> int:
         from ..errors import SubmitError
 
         raise SubmitError(SCRIPT_TOO_LONG)
-    opts, _pos, _ = sbatch_options(argv, script, os.environ,
+    opts, _pos, _ = sbatch_options(argv, script, environ,
                                    filename=name if name not in ('wrap', 'sbatch') else 'stdin')
     if opts.get("wrap") is not None and wrap is None:
         # --wrap given only inside the script or environment: SLURM ignores it there
         opts.pop("wrap", None)
-    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)  # #SBATCH lines, SBATCH_*
-    from ..umask import with_umask
-    from .common import client
-
+    refuse_unsupported(PROG, opts, argv=argv, environ=environ)  # #SBATCH lines, SBATCH_*
+    for what in ("clusters", "test_only", "wait"):
+        if opts.get(what):  # (a thin client's sbatch runs these in its own process)
+            here.here_only(what)
     if opts.get("clusters"):
         check_clusters(PROG, str(opts["clusters"]))
 
+    cwd = here.cwd()
+    env = dict(environ)
+    env.setdefault("SLURM_UMASK", "%04o" % here.umask())  # (umask.with_umask's rule)
     request = dict(options=opts, script=script, script_args=script_args,
-                   env=with_umask(os.environ), cwd=os.getcwd(),
+                   env=env, cwd=cwd,
                    submit_host=socket.gethostname(),
                    script_name=name,
-                   prio_process=os.getpriority(os.PRIO_PROCESS, 0),
-                   command=command_text(positionals) if wrap is None else "",
+                   prio_process=here.nice(),
+                   command=command_text(positionals, cwd) if wrap is None else "",
                    # secrets.token_hex's bytes, without importing secrets (hmac,
                    # hashlib, random: 3 ms of every sbatch)
                    token=os.urandom(16).hex())
     if opts.get("test_only"):
         return test_only(request)
-    reply = submit_once(client, request)
+    reply = submit_once(here.client, request)
     job_id = reply["job_id"]
     if reply.get("warning"):
-        sys.stderr.write(f"{PROG}: warning: {reply['warning']}\n")
+        here.err(f"{PROG}: warning: {reply['warning']}\n")
     if opts.get("parsable"):
         if opts.get("clusters"):
-            sys.stdout.write(f"{job_id};{reply['cluster']}\n")
+            here.out(f"{job_id};{reply['cluster']}\n")
         else:
-            sys.stdout.write(f"{job_id}\n")
+            here.out(f"{job_id}\n")
     else:
-        sys.stdout.write(f"Submitted batch job {job_id}\n")
+        here.out(f"Submitted batch job {job_id}\n")
     if opts.get("wait"):
         return wait_for(job_id)
     return 0

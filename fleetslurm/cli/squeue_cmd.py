@@ -34,25 +34,33 @@ def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
     return out
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], here=None) -> int:
+    """squeue ``argv`` with what ``here`` (common.Here: this process's by
+    default; a thin client's in the controller) gives."""
     from ..slurm.option_env import command_options
 
-    opts, positionals = command_options(PROG, argv, os.environ)
+    if here is None:
+        from .common import Here
+
+        here = Here()
+    environ = here.environ
+    opts, positionals = command_options(PROG, argv, environ)
     from ..slurm.option_support import refuse_unsupported
 
-    refuse_unsupported(PROG, opts, argv=argv, environ=os.environ)
+    refuse_unsupported(PROG, opts, argv=argv, environ=environ)
     if opts.get("version"):
-        sys.stdout.write("slurm 22.05.8 (fleetslurm)\n")
+        here.out("slurm 22.05.8 (fleetslurm)\n")
         return 0
     if opts.get("help") or opts.get("usage"):
-        sys.stdout.write("Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n"
-                         "              [-n name] [-o format] [-p partitions] [--qos qos]\n"
-                         "              [--reservation reservation] [--sort fields] [--start]\n"
-                         "              [--step step_id] [-t states] [-u user_name] [--usage]\n"
-                         "              [-L licenses] [-w nodes] [--federation] [--local]\n"
-                         "              [--sibling] [--json] [--yaml] [-ahjlrvV]\n")
+        here.out("Usage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n"
+                 "              [-n name] [-o format] [-p partitions] [--qos qos]\n"
+                 "              [--reservation reservation] [--sort fields] [--start]\n"
+                 "              [--step step_id] [-t states] [-u user_name] [--usage]\n"
+                 "              [-L licenses] [-w nodes] [--federation] [--local]\n"
+                 "              [--sibling] [--json] [--yaml] [-ahjlrvV]\n")
         return 0
     if opts.get("json"):
+        here.here_only("json")
         return _json()
     jobs = opts.get("jobs")
     if jobs is True and positionals:
@@ -63,51 +71,53 @@ def main(argv: list[str]) -> int:
     query: dict = {"squeue": True, "group_arrays": not opts.get("array"), "steps": False}
     if jobs and jobs is not True:
         query["ids"] = _split(jobs)
-    states = opts.get("states") or os.environ.get("SQUEUE_STATES")
+    states = opts.get("states") or environ.get("SQUEUE_STATES")
     if states:
         query["states"] = parse_states(str(states))
     users = _split(opts["user"]) if opts.get("user") else []
-    if not users and os.environ.get("SQUEUE_USERS"):
-        users = _split(os.environ["SQUEUE_USERS"])
+    if not users and environ.get("SQUEUE_USERS"):
+        users = _split(environ["SQUEUE_USERS"])
     if opts.get("me"):
         import pwd
 
-        users.append(pwd.getpwuid(os.getuid()).pw_name)
+        users.append(pwd.getpwuid(here.uid()).pw_name)
     if users:
         query["users"] = users
     if opts.get("name"):
         query["names"] = _split(opts["name"])
-    parts = opts.get("partitions") or os.environ.get("SQUEUE_PARTITION")
+    parts = opts.get("partitions") or environ.get("SQUEUE_PARTITION")
     if parts:
         query["partitions"] = _split(parts)
-    fmt, long = _format(opts)
+    fmt, long = _format(opts, here.err)
     if opts.get("nodelist"):
         from ..slurm.hostlist import expand
 
         query["nodelist"] = expand(str(opts["nodelist"]))
-    from .common import client, iterate_seconds
+    from .common import iterate_seconds
 
     iterate = iterate_seconds(opts.get("iterate"), "--iterate={}\n", PROG)
     header = not opts.get("noheader")
+    # -l and -i print the time first, above the header (none with -h)
+    dated = header and (opts.get("long") or iterate)
+    if dated or iterate is not None:
+        here.here_only("the local time" if dated else "iterate")
     # the controller sorts and renders (10,000 jobs cross the socket as text)
     query.update(format=fmt, format_long=long, header=header)
     while True:
         now = time.time()
         # a connection per report: the controller closes one idle for 60 s
-        with client() as c:
+        with here.client() as c:
             reply = c.call("squeue", **dict(query, now=now))
         if query.get("ids") and not reply["known"]:
             from ..errors import InvalidJobId
 
             raise InvalidJobId("slurm_load_jobs error: Invalid job id specified")
-        # -l and -i print the time first, above the header (none with -h)
-        dated = header and (opts.get("long") or iterate)
         text = (time.strftime("%a %b %d %H:%M:%S %Y\n", time.localtime(now))
                 if dated else "") + reply["text"]
         if iterate is None:
-            sys.stdout.write(text)
+            here.out(text)
             return 0
-        sys.stdout.write(text + "\n")
+        here.out(text + "\n")
         sys.stdout.flush()
         time.sleep(iterate)
 
@@ -124,7 +134,7 @@ def _json() -> int:
     return 0
 
 
-def _format(opts: dict) -> "tuple[str, bool]":
+def _format(opts: dict, err=None) -> "tuple[str, bool]":
     """The format for the controller and whether it is ``-O`` text: ``-o``,
     ``-O``, ``-l``'s or the default; invalid fields are reported here, as
     squeue does, before any output."""
@@ -144,6 +154,6 @@ def _format(opts: dict) -> "tuple[str, bool]":
         fmt = squeue_fmt.LONG_FORMAT if opts.get("long") else squeue_fmt.DEFAULT_FORMAT
     parsed = squeue_fmt.parse_format(squeue_fmt.long_format(fmt) if long else fmt)
     for text in squeue_fmt.format_warnings(parsed):
-        sys.stderr.write(f"squeue: error: {text}\n")
+        (err or sys.stderr.write)(f"squeue: error: {text}\n")
     return fmt, long
 
