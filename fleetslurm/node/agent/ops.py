@@ -38,6 +38,7 @@ class Requests(JobBook):
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     samples_sent: Dict[str, float]
     load_meter: Optional[owner.LoadMeter]
+    results_w: int
 
     def facts(self, measure: bool = False,
               activity_file: Optional[str] = None) -> Dict[str, Any]:
@@ -159,7 +160,7 @@ class Requests(JobBook):
             # pages shared with the agent, each one a copy-on-write fault there
             sup = Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
                              self.own_fds(), self.changed_signals,
-                             self.cpu_cg[:2])  # type: ignore[arg-type]
+                             self.cpu_cg[:2], self.results_w)  # type: ignore[arg-type]
             pid = os.fork()
         except OSError as exc:
             for p in pipe:
@@ -456,6 +457,9 @@ class Requests(JobBook):
             if job.result is None:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
             else:
+                # a supervisor that reported the result may still be making it
+                # durable in this directory
+                self.await_supervisor(job)
                 try:
                     if req.get("keep"):
                         # its output could not be copied home: out of the jobs
