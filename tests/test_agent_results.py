@@ -68,7 +68,7 @@ def test_the_end_is_reported_from_the_result_line_of_the_jobs_own_supervisor(
         os.killpg(started["pid"], signal.SIGKILL)
 
 
-def test_every_job_ends_once_with_its_file_in_place_and_forget_waits_for_its_supervisor(
+def test_every_job_ends_once_with_its_file_in_place_and_a_forget_waits_for_its_supervisor(
         agent: AgentClient, workdir: Path, tmp_path: Path) -> None:
     """Ended (from the result line), then forgotten at once, 30 times: each
     job ends once, its result.json is there when `ended` comes, and the

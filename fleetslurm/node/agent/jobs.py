@@ -36,7 +36,7 @@ class Job:
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
                  "result", "emitted", "launch_fd", "waiters", "inline", "note",
-                 "stdin", "cpus", "stop")
+                 "stdin", "cpus", "stop", "forgets")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -51,6 +51,8 @@ class Job:
         self.emitted = False
         self.launch_fd: Optional[int] = None
         self.waiters: List[Any] = []       # request ids awaiting `started`
+        #: `forget` requests held until the supervisor has exited (ops.op_forget)
+        self.forgets: List[Tuple[Dict[str, Any], Any]] = []
         #: (stdout path, stderr path, byte limit): send small output with `ended`
         self.inline: Optional[Tuple[str, str, int]] = None
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
@@ -240,6 +242,9 @@ class JobBook:
                    else "exit status %d" % os.WEXITSTATUS(status))
             self.mark_lost(job, "supervisor vanished (%s)" % how)
         self.emit_ended(job)
+        held, job.forgets = job.forgets, []
+        for req, rid in held:
+            self.op_forget(req, rid)  # type: ignore[attr-defined]
 
     def read_results(self, fd: int) -> None:
         """Result lines on the pipe all supervisors share (``{"sup": PID,
@@ -272,29 +277,6 @@ class JobBook:
                     continue
             job.result = result
             self.emit_ended(job)
-
-    def await_supervisor(self, job: Job, timeout: float = 5.0) -> None:
-        """Wait (bounded) for the supervisor of a job whose result line came:
-        it may still be making the result durable (fsync, rename) in the
-        directory about to be removed."""
-        pid = job.sup_pid
-        if pid is None or self.children.get(pid) != job.key:
-            return
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                got, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                self.children.pop(pid, None)
-                return
-            if got:
-                self.supervisor_exited(got, status)
-                return
-            if time.monotonic() >= deadline:
-                log(self.workdir, "job %s: its supervisor (pid %d) still runs after its result"
-                    % (job.key, pid))
-                return
-            time.sleep(0.001)
 
     def on_launch_fd(self, fd: int) -> None:
         """The supervisor reported the job's pid (or why it could not start it)."""

@@ -456,10 +456,12 @@ class Requests(JobBook):
                 job.result = read_result(job.dir)
             if job.result is None:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
+            elif job.sup_pid is not None and self.children.get(job.sup_pid) == job.key:
+                # its supervisor reported the result and is still making it
+                # durable in this directory: answered when it has exited
+                job.forgets.append((req, rid))
+                return
             else:
-                # a supervisor that reported the result may still be making it
-                # durable in this directory
-                self.await_supervisor(job)
                 try:
                     if req.get("keep"):
                         # its output could not be copied home: out of the jobs
