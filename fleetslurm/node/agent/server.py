@@ -120,9 +120,10 @@ class Agent(Requests):
                     pass  # the fd listdir itself used
 
     def own_fds(self) -> List[int]:
-        """Every fd above 2 the agent holds open (for a supervisor to close)."""
-        return ([self.wake_r, self.wake_w, self.results_r] + list(self.launch_fds) + list(self.stdin_fds)
-                + self.injob.fds() + self.gpu_probe.fds())
+        """Every fd above 2 the agent holds open (for a supervisor to close),
+        but the results pipe's write end, which supervisors keep."""
+        return ([self.wake_r, self.wake_w, self.results_r] + list(self.launch_fds)
+                + list(self.stdin_fds) + self.injob.fds() + self.gpu_probe.fds())
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
