@@ -33,6 +33,13 @@ def test_bench_local(tmp_path):
     assert re.search(r"throughput: 10 jobs submitted", out), out
 
 
+def test_bench_agent(tmp_path):
+    out = _run(tmp_path, "bench_agent.py", "--jobs", "5", "--writes", "5")
+    for label in ("launch -> started", "job's end -> ended", "launch -> ended"):
+        assert re.search(re.escape(label) + r" +median +[\d.]+ ms, p90 +[\d.]+ ms", out), out
+    assert "cgroup v1 join" in out, out
+
+
 def test_bench_serializer(tmp_path):
     out = _run(tmp_path, "bench_serializer.py", "--size-mb", "4", "--dir", str(tmp_path))
     assert "ObjectSerializer" in out and "np.save" in out, out

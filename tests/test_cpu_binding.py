@@ -331,3 +331,39 @@ def test_cgroups_of_a_supervisor_that_died_are_removed(workdir, tmp_path):
             time.sleep(0.05)
     finally:
         agent.close()
+
+
+@pytest.mark.skipif(_CG[0] != "v1", reason=f"cgroup v1 CPU hierarchies only: {_CG[2]}")
+def test_the_job_and_its_children_sit_in_its_v1_cgroups(workdir, tmp_path):
+    """The job child joins its cgroups by writing "0" to each v1 ``tasks``
+    file (one thread, no global lock): the batch shell and what it starts
+    are in the job's cpu and cpuset groups, under its CPU quota."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SLURM_CPUS_ON_NODE": "1"}
+    out = tmp_path / "cg.out"
+    agent = AgentClient(workdir)
+    try:
+        agent.launch("8.0", spec(f"#!/bin/sh\ncat /proc/self/cgroup > {out}\nexec sleep 30\n",
+                                 tmp_path, env=env, cpus=1))
+        import json
+
+        sup = json.loads((workdir / "jobs" / "8.0" / "supervisor.json").read_text())
+        name = f"8.0-{sup['pid']}"
+        deadline = time.monotonic() + 10
+        while not out.exists() or not out.read_text().endswith("\n"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        groups = {}
+        for line in out.read_text().splitlines():
+            _, ctrls, path = line.split(":", 2)
+            for c in ctrls.split(","):
+                groups[c] = path
+        for c in _CG[1]:
+            assert groups[c].endswith(f"/fleetslurm/{name}"), (c, groups)
+        if "cpu" in _CG[1]:
+            cg = os.path.join(_CG[1]["cpu"], "fleetslurm", name)
+            assert Path(cg, "cpu.cfs_quota_us").read_text().strip() == "100000"
+            assert Path(cg, "cpu.cfs_period_us").read_text().strip() == "100000"
+            assert sup["job_pid"] in [int(p) for p in Path(cg, "cgroup.procs").read_text().split()]
+    finally:
+        agent.request({"op": "cancel", "key": "8.0", "signal": 9})
+        agent.close()

@@ -36,7 +36,7 @@ class Job:
 
     __slots__ = ("key", "dir", "own", "sup_pid", "sup_ticks", "pid", "ticks", "start_time",
                  "result", "emitted", "launch_fd", "waiters", "inline", "note",
-                 "stdin", "cpus", "stop")
+                 "stdin", "cpus", "stop", "forgets")
 
     def __init__(self, key: str, jobdir: str, own: bool) -> None:
         self.key = key
@@ -51,6 +51,8 @@ class Job:
         self.emitted = False
         self.launch_fd: Optional[int] = None
         self.waiters: List[Any] = []       # request ids awaiting `started`
+        #: `forget` requests held until the supervisor has exited (ops.op_forget)
+        self.forgets: List[Tuple[Dict[str, Any], Any]] = []
         #: (stdout path, stderr path, byte limit): send small output with `ended`
         self.inline: Optional[Tuple[str, str, int]] = None
         #: (stderr path, node, job id) for slurmstepd's line when it is cancelled
@@ -92,6 +94,8 @@ class JobBook:
     adopted: Set[str]
     ready: bool
     poller: Any
+    #: a partial line read from the results pipe (``read_results``)
+    results_buf: bytes
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     #: (give up at, cgroup paths) a dead supervisor left, still busy
     busy_cgroups: List[Tuple[float, List[str]]]
@@ -207,21 +211,71 @@ class JobBook:
                 return
             if pid == 0:
                 return
-            key = self.children.pop(pid, None)
-            if key is None and self.gpu_probe.exited(pid, status):
+            self.supervisor_exited(pid, status)
+
+    def supervisor_exited(self, pid: int, status: int) -> None:
+        """A child of ours has exited (and was waited for): a job's
+        supervisor, whose job's end is reported now unless its result line
+        was (see ``read_results``)."""
+        key = self.children.pop(pid, None)
+        if key is None and self.gpu_probe.exited(pid, status):
+            return
+        job = self.jobs.get(key) if key is not None else None
+        if job is None or job.sup_pid != pid:
+            return  # forgotten, or its launch failed
+        if job.launch_fd is not None:
+            self.on_launch_fd(job.launch_fd)  # `started` must precede `ended`
+            if self.jobs.get(key) is not job:
+                return
+        early, job.result = job.result, read_result(job.dir)
+        if job.result is None and early is not None:
+            # reported from its result line, but the file it wrote there is
+            # unreadable now: keep the record that was reported
+            try:
+                write_json_atomic(os.path.join(job.dir, RESULT_FILE), early, fsync=True,
+                                  exclusive=True)
+            except OSError as exc:
+                log(self.workdir, "job %s: cannot write its result: %s" % (job.key, exc))
+            job.result = read_result(job.dir) or early
+        if job.result is None:
+            how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                   else "exit status %d" % os.WEXITSTATUS(status))
+            self.mark_lost(job, "supervisor vanished (%s)" % how)
+        self.emit_ended(job)
+        held, job.forgets = job.forgets, []
+        for req, rid in held:
+            self.op_forget(req, rid)  # type: ignore[attr-defined]
+
+    def read_results(self, fd: int) -> None:
+        """Result lines on the pipe all supervisors share (``{"sup": PID,
+        "result": RESULT}``): each is written once the result is readable in
+        its job's directory, before the supervisor's fsync, so the end is
+        reported a disk flush sooner than at the supervisor's exit."""
+        chunks = [self.results_buf]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            chunks.append(data)
+        lines = b"".join(chunks).split(b"\n")
+        self.results_buf = lines.pop()
+        for line in lines:
+            try:
+                msg = json.loads(line)
+                sup, result = msg["sup"], msg["result"]
+                job = self.jobs.get(result["key"])
+            except (ValueError, KeyError, TypeError):
                 continue
-            job = self.jobs.get(key) if key is not None else None
-            if job is None or job.sup_pid != pid:
-                continue  # forgotten, or its launch failed
+            if job is None or not job.own or job.sup_pid != sup or job.result is not None:
+                continue  # not (or no longer) ours to report this way
             if job.launch_fd is not None:
                 self.on_launch_fd(job.launch_fd)  # `started` must precede `ended`
-                if self.jobs.get(key) is not job:
+                if self.jobs.get(job.key) is not job:
                     continue
-            job.result = read_result(job.dir)
-            if job.result is None:
-                how = ("killed by signal %d" % os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                       else "exit status %d" % os.WEXITSTATUS(status))
-                self.mark_lost(job, "supervisor vanished (%s)" % how)
+            job.result = result
             self.emit_ended(job)
 
     def on_launch_fd(self, fd: int) -> None:

@@ -38,6 +38,7 @@ class Requests(JobBook):
     cpu_cg: Tuple[Optional[str], Dict[str, str], str]
     samples_sent: Dict[str, float]
     load_meter: Optional[owner.LoadMeter]
+    results_w: int
 
     def facts(self, measure: bool = False,
               activity_file: Optional[str] = None) -> Dict[str, Any]:
@@ -159,7 +160,7 @@ class Requests(JobBook):
             # pages shared with the agent, each one a copy-on-write fault there
             sup = Supervisor(self.workdir, key, jobdir, spec, pipe[1], self.job_umask,
                              self.own_fds(), self.changed_signals,
-                             self.cpu_cg[:2])  # type: ignore[arg-type]
+                             self.cpu_cg[:2], self.results_w)  # type: ignore[arg-type]
             pid = os.fork()
         except OSError as exc:
             for p in pipe:
@@ -455,6 +456,11 @@ class Requests(JobBook):
                 job.result = read_result(job.dir)
             if job.result is None:
                 err = "job %s is still running; cancel it and wait for `ended` first" % key
+            elif job.sup_pid is not None and self.children.get(job.sup_pid) == job.key:
+                # its supervisor reported the result and is still making it
+                # durable in this directory: answered when it has exited
+                job.forgets.append((req, rid))
+                return
             else:
                 try:
                     if req.get("keep"):

@@ -86,6 +86,13 @@ class Agent(Requests):
         self.poller.register(0, select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
         self.close_stray_fds()
+        # one pipe for every supervisor's result line (Supervisor.notify_result):
+        # one fd for all running jobs, not one more per job
+        self.results_r, self.results_w = os.pipe()
+        self.results_buf = b""
+        os.set_blocking(self.results_r, False)
+        os.set_blocking(self.results_w, False)
+        self.poller.register(self.results_r, select.POLLIN)
         # SLURM's commands for jobs: shims in <workdir>/bin, a socket per job
         self.injob = InJob(self.workdir, self.poller, self.send, archive_of(__file__),
                            sys.executable)
@@ -113,9 +120,10 @@ class Agent(Requests):
                     pass  # the fd listdir itself used
 
     def own_fds(self) -> List[int]:
-        """Every fd above 2 the agent holds open (for a supervisor to close)."""
-        return ([self.wake_r, self.wake_w] + list(self.launch_fds) + list(self.stdin_fds)
-                + self.injob.fds() + self.gpu_probe.fds())
+        """Every fd above 2 the agent holds open (for a supervisor to close),
+        but the results pipe's write end, which supervisors keep."""
+        return ([self.wake_r, self.wake_w, self.results_r] + list(self.launch_fds)
+                + list(self.stdin_fds) + self.injob.fds() + self.gpu_probe.fds())
 
     def send(self, obj: Dict[str, Any]) -> None:
         """Queue one JSON line for stdout; ``flush`` writes the queue at the end of
@@ -155,6 +163,8 @@ class Agent(Requests):
                     except BlockingIOError:
                         pass
                     self.reap()
+                elif fd == self.results_r:
+                    self.read_results(fd)
                 elif fd in self.stdin_fds:
                     job = self.jobs.get(self.stdin_fds[fd])
                     if job is not None:
