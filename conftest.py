@@ -11,15 +11,16 @@ import os
 os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 
 
-# -- pytest-xdist (README, "Tests": python3 -m pytest -q -n 4 --dist loadgroup) --
+# -- pytest-xdist (README, "Tests": python3 -m pytest -q -n 4 --dist loadfile) --
 #
 # Each test file runs whole on one worker, in its own order (the files were
 # written to run alone: module fixtures, a file's tests sharing a state),
-# except the files that share one resource of this machine: those run on
-# the same worker, one after another. The longest groups start first, so
-# none is left to run alone at the end. A few tests that measure how much
-# CPU a process gets run while no other worker runs a test. Without xdist
-# none of this applies.
+# and the files that share one resource of this machine run on the same
+# worker, one after another (a scheduler of our own: xdist's loadgroup
+# passes its marks through a node id that pytest 9.2 no longer lets it
+# change). The longest groups start first, so none is left to run alone at
+# the end. A few tests that measure how much CPU a process gets run while no
+# other worker runs a test. Without xdist none of this applies.
 
 import fcntl  # noqa: E402
 from typing import Iterator  # noqa: E402
@@ -51,6 +52,7 @@ _ALONE = ("tests/test_cpu_binding.py::test_noisy_neighbour_cannot_slow_a_job_dow
 
 
 def _group(relpath: str) -> str:
+    """The unit one worker runs: a test file, or the files that share a resource."""
     if relpath.startswith(_REAL_SLURM):
         return "real-slurm"
     return relpath
@@ -62,19 +64,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the marks
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """``--dist loadfile``, with the files of one resource as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Groups(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid.split("::", 1)[0])
+
+    return Groups(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         return
     rank = {g: i for i, g in enumerate(_LONG_FIRST)}
-    keyed = []
-    for n, item in enumerate(items):
-        group = next((str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                      for m in item.iter_markers("xdist_group")), None)
-        if group is None:
-            group = _group(item.nodeid.split("::", 1)[0])
-            item.add_marker(pytest.mark.xdist_group(group))
-        keyed.append((rank.get(group, len(rank)), n, item))
+    keyed = [(rank.get(_group(item.nodeid.split("::", 1)[0]), len(rank)), n, item)
+             for n, item in enumerate(items)]
     items[:] = [item for _, _, item in sorted(keyed, key=lambda k: k[:2])]
 
 
