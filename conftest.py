@@ -47,6 +47,7 @@ _LONG_FIRST = ["real-slurm", "tests/test_benchmarks_smoke.py", "tests/test_e2e_l
 #: tests that compare the CPU a process gets with and without a rival: other
 #: workers' load on this 2-core machine would be a rival the test cannot see
 _ALONE = ("tests/test_cpu_binding.py::test_noisy_neighbour_cannot_slow_a_job_down",
+          "tests/test_samples.py::test_sampler_measures_a_real_process",
           "tests_multi_machine/test_workstation_fleet.py::"
           "test_a_foreign_cpu_hog_keeps_new_jobs_off_its_machine")
 
