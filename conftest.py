@@ -44,9 +44,11 @@ _LONG_FIRST = ["real-slurm", "tests/test_benchmarks_smoke.py", "tests/test_e2e_l
                "tests_multi_machine/test_transfer.py", "tests/test_cli_errors.py",
                "tests/test_lab.py", "tests/test_signals.py"]
 
-#: tests that compare the CPU a process gets with and without a rival: other
-#: workers' load on this 2-core machine would be a rival the test cannot see
+#: tests that compare the CPU a process gets with and without a rival (other
+#: workers' load on this 2-core machine would be a rival the test cannot
+#: see), or that compare the machine-wide cgroup tree before and after a job
 _ALONE = ("tests/test_cpu_binding.py::test_noisy_neighbour_cannot_slow_a_job_down",
+          "tests/test_cpu_binding.py::test_a_job_cannot_widen_its_cpus_past_its_cpuset",
           "tests/test_samples.py::test_sampler_measures_a_real_process",
           "tests_multi_machine/test_workstation_fleet.py::"
           "test_a_foreign_cpu_hog_keeps_new_jobs_off_its_machine")

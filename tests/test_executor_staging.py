@@ -236,7 +236,7 @@ def test_another_users_staged_files_are_read_and_written_as_theirs(tmp_path):
     # named: the directory on the way that they may not enter (which one
     # depends on how deep pytest's tmp_path is: one level more under xdist)
     named = re.search(r"Permission denied: '([^']+)'", str(denied.value))
-    assert named and str(tmp_path).startswith(named.group(1) + "/"), denied.value
+    assert named and (str(tmp_path) + "/").startswith(named.group(1) + "/"), denied.value
     assert not (sub / "out.txt").exists()
     # a directory that is not theirs is refused at submit
     ctl = _controller(tmp_path)
