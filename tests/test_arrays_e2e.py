@@ -193,14 +193,20 @@ def test_any_of_and_all_of(fleet):
 
 def test_singleton_runs_one_at_a_time(wide_fleet):
     fleet = wide_fleet
-    ids = [fleet.sbatch("-J", "only", "-d", "singleton", "-o", "/dev/null", "--wrap", "sleep 1")
-           for _ in range(3)]
+    # the first runs until "else" has ended (not a fixed sleep: the three
+    # submissions after it may take longer than that on a loaded machine)
+    go = fleet.work / "go"
+    first = f"while [ ! -e {go} ]; do sleep 0.1; done"
+    ids = [fleet.sbatch("-J", "only", "-d", "singleton", "-o", "/dev/null", "--wrap", cmd)
+           for cmd in (first, "sleep 1", "sleep 1")]
     other = fleet.sbatch("-J", "else", "-d", "singleton", "-o", "/dev/null", "--wrap", "true")
+    done = fleet.wait(other)
+    go.touch()
     recs = [fleet.wait(j) for j in ids]
     assert {r["state"] for r in recs} == {"COMPLETED"}
     for earlier, later in zip(recs, recs[1:]):
         assert later["start_time"] >= earlier["end_time"] - 1e-6
-    assert fleet.wait(other)["start_time"] < recs[0]["end_time"]
+    assert done["start_time"] < recs[0]["end_time"]
 
 
 def test_singleton_waits_for_an_array_submitted_before(fleet):

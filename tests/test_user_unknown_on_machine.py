@@ -230,6 +230,14 @@ def test_agent_reports_an_unknown_user(tmp_path: Path) -> None:
         kill_leftovers(tmp_path / "work")
 
 
+def _uid_taken(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
 def test_a_job_is_named_after_the_uids_user_now(fleet: Fleet) -> None:
     """A uid given to a new user since someone else had it: the job carries the
     new user's name (a remembered old name would make the user unknown on the
@@ -243,8 +251,11 @@ def test_a_job_is_named_after_the_uids_user_now(fleet: Fleet) -> None:
     if not shutil.which("useradd"):
         pytest.skip("needs useradd")
     old, new = (f"fsl{uuid.uuid4().hex[:10]}" for _ in range(2))
-    subprocess.run(["useradd", "-M", old], check=True, capture_output=True)
-    uid = pwd.getpwnam(old).pw_uid
+    # a uid far above the others, not the next one useradd gives: another
+    # test running beside this one (pytest-xdist) may create a user while
+    # the uid is free, and must not get it
+    uid = next(u for u in range(59000, 59900) if not _uid_taken(u))
+    subprocess.run(["useradd", "-M", "-u", str(uid), old], check=True, capture_output=True)
     try:
         user_name.cache_clear()  # (earlier tests' users may have had this uid)
         assert user_name(uid) == old  # remembered for display

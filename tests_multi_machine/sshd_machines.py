@@ -61,6 +61,14 @@ def free_port(address: str, preferred: int) -> int:
     raise RuntimeError(f"no free port on {address}")
 
 
+def _port_block() -> int:
+    """Each pytest-xdist worker's own range of preferred ports (gw0: 0, gw1:
+    10, ...): a machine keeps its port when it is killed and started again,
+    and another worker's machine must not take it in between."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return 10 * int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
 def _proc_table() -> dict[int, tuple[int, int, int]]:
     """pid -> (ppid, pgid, sid) for every process, from /proc/PID/stat."""
     table = {}
@@ -139,7 +147,7 @@ class Machine:
         self.name = name
         #: m1 -> 127.0.0.2, m2 -> 127.0.0.3, ...
         self.address = f"127.0.0.{index + 2}"
-        self.port = free_port(self.address, 2200 + index + 2)
+        self.port = free_port(self.address, 2200 + _port_block() + index + 2)
         self.root = root
         self.etc = root / "etc"
         self.workdir = root / "work"

@@ -64,10 +64,12 @@ def test_a_second_controller_on_the_default_workdir_leaves_the_first_ones_job_al
         sshd_fleet, fleets, tmp_path: Path) -> None:
     m1, m2 = sshd_fleet(2)
     marks = tmp_path / "marks"
+    go = tmp_path / "go"  # the first fleet's job runs until the checks below are done
     first = fleets([m1, m2], "a", workdir=DEFAULT_WORKDIR)
     first.wait_nodes({"m1": "idle", "m2": "idle"})
     job = first.sbatch("-w", "m1", "--wrap",
-                       f"echo a >> {marks}; sleep 6; echo a-done >> {marks}")
+                       f"echo a >> {marks}; while [ ! -e {go} ]; do sleep 0.1; done; "
+                       f"echo a-done >> {marks}")
     first.wait(job, {"RUNNING"})
     second = fleets([m1, m2], "b", workdir=DEFAULT_WORKDIR)
     second.wait_nodes({"m1": "idle", "m2": "idle"})
@@ -78,6 +80,7 @@ def test_a_second_controller_on_the_default_workdir_leaves_the_first_ones_job_al
     assert second.wait(theirs)["state"] == "COMPLETED"
     time.sleep(2)
     assert first.records(job)[0]["state"] == "RUNNING"
+    go.touch()
     rec = first.wait(job, timeout=60)
     assert (rec["state"], rec["restart_count"]) == ("COMPLETED", 0), rec
     assert sorted(marks.read_text().split()) == ["a", "a-done", "b"]
