@@ -199,8 +199,8 @@ FIELDS: dict[str, Any] = {
     "data": Annotated[StrictStr, Field(max_length=4 * 1024 * 1024)],
     "fields": Union[Annotated[dict[Text, Text], Field(max_length=1024)],
                     Annotated[list[Any], Field(max_length=1024)]],
-    **{flag: StrictBool for flag in ("batch", "full", "verbose", "hold", "user", "eof", "raw",
-                                     "steps", "squeue", "header", "one_liner", "per_task",
+    **{flag: StrictBool for flag in ("abort", "batch", "full", "verbose", "hold", "user", "eof",
+                                     "raw", "steps", "squeue", "header", "one_liner", "per_task",
                                      "records_only", "allocations_only", "group_arrays",
                                      "format_long", "dry")},
 }

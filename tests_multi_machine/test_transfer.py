@@ -87,12 +87,14 @@ def _part(cli: Cli, job: int) -> Path:
     return found[0] if found else cli.files.home / "output" / str(job) / "none"
 
 
-def _hold_copy_after(cli: Cli, job: int, nbytes: int) -> int:
+def _hold_copy_after(cli: Cli, machine, job: int, nbytes: int) -> int:
     """Stop the copy of the job's stdout (SIGSTOP its sender on the machine)
     once at least ``nbytes`` are home; returns the sender's pid."""
     rec = cli.wait(job, {"COMPLETING", "COMPLETED", "FAILED"}, timeout=120)
     assert rec["state"] == "COMPLETING", rec
-    pid = _sender("/jobs/")
+    # this job's run directory on this machine: other tests (other xdist
+    # workers) copy outputs home at the same time
+    pid = _sender(f"{machine.workdir}/jobs/{job}.")
     deadline = time.monotonic() + 120
     while True:
         part = _part(cli, job)
@@ -117,7 +119,7 @@ def test_big_output_streams_home_while_the_controller_answers(fleet1, expected):
     pid = _controller_pid(cli)
     before = _hwm_kb(pid)
     job = cli.sbatch("--wrap", JOB)
-    sender = _hold_copy_after(cli, job, 4 << 20)
+    sender = _hold_copy_after(cli, m1, job, 4 << 20)
     try:
         time.sleep(1.5)  # past MinJobAge (1 s) since the job ended
         # still listed, as COMPLETING, by every squeue, and by state "all"
@@ -153,7 +155,7 @@ def test_a_copy_cut_by_a_dropped_link_resumes_where_it_stopped(fleet1, expected)
     cli, m1 = fleet1
     size, sha, _ = expected
     job = cli.sbatch("--wrap", JOB)
-    _hold_copy_after(cli, job, 16 << 20)
+    _hold_copy_after(cli, m1, job, 16 << 20)
     held = _part(cli, job).stat().st_size
     m1.kill_sessions(jobs=False)  # the link drops: sshd, agent, the sender
     rec = cli.wait(job, timeout=300)
@@ -170,7 +172,7 @@ def test_a_corrupt_partial_copy_is_found_and_copied_again(fleet1, expected):
     cli, m1 = fleet1
     size, sha, _ = expected
     job = cli.sbatch("--wrap", JOB)
-    _hold_copy_after(cli, job, 8 << 20)
+    _hold_copy_after(cli, m1, job, 8 << 20)
     part = _part(cli, job)
     # what is home is damaged (one byte), then the link drops: the next copy
     # would continue after it; the sizes will agree, the hashes not

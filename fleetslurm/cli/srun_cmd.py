@@ -184,6 +184,7 @@ class Attached:
         self.stdin: Optional[_StdinPump] = None
         self.last_intr = 0.0
         self.cancelled = False
+        self.aborting = False  # the second Ctrl-C: the SIGINT that cancels the job
         self.record: dict = {}
         #: signals for the tasks, held until srun's step 0 has started them
         self.deferred: list[int] = []
@@ -336,6 +337,7 @@ class Attached:
         if self.cancelled:
             return
         _info(f"sending Ctrl-C to StepId={self.job_id}.0")
+        self.aborting = True
         self.forward(signal.SIGINT)
         self.cancel()
 
@@ -361,7 +363,9 @@ class Attached:
         todo, self.deferred = self.deferred, []
         with self.client() as c:
             for signum in todo:
-                c.call("cancel", ids=[str(self.job_id)], signal=int(signum), **scope)
+                # an abort's SIGINT also marks the job cancelled before it is sent
+                abort = {"abort": True} if signum == signal.SIGINT and self.aborting else {}
+                c.call("cancel", ids=[str(self.job_id)], signal=int(signum), **scope, **abort)
 
     def cancel(self) -> None:
         if self.cancelled:

@@ -82,6 +82,12 @@ def op_cancel(ctx: "Context", args: dict, uid: int, now: float) -> dict:
             continue  # finished but remembered: silent, exit 0
         if signal is not None:
             if task["state"] in _LIVE:
+                if args.get("abort"):
+                    # srun's second Ctrl-C: the job is cancelled by this signal,
+                    # recorded before it is sent, so a task that exits at once
+                    # of it ends CANCELLED, not FAILED (srun's cancel follows)
+                    ctx.store.update_task(task["task_id"], cancelled_by=uid)
+                    ctx.store.log(task["task_id"], now, "cancel", f"by {uid} (srun abort)")
                 # SLURM: srun steps only by default, -b the batch shell, -f everything
                 scope = "full" if args.get("full") else "batch" if batch_only else "steps"
                 ctx.send(task["node"], protocol.signal(task["run_key"], int(signal), scope))
