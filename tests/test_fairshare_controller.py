@@ -46,10 +46,15 @@ def _run(tmp_path: Path, priority, other: int):
     start order of the jobs that were still pending when the other user came."""
     ctl = _controller(tmp_path / "home", priority)
     try:
-        mine = [_submit(ctl, 0, 1.5) for _ in range(6)]
+        # root's jobs last long enough that both of the other user's jobs are
+        # in before a CPU frees, even on a loaded machine (each submit steps
+        # the controller: with 1.5 s a root job once started between the two)
+        mine = [_submit(ctl, 0, 3.0) for _ in range(6)]
         pump(ctl, lambda: sum(ctl.store.task(j)["state"] == "RUNNING" for j in mine) == 2)
         time.sleep(1.1)  # root's running jobs have used something by now
         theirs = [_submit(ctl, other, 0.2) for _ in range(2)]
+        assert [ctl.store.task(j)["state"] for j in mine[2:]] == ["PENDING"] * 4, \
+            "a root job started before the other user's jobs were both in"
         waiting = [j for j in mine if ctl.store.task(j)["state"] == "PENDING"] + theirs
         # the other user's jobs may fail where that user cannot write the test's directory;
         # they start all the same, which is what the order is about
