@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # (annotations only: typing is some 4 ms of a command's start
     from typing import Callable, NoReturn, Optional
 
 __all__ = ["Here", "client", "run", "report", "die", "warn", "iterate_seconds", "wait_gone", "VERSION_LINE",
-           "help_or_version"]
+           "help_or_version", "read_command"]
 
 #: what every command's --version prints (SLURM's version, then ours)
 VERSION_LINE = "slurm 22.05.8 (fleetslurm)\n"
@@ -119,6 +119,20 @@ class Here:
 #: messages SLURM prints without the command's name: the API's errors and
 #: parse_time's complaint
 _BARE = ("slurm_load_jobs error:", "Invalid time specification")
+
+
+def read_command(prog: str, argv: list[str], here: "Optional[Here]" = None
+                 ) -> "tuple[Here, dict, list[str]]":
+    """``here`` (this process's when None), and ``prog``'s options and
+    positional words from ``argv`` and here's environment (SLURM's input
+    variables), options SLURM has but fleetslurm does not refused."""
+    from ..slurm.option_env import command_options
+    from ..slurm.option_support import refuse_unsupported
+
+    here = Here() if here is None else here
+    opts, positionals = command_options(prog, argv, here.environ)
+    refuse_unsupported(prog, opts, argv=argv, environ=here.environ)
+    return here, opts, positionals
 
 
 def warn(prog: str, message: str, write: "Optional[Callable[[str], object]]" = None) -> None:

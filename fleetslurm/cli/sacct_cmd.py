@@ -27,18 +27,11 @@ def main(argv: list[str], here=None) -> int:
     """sacct ``argv`` with what ``here`` (common.Here: this process's by
     default; a thin client's in the controller) gives."""
     from ..slurm import sacct_fmt
-    from ..slurm.option_env import command_options
     from ..slurm.units import parse_datetime
+    from .common import read_command
 
-    if here is None:
-        from .common import Here
-
-        here = Here()
+    here, opts, positionals = read_command(PROG, argv, here)
     environ = here.environ
-    opts, positionals = command_options(PROG, argv, environ)
-    from ..slurm.option_support import refuse_unsupported
-
-    refuse_unsupported(PROG, opts, argv=argv, environ=environ)
     if opts.get("version"):
         here.out("slurm 22.05.8 (fleetslurm)\n")
         return 0

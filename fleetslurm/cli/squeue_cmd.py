@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -37,17 +36,10 @@ def parse_states(text: str, prog: str = PROG) -> "list[str] | str":
 def main(argv: list[str], here=None) -> int:
     """squeue ``argv`` with what ``here`` (common.Here: this process's by
     default; a thin client's in the controller) gives."""
-    from ..slurm.option_env import command_options
+    from .common import read_command
 
-    if here is None:
-        from .common import Here
-
-        here = Here()
+    here, opts, positionals = read_command(PROG, argv, here)
     environ = here.environ
-    opts, positionals = command_options(PROG, argv, environ)
-    from ..slurm.option_support import refuse_unsupported
-
-    refuse_unsupported(PROG, opts, argv=argv, environ=environ)
     if opts.get("version"):
         here.out("slurm 22.05.8 (fleetslurm)\n")
         return 0
