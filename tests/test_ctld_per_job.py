@@ -41,20 +41,24 @@ def _ops(fake: FakeTransport, op: str) -> list[dict]:
     return [r for r in fake.requests if r.get("op") == op]
 
 
+def _true(ctl, clock: list, work: Path) -> int:
+    """Submit a `true` job with no output file; its id."""
+    return submit(ctl, clock[0], {"wrap": "true", "output": "/dev/null"},
+                  script="#!/bin/sh\ntrue\n", cwd=str(work))
+
+
 def test_a_forget_waits_for_the_next_write_or_hold_s(tmp_path: Path) -> None:
     ctl, fake, clock = _fleet(tmp_path)
     try:
         work = tmp_path / "work"
         work.mkdir()
-        first = submit(ctl, clock[0], {"wrap": "true", "output": "/dev/null"},
-                       script="#!/bin/sh\ntrue\n", cwd=str(work))
+        first = _true(ctl, clock, work)
         pump(ctl, lambda: ctl.store.task(first)["state"] == "COMPLETED", clock)
         key = ctl.store.task(first)["run_key"]
         # ended, its output home, the end committed: the forget is held
         assert not _ops(fake, "forget") and len(ctl._held) == 1
         # the next job's launch takes it along, in the same write, first
-        second = submit(ctl, clock[0], {"wrap": "true", "output": "/dev/null"},
-                        script="#!/bin/sh\ntrue\n", cwd=str(work))
+        second = _true(ctl, clock, work)
         pump(ctl, lambda: _ops(fake, "launch")[-1]["key"].startswith(f"{second}."), clock)
         ops = [r.get("op") for r in fake.requests]
         assert ops.index("forget") == ops.index("launch", ops.index("launch") + 1) - 1
@@ -76,8 +80,7 @@ def test_a_run_whose_forget_was_lost_is_moved_aside_when_reported_again(tmp_path
     try:
         work = tmp_path / "work"
         work.mkdir()
-        job = submit(ctl, clock[0], {"wrap": "true", "output": "/dev/null"},
-                     script="#!/bin/sh\ntrue\n", cwd=str(work))
+        job = _true(ctl, clock, work)
         pump(ctl, lambda: ctl.store.task(job)["state"] == "COMPLETED", clock)
         key = ctl.store.task(job)["run_key"]
         ended = fake.jobs[key]
@@ -108,8 +111,7 @@ def test_started_waits_for_a_step_and_short_runs_ask_no_samples(tmp_path: Path) 
         work = tmp_path / "work"
         work.mkdir()
         fake.requests.clear()  # (the first heartbeat's samples request)
-        job = submit(ctl, clock[0], {"wrap": "true", "output": "/dev/null"},
-                     script="#!/bin/sh\ntrue\n", cwd=str(work))
+        job = _true(ctl, clock, work)
         pump(ctl, lambda: ctl.store.task(job)["state"] == "COMPLETED", clock)
         key = ctl.store.task(job)["run_key"]
         # the pid came in `started`, taken at a later step than its own

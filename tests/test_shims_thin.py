@@ -20,6 +20,7 @@ from fleetslurm.shims import install_shims
 
 sys.path.insert(0, str(Path(__file__).parent))
 from second_user import other_user  # noqa: E402,F401  (fixture)
+from test_lab import lab  # noqa: E402,F401  (fixture)
 
 THIN = Path(__file__).resolve().parent.parent / "fleetslurm" / "cli" / "thin.py"
 
@@ -245,13 +246,12 @@ def test_the_controller_answers_as_the_connections_uid_never_the_requests():
         handle("thin", dict(base, uid=1234, argv="-h"), 1234, 99)
 
 
-def test_in_a_lab_the_thin_client_is_answered_as_its_own_user(other_user, lab_env):
+def test_in_a_lab_the_thin_client_is_answered_as_its_own_user(other_user, lab):
     """A lab's controller (a service account) runs the command for the
     connection's user: the job is theirs, ``--me`` is them, and a request
     that claims another uid goes the full way."""
     from second_user import run_as
 
-    lab = lab_env
     lab.start()
     env = dict(lab.env, HOME=other_user.pw_dir)
 
@@ -284,21 +284,6 @@ def thin_in(lab, prog, *argv):
     return subprocess.run([sys.executable, "-S", "-c", HELPER, str(THIN), prog, *argv],
                           env=lab.env, capture_output=True, text=True, cwd=str(lab.work),
                           timeout=60)
-
-
-@pytest.fixture
-def lab_env():
-    import shutil
-
-    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("setpriv"):
-        pytest.skip("needs root, useradd and setpriv")
-    from tests.test_lab import lab_with
-
-    with lab_with({
-            "cluster_name": "lab", "kill_wait": 2, "heartbeat_interval": 1.0,
-            "machines": {"localhost": {"transport": "local", "cpus": 2, "memory_gb": 4,
-                                       "hostname": "localhost"}}}) as the_lab:
-        yield the_lab
 
 
 def test_a_bug_in_the_controller_is_the_commands_error_and_nothing_runs_twice(capsys):
